@@ -1,0 +1,67 @@
+//! Golden round trips on the published samples.
+
+use std::path::PathBuf;
+
+fn samples() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from("/work/shared/reference/samples");
+    let mut out = Vec::new();
+    for name in ["webhook-update-contact-async.json", "create-sync-all-types.json"] {
+        out.push((name.to_string(), std::fs::read(dir.join(name)).expect("sample readable")));
+    }
+    out
+}
+
+/// Removes whitespace outside strings and reads `\/` as `/`.
+fn normalise(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut in_str = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_str {
+            if b == b'\\' && bytes.get(i + 1) == Some(&b'/') {
+                out.push(b'/');
+                i += 2;
+                continue;
+            }
+            if b == b'\\' {
+                out.push(b);
+                out.push(bytes[i + 1]);
+                i += 2;
+                continue;
+            }
+            if b == b'"' {
+                in_str = false;
+            }
+            out.push(b);
+        } else if b == b'"' {
+            in_str = true;
+            out.push(b);
+        } else if !b.is_ascii_whitespace() {
+            out.push(b);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Reading then writing each sample gives back its bytes (normalised as the issue says).
+#[test]
+fn samples_round_trip_through_json() {
+    for (name, bytes) in samples() {
+        let ctx = weft_message::json::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = weft_message::json::encode(&ctx);
+        let (a, b) = (normalise(&bytes), normalise(&out));
+        if a != b {
+            let at = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            panic!(
+                "{name}: differs at {at}:\nwant …{}\ngot  …{}",
+                String::from_utf8_lossy(&a[at.saturating_sub(80)..(at + 80).min(a.len())]),
+                String::from_utf8_lossy(&b[at.saturating_sub(80)..(at + 80).min(b.len())])
+            );
+        }
+        // weft writes compact output with `\/` escaping.
+        assert!(!out.contains(&b'\n'));
+        assert!(!out.windows(2).any(|w| w == b"\"/"), "{name}: unescaped slash after quote");
+    }
+}
