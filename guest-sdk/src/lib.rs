@@ -1,1 +1,95 @@
-//! placeholder
+//! # weft-sdk
+//!
+//! The only crate a weft plug-in depends on. A plug-in is a type implementing
+//! [`Plugin`], exported with [`export_plugin!`], compiled to a WebAssembly
+//! component (`cargo build --target wasm32-wasip2`) and run by the weft host in
+//! a sandbox. It sees the Dataverse execution context ([`Context`]) and reaches
+//! the host only through [`Services`]: tracing, the service-endpoint
+//! notification service, the organization service and its step configuration.
+//!
+//! ```
+//! use weft_sdk::{Context, Plugin, PluginError, Services};
+//!
+//! /// Rejects accounts without a name.
+//! pub struct RequireName;
+//!
+//! impl Plugin for RequireName {
+//!     fn execute(ctx: &mut Context, services: &Services) -> Result<(), PluginError> {
+//!         let target = ctx.target().ok_or_else(|| PluginError::new("no Target"))?;
+//!         if target.get_str("name").is_none_or(str::is_empty) {
+//!             return Err(PluginError::new("Account name is required."));
+//!         }
+//!         services.trace("name present");
+//!         Ok(())
+//!     }
+//! }
+//! // In the plug-in crate (a `cdylib`): weft_sdk::export_plugin!(RequireName);
+//! ```
+//!
+//! # Layout
+//! - [`Guid`], [`Value`], [`Entity`], [`EntityReference`], [`EntityCollection`],
+//!   [`Parameters`]: Dataverse value types (`guid`, `value` modules).
+//! - [`Context`] / [`ContextFrame`]: the execution context; writes are tracked so
+//!   only changed parts go back to the host (`context`).
+//! - [`Services`] and the [`Host`] seam behind it (`services`).
+//! - [`PluginError`] / [`ServiceError`] (`error`).
+//! - [`testing`]: the native harness — unit-test plug-ins with `cargo test`.
+//!
+//! Must not: expose the generated WIT types (they stay in the hidden `wit`
+//! module and `convert`).
+
+mod context;
+mod error;
+mod guid;
+mod services;
+mod value;
+
+#[doc(hidden)]
+pub mod convert;
+pub mod testing;
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod wit;
+
+pub use context::{Context, ContextFrame, IsolationMode, Mode, Stage};
+pub use error::{OperationStatus, PluginError, ServiceError, ServiceErrorKind};
+pub use guid::{Guid, ParseGuidError};
+pub use services::{Condition, ConditionOperator, ContextChanges, Host, Query, Services};
+pub use value::{Entity, EntityCollection, EntityReference, ParameterValue, Parameters, Value};
+
+/// A plug-in: one `execute` per pipeline event it is registered on.
+///
+/// Return `Err(PluginError)` to raise an InvalidPluginExecutionException: its
+/// message reaches the caller verbatim and, in a synchronous step, the whole
+/// operation rolls back.
+pub trait Plugin {
+    /// Runs once per invocation, with the context and the host's services.
+    fn execute(ctx: &mut Context, services: &Services) -> Result<(), PluginError>;
+}
+
+/// Exports a [`Plugin`] type as the component's `execute` function.
+///
+/// ```ignore
+/// struct MyPlugin;
+/// impl weft_sdk::Plugin for MyPlugin { /* … */ }
+/// weft_sdk::export_plugin!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __WeftPluginExport;
+            impl $crate::wit::Guest for __WeftPluginExport {
+                fn execute(
+                    context: $crate::wit::weft::plugin::context::ExecutionContext,
+                ) -> ::core::result::Result<
+                    $crate::wit::weft::plugin::context::ContextChanges,
+                    $crate::wit::weft::plugin::context::PluginError,
+                > {
+                    $crate::convert::run::<$plugin>(context)
+                }
+            }
+            $crate::wit::__export_plugin_world!(__WeftPluginExport with_types_in $crate::wit);
+        };
+    };
+}
