@@ -1,1 +1,319 @@
-//! placeholder: replaced by the store work
+//! weft's data store: declared tables with typed rows, the system tables (registration, trace log, system jobs)
+//! and durable group commit.
+//!
+//! Owns the backend-neutral API the pipeline and the asynchronous service program against ([`Store`],
+//! [`StoreExt`], [`Tx`], [`Read`]) and the embedded SQLite backend ([`SqliteStore`]). It must not know about
+//! plug-ins, messages or HTTP: it stores what it is given, checked against the declared [`schema::Schema`].
+//!
+//! # Why group commit
+//! Every operation must be durable (`synchronous=FULL`: an fsync per commit) before its caller hears back. One
+//! fsync per operation caps throughput at the disk's fsync rate. So all writes go to one writer thread that owns
+//! the write connection; it takes every queued work (a batch), runs `BEGIN`, then for each work
+//! `SAVEPOINT` → run → `RELEASE` (Ok) or `ROLLBACK TO` + `RELEASE` (Err or panic), then one `COMMIT`, and
+//! only then answers every caller of the batch. Many operations share one fsync; each is isolated by its
+//! savepoint, so a failed one is rolled back alone while its batch-mates commit.
+//!
+//! Consequence: a work runs on the writer thread, serially with every other write, so it must be short and must
+//! not block on anything but the store (the pipeline's 2-minute operation limit bounds the worst case). Reads
+//! that need no transaction go through [`StoreExt::read`] on a pool of read connections, which WAL lets run
+//! concurrently with the writer and which see only committed data.
+
+pub mod bench;
+mod error;
+pub mod query;
+pub mod schema;
+mod sqlite;
+pub mod system;
+pub mod value;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub use error::StoreError;
+pub use query::{Condition, Order, Query};
+pub use schema::{AttributeDef, AttributeKind, RelationshipDef, Schema, TableDef};
+pub use sqlite::{SqliteOptions, SqliteStore};
+use system::*;
+pub use value::Value;
+
+/// Result with [`StoreError`] by default.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Attribute values by logical name.
+pub type Attributes = BTreeMap<String, Value>;
+
+/// A reference to a row: table logical name and id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EntityRef {
+    /// Table logical name.
+    pub logical_name: String,
+    /// Row id.
+    pub id: Uuid,
+}
+
+impl EntityRef {
+    /// A reference to row `id` of `logical_name`.
+    pub fn new(logical_name: impl Into<String>, id: Uuid) -> Self {
+        EntityRef {
+            logical_name: logical_name.into(),
+            id,
+        }
+    }
+}
+
+/// A row as read: its table, id and non-null attribute values (null attributes are omitted, as Dataverse does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Table logical name.
+    pub table: String,
+    /// Primary id.
+    pub id: Uuid,
+    /// Attribute values, including the primary id attribute when selected.
+    pub attributes: Attributes,
+}
+
+/// Reads, inside a transaction ([`Tx`]) or on a read connection.
+pub trait Read {
+    /// The declared schema.
+    fn schema(&self) -> &Schema;
+    /// One row by id, with the given columns (None = all); None when it does not exist.
+    fn retrieve(&self, table: &str, id: Uuid, columns: Option<&[String]>) -> Result<Option<Row>>;
+    /// Rows matching a query.
+    fn retrieve_multiple(&self, query: &Query) -> Result<Vec<Row>>;
+    /// Rows related to `row` through relationship `relationship` (N:N: the other side; 1:N from the referenced
+    /// side: the referencing rows; from the referencing side: the referenced row).
+    fn related(&self, relationship: &str, row: &EntityRef) -> Result<Vec<EntityRef>>;
+
+    /// Registered plug-in assemblies.
+    fn plugin_assemblies(&self) -> Result<Vec<PluginAssembly>>;
+    /// Registered plug-in types.
+    fn plugin_types(&self) -> Result<Vec<PluginType>>;
+    /// Registered steps with their images, ordered by message, stage, rank; never the secure configuration.
+    fn steps(&self) -> Result<Vec<Step>>;
+    /// A step's secure configuration: for handing to the sandbox only, never to API callers.
+    fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>>;
+    /// Registered service endpoints (secrets as `is…set` flags only).
+    fn service_endpoints(&self) -> Result<Vec<ServiceEndpoint>>;
+    /// One service endpoint.
+    fn service_endpoint(&self, id: Uuid) -> Result<Option<ServiceEndpoint>>;
+    /// An endpoint's secrets: for the delivery service signing a request only, never to API callers.
+    fn service_endpoint_secrets_for_delivery(&self, id: Uuid) -> Result<Option<EndpointSecrets>>;
+    /// One system job.
+    fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>>;
+    /// System jobs matching the filter, oldest first.
+    fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>>;
+    /// Plug-in trace log rows matching the filter, newest first.
+    fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>>;
+}
+
+/// Writes inside one transaction (one savepoint of a group commit). All changes of a work become durable
+/// together when its batch commits, or vanish together if the work fails.
+pub trait Tx: Read {
+    /// The store clock (ms since the Unix epoch) used for `createdon`/`modifiedon` and job times.
+    fn now_ms(&self) -> i64;
+    /// Creates a row; generates the id when None (or takes it from the primary id attribute). Returns the id.
+    fn create(&mut self, table: &str, id: Option<Uuid>, attributes: Attributes) -> Result<Uuid>;
+    /// Updates a row; returns the previous values of the attributes in `attributes` (Null when unset).
+    fn update(&mut self, table: &str, id: Uuid, attributes: Attributes) -> Result<Attributes>;
+    /// Deletes a row (and its N:N links); returns the deleted row.
+    fn delete(&mut self, table: &str, id: Uuid) -> Result<Row>;
+    /// Links `target` with each of `related` through a relationship (N:N row, or 1:N lookup set).
+    fn associate(
+        &mut self,
+        relationship: &str,
+        target: &EntityRef,
+        related: &[EntityRef],
+    ) -> Result<()>;
+    /// Removes the links made by [`Tx::associate`].
+    fn disassociate(
+        &mut self,
+        relationship: &str,
+        target: &EntityRef,
+        related: &[EntityRef],
+    ) -> Result<()>;
+    /// Sets `statecode`/`statuscode` (the status must belong to the state); returns the previous pair.
+    fn set_state(&mut self, table: &str, id: Uuid, state: i32, status: i32) -> Result<Attributes>;
+    /// Sets `ownerid`; returns the previous owner.
+    fn assign(&mut self, table: &str, id: Uuid, owner: EntityRef) -> Result<Attributes>;
+
+    /// Writes a system job (Ready / Waiting For Resources) in this transaction: the pipeline's outbox row.
+    fn insert_system_job(&mut self, job: NewSystemJob) -> Result<Uuid>;
+    /// Records a step execution. Trace rows are kept even when the work fails: they are written after the
+    /// work's savepoint is released or rolled back, in the same commit.
+    fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid>;
+
+    /// Inserts or replaces a plug-in assembly.
+    fn put_plugin_assembly(&mut self, assembly: &PluginAssembly) -> Result<()>;
+    /// Inserts or replaces a plug-in type (its assembly must exist).
+    fn put_plugin_type(&mut self, plugin_type: &PluginType) -> Result<()>;
+    /// Inserts or replaces a step with its images; changes its secure configuration as told. Refuses async
+    /// steps outside PostOperation and event handlers that do not exist.
+    fn put_step(&mut self, step: &StepDef, secure_configuration: SecretUpdate) -> Result<()>;
+    /// Deletes a step, its images and secure configuration; false when it did not exist.
+    fn delete_step(&mut self, id: Uuid) -> Result<bool>;
+    /// Inserts or replaces a service endpoint; changes its secrets as told.
+    fn put_service_endpoint(
+        &mut self,
+        endpoint: &ServiceEndpointDef,
+        secrets: &EndpointSecretsUpdate,
+    ) -> Result<()>;
+    /// Deletes a service endpoint; false when it did not exist. Refused while a step uses it.
+    fn delete_service_endpoint(&mut self, id: Uuid) -> Result<bool>;
+
+    /// Claims up to `limit` runnable jobs for `worker` until `now_ms + lease_ms`: Ready jobs whose
+    /// `postponeuntil` has passed, Waiting jobs whose next attempt is due, and Locked jobs whose lease expired
+    /// (takeover). They become Locked / In Progress. Oldest first.
+    fn claim_jobs(
+        &mut self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<SystemJob>>;
+    /// Marks a job leased to `worker` Completed / Succeeded.
+    fn complete_job(&mut self, id: Uuid, worker: &str, now_ms: i64) -> Result<()>;
+    /// Marks a job leased to `worker` Completed / Failed with the error.
+    fn fail_job(&mut self, id: Uuid, worker: &str, now_ms: i64, error: &JobError) -> Result<()>;
+    /// Puts a job leased to `worker` in Suspended / Waiting until `next_attempt_ms`, counting a retry.
+    fn wait_job(
+        &mut self,
+        id: Uuid,
+        worker: &str,
+        next_attempt_ms: i64,
+        error: &JobError,
+    ) -> Result<()>;
+    /// Deletes a job; false when it did not exist.
+    fn delete_job(&mut self, id: Uuid) -> Result<bool>;
+}
+
+/// What a boxed work tells the writer: whether to keep its changes, and the caller's answer.
+pub struct WorkOutcome {
+    /// Release the savepoint (true) or roll it back (false).
+    pub commit: bool,
+    /// The value handed back to the caller after the batch commits.
+    pub payload: Box<dyn Any + Send>,
+}
+
+/// A unit of work for the writer, in object-safe form (see [`StoreExt::transact`] for the typed form).
+pub type BoxedWork = Box<dyn FnOnce(&mut dyn Tx) -> WorkOutcome + Send>;
+
+/// The answer to a submitted work, delivered after the commit that made it durable (or the failure).
+/// Wait with [`Pending::wait`] on a plain thread or `.await` it in async code.
+pub struct Pending(oneshot::Receiver<Result<Box<dyn Any + Send>>>);
+
+impl Pending {
+    /// Creates a pending answer and the sender a backend completes it with.
+    pub fn channel() -> (oneshot::Sender<Result<Box<dyn Any + Send>>>, Pending) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Pending(rx))
+    }
+
+    /// Blocks until the answer arrives. Must not be called from async code (await the `Pending` instead).
+    pub fn wait(self) -> Result<Box<dyn Any + Send>> {
+        self.0.blocking_recv().unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(StoreError::Closed)))
+    }
+}
+
+/// A store backend: a group-commit writer plus concurrent readers. Object-safe; use [`StoreExt`] for the
+/// typed helpers. A PostgreSQL backend implements this trait and [`Tx`]/[`Read`] on its connections.
+pub trait Store: Send + Sync {
+    /// Queues a work for the writer; the answer comes after the commit of its batch.
+    fn submit(&self, work: BoxedWork) -> Pending;
+    /// Runs `f` on a read connection (committed data only). Blocking: call from a blocking context.
+    fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()>;
+    /// The declared schema.
+    fn schema(&self) -> &Schema;
+}
+
+/// Typed helpers over any [`Store`].
+pub trait StoreExt: Store {
+    /// Runs `work` in a savepoint of the next group commit and returns its result once that commit is durable.
+    ///
+    /// Err from the work (or a panic in it) rolls back the work's changes only. If the commit itself fails,
+    /// every work of the batch gets [`StoreError::CommitFailed`]. Blocking: from async code use
+    /// [`StoreExt::transact_async`].
+    fn transact<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    {
+        unbox(self.submit(box_work(work)).wait())
+    }
+
+    /// [`StoreExt::transact`] for async callers: the future resolves after the commit.
+    fn transact_async<T, E, F>(
+        &self,
+        work: F,
+    ) -> impl Future<Output = Result<T, E>> + Send + 'static
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    {
+        let pending = self.submit(box_work(work));
+        async move { unbox(pending.await) }
+    }
+
+    /// Runs `f` on a read connection and returns its result.
+    fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&dyn Read) -> Result<T, E>,
+    {
+        let mut f = Some(f);
+        let mut out = None;
+        self.read_with(&mut |r| {
+            if let Some(f) = f.take() {
+                out = Some(f(r));
+            }
+            Ok(())
+        })?;
+        out.unwrap_or_else(|| Err(StoreError::Closed.into()))
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+fn box_work<T, E, F>(work: F) -> BoxedWork
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+{
+    Box::new(move |tx: &mut dyn Tx| {
+        let result = work(tx);
+        WorkOutcome {
+            commit: result.is_ok(),
+            payload: Box::new(result),
+        }
+    })
+}
+
+fn unbox<T: 'static, E: From<StoreError> + 'static>(
+    answer: Result<Box<dyn Any + Send>>,
+) -> Result<T, E> {
+    match answer?.downcast::<Result<T, E>>() {
+        Ok(result) => *result,
+        Err(_) => {
+            Err(StoreError::Database("the writer answered with an unexpected type".into()).into())
+        }
+    }
+}

@@ -1,0 +1,547 @@
+//! The embedded SQLite backend: WAL, `synchronous=FULL`, one group-commit writer thread, a pool of readers.
+//!
+//! Owns connections, pragmas, the writer loop (BEGIN, a SAVEPOINT per work, one COMMIT, then the answers) and
+//! the [`crate::Read`]/[`crate::Tx`] implementations over a connection. Table SQL lives in `tables.rs` and
+//! `system.rs`; this module must not build row SQL itself.
+
+mod system;
+mod tables;
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::system::*;
+use crate::{
+    Attributes, BoxedWork, EntityRef, Pending, Query, Read, Result, Row, Schema, Store, StoreError,
+    Tx,
+};
+
+/// A clock returning ms since the Unix epoch; injectable so tests control time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Tuning of a [`SqliteStore`].
+#[derive(Clone)]
+pub struct SqliteOptions {
+    /// Read connections kept open for [`crate::StoreExt::read`] (more are opened on demand, then closed).
+    pub read_connections: usize,
+    /// Most works per group commit.
+    pub max_batch: usize,
+    /// The clock for `createdon`/`modifiedon`, trace logs and job creation.
+    pub clock: Clock,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            read_connections: 4,
+            max_batch: 512,
+            clock: Arc::new(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            }),
+        }
+    }
+}
+
+type Answer = oneshot::Sender<Result<Box<dyn Any + Send>>>;
+
+struct Job {
+    work: BoxedWork,
+    answer: Answer,
+}
+
+/// The SQLite store. Dropping it finishes queued works, then stops the writer.
+pub struct SqliteStore {
+    path: PathBuf,
+    schema: Arc<Schema>,
+    queue: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+    read_connections: usize,
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Database(format!(
+            "{}: journal mode is `{mode}`, WAL is required",
+            path.display()
+        )));
+    }
+    // FULL: the WAL is fsynced at every commit, so an answered caller's work survives power loss.
+    conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, creates or migrates tables for `schema`
+    /// (see `tables::migrate` for what is migrated) and starts the writer thread.
+    pub fn open(path: impl AsRef<Path>, schema: Schema, options: SqliteOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = open_connection(&path)?;
+        {
+            let tx = conn.transaction()?;
+            system::migrate(&tx)?;
+            tables::migrate(&tx, &schema)?;
+            tx.commit()?;
+        }
+        let schema = Arc::new(schema);
+        let (queue, rx) = mpsc::channel::<Job>();
+        let writer_schema = schema.clone();
+        let SqliteOptions {
+            read_connections,
+            max_batch,
+            clock,
+        } = options;
+        let writer = std::thread::Builder::new()
+            .name("weft-store-writer".into())
+            .spawn(move || writer_loop(conn, &writer_schema, &clock, &rx, max_batch.max(1)))
+            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            path,
+            schema,
+            queue: Some(queue),
+            writer: Some(writer),
+            readers: Mutex::new(Vec::new()),
+            read_connections,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn submit(&self, work: BoxedWork) -> Pending {
+        let (answer, pending) = Pending::channel();
+        if let Some(q) = &self.queue
+            && let Err(mpsc::SendError(job)) = q.send(Job { work, answer })
+        {
+            let _ = job.answer.send(Err(StoreError::Closed));
+        }
+        pending
+    }
+
+    fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()> {
+        let pooled = self.readers.lock().map_err(|_| StoreError::Closed)?.pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = open_connection(&self.path)?;
+                c.execute_batch("PRAGMA query_only = ON;")?;
+                c
+            }
+        };
+        let result = f(&SqlRead {
+            conn: &conn,
+            schema: &self.schema,
+        });
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < self.read_connections
+        {
+            pool.push(conn);
+        }
+        result
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    schema: &Schema,
+    clock: &Clock,
+    rx: &mpsc::Receiver<Job>,
+    max_batch: usize,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, schema, clock, batch);
+    }
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".into())
+}
+
+/// A caller's answer, held until its batch commits.
+struct Reply {
+    answer: Answer,
+    result: Result<Box<dyn Any + Send>>,
+    /// The result reports changes that only exist once the batch commits.
+    needs_commit: bool,
+}
+
+/// Answers every caller of a failed batch: works that changed data get CommitFailed (nothing is durable).
+fn fail_all(replies: Vec<Reply>, why: &str) {
+    for r in replies {
+        let _ = r.answer.send(if r.needs_commit {
+            Err(StoreError::CommitFailed(why.to_string()))
+        } else {
+            r.result
+        });
+    }
+}
+
+/// One group commit: BEGIN; per work SAVEPOINT, run, RELEASE or ROLLBACK TO; COMMIT; then answer everyone.
+fn run_batch(conn: &Connection, schema: &Schema, clock: &Clock, batch: Vec<Job>) {
+    let mut answers: Vec<Reply> = Vec::with_capacity(batch.len());
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let why = e.to_string();
+        for job in batch {
+            let _ = job.answer.send(Err(StoreError::CommitFailed(why.clone())));
+        }
+        return;
+    }
+    for job in batch {
+        if let Err(e) = conn.execute_batch("SAVEPOINT work") {
+            answers.push(Reply {
+                answer: job.answer,
+                result: Err(e.into()),
+                needs_commit: false,
+            });
+            continue;
+        }
+        let mut tx = SqlTx {
+            read: SqlRead { conn, schema },
+            clock,
+            traces: Vec::new(),
+        };
+        let ran = catch_unwind(AssertUnwindSafe(|| (job.work)(&mut tx)));
+        let traces = std::mem::take(&mut tx.traces);
+        let (result, keep) = match ran {
+            Ok(outcome) => (Ok(outcome.payload), outcome.commit),
+            Err(p) => (
+                Err(StoreError::WorkPanicked(panic_message(p.as_ref()))),
+                false,
+            ),
+        };
+        let end = if keep {
+            "RELEASE work"
+        } else {
+            "ROLLBACK TO work; RELEASE work"
+        };
+        match conn.execute_batch(end) {
+            Ok(()) => answers.push(Reply {
+                answer: job.answer,
+                result,
+                needs_commit: keep,
+            }),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK TO work; RELEASE work");
+                answers.push(Reply {
+                    answer: job.answer,
+                    result: Err(e.into()),
+                    needs_commit: false,
+                });
+            }
+        }
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (I/O error, disk full…): earlier works are gone too.
+            fail_all(
+                std::mem::take(&mut answers),
+                "the database rolled back the transaction",
+            );
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                tracing::error!(error = %e, "cannot restart the batch transaction");
+            }
+        }
+        for (id, entry, at) in traces {
+            if let Err(e) = system::insert_trace_log(conn, id, &entry, at) {
+                tracing::warn!(error = %e, plugin = %entry.plugin, "cannot record a plug-in trace log row");
+            }
+        }
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for r in answers {
+                let _ = r.answer.send(r.result);
+            }
+        }
+        Err(e) => {
+            let why = e.to_string();
+            let _ = conn.execute_batch("ROLLBACK");
+            fail_all(answers, &why);
+        }
+    }
+}
+
+/// Reads over one connection (a read connection, or the writer's inside a transaction).
+struct SqlRead<'a> {
+    conn: &'a Connection,
+    schema: &'a Schema,
+}
+
+impl Read for SqlRead<'_> {
+    fn schema(&self) -> &Schema {
+        self.schema
+    }
+    fn retrieve(&self, table: &str, id: Uuid, columns: Option<&[String]>) -> Result<Option<Row>> {
+        tables::retrieve(self.conn, self.schema, table, id, columns)
+    }
+    fn retrieve_multiple(&self, query: &Query) -> Result<Vec<Row>> {
+        tables::retrieve_multiple(self.conn, self.schema, query)
+    }
+    fn related(&self, relationship: &str, row: &EntityRef) -> Result<Vec<EntityRef>> {
+        tables::related(self.conn, self.schema, relationship, row)
+    }
+    fn plugin_assemblies(&self) -> Result<Vec<PluginAssembly>> {
+        system::plugin_assemblies(self.conn)
+    }
+    fn plugin_types(&self) -> Result<Vec<PluginType>> {
+        system::plugin_types(self.conn)
+    }
+    fn steps(&self) -> Result<Vec<Step>> {
+        system::steps(self.conn)
+    }
+    fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>> {
+        system::step_secure_configuration(self.conn, step_id)
+    }
+    fn service_endpoints(&self) -> Result<Vec<ServiceEndpoint>> {
+        system::service_endpoints(self.conn)
+    }
+    fn service_endpoint(&self, id: Uuid) -> Result<Option<ServiceEndpoint>> {
+        system::service_endpoint(self.conn, id)
+    }
+    fn service_endpoint_secrets_for_delivery(&self, id: Uuid) -> Result<Option<EndpointSecrets>> {
+        system::service_endpoint_secrets(self.conn, id)
+    }
+    fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>> {
+        system::system_job(self.conn, id)
+    }
+    fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>> {
+        system::system_jobs(self.conn, filter)
+    }
+    fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
+        system::trace_logs(self.conn, filter)
+    }
+}
+
+/// Writes inside the writer's current savepoint.
+struct SqlTx<'a> {
+    read: SqlRead<'a>,
+    clock: &'a Clock,
+    /// Trace rows, written after the savepoint ends so they survive a rollback.
+    traces: Vec<(Uuid, NewTraceLog, i64)>,
+}
+
+impl Read for SqlTx<'_> {
+    fn schema(&self) -> &Schema {
+        self.read.schema
+    }
+    fn retrieve(&self, table: &str, id: Uuid, columns: Option<&[String]>) -> Result<Option<Row>> {
+        self.read.retrieve(table, id, columns)
+    }
+    fn retrieve_multiple(&self, query: &Query) -> Result<Vec<Row>> {
+        self.read.retrieve_multiple(query)
+    }
+    fn related(&self, relationship: &str, row: &EntityRef) -> Result<Vec<EntityRef>> {
+        self.read.related(relationship, row)
+    }
+    fn plugin_assemblies(&self) -> Result<Vec<PluginAssembly>> {
+        self.read.plugin_assemblies()
+    }
+    fn plugin_types(&self) -> Result<Vec<PluginType>> {
+        self.read.plugin_types()
+    }
+    fn steps(&self) -> Result<Vec<Step>> {
+        self.read.steps()
+    }
+    fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>> {
+        self.read.step_secure_configuration_for_sandbox(step_id)
+    }
+    fn service_endpoints(&self) -> Result<Vec<ServiceEndpoint>> {
+        self.read.service_endpoints()
+    }
+    fn service_endpoint(&self, id: Uuid) -> Result<Option<ServiceEndpoint>> {
+        self.read.service_endpoint(id)
+    }
+    fn service_endpoint_secrets_for_delivery(&self, id: Uuid) -> Result<Option<EndpointSecrets>> {
+        self.read.service_endpoint_secrets_for_delivery(id)
+    }
+    fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>> {
+        self.read.system_job(id)
+    }
+    fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>> {
+        self.read.system_jobs(filter)
+    }
+    fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
+        self.read.trace_logs(filter)
+    }
+}
+
+impl Tx for SqlTx<'_> {
+    fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+    fn create(&mut self, table: &str, id: Option<Uuid>, attributes: Attributes) -> Result<Uuid> {
+        tables::create(
+            self.read.conn,
+            self.read.schema,
+            self.now_ms(),
+            table,
+            id,
+            attributes,
+        )
+    }
+    fn update(&mut self, table: &str, id: Uuid, attributes: Attributes) -> Result<Attributes> {
+        tables::update(
+            self.read.conn,
+            self.read.schema,
+            self.now_ms(),
+            table,
+            id,
+            attributes,
+        )
+    }
+    fn delete(&mut self, table: &str, id: Uuid) -> Result<Row> {
+        tables::delete(self.read.conn, self.read.schema, table, id)
+    }
+    fn associate(
+        &mut self,
+        relationship: &str,
+        target: &EntityRef,
+        related: &[EntityRef],
+    ) -> Result<()> {
+        tables::associate(
+            self.read.conn,
+            self.read.schema,
+            self.now_ms(),
+            relationship,
+            target,
+            related,
+            true,
+        )
+    }
+    fn disassociate(
+        &mut self,
+        relationship: &str,
+        target: &EntityRef,
+        related: &[EntityRef],
+    ) -> Result<()> {
+        tables::associate(
+            self.read.conn,
+            self.read.schema,
+            self.now_ms(),
+            relationship,
+            target,
+            related,
+            false,
+        )
+    }
+    fn set_state(&mut self, table: &str, id: Uuid, state: i32, status: i32) -> Result<Attributes> {
+        use crate::schema::platform::{STATE_CODE, STATUS_CODE};
+        use crate::value::Value::OptionSetValue;
+        let attrs = Attributes::from([
+            (STATE_CODE.into(), OptionSetValue(state)),
+            (STATUS_CODE.into(), OptionSetValue(status)),
+        ]);
+        self.update(table, id, attrs)
+    }
+    fn assign(&mut self, table: &str, id: Uuid, owner: EntityRef) -> Result<Attributes> {
+        use crate::schema::{Ownership, platform::OWNER_ID};
+        let t = tables::table(self.read.schema, table)?;
+        if t.ownership == Ownership::OrganizationOwned {
+            return Err(StoreError::Invalid(format!(
+                "table `{table}` is organization-owned: its rows cannot be assigned"
+            )));
+        }
+        let value = crate::Value::EntityReference {
+            logical_name: owner.logical_name,
+            id: owner.id,
+        };
+        self.update(table, id, Attributes::from([(OWNER_ID.into(), value)]))
+    }
+    fn insert_system_job(&mut self, job: NewSystemJob) -> Result<Uuid> {
+        system::insert_system_job(self.read.conn, &job, self.now_ms())
+    }
+    fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        let at = self.now_ms();
+        self.traces.push((id, entry, at));
+        Ok(id)
+    }
+    fn put_plugin_assembly(&mut self, assembly: &PluginAssembly) -> Result<()> {
+        system::put_plugin_assembly(self.read.conn, assembly)
+    }
+    fn put_plugin_type(&mut self, plugin_type: &PluginType) -> Result<()> {
+        system::put_plugin_type(self.read.conn, plugin_type)
+    }
+    fn put_step(&mut self, step: &StepDef, secure_configuration: SecretUpdate) -> Result<()> {
+        system::put_step(self.read.conn, step, secure_configuration)
+    }
+    fn delete_step(&mut self, id: Uuid) -> Result<bool> {
+        system::delete_step(self.read.conn, id)
+    }
+    fn put_service_endpoint(
+        &mut self,
+        endpoint: &ServiceEndpointDef,
+        secrets: &EndpointSecretsUpdate,
+    ) -> Result<()> {
+        system::put_service_endpoint(self.read.conn, endpoint, secrets)
+    }
+    fn delete_service_endpoint(&mut self, id: Uuid) -> Result<bool> {
+        system::delete_service_endpoint(self.read.conn, id)
+    }
+    fn claim_jobs(
+        &mut self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<SystemJob>> {
+        system::claim_jobs(self.read.conn, worker, now_ms, lease_ms, limit)
+    }
+    fn complete_job(&mut self, id: Uuid, worker: &str, now_ms: i64) -> Result<()> {
+        system::complete_job(self.read.conn, id, worker, now_ms)
+    }
+    fn fail_job(&mut self, id: Uuid, worker: &str, now_ms: i64, error: &JobError) -> Result<()> {
+        system::fail_job(self.read.conn, id, worker, now_ms, error)
+    }
+    fn wait_job(
+        &mut self,
+        id: Uuid,
+        worker: &str,
+        next_attempt_ms: i64,
+        error: &JobError,
+    ) -> Result<()> {
+        system::wait_job(self.read.conn, id, worker, next_attempt_ms, error)
+    }
+    fn delete_job(&mut self, id: Uuid) -> Result<bool> {
+        system::delete_job(self.read.conn, id)
+    }
+}

@@ -1,0 +1,994 @@
+//! Declared tables on SQLite: DDL and migration, value encoding, and the row operations behind [`crate::Tx`].
+//!
+//! Owns how a declared table maps to a real SQLite table: one `WITHOUT ROWID` table per declared table, named by
+//! its logical name, primary key = the primary id attribute (hyphenated GUID text), one typed column per
+//! attribute; a Lookup takes two columns (`attr` = id, `attr@type` = target table); a MultiSelectPicklist is the
+//! comma-separated option list; Decimal/Money are exact canonical text (compared and ordered numerically);
+//! DateTime is INTEGER ms. N:N relationships get an intersect table named after the relationship.
+//! It must not touch system tables (see `system.rs`).
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use uuid::Uuid;
+
+use crate::query::{Condition, Query, check_condition};
+use crate::schema::{
+    AttributeDef, AttributeKind, RelationshipDef, Schema, SchemaError, TableDef, platform,
+};
+use crate::value::Value;
+use crate::{Attributes, EntityRef, Result, Row, StoreError};
+
+/// Creates missing tables and columns; refuses changes it cannot migrate.
+///
+/// Migrated: new tables, new attributes (added as nullable columns), new N:N relationships.
+/// Not migrated (open fails with a message): a changed attribute type or primary id attribute.
+/// Left in place: columns of attributes no longer declared (kept, ignored) and tables no longer declared.
+pub(crate) fn migrate(conn: &Connection, schema: &Schema) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS weft_attribute (
+            tablename TEXT NOT NULL, attribute TEXT NOT NULL, kind TEXT NOT NULL,
+            PRIMARY KEY (tablename, attribute)) WITHOUT ROWID;",
+    )?;
+    let mut stored: HashMap<(String, String), String> = HashMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT tablename, attribute, kind FROM weft_attribute")?;
+        let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+        for row in rows {
+            let (k, v) = row?;
+            stored.insert(k, v);
+        }
+    }
+    for t in schema.tables() {
+        let existing = table_columns(conn, &t.logical_name)?;
+        if existing.is_empty() {
+            let cols: Vec<String> = t
+                .attributes
+                .iter()
+                .flat_map(|a| column_defs(t, a))
+                .collect();
+            conn.execute_batch(&format!(
+                "CREATE TABLE \"{}\" ({}) WITHOUT ROWID;",
+                t.logical_name,
+                cols.join(", ")
+            ))?;
+        } else {
+            let pk = existing.iter().find(|(_, pk)| *pk).map(|(n, _)| n.as_str());
+            if pk != Some(t.primary_id_attribute.as_str()) {
+                return Err(SchemaError(format!(
+                    "table `{}` is stored with primary id `{}`; changing it to `{}` is not migrated",
+                    t.logical_name,
+                    pk.unwrap_or("?"),
+                    t.primary_id_attribute
+                ))
+                .into());
+            }
+            for a in &t.attributes {
+                if let Some(kind) = stored.get(&(t.logical_name.clone(), a.logical_name.clone()))
+                    && kind != a.kind.name()
+                {
+                    return Err(SchemaError(format!(
+                        "attribute `{}` of table `{}` is stored as {kind}; changing it to {} is not migrated",
+                        a.logical_name,
+                        t.logical_name,
+                        a.kind.name()
+                    ))
+                    .into());
+                }
+                for (col, def) in column_names(a).into_iter().zip(column_defs(t, a)) {
+                    if !existing.iter().any(|(n, _)| *n == col) {
+                        conn.execute_batch(&format!(
+                            "ALTER TABLE \"{}\" ADD COLUMN {def};",
+                            t.logical_name
+                        ))?;
+                    }
+                }
+            }
+        }
+        for a in &t.attributes {
+            conn.execute(
+                "INSERT OR REPLACE INTO weft_attribute (tablename, attribute, kind) VALUES (?1, ?2, ?3)",
+                (&t.logical_name, &a.logical_name, a.kind.name()),
+            )?;
+        }
+    }
+    for r in schema.relationships() {
+        if let RelationshipDef::ManyToMany { name, .. } = r {
+            conn.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS \"{name}\" (entity1id TEXT NOT NULL, entity2id TEXT NOT NULL,
+                 PRIMARY KEY (entity1id, entity2id)) WITHOUT ROWID;
+                 CREATE INDEX IF NOT EXISTS \"{name}@entity2\" ON \"{name}\" (entity2id);"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<(String, bool)>> {
+    let mut stmt = conn.prepare("SELECT name, pk FROM pragma_table_info(?1)")?;
+    let rows = stmt.query_map([table], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? > 0))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn sql_type(kind: &AttributeKind) -> &'static str {
+    match kind {
+        AttributeKind::Integer { .. }
+        | AttributeKind::BigInt
+        | AttributeKind::Boolean
+        | AttributeKind::DateTime
+        | AttributeKind::Picklist { .. }
+        | AttributeKind::State { .. }
+        | AttributeKind::Status { .. } => "INTEGER",
+        AttributeKind::Double => "REAL",
+        _ => "TEXT",
+    }
+}
+
+/// The SQLite column names of one attribute.
+fn column_names(a: &AttributeDef) -> Vec<String> {
+    match a.kind {
+        AttributeKind::Lookup { .. } => {
+            vec![a.logical_name.clone(), format!("{}@type", a.logical_name)]
+        }
+        _ => vec![a.logical_name.clone()],
+    }
+}
+
+fn column_defs(t: &TableDef, a: &AttributeDef) -> Vec<String> {
+    if a.logical_name == t.primary_id_attribute {
+        return vec![format!("\"{}\" TEXT NOT NULL PRIMARY KEY", a.logical_name)];
+    }
+    column_names(a)
+        .into_iter()
+        .map(|c| format!("\"{c}\" {}", sql_type(&a.kind)))
+        .collect()
+}
+
+/// Encodes a checked value into its column values (two for a Lookup).
+fn encode(a: &AttributeDef, v: &Value) -> Vec<SqlValue> {
+    let lookup = matches!(a.kind, AttributeKind::Lookup { .. });
+    let one = match v {
+        Value::Null => SqlValue::Null,
+        Value::Boolean(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Integer(i) | Value::OptionSetValue(i) => SqlValue::Integer(i64::from(*i)),
+        Value::BigInt(i) | Value::DateTime(i) => SqlValue::Integer(*i),
+        Value::Double(d) => SqlValue::Real(*d),
+        Value::Decimal(s) | Value::Money(s) | Value::String(s) => SqlValue::Text(s.clone()),
+        Value::Guid(g) => SqlValue::Text(g.to_string()),
+        Value::EntityReference { logical_name, id } => {
+            return vec![
+                SqlValue::Text(id.to_string()),
+                SqlValue::Text(logical_name.clone()),
+            ];
+        }
+        Value::OptionSetValueCollection(vs) => {
+            SqlValue::Text(vs.iter().map(i32::to_string).collect::<Vec<_>>().join(","))
+        }
+    };
+    if lookup {
+        vec![one, SqlValue::Null]
+    } else {
+        vec![one]
+    }
+}
+
+fn corrupt(t: &TableDef, a: &AttributeDef, what: &str) -> StoreError {
+    StoreError::Database(format!(
+        "stored value of attribute `{}` of table `{}` is not a valid {}: {what}",
+        a.logical_name,
+        t.logical_name,
+        a.kind.name()
+    ))
+}
+
+/// Decodes an attribute from a result row starting at column `i`.
+fn decode(t: &TableDef, a: &AttributeDef, row: &rusqlite::Row<'_>, i: usize) -> Result<Value> {
+    let raw: SqlValue = row.get(i)?;
+    let int = |v: i64| i32::try_from(v).map_err(|_| corrupt(t, a, &v.to_string()));
+    let guid = |s: &str| Uuid::parse_str(s).map_err(|_| corrupt(t, a, s));
+    Ok(match (&a.kind, raw) {
+        (_, SqlValue::Null) => Value::Null,
+        (AttributeKind::String { .. } | AttributeKind::Memo { .. }, SqlValue::Text(s)) => {
+            Value::String(s)
+        }
+        (AttributeKind::Integer { .. }, SqlValue::Integer(v)) => Value::Integer(int(v)?),
+        (AttributeKind::BigInt, SqlValue::Integer(v)) => Value::BigInt(v),
+        (AttributeKind::Double, SqlValue::Real(v)) => Value::Double(v),
+        (AttributeKind::Double, SqlValue::Integer(v)) => Value::Double(v as f64),
+        (AttributeKind::Decimal { .. }, SqlValue::Text(s)) => Value::Decimal(s),
+        (AttributeKind::Money, SqlValue::Text(s)) => Value::Money(s),
+        (AttributeKind::Boolean, SqlValue::Integer(v)) => Value::Boolean(v != 0),
+        (AttributeKind::DateTime, SqlValue::Integer(v)) => Value::DateTime(v),
+        (AttributeKind::Uniqueidentifier, SqlValue::Text(s)) => Value::Guid(guid(&s)?),
+        (AttributeKind::Lookup { .. }, SqlValue::Text(s)) => {
+            let logical_name: Option<String> = row.get(i + 1)?;
+            Value::EntityReference {
+                logical_name: logical_name.ok_or_else(|| corrupt(t, a, "missing target table"))?,
+                id: guid(&s)?,
+            }
+        }
+        (
+            AttributeKind::Picklist { .. }
+            | AttributeKind::State { .. }
+            | AttributeKind::Status { .. },
+            SqlValue::Integer(v),
+        ) => Value::OptionSetValue(int(v)?),
+        (AttributeKind::MultiSelectPicklist { .. }, SqlValue::Text(s)) => {
+            Value::OptionSetValueCollection(
+                s.split(',')
+                    .map(|p| p.parse::<i32>().map_err(|_| corrupt(t, a, &s)))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        (_, other) => return Err(corrupt(t, a, &format!("{other:?}"))),
+    })
+}
+
+pub(crate) fn table<'s>(schema: &'s Schema, name: &str) -> Result<&'s TableDef> {
+    schema
+        .table(name)
+        .ok_or_else(|| StoreError::UnknownTable(name.to_string()))
+}
+
+fn attribute<'t>(t: &'t TableDef, name: &str) -> Result<&'t AttributeDef> {
+    t.attribute(name)
+        .ok_or_else(|| StoreError::UnknownAttribute {
+            table: t.logical_name.clone(),
+            attribute: name.to_string(),
+        })
+}
+
+/// The attributes to select: the requested ones (checked) or all.
+fn selection<'t>(t: &'t TableDef, columns: Option<&[String]>) -> Result<Vec<&'t AttributeDef>> {
+    match columns {
+        None => Ok(t.attributes.iter().collect()),
+        Some(cols) => cols.iter().map(|c| attribute(t, c)).collect(),
+    }
+}
+
+fn select_list(t: &TableDef, attrs: &[&AttributeDef]) -> String {
+    let mut cols = vec![format!("\"{}\"", t.primary_id_attribute)];
+    for a in attrs {
+        cols.extend(column_names(a).into_iter().map(|c| format!("\"{c}\"")));
+    }
+    cols.join(", ")
+}
+
+/// Reads a row selected with [`select_list`]; null attributes are omitted.
+fn read_row(t: &TableDef, attrs: &[&AttributeDef], row: &rusqlite::Row<'_>) -> Result<Row> {
+    let id: String = row.get(0)?;
+    let id = Uuid::parse_str(&id).map_err(|_| {
+        StoreError::Database(format!("bad stored id `{id}` in `{}`", t.logical_name))
+    })?;
+    let mut attributes = Attributes::new();
+    let mut i = 1;
+    for a in attrs {
+        let v = decode(t, a, row, i)?;
+        i += column_names(a).len();
+        if v != Value::Null {
+            attributes.insert(a.logical_name.clone(), v);
+        }
+    }
+    Ok(Row {
+        table: t.logical_name.clone(),
+        id,
+        attributes,
+    })
+}
+
+pub(crate) fn retrieve(
+    conn: &Connection,
+    schema: &Schema,
+    table_name: &str,
+    id: Uuid,
+    columns: Option<&[String]>,
+) -> Result<Option<Row>> {
+    let t = table(schema, table_name)?;
+    let attrs = selection(t, columns)?;
+    let sql = format!(
+        "SELECT {} FROM \"{}\" WHERE \"{}\" = ?1",
+        select_list(t, &attrs),
+        t.logical_name,
+        t.primary_id_attribute
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([id.to_string()])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(read_row(t, &attrs, r)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn exists(conn: &Connection, t: &TableDef, id: Uuid) -> Result<bool> {
+    let sql = format!(
+        "SELECT 1 FROM \"{}\" WHERE \"{}\" = ?1",
+        t.logical_name, t.primary_id_attribute
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id.to_string()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn is_numeric_text(a: &AttributeDef) -> bool {
+    matches!(a.kind, AttributeKind::Decimal { .. } | AttributeKind::Money)
+}
+
+fn is_text(a: &AttributeDef) -> bool {
+    matches!(
+        a.kind,
+        AttributeKind::String { .. } | AttributeKind::Memo { .. }
+    )
+}
+
+/// SQL for a checked condition, pushing its parameters.
+fn condition_sql(t: &TableDef, c: &Condition, params: &mut Vec<SqlValue>) -> Result<String> {
+    let mut compare = |n: &str, v: &Value, op: &str| -> Result<String> {
+        let a = attribute(t, n)?;
+        params.push(encode(a, v).swap_remove(0));
+        Ok(if is_numeric_text(a) {
+            format!("CAST(\"{n}\" AS REAL) {op} CAST(? AS REAL)")
+        } else if is_text(a) {
+            format!("\"{n}\" {op} ? COLLATE NOCASE")
+        } else {
+            format!("\"{n}\" {op} ?")
+        })
+    };
+    Ok(match c {
+        Condition::Eq(n, v) => compare(n, v, "=")?,
+        Condition::Ne(n, v) => compare(n, v, "<>")?,
+        Condition::Gt(n, v) => compare(n, v, ">")?,
+        Condition::Lt(n, v) => compare(n, v, "<")?,
+        Condition::Null(n) => format!("\"{n}\" IS NULL"),
+        Condition::NotNull(n) => format!("\"{n}\" IS NOT NULL"),
+        Condition::And(cs) | Condition::Or(cs) if cs.is_empty() => {
+            if matches!(c, Condition::And(_)) {
+                "1".into()
+            } else {
+                "0".into()
+            }
+        }
+        Condition::And(cs) | Condition::Or(cs) => {
+            let join = if matches!(c, Condition::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            let parts = cs
+                .iter()
+                .map(|c| condition_sql(t, c, params))
+                .collect::<Result<Vec<_>>>()?;
+            format!("({})", parts.join(join))
+        }
+    })
+}
+
+pub(crate) fn retrieve_multiple(conn: &Connection, schema: &Schema, q: &Query) -> Result<Vec<Row>> {
+    let t = table(schema, &q.table)?;
+    let attrs = selection(t, q.columns.as_deref())?;
+    let mut params = Vec::new();
+    let mut sql = format!(
+        "SELECT {} FROM \"{}\"",
+        select_list(t, &attrs),
+        t.logical_name
+    );
+    if let Some(f) = &q.filter {
+        let checked = check_condition(t, f)?;
+        sql.push_str(" WHERE ");
+        sql.push_str(&condition_sql(t, &checked, &mut params)?);
+    }
+    let mut orders = Vec::new();
+    for o in &q.orders {
+        let a = attribute(t, &o.attribute)?;
+        if !a.kind.is_ordered() {
+            return Err(StoreError::Invalid(format!(
+                "cannot order table `{}` by `{}`: {} attributes have no order",
+                t.logical_name,
+                a.logical_name,
+                a.kind.name()
+            )));
+        }
+        let dir = if o.descending { "DESC" } else { "ASC" };
+        let n = &a.logical_name;
+        orders.push(if is_numeric_text(a) {
+            format!("CAST(\"{n}\" AS REAL) {dir}")
+        } else if is_text(a) {
+            format!("\"{n}\" COLLATE NOCASE {dir}")
+        } else {
+            format!("\"{n}\" {dir}")
+        });
+    }
+    orders.push(format!("\"{}\"", t.primary_id_attribute));
+    sql.push_str(" ORDER BY ");
+    sql.push_str(&orders.join(", "));
+    if let Some(top) = q.top {
+        sql.push_str(&format!(" LIMIT {top}"));
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(params))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(read_row(t, &attrs, r)?);
+    }
+    Ok(out)
+}
+
+/// Checked attribute writes, in order.
+type Writes = Vec<(String, Value)>;
+
+/// Checks caller-supplied attributes for a write: declared, writable, typed, lookups pointing at existing rows.
+/// The primary id attribute is removed and returned separately.
+fn check_write(
+    conn: &Connection,
+    schema: &Schema,
+    t: &TableDef,
+    attrs: Attributes,
+) -> Result<(Writes, Option<Value>)> {
+    let mut out = Vec::with_capacity(attrs.len());
+    let mut pid = None;
+    for (name, v) in attrs {
+        let a = attribute(t, &name)?;
+        if name == t.primary_id_attribute {
+            pid = Some(v.check(&t.logical_name, a)?);
+            continue;
+        }
+        if !t.is_writable(&name) {
+            return Err(StoreError::Invalid(format!(
+                "attribute `{name}` of table `{}` is set by the platform and cannot be written",
+                t.logical_name
+            )));
+        }
+        let v = v.check(&t.logical_name, a)?;
+        if let Value::EntityReference { logical_name, id } = &v
+            && let Some(target) = schema.table(logical_name)
+            && !exists(conn, target, *id)?
+        {
+            return Err(StoreError::Invalid(format!(
+                "attribute `{name}` of table `{}` refers to {logical_name} {id}, which does not exist",
+                t.logical_name
+            )));
+        }
+        out.push((name, v));
+    }
+    Ok((out, pid))
+}
+
+/// Resolves a (statecode, statuscode) pair from what a write supplies and what the row has.
+fn state_status(
+    t: &TableDef,
+    state: Option<i32>,
+    status: Option<i32>,
+    current: (i32, i32),
+) -> Result<(i32, i32)> {
+    let Some(AttributeKind::Status { options }) =
+        t.attribute(platform::STATUS_CODE).map(|a| &a.kind)
+    else {
+        return Err(StoreError::Database(format!(
+            "table `{}` has no statuscode",
+            t.logical_name
+        )));
+    };
+    let default_status = |state: i32| {
+        options
+            .iter()
+            .find(|o| o.state == state)
+            .map(|o| o.value)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "table `{}`: state {state} has no status reason",
+                    t.logical_name
+                ))
+            })
+    };
+    match (state, status) {
+        (None, None) => Ok(current),
+        (Some(s), None) => Ok((s, default_status(s)?)),
+        (state, Some(st)) => {
+            let owner = options
+                .iter()
+                .find(|o| o.value == st)
+                .map(|o| o.state)
+                .unwrap_or(current.0);
+            let s = state.unwrap_or(owner);
+            if owner != s {
+                return Err(StoreError::Invalid(format!(
+                    "table `{}`: status {st} belongs to state {owner}, not to state {s}",
+                    t.logical_name
+                )));
+            }
+            Ok((s, st))
+        }
+    }
+}
+
+fn option_value(v: &Value) -> Option<i32> {
+    match v {
+        Value::OptionSetValue(i) => Some(*i),
+        _ => None,
+    }
+}
+
+/// Splits statecode/statuscode out of checked writes, resolves the pair, and puts both back.
+fn apply_state(
+    t: &TableDef,
+    writes: &mut Writes,
+    current: (i32, i32),
+    creating: bool,
+) -> Result<()> {
+    let mut state = None;
+    let mut status = None;
+    writes.retain(|(n, v)| match n.as_str() {
+        platform::STATE_CODE => {
+            state = option_value(v);
+            false
+        }
+        platform::STATUS_CODE => {
+            status = option_value(v);
+            false
+        }
+        _ => true,
+    });
+    if !creating && state.is_none() && status.is_none() {
+        return Ok(());
+    }
+    let (s, st) = state_status(t, state, status, current)?;
+    writes.push((platform::STATE_CODE.into(), Value::OptionSetValue(s)));
+    writes.push((platform::STATUS_CODE.into(), Value::OptionSetValue(st)));
+    Ok(())
+}
+
+fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+pub(crate) fn create(
+    conn: &Connection,
+    schema: &Schema,
+    now: i64,
+    table_name: &str,
+    id: Option<Uuid>,
+    attrs: Attributes,
+) -> Result<Uuid> {
+    let t = table(schema, table_name)?;
+    let (mut writes, pid) = check_write(conn, schema, t, attrs)?;
+    let id = match (id, pid) {
+        (Some(a), Some(Value::Guid(b))) if a != b => {
+            return Err(StoreError::Invalid(format!(
+                "table `{}`: the id {a} and attribute `{}` = {b} disagree",
+                t.logical_name, t.primary_id_attribute
+            )));
+        }
+        (Some(a), _) => a,
+        (None, Some(Value::Guid(b))) => b,
+        _ => Uuid::new_v4(),
+    };
+    let default_state = match t.attribute(platform::STATE_CODE).map(|a| &a.kind) {
+        Some(AttributeKind::State { options }) => options.first().map(|o| o.value).unwrap_or(0),
+        _ => 0,
+    };
+    apply_state(t, &mut writes, (default_state, -1), true)?;
+    writes.push((platform::CREATED_ON.into(), Value::DateTime(now)));
+    writes.push((platform::MODIFIED_ON.into(), Value::DateTime(now)));
+    let mut cols = vec![format!("\"{}\"", t.primary_id_attribute)];
+    let mut params = vec![SqlValue::Text(id.to_string())];
+    for (name, v) in &writes {
+        let a = attribute(t, name)?;
+        for (c, p) in column_names(a).into_iter().zip(encode(a, v)) {
+            cols.push(format!("\"{c}\""));
+            params.push(p);
+        }
+    }
+    let sql = format!(
+        "INSERT INTO \"{}\" ({}) VALUES ({})",
+        t.logical_name,
+        cols.join(", "),
+        vec!["?"; cols.len()].join(", ")
+    );
+    match conn.prepare_cached(&sql)?.execute(params_from_iter(params)) {
+        Ok(_) => Ok(id),
+        Err(e) if is_primary_key_violation(&e) => Err(StoreError::DuplicateId {
+            table: t.logical_name.clone(),
+            id,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads the named attributes of a row (Null when unset); None when the row does not exist.
+fn current_values(
+    conn: &Connection,
+    t: &TableDef,
+    id: Uuid,
+    names: &[&str],
+) -> Result<Option<Attributes>> {
+    let attrs = names
+        .iter()
+        .map(|n| attribute(t, n))
+        .collect::<Result<Vec<_>>>()?;
+    let sql = format!(
+        "SELECT {} FROM \"{}\" WHERE \"{}\" = ?1",
+        select_list(t, &attrs),
+        t.logical_name,
+        t.primary_id_attribute
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([id.to_string()])?;
+    let Some(r) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut out = Attributes::new();
+    let mut i = 1;
+    for a in attrs {
+        out.insert(a.logical_name.clone(), decode(t, a, r, i)?);
+        i += column_names(a).len();
+    }
+    Ok(Some(out))
+}
+
+pub(crate) fn update(
+    conn: &Connection,
+    schema: &Schema,
+    now: i64,
+    table_name: &str,
+    id: Uuid,
+    attrs: Attributes,
+) -> Result<Attributes> {
+    let t = table(schema, table_name)?;
+    let (mut writes, pid) = check_write(conn, schema, t, attrs)?;
+    if let Some(Value::Guid(other)) = pid
+        && other != id
+    {
+        return Err(StoreError::Invalid(format!(
+            "table `{}`: attribute `{}` = {other} cannot change the id of row {id}",
+            t.logical_name, t.primary_id_attribute
+        )));
+    }
+    let touches_state = writes
+        .iter()
+        .any(|(n, _)| n == platform::STATE_CODE || n == platform::STATUS_CODE);
+    let mut names: Vec<&str> = writes.iter().map(|(n, _)| n.as_str()).collect();
+    if touches_state {
+        for n in [platform::STATE_CODE, platform::STATUS_CODE] {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let Some(previous) = current_values(conn, t, id, &names)? else {
+        return Err(StoreError::NotFound {
+            table: t.logical_name.clone(),
+            id,
+        });
+    };
+    if touches_state {
+        let cur = |n| previous.get(n).and_then(option_value).unwrap_or(0);
+        apply_state(
+            t,
+            &mut writes,
+            (cur(platform::STATE_CODE), cur(platform::STATUS_CODE)),
+            false,
+        )?;
+    }
+    writes.push((platform::MODIFIED_ON.into(), Value::DateTime(now)));
+    let mut sets = Vec::new();
+    let mut params = Vec::new();
+    for (name, v) in &writes {
+        let a = attribute(t, name)?;
+        for (c, p) in column_names(a).into_iter().zip(encode(a, v)) {
+            sets.push(format!("\"{c}\" = ?"));
+            params.push(p);
+        }
+    }
+    params.push(SqlValue::Text(id.to_string()));
+    let sql = format!(
+        "UPDATE \"{}\" SET {} WHERE \"{}\" = ?",
+        t.logical_name,
+        sets.join(", "),
+        t.primary_id_attribute
+    );
+    conn.prepare_cached(&sql)?
+        .execute(params_from_iter(params))?;
+    let requested: Vec<String> = writes
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| n != platform::MODIFIED_ON)
+        .collect();
+    Ok(previous
+        .into_iter()
+        .filter(|(n, _)| requested.contains(n))
+        .collect())
+}
+
+pub(crate) fn delete(
+    conn: &Connection,
+    schema: &Schema,
+    table_name: &str,
+    id: Uuid,
+) -> Result<Row> {
+    let t = table(schema, table_name)?;
+    let attrs: Vec<&AttributeDef> = t.attributes.iter().collect();
+    let sql = format!(
+        "DELETE FROM \"{}\" WHERE \"{}\" = ?1 RETURNING {}",
+        t.logical_name,
+        t.primary_id_attribute,
+        select_list(t, &attrs)
+    );
+    let row = {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([id.to_string()])?;
+        match rows.next()? {
+            Some(r) => read_row(t, &attrs, r)?,
+            None => {
+                return Err(StoreError::NotFound {
+                    table: t.logical_name.clone(),
+                    id,
+                });
+            }
+        }
+    };
+    for r in schema.relationships() {
+        if let RelationshipDef::ManyToMany {
+            name,
+            entity1,
+            entity2,
+        } = r
+        {
+            for (side, entity) in [("entity1id", entity1), ("entity2id", entity2)] {
+                if entity == &t.logical_name {
+                    conn.prepare_cached(&format!("DELETE FROM \"{name}\" WHERE {side} = ?1"))?
+                        .execute([id.to_string()])?;
+                }
+            }
+        }
+    }
+    Ok(row)
+}
+
+fn relationship<'s>(schema: &'s Schema, name: &str) -> Result<&'s RelationshipDef> {
+    schema
+        .relationship(name)
+        .ok_or_else(|| StoreError::UnknownRelationship(name.to_string()))
+}
+
+fn must_exist(conn: &Connection, schema: &Schema, r: &EntityRef) -> Result<()> {
+    let t = table(schema, &r.logical_name)?;
+    if exists(conn, t, r.id)? {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound {
+            table: r.logical_name.clone(),
+            id: r.id,
+        })
+    }
+}
+
+fn wrong_side(rel: &str, r: &EntityRef) -> StoreError {
+    StoreError::Invalid(format!(
+        "relationship `{rel}` does not relate table `{}` that way",
+        r.logical_name
+    ))
+}
+
+/// Orders an N:N pair as (entity1, entity2).
+fn nn_pair<'a>(
+    rel: &str,
+    e1: &str,
+    e2: &str,
+    target: &'a EntityRef,
+    other: &'a EntityRef,
+) -> Result<(Uuid, Uuid)> {
+    if target.logical_name == e1 && other.logical_name == e2 {
+        Ok((target.id, other.id))
+    } else if target.logical_name == e2 && other.logical_name == e1 {
+        Ok((other.id, target.id))
+    } else {
+        Err(wrong_side(rel, other))
+    }
+}
+
+/// For a 1:N relationship, the (referenced "one", referencing "many") roles of target and related.
+fn one_to_many<'a>(
+    rel: &str,
+    referenced: &str,
+    referencing: &str,
+    target: &'a EntityRef,
+    related: &'a [EntityRef],
+) -> Result<Vec<(&'a EntityRef, &'a EntityRef)>> {
+    if target.logical_name == referenced {
+        related
+            .iter()
+            .map(|r| {
+                if r.logical_name == referencing {
+                    Ok((target, r))
+                } else {
+                    Err(wrong_side(rel, r))
+                }
+            })
+            .collect()
+    } else if target.logical_name == referencing {
+        related
+            .iter()
+            .map(|r| {
+                if r.logical_name == referenced {
+                    Ok((r, target))
+                } else {
+                    Err(wrong_side(rel, r))
+                }
+            })
+            .collect()
+    } else {
+        Err(wrong_side(rel, target))
+    }
+}
+
+pub(crate) fn associate(
+    conn: &Connection,
+    schema: &Schema,
+    now: i64,
+    rel: &str,
+    target: &EntityRef,
+    related: &[EntityRef],
+    link: bool,
+) -> Result<()> {
+    match relationship(schema, rel)? {
+        RelationshipDef::ManyToMany {
+            name,
+            entity1,
+            entity2,
+        } => {
+            must_exist(conn, schema, target)?;
+            for other in related {
+                let (a, b) = nn_pair(rel, entity1, entity2, target, other)?;
+                if link {
+                    must_exist(conn, schema, other)?;
+                    let sql =
+                        format!("INSERT INTO \"{name}\" (entity1id, entity2id) VALUES (?1, ?2)");
+                    match conn
+                        .prepare_cached(&sql)?
+                        .execute((a.to_string(), b.to_string()))
+                    {
+                        Ok(_) => {}
+                        Err(e) if is_primary_key_violation(&e) => {
+                            return Err(StoreError::Invalid(format!(
+                                "relationship `{rel}`: {} {} and {} {} are already associated",
+                                target.logical_name, target.id, other.logical_name, other.id
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                } else {
+                    let sql =
+                        format!("DELETE FROM \"{name}\" WHERE entity1id = ?1 AND entity2id = ?2");
+                    conn.prepare_cached(&sql)?
+                        .execute((a.to_string(), b.to_string()))?;
+                }
+            }
+            Ok(())
+        }
+        RelationshipDef::OneToMany {
+            referenced_entity,
+            referencing_entity,
+            referencing_attribute,
+            ..
+        } => {
+            for (one, many) in
+                one_to_many(rel, referenced_entity, referencing_entity, target, related)?
+            {
+                let reference = Value::EntityReference {
+                    logical_name: one.logical_name.clone(),
+                    id: one.id,
+                };
+                let value = if link {
+                    must_exist(conn, schema, one)?;
+                    reference
+                } else {
+                    let t = table(schema, referencing_entity)?;
+                    let Some(cur) = current_values(conn, t, many.id, &[referencing_attribute])?
+                    else {
+                        return Err(StoreError::NotFound {
+                            table: many.logical_name.clone(),
+                            id: many.id,
+                        });
+                    };
+                    if cur.get(referencing_attribute.as_str()) != Some(&reference) {
+                        return Err(StoreError::Invalid(format!(
+                            "relationship `{rel}`: {} {} is not associated with {} {}",
+                            many.logical_name, many.id, one.logical_name, one.id
+                        )));
+                    }
+                    Value::Null
+                };
+                update(
+                    conn,
+                    schema,
+                    now,
+                    referencing_entity,
+                    many.id,
+                    Attributes::from([(referencing_attribute.clone(), value)]),
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn related(
+    conn: &Connection,
+    schema: &Schema,
+    rel: &str,
+    row: &EntityRef,
+) -> Result<Vec<EntityRef>> {
+    let ids = |sql: String, table: &str| -> Result<Vec<EntityRef>> {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let ids = stmt.query_map([row.id.to_string()], |r| r.get::<_, String>(0))?;
+        ids.map(|s| {
+            let s = s?;
+            Uuid::parse_str(&s)
+                .map(|id| EntityRef::new(table, id))
+                .map_err(|_| StoreError::Database(format!("bad stored id `{s}`")))
+        })
+        .collect()
+    };
+    match relationship(schema, rel)? {
+        RelationshipDef::ManyToMany {
+            name,
+            entity1,
+            entity2,
+        } => {
+            let mut out = Vec::new();
+            if row.logical_name == *entity1 {
+                out.extend(ids(
+                    format!("SELECT entity2id FROM \"{name}\" WHERE entity1id = ?1 ORDER BY 1"),
+                    entity2,
+                )?);
+            }
+            if row.logical_name == *entity2 && entity1 != entity2 {
+                out.extend(ids(
+                    format!("SELECT entity1id FROM \"{name}\" WHERE entity2id = ?1 ORDER BY 1"),
+                    entity1,
+                )?);
+            }
+            if row.logical_name != *entity1 && row.logical_name != *entity2 {
+                return Err(wrong_side(rel, row));
+            }
+            Ok(out)
+        }
+        RelationshipDef::OneToMany {
+            referenced_entity,
+            referencing_entity,
+            referencing_attribute,
+            ..
+        } => {
+            if row.logical_name == *referenced_entity {
+                let t = table(schema, referencing_entity)?;
+                ids(
+                    format!(
+                        "SELECT \"{}\" FROM \"{}\" WHERE \"{a}\" = ?1 AND \"{a}@type\" = '{referenced_entity}' ORDER BY 1",
+                        t.primary_id_attribute,
+                        t.logical_name,
+                        a = referencing_attribute
+                    ),
+                    referencing_entity,
+                )
+            } else if row.logical_name == *referencing_entity {
+                let t = table(schema, referencing_entity)?;
+                match current_values(conn, t, row.id, &[referencing_attribute])?
+                    .and_then(|mut c| c.remove(referencing_attribute.as_str()))
+                {
+                    Some(Value::EntityReference { logical_name, id }) => {
+                        Ok(vec![EntityRef { logical_name, id }])
+                    }
+                    _ => Ok(Vec::new()),
+                }
+            } else {
+                Err(wrong_side(rel, row))
+            }
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! System tables: plug-in registration, service endpoints, the plug-in trace log and system jobs (asyncoperation).
+//!
+//! Owns the backend-neutral row types and Dataverse's option-set values for these tables (numbers exact, from
+//! the fact sheet: steps §3, images §4, service endpoints §13, system jobs §18). It must not touch SQL; the
+//! backends store these types. Secrets (secure step configuration, endpoint SAS keys/tokens/auth values) are
+//! write-only: read types carry `is_…_set` flags, and the secret values only come back through the dedicated
+//! `…_for_sandbox` / `…_for_delivery` reads, in types whose `Debug` redacts them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::EntityRef;
+
+macro_rules! option_set {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $val:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "i32", into = "i32")]
+        pub enum $name {
+            $($(#[$vm])* $var = $val),+
+        }
+
+        impl $name {
+            /// The option's number, as Dataverse stores it.
+            pub fn value(self) -> i32 {
+                self as i32
+            }
+        }
+
+        impl From<$name> for i32 {
+            fn from(v: $name) -> i32 {
+                v as i32
+            }
+        }
+
+        impl TryFrom<i32> for $name {
+            type Error = String;
+
+            fn try_from(v: i32) -> Result<Self, String> {
+                match v {
+                    $($val => Ok($name::$var),)+
+                    other => Err(format!(
+                        "{other} is not a valid {} value (expected one of {:?})",
+                        stringify!($name),
+                        [$($val),+]
+                    )),
+                }
+            }
+        }
+    };
+}
+
+option_set! {
+    /// `sdkmessageprocessingstep.stage`.
+    Stage { /// 10
+        PreValidation = 10, /// 20
+        PreOperation = 20, /// 30 (Custom API / data providers only)
+        MainOperation = 30, /// 40
+        PostOperation = 40 }
+}
+
+option_set! {
+    /// `sdkmessageprocessingstep.mode`.
+    StepMode { /// 0
+        Synchronous = 0, /// 1
+        Asynchronous = 1 }
+}
+
+option_set! {
+    /// `sdkmessageprocessingstepimage.imagetype`.
+    ImageType { /// 0
+        PreImage = 0, /// 1
+        PostImage = 1, /// 2
+        Both = 2 }
+}
+
+option_set! {
+    /// `sdkmessageprocessingstep.invocationsource`.
+    InvocationSource { /// -1
+        Internal = -1, /// 0 (default)
+        Parent = 0, /// 1
+        Child = 1 }
+}
+
+option_set! {
+    /// `sdkmessageprocessingstep.statecode` (status follows: Enabled ↔ 1, Disabled ↔ 2).
+    StepState { /// state 0, status 1
+        Enabled = 0, /// state 1, status 2
+        Disabled = 1 }
+}
+
+impl StepState {
+    /// The `statuscode` paired with this state.
+    pub fn status_code(self) -> i32 {
+        match self {
+            StepState::Enabled => 1,
+            StepState::Disabled => 2,
+        }
+    }
+}
+
+option_set! {
+    /// `serviceendpoint.contract`.
+    Contract { /// 1
+        OneWay = 1, /// 2
+        Queue = 2, /// 3
+        Rest = 3, /// 4
+        TwoWay = 4, /// 5
+        Topic = 5, /// 6
+        QueuePersistent = 6, /// 7
+        EventHub = 7, /// 8
+        Webhook = 8, /// 9
+        EventGrid = 9, /// 10
+        ManagedDataLake = 10 }
+}
+
+option_set! {
+    /// `serviceendpoint.messageformat`.
+    MessageFormat { /// 1
+        BinaryXml = 1, /// 2
+        Json = 2, /// 3
+        TextXml = 3 }
+}
+
+option_set! {
+    /// `serviceendpoint.authtype`.
+    AuthType { /// 1
+        Acs = 1, /// 2
+        SasKey = 2, /// 3
+        SasToken = 3, /// 4
+        WebhookKey = 4, /// 5
+        HttpHeader = 5, /// 6
+        HttpQueryString = 6, /// 7
+        ConnectionString = 7, /// 8
+        AccessKey = 8 }
+}
+
+option_set! {
+    /// `serviceendpoint.connectionmode`.
+    ConnectionMode { /// 1
+        Normal = 1, /// 2
+        Federated = 2 }
+}
+
+option_set! {
+    /// `serviceendpoint.namespaceformat`.
+    NamespaceFormat { /// 1
+        NamespaceName = 1, /// 2
+        NamespaceAddress = 2 }
+}
+
+option_set! {
+    /// `serviceendpoint.userclaim`.
+    UserClaim { /// 1
+        None = 1, /// 2
+        UserId = 2, /// 3
+        UserInfo = 3 }
+}
+
+option_set! {
+    /// `serviceendpoint.messagecharset`.
+    MessageCharset { /// 0
+        Default = 0, /// 1
+        Utf8 = 1 }
+}
+
+option_set! {
+    /// `asyncoperation.statecode`.
+    JobState { /// 0
+        Ready = 0, /// 1
+        Suspended = 1, /// 2
+        Locked = 2, /// 3
+        Completed = 3 }
+}
+
+option_set! {
+    /// `asyncoperation.statuscode`; each status belongs to exactly one [`JobState`].
+    JobStatus { /// 0, state Ready
+        WaitingForResources = 0, /// 10, state Suspended
+        Waiting = 10, /// 20, state Locked
+        InProgress = 20, /// 21, state Locked
+        Pausing = 21, /// 22, state Locked
+        Canceling = 22, /// 30, state Completed
+        Succeeded = 30, /// 31, state Completed
+        Failed = 31, /// 32, state Completed
+        Canceled = 32 }
+}
+
+impl JobStatus {
+    /// The state this status belongs to.
+    pub fn state(self) -> JobState {
+        match self {
+            JobStatus::WaitingForResources => JobState::Ready,
+            JobStatus::Waiting => JobState::Suspended,
+            JobStatus::InProgress | JobStatus::Pausing | JobStatus::Canceling => JobState::Locked,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled => JobState::Completed,
+        }
+    }
+}
+
+option_set! {
+    /// Outcome of one step execution in the trace log.
+    TraceOutcome { /// The step returned normally.
+        Succeeded = 0, /// The step failed (error set).
+        Failed = 1 }
+}
+
+/// How a write changes a write-only secret.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum SecretUpdate {
+    /// Leave the stored value as it is.
+    #[default]
+    Keep,
+    /// Remove the stored value.
+    Clear,
+    /// Store this value.
+    Set(String),
+}
+
+impl fmt::Debug for SecretUpdate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretUpdate::Keep => f.write_str("Keep"),
+            SecretUpdate::Clear => f.write_str("Clear"),
+            SecretUpdate::Set(_) => f.write_str("Set(<redacted>)"),
+        }
+    }
+}
+
+/// A plug-in assembly: one WebAssembly component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginAssembly {
+    /// `pluginassemblyid`.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Path of the component file.
+    pub component_path: String,
+    /// Expected SHA-256 of the component, lowercase hex.
+    pub sha256: Option<String>,
+}
+
+/// A plug-in type: an entry point inside an assembly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginType {
+    /// `plugintypeid`.
+    pub id: Uuid,
+    /// The assembly holding it.
+    pub assembly_id: Uuid,
+    /// `typename`.
+    pub type_name: String,
+}
+
+/// What a step runs: a plug-in type, or a service endpoint (the built-in Azure-aware plug-in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventHandler {
+    /// `eventhandler` → plugintype.
+    PluginType(Uuid),
+    /// `eventhandler` → serviceendpoint.
+    ServiceEndpoint(Uuid),
+}
+
+/// An entity image registered on a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepImage {
+    /// `sdkmessageprocessingstepimageid`.
+    pub id: Uuid,
+    /// `entityalias`: the key in Pre/PostEntityImages.
+    pub entity_alias: String,
+    /// `imagetype`.
+    pub image_type: ImageType,
+    /// `attributes`; empty = all attributes.
+    pub attributes: Vec<String>,
+    /// `messagepropertyname`, e.g. `Target`.
+    pub message_property_name: String,
+}
+
+/// A step registration (sdkmessageprocessingstep) as written; the secure configuration travels separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepDef {
+    /// `sdkmessageprocessingstepid`.
+    pub id: Uuid,
+    /// `name`.
+    pub name: String,
+    /// Message name, e.g. `Create`.
+    pub message: String,
+    /// Table logical name; None = all tables.
+    pub primary_entity: Option<String>,
+    /// `stage`.
+    pub stage: Stage,
+    /// `mode`.
+    pub mode: StepMode,
+    /// `rank`: lowest runs first.
+    pub rank: i32,
+    /// `filteringattributes`; empty = any change.
+    pub filtering_attributes: Vec<String>,
+    /// `configuration` (unsecure).
+    pub configuration: Option<String>,
+    /// `sdkmessageprocessingstepimage` rows.
+    pub images: Vec<StepImage>,
+    /// `statecode`/`statuscode`.
+    pub state: StepState,
+    /// `impersonatinguserid`; None = calling user.
+    pub impersonating_user_id: Option<Uuid>,
+    /// `invocationsource`.
+    pub invocation_source: InvocationSource,
+    /// `asyncautodelete`.
+    pub async_auto_delete: bool,
+    /// `eventhandler`.
+    pub event_handler: EventHandler,
+}
+
+/// A step as read back: the registration plus whether a secure configuration is stored (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// The registration.
+    #[serde(flatten)]
+    pub def: StepDef,
+    /// Whether a secure configuration is stored.
+    pub is_secure_configuration_set: bool,
+}
+
+/// A service endpoint's readable columns (dataverse.md §13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEndpointDef {
+    /// `serviceendpointid`.
+    pub id: Uuid,
+    /// `name`.
+    pub name: String,
+    /// `description`.
+    pub description: Option<String>,
+    /// `contract`.
+    pub contract: Contract,
+    /// `messageformat`.
+    pub message_format: MessageFormat,
+    /// `authtype`.
+    pub auth_type: AuthType,
+    /// `connectionmode`.
+    pub connection_mode: ConnectionMode,
+    /// `namespaceformat`.
+    pub namespace_format: Option<NamespaceFormat>,
+    /// `userclaim`.
+    pub user_claim: UserClaim,
+    /// `messagecharset`.
+    pub message_charset: Option<MessageCharset>,
+    /// `namespaceaddress`.
+    pub namespace_address: Option<String>,
+    /// `path`.
+    pub path: Option<String>,
+    /// `url`.
+    pub url: Option<String>,
+    /// `saskeyname`.
+    pub sas_key_name: Option<String>,
+    /// `solutionnamespace`.
+    pub solution_namespace: Option<String>,
+}
+
+/// A service endpoint as read back: columns plus the `is…set` flags of its write-only secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceEndpoint {
+    /// The readable columns.
+    #[serde(flatten)]
+    pub def: ServiceEndpointDef,
+    /// `issaskeyset`.
+    pub is_sas_key_set: bool,
+    /// `issastokenset`.
+    pub is_sas_token_set: bool,
+    /// `isauthvalueset`.
+    pub is_auth_value_set: bool,
+}
+
+/// Changes to an endpoint's write-only secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointSecretsUpdate {
+    /// `saskey`.
+    pub sas_key: SecretUpdate,
+    /// `sastoken`.
+    pub sas_token: SecretUpdate,
+    /// `authvalue`.
+    pub auth_value: SecretUpdate,
+}
+
+/// An endpoint's secrets, for the delivery service only; `Debug` redacts them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EndpointSecrets {
+    /// `saskey`.
+    pub sas_key: Option<String>,
+    /// `sastoken`.
+    pub sas_token: Option<String>,
+    /// `authvalue`.
+    pub auth_value: Option<String>,
+}
+
+impl fmt::Debug for EndpointSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flag = |s: &Option<String>| if s.is_some() { "<redacted>" } else { "<unset>" };
+        f.debug_struct("EndpointSecrets")
+            .field("sas_key", &flag(&self.sas_key))
+            .field("sas_token", &flag(&self.sas_token))
+            .field("auth_value", &flag(&self.auth_value))
+            .finish()
+    }
+}
+
+/// One step execution to record in the plug-in trace log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTraceLog {
+    /// `pluginstepid`.
+    pub step_id: Option<Uuid>,
+    /// `typename`: the plug-in that ran.
+    pub plugin: String,
+    /// `messagename`.
+    pub message_name: String,
+    /// `primaryentity`.
+    pub primary_entity: Option<String>,
+    /// `depth`.
+    pub depth: i32,
+    /// `correlationid`.
+    pub correlation_id: Uuid,
+    /// `mode`.
+    pub mode: StepMode,
+    /// `performanceexecutionduration`, ms.
+    pub duration_ms: i64,
+    /// Success or failure.
+    pub outcome: TraceOutcome,
+    /// `messageblock`: what the plug-in traced.
+    pub trace: String,
+    /// Captured standard error.
+    pub stderr: String,
+    /// `exceptiondetails`.
+    pub error: Option<String>,
+}
+
+/// A plug-in trace log row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceLog {
+    /// `plugintracelogid`.
+    pub id: Uuid,
+    /// The recorded execution.
+    #[serde(flatten)]
+    pub entry: NewTraceLog,
+    /// `createdon`, ms since the Unix epoch.
+    pub created_on: i64,
+}
+
+/// Filters for [`crate::Read::trace_logs`]; newest first.
+#[derive(Debug, Clone, Default)]
+pub struct TraceFilter {
+    /// Only this step.
+    pub step_id: Option<Uuid>,
+    /// Only this correlation id.
+    pub correlation_id: Option<Uuid>,
+    /// At most this many rows.
+    pub limit: Option<u32>,
+}
+
+/// A system job to write (the pipeline's outbox row for an async step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSystemJob {
+    /// `asyncoperationid`; generated when None.
+    pub id: Option<Uuid>,
+    /// `name`.
+    pub name: String,
+    /// `operationtype`: 1 = System Event.
+    pub operation_type: i32,
+    /// `messagename`.
+    pub message_name: String,
+    /// `primaryentitytype`.
+    pub primary_entity_type: Option<String>,
+    /// `regardingobjectid`.
+    pub regarding: Option<EntityRef>,
+    /// `owningextensionid`: the step.
+    pub owning_extension_id: Option<Uuid>,
+    /// `correlationid`.
+    pub correlation_id: Uuid,
+    /// `depth`.
+    pub depth: i32,
+    /// `data`: the serialized execution context.
+    pub data: Vec<u8>,
+    /// Content type of `data`.
+    pub data_content_type: String,
+    /// `postponeuntil`, ms; the job is not claimed before.
+    pub postpone_until: Option<i64>,
+}
+
+/// A system job row (asyncoperation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemJob {
+    /// `asyncoperationid`.
+    pub id: Uuid,
+    /// `name`.
+    pub name: String,
+    /// `operationtype`.
+    pub operation_type: i32,
+    /// `messagename`.
+    pub message_name: String,
+    /// `primaryentitytype`.
+    pub primary_entity_type: Option<String>,
+    /// `regardingobjectid`.
+    pub regarding: Option<EntityRef>,
+    /// `owningextensionid`.
+    pub owning_extension_id: Option<Uuid>,
+    /// `correlationid`.
+    pub correlation_id: Uuid,
+    /// `depth`.
+    pub depth: i32,
+    /// `data`.
+    pub data: Vec<u8>,
+    /// Content type of `data`.
+    pub data_content_type: String,
+    /// `createdon`, ms.
+    pub created_on: i64,
+    /// `startedon`, ms: first claim.
+    pub started_on: Option<i64>,
+    /// `completedon`, ms.
+    pub completed_on: Option<i64>,
+    /// `postponeuntil`, ms: not claimed before (also the next attempt of a Waiting job).
+    pub postpone_until: Option<i64>,
+    /// `retrycount`.
+    pub retry_count: i32,
+    /// `errorcode`.
+    pub error_code: Option<i32>,
+    /// `message`.
+    pub message: Option<String>,
+    /// `friendlymessage`.
+    pub friendly_message: Option<String>,
+    /// `sequence`: insertion order.
+    pub sequence: i64,
+    /// `statuscode` (the `statecode` is [`JobStatus::state`]).
+    pub status: JobStatus,
+    /// Worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// When the lease ends, ms; after it another worker may take the job over.
+    pub lease_expires_on: Option<i64>,
+}
+
+/// Filters for [`crate::Read::system_jobs`]; oldest first (`createdon`, `sequence`).
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this step.
+    pub owning_extension_id: Option<Uuid>,
+    /// Only this correlation id.
+    pub correlation_id: Option<Uuid>,
+    /// Only jobs regarding this row id.
+    pub regarding_id: Option<Uuid>,
+    /// At most this many rows.
+    pub limit: Option<u32>,
+}
+
+/// The error recorded on a failed or waiting job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobError {
+    /// `errorcode`.
+    pub code: Option<i32>,
+    /// `message`.
+    pub message: String,
+    /// `friendlymessage`.
+    pub friendly_message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Option values keep Dataverse's exact numbers and unknown numbers are refused with the allowed list.
+    #[test]
+    fn option_values_are_exact() {
+        assert_eq!(Contract::Webhook.value(), 8);
+        assert_eq!(Contract::try_from(6), Ok(Contract::QueuePersistent));
+        assert_eq!(AuthType::ConnectionString.value(), 7);
+        assert_eq!(UserClaim::UserInfo.value(), 3);
+        assert_eq!(InvocationSource::Internal.value(), -1);
+        assert_eq!(JobStatus::Canceling.value(), 22);
+        assert_eq!(JobStatus::Canceling.state(), JobState::Locked);
+        assert_eq!(JobStatus::Waiting.state().value(), 1);
+        assert_eq!(StepState::Disabled.status_code(), 2);
+        assert_eq!(
+            MessageFormat::try_from(4).unwrap_err(),
+            "4 is not a valid MessageFormat value (expected one of [1, 2, 3])"
+        );
+    }
+
+    /// Secrets never appear in Debug output.
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let s = EndpointSecrets {
+            sas_key: Some("k3y".into()),
+            sas_token: None,
+            auth_value: Some("v4l".into()),
+        };
+        let d = format!("{s:?} {:?}", SecretUpdate::Set("k3y".into()));
+        assert!(!d.contains("k3y") && !d.contains("v4l"), "{d}");
+        assert!(d.contains("<unset>"));
+    }
+}
