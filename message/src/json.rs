@@ -832,8 +832,10 @@ impl<'a> Parser<'a> {
                     c.initiating_user_agent = m!("InitiatingUserAgent", self.opt_string()?)
                 }
                 "InitiatingUserAzureActiveDirectoryObjectId" => {
-                    c.initiating_user_azure_active_directory_object_id =
-                        m!("InitiatingUserAzureActiveDirectoryObjectId", self.opt_guid()?)
+                    c.initiating_user_azure_active_directory_object_id = m!(
+                        "InitiatingUserAzureActiveDirectoryObjectId",
+                        self.opt_guid()?
+                    )
                 }
                 "InitiatingUserId" => c.initiating_user_id = m!("InitiatingUserId", self.guid()?),
                 "InputParameters" => {
@@ -1047,7 +1049,9 @@ impl<'a> Parser<'a> {
                             a.entity_logical_name =
                                 self.with(Seg::Name("EntityLogicalName"), |p| p.opt_string())?
                         }
-                        "Value" => a.value = self.with(Seg::Name("Value"), |p| p.value(depth + 1))?,
+                        "Value" => {
+                            a.value = self.with(Seg::Name("Value"), |p| p.value(depth + 1))?
+                        }
                         _ => self.skip(depth)?,
                     }
                 }
@@ -1081,9 +1085,9 @@ impl<'a> Parser<'a> {
                 None => kind = Some(ty.clone()),
                 Some(k) if k == ty => {}
                 Some(k) => {
-                    return Err(self.err_msg(format!(
-                        "expected every item to be {k}, found {ty:?}"
-                    )));
+                    return Err(
+                        self.err_msg(format!("expected every item to be {k}, found {ty:?}"))
+                    );
                 }
             }
             match ty.as_str() {
@@ -1154,8 +1158,12 @@ impl<'a> Parser<'a> {
         let mut e = Entity::default();
         while let Some(k) = self.next_key()? {
             match &*k {
-                "Attributes" => e.attributes = self.with(Seg::Name("Attributes"), |p| p.params(depth))?,
-                "EntityState" => e.entity_state = self.with(Seg::Name("EntityState"), |p| p.opt_int())?,
+                "Attributes" => {
+                    e.attributes = self.with(Seg::Name("Attributes"), |p| p.params(depth))?
+                }
+                "EntityState" => {
+                    e.entity_state = self.with(Seg::Name("EntityState"), |p| p.opt_int())?
+                }
                 "FormattedValues" => {
                     e.formatted_values = self.with(Seg::Name("FormattedValues"), |p| {
                         p.pairs(depth, |p, _| p.owned())
@@ -1165,7 +1173,9 @@ impl<'a> Parser<'a> {
                 "KeyAttributes" => {
                     e.key_attributes = self.with(Seg::Name("KeyAttributes"), |p| p.params(depth))?
                 }
-                "LogicalName" => e.logical_name = self.with(Seg::Name("LogicalName"), |p| p.opt_string())?,
+                "LogicalName" => {
+                    e.logical_name = self.with(Seg::Name("LogicalName"), |p| p.opt_string())?
+                }
                 "RelatedEntities" => {
                     e.related_entities = self.with(Seg::Name("RelatedEntities"), |p| {
                         let mut out = Vec::new();
@@ -1195,9 +1205,9 @@ impl<'a> Parser<'a> {
                             match (rk, rv) {
                                 (Some(k), Some(v)) => out.push((k, v)),
                                 _ => {
-                                    return Err(p.err_msg(
-                                        "expected \"key\" and \"value\" members".into(),
-                                    ));
+                                    return Err(
+                                        p.err_msg("expected \"key\" and \"value\" members".into())
+                                    );
                                 }
                             }
                             p.path.pop();
@@ -1206,7 +1216,9 @@ impl<'a> Parser<'a> {
                         Ok(out)
                     })?
                 }
-                "RowVersion" => e.row_version = self.with(Seg::Name("RowVersion"), |p| p.opt_string())?,
+                "RowVersion" => {
+                    e.row_version = self.with(Seg::Name("RowVersion"), |p| p.opt_string())?
+                }
                 _ => self.skip(depth)?,
             }
         }
@@ -1221,9 +1233,13 @@ impl<'a> Parser<'a> {
                 "KeyAttributes" => {
                     r.key_attributes = self.with(Seg::Name("KeyAttributes"), |p| p.params(depth))?
                 }
-                "LogicalName" => r.logical_name = self.with(Seg::Name("LogicalName"), |p| p.opt_string())?,
+                "LogicalName" => {
+                    r.logical_name = self.with(Seg::Name("LogicalName"), |p| p.opt_string())?
+                }
                 "Name" => r.name = self.with(Seg::Name("Name"), |p| p.opt_string())?,
-                "RowVersion" => r.row_version = self.with(Seg::Name("RowVersion"), |p| p.opt_string())?,
+                "RowVersion" => {
+                    r.row_version = self.with(Seg::Name("RowVersion"), |p| p.opt_string())?
+                }
                 _ => self.skip(depth)?,
             }
         }
@@ -1249,13 +1265,19 @@ impl<'a> Parser<'a> {
                         Ok(v)
                     })?
                 }
-                "EntityName" => c.entity_name = self.with(Seg::Name("EntityName"), |p| p.opt_string())?,
+                "EntityName" => {
+                    c.entity_name = self.with(Seg::Name("EntityName"), |p| p.opt_string())?
+                }
                 "MinActiveRowVersion" => {
                     c.min_active_row_version =
                         self.with(Seg::Name("MinActiveRowVersion"), |p| p.opt_string())?
                 }
-                "MoreRecords" => c.more_records = self.with(Seg::Name("MoreRecords"), |p| p.boolean())?,
-                "PagingCookie" => c.paging_cookie = self.with(Seg::Name("PagingCookie"), |p| p.opt_string())?,
+                "MoreRecords" => {
+                    c.more_records = self.with(Seg::Name("MoreRecords"), |p| p.boolean())?
+                }
+                "PagingCookie" => {
+                    c.paging_cookie = self.with(Seg::Name("PagingCookie"), |p| p.opt_string())?
+                }
                 "TotalRecordCount" => {
                     c.total_record_count = self.with(Seg::Name("TotalRecordCount"), |p| p.int())?
                 }
@@ -1274,9 +1296,12 @@ impl<'a> Parser<'a> {
         while let Some(k) = self.next_key()? {
             match &*k {
                 "PrimaryEntityRole" => {
-                    r.primary_entity_role = self.with(Seg::Name("PrimaryEntityRole"), |p| p.opt_int())?
+                    r.primary_entity_role =
+                        self.with(Seg::Name("PrimaryEntityRole"), |p| p.opt_int())?
                 }
-                "SchemaName" => r.schema_name = self.with(Seg::Name("SchemaName"), |p| p.opt_string())?,
+                "SchemaName" => {
+                    r.schema_name = self.with(Seg::Name("SchemaName"), |p| p.opt_string())?
+                }
                 _ => self.skip(0)?,
             }
         }

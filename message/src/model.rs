@@ -489,7 +489,13 @@ mod tests {
     /// `\/Date()\/` bodies parse and print back identically, offsets included.
     #[test]
     fn date_bodies_round_trip() {
-        for s in ["1506409448000-0700", "0", "-62135596800000", "1697398446012+0000", "5+0530"] {
+        for s in [
+            "1506409448000-0700",
+            "0",
+            "-62135596800000",
+            "1697398446012+0000",
+            "5+0530",
+        ] {
             let d = DateTime::parse_json_body(s).expect(s);
             let mut out = Vec::new();
             d.write_json_body(&mut out);

@@ -5,8 +5,14 @@ use std::path::PathBuf;
 fn samples() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from("/work/shared/reference/samples");
     let mut out = Vec::new();
-    for name in ["webhook-update-contact-async.json", "create-sync-all-types.json"] {
-        out.push((name.to_string(), std::fs::read(dir.join(name)).expect("sample readable")));
+    for name in [
+        "webhook-update-contact-async.json",
+        "create-sync-all-types.json",
+    ] {
+        out.push((
+            name.to_string(),
+            std::fs::read(dir.join(name)).expect("sample readable"),
+        ));
     }
     out
 }
@@ -53,7 +59,11 @@ fn samples_round_trip_through_json() {
         let out = weft_message::json::encode(&ctx);
         let (a, b) = (normalise(&bytes), normalise(&out));
         if a != b {
-            let at = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            let at = a
+                .iter()
+                .zip(&b)
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len()));
             panic!(
                 "{name}: differs at {at}:\nwant …{}\ngot  …{}",
                 String::from_utf8_lossy(&a[at.saturating_sub(80)..(at + 80).min(a.len())]),
@@ -62,6 +72,42 @@ fn samples_round_trip_through_json() {
         }
         // weft writes compact output with `\/` escaping.
         assert!(!out.contains(&b'\n'));
-        assert!(!out.windows(2).any(|w| w == b"\"/"), "{name}: unescaped slash after quote");
+        assert!(
+            !out.windows(2).any(|w| w == b"\"/"),
+            "{name}: unescaped slash after quote"
+        );
+    }
+}
+
+/// JSON → XML → JSON and JSON → binary → JSON give back the original JSON bytes.
+#[test]
+fn samples_cross_formats_losslessly() {
+    use weft_message::{Format, decode, encode};
+    for (name, bytes) in samples() {
+        let ctx = decode(&bytes, Format::Json).unwrap();
+        let json = encode(&ctx, Format::Json);
+        for f in [Format::Xml, Format::Binary] {
+            let body = encode(&ctx, f);
+            let back = decode(&body, f).unwrap_or_else(|e| panic!("{name} {f:?}: {e}"));
+            assert_eq!(back, ctx, "{name} {f:?}: model differs");
+            assert_eq!(
+                encode(&back, Format::Json),
+                json,
+                "{name} {f:?}: JSON differs"
+            );
+        }
+        // binary → text XML → binary is byte-identical, and so is text → binary → text.
+        let bin = encode(&ctx, Format::Binary);
+        let text = weft_message::nbfx::to_text(&bin).unwrap();
+        assert_eq!(
+            text,
+            encode(&ctx, Format::Xml),
+            "{name}: binary→text differs from text encoder"
+        );
+        assert_eq!(
+            weft_message::nbfx::from_text(&text).unwrap(),
+            bin,
+            "{name}: text→binary differs"
+        );
     }
 }

@@ -1,0 +1,1353 @@
+//! The DataContractSerializer XML infoset of a RemoteExecutionContext, shared by
+//! the text XML (`xml`) and binary XML (`nbfx`) codecs.
+//!
+//! Owns the mapping model ⇄ XML events: [`write`] walks the model into a
+//! [`Sink`], [`read`] builds the model from a [`Source`]. It knows element
+//! names, namespaces and `i:type`s, but not how events become bytes — that is
+//! the codecs' job. [`pump`] copies events from any source to any sink, which
+//! is how binary ⇄ text conversion works without the model.
+
+use crate::error::{MessageError, Seg, Syntax, render_path};
+use crate::model::*;
+use std::borrow::Cow;
+use uuid::Uuid;
+
+/// `http://schemas.microsoft.com/xrm/2011/Contracts` (default namespace).
+pub const NS_CONTRACTS: &str = "http://schemas.microsoft.com/xrm/2011/Contracts";
+/// `http://schemas.microsoft.com/xrm/7.1/Contracts` (KeyAttributeCollection items).
+pub const NS_CONTRACTS71: &str = "http://schemas.microsoft.com/xrm/7.1/Contracts";
+/// XML Schema instance (`i:type`, `i:nil`).
+pub const NS_XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
+/// XML Schema (primitive `i:type`s).
+pub const NS_XSD: &str = "http://www.w3.org/2001/XMLSchema";
+/// DataContract generic collections (`key`/`value`).
+pub const NS_GENERIC: &str = "http://schemas.datacontract.org/2004/07/System.Collections.Generic";
+/// DataContract serialization primitives (`guid`).
+pub const NS_SER: &str = "http://schemas.microsoft.com/2003/10/Serialization/";
+/// DataContract arrays (`ArrayOfstring` items).
+pub const NS_ARRAYS: &str = "http://schemas.microsoft.com/2003/10/Serialization/Arrays";
+
+/// Receives XML events in document order.
+pub(crate) trait Sink {
+    /// Opens an element (`prefix` may be `""`).
+    fn start(&mut self, prefix: &str, local: &str);
+    /// Declares a namespace on the element just opened (`prefix` `""` = default).
+    fn xmlns(&mut self, prefix: &str, ns: &str);
+    /// An attribute on the element just opened.
+    fn attr(&mut self, prefix: &str, local: &str, value: &str);
+    /// Character content (never empty).
+    fn text(&mut self, text: &str);
+    /// Closes the innermost element.
+    fn end(&mut self);
+}
+
+/// An attribute as read: a namespace declaration or a plain attribute.
+#[derive(Debug, Clone)]
+pub(crate) struct Attr<'a> {
+    /// True for `xmlns` / `xmlns:p` (then `local` is the declared prefix).
+    pub xmlns: bool,
+    /// Attribute prefix (`""` if none).
+    pub prefix: Cow<'a, str>,
+    /// Local name, or the declared prefix for `xmlns`.
+    pub local: Cow<'a, str>,
+    /// Value (the namespace for `xmlns`).
+    pub value: Cow<'a, str>,
+}
+
+/// A start tag as read.
+#[derive(Debug, Clone)]
+pub(crate) struct StartTag<'a> {
+    /// Element prefix (`""` if none).
+    pub prefix: Cow<'a, str>,
+    /// Element local name.
+    pub local: Cow<'a, str>,
+    /// Attributes and namespace declarations in document order.
+    pub attrs: Vec<Attr<'a>>,
+}
+
+/// One XML event.
+#[derive(Debug, Clone)]
+pub(crate) enum Event<'a> {
+    /// Element start.
+    Start(StartTag<'a>),
+    /// Character content.
+    Text(Cow<'a, str>),
+    /// Element end.
+    End,
+    /// End of input.
+    Eof,
+}
+
+/// Produces XML events from bytes.
+pub(crate) trait Source<'a> {
+    /// The next event.
+    fn next(&mut self) -> Result<Event<'a>, MessageError>;
+    /// Byte offset of the event just returned (for errors).
+    fn offset(&self) -> usize;
+    /// Which syntax this source reads.
+    fn syntax(&self) -> Syntax;
+}
+
+/// Copies every event of `src` into `sink` (binary ⇄ text without the model).
+pub(crate) fn pump<'a>(
+    src: &mut impl Source<'a>,
+    sink: &mut impl Sink,
+) -> Result<(), MessageError> {
+    let mut depth = 0usize;
+    loop {
+        match src.next()? {
+            Event::Start(t) => {
+                depth += 1;
+                sink.start(&t.prefix, &t.local);
+                for a in &t.attrs {
+                    if a.xmlns {
+                        sink.xmlns(&a.local, &a.value);
+                    } else {
+                        sink.attr(&a.prefix, &a.local, &a.value);
+                    }
+                }
+            }
+            Event::Text(t) => {
+                if !t.is_empty() && (depth > 0 || !t.trim().is_empty()) {
+                    if depth == 0 {
+                        return Err(MessageError::Malformed {
+                            syntax: src.syntax(),
+                            offset: src.offset(),
+                            path: String::new(),
+                            message: "expected an element, found text outside the root".into(),
+                        });
+                    }
+                    sink.text(&t);
+                }
+            }
+            Event::End => {
+                depth = depth.saturating_sub(1);
+                sink.end();
+            }
+            Event::Eof => return Ok(()),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ writer
+
+/// Namespaces with the fixed prefixes weft writes.
+#[derive(Clone, Copy)]
+enum Ns {
+    Contracts = 0,
+    Generic = 1,
+    Xsd = 2,
+    Ser = 3,
+    Arrays = 4,
+    Contracts71 = 5,
+}
+
+impl Ns {
+    fn prefix(self) -> &'static str {
+        ["a", "b", "c", "d", "e", "f"][self as usize]
+    }
+    fn uri(self) -> &'static str {
+        [
+            NS_CONTRACTS,
+            NS_GENERIC,
+            NS_XSD,
+            NS_SER,
+            NS_ARRAYS,
+            NS_CONTRACTS71,
+        ][self as usize]
+    }
+}
+
+/// Writes the model as events, declaring each prefixed namespace on the first
+/// element that needs it (collections declare their items' namespace, as
+/// DataContractSerializer does).
+pub(crate) struct Writer<'s, S: Sink> {
+    sink: &'s mut S,
+    /// In-scope prefixed namespaces per open element (bit per `Ns`).
+    scopes: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+/// Writes a whole context document into `sink`.
+pub(crate) fn write(ctx: &RemoteExecutionContext, sink: &mut impl Sink) {
+    let mut w = Writer {
+        sink,
+        scopes: Vec::with_capacity(32),
+        buf: Vec::with_capacity(64),
+    };
+    w.start("", "RemoteExecutionContext");
+    w.sink.xmlns("", NS_CONTRACTS);
+    w.sink.xmlns("i", NS_XSI);
+    w.context(ctx);
+    w.end();
+}
+
+impl<S: Sink> Writer<'_, S> {
+    fn start(&mut self, prefix: &str, local: &str) {
+        let top = self.scopes.last().copied().unwrap_or(0);
+        self.scopes.push(top);
+        self.sink.start(prefix, local);
+    }
+
+    fn end(&mut self) {
+        self.scopes.pop();
+        self.sink.end();
+    }
+
+    fn declare(&mut self, ns: Ns) {
+        let bit = 1u8 << (ns as u8);
+        if let Some(top) = self.scopes.last_mut()
+            && *top & bit == 0
+        {
+            *top |= bit;
+            self.sink.xmlns(ns.prefix(), ns.uri());
+        }
+    }
+
+    fn leaf(&mut self, prefix: &str, local: &str, text: &str) {
+        self.start(prefix, local);
+        if !text.is_empty() {
+            self.sink.text(text);
+        }
+        self.end();
+    }
+
+    fn nil(&mut self, prefix: &str, local: &str) {
+        self.start(prefix, local);
+        self.sink.attr("i", "nil", "true");
+        self.end();
+    }
+
+    fn opt_leaf(&mut self, local: &str, text: Option<&str>) {
+        match text {
+            Some(t) => self.leaf("", local, t),
+            None => self.nil("", local),
+        }
+    }
+
+    fn guid_leaf(&mut self, prefix: &str, local: &str, g: &Uuid) {
+        let mut b = [0u8; 36];
+        let s = g.hyphenated().encode_lower(&mut b);
+        self.leaf(prefix, local, s);
+    }
+
+    fn int_leaf(&mut self, prefix: &str, local: &str, v: i64) {
+        self.buf.clear();
+        push_i64(&mut self.buf, v);
+        let s = std::str::from_utf8(&self.buf).unwrap_or("0").to_owned();
+        self.leaf(prefix, local, &s);
+    }
+
+    fn bool_leaf(&mut self, local: &str, v: bool) {
+        self.leaf("", local, if v { "true" } else { "false" });
+    }
+
+    fn typed(&mut self, ns: Ns, ty: &str) {
+        let q = format!("{}:{ty}", ns.prefix());
+        self.sink.attr("i", "type", &q);
+        self.declare(ns);
+    }
+
+    fn context(&mut self, c: &RemoteExecutionContext) {
+        self.guid_leaf("", "BusinessUnitId", &c.business_unit_id);
+        self.guid_leaf("", "CorrelationId", &c.correlation_id);
+        self.int_leaf("", "Depth", c.depth.into());
+        if let Some(a) = &c.initiating_user_agent {
+            self.leaf("", "InitiatingUserAgent", a);
+        }
+        if let Some(g) = &c.initiating_user_azure_active_directory_object_id {
+            self.guid_leaf("", "InitiatingUserAzureActiveDirectoryObjectId", g);
+        }
+        self.guid_leaf("", "InitiatingUserId", &c.initiating_user_id);
+        self.params("InputParameters", &c.input_parameters, false);
+        self.bool_leaf("IsExecutingOffline", c.is_executing_offline);
+        self.bool_leaf("IsInTransaction", c.is_in_transaction);
+        self.bool_leaf("IsOfflinePlayback", c.is_offline_playback);
+        self.int_leaf("", "IsolationMode", c.isolation_mode.into());
+        self.leaf("", "MessageName", &c.message_name);
+        self.int_leaf("", "Mode", c.mode.into());
+        self.leaf(
+            "",
+            "OperationCreatedOn",
+            &format_xml_date(&c.operation_created_on),
+        );
+        self.guid_leaf("", "OperationId", &c.operation_id);
+        self.guid_leaf("", "OrganizationId", &c.organization_id);
+        self.leaf("", "OrganizationName", &c.organization_name);
+        self.params("OutputParameters", &c.output_parameters, false);
+        match &c.owning_extension {
+            Some(r) => {
+                self.start("", "OwningExtension");
+                self.entity_reference_members(r);
+                self.end();
+            }
+            None => self.nil("", "OwningExtension"),
+        }
+        match &c.parent_context {
+            Some(p) => {
+                self.start("", "ParentContext");
+                self.context(p);
+                self.end();
+            }
+            None => self.nil("", "ParentContext"),
+        }
+        self.images("PostEntityImages", &c.post_entity_images);
+        self.images("PreEntityImages", &c.pre_entity_images);
+        self.guid_leaf("", "PrimaryEntityId", &c.primary_entity_id);
+        self.leaf("", "PrimaryEntityName", &c.primary_entity_name);
+        match &c.request_id {
+            Some(g) => self.guid_leaf("", "RequestId", g),
+            None => self.nil("", "RequestId"),
+        }
+        self.leaf("", "SecondaryEntityName", &c.secondary_entity_name);
+        self.params("SharedVariables", &c.shared_variables, false);
+        self.int_leaf("", "Stage", c.stage.into());
+        if let Some(g) = &c.user_azure_active_directory_object_id {
+            self.guid_leaf("", "UserAzureActiveDirectoryObjectId", g);
+        }
+        self.guid_leaf("", "UserId", &c.user_id);
+    }
+
+    /// A string→object collection; `keys` selects the KeyAttributeCollection form.
+    fn params(&mut self, name: &str, ps: &[(String, Value)], keys: bool) {
+        self.start("", name);
+        let item_prefix = if keys {
+            self.declare(Ns::Contracts71);
+            "f"
+        } else {
+            ""
+        };
+        self.declare(Ns::Generic);
+        for (k, v) in ps {
+            self.start(item_prefix, "KeyValuePairOfstringanyType");
+            self.leaf("b", "key", k);
+            self.value("b", "value", v);
+            self.end();
+        }
+        self.end();
+    }
+
+    fn images(&mut self, name: &str, imgs: &[(String, Entity)]) {
+        self.start("", name);
+        self.declare(Ns::Generic);
+        for (k, e) in imgs {
+            self.start("", "KeyValuePairOfstringEntity");
+            self.leaf("b", "key", k);
+            self.start("b", "value");
+            self.entity_members(e);
+            self.end();
+            self.end();
+        }
+        self.end();
+    }
+
+    fn value(&mut self, prefix: &str, local: &str, v: &Value) {
+        if let Value::Null = v {
+            return self.nil(prefix, local);
+        }
+        self.start(prefix, local);
+        let text: Cow<'_, str> = match v {
+            Value::Null => Cow::Borrowed(""),
+            Value::Boolean(b) => {
+                self.typed(Ns::Xsd, "boolean");
+                Cow::Borrowed(if *b { "true" } else { "false" })
+            }
+            Value::Int(i) => {
+                self.typed(Ns::Xsd, "int");
+                Cow::Owned(i.to_string())
+            }
+            Value::Long(l) => {
+                self.typed(Ns::Xsd, "long");
+                Cow::Owned(l.to_string())
+            }
+            Value::Double(d) => {
+                self.typed(Ns::Xsd, "double");
+                Cow::Owned(format_xml_double(*d))
+            }
+            Value::Decimal(d) => {
+                self.typed(Ns::Xsd, "decimal");
+                Cow::Owned(d.as_str().to_owned())
+            }
+            Value::String(s) => {
+                self.typed(Ns::Xsd, "string");
+                Cow::Owned(s.clone())
+            }
+            Value::DateTime(d) => {
+                self.typed(Ns::Xsd, "dateTime");
+                Cow::Owned(format_xml_date(d))
+            }
+            Value::Guid(g) => {
+                self.typed(Ns::Ser, "guid");
+                Cow::Owned(g.hyphenated().to_string())
+            }
+            Value::Money(d) => {
+                self.typed(Ns::Contracts, "Money");
+                self.leaf("", "Value", d.as_str());
+                Cow::Borrowed("")
+            }
+            Value::OptionSetValue(o) => {
+                self.typed(Ns::Contracts, "OptionSetValue");
+                self.int_leaf("", "Value", (*o).into());
+                Cow::Borrowed("")
+            }
+            Value::OptionSetValueCollection(os) => {
+                self.typed(Ns::Contracts, "OptionSetValueCollection");
+                for o in os {
+                    self.start("", "OptionSetValue");
+                    self.int_leaf("", "Value", (*o).into());
+                    self.end();
+                }
+                Cow::Borrowed("")
+            }
+            Value::EntityReference(r) => {
+                self.typed(Ns::Contracts, "EntityReference");
+                self.entity_reference_members(r);
+                Cow::Borrowed("")
+            }
+            Value::Entity(e) => {
+                self.typed(Ns::Contracts, "Entity");
+                self.entity_members(e);
+                Cow::Borrowed("")
+            }
+            Value::EntityCollection(c) => {
+                self.typed(Ns::Contracts, "EntityCollection");
+                self.entity_collection_members(c);
+                Cow::Borrowed("")
+            }
+            Value::EntityReferenceCollection(rs) => {
+                self.typed(Ns::Contracts, "EntityReferenceCollection");
+                for r in rs {
+                    self.start("", "EntityReference");
+                    self.entity_reference_members(r);
+                    self.end();
+                }
+                Cow::Borrowed("")
+            }
+            Value::AliasedValue(a) => {
+                self.typed(Ns::Contracts, "AliasedValue");
+                self.opt_leaf("AttributeLogicalName", a.attribute_logical_name.as_deref());
+                self.opt_leaf("EntityLogicalName", a.entity_logical_name.as_deref());
+                self.value("", "Value", &a.value);
+                Cow::Borrowed("")
+            }
+            Value::ColumnSet(cs) => {
+                self.typed(Ns::Contracts, "ColumnSet");
+                self.bool_leaf("AllColumns", cs.all_columns);
+                self.start("", "Columns");
+                self.declare(Ns::Arrays);
+                for c in &cs.columns {
+                    self.leaf("e", "string", c);
+                }
+                self.end();
+                Cow::Borrowed("")
+            }
+            Value::Relationship(r) => {
+                self.typed(Ns::Contracts, "Relationship");
+                self.relationship_members(r);
+                Cow::Borrowed("")
+            }
+            Value::StringPairs(ps) => {
+                self.typed(Ns::Generic, "ArrayOfKeyValuePairOfstringstring");
+                for (k, v) in ps {
+                    self.start("b", "KeyValuePairOfstringstring");
+                    self.leaf("b", "key", k);
+                    self.leaf("b", "value", v);
+                    self.end();
+                }
+                Cow::Borrowed("")
+            }
+        };
+        if !text.is_empty() {
+            self.sink.text(&text);
+        }
+        self.end();
+    }
+
+    fn entity_members(&mut self, e: &Entity) {
+        self.params("Attributes", &e.attributes, false);
+        match e.entity_state {
+            Some(s) => self.leaf("", "EntityState", &enum_name(s, &ENTITY_STATES)),
+            None => self.nil("", "EntityState"),
+        }
+        self.start("", "FormattedValues");
+        self.declare(Ns::Generic);
+        for (k, v) in &e.formatted_values {
+            self.start("", "KeyValuePairOfstringstring");
+            self.leaf("b", "key", k);
+            self.leaf("b", "value", v);
+            self.end();
+        }
+        self.end();
+        self.guid_leaf("", "Id", &e.id);
+        self.params("KeyAttributes", &e.key_attributes, true);
+        self.opt_leaf("LogicalName", e.logical_name.as_deref());
+        self.start("", "RelatedEntities");
+        self.declare(Ns::Generic);
+        for (r, c) in &e.related_entities {
+            self.start("", "KeyValuePairOfRelationshipEntityCollectionX_PsK4FkN");
+            self.start("b", "key");
+            self.relationship_members(r);
+            self.end();
+            self.start("b", "value");
+            self.entity_collection_members(c);
+            self.end();
+            self.end();
+        }
+        self.end();
+        self.opt_leaf("RowVersion", e.row_version.as_deref());
+    }
+
+    fn entity_reference_members(&mut self, r: &EntityReference) {
+        self.guid_leaf("", "Id", &r.id);
+        self.params("KeyAttributes", &r.key_attributes, true);
+        self.opt_leaf("LogicalName", r.logical_name.as_deref());
+        self.opt_leaf("Name", r.name.as_deref());
+        self.opt_leaf("RowVersion", r.row_version.as_deref());
+    }
+
+    fn entity_collection_members(&mut self, c: &EntityCollection) {
+        self.start("", "Entities");
+        for e in &c.entities {
+            self.start("", "Entity");
+            self.entity_members(e);
+            self.end();
+        }
+        self.end();
+        self.opt_leaf("EntityName", c.entity_name.as_deref());
+        self.opt_leaf("MinActiveRowVersion", c.min_active_row_version.as_deref());
+        self.bool_leaf("MoreRecords", c.more_records);
+        self.opt_leaf("PagingCookie", c.paging_cookie.as_deref());
+        self.int_leaf("", "TotalRecordCount", c.total_record_count.into());
+        self.bool_leaf(
+            "TotalRecordCountLimitExceeded",
+            c.total_record_count_limit_exceeded,
+        );
+    }
+
+    fn relationship_members(&mut self, r: &Relationship) {
+        match r.primary_entity_role {
+            Some(v) => self.leaf("", "PrimaryEntityRole", &enum_name(v, &ENTITY_ROLES)),
+            None => self.nil("", "PrimaryEntityRole"),
+        }
+        self.opt_leaf("SchemaName", r.schema_name.as_deref());
+    }
+}
+
+/// `EntityState` enum member names by value.
+const ENTITY_STATES: [&str; 3] = ["Unchanged", "Created", "Changed"];
+/// `EntityRole` enum member names by value.
+const ENTITY_ROLES: [&str; 2] = ["Referencing", "Referenced"];
+
+/// DataContractSerializer writes enums by member name; values outside the enum
+/// are written as numbers so nothing is lost.
+fn enum_name(v: i32, names: &[&str]) -> String {
+    usize::try_from(v)
+        .ok()
+        .and_then(|i| names.get(i))
+        .map_or_else(|| v.to_string(), |s| (*s).to_string())
+}
+
+fn enum_value(s: &str, names: &[&str]) -> Option<i32> {
+    names
+        .iter()
+        .position(|n| *n == s)
+        .map(|i| i as i32)
+        .or_else(|| s.parse().ok())
+}
+
+/// xs:double text as XmlConvert writes it (`INF`, `-INF`, `NaN`).
+pub(crate) fn format_xml_double(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "INF" } else { "-INF" }.into();
+    }
+    format_double(d)
+}
+
+fn parse_xml_double(s: &str) -> Option<f64> {
+    match s {
+        "INF" => Some(f64::INFINITY),
+        "-INF" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ if s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
+        {
+            s.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+const MS_PER_DAY: i128 = 86_400_000;
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i128) -> (i128, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i128, m: u32, d: u32) -> i128 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i128::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i128::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// xs:dateTime as DataContractSerializer writes it: UTC with `Z`, local kinds
+/// as wall time plus `±hh:mm`, fractional seconds trimmed.
+pub(crate) fn format_xml_date(d: &DateTime) -> String {
+    let off = i128::from(d.offset_minutes.unwrap_or(0));
+    let wall = i128::from(d.ms) + off * 60_000;
+    let days = wall.div_euclid(MS_PER_DAY);
+    let rem = wall.rem_euclid(MS_PER_DAY);
+    let (y, mo, da) = civil_from_days(days);
+    let (h, mi, s, ms) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
+    let mut out = if y < 0 {
+        format!("-{:04}", -y)
+    } else {
+        format!("{y:04}")
+    };
+    out.push_str(&format!("-{mo:02}-{da:02}T{h:02}:{mi:02}:{s:02}"));
+    if ms != 0 {
+        let f = format!("{ms:03}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+    match d.offset_minutes {
+        None => out.push('Z'),
+        Some(m) => {
+            let a = m.unsigned_abs();
+            out.push_str(&format!(
+                "{}{:02}:{:02}",
+                if m < 0 { '-' } else { '+' },
+                a / 60,
+                a % 60
+            ));
+        }
+    }
+    out
+}
+
+/// Parses xs:dateTime; no suffix is read as UTC, sub-millisecond digits are
+/// truncated (the model keeps milliseconds, like JSON's `\/Date()\/`).
+pub(crate) fn parse_xml_date(s: &str) -> Option<DateTime> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let (ymd, rest) = body.split_once('T')?;
+    let mut parts = ymd.splitn(3, '-');
+    let (ys, ms_, ds) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+    if ys.len() < 4 || !ys.bytes().all(|b| b.is_ascii_digit()) || !digits(ms_, 2) || !digits(ds, 2)
+    {
+        return None;
+    }
+    let mut y: i128 = ys.parse().ok()?;
+    if neg {
+        y = -y;
+    }
+    let (mo, da): (u32, u32) = (ms_.parse().ok()?, ds.parse().ok()?);
+    if !(1..=12).contains(&mo) || da == 0 || da > 31 {
+        return None;
+    }
+    // Split the time from the zone designator.
+    let (time, zone) = match rest.find(['Z', '+', '-']) {
+        Some(p) => (&rest[..p], &rest[p..]),
+        None => (rest, ""),
+    };
+    let (hms, frac) = match time.split_once('.') {
+        Some((a, f)) => (a, Some(f)),
+        None => (time, None),
+    };
+    let mut t = hms.split(':');
+    let (hs, mis, ss) = (t.next()?, t.next()?, t.next()?);
+    if t.next().is_some() || !digits(hs, 2) || !digits(mis, 2) || !digits(ss, 2) {
+        return None;
+    }
+    let (h, mi, sec): (i128, i128, i128) = (hs.parse().ok()?, mis.parse().ok()?, ss.parse().ok()?);
+    if h > 24 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let mut ms: i128 = 0;
+    if let Some(f) = frac {
+        if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let three: String = f.chars().chain("000".chars()).take(3).collect();
+        ms = three.parse().ok()?;
+    }
+    let offset_minutes = match zone {
+        "" | "Z" => None,
+        z => {
+            let zb = z.as_bytes();
+            if zb.len() != 6 || zb[3] != b':' || !digits(&z[1..3], 2) || !digits(&z[4..6], 2) {
+                return None;
+            }
+            let hh: i16 = z[1..3].parse().ok()?;
+            let mm: i16 = z[4..6].parse().ok()?;
+            if mm > 59 {
+                return None;
+            }
+            Some(if zb[0] == b'-' {
+                -(hh * 60 + mm)
+            } else {
+                hh * 60 + mm
+            })
+        }
+    };
+    let wall =
+        days_from_civil(y, mo, da) * MS_PER_DAY + h * 3_600_000 + mi * 60_000 + sec * 1000 + ms;
+    let utc = wall - i128::from(offset_minutes.unwrap_or(0)) * 60_000;
+    Some(DateTime {
+        ms: i64::try_from(utc).ok()?,
+        offset_minutes,
+    })
+}
+
+// ------------------------------------------------------------------ reader
+
+/// Deepest element nesting accepted (hostile input must not overflow the stack).
+const MAX_DEPTH: usize = 256;
+
+/// Builds the model from events.
+pub(crate) struct Reader<'a, S: Source<'a>> {
+    src: S,
+    path: Vec<Seg>,
+    /// (element depth, prefix, namespace) declarations in scope.
+    scopes: Vec<(usize, Cow<'a, str>, Cow<'a, str>)>,
+    depth: usize,
+}
+
+/// Reads a whole context document from `src`.
+pub(crate) fn read<'a>(src: impl Source<'a>) -> Result<RemoteExecutionContext, MessageError> {
+    let mut r = Reader {
+        src,
+        path: Vec::with_capacity(16),
+        scopes: Vec::with_capacity(16),
+        depth: 0,
+    };
+    let Some(root) = r.child()? else {
+        return Err(
+            r.err("expected the <RemoteExecutionContext> root element, found end of input".into())
+        );
+    };
+    if root.local != "RemoteExecutionContext" {
+        return Err(r.err(format!(
+            "expected the <RemoteExecutionContext> root element, found <{}>",
+            root.local
+        )));
+    }
+    let ctx = r.context()?;
+    loop {
+        match r.src.next()? {
+            Event::Eof => return Ok(ctx),
+            Event::Text(t) if t.trim().is_empty() => {}
+            _ => return Err(r.err("expected end of input after the root element".into())),
+        }
+    }
+}
+
+type R<T> = Result<T, MessageError>;
+
+impl<'a, S: Source<'a>> Reader<'a, S> {
+    fn err(&self, message: String) -> MessageError {
+        MessageError::Malformed {
+            syntax: self.src.syntax(),
+            offset: self.src.offset(),
+            path: render_path(&self.path),
+            message,
+        }
+    }
+
+    fn event(&mut self) -> R<Event<'a>> {
+        let ev = self.src.next()?;
+        match &ev {
+            Event::Start(t) => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(self.err(format!("elements nested deeper than {MAX_DEPTH}")));
+                }
+                for a in &t.attrs {
+                    if a.xmlns {
+                        self.scopes
+                            .push((self.depth, a.local.clone(), a.value.clone()));
+                    }
+                }
+            }
+            Event::End => {
+                while self.scopes.last().is_some_and(|s| s.0 == self.depth) {
+                    self.scopes.pop();
+                }
+                self.depth = self.depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        Ok(ev)
+    }
+
+    /// The next child element of the current element, or `None` at its end.
+    fn child(&mut self) -> R<Option<StartTag<'a>>> {
+        loop {
+            match self.event()? {
+                Event::Start(t) => return Ok(Some(t)),
+                Event::End => return Ok(None),
+                Event::Text(t) if t.trim().is_empty() => {}
+                Event::Text(_) => return Err(self.err("expected an element, found text".into())),
+                Event::Eof => {
+                    return Err(
+                        self.err("expected an element or end tag, found end of input".into())
+                    );
+                }
+            }
+        }
+    }
+
+    /// Character content up to the end of the current element.
+    fn text(&mut self) -> R<Cow<'a, str>> {
+        let mut acc: Option<Cow<'a, str>> = None;
+        loop {
+            match self.event()? {
+                Event::Text(t) => {
+                    acc = Some(match acc {
+                        None => t,
+                        Some(a) => Cow::Owned(a.into_owned() + &t),
+                    })
+                }
+                Event::End => return Ok(acc.unwrap_or(Cow::Borrowed(""))),
+                Event::Start(t) => {
+                    return Err(self.err(format!("expected text, found element <{}>", t.local)));
+                }
+                Event::Eof => {
+                    return Err(self.err("expected text or end tag, found end of input".into()));
+                }
+            }
+        }
+    }
+
+    fn skip(&mut self) -> R<()> {
+        let mut d = 1usize;
+        while d > 0 {
+            match self.event()? {
+                Event::Start(_) => d += 1,
+                Event::End => d -= 1,
+                Event::Text(_) => {}
+                Event::Eof => {
+                    return Err(self.err("expected an end tag, found end of input".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, prefix: &str) -> Option<&str> {
+        self.scopes
+            .iter()
+            .rev()
+            .find(|s| s.1 == prefix)
+            .map(|s| s.2.as_ref())
+    }
+
+    fn xsi_attr<'t>(&self, tag: &'t StartTag<'a>, local: &str) -> Option<&'t str> {
+        tag.attrs
+            .iter()
+            .find(|a| !a.xmlns && a.local == local && self.resolve(&a.prefix) == Some(NS_XSI))
+            .map(|a| a.value.as_ref())
+    }
+
+    fn is_nil(&self, tag: &StartTag<'a>) -> bool {
+        matches!(self.xsi_attr(tag, "nil"), Some("true" | "1"))
+    }
+
+    /// `nil` elements yield `None` (their end is consumed).
+    fn nil_or<T>(&mut self, tag: &StartTag<'a>, f: impl FnOnce(&mut Self) -> R<T>) -> R<Option<T>> {
+        if self.is_nil(tag) {
+            self.skip()?;
+            Ok(None)
+        } else {
+            Ok(Some(f(self)?))
+        }
+    }
+
+    fn parse<T>(&mut self, what: &str, f: impl FnOnce(&str) -> Option<T>) -> R<T> {
+        let t = self.text()?;
+        match f(&t) {
+            Some(v) => Ok(v),
+            None => Err(self.err(format!("expected {what}, found {:?}", truncate(&t)))),
+        }
+    }
+
+    fn guid(&mut self) -> R<Uuid> {
+        self.parse("a GUID", |t| Uuid::try_parse(t.trim()).ok())
+    }
+    fn int(&mut self) -> R<i32> {
+        self.parse("a 32-bit integer", |t| t.trim().parse().ok())
+    }
+    fn boolean(&mut self) -> R<bool> {
+        self.parse("true or false", |t| match t.trim() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        })
+    }
+    fn string(&mut self) -> R<String> {
+        Ok(self.text()?.into_owned())
+    }
+    fn opt_string(&mut self, tag: &StartTag<'a>) -> R<Option<String>> {
+        self.nil_or(tag, |r| r.string())
+    }
+
+    fn member<T>(&mut self, name: &'static str, f: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
+        self.path.push(Seg::Name(name));
+        let v = f(self)?;
+        self.path.pop();
+        Ok(v)
+    }
+
+    fn context(&mut self) -> R<RemoteExecutionContext> {
+        let mut c = RemoteExecutionContext::default();
+        while let Some(tag) = self.child()? {
+            macro_rules! m {
+                ($name:literal, $e:expr) => {
+                    self.member($name, |r: &mut Self| {
+                        #[allow(clippy::redundant_closure_call)]
+                        ($e)(r, &tag)
+                    })?
+                };
+            }
+            match &*tag.local {
+                "BusinessUnitId" => {
+                    c.business_unit_id = m!("BusinessUnitId", |r: &mut Self, _| r.guid())
+                }
+                "CorrelationId" => {
+                    c.correlation_id = m!("CorrelationId", |r: &mut Self, _| r.guid())
+                }
+                "Depth" => c.depth = m!("Depth", |r: &mut Self, _| r.int()),
+                "InitiatingUserAgent" => {
+                    c.initiating_user_agent =
+                        m!("InitiatingUserAgent", |r: &mut Self, t| r.opt_string(t))
+                }
+                "InitiatingUserAzureActiveDirectoryObjectId" => {
+                    c.initiating_user_azure_active_directory_object_id = m!(
+                        "InitiatingUserAzureActiveDirectoryObjectId",
+                        |r: &mut Self, t| r.nil_or(t, |r| r.guid())
+                    )
+                }
+                "InitiatingUserId" => {
+                    c.initiating_user_id = m!("InitiatingUserId", |r: &mut Self, _| r.guid())
+                }
+                "InputParameters" => {
+                    c.input_parameters = m!("InputParameters", |r: &mut Self, _| r.params())
+                }
+                "IsExecutingOffline" => {
+                    c.is_executing_offline = m!("IsExecutingOffline", |r: &mut Self, _| r.boolean())
+                }
+                "IsInTransaction" => {
+                    c.is_in_transaction = m!("IsInTransaction", |r: &mut Self, _| r.boolean())
+                }
+                "IsOfflinePlayback" => {
+                    c.is_offline_playback = m!("IsOfflinePlayback", |r: &mut Self, _| r.boolean())
+                }
+                "IsolationMode" => {
+                    c.isolation_mode = m!("IsolationMode", |r: &mut Self, _| r.int())
+                }
+                "MessageName" => c.message_name = m!("MessageName", |r: &mut Self, _| r.string()),
+                "Mode" => c.mode = m!("Mode", |r: &mut Self, _| r.int()),
+                "OperationCreatedOn" => {
+                    c.operation_created_on = m!("OperationCreatedOn", |r: &mut Self, _| r
+                        .parse("an xs:dateTime", |t| parse_xml_date(t.trim())))
+                }
+                "OperationId" => c.operation_id = m!("OperationId", |r: &mut Self, _| r.guid()),
+                "OrganizationId" => {
+                    c.organization_id = m!("OrganizationId", |r: &mut Self, _| r.guid())
+                }
+                "OrganizationName" => {
+                    c.organization_name = m!("OrganizationName", |r: &mut Self, _| r.string())
+                }
+                "OutputParameters" => {
+                    c.output_parameters = m!("OutputParameters", |r: &mut Self, _| r.params())
+                }
+                "OwningExtension" => {
+                    c.owning_extension = m!("OwningExtension", |r: &mut Self, t| r
+                        .nil_or(t, |r| r.entity_reference_members()))
+                }
+                "ParentContext" => {
+                    c.parent_context = m!("ParentContext", |r: &mut Self, t| r
+                        .nil_or(t, |r| Ok(Box::new(r.context()?))))
+                }
+                "PostEntityImages" => {
+                    c.post_entity_images = m!("PostEntityImages", |r: &mut Self, _| r.images())
+                }
+                "PreEntityImages" => {
+                    c.pre_entity_images = m!("PreEntityImages", |r: &mut Self, _| r.images())
+                }
+                "PrimaryEntityId" => {
+                    c.primary_entity_id = m!("PrimaryEntityId", |r: &mut Self, _| r.guid())
+                }
+                "PrimaryEntityName" => {
+                    c.primary_entity_name = m!("PrimaryEntityName", |r: &mut Self, _| r.string())
+                }
+                "RequestId" => {
+                    c.request_id = m!("RequestId", |r: &mut Self, t| r.nil_or(t, |r| r.guid()))
+                }
+                "SecondaryEntityName" => {
+                    c.secondary_entity_name =
+                        m!("SecondaryEntityName", |r: &mut Self, _| r.string())
+                }
+                "SharedVariables" => {
+                    c.shared_variables = m!("SharedVariables", |r: &mut Self, _| r.params())
+                }
+                "Stage" => c.stage = m!("Stage", |r: &mut Self, _| r.int()),
+                "UserAzureActiveDirectoryObjectId" => {
+                    c.user_azure_active_directory_object_id =
+                        m!("UserAzureActiveDirectoryObjectId", |r: &mut Self, t| r
+                            .nil_or(t, |r| r.guid()))
+                }
+                "UserId" => c.user_id = m!("UserId", |r: &mut Self, _| r.guid()),
+                _ => self.skip()?,
+            }
+        }
+        Ok(c)
+    }
+
+    /// Items of a key/value collection: each item has `key` and `value` children.
+    fn pairs<K, V>(
+        &mut self,
+        mut key: impl FnMut(&mut Self, &StartTag<'a>) -> R<K>,
+        mut value: impl FnMut(&mut Self, &StartTag<'a>) -> R<V>,
+    ) -> R<Vec<(K, V)>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while let Some(_item) = self.child()? {
+            self.path.push(Seg::Index(i));
+            let (mut k, mut v) = (None, None);
+            while let Some(tag) = self.child()? {
+                match &*tag.local {
+                    "key" => k = Some(self.member("key", |r| key(r, &tag))?),
+                    "value" => v = Some(self.member("value", |r| value(r, &tag))?),
+                    _ => self.skip()?,
+                }
+            }
+            match (k, v) {
+                (Some(k), Some(v)) => out.push((k, v)),
+                _ => {
+                    return Err(self.err("expected <key> and <value> in the collection item".into()));
+                }
+            }
+            self.path.pop();
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    fn params(&mut self) -> R<Params> {
+        self.pairs(|r, _| r.string(), |r, t| r.value(t))
+    }
+
+    fn images(&mut self) -> R<Vec<(String, Entity)>> {
+        self.pairs(|r, _| r.string(), |r, _| r.entity_members())
+    }
+
+    fn value(&mut self, tag: &StartTag<'a>) -> R<Value> {
+        if self.is_nil(tag) {
+            self.skip()?;
+            return Ok(Value::Null);
+        }
+        let Some(qname) = self.xsi_attr(tag, "type") else {
+            return Err(self.err("expected an i:type attribute on the value".into()));
+        };
+        let (prefix, local) = qname.split_once(':').unwrap_or(("", qname));
+        let ns = self.resolve(prefix).unwrap_or("").to_owned();
+        let local = local.to_owned();
+        Ok(match (ns.as_str(), local.as_str()) {
+            (NS_XSD, "string") => Value::String(self.string()?),
+            (NS_XSD, "int") => Value::Int(self.int()?),
+            (NS_XSD, "long") => {
+                Value::Long(self.parse("a 64-bit integer", |t| t.trim().parse().ok())?)
+            }
+            (NS_XSD, "double") => {
+                Value::Double(self.parse("an xs:double", |t| parse_xml_double(t.trim()))?)
+            }
+            (NS_XSD, "decimal") => {
+                Value::Decimal(self.parse("a decimal", |t| Decimal::parse(t.trim()))?)
+            }
+            (NS_XSD, "boolean") => Value::Boolean(self.boolean()?),
+            (NS_XSD, "dateTime") => {
+                Value::DateTime(self.parse("an xs:dateTime", |t| parse_xml_date(t.trim()))?)
+            }
+            (NS_SER, "guid") => Value::Guid(self.guid()?),
+            (NS_CONTRACTS, "Entity") => Value::Entity(Box::new(self.entity_members()?)),
+            (NS_CONTRACTS, "EntityReference") => {
+                Value::EntityReference(self.entity_reference_members()?)
+            }
+            (NS_CONTRACTS, "OptionSetValue") => {
+                Value::OptionSetValue(self.value_child(|r| r.int())?)
+            }
+            (NS_CONTRACTS, "Money") => Value::Money(
+                self.value_child(|r| r.parse("a decimal", |t| Decimal::parse(t.trim())))?,
+            ),
+            (NS_CONTRACTS, "OptionSetValueCollection") => {
+                let mut v = Vec::new();
+                while self.child()?.is_some() {
+                    self.path.push(Seg::Index(v.len()));
+                    v.push(self.value_child(|r| r.int())?);
+                    self.path.pop();
+                }
+                Value::OptionSetValueCollection(v)
+            }
+            (NS_CONTRACTS, "EntityReferenceCollection") => {
+                let mut v = Vec::new();
+                while self.child()?.is_some() {
+                    self.path.push(Seg::Index(v.len()));
+                    v.push(self.entity_reference_members()?);
+                    self.path.pop();
+                }
+                Value::EntityReferenceCollection(v)
+            }
+            (NS_CONTRACTS, "EntityCollection") => {
+                Value::EntityCollection(self.entity_collection_members()?)
+            }
+            (NS_CONTRACTS, "Relationship") => Value::Relationship(self.relationship_members()?),
+            (NS_CONTRACTS, "AliasedValue") => {
+                let mut a = AliasedValue {
+                    attribute_logical_name: None,
+                    entity_logical_name: None,
+                    value: Value::Null,
+                };
+                while let Some(t) = self.child()? {
+                    match &*t.local {
+                        "AttributeLogicalName" => {
+                            a.attribute_logical_name =
+                                self.member("AttributeLogicalName", |r| r.opt_string(&t))?
+                        }
+                        "EntityLogicalName" => {
+                            a.entity_logical_name =
+                                self.member("EntityLogicalName", |r| r.opt_string(&t))?
+                        }
+                        "Value" => a.value = self.member("Value", |r| r.value(&t))?,
+                        _ => self.skip()?,
+                    }
+                }
+                Value::AliasedValue(Box::new(a))
+            }
+            (NS_CONTRACTS, "ColumnSet") => {
+                let mut cs = ColumnSet::default();
+                while let Some(t) = self.child()? {
+                    match &*t.local {
+                        "AllColumns" => {
+                            cs.all_columns = self.member("AllColumns", |r| r.boolean())?
+                        }
+                        "Columns" => {
+                            self.path.push(Seg::Name("Columns"));
+                            while self.child()?.is_some() {
+                                cs.columns.push(self.string()?);
+                            }
+                            self.path.pop();
+                        }
+                        _ => self.skip()?,
+                    }
+                }
+                Value::ColumnSet(cs)
+            }
+            (NS_GENERIC, "ArrayOfKeyValuePairOfstringstring") => {
+                Value::StringPairs(self.pairs(|r, _| r.string(), |r, _| r.string())?)
+            }
+            _ => {
+                return Err(self.err(format!(
+                    "expected a known i:type, found {qname:?} (namespace {ns:?})",
+                    qname = format!("{prefix}:{local}")
+                )));
+            }
+        })
+    }
+
+    /// Children of an element with a single `<Value>` child.
+    fn value_child<T: Default>(&mut self, f: impl Fn(&mut Self) -> R<T>) -> R<T> {
+        let mut v = T::default();
+        while let Some(t) = self.child()? {
+            if t.local == "Value" {
+                v = self.member("Value", &f)?;
+            } else {
+                self.skip()?;
+            }
+        }
+        Ok(v)
+    }
+
+    fn entity_members(&mut self) -> R<Entity> {
+        let mut e = Entity::default();
+        while let Some(t) = self.child()? {
+            match &*t.local {
+                "Attributes" => e.attributes = self.member("Attributes", |r| r.params())?,
+                "EntityState" => {
+                    e.entity_state = self.member("EntityState", |r| {
+                        r.nil_or(&t, |r| {
+                            r.parse("an EntityState", |s| enum_value(s.trim(), &ENTITY_STATES))
+                        })
+                    })?
+                }
+                "FormattedValues" => {
+                    e.formatted_values = self.member("FormattedValues", |r| {
+                        r.pairs(|r, _| r.string(), |r, _| r.string())
+                    })?
+                }
+                "Id" => e.id = self.member("Id", |r| r.guid())?,
+                "KeyAttributes" => {
+                    e.key_attributes = self.member("KeyAttributes", |r| r.params())?
+                }
+                "LogicalName" => {
+                    e.logical_name = self.member("LogicalName", |r| r.opt_string(&t))?
+                }
+                "RelatedEntities" => {
+                    e.related_entities = self.member("RelatedEntities", |r| {
+                        r.pairs(
+                            |r, _| r.relationship_members(),
+                            |r, _| r.entity_collection_members(),
+                        )
+                    })?
+                }
+                "RowVersion" => e.row_version = self.member("RowVersion", |r| r.opt_string(&t))?,
+                _ => self.skip()?,
+            }
+        }
+        Ok(e)
+    }
+
+    fn entity_reference_members(&mut self) -> R<EntityReference> {
+        let mut e = EntityReference::default();
+        while let Some(t) = self.child()? {
+            match &*t.local {
+                "Id" => e.id = self.member("Id", |r| r.guid())?,
+                "KeyAttributes" => {
+                    e.key_attributes = self.member("KeyAttributes", |r| r.params())?
+                }
+                "LogicalName" => {
+                    e.logical_name = self.member("LogicalName", |r| r.opt_string(&t))?
+                }
+                "Name" => e.name = self.member("Name", |r| r.opt_string(&t))?,
+                "RowVersion" => e.row_version = self.member("RowVersion", |r| r.opt_string(&t))?,
+                _ => self.skip()?,
+            }
+        }
+        Ok(e)
+    }
+
+    fn entity_collection_members(&mut self) -> R<EntityCollection> {
+        let mut c = EntityCollection::default();
+        while let Some(t) = self.child()? {
+            match &*t.local {
+                "Entities" => {
+                    self.path.push(Seg::Name("Entities"));
+                    while self.child()?.is_some() {
+                        self.path.push(Seg::Index(c.entities.len()));
+                        let e = self.entity_members()?;
+                        c.entities.push(e);
+                        self.path.pop();
+                    }
+                    self.path.pop();
+                }
+                "EntityName" => c.entity_name = self.member("EntityName", |r| r.opt_string(&t))?,
+                "MinActiveRowVersion" => {
+                    c.min_active_row_version =
+                        self.member("MinActiveRowVersion", |r| r.opt_string(&t))?
+                }
+                "MoreRecords" => c.more_records = self.member("MoreRecords", |r| r.boolean())?,
+                "PagingCookie" => {
+                    c.paging_cookie = self.member("PagingCookie", |r| r.opt_string(&t))?
+                }
+                "TotalRecordCount" => {
+                    c.total_record_count = self.member("TotalRecordCount", |r| r.int())?
+                }
+                "TotalRecordCountLimitExceeded" => {
+                    c.total_record_count_limit_exceeded =
+                        self.member("TotalRecordCountLimitExceeded", |r| r.boolean())?
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(c)
+    }
+
+    fn relationship_members(&mut self) -> R<Relationship> {
+        let mut rel = Relationship::default();
+        while let Some(t) = self.child()? {
+            match &*t.local {
+                "PrimaryEntityRole" => {
+                    rel.primary_entity_role = self.member("PrimaryEntityRole", |r| {
+                        r.nil_or(&t, |r| {
+                            r.parse("an EntityRole", |s| enum_value(s.trim(), &ENTITY_ROLES))
+                        })
+                    })?
+                }
+                "SchemaName" => {
+                    rel.schema_name = self.member("SchemaName", |r| r.opt_string(&t))?
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(rel)
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() > 40 {
+        s.chars().take(40).collect::<String>() + "…"
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xs:dateTime text maps to and from the model's ms + offset losslessly.
+    #[test]
+    fn xml_dates_round_trip() {
+        for (d, text) in [
+            (DateTime::utc(0), "1970-01-01T00:00:00Z"),
+            (DateTime::utc(1697398446012), "2023-10-15T19:34:06.012Z"),
+            (
+                DateTime {
+                    ms: 1506409448000,
+                    offset_minutes: Some(-420),
+                },
+                "2017-09-26T00:04:08-07:00",
+            ),
+            (DateTime::utc(-62135596800000), "0001-01-01T00:00:00Z"),
+            (DateTime::utc(253402300799999), "9999-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(format_xml_date(&d), text);
+            assert_eq!(parse_xml_date(text), Some(d), "{text}");
+        }
+        assert_eq!(
+            parse_xml_date("2020-01-01T00:00:00.1234567Z"),
+            Some(DateTime::utc(1577836800123))
+        );
+        for bad in [
+            "",
+            "2020-13-01T00:00:00Z",
+            "2020-01-01",
+            "2020-01-01T00:00Z",
+            "2020-01-01T00:00:00+0100",
+        ] {
+            assert_eq!(parse_xml_date(bad), None, "{bad}");
+        }
+    }
+}
