@@ -532,8 +532,12 @@ fn apply_state(
         }
         _ => true,
     });
-    if !creating && state.is_none() && status.is_none() {
-        return Ok(());
+    if state.is_none() && status.is_none() {
+        if !creating {
+            return Ok(());
+        }
+        // A new row starts in the default state with that state's first status reason.
+        state = Some(current.0);
     }
     let (s, st) = state_status(t, state, status, current)?;
     writes.push((platform::STATE_CODE.into(), Value::OptionSetValue(s)));
