@@ -1047,7 +1047,9 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
             match (k, v) {
                 (Some(k), Some(v)) => out.push((k, v)),
                 _ => {
-                    return Err(self.err("expected <key> and <value> in the collection item".into()));
+                    return Err(
+                        self.err("expected <key> and <value> in the collection item".into())
+                    );
                 }
             }
             self.path.pop();

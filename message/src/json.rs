@@ -1321,6 +1321,10 @@ fn number_value(t: &str) -> Value {
     if t.bytes().any(|b| b == b'e' || b == b'E') {
         return Value::Double(t.parse().unwrap_or(f64::NAN));
     }
+    if t == "-0" {
+        // .NET prints negative zero doubles as -0; an integer would lose the sign.
+        return Value::Double(-0.0);
+    }
     if !t.contains('.') {
         if let Ok(i) = t.parse::<i32>() {
             return Value::Int(i);

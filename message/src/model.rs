@@ -273,7 +273,8 @@ pub struct Relationship {
 pub struct Decimal(String);
 
 impl Decimal {
-    /// Accepts `-?[0-9]+(\.[0-9]+)?`; anything else is `None`.
+    /// Accepts `-?(0|[1-9][0-9]*)(\.[0-9]+)?` (how .NET prints a decimal, and a
+    /// valid JSON number); anything else is `None`.
     pub fn parse(text: &str) -> Option<Decimal> {
         let digits = text.strip_prefix('-').unwrap_or(text);
         let (int, frac) = match digits.split_once('.') {
@@ -281,7 +282,8 @@ impl Decimal {
             None => (digits, None),
         };
         let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if all_digits(int) && frac.is_none_or(all_digits) {
+        let leading_zero = int.len() > 1 && int.starts_with('0');
+        if all_digits(int) && !leading_zero && frac.is_none_or(all_digits) {
             Some(Decimal(text.to_string()))
         } else {
             None
@@ -511,7 +513,7 @@ mod tests {
     fn decimal_text_is_exact() {
         assert_eq!(Decimal::parse("10.120").unwrap().as_str(), "10.120");
         assert!(Decimal::parse("-0.5").is_some());
-        for bad in ["", "1.", ".5", "1e5", "+1", "1.2.3", "--1"] {
+        for bad in ["", "1.", ".5", "1e5", "+1", "1.2.3", "--1", "007"] {
             assert!(Decimal::parse(bad).is_none(), "{bad}");
         }
     }

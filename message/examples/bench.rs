@@ -1,0 +1,4 @@
+//! Runs the message benchmark: `cargo run --release --example bench [-- --json]`.
+fn main() -> anyhow::Result<()> {
+    weft_message::bench::run(std::env::args().any(|a| a == "--json"))
+}
