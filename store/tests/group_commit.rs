@@ -7,14 +7,18 @@ use std::sync::mpsc;
 use rusqlite::Connection;
 use uuid::Uuid;
 use weft_store::system::{NewTraceLog, StepMode, TraceFilter, TraceOutcome};
-use weft_store::{Attributes, Query, SqliteOptions, SqliteStore, Store, StoreError, StoreExt, Value};
+use weft_store::{
+    Attributes, Query, SqliteOptions, SqliteStore, Store, StoreError, StoreExt, Value,
+};
 
 fn named(name: &str) -> Attributes {
     Attributes::from([("name".to_string(), Value::String(name.into()))])
 }
 
 fn names(store: &SqliteStore) -> Vec<String> {
-    let rows = store.read(|r| r.retrieve_multiple(&Query::new("account").order_by("name", false))).unwrap();
+    let rows = store
+        .read(|r| r.retrieve_multiple(&Query::new("account").order_by("name", false)))
+        .unwrap();
     rows.into_iter()
         .map(|r| match &r.attributes["name"] {
             Value::String(s) => s.clone(),
@@ -30,7 +34,10 @@ fn hold_writer(store: &SqliteStore) -> (mpsc::Sender<()>, weft_store::Pending) {
     let pending = store.submit(Box::new(move |_tx| {
         let _ = started_tx.send(());
         let _ = wait.recv();
-        weft_store::WorkOutcome { commit: true, payload: Box::new(()) }
+        weft_store::WorkOutcome {
+            commit: true,
+            payload: Box::new(()),
+        }
     }));
     started.recv().expect("writer started the holding work");
     (release, pending)
@@ -42,12 +49,18 @@ fn submit<T: Send + 'static>(
 ) -> weft_store::Pending {
     store.submit(Box::new(move |tx| {
         let r = work(tx);
-        weft_store::WorkOutcome { commit: r.is_ok(), payload: Box::new(r) }
+        weft_store::WorkOutcome {
+            commit: r.is_ok(),
+            payload: Box::new(r),
+        }
     }))
 }
 
 fn outcome<T: 'static>(p: weft_store::Pending) -> Result<T, StoreError> {
-    *p.wait().expect("batch committed").downcast::<Result<T, StoreError>>().expect("payload type")
+    *p.wait()
+        .expect("batch committed")
+        .downcast::<Result<T, StoreError>>()
+        .expect("payload type")
 }
 
 /// In one batch, a failing work (after it wrote) and a panicking work are rolled back alone; the others commit.
@@ -59,7 +72,11 @@ fn failed_and_panicking_works_roll_back_alone() {
     let ok1 = submit(&store, |tx| tx.create("account", None, named("ok-1")));
     let failing = submit(&store, |tx| {
         tx.create("account", None, named("failed"))?;
-        tx.create("account", None, Attributes::from([("revenue".to_string(), Value::Boolean(true))]))
+        tx.create(
+            "account",
+            None,
+            Attributes::from([("revenue".to_string(), Value::Boolean(true))]),
+        )
     });
     let panicking = store.submit(Box::new(|tx| {
         let _ = tx.create("account", None, named("panicked"));
@@ -69,7 +86,10 @@ fn failed_and_panicking_works_roll_back_alone() {
     release.send(()).unwrap();
     held.wait().unwrap();
     assert!(outcome::<Uuid>(ok1).is_ok());
-    assert!(matches!(outcome::<Uuid>(failing), Err(StoreError::TypeMismatch { .. })));
+    assert!(matches!(
+        outcome::<Uuid>(failing),
+        Err(StoreError::TypeMismatch { .. })
+    ));
     match panicking.wait() {
         Err(StoreError::WorkPanicked(msg)) => assert_eq!(msg, "plug-in host bug"),
         Err(e) => panic!("unexpected error {e}"),
@@ -78,7 +98,9 @@ fn failed_and_panicking_works_roll_back_alone() {
     assert!(outcome::<Uuid>(ok2).is_ok());
     assert_eq!(names(&store), ["ok-1", "ok-2"]);
     // The writer keeps serving after the panic.
-    store.transact(|tx| tx.create("account", None, named("after"))).unwrap();
+    store
+        .transact(|tx| tx.create("account", None, named("after")))
+        .unwrap();
     assert_eq!(names(&store), ["after", "ok-1", "ok-2"]);
 }
 
@@ -94,9 +116,15 @@ fn callers_are_answered_only_after_commit() {
             std::thread::spawn(move || {
                 let probe = Connection::open(path).unwrap();
                 for i in 0..40 {
-                    let id = store.transact(move |tx| tx.create("account", None, named(&format!("{t}-{i}")))).unwrap();
+                    let id = store
+                        .transact(move |tx| tx.create("account", None, named(&format!("{t}-{i}"))))
+                        .unwrap();
                     let seen: i64 = probe
-                        .query_row("SELECT count(*) FROM account WHERE accountid = ?1", [id.to_string()], |r| r.get(0))
+                        .query_row(
+                            "SELECT count(*) FROM account WHERE accountid = ?1",
+                            [id.to_string()],
+                            |r| r.get(0),
+                        )
                         .unwrap();
                     assert_eq!(seen, 1, "row {id} answered before it was committed");
                 }
@@ -115,23 +143,40 @@ fn restart_keeps_data_and_migrates_new_columns() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
         let store = common::open(dir.path());
-        store.transact(|tx| tx.create("account", None, named("durable"))).unwrap()
+        store
+            .transact(|tx| tx.create("account", None, named("durable")))
+            .unwrap()
     };
     let extended = common::SCHEMA_TOML.replace(
         "[[table]]\nlogical_name = \"contact\"",
         "  [[table.attribute]]\n  logical_name = \"tickersymbol\"\n  type = \"String\"\n\n[[table]]\nlogical_name = \"contact\"",
     );
     let schema = weft_store::Schema::from_toml_str("extended.toml", &extended).unwrap();
-    let store = SqliteStore::open(dir.path().join("weft.db"), schema, SqliteOptions::default()).unwrap();
-    let row = store.read(|r| r.retrieve("account", id, None)).unwrap().expect("row survived the restart");
+    let store =
+        SqliteStore::open(dir.path().join("weft.db"), schema, SqliteOptions::default()).unwrap();
+    let row = store
+        .read(|r| r.retrieve("account", id, None))
+        .unwrap()
+        .expect("row survived the restart");
     assert_eq!(row.attributes["name"], Value::String("durable".into()));
     store
-        .transact(move |tx| tx.update("account", id, Attributes::from([("tickersymbol".into(), Value::String("MSFT".into()))])))
+        .transact(move |tx| {
+            tx.update(
+                "account",
+                id,
+                Attributes::from([("tickersymbol".into(), Value::String("MSFT".into()))]),
+            )
+        })
         .unwrap();
     drop(store);
-    let changed = common::SCHEMA_TOML.replace("logical_name = \"ratio\"\n  type = \"Double\"", "logical_name = \"ratio\"\n  type = \"Integer\"");
+    let changed = common::SCHEMA_TOML.replace(
+        "logical_name = \"ratio\"\n  type = \"Double\"",
+        "logical_name = \"ratio\"\n  type = \"Integer\"",
+    );
     let schema = weft_store::Schema::from_toml_str("changed.toml", &changed).unwrap();
-    let err = SqliteStore::open(dir.path().join("weft.db"), schema, SqliteOptions::default()).err().expect("type change refused");
+    let err = SqliteStore::open(dir.path().join("weft.db"), schema, SqliteOptions::default())
+        .err()
+        .expect("type change refused");
     assert_eq!(
         err.to_string(),
         "schema: attribute `ratio` of table `account` is stored as Double; changing it to Integer is not migrated"
@@ -166,7 +211,14 @@ fn trace_logs_survive_a_failed_work() {
         .unwrap_err();
     assert_eq!(err, StoreError::Invalid("plug-in failed".into()));
     assert!(names(&store).is_empty());
-    let logs = store.read(|r| r.trace_logs(&TraceFilter { correlation_id: Some(correlation), ..Default::default() })).unwrap();
+    let logs = store
+        .read(|r| {
+            r.trace_logs(&TraceFilter {
+                correlation_id: Some(correlation),
+                ..Default::default()
+            })
+        })
+        .unwrap();
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0].entry.error.as_deref(), Some("name is required"));
     assert_eq!(logs[0].entry.outcome, TraceOutcome::Failed);
@@ -188,7 +240,10 @@ async fn transact_async_resolves_after_commit() {
     }
     let dir = tempfile::tempdir().unwrap();
     let store = common::open(dir.path());
-    let id = store.transact_async(|tx| Ok::<_, PipelineError>(tx.create("account", None, named("async"))?)).await.unwrap();
+    let id = store
+        .transact_async(|tx| Ok::<_, PipelineError>(tx.create("account", None, named("async"))?))
+        .await
+        .unwrap();
     let err = store
         .transact_async(|tx| {
             tx.create("account", None, named("vetoed"))?;
@@ -197,9 +252,16 @@ async fn transact_async_resolves_after_commit() {
         .await
         .unwrap_err();
     assert!(matches!(err, PipelineError::Plugin(m) if m == "InvalidPluginExecution: no"));
-    let err = store.transact_async(|tx| Ok::<_, PipelineError>(tx.create("nosuch", None, Attributes::new())?)).await.unwrap_err();
+    let err = store
+        .transact_async(|tx| {
+            Ok::<_, PipelineError>(tx.create("nosuch", None, Attributes::new())?)
+        })
+        .await
+        .unwrap_err();
     assert!(matches!(err, PipelineError::Store(StoreError::UnknownTable(t)) if t == "nosuch"));
-    let rows = store.read(|r| r.retrieve_multiple(&Query::new("account"))).unwrap();
+    let rows = store
+        .read(|r| r.retrieve_multiple(&Query::new("account")))
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].id, id);
 }

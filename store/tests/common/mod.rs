@@ -141,7 +141,10 @@ impl TestClock {
 
 pub fn open_with_clock(dir: &Path, clock: &TestClock) -> SqliteStore {
     let c = clock.0.clone();
-    let options = SqliteOptions { clock: Arc::new(move || c.load(Ordering::SeqCst)), ..Default::default() };
+    let options = SqliteOptions {
+        clock: Arc::new(move || c.load(Ordering::SeqCst)),
+        ..Default::default()
+    };
     SqliteStore::open(dir.join("weft.db"), schema(), options).expect("store opens")
 }
 

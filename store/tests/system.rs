@@ -1,0 +1,461 @@
+//! System tables: registration with write-only secrets, the system-job outbox, claims with leases and takeover.
+
+mod common;
+
+use uuid::Uuid;
+use weft_store::system::*;
+use weft_store::{Attributes, EntityRef, SqliteStore, StoreError, StoreExt, Value};
+
+fn job(name: &str, correlation: Uuid) -> NewSystemJob {
+    NewSystemJob {
+        id: None,
+        name: name.into(),
+        operation_type: 1,
+        message_name: "Create".into(),
+        primary_entity_type: Some("account".into()),
+        regarding: None,
+        owning_extension_id: None,
+        correlation_id: correlation,
+        depth: 1,
+        data: b"{\"context\":1}".to_vec(),
+        data_content_type: "application/json".into(),
+        postpone_until: None,
+    }
+}
+
+fn claim(store: &SqliteStore, worker: &'static str, now: i64, limit: u32) -> Vec<String> {
+    store
+        .transact(move |tx| tx.claim_jobs(worker, now, 30_000, limit))
+        .unwrap()
+        .into_iter()
+        .map(|j| {
+            assert_eq!(j.status, JobStatus::InProgress);
+            assert_eq!(j.lease_owner.as_deref(), Some(worker));
+            assert_eq!(j.lease_expires_on, Some(now + 30_000));
+            j.name
+        })
+        .collect()
+}
+
+/// A job written in a work that fails is rolled back with the work's data (the outbox never leaks).
+#[test]
+fn outbox_rows_commit_and_roll_back_with_the_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = Uuid::new_v4();
+    let kept = store
+        .transact(move |tx| {
+            let id = tx.create(
+                "account",
+                None,
+                Attributes::from([("name".into(), Value::String("a".into()))]),
+            )?;
+            let mut j = job("kept", c);
+            j.regarding = Some(EntityRef::new("account", id));
+            tx.insert_system_job(j)
+        })
+        .unwrap();
+    let err = store
+        .transact(move |tx| {
+            tx.insert_system_job(job("lost", c))?;
+            Err::<(), _>(StoreError::Invalid("sync step failed".into()))
+        })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "sync step failed");
+    let jobs = store
+        .read(|r| {
+            r.system_jobs(&JobFilter {
+                correlation_id: Some(c),
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let j = &jobs[0];
+    assert_eq!((j.id, j.name.as_str()), (kept, "kept"));
+    assert_eq!(
+        (j.status, j.status.state()),
+        (JobStatus::WaitingForResources, JobState::Ready)
+    );
+    assert_eq!(j.data, b"{\"context\":1}");
+    assert_eq!(j.created_on, 1_700_000_000_000);
+    assert_eq!(
+        j.regarding.as_ref().map(|r| r.logical_name.as_str()),
+        Some("account")
+    );
+    let dup = store
+        .transact(move |tx| {
+            tx.insert_system_job(NewSystemJob {
+                id: Some(kept),
+                ..job("dup", c)
+            })
+        })
+        .unwrap_err();
+    assert_eq!(
+        dup,
+        StoreError::DuplicateId {
+            table: "asyncoperation".into(),
+            id: kept
+        }
+    );
+}
+
+/// Claims are exclusive while the lease runs; after it expires another worker takes the job over and the
+/// first worker can no longer complete it.
+#[test]
+fn claim_with_lease_and_takeover() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = Uuid::new_v4();
+    let ids = store
+        .transact(move |tx| {
+            ["j1", "j2", "j3"]
+                .map(|n| tx.insert_system_job(job(n, c)))
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+    assert_eq!(claim(&store, "worker-a", 1_000, 2), ["j1", "j2"]);
+    assert_eq!(
+        claim(&store, "worker-b", 2_000, 10),
+        ["j3"],
+        "leased jobs are not claimed twice"
+    );
+    assert!(
+        claim(&store, "worker-b", 30_999, 10).is_empty(),
+        "lease of worker-a still running"
+    );
+    // worker-a died; its lease ended at 31_000.
+    assert_eq!(claim(&store, "worker-b", 31_000, 10), ["j1", "j2"]);
+    let (j1, j2) = (ids[0], ids[1]);
+    let err = store
+        .transact(move |tx| tx.complete_job(j1, "worker-a", 31_500))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::LeaseLost {
+            id: j1,
+            worker: "worker-a".into()
+        }
+    );
+    store
+        .transact(move |tx| tx.complete_job(j1, "worker-b", 31_500))
+        .unwrap();
+    let done = store.read(|r| r.system_job(j1)).unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.completed_on, done.started_on),
+        (JobStatus::Succeeded, Some(31_500), Some(1_000))
+    );
+    assert_eq!(done.lease_owner, None);
+    let err = store
+        .transact(move |tx| tx.complete_job(j1, "worker-b", 31_600))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::LeaseLost { .. }),
+        "a completed job cannot complete again"
+    );
+    let ghost = Uuid::new_v4();
+    let err = store
+        .transact(move |tx| tx.complete_job(ghost, "worker-b", 1))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::NotFound {
+            table: "asyncoperation".into(),
+            id: ghost
+        }
+    );
+    let fail = JobError {
+        code: Some(0x80040265_u32 as i32),
+        message: "InvalidPluginExecution".into(),
+        friendly_message: None,
+    };
+    store
+        .transact(move |tx| tx.fail_job(j2, "worker-b", 32_000, &fail))
+        .unwrap();
+    let failed = store.read(|r| r.system_job(j2)).unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.status.state()),
+        (JobStatus::Failed, JobState::Completed)
+    );
+    assert_eq!(failed.error_code, Some(-2147220891));
+    assert_eq!(
+        claim(&store, "worker-c", 100_000, 10),
+        ["j3"],
+        "only j3 (lease expired); completed jobs never"
+    );
+}
+
+/// A waiting job is retried only once its next attempt is due; a postponed job only after postponeuntil.
+#[test]
+fn wait_and_postpone_delay_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = Uuid::new_v4();
+    let id = store
+        .transact(move |tx| tx.insert_system_job(job("retry", c)))
+        .unwrap();
+    store
+        .transact(move |tx| {
+            tx.insert_system_job(NewSystemJob {
+                postpone_until: Some(50_000),
+                ..job("later", c)
+            })
+        })
+        .unwrap();
+    assert_eq!(claim(&store, "w", 1_000, 10), ["retry"]);
+    let e = JobError {
+        code: Some(0x80044306_u32 as i32),
+        message: "503 from endpoint".into(),
+        friendly_message: Some("busy".into()),
+    };
+    store
+        .transact(move |tx| tx.wait_job(id, "w", 10_000, &e))
+        .unwrap();
+    let waiting = store.read(|r| r.system_job(id)).unwrap().unwrap();
+    assert_eq!(
+        (waiting.status, waiting.status.state()),
+        (JobStatus::Waiting, JobState::Suspended)
+    );
+    assert_eq!(
+        (waiting.retry_count, waiting.postpone_until),
+        (1, Some(10_000))
+    );
+    assert_eq!(waiting.message.as_deref(), Some("503 from endpoint"));
+    assert!(claim(&store, "w", 9_999, 10).is_empty());
+    assert_eq!(claim(&store, "w", 10_000, 10), ["retry"]);
+    store
+        .transact(move |tx| tx.complete_job(id, "w", 10_500))
+        .unwrap();
+    assert!(claim(&store, "w", 49_999, 10).is_empty());
+    assert_eq!(claim(&store, "w2", 50_000, 10), ["later"]);
+    let running = store
+        .read(|r| {
+            r.system_jobs(&JobFilter {
+                status: Some(JobStatus::InProgress),
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(
+        running.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["later"]
+    );
+    let done = store
+        .read(|r| {
+            r.system_jobs(&JobFilter {
+                state: Some(JobState::Completed),
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    assert_eq!((done.len(), done[0].retry_count), (1, 1));
+    assert!(store.transact(move |tx| tx.delete_job(id)).unwrap());
+    assert!(!store.transact(move |tx| tx.delete_job(id)).unwrap());
+}
+
+fn endpoint(id: Uuid) -> ServiceEndpointDef {
+    ServiceEndpointDef {
+        id,
+        name: "orders-queue".into(),
+        description: None,
+        contract: Contract::Queue,
+        message_format: MessageFormat::Json,
+        auth_type: AuthType::SasKey,
+        connection_mode: ConnectionMode::Normal,
+        namespace_format: Some(NamespaceFormat::NamespaceAddress),
+        user_claim: UserClaim::UserId,
+        message_charset: None,
+        namespace_address: Some("sb://contoso.servicebus.windows.net/".into()),
+        path: Some("orders".into()),
+        url: None,
+        sas_key_name: Some("RootManageSharedAccessKey".into()),
+        solution_namespace: Some("contoso".into()),
+    }
+}
+
+/// Endpoint secrets and secure step configuration are stored but never returned by the listing reads.
+#[test]
+fn secrets_are_write_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let (eid, aid, tid, sid) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let secrets = EndpointSecretsUpdate {
+        sas_key: SecretUpdate::Set("S3CRET-KEY".into()),
+        ..Default::default()
+    };
+    store
+        .transact(move |tx| tx.put_service_endpoint(&endpoint(eid), &secrets))
+        .unwrap();
+    let step = StepDef {
+        id: sid,
+        name: "Contoso: post account".into(),
+        message: "Create".into(),
+        primary_entity: Some("account".into()),
+        stage: Stage::PostOperation,
+        mode: StepMode::Asynchronous,
+        rank: 1,
+        filtering_attributes: vec![],
+        configuration: Some("unsecure".into()),
+        images: vec![StepImage {
+            id: Uuid::new_v4(),
+            entity_alias: "post".into(),
+            image_type: ImageType::PostImage,
+            attributes: vec!["name".into(), "revenue".into()],
+            message_property_name: "Target".into(),
+        }],
+        state: StepState::Enabled,
+        impersonating_user_id: None,
+        invocation_source: InvocationSource::Parent,
+        async_auto_delete: true,
+        event_handler: EventHandler::PluginType(tid),
+    };
+    let s = step.clone();
+    let err = store
+        .transact(move |tx| tx.put_step(&s, SecretUpdate::Keep))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("step `Contoso: post account`: event handler plugintype {tid} is not registered")
+    );
+    let s = step.clone();
+    store
+        .transact(move |tx| {
+            tx.put_plugin_assembly(&PluginAssembly {
+                id: aid,
+                name: "contoso".into(),
+                component_path: "plugins/contoso.wasm".into(),
+                sha256: None,
+            })?;
+            tx.put_plugin_type(&PluginType {
+                id: tid,
+                assembly_id: aid,
+                type_name: "Contoso.PostAccount".into(),
+            })?;
+            tx.put_step(&s, SecretUpdate::Set("TOP-SECURE-CONFIG".into()))
+        })
+        .unwrap();
+
+    let (endpoints, steps) = store
+        .read(|r| Ok::<_, StoreError>((r.service_endpoints()?, r.steps()?)))
+        .unwrap();
+    let shown = format!(
+        "{} {} {endpoints:?} {steps:?}",
+        serde_json::to_string(&endpoints).unwrap(),
+        serde_json::to_string(&steps).unwrap()
+    );
+    assert!(
+        !shown.contains("S3CRET-KEY") && !shown.contains("TOP-SECURE-CONFIG"),
+        "secret leaked: {shown}"
+    );
+    assert!(
+        endpoints[0].is_sas_key_set
+            && !endpoints[0].is_sas_token_set
+            && !endpoints[0].is_auth_value_set
+    );
+    assert_eq!(endpoints[0].def, endpoint(eid));
+    assert!(steps[0].is_secure_configuration_set);
+    assert_eq!(steps[0].def, step);
+    assert_eq!(
+        store
+            .read(|r| r.step_secure_configuration_for_sandbox(sid))
+            .unwrap()
+            .as_deref(),
+        Some("TOP-SECURE-CONFIG")
+    );
+    let for_delivery = store
+        .read(|r| r.service_endpoint_secrets_for_delivery(eid))
+        .unwrap()
+        .unwrap();
+    assert_eq!(for_delivery.sas_key.as_deref(), Some("S3CRET-KEY"));
+    assert!(!format!("{for_delivery:?}").contains("S3CRET-KEY"));
+
+    // Rewriting the endpoint keeps secrets unless told; Clear removes them.
+    let mut renamed = endpoint(eid);
+    renamed.name = "renamed".into();
+    let r = renamed.clone();
+    store
+        .transact(move |tx| tx.put_service_endpoint(&r, &EndpointSecretsUpdate::default()))
+        .unwrap();
+    assert!(
+        store
+            .read(|r| r.service_endpoint(eid))
+            .unwrap()
+            .unwrap()
+            .is_sas_key_set
+    );
+    let clear = EndpointSecretsUpdate {
+        sas_key: SecretUpdate::Clear,
+        ..Default::default()
+    };
+    store
+        .transact(move |tx| tx.put_service_endpoint(&renamed, &clear))
+        .unwrap();
+    let e = store.read(|r| r.service_endpoint(eid)).unwrap().unwrap();
+    assert_eq!((e.def.name.as_str(), e.is_sas_key_set), ("renamed", false));
+}
+
+/// Registration refuses async steps outside PostOperation and endpoint deletion while a step uses it.
+#[test]
+fn registration_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let (eid, sid) = (Uuid::new_v4(), Uuid::new_v4());
+    store
+        .transact(move |tx| {
+            tx.put_service_endpoint(&endpoint(eid), &EndpointSecretsUpdate::default())
+        })
+        .unwrap();
+    let mut step = StepDef {
+        id: sid,
+        name: "to queue".into(),
+        message: "Update".into(),
+        primary_entity: None,
+        stage: Stage::PreOperation,
+        mode: StepMode::Asynchronous,
+        rank: 5,
+        filtering_attributes: vec!["name".into()],
+        configuration: None,
+        images: vec![],
+        state: StepState::Disabled,
+        impersonating_user_id: Some(Uuid::new_v4()),
+        invocation_source: InvocationSource::Child,
+        async_auto_delete: false,
+        event_handler: EventHandler::ServiceEndpoint(eid),
+    };
+    let s = step.clone();
+    let err = store
+        .transact(move |tx| tx.put_step(&s, SecretUpdate::Keep))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "step `to queue`: asynchronous steps must be registered in stage 40 (PostOperation), not 20"
+    );
+    step.stage = Stage::PostOperation;
+    let s = step.clone();
+    store
+        .transact(move |tx| tx.put_step(&s, SecretUpdate::Keep))
+        .unwrap();
+    let steps = store.read(|r| r.steps()).unwrap();
+    assert_eq!(steps[0].def, step);
+    assert!(!steps[0].is_secure_configuration_set);
+    let err = store
+        .transact(move |tx| tx.delete_service_endpoint(eid))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("service endpoint {eid} is used by step `to queue`; delete the step first")
+    );
+    assert!(store.transact(move |tx| tx.delete_step(sid)).unwrap());
+    assert!(
+        store
+            .transact(move |tx| tx.delete_service_endpoint(eid))
+            .unwrap()
+    );
+    assert!(store.read(|r| r.service_endpoints()).unwrap().is_empty());
+}
