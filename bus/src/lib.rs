@@ -5,5 +5,78 @@
 //! code works against it and against Azure. This crate must not depend on weft-message: decoding for the
 //! listener goes through [`listen::summarize`].
 
+pub mod bench;
+pub mod broker;
+pub mod cli;
+pub mod config;
 pub mod connection_string;
+pub mod eventhub;
+pub mod listen;
+pub mod props;
+pub mod relay;
 pub mod sas;
+pub mod server;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{
+    BusConfig, EventHubConfig, QueueConfig, RelayConfig, SubscriptionConfig, TopicConfig,
+};
+
+/// A running bus. Dropping it does not stop the server; call [`BusHandle::shutdown`].
+pub struct BusHandle {
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl BusHandle {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections, ends long polls and relay listeners, and waits for in-flight requests.
+    /// Everything acknowledged is already committed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await??;
+        Ok(())
+    }
+
+    /// Waits until the server stops (it only stops through [`BusHandle::shutdown`] or an I/O error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// Starts the bus: validates `config`, opens the store in `config.data`, binds `config.bind`, serves.
+/// Without SAS policies the bus only starts on a loopback address (then requests need no token).
+pub async fn start(config: BusConfig) -> anyhow::Result<BusHandle> {
+    config.validate()?;
+    anyhow::ensure!(
+        !config.sas_policies.is_empty() || config.bind.ip().is_loopback(),
+        "binding {} (not loopback) needs a SAS policy (--sas-key-name/--sas-key or [[bus.sas_policies]])",
+        config.bind
+    );
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let bind = config.bind;
+    let bus = tokio::task::spawn_blocking(move || server::Bus::new(config, stop_rx)).await??;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind {bind}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let app = server::router(Arc::new(bus));
+    let mut rx = stop.subscribe();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|v| *v).await;
+            })
+            .await
+    });
+    Ok(BusHandle { addr, stop, task })
+}

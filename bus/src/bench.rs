@@ -1,0 +1,138 @@
+//! `weft bench bus`: durable 1 KB send and receive-and-delete throughput over keep-alive HTTP, with the floor
+//! of a bare echo route on the same server stack in the same run.
+//!
+//! Owns the load generator only; it starts a real bus (SQLite, fsync) on 127.0.0.1:0 in a temporary directory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::config::{BusConfig, QueueConfig};
+use crate::sas::{self, SasPolicy};
+
+/// Messages per phase.
+const MESSAGES: u64 = 20_000;
+/// Concurrent client requests (each keeps its own keep-alive connection in the pool).
+const CONCURRENCY: usize = 32;
+/// Body size.
+const BODY_BYTES: usize = 1024;
+
+/// Runs the benchmark and prints one JSON object (`--json`) or a human summary.
+pub async fn run(json: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    let key = uuid::Uuid::new_v4().simple().to_string();
+    let config = BusConfig {
+        bind: "127.0.0.1:0".parse()?,
+        data: dir.path().to_path_buf(),
+        queues: vec![QueueConfig::new("bench")],
+        sas_policies: vec![SasPolicy::full("bench", key.clone())],
+        echo_route: true,
+        ..BusConfig::default()
+    };
+    let bus = crate::start(config).await?;
+    let base = format!("http://{}", bus.local_addr());
+    let token = sas::generate_token(
+        &format!("{base}/bench"),
+        "bench",
+        &key,
+        (crate::props::now_ms() / 1000) as u64 + 3600,
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()?;
+    let body = bytes::Bytes::from(vec![b'x'; BODY_BYTES]);
+
+    let (echo_url, send_url) = (
+        format!("{base}/$weft/echo"),
+        format!("{base}/bench/messages"),
+    );
+    let recv_url = format!("{base}/bench/messages/head?timeout=5");
+    let b = body.clone();
+    let floor = phase(
+        &client,
+        MESSAGES,
+        move |c, _| c.post(&echo_url).body(b.clone()),
+        200,
+    )
+    .await?;
+    let t = token.clone();
+    let sends = phase(
+        &client,
+        MESSAGES,
+        move |c, i| {
+            c.post(&send_url)
+                .header("Authorization", &t)
+                .header("Content-Type", "application/octet-stream")
+                .header("BrokerProperties", format!("{{\"MessageId\":\"m{i}\"}}"))
+                .body(body.clone())
+        },
+        201,
+    )
+    .await?;
+    let receives = phase(
+        &client,
+        MESSAGES,
+        move |c, _| {
+            c.delete(&recv_url)
+                .header("Authorization", &token)
+                .header("Content-Length", "0")
+        },
+        200,
+    )
+    .await?;
+    bus.shutdown().await?;
+
+    let out = serde_json::json!({
+        "messages": MESSAGES,
+        "message_bytes": BODY_BYTES,
+        "concurrency": CONCURRENCY,
+        "durable": "sqlite WAL synchronous=FULL, group commit",
+        "sends_per_s": sends.round(),
+        "receives_per_s": receives.round(),
+        "floor_per_s": floor.round(),
+    });
+    if json {
+        println!("{out}");
+    } else {
+        println!(
+            "weft bus: {MESSAGES} x {BODY_BYTES} B, {CONCURRENCY} concurrent keep-alive connections\n  \
+             sends:    {sends:>8.0} /s (durable)\n  receives: {receives:>8.0} /s (receive-and-delete, durable)\n  \
+             floor:    {floor:>8.0} /s (bare echo route, same server)"
+        );
+    }
+    Ok(())
+}
+
+/// Runs `n` requests with CONCURRENCY workers; every answer must have `want` status. Returns requests/s.
+async fn phase<F>(client: &reqwest::Client, n: u64, make: F, want: u16) -> anyhow::Result<f64>
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static + Clone,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, next, make) = (client.clone(), next.clone(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return anyhow::Ok(());
+                }
+                let r = make(&client, i).send().await?;
+                let status = r.status().as_u16();
+                let _ = r.bytes().await?;
+                anyhow::ensure!(
+                    status == want,
+                    "request {i} answered {status}, expected {want}"
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}

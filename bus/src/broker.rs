@@ -1,0 +1,660 @@
+//! Service Bus delivery semantics for queues, topic subscriptions and their `$DeadLetterQueue` subqueues.
+//!
+//! Owns the in-memory state of each entity (available messages in sequence order, peek-locks, duplicate ids,
+//! size) and the rules: TTL, scheduled enqueue, lock duration and expiry, max delivery count → dead letter,
+//! duplicate detection, correlation filters. Every state change that must survive a restart goes to
+//! [`Store`] and the caller answers only after it committed. It does not parse HTTP.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::props::{PropValue, now_ms};
+use crate::store::{Meta, Op, Record, Store};
+
+/// Prefix of Dataverse claim property names, used by the filter shorthand.
+pub const CLAIMS_PREFIX: &str = "http://schemas.microsoft.com/xrm/2011/Claims/";
+
+/// Messages leaving an entity for its dead-letter queue: (record, DeadLetterReason, description).
+type Moves = Vec<(Record, &'static str, String)>;
+
+/// Delivery settings of one receivable entity, in milliseconds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Peek-lock duration.
+    pub lock_ms: i64,
+    /// Default TTL (None = forever).
+    pub default_ttl_ms: Option<i64>,
+    /// Deliveries before dead-lettering.
+    pub max_delivery: u32,
+    /// Dead-letter expired messages instead of dropping them.
+    pub dead_letter_on_expiration: bool,
+    /// Size quota in bytes.
+    pub max_bytes: u64,
+}
+
+/// A queue, subscription or dead-letter subqueue that receivers read from.
+pub struct Entity {
+    /// Path as configured (`orders`, `orders/$DeadLetterQueue`, `events/subscriptions/accounts`).
+    pub path: String,
+    /// Store key (lower-case path).
+    pub key: Arc<str>,
+    /// Delivery settings.
+    pub settings: Settings,
+    /// The dead-letter subqueue (None for a dead-letter queue itself).
+    pub dlq: Option<Arc<Entity>>,
+    /// Correlation filter (subscriptions).
+    pub filter: BTreeMap<String, String>,
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    available: BTreeMap<u64, Record>,
+    locked: HashMap<Uuid, Locked>,
+    next_lock_expiry: i64,
+    bytes: u64,
+}
+
+struct Locked {
+    rec: Record,
+    until_ms: i64,
+}
+
+/// A message handed to a receiver.
+pub struct Delivered {
+    /// The record with its updated delivery count.
+    pub rec: Record,
+    /// Lock token and expiry (peek-lock only).
+    pub lock: Option<(Uuid, i64)>,
+}
+
+/// How to receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Destructive read.
+    ReceiveAndDelete,
+    /// Non-destructive read with a lock.
+    PeekLock,
+}
+
+/// Why a lock operation failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LockError {
+    /// No live lock with that token (never existed, completed, expired, or the id part does not match).
+    NotFound,
+}
+
+/// A queue or topic: where sends go. Holds the sequence counter and duplicate-detection ids.
+pub struct SendTarget {
+    /// Path as configured.
+    pub path: String,
+    /// Store key.
+    pub key: Arc<str>,
+    /// Receivers that get a copy (the queue itself, or the topic's subscriptions).
+    pub receivers: Vec<Arc<Entity>>,
+    /// Duplicate detection window, ms.
+    pub dedup_window_ms: Option<i64>,
+    /// Topic-level default TTL (queues carry theirs in [`Settings`]).
+    pub default_ttl_ms: Option<i64>,
+    /// Whether this is a topic (affects error texts only).
+    pub is_topic: bool,
+    seq: Mutex<SeqState>,
+}
+
+#[derive(Default)]
+struct SeqState {
+    next: u64,
+    dedup: HashMap<String, i64>,
+    dedup_order: VecDeque<(i64, String)>,
+}
+
+/// A message to enqueue.
+pub struct NewMessage {
+    /// Properties.
+    pub meta: Meta,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// Why a send failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// The entity quota would be exceeded (Azure: 403 QuotaExceeded).
+    QuotaExceeded(String),
+    /// The store failed.
+    Store(anyhow::Error),
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock cannot leave State half-updated in a way that matters more than
+    // refusing service would, so poisoning is ignored.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Entity {
+    /// A receivable entity; `dlq` is created by the caller for non-DLQ entities.
+    pub fn new(
+        path: String,
+        settings: Settings,
+        dlq: Option<Arc<Entity>>,
+        filter: BTreeMap<String, String>,
+    ) -> Entity {
+        Entity {
+            key: path.to_ascii_lowercase().into(),
+            path,
+            settings,
+            dlq,
+            filter,
+            state: Mutex::new(State {
+                next_lock_expiry: i64::MAX,
+                ..State::default()
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    /// A dead-letter subqueue for `parent_path`: no expiry, no further dead-lettering.
+    pub fn dead_letter(parent_path: &str, lock_ms: i64) -> Entity {
+        let settings = Settings {
+            lock_ms,
+            default_ttl_ms: None,
+            max_delivery: u32::MAX,
+            dead_letter_on_expiration: false,
+            max_bytes: u64::MAX,
+        };
+        Entity::new(
+            format!("{parent_path}/$DeadLetterQueue"),
+            settings,
+            None,
+            BTreeMap::new(),
+        )
+    }
+
+    /// Puts loaded records back (start-up); locks are not persisted, so every message is available again.
+    pub fn restore(&self, recs: Vec<Record>) {
+        let mut st = lock(&self.state);
+        for r in recs {
+            st.bytes += r.size() as u64;
+            st.available.insert(r.seq, r);
+        }
+    }
+
+    /// Number of messages (available + locked).
+    pub fn len(&self) -> usize {
+        let st = lock(&self.state);
+        st.available.len() + st.locked.len()
+    }
+
+    /// Whether the entity holds no messages.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a message passes this entity's correlation filter.
+    pub fn accepts(&self, meta: &Meta) -> bool {
+        self.filter
+            .iter()
+            .all(|(k, want)| property_text(meta, k).is_some_and(|v| &v == want))
+    }
+
+    fn insert_available(&self, recs: impl IntoIterator<Item = Record>) {
+        let mut st = lock(&self.state);
+        for r in recs {
+            st.bytes += r.size() as u64;
+            st.available.insert(r.seq, r);
+        }
+        drop(st);
+        self.notify.notify_waiters();
+    }
+
+    /// Receives one message, waiting up to `timeout_ms` (0 = just look). Returns None when nothing arrived.
+    /// Returns None early when `stop` turns true (shutdown).
+    pub async fn receive(
+        &self,
+        store: &Store,
+        mode: Mode,
+        timeout_ms: i64,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<Delivered>> {
+        let deadline = now_ms() + timeout_ms;
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = now_ms();
+            let (got, mut ops, moves, wake) = self.try_take(mode, now);
+            ops.extend(self.move_to_dlq(moves));
+            if let Some(d) = got {
+                store.commit(ops).await?;
+                return Ok(Some(d));
+            }
+            store.submit(ops);
+            if now >= deadline || *stop.borrow() {
+                return Ok(None);
+            }
+            let until = deadline.min(wake);
+            let sleep =
+                tokio::time::sleep(std::time::Duration::from_millis((until - now).max(1) as u64));
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = sleep => {}
+                _ = stop.changed() => return Ok(None),
+            }
+        }
+    }
+
+    /// One attempt under the lock. Returns the delivery, store ops, records to dead-letter, and when to look
+    /// again (earliest lock expiry or scheduled time).
+    fn try_take(&self, mode: Mode, now: i64) -> (Option<Delivered>, Vec<Op>, Moves, i64) {
+        let mut ops = Vec::new();
+        let mut moves = Vec::new();
+        let mut st = lock(&self.state);
+        self.expire_locks(&mut st, now, &mut moves);
+        let mut expired = Vec::new();
+        let mut chosen = None;
+        let mut wake = i64::MAX;
+        for (seq, r) in &st.available {
+            if r.expires_ms <= now {
+                expired.push(*seq);
+            } else if r.visible_ms > now {
+                wake = wake.min(r.visible_ms);
+            } else {
+                chosen = Some(*seq);
+                break;
+            }
+        }
+        for seq in expired {
+            if let Some(r) = st.available.remove(&seq) {
+                st.bytes = st.bytes.saturating_sub(r.size() as u64);
+                if self.settings.dead_letter_on_expiration && self.dlq.is_some() {
+                    moves.push((
+                        r,
+                        "TTLExpiredException",
+                        "The message expired and was dead lettered.".into(),
+                    ));
+                } else {
+                    ops.push(Op::Delete {
+                        entity: self.key.clone(),
+                        seq,
+                    });
+                }
+            }
+        }
+        let got = chosen
+            .and_then(|seq| st.available.remove(&seq))
+            .map(|mut rec| {
+                rec.delivery_count += 1;
+                match mode {
+                    Mode::ReceiveAndDelete => {
+                        st.bytes = st.bytes.saturating_sub(rec.size() as u64);
+                        ops.push(Op::Delete {
+                            entity: self.key.clone(),
+                            seq: rec.seq,
+                        });
+                        Delivered { rec, lock: None }
+                    }
+                    Mode::PeekLock => {
+                        let token = Uuid::new_v4();
+                        let until = now + self.settings.lock_ms;
+                        ops.push(Op::DeliveryCount {
+                            entity: self.key.clone(),
+                            seq: rec.seq,
+                            count: rec.delivery_count,
+                        });
+                        st.locked.insert(
+                            token,
+                            Locked {
+                                rec: rec.clone(),
+                                until_ms: until,
+                            },
+                        );
+                        st.next_lock_expiry = st.next_lock_expiry.min(until);
+                        Delivered {
+                            rec,
+                            lock: Some((token, until)),
+                        }
+                    }
+                }
+            });
+        wake = wake.min(st.next_lock_expiry);
+        (got, ops, moves, wake)
+    }
+
+    /// Returns expired locks to the queue, or marks them for dead-lettering when out of deliveries.
+    fn expire_locks(&self, st: &mut State, now: i64, moves: &mut Moves) {
+        if st.next_lock_expiry > now {
+            return;
+        }
+        let expired: Vec<Uuid> = st
+            .locked
+            .iter()
+            .filter(|(_, l)| l.until_ms <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in expired {
+            if let Some(l) = st.locked.remove(&t) {
+                self.release(st, l.rec, moves);
+            }
+        }
+        st.next_lock_expiry = st
+            .locked
+            .values()
+            .map(|l| l.until_ms)
+            .min()
+            .unwrap_or(i64::MAX);
+    }
+
+    /// A message whose lock ended without completion goes back, or to the dead-letter queue.
+    fn release(&self, st: &mut State, rec: Record, moves: &mut Moves) {
+        if rec.delivery_count >= self.settings.max_delivery && self.dlq.is_some() {
+            st.bytes = st.bytes.saturating_sub(rec.size() as u64);
+            let n = rec.delivery_count;
+            moves.push((
+                rec,
+                "MaxDeliveryCountExceeded",
+                format!("Message could not be consumed after {n} delivery attempts."),
+            ));
+        } else {
+            st.available.insert(rec.seq, rec);
+        }
+    }
+
+    /// Moves records to the dead-letter queue in memory and queues the store ops (fire-and-forget: if lost in a
+    /// crash the message is back in its queue with its delivery count and is dead-lettered again).
+    fn move_to_dlq(&self, moves: Moves) -> Vec<Op> {
+        let Some(dlq) = &self.dlq else { return vec![] };
+        if moves.is_empty() {
+            return vec![];
+        }
+        let mut ops = Vec::new();
+        let mut recs = Vec::new();
+        for (mut r, reason, desc) in moves {
+            let mut meta = (*r.meta).clone();
+            meta.user
+                .retain(|(k, _)| k != "DeadLetterReason" && k != "DeadLetterErrorDescription");
+            meta.user
+                .push(("DeadLetterReason".into(), PropValue::String(reason.into())));
+            meta.user
+                .push(("DeadLetterErrorDescription".into(), PropValue::String(desc)));
+            r.meta = Arc::new(meta);
+            r.expires_ms = i64::MAX;
+            ops.push(Op::Delete {
+                entity: self.key.clone(),
+                seq: r.seq,
+            });
+            ops.push(Op::Insert {
+                entity: dlq.key.clone(),
+                rec: r.clone(),
+                seq_key: None,
+            });
+            recs.push(r);
+        }
+        dlq.insert_available(recs);
+        ops
+    }
+
+    fn locked_mut<'a>(
+        st: &'a mut State,
+        id: &str,
+        token: &str,
+    ) -> Result<(Uuid, &'a mut Locked), LockError> {
+        let token = Uuid::parse_str(token).map_err(|_| LockError::NotFound)?;
+        let l = st.locked.get_mut(&token).ok_or(LockError::NotFound)?;
+        let id_ok =
+            l.rec.seq.to_string() == id || l.rec.meta.broker.message_id.as_deref() == Some(id);
+        if id_ok {
+            Ok((token, l))
+        } else {
+            Err(LockError::NotFound)
+        }
+    }
+
+    /// Completes (deletes) a locked message.
+    pub async fn complete(
+        &self,
+        store: &Store,
+        id: &str,
+        token: &str,
+    ) -> anyhow::Result<Result<(), LockError>> {
+        let (ops, moves) = {
+            let mut st = lock(&self.state);
+            let mut moves = Vec::new();
+            self.expire_locks(&mut st, now_ms(), &mut moves);
+            let t = match Self::locked_mut(&mut st, id, token) {
+                Ok((t, _)) => t,
+                Err(e) => {
+                    drop(st);
+                    store.submit(self.move_to_dlq(moves));
+                    return Ok(Err(e));
+                }
+            };
+            let l = st.locked.remove(&t).expect("lock found above");
+            st.bytes = st.bytes.saturating_sub(l.rec.size() as u64);
+            (
+                vec![Op::Delete {
+                    entity: self.key.clone(),
+                    seq: l.rec.seq,
+                }],
+                moves,
+            )
+        };
+        store.submit(self.move_to_dlq(moves));
+        store.commit(ops).await?;
+        Ok(Ok(()))
+    }
+
+    /// Abandons (unlocks) a locked message: it is available again, or dead-lettered when out of deliveries.
+    pub async fn abandon(
+        &self,
+        store: &Store,
+        id: &str,
+        token: &str,
+    ) -> anyhow::Result<Result<(), LockError>> {
+        let mut moves = Vec::new();
+        let res = {
+            let mut st = lock(&self.state);
+            self.expire_locks(&mut st, now_ms(), &mut moves);
+            match Self::locked_mut(&mut st, id, token) {
+                Ok((t, _)) => {
+                    let l = st.locked.remove(&t).expect("lock found above");
+                    self.release(&mut st, l.rec, &mut moves);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let ops = self.move_to_dlq(moves);
+        store.commit(ops).await?;
+        self.notify.notify_waiters();
+        Ok(res)
+    }
+
+    /// Renews a lock; returns the new LockedUntil (ms).
+    pub fn renew(&self, store: &Store, id: &str, token: &str) -> Result<i64, LockError> {
+        let now = now_ms();
+        let mut moves = Vec::new();
+        let res = {
+            let mut st = lock(&self.state);
+            self.expire_locks(&mut st, now, &mut moves);
+            let until = now + self.settings.lock_ms;
+            let r = Self::locked_mut(&mut st, id, token).map(|(_, l)| {
+                l.until_ms = until;
+                until
+            });
+            st.next_lock_expiry = st
+                .locked
+                .values()
+                .map(|l| l.until_ms)
+                .min()
+                .unwrap_or(i64::MAX);
+            r
+        };
+        store.submit(self.move_to_dlq(moves));
+        res
+    }
+}
+
+/// A property's text for filters: system properties by name, user properties by exact name, then the
+/// Dataverse claim `CLAIMS_PREFIX + name`.
+pub fn property_text(meta: &Meta, name: &str) -> Option<String> {
+    let b = &meta.broker;
+    let sys = match name.strip_prefix("sys.").unwrap_or(name) {
+        "Label" => Some(&b.label),
+        "CorrelationId" => Some(&b.correlation_id),
+        "MessageId" => Some(&b.message_id),
+        "To" => Some(&b.to),
+        "ReplyTo" => Some(&b.reply_to),
+        "SessionId" => Some(&b.session_id),
+        "ReplyToSessionId" => Some(&b.reply_to_session_id),
+        "ContentType" => Some(&meta.content_type),
+        _ => None,
+    };
+    if let Some(v) = sys {
+        return v.clone();
+    }
+    let find = |n: &str| {
+        meta.user
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_text())
+    };
+    find(name).or_else(|| {
+        if name.contains(':') {
+            None
+        } else {
+            find(&format!("{CLAIMS_PREFIX}{name}"))
+        }
+    })
+}
+
+impl SendTarget {
+    /// A send target over `receivers`, resuming at `next_seq`, with remembered duplicate ids.
+    pub fn new(
+        path: String,
+        receivers: Vec<Arc<Entity>>,
+        dedup_window_ms: Option<i64>,
+        default_ttl_ms: Option<i64>,
+        is_topic: bool,
+        next_seq: u64,
+        dedup: Vec<(String, i64)>,
+    ) -> SendTarget {
+        let mut s = SeqState {
+            next: next_seq.max(1),
+            ..SeqState::default()
+        };
+        let mut dedup = dedup;
+        dedup.sort_by_key(|(_, e)| *e);
+        for (id, exp) in dedup {
+            s.dedup_order.push_back((exp, id.clone()));
+            s.dedup.insert(id, exp);
+        }
+        SendTarget {
+            key: path.to_ascii_lowercase().into(),
+            path,
+            receivers,
+            dedup_window_ms,
+            default_ttl_ms,
+            is_topic,
+            seq: Mutex::new(s),
+        }
+    }
+
+    /// Raises the counter past restored messages (sequence numbers are never reused).
+    pub fn observe_seq(&self, seq: u64) {
+        let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        s.next = s.next.max(seq + 1);
+    }
+
+    /// Enqueues messages atomically: all are committed (and visible) or none. Duplicates within the window are
+    /// accepted and dropped, as Azure does.
+    pub async fn send(&self, store: &Store, msgs: Vec<NewMessage>) -> Result<(), SendError> {
+        let now = now_ms();
+        let added: u64 = msgs.iter().map(|m| m.body.len() as u64).sum();
+        for r in &self.receivers {
+            let used = lock(&r.state).bytes;
+            if used + added > r.settings.max_bytes {
+                return Err(SendError::QuotaExceeded(format!(
+                    "The maximum entity size has been reached or exceeded for '{}'. Size of entity in bytes:{used}, Max entity size in bytes:{}.",
+                    r.path, r.settings.max_bytes
+                )));
+            }
+        }
+        let mut ops = Vec::new();
+        let mut per_receiver: Vec<Vec<Record>> = vec![Vec::new(); self.receivers.len()];
+        {
+            let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+            while s.dedup_order.front().is_some_and(|(e, _)| *e <= now) {
+                if let Some((_, id)) = s.dedup_order.pop_front() {
+                    s.dedup.remove(&id);
+                }
+            }
+            for mut m in msgs {
+                let id = m
+                    .meta
+                    .broker
+                    .message_id
+                    .get_or_insert_with(|| Uuid::new_v4().simple().to_string())
+                    .clone();
+                if let Some(w) = self.dedup_window_ms {
+                    if s.dedup.get(&id).is_some_and(|e| *e > now) {
+                        continue;
+                    }
+                    s.dedup.insert(id.clone(), now + w);
+                    s.dedup_order.push_back((now + w, id.clone()));
+                    ops.push(Op::Dedup {
+                        entity: self.key.clone(),
+                        id,
+                        expires_ms: now + w,
+                    });
+                }
+                let seq = s.next;
+                s.next += 1;
+                let meta = Arc::new(m.meta);
+                let visible = meta
+                    .broker
+                    .scheduled_enqueue_time_utc
+                    .map_or(now, |t| (t * 1000).max(now));
+                for (i, r) in self.receivers.iter().enumerate() {
+                    if !r.accepts(&meta) {
+                        continue;
+                    }
+                    let ttl = [
+                        meta.broker.time_to_live.map(|t| (t * 1000.0) as i64),
+                        r.settings.default_ttl_ms,
+                        self.default_ttl_ms,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                    let rec = Record {
+                        seq,
+                        enqueued_ms: now,
+                        visible_ms: visible,
+                        expires_ms: ttl.map_or(i64::MAX, |t| visible.saturating_add(t)),
+                        delivery_count: 0,
+                        meta: meta.clone(),
+                        body: m.body.clone(),
+                    };
+                    ops.push(Op::Insert {
+                        entity: r.key.clone(),
+                        rec: rec.clone(),
+                        seq_key: Some(self.key.clone()),
+                    });
+                    per_receiver[i].push(rec);
+                }
+            }
+        }
+        store.commit(ops).await.map_err(SendError::Store)?;
+        for (r, recs) in self.receivers.iter().zip(per_receiver) {
+            if !recs.is_empty() {
+                r.insert_available(recs);
+            }
+        }
+        Ok(())
+    }
+}

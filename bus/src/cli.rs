@@ -1,0 +1,166 @@
+//! Command-line entry points the host wires as `weft bus` and `weft listen`.
+//!
+//! Owns flag parsing into [`BusConfig`] / listener options. It does not implement serving or listening.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::config::{
+    BusConfig, EventHubConfig, QueueConfig, RelayConfig, SubscriptionConfig, TopicConfig,
+};
+use crate::sas::SasPolicy;
+
+/// `weft bus`: run the local bus.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BusArgs {
+    /// Address to listen on [default: 127.0.0.1:7480, or `bind` from --config].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+    /// A queue (repeatable).
+    #[arg(long = "queue", value_name = "NAME")]
+    pub queues: Vec<String>,
+    /// A topic with subscriptions: `NAME:SUB[,SUB…]`; a subscription may carry a correlation filter
+    /// `SUB=Prop=value[&Prop=value…]`, e.g. `events:accounts=EntityLogicalName=account,all` (repeatable).
+    #[arg(long = "topic", value_name = "NAME:SUB[,SUB]")]
+    pub topics: Vec<String>,
+    /// An Event Hub with its partition count: `NAME:PARTITIONS` (repeatable).
+    #[arg(long = "event-hub", value_name = "NAME:PARTITIONS")]
+    pub event_hubs: Vec<String>,
+    /// A Relay hybrid connection (repeatable).
+    #[arg(long = "relay", value_name = "NAME")]
+    pub relays: Vec<String>,
+    /// SAS policy name (grants Manage, Send, Listen).
+    #[arg(long, value_name = "NAME", requires = "sas_key")]
+    pub sas_key_name: Option<String>,
+    /// SAS key for --sas-key-name (used as UTF-8 bytes). Also read from WEFT_BUS_SAS_KEY.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "WEFT_BUS_SAS_KEY",
+        hide_env_values = true,
+        requires = "sas_key_name"
+    )]
+    pub sas_key: Option<String>,
+    /// Data directory [default: .weft/bus, or `data` from --config].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Read entities and settings from the `[bus]` section of this TOML file; flags add to / override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl BusArgs {
+    /// Builds the configuration: the file's `[bus]` section (if any), then flags on top.
+    pub fn to_config(&self) -> anyhow::Result<BusConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => BusConfig::from_toml_file(p)?,
+            None => BusConfig::default(),
+        };
+        if let Some(b) = self.bind {
+            cfg.bind = b;
+        }
+        if let Some(d) = &self.data {
+            cfg.data = d.clone();
+        }
+        cfg.queues.extend(self.queues.iter().map(QueueConfig::new));
+        for t in &self.topics {
+            cfg.topics.push(parse_topic(t)?);
+        }
+        for h in &self.event_hubs {
+            let (name, n) = h.split_once(':').with_context(|| {
+                format!("--event-hub '{h}': expected NAME:PARTITIONS, e.g. hub:4")
+            })?;
+            let partitions = n.parse().with_context(|| {
+                format!("--event-hub '{h}': partition count '{n}' is not a number")
+            })?;
+            cfg.event_hubs.push(EventHubConfig {
+                name: name.to_string(),
+                partitions,
+            });
+        }
+        cfg.relays
+            .extend(self.relays.iter().map(|r| RelayConfig { name: r.clone() }));
+        if let (Some(n), Some(k)) = (&self.sas_key_name, &self.sas_key) {
+            cfg.sas_policies.retain(|p| &p.name != n);
+            cfg.sas_policies.push(SasPolicy::full(n, k));
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// `NAME:SUB[,SUB]` with `SUB=Prop=value[&Prop=value]` filters.
+fn parse_topic(spec: &str) -> anyhow::Result<TopicConfig> {
+    let (name, subs) = spec.split_once(':').unwrap_or((spec, ""));
+    let mut out = Vec::new();
+    for sub in subs.split(',').filter(|s| !s.is_empty()) {
+        let (sname, filter) = sub.split_once('=').unwrap_or((sub, ""));
+        let mut f = BTreeMap::new();
+        for cond in filter.split('&').filter(|c| !c.is_empty()) {
+            let (k, v) = cond.split_once('=').with_context(|| {
+                format!(
+                    "--topic '{spec}': filter '{cond}' of subscription '{sname}' must be Prop=value"
+                )
+            })?;
+            f.insert(k.to_string(), v.to_string());
+        }
+        out.push(SubscriptionConfig::new(sname, f));
+    }
+    anyhow::ensure!(
+        !out.is_empty(),
+        "--topic '{spec}': expected NAME:SUB[,SUB], e.g. events:all"
+    );
+    Ok(TopicConfig::new(name, out))
+}
+
+/// Runs the bus until Ctrl-C. The first stdout line is exactly `listening on http://HOST:PORT`.
+pub async fn run_bus(args: BusArgs) -> anyhow::Result<()> {
+    let cfg = args.to_config()?;
+    let anonymous = cfg.sas_policies.is_empty();
+    let summary = format!(
+        "{} queue(s), {} topic(s), {} event hub(s), {} relay(s), data in {}",
+        cfg.queues.len(),
+        cfg.topics.len(),
+        cfg.event_hubs.len(),
+        cfg.relays.len(),
+        cfg.data.display()
+    );
+    let handle = crate::start(cfg).await?;
+    println!("listening on http://{}", handle.local_addr());
+    eprintln!("weft bus: {summary}");
+    if anonymous {
+        eprintln!(
+            "weft bus: no SAS policy configured: accepting requests without a token (loopback only)"
+        );
+    }
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            r.context("cannot wait for Ctrl-C")?;
+            eprintln!("weft bus: shutting down");
+        }
+    }
+    handle.shutdown().await
+}
+
+pub use crate::listen::{ListenArgs, run_listen};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Topic flags with filters become subscriptions with correlation filters.
+    #[test]
+    fn topic_flag() {
+        let t = parse_topic("events:accounts=EntityLogicalName=account&RequestName=Create,all")
+            .unwrap();
+        assert_eq!(t.subscriptions.len(), 2);
+        assert_eq!(t.subscriptions[0].filter["EntityLogicalName"], "account");
+        assert_eq!(t.subscriptions[0].filter["RequestName"], "Create");
+        assert!(t.subscriptions[1].filter.is_empty());
+        assert!(parse_topic("events").is_err());
+        assert!(parse_topic("events:s=bad").is_err());
+    }
+}

@@ -1,0 +1,436 @@
+//! Bus configuration: the `[bus]` section of weft.toml and what the `weft bus` flags build.
+//!
+//! Owns the shape, defaults and validation of entity definitions. It does not start anything.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sas::SasPolicy;
+
+/// Default bind address for users (`weft bus`).
+pub const DEFAULT_BIND: &str = "127.0.0.1:7480";
+
+/// The whole bus configuration. Unknown fields are errors so typos do not pass silently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    /// Address to listen on.
+    #[serde(default = "default_bind")]
+    pub bind: SocketAddr,
+    /// Directory holding `bus.sqlite`.
+    #[serde(default = "default_data")]
+    pub data: PathBuf,
+    /// Service Bus queues.
+    #[serde(default)]
+    pub queues: Vec<QueueConfig>,
+    /// Service Bus topics with their subscriptions.
+    #[serde(default)]
+    pub topics: Vec<TopicConfig>,
+    /// Event Hubs.
+    #[serde(default)]
+    pub event_hubs: Vec<EventHubConfig>,
+    /// Relay Hybrid Connections.
+    #[serde(default)]
+    pub relays: Vec<RelayConfig>,
+    /// SAS policies. With none, the bus only starts on a loopback address and then accepts anonymous requests.
+    #[serde(default)]
+    pub sas_policies: Vec<SasPolicy>,
+    /// Largest message (body + properties) accepted; Azure Standard is 256 KB. Larger → 403.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Seconds a relay sender waits for the listener's answer before 504 (Azure: 60).
+    #[serde(default = "default_relay_timeout")]
+    pub relay_timeout_secs: f64,
+    /// Serve `POST /$weft/echo` (no auth, returns the body): the benchmark floor. Off by default.
+    #[serde(default)]
+    pub echo_route: bool,
+}
+
+/// Per-entity message settings shared by queues and subscriptions (Azure defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Entity path, e.g. `orders`.
+    pub name: String,
+    /// Peek-lock duration (Azure default 60 s).
+    #[serde(default = "default_lock")]
+    pub lock_duration_secs: f64,
+    /// Default message time-to-live; a message's own TimeToLive can only shorten it. None = forever.
+    #[serde(default)]
+    pub default_ttl_secs: Option<f64>,
+    /// Deliveries before a message moves to `$DeadLetterQueue` (Azure default 10).
+    #[serde(default = "default_max_delivery")]
+    pub max_delivery_count: u32,
+    /// Duplicate detection window on MessageId; None = off (Azure default off; 600 s when on).
+    #[serde(default)]
+    pub duplicate_detection_window_secs: Option<f64>,
+    /// Move expired messages to `$DeadLetterQueue` instead of dropping them.
+    #[serde(default)]
+    pub dead_letter_on_expiration: bool,
+    /// Entity size quota; sends beyond it get 403 (Azure default 1024 MB).
+    #[serde(default = "default_max_size")]
+    pub max_size_mb: u64,
+}
+
+/// A topic: duplicate detection and TTL apply at the topic; each subscription gets its own copy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Topic path.
+    pub name: String,
+    /// Subscriptions.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionConfig>,
+    /// Default message TTL for the topic.
+    #[serde(default)]
+    pub default_ttl_secs: Option<f64>,
+    /// Duplicate detection window on MessageId; None = off.
+    #[serde(default)]
+    pub duplicate_detection_window_secs: Option<f64>,
+    /// Quota per subscription, MB.
+    #[serde(default = "default_max_size")]
+    pub max_size_mb: u64,
+}
+
+/// A subscription with an optional correlation filter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfig {
+    /// Subscription name.
+    pub name: String,
+    /// Correlation filter: every entry must equal the message's property (as text). Keys are system
+    /// properties (`Label`, `CorrelationId`, `MessageId`, `To`, `ReplyTo`, `SessionId`, `ContentType`) or
+    /// user properties; a key that is not a property name also matches the Dataverse claim
+    /// `http://schemas.microsoft.com/xrm/2011/Claims/<key>`, so `EntityLogicalName = "account"` works.
+    #[serde(default)]
+    pub filter: BTreeMap<String, String>,
+    /// Peek-lock duration.
+    #[serde(default = "default_lock")]
+    pub lock_duration_secs: f64,
+    /// Subscription default TTL (the shorter of topic's and this applies).
+    #[serde(default)]
+    pub default_ttl_secs: Option<f64>,
+    /// Deliveries before dead-lettering.
+    #[serde(default = "default_max_delivery")]
+    pub max_delivery_count: u32,
+    /// Dead-letter expired messages.
+    #[serde(default)]
+    pub dead_letter_on_expiration: bool,
+}
+
+/// An Event Hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventHubConfig {
+    /// Hub name.
+    pub name: String,
+    /// Partition count (1–32), partitions are `0..n`.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+}
+
+/// A Relay Hybrid Connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Hybrid connection path.
+    pub name: String,
+}
+
+fn default_bind() -> SocketAddr {
+    DEFAULT_BIND.parse().expect("constant address parses")
+}
+fn default_data() -> PathBuf {
+    PathBuf::from(".weft/bus")
+}
+fn default_max_message() -> usize {
+    256 * 1024
+}
+fn default_relay_timeout() -> f64 {
+    60.0
+}
+fn default_lock() -> f64 {
+    60.0
+}
+fn default_max_delivery() -> u32 {
+    10
+}
+fn default_max_size() -> u64 {
+    1024
+}
+fn default_partitions() -> u32 {
+    4
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            bind: default_bind(),
+            data: default_data(),
+            queues: vec![],
+            topics: vec![],
+            event_hubs: vec![],
+            relays: vec![],
+            sas_policies: vec![],
+            max_message_bytes: default_max_message(),
+            relay_timeout_secs: default_relay_timeout(),
+            echo_route: false,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// A queue with Azure's defaults.
+    pub fn new(name: impl Into<String>) -> QueueConfig {
+        QueueConfig {
+            name: name.into(),
+            lock_duration_secs: default_lock(),
+            default_ttl_secs: None,
+            max_delivery_count: default_max_delivery(),
+            duplicate_detection_window_secs: None,
+            dead_letter_on_expiration: false,
+            max_size_mb: default_max_size(),
+        }
+    }
+}
+
+impl SubscriptionConfig {
+    /// A subscription with Azure's defaults and the given filter.
+    pub fn new(name: impl Into<String>, filter: BTreeMap<String, String>) -> SubscriptionConfig {
+        SubscriptionConfig {
+            name: name.into(),
+            filter,
+            lock_duration_secs: default_lock(),
+            default_ttl_secs: None,
+            max_delivery_count: default_max_delivery(),
+            dead_letter_on_expiration: false,
+        }
+    }
+}
+
+impl TopicConfig {
+    /// A topic with Azure's defaults.
+    pub fn new(name: impl Into<String>, subscriptions: Vec<SubscriptionConfig>) -> TopicConfig {
+        TopicConfig {
+            name: name.into(),
+            subscriptions,
+            default_ttl_secs: None,
+            duplicate_detection_window_secs: None,
+            max_size_mb: default_max_size(),
+        }
+    }
+}
+
+/// A file holding a `[bus]` section (weft.toml); other sections are ignored here.
+#[derive(Deserialize)]
+struct FileWithBus {
+    bus: Option<BusConfig>,
+}
+
+impl BusConfig {
+    /// Reads the `[bus]` section of a TOML file (a missing section gives the defaults).
+    pub fn from_toml_file(path: &std::path::Path) -> anyhow::Result<BusConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read bus config {}: {e}", path.display()))?;
+        BusConfig::from_toml_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Parses TOML text with a `[bus]` section and validates it.
+    pub fn from_toml_str(text: &str) -> anyhow::Result<BusConfig> {
+        let file: FileWithBus =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("invalid [bus] section: {e}"))?;
+        let cfg = file.bus.unwrap_or_default();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks names, numbers and uniqueness; errors name the offending entity.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        let mut name = |kind: &str, n: &str| -> anyhow::Result<()> {
+            let ok = !n.is_empty()
+                && n.len() <= 260
+                && !n.starts_with('/')
+                && !n.ends_with('/')
+                && !n.starts_with('$')
+                && n.split('/').all(|seg| {
+                    !seg.is_empty()
+                        && seg
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                });
+            anyhow::ensure!(
+                ok,
+                "{kind} name '{n}' is invalid: use letters, digits, '-', '_', '.', '/' (not at the ends)"
+            );
+            anyhow::ensure!(
+                seen.insert(n.to_ascii_lowercase()),
+                "entity name '{n}' is used twice"
+            );
+            Ok(())
+        };
+        for q in &self.queues {
+            name("queue", &q.name)?;
+            check_settings(
+                &q.name,
+                q.lock_duration_secs,
+                q.default_ttl_secs,
+                q.max_delivery_count,
+            )?;
+            check_window(&q.name, q.duplicate_detection_window_secs)?;
+        }
+        for t in &self.topics {
+            name("topic", &t.name)?;
+            check_settings(&t.name, 1.0, t.default_ttl_secs, 1)?;
+            check_window(&t.name, t.duplicate_detection_window_secs)?;
+            let mut subs = std::collections::HashSet::new();
+            for s in &t.subscriptions {
+                anyhow::ensure!(
+                    !s.name.is_empty()
+                        && s.name.len() <= 50
+                        && s.name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+                    "subscription name '{}' on topic '{}' is invalid (≤50 of letters, digits, '-', '_', '.')",
+                    s.name,
+                    t.name
+                );
+                anyhow::ensure!(
+                    subs.insert(s.name.to_ascii_lowercase()),
+                    "subscription '{}' on topic '{}' is defined twice",
+                    s.name,
+                    t.name
+                );
+                check_settings(
+                    &format!("{}/{}", t.name, s.name),
+                    s.lock_duration_secs,
+                    s.default_ttl_secs,
+                    s.max_delivery_count,
+                )?;
+            }
+        }
+        for h in &self.event_hubs {
+            name("event hub", &h.name)?;
+            anyhow::ensure!(
+                (1..=32).contains(&h.partitions),
+                "event hub '{}' needs 1 to 32 partitions, got {}",
+                h.name,
+                h.partitions
+            );
+        }
+        for r in &self.relays {
+            name("relay", &r.name)?;
+        }
+        for p in &self.sas_policies {
+            anyhow::ensure!(
+                !p.name.is_empty() && p.name.len() <= 256,
+                "SAS policy name must be 1 to 256 characters"
+            );
+            anyhow::ensure!(
+                !p.key.is_empty() && p.key.len() <= 256,
+                "SAS policy '{}': key must be 1 to 256 characters",
+                p.name
+            );
+            anyhow::ensure!(
+                !p.rights.is_empty(),
+                "SAS policy '{}' grants no rights",
+                p.name
+            );
+        }
+        anyhow::ensure!(
+            self.max_message_bytes >= 1024,
+            "max_message_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.relay_timeout_secs > 0.0 && self.relay_timeout_secs.is_finite(),
+            "relay_timeout_secs must be positive"
+        );
+        Ok(())
+    }
+}
+
+fn check_settings(
+    entity: &str,
+    lock: f64,
+    ttl: Option<f64>,
+    max_delivery: u32,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        lock > 0.0 && lock <= 300.0,
+        "'{entity}': lock_duration_secs must be in (0, 300], got {lock}"
+    );
+    if let Some(t) = ttl {
+        anyhow::ensure!(
+            t > 0.0 && t.is_finite(),
+            "'{entity}': default_ttl_secs must be positive, got {t}"
+        );
+    }
+    anyhow::ensure!(
+        max_delivery >= 1,
+        "'{entity}': max_delivery_count must be at least 1"
+    );
+    Ok(())
+}
+
+fn check_window(entity: &str, w: Option<f64>) -> anyhow::Result<()> {
+    if let Some(w) = w {
+        anyhow::ensure!(
+            w > 0.0 && w <= 7.0 * 86400.0,
+            "'{entity}': duplicate_detection_window_secs must be in (0, 7 days], got {w}"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full [bus] section parses; unknown fields are rejected with the field's name.
+    #[test]
+    fn toml_section() {
+        let cfg = BusConfig::from_toml_str(
+            r#"
+            [other]
+            x = 1
+            [bus]
+            bind = "127.0.0.1:9000"
+            [[bus.queues]]
+            name = "orders"
+            lock_duration_secs = 1
+            duplicate_detection_window_secs = 600
+            [[bus.topics]]
+            name = "events"
+            [[bus.topics.subscriptions]]
+            name = "accounts"
+            filter = { EntityLogicalName = "account" }
+            [[bus.event_hubs]]
+            name = "hub"
+            partitions = 2
+            [[bus.relays]]
+            name = "hc"
+            [[bus.sas_policies]]
+            name = "root"
+            key = "k"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.bind.port(), 9000);
+        assert_eq!(cfg.queues[0].lock_duration_secs, 1.0);
+        assert_eq!(
+            cfg.topics[0].subscriptions[0].filter["EntityLogicalName"],
+            "account"
+        );
+        let err = BusConfig::from_toml_str("[bus]\nqueus = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("queus"), "{err}");
+        let err = BusConfig::from_toml_str("[bus]\n[[bus.queues]]\nname = \"a b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'a b'"), "{err}");
+    }
+}
