@@ -41,7 +41,7 @@ pub fn realistic_context(target: usize) -> RemoteExecutionContext {
             k("when"),
             Value::DateTime(DateTime::utc(1697398445000 + n as i64)),
         ));
-        attrs.push((k("flag"), Value::Boolean(n % 2 == 0)));
+        attrs.push((k("flag"), Value::Boolean(n.is_multiple_of(2))));
         attrs.push((k("choice"), Value::OptionSetValue(342490000 + n as i32)));
         attrs.push((k("choices"), Value::OptionSetValueCollection(vec![1, 2, 3])));
         attrs.push((

@@ -39,6 +39,18 @@ pub(crate) trait Sink {
     fn text(&mut self, text: &str);
     /// Closes the innermost element.
     fn end(&mut self);
+    /// Character content that is a GUID (binary writes a UuidText record);
+    /// must be equivalent to `text` of its lower-case hyphenated form.
+    fn text_guid(&mut self, g: &Uuid) {
+        let mut b = [0u8; 36];
+        self.text(g.hyphenated().encode_lower(&mut b));
+    }
+    /// Character content that is an integer; equivalent to `text` of its digits.
+    fn text_int(&mut self, v: i64) {
+        let mut b = Vec::with_capacity(20);
+        push_i64(&mut b, v);
+        self.text(std::str::from_utf8(&b).unwrap_or("0"));
+    }
 }
 
 /// An attribute as read: a namespace declaration or a plain attribute.
@@ -72,6 +84,10 @@ pub(crate) enum Event<'a> {
     Start(StartTag<'a>),
     /// Character content.
     Text(Cow<'a, str>),
+    /// Character content that is an integer (binary integer records).
+    Int(i64),
+    /// Character content that is a GUID (binary UuidText).
+    Guid(Uuid),
     /// Element end.
     End,
     /// End of input.
@@ -120,6 +136,8 @@ pub(crate) fn pump<'a>(
                     sink.text(&t);
                 }
             }
+            Event::Int(v) => sink.text_int(v),
+            Event::Guid(g) => sink.text_guid(&g),
             Event::End => {
                 depth = depth.saturating_sub(1);
                 sink.end();
@@ -165,7 +183,6 @@ pub(crate) struct Writer<'s, S: Sink> {
     sink: &'s mut S,
     /// In-scope prefixed namespaces per open element (bit per `Ns`).
     scopes: Vec<u8>,
-    buf: Vec<u8>,
 }
 
 /// Writes a whole context document into `sink`.
@@ -173,7 +190,6 @@ pub(crate) fn write(ctx: &RemoteExecutionContext, sink: &mut impl Sink) {
     let mut w = Writer {
         sink,
         scopes: Vec::with_capacity(32),
-        buf: Vec::with_capacity(64),
     };
     w.start("", "RemoteExecutionContext");
     w.sink.xmlns("", NS_CONTRACTS);
@@ -226,25 +242,24 @@ impl<S: Sink> Writer<'_, S> {
     }
 
     fn guid_leaf(&mut self, prefix: &str, local: &str, g: &Uuid) {
-        let mut b = [0u8; 36];
-        let s = g.hyphenated().encode_lower(&mut b);
-        self.leaf(prefix, local, s);
+        self.start(prefix, local);
+        self.sink.text_guid(g);
+        self.end();
     }
 
     fn int_leaf(&mut self, prefix: &str, local: &str, v: i64) {
-        self.buf.clear();
-        push_i64(&mut self.buf, v);
-        let s = std::str::from_utf8(&self.buf).unwrap_or("0").to_owned();
-        self.leaf(prefix, local, &s);
+        self.start(prefix, local);
+        self.sink.text_int(v);
+        self.end();
     }
 
     fn bool_leaf(&mut self, local: &str, v: bool) {
         self.leaf("", local, if v { "true" } else { "false" });
     }
 
-    fn typed(&mut self, ns: Ns, ty: &str) {
-        let q = format!("{}:{ty}", ns.prefix());
-        self.sink.attr("i", "type", &q);
+    /// `i:type="p:Name"` plus the prefix's declaration; `qname` uses `ns`'s prefix.
+    fn typed(&mut self, ns: Ns, qname: &'static str) {
+        self.sink.attr("i", "type", qname);
         self.declare(ns);
     }
 
@@ -346,92 +361,86 @@ impl<S: Sink> Writer<'_, S> {
             return self.nil(prefix, local);
         }
         self.start(prefix, local);
-        let text: Cow<'_, str> = match v {
-            Value::Null => Cow::Borrowed(""),
+        match v {
+            Value::Null => {}
             Value::Boolean(b) => {
-                self.typed(Ns::Xsd, "boolean");
-                Cow::Borrowed(if *b { "true" } else { "false" })
+                self.typed(Ns::Xsd, "c:boolean");
+                self.sink.text(if *b { "true" } else { "false" });
             }
             Value::Int(i) => {
-                self.typed(Ns::Xsd, "int");
-                Cow::Owned(i.to_string())
+                self.typed(Ns::Xsd, "c:int");
+                self.sink.text_int((*i).into());
             }
             Value::Long(l) => {
-                self.typed(Ns::Xsd, "long");
-                Cow::Owned(l.to_string())
+                self.typed(Ns::Xsd, "c:long");
+                self.sink.text_int(*l);
             }
             Value::Double(d) => {
-                self.typed(Ns::Xsd, "double");
-                Cow::Owned(format_xml_double(*d))
+                self.typed(Ns::Xsd, "c:double");
+                self.sink.text(&format_xml_double(*d));
             }
             Value::Decimal(d) => {
-                self.typed(Ns::Xsd, "decimal");
-                Cow::Owned(d.as_str().to_owned())
+                self.typed(Ns::Xsd, "c:decimal");
+                self.sink.text(d.as_str());
             }
             Value::String(s) => {
-                self.typed(Ns::Xsd, "string");
-                Cow::Owned(s.clone())
+                self.typed(Ns::Xsd, "c:string");
+                if !s.is_empty() {
+                    self.sink.text(s);
+                }
             }
             Value::DateTime(d) => {
-                self.typed(Ns::Xsd, "dateTime");
-                Cow::Owned(format_xml_date(d))
+                self.typed(Ns::Xsd, "c:dateTime");
+                self.sink.text(&format_xml_date(d));
             }
             Value::Guid(g) => {
-                self.typed(Ns::Ser, "guid");
-                Cow::Owned(g.hyphenated().to_string())
+                self.typed(Ns::Ser, "d:guid");
+                self.sink.text_guid(g);
             }
             Value::Money(d) => {
-                self.typed(Ns::Contracts, "Money");
+                self.typed(Ns::Contracts, "a:Money");
                 self.leaf("", "Value", d.as_str());
-                Cow::Borrowed("")
             }
             Value::OptionSetValue(o) => {
-                self.typed(Ns::Contracts, "OptionSetValue");
+                self.typed(Ns::Contracts, "a:OptionSetValue");
                 self.int_leaf("", "Value", (*o).into());
-                Cow::Borrowed("")
             }
             Value::OptionSetValueCollection(os) => {
-                self.typed(Ns::Contracts, "OptionSetValueCollection");
+                self.typed(Ns::Contracts, "a:OptionSetValueCollection");
                 for o in os {
                     self.start("", "OptionSetValue");
                     self.int_leaf("", "Value", (*o).into());
                     self.end();
                 }
-                Cow::Borrowed("")
             }
             Value::EntityReference(r) => {
-                self.typed(Ns::Contracts, "EntityReference");
+                self.typed(Ns::Contracts, "a:EntityReference");
                 self.entity_reference_members(r);
-                Cow::Borrowed("")
             }
             Value::Entity(e) => {
-                self.typed(Ns::Contracts, "Entity");
+                self.typed(Ns::Contracts, "a:Entity");
                 self.entity_members(e);
-                Cow::Borrowed("")
             }
             Value::EntityCollection(c) => {
-                self.typed(Ns::Contracts, "EntityCollection");
+                self.typed(Ns::Contracts, "a:EntityCollection");
                 self.entity_collection_members(c);
-                Cow::Borrowed("")
             }
             Value::EntityReferenceCollection(rs) => {
-                self.typed(Ns::Contracts, "EntityReferenceCollection");
+                self.typed(Ns::Contracts, "a:EntityReferenceCollection");
                 for r in rs {
                     self.start("", "EntityReference");
                     self.entity_reference_members(r);
                     self.end();
                 }
-                Cow::Borrowed("")
             }
             Value::AliasedValue(a) => {
-                self.typed(Ns::Contracts, "AliasedValue");
+                self.typed(Ns::Contracts, "a:AliasedValue");
                 self.opt_leaf("AttributeLogicalName", a.attribute_logical_name.as_deref());
                 self.opt_leaf("EntityLogicalName", a.entity_logical_name.as_deref());
                 self.value("", "Value", &a.value);
-                Cow::Borrowed("")
             }
             Value::ColumnSet(cs) => {
-                self.typed(Ns::Contracts, "ColumnSet");
+                self.typed(Ns::Contracts, "a:ColumnSet");
                 self.bool_leaf("AllColumns", cs.all_columns);
                 self.start("", "Columns");
                 self.declare(Ns::Arrays);
@@ -439,26 +448,20 @@ impl<S: Sink> Writer<'_, S> {
                     self.leaf("e", "string", c);
                 }
                 self.end();
-                Cow::Borrowed("")
             }
             Value::Relationship(r) => {
-                self.typed(Ns::Contracts, "Relationship");
+                self.typed(Ns::Contracts, "a:Relationship");
                 self.relationship_members(r);
-                Cow::Borrowed("")
             }
             Value::StringPairs(ps) => {
-                self.typed(Ns::Generic, "ArrayOfKeyValuePairOfstringstring");
+                self.typed(Ns::Generic, "b:ArrayOfKeyValuePairOfstringstring");
                 for (k, v) in ps {
                     self.start("b", "KeyValuePairOfstringstring");
                     self.leaf("b", "key", k);
                     self.leaf("b", "value", v);
                     self.end();
                 }
-                Cow::Borrowed("")
             }
-        };
-        if !text.is_empty() {
-            self.sink.text(&text);
         }
         self.end();
     }
@@ -618,27 +621,49 @@ pub(crate) fn format_xml_date(d: &DateTime) -> String {
         rem / 1000 % 60,
         rem % 1000,
     );
-    let mut out = if y < 0 {
-        format!("-{:04}", -y)
-    } else {
-        format!("{y:04}")
+    let mut out = String::with_capacity(32);
+    let two = |out: &mut String, v: i128| {
+        out.push(char::from(b'0' + (v / 10 % 10) as u8));
+        out.push(char::from(b'0' + (v % 10) as u8));
     };
-    out.push_str(&format!("-{mo:02}-{da:02}T{h:02}:{mi:02}:{s:02}"));
+    if y < 0 {
+        out.push('-');
+    }
+    let ya = y.abs();
+    if ya < 10_000 {
+        two(&mut out, ya / 100);
+        two(&mut out, ya % 100);
+    } else {
+        out.push_str(&ya.to_string());
+    }
+    for (sep, v) in [
+        ('-', i128::from(mo)),
+        ('-', i128::from(da)),
+        ('T', h),
+        (':', mi),
+        (':', s),
+    ] {
+        out.push(sep);
+        two(&mut out, v);
+    }
     if ms != 0 {
-        let f = format!("{ms:03}");
         out.push('.');
-        out.push_str(f.trim_end_matches('0'));
+        out.push(char::from(b'0' + (ms / 100) as u8));
+        if ms % 100 != 0 {
+            out.push(char::from(b'0' + (ms / 10 % 10) as u8));
+            if ms % 10 != 0 {
+                out.push(char::from(b'0' + (ms % 10) as u8));
+            }
+        }
     }
     match d.offset_minutes {
         None => out.push('Z'),
         Some(m) => {
-            let a = m.unsigned_abs();
-            out.push_str(&format!(
-                "{}{:02}:{:02}",
-                if m < 0 { '-' } else { '+' },
-                a / 60,
-                a % 60
-            ));
+            out.push(if m < 0 { '-' } else { '+' });
+            let a = i128::from(m.unsigned_abs());
+            two(&mut out, a / 60);
+            out.push(':');
+            two(&mut out, a % 60);
         }
     }
     out
@@ -733,6 +758,8 @@ pub(crate) struct Reader<'a, S: Source<'a>> {
     /// (element depth, prefix, namespace) declarations in scope.
     scopes: Vec<(usize, Cow<'a, str>, Cow<'a, str>)>,
     depth: usize,
+    /// An event read ahead (already applied to `scopes`/`depth`).
+    peeked: Option<Event<'a>>,
 }
 
 /// Reads a whole context document from `src`.
@@ -742,6 +769,7 @@ pub(crate) fn read<'a>(src: impl Source<'a>) -> Result<RemoteExecutionContext, M
         path: Vec::with_capacity(16),
         scopes: Vec::with_capacity(16),
         depth: 0,
+        peeked: None,
     };
     let Some(root) = r.child()? else {
         return Err(
@@ -777,6 +805,9 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
     }
 
     fn event(&mut self) -> R<Event<'a>> {
+        if let Some(ev) = self.peeked.take() {
+            return Ok(ev);
+        }
         let ev = self.src.next()?;
         match &ev {
             Event::Start(t) => {
@@ -809,7 +840,9 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
                 Event::Start(t) => return Ok(Some(t)),
                 Event::End => return Ok(None),
                 Event::Text(t) if t.trim().is_empty() => {}
-                Event::Text(_) => return Err(self.err("expected an element, found text".into())),
+                Event::Text(_) | Event::Int(_) | Event::Guid(_) => {
+                    return Err(self.err("expected an element, found text".into()));
+                }
                 Event::Eof => {
                     return Err(
                         self.err("expected an element or end tag, found end of input".into())
@@ -824,7 +857,13 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
         let mut acc: Option<Cow<'a, str>> = None;
         loop {
             match self.event()? {
-                Event::Text(t) => {
+                ev @ (Event::Text(_) | Event::Int(_) | Event::Guid(_)) => {
+                    let t = match ev {
+                        Event::Text(t) => t,
+                        Event::Int(v) => Cow::Owned(v.to_string()),
+                        Event::Guid(g) => Cow::Owned(g.hyphenated().to_string()),
+                        _ => Cow::Borrowed(""),
+                    };
                     acc = Some(match acc {
                         None => t,
                         Some(a) => Cow::Owned(a.into_owned() + &t),
@@ -847,7 +886,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
             match self.event()? {
                 Event::Start(_) => d += 1,
                 Event::End => d -= 1,
-                Event::Text(_) => {}
+                Event::Text(_) | Event::Int(_) | Event::Guid(_) => {}
                 Event::Eof => {
                     return Err(self.err("expected an end tag, found end of input".into()));
                 }
@@ -893,11 +932,54 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
         }
     }
 
+    /// A typed scalar event that is the element's whole content, if it is one.
+    fn typed_scalar(&mut self) -> R<Option<Event<'a>>> {
+        let ev = self.event()?;
+        if matches!(ev, Event::Int(_) | Event::Guid(_)) {
+            let next = self.event()?;
+            if matches!(next, Event::End) {
+                return Ok(Some(ev));
+            }
+            // Mixed content: fall back to text (rare; only hostile input).
+            let text = match ev {
+                Event::Int(v) => v.to_string(),
+                Event::Guid(g) => g.hyphenated().to_string(),
+                _ => String::new(),
+            };
+            self.peeked = Some(next);
+            let rest = self.text()?; // consumes through the element's end
+            return Ok(Some(Event::Text(Cow::Owned(text + &rest))));
+        }
+        self.peeked = Some(ev);
+        Ok(None)
+    }
+
     fn guid(&mut self) -> R<Uuid> {
-        self.parse("a GUID", |t| Uuid::try_parse(t.trim()).ok())
+        match self.typed_scalar()? {
+            Some(Event::Guid(g)) => Ok(g),
+            Some(Event::Int(v)) => Err(self.err(format!("expected a GUID, found {v}"))),
+            Some(Event::Text(t)) => Uuid::try_parse(t.trim())
+                .map_err(|_| self.err(format!("expected a GUID, found {:?}", truncate(&t)))),
+            _ => self.parse("a GUID", |t| Uuid::try_parse(t.trim()).ok()),
+        }
+    }
+    fn long(&mut self) -> R<i64> {
+        self.integer("a 64-bit integer")
+    }
+    fn integer(&mut self, what: &str) -> R<i64> {
+        match self.typed_scalar()? {
+            Some(Event::Int(v)) => Ok(v),
+            Some(Event::Guid(g)) => Err(self.err(format!("expected an integer, found {g}"))),
+            Some(Event::Text(t)) => t
+                .trim()
+                .parse()
+                .map_err(|_| self.err(format!("expected {what}, found {:?}", truncate(&t)))),
+            _ => self.parse(what, |t| t.trim().parse().ok()),
+        }
     }
     fn int(&mut self) -> R<i32> {
-        self.parse("a 32-bit integer", |t| t.trim().parse().ok())
+        let v = self.integer("a 32-bit integer")?;
+        i32::try_from(v).map_err(|_| self.err(format!("expected a 32-bit integer, found {v}")))
     }
     fn boolean(&mut self) -> R<bool> {
         self.parse("true or false", |t| match t.trim() {
@@ -1080,9 +1162,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
         Ok(match (ns.as_str(), local.as_str()) {
             (NS_XSD, "string") => Value::String(self.string()?),
             (NS_XSD, "int") => Value::Int(self.int()?),
-            (NS_XSD, "long") => {
-                Value::Long(self.parse("a 64-bit integer", |t| t.trim().parse().ok())?)
-            }
+            (NS_XSD, "long") => Value::Long(self.long()?),
             (NS_XSD, "double") => {
                 Value::Double(self.parse("an xs:double", |t| parse_xml_double(t.trim()))?)
             }

@@ -36,11 +36,26 @@ pub const DICTIONARY: &[(u32, &str)] = &[
 ];
 
 fn dict_id(s: &str) -> Option<u32> {
-    // Short list, matched by length first: cheaper than hashing every name.
-    DICTIONARY
-        .iter()
-        .find(|(_, v)| v.len() == s.len() && *v == s)
-        .map(|(id, _)| *id)
+    // A `match` compiles to a length switch plus one compare: this runs for
+    // every name and text, so it must be cheaper than scanning the table.
+    // `dictionary_match_agrees_with_table` keeps it equal to DICTIONARY.
+    Some(match s {
+        "Id" => 0x1C,
+        "Value" => 0x9A,
+        "http://www.w3.org/2001/XMLSchema-instance" => 0x372,
+        "http://www.w3.org/2001/XMLSchema" => 0x374,
+        "nil" => 0x376,
+        "type" => 0x378,
+        "boolean" => 0x37C,
+        "int" => 0x386,
+        "long" => 0x38A,
+        "double" => 0x390,
+        "decimal" => 0x392,
+        "dateTime" => 0x394,
+        "string" => 0x396,
+        "guid" => 0x39E,
+        _ => return None,
+    })
 }
 
 fn dict_str(id: u32) -> Option<&'static str> {
@@ -49,7 +64,10 @@ fn dict_str(id: u32) -> Option<&'static str> {
 
 /// Encodes a context as .NET Binary XML.
 pub fn encode(ctx: &RemoteExecutionContext) -> Vec<u8> {
-    let mut sink = BinarySink::default();
+    let mut sink = BinarySink {
+        out: Vec::with_capacity(16 * 1024),
+        last_text: None,
+    };
     infoset::write(ctx, &mut sink);
     sink.out
 }
@@ -190,6 +208,28 @@ fn guid_from_bytes(b: &[u8]) -> uuid::Uuid {
 }
 
 impl BinarySink {
+    /// The integer records, smallest that fits (same choice as for digit text).
+    fn int_record(&mut self, v: i64) {
+        let out = &mut self.out;
+        if v == 0 {
+            out.push(ZERO_TEXT);
+        } else if v == 1 {
+            out.push(ONE_TEXT);
+        } else if let Ok(v) = i8::try_from(v) {
+            out.push(INT8_TEXT);
+            out.push(v as u8);
+        } else if let Ok(v) = i16::try_from(v) {
+            out.push(INT16_TEXT);
+            out.extend_from_slice(&v.to_le_bytes());
+        } else if let Ok(v) = i32::try_from(v) {
+            out.push(INT32_TEXT);
+            out.extend_from_slice(&v.to_le_bytes());
+        } else {
+            out.push(INT64_TEXT);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
     /// Writes one text record chosen by the text's shape.
     fn text_record(&mut self, s: &str, attr_value: bool) {
         let out = &mut self.out;
@@ -201,19 +241,7 @@ impl BinarySink {
             "true" => out.push(TRUE_TEXT),
             _ => {
                 if let Some(v) = canonical_int(s) {
-                    if let Ok(v) = i8::try_from(v) {
-                        out.push(INT8_TEXT);
-                        out.push(v as u8);
-                    } else if let Ok(v) = i16::try_from(v) {
-                        out.push(INT16_TEXT);
-                        out.extend_from_slice(&v.to_le_bytes());
-                    } else if let Ok(v) = i32::try_from(v) {
-                        out.push(INT32_TEXT);
-                        out.extend_from_slice(&v.to_le_bytes());
-                    } else {
-                        out.push(INT64_TEXT);
-                        out.extend_from_slice(&v.to_le_bytes());
-                    }
+                    self.int_record(v);
                 } else if let Some(g) = canonical_guid(s) {
                     out.push(UUID_TEXT);
                     out.extend_from_slice(&guid_to_bytes(&g));
@@ -347,6 +375,17 @@ impl Sink for BinarySink {
             Some(at) => self.out[at] += 1,
             None => self.out.push(END_ELEMENT),
         }
+    }
+
+    fn text_guid(&mut self, g: &uuid::Uuid) {
+        self.last_text = Some(self.out.len());
+        self.out.push(UUID_TEXT);
+        self.out.extend_from_slice(&guid_to_bytes(g));
+    }
+
+    fn text_int(&mut self, v: i64) {
+        self.last_text = Some(self.out.len());
+        self.int_record(v);
     }
 }
 
@@ -711,11 +750,31 @@ impl<'a> Source<'a> for BinarySource<'a> {
                             "expected an element, found text outside the root".into(),
                         ));
                     }
-                    let t = self.text_body(rt)?;
+                    // Integers and GUIDs travel typed so the reader skips text round trips.
+                    let ev = match rt & !1 {
+                        ZERO_TEXT => Event::Int(0),
+                        ONE_TEXT => Event::Int(1),
+                        INT8_TEXT => Event::Int(i64::from(self.byte("Int8Text")? as i8)),
+                        INT16_TEXT => {
+                            let b = self.take(2, "Int16Text")?;
+                            Event::Int(i64::from(i16::from_le_bytes([b[0], b[1]])))
+                        }
+                        INT32_TEXT => {
+                            let b = self.take(4, "Int32Text")?;
+                            Event::Int(i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                        }
+                        INT64_TEXT => {
+                            let mut a = [0u8; 8];
+                            a.copy_from_slice(self.take(8, "Int64Text")?);
+                            Event::Int(i64::from_le_bytes(a))
+                        }
+                        UUID_TEXT => Event::Guid(guid_from_bytes(self.take(16, "UuidText")?)),
+                        _ => Event::Text(self.text_body(rt)?),
+                    };
                     if rt & 1 == 1 {
                         self.pending_end = true;
                     }
-                    return Ok(Event::Text(t));
+                    return Ok(ev);
                 }
                 _ => {
                     return Err(self.err(
@@ -764,4 +823,113 @@ pub fn from_text(bytes: &[u8]) -> Result<Vec<u8>, MessageError> {
     let mut sink = BinarySink::default();
     infoset::pump(&mut crate::xml::TextSource::new(bytes)?, &mut sink)?;
     Ok(sink.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast name lookup and the published table never disagree.
+    #[test]
+    fn dictionary_match_agrees_with_table() {
+        for (id, s) in DICTIONARY {
+            assert_eq!(dict_id(s), Some(*id), "{s}");
+            assert_eq!(dict_str(*id), Some(*s));
+            assert_eq!(id % 2, 0, "static ids are even");
+        }
+        assert_eq!(dict_id("Values"), None);
+    }
+
+    /// MultiByteInt31 encodes 7 bits per byte, low bits first ([MC-NBFX] 2.1.2).
+    #[test]
+    fn mb31_matches_the_spec_examples() {
+        for (v, bytes) in [
+            (0u32, &[0x00u8][..]),
+            (0x7F, &[0x7F]),
+            (0x80, &[0x80, 0x01]),
+            (0x3FFF, &[0xFF, 0x7F]),
+            (0x4000, &[0x80, 0x80, 0x01]),
+            (0x7FFF_FFFF, &[0xFF, 0xFF, 0xFF, 0xFF, 0x07]),
+        ] {
+            let mut out = Vec::new();
+            mb31(&mut out, v);
+            assert_eq!(out, bytes);
+            let mut src = BinarySource::new(bytes);
+            assert_eq!(src.mb31().unwrap(), v);
+        }
+    }
+
+    /// GUIDs use .NET Guid.ToByteArray order (first three fields little-endian).
+    #[test]
+    fn guid_bytes_use_dotnet_order() {
+        let g = uuid::Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff").unwrap();
+        let b = guid_to_bytes(&g);
+        assert_eq!(
+            b,
+            [
+                0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+                0xee, 0xff
+            ]
+        );
+        assert_eq!(guid_from_bytes(&b), g);
+    }
+
+    /// A small element encodes to the exact records the spec describes.
+    #[test]
+    fn records_for_a_nil_and_a_typed_value() {
+        let mut s = BinarySink::default();
+        s.start("", "RequestId");
+        s.attr("i", "nil", "true");
+        s.end();
+        s.start("b", "value");
+        s.attr("i", "type", "c:int");
+        s.text_int(300);
+        s.end();
+        assert_eq!(
+            s.out,
+            [
+                SHORT_ELEMENT,
+                9,
+                b'R',
+                b'e',
+                b'q',
+                b'u',
+                b'e',
+                b's',
+                b't',
+                b'I',
+                b'd',
+                PREFIX_DICTIONARY_ATTRIBUTE_A + 8,
+                0xF6,
+                0x06,
+                TRUE_TEXT,
+                END_ELEMENT,
+                PREFIX_ELEMENT_A + 1,
+                5,
+                b'v',
+                b'a',
+                b'l',
+                b'u',
+                b'e',
+                PREFIX_DICTIONARY_ATTRIBUTE_A + 8,
+                0xF8,
+                0x06,
+                QNAME_DICTIONARY_TEXT,
+                2,
+                0x86,
+                0x07,
+                INT16_TEXT + 1,
+                0x2C,
+                0x01,
+            ]
+        );
+    }
+
+    /// DecimalText is read as .NET prints it (sign, 96-bit mantissa, scale).
+    #[test]
+    fn decimal_records_print_like_dotnet() {
+        assert_eq!(decimal_text(false, 1337, 3), "1.337");
+        assert_eq!(decimal_text(true, 5, 2), "-0.05");
+        assert_eq!(decimal_text(false, 100, 0), "100");
+    }
 }
