@@ -14,7 +14,9 @@
 //! savepoint, so a failed one is rolled back alone while its batch-mates commit.
 //!
 //! Consequence: a work runs on the writer thread, serially with every other write, so it must be short and must
-//! not block on anything but the store (the pipeline's 2-minute operation limit bounds the worst case). Reads
+//! not block on anything but the store (the pipeline's 2-minute operation limit bounds the worst case); a work
+//! must never call `transact` itself (the writer would wait for itself): child operations use the `Tx` they
+//! were given, which keeps them in the parent's transaction. Reads
 //! that need no transaction go through [`StoreExt::read`] on a pool of read connections, which WAL lets run
 //! concurrently with the writer and which see only committed data.
 

@@ -130,7 +130,7 @@ pub struct StatusOption {
 }
 
 /// The type of an attribute, with its type-specific constraints (Dataverse column types).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttributeKind {
     /// Single line of text.
     String {
@@ -228,7 +228,7 @@ impl AttributeKind {
 
 /// One attribute (column) of a table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "RawAttribute")]
+#[serde(try_from = "RawAttribute", into = "RawAttribute")]
 pub struct AttributeDef {
     /// Logical name (lowercase).
     pub logical_name: String,
@@ -527,7 +527,7 @@ pub struct Schema {
 }
 
 /// The top-level shape of a TOML document holding only table declarations (see the module docs).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SchemaFile {
     #[serde(default)]
@@ -645,6 +645,16 @@ impl Schema {
         Schema::new(file.table, file.relationship).map_err(|e| err(format!("{origin}: {e}")))
     }
 
+    /// The declarations as a TOML document that [`Schema::from_toml_str`] reads back to an equal schema
+    /// (platform attributes included).
+    pub fn to_toml_string(&self) -> Result<String, SchemaError> {
+        let file = SchemaFile {
+            table: self.tables.clone(),
+            relationship: self.relationships.clone(),
+        };
+        toml::to_string(&file).map_err(|e| err(format!("cannot write the schema as TOML: {e}")))
+    }
+
     /// All tables, in declaration order.
     pub fn tables(&self) -> &[TableDef] {
         &self.tables
@@ -687,27 +697,95 @@ fn check_name(what: &str, name: &str) -> Result<(), SchemaError> {
     }
 }
 
-/// What a `[[table.attribute]]` entry may contain before its `type` decides which fields apply.
-#[derive(Deserialize)]
+/// What a `[[table.attribute]]` entry may contain before its `type` decides which fields apply; also the
+/// shape an [`AttributeDef`] serializes to, so declarations round-trip.
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAttribute {
     logical_name: String,
     #[serde(rename = "type")]
     kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_length: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     min_value: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_value: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     precision: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     targets: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     options: Option<Vec<RawOption>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOption {
     value: i32,
     label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<i32>,
+}
+
+impl From<AttributeDef> for RawAttribute {
+    fn from(a: AttributeDef) -> Self {
+        let mut r = RawAttribute {
+            logical_name: a.logical_name,
+            kind: a.kind.name().to_string(),
+            max_length: None,
+            min_value: None,
+            max_value: None,
+            precision: None,
+            targets: None,
+            options: None,
+        };
+        let plain = |o: Vec<OptionMeta>| {
+            o.into_iter()
+                .map(|o| RawOption {
+                    value: o.value,
+                    label: o.label,
+                    state: None,
+                })
+                .collect()
+        };
+        match a.kind {
+            AttributeKind::String { max_length } | AttributeKind::Memo { max_length } => {
+                r.max_length = Some(max_length)
+            }
+            AttributeKind::Integer {
+                min_value,
+                max_value,
+            } => {
+                r.min_value = Some(min_value);
+                r.max_value = Some(max_value);
+            }
+            AttributeKind::Decimal { precision } => r.precision = Some(precision),
+            AttributeKind::Lookup { targets } => r.targets = Some(targets),
+            AttributeKind::Picklist { options }
+            | AttributeKind::MultiSelectPicklist { options }
+            | AttributeKind::State { options } => r.options = Some(plain(options)),
+            AttributeKind::Status { options } => {
+                r.options = Some(
+                    options
+                        .into_iter()
+                        .map(|o| RawOption {
+                            value: o.value,
+                            label: o.label,
+                            state: Some(o.state),
+                        })
+                        .collect(),
+                );
+            }
+            AttributeKind::BigInt
+            | AttributeKind::Double
+            | AttributeKind::Money
+            | AttributeKind::Boolean
+            | AttributeKind::DateTime
+            | AttributeKind::Uniqueidentifier => {}
+        }
+        r
+    }
 }
 
 impl fmt::Display for RawAttribute {

@@ -62,6 +62,17 @@ fn documented_shape_parses_with_platform_attributes() {
     ));
 }
 
+/// A schema written back as TOML parses to the same schema.
+#[test]
+fn schema_round_trips_through_toml() {
+    let s = common::schema();
+    let text = s.to_toml_string().unwrap();
+    let again = Schema::from_toml_str("written.toml", &text).unwrap();
+    assert_eq!(again.tables(), s.tables());
+    assert_eq!(again.relationships(), s.relationships());
+    assert!(text.contains("type = \"MultiSelectPicklist\""), "{text}");
+}
+
 /// Each kind of invalid declaration is refused with the file, the entry and the reason.
 #[test]
 fn invalid_declarations_are_refused_precisely() {
