@@ -483,6 +483,9 @@ pub struct NewSystemJob {
     pub data_content_type: String,
     /// `postponeuntil`, ms; the job is not claimed before.
     pub postpone_until: Option<i64>,
+    /// `createdon`, ms; the store clock when None. Set it when `data` carries the same instant
+    /// (the context's OperationCreatedOn must equal the job's creation time).
+    pub created_on: Option<i64>,
 }
 
 /// A system job row (asyncoperation).

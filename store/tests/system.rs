@@ -20,6 +20,7 @@ fn job(name: &str, correlation: Uuid) -> NewSystemJob {
         data: b"{\"context\":1}".to_vec(),
         data_content_type: "application/json".into(),
         postpone_until: None,
+        created_on: None,
     }
 }
 
@@ -78,7 +79,23 @@ fn outbox_rows_commit_and_roll_back_with_the_operation() {
         (JobStatus::WaitingForResources, JobState::Ready)
     );
     assert_eq!(j.data, b"{\"context\":1}");
-    assert_eq!(j.created_on, 1_700_000_000_000);
+    assert_eq!(j.created_on, 1_700_000_000_000, "store clock");
+    let stamped = store
+        .transact(move |tx| {
+            tx.insert_system_job(NewSystemJob {
+                created_on: Some(42),
+                ..job("stamped", c)
+            })
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .read(|r| r.system_job(stamped))
+            .unwrap()
+            .map(|j| j.created_on),
+        Some(42),
+        "caller's OperationCreatedOn"
+    );
     assert_eq!(
         j.regarding.as_ref().map(|r| r.logical_name.as_str()),
         Some("account")

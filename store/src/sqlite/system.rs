@@ -615,7 +615,7 @@ pub(crate) fn insert_system_job(conn: &Connection, j: &NewSystemJob, now: i64) -
             j.depth,
             j.data,
             j.data_content_type,
-            now,
+            j.created_on.unwrap_or(now),
             j.postpone_until,
             status.state().value(),
             status.value(),
