@@ -239,7 +239,8 @@ async fn transact_async_resolves_after_commit() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    // The pipeline holds the store as a trait object; the typed helpers work on it.
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(common::open(dir.path()));
     let id = store
         .transact_async(|tx| Ok::<_, PipelineError>(tx.create("account", None, named("async"))?))
         .await
@@ -264,4 +265,46 @@ async fn transact_async_resolves_after_commit() {
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].id, id);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// For any mix of succeeding, failing and panicking works in one batch, exactly the succeeding ones commit.
+    #[test]
+    fn any_batch_commits_exactly_its_successful_works(plan in proptest::collection::vec(0u8..3, 1..24)) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = common::open(dir.path());
+        let (release, held) = hold_writer(&store);
+        let pendings: Vec<_> = plan
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let kind = *kind;
+                store.submit(Box::new(move |tx| {
+                    let created = tx.create("account", None, named(&format!("w{i:02}")));
+                    if kind == 2 {
+                        panic!("work {i} panics");
+                    }
+                    let result = created.and_then(|id| if kind == 1 { Err(StoreError::Invalid(format!("work {i} fails"))) } else { Ok(id) });
+                    weft_store::WorkOutcome { commit: result.is_ok(), payload: Box::new(result) }
+                }))
+            })
+            .collect();
+        release.send(()).unwrap();
+        held.wait().unwrap();
+        let mut expected = Vec::new();
+        for (i, (kind, p)) in plan.iter().zip(pendings).enumerate() {
+            match (kind, p.wait()) {
+                (0, Ok(payload)) => {
+                    proptest::prop_assert!(payload.downcast::<Result<Uuid, StoreError>>().unwrap().is_ok());
+                    expected.push(format!("w{i:02}"));
+                }
+                (1, Ok(payload)) => proptest::prop_assert!(payload.downcast::<Result<Uuid, StoreError>>().unwrap().is_err()),
+                (2, Err(StoreError::WorkPanicked(_))) => {}
+                (k, other) => proptest::prop_assert!(false, "work {} kind {} answered {:?}", i, k, other.map(|_| ())),
+            }
+        }
+        proptest::prop_assert_eq!(names(&store), expected);
+    }
 }
