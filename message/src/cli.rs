@@ -27,14 +27,12 @@ pub enum MessageCommand {
     },
 }
 
-fn read_input(file: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+fn read_input(file: &Option<PathBuf>, stdin: &mut dyn Read) -> anyhow::Result<Vec<u8>> {
     match file {
         Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display())),
         None => {
             let mut v = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut v)
-                .context("reading stdin")?;
+            stdin.read_to_end(&mut v).context("reading stdin")?;
             Ok(v)
         }
     }
@@ -50,26 +48,41 @@ pub fn sniff(bytes: &[u8]) -> Format {
     }
 }
 
-/// Runs a `weft message` subcommand.
+/// Runs a `weft message` subcommand on the process's stdin/stdout.
 pub fn run(cmd: MessageCommand) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    execute(cmd, &mut std::io::stdin().lock(), &mut stdout)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Runs a subcommand with explicit input and output streams. Binary output is
+/// written raw; text formats get a trailing newline.
+pub fn execute(
+    cmd: MessageCommand,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+) -> anyhow::Result<()> {
     match cmd {
         MessageCommand::Convert { from, to, file } => {
-            let input = read_input(&file)?;
+            let input = read_input(&file, stdin)?;
             let ctx = decode(&input, from).context("decoding the input")?;
-            let out = encode(&ctx, to);
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&out)?;
+            stdout.write_all(&encode(&ctx, to))?;
             if to != Format::Binary {
                 stdout.write_all(b"\n")?;
             }
-            stdout.flush()?;
         }
         MessageCommand::Show { file } => {
-            let input = read_input(&file)?;
+            let input = read_input(&file, stdin)?;
             let format = sniff(&input);
             let ctx = decode(&input, format)
                 .with_context(|| format!("decoding the input as {}", format.content_type()))?;
-            print!("format:       {}\n{}", format.content_type(), summary(&ctx));
+            write!(
+                stdout,
+                "format:       {}\n{}",
+                format.content_type(),
+                summary(&ctx)
+            )?;
         }
     }
     Ok(())
