@@ -536,6 +536,29 @@ impl<S: Sink> Writer<'_, S> {
     }
 }
 
+/// Every `i:type` the reader understands.
+const KNOWN_TYPES: &[(&str, &str)] = &[
+    (NS_XSD, "string"),
+    (NS_XSD, "int"),
+    (NS_XSD, "long"),
+    (NS_XSD, "double"),
+    (NS_XSD, "decimal"),
+    (NS_XSD, "boolean"),
+    (NS_XSD, "dateTime"),
+    (NS_SER, "guid"),
+    (NS_CONTRACTS, "Entity"),
+    (NS_CONTRACTS, "EntityReference"),
+    (NS_CONTRACTS, "OptionSetValue"),
+    (NS_CONTRACTS, "Money"),
+    (NS_CONTRACTS, "OptionSetValueCollection"),
+    (NS_CONTRACTS, "EntityReferenceCollection"),
+    (NS_CONTRACTS, "EntityCollection"),
+    (NS_CONTRACTS, "Relationship"),
+    (NS_CONTRACTS, "AliasedValue"),
+    (NS_CONTRACTS, "ColumnSet"),
+    (NS_GENERIC, "ArrayOfKeyValuePairOfstringstring"),
+];
+
 /// `EntityState` enum member names by value.
 const ENTITY_STATES: [&str; 3] = ["Unchanged", "Created", "Changed"];
 /// `EntityRole` enum member names by value.
@@ -1157,9 +1180,15 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
             return Err(self.err("expected an i:type attribute on the value".into()));
         };
         let (prefix, local) = qname.split_once(':').unwrap_or(("", qname));
-        let ns = self.resolve(prefix).unwrap_or("").to_owned();
-        let local = local.to_owned();
-        Ok(match (ns.as_str(), local.as_str()) {
+        let ns = self.resolve(prefix).unwrap_or("");
+        // Map to the static (namespace, name) pair so nothing is allocated per value.
+        let Some(&(ns, local)) = KNOWN_TYPES.iter().find(|(n, l)| *l == local && *n == ns) else {
+            return Err(self.err(format!(
+                "expected a known i:type, found {:?} (namespace {ns:?})",
+                format!("{prefix}:{local}")
+            )));
+        };
+        Ok(match (ns, local) {
             (NS_XSD, "string") => Value::String(self.string()?),
             (NS_XSD, "int") => Value::Int(self.int()?),
             (NS_XSD, "long") => Value::Long(self.long()?),
@@ -1250,12 +1279,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
             (NS_GENERIC, "ArrayOfKeyValuePairOfstringstring") => {
                 Value::StringPairs(self.pairs(|r, _| r.string(), |r, _| r.string())?)
             }
-            _ => {
-                return Err(self.err(format!(
-                    "expected a known i:type, found {qname:?} (namespace {ns:?})",
-                    qname = format!("{prefix}:{local}")
-                )));
-            }
+            _ => return Err(self.err(format!("expected a known i:type, found {local:?}"))),
         })
     }
 
