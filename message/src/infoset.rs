@@ -827,6 +827,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
         }
     }
 
+    #[inline(always)]
     fn event(&mut self) -> R<Event<'a>> {
         if let Some(ev) = self.peeked.take() {
             return Ok(ev);

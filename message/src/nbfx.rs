@@ -698,6 +698,7 @@ fn decimal_text(neg: bool, mantissa: u128, scale: u32) -> String {
 }
 
 impl<'a> Source<'a> for BinarySource<'a> {
+    #[inline(always)]
     fn next(&mut self) -> Result<Event<'a>, MessageError> {
         if self.pending_end {
             self.pending_end = false;
