@@ -65,7 +65,7 @@ fn dict_str(id: u32) -> Option<&'static str> {
 /// Encodes a context as .NET Binary XML.
 pub fn encode(ctx: &RemoteExecutionContext) -> Vec<u8> {
     let mut sink = BinarySink {
-        out: Vec::with_capacity(16 * 1024),
+        out: Vec::with_capacity(32 * 1024),
         last_text: None,
     };
     infoset::write(ctx, &mut sink);
@@ -245,7 +245,8 @@ impl BinarySink {
                 } else if let Some(g) = canonical_guid(s) {
                     out.push(UUID_TEXT);
                     out.extend_from_slice(&guid_to_bytes(&g));
-                } else if let Some((p, l)) = s.split_once(':').filter(|_| attr_value)
+                } else if attr_value
+                    && let Some((p, l)) = s.split_once(':')
                     && let (Some(pi), Some(id)) = (letter(p), dict_id(l))
                 {
                     out.push(QNAME_DICTIONARY_TEXT);
