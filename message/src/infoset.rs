@@ -772,7 +772,7 @@ pub(crate) fn parse_xml_date(s: &str) -> Option<DateTime> {
 // ------------------------------------------------------------------ reader
 
 /// Deepest element nesting accepted (hostile input must not overflow the stack).
-const MAX_DEPTH: usize = 256;
+const MAX_DEPTH: usize = 96;
 
 /// Builds the model from events.
 pub(crate) struct Reader<'a, S: Source<'a>> {

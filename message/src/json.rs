@@ -460,11 +460,10 @@ impl<'a> Parser<'a> {
     fn err(&self, expected: &str) -> MessageError {
         let found = match self.b.get(self.pos) {
             None => "end of input".to_string(),
-            Some(_) => {
-                let rest = &self.s[self.pos..];
-                let c = rest.chars().next().unwrap_or('?');
-                format!("{c:?}")
-            }
+            Some(&b) => match self.s.get(self.pos..).and_then(|r| r.chars().next()) {
+                Some(c) => format!("{c:?}"),
+                None => format!("byte 0x{b:02X}"),
+            },
         };
         self.err_msg(format!("expected {expected}, found {found}"))
     }

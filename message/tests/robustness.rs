@@ -260,3 +260,43 @@ fn fuzz_smoke_decoders_never_panic() {
         "mutations should mostly be rejected, got {errors} errors"
     );
 }
+
+/// Deeply nested values are decoded or refused with an error, never a stack overflow.
+#[test]
+fn deep_nesting_is_bounded() {
+    let mut v = Value::Int(1);
+    for _ in 0..200 {
+        v = Value::AliasedValue(Box::new(AliasedValue {
+            attribute_logical_name: None,
+            entity_logical_name: None,
+            value: v,
+        }));
+    }
+    let mut ctx = RemoteExecutionContext::new_minimal("Create", "account", 40);
+    ctx.shared_variables.push(("deep".into(), v));
+    for f in [Format::Json, Format::Xml, Format::Binary] {
+        let body = encode(&ctx, f);
+        match decode(&body, f) {
+            Err(MessageError::Malformed { message, .. }) => {
+                assert!(message.contains("deeper"), "{message}")
+            }
+            other => panic!(
+                "{f:?}: expected a nesting error, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+    // Deep parents likewise.
+    let mut c = RemoteExecutionContext::new_minimal("Create", "account", 40);
+    for _ in 0..100 {
+        let mut p = RemoteExecutionContext::new_minimal("Create", "account", 30);
+        p.parent_context = Some(Box::new(c));
+        c = p;
+    }
+    for f in [Format::Json, Format::Xml, Format::Binary] {
+        assert!(
+            decode(&encode(&c, f), f).is_err(),
+            "{f:?}: 100 parents exceed the limit"
+        );
+    }
+}
