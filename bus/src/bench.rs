@@ -15,7 +15,7 @@ use crate::sas::{self, SasPolicy};
 /// Messages per phase.
 const MESSAGES: u64 = 20_000;
 /// Concurrent client requests (each keeps its own keep-alive connection in the pool).
-const CONCURRENCY: usize = 32;
+const CONCURRENCY: usize = 64;
 /// Body size.
 const BODY_BYTES: usize = 1024;
 

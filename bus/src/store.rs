@@ -27,6 +27,40 @@ pub struct Meta {
     pub user: Vec<(String, PropValue)>,
 }
 
+impl Meta {
+    /// Approximate size of the properties: names and values as text plus a small fixed overhead.
+    pub fn approx_len(&self) -> usize {
+        let b = &self.broker;
+        let strings = [
+            &self.content_type,
+            &b.message_id,
+            &b.correlation_id,
+            &b.session_id,
+            &b.label,
+            &b.reply_to,
+            &b.to,
+            &b.reply_to_session_id,
+            &b.partition_key,
+        ];
+        let user: usize = self
+            .user
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + match v {
+                        PropValue::String(s) => s.len(),
+                        _ => 16,
+                    }
+            })
+            .sum();
+        64 + strings
+            .iter()
+            .map(|s| s.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+            + user
+    }
+}
+
 /// A stored message or event.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -47,9 +81,10 @@ pub struct Record {
 }
 
 impl Record {
-    /// Bytes counted against size limits and quotas: body plus serialised properties.
+    /// Bytes counted against entity quotas: body plus the properties' text (an estimate computed without
+    /// serialising, because it runs on every enqueue and dequeue).
     pub fn size(&self) -> usize {
-        self.body.len() + serde_json::to_string(&*self.meta).map_or(0, |s| s.len())
+        self.body.len() + self.meta.approx_len()
     }
 }
 
