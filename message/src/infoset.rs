@@ -59,9 +59,9 @@ pub(crate) struct Attr<'a> {
     /// True for `xmlns` / `xmlns:p` (then `local` is the declared prefix).
     pub xmlns: bool,
     /// Attribute prefix (`""` if none).
-    pub prefix: Cow<'a, str>,
+    pub prefix: &'a str,
     /// Local name, or the declared prefix for `xmlns`.
-    pub local: Cow<'a, str>,
+    pub local: &'a str,
     /// Value (the namespace for `xmlns`).
     pub value: Cow<'a, str>,
 }
@@ -70,9 +70,9 @@ pub(crate) struct Attr<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct StartTag<'a> {
     /// Element prefix (`""` if none).
-    pub prefix: Cow<'a, str>,
+    pub prefix: &'a str,
     /// Element local name.
-    pub local: Cow<'a, str>,
+    pub local: &'a str,
     /// Attributes and namespace declarations in document order.
     pub attrs: Vec<Attr<'a>>,
 }
@@ -779,7 +779,7 @@ pub(crate) struct Reader<'a, S: Source<'a>> {
     src: S,
     path: Vec<Seg>,
     /// (element depth, prefix, namespace) declarations in scope.
-    scopes: Vec<(usize, Cow<'a, str>, Cow<'a, str>)>,
+    scopes: Vec<(usize, &'a str, Cow<'a, str>)>,
     depth: usize,
     /// An event read ahead (already applied to `scopes`/`depth`).
     peeked: Option<Event<'a>>,
@@ -841,8 +841,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
                 }
                 for a in &t.attrs {
                     if a.xmlns {
-                        self.scopes
-                            .push((self.depth, a.local.clone(), a.value.clone()));
+                        self.scopes.push((self.depth, a.local, a.value.clone()));
                     }
                 }
             }

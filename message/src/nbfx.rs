@@ -603,55 +603,47 @@ impl<'a> BinarySource<'a> {
     }
 
     fn attribute(&mut self, rt: u8) -> Result<Attr<'a>, MessageError> {
-        let (xmlns, prefix, local): (bool, Cow<'a, str>, Cow<'a, str>) = match rt {
-            SHORT_ATTRIBUTE => (false, "".into(), self.string()?.into()),
-            ATTRIBUTE => (false, self.string()?.into(), self.string()?.into()),
-            SHORT_DICTIONARY_ATTRIBUTE => (false, "".into(), self.dict()?.into()),
-            DICTIONARY_ATTRIBUTE => (false, self.string()?.into(), self.dict()?.into()),
+        let (xmlns, prefix, local): (bool, &'a str, &'a str) = match rt {
+            SHORT_ATTRIBUTE => (false, "", self.string()?),
+            ATTRIBUTE => (false, self.string()?, self.string()?),
+            SHORT_DICTIONARY_ATTRIBUTE => (false, "", self.dict()?),
+            DICTIONARY_ATTRIBUTE => (false, self.string()?, self.dict()?),
             SHORT_XMLNS => {
                 return Ok(Attr {
                     xmlns: true,
-                    prefix: "".into(),
-                    local: "".into(),
-                    value: self.string()?.into(),
+                    prefix: "",
+                    local: "",
+                    value: Cow::Borrowed(self.string()?),
                 });
             }
             XMLNS => {
                 let p = self.string()?;
                 return Ok(Attr {
                     xmlns: true,
-                    prefix: "xmlns".into(),
-                    local: p.into(),
-                    value: self.string()?.into(),
+                    prefix: "xmlns",
+                    local: p,
+                    value: Cow::Borrowed(self.string()?),
                 });
             }
             SHORT_DICTIONARY_XMLNS => {
                 return Ok(Attr {
                     xmlns: true,
-                    prefix: "".into(),
-                    local: "".into(),
-                    value: self.dict()?.into(),
+                    prefix: "",
+                    local: "",
+                    value: Cow::Borrowed(self.dict()?),
                 });
             }
             DICTIONARY_XMLNS => {
                 let p = self.string()?;
                 return Ok(Attr {
                     xmlns: true,
-                    prefix: "xmlns".into(),
-                    local: p.into(),
-                    value: self.dict()?.into(),
+                    prefix: "xmlns",
+                    local: p,
+                    value: Cow::Borrowed(self.dict()?),
                 });
             }
-            0x0C..=0x25 => (
-                false,
-                LETTERS[usize::from(rt - 0x0C)].into(),
-                self.dict()?.into(),
-            ),
-            _ => (
-                false,
-                LETTERS[usize::from(rt - 0x26)].into(),
-                self.string()?.into(),
-            ),
+            0x0C..=0x25 => (false, LETTERS[usize::from(rt - 0x0C)], self.dict()?),
+            _ => (false, LETTERS[usize::from(rt - 0x26)], self.string()?),
         };
         let vt_at = self.pos;
         let vt = self.byte("an attribute value record")?;
@@ -721,7 +713,7 @@ impl<'a> Source<'a> for BinarySource<'a> {
                 return Ok(Event::Eof);
             }
             let rt = self.byte("a record type")?;
-            let (prefix, local): (Cow<'a, str>, Cow<'a, str>) = match rt {
+            let (prefix, local): (&'a str, &'a str) = match rt {
                 END_ELEMENT => {
                     if self.depth == 0 {
                         return Err(self.err(
@@ -736,15 +728,12 @@ impl<'a> Source<'a> for BinarySource<'a> {
                     self.string()?;
                     continue;
                 }
-                SHORT_ELEMENT => ("".into(), self.string()?.into()),
-                ELEMENT => (self.string()?.into(), self.string()?.into()),
-                SHORT_DICTIONARY_ELEMENT => ("".into(), self.dict()?.into()),
-                DICTIONARY_ELEMENT => (self.string()?.into(), self.dict()?.into()),
-                0x44..=0x5D => (LETTERS[usize::from(rt - 0x44)].into(), self.dict()?.into()),
-                0x5E..=0x77 => (
-                    LETTERS[usize::from(rt - 0x5E)].into(),
-                    self.string()?.into(),
-                ),
+                SHORT_ELEMENT => ("", self.string()?),
+                ELEMENT => (self.string()?, self.string()?),
+                SHORT_DICTIONARY_ELEMENT => ("", self.dict()?),
+                DICTIONARY_ELEMENT => (self.string()?, self.dict()?),
+                0x44..=0x5D => (LETTERS[usize::from(rt - 0x44)], self.dict()?),
+                0x5E..=0x77 => (LETTERS[usize::from(rt - 0x5E)], self.string()?),
                 ZERO_TEXT..=0xBD => {
                     if self.depth == 0 {
                         return Err(self.err(

@@ -305,22 +305,22 @@ impl<'a> TextSource<'a> {
                     attrs.push(if an == "xmlns" {
                         Attr {
                             xmlns: true,
-                            prefix: Cow::Borrowed(""),
-                            local: Cow::Borrowed(""),
+                            prefix: "",
+                            local: "",
                             value,
                         }
                     } else if p == "xmlns" {
                         Attr {
                             xmlns: true,
-                            prefix: Cow::Borrowed("xmlns"),
-                            local: Cow::Borrowed(l),
+                            prefix: "xmlns",
+                            local: l,
                             value,
                         }
                     } else {
                         Attr {
                             xmlns: false,
-                            prefix: Cow::Borrowed(p),
-                            local: Cow::Borrowed(l),
+                            prefix: p,
+                            local: l,
                             value,
                         }
                     });
@@ -333,8 +333,8 @@ impl<'a> TextSource<'a> {
         }
         let (prefix, local) = qname.split_once(':').unwrap_or(("", qname));
         Ok(Event::Start(StartTag {
-            prefix: Cow::Borrowed(prefix),
-            local: Cow::Borrowed(local),
+            prefix: prefix,
+            local: local,
             attrs,
         }))
     }
