@@ -114,12 +114,12 @@ pub(crate) fn pump<'a>(
         match src.next()? {
             Event::Start(t) => {
                 depth += 1;
-                sink.start(&t.prefix, &t.local);
+                sink.start(t.prefix, t.local);
                 for a in &t.attrs {
                     if a.xmlns {
-                        sink.xmlns(&a.local, &a.value);
+                        sink.xmlns(a.local, &a.value);
                     } else {
-                        sink.attr(&a.prefix, &a.local, &a.value);
+                        sink.attr(a.prefix, a.local, &a.value);
                     }
                 }
             }
@@ -929,7 +929,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
     fn xsi_attr<'t>(&self, tag: &'t StartTag<'a>, local: &str) -> Option<&'t str> {
         tag.attrs
             .iter()
-            .find(|a| !a.xmlns && a.local == local && self.resolve(&a.prefix) == Some(NS_XSI))
+            .find(|a| !a.xmlns && a.local == local && self.resolve(a.prefix) == Some(NS_XSI))
             .map(|a| a.value.as_ref())
     }
 
@@ -1036,7 +1036,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
                     })?
                 };
             }
-            match &*tag.local {
+            match tag.local {
                 "BusinessUnitId" => {
                     c.business_unit_id = m!("BusinessUnitId", |r: &mut Self, _| r.guid())
                 }
@@ -1143,7 +1143,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
             self.path.push(Seg::Index(i));
             let (mut k, mut v) = (None, None);
             while let Some(tag) = self.child()? {
-                match &*tag.local {
+                match tag.local {
                     "key" => k = Some(self.member("key", |r| key(r, &tag))?),
                     "value" => v = Some(self.member("value", |r| value(r, &tag))?),
                     _ => self.skip()?,
@@ -1242,7 +1242,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
                     value: Value::Null,
                 };
                 while let Some(t) = self.child()? {
-                    match &*t.local {
+                    match t.local {
                         "AttributeLogicalName" => {
                             a.attribute_logical_name =
                                 self.member("AttributeLogicalName", |r| r.opt_string(&t))?
@@ -1260,7 +1260,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
             (NS_CONTRACTS, "ColumnSet") => {
                 let mut cs = ColumnSet::default();
                 while let Some(t) = self.child()? {
-                    match &*t.local {
+                    match t.local {
                         "AllColumns" => {
                             cs.all_columns = self.member("AllColumns", |r| r.boolean())?
                         }
@@ -1299,7 +1299,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
     fn entity_members(&mut self) -> R<Entity> {
         let mut e = Entity::default();
         while let Some(t) = self.child()? {
-            match &*t.local {
+            match t.local {
                 "Attributes" => e.attributes = self.member("Attributes", |r| r.params())?,
                 "EntityState" => {
                     e.entity_state = self.member("EntityState", |r| {
@@ -1338,7 +1338,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
     fn entity_reference_members(&mut self) -> R<EntityReference> {
         let mut e = EntityReference::default();
         while let Some(t) = self.child()? {
-            match &*t.local {
+            match t.local {
                 "Id" => e.id = self.member("Id", |r| r.guid())?,
                 "KeyAttributes" => {
                     e.key_attributes = self.member("KeyAttributes", |r| r.params())?
@@ -1357,7 +1357,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
     fn entity_collection_members(&mut self) -> R<EntityCollection> {
         let mut c = EntityCollection::default();
         while let Some(t) = self.child()? {
-            match &*t.local {
+            match t.local {
                 "Entities" => {
                     self.path.push(Seg::Name("Entities"));
                     while self.child()?.is_some() {
@@ -1393,7 +1393,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
     fn relationship_members(&mut self) -> R<Relationship> {
         let mut rel = Relationship::default();
         while let Some(t) = self.child()? {
-            match &*t.local {
+            match t.local {
                 "PrimaryEntityRole" => {
                     rel.primary_entity_role = self.member("PrimaryEntityRole", |r| {
                         r.nil_or(&t, |r| {

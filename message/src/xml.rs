@@ -333,8 +333,8 @@ impl<'a> TextSource<'a> {
         }
         let (prefix, local) = qname.split_once(':').unwrap_or(("", qname));
         Ok(Event::Start(StartTag {
-            prefix: prefix,
-            local: local,
+            prefix,
+            local,
             attrs,
         }))
     }
