@@ -184,17 +184,6 @@ impl Entity {
         }
     }
 
-    /// Number of messages (available + locked).
-    pub fn len(&self) -> usize {
-        let st = lock(&self.state);
-        st.available.len() + st.locked.len()
-    }
-
-    /// Whether the entity holds no messages.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Whether a message passes this entity's correlation filter.
     pub fn accepts(&self, meta: &Meta) -> bool {
         self.filter
