@@ -266,6 +266,20 @@ impl BusConfig {
                 ok,
                 "{kind} name '{n}' is invalid: use letters, digits, '-', '_', '.', '/' (not at the ends)"
             );
+            // These segments are operation paths (`…/messages/head`, `…/subscriptions/…`, `…/partitions/…`).
+            let reserved = [
+                "messages",
+                "subscriptions",
+                "partitions",
+                "publishers",
+                "publisher",
+            ];
+            anyhow::ensure!(
+                !n.split('/')
+                    .any(|seg| reserved.iter().any(|r| seg.eq_ignore_ascii_case(r))),
+                "{kind} name '{n}' contains a reserved path segment ({})",
+                reserved.join(", ")
+            );
             anyhow::ensure!(
                 seen.insert(n.to_ascii_lowercase()),
                 "entity name '{n}' is used twice"
@@ -432,5 +446,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("'a b'"), "{err}");
+        let err = BusConfig::from_toml_str("[bus]\n[[bus.queues]]\nname = \"a/messages\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reserved"), "{err}");
+        let err = BusConfig::from_toml_str(
+            "[bus]\n[[bus.queues]]\nname = \"q\"\n[[bus.relays]]\nname = \"Q\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("used twice"), "{err}");
     }
 }

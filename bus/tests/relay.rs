@@ -150,3 +150,57 @@ async fn relay_auth() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// The `Authorization` header may carry the sender token; it is then consumed, not forwarded.
+#[tokio::test]
+async fn authorization_header_token_is_consumed() {
+    let bus = TestBus::start(config(60.0)).await;
+    let mut ws = listen(&bus).await;
+    let (http, url, auth) = (bus.http.clone(), bus.url("hc"), bus.auth("hc"));
+    let sender = tokio::spawn(async move {
+        http.get(url)
+            .header("Authorization", auth)
+            .send()
+            .await
+            .unwrap()
+    });
+    let Message::Text(head) = ws.next().await.unwrap().unwrap() else {
+        panic!("expected a text frame")
+    };
+    let head: Value = serde_json::from_str(head.as_str()).unwrap();
+    assert_eq!(head["request"]["body"], false);
+    assert!(
+        head["request"]["requestHeaders"]
+            .get("authorization")
+            .is_none()
+    );
+    let resp =
+        json!({"response": {"requestId": head["request"]["id"], "statusCode": 202, "body": false}});
+    ws.send(Message::text(resp.to_string())).await.unwrap();
+    assert_eq!(sender.await.unwrap().status(), 202);
+}
+
+/// A `renewToken` with an invalid token closes the control channel with 1008.
+#[tokio::test]
+async fn bad_renew_token_closes_channel() {
+    let bus = TestBus::start(config(60.0)).await;
+    let mut ws = listen(&bus).await;
+    let bad = token_at(&bus.url("hc"), KEY_NAME, "wrong", now() + 600);
+    ws.send(Message::text(
+        json!({"renewToken": {"token": bad}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    match ws.next().await.unwrap().unwrap() {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1008),
+        other => panic!("expected close 1008, got {other:?}"),
+    }
+    let r = bus
+        .http
+        .post(bus.url("hc"))
+        .header("ServiceBusAuthorization", bus.auth("hc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502, "the closed listener is gone");
+}

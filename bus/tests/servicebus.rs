@@ -561,3 +561,49 @@ async fn restart_durability() {
     assert_eq!(r.text().await.unwrap(), "topic-copy");
     bus.handle.shutdown().await.unwrap();
 }
+
+/// Peek-lock on a subscription: the Location names the subscription path and completing it works.
+#[tokio::test]
+async fn subscription_peek_lock_complete() {
+    let topic = TopicConfig::new("tp", vec![SubscriptionConfig::new("s1", BTreeMap::new())]);
+    let bus = TestBus::start(config(vec![], vec![topic])).await;
+    assert_eq!(bus.send("tp", "m", &[]).await.status(), 201);
+    let r = bus.peek_lock("tp/subscriptions/s1", 1).await;
+    assert_eq!(r.status(), 201);
+    let loc = header(&r, "location").unwrap();
+    assert!(
+        loc.starts_with(&bus.url("tp/subscriptions/s1/messages/1/")),
+        "{loc}"
+    );
+    assert_eq!(
+        bus.lock_op(Method::DELETE, &loc, "tp/subscriptions/s1")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        bus.receive_delete("tp/subscriptions/s1", 0).await.status(),
+        204
+    );
+}
+
+/// The entity size quota answers 403 QuotaExceeded and keeps what was stored.
+#[tokio::test]
+async fn quota_exceeded() {
+    let mut q = queue("small");
+    q.max_size_mb = 1;
+    let bus = TestBus::start(config(vec![q], vec![])).await;
+    let body = "x".repeat(250 * 1024);
+    for _ in 0..4 {
+        assert_eq!(bus.send("small", &body, &[]).await.status(), 201);
+    }
+    let r = bus.send("small", &body, &[]).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("QuotaExceeded"));
+    assert_eq!(bus.receive_delete("small", 0).await.status(), 200);
+    assert_eq!(
+        bus.send("small", &body, &[]).await.status(),
+        201,
+        "room again after a receive"
+    );
+}
