@@ -35,6 +35,7 @@ pub const DICTIONARY: &[(u32, &str)] = &[
     (0x39E, "guid"),
 ];
 
+#[inline]
 fn dict_id(s: &str) -> Option<u32> {
     // A `match` compiles to a length switch plus one compare: this runs for
     // every name and text, so it must be cheaper than scanning the table.
@@ -125,6 +126,7 @@ const UNICODE_CHARS16_TEXT: u8 = 0xB8;
 const UNICODE_CHARS32_TEXT: u8 = 0xBA;
 const QNAME_DICTIONARY_TEXT: u8 = 0xBC;
 
+#[inline]
 fn mb31(out: &mut Vec<u8>, mut v: u32) {
     loop {
         let b = (v & 0x7F) as u8;
@@ -137,12 +139,14 @@ fn mb31(out: &mut Vec<u8>, mut v: u32) {
     }
 }
 
+#[inline]
 fn string(out: &mut Vec<u8>, s: &str) {
     mb31(out, s.len() as u32);
     out.extend_from_slice(s.as_bytes());
 }
 
 /// The single lower-case letter prefix index, if `prefix` is one.
+#[inline]
 fn letter(prefix: &str) -> Option<u8> {
     match prefix.as_bytes() {
         [c @ b'a'..=b'z'] => Some(c - b'a'),
@@ -419,6 +423,7 @@ impl<'a> BinarySource<'a> {
         }
     }
 
+    #[inline]
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], MessageError> {
         match self.pos.checked_add(n).filter(|&e| e <= self.b.len()) {
             Some(e) => {
@@ -433,10 +438,12 @@ impl<'a> BinarySource<'a> {
         }
     }
 
+    #[inline]
     fn byte(&mut self, what: &str) -> Result<u8, MessageError> {
         Ok(self.take(1, what)?[0])
     }
 
+    #[inline]
     fn mb31(&mut self) -> Result<u32, MessageError> {
         let at = self.pos;
         let mut v: u32 = 0;
@@ -453,6 +460,7 @@ impl<'a> BinarySource<'a> {
         Err(self.err(at, "expected a MultiByteInt31 of at most 31 bits".into()))
     }
 
+    #[inline]
     fn string(&mut self) -> Result<&'a str, MessageError> {
         let n = self.mb31()? as usize;
         let at = self.pos;
@@ -460,6 +468,7 @@ impl<'a> BinarySource<'a> {
         std::str::from_utf8(bytes).map_err(|_| self.err(at, "expected UTF-8 string bytes".into()))
     }
 
+    #[inline]
     fn dict(&mut self) -> Result<&'static str, MessageError> {
         let at = self.pos;
         let id = self.mb31()?;
