@@ -1,2 +1,5 @@
-//! placeholder
-fn main() {}
+//! The `weft` command.
+
+fn main() -> std::process::ExitCode {
+    weft_host::cli::main()
+}

@@ -1,0 +1,186 @@
+//! `weft bench sandbox`: in one run, the floor (fresh store + instance + one
+//! call of an echo export, same engine settings), a plug-in step (fresh
+//! instance, 1 KB context, read the Target, set one attribute, one trace,
+//! return) and the cost of one host import call (the difference between 1 000
+//! calls and none, divided by 1 000).
+
+use super::percentiles;
+use crate::builder::{self, Artifact};
+use crate::context::{self, ContextSpec};
+use crate::sandbox::wit::context::{ExecutionContext, Mode, Stage};
+use crate::sandbox::wit::types::{Parameter, ParameterValue, Value};
+use crate::sandbox::{Invocation, LoadedPlugin, Limits, RecordingServices, Sandbox};
+use anyhow::{Context as _, bail};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const FLOOR_RUNS: usize = 20_000;
+const STEP_RUNS: usize = 20_000;
+const IMPORT_RUNS: usize = 2_000;
+const IMPORT_CALLS: i32 = 1_000;
+
+/// A Create of an account whose Target carries about 1 KB of attributes.
+pub fn one_kb_context() -> ExecutionContext {
+    let json = serde_json::json!({
+        "name": "Fourth Coffee Roasters and Bakery, Seattle Waterfront",
+        "description": "Wholesale coffee roaster supplying cafes across the Pacific Northwest; \
+                        prefers deliveries before 7am; net-30 terms; contact the buyer first.",
+        "address1_line1": "1200 Alaskan Way, Pier 57",
+        "address1_city": "Seattle",
+        "address1_stateorprovince": "WA",
+        "address1_postalcode": "98101",
+        "address1_country": "United States",
+        "telephone1": "+1 206 555 0142",
+        "emailaddress1": "orders@fourthcoffee.example.com",
+        "websiteurl": "https://fourthcoffee.example.com/wholesale",
+        "numberofemployees": 180,
+        "revenue": {"money": "12500000.00"},
+        "creditlimit": {"money": "250000.00"},
+        "industrycode": {"option": 19},
+        "customertypecode": {"option": 3},
+        "donotemail": false,
+        "primarycontactid": {"ref": {"table": "contact", "id": "6d81597f-0f9f-e711-8122-000d3aa2331c"}},
+        "ownerid": {"ref": {"table": "systemuser", "id": "75c2dd85-e89e-e711-8122-000d3aa2331c"}},
+        "tickersymbol": "FCOF",
+        "sic": "5149",
+        "stockexchange": "NASDAQ",
+        "paymenttermscode": {"option": 2},
+    });
+    let target = context::entity_from_json("account", &json).expect("the fixed JSON is valid");
+    context::build_context(ContextSpec {
+        message: "Create".into(),
+        table: "account".into(),
+        stage: Stage::PreOperation,
+        mode: Mode::Synchronous,
+        target: Some(target),
+        depth: 1,
+        created_on_ms: 0,
+    })
+}
+
+fn time_runs(runs: usize, mut once: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Vec<Duration>> {
+    // Warm up: fill the pool's slots and the caches first.
+    for _ in 0..runs / 10 {
+        once()?;
+    }
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        once()?;
+        samples.push(started.elapsed());
+    }
+    Ok(samples)
+}
+
+fn invoke_ok(sandbox: &Sandbox, plugin: &LoadedPlugin, context: ExecutionContext) -> anyhow::Result<()> {
+    let outcome = sandbox.invoke(
+        plugin,
+        Invocation {
+            context,
+            unsecure_config: None,
+            secure_config: None,
+            services: RecordingServices::default(),
+        },
+    );
+    match outcome.result {
+        Ok(_) => Ok(()),
+        Err(failure) => bail!("{failure}"),
+    }
+}
+
+fn find<'a>(artifacts: &'a [Artifact], package: &str) -> anyhow::Result<&'a Artifact> {
+    artifacts
+        .iter()
+        .find(|a| a.package == package)
+        .with_context(|| format!("no component built for `{package}`"))
+}
+
+/// The measured figures, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SandboxFigures {
+    /// Floor p50.
+    pub floor_p50_ns: u128,
+    /// Floor p99.
+    pub floor_p99_ns: u128,
+    /// Step p50.
+    pub step_p50_ns: u128,
+    /// Step p99.
+    pub step_p99_ns: u128,
+    /// One host import call, p50.
+    pub import_p50_ns: u128,
+}
+
+/// Builds the fixtures and measures.
+pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
+    let packages: Vec<String> = ["echo", "enricher", "bench-imports"].map(String::from).to_vec();
+    let artifacts = builder::build(
+        &builder::default_plugins_dir(),
+        &builder::default_target_dir(),
+        &packages,
+        progress,
+    )?;
+    let sandbox = Sandbox::new(
+        Limits {
+            max_instances: 8,
+            ..Limits::default()
+        },
+        None,
+    )?;
+    let echo_bytes = std::fs::read(&find(&artifacts, "echo")?.path)?;
+    let echo = sandbox.load_echo(&echo_bytes, one_kb_context())?;
+    let mut floor = time_runs(FLOOR_RUNS, || sandbox.call_echo(&echo, "x").map(drop))?;
+
+    let enricher = sandbox.load_file("enricher", &find(&artifacts, "enricher")?.path)?;
+    let context = one_kb_context();
+    let mut step = time_runs(STEP_RUNS, || invoke_ok(&sandbox, &enricher, context.clone()))?;
+
+    let imports = sandbox.load_file("bench-imports", &find(&artifacts, "bench-imports")?.path)?;
+    let with_count = |count: i32| {
+        let mut ctx = context.clone();
+        ctx.frame.input_parameters.push(Parameter {
+            name: "count".into(),
+            value: ParameterValue::Value(Value::Integer(count)),
+        });
+        ctx
+    };
+    let (none, many) = (with_count(0), with_count(IMPORT_CALLS));
+    let mut zero = time_runs(IMPORT_RUNS, || invoke_ok(&sandbox, &imports, none.clone()))?;
+    let mut thousand = time_runs(IMPORT_RUNS, || invoke_ok(&sandbox, &imports, many.clone()))?;
+
+    let floor = percentiles(&mut floor);
+    let step = percentiles(&mut step);
+    let zero = percentiles(&mut zero);
+    let thousand = percentiles(&mut thousand);
+    Ok(SandboxFigures {
+        floor_p50_ns: floor.p50.as_nanos(),
+        floor_p99_ns: floor.p99.as_nanos(),
+        step_p50_ns: step.p50.as_nanos(),
+        step_p99_ns: step.p99.as_nanos(),
+        import_p50_ns: thousand.p50.saturating_sub(zero.p50).as_nanos() / IMPORT_CALLS as u128,
+    })
+}
+
+/// `weft bench sandbox [--json]`.
+pub fn run(json: bool) -> anyhow::Result<ExitCode> {
+    let f = measure(|line| eprintln!("{line}"))?;
+    let ratio = f.step_p50_ns as f64 / f.floor_p50_ns.max(1) as f64;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "floor_p50_ns": f.floor_p50_ns,
+                "floor_p99_ns": f.floor_p99_ns,
+                "step_p50_ns": f.step_p50_ns,
+                "step_p99_ns": f.step_p99_ns,
+                "import_p50_ns": f.import_p50_ns,
+                "step_over_floor": (ratio * 100.0).round() / 100.0,
+            })
+        );
+    } else {
+        println!("floor  (fresh instance + echo call)  p50 {:>8} ns  p99 {:>8} ns", f.floor_p50_ns, f.floor_p99_ns);
+        println!("step   (1 KB context, enricher)      p50 {:>8} ns  p99 {:>8} ns  ({ratio:.2}x floor)", f.step_p50_ns, f.step_p99_ns);
+        println!("import (one host call)               p50 {:>8} ns", f.import_p50_ns);
+        println!("goals: step p50 <= 15000 ns and <= 3x floor; import <= 1000 ns");
+    }
+    Ok(ExitCode::SUCCESS)
+}

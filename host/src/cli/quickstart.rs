@@ -1,0 +1,168 @@
+//! `weft quickstart`: builds the example plug-ins from source and runs each in
+//! the sandbox the way `weft plugin run` does, showing traces, calls, changes
+//! and outcomes; then shows a runaway plug-in being stopped. Exits 0 only when
+//! every plug-in behaved as expected.
+
+use crate::builder::{self, Artifact};
+use crate::context::{self, ContextSpec};
+use crate::sandbox::wit::context::{Mode, Stage};
+use crate::sandbox::{FailureKind, Invocation, Limits, RecordingServices, Sandbox};
+use anyhow::{Context as _, bail};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Flags of `weft quickstart`.
+#[derive(Debug, clap::Args)]
+pub struct QuickstartArgs {
+    /// The plug-in workspace to build the examples from.
+    #[arg(long, default_value_os_t = builder::default_plugins_dir())]
+    pub plugins: PathBuf,
+    /// Where to put the build.
+    #[arg(long, default_value_os_t = builder::default_target_dir())]
+    pub target_dir: PathBuf,
+}
+
+const ENDPOINT: &str = "c0ffee00-0000-4000-8000-000000000001";
+
+struct Case {
+    title: &'static str,
+    plugin: &'static str,
+    stage: Stage,
+    target: &'static str,
+    config: Option<&'static str>,
+    expect_ok: bool,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        title: "validator accepts a good account (Create, PreValidation)",
+        plugin: "validator",
+        stage: Stage::PreValidation,
+        target: r#"{"name":"Contoso","emailaddress1":"info@contoso.com"}"#,
+        config: None,
+        expect_ok: true,
+    },
+    Case {
+        title: "validator rejects an account without a name",
+        plugin: "validator",
+        stage: Stage::PreValidation,
+        target: r#"{"name":"","creditlimit":{"money":"100.00"}}"#,
+        config: None,
+        expect_ok: false,
+    },
+    Case {
+        title: "enricher sets the account number (Create, PreOperation)",
+        plugin: "enricher",
+        stage: Stage::PreOperation,
+        target: r#"{"name":"Fourth Coffee"}"#,
+        config: None,
+        expect_ok: true,
+    },
+    Case {
+        title: "the custom Azure-aware plug-in posts the context (Create, PostOperation)",
+        plugin: "azure-aware",
+        stage: Stage::PostOperation,
+        target: r#"{"name":"Fourth Coffee","accountnumber":"ACC-FC-1"}"#,
+        config: Some(ENDPOINT),
+        expect_ok: true,
+    },
+    Case {
+        title: "the custom Azure-aware plug-in without configuration fails clearly",
+        plugin: "azure-aware",
+        stage: Stage::PostOperation,
+        target: r#"{"name":"Fourth Coffee"}"#,
+        config: None,
+        expect_ok: false,
+    },
+];
+
+fn find<'a>(artifacts: &'a [Artifact], package: &str) -> anyhow::Result<&'a Artifact> {
+    artifacts
+        .iter()
+        .find(|a| a.package == package)
+        .with_context(|| format!("the build produced no component for `{package}`"))
+}
+
+pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
+    println!("== building the example plug-ins from source ({})", builder::TARGET);
+    let packages: Vec<String> = ["validator", "enricher", "azure-aware", "infinite-loop"]
+        .map(String::from)
+        .to_vec();
+    let artifacts = builder::build(&args.plugins, &args.target_dir, &packages, |line| {
+        println!("   {line}")
+    })?;
+    let sandbox = Sandbox::new(
+        Limits {
+            max_instances: 4,
+            ..Limits::default()
+        },
+        None,
+    )?;
+    let mut ran = 0;
+    for case in CASES {
+        let artifact = find(&artifacts, case.plugin)?;
+        let plugin = sandbox.load_file(case.plugin, &artifact.path)?;
+        let json = serde_json::from_str(case.target)?;
+        let spec = ContextSpec {
+            message: "Create".into(),
+            table: "account".into(),
+            stage: case.stage,
+            mode: Mode::Synchronous,
+            target: Some(context::entity_from_json("account", &json)?),
+            depth: 1,
+            created_on_ms: 0,
+        };
+        let outcome = sandbox.invoke(
+            &plugin,
+            Invocation {
+                context: context::build_context(spec),
+                unsecure_config: case.config.map(str::to_owned),
+                secure_config: None,
+                services: RecordingServices {
+                    response: "Success".into(),
+                    ..RecordingServices::default()
+                },
+            },
+        );
+        println!("\n== {}", case.title);
+        print!("{}", super::plugin::report(case.plugin, &outcome, &sandbox));
+        if outcome.result.is_ok() != case.expect_ok {
+            bail!("`{}` did not behave as expected: {}", case.plugin, case.title);
+        }
+        ran += 1;
+    }
+    println!("\n== a runaway plug-in is stopped at its deadline (200 ms here)");
+    let strict = Sandbox::new(
+        Limits {
+            deadline_ms: 200,
+            max_instances: 2,
+            ..Limits::default()
+        },
+        None,
+    )?;
+    let looping = strict.load_file("infinite-loop", &find(&artifacts, "infinite-loop")?.path)?;
+    let outcome = strict.invoke(
+        &looping,
+        Invocation {
+            context: context::build_context(ContextSpec {
+                message: "Create".into(),
+                table: "account".into(),
+                stage: Stage::PreOperation,
+                mode: Mode::Synchronous,
+                target: None,
+                depth: 1,
+                created_on_ms: 0,
+            }),
+            unsecure_config: None,
+            secure_config: None,
+            services: RecordingServices::default(),
+        },
+    );
+    print!("{}", super::plugin::report("infinite-loop", &outcome, &strict));
+    match &outcome.result {
+        Err(f) if f.kind == FailureKind::Timeout => ran += 1,
+        _ => bail!("the runaway plug-in was not stopped with a timeout"),
+    }
+    println!("\nquickstart ok: {ran} plug-in runs behaved as expected");
+    Ok(ExitCode::SUCCESS)
+}

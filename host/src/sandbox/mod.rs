@@ -1,0 +1,483 @@
+//! The plug-in sandbox: runs untrusted WebAssembly components with wasmtime.
+//!
+//! Owns the engine (pooling allocator with keep-resident memory, epoch
+//! interruption, optional fuel), the linker (WASI p2 minus sockets, with no
+//! preopens, environment, arguments or real clocks, plus the `weft:plugin`
+//! imports), the cache of precompiled components, and one fresh `Store` per
+//! invocation, thrown away afterwards — trap or not. Every failure comes back
+//! as a typed [`PluginFailure`].
+//!
+//! Must not know about tables, jobs or HTTP: callers serve the imports through
+//! [`HostServices`].
+//!
+//! # Layout
+//! - `bindings`: the one `bindgen!` (re-exported as [`wit`]).
+//! - [`limits`]: every bound and its default.
+//! - `state`: the per-invocation store data and the import implementations.
+//! - `cache`: precompiled components on disk, verified before use.
+//! - `output`: bounded stdout/stderr capture.
+//! - [`services`]: the [`HostServices`] seam and [`RecordingServices`].
+//! - `error`: [`PluginFailure`] and [`FailureKind`].
+
+mod bindings;
+mod cache;
+mod error;
+pub mod limits;
+mod output;
+pub mod services;
+mod state;
+
+pub use bindings::weft::plugin as wit;
+pub use cache::{CacheOutcome, sha256_hex};
+pub use error::{FailureKind, PluginFailure, Quota, QuotaExceeded};
+pub use limits::Limits;
+pub use services::{HostServices, RecordedCall, RecordingServices};
+pub use state::Counters;
+
+use bindings::{Plugin, PluginPre};
+use cache::ComponentCache;
+use state::InvocationState;
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wit::context::{ContextChanges, ExecutionContext};
+
+/// What one invocation used.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// Wall-clock time of the call (instantiation included).
+    pub elapsed: Duration,
+    /// Fuel consumed, when fuel metering is on.
+    pub fuel_consumed: Option<u64>,
+    /// Largest linear memory granted, in bytes.
+    pub peak_memory_bytes: usize,
+    /// Host calls made.
+    pub calls: Counters,
+    /// Approximate bytes of the returned changes.
+    pub return_bytes: usize,
+    /// Bytes captured from stdout and stderr (tails).
+    pub output_bytes: usize,
+}
+
+/// A loaded plug-in: its precompiled component, pre-linked and ready to
+/// instantiate cheaply.
+pub struct LoadedPlugin {
+    name: String,
+    sha256: String,
+    cache: Option<CacheOutcome>,
+    pre: PluginPre<InvocationState>,
+}
+
+impl LoadedPlugin {
+    /// The plug-in's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sha256 of the component's bytes, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// How the compiled code was obtained (`None` without a cache).
+    pub fn cache_outcome(&self) -> Option<CacheOutcome> {
+        self.cache
+    }
+}
+
+/// One invocation's input.
+pub struct Invocation<S> {
+    /// The execution context.
+    pub context: ExecutionContext,
+    /// The step's unsecure configuration.
+    pub unsecure_config: Option<String>,
+    /// The step's secure configuration.
+    pub secure_config: Option<String>,
+    /// What serves the plug-in's imports.
+    pub services: S,
+}
+
+/// One invocation's result.
+pub struct Outcome<S> {
+    /// The changes the plug-in returned, or why it failed.
+    pub result: Result<ContextChanges, PluginFailure>,
+    /// Trace lines, in order.
+    pub traces: Vec<String>,
+    /// Tail of stdout.
+    pub stdout: String,
+    /// Tail of stderr.
+    pub stderr: String,
+    /// What the invocation used.
+    pub usage: Usage,
+    /// The services, given back (e.g. to read what they recorded).
+    pub services: S,
+}
+
+/// Advances the engine's epoch every tick until the sandbox is dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: Engine, tick: Duration) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("weft-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread (only fails when the OS is out of threads)");
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The sandbox: one engine and linker, shared by every plug-in.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<InvocationState>,
+    limits: Arc<Limits>,
+    cache: Option<ComponentCache>,
+    _ticker: Ticker,
+}
+
+/// The engine configuration every plug-in (and the benchmark floor) runs with.
+pub fn engine_config(limits: &Limits) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = limits.max_instances;
+    pool.total_component_instances(instances)
+        // A Rust component holds a few core instances (main module plus
+        // adapter shims), one memory and a few tables.
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 8)
+        .max_memories_per_component(2)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(16)
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(limits.table_elements)
+        // Keep the first MiB of each memory slot resident between uses: a
+        // fresh instance then starts without page faults for its stack and heap
+        // start.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(limits.fuel.is_some())
+        .max_wasm_stack(limits.wasm_stack_bytes)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+impl Sandbox {
+    /// A sandbox with these limits; `cache_dir` enables the precompiled-component
+    /// cache.
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<Sandbox> {
+        limits
+            .validate()
+            .map_err(|why| anyhow::anyhow!("invalid sandbox limits: {why}"))?;
+        let engine = Engine::new(&engine_config(&limits))?;
+        let mut linker = Linker::<InvocationState>::new(&engine);
+        add_wasi(&mut linker)?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let cache = cache_dir.map(|dir| ComponentCache::new(dir, &engine));
+        let ticker = Ticker::start(engine.clone(), limits.epoch_tick());
+        Ok(Sandbox {
+            engine,
+            linker,
+            limits: Arc::new(limits),
+            cache,
+            _ticker: ticker,
+        })
+    }
+
+    /// The engine (shared with the benchmark floor).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Loads a component file.
+    pub fn load_file(&self, name: &str, path: &Path) -> Result<LoadedPlugin, PluginFailure> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            invalid(name, format!("cannot read component {}: {e}", path.display()))
+        })?;
+        self.load(name, &bytes)
+    }
+
+    /// Loads a component from its bytes: compile (or take from the cache),
+    /// check its imports and exports, pre-link.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedPlugin, PluginFailure> {
+        let sha256 = sha256_hex(bytes);
+        let (component, cache) = match &self.cache {
+            Some(cache) => cache
+                .load(&self.engine, bytes, &sha256)
+                .map(|(c, o)| (c, Some(o))),
+            None => Component::new(&self.engine, bytes).map(|c| (c, None)),
+        }
+        .map_err(|e| invalid(name, format!("not a valid WebAssembly component: {e:#}")))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            invalid(
+                name,
+                format!("the component needs something the sandbox does not provide: {e:#}"),
+            )
+        })?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| {
+            invalid(
+                name,
+                format!("the component does not export weft:plugin@0.1.0 `execute`: {e:#}"),
+            )
+        })?;
+        Ok(LoadedPlugin {
+            name: name.to_owned(),
+            sha256,
+            cache,
+            pre,
+        })
+    }
+
+    /// Runs a plug-in once in a fresh store.
+    pub fn invoke<S: HostServices + 'static>(
+        &self,
+        plugin: &LoadedPlugin,
+        invocation: Invocation<S>,
+    ) -> Outcome<S> {
+        let started = Instant::now();
+        let context = Arc::new(invocation.context);
+        let state = InvocationState::new(
+            Arc::clone(&self.limits),
+            Arc::clone(&context),
+            invocation.unsecure_config,
+            invocation.secure_config,
+            Box::new(invocation.services),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.epoch_deadline_trap();
+        if let Some(fuel) = self.limits.fuel {
+            // Cannot fail: fuel metering is on whenever a fuel limit is set.
+            let _ = store.set_fuel(fuel);
+        }
+        let called = plugin
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_execute(&mut store, &context));
+        let fuel_consumed = self
+            .limits
+            .fuel
+            .map(|fuel| fuel - store.get_fuel().unwrap_or(0));
+        let state = store.into_data();
+        let return_bytes = match &called {
+            Ok(Ok(changes)) => state::changes_bytes(changes),
+            _ => 0,
+        };
+        let stderr = state.stderr.text();
+        let stdout = state.stdout.text();
+        let usage = Usage {
+            elapsed: started.elapsed(),
+            fuel_consumed,
+            peak_memory_bytes: state.limiter.peak,
+            calls: state.counters,
+            return_bytes,
+            output_bytes: stdout.len() + stderr.len(),
+        };
+        let failure = |kind, message: String, backtrace| PluginFailure {
+            plugin: plugin.name.clone(),
+            kind,
+            message,
+            backtrace,
+            stderr_tail: stderr.clone(),
+            usage,
+        };
+        let result = match called {
+            Ok(Ok(_)) if return_bytes > self.limits.return_bytes => Err(failure(
+                FailureKind::Quota(Quota::ReturnBytes),
+                format!(
+                    "the plug-in returned about {return_bytes} bytes of context changes; \
+                     the limit is {}",
+                    self.limits.return_bytes
+                ),
+                None,
+            )),
+            Ok(Ok(changes)) => Ok(changes),
+            Ok(Err(e)) => Err(failure(
+                FailureKind::Plugin {
+                    status: e.status as u8,
+                    error_code: e.error_code,
+                },
+                e.message,
+                None,
+            )),
+            Err(error) => {
+                let (kind, message) = classify(&error, state.limiter.denied, &self.limits);
+                let backtrace = error
+                    .downcast_ref::<wasmtime::WasmBacktrace>()
+                    .map(|b| b.to_string());
+                Err(failure(kind, message, backtrace))
+            }
+        };
+        let services: Box<dyn Any> = state.services;
+        Outcome {
+            result,
+            traces: state.traces,
+            stdout,
+            stderr,
+            usage,
+            // The box was built from an `S` above, so the downcast cannot fail.
+            services: *services
+                .downcast::<S>()
+                .expect("the services given back are the ones passed in"),
+        }
+    }
+}
+
+/// A component exporting `echo: func(input: string) -> string`: the benchmark
+/// floor (fresh store and instance plus one call, no SDK, no context).
+pub struct EchoComponent {
+    pre: wasmtime::component::InstancePre<InvocationState>,
+    context: Arc<ExecutionContext>,
+}
+
+impl Sandbox {
+    /// Loads the benchmark floor component.
+    pub fn load_echo(&self, bytes: &[u8], context: ExecutionContext) -> anyhow::Result<EchoComponent> {
+        let component = Component::new(&self.engine, bytes)?;
+        Ok(EchoComponent {
+            pre: self.linker.instantiate_pre(&component)?,
+            context: Arc::new(context),
+        })
+    }
+
+    /// One floor iteration: a fresh store (same state and limits as a plug-in
+    /// invocation), a fresh instance and one `echo` call.
+    pub fn call_echo(&self, echo: &EchoComponent, input: &str) -> anyhow::Result<String> {
+        let state = InvocationState::new(
+            Arc::clone(&self.limits),
+            Arc::clone(&echo.context),
+            None,
+            None,
+            Box::new(RecordingServices::default()),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.epoch_deadline_trap();
+        if let Some(fuel) = self.limits.fuel {
+            let _ = store.set_fuel(fuel);
+        }
+        let instance = echo.pre.instantiate(&mut store)?;
+        let func = instance.get_typed_func::<(&str,), (String,)>(&mut store, "echo")?;
+        let (out,) = func.call(&mut store, (input,))?;
+        Ok(out)
+    }
+}
+
+fn invalid(name: &str, message: String) -> PluginFailure {
+    PluginFailure {
+        plugin: name.to_owned(),
+        kind: FailureKind::InvalidComponent,
+        message,
+        backtrace: None,
+        stderr_tail: String::new(),
+        usage: Usage::default(),
+    }
+}
+
+/// Names the cause of a trap. A refused memory growth wins over the trap it
+/// leads to (Rust aborts with `unreachable` when an allocation fails).
+fn classify(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) -> (FailureKind, String) {
+    if let Some(quota) = error.downcast_ref::<QuotaExceeded>() {
+        return (FailureKind::Quota(quota.quota), quota.to_string());
+    }
+    let trap = error.downcast_ref::<Trap>().copied();
+    match trap {
+        Some(Trap::Interrupt) => (
+            FailureKind::Timeout,
+            format!("the plug-in ran past its {} ms deadline", limits.deadline_ms),
+        ),
+        Some(Trap::OutOfFuel) => (
+            FailureKind::OutOfFuel,
+            format!("the plug-in used up its {} units of fuel", limits.fuel.unwrap_or(0)),
+        ),
+        Some(Trap::StackOverflow) => (
+            FailureKind::StackOverflow,
+            format!(
+                "the plug-in overflowed its {} KiB wasm stack",
+                limits.wasm_stack_bytes >> 10
+            ),
+        ),
+        _ if memory_denied => (
+            FailureKind::MemoryLimit,
+            format!(
+                "the plug-in tried to grow its memory past the {} MiB limit",
+                limits.memory_bytes >> 20
+            ),
+        ),
+        _ => (FailureKind::Trap, format!("{error:#}")),
+    }
+}
+
+/// Links the WASI p2 interfaces a Rust plug-in needs, without capabilities:
+/// I/O streams, clocks (frozen per invocation), random, the CLI interfaces
+/// (empty environment and arguments, bounded stdout/stderr) and the
+/// file-system interfaces with no preopened directory. Sockets and name
+/// lookup are not linked at all, so a component importing them is refused at
+/// load time with an error naming the import.
+fn add_wasi(linker: &mut Linker<InvocationState>) -> anyhow::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+    use wasmtime_wasi::{ResourceTable, WasiView};
+
+    /// The wasi:io interfaces reach only the resource table.
+    struct HasIo;
+    impl wasmtime::component::HasData for HasIo {
+        type Data<'a> = &'a mut ResourceTable;
+    }
+
+    type T = InvocationState;
+    let l = linker;
+    sync::io::error::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+    sync::io::poll::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+    sync::io::streams::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    random::random::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    random::insecure::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_output::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! [`InvocationState`]: what one fresh `Store` holds for one invocation — the
+//! capability-free WASI context, the memory limiter, the host-call quotas and
+//! counters, the trace, and the services serving the plug-in's imports — and
+//! the implementations of the WIT imports on top of it.
+
+use super::error::{Quota, QuotaExceeded};
+use super::limits::Limits;
+use super::output::TailPipe;
+use super::services::HostServices;
+use super::wit::context::{self, ContextChanges, ExecutionContext};
+use super::wit::types::{self, Entity, EntityCollection, Guid, Parameter, ParameterValue, ServiceError, Value};
+use super::wit::{configuration, notification_service, organization_service, tracing};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+/// Host-call counters of one invocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// `tracing.trace` calls.
+    pub trace_calls: u32,
+    /// Bytes of trace text.
+    pub trace_bytes: usize,
+    /// `notification-service.execute` calls.
+    pub execute_calls: u32,
+    /// Bytes of changes sent through `execute`.
+    pub execute_bytes: usize,
+    /// Organization-service calls.
+    pub organization_calls: u32,
+}
+
+/// Refuses memory growth past the limit and remembers that it did, so the
+/// resulting trap is reported as a memory-limit error rather than the guest's
+/// `unreachable` (Rust aborts when an allocation fails).
+pub struct MemoryLimiter {
+    limit: usize,
+    table_elements: usize,
+    /// Largest linear memory size granted, in bytes.
+    pub peak: usize,
+    /// Whether a growth was refused.
+    pub denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit || maximum.is_some_and(|max| desired > max) {
+            self.denied = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements && maximum.is_none_or(|max| desired <= max))
+    }
+}
+
+/// A wall clock frozen at the operation's creation time: plug-ins get no real
+/// clock (their results must not depend on when a retry happens to run).
+struct FrozenWallClock(Duration);
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// A monotonic clock that never moves, for the same reason.
+struct FrozenMonotonicClock;
+
+impl HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The data of one invocation's store.
+pub struct InvocationState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limiter: MemoryLimiter,
+    limits: Arc<Limits>,
+    pub(super) counters: Counters,
+    pub(super) traces: Vec<String>,
+    context: Arc<ExecutionContext>,
+    unsecure: Option<String>,
+    secure: Option<String>,
+    pub(super) services: Box<dyn HostServices>,
+    pub(super) stdout: TailPipe,
+    pub(super) stderr: TailPipe,
+}
+
+impl InvocationState {
+    /// State for one invocation: WASI with no preopens, no environment, no
+    /// arguments, no network, frozen clocks and bounded stdout/stderr.
+    pub fn new(
+        limits: Arc<Limits>,
+        context: Arc<ExecutionContext>,
+        unsecure: Option<String>,
+        secure: Option<String>,
+        services: Box<dyn HostServices>,
+    ) -> InvocationState {
+        let stdout = TailPipe::new(limits.output_bytes);
+        let stderr = TailPipe::new(limits.output_bytes);
+        let created_ms = u64::try_from(context.frame.operation_created_on).unwrap_or(0);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(FrozenWallClock(Duration::from_millis(created_ms)))
+            .monotonic_clock(FrozenMonotonicClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        InvocationState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: limits.memory_bytes,
+                table_elements: limits.table_elements,
+                peak: 0,
+                denied: false,
+            },
+            limits,
+            counters: Counters::default(),
+            traces: Vec::new(),
+            context,
+            unsecure,
+            secure,
+            services,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn count_organization_call(&mut self) -> wasmtime::Result<()> {
+        self.counters.organization_calls += 1;
+        check(
+            self.counters.organization_calls as usize,
+            self.limits.organization_calls as usize,
+            Quota::OrganizationCalls,
+        )
+    }
+}
+
+fn check(used: usize, limit: usize, quota: Quota) -> wasmtime::Result<()> {
+    if used > limit {
+        return Err(wasmtime::Error::new(QuotaExceeded {
+            quota,
+            limit: limit as u64,
+        }));
+    }
+    Ok(())
+}
+
+impl WasiView for InvocationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Approximate bytes of a value tree: the text it carries plus a few bytes per
+/// node. Bounds quotas on what crosses the boundary, cheaply.
+fn value_bytes(value: &Value) -> usize {
+    8 + match value {
+        Value::Decimal(s) | Value::Money(s) | Value::String(s) => s.len(),
+        Value::EntityReference(r) => r.logical_name.len() + r.name.as_ref().map_or(0, String::len),
+        Value::OptionSetValueCollection(v) => v.len() * 4,
+        Value::EntityReferenceCollection(v) => v.iter().map(|r| 24 + r.logical_name.len()).sum(),
+        Value::StringArray(v) => v.iter().map(String::len).sum(),
+        _ => 0,
+    }
+}
+
+fn entity_bytes(entity: &Entity) -> usize {
+    entity.logical_name.len()
+        + entity
+            .attributes
+            .iter()
+            .map(|a| a.name.len() + value_bytes(&a.value))
+            .sum::<usize>()
+        + entity
+            .formatted_values
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+/// Approximate bytes of a parameter collection.
+pub fn parameters_bytes(params: &[Parameter]) -> usize {
+    params
+        .iter()
+        .map(|p| {
+            p.name.len()
+                + match &p.value {
+                    ParameterValue::Value(v) => value_bytes(v),
+                    ParameterValue::Entity(e) => entity_bytes(e),
+                    ParameterValue::EntityCollection(c) => {
+                        c.entities.iter().map(entity_bytes).sum()
+                    }
+                }
+        })
+        .sum()
+}
+
+/// Approximate bytes of a set of context changes.
+pub fn changes_bytes(changes: &ContextChanges) -> usize {
+    [
+        &changes.input_parameters,
+        &changes.output_parameters,
+        &changes.shared_variables,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|p| parameters_bytes(p))
+    .sum()
+}
+
+impl types::Host for InvocationState {}
+impl context::Host for InvocationState {}
+
+impl tracing::Host for InvocationState {
+    fn trace(&mut self, text: String) -> wasmtime::Result<()> {
+        self.counters.trace_calls += 1;
+        self.counters.trace_bytes += text.len();
+        check(
+            self.counters.trace_calls as usize,
+            self.limits.trace_calls as usize,
+            Quota::TraceCalls,
+        )?;
+        check(self.counters.trace_bytes, self.limits.trace_bytes, Quota::TraceBytes)?;
+        self.traces.push(text);
+        Ok(())
+    }
+}
+
+impl notification_service::Host for InvocationState {
+    fn execute(
+        &mut self,
+        endpoint: Guid,
+        changes: ContextChanges,
+    ) -> wasmtime::Result<Result<String, ServiceError>> {
+        self.counters.execute_calls += 1;
+        self.counters.execute_bytes += changes_bytes(&changes);
+        check(
+            self.counters.execute_calls as usize,
+            self.limits.execute_calls as usize,
+            Quota::ExecuteCalls,
+        )?;
+        check(
+            self.counters.execute_bytes,
+            self.limits.execute_bytes,
+            Quota::ExecuteBytes,
+        )?;
+        let context = Arc::clone(&self.context);
+        Ok(self.services.notify(endpoint, &context, &changes))
+    }
+}
+
+impl organization_service::Host for InvocationState {
+    fn create(&mut self, entity: Entity) -> wasmtime::Result<Result<Guid, ServiceError>> {
+        self.count_organization_call()?;
+        Ok(self.services.create(entity))
+    }
+
+    fn retrieve(
+        &mut self,
+        entity_name: String,
+        id: Guid,
+        columns: Option<Vec<String>>,
+    ) -> wasmtime::Result<Result<Entity, ServiceError>> {
+        self.count_organization_call()?;
+        Ok(self.services.retrieve(entity_name, id, columns))
+    }
+
+    fn retrieve_multiple(
+        &mut self,
+        query: organization_service::Query,
+    ) -> wasmtime::Result<Result<EntityCollection, ServiceError>> {
+        self.count_organization_call()?;
+        Ok(self.services.retrieve_multiple(query))
+    }
+
+    fn update(&mut self, entity: Entity) -> wasmtime::Result<Result<(), ServiceError>> {
+        self.count_organization_call()?;
+        Ok(self.services.update(entity))
+    }
+
+    fn delete(&mut self, entity_name: String, id: Guid) -> wasmtime::Result<Result<(), ServiceError>> {
+        self.count_organization_call()?;
+        Ok(self.services.delete(entity_name, id))
+    }
+}
+
+impl configuration::Host for InvocationState {
+    fn unsecure(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.unsecure.clone())
+    }
+
+    fn secure(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.secure.clone())
+    }
+}

@@ -1,0 +1,75 @@
+//! The `weft` binary, run as a user would.
+
+use crate::fixtures;
+use std::process::Command;
+
+fn weft() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+}
+
+/// `weft plugin run` prints traces, changes, outcome and the limits report.
+#[test]
+fn plugin_run_reports_changes() {
+    let out = weft()
+        .args(["plugin", "run"])
+        .arg(fixtures::component("enricher"))
+        .args(["--stage", "20", "--target", r#"{"name":"Fourth Coffee"}"#])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("| Enricher: accountnumber = ACC-FC-"), "{stdout}");
+    assert!(stdout.contains("\"accountnumber\":\"ACC-FC-"), "{stdout}");
+    assert!(stdout.contains("outcome: succeeded"), "{stdout}");
+    assert!(stdout.contains("limits: time"), "{stdout}");
+}
+
+/// A failing plug-in exits non-zero with its message; the secure
+/// configuration never appears in the output.
+#[test]
+fn plugin_run_failure_and_secret() {
+    let out = weft()
+        .args(["plugin", "run"])
+        .arg(fixtures::component("validator"))
+        .args(["--stage", "10", "--target", r#"{"name":""}"#])
+        .args(["--secure-config", "s3cret-value"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("Account name is required."), "{stdout}");
+    assert!(!stdout.contains("s3cret-value"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret-value"));
+}
+
+/// Malformed flags get a precise error, not a panic.
+#[test]
+fn plugin_run_rejects_bad_input() {
+    let out = weft()
+        .args(["plugin", "run"])
+        .arg(fixtures::component("enricher"))
+        .args(["--target", "{not json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("--target is not valid JSON"), "{stderr}");
+
+    let out = weft()
+        .args(["plugin", "run", "/nonexistent/plugin.wasm"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("cannot read component /nonexistent/plugin.wasm"), "{stderr}");
+}
+
+/// The quickstart runs end to end and says so on its last line.
+#[test]
+fn quickstart_succeeds() {
+    fixtures::component("enricher"); // build once, shared with the other tests
+    let out = weft().arg("quickstart").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.trim_end().lines().last().unwrap().starts_with("quickstart ok:"), "{stdout}");
+}

@@ -1,0 +1,8 @@
+//! weft's integration tests, as one binary (a `mod` per area). Plug-in
+//! fixtures are built from source, once per run, by the same builder
+//! `weft build` uses; they need the wasm32-wasip2 target
+//! (`rustup target add wasm32-wasip2`).
+
+mod cli;
+mod fixtures;
+mod sandbox;
