@@ -1,12 +1,12 @@
 //! Event Hubs: partitions, partition choice and the weft read endpoint's data.
 //!
-//! Owns offset allocation per partition and the partition-key hash. Events are durable in the store and read
-//! back from it by offset; they are never deleted (no retention sweep yet). It does not parse HTTP.
+//! Owns offset allocation per partition and the partition-key hash (the Azure SDKs' lookup3 resolver).
+//! Events are durable in the store and read back from it by offset; they are never deleted (no retention sweep
+//! yet). It does not parse HTTP.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::props::now_ms;
@@ -40,13 +40,73 @@ pub enum Route<'a> {
     Any,
 }
 
-/// Stable partition for a key: first 8 bytes of SHA-256 of the UTF-8 key, big-endian, modulo the count.
-/// (Azure's service-side hash is unpublished; this one is stable across runs and versions of weft.)
+/// Partition for a key, as the Azure SDKs' client-side resolvers compute it (the .NET/Java
+/// `PartitionResolver`, written to match the service): Bob Jenkins' lookup3 `hashlittle2` over the key's UTF-8
+/// bytes with both seeds 0, folded to a signed 16-bit value `(short)(c ^ b)`, then `|hash % count|` with a
+/// truncating remainder.
 pub fn partition_for_key(key: &str, partitions: usize) -> usize {
-    let d = Sha256::digest(key.as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[..8]);
-    (u64::from_be_bytes(b) % partitions as u64) as usize
+    let h = partition_key_hash(key) as i32;
+    (h % partitions as i32).unsigned_abs() as usize
+}
+
+/// The signed 16-bit hash the SDKs use for partition keys (0 for an empty key).
+pub fn partition_key_hash(key: &str) -> i16 {
+    if key.is_empty() {
+        return 0;
+    }
+    let (c, b) = lookup3(key.as_bytes());
+    ((c ^ b) & 0xffff) as u16 as i16
+}
+
+/// lookup3 `hashlittle2` with seeds 0, 0: returns (c, b).
+fn lookup3(data: &[u8]) -> (u32, u32) {
+    let word = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+    let init = 0xdead_beef_u32.wrapping_add(data.len() as u32);
+    let (mut a, mut b, mut c) = (init, init, init);
+    let mut k = data;
+    while k.len() > 12 {
+        a = a.wrapping_add(word(&k[0..4]));
+        b = b.wrapping_add(word(&k[4..8]));
+        c = c.wrapping_add(word(&k[8..12]));
+        mix(&mut a, &mut b, &mut c);
+        k = &k[12..];
+    }
+    if k.is_empty() {
+        return (c, b);
+    }
+    // The last 1–12 bytes, zero-padded: adding the padding's zeros is what lookup3's tail switch does.
+    let mut tail = [0u8; 12];
+    tail[..k.len()].copy_from_slice(k);
+    a = a.wrapping_add(word(&tail[0..4]));
+    b = b.wrapping_add(word(&tail[4..8]));
+    c = c.wrapping_add(word(&tail[8..12]));
+    final_mix(&mut a, &mut b, &mut c);
+    (c, b)
+}
+
+fn mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *a = a.wrapping_sub(*c) ^ c.rotate_left(4);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a) ^ a.rotate_left(6);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b) ^ b.rotate_left(8);
+    *b = b.wrapping_add(*a);
+    *a = a.wrapping_sub(*c) ^ c.rotate_left(16);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a) ^ a.rotate_left(19);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b) ^ b.rotate_left(4);
+    *b = b.wrapping_add(*a);
+}
+
+fn final_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(14));
+    *a = (*a ^ *c).wrapping_sub(c.rotate_left(11));
+    *b = (*b ^ *a).wrapping_sub(a.rotate_left(25));
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(16));
+    *a = (*a ^ *c).wrapping_sub(c.rotate_left(4));
+    *b = (*b ^ *a).wrapping_sub(a.rotate_left(14));
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(24));
 }
 
 impl Hub {
@@ -181,11 +241,37 @@ impl Hub {
 mod tests {
     use super::*;
 
-    /// The partition-key hash is deterministic and spreads keys over all partitions.
+    /// The Azure SDK partition-key hash vectors (azure-sdk-for-python `test_partition_resolver.py`) match.
     #[test]
-    fn stable_partition_hash() {
-        let a = partition_for_key("account", 4);
-        assert_eq!(a, partition_for_key("account", 4));
+    fn sdk_partition_key_vectors() {
+        let vectors: [(&str, i16); 11] = [
+            ("7", -15263),
+            ("7149583486996073602", 12977),
+            ("FWfAT", -22341),
+            ("sOdeEAsyQoEuEFPGerWO", -6503),
+            (
+                "FAyAIctPeCgmiwLKbJcyswoHglHVjQdvtBowLACDNORsYvOcLddNJYDmhAVkbyLOrHTKLneMNcbgWVlasVywOByANjs",
+                5226,
+            ),
+            (
+                "1XYM6!(7(lF5wq4k4m*e$Nc!1ezLJv*1YK1Y-C^*&B$O)lq^iUkG(TNzXG;Zi#z2Og*Qq0#^*k):vXh$3,C7We7%W0meJ;b3,rQCg^J;^twXgs5E$$hWKxqp",
+                23950,
+            ),
+            (
+                "E(x;RRIaQcJs*P;D&jTPau-4K04oqr:lF6Z):ERpo&;9040qyV@G1_c9mgOs-8_8/10Fwa-7b7-yP!T-!IH&968)FWuI;(^g$2fN;)HJ^^yTn:",
+                -29304,
+            ),
+            ("!c*_!I@1^c", 15372),
+            ("p4*!jioeO/z-!-;w:dh", -3104),
+            ("$0cb", 26269),
+            ("-4189260826195535198", 453),
+        ];
+        for (k, want) in vectors {
+            assert_eq!(partition_key_hash(k), want, "{k}");
+        }
+        // |-15263 % 4| = 3 with a truncating remainder (.NET/Java), not Python's floored 1.
+        assert_eq!(partition_for_key("7", 4), 3);
+        assert_eq!(partition_key_hash(""), 0);
         let hits: std::collections::HashSet<usize> = (0..64)
             .map(|i| partition_for_key(&format!("k{i}"), 4))
             .collect();

@@ -79,6 +79,20 @@ async fn partition_keys_and_partitions() {
     assert_eq!(events[1]["Offset"], 1);
     assert_eq!(events[0]["BrokerProperties"]["PartitionKey"], "account");
     assert_eq!(read(&bus, p, 2).await.len(), 1, "reading from an offset");
+    // SDK vector: key "7" hashes to -15263, |-15263 % 4| = 3.
+    let r = post(
+        &bus,
+        "hub/messages",
+        "seven",
+        ct,
+        Some(r#"{"PartitionKey":"7"}"#),
+    )
+    .await;
+    assert!(
+        header(&r, "x-weft-partition-offsets")
+            .unwrap()
+            .starts_with("3:")
+    );
     let r = post(&bus, "hub/partitions/3/messages", "direct", ct, None).await;
     assert_eq!(r.status(), 201);
     assert!(read(&bus, 3, 0).await.iter().any(|e| e["Body"] == "direct"));
