@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::broker::CLAIMS_PREFIX;
 use crate::connection_string::ConnectionString;
-use crate::relay::{ControlRequest, ListenerMessage, ResponseHead, StatusCode};
+use crate::relay::{ControlRequest, ListenerMessage, RenewToken, ResponseHead, StatusCode};
 use crate::sas;
 
 /// `weft listen` options.
@@ -454,8 +454,22 @@ async fn listen_relay(args: &ListenArgs, t: &Target) -> anyhow::Result<()> {
     };
     let mut handled = 0;
     let mut head: Option<ControlRequest> = None;
+    // Tokens last an hour; the service closes the control channel at expiry unless the listener sends
+    // `renewToken` first (a fixed SharedAccessSignature from the connection string cannot be renewed).
+    let mut renew = tokio::time::interval(std::time::Duration::from_secs(30 * 60));
+    renew.tick().await;
     while !done(args, handled) {
-        let Some(msg) = ws.next().await else {
+        let msg = tokio::select! {
+            m = ws.next() => m,
+            _ = renew.tick() => {
+                if t.cs.shared_access_signature.is_none() {
+                    let renewal = ListenerMessage { renew_token: Some(RenewToken { token: t.token(&t.entity)? }), response: None };
+                    ws.send(WsMessage::text(serde_json::to_string(&renewal)?)).await?;
+                }
+                continue;
+            }
+        };
+        let Some(msg) = msg else {
             bail!("relay control channel closed")
         };
         let (req, body) = match msg? {

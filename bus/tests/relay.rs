@@ -204,3 +204,31 @@ async fn bad_renew_token_closes_channel() {
         .unwrap();
     assert_eq!(r.status(), 502, "the closed listener is gone");
 }
+
+/// A valid `renewToken` keeps the control channel serving requests.
+#[tokio::test]
+async fn valid_renew_token_keeps_channel() {
+    let bus = TestBus::start(config(60.0)).await;
+    let mut ws = listen(&bus).await;
+    ws.send(Message::text(
+        json!({"renewToken": {"token": bus.auth("hc")}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let (http, url, auth) = (bus.http.clone(), bus.url("hc"), bus.auth("hc"));
+    let sender = tokio::spawn(async move {
+        http.delete(url)
+            .header("ServiceBusAuthorization", auth)
+            .send()
+            .await
+            .unwrap()
+    });
+    let Message::Text(head) = ws.next().await.unwrap().unwrap() else {
+        panic!("expected a request frame")
+    };
+    let head: Value = serde_json::from_str(head.as_str()).unwrap();
+    assert_eq!(head["request"]["method"], "DELETE");
+    let resp = json!({"response": {"requestId": head["request"]["id"], "statusCode": 204}});
+    ws.send(Message::text(resp.to_string())).await.unwrap();
+    assert_eq!(sender.await.unwrap().status(), 204);
+}
