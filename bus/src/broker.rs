@@ -488,11 +488,21 @@ impl Entity {
     }
 }
 
-/// A property's text for filters: system properties by name, user properties by exact name, then the
-/// Dataverse claim `CLAIMS_PREFIX + name`.
+/// A property's text for filters: system properties by name (optionally `sys.`), custom properties by exact
+/// name (optionally `user.`), then the Dataverse claim `CLAIMS_PREFIX + name`.
 pub fn property_text(meta: &Meta, name: &str) -> Option<String> {
     let b = &meta.broker;
-    let sys = match name.strip_prefix("sys.").unwrap_or(name) {
+    // SQL-filter scopes: `user.X` is only a custom property, `sys.X` only a system property.
+    let (name, user_only) = match name.strip_prefix("user.") {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
+    let sys_name = if user_only {
+        ""
+    } else {
+        name.strip_prefix("sys.").unwrap_or(name)
+    };
+    let sys = match sys_name {
         "Label" => Some(&b.label),
         "CorrelationId" => Some(&b.correlation_id),
         "MessageId" => Some(&b.message_id),

@@ -107,6 +107,12 @@ pub struct SubscriptionConfig {
     /// `http://schemas.microsoft.com/xrm/2011/Claims/<key>`, so `EntityLogicalName = "account"` works.
     #[serde(default)]
     pub filter: BTreeMap<String, String>,
+    /// A SQL filter in the subset `name = value [AND name = value …]`: names bare, `"quoted"` or `[bracketed]`
+    /// (plain names are custom properties, `sys.Label` etc. system ones), values `'text'`, numbers or
+    /// TRUE/FALSE. Dataverse's documented example works as written:
+    /// `"http://schemas.microsoft.com/xrm/2011/Claims/EntityLogicalName" = 'account'`. Combined with `filter`.
+    #[serde(default)]
+    pub sql_filter: Option<String>,
     /// Peek-lock duration.
     #[serde(default = "default_lock")]
     pub lock_duration_secs: f64,
@@ -203,6 +209,7 @@ impl SubscriptionConfig {
         SubscriptionConfig {
             name: name.into(),
             filter,
+            sql_filter: None,
             lock_duration_secs: default_lock(),
             default_ttl_secs: None,
             max_delivery_count: default_max_delivery(),
@@ -318,6 +325,15 @@ impl BusConfig {
                     s.name,
                     t.name
                 );
+                if let Some(sql) = &s.sql_filter {
+                    parse_sql_filter(sql).map_err(|e| {
+                        anyhow::anyhow!(
+                            "subscription '{}' on topic '{}': sql_filter: {e}",
+                            s.name,
+                            t.name
+                        )
+                    })?;
+                }
                 check_settings(
                     &format!("{}/{}", t.name, s.name),
                     s.lock_duration_secs,
@@ -364,6 +380,103 @@ impl BusConfig {
         );
         Ok(())
     }
+}
+
+impl SubscriptionConfig {
+    /// The effective correlation map: `filter` plus the parsed `sql_filter` (validated at load).
+    pub fn effective_filter(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut f = self.filter.clone();
+        if let Some(sql) = &self.sql_filter {
+            f.extend(parse_sql_filter(sql)?);
+        }
+        Ok(f)
+    }
+}
+
+/// Parses the SQL-filter subset `name = value [AND name = value …]` into property → text.
+pub fn parse_sql_filter(sql: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut rest = sql.trim();
+    anyhow::ensure!(!rest.is_empty(), "empty filter");
+    loop {
+        let (name, after) = sql_name(rest)?;
+        let after = after.trim_start();
+        let after = after
+            .strip_prefix('=')
+            .ok_or_else(|| {
+                anyhow::anyhow!("expected '=' after {name} (only equality is supported)")
+            })?
+            .trim_start();
+        let (value, after) = sql_value(after)?;
+        out.insert(name, value);
+        rest = after.trim_start();
+        if rest.is_empty() {
+            return Ok(out);
+        }
+        let kw = rest.get(..3).unwrap_or_default();
+        anyhow::ensure!(
+            kw.eq_ignore_ascii_case("and") && rest[3..].starts_with(char::is_whitespace),
+            "expected AND before '{rest}' (only AND-ed equalities are supported)"
+        );
+        rest = rest[3..].trim_start();
+    }
+}
+
+fn sql_name(s: &str) -> anyhow::Result<(String, &str)> {
+    let scoped = |n: &str| {
+        if n.starts_with("sys.") || n.starts_with("user.") {
+            n.to_string()
+        } else {
+            format!("user.{n}")
+        }
+    };
+    if let Some(r) = s.strip_prefix('"') {
+        let end = r
+            .find('"')
+            .ok_or_else(|| anyhow::anyhow!("unterminated \"name\""))?;
+        return Ok((scoped(&r[..end]), &r[end + 1..]));
+    }
+    if let Some(r) = s.strip_prefix('[') {
+        let end = r
+            .find(']')
+            .ok_or_else(|| anyhow::anyhow!("unterminated [name]"))?;
+        return Ok((scoped(&r[..end]), &r[end + 1..]));
+    }
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(s.len());
+    anyhow::ensure!(end > 0, "expected a property name at '{s}'");
+    Ok((scoped(&s[..end]), &s[end..]))
+}
+
+fn sql_value(s: &str) -> anyhow::Result<(String, &str)> {
+    if let Some(mut r) = s.strip_prefix('\'') {
+        let mut v = String::new();
+        loop {
+            let end = r
+                .find('\'')
+                .ok_or_else(|| anyhow::anyhow!("unterminated 'string'"))?;
+            v.push_str(&r[..end]);
+            r = &r[end + 1..];
+            match r.strip_prefix('\'') {
+                Some(more) => {
+                    v.push('\'');
+                    r = more;
+                }
+                None => return Ok((v, r)),
+            }
+        }
+    }
+    let end = s.find(char::is_whitespace).unwrap_or(s.len());
+    let tok = &s[..end];
+    let v = if tok.eq_ignore_ascii_case("true") || tok.eq_ignore_ascii_case("false") {
+        tok.to_ascii_lowercase()
+    } else if tok.parse::<f64>().is_ok() {
+        tok.to_string()
+    } else {
+        anyhow::bail!("value '{tok}' is not a 'string', a number, TRUE or FALSE");
+    };
+    Ok((v, &s[end..]))
 }
 
 fn check_settings(
@@ -456,5 +569,41 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("used twice"), "{err}");
+        let err = BusConfig::from_toml_str(
+            "[bus]\n[[bus.topics]]\nname = \"t\"\n[[bus.topics.subscriptions]]\nname = \"s\"\nsql_filter = \"a > 1\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sql_filter") && err.contains("only equality"),
+            "{err}"
+        );
+    }
+
+    /// The SQL subset parses Dataverse's documented filter, scopes, quoting, numbers and booleans.
+    #[test]
+    fn sql_filter_subset() {
+        let f = parse_sql_filter(
+            r#""http://schemas.microsoft.com/xrm/2011/Claims/EntityLogicalName" = 'account' AND sys.Label='it''s' and [n]=5 AND Flag = TRUE"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f["user.http://schemas.microsoft.com/xrm/2011/Claims/EntityLogicalName"],
+            "account"
+        );
+        assert_eq!(f["sys.Label"], "it's");
+        assert_eq!(f["user.n"], "5");
+        assert_eq!(f["user.Flag"], "true");
+        for bad in [
+            "",
+            "a",
+            "a = ",
+            "a = 'x",
+            "a = x",
+            "a = 1 OR b = 2",
+            "\"a = 1",
+        ] {
+            assert!(parse_sql_filter(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -97,7 +97,7 @@ impl Bus {
                 let e = receiver(
                     format!("{}/subscriptions/{}", t.name, sc.name),
                     s,
-                    sc.filter.clone(),
+                    sc.effective_filter()?,
                 );
                 receivers.push(e.clone());
                 subs.push(e);

@@ -418,6 +418,13 @@ async fn topic_fan_out_and_filters() {
             SubscriptionConfig::new("labelled", label),
         ],
     );
+    let mut topic = topic;
+    let mut sql = SubscriptionConfig::new("sql", BTreeMap::new());
+    // Dataverse's documented subscription filter, verbatim.
+    sql.sql_filter = Some(
+        r#""http://schemas.microsoft.com/xrm/2011/Claims/EntityLogicalName" = 'contact'"#.into(),
+    );
+    topic.subscriptions.push(sql);
     let bus = TestBus::start(config(vec![], vec![topic])).await;
     let claim = "http://schemas.microsoft.com/xrm/2011/Claims/EntityLogicalName";
     let batch = json!([
@@ -435,7 +442,7 @@ async fn topic_fan_out_and_filters() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let mut got = BTreeMap::new();
-    for sub in ["all", "accounts", "labelled"] {
+    for sub in ["all", "accounts", "labelled", "sql"] {
         let path = format!("events/subscriptions/{sub}");
         let mut bodies = vec![];
         loop {
@@ -451,6 +458,7 @@ async fn topic_fan_out_and_filters() {
     assert_eq!(got["all"], vec!["acc", "con"]);
     assert_eq!(got["accounts"], vec!["acc"]);
     assert_eq!(got["labelled"], vec!["con"]);
+    assert_eq!(got["sql"], vec!["con"]);
     // A token scoped to one subscription cannot read another.
     let tok = token(&bus.url("events/subscriptions/all"));
     let r = bus
