@@ -10,9 +10,7 @@
 //! `{"options":[1,2]}`, `{"strings":["a","b"]}`,
 //! `{"ref":{"table":"account","id":"…","name":"Contoso"}}`.
 
-use crate::sandbox::wit::context::{
-    ContextFrame, ExecutionContext, IsolationMode, Mode, Stage,
-};
+use crate::sandbox::wit::context::{ContextFrame, ExecutionContext, IsolationMode, Mode, Stage};
 use crate::sandbox::wit::types::{
     Attribute, Entity, EntityReference, Guid, Parameter, ParameterValue, Value,
 };
@@ -31,9 +29,8 @@ pub fn parse_guid(text: &str) -> anyhow::Result<Guid> {
             .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
     let hex: String = body.chars().filter(|c| *c != '-').collect();
     let value = u128::from_str_radix(&hex, 16).ok().filter(|_| ok_shape);
-    let value = value.ok_or_else(|| {
-        anyhow!("`{text}` is not a GUID: expected 8-4-4-4-12 hexadecimal digits")
-    })?;
+    let value = value
+        .ok_or_else(|| anyhow!("`{text}` is not a GUID: expected 8-4-4-4-12 hexadecimal digits"))?;
     Ok(Guid {
         hi: (value >> 64) as u64,
         lo: value as u64,
@@ -75,9 +72,9 @@ fn value_from_json(json: &Json, path: &str) -> anyhow::Result<Value> {
             (None, Some(f)) => Value::Double(f),
             _ => bail!("{path}: the number {n} does not fit a 64-bit integer or a double"),
         },
-        Json::Array(_) => bail!(
-            "{path}: arrays need a type: write {{\"options\":[…]}} or {{\"strings\":[…]}}"
-        ),
+        Json::Array(_) => {
+            bail!("{path}: arrays need a type: write {{\"options\":[…]}} or {{\"strings\":[…]}}")
+        }
         Json::Object(map) => typed_value(map, path)?,
     })
 }
@@ -226,9 +223,10 @@ pub fn value_to_json(value: &Value) -> Json {
         Value::EntityReference(r) => typed("ref", reference_to_json(r)),
         Value::OptionSetValue(n) => typed("option", Json::from(*n)),
         Value::OptionSetValueCollection(v) => typed("options", Json::from(v.clone())),
-        Value::EntityReferenceCollection(v) => {
-            typed("refs", Json::Array(v.iter().map(reference_to_json).collect()))
-        }
+        Value::EntityReferenceCollection(v) => typed(
+            "refs",
+            Json::Array(v.iter().map(reference_to_json).collect()),
+        ),
         Value::StringArray(v) => typed("strings", Json::from(v.clone())),
     }
 }
@@ -386,7 +384,11 @@ mod tests {
             format_guid(parse_guid("{6D81597F-0F9F-E711-8122-000D3AA2331C}").unwrap()),
             text
         );
-        for bad in ["", "6d81597f0f9fe7118122000d3aa2331c", "6d81597f-0f9f-e711-8122-000d3aa2331g"] {
+        for bad in [
+            "",
+            "6d81597f0f9fe7118122000d3aa2331c",
+            "6d81597f-0f9f-e711-8122-000d3aa2331g",
+        ] {
             assert!(parse_guid(bad).is_err(), "{bad}");
         }
     }

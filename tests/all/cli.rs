@@ -17,8 +17,15 @@ fn plugin_run_reports_changes() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("| Enricher: accountnumber = ACC-FC-"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| Enricher: accountnumber = ACC-FC-"),
+        "{stdout}"
+    );
     assert!(stdout.contains("\"accountnumber\":\"ACC-FC-"), "{stdout}");
     assert!(stdout.contains("outcome: succeeded"), "{stdout}");
     assert!(stdout.contains("limits: time"), "{stdout}");
@@ -61,7 +68,10 @@ fn plugin_run_rejects_bad_input() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("cannot read component /nonexistent/plugin.wasm"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read component /nonexistent/plugin.wasm"),
+        "{stderr}"
+    );
 }
 
 /// The quickstart runs end to end and says so on its last line.
@@ -70,6 +80,18 @@ fn quickstart_succeeds() {
     fixtures::component("enricher"); // build once, shared with the other tests
     let out = weft().arg("quickstart").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.trim_end().lines().last().unwrap().starts_with("quickstart ok:"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("quickstart ok:"),
+        "{stdout}"
+    );
 }

@@ -8,8 +8,8 @@ use weft_host::context::{self, ContextSpec};
 use weft_host::sandbox::wit::context::{ExecutionContext, Mode, Stage};
 use weft_host::sandbox::wit::types::{ParameterValue, Value};
 use weft_host::sandbox::{
-    CacheOutcome, FailureKind, Invocation, Limits, Outcome, Quota, RecordedCall,
-    RecordingServices, Sandbox,
+    CacheOutcome, FailureKind, Invocation, Limits, Outcome, Quota, RecordedCall, RecordingServices,
+    Sandbox,
 };
 
 fn account_context(stage: Stage, target: &str) -> ExecutionContext {
@@ -67,7 +67,9 @@ fn still_serves(sandbox: &Sandbox) {
         account_context(Stage::PreOperation, r#"{"name":"Fourth Coffee"}"#),
         None,
     );
-    let changes = outcome.result.expect("the enricher runs after a hostile plug-in");
+    let changes = outcome
+        .result
+        .expect("the enricher runs after a hostile plug-in");
     assert!(changes.input_parameters.is_some());
 }
 
@@ -154,7 +156,13 @@ fn azure_aware_posts_to_configured_endpoint() {
         None,
     );
     assert!(outcome.services.calls.is_empty());
-    assert!(outcome.result.unwrap_err().message.contains("unsecure configuration"));
+    assert!(
+        outcome
+            .result
+            .unwrap_err()
+            .message
+            .contains("unsecure configuration")
+    );
 }
 
 /// An infinite loop is stopped at the deadline (not before, and not hung).
@@ -165,9 +173,18 @@ fn infinite_loop_times_out() {
         deadline_ms: deadline.as_millis() as u64,
         ..Limits::default()
     });
-    let outcome = run(&sandbox, "infinite-loop", account_context(Stage::PreOperation, "{}"), None);
+    let outcome = run(
+        &sandbox,
+        "infinite-loop",
+        account_context(Stage::PreOperation, "{}"),
+        None,
+    );
     assert_eq!(failure_kind(&outcome), FailureKind::Timeout);
-    assert!(outcome.usage.elapsed >= deadline, "{:?}", outcome.usage.elapsed);
+    assert!(
+        outcome.usage.elapsed >= deadline,
+        "{:?}",
+        outcome.usage.elapsed
+    );
     // Generous slack: this guards against a hang, it is not a timing goal.
     assert!(outcome.usage.elapsed < deadline + Duration::from_secs(5));
     still_serves(&sandbox);
@@ -180,7 +197,12 @@ fn infinite_loop_runs_out_of_fuel() {
         fuel: Some(5_000_000),
         ..Limits::default()
     });
-    let outcome = run(&sandbox, "infinite-loop", account_context(Stage::PreOperation, "{}"), None);
+    let outcome = run(
+        &sandbox,
+        "infinite-loop",
+        account_context(Stage::PreOperation, "{}"),
+        None,
+    );
     assert_eq!(failure_kind(&outcome), FailureKind::OutOfFuel);
     assert_eq!(outcome.usage.fuel_consumed, Some(5_000_000));
     still_serves(&sandbox);
@@ -193,7 +215,12 @@ fn memory_bomb_hits_memory_limit() {
         memory_bytes: 16 << 20,
         ..Limits::default()
     });
-    let outcome = run(&sandbox, "memory-bomb", account_context(Stage::PreOperation, "{}"), None);
+    let outcome = run(
+        &sandbox,
+        "memory-bomb",
+        account_context(Stage::PreOperation, "{}"),
+        None,
+    );
     assert_eq!(failure_kind(&outcome), FailureKind::MemoryLimit);
     assert!(outcome.usage.peak_memory_bytes <= 16 << 20);
     still_serves(&sandbox);
@@ -203,7 +230,12 @@ fn memory_bomb_hits_memory_limit() {
 #[test]
 fn stack_overflow_is_typed() {
     let sandbox = sandbox(Limits::default());
-    let outcome = run(&sandbox, "stack-overflow", account_context(Stage::PreOperation, "{}"), None);
+    let outcome = run(
+        &sandbox,
+        "stack-overflow",
+        account_context(Stage::PreOperation, "{}"),
+        None,
+    );
     assert_eq!(failure_kind(&outcome), FailureKind::StackOverflow);
     still_serves(&sandbox);
 }
@@ -212,11 +244,18 @@ fn stack_overflow_is_typed() {
 #[test]
 fn panic_is_a_trap_with_stderr_and_backtrace() {
     let sandbox = sandbox(Limits::default());
-    let outcome = run(&sandbox, "panic", account_context(Stage::PreOperation, "{}"), None);
+    let outcome = run(
+        &sandbox,
+        "panic",
+        account_context(Stage::PreOperation, "{}"),
+        None,
+    );
     let failure = outcome.result.as_ref().unwrap_err();
     assert_eq!(failure.kind, FailureKind::Trap);
     assert!(
-        failure.stderr_tail.contains("plug-in panicked on purpose in Create"),
+        failure
+            .stderr_tail
+            .contains("plug-in panicked on purpose in Create"),
         "{}",
         failure.stderr_tail
     );
@@ -230,8 +269,16 @@ fn panic_is_a_trap_with_stderr_and_backtrace() {
 fn trace_flood_hits_quota() {
     let limits = Limits::default();
     let sandbox = sandbox(limits.clone());
-    let outcome = run(&sandbox, "trace-flood", account_context(Stage::PreOperation, "{}"), None);
-    assert_eq!(failure_kind(&outcome), FailureKind::Quota(Quota::TraceBytes));
+    let outcome = run(
+        &sandbox,
+        "trace-flood",
+        account_context(Stage::PreOperation, "{}"),
+        None,
+    );
+    assert_eq!(
+        failure_kind(&outcome),
+        FailureKind::Quota(Quota::TraceBytes)
+    );
     let kept: usize = outcome.traces.iter().map(String::len).sum();
     assert!(kept <= limits.trace_bytes);
     still_serves(&sandbox);
@@ -244,8 +291,16 @@ fn trace_flood_hits_call_quota() {
         trace_calls: 10,
         ..Limits::default()
     });
-    let outcome = run(&sandbox, "trace-flood", account_context(Stage::PreOperation, "{}"), None);
-    assert_eq!(failure_kind(&outcome), FailureKind::Quota(Quota::TraceCalls));
+    let outcome = run(
+        &sandbox,
+        "trace-flood",
+        account_context(Stage::PreOperation, "{}"),
+        None,
+    );
+    assert_eq!(
+        failure_kind(&outcome),
+        FailureKind::Quota(Quota::TraceCalls)
+    );
     assert_eq!(outcome.traces.len(), 10);
 }
 
@@ -254,8 +309,16 @@ fn trace_flood_hits_call_quota() {
 fn execute_flood_hits_quota() {
     let limits = Limits::default();
     let sandbox = sandbox(limits.clone());
-    let outcome = run(&sandbox, "execute-flood", account_context(Stage::PostOperation, "{}"), None);
-    assert_eq!(failure_kind(&outcome), FailureKind::Quota(Quota::ExecuteCalls));
+    let outcome = run(
+        &sandbox,
+        "execute-flood",
+        account_context(Stage::PostOperation, "{}"),
+        None,
+    );
+    assert_eq!(
+        failure_kind(&outcome),
+        FailureKind::Quota(Quota::ExecuteCalls)
+    );
     assert_eq!(outcome.services.calls.len(), limits.execute_calls as usize);
     still_serves(&sandbox);
 }
@@ -264,8 +327,16 @@ fn execute_flood_hits_quota() {
 #[test]
 fn huge_return_hits_quota() {
     let sandbox = sandbox(Limits::default());
-    let outcome = run(&sandbox, "huge-return", account_context(Stage::PreOperation, "{}"), None);
-    assert_eq!(failure_kind(&outcome), FailureKind::Quota(Quota::ReturnBytes));
+    let outcome = run(
+        &sandbox,
+        "huge-return",
+        account_context(Stage::PreOperation, "{}"),
+        None,
+    );
+    assert_eq!(
+        failure_kind(&outcome),
+        FailureKind::Quota(Quota::ReturnBytes)
+    );
     still_serves(&sandbox);
 }
 
@@ -278,7 +349,11 @@ fn sockets_import_is_refused_at_load() {
         Err(failure) => failure,
     };
     assert_eq!(failure.kind, FailureKind::InvalidComponent);
-    assert!(failure.message.contains("wasi:sockets"), "{}", failure.message);
+    assert!(
+        failure.message.contains("wasi:sockets"),
+        "{}",
+        failure.message
+    );
     still_serves(&sandbox);
 }
 
@@ -286,9 +361,18 @@ fn sockets_import_is_refused_at_load() {
 #[test]
 fn filesystem_reads_are_denied() {
     let sandbox = sandbox(Limits::default());
-    let outcome = run(&sandbox, "filesystem", account_context(Stage::PreOperation, "{}"), None);
+    let outcome = run(
+        &sandbox,
+        "filesystem",
+        account_context(Stage::PreOperation, "{}"),
+        None,
+    );
     let failure = outcome.result.unwrap_err();
-    assert!(failure.message.starts_with("denied:"), "{}", failure.message);
+    assert!(
+        failure.message.starts_with("denied:"),
+        "{}",
+        failure.message
+    );
     still_serves(&sandbox);
 }
 
@@ -297,9 +381,15 @@ fn filesystem_reads_are_denied() {
 #[test]
 fn invalid_components_are_refused() {
     let sandbox = sandbox(Limits::default());
-    let garbage = sandbox.load("garbage", b"\0asm\x0d\0\x01\0not really").err().unwrap();
+    let garbage = sandbox
+        .load("garbage", b"\0asm\x0d\0\x01\0not really")
+        .err()
+        .unwrap();
     assert_eq!(garbage.kind, FailureKind::InvalidComponent);
-    let echo = sandbox.load("echo", &fixtures::bytes("echo")).err().unwrap();
+    let echo = sandbox
+        .load("echo", &fixtures::bytes("echo"))
+        .err()
+        .unwrap();
     assert_eq!(echo.kind, FailureKind::InvalidComponent);
     assert!(echo.message.contains("execute"), "{}", echo.message);
 }
@@ -323,7 +413,10 @@ fn component_cache_verifies_entries() {
     let first = cached();
     let plugin = first.load("enricher", &bytes).unwrap();
     assert_eq!(plugin.cache_outcome(), Some(CacheOutcome::Compiled));
-    assert_eq!(cached().load("enricher", &bytes).unwrap().cache_outcome(), Some(CacheOutcome::Hit));
+    assert_eq!(
+        cached().load("enricher", &bytes).unwrap().cache_outcome(),
+        Some(CacheOutcome::Hit)
+    );
 
     let artifact = std::fs::read_dir(dir.path())
         .unwrap()
@@ -337,7 +430,10 @@ fn component_cache_verifies_entries() {
     let sandbox = cached();
     let reloaded = sandbox.load("enricher", &bytes).unwrap();
     assert_eq!(reloaded.cache_outcome(), Some(CacheOutcome::Replaced));
-    assert_eq!(cached().load("enricher", &bytes).unwrap().cache_outcome(), Some(CacheOutcome::Hit));
+    assert_eq!(
+        cached().load("enricher", &bytes).unwrap().cache_outcome(),
+        Some(CacheOutcome::Hit)
+    );
     let outcome = sandbox.invoke(
         &reloaded,
         Invocation {

@@ -9,7 +9,7 @@ use crate::builder::{self, Artifact};
 use crate::context::{self, ContextSpec};
 use crate::sandbox::wit::context::{ExecutionContext, Mode, Stage};
 use crate::sandbox::wit::types::{Parameter, ParameterValue, Value};
-use crate::sandbox::{Invocation, LoadedPlugin, Limits, RecordingServices, Sandbox};
+use crate::sandbox::{Invocation, Limits, LoadedPlugin, RecordingServices, Sandbox};
 use anyhow::{Context as _, bail};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -58,7 +58,10 @@ pub fn one_kb_context() -> ExecutionContext {
     })
 }
 
-fn time_runs(runs: usize, mut once: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Vec<Duration>> {
+fn time_runs(
+    runs: usize,
+    mut once: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Duration>> {
     // Warm up: fill the pool's slots and the caches first.
     for _ in 0..runs / 10 {
         once()?;
@@ -72,7 +75,11 @@ fn time_runs(runs: usize, mut once: impl FnMut() -> anyhow::Result<()>) -> anyho
     Ok(samples)
 }
 
-fn invoke_ok(sandbox: &Sandbox, plugin: &LoadedPlugin, context: ExecutionContext) -> anyhow::Result<()> {
+fn invoke_ok(
+    sandbox: &Sandbox,
+    plugin: &LoadedPlugin,
+    context: ExecutionContext,
+) -> anyhow::Result<()> {
     let outcome = sandbox.invoke(
         plugin,
         Invocation {
@@ -112,7 +119,9 @@ pub struct SandboxFigures {
 
 /// Builds the fixtures and measures.
 pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
-    let packages: Vec<String> = ["echo", "enricher", "bench-imports"].map(String::from).to_vec();
+    let packages: Vec<String> = ["echo", "enricher", "bench-imports"]
+        .map(String::from)
+        .to_vec();
     let artifacts = builder::build(
         &builder::default_plugins_dir(),
         &builder::default_target_dir(),
@@ -132,7 +141,9 @@ pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
 
     let enricher = sandbox.load_file("enricher", &find(&artifacts, "enricher")?.path)?;
     let context = one_kb_context();
-    let mut step = time_runs(STEP_RUNS, || invoke_ok(&sandbox, &enricher, context.clone()))?;
+    let mut step = time_runs(STEP_RUNS, || {
+        invoke_ok(&sandbox, &enricher, context.clone())
+    })?;
 
     let imports = sandbox.load_file("bench-imports", &find(&artifacts, "bench-imports")?.path)?;
     let with_count = |count: i32| {
@@ -177,9 +188,18 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
             })
         );
     } else {
-        println!("floor  (fresh instance + echo call)  p50 {:>8} ns  p99 {:>8} ns", f.floor_p50_ns, f.floor_p99_ns);
-        println!("step   (1 KB context, enricher)      p50 {:>8} ns  p99 {:>8} ns  ({ratio:.2}x floor)", f.step_p50_ns, f.step_p99_ns);
-        println!("import (one host call)               p50 {:>8} ns", f.import_p50_ns);
+        println!(
+            "floor  (fresh instance + echo call)  p50 {:>8} ns  p99 {:>8} ns",
+            f.floor_p50_ns, f.floor_p99_ns
+        );
+        println!(
+            "step   (1 KB context, enricher)      p50 {:>8} ns  p99 {:>8} ns  ({ratio:.2}x floor)",
+            f.step_p50_ns, f.step_p99_ns
+        );
+        println!(
+            "import (one host call)               p50 {:>8} ns",
+            f.import_p50_ns
+        );
         println!("goals: step p50 <= 15000 ns and <= 3x floor; import <= 1000 ns");
     }
     Ok(ExitCode::SUCCESS)

@@ -78,9 +78,10 @@ pub fn main() -> ExitCode {
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let artifacts = crate::builder::build(&args.plugins, &args.target_dir, &args.packages, |line| {
-        eprintln!("{line}")
-    })?;
+    let artifacts =
+        crate::builder::build(&args.plugins, &args.target_dir, &args.packages, |line| {
+            eprintln!("{line}")
+        })?;
     for artifact in artifacts {
         println!("{}\t{}", artifact.package, artifact.path.display());
     }

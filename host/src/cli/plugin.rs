@@ -164,16 +164,34 @@ pub fn report(name: &str, outcome: &Outcome<RecordingServices>, sandbox: &Sandbo
             out.push_str("outcome: succeeded\n");
         }
         Err(failure) => {
-            out.push_str(&format!("outcome: failed ({}): {}\n", failure.kind, failure.message));
+            out.push_str(&format!(
+                "outcome: failed ({}): {}\n",
+                failure.kind, failure.message
+            ));
             if let Some(backtrace) = &failure.backtrace {
+                // The plug-in's own frames: skip the standard library's panic
+                // and abort machinery that sits on top of every panic.
                 out.push_str("guest backtrace:\n");
-                for line in backtrace.lines().take(12) {
-                    out.push_str(&format!("  {line}\n"));
+                let frames = backtrace.lines().filter(|l| l.contains('!')).filter(|l| {
+                    !["!std[", "!core[", "!__rustc[", "!abort"]
+                        .iter()
+                        .any(|m| l.contains(m))
+                });
+                for line in frames.take(12) {
+                    out.push_str(&format!("  {}\n", line.trim()));
                 }
             }
             if !failure.stderr_tail.is_empty() {
                 out.push_str("stderr (tail):\n");
-                for line in failure.stderr_tail.lines().rev().take(8).collect::<Vec<_>>().iter().rev() {
+                for line in failure
+                    .stderr_tail
+                    .lines()
+                    .rev()
+                    .take(8)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .rev()
+                {
                     out.push_str(&format!("  {line}\n"));
                 }
             }
@@ -186,9 +204,10 @@ pub fn report(name: &str, outcome: &Outcome<RecordingServices>, sandbox: &Sandbo
          traces {}/{} ({} B); posts {}/{}; organization calls {}; returned ~{} B; output {} B\n",
         usage.elapsed.as_secs_f64() * 1e3,
         limits.deadline_ms,
-        usage
-            .fuel_consumed
-            .map_or("off".to_owned(), |f| format!("{f} of {}", limits.fuel.unwrap_or(0))),
+        usage.fuel_consumed.map_or("off".to_owned(), |f| format!(
+            "{f} of {}",
+            limits.fuel.unwrap_or(0)
+        )),
         usage.peak_memory_bytes >> 10,
         limits.memory_bytes >> 20,
         usage.calls.trace_calls,

@@ -84,7 +84,10 @@ fn find<'a>(artifacts: &'a [Artifact], package: &str) -> anyhow::Result<&'a Arti
 }
 
 pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
-    println!("== building the example plug-ins from source ({})", builder::TARGET);
+    println!(
+        "== building the example plug-ins from source ({})",
+        builder::TARGET
+    );
     let packages: Vec<String> = ["validator", "enricher", "azure-aware", "infinite-loop"]
         .map(String::from)
         .to_vec();
@@ -127,7 +130,11 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         println!("\n== {}", case.title);
         print!("{}", super::plugin::report(case.plugin, &outcome, &sandbox));
         if outcome.result.is_ok() != case.expect_ok {
-            bail!("`{}` did not behave as expected: {}", case.plugin, case.title);
+            bail!(
+                "`{}` did not behave as expected: {}",
+                case.plugin,
+                case.title
+            );
         }
         ran += 1;
     }
@@ -158,7 +165,10 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
             services: RecordingServices::default(),
         },
     );
-    print!("{}", super::plugin::report("infinite-loop", &outcome, &strict));
+    print!(
+        "{}",
+        super::plugin::report("infinite-loop", &outcome, &strict)
+    );
     match &outcome.result {
         Err(f) if f.kind == FailureKind::Timeout => ran += 1,
         _ => bail!("the runaway plug-in was not stopped with a timeout"),

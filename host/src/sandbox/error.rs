@@ -105,7 +105,11 @@ pub struct PluginFailure {
 
 impl fmt::Display for PluginFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "plug-in `{}` failed ({}): {}", self.plugin, self.kind, self.message)
+        write!(
+            f,
+            "plug-in `{}` failed ({}): {}",
+            self.plugin, self.kind, self.message
+        )
     }
 }
 

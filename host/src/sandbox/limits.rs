@@ -98,7 +98,10 @@ impl Limits {
                 self.wasm_stack_bytes >= 16 << 10,
                 "wasm_stack_bytes must be at least 16 KiB",
             ),
-            (self.fuel != Some(0), "fuel must be above 0 (or absent to turn it off)"),
+            (
+                self.fuel != Some(0),
+                "fuel must be above 0 (or absent to turn it off)",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err((*why).to_owned()),

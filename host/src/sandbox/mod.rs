@@ -219,7 +219,10 @@ impl Sandbox {
     /// Loads a component file.
     pub fn load_file(&self, name: &str, path: &Path) -> Result<LoadedPlugin, PluginFailure> {
         let bytes = std::fs::read(path).map_err(|e| {
-            invalid(name, format!("cannot read component {}: {e}", path.display()))
+            invalid(
+                name,
+                format!("cannot read component {}: {e}", path.display()),
+            )
         })?;
         self.load(name, &bytes)
     }
@@ -360,7 +363,11 @@ pub struct EchoComponent {
 
 impl Sandbox {
     /// Loads the benchmark floor component.
-    pub fn load_echo(&self, bytes: &[u8], context: ExecutionContext) -> anyhow::Result<EchoComponent> {
+    pub fn load_echo(
+        &self,
+        bytes: &[u8],
+        context: ExecutionContext,
+    ) -> anyhow::Result<EchoComponent> {
         let component = Component::new(&self.engine, bytes)?;
         Ok(EchoComponent {
             pre: self.linker.instantiate_pre(&component)?,
@@ -405,7 +412,11 @@ fn invalid(name: &str, message: String) -> PluginFailure {
 
 /// Names the cause of a trap. A refused memory growth wins over the trap it
 /// leads to (Rust aborts with `unreachable` when an allocation fails).
-fn classify(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) -> (FailureKind, String) {
+fn classify(
+    error: &wasmtime::Error,
+    memory_denied: bool,
+    limits: &Limits,
+) -> (FailureKind, String) {
     if let Some(quota) = error.downcast_ref::<QuotaExceeded>() {
         return (FailureKind::Quota(quota.quota), quota.to_string());
     }
@@ -413,11 +424,17 @@ fn classify(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) -> (F
     match trap {
         Some(Trap::Interrupt) => (
             FailureKind::Timeout,
-            format!("the plug-in ran past its {} ms deadline", limits.deadline_ms),
+            format!(
+                "the plug-in ran past its {} ms deadline",
+                limits.deadline_ms
+            ),
         ),
         Some(Trap::OutOfFuel) => (
             FailureKind::OutOfFuel,
-            format!("the plug-in used up its {} units of fuel", limits.fuel.unwrap_or(0)),
+            format!(
+                "the plug-in used up its {} units of fuel",
+                limits.fuel.unwrap_or(0)
+            ),
         ),
         Some(Trap::StackOverflow) => (
             FailureKind::StackOverflow,
@@ -433,7 +450,9 @@ fn classify(error: &wasmtime::Error, memory_denied: bool, limits: &Limits) -> (F
                 limits.memory_bytes >> 20
             ),
         ),
-        _ => (FailureKind::Trap, format!("{error:#}")),
+        // The top-level message carries the whole backtrace; the root cause is
+        // the trap itself (e.g. "wasm `unreachable` instruction executed").
+        _ => (FailureKind::Trap, error.root_cause().to_string()),
     }
 }
 

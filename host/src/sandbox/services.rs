@@ -118,8 +118,10 @@ impl HostServices for RecordingServices {
     }
 
     fn create(&mut self, entity: Entity) -> Result<Guid, ServiceError> {
-        self.calls
-            .push(RecordedCall::Organization(format!("create {}", entity.logical_name)));
+        self.calls.push(RecordedCall::Organization(format!(
+            "create {}",
+            entity.logical_name
+        )));
         Err(no_organization_service())
     }
 
@@ -129,8 +131,9 @@ impl HostServices for RecordingServices {
         _id: Guid,
         _columns: Option<Vec<String>>,
     ) -> Result<Entity, ServiceError> {
-        self.calls
-            .push(RecordedCall::Organization(format!("retrieve {entity_name}")));
+        self.calls.push(RecordedCall::Organization(format!(
+            "retrieve {entity_name}"
+        )));
         Err(no_organization_service())
     }
 
@@ -143,8 +146,10 @@ impl HostServices for RecordingServices {
     }
 
     fn update(&mut self, entity: Entity) -> Result<(), ServiceError> {
-        self.calls
-            .push(RecordedCall::Organization(format!("update {}", entity.logical_name)));
+        self.calls.push(RecordedCall::Organization(format!(
+            "update {}",
+            entity.logical_name
+        )));
         Err(no_organization_service())
     }
 

@@ -8,7 +8,9 @@ use super::limits::Limits;
 use super::output::TailPipe;
 use super::services::HostServices;
 use super::wit::context::{self, ContextChanges, ExecutionContext};
-use super::wit::types::{self, Entity, EntityCollection, Guid, Parameter, ParameterValue, ServiceError, Value};
+use super::wit::types::{
+    self, Entity, EntityCollection, Guid, Parameter, ParameterValue, ServiceError, Value,
+};
 use super::wit::{configuration, notification_service, organization_service, tracing};
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,7 +252,11 @@ impl tracing::Host for InvocationState {
             self.limits.trace_calls as usize,
             Quota::TraceCalls,
         )?;
-        check(self.counters.trace_bytes, self.limits.trace_bytes, Quota::TraceBytes)?;
+        check(
+            self.counters.trace_bytes,
+            self.limits.trace_bytes,
+            Quota::TraceBytes,
+        )?;
         self.traces.push(text);
         Ok(())
     }
@@ -308,7 +314,11 @@ impl organization_service::Host for InvocationState {
         Ok(self.services.update(entity))
     }
 
-    fn delete(&mut self, entity_name: String, id: Guid) -> wasmtime::Result<Result<(), ServiceError>> {
+    fn delete(
+        &mut self,
+        entity_name: String,
+        id: Guid,
+    ) -> wasmtime::Result<Result<(), ServiceError>> {
         self.count_organization_call()?;
         Ok(self.services.delete(entity_name, id))
     }

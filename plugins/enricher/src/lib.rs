@@ -16,9 +16,9 @@ pub fn account_number(name: &str) -> String {
         .filter_map(|w| w.chars().next())
         .flat_map(char::to_uppercase)
         .collect();
-    let sum = name
-        .bytes()
-        .fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let sum = name.bytes().fold(0u32, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u32::from(b))
+    });
     format!("ACC-{initials}-{:05}", sum % 100_000)
 }
 

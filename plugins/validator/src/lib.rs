@@ -11,7 +11,9 @@ pub struct Validator;
 impl Plugin for Validator {
     fn execute(ctx: &mut Context, services: &Services) -> Result<(), PluginError> {
         let Some(target) = ctx.target() else {
-            return Err(PluginError::new("Validator: the request has no Target entity."));
+            return Err(PluginError::new(
+                "Validator: the request has no Target entity.",
+            ));
         };
         let creating = ctx.message_name == "Create";
         match target.get_str("name") {
@@ -69,7 +71,10 @@ mod tests {
     fn rejects_each_rule_with_its_message() {
         let mut a = Entity::new("account");
         a.set("name", " ");
-        assert_eq!(run(a, "Create").unwrap_err().message, "Account name is required.");
+        assert_eq!(
+            run(a, "Create").unwrap_err().message,
+            "Account name is required."
+        );
 
         let mut b = Entity::new("account");
         b.set("name", "Contoso");
