@@ -307,7 +307,11 @@ impl Context {
     /// ctx.set_shared_variable("source", "import");
     /// assert_eq!(ctx.shared_variable("source").and_then(Value::as_str), Some("import"));
     /// ```
-    pub fn set_shared_variable(&mut self, name: impl Into<String>, value: impl Into<ParameterValue>) {
+    pub fn set_shared_variable(
+        &mut self,
+        name: impl Into<String>,
+        value: impl Into<ParameterValue>,
+    ) {
         self.shared_variables_mut().set(name, value);
     }
 

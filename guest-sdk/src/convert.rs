@@ -172,7 +172,9 @@ pub(crate) fn parameters_to_wit(params: &Parameters) -> Vec<wt::Parameter> {
             value: match value {
                 ParameterValue::Value(v) => wt::ParameterValue::Value(v.into()),
                 ParameterValue::Entity(e) => wt::ParameterValue::Entity(e.into()),
-                ParameterValue::EntityCollection(c) => wt::ParameterValue::EntityCollection(c.into()),
+                ParameterValue::EntityCollection(c) => {
+                    wt::ParameterValue::EntityCollection(c.into())
+                }
             },
         })
         .collect()
@@ -345,15 +347,26 @@ impl crate::Host for WasmHost {
         crate::wit::weft::plugin::tracing::trace(text);
     }
 
-    fn notify(&self, endpoint: Guid, changes: crate::ContextChanges<'_>) -> Result<String, ServiceError> {
+    fn notify(
+        &self,
+        endpoint: Guid,
+        changes: crate::ContextChanges<'_>,
+    ) -> Result<String, ServiceError> {
         notification_service::execute(endpoint.into(), &changes_to_wit(changes)).map_err(Into::into)
     }
 
     fn create(&self, entity: &Entity) -> Result<Guid, ServiceError> {
-        wo::create(&entity.into()).map(Into::into).map_err(Into::into)
+        wo::create(&entity.into())
+            .map(Into::into)
+            .map_err(Into::into)
     }
 
-    fn retrieve(&self, entity_name: &str, id: Guid, columns: Option<&[String]>) -> Result<Entity, ServiceError> {
+    fn retrieve(
+        &self,
+        entity_name: &str,
+        id: Guid,
+        columns: Option<&[String]>,
+    ) -> Result<Entity, ServiceError> {
         wo::retrieve(entity_name, id.into(), columns)
             .map(Into::into)
             .map_err(Into::into)

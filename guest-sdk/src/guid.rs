@@ -183,7 +183,15 @@ mod tests {
                 .offset,
             35
         );
-        assert!("b374239d-4233-41a9-89aa-671ba512a48z".parse::<Guid>().is_err());
-        assert!("b374239d-4233-41a9-89aa-671ba512a4888".parse::<Guid>().is_err());
+        assert!(
+            "b374239d-4233-41a9-89aa-671ba512a48z"
+                .parse::<Guid>()
+                .is_err()
+        );
+        assert!(
+            "b374239d-4233-41a9-89aa-671ba512a4888"
+                .parse::<Guid>()
+                .is_err()
+        );
     }
 }

@@ -89,7 +89,7 @@ macro_rules! export_plugin {
                     $crate::convert::run::<$plugin>(context)
                 }
             }
-            $crate::wit::__export_plugin_world!(__WeftPluginExport with_types_in $crate::wit);
+    $crate::wit::__export_plugin_world!(__WeftPluginExport with_types_in $crate::wit);
         };
     };
 }

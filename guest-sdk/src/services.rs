@@ -89,7 +89,11 @@ impl Condition {
     /// # use weft_sdk::{Condition, ConditionOperator};
     /// assert_eq!(Condition::new("x", ConditionOperator::GreaterThan, 1).attribute, "x");
     /// ```
-    pub fn new(attribute: impl Into<String>, operator: ConditionOperator, value: impl Into<Value>) -> Condition {
+    pub fn new(
+        attribute: impl Into<String>,
+        operator: ConditionOperator,
+        value: impl Into<Value>,
+    ) -> Condition {
         Condition {
             attribute: attribute.into(),
             operator,
@@ -193,7 +197,12 @@ pub trait Host {
     /// IOrganizationService.Create.
     fn create(&self, entity: &Entity) -> Result<Guid, ServiceError>;
     /// IOrganizationService.Retrieve.
-    fn retrieve(&self, entity_name: &str, id: Guid, columns: Option<&[String]>) -> Result<Entity, ServiceError>;
+    fn retrieve(
+        &self,
+        entity_name: &str,
+        id: Guid,
+        columns: Option<&[String]>,
+    ) -> Result<Entity, ServiceError>;
     /// IOrganizationService.RetrieveMultiple.
     fn retrieve_multiple(&self, query: &Query) -> Result<EntityCollection, ServiceError>;
     /// IOrganizationService.Update.
@@ -280,7 +289,12 @@ impl<'a> Services<'a> {
     /// let id = s.create(&Entity::new("task")).unwrap();
     /// assert_eq!(s.retrieve("task", id, None).unwrap().id, Some(id));
     /// ```
-    pub fn retrieve(&self, entity_name: &str, id: Guid, columns: Option<&[String]>) -> Result<Entity, ServiceError> {
+    pub fn retrieve(
+        &self,
+        entity_name: &str,
+        id: Guid,
+        columns: Option<&[String]>,
+    ) -> Result<Entity, ServiceError> {
         self.host.retrieve(entity_name, id, columns)
     }
 

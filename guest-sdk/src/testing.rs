@@ -253,7 +253,12 @@ impl Host for TestHost {
         Ok(id)
     }
 
-    fn retrieve(&self, entity_name: &str, id: Guid, columns: Option<&[String]>) -> Result<Entity, ServiceError> {
+    fn retrieve(
+        &self,
+        entity_name: &str,
+        id: Guid,
+        columns: Option<&[String]>,
+    ) -> Result<Entity, ServiceError> {
         let at = self.position(entity_name, id)?;
         let mut row = self.rows.borrow()[at].clone();
         if let Some(columns) = columns {
@@ -283,7 +288,10 @@ impl Host for TestHost {
 
     fn update(&self, entity: &Entity) -> Result<(), ServiceError> {
         let id = entity.id.ok_or_else(|| {
-            ServiceError::new(ServiceErrorKind::InvalidArgument, "Update needs the entity's id")
+            ServiceError::new(
+                ServiceErrorKind::InvalidArgument,
+                "Update needs the entity's id",
+            )
         })?;
         let at = self.position(&entity.logical_name, id)?;
         let mut rows = self.rows.borrow_mut();
@@ -356,7 +364,10 @@ impl ContextBuilder {
                 is_executing_offline: false,
                 is_offline_playback: false,
                 isolation_mode: IsolationMode::Sandbox,
-                owning_extension: EntityReference::new("sdkmessageprocessingstep", Guid::from_u128(0x66)),
+                owning_extension: EntityReference::new(
+                    "sdkmessageprocessingstep",
+                    Guid::from_u128(0x66),
+                ),
                 input_parameters: Parameters::default(),
                 output_parameters: Parameters::default(),
                 shared_variables: Parameters::default(),
@@ -438,7 +449,9 @@ impl ContextBuilder {
     /// assert!(ContextBuilder::new("Update", "a").pre_image("pre", Entity::new("a")).build().pre_image("pre").is_some());
     /// ```
     pub fn pre_image(mut self, alias: &str, entity: Entity) -> ContextBuilder {
-        self.frame.pre_entity_images.push((alias.to_owned(), entity));
+        self.frame
+            .pre_entity_images
+            .push((alias.to_owned(), entity));
         self
     }
 
@@ -449,7 +462,9 @@ impl ContextBuilder {
     /// assert!(ContextBuilder::new("Update", "a").post_image("post", Entity::new("a")).build().post_image("post").is_some());
     /// ```
     pub fn post_image(mut self, alias: &str, entity: Entity) -> ContextBuilder {
-        self.frame.post_entity_images.push((alias.to_owned(), entity));
+        self.frame
+            .post_entity_images
+            .push((alias.to_owned(), entity));
         self
     }
 
