@@ -534,6 +534,7 @@ mod tests {
             [[bus.topics.subscriptions]]
             name = "accounts"
             filter = { EntityLogicalName = "account" }
+            sql_filter = "\"http://schemas.microsoft.com/xrm/2011/Claims/RequestName\" = 'Create'"
             [[bus.event_hubs]]
             name = "hub"
             partitions = 2

@@ -615,3 +615,29 @@ async fn quota_exceeded() {
         "room again after a receive"
     );
 }
+
+/// Shutdown ends long polls (204) instead of waiting out their timeout.
+#[tokio::test]
+async fn shutdown_ends_long_polls() {
+    let bus = TestBus::start(config(vec![queue("idle")], vec![])).await;
+    let (http, url, auth) = (
+        bus.http.clone(),
+        bus.url("idle/messages/head?timeout=600"),
+        bus.auth("idle"),
+    );
+    let poll = tokio::spawn(async move {
+        http.delete(url)
+            .header("Authorization", auth)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let TestBus { handle, .. } = bus;
+    tokio::time::timeout(std::time::Duration::from_secs(60), handle.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(poll.await.unwrap(), 204);
+}
