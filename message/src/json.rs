@@ -429,7 +429,8 @@ pub fn decode(bytes: &[u8]) -> Result<RemoteExecutionContext, MessageError> {
     let mut p = Parser {
         s: text,
         b: bytes,
-        pos: 0,
+        // A UTF-8 byte order mark is not JSON, but some tools add one.
+        pos: if text.starts_with('\u{feff}') { 3 } else { 0 },
         path: Vec::with_capacity(16),
         first: false,
     };
@@ -914,7 +915,11 @@ impl<'a> Parser<'a> {
         mut item: impl FnMut(&mut Self, usize) -> R<T>,
     ) -> R<Vec<(String, T)>> {
         let mut out = Vec::new();
-        self.eat(b'[', "'['")?;
+        // Other serializers write an empty collection as null; read it as empty.
+        if self.null() {
+            return Ok(out);
+        }
+        self.eat(b'[', "'[' or null")?;
         let mut i = 0;
         while self.arr_next(i)? {
             self.path.push(Seg::Index(i));

@@ -57,6 +57,14 @@ fn json_type_errors_say_what_was_expected() {
     assert!(message.contains("end of input"), "{message}");
 }
 
+/// A byte order mark and `null` collections are accepted.
+#[test]
+fn json_tolerates_bom_and_null_collections() {
+    let ctx = json::decode("\u{feff}{\"InputParameters\":null,\"Stage\":40}".as_bytes()).unwrap();
+    assert!(ctx.input_parameters.is_empty());
+    assert_eq!(ctx.stage, 40);
+}
+
 /// Unknown members are skipped and missing newer members stay absent.
 #[test]
 fn json_tolerates_unknown_and_missing_members() {
