@@ -128,7 +128,8 @@ fn date(out: &mut Vec<u8>, d: &DateTime) {
     out.extend_from_slice(b")\\/\"");
 }
 
-/// Bytes that need escaping: 1 = control (\uXXXX), or the escape letter.
+/// Per byte: 0 = copy, 1 = `\u00xx`, 2 = UTF-8 lead byte of a character that
+/// may need escaping (checked by decoding), else the letter after `\`.
 static ESCAPE: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -136,37 +137,99 @@ static ESCAPE: [u8; 256] = {
         t[i] = 1;
         i += 1;
     }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0A] = b'n';
+    t[0x0C] = b'f';
+    t[0x0D] = b'r';
     t[b'"' as usize] = b'"';
     t[b'\\' as usize] = b'\\';
     t[b'/' as usize] = b'/';
+    // U+0085 (C2), U+2028/2029 (E2), U+FFFE/FFFF (EF), astral characters (F0–F4).
+    t[0xC2] = 2;
+    t[0xE2] = 2;
+    t[0xEF] = 2;
+    let mut l = 0xF0;
+    while l <= 0xF4 {
+        t[l] = 2;
+        l += 1;
+    }
     t
 };
 
-/// Writes a JSON string as DataContractJsonSerializer does: `"`, `\` and `/`
-/// backslash-escaped, control characters as `\uXXXX`, everything else raw UTF-8.
+fn hex_escape(out: &mut Vec<u8>, unit: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[usize::from((unit >> shift) & 15)]);
+    }
+}
+
+/// Writes a JSON string exactly as .NET's DataContractJsonSerializer
+/// (`XmlJsonWriter.WriteEscapedJsonString`) does: `"`, `\` and `/` get a
+/// backslash; control characters use `\b \t \n \f \r` or `\u00xx`; every UTF-16
+/// surrogate (so each half of an astral character), U+FFFE, U+FFFF, U+0085,
+/// U+2028 and U+2029 become lower-case `\uxxxx`; everything else is raw UTF-8.
 fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
         let e = ESCAPE[b as usize];
         if e == 0 {
+            i += 1;
+            continue;
+        }
+        if e == 2 {
+            let c = s[i..].chars().next().unwrap_or('\0');
+            let escape = matches!(
+                c,
+                '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{FFFE}' | '\u{FFFF}'
+            ) || u32::from(c) > 0xFFFF;
+            if !escape {
+                i += c.len_utf8();
+                continue;
+            }
+            out.extend_from_slice(&bytes[start..i]);
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                hex_escape(out, *unit);
+            }
+            i += c.len_utf8();
+            start = i;
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
         if e == 1 {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 15) as usize]);
+            hex_escape(out, u16::from(b));
         } else {
             out.push(b'\\');
             out.push(e);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    /// Strings are escaped character for character like .NET's XmlJsonWriter.
+    #[test]
+    fn strings_escape_like_dotnet() {
+        let mut out = Vec::new();
+        super::string(
+            &mut out,
+            "a/b\"c\\\n\r\t\u{8}\u{c}\u{1}\u{1f}é€\u{85}\u{2028}\u{FFFF}😀",
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\/b\\\"c\\\\\\n\\r\\t\\b\\f\\u0001\\u001fé€\\u0085\\u2028\\uffff\\ud83d\\ude00\""
+        );
+    }
 }
 
 fn opt_string(out: &mut Vec<u8>, s: &Option<String>) {
