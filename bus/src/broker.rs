@@ -106,9 +106,13 @@ pub struct SendTarget {
     seq: Mutex<SeqState>,
 }
 
+/// How often expired duplicate-detection ids are deleted from the store (piggybacked on sends).
+const DEDUP_SWEEP_EVERY_MS: i64 = 60_000;
+
 #[derive(Default)]
 struct SeqState {
     next: u64,
+    last_dedup_sweep: i64,
     dedup: HashMap<String, i64>,
     dedup_order: VecDeque<(i64, String)>,
 }
@@ -587,6 +591,13 @@ impl SendTarget {
         let mut per_receiver: Vec<Vec<Record>> = vec![Vec::new(); self.receivers.len()];
         {
             let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+            if self.dedup_window_ms.is_some() && now - s.last_dedup_sweep >= DEDUP_SWEEP_EVERY_MS {
+                s.last_dedup_sweep = now;
+                ops.push(Op::DedupExpire {
+                    entity: self.key.clone(),
+                    now_ms: now,
+                });
+            }
             while s.dedup_order.front().is_some_and(|(e, _)| *e <= now) {
                 if let Some((_, id)) = s.dedup_order.pop_front() {
                     s.dedup.remove(&id);

@@ -76,10 +76,7 @@ impl BusArgs {
             let partitions = n.parse().with_context(|| {
                 format!("--event-hub '{h}': partition count '{n}' is not a number")
             })?;
-            cfg.event_hubs.push(EventHubConfig {
-                name: name.to_string(),
-                partitions,
-            });
+            cfg.event_hubs.push(EventHubConfig::new(name, partitions));
         }
         cfg.relays
             .extend(self.relays.iter().map(|r| RelayConfig { name: r.clone() }));

@@ -136,6 +136,20 @@ pub struct EventHubConfig {
     /// Partition count (1–32), partitions are `0..n`.
     #[serde(default = "default_partitions")]
     pub partitions: u32,
+    /// Hours events are kept (Azure: 1–168 on Standard); older events are purged about once a minute.
+    #[serde(default = "default_retention")]
+    pub retention_hours: f64,
+}
+
+impl EventHubConfig {
+    /// A hub with `partitions` partitions and 7 days of retention.
+    pub fn new(name: impl Into<String>, partitions: u32) -> EventHubConfig {
+        EventHubConfig {
+            name: name.into(),
+            partitions,
+            retention_hours: default_retention(),
+        }
+    }
 }
 
 /// A Relay Hybrid Connection.
@@ -166,6 +180,9 @@ fn default_max_delivery() -> u32 {
 }
 fn default_max_size() -> u64 {
     1024
+}
+fn default_retention() -> f64 {
+    168.0
 }
 fn default_partitions() -> u32 {
     4
@@ -349,6 +366,12 @@ impl BusConfig {
                 "event hub '{}' needs 1 to 32 partitions, got {}",
                 h.name,
                 h.partitions
+            );
+            anyhow::ensure!(
+                h.retention_hours > 0.0 && h.retention_hours.is_finite(),
+                "event hub '{}': retention_hours must be positive, got {}",
+                h.name,
+                h.retention_hours
             );
         }
         for r in &self.relays {

@@ -1,10 +1,10 @@
 //! Event Hubs: partitions, partition choice and the weft read endpoint's data.
 //!
 //! Owns offset allocation per partition and the partition-key hash (the Azure SDKs' lookup3 resolver).
-//! Events are durable in the store and read back from it by offset; they are never deleted (no retention sweep
-//! yet). It does not parse HTTP.
+//! Events are durable in the store and read back from it by offset; events past the hub's retention are purged
+//! about once a minute, piggybacked on sends. It does not parse HTTP.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -27,7 +27,12 @@ pub struct Hub {
     /// Partitions `0..n`.
     pub partitions: Vec<Partition>,
     round_robin: AtomicUsize,
+    retention_ms: i64,
+    last_purge: AtomicI64,
 }
+
+/// How often retention purges run (piggybacked on sends).
+const PURGE_EVERY_MS: i64 = 60_000;
 
 /// Where an event goes.
 #[derive(Clone, Copy)]
@@ -110,8 +115,8 @@ fn final_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
 }
 
 impl Hub {
-    /// A hub whose partitions resume at the stored offsets.
-    pub fn new(name: String, count: u32, store: &Store) -> anyhow::Result<Hub> {
+    /// A hub whose partitions resume at the stored offsets, keeping events `retention_ms`.
+    pub fn new(name: String, count: u32, retention_ms: i64, store: &Store) -> anyhow::Result<Hub> {
         let partitions = (0..count)
             .map(|p| {
                 let key: Arc<str> = format!("{}/partitions/{p}", name.to_ascii_lowercase()).into();
@@ -127,6 +132,8 @@ impl Hub {
             name,
             partitions,
             round_robin: AtomicUsize::new(0),
+            retention_ms,
+            last_purge: AtomicI64::new(0),
         })
     }
 
@@ -150,6 +157,24 @@ impl Hub {
         events: Vec<(usize, Meta, bytes::Bytes)>,
     ) -> anyhow::Result<Vec<(usize, u64)>> {
         let now = now_ms();
+        let last = self.last_purge.load(Ordering::Relaxed);
+        if now - last >= PURGE_EVERY_MS
+            && self
+                .last_purge
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let before_ms = now - self.retention_ms;
+            store.submit(
+                self.partitions
+                    .iter()
+                    .map(|p| Op::PurgeBefore {
+                        entity: p.key.clone(),
+                        before_ms,
+                    })
+                    .collect(),
+            );
+        }
         let mut placed = Vec::with_capacity(events.len());
         let mut pendings = Vec::new();
         // Offsets are allocated and enqueued to the writer under the partition lock so commit order equals

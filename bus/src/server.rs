@@ -137,7 +137,12 @@ impl Bus {
             nodes.entry(key).or_default().receiver = Some(e);
         }
         for h in &config.event_hubs {
-            let hub = Arc::new(Hub::new(h.name.clone(), h.partitions, &store)?);
+            let hub = Arc::new(Hub::new(
+                h.name.clone(),
+                h.partitions,
+                ms(h.retention_hours * 3600.0),
+                &store,
+            )?);
             nodes.entry(h.name.to_ascii_lowercase()).or_default().hub = Some(hub);
         }
         for r in &config.relays {

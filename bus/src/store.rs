@@ -116,6 +116,20 @@ pub enum Op {
         /// new count
         count: u32,
     },
+    /// Delete an entity's records enqueued before `before_ms` (event hub retention).
+    PurgeBefore {
+        /// store key
+        entity: Arc<str>,
+        /// cut-off, ms since epoch
+        before_ms: i64,
+    },
+    /// Forget an entity's duplicate-detection ids whose window ended before `now_ms`.
+    DedupExpire {
+        /// store key
+        entity: Arc<str>,
+        /// current time, ms since epoch
+        now_ms: i64,
+    },
     /// Remember a MessageId for duplicate detection until `expires_ms`.
     Dedup {
         /// store key
@@ -387,6 +401,16 @@ fn apply(conn: &mut Connection, jobs: &[Job]) -> anyhow::Result<()> {
                 }
                 Op::DeliveryCount { entity, seq, count } => {
                     cnt.execute(params![&**entity, *seq as i64, *count as i64])?;
+                }
+                Op::PurgeBefore { entity, before_ms } => {
+                    tx.prepare_cached(
+                        "DELETE FROM messages WHERE entity = ?1 AND enqueued_ms < ?2",
+                    )?
+                    .execute(params![&**entity, before_ms])?;
+                }
+                Op::DedupExpire { entity, now_ms } => {
+                    tx.prepare_cached("DELETE FROM dedup WHERE entity = ?1 AND expires_ms <= ?2")?
+                        .execute(params![&**entity, now_ms])?;
                 }
                 Op::Dedup {
                     entity,

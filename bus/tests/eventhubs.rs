@@ -8,10 +8,7 @@ use weft_bus::{BusConfig, EventHubConfig};
 
 async fn bus() -> TestBus {
     TestBus::start(BusConfig {
-        event_hubs: vec![EventHubConfig {
-            name: "hub".into(),
-            partitions: 4,
-        }],
+        event_hubs: vec![EventHubConfig::new("hub", 4)],
         ..BusConfig::default()
     })
     .await
@@ -178,4 +175,37 @@ async fn read_long_poll() {
         .unwrap()
         .unwrap();
     assert_eq!(got[0]["Body"], "late");
+}
+
+/// Events older than the hub's retention are purged; offsets keep counting.
+#[tokio::test]
+async fn retention_purges_old_events() {
+    let mut hub = EventHubConfig::new("hub", 4);
+    hub.retention_hours = 0.3 / 3600.0;
+    let cfg = BusConfig {
+        event_hubs: vec![hub],
+        ..BusConfig::default()
+    };
+    let bus = TestBus::start(cfg.clone()).await;
+    assert_eq!(
+        post(&bus, "hub/partitions/0/messages", "old", "text/plain", None)
+            .await
+            .status(),
+        201
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // A fresh process purges on its first send.
+    let bus = bus.restart(cfg).await;
+    assert_eq!(
+        post(&bus, "hub/partitions/0/messages", "new", "text/plain", None)
+            .await
+            .status(),
+        201
+    );
+    let events = read(&bus, 0, 0).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0]["Body"].as_str(), events[0]["Offset"].as_u64()),
+        (Some("new"), Some(1))
+    );
 }

@@ -160,10 +160,7 @@ async fn subscription_receive_and_delete() {
 #[tokio::test]
 async fn event_hub_partition() {
     let bus = TestBus::start(BusConfig {
-        event_hubs: vec![EventHubConfig {
-            name: "h".into(),
-            partitions: 2,
-        }],
+        event_hubs: vec![EventHubConfig::new("h", 2)],
         ..BusConfig::default()
     })
     .await;
