@@ -215,23 +215,6 @@ fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-#[cfg(test)]
-mod tests {
-    /// Strings are escaped character for character like .NET's XmlJsonWriter.
-    #[test]
-    fn strings_escape_like_dotnet() {
-        let mut out = Vec::new();
-        super::string(
-            &mut out,
-            "a/b\"c\\\n\r\t\u{8}\u{c}\u{1}\u{1f}é€\u{85}\u{2028}\u{FFFF}😀",
-        );
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "\"a\\/b\\\"c\\\\\\n\\r\\t\\b\\f\\u0001\\u001fé€\\u0085\\u2028\\uffff\\ud83d\\ude00\""
-        );
-    }
-}
-
 fn opt_string(out: &mut Vec<u8>, s: &Option<String>) {
     match s {
         Some(s) => string(out, s),
@@ -1403,5 +1386,22 @@ fn number_value(t: &str) -> Value {
     match Decimal::parse(t) {
         Some(d) => Value::Decimal(d),
         None => Value::Double(t.parse().unwrap_or(f64::NAN)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Strings are escaped character for character like .NET's XmlJsonWriter.
+    #[test]
+    fn strings_escape_like_dotnet() {
+        let mut out = Vec::new();
+        super::string(
+            &mut out,
+            "a/b\"c\\\n\r\t\u{8}\u{c}\u{1}\u{1f}é€\u{85}\u{2028}\u{FFFF}😀",
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\/b\\\"c\\\\\\n\\r\\t\\b\\f\\u0001\\u001fé€\\u0085\\u2028\\uffff\\ud83d\\ude00\""
+        );
     }
 }
