@@ -4,11 +4,17 @@
 //! Owns the record encoder (a [`Sink`]) and decoder (a [`Source`]); names and
 //! types come from `infoset`. The encoder picks records by text shape: `0`, `1`,
 //! `true`, `false`, canonical integers and lower-case GUIDs use the typed text
-//! records (ZeroText … Int64Text, UuidText), everything else UTF-8 chars records,
-//! and names found in [`DICTIONARY`] use dictionary records. Because the choice
-//! depends only on the text, binary → XML → binary is byte-identical. The decoder
-//! reads every text record type a .NET writer emits for these contracts.
-//! No I/O here.
+//! records (ZeroText … Int64Text, UuidText), everything else UTF-8 chars records.
+//! Because the choice depends only on the text, binary → XML → binary is
+//! byte-identical. The decoder reads every text record type a .NET writer emits
+//! for these contracts, with or without dictionary strings.
+//!
+//! Dictionary records are off by default ([`encode`]): a .NET reader created
+//! without a dictionary — `XmlDictionaryReader.CreateBinaryReader(stream, quotas)`,
+//! which Service Bus's `GetBody<RemoteExecutionContext>()` uses — rejects any
+//! static-dictionary id, so a body meant for ordinary listeners must spell every
+//! name inline. [`encode_with_dictionary`] uses the [MC-NBFS] ids in
+//! [`DICTIONARY`] for readers that pass the WCF dictionary. No I/O here.
 
 use crate::error::{MessageError, Syntax};
 use crate::infoset::{self, Attr, Event, Sink, Source, StartTag};
@@ -59,15 +65,33 @@ fn dict_id(s: &str) -> Option<u32> {
     })
 }
 
+/// The dictionary id of `s` when dictionary records are on.
+#[inline]
+fn lookup(dictionary: bool, s: &str) -> Option<u32> {
+    if dictionary { dict_id(s) } else { None }
+}
+
 fn dict_str(id: u32) -> Option<&'static str> {
     DICTIONARY.iter().find(|(i, _)| *i == id).map(|(_, s)| *s)
 }
 
-/// Encodes a context as .NET Binary XML.
+/// Encodes a context as .NET Binary XML with every name inline (readable by
+/// any .NET binary reader; see the module docs).
 pub fn encode(ctx: &RemoteExecutionContext) -> Vec<u8> {
+    encode_impl(ctx, false)
+}
+
+/// Encodes a context as .NET Binary XML using [MC-NBFS] static dictionary ids
+/// for the strings in [`DICTIONARY`] (smaller; needs a dictionary-aware reader).
+pub fn encode_with_dictionary(ctx: &RemoteExecutionContext) -> Vec<u8> {
+    encode_impl(ctx, true)
+}
+
+fn encode_impl(ctx: &RemoteExecutionContext, dictionary: bool) -> Vec<u8> {
     let mut sink = BinarySink {
         out: Vec::with_capacity(32 * 1024),
         last_text: None,
+        dictionary,
     };
     infoset::write(ctx, &mut sink);
     sink.out
@@ -162,6 +186,8 @@ pub(crate) struct BinarySink {
     /// Position of the last element-content text record's type byte, if the
     /// last record written was one (it becomes the `…WithEndElement` form).
     last_text: Option<usize>,
+    /// Use [MC-NBFS] dictionary records for strings in [`DICTIONARY`].
+    dictionary: bool,
 }
 
 /// Canonical integer text (what the integer records print back identically).
@@ -236,6 +262,7 @@ impl BinarySink {
 
     /// Writes one text record chosen by the text's shape.
     fn text_record(&mut self, s: &str, attr_value: bool) {
+        let dictionary = self.dictionary;
         let out = &mut self.out;
         match s {
             "" => out.push(EMPTY_TEXT),
@@ -251,12 +278,12 @@ impl BinarySink {
                     out.extend_from_slice(&guid_to_bytes(&g));
                 } else if attr_value
                     && let Some((p, l)) = s.split_once(':')
-                    && let (Some(pi), Some(id)) = (letter(p), dict_id(l))
+                    && let (Some(pi), Some(id)) = (letter(p), lookup(dictionary, l))
                 {
                     out.push(QNAME_DICTIONARY_TEXT);
                     out.push(pi);
                     mb31(out, id);
-                } else if let Some(id) = dict_id(s) {
+                } else if let Some(id) = lookup(dictionary, s) {
                     out.push(DICTIONARY_TEXT);
                     mb31(out, id);
                 } else {
@@ -280,9 +307,10 @@ impl BinarySink {
 
 impl Sink for BinarySink {
     fn start(&mut self, prefix: &str, local: &str) {
+        let dictionary = self.dictionary;
         self.last_text = None;
         let out = &mut self.out;
-        match (prefix, letter(prefix), dict_id(local)) {
+        match (prefix, letter(prefix), lookup(dictionary, local)) {
             ("", _, Some(id)) => {
                 out.push(SHORT_DICTIONARY_ELEMENT);
                 mb31(out, id);
@@ -313,8 +341,9 @@ impl Sink for BinarySink {
     }
 
     fn xmlns(&mut self, prefix: &str, ns: &str) {
+        let dictionary = self.dictionary;
         let out = &mut self.out;
-        match (prefix, dict_id(ns)) {
+        match (prefix, lookup(dictionary, ns)) {
             ("", Some(id)) => {
                 out.push(SHORT_DICTIONARY_XMLNS);
                 mb31(out, id);
@@ -337,8 +366,9 @@ impl Sink for BinarySink {
     }
 
     fn attr(&mut self, prefix: &str, local: &str, value: &str) {
+        let dictionary = self.dictionary;
         let out = &mut self.out;
-        match (prefix, letter(prefix), dict_id(local)) {
+        match (prefix, letter(prefix), lookup(dictionary, local)) {
             ("", _, Some(id)) => {
                 out.push(SHORT_DICTIONARY_ATTRIBUTE);
                 mb31(out, id);
@@ -818,9 +848,13 @@ pub fn to_text(bytes: &[u8]) -> Result<Vec<u8>, MessageError> {
     Ok(sink.out)
 }
 
-/// Text XML → binary XML without the model.
-pub fn from_text(bytes: &[u8]) -> Result<Vec<u8>, MessageError> {
-    let mut sink = BinarySink::default();
+/// Text XML → binary XML without the model (names inline, like [`encode`];
+/// `dictionary` = true uses dictionary records like [`encode_with_dictionary`]).
+pub fn from_text(bytes: &[u8], dictionary: bool) -> Result<Vec<u8>, MessageError> {
+    let mut sink = BinarySink {
+        dictionary,
+        ..BinarySink::default()
+    };
     infoset::pump(&mut crate::xml::TextSource::new(bytes)?, &mut sink)?;
     Ok(sink.out)
 }
@@ -877,7 +911,10 @@ mod tests {
     /// A small element encodes to the exact records the spec describes.
     #[test]
     fn records_for_a_nil_and_a_typed_value() {
-        let mut s = BinarySink::default();
+        let mut s = BinarySink {
+            dictionary: true,
+            ..BinarySink::default()
+        };
         s.start("", "RequestId");
         s.attr("i", "nil", "true");
         s.end();

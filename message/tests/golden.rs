@@ -105,9 +105,23 @@ fn samples_cross_formats_losslessly() {
             "{name}: binary→text differs from text encoder"
         );
         assert_eq!(
-            weft_message::nbfx::from_text(&text).unwrap(),
+            weft_message::nbfx::from_text(&text, false).unwrap(),
             bin,
             "{name}: text→binary differs"
         );
+        // The default encoding spells every name inline: a dictionary-less .NET
+        // reader accepts it. The dictionary form is smaller and decodes the same.
+        let dict = weft_message::nbfx::encode_with_dictionary(&ctx);
+        let xsi = b"http://www.w3.org/2001/XMLSchema-instance";
+        assert!(
+            bin.windows(xsi.len()).any(|w| w == xsi),
+            "{name}: names are spelled inline"
+        );
+        assert!(
+            !dict.windows(xsi.len()).any(|w| w == xsi),
+            "{name}: the dictionary form uses the MC-NBFS id"
+        );
+        assert!(dict.len() < bin.len());
+        assert_eq!(weft_message::nbfx::decode(&dict).unwrap(), ctx);
     }
 }

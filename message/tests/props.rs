@@ -294,13 +294,17 @@ proptest! {
         }
     }
 
-    /// Binary → text → binary and text → binary → text are byte-identical.
+    /// Binary → text → binary and text → binary → text are byte-identical, with and without dictionary records.
     #[test]
     fn binary_and_text_xml_convert_exactly(ctx in context()) {
         let bin = encode(&ctx, Format::Binary);
+        let dict = nbfx::encode_with_dictionary(&ctx);
         let text = encode(&ctx, Format::Xml);
         prop_assert_eq!(&nbfx::to_text(&bin).unwrap(), &text);
-        prop_assert_eq!(&nbfx::from_text(&text).unwrap(), &bin);
+        prop_assert_eq!(&nbfx::to_text(&dict).unwrap(), &text);
+        prop_assert_eq!(&nbfx::from_text(&text, false).unwrap(), &bin);
+        prop_assert_eq!(&nbfx::from_text(&text, true).unwrap(), &dict);
+        prop_assert_eq!(&nbfx::decode(&dict).unwrap(), &ctx);
     }
 
     /// JSON is stable after one pass, and JSON → XML/binary → JSON returns the same bytes.
