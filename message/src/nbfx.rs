@@ -962,6 +962,27 @@ mod tests {
         );
     }
 
+    /// The default encoding starts with the root as ShortElement, ShortXmlnsAttribute
+    /// and XmlnsAttribute records with every string inline ([MC-NBFX] 2.2.1, 2.2.2).
+    #[test]
+    fn default_encoding_spells_the_root_inline() {
+        let ctx = crate::RemoteExecutionContext::new_minimal("Create", "account", 40);
+        let bin = encode(&ctx);
+        let mut want = vec![SHORT_ELEMENT, 22];
+        want.extend_from_slice(b"RemoteExecutionContext");
+        let (contracts, xsi) = (crate::infoset::NS_CONTRACTS, crate::infoset::NS_XSI);
+        want.extend_from_slice(&[SHORT_XMLNS, contracts.len() as u8]);
+        want.extend_from_slice(contracts.as_bytes());
+        want.extend_from_slice(&[XMLNS, 1, b'i', xsi.len() as u8]);
+        want.extend_from_slice(xsi.as_bytes());
+        want.extend_from_slice(&[SHORT_ELEMENT, 14]);
+        want.extend_from_slice(b"BusinessUnitId");
+        want.push(UUID_TEXT + 1);
+        want.extend_from_slice(&[0; 16]);
+        assert_eq!(&bin[..want.len()], &want[..]);
+        assert_eq!(bin.last(), Some(&END_ELEMENT));
+    }
+
     /// DecimalText is read as .NET prints it (sign, 96-bit mantissa, scale).
     #[test]
     fn decimal_records_print_like_dotnet() {
