@@ -13,8 +13,8 @@ use crate::config::{
 };
 use crate::sas::SasPolicy;
 
-/// `weft bus`: run the local bus.
-#[derive(Debug, Clone, clap::Args)]
+/// `weft bus`: run the local bus. `Debug` redacts the SAS key.
+#[derive(Clone, clap::Args)]
 pub struct BusArgs {
     /// Address to listen on [default: 127.0.0.1:7480, or `bind` from --config].
     #[arg(long, value_name = "ADDR")]
@@ -50,6 +50,22 @@ pub struct BusArgs {
     /// Read entities and settings from the `[bus]` section of this TOML file; flags add to / override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for BusArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusArgs")
+            .field("bind", &self.bind)
+            .field("queues", &self.queues)
+            .field("topics", &self.topics)
+            .field("event_hubs", &self.event_hubs)
+            .field("relays", &self.relays)
+            .field("sas_key_name", &self.sas_key_name)
+            .field("sas_key", &self.sas_key.as_ref().map(|_| "<redacted>"))
+            .field("data", &self.data)
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl BusArgs {
@@ -147,6 +163,56 @@ pub use crate::listen::{ListenArgs, run_listen};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bus: BusArgs,
+    }
+
+    /// Flags build a validated config; the key never shows in Debug output.
+    #[test]
+    fn flags_to_config_and_redaction() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from([
+            "bus",
+            "--queue",
+            "q",
+            "--event-hub",
+            "h:2",
+            "--relay",
+            "r",
+            "--sas-key-name",
+            "root",
+            "--sas-key",
+            "s3cret",
+        ])
+        .unwrap();
+        assert!(!format!("{:?}", cli.bus).contains("s3cret"));
+        let cfg = cli.bus.to_config().unwrap();
+        assert_eq!(cfg.bind.to_string(), crate::config::DEFAULT_BIND);
+        assert_eq!(
+            (
+                cfg.queues.len(),
+                cfg.event_hubs[0].partitions,
+                cfg.relays.len()
+            ),
+            (1, 2, 1)
+        );
+        assert_eq!(cfg.sas_policies[0].name, "root");
+        let bad = Cli::try_parse_from(["bus", "--event-hub", "h:x"]).unwrap();
+        assert!(
+            bad.bus
+                .to_config()
+                .unwrap_err()
+                .to_string()
+                .contains("'x' is not a number")
+        );
+        assert!(
+            Cli::try_parse_from(["bus", "--sas-key-name", "root"]).is_err(),
+            "a key name needs a key"
+        );
+    }
 
     /// Topic flags with filters become subscriptions with correlation filters.
     #[test]

@@ -18,8 +18,8 @@ use crate::connection_string::ConnectionString;
 use crate::relay::{ControlRequest, ListenerMessage, RenewToken, ResponseHead, StatusCode};
 use crate::sas;
 
-/// `weft listen` options.
-#[derive(Debug, Clone, clap::Args)]
+/// `weft listen` options. `Debug` redacts the connection string (it holds the key).
+#[derive(Clone, clap::Args)]
 pub struct ListenArgs {
     /// `Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=…`. For the local bus write
     /// `Endpoint=http://127.0.0.1:7480` (or pass --endpoint). Also read from WEFT_CONNECTION_STRING.
@@ -62,6 +62,26 @@ pub struct ListenArgs {
     /// Long-poll seconds per receive request.
     #[arg(long, default_value_t = 30)]
     pub poll_secs: u64,
+}
+
+impl std::fmt::Debug for ListenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenArgs")
+            .field("connection_string", &"<redacted>")
+            .field("endpoint", &self.endpoint)
+            .field("entity", &self.entity)
+            .field("subscription", &self.subscription)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("relay", &self.relay)
+            .field("reply", &self.reply)
+            .field("receive_and_delete", &self.receive_and_delete)
+            .field("raw", &self.raw)
+            .field("exec", &self.exec)
+            .field("count", &self.count)
+            .field("poll_secs", &self.poll_secs)
+            .finish()
+    }
 }
 
 /// What a listener shows about a message body.
