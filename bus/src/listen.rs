@@ -313,6 +313,24 @@ pub async fn run_listen(args: ListenArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Exponential back-off (1 s doubling to 30 s) for transient failures: unreachable bus, 429, 5xx.
+/// Authorization and addressing errors are not transient and end the listener.
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    async fn wait(&mut self, why: &str) {
+        let secs = (1u64 << self.0.min(5)).min(30);
+        eprintln!("weft listen: {why}; retrying in {secs} s");
+        self.0 += 1;
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    }
+
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
 fn done(args: &ListenArgs, n: u64) -> bool {
     args.count.is_some_and(|c| n >= c)
 }
@@ -325,22 +343,38 @@ async fn listen_queue(args: &ListenArgs, t: &Target) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let url = format!("{}/{path}/messages/head?timeout={}", t.base, args.poll_secs);
     let mut handled = 0;
+    let mut backoff = Backoff::default();
     while !done(args, handled) {
         let req = if args.receive_and_delete {
             client.delete(&url)
         } else {
             client.post(&url)
         };
-        let resp = req
+        let sent = req
             .header("Authorization", t.token(&path)?)
             .header("Content-Length", "0")
             .send()
-            .await
-            .with_context(|| format!("cannot reach {}", t.base))?;
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                backoff.wait(&format!("cannot reach {}: {e}", t.base)).await;
+                continue;
+            }
+        };
         let status = resp.status().as_u16();
         match status {
-            204 => continue,
-            200 | 201 => {}
+            204 => {
+                backoff.reset();
+                continue;
+            }
+            200 | 201 => backoff.reset(),
+            500 | 503 | 504 | 429 => {
+                backoff
+                    .wait(&format!("receive from '{path}' answered {status}"))
+                    .await;
+                continue;
+            }
             _ => bail!(
                 "receive from '{path}' failed: {status} {}",
                 resp.text().await.unwrap_or_default()
@@ -397,16 +431,31 @@ async fn listen_partition(args: &ListenArgs, t: &Target, p: u32) -> anyhow::Resu
     let path = format!("{}/partitions/{p}/events", t.entity);
     let mut offset = args.offset;
     let mut handled = 0;
+    let mut backoff = Backoff::default();
     while !done(args, handled) {
         let url = format!(
             "{}/{path}?offset={offset}&max=100&timeout={}",
             t.base, args.poll_secs
         );
-        let resp = client
+        let resp = match client
             .get(&url)
             .header("Authorization", t.token(&path)?)
             .send()
-            .await?;
+            .await
+        {
+            Ok(r) if !matches!(r.status().as_u16(), 429 | 500 | 503 | 504) => r,
+            Ok(r) => {
+                backoff
+                    .wait(&format!("read from '{path}' answered {}", r.status()))
+                    .await;
+                continue;
+            }
+            Err(e) => {
+                backoff.wait(&format!("cannot reach {}: {e}", t.base)).await;
+                continue;
+            }
+        };
+        backoff.reset();
         if !resp.status().is_success() {
             bail!(
                 "read from '{path}' failed: {} {}",

@@ -230,3 +230,38 @@ async fn relay_listener_answers() {
     assert_eq!(answer, Some((200, "Success".to_string())));
     listener.await.unwrap().unwrap();
 }
+
+/// The listener rides out a bus that is down (connection refused) and receives once it is back.
+#[tokio::test]
+async fn listener_retries_until_bus_is_back() {
+    let cfg = BusConfig {
+        queues: vec![QueueConfig::new("q")],
+        ..BusConfig::default()
+    };
+    let bus = TestBus::start(cfg.clone()).await;
+    assert_eq!(bus.send("q", &context(), &[]).await.status(), 201);
+    let addr = bus.handle.local_addr();
+    let listen_args = args(
+        &bus,
+        &["--entity", "q", "--count", "1", "--receive-and-delete"],
+    );
+    let TestBus { handle, dir, .. } = bus;
+    handle.shutdown().await.unwrap();
+    let listener = tokio::spawn(weft_bus::cli::run_listen(listen_args));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !listener.is_finished(),
+        "still retrying while the bus is down"
+    );
+    let mut cfg = cfg;
+    cfg.bind = addr;
+    cfg.data = dir.path().to_path_buf();
+    cfg.sas_policies = vec![weft_bus::sas::SasPolicy::full(KEY_NAME, KEY)];
+    let back = weft_bus::start(cfg).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), listener)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    back.shutdown().await.unwrap();
+}
