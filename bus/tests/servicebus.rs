@@ -482,7 +482,7 @@ async fn topic_fan_out_and_filters() {
 async fn scheduled_enqueue() {
     let bus = TestBus::start(config(vec![queue("s")], vec![])).await;
     let at =
-        httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(2));
+        httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(4));
     let bp = json!({ "ScheduledEnqueueTimeUtc": at }).to_string();
     assert_eq!(
         bus.send("s", "later", &[("BrokerProperties", &bp)])
@@ -491,7 +491,7 @@ async fn scheduled_enqueue() {
         201
     );
     assert_eq!(bus.receive_delete("s", 0).await.status(), 204);
-    let r = bus.receive_delete("s", 10).await;
+    let r = bus.receive_delete("s", 20).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "later");
 }
