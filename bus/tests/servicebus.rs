@@ -338,6 +338,19 @@ async fn malformed_requests() {
             .unwrap();
         assert_eq!(r.status(), 400, "batch {body}");
     }
+    let big_prop = format!("\"{}\"", "p".repeat(33 * 1024));
+    assert_eq!(
+        bus.send("m", "x", &[("Big", &big_prop)]).await.status(),
+        400,
+        "a property over 32 KB"
+    );
+    let many: Vec<(String, String)> = (0..3)
+        .map(|i| (format!("P{i}"), format!("\"{}\"", "p".repeat(30 * 1024))))
+        .collect();
+    let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = bus.send("m", "x", &refs).await;
+    assert_eq!(r.status(), 400, "properties over 64 KB in total");
+    assert!(r.text().await.unwrap().contains("SerializationException"));
     let r = bus
         .http
         .post(bus.url("m/messages/head?timeout=abc"))

@@ -12,6 +12,11 @@ use crate::broker::{Delivered, Entity, LockError, Mode, NewMessage, SendError, S
 use crate::props::{BrokerProps, PropValue, ascii_json, http_date, user_props_from_json};
 use crate::store::Meta;
 
+/// Largest single property (name + value), bytes.
+const MAX_PROPERTY_BYTES: usize = 32 * 1024;
+/// Largest total of properties (system + user, as stored), bytes.
+const MAX_PROPERTIES_BYTES: usize = 64 * 1024;
+
 /// Headers that are HTTP or protocol plumbing, never custom properties.
 pub(super) fn is_standard_header(name: &str) -> bool {
     const STD: &[&str] = &[
@@ -174,7 +179,28 @@ pub(super) fn parse_messages(
     }
     .map_err(|e| error(400, &e))?;
     for m in &msgs {
-        let size = m.body.len() + serde_json::to_string(&m.meta).map_or(0, |s| s.len());
+        let props = serde_json::to_string(&m.meta).map_or(0, |s| s.len());
+        // Azure: each property ≤ 32 KB, all properties ≤ 64 KB, else a SerializationException.
+        if let Some((k, _)) = m
+            .meta
+            .user
+            .iter()
+            .find(|(k, v)| k.len() + v.as_text().len() > MAX_PROPERTY_BYTES)
+        {
+            return Err(error(
+                400,
+                &format!("SerializationException: property '{k}' is larger than 32 KB"),
+            ));
+        }
+        if props > MAX_PROPERTIES_BYTES {
+            return Err(error(
+                400,
+                &format!(
+                    "SerializationException: the message properties ({props} bytes) exceed 64 KB"
+                ),
+            ));
+        }
+        let size = m.body.len() + props;
         if size > max {
             return Err(error(
                 403,
