@@ -11,7 +11,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Wall-clock deadline of one invocation, in milliseconds. Default 120 000:
+    /// Wall-clock deadline of one invocation, in milliseconds, precise to one
+    /// epoch tick. Default 120 000:
     /// Dataverse's 2-minute operation limit.
     pub deadline_ms: u64,
     /// How often the engine's epoch advances, in milliseconds. A runaway plug-in

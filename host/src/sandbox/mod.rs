@@ -36,8 +36,7 @@ pub use state::Counters;
 
 use bindings::{Plugin, PluginPre};
 use cache::ComponentCache;
-use state::InvocationState;
-use std::any::Any;
+use state::{InvocationState, ServicesRef};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -258,20 +257,60 @@ impl Sandbox {
         })
     }
 
-    /// Runs a plug-in once in a fresh store.
-    pub fn invoke<S: HostServices + 'static>(
+    /// Runs a plug-in once in a fresh store, with services it owns for the
+    /// call and gives back in the outcome.
+    pub fn invoke<S: HostServices>(
         &self,
         plugin: &LoadedPlugin,
         invocation: Invocation<S>,
     ) -> Outcome<S> {
+        let Invocation {
+            context,
+            unsecure_config,
+            secure_config,
+            mut services,
+        } = invocation;
+        let outcome = self.invoke_with(
+            plugin,
+            context,
+            unsecure_config,
+            secure_config,
+            &mut services,
+        );
+        Outcome {
+            result: outcome.result,
+            traces: outcome.traces,
+            stdout: outcome.stdout,
+            stderr: outcome.stderr,
+            usage: outcome.usage,
+            services,
+        }
+    }
+
+    /// Runs a plug-in once in a fresh store, with borrowed services (e.g. ones
+    /// holding the pipeline's open transaction). The store is dropped before
+    /// this returns.
+    pub fn invoke_with(
+        &self,
+        plugin: &LoadedPlugin,
+        context: ExecutionContext,
+        unsecure_config: Option<String>,
+        secure_config: Option<String>,
+        services: &mut dyn HostServices,
+    ) -> Outcome<()> {
         let started = Instant::now();
-        let context = Arc::new(invocation.context);
+        let context = Arc::new(context);
+        // SAFETY: the store that holds this reference is created below and
+        // consumed by `into_data` before this function returns; `services` is
+        // not touched meanwhile.
+        #[allow(unsafe_code)]
+        let services = unsafe { ServicesRef::new(services) };
         let state = InvocationState::new(
             Arc::clone(&self.limits),
             Arc::clone(&context),
-            invocation.unsecure_config,
-            invocation.secure_config,
-            Box::new(invocation.services),
+            unsecure_config,
+            secure_config,
+            services,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -339,17 +378,13 @@ impl Sandbox {
                 Err(failure(kind, message, backtrace))
             }
         };
-        let services: Box<dyn Any> = state.services;
         Outcome {
             result,
             traces: state.traces,
             stdout,
             stderr,
             usage,
-            // The box was built from an `S` above, so the downcast cannot fail.
-            services: *services
-                .downcast::<S>()
-                .expect("the services given back are the ones passed in"),
+            services: (),
         }
     }
 }
@@ -378,12 +413,17 @@ impl Sandbox {
     /// One floor iteration: a fresh store (same state and limits as a plug-in
     /// invocation), a fresh instance and one `echo` call.
     pub fn call_echo(&self, echo: &EchoComponent, input: &str) -> anyhow::Result<String> {
+        let mut services = RecordingServices::default();
+        // SAFETY: the store holding this reference is dropped at the end of
+        // this function, before `services`.
+        #[allow(unsafe_code)]
+        let services = unsafe { ServicesRef::new(&mut services) };
         let state = InvocationState::new(
             Arc::clone(&self.limits),
             Arc::clone(&echo.context),
             None,
             None,
-            Box::new(RecordingServices::default()),
+            services,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -10,7 +10,7 @@ use super::wit::types::{Entity, EntityCollection, Guid, ServiceError, ServiceErr
 
 /// What a plug-in's imports are served by. Each method answers one WIT import;
 /// errors go back to the plug-in as `service-error` values (they do not trap).
-pub trait HostServices: std::any::Any + Send {
+pub trait HostServices {
     /// `notification-service.execute`: post `context` with `changes` applied to
     /// the endpoint; return the two-way/REST answer or "".
     fn notify(

@@ -12,6 +12,7 @@ use super::wit::types::{
     self, Entity, EntityCollection, Guid, Parameter, ParameterValue, ServiceError, Value,
 };
 use super::wit::{configuration, notification_service, organization_service, tracing};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
@@ -95,6 +96,43 @@ impl HostMonotonicClock for FrozenMonotonicClock {
     }
 }
 
+/// The caller's `&mut dyn HostServices`, with its lifetime erased so it can
+/// sit in a `Store` (whose data must be `'static`). This lets the pipeline
+/// serve imports with services that borrow its open transaction.
+pub(super) struct ServicesRef(NonNull<dyn HostServices + 'static>);
+
+// SAFETY: the store holding a `ServicesRef` is created, used and dropped inside
+// one `Sandbox::invoke_with` call on one thread; it never reaches another
+// thread. `Send` is only needed because WASI's view trait requires it.
+#[allow(unsafe_code)]
+unsafe impl Send for ServicesRef {}
+
+impl ServicesRef {
+    /// # Safety
+    /// Everything holding the result must be dropped before `services` is, and
+    /// must not use it while the caller uses `services`.
+    #[allow(unsafe_code)]
+    pub(super) unsafe fn new<'a>(services: &'a mut (dyn HostServices + 'a)) -> ServicesRef {
+        let ptr: NonNull<dyn HostServices + 'a> = NonNull::from(services);
+        // SAFETY: only the lifetime changes; `new`'s contract keeps the
+        // pointee alive and unaliased for as long as this value exists.
+        ServicesRef(unsafe {
+            std::mem::transmute::<NonNull<dyn HostServices + 'a>, NonNull<dyn HostServices + 'static>>(
+                ptr,
+            )
+        })
+    }
+
+    fn get(&mut self) -> &mut dyn HostServices {
+        // SAFETY: see `new`: the pointee outlives this value and nothing else
+        // uses it meanwhile.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.0.as_mut()
+        }
+    }
+}
+
 /// The data of one invocation's store.
 pub struct InvocationState {
     wasi: WasiCtx,
@@ -106,7 +144,7 @@ pub struct InvocationState {
     context: Arc<ExecutionContext>,
     unsecure: Option<String>,
     secure: Option<String>,
-    pub(super) services: Box<dyn HostServices>,
+    services: ServicesRef,
     pub(super) stdout: TailPipe,
     pub(super) stderr: TailPipe,
 }
@@ -119,7 +157,7 @@ impl InvocationState {
         context: Arc<ExecutionContext>,
         unsecure: Option<String>,
         secure: Option<String>,
-        services: Box<dyn HostServices>,
+        services: ServicesRef,
     ) -> InvocationState {
         let stdout = TailPipe::new(limits.output_bytes);
         let stderr = TailPipe::new(limits.output_bytes);
@@ -281,14 +319,14 @@ impl notification_service::Host for InvocationState {
             Quota::ExecuteBytes,
         )?;
         let context = Arc::clone(&self.context);
-        Ok(self.services.notify(endpoint, &context, &changes))
+        Ok(self.services.get().notify(endpoint, &context, &changes))
     }
 }
 
 impl organization_service::Host for InvocationState {
     fn create(&mut self, entity: Entity) -> wasmtime::Result<Result<Guid, ServiceError>> {
         self.count_organization_call()?;
-        Ok(self.services.create(entity))
+        Ok(self.services.get().create(entity))
     }
 
     fn retrieve(
@@ -298,7 +336,7 @@ impl organization_service::Host for InvocationState {
         columns: Option<Vec<String>>,
     ) -> wasmtime::Result<Result<Entity, ServiceError>> {
         self.count_organization_call()?;
-        Ok(self.services.retrieve(entity_name, id, columns))
+        Ok(self.services.get().retrieve(entity_name, id, columns))
     }
 
     fn retrieve_multiple(
@@ -306,12 +344,12 @@ impl organization_service::Host for InvocationState {
         query: organization_service::Query,
     ) -> wasmtime::Result<Result<EntityCollection, ServiceError>> {
         self.count_organization_call()?;
-        Ok(self.services.retrieve_multiple(query))
+        Ok(self.services.get().retrieve_multiple(query))
     }
 
     fn update(&mut self, entity: Entity) -> wasmtime::Result<Result<(), ServiceError>> {
         self.count_organization_call()?;
-        Ok(self.services.update(entity))
+        Ok(self.services.get().update(entity))
     }
 
     fn delete(
@@ -320,7 +358,7 @@ impl organization_service::Host for InvocationState {
         id: Guid,
     ) -> wasmtime::Result<Result<(), ServiceError>> {
         self.count_organization_call()?;
-        Ok(self.services.delete(entity_name, id))
+        Ok(self.services.get().delete(entity_name, id))
     }
 }
 
