@@ -108,13 +108,15 @@ pub struct Summary {
 /// Why a body could not be summarised.
 #[derive(Debug, thiserror::Error)]
 pub enum SummaryError {
-    /// JSON content type but not a JSON object.
-    #[error("body is not a JSON RemoteExecutionContext: {0}")]
-    Json(String),
+    /// The content type says RemoteExecutionContext but the body is not one.
+    #[error("body is not a RemoteExecutionContext: {0}")]
+    Malformed(#[from] weft_message::MessageError),
 }
 
-/// Decodes a body by content type. JSON (`application/json`, or no content type and a body starting with `{`)
-/// yields the context fields; other types (XML, `application/msbin1`) report only type and size for now.
+/// Decodes a body by content type with weft-message: JSON (`application/json`,
+/// or no content type and a body starting with `{`), text XML
+/// (`application/xml`) and .NET binary XML (`application/msbin1`) yield the
+/// context fields; other content types report only type and size.
 pub fn summarize(body: &[u8], content_type: &str) -> Result<Summary, SummaryError> {
     let mut s = Summary {
         content_type: content_type.to_string(),
@@ -123,29 +125,20 @@ pub fn summarize(body: &[u8], content_type: &str) -> Result<Summary, SummaryErro
     };
     // DataContractJsonSerializer output may start with a UTF-8 BOM.
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let looks_json = mime == "application/json"
-        || mime.ends_with("+json")
-        || (mime.is_empty() && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
-    if !looks_json {
-        return Ok(s);
-    }
-    let v: Value = serde_json::from_slice(body).map_err(|e| SummaryError::Json(e.to_string()))?;
-    let Value::Object(o) = v else {
-        return Err(SummaryError::Json("top level is not an object".into()));
+    let sniffed_json = content_type.trim().is_empty()
+        && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let format = match weft_message::Format::from_content_type(content_type) {
+        Ok(format) => format,
+        Err(_) if sniffed_json => weft_message::Format::Json,
+        Err(_) => return Ok(s),
     };
-    let field = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+    let ctx = weft_message::decode(body, format)?;
     s.decoded = true;
-    s.message_name = field("MessageName");
-    s.primary_entity_name = field("PrimaryEntityName");
-    s.primary_entity_id = field("PrimaryEntityId");
-    s.correlation_id = field("CorrelationId");
-    s.operation_id = field("OperationId");
+    s.message_name = Some(ctx.message_name);
+    s.primary_entity_name = Some(ctx.primary_entity_name);
+    s.primary_entity_id = Some(ctx.primary_entity_id.to_string());
+    s.correlation_id = Some(ctx.correlation_id.to_string());
+    s.operation_id = Some(ctx.operation_id.to_string());
     Ok(s)
 }
 
@@ -622,21 +615,29 @@ mod tests {
         assert_eq!(s.primary_entity_name.as_deref(), Some("contact"));
     }
 
-    /// Inline JSON, BOM, sniffing, non-JSON types and malformed JSON.
+    /// Every Dataverse format decodes; BOM and sniffing work; other types and
+    /// malformed bodies are told apart.
     #[test]
     fn summarize_cases() {
-        let body = br#"{"CorrelationId":"c","MessageName":"Create","OperationId":"o","PrimaryEntityId":"i","PrimaryEntityName":"account"}"#;
-        let s = summarize(body, "application/json; charset=utf-8").unwrap();
-        assert_eq!(
-            (s.message_name.as_deref(), s.correlation_id.as_deref()),
-            (Some("Create"), Some("c"))
-        );
+        use weft_message::{Format, RemoteExecutionContext, encode};
+        let ctx = RemoteExecutionContext::new_minimal("Create", "account", 40);
+        for format in [Format::Json, Format::Xml, Format::Binary] {
+            let body = encode(&ctx, format);
+            let s = summarize(&body, format.content_type()).unwrap();
+            assert!(s.decoded, "{format:?}");
+            assert_eq!(
+                (s.message_name.as_deref(), s.primary_entity_name.as_deref()),
+                (Some("Create"), Some("account"))
+            );
+        }
+        let json = encode(&ctx, Format::Json);
         let mut bom = b"\xEF\xBB\xBF".to_vec();
-        bom.extend_from_slice(body);
+        bom.extend_from_slice(&json);
         assert!(summarize(&bom, "").unwrap().decoded);
-        let x = summarize(b"<RemoteExecutionContext/>", "application/xml").unwrap();
-        assert!(!x.decoded);
-        assert_eq!(x.size, 25);
+        let other = summarize(b"hello", "text/plain").unwrap();
+        assert!(!other.decoded);
+        assert_eq!(other.size, 5);
+        assert!(summarize(b"<RemoteExecutionContext><Depth>", "application/xml").is_err());
         assert!(summarize(b"{nope", "application/json").is_err());
     }
 }

@@ -35,10 +35,14 @@ fn args(bus: &TestBus, extra: &[&str]) -> ListenArgs {
     Cli::try_parse_from(v).unwrap().listen
 }
 
+const CORRELATION: &str = "c0000000-0000-4000-8000-000000000001";
+
+/// A real Dataverse JSON context, written by weft-message.
 fn context() -> String {
-    json!({"CorrelationId":"c-1","MessageName":"Create","OperationId":"op-1",
-           "PrimaryEntityId":"11111111-2222-3333-4444-555555555555","PrimaryEntityName":"account"})
-    .to_string()
+    let mut ctx = weft_message::RemoteExecutionContext::new_minimal("Create", "account", 40);
+    ctx.correlation_id = CORRELATION.parse().unwrap();
+    ctx.primary_entity_id = "11111111-2222-3333-4444-555555555555".parse().unwrap();
+    String::from_utf8(weft_message::encode(&ctx, weft_message::Format::Json)).unwrap()
 }
 
 fn claims() -> serde_json::Value {
@@ -86,7 +90,9 @@ async fn queue_peek_lock_complete() {
     .unwrap();
     let seen = std::fs::read_to_string(&out).unwrap();
     assert!(
-        seen.starts_with("Create account c-1 Create account 11111111-2222-3333-4444-555555555555"),
+        seen.starts_with(&format!(
+            "Create account {CORRELATION} Create account 11111111-2222-3333-4444-555555555555"
+        )),
         "{seen}"
     );
     assert!(seen.contains("EntityLogicalName=account"), "{seen}");
