@@ -392,3 +392,106 @@ async fn unreachable_is_transient() {
     assert_eq!(e.kind(), ErrorKind::Connect, "{e}");
     assert_eq!(e.class(), ErrorClass::Transient);
 }
+
+/// Binary XML on a queue travels base64 in the batch (`IsBodyBase64`) and is received as the raw
+/// application/msbin1 bytes.
+#[tokio::test]
+async fn queue_binary_xml() {
+    let bus = TestBus::start().await;
+    let ep = bus_endpoint(
+        &bus,
+        Contract::Queue,
+        MessageFormat::BinaryXml,
+        "orders",
+        UserClaim::UserId,
+    );
+    let ctx = context();
+    post(&ep, &ctx, &delivery(&ctx)).await.unwrap();
+    let r = bus.receive("orders", 5).await;
+    assert_eq!(
+        header(&r, "content-type").as_deref(),
+        Some("application/msbin1")
+    );
+    let body = r.bytes().await.unwrap();
+    assert_eq!(
+        body[..],
+        weft_message::encode(&ctx, weft_message::Format::Binary)[..]
+    );
+}
+
+/// SAS token auth (3): the ready-made token is used verbatim; an expired one fails as Auth before sending.
+#[tokio::test]
+async fn sas_token_auth() {
+    let bus = TestBus::start().await;
+    let mut r = row(Contract::Queue, MessageFormat::Json, AuthType::SasToken);
+    r.def.namespace_address = Some(format!("{}/", bus.base));
+    r.def.path = Some("/orders/".into());
+    let good = EndpointSecrets {
+        sas_token: Some(token(&bus.url("orders"))),
+        ..Default::default()
+    };
+    let ep = weft_endpoints::Endpoint::new(&r, &good).unwrap();
+    let ctx = context();
+    post(&ep, &ctx, &delivery(&ctx)).await.unwrap();
+    assert_eq!(bus.receive("orders", 5).await.status(), 200);
+    let expired = "SharedAccessSignature sr=x&sig=c2lnbmF0dXJl&se=1000&skn=k";
+    let bad = EndpointSecrets {
+        sas_token: Some(expired.into()),
+        ..Default::default()
+    };
+    let ep = weft_endpoints::Endpoint::new(&r, &bad).unwrap();
+    let e = post(&ep, &ctx, &delivery(&ctx)).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Auth);
+    assert!(
+        e.to_string().contains("expired") && !e.to_string().contains("c2lnbmF0dXJl"),
+        "{e}"
+    );
+}
+
+/// Address rules: sb:// and bare hosts become https, a namespace name gets the Azure suffix, http:// is
+/// refused off loopback, and missing secrets are named.
+#[test]
+fn address_rules() {
+    let mk = |addr: &str| {
+        let mut r = row(Contract::Topic, MessageFormat::Json, AuthType::SasKey);
+        r.def.namespace_address = Some(addr.into());
+        r.def.path = Some("events".into());
+        r.def.sas_key_name = Some(KEY_NAME.into());
+        r
+    };
+    let s = sas_secrets(KEY);
+    let target =
+        |addr: &str| weft_endpoints::Endpoint::new(&mk(addr), &s).map(|e| e.target().to_string());
+    assert_eq!(
+        target("sb://contoso.servicebus.windows.net/").unwrap(),
+        "https://contoso.servicebus.windows.net/events"
+    );
+    assert_eq!(
+        target("contoso.servicebus.windows.net").unwrap(),
+        "https://contoso.servicebus.windows.net/events"
+    );
+    assert_eq!(
+        target("http://localhost:7480").unwrap(),
+        "http://localhost:7480/events"
+    );
+    let e = target("http://contoso.servicebus.windows.net").unwrap_err();
+    assert!(e.to_string().contains("only allowed for loopback"), "{e}");
+    let e = target("sb://contoso.servicebus.windows.net/events").unwrap_err();
+    assert!(e.to_string().contains("must not contain a path"), "{e}");
+    let mut r = mk("contoso");
+    r.def.namespace_format = Some(weft_store::system::NamespaceFormat::NamespaceName);
+    assert_eq!(
+        weft_endpoints::Endpoint::new(&r, &s).unwrap().target(),
+        "https://contoso.servicebus.windows.net/events"
+    );
+    let e = weft_endpoints::Endpoint::new(
+        &mk("sb://c.servicebus.windows.net"),
+        &EndpointSecrets::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("saskey"), "{e}");
+    let mut r = mk("sb://c.servicebus.windows.net");
+    r.def.auth_type = AuthType::WebhookKey;
+    let e = weft_endpoints::Endpoint::new(&r, &s).unwrap_err();
+    assert!(e.to_string().contains("not valid for contract 5"), "{e}");
+}

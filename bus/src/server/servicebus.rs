@@ -102,7 +102,7 @@ pub(super) fn single_message(headers: &HeaderMap, body: Bytes) -> Result<NewMess
     })
 }
 
-/// Parses a batch body: `[{"Body": "...", "BrokerProperties": {...}, "UserProperties": {...}}, ...]`.
+/// Parses a batch body: `[{"Body": "...", "IsBodyBase64": bool, "BrokerProperties": {...}, "UserProperties": {...}}, ...]`.
 /// weft accepts an optional per-item `ContentType` string (Azure's batch has no per-message content type).
 pub(super) fn batch_messages(body: &[u8]) -> Result<Vec<NewMessage>, String> {
     let v: Value =
@@ -118,9 +118,20 @@ pub(super) fn batch_messages(body: &[u8]) -> Result<Vec<NewMessage>, String> {
                 .as_object()
                 .ok_or_else(|| format!("batch item {i} is not a JSON object"))?;
             let body = match obj.get("Body") {
-                Some(Value::String(s)) => Bytes::from(s.clone()),
+                Some(Value::String(s)) => s,
                 Some(_) => return Err(format!("batch item {i}: Body must be a string")),
                 None => return Err(format!("batch item {i}: Body is missing")),
+            };
+            // Azure's batch message also has `IsBodyBase64` (binary bodies, e.g. application/msbin1).
+            let body = match obj.get("IsBodyBase64") {
+                Some(Value::Bool(true)) => Bytes::from(
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body)
+                        .map_err(|e| {
+                            format!("batch item {i}: IsBodyBase64 is true but Body is not base64: {e}")
+                        })?,
+                ),
+                Some(Value::Bool(false) | Value::Null) | None => Bytes::from(body.clone()),
+                Some(_) => return Err(format!("batch item {i}: IsBodyBase64 must be true or false")),
             };
             let broker = match obj.get("BrokerProperties") {
                 Some(v) if !v.is_null() => {
