@@ -127,11 +127,17 @@ pub(super) fn batch_messages(body: &[u8]) -> Result<Vec<NewMessage>, String> {
                 Some(Value::Bool(true)) => Bytes::from(
                     base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body)
                         .map_err(|e| {
-                            format!("batch item {i}: IsBodyBase64 is true but Body is not base64: {e}")
+                            format!(
+                                "batch item {i}: IsBodyBase64 is true but Body is not base64: {e}"
+                            )
                         })?,
                 ),
                 Some(Value::Bool(false) | Value::Null) | None => Bytes::from(body.clone()),
-                Some(_) => return Err(format!("batch item {i}: IsBodyBase64 must be true or false")),
+                Some(_) => {
+                    return Err(format!(
+                        "batch item {i}: IsBodyBase64 must be true or false"
+                    ));
+                }
             };
             let broker = match obj.get("BrokerProperties") {
                 Some(v) if !v.is_null() => {
