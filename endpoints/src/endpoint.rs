@@ -39,19 +39,15 @@ pub(crate) enum Auth {
     Query(Vec<(String, String)>),
 }
 
-/// A validated endpoint, ready to post to. `Debug` never shows secrets.
+/// A validated endpoint, ready to post to. Fields are private so nothing can change after validation;
+/// `Debug` never shows secrets.
 #[derive(Clone)]
 pub struct Endpoint {
-    /// `serviceendpointid`.
-    pub id: Uuid,
-    /// `name`.
-    pub name: String,
-    /// `contract`.
-    pub contract: Contract,
-    /// The wire format actually sent: the endpoint's `messageformat`, except webhooks, which always get JSON.
-    pub format: Format,
-    /// `userclaim`: which user claims travel with Service Bus, Event Hubs and relay messages.
-    pub user_claim: UserClaim,
+    id: Uuid,
+    pub(crate) name: String,
+    pub(crate) contract: Contract,
+    pub(crate) format: Format,
+    pub(crate) user_claim: UserClaim,
     target: String,
     pub(crate) auth: Auth,
     timeout: Duration,
@@ -156,6 +152,31 @@ impl Endpoint {
         }
         self.signing = Some(secret);
         Ok(self)
+    }
+
+    /// `serviceendpointid`.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// `name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `contract`.
+    pub fn contract(&self) -> Contract {
+        self.contract
+    }
+
+    /// The wire format actually sent: the endpoint's `messageformat`, except webhooks, which always get JSON.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// `userclaim`: which user claims travel with Service Bus, Event Hubs and relay messages.
+    pub fn user_claim(&self) -> UserClaim {
+        self.user_claim
     }
 
     /// The request timeout.

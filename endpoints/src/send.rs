@@ -225,7 +225,7 @@ pub(crate) fn sas_token(ep: &Endpoint) -> Result<String, PostError> {
 /// 3 UserInfo → as 2 plus `InitiatingUserAgent` when the context has one. `MessageMaxSizeExceeded: true`
 /// only on truncated messages.
 pub fn claims(
-    ep_claim: UserClaim,
+    user_claim: UserClaim,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
     truncated: bool,
@@ -235,11 +235,11 @@ pub fn claims(
         m.insert(format!("{CLAIMS}{k}"), Value::String(v));
     };
     put("Organization", d.organization.clone());
-    if matches!(ep_claim, UserClaim::UserId | UserClaim::UserInfo) {
+    if matches!(user_claim, UserClaim::UserId | UserClaim::UserInfo) {
         put("User", ctx.user_id.to_string());
         put("InitiatingUser", ctx.initiating_user_id.to_string());
     }
-    if ep_claim == UserClaim::UserInfo
+    if user_claim == UserClaim::UserInfo
         && let Some(agent) = ctx
             .initiating_user_agent
             .as_deref()
