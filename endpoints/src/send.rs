@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 use weft_message::{
@@ -143,7 +143,10 @@ pub(crate) async fn execute(
 /// A reqwest failure → Connect / Timeout / Transport, with the URL (which may hold `?code=`) removed and the
 /// cause chain redacted.
 fn transport(ep: &Endpoint, e: reqwest::Error) -> PostError {
-    let kind = if e.is_timeout() {
+    let kind = if e.is_builder() {
+        // The request could not be built (e.g. an invalid URL): retrying cannot help.
+        ErrorKind::Config
+    } else if e.is_timeout() {
         ErrorKind::Timeout
     } else if e.is_connect() {
         ErrorKind::Connect
@@ -343,9 +346,18 @@ fn webhook_request(
     let mut req = http
         .post(webhook_url(ep)?)
         .header(CONTENT_TYPE, "application/json")
-        .header("x-ms-dynamics-organization", &d.organization)
-        .header("x-ms-dynamics-entity-name", &ctx.primary_entity_name)
-        .header("x-ms-dynamics-request-name", &ctx.message_name)
+        .header(
+            "x-ms-dynamics-organization",
+            header_value("x-ms-dynamics-organization", &d.organization)?,
+        )
+        .header(
+            "x-ms-dynamics-entity-name",
+            header_value("x-ms-dynamics-entity-name", &ctx.primary_entity_name)?,
+        )
+        .header(
+            "x-ms-dynamics-request-name",
+            header_value("x-ms-dynamics-request-name", &ctx.message_name)?,
+        )
         .header("x-ms-correlation-request-id", d.correlation_id.to_string());
     if enc.truncated {
         req = req.header("x-ms-dynamics-msg-size-exceeded", "true");
@@ -366,6 +378,15 @@ fn webhook_request(
             );
     }
     Ok(req.body(enc.bytes.clone()))
+}
+
+/// A header value from context data; characters HTTP cannot carry are a permanent error, not a send failure.
+fn header_value(name: &str, value: &str) -> Result<HeaderValue, PostError> {
+    HeaderValue::from_str(value).map_err(|_| {
+        PostError::config(format!(
+            "{name} value {value:?} has characters an HTTP header cannot carry (control or non-ASCII)"
+        ))
+    })
 }
 
 /// The webhook URL with the auth query parameters (`code=` or the settings) appended.

@@ -327,3 +327,17 @@ async fn config_errors() {
     let ep = Endpoint::new(&r, &s).unwrap();
     assert!(!format!("{ep:?}").contains("SECRET9"));
 }
+
+/// Context data HTTP headers cannot carry is a permanent config error, and nothing is sent.
+#[tokio::test]
+async fn unsendable_header_is_permanent() {
+    let (url, hk) = hook().await;
+    let ep = webhook(&url, AuthType::WebhookKey, "k");
+    let ctx = context();
+    let mut d = delivery(&ctx);
+    d.organization = "org\nx".into();
+    let e = post(&ep, &ctx, &d).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert_eq!(e.class(), ErrorClass::Permanent);
+    assert!(hk.seen.lock().unwrap().is_empty());
+}
