@@ -113,6 +113,8 @@ pub trait Read {
     fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>>;
     /// Plug-in trace log rows matching the filter, newest first.
     fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>>;
+    /// A system job's recorded attempts, first attempt first.
+    fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>>;
 }
 
 /// Writes inside one transaction (one savepoint of a group commit). All changes of a work become durable
@@ -191,8 +193,13 @@ pub trait Tx: Read {
         next_attempt_ms: i64,
         error: &JobError,
     ) -> Result<()>;
-    /// Deletes a job; false when it did not exist.
+    /// Deletes a job and its recorded attempts; false when it did not exist.
     fn delete_job(&mut self, id: Uuid) -> Result<bool>;
+    /// Changes a job's state as told (no lease check: the caller has read the job in this transaction and
+    /// decided); NotFound when it does not exist. Leaving Locked releases the lease.
+    fn update_job(&mut self, id: Uuid, update: &JobUpdate) -> Result<()>;
+    /// Records one attempt at a job; returns its number (1 for the job's first). NotFound for an unknown job.
+    fn insert_job_attempt(&mut self, attempt: &NewJobAttempt) -> Result<i32>;
 }
 
 /// What a boxed work tells the writer: whether to keep its changes, and the caller's answer.

@@ -567,6 +567,56 @@ pub struct JobError {
     pub friendly_message: Option<String>,
 }
 
+/// A change of a system job's state outside the worker's lease calls: user requests (cancel, pause, resume,
+/// postpone, retry now) and outcomes the asynchronous service decides itself. Only `statecode`/`statuscode`,
+/// `postponeuntil` and the error columns change (dataverse.md §18); leaving Locked releases the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobUpdate {
+    /// The new `statuscode` (the `statecode` follows).
+    pub status: JobStatus,
+    /// The new `postponeuntil`, ms (None clears it).
+    pub postpone_until: Option<i64>,
+    /// Sets `completedon`, ms, when Some; leaves it otherwise.
+    pub completed_on: Option<i64>,
+    /// Sets `errorcode`, `message`, `friendlymessage` when Some; leaves them otherwise.
+    pub error: Option<JobError>,
+    /// Adds one to `retrycount`.
+    pub count_retry: bool,
+}
+
+/// One attempt at running a system job, to record (the job's attempt history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewJobAttempt {
+    /// The job (`asyncoperationid`).
+    pub job_id: Uuid,
+    /// The worker that ran it.
+    pub worker: String,
+    /// When the attempt started, ms.
+    pub started_on: i64,
+    /// The service endpoint posted to, if any.
+    pub endpoint_id: Option<Uuid>,
+    /// The endpoint's HTTP status code, if one answered.
+    pub http_status: Option<i32>,
+    /// How long the attempt took, ms.
+    pub latency_ms: i64,
+    /// What came of it, in the service's words (e.g. `succeeded`, `transient`, `permanent`).
+    pub outcome: String,
+    /// The error code, if it failed.
+    pub error_code: Option<i32>,
+    /// The error message, if it failed.
+    pub message: Option<String>,
+}
+
+/// A recorded attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobAttempt {
+    /// 1 for the job's first recorded attempt, then 2, 3…
+    pub attempt: i32,
+    /// What was recorded.
+    #[serde(flatten)]
+    pub entry: NewJobAttempt,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -476,3 +476,98 @@ fn registration_rules() {
     );
     assert!(store.read(|r| r.service_endpoints()).unwrap().is_empty());
 }
+
+/// Attempts are numbered per job in the writer, update_job changes state and releases the lease when leaving
+/// Locked, and deleting a job deletes its attempts.
+#[test]
+fn job_attempts_and_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = Uuid::new_v4();
+    let id = store
+        .transact(move |tx| tx.insert_system_job(job("a", c)))
+        .unwrap();
+    let attempt = move |worker: &str| NewJobAttempt {
+        job_id: id,
+        worker: worker.into(),
+        started_on: 5,
+        endpoint_id: None,
+        http_status: Some(503),
+        latency_ms: 7,
+        outcome: "transient".into(),
+        error_code: Some(-2147204346),
+        message: Some("busy".into()),
+    };
+    let (a1, a2) = (attempt("w1"), attempt("w2"));
+    let numbers = store
+        .transact(move |tx| {
+            tx.claim_jobs("w1", 0, 1_000, 1)?;
+            Ok::<_, StoreError>((tx.insert_job_attempt(&a1)?, tx.insert_job_attempt(&a2)?))
+        })
+        .unwrap();
+    assert_eq!(numbers, (1, 2));
+    let unknown = NewJobAttempt {
+        job_id: Uuid::new_v4(),
+        ..attempt("w1")
+    };
+    let err = store
+        .transact(move |tx| tx.insert_job_attempt(&unknown))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+
+    // Locked → Pausing keeps the lease; → Suspended releases it and sets the error once.
+    let keep = JobUpdate {
+        status: JobStatus::Pausing,
+        postpone_until: None,
+        completed_on: None,
+        error: None,
+        count_retry: false,
+    };
+    store.transact(move |tx| tx.update_job(id, &keep)).unwrap();
+    let j = store.read(|r| r.system_job(id)).unwrap().unwrap();
+    assert_eq!(
+        (j.status, j.lease_owner.as_deref()),
+        (JobStatus::Pausing, Some("w1"))
+    );
+    let suspend = JobUpdate {
+        status: JobStatus::Waiting,
+        postpone_until: None,
+        completed_on: None,
+        error: Some(JobError {
+            code: Some(1),
+            message: "paused".into(),
+            friendly_message: None,
+        }),
+        count_retry: true,
+    };
+    store
+        .transact(move |tx| tx.update_job(id, &suspend))
+        .unwrap();
+    let j = store.read(|r| r.system_job(id)).unwrap().unwrap();
+    assert_eq!(j.status, JobStatus::Waiting);
+    assert_eq!((j.lease_owner, j.lease_expires_on), (None, None));
+    assert_eq!(
+        (j.retry_count, j.error_code, j.message.as_deref()),
+        (1, Some(1), Some("paused"))
+    );
+
+    let attempts = store.read(|r| r.job_attempts(id)).unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        (attempts[1].attempt, attempts[1].entry.worker.as_str()),
+        (2, "w2")
+    );
+    assert!(store.transact(move |tx| tx.delete_job(id)).unwrap());
+    assert!(store.read(|r| r.job_attempts(id)).unwrap().is_empty());
+    let missing = JobUpdate {
+        status: JobStatus::WaitingForResources,
+        postpone_until: None,
+        completed_on: None,
+        error: None,
+        count_retry: false,
+    };
+    let err = store
+        .transact(move |tx| tx.update_job(id, &missing))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}

@@ -349,6 +349,9 @@ impl Read for SqlRead<'_> {
     fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
         system::trace_logs(self.conn, filter)
     }
+    fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
+        system::job_attempts(self.conn, job_id)
+    }
 }
 
 /// Writes inside the writer's current savepoint.
@@ -401,6 +404,9 @@ impl Read for SqlTx<'_> {
     }
     fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
         self.read.trace_logs(filter)
+    }
+    fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
+        self.read.job_attempts(job_id)
     }
 }
 
@@ -543,5 +549,11 @@ impl Tx for SqlTx<'_> {
     }
     fn delete_job(&mut self, id: Uuid) -> Result<bool> {
         system::delete_job(self.read.conn, id)
+    }
+    fn update_job(&mut self, id: Uuid, update: &JobUpdate) -> Result<()> {
+        system::update_job(self.read.conn, id, update)
+    }
+    fn insert_job_attempt(&mut self, attempt: &NewJobAttempt) -> Result<i32> {
+        system::insert_job_attempt(self.read.conn, attempt)
     }
 }

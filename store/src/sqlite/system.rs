@@ -54,7 +54,12 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             createdon INTEGER NOT NULL, startedon INTEGER, completedon INTEGER, postponeuntil INTEGER,
             retrycount INTEGER NOT NULL DEFAULT 0, errorcode INTEGER, message TEXT, friendlymessage TEXT,
             statecode INTEGER NOT NULL, statuscode INTEGER NOT NULL, leaseowner TEXT, leaseexpireson INTEGER);
-         CREATE INDEX IF NOT EXISTS asyncoperation_runnable ON asyncoperation (statecode, statuscode);",
+         CREATE INDEX IF NOT EXISTS asyncoperation_runnable ON asyncoperation (statecode, statuscode);
+         CREATE TABLE IF NOT EXISTS asyncoperationattempt (
+            asyncoperationid TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL,
+            startedon INTEGER NOT NULL, serviceendpointid TEXT, httpstatus INTEGER, latencyms INTEGER NOT NULL,
+            outcome TEXT NOT NULL, errorcode INTEGER, message TEXT,
+            PRIMARY KEY (asyncoperationid, attempt)) WITHOUT ROWID;",
     )?;
     Ok(())
 }
@@ -789,8 +794,110 @@ pub(crate) fn wait_job(
 }
 
 pub(crate) fn delete_job(conn: &Connection, id: Uuid) -> Result<bool> {
+    conn.prepare_cached("DELETE FROM asyncoperationattempt WHERE asyncoperationid = ?1")?
+        .execute([id.to_string()])?;
     Ok(conn
         .prepare_cached("DELETE FROM asyncoperation WHERE asyncoperationid = ?1")?
         .execute([id.to_string()])?
         > 0)
+}
+
+pub(crate) fn update_job(conn: &Connection, id: Uuid, u: &JobUpdate) -> Result<()> {
+    let (code, message, friendly, set_error) = match &u.error {
+        Some(e) => {
+            let [c, m, f] = error_params(e);
+            (c, m, f, true)
+        }
+        None => (SqlValue::Null, SqlValue::Null, SqlValue::Null, false),
+    };
+    let n = conn
+        .prepare_cached(
+            "UPDATE asyncoperation SET statecode = ?2, statuscode = ?3, postponeuntil = ?4,
+                completedon = coalesce(?5, completedon),
+                retrycount = retrycount + ?6,
+                errorcode = CASE WHEN ?7 THEN ?8 ELSE errorcode END,
+                message = CASE WHEN ?7 THEN ?9 ELSE message END,
+                friendlymessage = CASE WHEN ?7 THEN ?10 ELSE friendlymessage END,
+                leaseowner = CASE WHEN ?2 = 2 THEN leaseowner END,
+                leaseexpireson = CASE WHEN ?2 = 2 THEN leaseexpireson END
+             WHERE asyncoperationid = ?1",
+        )?
+        .execute(params![
+            id.to_string(),
+            u.status.state().value(),
+            u.status.value(),
+            u.postpone_until,
+            u.completed_on,
+            i32::from(u.count_retry),
+            set_error,
+            code,
+            message,
+            friendly,
+        ])?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound {
+            table: "asyncoperation".into(),
+            id,
+        })
+    }
+}
+
+pub(crate) fn insert_job_attempt(conn: &Connection, a: &NewJobAttempt) -> Result<i32> {
+    if system_job(conn, a.job_id)?.is_none() {
+        return Err(StoreError::NotFound {
+            table: "asyncoperation".into(),
+            id: a.job_id,
+        });
+    }
+    // Numbered in the writer's transaction, so two workers that both ran the job (a takeover after an
+    // expired lease) get distinct numbers.
+    let attempt: i32 = conn
+        .prepare_cached(
+            "SELECT coalesce(max(attempt), 0) + 1 FROM asyncoperationattempt WHERE asyncoperationid = ?1",
+        )?
+        .query_row([a.job_id.to_string()], |r| r.get(0))?;
+    conn.prepare_cached(
+        "INSERT INTO asyncoperationattempt (asyncoperationid, attempt, worker, startedon, serviceendpointid,
+            httpstatus, latencyms, outcome, errorcode, message) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    )?
+    .execute(params![
+        a.job_id.to_string(),
+        attempt,
+        a.worker,
+        a.started_on,
+        a.endpoint_id.map(|u| u.to_string()),
+        a.http_status,
+        a.latency_ms,
+        a.outcome,
+        a.error_code,
+        a.message,
+    ])?;
+    Ok(attempt)
+}
+
+pub(crate) fn job_attempts(conn: &Connection, job_id: Uuid) -> Result<Vec<JobAttempt>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT asyncoperationid, attempt, worker, startedon, serviceendpointid, httpstatus, latencyms, outcome,
+                errorcode, message
+         FROM asyncoperationattempt WHERE asyncoperationid = ?1 ORDER BY attempt",
+    )?;
+    let rows = stmt.query_map([job_id.to_string()], |r| {
+        Ok(JobAttempt {
+            attempt: r.get(1)?,
+            entry: NewJobAttempt {
+                job_id: uuid_col(r, 0)?,
+                worker: r.get(2)?,
+                started_on: r.get(3)?,
+                endpoint_id: opt_uuid_col(r, 4)?,
+                http_status: r.get(5)?,
+                latency_ms: r.get(6)?,
+                outcome: r.get(7)?,
+                error_code: r.get(8)?,
+                message: r.get(9)?,
+            },
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -1,0 +1,471 @@
+//! The asynchronous service: workers that claim system jobs with a lease, run them and record what came of it.
+//!
+//! Owns the worker loop (claim a batch → run each job under a timeout → record the attempt and the job's next
+//! state in one transaction), wake-ups ([`Notifier`]), graceful shutdown, and the settling of jobs whose
+//! worker died while they were Pausing/Canceling. It must not know transports (the [`JobRunner`] classifies
+//! failures) nor the retry arithmetic (that is [`crate::policy`]).
+//!
+//! Lease model: a claim makes a job Locked / In Progress for `lease`; the worker must record the outcome
+//! before the lease ends (the run timeout is shorter than the lease, which [`ServiceConfig::validate`]
+//! checks). If the worker dies, the job's lease expires and the next claim anywhere takes it over: no job is
+//! lost and none stays Locked. A worker that comes back late finds the lease gone (its attempt is still
+//! recorded, the job's state is not touched), so a job is never finished twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
+use weft_store::system::{JobError, JobFilter, JobStatus, JobUpdate, NewJobAttempt, SystemJob};
+use weft_store::{Store, StoreError, StoreExt, Tx};
+
+use crate::policy::{Decision, RetryPolicy, decide};
+use crate::runner::{FailureClass, JobOutcome, JobRunner};
+
+/// A clock in ms since the Unix epoch; injectable so tests move time instead of sleeping.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    })
+}
+
+/// How the service runs.
+#[derive(Clone)]
+pub struct ServiceConfig {
+    /// Concurrent workers, each claiming its own batches.
+    pub workers: usize,
+    /// Most jobs one claim takes; a batch's jobs run concurrently.
+    pub batch_size: u32,
+    /// How long a claim holds a job; after it another worker may take the job over.
+    pub lease: Duration,
+    /// An attempt still running after this is abandoned and counted as a transient failure (timeout).
+    pub run_timeout: Duration,
+    /// How often an idle worker looks for due jobs (retries coming due, postponed jobs) without a notify.
+    pub poll_interval: Duration,
+    /// Retry schedule and limits.
+    pub retry: RetryPolicy,
+    /// Worker ids are `<prefix>-<n>`; unique per process so leases name who holds them.
+    pub worker_prefix: String,
+    /// The clock deciding claims, leases and next attempts.
+    pub clock: Clock,
+}
+
+impl Default for ServiceConfig {
+    /// 2 workers (the dev machine has 2 cores), batches of 32, 5 min lease over a 2 min run timeout (the
+    /// webhook's 60 s timeout plus the pipeline's 2-minute operation limit fit), 250 ms poll.
+    fn default() -> Self {
+        ServiceConfig {
+            workers: 2,
+            batch_size: 32,
+            lease: Duration::from_secs(300),
+            run_timeout: Duration::from_secs(120),
+            poll_interval: Duration::from_millis(250),
+            retry: RetryPolicy::default(),
+            worker_prefix: format!(
+                "weft-{}-{}",
+                std::process::id(),
+                &Uuid::new_v4().simple().to_string()[..8]
+            ),
+            clock: system_clock(),
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Checks the values; the error says which and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 || self.batch_size == 0 {
+            return Err("jobs: workers and batch_size must be at least 1".into());
+        }
+        if self.run_timeout >= self.lease {
+            return Err(format!(
+                "jobs: run_timeout ({:?}) must be shorter than the lease ({:?}), or a slow attempt would be taken \
+                 over and run twice",
+                self.run_timeout, self.lease
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(
+                "jobs: poll_interval must be more than 0 (an idle worker would spin)".into(),
+            );
+        }
+        self.retry.validate()
+    }
+}
+
+/// Wakes idle workers at once (e.g. the pipeline, after committing an operation that wrote jobs).
+#[derive(Clone, Default)]
+pub struct Notifier(Arc<Notify>);
+
+impl Notifier {
+    /// Wakes every idle worker; a worker busy claiming looks again before it sleeps.
+    pub fn notify(&self) {
+        self.0.notify_waiters();
+    }
+}
+
+struct Shared<R> {
+    store: Arc<dyn Store>,
+    runner: Arc<R>,
+    config: ServiceConfig,
+    notify: Notifier,
+}
+
+/// The running service. Stop it with [`AsyncService::shutdown`]; dropping it also stops the workers, without
+/// waiting for them.
+pub struct AsyncService {
+    notify: Notifier,
+    stop: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl AsyncService {
+    /// Starts `config.workers` workers on the current tokio runtime.
+    pub fn start<R: JobRunner>(
+        store: Arc<dyn Store>,
+        runner: Arc<R>,
+        config: ServiceConfig,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let notify = Notifier::default();
+        let (stop, stopped) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            store,
+            runner,
+            notify: notify.clone(),
+            config,
+        });
+        let workers = (0..shared.config.workers)
+            .map(|n| {
+                let id = format!("{}-{n}", shared.config.worker_prefix);
+                tokio::spawn(worker(shared.clone(), id, stopped.clone()))
+            })
+            .collect();
+        Ok(AsyncService {
+            notify,
+            stop,
+            workers,
+        })
+    }
+
+    /// A handle that wakes the workers; cheap to clone and keep (the pipeline calls it after commit).
+    pub fn notifier(&self) -> Notifier {
+        self.notify.clone()
+    }
+
+    /// Wakes idle workers now.
+    pub fn notify(&self) {
+        self.notify.notify();
+    }
+
+    /// Stops claiming, lets every attempt in flight finish and be recorded (at most the run timeout), then
+    /// returns. Nothing is left Locked by this service.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for w in self.workers.drain(..) {
+            if let Err(e) = w.await {
+                tracing::error!(error = %e, "a jobs worker ended abnormally");
+            }
+        }
+    }
+}
+
+impl Drop for AsyncService {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn worker<R: JobRunner>(shared: Arc<Shared<R>>, id: String, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // Registered before claiming, so a notify that lands while we claim is not lost.
+        let notified = shared.notify.0.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match claim(&shared, &id).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                run_batch(&shared, &id, jobs).await;
+                continue;
+            }
+            Ok(_) => {}
+            Err(StoreError::Closed) => break,
+            Err(e) => tracing::warn!(worker = %id, error = %e, "cannot claim system jobs"),
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(shared.config.poll_interval) => {}
+            changed = stop.changed() => if changed.is_err() { break },
+        }
+    }
+}
+
+async fn claim<R>(shared: &Shared<R>, worker: &str) -> Result<Vec<SystemJob>, StoreError> {
+    let now = (shared.config.clock)();
+    let lease_ms = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
+    let limit = shared.config.batch_size;
+    let worker = worker.to_string();
+    shared
+        .store
+        .transact_async(move |tx| {
+            settle_abandoned(tx, now)?;
+            tx.claim_jobs(&worker, now, lease_ms, limit)
+        })
+        .await
+}
+
+/// Jobs a user paused or cancelled while they ran, whose worker then died: the claim does not take them
+/// over, so they are settled here — Pausing → Suspended (waiting for a resume), Canceling → Canceled.
+fn settle_abandoned(tx: &mut dyn Tx, now: i64) -> Result<(), StoreError> {
+    for (from, to) in [
+        (JobStatus::Pausing, JobStatus::Waiting),
+        (JobStatus::Canceling, JobStatus::Canceled),
+    ] {
+        let jobs = tx.system_jobs(&JobFilter {
+            status: Some(from),
+            ..JobFilter::default()
+        })?;
+        for j in jobs
+            .iter()
+            .filter(|j| j.lease_expires_on.is_some_and(|t| t <= now))
+        {
+            tx.update_job(
+                j.id,
+                &JobUpdate {
+                    status: to,
+                    postpone_until: None,
+                    completed_on: (to == JobStatus::Canceled).then_some(now),
+                    error: None,
+                    count_retry: false,
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_batch<R: JobRunner>(shared: &Arc<Shared<R>>, worker: &str, jobs: Vec<SystemJob>) {
+    let mut set = JoinSet::new();
+    for job in jobs {
+        let shared = shared.clone();
+        let worker = worker.to_string();
+        set.spawn(async move {
+            let id = job.id;
+            let started_on = (shared.config.clock)();
+            let t0 = Instant::now();
+            let outcome = run_one(&shared, job).await;
+            let elapsed = t0.elapsed();
+            if let Err(e) = record(&shared, &worker, id, started_on, elapsed, outcome).await {
+                tracing::warn!(job = %id, worker = %worker, error = %e, "cannot record a job attempt; the lease will expire and the job run again");
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a job task ended abnormally");
+        }
+    }
+}
+
+/// Runs one attempt in its own task, so a panicking runner fails the attempt instead of the worker.
+async fn run_one<R: JobRunner>(shared: &Arc<Shared<R>>, job: SystemJob) -> JobOutcome {
+    let runner = shared.runner.clone();
+    let handle = tokio::spawn(async move { runner.run(&job).await });
+    let abort = handle.abort_handle();
+    match tokio::time::timeout(shared.config.run_timeout, handle).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => JobOutcome::failed(
+            FailureClass::Permanent,
+            format!("the job runner failed: {e}"),
+        ),
+        Err(_) => {
+            abort.abort();
+            JobOutcome::failed(
+                FailureClass::Transient { retry_after: None },
+                format!(
+                    "the attempt timed out after {:?}",
+                    shared.config.run_timeout
+                ),
+            )
+        }
+    }
+}
+
+/// What recording an attempt did to the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    Done,
+    LeaseLost,
+    Gone,
+}
+
+async fn record<R>(
+    shared: &Shared<R>,
+    worker: &str,
+    id: Uuid,
+    started_on: i64,
+    elapsed: Duration,
+    outcome: JobOutcome,
+) -> Result<Recorded, StoreError> {
+    let now = (shared.config.clock)();
+    let policy = shared.config.retry.clone();
+    let unit = fastrand::f64();
+    let attempt = NewJobAttempt {
+        job_id: id,
+        worker: worker.to_string(),
+        started_on,
+        endpoint_id: outcome.endpoint_id,
+        http_status: outcome.status_code.map(i32::from),
+        latency_ms: i64::try_from(outcome.latency.unwrap_or(elapsed).as_millis())
+            .unwrap_or(i64::MAX),
+        outcome: outcome
+            .failure
+            .as_ref()
+            .map_or("succeeded", FailureClass::label)
+            .to_string(),
+        error_code: outcome.error_code,
+        message: outcome.message.clone(),
+    };
+    let worker = worker.to_string();
+    let recorded = shared
+        .store
+        .transact_async(move |tx| {
+            let Some(job) = tx.system_job(id)? else {
+                return Ok(Recorded::Gone); // deleted while it ran
+            };
+            let number = tx.insert_job_attempt(&attempt)?;
+            if job.status.state() != weft_store::system::JobState::Locked
+                || job.lease_owner.as_deref() != Some(worker.as_str())
+            {
+                return Ok(Recorded::LeaseLost);
+            }
+            let update = next_state(&job, &outcome, number, &policy, now, unit);
+            tx.update_job(id, &update)?;
+            if update.status == JobStatus::Succeeded && auto_delete(tx, &job)? {
+                tx.delete_job(id)?;
+            }
+            Ok::<_, StoreError>(Recorded::Done)
+        })
+        .await?;
+    if recorded == Recorded::LeaseLost {
+        tracing::warn!(job = %id, "attempt finished after the lease was taken over; recorded, job state left alone");
+    }
+    Ok(recorded)
+}
+
+fn auto_delete(tx: &dyn Tx, job: &SystemJob) -> Result<bool, StoreError> {
+    let Some(step) = job.owning_extension_id else {
+        return Ok(false);
+    };
+    Ok(tx
+        .steps()?
+        .iter()
+        .any(|s| s.def.id == step && s.def.async_auto_delete))
+}
+
+/// The job's state after attempt `attempt` ended with `outcome` (the job as read in the recording transaction,
+/// so a pause, cancel or postpone requested while it ran is honoured).
+fn next_state(
+    job: &SystemJob,
+    outcome: &JobOutcome,
+    attempt: i32,
+    policy: &RetryPolicy,
+    now: i64,
+    unit: f64,
+) -> JobUpdate {
+    let Some(class) = &outcome.failure else {
+        // Done is done: a pause or cancel that came while the post succeeded cannot undo it.
+        return JobUpdate {
+            status: JobStatus::Succeeded,
+            postpone_until: None,
+            completed_on: Some(now),
+            error: None,
+            count_retry: false,
+        };
+    };
+    let message = outcome
+        .message
+        .clone()
+        .unwrap_or_else(|| class.label().to_string());
+    let http = outcome
+        .status_code
+        .map(|c| format!(" (HTTP {c})"))
+        .unwrap_or_default();
+    let error = |friendly: String| {
+        Some(JobError {
+            code: outcome.error_code,
+            message: message.clone(),
+            friendly_message: Some(friendly),
+        })
+    };
+    let n = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
+    let completed = |status, friendly: String| JobUpdate {
+        status,
+        postpone_until: None,
+        completed_on: Some(now),
+        error: error(friendly),
+        count_retry: false,
+    };
+    if job.status == JobStatus::Canceling {
+        return completed(
+            JobStatus::Canceled,
+            format!("Canceled by a user while attempt {n} ran; it failed{http}: {message}"),
+        );
+    }
+    let suspended = |friendly: String| JobUpdate {
+        status: JobStatus::Waiting,
+        postpone_until: None,
+        completed_on: None,
+        error: error(friendly),
+        count_retry: true,
+    };
+    match decide(policy, class, n, unit) {
+        Decision::Fail if matches!(class, FailureClass::Permanent) => completed(
+            JobStatus::Failed,
+            format!(
+                "Attempt {n} failed with an internal error{http}; internal errors are not retried: {message}"
+            ),
+        ),
+        Decision::Fail => completed(
+            JobStatus::Failed,
+            format!(
+                "Failed after {n} attempts ({}){http}: {message}",
+                class.label()
+            ),
+        ),
+        Decision::Suspend => suspended(format!(
+            "Suspended: the endpoint refused the credentials{http}. Fix the service endpoint's authentication, \
+             then resume the job."
+        )),
+        Decision::Retry(_) if job.status == JobStatus::Pausing => suspended(format!(
+            "Paused by a user while attempt {n} ran; it failed{http}: {message}. Resume to try again."
+        )),
+        Decision::Retry(delay) => {
+            let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            let mut at = now.saturating_add(delay_ms);
+            // A user postponed it while it ran: not before then.
+            if let Some(p) = job.postpone_until.filter(|&p| p > at) {
+                at = p;
+            }
+            JobUpdate {
+                status: JobStatus::Waiting,
+                postpone_until: Some(at),
+                completed_on: None,
+                error: error(format!(
+                    "Attempt {n} failed ({}){http}; next attempt in {:.1} s: {message}",
+                    class.label(),
+                    (at - now) as f64 / 1000.0
+                )),
+                count_retry: true,
+            }
+        }
+    }
+}
