@@ -134,8 +134,10 @@ pub async fn wait_for(
 /// and counts calls per job.
 pub struct Scripted {
     calls: Mutex<HashMap<Uuid, u32>>,
-    script: Box<dyn Fn(&SystemJob, u32) -> JobOutcome + Send + Sync>,
+    script: Script,
 }
+
+type Script = Box<dyn Fn(&SystemJob, u32) -> JobOutcome + Send + Sync>;
 
 impl Scripted {
     pub fn new(
