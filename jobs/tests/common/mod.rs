@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 use weft_jobs::{Clock, JobOutcome, JobRunner, RetryPolicy, ServiceConfig};
-use weft_store::system::{NewSystemJob, SystemJob};
+use weft_store::system::*;
 use weft_store::{Schema, SqliteOptions, SqliteStore, Store, StoreError, StoreExt, Tx};
 
 /// The instant tests start at (2026-11-25T00:00:00Z).
@@ -197,5 +197,86 @@ impl JobRunner for Gated {
             p.forget();
         }
         self.outcome.lock().unwrap().clone()
+    }
+}
+
+/// Registers an async step (on a plug-in type, or on a new service endpoint); returns its id.
+pub fn register_step(
+    store: &Arc<weft_store::SqliteStore>,
+    auto_delete: bool,
+    endpoint: Option<Uuid>,
+) -> Uuid {
+    let step_id = Uuid::new_v4();
+    transact(store, move |tx| {
+        let handler = match endpoint {
+            Some(e) => {
+                tx.put_service_endpoint(
+                    &ServiceEndpointDef {
+                        id: e,
+                        name: "queue".into(),
+                        description: None,
+                        contract: Contract::Queue,
+                        message_format: MessageFormat::Json,
+                        auth_type: AuthType::SasKey,
+                        connection_mode: ConnectionMode::Normal,
+                        namespace_format: None,
+                        user_claim: UserClaim::None,
+                        message_charset: None,
+                        namespace_address: Some("sb://localhost".into()),
+                        path: Some("q".into()),
+                        url: None,
+                        sas_key_name: None,
+                        solution_namespace: None,
+                    },
+                    &EndpointSecretsUpdate::default(),
+                )?;
+                EventHandler::ServiceEndpoint(e)
+            }
+            None => {
+                let asm = PluginAssembly {
+                    id: Uuid::new_v4(),
+                    name: "asm".into(),
+                    component_path: "x.wasm".into(),
+                    sha256: None,
+                };
+                tx.put_plugin_assembly(&asm)?;
+                let t = PluginType {
+                    id: Uuid::new_v4(),
+                    assembly_id: asm.id,
+                    type_name: "T".into(),
+                };
+                tx.put_plugin_type(&t)?;
+                EventHandler::PluginType(t.id)
+            }
+        };
+        tx.put_step(
+            &StepDef {
+                id: step_id,
+                name: "async step".into(),
+                message: "Create".into(),
+                primary_entity: Some("account".into()),
+                stage: Stage::PostOperation,
+                mode: StepMode::Asynchronous,
+                rank: 1,
+                filtering_attributes: vec![],
+                configuration: None,
+                images: vec![],
+                state: StepState::Enabled,
+                impersonating_user_id: None,
+                invocation_source: InvocationSource::Parent,
+                async_auto_delete: auto_delete,
+                event_handler: handler,
+            },
+            SecretUpdate::Keep,
+        )
+    })
+    .unwrap();
+    step_id
+}
+
+pub fn step_job(name: &str, step: Uuid) -> NewSystemJob {
+    NewSystemJob {
+        owning_extension_id: Some(step),
+        ..new_job(name)
     }
 }
