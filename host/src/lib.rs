@@ -15,4 +15,7 @@ pub mod bench;
 pub mod builder;
 pub mod cli;
 pub mod context;
+pub mod convert;
+pub mod pipeline;
+pub mod registration;
 pub mod sandbox;

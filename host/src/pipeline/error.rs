@@ -1,0 +1,75 @@
+//! [`PipelineError`]: how an operation fails, with the Dataverse error code and the text the caller may see.
+//!
+//! Owns the mapping from failures (plug-in, sandbox, store, loop, time limit) to caller-facing errors. Details
+//! the caller must not see (traps, backtraces) stay in the trace log, never in `Display`.
+
+use weft_store::StoreError;
+
+/// Dataverse's text for a plug-in failure that is not an InvalidPluginExecutionException.
+pub const ISV_UNEXPECTED_MESSAGE: &str = "An unexpected error occurred from ISV code.";
+
+/// Why an operation failed. Every variant rolls back the whole operation (data and queued jobs).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PipelineError {
+    /// A plug-in threw InvalidPluginExecutionException: its message reaches the caller verbatim.
+    #[error("{message}")]
+    Plugin {
+        /// The step that failed.
+        step: String,
+        /// The plug-in's message.
+        message: String,
+        /// The plug-in's error code, if it gave one.
+        error_code: Option<i32>,
+    },
+    /// Any other plug-in failure (trap, timeout, quota…): the caller sees Dataverse's generic text; `detail`
+    /// is in the plug-in trace log.
+    #[error("An unexpected error occurred from ISV code.")]
+    IsvUnexpected {
+        /// The step that failed.
+        step: String,
+        /// What happened (for the trace log and operators, not the caller).
+        detail: String,
+    },
+    /// The chain of requests went deeper than the depth limit (Dataverse's infinite-loop protection).
+    #[error(
+        "This operation was canceled because it reached the maximum depth of {max_depth} (infinite loop \
+         protection, correlation id {correlation_id})."
+    )]
+    DepthLimit {
+        /// The configured limit.
+        max_depth: i32,
+        /// The chain's correlation id.
+        correlation_id: uuid::Uuid,
+    },
+    /// The operation with its sync steps ran past the operation time limit.
+    #[error("The operation exceeded its time limit of {limit_ms} ms.")]
+    Timeout {
+        /// The limit, ms.
+        limit_ms: u64,
+    },
+    /// The request is malformed (unknown table, missing Target, wrong parameter type…).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PipelineError {
+    /// The Dataverse error code (`0x…`) for an API answer.
+    pub fn code(&self) -> String {
+        match self {
+            PipelineError::Plugin {
+                error_code: Some(c),
+                ..
+            } => format!("0x{:08x}", *c as u32),
+            // InvalidPluginExecutionException without its own code (dataverse.md §18).
+            PipelineError::Plugin { .. } => "0x80040265".into(),
+            PipelineError::IsvUnexpected { .. } => "0x80040224".into(),
+            PipelineError::DepthLimit { .. } => "0x80044182".into(),
+            PipelineError::Timeout { .. } => "0x80040224".into(),
+            PipelineError::Invalid(_) => "0x80040203".into(),
+            PipelineError::Store(e) => e.dataverse_code().into(),
+        }
+    }
+}

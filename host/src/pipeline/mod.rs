@@ -1,0 +1,959 @@
+//! The event execution pipeline: runs Create, Retrieve, RetrieveMultiple, Update and Delete through
+//! Dataverse's stages (10 PreValidation, 20 PreOperation, 30 main operation, 40 PostOperation), firing the
+//! registered steps in the sandbox, inside one store transaction, and queues async steps as system jobs (the
+//! outbox) in that same transaction.
+//!
+//! Owns the operation semantics (dataverse.md §1–§11): transaction boundaries, step selection (message,
+//! table, rank, enabled, filtering attributes, invocation source, bypass flags), the execution context each
+//! step sees (images, shared variables, ParentContext, impersonation), child operations issued by plug-ins
+//! (depth + 1, same transaction and correlation id, depth limit), the operation time limit, error mapping and
+//! the plug-in trace log. It must not talk HTTP, run system jobs or deliver to endpoints, and it reaches the
+//! store only through the `weft_store` traits and the sandbox only through `Sandbox::invoke_with`.
+//!
+//! # Transactions
+//! A top-level operation runs its PreValidation steps on the caller's thread, outside any transaction (a
+//! plug-in's organization-service calls there each get their own transaction), then submits one work to the
+//! store's group-commit writer running stages 20, 30 and 40 and the outbox writes. An operation issued by a
+//! plug-in inside that work runs all its stages, PreValidation included, in the same transaction. Any error
+//! rolls the work's savepoint back; trace-log rows survive (the store writes them outside the savepoint).
+
+mod error;
+mod services;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+use weft_store::system::{
+    EventHandler, ImageType, InvocationSource, NewSystemJob, NewTraceLog, Stage as StoreStage,
+    StepMode, StepState, TraceOutcome,
+};
+use weft_store::{EntityRef, Query, Read, Row, Store, StoreError, StoreExt, Tx};
+
+pub use error::{ISV_UNEXPECTED_MESSAGE, PipelineError};
+
+use crate::convert::{self, guid, uuid};
+use crate::registration::{PipelineSettings, Registration, StepDecl};
+use crate::sandbox::wit::context::{ContextFrame, ExecutionContext, IsolationMode, Mode, Stage};
+use crate::sandbox::wit::types::{
+    Entity, EntityCollection, EntityReference, Image, Parameter, ParameterValue, Value,
+};
+use crate::sandbox::{FailureKind, LoadedPlugin, Sandbox};
+
+/// The user an [`OrganizationRequest`] runs as when the caller names none.
+pub const DEFAULT_USER_ID: Uuid = Uuid::from_u128(0x7a1e_0000_0000_4000_8000_0000_0000_0001);
+/// The organization every context names.
+pub const ORGANIZATION_ID: Uuid = Uuid::from_u128(0x7a1e_0000_0000_4000_8000_0000_0000_0002);
+/// The business unit every context names.
+pub const BUSINESS_UNIT_ID: Uuid = Uuid::from_u128(0x7a1e_0000_0000_4000_8000_0000_0000_0003);
+/// The organization's unique name.
+pub const ORGANIZATION_NAME: &str = "weft";
+
+/// What an operation does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// Create `target` (its id, if any, becomes the row id).
+    Create {
+        /// The row to create.
+        target: Entity,
+    },
+    /// Retrieve one row.
+    Retrieve {
+        /// Table.
+        table: String,
+        /// Row id.
+        id: Uuid,
+        /// Columns; None = all.
+        columns: Option<Vec<String>>,
+    },
+    /// Retrieve the rows matching a query.
+    RetrieveMultiple {
+        /// The query.
+        query: Query,
+    },
+    /// Update the attributes present in `target` (its id is required).
+    Update {
+        /// The changes.
+        target: Entity,
+    },
+    /// Delete one row.
+    Delete {
+        /// Table.
+        table: String,
+        /// Row id.
+        id: Uuid,
+    },
+}
+
+impl Message {
+    /// Dataverse's message name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Create { .. } => "Create",
+            Message::Retrieve { .. } => "Retrieve",
+            Message::RetrieveMultiple { .. } => "RetrieveMultiple",
+            Message::Update { .. } => "Update",
+            Message::Delete { .. } => "Delete",
+        }
+    }
+}
+
+/// One request from a caller: the message and the optional request parameters Dataverse accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrganizationRequest {
+    /// What to do.
+    pub message: Message,
+    /// The calling user (`InitiatingUserId`, and `UserId` unless a step impersonates).
+    pub user_id: Uuid,
+    /// The `tag` request parameter: reaches every step as the shared variable `tag`.
+    pub tag: Option<String>,
+    /// `BypassBusinessLogicExecution` contains `CustomSync`: no synchronous step runs.
+    pub bypass_sync: bool,
+    /// `BypassBusinessLogicExecution` contains `CustomAsync`: no asynchronous step is queued.
+    pub bypass_async: bool,
+    /// `BypassBusinessLogicExecutionStepIds`: these steps do not run.
+    pub bypass_step_ids: Vec<Uuid>,
+}
+
+impl OrganizationRequest {
+    /// A request by [`DEFAULT_USER_ID`] with no optional parameters.
+    pub fn new(message: Message) -> Self {
+        OrganizationRequest {
+            message,
+            user_id: DEFAULT_USER_ID,
+            tag: None,
+            bypass_sync: false,
+            bypass_async: false,
+            bypass_step_ids: Vec::new(),
+        }
+    }
+
+    /// Applies a `BypassBusinessLogicExecution` value (`CustomSync`, `CustomAsync` or both, comma-separated).
+    pub fn bypass_business_logic(mut self, value: &str) -> Result<Self, PipelineError> {
+        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "CustomSync" => self.bypass_sync = true,
+                "CustomAsync" => self.bypass_async = true,
+                other => {
+                    return Err(PipelineError::Invalid(format!(
+                        "BypassBusinessLogicExecution: `{other}` is not CustomSync or CustomAsync"
+                    )));
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// The answer to a request, built from the final OutputParameters (so stage-40 steps may change it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrganizationResponse {
+    /// Create: `id`.
+    Create {
+        /// The new row's id.
+        id: Uuid,
+    },
+    /// Retrieve: `BusinessEntity`.
+    Retrieve {
+        /// The row.
+        entity: Entity,
+    },
+    /// RetrieveMultiple: `BusinessEntityCollection`.
+    RetrieveMultiple {
+        /// The rows.
+        collection: EntityCollection,
+    },
+    /// Update.
+    Update,
+    /// Delete.
+    Delete,
+}
+
+/// The pipeline: registered steps, loaded plug-ins, the store and the sandbox.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    sandbox: Arc<Sandbox>,
+    /// Plug-in type id → (name, loaded component).
+    plugins: HashMap<Uuid, (String, Arc<LoadedPlugin>)>,
+    /// Steps ordered by stage, rank, id (Dataverse breaks rank ties by filter id; weft by step id).
+    steps: Vec<StepDecl>,
+    settings: PipelineSettings,
+}
+
+/// The state of one operation while it moves through the stages.
+struct Op {
+    message: &'static str,
+    table: String,
+    primary_id: Uuid,
+    input: Vec<Parameter>,
+    output: Vec<Parameter>,
+    /// SharedVariables of stage 10.
+    shared_pre_validation: Vec<Parameter>,
+    /// SharedVariables of stages 20–40.
+    shared: Vec<Parameter>,
+    query: Option<Query>,
+    depth: i32,
+    correlation_id: Uuid,
+    request_id: Uuid,
+    created_on: i64,
+    user_id: Uuid,
+    initiating_user_id: Uuid,
+    /// The contexts above this operation: the issuing plug-in's frame first.
+    parents: Vec<ContextFrame>,
+    bypass_sync: bool,
+    bypass_async: bool,
+    bypass_step_ids: Vec<Uuid>,
+    /// Whether this operation runs inside a transaction its issuer opened (then PreValidation does too).
+    in_parent_tx: bool,
+    deadline: Instant,
+    pre_row: Option<Row>,
+    post_row: Option<Row>,
+}
+
+/// Reborrows an optional transaction for a shorter call (shortening the trait object's lifetime, which
+/// `Option::as_deref_mut` cannot).
+fn reborrow<'s>(tx: &'s mut Option<&mut dyn Tx>) -> Option<&'s mut dyn Tx> {
+    match tx {
+        Some(t) => Some(&mut **t),
+        None => None,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn param(name: &str, value: ParameterValue) -> Parameter {
+    Parameter {
+        name: name.into(),
+        value,
+    }
+}
+
+fn get_param<'a>(ps: &'a [Parameter], name: &str) -> Option<&'a ParameterValue> {
+    ps.iter().find(|p| p.name == name).map(|p| &p.value)
+}
+
+fn set_param(ps: &mut Vec<Parameter>, name: &str, value: ParameterValue) {
+    match ps.iter_mut().find(|p| p.name == name) {
+        Some(p) => p.value = value,
+        None => ps.push(param(name, value)),
+    }
+}
+
+fn reference(table: &str, id: Uuid) -> ParameterValue {
+    ParameterValue::Value(Value::EntityReference(EntityReference {
+        logical_name: table.into(),
+        id: guid(id),
+        name: None,
+    }))
+}
+
+fn project(row: &Row, attributes: &[String]) -> Entity {
+    let mut e = convert::row_to_entity(row);
+    if !attributes.is_empty() {
+        e.attributes.retain(|a| attributes.contains(&a.name));
+    }
+    e
+}
+
+impl Pipeline {
+    /// Loads every declared plug-in into the sandbox and persists the registration into the store's system
+    /// tables.
+    pub fn new(
+        store: Arc<dyn Store>,
+        sandbox: Arc<Sandbox>,
+        registration: &Registration,
+    ) -> Result<Pipeline, PipelineError> {
+        let mut plugins = HashMap::new();
+        for p in &registration.plugins {
+            let loaded = sandbox
+                .load_file(&p.assembly.name, &p.path)
+                .map_err(|e| PipelineError::Invalid(format!("{}: {e}", registration.file)))?;
+            plugins.insert(
+                p.plugin_type.id,
+                (p.assembly.name.clone(), Arc::new(loaded)),
+            );
+        }
+        let persisted = registration.clone();
+        store.transact(move |tx| persisted.persist(tx))?;
+        let mut steps = registration.steps.clone();
+        steps.sort_by_key(|s| (s.def.stage.value(), s.def.rank, s.def.id));
+        Ok(Pipeline {
+            inner: Arc::new(Inner {
+                store,
+                sandbox,
+                plugins,
+                steps,
+                settings: registration.pipeline.clone(),
+            }),
+        })
+    }
+
+    /// The store the pipeline writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Runs one top-level operation; returns after the transaction that holds it is durable.
+    /// Blocking (it waits for the group commit): from async code, call it on a blocking thread.
+    pub fn execute(
+        &self,
+        request: OrganizationRequest,
+    ) -> Result<OrganizationResponse, PipelineError> {
+        let started = Instant::now();
+        let request_id = Uuid::new_v4();
+        let OrganizationRequest {
+            message,
+            user_id,
+            tag,
+            bypass_sync,
+            bypass_async,
+            bypass_step_ids,
+        } = request;
+        let mut op = self.inner.new_op(message, started, request_id)?;
+        op.user_id = user_id;
+        op.initiating_user_id = user_id;
+        op.bypass_sync = bypass_sync;
+        op.bypass_async = bypass_async;
+        op.bypass_step_ids = bypass_step_ids;
+        if let Some(tag) = tag {
+            let tag = param("tag", ParameterValue::Value(Value::String(tag)));
+            op.shared_pre_validation.push(tag.clone());
+            op.shared.push(tag);
+        }
+        self.inner.execute_op(op, None)
+    }
+}
+
+impl Inner {
+    /// A depth-1 operation for `message` (callers adjust user, parents, depth).
+    fn new_op(
+        &self,
+        message: Message,
+        started: Instant,
+        request_id: Uuid,
+    ) -> Result<Op, PipelineError> {
+        let name = message.name();
+        let mut query = None;
+        let (table, primary_id, input) = match message {
+            Message::Create { target } | Message::Update { target } => {
+                let id = target.id.map(uuid);
+                if name == "Update" && id.is_none() {
+                    return Err(PipelineError::Invalid(
+                        "Update: the Target entity has no id".into(),
+                    ));
+                }
+                (
+                    target.logical_name.clone(),
+                    id.unwrap_or_default(),
+                    vec![param("Target", ParameterValue::Entity(target))],
+                )
+            }
+            Message::Retrieve { table, id, columns } => {
+                let mut input = vec![param("Target", reference(&table, id))];
+                if let Some(columns) = columns {
+                    input.push(param(
+                        "ColumnSet",
+                        ParameterValue::Value(Value::StringArray(columns)),
+                    ));
+                }
+                (table, id, input)
+            }
+            Message::RetrieveMultiple { query: q } => {
+                let table = q.table.clone();
+                query = Some(q);
+                (table, Uuid::nil(), Vec::new())
+            }
+            Message::Delete { table, id } => {
+                let input = vec![param("Target", reference(&table, id))];
+                (table, id, input)
+            }
+        };
+        if self.store.schema().table(&table).is_none() {
+            return Err(StoreError::UnknownTable(table).into());
+        }
+        Ok(Op {
+            message: name,
+            table,
+            primary_id,
+            input,
+            output: Vec::new(),
+            shared_pre_validation: Vec::new(),
+            shared: Vec::new(),
+            query,
+            depth: 1,
+            correlation_id: Uuid::new_v4(),
+            request_id,
+            created_on: now_ms(),
+            user_id: DEFAULT_USER_ID,
+            initiating_user_id: DEFAULT_USER_ID,
+            parents: Vec::new(),
+            bypass_sync: false,
+            bypass_async: false,
+            bypass_step_ids: Vec::new(),
+            in_parent_tx: false,
+            deadline: started + Duration::from_millis(self.settings.operation_limit_ms),
+            pre_row: None,
+            post_row: None,
+        })
+    }
+
+    /// Runs `op`. With `tx`, every stage runs in it (a child operation); without, PreValidation runs here
+    /// and the rest in a new transaction (a top-level operation, or one issued from a PreValidation step).
+    fn execute_op(
+        self: &Arc<Self>,
+        mut op: Op,
+        tx: Option<&mut dyn Tx>,
+    ) -> Result<OrganizationResponse, PipelineError> {
+        match tx {
+            Some(tx) => {
+                op.in_parent_tx = true;
+                let mut traces = Vec::new();
+                let mut tx = Some(tx);
+                self.run_stages(&mut op, &mut tx, &mut traces)
+            }
+            None => {
+                let mut traces = Vec::new();
+                let pre_validation = self.pre_validation_outside(&mut op, &mut traces);
+                if let Err(e) = pre_validation {
+                    // No transaction was opened: record the traces in one of their own.
+                    self.store.transact(move |tx| {
+                        for t in traces {
+                            tx.insert_trace_log(t)?;
+                        }
+                        Ok::<_, StoreError>(())
+                    })?;
+                    return Err(e);
+                }
+                let inner = Arc::clone(self);
+                self.store.transact(move |tx: &mut dyn Tx| {
+                    for t in traces.drain(..) {
+                        tx.insert_trace_log(t)?;
+                    }
+                    let mut tx = Some(tx);
+                    inner.run_stages(&mut op, &mut tx, &mut traces)
+                })
+            }
+        }
+    }
+
+    fn pre_validation_outside(
+        self: &Arc<Self>,
+        op: &mut Op,
+        traces: &mut Vec<NewTraceLog>,
+    ) -> Result<(), PipelineError> {
+        let steps = self.sync_steps(op, StoreStage::PreValidation);
+        if steps.is_empty() {
+            return Ok(());
+        }
+        if self.needs_pre_image(op) {
+            let (table, id) = (op.table.clone(), op.primary_id);
+            op.pre_row = self
+                .store
+                .read(|r: &dyn Read| r.retrieve(&table, id, None))?;
+        }
+        let mut none: Option<&mut dyn Tx> = None;
+        for step in steps {
+            self.run_step(op, Stage::PreValidation, &step, &mut none, traces)?;
+        }
+        Ok(())
+    }
+
+    /// Stages (10 when in a parent transaction), 20, 30, 40 and the outbox, in `tx`.
+    fn run_stages(
+        self: &Arc<Self>,
+        op: &mut Op,
+        tx: &mut Option<&mut dyn Tx>,
+        traces: &mut Vec<NewTraceLog>,
+    ) -> Result<OrganizationResponse, PipelineError> {
+        let result = self.run_stages_inner(op, tx, traces);
+        if let Some(tx) = reborrow(tx) {
+            for t in traces.drain(..) {
+                tx.insert_trace_log(t)?;
+            }
+        }
+        result
+    }
+
+    fn run_stages_inner(
+        self: &Arc<Self>,
+        op: &mut Op,
+        tx: &mut Option<&mut dyn Tx>,
+        traces: &mut Vec<NewTraceLog>,
+    ) -> Result<OrganizationResponse, PipelineError> {
+        let Some(t) = reborrow(tx) else {
+            return Err(PipelineError::Invalid("no transaction".into()));
+        };
+        // Pre-image: the row as it is in this transaction, just before the main operation.
+        if self.needs_pre_image(op) {
+            op.pre_row = t.retrieve(&op.table, op.primary_id, None)?;
+        }
+        if op.in_parent_tx {
+            for step in self.sync_steps(op, StoreStage::PreValidation) {
+                self.run_step(op, Stage::PreValidation, &step, tx, traces)?;
+            }
+        }
+        for step in self.sync_steps(op, StoreStage::PreOperation) {
+            self.run_step(op, Stage::PreOperation, &step, tx, traces)?;
+        }
+        self.check_deadline(op)?;
+        let Some(t) = reborrow(tx) else {
+            return Err(PipelineError::Invalid("no transaction".into()));
+        };
+        self.main_operation(op, t)?;
+        for step in self.sync_steps(op, StoreStage::PostOperation) {
+            self.run_step(op, Stage::PostOperation, &step, tx, traces)?;
+        }
+        let Some(t) = reborrow(tx) else {
+            return Err(PipelineError::Invalid("no transaction".into()));
+        };
+        self.queue_async(op, t)?;
+        self.response(op)
+    }
+
+    fn check_deadline(&self, op: &Op) -> Result<(), PipelineError> {
+        if Instant::now() >= op.deadline {
+            return Err(PipelineError::Timeout {
+                limit_ms: self.settings.operation_limit_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// Steps registered for this message and table that are enabled and fire for this operation.
+    fn candidate_steps<'a>(
+        &'a self,
+        op: &'a Op,
+        stage: StoreStage,
+    ) -> impl Iterator<Item = &'a StepDecl> + 'a {
+        let changed: Vec<&str> = match get_param(&op.input, "Target") {
+            Some(ParameterValue::Entity(e)) if op.message == "Update" => {
+                e.attributes.iter().map(|a| a.name.as_str()).collect()
+            }
+            _ => Vec::new(),
+        };
+        self.steps.iter().filter(move |s| {
+            let d = &s.def;
+            d.stage == stage
+                && d.message == op.message
+                && d.primary_entity.as_deref().is_none_or(|t| t == op.table)
+                && d.state == StepState::Enabled
+                && !op.bypass_step_ids.contains(&d.id)
+                && match d.invocation_source {
+                    InvocationSource::Parent => true,
+                    InvocationSource::Child => op.depth > 1,
+                    InvocationSource::Internal => false,
+                }
+                && (d.filtering_attributes.is_empty()
+                    || op.message != "Update"
+                    || d.filtering_attributes
+                        .iter()
+                        .any(|a| changed.contains(&a.as_str())))
+        })
+    }
+
+    fn sync_steps(&self, op: &Op, stage: StoreStage) -> Vec<StepDecl> {
+        if op.bypass_sync {
+            return Vec::new();
+        }
+        self.candidate_steps(op, stage)
+            .filter(|s| s.def.mode == StepMode::Synchronous)
+            .cloned()
+            .collect()
+    }
+
+    fn needs_pre_image(&self, op: &Op) -> bool {
+        matches!(op.message, "Update" | "Delete")
+            && self.steps.iter().any(|s| {
+                s.def.message == op.message
+                    && s.def
+                        .primary_entity
+                        .as_deref()
+                        .is_none_or(|t| t == op.table)
+                    && s.def
+                        .images
+                        .iter()
+                        .any(|i| i.image_type != ImageType::PostImage)
+            })
+    }
+
+    fn needs_post_image(&self, op: &Op) -> bool {
+        matches!(op.message, "Create" | "Update")
+            && self.steps.iter().any(|s| {
+                s.def.message == op.message
+                    && s.def.stage == StoreStage::PostOperation
+                    && s.def
+                        .primary_entity
+                        .as_deref()
+                        .is_none_or(|t| t == op.table)
+                    && s.def
+                        .images
+                        .iter()
+                        .any(|i| i.image_type != ImageType::PreImage)
+            })
+    }
+
+    fn images(&self, op: &Op, step: &StepDecl, stage: Stage) -> (Vec<Image>, Vec<Image>) {
+        let (mut pre, mut post) = (Vec::new(), Vec::new());
+        for i in &step.def.images {
+            if i.image_type != ImageType::PostImage
+                && let Some(row) = &op.pre_row
+            {
+                pre.push(Image {
+                    alias: i.entity_alias.clone(),
+                    entity: project(row, &i.attributes),
+                });
+            }
+            if i.image_type != ImageType::PreImage
+                && stage == Stage::PostOperation
+                && let Some(row) = &op.post_row
+            {
+                post.push(Image {
+                    alias: i.entity_alias.clone(),
+                    entity: project(row, &i.attributes),
+                });
+            }
+        }
+        (pre, post)
+    }
+
+    /// The context `step` sees in `stage`.
+    fn context(&self, op: &Op, step: &StepDecl, stage: Stage, mode: Mode) -> ExecutionContext {
+        let in_transaction =
+            mode == Mode::Synchronous && (stage != Stage::PreValidation || op.in_parent_tx);
+        let (pre, post) = self.images(op, step, stage);
+        let shared = if stage == Stage::PreValidation {
+            op.shared_pre_validation.clone()
+        } else {
+            op.shared.clone()
+        };
+        let frame = ContextFrame {
+            message_name: op.message.into(),
+            primary_entity_name: op.table.clone(),
+            secondary_entity_name: "none".into(),
+            primary_entity_id: guid(op.primary_id),
+            stage,
+            mode,
+            depth: op.depth,
+            user_id: guid(step.def.impersonating_user_id.unwrap_or(op.user_id)),
+            initiating_user_id: guid(op.initiating_user_id),
+            initiating_user_agent: Some(String::new()),
+            initiating_user_azure_active_directory_object_id: Some(guid(Uuid::nil())),
+            user_azure_active_directory_object_id: Some(guid(Uuid::nil())),
+            business_unit_id: guid(BUSINESS_UNIT_ID),
+            organization_id: guid(ORGANIZATION_ID),
+            organization_name: ORGANIZATION_NAME.into(),
+            correlation_id: guid(op.correlation_id),
+            request_id: Some(guid(op.request_id)),
+            operation_id: guid(op.request_id),
+            operation_created_on: op.created_on,
+            is_in_transaction: in_transaction,
+            is_executing_offline: false,
+            is_offline_playback: false,
+            isolation_mode: IsolationMode::Sandbox,
+            owning_extension: EntityReference {
+                logical_name: "sdkmessageprocessingstep".into(),
+                id: guid(step.def.id),
+                name: (mode == Mode::Synchronous).then(|| step.def.name.clone()),
+            },
+            input_parameters: op.input.clone(),
+            output_parameters: if stage == Stage::PostOperation {
+                op.output.clone()
+            } else {
+                Vec::new()
+            },
+            shared_variables: shared,
+            pre_entity_images: pre,
+            post_entity_images: post,
+        };
+        let mut parents = Vec::with_capacity(op.parents.len() + 1);
+        if stage != Stage::PreValidation {
+            // Stages 20/40 see the PreValidation context (with its shared variables) as ParentContext.
+            let mut pv = frame.clone();
+            pv.stage = Stage::PreValidation;
+            pv.mode = Mode::Synchronous;
+            pv.is_in_transaction = op.in_parent_tx;
+            pv.shared_variables = op.shared_pre_validation.clone();
+            pv.pre_entity_images = Vec::new();
+            pv.post_entity_images = Vec::new();
+            pv.output_parameters = Vec::new();
+            pv.user_id = guid(op.user_id);
+            pv.owning_extension.name = None;
+            parents.push(pv);
+        }
+        parents.extend(op.parents.iter().cloned());
+        ExecutionContext { frame, parents }
+    }
+
+    fn run_step(
+        self: &Arc<Self>,
+        op: &mut Op,
+        stage: Stage,
+        step: &StepDecl,
+        tx: &mut Option<&mut dyn Tx>,
+        traces: &mut Vec<NewTraceLog>,
+    ) -> Result<(), PipelineError> {
+        self.check_deadline(op)?;
+        let EventHandler::PluginType(type_id) = step.def.event_handler else {
+            return Err(PipelineError::Invalid(format!(
+                "step \"{}\": synchronous service-endpoint steps are not supported yet",
+                step.def.name
+            )));
+        };
+        let Some((plugin_name, plugin)) = self.plugins.get(&type_id) else {
+            return Err(PipelineError::Invalid(format!(
+                "step \"{}\": its plug-in is not loaded",
+                step.def.name
+            )));
+        };
+        let context = self.context(op, step, stage, Mode::Synchronous);
+        let mut services = services::OrgServices::new(self, reborrow(tx), &context, op);
+        let outcome = self.sandbox.invoke_with(
+            plugin,
+            context,
+            step.def.configuration.clone(),
+            step.secure_configuration.clone(),
+            &mut services,
+        );
+        let doomed = services.doomed.take();
+        drop(services);
+        let late = Instant::now() >= op.deadline;
+        let result = match (outcome.result, doomed) {
+            // A failed child operation dooms the transaction whatever the plug-in did with the error.
+            (_, Some(e)) => Err(e),
+            (Err(f), None) => Err(match f.kind {
+                FailureKind::Plugin { error_code, .. } => PipelineError::Plugin {
+                    step: step.def.name.clone(),
+                    message: f.message.clone(),
+                    error_code,
+                },
+                _ => PipelineError::IsvUnexpected {
+                    step: step.def.name.clone(),
+                    detail: match &f.backtrace {
+                        Some(bt) => format!("{f}\n{bt}"),
+                        None => f.to_string(),
+                    },
+                },
+            }),
+            (Ok(_), None) if late => Err(PipelineError::Timeout {
+                limit_ms: self.settings.operation_limit_ms,
+            }),
+            (Ok(changes), None) => {
+                if let Some(input) = changes.input_parameters
+                    && matches!(stage, Stage::PreValidation | Stage::PreOperation)
+                {
+                    op.input = input;
+                }
+                if let Some(output) = changes.output_parameters
+                    && stage == Stage::PostOperation
+                {
+                    op.output = output;
+                }
+                if let Some(shared) = changes.shared_variables {
+                    if stage == Stage::PreValidation {
+                        op.shared_pre_validation = shared;
+                    } else {
+                        op.shared = shared;
+                    }
+                }
+                Ok(())
+            }
+        };
+        let error = match &result {
+            Ok(()) => None,
+            Err(PipelineError::IsvUnexpected { detail, .. }) => Some(detail.clone()),
+            Err(e) => Some(format!("{} ({})", e, e.code())),
+        };
+        let entry = NewTraceLog {
+            step_id: Some(step.def.id),
+            plugin: plugin_name.clone(),
+            message_name: op.message.into(),
+            primary_entity: Some(op.table.clone()),
+            depth: op.depth,
+            correlation_id: op.correlation_id,
+            mode: StepMode::Synchronous,
+            duration_ms: outcome.usage.elapsed.as_millis() as i64,
+            outcome: if result.is_ok() {
+                TraceOutcome::Succeeded
+            } else {
+                TraceOutcome::Failed
+            },
+            trace: outcome.traces.join("\n"),
+            stderr: outcome.stderr,
+            error,
+        };
+        match reborrow(tx) {
+            Some(tx) => {
+                tx.insert_trace_log(entry)?;
+            }
+            None => traces.push(entry),
+        }
+        result
+    }
+
+    /// Stage 30: the platform's own operation, with the (possibly changed) InputParameters.
+    fn main_operation(&self, op: &mut Op, tx: &mut dyn Tx) -> Result<(), PipelineError> {
+        let target_entity = |op: &Op| match get_param(&op.input, "Target") {
+            Some(ParameterValue::Entity(e)) => Ok(e.clone()),
+            _ => Err(PipelineError::Invalid(format!(
+                "{}: the Target input parameter must be an entity",
+                op.message
+            ))),
+        };
+        let target_ref = |op: &Op| match get_param(&op.input, "Target") {
+            Some(ParameterValue::Value(Value::EntityReference(r))) => {
+                Ok((r.logical_name.clone(), uuid(r.id)))
+            }
+            _ => Err(PipelineError::Invalid(format!(
+                "{}: the Target input parameter must be an entity reference",
+                op.message
+            ))),
+        };
+        let attributes =
+            |e: &Entity| convert::attributes_to_store(e).map_err(|e| PipelineError::Invalid(e.0));
+        match op.message {
+            "Create" => {
+                let target = target_entity(op)?;
+                let id = tx.create(&op.table, target.id.map(uuid), attributes(&target)?)?;
+                op.primary_id = id;
+                set_param(
+                    &mut op.output,
+                    "id",
+                    ParameterValue::Value(Value::Guid(guid(id))),
+                );
+            }
+            "Update" => {
+                let target = target_entity(op)?;
+                let id = target.id.map(uuid).unwrap_or(op.primary_id);
+                let mut attrs = attributes(&target)?;
+                if let Some(t) = tx.schema().table(&op.table) {
+                    attrs.remove(&t.primary_id_attribute);
+                }
+                tx.update(&op.table, id, attrs)?;
+            }
+            "Delete" => {
+                let (table, id) = target_ref(op)?;
+                tx.delete(&table, id)?;
+            }
+            "Retrieve" => {
+                let (table, id) = target_ref(op)?;
+                let columns = match get_param(&op.input, "ColumnSet") {
+                    Some(ParameterValue::Value(Value::StringArray(cs))) => Some(cs.clone()),
+                    _ => None,
+                };
+                let row = tx
+                    .retrieve(&table, id, columns.as_deref())?
+                    .ok_or(StoreError::NotFound { table, id })?;
+                set_param(
+                    &mut op.output,
+                    "BusinessEntity",
+                    ParameterValue::Entity(convert::row_to_entity(&row)),
+                );
+            }
+            "RetrieveMultiple" => {
+                let query = op.query.clone().unwrap_or_else(|| Query::new(&op.table));
+                let rows = tx.retrieve_multiple(&query)?;
+                set_param(
+                    &mut op.output,
+                    "BusinessEntityCollection",
+                    ParameterValue::EntityCollection(EntityCollection {
+                        entity_name: op.table.clone(),
+                        total_record_count: -1,
+                        entities: rows.iter().map(convert::row_to_entity).collect(),
+                        more_records: false,
+                        paging_cookie: None,
+                    }),
+                );
+            }
+            other => {
+                return Err(PipelineError::Invalid(format!(
+                    "message {other} is not supported"
+                )));
+            }
+        }
+        if self.needs_post_image(op) {
+            op.post_row = tx.retrieve(&op.table, op.primary_id, None)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one pending system job per async PostOperation step: the outbox, in the operation's savepoint.
+    fn queue_async(&self, op: &Op, tx: &mut dyn Tx) -> Result<(), PipelineError> {
+        if op.bypass_async {
+            return Ok(());
+        }
+        let steps: Vec<&StepDecl> = self
+            .candidate_steps(op, StoreStage::PostOperation)
+            .filter(|s| s.def.mode == StepMode::Asynchronous)
+            .collect();
+        for step in steps {
+            let job_id = Uuid::new_v4();
+            let created_on = tx.now_ms();
+            let mut context = self.context(op, step, Stage::PostOperation, Mode::Asynchronous);
+            context.frame.operation_id = guid(job_id);
+            context.frame.operation_created_on = created_on;
+            context.frame.is_in_transaction = false;
+            let data =
+                weft_message::encode(&convert::to_remote(&context), weft_message::Format::Json);
+            tx.insert_system_job(NewSystemJob {
+                id: Some(job_id),
+                name: step.def.name.clone(),
+                operation_type: 1,
+                message_name: op.message.into(),
+                primary_entity_type: Some(op.table.clone()),
+                regarding: (!op.primary_id.is_nil())
+                    .then(|| EntityRef::new(&op.table, op.primary_id)),
+                owning_extension_id: Some(step.def.id),
+                correlation_id: op.correlation_id,
+                depth: op.depth,
+                data,
+                data_content_type: weft_message::Format::Json.content_type().into(),
+                postpone_until: None,
+                created_on: Some(created_on),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn response(&self, op: &Op) -> Result<OrganizationResponse, PipelineError> {
+        let missing = |name: &str| {
+            PipelineError::Invalid(format!(
+                "{}: the output parameter {name} was removed by a plug-in",
+                op.message
+            ))
+        };
+        Ok(match op.message {
+            "Create" => match get_param(&op.output, "id") {
+                Some(ParameterValue::Value(Value::Guid(g))) => {
+                    OrganizationResponse::Create { id: uuid(*g) }
+                }
+                _ => return Err(missing("id")),
+            },
+            "Retrieve" => match get_param(&op.output, "BusinessEntity") {
+                Some(ParameterValue::Entity(e)) => {
+                    OrganizationResponse::Retrieve { entity: e.clone() }
+                }
+                _ => return Err(missing("BusinessEntity")),
+            },
+            "RetrieveMultiple" => match get_param(&op.output, "BusinessEntityCollection") {
+                Some(ParameterValue::EntityCollection(c)) => {
+                    OrganizationResponse::RetrieveMultiple {
+                        collection: c.clone(),
+                    }
+                }
+                _ => return Err(missing("BusinessEntityCollection")),
+            },
+            "Update" => OrganizationResponse::Update,
+            _ => OrganizationResponse::Delete,
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! The organization service a running plug-in calls: each call becomes a child operation at depth + 1 in the
+//! same transaction (or, from a top-level PreValidation step, in a transaction of its own), with the
+//! plug-in's context as ParentContext and the same correlation id.
+//!
+//! Owns the [`HostServices`] implementation the pipeline lends the sandbox for one invocation, borrowing the
+//! open `&mut dyn Tx`. It must not commit, open nested `transact` calls while holding a transaction, or post
+//! to endpoints (delivery belongs to the asynchronous service).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use uuid::Uuid;
+use weft_store::{Condition, Query, StoreError, Tx};
+
+use super::{Inner, Message, Op, OrganizationResponse, PipelineError};
+use crate::convert::{self, uuid};
+use crate::sandbox::HostServices;
+use crate::sandbox::wit::context::{ContextChanges, ContextFrame, ExecutionContext};
+use crate::sandbox::wit::organization_service::{ConditionOperator, Query as WitQuery};
+use crate::sandbox::wit::types::{Entity, EntityCollection, Guid, ServiceError, ServiceErrorKind};
+
+/// What one invocation's organization-service calls need from the operation that runs the plug-in.
+pub(super) struct OrgServices<'a> {
+    inner: &'a Arc<Inner>,
+    tx: Option<&'a mut dyn Tx>,
+    /// The calling plug-in's context: the child's ParentContext chain.
+    parents: Vec<ContextFrame>,
+    depth: i32,
+    correlation_id: Uuid,
+    user_id: Uuid,
+    initiating_user_id: Uuid,
+    deadline: Instant,
+    /// The first failed write made through these services: it fails the step whatever the plug-in does
+    /// with the error, as a failed child operation dooms the transaction in Dataverse.
+    pub(super) doomed: Option<PipelineError>,
+}
+
+impl<'a> OrgServices<'a> {
+    pub(super) fn new(
+        inner: &'a Arc<Inner>,
+        tx: Option<&'a mut dyn Tx>,
+        context: &ExecutionContext,
+        op: &Op,
+    ) -> Self {
+        let mut parents = Vec::with_capacity(context.parents.len() + 1);
+        parents.push(context.frame.clone());
+        parents.extend(context.parents.iter().cloned());
+        OrgServices {
+            inner,
+            tx,
+            parents,
+            depth: op.depth,
+            correlation_id: op.correlation_id,
+            user_id: uuid(context.frame.user_id),
+            initiating_user_id: op.initiating_user_id,
+            deadline: op.deadline,
+            doomed: None,
+        }
+    }
+
+    fn run(&mut self, message: Message) -> Result<OrganizationResponse, ServiceError> {
+        let writes = !matches!(
+            message,
+            Message::Retrieve { .. } | Message::RetrieveMultiple { .. }
+        );
+        let result = self.run_child(message);
+        result.map_err(|e| {
+            let refusal = matches!(
+                e,
+                PipelineError::Invalid(_)
+                    | PipelineError::Store(
+                        StoreError::NotFound { .. }
+                            | StoreError::UnknownTable(_)
+                            | StoreError::UnknownAttribute { .. }
+                            | StoreError::TypeMismatch { .. }
+                    )
+            );
+            let service_error = to_service_error(&e);
+            // A read refused up front changes nothing; anything else leaves the transaction unusable.
+            if (writes || !refusal) && self.doomed.is_none() {
+                self.doomed = Some(e);
+            }
+            service_error
+        })
+    }
+
+    fn run_child(&mut self, message: Message) -> Result<OrganizationResponse, PipelineError> {
+        let max_depth = self.inner.settings.max_depth;
+        if self.depth + 1 > max_depth {
+            return Err(PipelineError::DepthLimit {
+                max_depth,
+                correlation_id: self.correlation_id,
+            });
+        }
+        let mut op = self.inner.new_op(message, Instant::now(), Uuid::new_v4())?;
+        op.depth = self.depth + 1;
+        op.correlation_id = self.correlation_id;
+        op.user_id = self.user_id;
+        op.initiating_user_id = self.initiating_user_id;
+        op.parents = self.parents.clone();
+        op.deadline = self.deadline;
+        self.inner.execute_op(op, super::reborrow(&mut self.tx))
+    }
+}
+
+fn to_service_error(e: &PipelineError) -> ServiceError {
+    let kind = match e {
+        PipelineError::Store(StoreError::NotFound { .. }) => ServiceErrorKind::NotFound,
+        PipelineError::Invalid(_)
+        | PipelineError::Store(
+            StoreError::UnknownTable(_)
+            | StoreError::UnknownAttribute { .. }
+            | StoreError::TypeMismatch { .. }
+            | StoreError::Invalid(_)
+            | StoreError::DuplicateId { .. },
+        ) => ServiceErrorKind::InvalidArgument,
+        PipelineError::Timeout { .. } => ServiceErrorKind::Timeout,
+        _ => ServiceErrorKind::Failed,
+    };
+    let code = u32::from_str_radix(e.code().trim_start_matches("0x"), 16).ok();
+    ServiceError {
+        kind,
+        message: e.to_string(),
+        error_code: code.map(|c| c as i32),
+        status_code: None,
+    }
+}
+
+fn wit_query(q: WitQuery) -> Result<Query, ServiceError> {
+    let invalid = |message: String| ServiceError {
+        kind: ServiceErrorKind::InvalidArgument,
+        message,
+        error_code: None,
+        status_code: None,
+    };
+    let mut conditions = Vec::new();
+    for c in q.conditions {
+        let value = || {
+            let v = c
+                .values
+                .first()
+                .ok_or_else(|| invalid(format!("condition on `{}` needs a value", c.attribute)))?;
+            convert::to_store(&c.attribute, v).map_err(|e| invalid(e.0))
+        };
+        conditions.push(match c.operator {
+            ConditionOperator::Equal => Condition::Eq(c.attribute.clone(), value()?),
+            ConditionOperator::NotEqual => Condition::Ne(c.attribute.clone(), value()?),
+            ConditionOperator::GreaterThan => Condition::Gt(c.attribute.clone(), value()?),
+            ConditionOperator::LessThan => Condition::Lt(c.attribute.clone(), value()?),
+            ConditionOperator::Null => Condition::Null(c.attribute.clone()),
+            ConditionOperator::NotNull => Condition::NotNull(c.attribute.clone()),
+        });
+    }
+    let mut query = Query::new(q.entity_name);
+    query.columns = q.columns;
+    if !conditions.is_empty() {
+        query.filter = Some(Condition::And(conditions));
+    }
+    for o in q.orders {
+        query = query.order_by(o.attribute, o.descending);
+    }
+    query.top = q.top;
+    Ok(query)
+}
+
+fn unexpected() -> ServiceError {
+    ServiceError {
+        kind: ServiceErrorKind::Failed,
+        message: "the operation returned an unexpected response".into(),
+        error_code: None,
+        status_code: None,
+    }
+}
+
+impl HostServices for OrgServices<'_> {
+    fn notify(
+        &mut self,
+        _endpoint: Guid,
+        _context: &ExecutionContext,
+        _changes: &ContextChanges,
+    ) -> Result<String, ServiceError> {
+        Err(ServiceError {
+            kind: ServiceErrorKind::Unavailable,
+            message: "service-endpoint delivery is not wired into the pipeline yet".into(),
+            error_code: None,
+            status_code: None,
+        })
+    }
+
+    fn create(&mut self, entity: Entity) -> Result<Guid, ServiceError> {
+        match self.run(Message::Create { target: entity })? {
+            OrganizationResponse::Create { id } => Ok(convert::guid(id)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn retrieve(
+        &mut self,
+        entity_name: String,
+        id: Guid,
+        columns: Option<Vec<String>>,
+    ) -> Result<Entity, ServiceError> {
+        match self.run(Message::Retrieve {
+            table: entity_name,
+            id: uuid(id),
+            columns,
+        })? {
+            OrganizationResponse::Retrieve { entity } => Ok(entity),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn retrieve_multiple(&mut self, query: WitQuery) -> Result<EntityCollection, ServiceError> {
+        let query = wit_query(query)?;
+        match self.run(Message::RetrieveMultiple { query })? {
+            OrganizationResponse::RetrieveMultiple { collection } => Ok(collection),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn update(&mut self, entity: Entity) -> Result<(), ServiceError> {
+        self.run(Message::Update { target: entity }).map(|_| ())
+    }
+
+    fn delete(&mut self, entity_name: String, id: Guid) -> Result<(), ServiceError> {
+        self.run(Message::Delete {
+            table: entity_name,
+            id: uuid(id),
+        })
+        .map(|_| ())
+    }
+}
