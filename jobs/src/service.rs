@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
-use weft_store::system::{JobError, JobFilter, JobStatus, JobUpdate, NewJobAttempt, SystemJob};
+use weft_store::system::{JobError, JobState, JobStatus, JobUpdate, NewJobAttempt, SystemJob};
 use weft_store::{Store, StoreError, StoreExt, Tx};
 
 use crate::policy::{Decision, RetryPolicy, decide};
@@ -212,41 +212,66 @@ async fn claim<R>(shared: &Shared<R>, worker: &str) -> Result<Vec<SystemJob>, St
     let now = (shared.config.clock)();
     let lease_ms = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
     let limit = shared.config.batch_size;
+    let max_attempts = shared.config.retry.max_attempts;
     let worker = worker.to_string();
     shared
         .store
         .transact_async(move |tx| {
-            settle_abandoned(tx, now)?;
+            settle_abandoned(tx, now, max_attempts)?;
             tx.claim_jobs(&worker, now, lease_ms, limit)
         })
         .await
 }
 
-/// Jobs a user paused or cancelled while they ran, whose worker then died: the claim does not take them
-/// over, so they are settled here — Pausing → Suspended (waiting for a resume), Canceling → Canceled.
-fn settle_abandoned(tx: &mut dyn Tx, now: i64) -> Result<(), StoreError> {
-    for (from, to) in [
-        (JobStatus::Pausing, JobStatus::Waiting),
-        (JobStatus::Canceling, JobStatus::Canceled),
-    ] {
-        let jobs = tx.system_jobs(&JobFilter {
-            status: Some(from),
-            ..JobFilter::default()
-        })?;
-        for j in jobs
-            .iter()
-            .filter(|j| j.lease_expires_on.is_some_and(|t| t <= now))
-        {
-            tx.update_job(
-                j.id,
-                &JobUpdate {
-                    status: to,
-                    postpone_until: None,
-                    completed_on: (to == JobStatus::Canceled).then_some(now),
-                    error: None,
-                    count_retry: false,
-                },
-            )?;
+/// Locked jobs whose lease expired (their worker died or hung), settled before a claim:
+/// - In Progress: the lost attempt is recorded (`abandoned`), so every attempt shows in the history and a
+///   job that kills its worker every time cannot loop forever — once its attempts reach `max_attempts` it is
+///   Failed instead of taken over again; otherwise the claim that follows takes it over.
+/// - Pausing → Suspended / Waiting (waiting for a resume); Canceling → Completed / Canceled. The claim does
+///   not take these over, so without this they would stay Locked.
+fn settle_abandoned(tx: &mut dyn Tx, now: i64, max_attempts: u32) -> Result<(), StoreError> {
+    let expired = tx.expired_job_leases(now)?;
+    for j in expired {
+        let update = |status, completed_on, error| JobUpdate {
+            status,
+            postpone_until: None,
+            completed_on,
+            error,
+            count_retry: false,
+        };
+        match j.status {
+            JobStatus::Pausing => tx.update_job(j.id, &update(JobStatus::Waiting, None, None))?,
+            JobStatus::Canceling => {
+                tx.update_job(j.id, &update(JobStatus::Canceled, Some(now), None))?
+            }
+            _ => {
+                let owner = j.lease_owner.clone().unwrap_or_default();
+                let message = format!(
+                    "worker `{owner}` did not finish the attempt within its lease (it died or hung); taken over"
+                );
+                let number = tx.insert_job_attempt(&NewJobAttempt {
+                    job_id: j.id,
+                    worker: owner,
+                    started_on: j.started_on.unwrap_or(now),
+                    endpoint_id: None,
+                    http_status: None,
+                    latency_ms: 0,
+                    outcome: "abandoned".into(),
+                    error_code: None,
+                    message: Some(message.clone()),
+                })?;
+                if u32::try_from(number).unwrap_or(u32::MAX) >= max_attempts {
+                    let friendly = format!(
+                        "Failed after {number} attempts; the last was abandoned: {message}"
+                    );
+                    let error = JobError {
+                        code: None,
+                        message,
+                        friendly_message: Some(friendly),
+                    };
+                    tx.update_job(j.id, &update(JobStatus::Failed, Some(now), Some(error)))?;
+                }
+            }
         }
     }
     Ok(())
@@ -342,7 +367,7 @@ async fn record<R>(
                 return Ok(Recorded::Gone); // deleted while it ran
             };
             let number = tx.insert_job_attempt(&attempt)?;
-            if job.status.state() != weft_store::system::JobState::Locked
+            if job.status.state() != JobState::Locked
                 || job.lease_owner.as_deref() != Some(worker.as_str())
             {
                 return Ok(Recorded::LeaseLost);

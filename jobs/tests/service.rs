@@ -348,13 +348,60 @@ async fn expired_lease_is_taken_over() {
     assert_eq!(runner.calls(id), 1);
     assert_eq!(j.started_on, Some(T0), "startedon is the first claim's");
     let attempts = store.read(|r| r.job_attempts(id)).unwrap();
-    assert_eq!(attempts.len(), 1);
-    assert!(attempts[0].entry.worker.starts_with("test-"));
+    let summary: Vec<(i32, &str, &str)> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.entry.outcome.as_str(), &a.entry.worker[..5]))
+        .collect();
+    assert_eq!(
+        summary,
+        [(1, "abandoned", "dead-"), (2, "succeeded", "test-")]
+    );
+    assert!(
+        attempts[0]
+            .entry
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("did not finish the attempt within its lease")
+    );
     let late = transact(&store, move |tx| {
         tx.complete_job(id, "dead-worker", T0 + 5_000)
     })
     .unwrap_err();
     assert!(matches!(late, StoreError::LeaseLost { .. }), "{late}");
+}
+
+/// A job whose worker dies on every attempt is not taken over forever: abandoned attempts count, and at
+/// max_attempts the job is Failed without running it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_attempts_count_towards_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new();
+    let store = open(dir.path(), &clock);
+    let id = insert(&store, new_job("kills its worker"));
+    transact(&store, |tx| tx.claim_jobs("dead-worker", T0, 1_000, 10)).unwrap();
+    let runner = Scripted::new(|_, _| JobOutcome::succeeded());
+    let mut cfg = config(&clock, 1);
+    cfg.retry.max_attempts = 1;
+    let svc = AsyncService::start(dyn_store(&store), runner.clone(), cfg).unwrap();
+    clock.advance(1_000);
+    svc.notify();
+    let j = wait_for(&store, id, "failed", |j| {
+        j.is_some_and(|j| j.status.state() == JobState::Completed)
+    })
+    .await
+    .unwrap();
+    svc.shutdown().await;
+    assert_eq!(
+        (j.status, j.completed_on, j.lease_owner),
+        (JobStatus::Failed, Some(T0 + 1_000), None)
+    );
+    assert!(
+        j.friendly_message
+            .unwrap()
+            .starts_with("Failed after 1 attempts; the last was abandoned")
+    );
+    assert_eq!(runner.calls(id), 0);
 }
 
 /// A notify wakes an idle worker at once even when its poll interval is an hour.

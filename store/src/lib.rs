@@ -115,6 +115,9 @@ pub trait Read {
     fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>>;
     /// A system job's recorded attempts, first attempt first.
     fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>>;
+    /// Locked jobs (any Locked status) whose lease ended at or before `now_ms`, oldest first: the jobs of
+    /// workers that died or hung.
+    fn expired_job_leases(&self, now_ms: i64) -> Result<Vec<SystemJob>>;
 }
 
 /// Writes inside one transaction (one savepoint of a group commit). All changes of a work become durable

@@ -529,6 +529,15 @@ fn job_attempts_and_updates() {
         (j.status, j.lease_owner.as_deref()),
         (JobStatus::Pausing, Some("w1"))
     );
+    // Pausing is still Locked: its lease can expire (claimed at 0 with a 1 s lease).
+    assert!(
+        store
+            .read(|r| r.expired_job_leases(999))
+            .unwrap()
+            .is_empty()
+    );
+    let expired = store.read(|r| r.expired_job_leases(1_000)).unwrap();
+    assert_eq!(expired.iter().map(|j| j.id).collect::<Vec<_>>(), [id]);
     let suspend = JobUpdate {
         status: JobStatus::Waiting,
         postpone_until: None,

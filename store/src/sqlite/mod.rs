@@ -352,6 +352,9 @@ impl Read for SqlRead<'_> {
     fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
         system::job_attempts(self.conn, job_id)
     }
+    fn expired_job_leases(&self, now_ms: i64) -> Result<Vec<SystemJob>> {
+        system::expired_job_leases(self.conn, now_ms)
+    }
 }
 
 /// Writes inside the writer's current savepoint.
@@ -407,6 +410,9 @@ impl Read for SqlTx<'_> {
     }
     fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
         self.read.job_attempts(job_id)
+    }
+    fn expired_job_leases(&self, now_ms: i64) -> Result<Vec<SystemJob>> {
+        self.read.expired_job_leases(now_ms)
     }
 }
 

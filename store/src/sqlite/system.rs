@@ -901,3 +901,12 @@ pub(crate) fn job_attempts(conn: &Connection, job_id: Uuid) -> Result<Vec<JobAtt
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+pub(crate) fn expired_job_leases(conn: &Connection, now: i64) -> Result<Vec<SystemJob>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM asyncoperation WHERE statecode = 2 AND leaseexpireson <= ?1 ORDER BY sequence"
+    ))?;
+    Ok(stmt
+        .query_map([now], job_row)?
+        .collect::<rusqlite::Result<_>>()?)
+}

@@ -1,7 +1,7 @@
 //! Throughput of the asynchronous service alone: jobs claimed, run by a runner that does nothing, and
 //! recorded (attempt row + Succeeded) durably, per second.
 //!
-//! `cargo run -p weft-jobs --release --example bench -- [jobs] [workers] [batch] [dir]`
+//! `cargo run -p weft-jobs --release --example jobs_bench -- [jobs] [workers] [batch] [dir]`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
