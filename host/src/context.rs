@@ -23,31 +23,19 @@ pub fn parse_guid(text: &str) -> anyhow::Result<Guid> {
         .strip_prefix('{')
         .and_then(|t| t.strip_suffix('}'))
         .unwrap_or(text);
-    let ok_shape = body.len() == 36
-        && body
-            .char_indices()
-            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
-    let hex: String = body.chars().filter(|c| *c != '-').collect();
-    let value = u128::from_str_radix(&hex, 16).ok().filter(|_| ok_shape);
-    let value = value
+    // `Uuid::try_parse` also takes the 32-digit and URN forms; Dataverse
+    // writes only the hyphenated one, so insist on its shape.
+    let parsed = uuid::Uuid::try_parse(body)
+        .ok()
+        .filter(|_| body.len() == 36);
+    let value = parsed
         .ok_or_else(|| anyhow!("`{text}` is not a GUID: expected 8-4-4-4-12 hexadecimal digits"))?;
-    Ok(Guid {
-        hi: (value >> 64) as u64,
-        lo: value as u64,
-    })
+    Ok(guid_from_u128(value.as_u128()))
 }
 
 /// Formats a GUID lower-case with hyphens, as Dataverse does.
 pub fn format_guid(guid: Guid) -> String {
-    let v = (u128::from(guid.hi) << 64) | u128::from(guid.lo);
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        (v >> 96) as u32,
-        (v >> 80) as u16,
-        (v >> 64) as u16,
-        (v >> 48) as u16,
-        v & 0xffff_ffff_ffff
-    )
+    uuid::Uuid::from_u128((u128::from(guid.hi) << 64) | u128::from(guid.lo)).to_string()
 }
 
 /// A GUID from a counter, for ids the user did not give (deterministic, so

@@ -216,6 +216,8 @@ impl Sandbox {
     }
 
     /// Loads a component file.
+    // Loading is not a hot path, and the failure carries the full report.
+    #[allow(clippy::result_large_err)]
     pub fn load_file(&self, name: &str, path: &Path) -> Result<LoadedPlugin, PluginFailure> {
         let bytes = std::fs::read(path).map_err(|e| {
             invalid(
@@ -228,6 +230,8 @@ impl Sandbox {
 
     /// Loads a component from its bytes: compile (or take from the cache),
     /// check its imports and exports, pre-link.
+    // Loading is not a hot path, and the failure carries the full report.
+    #[allow(clippy::result_large_err)]
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedPlugin, PluginFailure> {
         let sha256 = sha256_hex(bytes);
         let (component, cache) = match &self.cache {
@@ -255,6 +259,32 @@ impl Sandbox {
             cache,
             pre,
         })
+    }
+
+    /// A fresh store for one invocation, with every per-invocation limit set.
+    fn new_store(
+        &self,
+        context: Arc<ExecutionContext>,
+        unsecure_config: Option<String>,
+        secure_config: Option<String>,
+        services: ServicesRef,
+    ) -> Store<InvocationState> {
+        let state = InvocationState::new(
+            Arc::clone(&self.limits),
+            context,
+            unsecure_config,
+            secure_config,
+            services,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.epoch_deadline_trap();
+        if let Some(fuel) = self.limits.fuel {
+            // Cannot fail: fuel metering is on whenever a fuel limit is set.
+            let _ = store.set_fuel(fuel);
+        }
+        store
     }
 
     /// Runs a plug-in once in a fresh store, with services it owns for the
@@ -305,21 +335,12 @@ impl Sandbox {
         // not touched meanwhile.
         #[allow(unsafe_code)]
         let services = unsafe { ServicesRef::new(services) };
-        let state = InvocationState::new(
-            Arc::clone(&self.limits),
+        let mut store = self.new_store(
             Arc::clone(&context),
             unsecure_config,
             secure_config,
             services,
         );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
-        store.epoch_deadline_trap();
-        if let Some(fuel) = self.limits.fuel {
-            // Cannot fail: fuel metering is on whenever a fuel limit is set.
-            let _ = store.set_fuel(fuel);
-        }
         let called = plugin
             .pre
             .instantiate(&mut store)
@@ -418,20 +439,7 @@ impl Sandbox {
         // this function, before `services`.
         #[allow(unsafe_code)]
         let services = unsafe { ServicesRef::new(&mut services) };
-        let state = InvocationState::new(
-            Arc::clone(&self.limits),
-            Arc::clone(&echo.context),
-            None,
-            None,
-            services,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
-        store.epoch_deadline_trap();
-        if let Some(fuel) = self.limits.fuel {
-            let _ = store.set_fuel(fuel);
-        }
+        let mut store = self.new_store(Arc::clone(&echo.context), None, None, services);
         let instance = echo.pre.instantiate(&mut store)?;
         let func = instance.get_typed_func::<(&str,), (String,)>(&mut store, "echo")?;
         let (out,) = func.call(&mut store, (input,))?;
