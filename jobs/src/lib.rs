@@ -15,6 +15,7 @@ pub mod ops;
 pub mod policy;
 pub mod runner;
 pub mod service;
+pub mod settings;
 pub mod views;
 
 pub use cli::{JobsCommand, run};
@@ -22,4 +23,5 @@ pub use ops::{JobAction, JobOpError, apply};
 pub use policy::{Decision, RetryPolicy};
 pub use runner::{FailureClass, JobOutcome, JobRunner};
 pub use service::{AsyncService, Clock, Notifier, ServiceConfig, system_clock};
+pub use settings::JobsSettings;
 pub use views::{JobView, ListFilter};

@@ -77,6 +77,20 @@ impl Default for ServiceConfig {
     }
 }
 
+impl std::fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("workers", &self.workers)
+            .field("batch_size", &self.batch_size)
+            .field("lease", &self.lease)
+            .field("run_timeout", &self.run_timeout)
+            .field("poll_interval", &self.poll_interval)
+            .field("retry", &self.retry)
+            .field("worker_prefix", &self.worker_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ServiceConfig {
     /// Checks the values; the error says which and why.
     pub fn validate(&self) -> Result<(), String> {

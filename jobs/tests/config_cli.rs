@@ -6,7 +6,9 @@ mod common;
 use clap::Parser;
 use common::*;
 use serde::Deserialize;
-use weft_jobs::{JobsCommand, RetryPolicy, run};
+use std::time::Duration;
+
+use weft_jobs::{JobsCommand, JobsSettings, RetryPolicy, run};
 use weft_store::system::JobStatus;
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +48,58 @@ fn unknown_retry_keys_are_refused() {
     assert!(e.contains("line 2"), "{e}");
     let e = parse("[jobs.retry]\nmultiplier = \"double\"\n").unwrap_err();
     assert!(e.contains("multiplier") || e.contains("line 2"), "{e}");
+}
+
+#[derive(Debug, Deserialize)]
+struct WeftJobs {
+    jobs: JobsSettings,
+}
+
+fn settings(text: &str) -> Result<JobsSettings, String> {
+    toml::from_str::<WeftJobs>(text)
+        .map(|w| w.jobs)
+        .map_err(|e| e.to_string())
+}
+
+/// `[jobs]` becomes a checked service configuration; unknown keys and a run timeout not shorter than the
+/// lease are refused with the reason.
+#[test]
+fn jobs_settings_from_toml() {
+    let c = settings(
+        "[jobs]\nworkers = 4\nlease_s = 60\nrun_timeout_s = 30.5\n[jobs.retry]\nmax_attempts = 3\n",
+    )
+    .unwrap()
+    .into_config()
+    .unwrap();
+    assert_eq!((c.workers, c.batch_size), (4, 32));
+    assert_eq!(
+        (c.lease, c.run_timeout),
+        (Duration::from_secs(60), Duration::from_millis(30_500))
+    );
+    assert_eq!(
+        (c.poll_interval, c.retry.max_attempts),
+        (Duration::from_millis(250), 3)
+    );
+    let e = settings("[jobs]\nworker = 4\n").unwrap_err();
+    assert!(e.contains("unknown field `worker`"), "{e}");
+    let e = settings("[jobs]\nlease_s = 60\nrun_timeout_s = 60\n")
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+    assert!(
+        e.contains("run_timeout") && e.contains("shorter than the lease"),
+        "{e}"
+    );
+    let e = settings("[jobs]\nlease_s = -1\n")
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+    assert!(e.starts_with("jobs.lease_s: -1 is not a duration"), "{e}");
+    let e = settings("[jobs]\n[jobs.retry]\njitter = 2\n")
+        .unwrap()
+        .into_config()
+        .unwrap_err();
+    assert!(e.starts_with("jobs.retry.jitter"), "{e}");
 }
 
 #[derive(Parser)]
