@@ -162,7 +162,7 @@ mod tests {
         assert_eq!(upper, id);
         let (hi, lo) = id.halves();
         assert_eq!(Guid::from_halves(hi, lo), id);
-        assert_eq!(hi, 0xb374239d_4233_41a9);
+        assert_eq!(hi, 0xb374_239d_4233_41a9);
     }
 
     /// Malformed text names the offending byte.
