@@ -240,7 +240,7 @@ async fn claim<R>(shared: &Shared<R>, worker: &str) -> Result<Vec<SystemJob>, St
 /// Locked jobs whose lease expired (their worker died or hung), settled before a claim:
 /// - In Progress: the lost attempt is recorded (`abandoned`), so every attempt shows in the history and a
 ///   job that kills its worker every time cannot loop forever — once its attempts reach `max_attempts` it is
-///   Failed instead of taken over again; otherwise the claim that follows takes it over.
+///   Failed instead of taken over again; otherwise it goes back to Ready and a claim takes it over.
 /// - Pausing → Suspended / Waiting (waiting for a resume); Canceling → Completed / Canceled. The claim does
 ///   not take these over, so without this they would stay Locked.
 fn settle_abandoned(tx: &mut dyn Tx, now: i64, max_attempts: u32) -> Result<(), StoreError> {
@@ -284,6 +284,16 @@ fn settle_abandoned(tx: &mut dyn Tx, now: i64, max_attempts: u32) -> Result<(), 
                         friendly_message: Some(friendly),
                     };
                     tx.update_job(j.id, &update(JobStatus::Failed, Some(now), Some(error)))?;
+                } else {
+                    // Back to Ready (lease released) so the abandoned attempt is recorded once, whichever
+                    // claim takes the job over.
+                    tx.update_job(
+                        j.id,
+                        &JobUpdate {
+                            count_retry: true,
+                            ..update(JobStatus::WaitingForResources, None, None)
+                        },
+                    )?;
                 }
             }
         }

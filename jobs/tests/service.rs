@@ -404,6 +404,44 @@ async fn abandoned_attempts_count_towards_the_limit() {
     assert_eq!(runner.calls(id), 0);
 }
 
+/// A dead worker's lost attempt is recorded once per job, even when the takeover needs several claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_attempt_is_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new();
+    let store = open(dir.path(), &clock);
+    let ids: Vec<Uuid> = (0..3)
+        .map(|i| insert(&store, new_job(&format!("orphan {i}"))))
+        .collect();
+    transact(&store, |tx| tx.claim_jobs("dead-worker", T0, 1_000, 10)).unwrap();
+    let runner = Scripted::new(|_, _| JobOutcome::succeeded());
+    let mut cfg = config(&clock, 1);
+    cfg.batch_size = 1;
+    let svc = AsyncService::start(dyn_store(&store), runner.clone(), cfg).unwrap();
+    clock.advance(1_000);
+    svc.notify();
+    for &id in &ids {
+        wait_for(&store, id, "succeeded", |j| {
+            j.is_some_and(|j| j.status == JobStatus::Succeeded)
+        })
+        .await;
+    }
+    svc.shutdown().await;
+    for &id in &ids {
+        let outcomes: Vec<String> = store
+            .read(|r| r.job_attempts(id))
+            .unwrap()
+            .into_iter()
+            .map(|a| a.entry.outcome)
+            .collect();
+        assert_eq!(outcomes, ["abandoned", "succeeded"], "job {id}");
+        assert_eq!(
+            (runner.calls(id), job(&store, id).unwrap().retry_count),
+            (1, 1)
+        );
+    }
+}
+
 /// A notify wakes an idle worker at once even when its poll interval is an hour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_wakes_idle_workers() {
