@@ -47,15 +47,22 @@ primary_name_attribute = "lastname"
 "#;
 
 fn plugins_toml() -> String {
-    ["probe", "org-caller", "validator", "enricher", "panic"]
-        .iter()
-        .map(|p| {
-            format!(
-                "[[plugin]]\nname = \"{p}\"\ncomponent = \"{}\"\n",
-                fixtures::component(p).display()
-            )
-        })
-        .collect()
+    [
+        "probe",
+        "org-caller",
+        "validator",
+        "enricher",
+        "panic",
+        "infinite-loop",
+    ]
+    .iter()
+    .map(|p| {
+        format!(
+            "[[plugin]]\nname = \"{p}\"\ncomponent = \"{}\"\n",
+            fixtures::component(p).display()
+        )
+    })
+    .collect()
 }
 
 struct Env {
@@ -602,7 +609,7 @@ fn registration_is_persisted() {
         .store
         .read(|r: &dyn Read| r.plugin_assemblies())
         .unwrap();
-    assert_eq!(assemblies.len(), 5);
+    assert_eq!(assemblies.len(), 6);
     assert_eq!(
         uuid(guid(steps[0].def.id)),
         derived_id("sdkmessageprocessingstep", "p")
@@ -688,4 +695,27 @@ fn registration_errors_name_file_entry_and_reason() {
     let path = dir.path().join("weft.toml");
     std::fs::write(&path, format!("{TABLES}\n[bus]\nanything = 1\n")).unwrap();
     assert!(Registration::load(&path).is_ok());
+}
+
+/// An operation that runs past `[pipeline] operation_limit_ms` fails with the time-limit error, later steps do
+/// not run and nothing is written.
+#[test]
+fn operation_time_limit_spans_the_whole_operation() {
+    let steps = [
+        "[pipeline]\noperation_limit_ms = 30\n[sandbox]\ndeadline_ms = 300\n".to_owned(),
+        "[[step]]\nname = \"spin\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\nplugin = \"infinite-loop\"\n".to_owned(),
+        probe_step("after", "Create", 40, 1, ""),
+    ]
+    .concat();
+    let env = env(&steps);
+    let err = env.create("A").unwrap_err();
+    assert!(
+        matches!(err, PipelineError::Timeout { limit_ms: 30 }),
+        "{err:?}"
+    );
+    assert!(env.rows("account").is_empty());
+    assert!(env.probe("after").is_empty());
+    let t = env.traces();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].entry.outcome, TraceOutcome::Failed);
 }

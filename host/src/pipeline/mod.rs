@@ -17,6 +17,7 @@
 //! plug-in inside that work runs all its stages, PreValidation included, in the same transaction. Any error
 //! rolls the work's savepoint back; trace-log rows survive (the store writes them outside the savepoint).
 
+pub mod bench;
 mod error;
 mod services;
 
@@ -730,6 +731,10 @@ impl Inner {
         let result = match (outcome.result, doomed) {
             // A failed child operation dooms the transaction whatever the plug-in did with the error.
             (_, Some(e)) => Err(e),
+            // Past the operation limit nothing the step did counts, whatever it returned.
+            _ if late => Err(PipelineError::Timeout {
+                limit_ms: self.settings.operation_limit_ms,
+            }),
             (Err(f), None) => Err(match f.kind {
                 FailureKind::Plugin { error_code, .. } => PipelineError::Plugin {
                     step: step.def.name.clone(),
@@ -743,9 +748,6 @@ impl Inner {
                         None => f.to_string(),
                     },
                 },
-            }),
-            (Ok(_), None) if late => Err(PipelineError::Timeout {
-                limit_ms: self.settings.operation_limit_ms,
             }),
             (Ok(changes), None) => {
                 if let Some(input) = changes.input_parameters

@@ -1,0 +1,274 @@
+//! `weft bench pipeline`: Creates per second through the whole pipeline — a sync PreValidation step
+//! (validator), a sync PreOperation step (enricher) and an async PostOperation step (one system job row per
+//! Create) — from 64 concurrent callers, every operation durable before its caller hears back. In the same
+//! run: the floor (one SQLite transaction per bare insert, same durability) and the same pipeline with one
+//! transaction per operation (`max_batch = 1`).
+//!
+//! Owns the measurement only (timing goals live here, never in tests). It must not change pipeline behaviour.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use weft_store::system::JobFilter;
+use weft_store::{Query, Read, SqliteOptions, SqliteStore, Store, StoreExt};
+
+use super::{Message, OrganizationRequest, Pipeline};
+use crate::bench::percentiles;
+use crate::builder;
+use crate::registration::Registration;
+use crate::sandbox::Sandbox;
+use crate::sandbox::wit::types::{Attribute, Entity, Value};
+
+/// Concurrent callers.
+pub const CALLERS: usize = 64;
+/// Operations through the group-commit pipeline.
+pub const OPS: u64 = 20_000;
+/// Operations for the two one-fsync-per-operation runs (they are two orders of magnitude slower).
+pub const SLOW_OPS: u64 = 2_000;
+
+/// One run's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// Pipeline Creates per second, group commit.
+    pub ops_per_s: f64,
+    /// The same pipeline with one transaction per operation.
+    pub single_txn_ops_per_s: f64,
+    /// Bare inserts per second, one transaction each.
+    pub floor_ops_per_s: f64,
+    /// Caller-observed median latency of the group-commit pipeline, ms.
+    pub p50_ms: f64,
+    /// Caller-observed 99th percentile latency of the group-commit pipeline, ms.
+    pub p99_ms: f64,
+}
+
+fn config(components: &Path) -> String {
+    let component = |name: &str| {
+        components
+            .join(format!("{name}.wasm"))
+            .display()
+            .to_string()
+    };
+    format!(
+        r#"
+[[table]]
+logical_name = "account"
+entity_set_name = "accounts"
+primary_id_attribute = "accountid"
+primary_name_attribute = "name"
+  [[table.attribute]]
+  logical_name = "name"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "accountnumber"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "emailaddress1"
+  type = "String"
+
+[[plugin]]
+name = "validator"
+component = "{}"
+[[plugin]]
+name = "enricher"
+component = "{}"
+
+[[step]]
+name = "validate account"
+message = "Create"
+table = "account"
+stage = 10
+plugin = "validator"
+
+[[step]]
+name = "enrich account"
+message = "Create"
+table = "account"
+stage = 20
+plugin = "enricher"
+
+[[step]]
+name = "notify account"
+message = "Create"
+table = "account"
+stage = 40
+mode = 1
+plugin = "enricher"
+"#,
+        component("validator"),
+        component("enricher")
+    )
+}
+
+/// Runs `n` Creates from [`CALLERS`] threads; returns (ops/s, latencies).
+fn drive(pipeline: &Pipeline, n: u64) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..CALLERS)
+        .map(|t| {
+            let pipeline = pipeline.clone();
+            let count = n / CALLERS as u64 + u64::from((t as u64) < n % CALLERS as u64);
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let mut latencies = Vec::with_capacity(count as usize);
+                for i in 0..count {
+                    let target = Entity {
+                        logical_name: "account".into(),
+                        id: None,
+                        attributes: vec![
+                            Attribute {
+                                name: "name".into(),
+                                value: Value::String(format!("Bench Account {t}-{i}")),
+                            },
+                            Attribute {
+                                name: "emailaddress1".into(),
+                                value: Value::String(format!("a{t}.{i}@example.com")),
+                            },
+                        ],
+                        formatted_values: Vec::new(),
+                        row_version: None,
+                    };
+                    let s = Instant::now();
+                    pipeline.execute(OrganizationRequest::new(Message::Create { target }))?;
+                    latencies.push(s.elapsed());
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(n as usize);
+    for h in handles {
+        match h.join() {
+            Ok(latencies) => all.extend(latencies?),
+            Err(_) => bail!("a benchmark caller panicked"),
+        }
+    }
+    Ok((all.len() as f64 / start.elapsed().as_secs_f64(), all))
+}
+
+fn pipeline(
+    dir: &Path,
+    registration: &Registration,
+    sandbox: &Arc<Sandbox>,
+    max_batch: usize,
+) -> anyhow::Result<(Arc<SqliteStore>, Pipeline)> {
+    let store = Arc::new(SqliteStore::open(
+        dir.join(format!("weft-bench-pipeline-{max_batch}.db")),
+        registration.schema.clone(),
+        SqliteOptions {
+            max_batch,
+            ..Default::default()
+        },
+    )?);
+    let pipeline = Pipeline::new(
+        store.clone() as Arc<dyn Store>,
+        Arc::clone(sandbox),
+        registration,
+    )?;
+    Ok((store, pipeline))
+}
+
+/// Checks every operation left its row and its job.
+fn check_written(store: &SqliteStore, n: u64) -> anyhow::Result<()> {
+    let (rows, jobs) = store.read(|r: &dyn Read| {
+        Ok::<_, weft_store::StoreError>((
+            r.retrieve_multiple(&Query::new("account"))?.len(),
+            r.system_jobs(&JobFilter::default())?.len(),
+        ))
+    })?;
+    if rows as u64 != n || jobs as u64 != n {
+        bail!("expected {n} rows and {n} jobs, found {rows} rows and {jobs} jobs");
+    }
+    Ok(())
+}
+
+/// Measures the three figures in `dir`, reporting progress through `progress`.
+pub fn measure(
+    dir: &Path,
+    ops: u64,
+    slow_ops: u64,
+    mut progress: impl FnMut(&str),
+) -> anyhow::Result<Figures> {
+    progress("building the validator and enricher plug-ins");
+    let artifacts = builder::build(
+        &builder::default_plugins_dir(),
+        &builder::default_target_dir(),
+        &["validator".to_owned(), "enricher".to_owned()],
+        |_| {},
+    )?;
+    let components = artifacts
+        .first()
+        .and_then(|a| a.path.parent())
+        .context("the build produced no component")?
+        .to_path_buf();
+    let file = dir.join("weft.toml");
+    std::fs::write(&file, config(&components))?;
+    let registration = Registration::load(&file)?;
+    let sandbox = Arc::new(Sandbox::new(registration.limits.clone(), None)?);
+
+    progress(&format!(
+        "pipeline, group commit: {ops} Creates from {CALLERS} callers"
+    ));
+    let (store, grouped) = pipeline(dir, &registration, &sandbox, 512)?;
+    let (ops_per_s, mut latencies) = drive(&grouped, ops)?;
+    check_written(&store, ops)?;
+    let p = percentiles(&mut latencies);
+    drop((grouped, store));
+
+    progress(&format!(
+        "pipeline, one transaction per operation: {slow_ops} Creates"
+    ));
+    let (store, single) = pipeline(dir, &registration, &sandbox, 1)?;
+    let (single_txn_ops_per_s, _) = drive(&single, slow_ops)?;
+    check_written(&store, slow_ops)?;
+    drop((single, store));
+
+    progress(&format!(
+        "floor: {slow_ops} bare inserts, one transaction each"
+    ));
+    let floor_ops_per_s = weft_store::bench::floor_inserts_per_s(dir, slow_ops, CALLERS)?;
+    Ok(Figures {
+        ops_per_s,
+        single_txn_ops_per_s,
+        floor_ops_per_s,
+        p50_ms: p.p50.as_secs_f64() * 1000.0,
+        p99_ms: p.p99.as_secs_f64() * 1000.0,
+    })
+}
+
+/// `weft bench pipeline [--json]`: measures in a temporary directory and prints the figures.
+pub fn run(json: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let f = measure(dir.path(), OPS, SLOW_OPS, |line| eprintln!("{line}"))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ops_per_s": f.ops_per_s.round(),
+                "single_txn_ops_per_s": f.single_txn_ops_per_s.round(),
+                "floor_ops_per_s": f.floor_ops_per_s.round(),
+                "p50_ms": (f.p50_ms * 100.0).round() / 100.0,
+                "p99_ms": (f.p99_ms * 100.0).round() / 100.0,
+                "callers": CALLERS,
+            })
+        );
+    } else {
+        println!(
+            "pipeline (2 sync wasm steps + 1 async job, group commit): {:.0} ops/s",
+            f.ops_per_s
+        );
+        println!(
+            "  caller latency p50 {:.2} ms, p99 {:.2} ms",
+            f.p50_ms, f.p99_ms
+        );
+        println!(
+            "same pipeline, one transaction per operation: {:.0} ops/s",
+            f.single_txn_ops_per_s
+        );
+        println!(
+            "floor, one transaction per bare insert: {:.0} ops/s",
+            f.floor_ops_per_s
+        );
+        println!("goal: >= 5000 ops/s and not below the one-transaction-per-operation figure");
+    }
+    Ok(())
+}
