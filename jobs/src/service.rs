@@ -411,13 +411,10 @@ async fn record<R>(
 }
 
 fn auto_delete(tx: &dyn Tx, job: &SystemJob) -> Result<bool, StoreError> {
-    let Some(step) = job.owning_extension_id else {
-        return Ok(false);
-    };
-    Ok(tx
-        .steps()?
-        .iter()
-        .any(|s| s.def.id == step && s.def.async_auto_delete))
+    match job.owning_extension_id {
+        Some(step) => Ok(tx.step_async_auto_delete(step)? == Some(true)),
+        None => Ok(false),
+    }
 }
 
 /// The job's state after attempt `attempt` ended with `outcome` (the job as read in the recording transaction,

@@ -115,6 +115,9 @@ pub trait Read {
     fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>>;
     /// A system job's recorded attempts, first attempt first.
     fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>>;
+    /// A step's `asyncautodelete` (None when the step does not exist): read by the asynchronous service on
+    /// every success, so it is one indexed lookup rather than [`Read::steps`].
+    fn step_async_auto_delete(&self, step_id: Uuid) -> Result<Option<bool>>;
     /// Locked jobs (any Locked status) whose lease ended at or before `now_ms`, oldest first: the jobs of
     /// workers that died or hung.
     fn expired_job_leases(&self, now_ms: i64) -> Result<Vec<SystemJob>>;

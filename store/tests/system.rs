@@ -358,6 +358,16 @@ fn secrets_are_write_only() {
         })
         .unwrap();
 
+    assert_eq!(
+        store.read(|r| r.step_async_auto_delete(sid)).unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        store
+            .read(|r| r.step_async_auto_delete(Uuid::new_v4()))
+            .unwrap(),
+        None
+    );
     let (endpoints, steps) = store
         .read(|r| Ok::<_, StoreError>((r.service_endpoints()?, r.steps()?)))
         .unwrap();

@@ -355,6 +355,9 @@ impl Read for SqlRead<'_> {
     fn expired_job_leases(&self, now_ms: i64) -> Result<Vec<SystemJob>> {
         system::expired_job_leases(self.conn, now_ms)
     }
+    fn step_async_auto_delete(&self, step_id: Uuid) -> Result<Option<bool>> {
+        system::step_async_auto_delete(self.conn, step_id)
+    }
 }
 
 /// Writes inside the writer's current savepoint.
@@ -413,6 +416,9 @@ impl Read for SqlTx<'_> {
     }
     fn expired_job_leases(&self, now_ms: i64) -> Result<Vec<SystemJob>> {
         self.read.expired_job_leases(now_ms)
+    }
+    fn step_async_auto_delete(&self, step_id: Uuid) -> Result<Option<bool>> {
+        self.read.step_async_auto_delete(step_id)
     }
 }
 

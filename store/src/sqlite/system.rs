@@ -910,3 +910,12 @@ pub(crate) fn expired_job_leases(conn: &Connection, now: i64) -> Result<Vec<Syst
         .query_map([now], job_row)?
         .collect::<rusqlite::Result<_>>()?)
 }
+
+pub(crate) fn step_async_auto_delete(conn: &Connection, step_id: Uuid) -> Result<Option<bool>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT asyncautodelete FROM sdkmessageprocessingstep WHERE sdkmessageprocessingstepid = ?1",
+        )?
+        .query_row([step_id.to_string()], |r| r.get(0))
+        .optional()?)
+}
