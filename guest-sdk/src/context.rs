@@ -375,6 +375,23 @@ impl Context {
     pub fn shared_variables_changed(&self) -> bool {
         self.shared_changed
     }
+
+    /// The changed writable parts, moved out (used when the invocation ends).
+    pub(crate) fn into_changed_parts(
+        self,
+    ) -> (Option<Parameters>, Option<Parameters>, Option<Parameters>) {
+        let ContextFrame {
+            input_parameters,
+            output_parameters,
+            shared_variables,
+            ..
+        } = self.frame;
+        (
+            self.input_changed.then_some(input_parameters),
+            self.output_changed.then_some(output_parameters),
+            self.shared_changed.then_some(shared_variables),
+        )
+    }
 }
 
 fn find_image<'a>(images: &'a [(String, Entity)], alias: &str) -> Option<&'a Entity> {

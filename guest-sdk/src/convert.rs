@@ -180,6 +180,64 @@ pub(crate) fn parameters_to_wit(params: &Parameters) -> Vec<wt::Parameter> {
         .collect()
 }
 
+/// Moves a parameter collection into WIT form (no string copies).
+fn parameters_into_wit(params: Parameters) -> Vec<wt::Parameter> {
+    params
+        .0
+        .into_iter()
+        .map(|(name, value)| wt::Parameter {
+            name,
+            value: match value {
+                ParameterValue::Value(v) => wt::ParameterValue::Value(value_into_wit(v)),
+                ParameterValue::Entity(e) => wt::ParameterValue::Entity(entity_into_wit(e)),
+                ParameterValue::EntityCollection(c) => {
+                    wt::ParameterValue::EntityCollection(wt::EntityCollection {
+                        entity_name: c.entity_name,
+                        entities: c.entities.into_iter().map(entity_into_wit).collect(),
+                        more_records: c.more_records,
+                        paging_cookie: c.paging_cookie,
+                        total_record_count: c.total_record_count,
+                    })
+                }
+            },
+        })
+        .collect()
+}
+
+fn entity_into_wit(e: Entity) -> wt::Entity {
+    wt::Entity {
+        logical_name: e.logical_name,
+        id: e.id.map(Into::into),
+        attributes: e
+            .attributes
+            .into_iter()
+            .map(|(name, value)| wt::Attribute {
+                name,
+                value: value_into_wit(value),
+            })
+            .collect(),
+        formatted_values: e.formatted_values,
+        row_version: e.row_version,
+    }
+}
+
+fn value_into_wit(v: Value) -> wt::Value {
+    match v {
+        Value::Decimal(s) => wt::Value::Decimal(s),
+        Value::Money(s) => wt::Value::Money(s),
+        Value::String(s) => wt::Value::String(s),
+        Value::OptionSetValueCollection(v) => wt::Value::OptionSetValueCollection(v),
+        Value::StringArray(v) => wt::Value::StringArray(v),
+        Value::EntityReference(r) => wt::Value::EntityReference(wt::EntityReference {
+            logical_name: r.logical_name,
+            id: r.id.into(),
+            name: r.name,
+        }),
+        // The rest carry no heap data worth moving.
+        other => (&other).into(),
+    }
+}
+
 fn images(images: Vec<wt::Image>) -> Vec<(String, Entity)> {
     images
         .into_iter()
@@ -248,17 +306,12 @@ impl From<wc::ExecutionContext> for Context {
 }
 
 /// The changed writable parts of a finished invocation, moved out of the context.
-pub(crate) fn into_changes(ctx: &Context) -> wc::ContextChanges {
+pub(crate) fn into_changes(ctx: Context) -> wc::ContextChanges {
+    let (input, output, shared) = ctx.into_changed_parts();
     wc::ContextChanges {
-        input_parameters: ctx
-            .input_parameters_changed()
-            .then(|| parameters_to_wit(&ctx.input_parameters)),
-        output_parameters: ctx
-            .output_parameters_changed()
-            .then(|| parameters_to_wit(&ctx.output_parameters)),
-        shared_variables: ctx
-            .shared_variables_changed()
-            .then(|| parameters_to_wit(&ctx.shared_variables)),
+        input_parameters: input.map(parameters_into_wit),
+        output_parameters: output.map(parameters_into_wit),
+        shared_variables: shared.map(parameters_into_wit),
     }
 }
 
@@ -402,5 +455,5 @@ pub fn run<P: crate::Plugin>(
 ) -> Result<wc::ContextChanges, wc::PluginError> {
     let mut ctx: Context = context.into();
     P::execute(&mut ctx, &crate::Services::new(&WasmHost)).map_err(wc::PluginError::from)?;
-    Ok(into_changes(&ctx))
+    Ok(into_changes(ctx))
 }
