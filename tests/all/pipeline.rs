@@ -15,7 +15,7 @@ use weft_host::registration::{Registration, derived_id};
 use weft_host::sandbox::wit::types::{Attribute, Entity, Value};
 use weft_host::sandbox::{Limits, Sandbox};
 use weft_store::system::{JobFilter, JobStatus, TraceFilter, TraceLog, TraceOutcome};
-use weft_store::{Query, Read, SqliteOptions, SqliteStore, Store, StoreExt};
+use weft_store::{EntityRef, Query, Read, SqliteOptions, SqliteStore, Store, StoreExt};
 
 const TABLES: &str = r#"
 [[table]]
@@ -44,6 +44,12 @@ primary_name_attribute = "lastname"
   [[table.attribute]]
   logical_name = "lastname"
   type = "String"
+
+[[relationship]]
+name = "account_contacts"
+type = "ManyToMany"
+entity1 = "account"
+entity2 = "contact"
 "#;
 
 fn plugins_toml() -> String {
@@ -718,4 +724,91 @@ fn operation_time_limit_spans_the_whole_operation() {
     let t = env.traces();
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].entry.outcome, TraceOutcome::Failed);
+}
+
+/// SetState, Assign, Associate and Disassociate run through the pipeline with their parameters and images.
+#[test]
+fn set_state_assign_associate_disassociate() {
+    let steps = [
+        format!(
+            "{}[[step.image]]\nalias = \"s\"\ntype = \"both\"\nattributes = [\"statecode\", \"statuscode\"]\n",
+            probe_step("state", "SetState", 40, 1, "")
+        ),
+        probe_step("assign", "Assign", 20, 1, ""),
+        probe_step("assoc", "Associate", 40, 1, ""),
+        probe_step("dissoc", "Disassociate", 10, 1, ""),
+    ]
+    .concat();
+    let env = env(&steps);
+    let id = env.create("A").unwrap();
+    let account = EntityRef::new("account", id);
+    env.run(OrganizationRequest::new(Message::SetState {
+        target: account.clone(),
+        state: 1,
+        status: 2,
+    }))
+    .unwrap();
+    let state = &env.probe("state")[0];
+    assert_eq!(
+        line(state, "pre"),
+        "s[statecode=OptionSetValue(0),statuscode=OptionSetValue(1)]"
+    );
+    assert_eq!(
+        line(state, "post"),
+        "s[statecode=OptionSetValue(1),statuscode=OptionSetValue(2)]"
+    );
+    assert!(
+        line(state, "input").contains(&format!("EntityMoniker=account({id})")),
+        "{state}"
+    );
+
+    let owner = Uuid::from_u128(0x5157);
+    env.run(OrganizationRequest::new(Message::Assign {
+        target: account.clone(),
+        assignee: EntityRef::new("systemuser", owner),
+    }))
+    .unwrap();
+    assert!(
+        line(&env.probe("assign")[0], "input").contains(&format!("Assignee=systemuser({owner})"))
+    );
+    let row = &env.rows("account")[0];
+    assert_eq!(
+        row.attributes["ownerid"],
+        weft_store::Value::EntityReference {
+            logical_name: "systemuser".into(),
+            id: owner
+        }
+    );
+
+    let contact = match env
+        .run(OrganizationRequest::new(Message::Create {
+            target: entity("contact", None, &[("lastname", "C")]),
+        }))
+        .unwrap()
+    {
+        OrganizationResponse::Create { id } => id,
+        other => panic!("{other:?}"),
+    };
+    let related = vec![EntityRef::new("contact", contact)];
+    env.run(OrganizationRequest::new(Message::Associate {
+        target: account.clone(),
+        relationship: "account_contacts".into(),
+        related: related.clone(),
+    }))
+    .unwrap();
+    assert_eq!(line(&env.probe("assoc")[0], "primaryid"), id.to_string());
+    let linked = |env: &Env| {
+        env.store
+            .read(|r: &dyn Read| r.related("account_contacts", &account))
+            .unwrap()
+    };
+    assert_eq!(linked(&env), related);
+    env.run(OrganizationRequest::new(Message::Disassociate {
+        target: account.clone(),
+        relationship: "account_contacts".into(),
+        related,
+    }))
+    .unwrap();
+    assert_eq!(env.probe("dissoc").len(), 1);
+    assert!(linked(&env).is_empty());
 }

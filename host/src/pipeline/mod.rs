@@ -1,4 +1,5 @@
-//! The event execution pipeline: runs Create, Retrieve, RetrieveMultiple, Update and Delete through
+//! The event execution pipeline: runs Create, Retrieve, RetrieveMultiple, Update, Delete, Associate,
+//! Disassociate, SetState and Assign through
 //! Dataverse's stages (10 PreValidation, 20 PreOperation, 30 main operation, 40 PostOperation), firing the
 //! registered steps in the sandbox, inside one store transaction, and queues async steps as system jobs (the
 //! outbox) in that same transaction.
@@ -85,6 +86,40 @@ pub enum Message {
         /// Row id.
         id: Uuid,
     },
+    /// Link a row with others through a relationship.
+    Associate {
+        /// The row.
+        target: EntityRef,
+        /// Relationship schema name.
+        relationship: String,
+        /// The rows to link.
+        related: Vec<EntityRef>,
+    },
+    /// Remove links made by Associate.
+    Disassociate {
+        /// The row.
+        target: EntityRef,
+        /// Relationship schema name.
+        relationship: String,
+        /// The rows to unlink.
+        related: Vec<EntityRef>,
+    },
+    /// Set a row's `statecode`/`statuscode`.
+    SetState {
+        /// The row (`EntityMoniker`).
+        target: EntityRef,
+        /// `State`.
+        state: i32,
+        /// `Status`.
+        status: i32,
+    },
+    /// Give a row a new owner.
+    Assign {
+        /// The row.
+        target: EntityRef,
+        /// The new owner (`systemuser` or `team`).
+        assignee: EntityRef,
+    },
 }
 
 impl Message {
@@ -96,6 +131,10 @@ impl Message {
             Message::RetrieveMultiple { .. } => "RetrieveMultiple",
             Message::Update { .. } => "Update",
             Message::Delete { .. } => "Delete",
+            Message::Associate { .. } => "Associate",
+            Message::Disassociate { .. } => "Disassociate",
+            Message::SetState { .. } => "SetState",
+            Message::Assign { .. } => "Assign",
         }
     }
 }
@@ -169,6 +208,14 @@ pub enum OrganizationResponse {
     Update,
     /// Delete.
     Delete,
+    /// Associate.
+    Associate,
+    /// Disassociate.
+    Disassociate,
+    /// SetState.
+    SetState,
+    /// Assign.
+    Assign,
 }
 
 /// The pipeline: registered steps, loaded plug-ins, the store and the sandbox.
@@ -378,6 +425,61 @@ impl Inner {
                 let input = vec![param("Target", reference(&table, id))];
                 (table, id, input)
             }
+            Message::Associate {
+                target,
+                relationship,
+                related,
+            }
+            | Message::Disassociate {
+                target,
+                relationship,
+                related,
+            } => {
+                let input = vec![
+                    param("Target", reference(&target.logical_name, target.id)),
+                    // The WIT value model has no Relationship type: its schema name stands for it.
+                    param(
+                        "Relationship",
+                        ParameterValue::Value(Value::String(relationship)),
+                    ),
+                    param(
+                        "RelatedEntities",
+                        ParameterValue::Value(Value::EntityReferenceCollection(
+                            related
+                                .iter()
+                                .map(|r| EntityReference {
+                                    logical_name: r.logical_name.clone(),
+                                    id: guid(r.id),
+                                    name: None,
+                                })
+                                .collect(),
+                        )),
+                    ),
+                ];
+                (target.logical_name, target.id, input)
+            }
+            Message::SetState {
+                target,
+                state,
+                status,
+            } => {
+                let input = vec![
+                    param("EntityMoniker", reference(&target.logical_name, target.id)),
+                    param("State", ParameterValue::Value(Value::OptionSetValue(state))),
+                    param(
+                        "Status",
+                        ParameterValue::Value(Value::OptionSetValue(status)),
+                    ),
+                ];
+                (target.logical_name, target.id, input)
+            }
+            Message::Assign { target, assignee } => {
+                let input = vec![
+                    param("Target", reference(&target.logical_name, target.id)),
+                    param("Assignee", reference(&assignee.logical_name, assignee.id)),
+                ];
+                (target.logical_name, target.id, input)
+            }
         };
         if self.store.schema().table(&table).is_none() {
             return Err(StoreError::UnknownTable(table).into());
@@ -573,7 +675,7 @@ impl Inner {
     }
 
     fn needs_pre_image(&self, op: &Op) -> bool {
-        matches!(op.message, "Update" | "Delete")
+        matches!(op.message, "Update" | "Delete" | "SetState" | "Assign")
             && self.steps.iter().any(|s| {
                 s.def.message == op.message
                     && s.def
@@ -588,7 +690,7 @@ impl Inner {
     }
 
     fn needs_post_image(&self, op: &Op) -> bool {
-        matches!(op.message, "Create" | "Update")
+        matches!(op.message, "Create" | "Update" | "SetState" | "Assign")
             && self.steps.iter().any(|s| {
                 s.def.message == op.message
                     && s.def.stage == StoreStage::PostOperation
@@ -811,12 +913,20 @@ impl Inner {
                 op.message
             ))),
         };
-        let target_ref = |op: &Op| match get_param(&op.input, "Target") {
+        let reference_param = |op: &Op, name: &str| match get_param(&op.input, name) {
             Some(ParameterValue::Value(Value::EntityReference(r))) => {
                 Ok((r.logical_name.clone(), uuid(r.id)))
             }
             _ => Err(PipelineError::Invalid(format!(
-                "{}: the Target input parameter must be an entity reference",
+                "{}: the {name} input parameter must be an entity reference",
+                op.message
+            ))),
+        };
+        let target_ref = |op: &Op| reference_param(op, "Target");
+        let option_param = |op: &Op, name: &str| match get_param(&op.input, name) {
+            Some(ParameterValue::Value(Value::OptionSetValue(v) | Value::Integer(v))) => Ok(*v),
+            _ => Err(PipelineError::Invalid(format!(
+                "{}: the {name} input parameter must be an option value",
                 op.message
             ))),
         };
@@ -875,6 +985,46 @@ impl Inner {
                         paging_cookie: None,
                     }),
                 );
+            }
+            "Associate" | "Disassociate" => {
+                let (table, id) = target_ref(op)?;
+                let relationship = match get_param(&op.input, "Relationship") {
+                    Some(ParameterValue::Value(Value::String(r))) => r.clone(),
+                    _ => {
+                        return Err(PipelineError::Invalid(format!(
+                            "{}: the Relationship input parameter must be a relationship name",
+                            op.message
+                        )));
+                    }
+                };
+                let related: Vec<EntityRef> = match get_param(&op.input, "RelatedEntities") {
+                    Some(ParameterValue::Value(Value::EntityReferenceCollection(rs))) => rs
+                        .iter()
+                        .map(|r| EntityRef::new(&r.logical_name, uuid(r.id)))
+                        .collect(),
+                    _ => {
+                        return Err(PipelineError::Invalid(format!(
+                            "{}: the RelatedEntities input parameter must be a list of references",
+                            op.message
+                        )));
+                    }
+                };
+                let target = EntityRef::new(table, id);
+                if op.message == "Associate" {
+                    tx.associate(&relationship, &target, &related)?;
+                } else {
+                    tx.disassociate(&relationship, &target, &related)?;
+                }
+            }
+            "SetState" => {
+                let (table, id) = reference_param(op, "EntityMoniker")?;
+                let (state, status) = (option_param(op, "State")?, option_param(op, "Status")?);
+                tx.set_state(&table, id, state, status)?;
+            }
+            "Assign" => {
+                let (table, id) = target_ref(op)?;
+                let (owner_table, owner_id) = reference_param(op, "Assignee")?;
+                tx.assign(&table, id, EntityRef::new(owner_table, owner_id))?;
             }
             other => {
                 return Err(PipelineError::Invalid(format!(
@@ -955,6 +1105,10 @@ impl Inner {
                 _ => return Err(missing("BusinessEntityCollection")),
             },
             "Update" => OrganizationResponse::Update,
+            "Associate" => OrganizationResponse::Associate,
+            "Disassociate" => OrganizationResponse::Disassociate,
+            "SetState" => OrganizationResponse::SetState,
+            "Assign" => OrganizationResponse::Assign,
             _ => OrganizationResponse::Delete,
         })
     }

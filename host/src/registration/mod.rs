@@ -19,7 +19,8 @@
 //!
 //! [[step]]
 //! name = "validate account"
-//! message = "Create"             # Create, Retrieve, RetrieveMultiple, Update, Delete
+//! message = "Create"             # Create, Retrieve, RetrieveMultiple, Update, Delete, Associate,
+//!                                # Disassociate, SetState, Assign
 //! table = "account"              # absent = every table
 //! stage = 10                     # 10, 20 or 40 (30 is Custom API only)
 //! mode = 0                       # 0 sync, 1 async (stage 40 only)
@@ -59,7 +60,17 @@ use weft_store::{RelationshipDef, Schema, TableDef, Tx};
 use crate::sandbox::{Limits, sha256_hex};
 
 /// The messages the pipeline runs.
-pub const MESSAGES: &[&str] = &["Create", "Retrieve", "RetrieveMultiple", "Update", "Delete"];
+pub const MESSAGES: &[&str] = &[
+    "Create",
+    "Retrieve",
+    "RetrieveMultiple",
+    "Update",
+    "Delete",
+    "Associate",
+    "Disassociate",
+    "SetState",
+    "Assign",
+];
 
 /// Namespace of the ids derived from entry names, so an entry keeps its id across restarts.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x8f3c_52e1_7a4d_4c2b_9e61_0d5a_77b3_c901);
@@ -285,7 +296,7 @@ pub fn derived_id(kind: &str, name: &str) -> Uuid {
 fn image_support(message: &str) -> Option<(bool, bool)> {
     match message {
         "Create" => Some((false, true)),
-        "Update" => Some((true, true)),
+        "Update" | "Assign" | "SetState" => Some((true, true)),
         "Delete" => Some((true, false)),
         _ => None,
     }
@@ -504,7 +515,11 @@ impl Registration {
                         RawImageType::Both => ImageType::Both,
                     },
                     attributes: i.attributes.clone(),
-                    message_property_name: "Target".into(),
+                    message_property_name: if s.message == "SetState" {
+                        "EntityMoniker".into()
+                    } else {
+                        "Target".into()
+                    },
                 });
             }
             let event_handler = match (&s.plugin, &s.service_endpoint) {
