@@ -812,3 +812,53 @@ fn set_state_assign_associate_disassociate() {
     assert_eq!(env.probe("dissoc").len(), 1);
     assert!(linked(&env).is_empty());
 }
+
+/// A failed child operation fails the whole operation even when the calling plug-in swallows the error.
+#[test]
+fn a_swallowed_child_failure_still_rolls_everything_back() {
+    let steps = [
+        "[[step]]\nname = \"careless\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\nplugin = \"org-caller\"\nconfiguration = \"create-ignoring-errors=contact:lastname\"\n".to_owned(),
+        "[[step]]\nname = \"reject\"\nmessage = \"Create\"\ntable = \"contact\"\nstage = 40\nplugin = \"probe\"\nconfiguration = \"label=reject;fail=Contacts are closed.\"\n".to_owned(),
+    ]
+    .concat();
+    let env = env(&steps);
+    let err = env.create("A").unwrap_err();
+    assert_eq!(err.to_string(), "Contacts are closed.");
+    assert!(env.rows("account").is_empty());
+    assert!(env.rows("contact").is_empty());
+    let careless = env
+        .traces()
+        .into_iter()
+        .find(|t| t.entry.plugin == "org-caller")
+        .unwrap();
+    assert!(
+        careless
+            .entry
+            .trace
+            .contains("ignoring: Contacts are closed."),
+        "{careless:?}"
+    );
+    assert_eq!(careless.entry.outcome, TraceOutcome::Failed);
+}
+
+/// An organization-service call from a top-level PreValidation step runs in its own transaction (there is
+/// none yet): its row stays when the main operation later fails.
+#[test]
+fn prevalidation_child_runs_in_its_own_transaction() {
+    let steps = [
+        "[[step]]\nname = \"early\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 10\nplugin = \"org-caller\"\nconfiguration = \"create=contact:lastname\"\n".to_owned(),
+        "[[step]]\nname = \"c10\"\nmessage = \"Create\"\ntable = \"contact\"\nstage = 10\nplugin = \"probe\"\nconfiguration = \"label=c10\"\n".to_owned(),
+        probe_step("fail", "Create", 20, 1, "fail=No accounts today."),
+    ]
+    .concat();
+    let env = env(&steps);
+    assert_eq!(
+        env.create("Early").unwrap_err().to_string(),
+        "No accounts today."
+    );
+    assert!(env.rows("account").is_empty());
+    assert_eq!(env.rows("contact").len(), 1);
+    let child = &env.probe("c10")[0];
+    assert_eq!(line(child, "depth"), "2");
+    assert_eq!(line(child, "intx"), "false");
+}
