@@ -681,6 +681,15 @@ fn registration_errors_name_file_entry_and_reason() {
             probe_step("s", "Create", 20, 1, "") + "colour = \"red\"\n",
             "unknown field `colour`",
         ),
+        (probe_step("s", "Create", 30, 1, ""), "step \"s\": stage 30 (MainOperation) is for Custom API"),
+        (probe_step("s", "Create", 20, 1, "") + "filtering_attributes = [\"name\"]\n", "filtering_attributes apply to the Update message only"),
+        (probe_step("s", "Update", 20, 1, "") + "filtering_attributes = [\"nope\"]\n", "table `account` has no attribute `nope`"),
+        (probe_step("s", "Create", 25, 1, ""), "25 is not a valid Stage value"),
+        (
+            "[[service_endpoint]]\nname = \"hook\"\ncontract = 8\nmessage_format = 2\nauth_type = 4\nurl = \"https://example.com/h\"\nauth_value = \"k\"\n".to_owned()
+                + &probe_step("s", "Create", 40, 1, "").replace("plugin = \"probe\"", "service_endpoint = \"hook\""),
+            "step \"s\": a service-endpoint step must be asynchronous",
+        ),
     ];
     for (extra, expected) in cases {
         let path = dir.path().join("weft.toml");
@@ -861,4 +870,27 @@ fn prevalidation_child_runs_in_its_own_transaction() {
     let child = &env.probe("c10")[0];
     assert_eq!(line(child, "depth"), "2");
     assert_eq!(line(child, "intx"), "false");
+}
+
+/// An async service-endpoint step (the built-in Azure-aware plug-in) queues a job; the endpoint is persisted
+/// with its secret write-only.
+#[test]
+fn service_endpoint_step_queues_a_job_and_keeps_the_secret_write_only() {
+    let steps = "[[service_endpoint]]\nname = \"hook\"\ncontract = 8\nmessage_format = 2\nauth_type = 4\n\
+                 url = \"https://example.com/hook\"\nauth_value = \"hunter2\"\n\
+                 [[step]]\nname = \"post to hook\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\n\
+                 mode = 1\nservice_endpoint = \"hook\"\n";
+    let env = env(steps);
+    env.create("A").unwrap();
+    let jobs = env.jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].name, "post to hook");
+    let endpoints = env
+        .store
+        .read(|r: &dyn Read| r.service_endpoints())
+        .unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert!(endpoints[0].is_auth_value_set);
+    assert!(!format!("{endpoints:?}").contains("hunter2"));
+    assert!(!String::from_utf8_lossy(&jobs[0].data).contains("hunter2"));
 }

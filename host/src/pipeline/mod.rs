@@ -651,6 +651,9 @@ impl Inner {
                 && d.primary_entity.as_deref().is_none_or(|t| t == op.table)
                 && d.state == StepState::Enabled
                 && !op.bypass_step_ids.contains(&d.id)
+                // weft's reading of `invocationsource` (Dataverse leaves "both" undocumented): Parent steps
+                // fire for every operation, Child steps only for operations a plug-in issued (depth > 1),
+                // Internal steps are the platform's own and never fire here.
                 && match d.invocation_source {
                     InvocationSource::Parent => true,
                     InvocationSource::Child => op.depth > 1,

@@ -550,6 +550,16 @@ impl Registration {
                     return fail("name exactly one handler: `plugin` or `service_endpoint`".into());
                 }
             };
+            if matches!(event_handler, EventHandler::ServiceEndpoint(_))
+                && s.mode == StepMode::Synchronous
+            {
+                // The pipeline queues endpoint posts as system jobs; a synchronous post from inside the
+                // transaction needs the endpoint clients, which the pipeline does not call (yet).
+                return fail(
+                    "a service-endpoint step must be asynchronous (mode = 1) in this version"
+                        .into(),
+                );
+            }
             steps.push(StepDecl {
                 def: StepDef {
                     id: s
