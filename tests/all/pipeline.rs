@@ -568,6 +568,10 @@ fn async_step_writes_the_outbox_row() {
     assert_eq!(ctx.primary_entity_id, id);
     assert_eq!(ctx.correlation_id, job.correlation_id);
     assert!(ctx.output_parameters.iter().any(|(k, _)| k == "id"));
+    let (alias, image) = &ctx.post_entity_images[0];
+    assert_eq!(alias, "AsynchronousStepPrimaryName");
+    let names: Vec<&str> = image.attributes.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["name", "accountid"]);
     // The async step itself did not run in the pipeline.
     assert!(env.probe("async").is_empty());
 }

@@ -39,7 +39,7 @@ use crate::convert::{self, guid, uuid};
 use crate::registration::{PipelineSettings, Registration, StepDecl};
 use crate::sandbox::wit::context::{ContextFrame, ExecutionContext, IsolationMode, Mode, Stage};
 use crate::sandbox::wit::types::{
-    Entity, EntityCollection, EntityReference, Image, Parameter, ParameterValue, Value,
+    Attribute, Entity, EntityCollection, EntityReference, Image, Parameter, ParameterValue, Value,
 };
 use crate::sandbox::{FailureKind, LoadedPlugin, Sandbox};
 
@@ -1050,6 +1050,10 @@ impl Inner {
             .candidate_steps(op, StoreStage::PostOperation)
             .filter(|s| s.def.mode == StepMode::Asynchronous)
             .collect();
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let primary_name = self.primary_name_image(op, tx)?;
         for step in steps {
             let job_id = Uuid::new_v4();
             let created_on = tx.now_ms();
@@ -1057,6 +1061,9 @@ impl Inner {
             context.frame.operation_id = guid(job_id);
             context.frame.operation_created_on = created_on;
             context.frame.is_in_transaction = false;
+            if let Some(image) = &primary_name {
+                context.frame.post_entity_images.push(image.clone());
+            }
             let data =
                 weft_message::encode(&convert::to_remote(&context), weft_message::Format::Json);
             tx.insert_system_job(NewSystemJob {
@@ -1077,6 +1084,44 @@ impl Inner {
             })?;
         }
         Ok(())
+    }
+
+    /// The `AsynchronousStepPrimaryName` post-image every captured async payload carries (dataverse.md §4,
+    /// derived): the primary-name attribute (when set) and the primary id. None when the row is gone.
+    fn primary_name_image(&self, op: &Op, tx: &dyn Tx) -> Result<Option<Image>, PipelineError> {
+        let Some(table) = tx.schema().table(&op.table) else {
+            return Ok(None);
+        };
+        if op.primary_id.is_nil() || op.message == "Delete" {
+            return Ok(None);
+        }
+        let columns = [table.primary_name_attribute.clone()];
+        let Some(row) = tx.retrieve(&op.table, op.primary_id, Some(&columns))? else {
+            return Ok(None);
+        };
+        let mut attributes = Vec::with_capacity(2);
+        if let Some(name) = row.attributes.get(&table.primary_name_attribute)
+            && !matches!(name, weft_store::Value::String(s) if s.is_empty())
+        {
+            attributes.push(Attribute {
+                name: table.primary_name_attribute.clone(),
+                value: convert::from_store(name),
+            });
+        }
+        attributes.push(Attribute {
+            name: table.primary_id_attribute.clone(),
+            value: Value::Guid(guid(op.primary_id)),
+        });
+        Ok(Some(Image {
+            alias: "AsynchronousStepPrimaryName".into(),
+            entity: Entity {
+                logical_name: op.table.clone(),
+                id: Some(guid(op.primary_id)),
+                attributes,
+                formatted_values: Vec::new(),
+                row_version: None,
+            },
+        }))
     }
 
     fn response(&self, op: &Op) -> Result<OrganizationResponse, PipelineError> {
