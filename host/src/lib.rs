@@ -1,11 +1,18 @@
 //! # weft-host
 //!
-//! weft's trusted host: the plug-in sandbox, and the `weft` command that drives
-//! it. Later issues add the pipeline, the asynchronous service and the endpoint
-//! clients beside it.
+//! weft's trusted host: the plug-in sandbox, the event execution pipeline and
+//! its registration, and the `weft` command that drives them. The message
+//! formats (`weft-message`), the local bus (`weft-bus`), the data store
+//! (`weft-store`), the endpoint clients (`weft-endpoints`) and the asynchronous
+//! service (`weft-jobs`) are crates of their own.
 //!
 //! # Layout
 //! - [`sandbox`]: runs untrusted plug-in components (wasmtime, limits, cache).
+//! - [`pipeline`]: stages, steps, images, shared variables, child operations,
+//!   depth limit, rollback, the outbox of async steps, the trace log.
+//! - [`registration`]: `weft.toml`, validated and persisted.
+//! - [`convert`]: WIT context ⇄ RemoteExecutionContext ⇄ store values.
+//! - [`runtime`]: opens registration + store + sandbox + pipeline for a command.
 //! - [`builder`]: builds plug-in crates from source for `wasm32-wasip2`.
 //! - [`context`]: builds execution contexts from command-line input.
 //! - [`bench`]: `weft bench …` capacity measurements.
@@ -18,4 +25,5 @@ pub mod context;
 pub mod convert;
 pub mod pipeline;
 pub mod registration;
+pub mod runtime;
 pub mod sandbox;
