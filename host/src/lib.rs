@@ -18,11 +18,13 @@
 //! - [`bench`]: `weft bench …` capacity measurements.
 //! - [`cli`]: the `weft` commands (no business logic of its own).
 
+pub mod api;
 pub mod bench;
 pub mod builder;
 pub mod cli;
 pub mod context;
 pub mod convert;
+pub mod delivery;
 pub mod pipeline;
 pub mod registration;
 pub mod runtime;

@@ -1,0 +1,1 @@
+//! The HTTP API (Dataverse Web API shape). Being written.
