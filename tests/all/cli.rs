@@ -95,3 +95,113 @@ fn quickstart_succeeds() {
         "{stdout}"
     );
 }
+
+/// `weft exec` runs an operation through the registered steps and shows them;
+/// a rejection exits 1 with the plug-in's message; `weft trace` lists both.
+#[test]
+fn exec_and_trace_through_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[table]]
+logical_name = "account"
+entity_set_name = "accounts"
+primary_id_attribute = "accountid"
+primary_name_attribute = "name"
+  [[table.attribute]]
+  logical_name = "name"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "accountnumber"
+  type = "String"
+
+[[plugin]]
+name = "validator"
+component = "{}"
+
+[[plugin]]
+name = "enricher"
+component = "{}"
+
+[[step]]
+name = "validate"
+message = "Create"
+table = "account"
+stage = 10
+plugin = "validator"
+
+[[step]]
+name = "number"
+message = "Create"
+table = "account"
+stage = 20
+plugin = "enricher"
+"#,
+            fixtures::component("validator").display(),
+            fixtures::component("enricher").display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        weft()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "exec",
+        "create",
+        "account",
+        "--attributes",
+        r#"{"name":"Fourth Coffee"}"#,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("{\"id\":"), "{stdout}");
+    assert!(
+        stdout.contains("| Enricher: accountnumber = ACC-FC-"),
+        "{stdout}"
+    );
+
+    let out = run(&[
+        "exec",
+        "create",
+        "account",
+        "--attributes",
+        r#"{"name":""}"#,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("error 0x80040265: Account name is required."),
+        "{stdout}"
+    );
+
+    let out = run(&["exec", "retrieve-multiple", "account"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("\"@table\":\"account\"").count(),
+        1,
+        "{stdout}"
+    );
+
+    let out = run(&["trace"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("failed: Account name is required."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Validator: account is valid."), "{stdout}");
+}

@@ -1,6 +1,7 @@
 //! The `weft` command line: parses arguments and hands each command to the
 //! module that owns the work. No business logic lives here.
 
+mod data;
 mod plugin;
 mod quickstart;
 
@@ -22,6 +23,17 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: plugin::PluginCommand,
+    },
+    /// Run one operation through the pipeline (in-process) and show the steps that ran.
+    Exec(data::ExecArgs),
+    /// Show the plug-in trace log.
+    Trace(data::TraceArgs),
+    /// System jobs (asyncoperation): list, show, retry, cancel, pause, resume, postpone, delete.
+    Jobs {
+        #[command(flatten)]
+        runtime: data::RuntimeArgs,
+        #[command(subcommand)]
+        command: weft_jobs::cli::JobsCommand,
     },
     /// Build the plug-in crates of a plug-in workspace for wasm32-wasip2.
     Build(BuildArgs),
@@ -70,6 +82,12 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Creates per second through the pipeline (2 sync steps, 1 async step, 64 callers), with its floors.
+    Pipeline {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Durable 1 KB sends and receive-and-deletes per second on the local bus, with an HTTP echo floor.
     Bus {
         /// Print one JSON object instead of text.
@@ -94,6 +112,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plugin { command } => plugin::run(command),
+        Command::Exec(args) => data::exec(args),
+        Command::Trace(args) => data::trace(args),
+        Command::Jobs { runtime, command } => data::jobs(runtime, command),
         Command::Build(args) => build(args),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Message { command } => weft_message::cli::run(command).map(|()| ExitCode::SUCCESS),
@@ -105,6 +126,9 @@ pub fn main() -> ExitCode {
                 weft_message::bench::run(json).map(|()| ExitCode::SUCCESS)
             }
             BenchCommand::Bus { json } => block_on(weft_bus::bench::run(json)),
+            BenchCommand::Pipeline { json } => {
+                crate::pipeline::bench::run(json).map(|()| ExitCode::SUCCESS)
+            }
         },
     };
     match result {

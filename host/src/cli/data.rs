@@ -1,0 +1,241 @@
+//! `weft exec`, `weft trace` and `weft jobs`: commands that act on a configured
+//! weft (a `weft.toml` and a data directory), in-process.
+
+use crate::context;
+use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
+use crate::registration::Registration;
+use crate::runtime::{DATABASE_FILE, Runtime};
+use anyhow::{Context as _, bail};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use weft_store::system::{TraceFilter, TraceLog, TraceOutcome};
+use weft_store::{Query, SqliteOptions, SqliteStore, Store, StoreExt};
+
+/// Which weft to act on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuntimeArgs {
+    /// The registration file.
+    #[arg(long, default_value = "weft.toml")]
+    pub config: PathBuf,
+    /// The data directory (database, component cache).
+    #[arg(long, default_value = ".weft")]
+    pub data: PathBuf,
+}
+
+impl RuntimeArgs {
+    /// Opens only the store (no plug-ins loaded): enough to read logs and jobs.
+    fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let registration = Registration::load(&self.config)?;
+        let path = self.data.join(DATABASE_FILE);
+        if !path.exists() {
+            bail!(
+                "no weft data in {} (run an operation first)",
+                self.data.display()
+            );
+        }
+        let store = SqliteStore::open(path, registration.schema, SqliteOptions::default())?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// The operations `weft exec` runs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Operation {
+    /// Create a row from `--attributes`.
+    Create,
+    /// Retrieve the row `--id`.
+    Retrieve,
+    /// Retrieve rows (`--columns`, `--top`).
+    RetrieveMultiple,
+    /// Update the row `--id` with `--attributes`.
+    Update,
+    /// Delete the row `--id`.
+    Delete,
+}
+
+/// Flags of `weft exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// The message.
+    #[arg(value_enum)]
+    operation: Operation,
+    /// The table's logical name.
+    table: String,
+    /// The row id (Retrieve, Update, Delete).
+    #[arg(long)]
+    id: Option<String>,
+    /// Attributes as JSON (typed values as in `weft plugin run --target`).
+    #[arg(long)]
+    attributes: Option<String>,
+    /// Columns to return, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// At most this many rows (RetrieveMultiple).
+    #[arg(long)]
+    top: Option<u32>,
+    /// The `tag` request parameter (reaches plug-ins as a shared variable).
+    #[arg(long)]
+    tag: Option<String>,
+    /// `BypassBusinessLogicExecution`: CustomSync, CustomAsync or both.
+    #[arg(long)]
+    bypass: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn print_trace(log: &TraceLog) {
+    let e = &log.entry;
+    let outcome = match e.outcome {
+        TraceOutcome::Succeeded => "ok".to_owned(),
+        TraceOutcome::Failed => format!("failed: {}", e.error.as_deref().unwrap_or("")),
+    };
+    println!(
+        "  step {} ({}) {} {} depth {} in {} ms: {outcome}",
+        e.plugin,
+        e.step_id.map_or("-".to_owned(), |id| id.to_string()),
+        e.message_name,
+        e.primary_entity.as_deref().unwrap_or("-"),
+        e.depth,
+        e.duration_ms,
+    );
+    for line in e.trace.lines() {
+        println!("    | {line}");
+    }
+}
+
+/// `weft exec`: one operation through the pipeline, then the steps that ran.
+pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::open(&args.runtime.config, &args.runtime.data)?;
+    let id = args
+        .id
+        .as_deref()
+        .map(|text| {
+            text.parse::<uuid::Uuid>()
+                .with_context(|| format!("--id `{text}` is not a GUID"))
+        })
+        .transpose()?;
+    let need_id = || id.context("this operation needs --id");
+    let target = || -> anyhow::Result<_> {
+        let text = args.attributes.as_deref().unwrap_or("{}");
+        let json = serde_json::from_str(text).context("--attributes is not valid JSON")?;
+        let mut entity = context::entity_from_json(&args.table, &json).context("--attributes")?;
+        if let Some(id) = id {
+            entity.id = Some(crate::convert::guid(id));
+        }
+        Ok(entity)
+    };
+    let message = match args.operation {
+        Operation::Create => Message::Create { target: target()? },
+        Operation::Update => {
+            need_id()?;
+            Message::Update { target: target()? }
+        }
+        Operation::Retrieve => Message::Retrieve {
+            table: args.table.clone(),
+            id: need_id()?,
+            columns: args.columns.clone(),
+        },
+        Operation::RetrieveMultiple => Message::RetrieveMultiple {
+            query: Query {
+                columns: args.columns.clone(),
+                top: args.top,
+                ..Query::new(args.table.clone())
+            },
+        },
+        Operation::Delete => Message::Delete {
+            table: args.table.clone(),
+            id: need_id()?,
+        },
+    };
+    let mut request = OrganizationRequest::new(message);
+    request.tag = args.tag.clone();
+    if let Some(bypass) = &args.bypass {
+        request = request.bypass_business_logic(bypass)?;
+    }
+    let started = now_ms();
+    let result = runtime.pipeline.execute(request);
+    let traces: Vec<TraceLog> = runtime.store.read(|r| {
+        r.trace_logs(&TraceFilter {
+            step_id: None,
+            correlation_id: None,
+            limit: None,
+        })
+    })?;
+    match &result {
+        Ok(response) => println!("{}", response_json(response)),
+        Err(error) => println!("error {}: {error}", error.code()),
+    }
+    println!("steps:");
+    for log in traces.iter().filter(|t| t.created_on >= started) {
+        print_trace(log);
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn response_json(response: &OrganizationResponse) -> serde_json::Value {
+    match response {
+        OrganizationResponse::Create { id } => serde_json::json!({ "id": id.to_string() }),
+        OrganizationResponse::Retrieve { entity } => context::entity_to_json(entity),
+        OrganizationResponse::RetrieveMultiple { collection } => serde_json::Value::Array(
+            collection
+                .entities
+                .iter()
+                .map(context::entity_to_json)
+                .collect(),
+        ),
+        other => serde_json::json!({ "done": format!("{other:?}") }),
+    }
+}
+
+/// Flags of `weft trace`.
+#[derive(Debug, clap::Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Only this correlation id.
+    #[arg(long)]
+    correlation: Option<uuid::Uuid>,
+    /// Only this step id.
+    #[arg(long)]
+    step: Option<uuid::Uuid>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+}
+
+/// `weft trace`: the plug-in trace log.
+pub fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
+    let store = args.runtime.store()?;
+    let logs: Vec<TraceLog> = store.read(|r| {
+        r.trace_logs(&TraceFilter {
+            step_id: args.step,
+            correlation_id: args.correlation,
+            limit: Some(args.limit),
+        })
+    })?;
+    for log in &logs {
+        println!("{} correlation {}", log.id, log.entry.correlation_id);
+        print_trace(log);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft jobs …`.
+pub fn jobs(
+    runtime: RuntimeArgs,
+    command: weft_jobs::cli::JobsCommand,
+) -> anyhow::Result<ExitCode> {
+    let store = runtime.store()?;
+    super::block_on(weft_jobs::cli::run(command, store))
+}
