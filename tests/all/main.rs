@@ -4,6 +4,7 @@
 //! (`rustup target add wasm32-wasip2`).
 
 mod cli;
+mod delivery;
 mod fixtures;
 mod pipeline;
 mod sandbox;

@@ -9,7 +9,7 @@
 //! step sees (images, shared variables, ParentContext, impersonation), child operations issued by plug-ins
 //! (depth + 1, same transaction and correlation id, depth limit), the operation time limit, error mapping and
 //! the plug-in trace log. It must not talk HTTP, run system jobs or deliver to endpoints, and it reaches the
-//! store only through the `weft_store` traits and the sandbox only through `Sandbox::invoke_with`.
+//! store only through the `weft_store` traits and the sandbox only through `Sandbox::invoke_until`.
 //!
 //! # Transactions
 //! A top-level operation runs its PreValidation steps on the caller's thread, outside any transaction (a
@@ -823,16 +823,23 @@ impl Inner {
         };
         let context = self.context(op, step, stage, Mode::Synchronous);
         let mut services = services::OrgServices::new(self, reborrow(tx), &context, op);
-        let outcome = self.sandbox.invoke_with(
+        let step_started = Instant::now();
+        let outcome = self.sandbox.invoke_until(
             plugin,
             context,
             step.def.configuration.clone(),
             step.secure_configuration.clone(),
             &mut services,
+            Some(op.deadline),
         );
         let doomed = services.doomed.take();
         drop(services);
-        let late = Instant::now() >= op.deadline;
+        // The sandbox stops a plug-in within one epoch tick of the operation's
+        // deadline, possibly just before it: a timeout whose binding deadline was
+        // the operation's counts as the operation running late.
+        let stopped_for_operation = matches!(&outcome.result, Err(f) if f.kind == FailureKind::Timeout)
+            && op.deadline <= step_started + self.sandbox.limits().deadline();
+        let late = stopped_for_operation || Instant::now() >= op.deadline;
         let result = match (outcome.result, doomed) {
             // A failed child operation dooms the transaction whatever the plug-in did with the error.
             (_, Some(e)) => Err(e),

@@ -3,17 +3,18 @@
 //! plug-in's context as ParentContext and the same correlation id.
 //!
 //! Owns the [`HostServices`] implementation the pipeline lends the sandbox for one invocation, borrowing the
-//! open `&mut dyn Tx`. It must not commit, open nested `transact` calls while holding a transaction, or post
-//! to endpoints (delivery belongs to the asynchronous service).
+//! open `&mut dyn Tx`. It must not commit or open nested `transact` calls while holding a transaction; a
+//! plug-in's notification-service posts go through [`crate::delivery`], which owns everything about them.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use uuid::Uuid;
-use weft_store::{Condition, Query, StoreError, Tx};
+use weft_store::{Condition, Query, Read, StoreError, StoreExt, Tx};
 
 use super::{Inner, Message, Op, OrganizationResponse, PipelineError};
 use crate::convert::{self, uuid};
+use crate::delivery::DeliveryError;
 use crate::sandbox::HostServices;
 use crate::sandbox::wit::context::{ContextChanges, ContextFrame, ExecutionContext};
 use crate::sandbox::wit::organization_service::{ConditionOperator, Query as WitQuery};
@@ -173,18 +174,37 @@ fn unexpected() -> ServiceError {
 }
 
 impl HostServices for OrgServices<'_> {
+    /// Posts at once through the pipeline's delivery and waits for the answer; a failed post goes back to
+    /// the plug-in as a service error (failing the step, and so the operation, unless it handles it).
     fn notify(
         &mut self,
-        _endpoint: Guid,
-        _context: &ExecutionContext,
-        _changes: &ContextChanges,
+        endpoint: Guid,
+        context: &ExecutionContext,
+        changes: &ContextChanges,
     ) -> Result<String, ServiceError> {
-        Err(ServiceError {
-            kind: ServiceErrorKind::Unavailable,
-            message: "service-endpoint delivery is not wired into the pipeline yet".into(),
-            error_code: None,
-            status_code: None,
-        })
+        let Some(delivery) = self.inner.delivery.get() else {
+            return Err(ServiceError {
+                kind: ServiceErrorKind::Unavailable,
+                message: "no delivery is configured for this pipeline: service endpoints cannot be posted to"
+                    .into(),
+                error_code: None,
+                status_code: None,
+            });
+        };
+        let id = uuid(endpoint);
+        // Inside the operation's transaction the endpoint is read there; from a top-level PreValidation step
+        // on a read connection.
+        let endpoint = match &self.tx {
+            Some(tx) => delivery.endpoint(&**tx, id).map_err(DeliveryError::from),
+            None => self
+                .inner
+                .store
+                .read(|r: &dyn Read| Ok::<_, DeliveryError>(delivery.endpoint(r, id)?)),
+        };
+        endpoint
+            .and_then(|ep| delivery.notify(ep, context, changes))
+            .map(|posted| posted.response)
+            .map_err(|e| e.to_service_error())
     }
 
     fn create(&mut self, entity: Entity) -> Result<Guid, ServiceError> {

@@ -41,6 +41,7 @@
 //! [[service_endpoint]]           # dataverse.md §13 columns, numbers exact
 //! [sandbox]                      # host/src/sandbox/limits.rs
 //! [pipeline]                     # max_depth = 8, operation_limit_ms = 120000
+//! [jobs]                         # the asynchronous service (jobs/README.md), with [jobs.retry]
 //! [bus]                          # read by the bus, ignored here
 //! ```
 
@@ -164,6 +165,8 @@ pub struct Registration {
     pub limits: Limits,
     /// Pipeline settings.
     pub pipeline: PipelineSettings,
+    /// The asynchronous service's settings (`[jobs]`, `[jobs.retry]`).
+    pub jobs: weft_jobs::JobsSettings,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +186,8 @@ struct RawFile {
     sandbox: Limits,
     #[serde(default)]
     pipeline: PipelineSettings,
+    #[serde(default)]
+    jobs: weft_jobs::JobsSettings,
     /// Read by the bus (another issue); allowed, not read here.
     #[serde(default, rename = "bus")]
     _bus: Option<toml::Value>,
@@ -595,6 +600,7 @@ impl Registration {
             endpoints,
             limits: raw.sandbox,
             pipeline: raw.pipeline,
+            jobs: raw.jobs,
         })
     }
 

@@ -330,6 +330,28 @@ impl Sandbox {
         secure_config: Option<String>,
         services: &mut dyn HostServices,
     ) -> Outcome<()> {
+        self.invoke_until(
+            plugin,
+            context,
+            unsecure_config,
+            secure_config,
+            services,
+            None,
+        )
+    }
+
+    /// Like [`Sandbox::invoke_with`], but the plug-in is also stopped at
+    /// `deadline` when that comes before its own deadline: the pipeline passes
+    /// what is left of the operation's 2-minute budget.
+    pub fn invoke_until(
+        &self,
+        plugin: &LoadedPlugin,
+        context: ExecutionContext,
+        unsecure_config: Option<String>,
+        secure_config: Option<String>,
+        services: &mut dyn HostServices,
+        deadline: Option<Instant>,
+    ) -> Outcome<()> {
         let started = Instant::now();
         let context = Arc::new(context);
         // SAFETY: the store that holds this reference is created below and
@@ -343,6 +365,15 @@ impl Sandbox {
             secure_config,
             services,
         );
+        if let Some(deadline) = deadline {
+            let tick = self.limits.epoch_tick().as_nanos().max(1);
+            let left = deadline.saturating_duration_since(started).as_nanos();
+            // At least one tick, so an already-spent budget still traps promptly.
+            let ticks = u64::try_from(left.div_ceil(tick))
+                .unwrap_or(u64::MAX)
+                .max(1);
+            store.set_epoch_deadline(ticks.min(self.limits.deadline_ticks()));
+        }
         let called = plugin
             .pre
             .instantiate(&mut store)

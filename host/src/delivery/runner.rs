@@ -1,0 +1,270 @@
+//! [`DeliveryRunner`]: how the asynchronous service runs one system job written by the pipeline's outbox.
+//!
+//! A job's step (its owning extension) says what runs: a **service endpoint** is the built-in Azure-aware
+//! plug-in (full trust, in the host): the context stored in the job is posted as it is, MessageId = the job
+//! id = OperationId. A **plug-in type** runs in the sandbox with that context (Mode 1, IsInTransaction
+//! false); its notification-service posts happen within the job, and a failed post fails the attempt, so a
+//! retry runs the whole plug-in again (dataverse.md §12). Owns the mapping of what happened to a
+//! [`JobOutcome`]; must not change job states or decide retries (weft-jobs does).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use uuid::Uuid;
+use weft_jobs::{FailureClass, JobOutcome, JobRunner};
+use weft_store::system::{EventHandler, NewTraceLog, StepDef, StepMode, SystemJob, TraceOutcome};
+use weft_store::{Read, Store, StoreError, StoreExt, Tx};
+
+use super::{Delivery, DeliveryError, PLUGIN_FAILED_CODE, POST_FAILED_CODE};
+use crate::convert::{self, uuid};
+use crate::pipeline::Pipeline;
+use crate::sandbox::wit::context::{ContextChanges, ExecutionContext, Mode};
+use crate::sandbox::wit::types::{Guid, ServiceError};
+use crate::sandbox::{FailureKind, HostServices};
+
+/// `OperationStatus.Retry` as the sandbox reports it (Failed 0, Canceled 1, Retry 2, …).
+const OPERATION_STATUS_RETRY: u8 = 2;
+
+/// Runs system jobs: service-endpoint steps post, plug-in steps run in the pipeline's sandbox.
+#[derive(Clone)]
+pub struct DeliveryRunner {
+    pipeline: Pipeline,
+    delivery: Arc<Delivery>,
+}
+
+impl DeliveryRunner {
+    /// A runner using the pipeline's store, sandbox and loaded plug-ins, posting through `delivery`.
+    pub fn new(pipeline: Pipeline, delivery: Arc<Delivery>) -> DeliveryRunner {
+        DeliveryRunner { pipeline, delivery }
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        self.pipeline.store()
+    }
+
+    async fn run_job(&self, job: &SystemJob) -> JobOutcome {
+        let Some(step_id) = job.owning_extension_id else {
+            return JobOutcome::failed(FailureClass::Permanent, "the system job names no step");
+        };
+        let step = match self.store().read(|r: &dyn Read| {
+            Ok::<_, StoreError>(r.steps()?.into_iter().find(|s| s.def.id == step_id))
+        }) {
+            Ok(Some(step)) => step.def,
+            Ok(None) => {
+                return JobOutcome::failed(
+                    FailureClass::Permanent,
+                    format!("step {step_id} of this system job no longer exists"),
+                );
+            }
+            Err(e) => return transient(format!("reading step {step_id}: {e}")),
+        };
+        let context = match weft_message::parse(&job.data, &job.data_content_type) {
+            Ok(c) => c,
+            Err(e) => {
+                return JobOutcome::failed(
+                    FailureClass::Permanent,
+                    format!("the system job's context cannot be read: {e}"),
+                );
+            }
+        };
+        match step.event_handler {
+            EventHandler::ServiceEndpoint(endpoint_id) => {
+                self.post(job, endpoint_id, context).await
+            }
+            EventHandler::PluginType(type_id) => {
+                let runner = self.clone();
+                let job = job.clone();
+                tokio::task::spawn_blocking(move || {
+                    runner.run_plugin(&job, &step, type_id, &context)
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    JobOutcome::failed(FailureClass::Permanent, "the plug-in run panicked")
+                })
+            }
+        }
+    }
+
+    /// The built-in Azure-aware plug-in: posts the stored context, MessageId = job id.
+    async fn post(
+        &self,
+        job: &SystemJob,
+        endpoint_id: Uuid,
+        context: weft_message::RemoteExecutionContext,
+    ) -> JobOutcome {
+        let delivery = &self.delivery;
+        let endpoint = self
+            .store()
+            .read(|r: &dyn Read| Ok::<_, DeliveryError>(delivery.endpoint(r, endpoint_id)?));
+        let result = match endpoint {
+            Ok(endpoint) => delivery.post(endpoint, context, job.id.to_string()).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(o) => JobOutcome::succeeded()
+                .endpoint(endpoint_id)
+                .status(o.status)
+                .latency(o.latency),
+            Err(e) => failed_post(&e).endpoint(endpoint_id),
+        }
+    }
+
+    /// A custom plug-in's async step, run in the sandbox on a blocking thread.
+    fn run_plugin(
+        &self,
+        job: &SystemJob,
+        step: &StepDef,
+        type_id: Uuid,
+        context: &weft_message::RemoteExecutionContext,
+    ) -> JobOutcome {
+        let Some((name, plugin)) = self.pipeline.plugin(type_id) else {
+            return JobOutcome::failed(
+                FailureClass::Permanent,
+                format!("step \"{}\": its plug-in is not loaded", step.name),
+            );
+        };
+        let mut context = match convert::from_remote(context) {
+            Ok(c) => c,
+            Err(e) => {
+                return JobOutcome::failed(
+                    FailureClass::Permanent,
+                    format!("the system job's context has no plug-in form: {}", e.0),
+                );
+            }
+        };
+        context.frame.mode = Mode::Asynchronous;
+        context.frame.is_in_transaction = false;
+        let secure = match self
+            .store()
+            .read(|r: &dyn Read| r.step_secure_configuration_for_sandbox(step.id))
+        {
+            Ok(s) => s,
+            Err(e) => return transient(format!("reading step \"{}\": {e}", step.name)),
+        };
+        let mut services = JobServices {
+            store: self.store().clone(),
+            delivery: self.delivery.clone(),
+            last_post: None,
+            failed_post: None,
+        };
+        let outcome = self.pipeline.sandbox().invoke_with(
+            plugin,
+            context,
+            step.configuration.clone(),
+            secure,
+            &mut services,
+        );
+        let mut result = match (&services.failed_post, &outcome.result) {
+            // A failed post fails the attempt whatever the plug-in did with the error: the retry runs the
+            // whole plug-in again (dataverse.md §12).
+            (Some(e), _) => failed_post(e),
+            (None, Ok(_)) => JobOutcome::succeeded(),
+            (None, Err(f)) => match f.kind {
+                FailureKind::Plugin { status, error_code } => {
+                    let class = if status == OPERATION_STATUS_RETRY {
+                        FailureClass::PluginRetry
+                    } else {
+                        FailureClass::Permanent
+                    };
+                    JobOutcome::failed(class, f.message.clone())
+                        .error_code(error_code.unwrap_or(PLUGIN_FAILED_CODE))
+                }
+                _ => JobOutcome::failed(FailureClass::Permanent, f.to_string()),
+            },
+        }
+        .latency(outcome.usage.elapsed);
+        if let Some((endpoint, status)) = services.last_post {
+            result.endpoint_id = Some(endpoint);
+            result.status_code = status;
+        }
+        let entry = NewTraceLog {
+            step_id: Some(step.id),
+            plugin: name.to_owned(),
+            message_name: job.message_name.clone(),
+            primary_entity: job.primary_entity_type.clone(),
+            depth: job.depth,
+            correlation_id: job.correlation_id,
+            mode: StepMode::Asynchronous,
+            duration_ms: outcome.usage.elapsed.as_millis() as i64,
+            outcome: if result.is_success() {
+                TraceOutcome::Succeeded
+            } else {
+                TraceOutcome::Failed
+            },
+            trace: outcome.traces.join("\n"),
+            stderr: outcome.stderr,
+            error: result.message.clone(),
+        };
+        if let Err(e) = self
+            .store()
+            .transact(move |tx: &mut dyn Tx| tx.insert_trace_log(entry))
+        {
+            // The attempt itself is recorded by the job service; a lost trace row must not fail it.
+            let note = format!("(the plug-in trace log row was not written: {e})");
+            result.message = Some(match result.message.take() {
+                Some(m) => format!("{m} {note}"),
+                None => note,
+            });
+        }
+        result
+    }
+}
+
+impl JobRunner for DeliveryRunner {
+    async fn run(&self, job: &SystemJob) -> JobOutcome {
+        let started = Instant::now();
+        let mut outcome = self.run_job(job).await;
+        if outcome.latency.is_none() {
+            outcome.latency = Some(started.elapsed());
+        }
+        outcome
+    }
+}
+
+fn transient(message: String) -> JobOutcome {
+    JobOutcome::failed(FailureClass::Transient { retry_after: None }, message)
+}
+
+fn failed_post(e: &DeliveryError) -> JobOutcome {
+    let mut outcome = JobOutcome::failed(e.class(), e.to_string()).error_code(POST_FAILED_CODE);
+    outcome.status_code = e.status_code();
+    outcome
+}
+
+/// What an async plug-in's imports are served by: posts within the job; no organization service yet.
+struct JobServices {
+    store: Arc<dyn Store>,
+    delivery: Arc<Delivery>,
+    /// The last post: endpoint and the status it answered with (if it answered).
+    last_post: Option<(Uuid, Option<u16>)>,
+    /// The first failed post: it fails the attempt.
+    failed_post: Option<DeliveryError>,
+}
+
+impl HostServices for JobServices {
+    fn notify(
+        &mut self,
+        endpoint: Guid,
+        context: &ExecutionContext,
+        changes: &ContextChanges,
+    ) -> Result<String, ServiceError> {
+        let id = uuid(endpoint);
+        let delivery = &self.delivery;
+        let result = self
+            .store
+            .read(|r: &dyn Read| Ok::<_, DeliveryError>(delivery.endpoint(r, id)?))
+            .and_then(|ep| delivery.notify(ep, context, changes));
+        match result {
+            Ok(posted) => {
+                self.last_post = Some((id, Some(posted.status)));
+                Ok(posted.response)
+            }
+            Err(e) => {
+                self.last_post = Some((id, e.status_code()));
+                let error = e.to_service_error();
+                self.failed_post.get_or_insert(e);
+                Err(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! Delivery end to end over real HTTP on loopback: operations through the pipeline write system jobs, the
+//! asynchronous service runs them with the host's `DeliveryRunner`, and the context arrives on a real weft
+//! bus (read back with plain REST receive-and-delete) or on a webhook served here by axum; the custom
+//! Azure-aware plug-in posts from a sync step through the notification service.
+
+use crate::fixtures;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use uuid::Uuid;
+use weft_bus::sas::SasPolicy;
+use weft_bus::{BusConfig, BusHandle, QueueConfig};
+use weft_host::delivery::{Delivery, DeliveryRunner};
+use weft_host::pipeline::{Message, OrganizationRequest, OrganizationResponse, PipelineError};
+use weft_host::registration::derived_id;
+use weft_host::runtime::Runtime;
+use weft_host::sandbox::wit::types::{Attribute, Entity, Value};
+use weft_jobs::{AsyncService, RetryPolicy, ServiceConfig};
+use weft_store::system::{
+    JobAttempt, JobFilter, JobStatus, StepMode, SystemJob, TraceFilter, TraceLog,
+};
+use weft_store::{Query, Read, Store, StoreExt};
+
+const KEY_NAME: &str = "RootManageSharedAccessKey";
+/// Distinctive so a leak anywhere is found by a plain substring search.
+const SAS_KEY: &str = "c2FzLWtleS1kZWxpdmVyeS10ZXN0cy03ZjNh";
+const HOOK_KEY: &str = "hook-code-9d41e7";
+const QUEUE: &str = "orders";
+
+const TABLES: &str = r#"
+[[table]]
+logical_name = "account"
+entity_set_name = "accounts"
+primary_id_attribute = "accountid"
+primary_name_attribute = "name"
+  [[table.attribute]]
+  logical_name = "name"
+  type = "String"
+"#;
+
+/// An async step posting Create of account to the queue endpoint (the built-in Azure-aware plug-in).
+const QUEUE_STEP: &str = "[[step]]\nname = \"to queue\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\nmode = 1\nservice_endpoint = \"queue\"\n";
+/// The same, to the webhook.
+const HOOK_STEP: &str = "[[step]]\nname = \"to hook\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\nmode = 1\nservice_endpoint = \"hook\"\n";
+/// The validator at stage 20: a nameless account is refused.
+const VALIDATOR_STEP: &str = "[[step]]\nname = \"validate\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\nplugin = \"validator\"\n";
+
+fn azure_aware_sync_step() -> String {
+    format!(
+        "[[step]]\nname = \"custom azure-aware\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\nplugin = \"azure-aware\"\nconfiguration = \"{}\"\n",
+        derived_id("serviceendpoint", "hook")
+    )
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+async fn start_bus(bind: SocketAddr, data: &Path) -> BusHandle {
+    weft_bus::start(BusConfig {
+        bind,
+        data: data.to_path_buf(),
+        queues: vec![QueueConfig::new(QUEUE)],
+        sas_policies: vec![SasPolicy::full(KEY_NAME, SAS_KEY)],
+        ..BusConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Receive-and-delete (`DELETE /{queue}/messages/head`) as the Service Bus REST reference describes it.
+async fn receive(bus: SocketAddr, timeout_s: u32) -> reqwest::Response {
+    let base = format!("http://{bus}");
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token =
+        weft_bus::sas::generate_token(&format!("{base}/{QUEUE}"), KEY_NAME, SAS_KEY, expiry);
+    reqwest::Client::new()
+        .delete(format!("{base}/{QUEUE}/messages/head?timeout={timeout_s}"))
+        .header("Authorization", token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// One request the webhook received.
+#[derive(Debug, Clone)]
+struct HookRequest {
+    query: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+#[derive(Clone)]
+struct Hook {
+    /// Answers by request number; the last one repeats.
+    script: Arc<Mutex<Vec<StatusCode>>>,
+    seen: Arc<Mutex<Vec<HookRequest>>>,
+}
+
+impl Hook {
+    /// A webhook on 127.0.0.1 answering the POSTs to `/hook` with `script` in turn (the last repeats).
+    async fn start(script: &[StatusCode]) -> (Hook, String) {
+        let hook = Hook {
+            script: Arc::new(Mutex::new(script.to_vec())),
+            seen: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(
+                    |State(h): State<Hook>,
+                     RawQuery(q): RawQuery,
+                     headers: HeaderMap,
+                     body: axum::body::Bytes| async move {
+                        let mut seen = h.seen.lock().unwrap();
+                        seen.push(HookRequest {
+                            query: q.unwrap_or_default(),
+                            headers,
+                            body: body.to_vec(),
+                        });
+                        let script = h.script.lock().unwrap();
+                        script[(seen.len() - 1).min(script.len() - 1)]
+                    },
+                ),
+            )
+            .with_state(hook.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (hook, url)
+    }
+
+    /// From now on every request is answered with `status`.
+    fn answer(&self, status: StatusCode) {
+        *self.script.lock().unwrap() = vec![status];
+    }
+
+    fn requests(&self) -> Vec<HookRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    runtime: Arc<Runtime>,
+    delivery: Arc<Delivery>,
+}
+
+/// A weft with the queue endpoint at `bus`, the webhook endpoint at `hook_url` and `steps`.
+async fn env(bus: SocketAddr, hook_url: &str, steps: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins: String = ["validator", "azure-aware"]
+        .iter()
+        .map(|p| {
+            format!(
+                "[[plugin]]\nname = \"{p}\"\ncomponent = \"{}\"\n",
+                fixtures::component(p).display()
+            )
+        })
+        .collect();
+    let endpoints = format!(
+        "[[service_endpoint]]\nname = \"queue\"\ncontract = 2\nmessage_format = 2\nauth_type = 2\n\
+         namespace_address = \"http://{bus}\"\npath = \"{QUEUE}\"\nsas_key_name = \"{KEY_NAME}\"\n\
+         sas_key = \"{SAS_KEY}\"\n\
+         [[service_endpoint]]\nname = \"hook\"\ncontract = 8\nmessage_format = 2\nauth_type = 4\n\
+         url = \"{hook_url}\"\nauth_value = \"{HOOK_KEY}\"\n"
+    );
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        format!("{TABLES}\n{plugins}\n{endpoints}\n{steps}"),
+    )
+    .unwrap();
+    let data: PathBuf = dir.path().join("data");
+    let runtime = tokio::task::spawn_blocking(move || Runtime::open(&config, &data).unwrap())
+        .await
+        .unwrap();
+    let delivery = Delivery::new("weft.test.local").unwrap();
+    assert!(runtime.pipeline.set_delivery(delivery.clone()));
+    Env {
+        _dir: dir,
+        runtime: Arc::new(runtime),
+        delivery,
+    }
+}
+
+impl Env {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.runtime.store
+    }
+
+    /// Creates an account (no name when `name` is None) through the pipeline, off the async threads.
+    async fn create(&self, name: Option<&str>) -> Result<Uuid, PipelineError> {
+        let pipeline = self.runtime.pipeline.clone();
+        let attributes = name
+            .map(|n| Attribute {
+                name: "name".into(),
+                value: Value::String(n.into()),
+            })
+            .into_iter()
+            .collect();
+        let target = Entity {
+            logical_name: "account".into(),
+            id: None,
+            attributes,
+            formatted_values: Vec::new(),
+            row_version: None,
+        };
+        let response = tokio::task::spawn_blocking(move || {
+            pipeline.execute(OrganizationRequest::new(Message::Create { target }))
+        })
+        .await
+        .unwrap()?;
+        match response {
+            OrganizationResponse::Create { id } => Ok(id),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The asynchronous service with the host's runner; retries come 300 ms apart, no jitter.
+    fn jobs(&self) -> AsyncService {
+        let runner = Arc::new(DeliveryRunner::new(
+            self.runtime.pipeline.clone(),
+            self.delivery.clone(),
+        ));
+        let config = ServiceConfig {
+            workers: 1,
+            batch_size: 8,
+            poll_interval: Duration::from_millis(50),
+            retry: RetryPolicy {
+                schedule_s: Some(vec![0.3]),
+                jitter: 0.0,
+                ..RetryPolicy::default()
+            },
+            ..ServiceConfig::default()
+        };
+        AsyncService::start(self.store().clone(), runner, config).unwrap()
+    }
+
+    fn all_jobs(&self) -> Vec<SystemJob> {
+        self.store()
+            .read(|r: &dyn Read| r.system_jobs(&JobFilter::default()))
+            .unwrap()
+    }
+
+    fn attempts(&self, job: Uuid) -> Vec<JobAttempt> {
+        self.store()
+            .read(|r: &dyn Read| r.job_attempts(job))
+            .unwrap()
+    }
+
+    fn traces(&self) -> Vec<TraceLog> {
+        self.store()
+            .read(|r: &dyn Read| r.trace_logs(&TraceFilter::default()))
+            .unwrap()
+    }
+
+    fn accounts(&self) -> usize {
+        self.store()
+            .read(|r: &dyn Read| r.retrieve_multiple(&Query::new("account")))
+            .unwrap()
+            .len()
+    }
+
+    /// Waits (at most 30 s) until `job` satisfies `done`; returns it.
+    async fn wait_job(&self, job: Uuid, done: impl Fn(&SystemJob) -> bool) -> SystemJob {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let j = self
+                .store()
+                .read(|r: &dyn Read| r.system_job(job))
+                .unwrap()
+                .expect("the job exists");
+            if done(&j) {
+                return j;
+            }
+            assert!(Instant::now() < deadline, "job never got there: {j:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn only_job(env: &Env) -> SystemJob {
+    let jobs = env.all_jobs();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    jobs.into_iter().next().unwrap()
+}
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Create → system job → asynchronous service → the context on the queue, OperationId = MessageId = job id,
+/// OperationCreatedOn = the job's creation; the job Succeeded with the endpoint and 201 recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_step_posts_the_context_to_the_queue() {
+    let bus_dir = tempfile::tempdir().unwrap();
+    let bus = start_bus("127.0.0.1:0".parse().unwrap(), bus_dir.path()).await;
+    let env = env(bus.local_addr(), "http://127.0.0.1:9/hook", QUEUE_STEP).await;
+    let account = env.create(Some("Fourth Coffee")).await.unwrap();
+    let job = only_job(&env);
+    assert_eq!(
+        job.owning_extension_id,
+        Some(derived_id("sdkmessageprocessingstep", "to queue"))
+    );
+    let service = env.jobs();
+    let done = env
+        .wait_job(job.id, |j| j.status == JobStatus::Succeeded)
+        .await;
+    service.shutdown().await;
+
+    let r = receive(bus.local_addr(), 5).await;
+    assert_eq!(r.status(), 200);
+    let broker: serde_json::Value = serde_json::from_str(&header(&r, "BrokerProperties")).unwrap();
+    let content_type = header(&r, "Content-Type");
+    let body = r.bytes().await.unwrap();
+    let ctx = weft_message::parse(&body, &content_type).unwrap();
+    assert_eq!(ctx.operation_id, job.id);
+    assert_eq!(broker["MessageId"], job.id.to_string());
+    assert_eq!(ctx.operation_created_on.ms, job.created_on);
+    assert_eq!(ctx.primary_entity_id, account);
+    assert_eq!((ctx.message_name.as_str(), ctx.mode), ("Create", 1));
+    assert!(!ctx.is_in_transaction);
+    let attempts = env.attempts(done.id);
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(
+        attempts[0].entry.endpoint_id,
+        Some(derived_id("serviceendpoint", "queue"))
+    );
+    assert_eq!(attempts[0].entry.http_status, Some(201));
+    // Exactly one message: nothing else is waiting.
+    assert_eq!(receive(bus.local_addr(), 1).await.status(), 204);
+    bus.shutdown().await.unwrap();
+}
+
+/// An operation the validator rejects is rolled back with its outbox row: no job, no row, nothing posted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_posted_for_a_rolled_back_operation() {
+    let bus_dir = tempfile::tempdir().unwrap();
+    let bus = start_bus("127.0.0.1:0".parse().unwrap(), bus_dir.path()).await;
+    let steps = format!("{VALIDATOR_STEP}{QUEUE_STEP}");
+    let env = env(bus.local_addr(), "http://127.0.0.1:9/hook", &steps).await;
+    let err = env.create(None).await.unwrap_err();
+    assert!(matches!(err, PipelineError::Plugin { .. }), "{err:?}");
+    assert!(env.all_jobs().is_empty());
+    assert_eq!(env.accounts(), 0);
+    let service = env.jobs();
+    // A valid operation afterwards is delivered: the service is running, and it is the only message.
+    env.create(Some("valid")).await.unwrap();
+    let job = only_job(&env);
+    env.wait_job(job.id, |j| j.status == JobStatus::Succeeded)
+        .await;
+    service.shutdown().await;
+    let r = receive(bus.local_addr(), 5).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&header(&r, "BrokerProperties")).unwrap()["MessageId"],
+        job.id.to_string()
+    );
+    assert_eq!(receive(bus.local_addr(), 1).await.status(), 204);
+    bus.shutdown().await.unwrap();
+}
+
+/// With the bus down the job waits (Suspended / Waiting) and is retried; once the bus is up it is delivered.
+/// The SAS key appears in no job row, attempt, trace or error on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_down_job_waits_and_is_delivered_when_it_is_back() {
+    let addr = free_addr();
+    let env = env(addr, "http://127.0.0.1:9/hook", QUEUE_STEP).await;
+    env.create(Some("while down")).await.unwrap();
+    let job = only_job(&env);
+    let service = env.jobs();
+    let waiting = env
+        .wait_job(job.id, |j| {
+            j.status == JobStatus::Waiting && j.retry_count >= 2
+        })
+        .await;
+    assert!(waiting.postpone_until.is_some(), "{waiting:?}");
+    let attempts = env.attempts(job.id);
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    assert!(
+        attempts.iter().all(|a| a.entry.outcome == "transient"),
+        "{attempts:?}"
+    );
+
+    let bus_dir = tempfile::tempdir().unwrap();
+    let bus = start_bus(addr, bus_dir.path()).await;
+    let done = env
+        .wait_job(job.id, |j| j.status == JobStatus::Succeeded)
+        .await;
+    service.shutdown().await;
+    let r = receive(addr, 5).await;
+    assert_eq!(r.status(), 200);
+    let content_type = header(&r, "Content-Type");
+    let ctx = weft_message::parse(&r.bytes().await.unwrap(), &content_type).unwrap();
+    assert_eq!(ctx.operation_id, job.id);
+    assert_eq!(receive(addr, 1).await.status(), 204);
+    let attempts = env.attempts(done.id);
+    assert_eq!(attempts.last().unwrap().entry.http_status, Some(201));
+
+    // Secrets are write-only: not in the job, its attempts (errors included) or the trace log.
+    let leaked = |text: &str| text.contains(SAS_KEY);
+    let job_row = format!("{done:?}{}", String::from_utf8_lossy(&done.data));
+    assert!(!leaked(&job_row));
+    assert!(!leaked(&format!("{attempts:?}")));
+    assert!(!leaked(&format!("{:?}", env.traces())));
+    assert!(!leaked(&format!("{:?}", env.delivery)));
+    bus.shutdown().await.unwrap();
+}
+
+/// A webhook answering 400 fails the job at once (internal error, no retry), with the status recorded; the
+/// webhook got Dataverse's headers, the key as `?code=`, and the context with OperationId = job id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_400_fails_the_job_at_once() {
+    let (hook, url) = Hook::start(&[StatusCode::BAD_REQUEST]).await;
+    let env = env(free_addr(), &url, HOOK_STEP).await;
+    env.create(Some("to hook")).await.unwrap();
+    let job = only_job(&env);
+    let service = env.jobs();
+    let failed = env
+        .wait_job(job.id, |j| j.status == JobStatus::Failed)
+        .await;
+    service.shutdown().await;
+    let attempts = env.attempts(job.id);
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].entry.outcome, "permanent");
+    assert_eq!(attempts[0].entry.http_status, Some(400));
+    assert_eq!(failed.error_code, Some(0x8004_4306_u32 as i32));
+    let seen = hook.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].query, format!("code={HOOK_KEY}"));
+    assert_eq!(seen[0].headers["x-ms-dynamics-request-name"], "Create");
+    assert_eq!(
+        seen[0].headers["x-ms-dynamics-organization"],
+        "weft.test.local"
+    );
+    let ctx = weft_message::parse(&seen[0].body, "application/json").unwrap();
+    assert_eq!(ctx.operation_id, job.id);
+    // The key went to the webhook, and nowhere it could be read back.
+    assert!(!format!("{failed:?}{attempts:?}").contains(HOOK_KEY));
+}
+
+/// The custom Azure-aware plug-in in a sync step posts at once through the notification service and traces
+/// the answer; when the post fails, the step fails and the operation is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_plugin_posts_from_a_sync_step_and_a_failed_post_rolls_back() {
+    let (hook, url) = Hook::start(&[StatusCode::OK]).await;
+    let env = env(free_addr(), &url, &azure_aware_sync_step()).await;
+    let account = env.create(Some("synced")).await.unwrap();
+    let seen = hook.requests();
+    assert_eq!(seen.len(), 1);
+    let ctx = weft_message::parse(&seen[0].body, "application/json").unwrap();
+    assert_eq!(ctx.primary_entity_id, account);
+    assert_eq!((ctx.mode, ctx.stage), (0, 40));
+    assert!(ctx.is_in_transaction);
+    assert_eq!(
+        seen[0].headers["x-ms-correlation-request-id"],
+        ctx.correlation_id.to_string().as_str()
+    );
+    let traces = env.traces();
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    assert!(
+        traces[0]
+            .entry
+            .trace
+            .contains("Posting the execution context of Create account"),
+        "{}",
+        traces[0].entry.trace
+    );
+    assert!(
+        traces[0]
+            .entry
+            .trace
+            .ends_with("Posted; the endpoint returned no response."),
+        "{}",
+        traces[0].entry.trace
+    );
+
+    hook.answer(StatusCode::INTERNAL_SERVER_ERROR);
+    let err = env.create(Some("rolled back")).await.unwrap_err();
+    match &err {
+        PipelineError::Plugin { message, .. } => {
+            assert!(message.contains("HTTP 500"), "{message}");
+            assert!(!message.contains(HOOK_KEY), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hook.requests().len(), 2);
+    assert_eq!(env.accounts(), 1);
+    let failed_trace = env
+        .traces()
+        .into_iter()
+        .find(|t| t.entry.error.is_some())
+        .expect("the failed step is traced");
+    assert!(!format!("{failed_trace:?}").contains(HOOK_KEY));
+}
+
+/// The custom Azure-aware plug-in in an async step posts within its system job: a webhook 503 fails the
+/// attempt (one more attempt, dataverse.md §17), the retry runs the whole plug-in again and succeeds; both
+/// posts carry OperationId = the job id, and each run is in the trace log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_plugin_in_an_async_step_posts_within_its_job_and_reruns_on_retry() {
+    let (hook, url) = Hook::start(&[StatusCode::SERVICE_UNAVAILABLE, StatusCode::OK]).await;
+    let step = azure_aware_sync_step().replace("stage = 40\n", "stage = 40\nmode = 1\n");
+    let env = env(free_addr(), &url, &step).await;
+    env.create(Some("later")).await.unwrap();
+    assert!(
+        hook.requests().is_empty(),
+        "an async step does not post in the operation"
+    );
+    let job = only_job(&env);
+    let service = env.jobs();
+    env.wait_job(job.id, |j| j.status == JobStatus::Succeeded)
+        .await;
+    service.shutdown().await;
+    let seen = hook.requests();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        let ctx = weft_message::parse(&request.body, "application/json").unwrap();
+        assert_eq!(ctx.operation_id, job.id);
+        assert_eq!((ctx.mode, ctx.is_in_transaction), (1, false));
+    }
+    let attempts = env.attempts(job.id);
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    let hook_id = Some(derived_id("serviceendpoint", "hook"));
+    assert_eq!(attempts[0].entry.outcome, "webhook-gateway");
+    assert_eq!(
+        (attempts[0].entry.endpoint_id, attempts[0].entry.http_status),
+        (hook_id, Some(503))
+    );
+    assert_eq!(
+        (attempts[1].entry.endpoint_id, attempts[1].entry.http_status),
+        (hook_id, Some(200))
+    );
+    let traces = env.traces();
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    assert!(
+        traces
+            .iter()
+            .all(|t| t.entry.mode == StepMode::Asynchronous)
+    );
+    assert!(!format!("{traces:?}{attempts:?}").contains(HOOK_KEY));
+}
