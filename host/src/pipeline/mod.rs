@@ -23,7 +23,7 @@ mod error;
 mod services;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
@@ -36,6 +36,7 @@ use weft_store::{EntityRef, Query, Read, Row, Store, StoreError, StoreExt, Tx};
 pub use error::{ISV_UNEXPECTED_MESSAGE, PipelineError};
 
 use crate::convert::{self, guid, uuid};
+use crate::delivery::Delivery;
 use crate::registration::{PipelineSettings, Registration, StepDecl};
 use crate::sandbox::wit::context::{ContextFrame, ExecutionContext, IsolationMode, Mode, Stage};
 use crate::sandbox::wit::types::{
@@ -232,6 +233,8 @@ struct Inner {
     /// Steps ordered by stage, rank, id (Dataverse breaks rank ties by filter id; weft by step id).
     steps: Vec<StepDecl>,
     settings: PipelineSettings,
+    /// Where plug-ins' notification-service posts go (unset: they fail with `unavailable`).
+    delivery: OnceLock<Arc<Delivery>>,
 }
 
 /// The state of one operation while it moves through the stages.
@@ -342,6 +345,7 @@ impl Pipeline {
                 plugins,
                 steps,
                 settings: registration.pipeline.clone(),
+                delivery: OnceLock::new(),
             }),
         })
     }
@@ -349,6 +353,25 @@ impl Pipeline {
     /// The store the pipeline writes to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The sandbox plug-ins run in.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.inner.sandbox
+    }
+
+    /// A loaded plug-in by plug-in type id, with its name (the job runner runs async steps with it).
+    pub fn plugin(&self, plugin_type: Uuid) -> Option<(&str, &Arc<LoadedPlugin>)> {
+        self.inner
+            .plugins
+            .get(&plugin_type)
+            .map(|(name, p)| (name.as_str(), p))
+    }
+
+    /// Sends plug-ins' notification-service posts through `delivery` from now on (until then they fail
+    /// with `unavailable`). Set once for all clones; false when one was already set.
+    pub fn set_delivery(&self, delivery: Arc<Delivery>) -> bool {
+        self.inner.delivery.set(delivery).is_ok()
     }
 
     /// Runs one top-level operation; returns after the transaction that holds it is durable.
