@@ -3,6 +3,7 @@
 //! `weft build` uses; they need the wasm32-wasip2 target
 //! (`rustup target add wasm32-wasip2`).
 
+mod api;
 mod cli;
 mod delivery;
 mod fixtures;

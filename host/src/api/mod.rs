@@ -1,1 +1,505 @@
-//! The HTTP API (Dataverse Web API shape). Being written.
+//! The HTTP API, shaped like the Dataverse Web API: `/api/data/v9.2/{entityset}` POST (Create),
+//! `{entityset}({id})` GET/PATCH/DELETE (Retrieve/Update/Delete) and collection GET (RetrieveMultiple with
+//! `$select`/`$filter`/`$top`/`$orderby`), `Prefer: return=representation`, the
+//! `MSCRM.BypassBusinessLogicExecution[StepIds]` headers, the `tag` query option and errors as
+//! `{"error":{"code":"0x…","message":"…"}}`.
+//!
+//! Owns only the translation HTTP ⇄ [`OrganizationRequest`] / [`OrganizationResponse`], request
+//! authentication and the server's lifetime. It holds no business logic: every operation goes through
+//! [`Pipeline::execute`](crate::pipeline::Pipeline::execute) (on a blocking thread), so plug-ins, rollback
+//! and the outbox behave exactly as for any other caller. It must not touch the store directly.
+//!
+//! # Authentication
+//! With an API key every request needs `Authorization: Bearer <key>`; without one the server only binds to a
+//! loopback address ([`serve`] refuses anything else). The key is never logged or echoed.
+//!
+//! # Differences from Dataverse
+//! PATCH updates an existing record only (as with `If-Match: *`): no upsert. No `$expand`, `$count`, paging,
+//! ETags or annotations.
+
+mod error;
+mod json;
+mod odata;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use uuid::Uuid;
+use weft_store::{Query as StoreQuery, TableDef};
+
+pub use error::{ApiError, BAD_PAYLOAD, BAD_URL};
+pub use json::{format_datetime, parse_datetime};
+
+use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
+use crate::runtime::Runtime;
+
+/// The Web API's path prefix.
+pub const PREFIX: &str = "/api/data/v9.2";
+
+/// How requests authenticate.
+#[derive(Clone, Default)]
+pub struct ApiAuth {
+    key: Option<String>,
+}
+
+impl ApiAuth {
+    /// No authentication (only safe on loopback).
+    pub fn open() -> Self {
+        ApiAuth { key: None }
+    }
+
+    /// Every request needs `Authorization: Bearer <key>`.
+    pub fn bearer(key: impl Into<String>) -> Self {
+        ApiAuth {
+            key: Some(key.into()),
+        }
+    }
+
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        let Some(key) = &self.key else {
+            return true;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Constant-time comparison: the time taken must not tell how much of the key matched.
+        given.len() == key.len()
+            && given
+                .bytes()
+                .zip(key.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+impl std::fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is write-only.
+        let shown = if self.key.is_some() {
+            "Bearer(***)"
+        } else {
+            "Open"
+        };
+        f.write_str(shown)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    runtime: Arc<Runtime>,
+    auth: ApiAuth,
+}
+
+/// The API's routes over `runtime`.
+pub fn router(runtime: Arc<Runtime>, auth: ApiAuth) -> Router {
+    let state = AppState { runtime, auth };
+    Router::new()
+        .route(&format!("{PREFIX}/{{resource}}"), any(resource))
+        .fallback(unknown_path)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// A running API server; dropping it does not stop it, [`ApiServer::shutdown`] does.
+pub struct ApiServer {
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ApiServer {
+    /// Stops accepting requests, lets in-flight ones finish and waits for the server to end.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await.context("the API server task failed")??;
+        Ok(())
+    }
+}
+
+/// Binds `bind` (port 0 picks one) and serves the API; returns the bound address and the server.
+/// Refuses a non-loopback address without an API key, and an empty key.
+pub async fn serve(
+    runtime: Arc<Runtime>,
+    bind: SocketAddr,
+    api_key: Option<String>,
+) -> anyhow::Result<(SocketAddr, ApiServer)> {
+    let auth = match api_key {
+        Some(k) if k.is_empty() => anyhow::bail!("the API key is empty"),
+        Some(k) => ApiAuth::bearer(k),
+        None if bind.ip().is_loopback() => ApiAuth::open(),
+        None => anyhow::bail!(
+            "refusing to serve the API on {bind} without an API key: only a loopback address may be used \
+             without one"
+        ),
+    };
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the API to {bind}"))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(runtime, auth);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok((addr, ApiServer { shutdown: tx, task }))
+}
+
+async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !state.auth.allows(request.headers()) {
+        // Like Dataverse's front door: no body, a challenge.
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert("OData-Version", HeaderValue::from_static("4.0"));
+    response
+}
+
+async fn unknown_path(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        BAD_URL,
+        format!(
+            "Resource not found for the segment '{}'.",
+            uri.path().rsplit('/').next().unwrap_or_default()
+        ),
+    )
+}
+
+/// Everything a handler needs from the request besides the body.
+struct Call {
+    state: AppState,
+    table: TableDef,
+    id: Option<Uuid>,
+    pairs: Vec<(String, String)>,
+    headers: HeaderMap,
+    base: String,
+}
+
+async fn resource(
+    State(state): State<AppState>,
+    Path(resource): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call = match Call::new(state, &resource, &uri, headers) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let result = match (method, call.id) {
+        (Method::POST, None) => call.create(&body).await,
+        (Method::GET, None) => call.retrieve_multiple().await,
+        (Method::GET, Some(id)) => call.retrieve(id).await,
+        (Method::PATCH, Some(id)) => call.update(id, &body).await,
+        (Method::DELETE, Some(id)) => call.delete(id).await,
+        (m, id) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            BAD_URL,
+            format!(
+                "{m} is not supported on {} (collection: GET, POST; record: GET, PATCH, DELETE).",
+                if id.is_some() {
+                    "a record"
+                } else {
+                    "a collection"
+                }
+            ),
+        )),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+impl Call {
+    fn new(
+        state: AppState,
+        resource: &str,
+        uri: &Uri,
+        headers: HeaderMap,
+    ) -> Result<Call, ApiError> {
+        let not_found = || {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                BAD_URL,
+                format!("Resource not found for the segment '{resource}'."),
+            )
+        };
+        let (set, id) = json::parse_key_segment(resource).ok_or_else(|| {
+            ApiError::url(format!(
+                "'{resource}' is not an entity set or a record key such as accounts(<GUID>)."
+            ))
+        })?;
+        let table = state
+            .runtime
+            .registration
+            .schema
+            .table_by_entity_set(set)
+            .ok_or_else(not_found)?
+            .clone();
+        let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
+            .0;
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let base = format!("http://{host}{PREFIX}");
+        Ok(Call {
+            state,
+            table,
+            id,
+            pairs,
+            headers,
+            base,
+        })
+    }
+
+    fn header(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        self.headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::url(format!("The header '{name}' is not ASCII text.")))
+            })
+            .transpose()
+    }
+
+    fn wants_representation(&self) -> Result<bool, ApiError> {
+        Ok(self
+            .header("Prefer")?
+            .is_some_and(|p| p.split(',').any(|p| p.trim() == "return=representation")))
+    }
+
+    /// An OrganizationRequest carrying the caller's optional parameters (tag, bypass flags, caller id).
+    fn request(
+        &self,
+        message: Message,
+        tag: Option<String>,
+    ) -> Result<OrganizationRequest, ApiError> {
+        let mut r = OrganizationRequest::new(message);
+        r.tag = tag;
+        if let Some(v) = self.header("MSCRM.BypassBusinessLogicExecution")? {
+            r = r
+                .bypass_business_logic(v)
+                .map_err(|e| ApiError::url(format!("MSCRM.{e}")))?;
+        }
+        if let Some(v) = self.header("MSCRM.BypassBusinessLogicExecutionStepIds")? {
+            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                r.bypass_step_ids.push(Uuid::parse_str(part).map_err(|_| {
+                    ApiError::url(format!(
+                        "MSCRM.BypassBusinessLogicExecutionStepIds: '{part}' is not a GUID."
+                    ))
+                })?);
+            }
+        }
+        match self.header("MSCRM.BypassCustomPluginExecution")? {
+            None | Some("false") => {}
+            Some("true") => r.bypass_sync = true,
+            Some(other) => {
+                return Err(ApiError::url(format!(
+                    "MSCRM.BypassCustomPluginExecution: '{other}' is not true or false."
+                )));
+            }
+        }
+        if let Some(v) = self.header("MSCRMCallerID")? {
+            r.user_id = Uuid::parse_str(v.trim())
+                .map_err(|_| ApiError::url(format!("MSCRMCallerID: '{v}' is not a GUID.")))?;
+        }
+        Ok(r)
+    }
+
+    async fn execute(
+        &self,
+        request: OrganizationRequest,
+    ) -> Result<OrganizationResponse, ApiError> {
+        let runtime = Arc::clone(&self.state.runtime);
+        tokio::task::spawn_blocking(move || runtime.pipeline.execute(request))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "0x80040216",
+                    format!("the operation did not complete: {e}"),
+                )
+            })?
+            .map_err(ApiError::from)
+    }
+
+    fn entity_url(&self, id: Uuid) -> String {
+        format!("{}/{}({id})", self.base, self.table.entity_set_name)
+    }
+
+    fn context_url(&self, select: Option<&[String]>, entity: bool) -> String {
+        let select = select.map_or(String::new(), |s| format!("({})", s.join(",")));
+        let suffix = if entity { "/$entity" } else { "" };
+        format!(
+            "{}/$metadata#{}{select}{suffix}",
+            self.base, self.table.entity_set_name
+        )
+    }
+
+    /// Retrieves `id` and answers it with `status` (a write's representation, or a GET).
+    async fn representation(
+        &self,
+        id: Uuid,
+        options: &odata::Options,
+        status: StatusCode,
+    ) -> Result<Response, ApiError> {
+        let message = Message::Retrieve {
+            table: self.table.logical_name.clone(),
+            id,
+            columns: options.select.clone(),
+        };
+        let response = self
+            .execute(self.request(message, options.tag.clone())?)
+            .await?;
+        let OrganizationResponse::Retrieve { entity } = response else {
+            return Err(unexpected(&response));
+        };
+        let select = options.select.as_deref();
+        let body = json::entity_to_json(
+            &self.table,
+            &entity,
+            select,
+            Some(&self.context_url(select, true)),
+        );
+        Ok(json_response(status, body))
+    }
+
+    async fn create(&self, body: &[u8]) -> Result<Response, ApiError> {
+        let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
+        let schema = &self.state.runtime.registration.schema;
+        let target = json::entity_from_body(schema, &self.table, body, None)?;
+        let request = self.request(Message::Create { target }, options.tag.clone())?;
+        let representation = self.wants_representation()?;
+        let response = self.execute(request).await?;
+        let OrganizationResponse::Create { id } = response else {
+            return Err(unexpected(&response));
+        };
+        let location = HeaderValue::from_str(&self.entity_url(id)).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "0x80040216",
+                e.to_string(),
+            )
+        })?;
+        let mut response = if representation {
+            let mut r = self
+                .representation(id, &options, StatusCode::CREATED)
+                .await?;
+            r.headers_mut().insert(
+                "Preference-Applied",
+                HeaderValue::from_static("return=representation"),
+            );
+            r
+        } else {
+            // Dataverse answers a plain Create with 204 and the new record's URL.
+            StatusCode::NO_CONTENT.into_response()
+        };
+        response.headers_mut().insert("OData-EntityId", location);
+        Ok(response)
+    }
+
+    async fn retrieve(&self, id: Uuid) -> Result<Response, ApiError> {
+        let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
+        self.representation(id, &options, StatusCode::OK).await
+    }
+
+    async fn retrieve_multiple(&self) -> Result<Response, ApiError> {
+        let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Collection)?;
+        let query = StoreQuery {
+            table: self.table.logical_name.clone(),
+            columns: options.select.clone(),
+            filter: options.filter.clone(),
+            orders: options.orders.clone(),
+            top: options.top,
+        };
+        let request = self.request(Message::RetrieveMultiple { query }, options.tag.clone())?;
+        let response = self.execute(request).await?;
+        let OrganizationResponse::RetrieveMultiple { collection } = response else {
+            return Err(unexpected(&response));
+        };
+        let select = options.select.as_deref();
+        let rows: Vec<String> = collection
+            .entities
+            .iter()
+            .map(|e| json::entity_to_json(&self.table, e, select, None))
+            .collect();
+        let context = serde_json::Value::String(self.context_url(select, false));
+        let body = format!(
+            "{{\"@odata.context\":{context},\"value\":[{}]}}",
+            rows.join(",")
+        );
+        Ok(json_response(StatusCode::OK, body))
+    }
+
+    async fn update(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
+        let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
+        let schema = &self.state.runtime.registration.schema;
+        let target = json::entity_from_body(schema, &self.table, body, Some(id))?;
+        let request = self.request(Message::Update { target }, options.tag.clone())?;
+        let representation = self.wants_representation()?;
+        self.execute(request).await?;
+        if representation {
+            let mut r = self.representation(id, &options, StatusCode::OK).await?;
+            r.headers_mut().insert(
+                "Preference-Applied",
+                HeaderValue::from_static("return=representation"),
+            );
+            Ok(r)
+        } else {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<Response, ApiError> {
+        let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
+        if options.select.is_some() {
+            return Err(ApiError::url("$select does not apply to a DELETE."));
+        }
+        let message = Message::Delete {
+            table: self.table.logical_name.clone(),
+            id,
+        };
+        self.execute(self.request(message, options.tag)?).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+}
+
+fn unexpected(response: &OrganizationResponse) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "0x80040216",
+        format!("the pipeline answered with an unexpected response: {response:?}"),
+    )
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            "application/json; odata.metadata=minimal",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,80 @@
+//! [`ApiError`]: an HTTP status with the Web API's error body `{"error":{"code":"0x…","message":"…"}}`.
+//!
+//! Owns the mapping from pipeline failures to HTTP statuses. The message is what the caller may see: plug-in
+//! messages verbatim, never trace-log details or secrets.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use weft_store::StoreError;
+
+use crate::pipeline::PipelineError;
+
+/// Dataverse's code for a payload it cannot read (malformed JSON, unknown attribute, wrong type).
+pub const BAD_PAYLOAD: &str = "0x80048d19";
+/// Dataverse's (OData's) code for an unknown segment or property in the URL or query options.
+pub const BAD_URL: &str = "0x80060888";
+
+/// A failed request, ready to be answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Dataverse error code, `0x…`.
+    pub code: String,
+    /// Text for the caller.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400 with [`BAD_PAYLOAD`].
+    pub fn payload(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, BAD_PAYLOAD, message)
+    }
+
+    /// 400 with [`BAD_URL`] (query options, keys, headers).
+    pub fn url(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, BAD_URL, message)
+    }
+
+    /// Any status and code.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The answer to a failed operation.
+    pub fn from_pipeline(e: &PipelineError) -> Self {
+        let status = match e {
+            // Dataverse answers an InvalidPluginExecutionException with 400.
+            PipelineError::Plugin { .. } | PipelineError::Invalid(_) => StatusCode::BAD_REQUEST,
+            PipelineError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            PipelineError::Store(StoreError::DuplicateId { .. }) => StatusCode::PRECONDITION_FAILED,
+            PipelineError::Store(
+                StoreError::UnknownTable(_)
+                | StoreError::UnknownAttribute { .. }
+                | StoreError::UnknownRelationship(_)
+                | StoreError::TypeMismatch { .. }
+                | StoreError::Invalid(_),
+            ) => StatusCode::BAD_REQUEST,
+            PipelineError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, &e.code(), e.to_string())
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        ApiError::from_pipeline(&e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,505 @@
+//! OData query options of the Web API: `$select`, `$filter` (eq, ne, gt, lt, ge, le, and, or, parentheses;
+//! string literals in single quotes with `''` escaping, numbers, true/false/null, GUIDs, date-times),
+//! `$top`, `$orderby` (asc/desc) and weft's `tag` (the request's `tag` parameter).
+//!
+//! Owns the parsing into weft-store's query model and its error messages. It must not run queries; value
+//! rules (ranges, orderable types) are checked by the store when the query runs.
+
+use uuid::Uuid;
+use weft_store::query::{Condition, Order};
+use weft_store::{AttributeDef, AttributeKind, TableDef, Value};
+
+use super::error::ApiError;
+use super::json::{lookup_behind_value_name, parse_datetime};
+
+/// The query options of one request.
+#[derive(Debug, Default, PartialEq)]
+pub struct Options {
+    /// `$select`, as attribute logical names.
+    pub select: Option<Vec<String>>,
+    /// `$filter`.
+    pub filter: Option<Condition>,
+    /// `$top`.
+    pub top: Option<u32>,
+    /// `$orderby`.
+    pub orders: Vec<Order>,
+    /// `tag`.
+    pub tag: Option<String>,
+}
+
+/// Which options a request may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// A collection GET: all of them.
+    Collection,
+    /// A single record (GET, or a write returning a representation): `$select` and `tag`.
+    Record,
+}
+
+fn property_not_found(table: &TableDef, name: &str) -> ApiError {
+    ApiError::url(format!(
+        "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{}'.",
+        table.logical_name
+    ))
+}
+
+/// The attribute a query names: its logical name, or `_x_value` for lookup `x`.
+fn attribute<'t>(table: &'t TableDef, name: &str) -> Result<&'t AttributeDef, ApiError> {
+    let logical = lookup_behind_value_name(table, name).unwrap_or(name);
+    match table.attribute(logical) {
+        Some(a) if !matches!(a.kind, AttributeKind::Lookup { .. }) || logical != name => Ok(a),
+        _ => Err(property_not_found(table, name)),
+    }
+}
+
+/// Parses the decoded query pairs of a request on `table`.
+pub fn parse(
+    table: &TableDef,
+    pairs: &[(String, String)],
+    allowed: Allowed,
+) -> Result<Options, ApiError> {
+    let mut o = Options::default();
+    for (key, value) in pairs {
+        let collection_only = |o: &str| {
+            ApiError::url(format!(
+                "The query option '{o}' applies to a collection, not to a single record."
+            ))
+        };
+        match key.as_str() {
+            "$select" => {
+                let names = value
+                    .split(',')
+                    .map(str::trim)
+                    .map(|n| attribute(table, n).map(|a| a.logical_name.clone()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                o.select = Some(names);
+            }
+            "$filter" if allowed == Allowed::Collection => {
+                o.filter = Some(Filter::new(table, value)?.parse()?)
+            }
+            "$top" if allowed == Allowed::Collection => {
+                o.top = Some(value.trim().parse().map_err(|_| {
+                    ApiError::url(format!(
+                        "Invalid value '{value}' for $top query option found. The $top query option \
+                         requires a non-negative integer value."
+                    ))
+                })?)
+            }
+            "$orderby" if allowed == Allowed::Collection => {
+                for part in value.split(',') {
+                    let mut words = part.split_whitespace();
+                    let name = words.next().unwrap_or_default();
+                    let a = attribute(table, name)?;
+                    let descending = match words.next() {
+                        None | Some("asc") => false,
+                        Some("desc") => true,
+                        Some(other) => {
+                            return Err(ApiError::url(format!(
+                                "$orderby: '{other}' after '{name}' is not asc or desc."
+                            )));
+                        }
+                    };
+                    if let Some(extra) = words.next() {
+                        return Err(ApiError::url(format!(
+                            "$orderby: unexpected '{extra}' after '{part}'."
+                        )));
+                    }
+                    o.orders.push(Order {
+                        attribute: a.logical_name.clone(),
+                        descending,
+                    });
+                }
+            }
+            "$filter" | "$top" | "$orderby" => return Err(collection_only(key)),
+            "tag" => o.tag = Some(value.clone()),
+            other => {
+                return Err(ApiError::url(format!(
+                    "The query parameter '{other}' is not supported (supported: $select, $filter, $top, \
+                     $orderby, tag)."
+                )));
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// A token of a `$filter` expression.
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Open,
+    Close,
+    /// A quoted string literal, unescaped.
+    Quoted(String),
+    /// Anything else: a name, an operator, a keyword or an unquoted literal.
+    Word(String),
+}
+
+/// A recursive-descent parser over the tokens of one `$filter`.
+struct Filter<'t> {
+    table: &'t TableDef,
+    tokens: Vec<Token>,
+    pos: usize,
+}
+
+fn syntax(why: impl std::fmt::Display) -> ApiError {
+    ApiError::url(format!("$filter: {why}"))
+}
+
+impl<'t> Filter<'t> {
+    fn new(table: &'t TableDef, text: &str) -> Result<Self, ApiError> {
+        let mut tokens = Vec::new();
+        let mut chars = text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                c if c.is_whitespace() => {}
+                '(' => tokens.push(Token::Open),
+                ')' => tokens.push(Token::Close),
+                '\'' => {
+                    let mut s = String::new();
+                    loop {
+                        match chars.next() {
+                            Some((_, '\'')) if chars.peek().is_some_and(|(_, c)| *c == '\'') => {
+                                chars.next();
+                                s.push('\'');
+                            }
+                            Some((_, '\'')) => break,
+                            Some((_, c)) => s.push(c),
+                            None => {
+                                return Err(syntax(format!(
+                                    "the string literal starting at position {i} is not closed"
+                                )));
+                            }
+                        }
+                    }
+                    tokens.push(Token::Quoted(s));
+                }
+                c => {
+                    let mut w = String::from(c);
+                    while let Some((_, c)) =
+                        chars.next_if(|(_, c)| !c.is_whitespace() && !"()'".contains(*c))
+                    {
+                        w.push(c);
+                    }
+                    tokens.push(Token::Word(w));
+                }
+            }
+        }
+        Ok(Filter {
+            table,
+            tokens,
+            pos: 0,
+        })
+    }
+
+    fn parse(mut self) -> Result<Condition, ApiError> {
+        let c = self.or()?;
+        match self.tokens.get(self.pos) {
+            None => Ok(c),
+            Some(t) => Err(syntax(format!(
+                "unexpected {} after a complete condition",
+                show(t)
+            ))),
+        }
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let t = self.tokens.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn keyword(&mut self, word: &str) -> bool {
+        if matches!(self.tokens.get(self.pos), Some(Token::Word(w)) if w == word) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn or(&mut self) -> Result<Condition, ApiError> {
+        let mut parts = vec![self.and()?];
+        while self.keyword("or") {
+            parts.push(self.and()?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Condition::Or(parts)
+        })
+    }
+
+    fn and(&mut self) -> Result<Condition, ApiError> {
+        let mut parts = vec![self.primary()?];
+        while self.keyword("and") {
+            parts.push(self.primary()?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Condition::And(parts)
+        })
+    }
+
+    fn primary(&mut self) -> Result<Condition, ApiError> {
+        match self.next() {
+            Some(Token::Open) => {
+                let c = self.or()?;
+                match self.next() {
+                    Some(Token::Close) => Ok(c),
+                    _ => Err(syntax("a '(' is not closed")),
+                }
+            }
+            Some(Token::Word(name)) => {
+                if matches!(self.tokens.get(self.pos), Some(Token::Open)) {
+                    return Err(syntax(format!(
+                        "the function '{name}' is not supported (supported: eq, ne, gt, lt, ge, le, and, or)"
+                    )));
+                }
+                if name == "not" {
+                    return Err(syntax("'not' is not supported"));
+                }
+                let attr = attribute(self.table, &name)?;
+                let op = match self.next() {
+                    Some(Token::Word(op)) => op,
+                    other => {
+                        return Err(syntax(format!(
+                            "expected an operator after '{name}', found {}",
+                            other.as_ref().map_or("the end".into(), show)
+                        )));
+                    }
+                };
+                let literal = self
+                    .next()
+                    .ok_or_else(|| syntax(format!("expected a value after '{name} {op}'")))?;
+                self.comparison(attr, &name, &op, literal)
+            }
+            Some(t) => Err(syntax(format!("expected a condition, found {}", show(&t)))),
+            None => Err(syntax("expected a condition, found the end")),
+        }
+    }
+
+    fn comparison(
+        &self,
+        attr: &AttributeDef,
+        name: &str,
+        op: &str,
+        literal: Token,
+    ) -> Result<Condition, ApiError> {
+        let a = attr.logical_name.clone();
+        if literal == Token::Word("null".into()) {
+            return match op {
+                "eq" => Ok(Condition::Null(a)),
+                "ne" => Ok(Condition::NotNull(a)),
+                _ => Err(syntax(format!(
+                    "'{name} {op} null': only eq and ne compare with null"
+                ))),
+            };
+        }
+        let v = value(self.table, attr, name, &literal)?;
+        Ok(match op {
+            "eq" => Condition::Eq(a, v),
+            "ne" => Condition::Ne(a, v),
+            "gt" => Condition::Gt(a, v),
+            "lt" => Condition::Lt(a, v),
+            "ge" => Condition::Or(vec![
+                Condition::Gt(a.clone(), v.clone()),
+                Condition::Eq(a, v),
+            ]),
+            "le" => Condition::Or(vec![
+                Condition::Lt(a.clone(), v.clone()),
+                Condition::Eq(a, v),
+            ]),
+            other => {
+                return Err(syntax(format!(
+                    "'{other}' after '{name}' is not an operator (supported: eq, ne, gt, lt, ge, le)"
+                )));
+            }
+        })
+    }
+}
+
+fn show(t: &Token) -> String {
+    match t {
+        Token::Open => "'('".into(),
+        Token::Close => "')'".into(),
+        Token::Quoted(s) => format!("the string '{s}'"),
+        Token::Word(w) => format!("'{w}'"),
+    }
+}
+
+/// A `$filter` literal as a value of `attr`'s type.
+fn value(table: &TableDef, attr: &AttributeDef, name: &str, t: &Token) -> Result<Value, ApiError> {
+    let wrong = |expected: &str| {
+        syntax(format!(
+            "'{name}' is {} {}: expected {expected}, found {}",
+            article(attr.kind.name()),
+            attr.kind.name(),
+            show(t)
+        ))
+    };
+    let word = match t {
+        Token::Word(w) => Some(w.as_str()),
+        _ => None,
+    };
+    let text = match t {
+        Token::Word(w) | Token::Quoted(w) => Some(w.as_str()),
+        _ => None,
+    };
+    let guid = || text.and_then(|s| Uuid::parse_str(s).ok());
+    Ok(match &attr.kind {
+        AttributeKind::String { .. } | AttributeKind::Memo { .. } => match t {
+            Token::Quoted(s) => Value::String(s.clone()),
+            _ => return Err(wrong("a string in single quotes")),
+        },
+        AttributeKind::Integer { .. } => Value::Integer(
+            word.and_then(|w| w.parse().ok())
+                .ok_or_else(|| wrong("a whole number"))?,
+        ),
+        AttributeKind::BigInt => Value::BigInt(
+            word.and_then(|w| w.parse().ok())
+                .ok_or_else(|| wrong("a whole number"))?,
+        ),
+        AttributeKind::Double => Value::Double(
+            word.and_then(|w| w.parse().ok())
+                .ok_or_else(|| wrong("a number"))?,
+        ),
+        AttributeKind::Decimal { .. } => {
+            Value::Decimal(word.ok_or_else(|| wrong("a number"))?.to_owned())
+        }
+        AttributeKind::Money => Value::Money(word.ok_or_else(|| wrong("a number"))?.to_owned()),
+        AttributeKind::Boolean => match word {
+            Some("true") => Value::Boolean(true),
+            Some("false") => Value::Boolean(false),
+            _ => return Err(wrong("true or false")),
+        },
+        AttributeKind::DateTime => Value::DateTime(
+            parse_datetime(text.ok_or_else(|| wrong("a date-time"))?)
+                .map_err(|why| syntax(format!("'{name}': {why}")))?,
+        ),
+        AttributeKind::Uniqueidentifier => Value::Guid(guid().ok_or_else(|| wrong("a GUID"))?),
+        AttributeKind::Lookup { targets } => Value::EntityReference {
+            logical_name: targets.first().cloned().unwrap_or_default(),
+            id: guid().ok_or_else(|| wrong("a GUID"))?,
+        },
+        AttributeKind::Picklist { .. }
+        | AttributeKind::State { .. }
+        | AttributeKind::Status { .. } => Value::OptionSetValue(
+            word.and_then(|w| w.parse().ok())
+                .ok_or_else(|| wrong("an option value (a whole number)"))?,
+        ),
+        AttributeKind::MultiSelectPicklist { .. } => {
+            return Err(syntax(format!(
+                "'{name}' of table '{}' is a MultiSelectPicklist: comparing it is not supported",
+                table.logical_name
+            )));
+        }
+    })
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['A', 'E', 'I', 'O', 'U']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_store::Schema;
+
+    fn table() -> TableDef {
+        let schema = Schema::from_toml_str(
+            "test",
+            r#"
+[[table]]
+logical_name = "account"
+entity_set_name = "accounts"
+primary_id_attribute = "accountid"
+primary_name_attribute = "name"
+  [[table.attribute]]
+  logical_name = "name"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "numberofemployees"
+  type = "Integer"
+  [[table.attribute]]
+  logical_name = "primarycontactid"
+  type = "Lookup"
+  targets = ["contact"]
+[[table]]
+logical_name = "contact"
+entity_set_name = "contacts"
+primary_id_attribute = "contactid"
+primary_name_attribute = "lastname"
+  [[table.attribute]]
+  logical_name = "lastname"
+  type = "String"
+"#,
+        )
+        .unwrap();
+        schema.table("account").unwrap().clone()
+    }
+
+    fn filter(text: &str) -> Result<Condition, ApiError> {
+        Filter::new(&table(), text)?.parse()
+    }
+
+    /// `and` binds tighter than `or`, parentheses group, `''` escapes a quote, null becomes (not-)null.
+    #[test]
+    fn filter_grammar() {
+        let s = |v: &str| Value::String(v.into());
+        assert_eq!(
+            filter("name eq 'O''Neil' or numberofemployees gt 5 and (name ne 'x' or name eq null)")
+                .unwrap(),
+            Condition::Or(vec![
+                Condition::Eq("name".into(), s("O'Neil")),
+                Condition::And(vec![
+                    Condition::Gt("numberofemployees".into(), Value::Integer(5)),
+                    Condition::Or(vec![
+                        Condition::Ne("name".into(), s("x")),
+                        Condition::Null("name".into()),
+                    ]),
+                ]),
+            ])
+        );
+        let id = Uuid::from_u128(7);
+        assert_eq!(
+            filter(&format!("_primarycontactid_value eq {id}")).unwrap(),
+            Condition::Eq(
+                "primarycontactid".into(),
+                Value::EntityReference {
+                    logical_name: "contact".into(),
+                    id
+                }
+            )
+        );
+    }
+
+    /// Every malformed filter is refused with a message that says what is wrong.
+    #[test]
+    fn filter_errors_are_precise() {
+        for (text, expected) in [
+            ("name eq 'abc", "not closed"),
+            ("name eq abc", "expected a string in single quotes"),
+            ("numberofemployees eq 'five'", "expected a whole number"),
+            ("nope eq 1", "Could not find a property named 'nope'"),
+            (
+                "primarycontactid eq 1",
+                "Could not find a property named 'primarycontactid'",
+            ),
+            ("contains(name,'a')", "function 'contains' is not supported"),
+            ("name like 'a'", "'like' after 'name' is not an operator"),
+            ("name eq 'a' name", "unexpected 'name'"),
+            ("(name eq 'a'", "not closed"),
+            ("name gt null", "only eq and ne"),
+            ("", "found the end"),
+        ] {
+            let e = filter(text).unwrap_err();
+            assert!(e.message.contains(expected), "{text}: {}", e.message);
+            assert_eq!(e.code, super::super::error::BAD_URL);
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! The Web-API-shaped HTTP API over real HTTP on loopback, with a real runtime (SQLite store, sandbox,
+//! plug-ins built from source): status codes and headers as Dataverse sends them, typed JSON, query options,
+//! bypass headers, `tag`, precise 400s that write nothing, and bearer authentication.
+
+use crate::fixtures;
+use reqwest::StatusCode;
+use serde_json::{Value as Json, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use uuid::Uuid;
+use weft_host::api::{self, ApiAuth, ApiServer};
+use weft_host::registration::derived_id;
+use weft_host::runtime::Runtime;
+use weft_store::system::TraceFilter;
+use weft_store::{Read, StoreExt};
+
+const TABLES: &str = r#"
+[[table]]
+logical_name = "account"
+entity_set_name = "accounts"
+primary_id_attribute = "accountid"
+primary_name_attribute = "name"
+  [[table.attribute]]
+  logical_name = "name"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "accountnumber"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "emailaddress1"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "numberofemployees"
+  type = "Integer"
+  [[table.attribute]]
+  logical_name = "revenue"
+  type = "Money"
+  [[table.attribute]]
+  logical_name = "industrycode"
+  type = "Picklist"
+  options = [{ value = 1, label = "Accounting" }, { value = 2, label = "Agriculture" }]
+  [[table.attribute]]
+  logical_name = "categories"
+  type = "MultiSelectPicklist"
+  options = [{ value = 1, label = "A" }, { value = 2, label = "B" }, { value = 3, label = "C" }]
+  [[table.attribute]]
+  logical_name = "donotphone"
+  type = "Boolean"
+  [[table.attribute]]
+  logical_name = "lastonholdtime"
+  type = "DateTime"
+  [[table.attribute]]
+  logical_name = "primarycontactid"
+  type = "Lookup"
+  targets = ["contact"]
+
+[[table]]
+logical_name = "contact"
+entity_set_name = "contacts"
+primary_id_attribute = "contactid"
+primary_name_attribute = "lastname"
+  [[table.attribute]]
+  logical_name = "lastname"
+  type = "String"
+"#;
+
+/// Validator (10) and enricher (20) on Create of account, and a probe (40) that traces shared variables.
+fn steps() -> String {
+    let mut s = String::new();
+    for p in ["validator", "enricher", "probe"] {
+        s += &format!(
+            "[[plugin]]\nname = \"{p}\"\ncomponent = \"{}\"\n",
+            fixtures::component(p).display()
+        );
+    }
+    s + "[[step]]\nname = \"validate\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 10\nplugin = \"validator\"\n\
+         [[step]]\nname = \"enrich\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\nplugin = \"enricher\"\n\
+         [[step]]\nname = \"post\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\nplugin = \"probe\"\n\
+         configuration = \"label=post\"\n"
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    runtime: Arc<Runtime>,
+    server: Option<ApiServer>,
+    base: String,
+    client: reqwest::Client,
+}
+
+async fn start(key: Option<&str>) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(&config, format!("{TABLES}\n{}", steps())).unwrap();
+    let data = dir.path().join("data");
+    // Opening persists the registration through the store's blocking writer.
+    let runtime = tokio::task::spawn_blocking(move || Runtime::open(&config, &data).unwrap())
+        .await
+        .map(Arc::new)
+        .unwrap();
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (addr, server) = api::serve(Arc::clone(&runtime), bind, key.map(str::to_owned))
+        .await
+        .unwrap();
+    Env {
+        _dir: dir,
+        runtime,
+        server: Some(server),
+        base: format!("http://{addr}/api/data/v9.2"),
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Env {
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates an account and returns its id (from OData-EntityId).
+    async fn create(&self, body: Json) -> Uuid {
+        let r = self.post("accounts", &body.to_string()).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+        entity_id(&r)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Json) {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn rows(&self) -> Vec<Json> {
+        let (status, body) = self.get("accounts").await;
+        assert_eq!(status, StatusCode::OK);
+        body["value"].as_array().unwrap().clone()
+    }
+
+    fn traces(&self, label: &str) -> Vec<String> {
+        let logs = tokio::task::block_in_place(|| {
+            self.runtime
+                .store
+                .read(|r: &dyn Read| r.trace_logs(&TraceFilter::default()))
+        });
+        logs.unwrap()
+            .into_iter()
+            .map(|t| t.entry.trace)
+            .filter(|t| t.starts_with(&format!("label={label}\n")))
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        self.server.take().unwrap().shutdown().await.unwrap();
+    }
+}
+
+fn entity_id(r: &reqwest::Response) -> Uuid {
+    let url = r.headers()["OData-EntityId"].to_str().unwrap();
+    let id = url
+        .strip_prefix(&format!(
+            "{}/api/data/v9.2/accounts(",
+            r.url().origin().ascii_serialization()
+        ))
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("OData-EntityId {url}"));
+    Uuid::parse_str(id).unwrap()
+}
+
+async fn error_of(r: reqwest::Response) -> (StatusCode, String, String) {
+    let status = r.status();
+    let body: Json = r.json().await.unwrap();
+    (
+        status,
+        body["error"]["code"].as_str().unwrap().to_owned(),
+        body["error"]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// POST creates through the pipeline: 204 + OData-EntityId (Dataverse's answer), the enricher's account
+/// number is stored, and `Prefer: return=representation` answers 201 with the row.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_answers_entity_id_and_runs_plugins() {
+    let env = start(None).await;
+    let id = env.create(json!({"name": "Fourth Coffee"})).await;
+    let (status, row) = env.get(&format!("accounts({id})")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(row["accountid"], json!(id.to_string()));
+    assert_eq!(row["name"], "Fourth Coffee");
+    assert!(
+        row["accountnumber"]
+            .as_str()
+            .unwrap()
+            .starts_with("ACC-FC-"),
+        "{row}"
+    );
+    assert!(
+        row["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/data/v9.2/$metadata#accounts/$entity")
+    );
+
+    let r = env
+        .client
+        .post(env.url("accounts?$select=name,accountnumber"))
+        .header("Prefer", "return=representation")
+        .body(r#"{"name": "Blue Yonder"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()["Preference-Applied"], "return=representation");
+    assert_eq!(r.headers()["OData-Version"], "4.0");
+    let id = entity_id(&r);
+    let body: Json = r.json().await.unwrap();
+    assert_eq!(body["accountid"], json!(id.to_string()));
+    assert!(
+        body["accountnumber"]
+            .as_str()
+            .unwrap()
+            .starts_with("ACC-BY-")
+    );
+    assert!(body.get("emailaddress1").is_none(), "{body}");
+    env.stop().await;
+}
+
+/// A validator's rejection reaches the caller verbatim as a 400 with code 0x80040265, and nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_rejection_is_verbatim_and_writes_nothing() {
+    let env = start(None).await;
+    let r = env
+        .post("accounts", r#"{"name": "A", "emailaddress1": "nope"}"#)
+        .await;
+    let (status, code, message) = error_of(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code, "0x80040265");
+    assert_eq!(message, "'nope' is not a valid e-mail address.");
+    assert!(env.rows().await.is_empty());
+    env.stop().await;
+}
+
+/// GET, PATCH (204, or 200 with the row), DELETE (204), then 404 with Dataverse's not-found code.
+#[tokio::test(flavor = "multi_thread")]
+async fn retrieve_update_delete() {
+    let env = start(None).await;
+    let id = env.create(json!({"name": "Litware"})).await;
+    let record = format!("accounts({id})");
+    let r = env
+        .client
+        .patch(env.url(&record))
+        .body(r#"{"numberofemployees": 42}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (_, row) = env
+        .get(&format!("{record}?$select=numberofemployees"))
+        .await;
+    assert_eq!(row["numberofemployees"], 42);
+    assert!(row.get("name").is_none(), "{row}");
+
+    let r = env
+        .client
+        .patch(env.url(&record))
+        .header("Prefer", "return=representation")
+        .body(r#"{"name": "Litware Inc."}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let row: Json = r.json().await.unwrap();
+    assert_eq!(row["name"], "Litware Inc.");
+    assert_eq!(row["numberofemployees"], 42);
+
+    let r = env.client.delete(env.url(&record)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = env.client.get(env.url(&record)).send().await.unwrap();
+    let (status, code, _) = error_of(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "0x80040217")
+    );
+    let r = env
+        .client
+        .patch(env.url(&record))
+        .body(r#"{"name": "x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    env.stop().await;
+}
+
+/// $select, $filter (eq/ne/gt/lt/and/or, quotes), $orderby and $top shape the collection.
+#[tokio::test(flavor = "multi_thread")]
+async fn collection_query_options() {
+    let env = start(None).await;
+    for (name, n) in [("A", 5), ("B", 20), ("C", 30), ("D", 40), ("O'Neil", 7)] {
+        env.create(json!({"name": name, "numberofemployees": n}))
+            .await;
+    }
+    let names = |body: &Json| -> Vec<String> {
+        body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, body) = env
+        .get(
+            "accounts?$select=name,numberofemployees&$filter=numberofemployees gt 10 and name ne 'C'\
+             &$orderby=numberofemployees desc&$top=2",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(names(&body), ["D", "B"]);
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("$metadata#accounts(name,numberofemployees)")
+    );
+    let first = body["value"][0].as_object().unwrap();
+    let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["accountid", "name", "numberofemployees"]);
+
+    let (_, body) = env
+        .get("accounts?$filter=name eq 'O''Neil' or numberofemployees lt 6&$orderby=name")
+        .await;
+    assert_eq!(names(&body), ["A", "O'Neil"]);
+    let (_, body) = env
+        .get("accounts?$filter=(name eq 'A' or name eq 'B') and numberofemployees ge 20")
+        .await;
+    assert_eq!(names(&body), ["B"]);
+
+    let r = env
+        .client
+        .get(env.url("accounts?$filter=numberofemployees eq 'many'"))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_of(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "0x80060888")
+    );
+    assert!(message.contains("numberofemployees"), "{message}");
+    env.stop().await;
+}
+
+/// Typed values round-trip exactly: money text, choices, multi-select, booleans, date-times and lookups.
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_values_round_trip() {
+    let env = start(None).await;
+    let r = env.post("contacts", r#"{"lastname": "Kim"}"#).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let contact = r.headers()["OData-EntityId"].to_str().unwrap().to_owned();
+    let contact_id = &contact[contact.len() - 37..contact.len() - 1];
+    let id = env.create(json!({"name": "Typed"})).await;
+    // Written as raw text: a JSON number with more digits than an f64 holds.
+    let body = format!(
+        r#"{{"revenue": 922337203685476.5807, "industrycode": 2, "categories": "3,1", "donotphone": true,
+            "lastonholdtime": "2024-02-29T12:30:15Z",
+            "primarycontactid@odata.bind": "/contacts({contact_id})"}}"#
+    );
+    let r = env
+        .client
+        .patch(env.url(&format!("accounts({id})")))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    let text = env
+        .client
+        .get(env.url(&format!("accounts({id})")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(r#""revenue":922337203685476.5807"#), "{text}");
+    let row: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(row["industrycode"], 2);
+    assert_eq!(row["categories"], "3,1");
+    assert_eq!(row["donotphone"], true);
+    assert_eq!(row["lastonholdtime"], "2024-02-29T12:30:15Z");
+    assert_eq!(row["_primarycontactid_value"], contact_id);
+    assert_eq!(row["emailaddress1"], Json::Null);
+    let (_, found) = env
+        .get(&format!(
+            "accounts?$filter=_primarycontactid_value eq {contact_id}&$select=name"
+        ))
+        .await;
+    assert_eq!(found["value"].as_array().unwrap().len(), 1, "{found}");
+    env.stop().await;
+}
+
+/// `MSCRM.BypassBusinessLogicExecution: CustomSync` skips every sync step; the step-ids header skips only
+/// the named one.
+#[tokio::test(flavor = "multi_thread")]
+async fn bypass_headers_skip_sync_steps() {
+    let env = start(None).await;
+    let r = env
+        .client
+        .post(env.url("accounts"))
+        .header("MSCRM.BypassBusinessLogicExecution", "CustomSync")
+        .body(r#"{"name": "Unchecked", "emailaddress1": "nope"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (_, row) = env.get(&format!("accounts({})", entity_id(&r))).await;
+    assert_eq!(row["accountnumber"], Json::Null, "enricher ran: {row}");
+
+    let enrich = derived_id("sdkmessageprocessingstep", "enrich");
+    let r = env
+        .client
+        .post(env.url("accounts"))
+        .header(
+            "MSCRM.BypassBusinessLogicExecutionStepIds",
+            enrich.to_string(),
+        )
+        .body(r#"{"name": "Checked", "emailaddress1": "nope"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "validator skipped");
+
+    let r = env
+        .client
+        .post(env.url("accounts"))
+        .header("MSCRM.BypassBusinessLogicExecution", "Everything")
+        .body(r#"{"name": "X"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, message) = error_of(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("Everything"), "{message}");
+    assert_eq!(env.rows().await.len(), 1);
+    env.stop().await;
+}
+
+/// The `tag` query option reaches the plug-ins as the shared variable `tag`.
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_reaches_plugins() {
+    let env = start(None).await;
+    let r = env
+        .post("accounts?tag=batch-9", r#"{"name": "Tagged"}"#)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let traces = env.traces("post");
+    assert_eq!(traces.len(), 1);
+    assert!(
+        traces[0].contains("\nshared=tag=batch-9\n"),
+        "{}",
+        traces[0]
+    );
+    env.stop().await;
+}
+
+/// Malformed JSON, unknown tables and attributes, wrong types and out-of-range values answer precisely
+/// and write nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_precisely() {
+    let env = start(None).await;
+    for (body, code, needle) in [
+        (r#"{"name": "A""#, "0x80048d19", "not valid JSON"),
+        ("[1]", "0x80048d19", "JSON object"),
+        (
+            r#"{"name": "A", "nope": 1}"#,
+            "0x80048d19",
+            "'nope' does not exist",
+        ),
+        (
+            r#"{"name": "A", "numberofemployees": "ten"}"#,
+            "0x80048d19",
+            "'numberofemployees' of table 'account' expects a whole number",
+        ),
+        (
+            r#"{"name": "A", "industrycode": 99}"#,
+            "0x80048d19",
+            "industrycode",
+        ),
+        (
+            r#"{"name": "A", "revenue": 1.23456}"#,
+            "0x80048d19",
+            "revenue",
+        ),
+        (
+            r#"{"name": "A", "lastonholdtime": "yesterday"}"#,
+            "0x80048d19",
+            "lastonholdtime",
+        ),
+        (
+            r#"{"name": "A", "primarycontactid": "x"}"#,
+            "0x80048d19",
+            "primarycontactid@odata.bind",
+        ),
+        (
+            r#"{"name": "A", "createdon": "2024-01-01T00:00:00Z"}"#,
+            "0x80048d19",
+            "createdon",
+        ),
+    ] {
+        let r = env.post("accounts", body).await;
+        let (status, got_code, message) = error_of(r).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {message}");
+        assert_eq!(got_code, code, "{body}: {message}");
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    let r = env.post("widgets", r#"{"name": "A"}"#).await;
+    let (status, code, message) = error_of(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "0x80060888")
+    );
+    assert!(message.contains("'widgets'"), "{message}");
+    let r = env
+        .client
+        .get(env.url("accounts(not-a-guid)"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(env.rows().await.is_empty());
+    assert!(
+        env.traces("post").is_empty(),
+        "a plug-in ran for a refused request"
+    );
+    env.stop().await;
+}
+
+/// Without a key the API refuses a non-loopback address; with one, a missing or wrong bearer gets 401.
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_authentication() {
+    let env = start(Some("s3cret-key")).await;
+    let refused = api::serve(Arc::clone(&env.runtime), "0.0.0.0:0".parse().unwrap(), None)
+        .await
+        .err()
+        .expect("served on 0.0.0.0 without a key");
+    assert!(
+        refused.to_string().contains("without an API key"),
+        "{refused}"
+    );
+
+    let r = env.client.get(env.url("accounts")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["WWW-Authenticate"], "Bearer");
+    let r = env
+        .client
+        .get(env.url("accounts"))
+        .bearer_auth("s3cret-kez")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(!r.text().await.unwrap().contains("s3cret"));
+    let r = env
+        .client
+        .get(env.url("accounts"))
+        .bearer_auth("s3cret-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!format!("{:?}", ApiAuth::bearer("s3cret-key")).contains("s3cret"));
+    env.stop().await;
+}
