@@ -59,6 +59,11 @@ fn run(
     )
 }
 
+/// Runs a fixture on an empty Create of an account.
+fn hostile(sandbox: &Sandbox, package: &str, stage: Stage) -> Outcome<RecordingServices> {
+    run(sandbox, package, account_context(stage, "{}"), None)
+}
+
 /// After a hostile run, the same sandbox still runs a good plug-in correctly.
 fn still_serves(sandbox: &Sandbox) {
     let outcome = run(
@@ -173,12 +178,7 @@ fn infinite_loop_times_out() {
         deadline_ms: deadline.as_millis() as u64,
         ..Limits::default()
     });
-    let outcome = run(
-        &sandbox,
-        "infinite-loop",
-        account_context(Stage::PreOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "infinite-loop", Stage::PreOperation);
     assert_eq!(failure_kind(&outcome), FailureKind::Timeout);
     // Deadlines count epoch ticks from a ticker with its own phase, so the stop
     // lands within one tick either side of the deadline.
@@ -200,12 +200,7 @@ fn infinite_loop_runs_out_of_fuel() {
         fuel: Some(5_000_000),
         ..Limits::default()
     });
-    let outcome = run(
-        &sandbox,
-        "infinite-loop",
-        account_context(Stage::PreOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "infinite-loop", Stage::PreOperation);
     assert_eq!(failure_kind(&outcome), FailureKind::OutOfFuel);
     assert_eq!(outcome.usage.fuel_consumed, Some(5_000_000));
     still_serves(&sandbox);
@@ -218,12 +213,7 @@ fn memory_bomb_hits_memory_limit() {
         memory_bytes: 16 << 20,
         ..Limits::default()
     });
-    let outcome = run(
-        &sandbox,
-        "memory-bomb",
-        account_context(Stage::PreOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "memory-bomb", Stage::PreOperation);
     assert_eq!(failure_kind(&outcome), FailureKind::MemoryLimit);
     assert!(outcome.usage.peak_memory_bytes <= 16 << 20);
     still_serves(&sandbox);
@@ -233,12 +223,7 @@ fn memory_bomb_hits_memory_limit() {
 #[test]
 fn stack_overflow_is_typed() {
     let sandbox = sandbox(Limits::default());
-    let outcome = run(
-        &sandbox,
-        "stack-overflow",
-        account_context(Stage::PreOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "stack-overflow", Stage::PreOperation);
     assert_eq!(failure_kind(&outcome), FailureKind::StackOverflow);
     still_serves(&sandbox);
 }
@@ -247,12 +232,7 @@ fn stack_overflow_is_typed() {
 #[test]
 fn panic_is_a_trap_with_stderr_and_backtrace() {
     let sandbox = sandbox(Limits::default());
-    let outcome = run(
-        &sandbox,
-        "panic",
-        account_context(Stage::PreOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "panic", Stage::PreOperation);
     let failure = outcome.result.as_ref().unwrap_err();
     assert_eq!(failure.kind, FailureKind::Trap);
     assert!(
@@ -272,12 +252,7 @@ fn panic_is_a_trap_with_stderr_and_backtrace() {
 fn trace_flood_hits_quota() {
     let limits = Limits::default();
     let sandbox = sandbox(limits.clone());
-    let outcome = run(
-        &sandbox,
-        "trace-flood",
-        account_context(Stage::PreOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "trace-flood", Stage::PreOperation);
     assert_eq!(
         failure_kind(&outcome),
         FailureKind::Quota(Quota::TraceBytes)
@@ -294,12 +269,7 @@ fn trace_flood_hits_call_quota() {
         trace_calls: 10,
         ..Limits::default()
     });
-    let outcome = run(
-        &sandbox,
-        "trace-flood",
-        account_context(Stage::PreOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "trace-flood", Stage::PreOperation);
     assert_eq!(
         failure_kind(&outcome),
         FailureKind::Quota(Quota::TraceCalls)
@@ -312,12 +282,7 @@ fn trace_flood_hits_call_quota() {
 fn execute_flood_hits_quota() {
     let limits = Limits::default();
     let sandbox = sandbox(limits.clone());
-    let outcome = run(
-        &sandbox,
-        "execute-flood",
-        account_context(Stage::PostOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "execute-flood", Stage::PostOperation);
     assert_eq!(
         failure_kind(&outcome),
         FailureKind::Quota(Quota::ExecuteCalls)
@@ -330,12 +295,7 @@ fn execute_flood_hits_quota() {
 #[test]
 fn huge_return_hits_quota() {
     let sandbox = sandbox(Limits::default());
-    let outcome = run(
-        &sandbox,
-        "huge-return",
-        account_context(Stage::PreOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "huge-return", Stage::PreOperation);
     assert_eq!(
         failure_kind(&outcome),
         FailureKind::Quota(Quota::ReturnBytes)
@@ -364,12 +324,7 @@ fn sockets_import_is_refused_at_load() {
 #[test]
 fn filesystem_reads_are_denied() {
     let sandbox = sandbox(Limits::default());
-    let outcome = run(
-        &sandbox,
-        "filesystem",
-        account_context(Stage::PreOperation, "{}"),
-        None,
-    );
+    let outcome = hostile(&sandbox, "filesystem", Stage::PreOperation);
     let failure = outcome.result.unwrap_err();
     assert!(
         failure.message.starts_with("denied:"),
