@@ -579,3 +579,18 @@ async fn bearer_authentication() {
     assert!(!format!("{:?}", ApiAuth::bearer("s3cret-key")).contains("s3cret"));
     env.stop().await;
 }
+
+/// `run_until` serves until its signal, then shuts down: the port stops answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_until_stops_on_signal() {
+    let mut env = start(None).await;
+    let server = env.server.take().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(env.rows().await.len(), 0);
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert!(env.client.get(env.url("accounts")).send().await.is_err());
+}

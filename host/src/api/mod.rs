@@ -110,7 +110,7 @@ pub fn router(runtime: Arc<Runtime>, auth: ApiAuth) -> Router {
         .with_state(state)
 }
 
-/// A running API server; dropping it does not stop it, [`ApiServer::shutdown`] does.
+/// A running API server. Dropping it stops the server as [`ApiServer::shutdown`] does, without waiting.
 pub struct ApiServer {
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -122,6 +122,24 @@ impl ApiServer {
         let _ = self.shutdown.send(());
         self.task.await.context("the API server task failed")??;
         Ok(())
+    }
+
+    /// Serves until `signal` completes (e.g. Ctrl-C for `weft up`), then shuts down gracefully. An error
+    /// if the server stops on its own first.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let ApiServer { shutdown, mut task } = self;
+        tokio::pin!(signal);
+        let ended = tokio::select! {
+            () = &mut signal => None,
+            r = &mut task => Some(r),
+        };
+        match ended {
+            None => ApiServer { shutdown, task }.shutdown().await,
+            Some(r) => {
+                r.context("the API server task failed")??;
+                anyhow::bail!("the API server stopped unexpectedly")
+            }
+        }
     }
 }
 
