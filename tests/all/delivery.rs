@@ -13,7 +13,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use uuid::Uuid;
 use weft_bus::sas::SasPolicy;
-use weft_bus::{BusConfig, BusHandle, QueueConfig};
+use weft_bus::{BusConfig, BusHandle, QueueConfig, RelayConfig};
 use weft_host::delivery::{Delivery, DeliveryRunner};
 use weft_host::pipeline::{Message, OrganizationRequest, OrganizationResponse, PipelineError};
 use weft_host::registration::derived_id;
@@ -30,6 +30,7 @@ const KEY_NAME: &str = "RootManageSharedAccessKey";
 const SAS_KEY: &str = "c2FzLWtleS1kZWxpdmVyeS10ZXN0cy03ZjNh";
 const HOOK_KEY: &str = "hook-code-9d41e7";
 const QUEUE: &str = "orders";
+const RELAY: &str = "hc";
 
 const TABLES: &str = r#"
 [[table]]
@@ -49,10 +50,11 @@ const HOOK_STEP: &str = "[[step]]\nname = \"to hook\"\nmessage = \"Create\"\ntab
 /// The validator at stage 20: a nameless account is refused.
 const VALIDATOR_STEP: &str = "[[step]]\nname = \"validate\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\nplugin = \"validator\"\n";
 
-fn azure_aware_sync_step() -> String {
+/// The custom Azure-aware plug-in as a sync PostOperation step on Create of account, posting to `endpoint`.
+fn azure_aware_step(endpoint: &str) -> String {
     format!(
         "[[step]]\nname = \"custom azure-aware\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\nplugin = \"azure-aware\"\nconfiguration = \"{}\"\n",
-        derived_id("serviceendpoint", "hook")
+        derived_id("serviceendpoint", endpoint)
     )
 }
 
@@ -66,6 +68,7 @@ async fn start_bus(bind: SocketAddr, data: &Path) -> BusHandle {
         bind,
         data: data.to_path_buf(),
         queues: vec![QueueConfig::new(QUEUE)],
+        relays: vec![RelayConfig { name: RELAY.into() }],
         sas_policies: vec![SasPolicy::full(KEY_NAME, SAS_KEY)],
         ..BusConfig::default()
     })
@@ -155,8 +158,13 @@ struct Env {
     delivery: Arc<Delivery>,
 }
 
-/// A weft with the queue endpoint at `bus`, the webhook endpoint at `hook_url` and `steps`.
+/// A weft with the queue and two-way relay endpoints at `bus`, the webhook endpoint at `hook_url` and `steps`.
 async fn env(bus: SocketAddr, hook_url: &str, steps: &str) -> Env {
+    env_with_key(bus, hook_url, steps, SAS_KEY).await
+}
+
+/// [`env`] with the bus endpoints signing with `sas_key`.
+async fn env_with_key(bus: SocketAddr, hook_url: &str, steps: &str, sas_key: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let plugins: String = ["validator", "azure-aware"]
         .iter()
@@ -170,7 +178,10 @@ async fn env(bus: SocketAddr, hook_url: &str, steps: &str) -> Env {
     let endpoints = format!(
         "[[service_endpoint]]\nname = \"queue\"\ncontract = 2\nmessage_format = 2\nauth_type = 2\n\
          namespace_address = \"http://{bus}\"\npath = \"{QUEUE}\"\nsas_key_name = \"{KEY_NAME}\"\n\
-         sas_key = \"{SAS_KEY}\"\n\
+         sas_key = \"{sas_key}\"\n\
+         [[service_endpoint]]\nname = \"relay\"\ncontract = 4\nmessage_format = 2\nauth_type = 2\n\
+         namespace_address = \"http://{bus}\"\npath = \"{RELAY}\"\nsas_key_name = \"{KEY_NAME}\"\n\
+         sas_key = \"{sas_key}\"\n\
          [[service_endpoint]]\nname = \"hook\"\ncontract = 8\nmessage_format = 2\nauth_type = 4\n\
          url = \"{hook_url}\"\nauth_value = \"{HOOK_KEY}\"\n"
     );
@@ -459,7 +470,7 @@ async fn webhook_400_fails_the_job_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_plugin_posts_from_a_sync_step_and_a_failed_post_rolls_back() {
     let (hook, url) = Hook::start(&[StatusCode::OK]).await;
-    let env = env(free_addr(), &url, &azure_aware_sync_step()).await;
+    let env = env(free_addr(), &url, &azure_aware_step("hook")).await;
     let account = env.create(Some("synced")).await.unwrap();
     let seen = hook.requests();
     assert_eq!(seen.len(), 1);
@@ -515,7 +526,7 @@ async fn custom_plugin_posts_from_a_sync_step_and_a_failed_post_rolls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_plugin_in_an_async_step_posts_within_its_job_and_reruns_on_retry() {
     let (hook, url) = Hook::start(&[StatusCode::SERVICE_UNAVAILABLE, StatusCode::OK]).await;
-    let step = azure_aware_sync_step().replace("stage = 40\n", "stage = 40\nmode = 1\n");
+    let step = azure_aware_step("hook").replace("stage = 40\n", "stage = 40\nmode = 1\n");
     let env = env(free_addr(), &url, &step).await;
     env.create(Some("later")).await.unwrap();
     assert!(
@@ -554,4 +565,137 @@ async fn custom_plugin_in_an_async_step_posts_within_its_job_and_reruns_on_retry
             .all(|t| t.entry.mode == StepMode::Asynchronous)
     );
     assert!(!format!("{traces:?}{attempts:?}").contains(HOOK_KEY));
+}
+
+/// Answers one Hybrid Connections request on the control channel (the published protocol) with `reply`;
+/// returns the request's head and body.
+async fn relay_answer_once(bus: SocketAddr, reply: &'static str) -> (serde_json::Value, Vec<u8>) {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token =
+        weft_bus::sas::generate_token(&format!("http://{bus}/{RELAY}"), KEY_NAME, SAS_KEY, expiry);
+    let token: String = url_encode(&token);
+    let url =
+        format!("ws://{bus}/$hc/{RELAY}?sb-hc-action=listen&sb-hc-id=test&sb-hc-token={token}");
+    let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    let Ws::Text(head) = ws.next().await.unwrap().unwrap() else {
+        panic!("expected a request head")
+    };
+    let head: serde_json::Value = serde_json::from_str(head.as_str()).unwrap();
+    let body = if head["request"]["body"] == true {
+        let Ws::Binary(b) = ws.next().await.unwrap().unwrap() else {
+            panic!("expected the body frame")
+        };
+        b.to_vec()
+    } else {
+        Vec::new()
+    };
+    let response = serde_json::json!({"response": {"requestId": head["request"]["id"], "statusCode": 200,
+        "responseHeaders": {"Content-Type": "text/plain"}, "body": true}});
+    ws.send(Ws::text(response.to_string())).await.unwrap();
+    ws.send(Ws::binary(reply.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    (head, body)
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The custom Azure-aware plug-in in a sync step posting to a two-way relay gets the listener's answer back
+/// (traced), with BrokerProperties MessageId = the context's OperationId.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_way_relay_answer_reaches_the_custom_plugin() {
+    let bus_dir = tempfile::tempdir().unwrap();
+    let bus = start_bus("127.0.0.1:0".parse().unwrap(), bus_dir.path()).await;
+    let env = env(
+        bus.local_addr(),
+        "http://127.0.0.1:9/hook",
+        &azure_aware_step("relay"),
+    )
+    .await;
+    let listener = tokio::spawn(relay_answer_once(
+        bus.local_addr(),
+        "Success from the listener",
+    ));
+    // The listener must be connected before the post, or the relay answers "no active listener".
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let account = loop {
+        match env.create(Some("relayed")).await {
+            Ok(id) => break id,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let (head, body) = listener.await.unwrap();
+    let traces: Vec<TraceLog> = env
+        .traces()
+        .into_iter()
+        .filter(|t| t.entry.error.is_none())
+        .collect();
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    assert!(
+        traces[0]
+            .entry
+            .trace
+            .ends_with("Response: Success from the listener"),
+        "{}",
+        traces[0].entry.trace
+    );
+    let headers = &head["request"]["requestHeaders"];
+    let broker: serde_json::Value =
+        serde_json::from_str(headers["brokerproperties"].as_str().unwrap()).unwrap();
+    let ctx = weft_message::parse(&body, "application/json").unwrap();
+    assert_eq!(ctx.primary_entity_id, account);
+    assert_eq!(broker["MessageId"], ctx.operation_id.to_string());
+    assert_eq!(env.accounts(), 1);
+    bus.shutdown().await.unwrap();
+}
+
+/// A bus refusing the SAS key (401) suspends the job — Waiting with no next attempt until a user resumes
+/// it — and the wrong key appears nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_suspend_the_job() {
+    let bus_dir = tempfile::tempdir().unwrap();
+    let bus = start_bus("127.0.0.1:0".parse().unwrap(), bus_dir.path()).await;
+    let wrong = "d3Jvbmcta2V5LWRlbGl2ZXJ5LTU1";
+    let env = env_with_key(
+        bus.local_addr(),
+        "http://127.0.0.1:9/hook",
+        QUEUE_STEP,
+        wrong,
+    )
+    .await;
+    env.create(Some("refused")).await.unwrap();
+    let job = only_job(&env);
+    let service = env.jobs();
+    let suspended = env
+        .wait_job(job.id, |j| j.status == JobStatus::Waiting)
+        .await;
+    // Give a wrongly scheduled retry the time to happen.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    service.shutdown().await;
+    assert_eq!(suspended.postpone_until, None, "{suspended:?}");
+    let attempts = env.attempts(job.id);
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].entry.outcome, "auth");
+    assert_eq!(attempts[0].entry.http_status, Some(401));
+    assert_eq!(receive(bus.local_addr(), 1).await.status(), 204);
+    assert!(!format!("{suspended:?}{attempts:?}{:?}", env.traces()).contains(wrong));
+    bus.shutdown().await.unwrap();
 }
