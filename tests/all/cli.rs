@@ -96,10 +96,9 @@ fn quickstart_succeeds() {
     );
 }
 
-/// `weft exec` runs an operation through the registered steps and shows them;
-/// a rejection exits 1 with the plug-in's message; `weft trace` lists both.
-#[test]
-fn exec_and_trace_through_the_pipeline() {
+/// A weft.toml with an account table, the validator at stage 10 and the
+/// enricher at stage 20, in a fresh directory.
+fn sample_weft() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weft.toml");
     std::fs::write(
@@ -145,6 +144,14 @@ plugin = "enricher"
         ),
     )
     .unwrap();
+    (dir, config)
+}
+
+/// `weft exec` runs an operation through the registered steps and shows them;
+/// a rejection exits 1 with the plug-in's message; `weft trace` lists both.
+#[test]
+fn exec_and_trace_through_the_pipeline() {
+    let (dir, config) = sample_weft();
     let data = dir.path().join("data");
     let run = |args: &[&str]| {
         weft()
@@ -204,4 +211,58 @@ plugin = "enricher"
         "{stdout}"
     );
     assert!(stdout.contains("Validator: account is valid."), "{stdout}");
+}
+
+/// `weft up` serves the HTTP API over the configured pipeline until
+/// interrupted; its first line names the address.
+#[test]
+fn up_serves_the_api_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let (dir, config) = sample_weft();
+    let mut child = weft()
+        .args(["up", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (created, listed) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let created = client
+            .post(format!("{base}/api/data/v9.2/accounts"))
+            .json(&serde_json::json!({"name": "Fourth Coffee"}))
+            .send()
+            .await
+            .unwrap();
+        let listed: serde_json::Value = client
+            .get(format!(
+                "{base}/api/data/v9.2/accounts?$select=accountnumber"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (created, listed)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(created.status().is_success(), "{}", created.status());
+    assert!(created.headers().contains_key("odata-entityid"));
+    let number = listed["value"][0]["accountnumber"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(number.starts_with("ACC-FC-"), "{listed}");
 }

@@ -4,6 +4,7 @@
 mod data;
 mod plugin;
 mod quickstart;
+mod up;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// Serve a configured weft: HTTP API, asynchronous service, and the local bus when `weft.toml` has `[bus]`.
+    Up(up::UpArgs),
     /// Run one operation through the pipeline (in-process) and show the steps that ran.
     Exec(data::ExecArgs),
     /// Show the plug-in trace log.
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plugin { command } => plugin::run(command),
+        Command::Up(args) => up::up(args),
         Command::Exec(args) => data::exec(args),
         Command::Trace(args) => data::trace(args),
         Command::Jobs { runtime, command } => data::jobs(runtime, command),

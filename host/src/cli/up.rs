@@ -1,0 +1,83 @@
+//! `weft up`: serves a configured weft — the HTTP API, the asynchronous
+//! service delivering system jobs through the endpoint clients, and, when
+//! `weft.toml` has a `[bus]` section, the embedded local bus — until Ctrl-C.
+
+use super::data::RuntimeArgs;
+use crate::delivery::{Delivery, DeliveryRunner};
+use crate::runtime::Runtime;
+use anyhow::{Context as _, anyhow};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use weft_jobs::AsyncService;
+
+/// Flags of `weft up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Where the HTTP API listens.
+    #[arg(long, default_value = "127.0.0.1:5380")]
+    bind: SocketAddr,
+    /// The key callers send as `Authorization: Bearer …`; required off loopback. Never printed.
+    #[arg(long, env = "WEFT_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// The organization listeners see in the claim properties and webhook headers.
+    #[arg(long, default_value = "weft")]
+    organization: String,
+}
+
+/// The `[bus]` section of `weft.toml`, when there is one.
+fn bus_config(config: &std::path::Path) -> anyhow::Result<Option<weft_bus::BusConfig>> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", config.display()))?;
+    if !table.contains_key("bus") {
+        return Ok(None);
+    }
+    weft_bus::BusConfig::from_toml_str(&text)
+        .map(Some)
+        .with_context(|| format!("{}: [bus]", config.display()))
+}
+
+/// `weft up`.
+pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // Synchronous set-up (loading plug-ins, opening the store) before the async part.
+    let runtime = Arc::new(Runtime::open(&args.runtime.config, &args.runtime.data)?);
+    let bus = bus_config(&args.runtime.config)?;
+    let jobs = runtime
+        .registration
+        .jobs
+        .clone()
+        .into_config()
+        .map_err(|e| anyhow!("{}: [jobs]: {e}", runtime.registration.file))?;
+    let delivery = Delivery::new(args.organization)?;
+    runtime.pipeline.set_delivery(Arc::clone(&delivery));
+    let runner = Arc::new(DeliveryRunner::new(runtime.pipeline.clone(), delivery));
+    super::block_on(async move {
+        let bus = match bus {
+            Some(config) => {
+                let handle = weft_bus::start(config).await?;
+                println!("bus listening on http://{}", handle.local_addr());
+                Some(handle)
+            }
+            None => None,
+        };
+        let service = AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
+            .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
+        let (addr, server) =
+            crate::api::serve(Arc::clone(&runtime), args.bind, args.api_key).await?;
+        println!("listening on http://{addr}");
+        server
+            .run_until(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        service.shutdown().await;
+        if let Some(bus) = bus {
+            bus.shutdown().await?;
+        }
+        Ok(())
+    })
+}
