@@ -280,6 +280,17 @@ async fn retrieve_update_delete() {
     assert_eq!(row["name"], "Litware Inc.");
     assert_eq!(row["numberofemployees"], 42);
 
+    // A Create may name its id; a second Create with it is refused with Dataverse's duplicate code.
+    let chosen = Uuid::new_v4();
+    let body = json!({"accountid": chosen, "name": "Chosen"});
+    assert_eq!(env.create(body.clone()).await, chosen);
+    let r = env.post("accounts", &body.to_string()).await;
+    let (status, code, _) = error_of(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PRECONDITION_FAILED, "0x80040237")
+    );
+
     let r = env.client.delete(env.url(&record)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = env.client.get(env.url(&record)).send().await.unwrap();
@@ -398,6 +409,32 @@ async fn typed_values_round_trip() {
     assert_eq!(row["lastonholdtime"], "2024-02-29T12:30:15Z");
     assert_eq!(row["_primarycontactid_value"], contact_id);
     assert_eq!(row["emailaddress1"], Json::Null);
+    let annotated: Json = env
+        .client
+        .get(env.url(&format!("accounts({id})")))
+        .header("Prefer", r#"odata.include-annotations="*""#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        annotated["_primarycontactid_value@Microsoft.Dynamics.CRM.lookuplogicalname"],
+        "contact"
+    );
+    assert_eq!(
+        annotated["industrycode@OData.Community.Display.V1.FormattedValue"],
+        "Agriculture"
+    );
+    assert_eq!(
+        annotated["categories@OData.Community.Display.V1.FormattedValue"],
+        "C; A"
+    );
+    assert!(
+        row.get("industrycode@OData.Community.Display.V1.FormattedValue")
+            .is_none()
+    );
     let (_, found) = env
         .get(&format!(
             "accounts?$filter=_primarycontactid_value eq {contact_id}&$select=name"

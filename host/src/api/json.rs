@@ -320,14 +320,83 @@ fn from_json(table: &TableDef, attr: &AttributeDef, raw: &RawValue) -> Result<Va
     value.ok_or_else(wrong)
 }
 
+/// The instance annotations a caller asked for with `Prefer: odata.include-annotations="…"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// `_x_value@Microsoft.Dynamics.CRM.lookuplogicalname`: the table a lookup points to.
+    pub lookup_logical_name: bool,
+    /// `x@OData.Community.Display.V1.FormattedValue`: the label of a choice.
+    pub formatted_value: bool,
+}
+
+/// Annotation names.
+const LOOKUP_LOGICAL_NAME: &str = "Microsoft.Dynamics.CRM.lookuplogicalname";
+const FORMATTED_VALUE: &str = "OData.Community.Display.V1.FormattedValue";
+
+impl Annotations {
+    /// Reads a `Prefer` header value: `odata.include-annotations="*"` or a comma-separated list of names
+    /// (a trailing `*` matches a namespace), among other preferences.
+    pub fn from_prefer(prefer: &str) -> Annotations {
+        let Some(list) = prefer
+            .split(',')
+            .map(str::trim)
+            .find_map(|p| p.strip_prefix("odata.include-annotations="))
+        else {
+            return Annotations::default();
+        };
+        let list = list.trim_matches('"');
+        let wanted = |name: &str| {
+            list.split(',').map(str::trim).any(|pattern| {
+                pattern == name
+                    || pattern
+                        .strip_suffix('*')
+                        .is_some_and(|prefix| name.starts_with(prefix))
+            })
+        };
+        Annotations {
+            lookup_logical_name: wanted(LOOKUP_LOGICAL_NAME),
+            formatted_value: wanted(FORMATTED_VALUE),
+        }
+    }
+}
+
+/// The label(s) of a choice value, as Dataverse formats them (several joined with `; `).
+fn formatted(kind: &AttributeKind, v: &WitValue) -> Option<String> {
+    let label = |value: i32| -> Option<String> {
+        match kind {
+            AttributeKind::Picklist { options }
+            | AttributeKind::State { options }
+            | AttributeKind::MultiSelectPicklist { options } => options
+                .iter()
+                .find(|o| o.value == value)
+                .map(|o| o.label.clone()),
+            AttributeKind::Status { options } => options
+                .iter()
+                .find(|o| o.value == value)
+                .map(|o| o.label.clone()),
+            _ => None,
+        }
+    };
+    match v {
+        WitValue::OptionSetValue(o) => label(*o),
+        WitValue::OptionSetValueCollection(os) => os
+            .iter()
+            .map(|o| label(*o))
+            .collect::<Option<Vec<_>>>()
+            .map(|ls| ls.join("; ")),
+        _ => None,
+    }
+}
+
 /// Writes `entity` (a row of `table`) as a Web API JSON object: `context` first when given, the primary id
 /// always, then every attribute of the table in declaration order (null when the row has no value), or only
-/// `select`ed ones.
+/// `select`ed ones, each followed by the requested annotations.
 pub fn entity_to_json(
     table: &TableDef,
     entity: &Entity,
     select: Option<&[String]>,
     context: Option<&str>,
+    annotations: Annotations,
 ) -> String {
     let mut out = String::from("{");
     let mut push = |key: &str, value: &str| {
@@ -338,11 +407,9 @@ pub fn entity_to_json(
         out.push(':');
         out.push_str(value);
     };
+    let string = |s: &str| Json::String(s.to_owned()).to_string();
     if let Some(context) = context {
-        push(
-            "@odata.context",
-            &Json::String(context.to_owned()).to_string(),
-        );
+        push("@odata.context", &string(context));
     }
     for attr in &table.attributes {
         let name = &attr.logical_name;
@@ -362,10 +429,25 @@ pub fn entity_to_json(
         let text = value
             .as_ref()
             .map_or_else(|| "null".to_owned(), value_to_json);
-        if matches!(attr.kind, AttributeKind::Lookup { .. }) {
-            push(&format!("_{name}_value"), &text);
+        let key = if matches!(attr.kind, AttributeKind::Lookup { .. }) {
+            format!("_{name}_value")
         } else {
-            push(name, &text);
+            name.clone()
+        };
+        push(&key, &text);
+        match &value {
+            Some(WitValue::EntityReference(r)) if annotations.lookup_logical_name => {
+                push(
+                    &format!("{key}@{LOOKUP_LOGICAL_NAME}"),
+                    &string(&r.logical_name),
+                );
+            }
+            Some(v) if annotations.formatted_value => {
+                if let Some(label) = formatted(&attr.kind, v) {
+                    push(&format!("{key}@{FORMATTED_VALUE}"), &string(&label));
+                }
+            }
+            _ => {}
         }
     }
     out.push('}');
@@ -522,6 +604,39 @@ pub fn parse_datetime(text: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Prefer: odata.include-annotations` selects annotations by name, namespace wildcard or `*`.
+    #[test]
+    fn prefer_selects_annotations() {
+        let all = Annotations {
+            lookup_logical_name: true,
+            formatted_value: true,
+        };
+        assert_eq!(
+            Annotations::from_prefer(r#"return=representation, odata.include-annotations="*""#),
+            all
+        );
+        assert_eq!(
+            Annotations::from_prefer(r#"odata.include-annotations="Microsoft.Dynamics.CRM.*""#),
+            Annotations {
+                lookup_logical_name: true,
+                formatted_value: false
+            }
+        );
+        assert_eq!(
+            Annotations::from_prefer(
+                r#"odata.include-annotations="OData.Community.Display.V1.FormattedValue""#
+            ),
+            Annotations {
+                lookup_logical_name: false,
+                formatted_value: true
+            }
+        );
+        assert_eq!(
+            Annotations::from_prefer("return=representation"),
+            Annotations::default()
+        );
+    }
 
     /// Date-times round-trip through the Web API text form, offsets are applied and nonsense is refused.
     #[test]

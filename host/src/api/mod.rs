@@ -14,8 +14,11 @@
 //! loopback address ([`serve`] refuses anything else). The key is never logged or echoed.
 //!
 //! # Differences from Dataverse
-//! PATCH updates an existing record only (as with `If-Match: *`): no upsert. No `$expand`, `$count`, paging,
-//! ETags or annotations.
+//! PATCH updates an existing record only (as with `If-Match: *`): no upsert. No `$expand`, `$count`, paging
+//! or ETags. Of the annotations `Prefer: odata.include-annotations` asks for, only the lookups' target table
+//! (`…@Microsoft.Dynamics.CRM.lookuplogicalname`) and the choices' labels
+//! (`…@OData.Community.Display.V1.FormattedValue`) are written. `return=representation` reads the record
+//! back with a Retrieve operation of its own (Retrieve steps fire for it).
 
 mod error;
 mod json;
@@ -300,6 +303,13 @@ impl Call {
             .transpose()
     }
 
+    fn annotations(&self) -> Result<json::Annotations, ApiError> {
+        Ok(self
+            .header("Prefer")?
+            .map(json::Annotations::from_prefer)
+            .unwrap_or_default())
+    }
+
     fn wants_representation(&self) -> Result<bool, ApiError> {
         Ok(self
             .header("Prefer")?
@@ -398,6 +408,7 @@ impl Call {
             &entity,
             select,
             Some(&self.context_url(select, true)),
+            self.annotations()?,
         );
         Ok(json_response(status, body))
     }
@@ -456,10 +467,11 @@ impl Call {
             return Err(unexpected(&response));
         };
         let select = options.select.as_deref();
+        let annotations = self.annotations()?;
         let rows: Vec<String> = collection
             .entities
             .iter()
-            .map(|e| json::entity_to_json(&self.table, e, select, None))
+            .map(|e| json::entity_to_json(&self.table, e, select, None, annotations))
             .collect();
         let context = serde_json::Value::String(self.context_url(select, false));
         let body = format!(
