@@ -85,15 +85,12 @@ fn quickstart_succeeds() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout
-            .trim_end()
-            .lines()
-            .last()
-            .unwrap()
-            .starts_with("quickstart ok:"),
-        "{stdout}"
-    );
+    let last = stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("quickstart ok:"), "{stdout}");
+    // The seed scenario ran end to end: both jobs delivered, each listener got its message.
+    assert!(last.contains("2 system jobs succeeded"), "{last}");
+    assert!(last.contains("1 queue message, 1 webhook call"), "{last}");
+    assert!(stdout.contains("| Response: Success"), "{stdout}");
 }
 
 /// A weft.toml with an account table, the validator at stage 10 and the

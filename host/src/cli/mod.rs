@@ -4,6 +4,7 @@
 mod data;
 mod plugin;
 mod quickstart;
+mod seed;
 mod up;
 
 use clap::{Parser, Subcommand};

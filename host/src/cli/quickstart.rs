@@ -1,7 +1,8 @@
 //! `weft quickstart`: builds the example plug-ins from source and runs each in
 //! the sandbox the way `weft plugin run` does, showing traces, calls, changes
-//! and outcomes; then shows a runaway plug-in being stopped. Exits 0 only when
-//! every plug-in behaved as expected.
+//! and outcomes; then shows a runaway plug-in being stopped; then runs the
+//! seed scenario end to end (`seed`). Exits 0 only when everything behaved as
+//! expected.
 
 use crate::builder::{self, Artifact};
 use crate::context::{self, ContextSpec};
@@ -173,6 +174,21 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         Err(f) if f.kind == FailureKind::Timeout => ran += 1,
         _ => bail!("the runaway plug-in was not stopped with a timeout"),
     }
-    println!("\nquickstart ok: {ran} plug-in runs behaved as expected");
+    println!(
+        "\n== the seed scenario: pipeline, asynchronous service, service endpoints, listeners"
+    );
+    let counts = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(super::seed::run(&artifacts))?;
+    println!(
+        "\nquickstart ok: {ran} sandbox runs; {} operations ({} rejected); {} system jobs succeeded; \
+         {} queue message, {} webhook call and 1 two-way relay answer received",
+        counts.operations,
+        counts.rejected,
+        counts.jobs_succeeded,
+        counts.queue_messages,
+        counts.webhook_calls
+    );
     Ok(ExitCode::SUCCESS)
 }
