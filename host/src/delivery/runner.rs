@@ -12,12 +12,13 @@ use std::time::Instant;
 
 use uuid::Uuid;
 use weft_jobs::{FailureClass, JobOutcome, JobRunner};
-use weft_store::system::{EventHandler, NewTraceLog, StepDef, StepMode, SystemJob, TraceOutcome};
-use weft_store::{Read, Store, StoreError, StoreExt, Tx};
+use weft_store::system::{EventHandler, NewTraceLog, StepMode, SystemJob, TraceOutcome};
+use weft_store::{Read, Store, StoreExt, Tx};
 
 use super::{Delivery, DeliveryError, PLUGIN_FAILED_CODE, POST_FAILED_CODE};
 use crate::convert::{self, uuid};
 use crate::pipeline::Pipeline;
+use crate::registration::StepDecl;
 use crate::sandbox::wit::context::{ContextChanges, ExecutionContext, Mode};
 use crate::sandbox::wit::types::{Guid, ServiceError};
 use crate::sandbox::{FailureKind, HostServices};
@@ -46,17 +47,13 @@ impl DeliveryRunner {
         let Some(step_id) = job.owning_extension_id else {
             return JobOutcome::failed(FailureClass::Permanent, "the system job names no step");
         };
-        let step = match self.store().read(|r: &dyn Read| {
-            Ok::<_, StoreError>(r.steps()?.into_iter().find(|s| s.def.id == step_id))
-        }) {
-            Ok(Some(step)) => step.def,
-            Ok(None) => {
-                return JobOutcome::failed(
-                    FailureClass::Permanent,
-                    format!("step {step_id} of this system job no longer exists"),
-                );
-            }
-            Err(e) => return transient(format!("reading step {step_id}: {e}")),
+        // The pipeline's registered steps are the ones that wrote the outbox (the store holds the same
+        // registration); reading them from memory saves a store read of every step per job.
+        let Some(step) = self.pipeline.step(step_id).cloned() else {
+            return JobOutcome::failed(
+                FailureClass::Permanent,
+                format!("step {step_id} of this system job is not registered"),
+            );
         };
         let context = match weft_message::parse(&job.data, &job.data_content_type) {
             Ok(c) => c,
@@ -67,7 +64,7 @@ impl DeliveryRunner {
                 );
             }
         };
-        match step.event_handler {
+        match step.def.event_handler {
             EventHandler::ServiceEndpoint(endpoint_id) => {
                 self.post(job, endpoint_id, context).await
             }
@@ -113,14 +110,14 @@ impl DeliveryRunner {
     fn run_plugin(
         &self,
         job: &SystemJob,
-        step: &StepDef,
+        step: &StepDecl,
         type_id: Uuid,
         context: &weft_message::RemoteExecutionContext,
     ) -> JobOutcome {
         let Some((name, plugin)) = self.pipeline.plugin(type_id) else {
             return JobOutcome::failed(
                 FailureClass::Permanent,
-                format!("step \"{}\": its plug-in is not loaded", step.name),
+                format!("step \"{}\": its plug-in is not loaded", step.def.name),
             );
         };
         let mut context = match convert::from_remote(context) {
@@ -134,13 +131,6 @@ impl DeliveryRunner {
         };
         context.frame.mode = Mode::Asynchronous;
         context.frame.is_in_transaction = false;
-        let secure = match self
-            .store()
-            .read(|r: &dyn Read| r.step_secure_configuration_for_sandbox(step.id))
-        {
-            Ok(s) => s,
-            Err(e) => return transient(format!("reading step \"{}\": {e}", step.name)),
-        };
         let mut services = JobServices {
             store: self.store().clone(),
             delivery: self.delivery.clone(),
@@ -150,8 +140,8 @@ impl DeliveryRunner {
         let outcome = self.pipeline.sandbox().invoke_with(
             plugin,
             context,
-            step.configuration.clone(),
-            secure,
+            step.def.configuration.clone(),
+            step.secure_configuration.clone(),
             &mut services,
         );
         let mut result = match (&services.failed_post, &outcome.result) {
@@ -178,7 +168,7 @@ impl DeliveryRunner {
             result.status_code = status;
         }
         let entry = NewTraceLog {
-            step_id: Some(step.id),
+            step_id: Some(step.def.id),
             plugin: name.to_owned(),
             message_name: job.message_name.clone(),
             primary_entity: job.primary_entity_type.clone(),
@@ -219,10 +209,6 @@ impl JobRunner for DeliveryRunner {
         }
         outcome
     }
-}
-
-fn transient(message: String) -> JobOutcome {
-    JobOutcome::failed(FailureClass::Transient { retry_after: None }, message)
 }
 
 fn failed_post(e: &DeliveryError) -> JobOutcome {

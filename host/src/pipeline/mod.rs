@@ -368,6 +368,11 @@ impl Pipeline {
             .map(|(name, p)| (name.as_str(), p))
     }
 
+    /// A registered step by id, with its secure configuration (the job runner runs the step of a job).
+    pub fn step(&self, id: Uuid) -> Option<&StepDecl> {
+        self.inner.steps.iter().find(|s| s.def.id == id)
+    }
+
     /// Sends plug-ins' notification-service posts through `delivery` from now on (until then they fail
     /// with `unavailable`). Set once for all clones; false when one was already set.
     pub fn set_delivery(&self, delivery: Arc<Delivery>) -> bool {
