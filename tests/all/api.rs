@@ -64,10 +64,11 @@ primary_name_attribute = "lastname"
   type = "String"
 "#;
 
-/// Validator (10) and enricher (20) on Create of account, and a probe (40) that traces shared variables.
+/// Validator (10) and enricher (20) on Create of account, a probe (40) that traces shared variables, and a
+/// plug-in that panics on Update of contact.
 fn steps() -> String {
     let mut s = String::new();
-    for p in ["validator", "enricher", "probe"] {
+    for p in ["validator", "enricher", "probe", "panic"] {
         s += &format!(
             "[[plugin]]\nname = \"{p}\"\ncomponent = \"{}\"\n",
             fixtures::component(p).display()
@@ -76,7 +77,8 @@ fn steps() -> String {
     s + "[[step]]\nname = \"validate\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 10\nplugin = \"validator\"\n\
          [[step]]\nname = \"enrich\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\nplugin = \"enricher\"\n\
          [[step]]\nname = \"post\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\nplugin = \"probe\"\n\
-         configuration = \"label=post\"\n"
+         configuration = \"label=post\"\n\
+         [[step]]\nname = \"boom\"\nmessage = \"Update\"\ntable = \"contact\"\nstage = 20\nplugin = \"panic\"\n"
 }
 
 struct Env {
@@ -630,4 +632,36 @@ async fn run_until_stops_on_signal() {
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
     assert!(env.client.get(env.url("accounts")).send().await.is_err());
+}
+
+/// A plug-in that fails without InvalidPluginExecution gives Dataverse's generic ISV error (500, 0x80040224);
+/// the panic's detail stays in the trace log, out of the answer, and the update is rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn unexpected_plugin_failure_is_generic() {
+    let env = start(None).await;
+    let r = env.post("contacts", r#"{"lastname": "Kim"}"#).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let contact = r.headers()["OData-EntityId"].to_str().unwrap().to_owned();
+    let r = env
+        .client
+        .patch(&contact)
+        .body(r#"{"lastname": "Lee"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_of(r).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(code, "0x80040224");
+    assert_eq!(message, "An unexpected error occurred from ISV code.");
+    let row: Json = env
+        .client
+        .get(&contact)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(row["lastname"], "Kim");
+    env.stop().await;
 }
