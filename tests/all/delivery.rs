@@ -699,3 +699,18 @@ async fn refused_credentials_suspend_the_job() {
     assert!(!format!("{suspended:?}{attempts:?}{:?}", env.traces()).contains(wrong));
     bus.shutdown().await.unwrap();
 }
+
+/// From a top-level PreValidation step (outside the operation's transaction) the notification service reads
+/// the endpoint on its own and posts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_plugin_posts_from_prevalidation() {
+    let (hook, url) = Hook::start(&[StatusCode::OK]).await;
+    let step = azure_aware_step("hook").replace("stage = 40\n", "stage = 10\n");
+    let env = env(free_addr(), &url, &step).await;
+    env.create(Some("early")).await.unwrap();
+    let seen = hook.requests();
+    assert_eq!(seen.len(), 1);
+    let ctx = weft_message::parse(&seen[0].body, "application/json").unwrap();
+    assert_eq!((ctx.stage, ctx.is_in_transaction), (10, false));
+    assert_eq!(seen[0].query, format!("code={HOOK_KEY}"));
+}
