@@ -553,6 +553,17 @@ async fn bad_input_is_refused_precisely() {
             "0x80048d19",
             "createdon",
         ),
+        (
+            r#"{"primarycontactid@odata.bind": "/contacts(00000000-0000-0000-0000-000000000001)",
+                "primarycontactid_contact@odata.bind": "/contacts(00000000-0000-0000-0000-000000000001)"}"#,
+            "0x80048d19",
+            "'primarycontactid' is set twice",
+        ),
+        (
+            r#"{"primarycontactid@odata.bind": "/widgets(00000000-0000-0000-0000-000000000001)"}"#,
+            "0x80048d19",
+            "no table has the entity set name 'widgets'",
+        ),
     ] {
         let r = env.post("accounts", body).await;
         let (status, got_code, message) = error_of(r).await;

@@ -105,6 +105,11 @@ pub fn entity_from_body(
         let attr = table
             .attribute(&name)
             .ok_or_else(|| ApiError::payload(unknown_property(table, &name)))?;
+        if entity.attributes.iter().any(|a| a.name == name) {
+            return Err(ApiError::payload(format!(
+                "The attribute '{name}' is set twice in the request body."
+            )));
+        }
         let checked = value
             .check(&table.logical_name, attr)
             .map_err(|e| ApiError::payload(e.to_string()))?;
@@ -337,14 +342,14 @@ impl Annotations {
     /// Reads a `Prefer` header value: `odata.include-annotations="*"` or a comma-separated list of names
     /// (a trailing `*` matches a namespace), among other preferences.
     pub fn from_prefer(prefer: &str) -> Annotations {
-        let Some(list) = prefer
-            .split(',')
-            .map(str::trim)
-            .find_map(|p| p.strip_prefix("odata.include-annotations="))
-        else {
+        let Some((_, rest)) = prefer.split_once("odata.include-annotations=") else {
             return Annotations::default();
         };
-        let list = list.trim_matches('"');
+        // A quoted list may hold commas; an unquoted value ends at the next preference.
+        let list = match rest.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+            None => rest.split(',').next().unwrap_or_default(),
+        };
         let wanted = |name: &str| {
             list.split(',').map(str::trim).any(|pattern| {
                 pattern == name
@@ -631,6 +636,16 @@ mod tests {
                 lookup_logical_name: false,
                 formatted_value: true
             }
+        );
+        assert_eq!(
+            Annotations::from_prefer(
+                r#"odata.include-annotations="OData.Community.Display.V1.FormattedValue,Microsoft.Dynamics.CRM.lookuplogicalname", return=representation"#
+            ),
+            all
+        );
+        assert_eq!(
+            Annotations::from_prefer("odata.include-annotations=*,return=representation"),
+            all
         );
         assert_eq!(
             Annotations::from_prefer("return=representation"),
