@@ -14,12 +14,12 @@ use axum::http::{HeaderMap, StatusCode};
 use uuid::Uuid;
 use weft_bus::sas::SasPolicy;
 use weft_bus::{BusConfig, BusHandle, QueueConfig, RelayConfig};
-use weft_host::delivery::{Delivery, DeliveryRunner};
+use weft_host::delivery::{Delivery, DeliveryError, DeliveryRunner};
 use weft_host::pipeline::{Message, OrganizationRequest, OrganizationResponse, PipelineError};
 use weft_host::registration::derived_id;
 use weft_host::runtime::Runtime;
 use weft_host::sandbox::wit::types::{Attribute, Entity, Value};
-use weft_jobs::{AsyncService, RetryPolicy, ServiceConfig};
+use weft_jobs::{AsyncService, FailureClass, RetryPolicy, ServiceConfig};
 use weft_store::system::{
     JobAttempt, JobFilter, JobStatus, StepMode, SystemJob, TraceFilter, TraceLog,
 };
@@ -713,4 +713,29 @@ async fn custom_plugin_posts_from_prevalidation() {
     let ctx = weft_message::parse(&seen[0].body, "application/json").unwrap();
     assert_eq!((ctx.stage, ctx.is_in_transaction), (10, false));
     assert_eq!(seen[0].query, format!("code={HOOK_KEY}"));
+}
+
+/// The endpoint check goes through the same lookup and client: a running bus passes, a stopped one is a
+/// transient failure, and a wrong key is refused as auth without the key in the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_check() {
+    let bus_dir = tempfile::tempdir().unwrap();
+    let bus = start_bus("127.0.0.1:0".parse().unwrap(), bus_dir.path()).await;
+    let addr = bus.local_addr();
+    let check = |env: &Env| {
+        let id = derived_id("serviceendpoint", "queue");
+        env.store()
+            .read(|r: &dyn Read| Ok::<_, DeliveryError>(env.delivery.endpoint(r, id)?))
+            .unwrap()
+    };
+    let env = env(addr, "http://127.0.0.1:9/hook", "").await;
+    env.delivery.check(check(&env)).await.unwrap();
+    let wrong = "d3Jvbmcta2V5LWNoZWNrLTc3";
+    let refused = env_with_key(addr, "http://127.0.0.1:9/hook", "", wrong).await;
+    let e = refused.delivery.check(check(&refused)).await.unwrap_err();
+    assert_eq!(e.class(), FailureClass::Auth, "{e}");
+    assert!(!e.to_string().contains(wrong), "{e}");
+    bus.shutdown().await.unwrap();
+    let e = env.delivery.check(check(&env)).await.unwrap_err();
+    assert!(matches!(e.class(), FailureClass::Transient { .. }), "{e}");
 }

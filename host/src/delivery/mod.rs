@@ -202,6 +202,19 @@ impl Delivery {
         }
     }
 
+    /// TriggerServiceEndpointCheck: proves `endpoint` reachable with its credentials without posting a
+    /// context where the protocol allows it (see `weft_endpoints::check`), on this module's runtime.
+    pub async fn check(&self, endpoint: Endpoint) -> Result<(), DeliveryError> {
+        let client = self.client.clone();
+        let task = self
+            .handle
+            .spawn(async move { client.check(&endpoint).await });
+        match task.await {
+            Ok(r) => r.map_err(DeliveryError::Post),
+            Err(e) => Err(interrupted(&e)),
+        }
+    }
+
     /// [`Delivery::post`] for synchronous callers: blocks this thread (never the delivery runtime) until the
     /// post is answered. Safe on any thread, inside a runtime or not.
     pub fn post_blocking(
