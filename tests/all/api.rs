@@ -519,6 +519,11 @@ async fn bad_input_is_refused_precisely() {
         (r#"{"name": "A""#, "0x80048d19", "not valid JSON"),
         ("[1]", "0x80048d19", "JSON object"),
         (
+            r#"{"name": "A", "name": "B"}"#,
+            "0x80048d19",
+            "the member 'name' appears twice",
+        ),
+        (
             r#"{"name": "A", "nope": 1}"#,
             "0x80048d19",
             "'nope' does not exist",

@@ -6,8 +6,6 @@
 //! Owns only the translation and its error messages (each names the attribute); the value rules themselves
 //! (ranges, lengths, options) are weft-store's `Value::check`. It must not run operations.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -50,7 +48,7 @@ pub fn entity_from_body(
         ));
     }
     // Parsed again keeping each value's text, so decimal numbers are never rounded through an f64.
-    let raw: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body)
+    let RawObject(raw) = serde_json::from_slice(body)
         .map_err(|e| ApiError::payload(format!("The request body is not valid JSON: {e}.")))?;
     let mut entity = Entity {
         logical_name: table.logical_name.clone(),
@@ -119,6 +117,38 @@ pub fn entity_from_body(
         });
     }
     Ok(entity)
+}
+
+/// A JSON object's members in order, each value's text kept; a name given twice is an error (serde_json's
+/// maps would silently keep the last).
+struct RawObject(Vec<(String, Box<RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for RawObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = RawObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawObject, A::Error> {
+                let mut members: Vec<(String, Box<RawValue>)> = Vec::new();
+                while let Some((name, value)) = map.next_entry::<String, Box<RawValue>>()? {
+                    if members.iter().any(|(n, _)| *n == name) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the member '{name}' appears twice"
+                        )));
+                    }
+                    members.push((name, value));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        d.deserialize_map(Members)
+    }
 }
 
 /// `x` when `name` is `_x_value` and `x` is a lookup of `table`.
