@@ -282,6 +282,29 @@ async fn retrieve_update_delete() {
     assert_eq!(row["name"], "Litware Inc.");
     assert_eq!(row["numberofemployees"], 42);
 
+    for (name, value) in [("If-None-Match", "*"), ("If-Match", "W/\"1\"")] {
+        let r = env
+            .client
+            .patch(env.url(&record))
+            .header(name, value)
+            .body(r#"{"name": "x"}"#)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, message) = error_of(r).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(message.contains(name), "{message}");
+    }
+    let r = env
+        .client
+        .patch(env.url(&record))
+        .header("If-Match", "*")
+        .body(r#"{"numberofemployees": 43}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
     // A Create may name its id; a second Create with it is refused with Dataverse's duplicate code.
     let chosen = Uuid::new_v4();
     let body = json!({"accountid": chosen, "name": "Chosen"});

@@ -14,8 +14,8 @@
 //! loopback address ([`serve`] refuses anything else). The key is never logged or echoed.
 //!
 //! # Differences from Dataverse
-//! PATCH updates an existing record only (as with `If-Match: *`): no upsert. No `$expand`, `$count`, paging
-//! or ETags. Of the annotations `Prefer: odata.include-annotations` asks for, only the lookups' target table
+//! PATCH updates an existing record only (as with `If-Match: *`): no upsert; `If-None-Match` and ETag
+//! `If-Match` values are refused. No `$expand`, `$count`, paging or ETags. Of the annotations `Prefer: odata.include-annotations` asks for, only the lookups' target table
 //! (`…@Microsoft.Dynamics.CRM.lookuplogicalname`) and the choices' labels
 //! (`…@OData.Community.Display.V1.FormattedValue`) are written. `return=representation` reads the record
 //! back with a Retrieve operation of its own (Retrieve steps fire for it).
@@ -483,6 +483,20 @@ impl Call {
 
     async fn update(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
+        // PATCH here always behaves as `If-Match: *`; a caller asking for anything else (create-only, an
+        // ETag) would silently get different semantics, so it is refused.
+        if self.header("If-None-Match")?.is_some() {
+            return Err(ApiError::url(
+                "If-None-Match is not supported: PATCH updates existing records only (no upsert).",
+            ));
+        }
+        if let Some(v) = self.header("If-Match")?
+            && v.trim() != "*"
+        {
+            return Err(ApiError::url(format!(
+                "If-Match: '{v}' is not supported: records carry no ETags; use '*'."
+            )));
+        }
         let schema = &self.state.runtime.registration.schema;
         let target = json::entity_from_body(schema, &self.table, body, Some(id))?;
         let request = self.request(Message::Update { target }, options.tag.clone())?;
