@@ -1,6 +1,6 @@
 //! Measures the durable-insert floor and group-commit Create throughput with 64 concurrent callers.
 //!
-//! `cargo run -p weft-store --release --example bench -- [ops] [concurrency] [dir]`
+//! `cargo run -p weft-store --release --example store_bench -- [ops] [concurrency] [dir]`
 
 use std::path::PathBuf;
 
