@@ -69,10 +69,20 @@ pub trait Plugin {
 
 /// Exports a [`Plugin`] type as the component's `execute` function.
 ///
-/// ```ignore
+/// ```
+/// use weft_sdk::{Context, Plugin, PluginError, Services};
+///
 /// struct MyPlugin;
-/// impl weft_sdk::Plugin for MyPlugin { /* … */ }
+///
+/// impl Plugin for MyPlugin {
+///     fn execute(ctx: &mut Context, services: &Services) -> Result<(), PluginError> {
+///         services.trace(format!("{} of {}", ctx.message_name, ctx.primary_entity_name));
+///         Ok(())
+///     }
+/// }
+///
 /// weft_sdk::export_plugin!(MyPlugin);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! export_plugin {
