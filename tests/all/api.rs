@@ -77,7 +77,7 @@ fn steps() -> String {
     s + "[[step]]\nname = \"validate\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 10\nplugin = \"validator\"\n\
          [[step]]\nname = \"enrich\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\nplugin = \"enricher\"\n\
          [[step]]\nname = \"post\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\nplugin = \"probe\"\n\
-         configuration = \"label=post\"\n\
+         configuration = \"label=post\"\nsecure_configuration = \"top-s3cret-value\"\n\
          [[step]]\nname = \"boom\"\nmessage = \"Update\"\ntable = \"contact\"\nstage = 20\nplugin = \"panic\"\n"
 }
 
@@ -702,5 +702,250 @@ async fn unexpected_plugin_failure_is_generic() {
         .await
         .unwrap();
     assert_eq!(row["lastname"], "Kim");
+    env.stop().await;
+}
+
+impl Env {
+    async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The trace texts the plug-in assembly `plugin` wrote, oldest first.
+    fn plugin_traces(&self, plugin: &str) -> Vec<String> {
+        let logs = tokio::task::block_in_place(|| {
+            self.runtime
+                .store
+                .read(|r: &dyn Read| r.trace_logs(&TraceFilter::default()))
+        });
+        let mut logs: Vec<_> = logs
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.entry.plugin == plugin)
+            .collect();
+        logs.sort_by_key(|t| t.created_on);
+        logs.into_iter().map(|t| t.entry.trace).collect()
+    }
+}
+
+/// GET sdkmessageprocessingsteps lists every step with Dataverse's columns and numbers; a secure
+/// configuration shows only as a set lookup, never its value.
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_lists_steps_without_secrets() {
+    let env = start(None).await;
+    let r = env
+        .client
+        .get(env.url("sdkmessageprocessingsteps"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("top-s3cret-value"), "{text}");
+    let body: Json = serde_json::from_str(&text).unwrap();
+    let steps = body["value"].as_array().unwrap();
+    assert_eq!(steps.len(), 4, "{body}");
+    let post = derived_id("sdkmessageprocessingstep", "post");
+    let (status, step) = env.get(&format!("sdkmessageprocessingsteps({post})")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(step["sdkmessageprocessingstepid"], json!(post.to_string()));
+    assert_eq!(step["name"], "post");
+    assert_eq!(step["stage"], 40);
+    assert_eq!(step["mode"], 0);
+    assert_eq!(step["rank"], 1);
+    assert_eq!(step["statecode"], 0);
+    assert_eq!(step["statuscode"], 1);
+    assert_eq!(step["configuration"], "label=post");
+    assert!(
+        step["_sdkmessageprocessingstepsecureconfigid_value"].is_string(),
+        "{step}"
+    );
+    assert_eq!(
+        step["_eventhandler_value"],
+        json!(derived_id("plugintype", "probe").to_string())
+    );
+    let enrich = derived_id("sdkmessageprocessingstep", "enrich");
+    let (_, enrich) = env
+        .get(&format!("sdkmessageprocessingsteps({enrich})"))
+        .await;
+    assert!(enrich["_sdkmessageprocessingstepsecureconfigid_value"].is_null());
+    let (status, _) = env
+        .get(&format!("sdkmessageprocessingsteps({})", Uuid::new_v4()))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    env.stop().await;
+}
+
+/// PATCH disables a step and changes a configuration: persisted in the system tables and applied to the
+/// next operation; a malformed PATCH is a precise 400 that changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_patch_applies_to_the_next_operation() {
+    let env = start(None).await;
+    let enrich = derived_id("sdkmessageprocessingstep", "enrich");
+    let path = format!("sdkmessageprocessingsteps({enrich})");
+    for (body, needle) in [
+        (
+            r#"{"statecode":1,"statuscode":1}"#,
+            "does not belong to statecode 1",
+        ),
+        (r#"{"name":"renamed"}"#, "'name' cannot be written"),
+        (r#"{"rank":"high"}"#, "'rank' must be a whole number"),
+        (r#"{"statecode":1"#, "not valid JSON"),
+    ] {
+        let (status, code, message) =
+            error_of(env.send(reqwest::Method::PATCH, &path, body).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, api::BAD_PAYLOAD),
+            "{body}"
+        );
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    let (_, step) = env.get(&path).await;
+    assert_eq!(
+        (step["statecode"].clone(), step["name"].clone()),
+        (json!(0), json!("enrich"))
+    );
+
+    let r = env
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            r#"{"statecode":1,"statuscode":2}"#,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let id = env.create(json!({"name": "Fourth Coffee"})).await;
+    let (_, row) = env.get(&format!("accounts({id})")).await;
+    assert!(
+        row["accountnumber"].is_null(),
+        "the disabled enricher ran: {row}"
+    );
+    let stored =
+        tokio::task::block_in_place(|| env.runtime.store.read(|r: &dyn Read| r.steps())).unwrap();
+    let stored = stored.iter().find(|s| s.def.id == enrich).unwrap();
+    assert_eq!(stored.def.state, weft_store::system::StepState::Disabled);
+
+    let post = derived_id("sdkmessageprocessingstep", "post");
+    let r = env
+        .client
+        .patch(env.url(&format!("sdkmessageprocessingsteps({post})")))
+        .header("Prefer", "return=representation")
+        .body(r#"{"configuration":"label=changed","rank":5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let step: Json = r.json().await.unwrap();
+    assert_eq!(
+        (step["configuration"].clone(), step["rank"].clone()),
+        (json!("label=changed"), json!(5))
+    );
+    assert!(!step.to_string().contains("top-s3cret-value"));
+    assert!(env.traces("changed").is_empty());
+    env.create(json!({"name": "Litware"})).await;
+    assert_eq!(env.traces("changed").len(), 1);
+    env.stop().await;
+}
+
+/// A component replaced through the API serves the next operation, and its sha256 is stored; a garbage
+/// component is refused with the load error while the old one keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_replaces_a_component_without_restart() {
+    use base64::Engine as _;
+    let env = start(None).await;
+    let enricher = derived_id("pluginassembly", "enricher");
+    let (status, list) = env.get("pluginassemblies").await;
+    assert_eq!(status, StatusCode::OK);
+    let row = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "enricher")
+        .unwrap()
+        .clone();
+    assert_eq!(row["pluginassemblyid"], json!(enricher.to_string()));
+    let old_hash = weft_host::sandbox::sha256_hex(&fixtures::bytes("enricher"));
+    assert_eq!(row["sourcehash"], json!(old_hash));
+
+    let garbage = base64::engine::general_purpose::STANDARD.encode(b"\0asm not really");
+    let path = format!("pluginassemblies({enricher})");
+    let r = env
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            &json!({"content": garbage}).to_string(),
+        )
+        .await;
+    let (status, code, message) = error_of(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, api::BAD_PAYLOAD)
+    );
+    assert!(
+        message.contains("not a valid WebAssembly component"),
+        "{message}"
+    );
+    let r = env
+        .send(reqwest::Method::PATCH, &path, r#"{"content":"%%%"}"#)
+        .await;
+    let (status, _, message) = error_of(r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message.contains("'content' is not valid base64"),
+        "{message}"
+    );
+    let id = env.create(json!({"name": "Fourth Coffee"})).await;
+    let (_, row) = env.get(&format!("accounts({id})")).await;
+    assert!(
+        row["accountnumber"]
+            .as_str()
+            .unwrap()
+            .starts_with("ACC-FC-"),
+        "{row}"
+    );
+    let (_, assembly) = env.get(&path).await;
+    assert_eq!(assembly["sourcehash"], json!(old_hash));
+
+    let validator = fixtures::bytes("validator");
+    let r = env
+        .client
+        .put(env.url(&format!("{path}/content")))
+        .header("Content-Type", "application/wasm")
+        .body(validator.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    let new_hash = weft_host::sandbox::sha256_hex(&validator);
+    let (_, assembly) = env.get(&path).await;
+    assert_eq!(assembly["sourcehash"], json!(new_hash));
+    let stored = tokio::task::block_in_place(|| {
+        env.runtime.store.read(|r: &dyn Read| r.plugin_assemblies())
+    })
+    .unwrap();
+    let stored = stored.iter().find(|a| a.id == enricher).unwrap();
+    assert_eq!(stored.sha256.as_deref(), Some(new_hash.as_str()));
+
+    let id = env.create(json!({"name": "Litware"})).await;
+    let (_, row) = env.get(&format!("accounts({id})")).await;
+    assert!(
+        row["accountnumber"].is_null(),
+        "the old enricher ran: {row}"
+    );
+    let traces = env.plugin_traces("enricher");
+    assert!(
+        traces
+            .first()
+            .unwrap()
+            .starts_with("Enricher: accountnumber = ACC-FC-"),
+        "{traces:?}"
+    );
+    assert_eq!(traces.last().unwrap(), "Validator: account is valid.");
     env.stop().await;
 }

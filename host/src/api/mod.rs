@@ -2,7 +2,9 @@
 //! `{entityset}({id})` GET/PATCH/DELETE (Retrieve/Update/Delete) and collection GET (RetrieveMultiple with
 //! `$select`/`$filter`/`$top`/`$orderby`), `Prefer: return=representation`, the
 //! `MSCRM.BypassBusinessLogicExecution[StepIds]` headers, the `tag` query option and errors as
-//! `{"error":{"code":"0x…","message":"…"}}`.
+//! `{"error":{"code":"0x…","message":"…"}}`. The registration sets `sdkmessageprocessingsteps` and
+//! `pluginassemblies` are served by [`registration`] (steps enabled/disabled and reconfigured, components
+//! replaced, at runtime).
 //!
 //! Owns only the translation HTTP ⇄ [`OrganizationRequest`] / [`OrganizationResponse`], request
 //! authentication and the server's lifetime. It holds no business logic: every operation goes through
@@ -23,6 +25,7 @@
 mod error;
 mod json;
 mod odata;
+mod registration;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -40,12 +43,18 @@ use weft_store::{Query as StoreQuery, TableDef};
 
 pub use error::{ApiError, BAD_PAYLOAD, BAD_URL};
 pub use json::{format_datetime, parse_datetime};
+pub use registration::{ASSEMBLIES, STEPS};
+
+use registration::RegistrationCall;
 
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
 use crate::runtime::Runtime;
 
 /// The Web API's path prefix.
 pub const PREFIX: &str = "/api/data/v9.2";
+
+/// The largest request body, bytes: room for a plug-in component in base64.
+pub const BODY_LIMIT: usize = 64 << 20;
 
 /// How requests authenticate.
 #[derive(Clone, Default)]
@@ -107,7 +116,15 @@ struct AppState {
 pub fn router(runtime: Arc<Runtime>, auth: ApiAuth) -> Router {
     let state = AppState { runtime, auth };
     Router::new()
-        .route(&format!("{PREFIX}/{{resource}}"), any(resource))
+        // A plug-in component (a few MB, a third more in base64) is the largest body a request carries.
+        .route(
+            &format!("{PREFIX}/{{resource}}"),
+            any(resource).layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+        .route(
+            &format!("{PREFIX}/{{resource}}/{{property}}"),
+            any(property).layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
         .fallback(unknown_path)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -223,6 +240,14 @@ async fn resource(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some((set, id)) = json::parse_key_segment(&resource)
+        && RegistrationCall::owns(set)
+    {
+        return registration_call(&state, set, id, None, &uri, &headers)
+            .handle(method, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     let call = match Call::new(state, &resource, &uri, headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -247,6 +272,53 @@ async fn resource(
         )),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A single property of a record: only `pluginassemblies(<GUID>)/content` (the component) is served.
+async fn property(
+    State(state): State<AppState>,
+    Path((resource, property)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match json::parse_key_segment(&resource) {
+        Some((set, Some(id))) if RegistrationCall::owns(set) => {
+            registration_call(&state, set, Some(id), Some(&property), &uri, &headers)
+                .handle(method, body)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        }
+        _ => unknown_path(uri).await.into_response(),
+    }
+}
+
+fn registration_call<'a>(
+    state: &AppState,
+    set: &'a str,
+    id: Option<Uuid>,
+    property: Option<&'a str>,
+    uri: &Uri,
+    headers: &'a HeaderMap,
+) -> RegistrationCall<'a> {
+    RegistrationCall {
+        pipeline: state.runtime.pipeline.clone(),
+        base: base_url(headers),
+        set,
+        id,
+        property,
+        has_query: uri.query().is_some_and(|q| !q.is_empty()),
+        headers,
+    }
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}{PREFIX}")
 }
 
 impl Call {
@@ -278,11 +350,7 @@ impl Call {
         let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
             .0;
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let base = format!("http://{host}{PREFIX}");
+        let base = base_url(&headers);
         Ok(Call {
             state,
             table,

@@ -49,7 +49,7 @@ impl DeliveryRunner {
         };
         // The pipeline's registered steps are the ones that wrote the outbox (the store holds the same
         // registration); reading them from memory saves a store read of every step per job.
-        let Some(step) = self.pipeline.step(step_id).cloned() else {
+        let Some(step) = self.pipeline.step(step_id) else {
             return JobOutcome::failed(
                 FailureClass::Permanent,
                 format!("step {step_id} of this system job is not registered"),
@@ -138,7 +138,7 @@ impl DeliveryRunner {
             failed_post: None,
         };
         let outcome = self.pipeline.sandbox().invoke_with(
-            plugin,
+            &plugin,
             context,
             step.def.configuration.clone(),
             step.secure_configuration.clone(),
@@ -169,7 +169,7 @@ impl DeliveryRunner {
         }
         let entry = NewTraceLog {
             step_id: Some(step.def.id),
-            plugin: name.to_owned(),
+            plugin: name,
             message_name: job.message_name.clone(),
             primary_entity: job.primary_entity_type.clone(),
             depth: job.depth,

@@ -20,6 +20,7 @@
 
 pub mod bench;
 mod error;
+mod registry;
 mod services;
 
 use std::collections::HashMap;
@@ -28,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 use weft_store::system::{
-    EventHandler, ImageType, InvocationSource, NewSystemJob, NewTraceLog, Stage as StoreStage,
-    StepMode, StepState, TraceOutcome,
+    EventHandler, ImageType, InvocationSource, NewSystemJob, NewTraceLog, PluginAssembly,
+    SecretUpdate, Stage as StoreStage, StepMode, StepState, TraceOutcome,
 };
 use weft_store::{EntityRef, Query, Read, Row, Store, StoreError, StoreExt, Tx};
 
@@ -43,6 +44,7 @@ use crate::sandbox::wit::types::{
     Attribute, Entity, EntityCollection, EntityReference, Image, Parameter, ParameterValue, Value,
 };
 use crate::sandbox::{FailureKind, LoadedPlugin, Sandbox};
+use registry::{RegisteredPlugin, Registries, Registry};
 
 /// The user an [`OrganizationRequest`] runs as when the caller names none.
 pub const DEFAULT_USER_ID: Uuid = Uuid::from_u128(0x7a1e_0000_0000_4000_8000_0000_0000_0001);
@@ -228,13 +230,25 @@ pub struct Pipeline {
 struct Inner {
     store: Arc<dyn Store>,
     sandbox: Arc<Sandbox>,
-    /// Plug-in type id → (name, loaded component).
-    plugins: HashMap<Uuid, (String, Arc<LoadedPlugin>)>,
-    /// Steps ordered by stage, rank, id (Dataverse breaks rank ties by filter id; weft by step id).
-    steps: Vec<StepDecl>,
+    /// The loaded plug-ins and ordered steps, replaceable while operations run.
+    registries: Registries,
     settings: PipelineSettings,
     /// Where plug-ins' notification-service posts go (unset: they fail with `unavailable`).
     delivery: OnceLock<Arc<Delivery>>,
+    /// Wakes the asynchronous service after a committed operation (unset: its workers find new jobs by
+    /// polling).
+    job_notifier: OnceLock<weft_jobs::Notifier>,
+}
+
+/// A change to a step's runtime-writable columns; `None` leaves the column as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepChange {
+    /// `statecode` (with its `statuscode`).
+    pub state: Option<StepState>,
+    /// `rank`.
+    pub rank: Option<i32>,
+    /// `configuration` (unsecure); `Some(None)` clears it.
+    pub configuration: Option<Option<String>>,
 }
 
 /// The state of one operation while it moves through the stages.
@@ -265,6 +279,9 @@ struct Op {
     deadline: Instant,
     pre_row: Option<Row>,
     post_row: Option<Row>,
+    /// The registration this operation runs on: taken once by the top-level operation, inherited by its
+    /// child operations, so a replacement never changes an operation midway.
+    registry: Arc<Registry>,
 }
 
 /// Reborrows an optional transaction for a shorter call (shortening the trait object's lifetime, which
@@ -331,21 +348,27 @@ impl Pipeline {
                 .map_err(|e| PipelineError::Invalid(format!("{}: {e}", registration.file)))?;
             plugins.insert(
                 p.plugin_type.id,
-                (p.assembly.name.clone(), Arc::new(loaded)),
+                RegisteredPlugin {
+                    assembly: p.assembly.clone(),
+                    loaded: Arc::new(loaded),
+                },
             );
         }
         let persisted = registration.clone();
         store.transact(move |tx| persisted.persist(tx))?;
-        let mut steps = registration.steps.clone();
-        steps.sort_by_key(|s| (s.def.stage.value(), s.def.rank, s.def.id));
+        let mut registry = Registry {
+            plugins,
+            steps: registration.steps.clone(),
+        };
+        registry.sort_steps();
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 store,
                 sandbox,
-                plugins,
-                steps,
+                registries: Registries::new(registry),
                 settings: registration.pipeline.clone(),
                 delivery: OnceLock::new(),
+                job_notifier: OnceLock::new(),
             }),
         })
     }
@@ -360,23 +383,132 @@ impl Pipeline {
         &self.inner.sandbox
     }
 
-    /// A loaded plug-in by plug-in type id, with its name (the job runner runs async steps with it).
-    pub fn plugin(&self, plugin_type: Uuid) -> Option<(&str, &Arc<LoadedPlugin>)> {
+    /// The current version of a loaded plug-in by plug-in type id, with its name (the job runner runs
+    /// async steps with it).
+    pub fn plugin(&self, plugin_type: Uuid) -> Option<(String, Arc<LoadedPlugin>)> {
         self.inner
+            .registries
+            .snapshot()
             .plugins
             .get(&plugin_type)
-            .map(|(name, p)| (name.as_str(), p))
+            .map(|p| (p.assembly.name.clone(), Arc::clone(&p.loaded)))
     }
 
-    /// A registered step by id, with its secure configuration (the job runner runs the step of a job).
-    pub fn step(&self, id: Uuid) -> Option<&StepDecl> {
-        self.inner.steps.iter().find(|s| s.def.id == id)
+    /// The current version of a registered step by id, with its secure configuration (the job runner runs
+    /// the step of a job).
+    pub fn step(&self, id: Uuid) -> Option<StepDecl> {
+        self.inner
+            .registries
+            .snapshot()
+            .steps
+            .iter()
+            .find(|s| s.def.id == id)
+            .cloned()
+    }
+
+    /// The current steps in execution order (stage, rank, id), with their secure configurations: callers
+    /// that show them must leave those out.
+    pub fn steps(&self) -> Vec<StepDecl> {
+        self.inner.registries.snapshot().steps.clone()
+    }
+
+    /// The current plug-in assemblies with the sha256 of the component each runs, by name.
+    pub fn assemblies(&self) -> Vec<PluginAssembly> {
+        let mut all: Vec<PluginAssembly> = self
+            .inner
+            .registries
+            .snapshot()
+            .plugins
+            .values()
+            .map(|p| PluginAssembly {
+                sha256: Some(p.loaded.sha256().to_owned()),
+                ..p.assembly.clone()
+            })
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Changes a step's state, rank and/or unsecure configuration (`None` leaves a field as it is): persisted
+    /// in the system tables, then used by every operation that starts afterwards. Operations already running
+    /// finish with the step as it was. Returns the step as it now is.
+    pub fn update_step(&self, id: Uuid, change: StepChange) -> Result<StepDecl, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let Some(step) = next.steps.iter_mut().find(|s| s.def.id == id) else {
+            return Err(PipelineError::Store(StoreError::NotFound {
+                table: "sdkmessageprocessingstep".into(),
+                id,
+            }));
+        };
+        if let Some(state) = change.state {
+            step.def.state = state;
+        }
+        if let Some(rank) = change.rank {
+            step.def.rank = rank;
+        }
+        if let Some(configuration) = change.configuration {
+            step.def.configuration = configuration;
+        }
+        let changed = step.clone();
+        let def = changed.def.clone();
+        self.inner
+            .store
+            .transact(move |tx| tx.put_step(&def, SecretUpdate::Keep))?;
+        next.sort_steps();
+        registries.publish(&writer, next);
+        Ok(changed)
+    }
+
+    /// Replaces the component of the plug-in assembly `name` with `bytes` without a restart: the component
+    /// is compiled and checked by the sandbox first (a bad one is refused with the load error and the old one
+    /// keeps serving), the assembly's sha256 is updated in the system tables, then every operation that
+    /// starts afterwards runs the new version while running ones finish on the old. Returns the assembly
+    /// row as stored.
+    pub fn replace_plugin(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PluginAssembly, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let Some(plugin) = next.plugins.values_mut().find(|p| p.assembly.name == name) else {
+            return Err(PipelineError::Invalid(format!(
+                "no plug-in assembly is named \"{name}\""
+            )));
+        };
+        let loaded = self
+            .inner
+            .sandbox
+            .load(name, bytes)
+            .map_err(|e| PipelineError::Invalid(format!("plug-in assembly \"{name}\": {e}")))?;
+        let mut assembly = plugin.assembly.clone();
+        assembly.sha256 = Some(loaded.sha256().to_owned());
+        let stored = assembly.clone();
+        self.inner
+            .store
+            .transact(move |tx| tx.put_plugin_assembly(&stored))?;
+        *plugin = RegisteredPlugin {
+            assembly: assembly.clone(),
+            loaded: Arc::new(loaded),
+        };
+        registries.publish(&writer, next);
+        Ok(assembly)
     }
 
     /// Sends plug-ins' notification-service posts through `delivery` from now on (until then they fail
     /// with `unavailable`). Set once for all clones; false when one was already set.
     pub fn set_delivery(&self, delivery: Arc<Delivery>) -> bool {
         self.inner.delivery.set(delivery).is_ok()
+    }
+
+    /// Wakes the asynchronous service through `notifier` once an operation that may have written system
+    /// jobs is durable, so its idle workers claim them at once instead of at their next poll. Set once for
+    /// all clones; false when one was already set.
+    pub fn set_job_notifier(&self, notifier: weft_jobs::Notifier) -> bool {
+        self.inner.job_notifier.set(notifier).is_ok()
     }
 
     /// Runs one top-level operation; returns after the transaction that holds it is durable.
@@ -395,7 +527,8 @@ impl Pipeline {
             bypass_async,
             bypass_step_ids,
         } = request;
-        let mut op = self.inner.new_op(message, started, request_id)?;
+        let registry = self.inner.registries.snapshot();
+        let mut op = self.inner.new_op(message, started, request_id, registry)?;
         op.user_id = user_id;
         op.initiating_user_id = user_id;
         op.bypass_sync = bypass_sync;
@@ -406,7 +539,15 @@ impl Pipeline {
             op.shared_pre_validation.push(tag.clone());
             op.shared.push(tag);
         }
-        self.inner.execute_op(op, None)
+        // Reads and bypassed operations write no jobs. Others may (async steps, their own or their
+        // children's): a wake costs idle workers one claim, cheaper than tracking which operation wrote.
+        let may_write_jobs =
+            !op.bypass_async && !matches!(op.message, "Retrieve" | "RetrieveMultiple");
+        let response = self.inner.execute_op(op, None)?;
+        if may_write_jobs && let Some(notifier) = self.inner.job_notifier.get() {
+            notifier.notify();
+        }
+        Ok(response)
     }
 }
 
@@ -417,6 +558,7 @@ impl Inner {
         message: Message,
         started: Instant,
         request_id: Uuid,
+        registry: Arc<Registry>,
     ) -> Result<Op, PipelineError> {
         let name = message.name();
         let mut query = None;
@@ -535,6 +677,7 @@ impl Inner {
             deadline: started + Duration::from_millis(self.settings.operation_limit_ms),
             pre_row: None,
             post_row: None,
+            registry,
         })
     }
 
@@ -672,7 +815,7 @@ impl Inner {
             }
             _ => Vec::new(),
         };
-        self.steps.iter().filter(move |s| {
+        op.registry.steps.iter().filter(move |s| {
             let d = &s.def;
             d.stage == stage
                 && d.message == op.message
@@ -707,7 +850,7 @@ impl Inner {
 
     fn needs_pre_image(&self, op: &Op) -> bool {
         matches!(op.message, "Update" | "Delete" | "SetState" | "Assign")
-            && self.steps.iter().any(|s| {
+            && op.registry.steps.iter().any(|s| {
                 s.def.message == op.message
                     && s.def
                         .primary_entity
@@ -722,7 +865,7 @@ impl Inner {
 
     fn needs_post_image(&self, op: &Op) -> bool {
         matches!(op.message, "Create" | "Update" | "SetState" | "Assign")
-            && self.steps.iter().any(|s| {
+            && op.registry.steps.iter().any(|s| {
                 s.def.message == op.message
                     && s.def.stage == StoreStage::PostOperation
                     && s.def
@@ -843,7 +986,12 @@ impl Inner {
                 step.def.name
             )));
         };
-        let Some((plugin_name, plugin)) = self.plugins.get(&type_id) else {
+        let registry = Arc::clone(&op.registry);
+        let Some(RegisteredPlugin {
+            assembly,
+            loaded: plugin,
+        }) = registry.plugins.get(&type_id)
+        else {
             return Err(PipelineError::Invalid(format!(
                 "step \"{}\": its plug-in is not loaded",
                 step.def.name
@@ -917,7 +1065,7 @@ impl Inner {
         };
         let entry = NewTraceLog {
             step_id: Some(step.def.id),
-            plugin: plugin_name.clone(),
+            plugin: assembly.name.clone(),
             message_name: op.message.into(),
             primary_entity: Some(op.table.clone()),
             depth: op.depth,

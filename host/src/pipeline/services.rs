@@ -12,7 +12,7 @@ use std::time::Instant;
 use uuid::Uuid;
 use weft_store::{Condition, Query, Read, StoreError, StoreExt, Tx};
 
-use super::{Inner, Message, Op, OrganizationResponse, PipelineError};
+use super::{Inner, Message, Op, OrganizationResponse, PipelineError, Registry};
 use crate::convert::{self, uuid};
 use crate::delivery::DeliveryError;
 use crate::sandbox::HostServices;
@@ -31,6 +31,8 @@ pub(super) struct OrgServices<'a> {
     user_id: Uuid,
     initiating_user_id: Uuid,
     deadline: Instant,
+    /// The calling operation's registration snapshot: child operations run on it too.
+    registry: Arc<Registry>,
     /// The first failed write made through these services: it fails the step whatever the plug-in does
     /// with the error, as a failed child operation dooms the transaction in Dataverse.
     pub(super) doomed: Option<PipelineError>,
@@ -55,6 +57,7 @@ impl<'a> OrgServices<'a> {
             user_id: uuid(context.frame.user_id),
             initiating_user_id: op.initiating_user_id,
             deadline: op.deadline,
+            registry: Arc::clone(&op.registry),
             doomed: None,
         }
     }
@@ -93,7 +96,10 @@ impl<'a> OrgServices<'a> {
                 correlation_id: self.correlation_id,
             });
         }
-        let mut op = self.inner.new_op(message, Instant::now(), Uuid::new_v4())?;
+        let registry = Arc::clone(&self.registry);
+        let mut op = self
+            .inner
+            .new_op(message, Instant::now(), Uuid::new_v4(), registry)?;
         op.depth = self.depth + 1;
         op.correlation_id = self.correlation_id;
         op.user_id = self.user_id;
