@@ -267,7 +267,37 @@ fn kill_9_during_delivery_loses_nothing() {
         received
     });
 
-    // Stop the host gracefully (SIGINT: the service finishes and records its batch), then read its store.
+    // Jobs in flight at the kill were posted but not recorded: the restarted host takes them over once
+    // their lease ends. Wait (bounded) until `weft jobs list` shows every job Succeeded.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["jobs", "--config"])
+            .arg(&config_path)
+            .arg("--data")
+            .arg(&data)
+            .args(["list", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let pending = listed.iter().filter(|j| j["statuscode"] != 30).count();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 120 s, {pending} of {} jobs are not Succeeded",
+            listed.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Stop the host gracefully (SIGINT), then read its store.
     let status = Command::new("kill")
         .args(["-INT", &up.child.id().to_string()])
         .status()
@@ -343,4 +373,78 @@ fn kill_9_during_delivery_loses_nothing() {
         jobs.len(),
         received.len()
     );
+}
+
+/// The pipeline wakes idle workers once an operation that wrote a job commits: with a 60 s poll, the job
+/// still succeeds within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_jobs_wake_the_asynchronous_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = weft_bus::start(weft_bus::BusConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data: dir.path().join("bus"),
+        queues: vec![weft_bus::QueueConfig::new(QUEUE)],
+        sas_policies: vec![weft_bus::sas::SasPolicy::full(KEY_NAME, SAS_KEY)],
+        ..weft_bus::BusConfig::default()
+    })
+    .await
+    .unwrap();
+    let config_path = dir.path().join("weft.toml");
+    let text = config(&format!("http://{}", bus.local_addr()))
+        .replace("poll_interval_ms = 50", "poll_interval_ms = 60000");
+    std::fs::write(&config_path, text).unwrap();
+    let data = dir.path().join("data");
+    let runtime = Arc::new(
+        tokio::task::spawn_blocking(move || Runtime::open(&config_path, &data).unwrap())
+            .await
+            .unwrap(),
+    );
+    let delivery = weft_host::delivery::Delivery::new("weft.test").unwrap();
+    runtime.pipeline.set_delivery(Arc::clone(&delivery));
+    let runner = Arc::new(weft_host::delivery::DeliveryRunner::new(
+        runtime.pipeline.clone(),
+        delivery,
+    ));
+    let jobs = runtime.registration.jobs.clone().into_config().unwrap();
+    let service = weft_jobs::AsyncService::start(Arc::clone(&runtime.store), runner, jobs).unwrap();
+    assert!(runtime.pipeline.set_job_notifier(service.notifier()));
+    // Let the workers find the empty store and go to sleep for their 60 s poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let rt = Arc::clone(&runtime);
+    tokio::task::spawn_blocking(move || {
+        let target = weft_host::context::entity_from_json(
+            "account",
+            &serde_json::json!({ "name": "Fourth Coffee" }),
+        )
+        .unwrap();
+        rt.pipeline
+            .execute(weft_host::pipeline::OrganizationRequest::new(
+                weft_host::pipeline::Message::Create { target },
+            ))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let jobs = tokio::task::block_in_place(|| {
+            runtime
+                .store
+                .read(|r| r.system_jobs(&JobFilter::default()))
+                .unwrap()
+        });
+        assert_eq!(jobs.len(), 1);
+        if jobs[0].status == JobStatus::Succeeded {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job was not run within 20 s of its commit (the workers poll every 60 s): {:?}",
+            jobs[0].status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    service.shutdown().await;
+    bus.shutdown().await.unwrap();
 }

@@ -246,6 +246,7 @@ pub async fn run(artifacts: &[Artifact]) -> anyhow::Result<Counts> {
         .map_err(|e| anyhow!("jobs settings: {e}"))?;
     let service = AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
         .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
+    runtime.pipeline.set_job_notifier(service.notifier());
     println!(
         "   registered: validator (10), enricher (20), custom Azure-aware plug-in (40, sync, two-way relay), queue and webhook endpoints (40, async)"
     );

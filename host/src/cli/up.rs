@@ -66,6 +66,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         };
         let service = AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
             .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
+        runtime.pipeline.set_job_notifier(service.notifier());
         let (addr, server) =
             crate::api::serve(Arc::clone(&runtime), args.bind, args.api_key).await?;
         println!("listening on http://{addr}");
