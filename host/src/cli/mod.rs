@@ -98,6 +98,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// System jobs posted per second to the local bus, with the bus's own ceiling for the same bodies.
+    Delivery {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Latency from an operation's commit to a queue listener at 500 operations/s (p50/p99).
+    E2e {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs an async command on a multi-threaded runtime.
@@ -131,6 +143,8 @@ pub fn main() -> ExitCode {
                 weft_message::bench::run(json).map(|()| ExitCode::SUCCESS)
             }
             BenchCommand::Bus { json } => block_on(weft_bus::bench::run(json)),
+            BenchCommand::Delivery { json } => block_on(crate::bench::delivery::run_delivery(json)),
+            BenchCommand::E2e { json } => block_on(crate::bench::delivery::run_e2e(json)),
             BenchCommand::Pipeline { json } => {
                 crate::pipeline::bench::run(json).map(|()| ExitCode::SUCCESS)
             }
