@@ -3,8 +3,8 @@
 //! `$select`/`$filter`/`$top`/`$orderby`), `Prefer: return=representation`, the
 //! `MSCRM.BypassBusinessLogicExecution[StepIds]` headers, the `tag` query option and errors as
 //! `{"error":{"code":"0x…","message":"…"}}`. The registration sets `sdkmessageprocessingsteps` and
-//! `pluginassemblies` are served by [`registration`] (steps enabled/disabled and reconfigured, components
-//! replaced, at runtime).
+//! `pluginassemblies` are served by the `registration` submodule (steps enabled/disabled and
+//! reconfigured, components replaced, at runtime).
 //!
 //! Owns only the translation HTTP ⇄ [`OrganizationRequest`] / [`OrganizationResponse`], request
 //! authentication and the server's lifetime. It holds no business logic: every operation goes through
