@@ -9,7 +9,7 @@ use uuid::Uuid;
 use weft_host::convert::{guid, uuid};
 use weft_host::pipeline::{
     ISV_UNEXPECTED_MESSAGE, Message, OrganizationRequest, OrganizationResponse, Pipeline,
-    PipelineError,
+    PipelineError, StepChange,
 };
 use weft_host::registration::{Registration, derived_id};
 use weft_host::sandbox::wit::types::{Attribute, Entity, Value};
@@ -901,4 +901,71 @@ fn service_endpoint_step_queues_a_job_and_keeps_the_secret_write_only() {
     assert!(endpoints[0].is_auth_value_set);
     assert!(!format!("{endpoints:?}").contains("hunter2"));
     assert!(!String::from_utf8_lossy(&jobs[0].data).contains("hunter2"));
+}
+
+/// `update_step` reorders steps by their new rank and `replace_plugin` swaps a component for the next
+/// operation; an unknown assembly or a bad component is refused and changes nothing.
+#[test]
+fn registration_changes_apply_to_the_next_operation() {
+    let steps =
+        probe_step("first", "Create", 20, 1, "") + &probe_step("second", "Create", 20, 2, "");
+    let env = env(&steps);
+    let order = |env: &Env| -> Vec<String> {
+        env.traces()
+            .iter()
+            .rev()
+            .take(2)
+            .rev()
+            .map(|t| line(&t.entry.trace, "label").to_owned())
+            .collect()
+    };
+    env.create("A").unwrap();
+    assert_eq!(order(&env), ["first", "second"]);
+    let first = derived_id("sdkmessageprocessingstep", "first");
+    let changed = env
+        .pipeline
+        .update_step(
+            first,
+            StepChange {
+                rank: Some(3),
+                ..StepChange::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(changed.def.rank, 3);
+    env.create("B").unwrap();
+    assert_eq!(order(&env), ["second", "first"]);
+    assert!(matches!(
+        env.pipeline
+            .update_step(Uuid::new_v4(), StepChange::default()),
+        Err(PipelineError::Store(
+            weft_store::StoreError::NotFound { .. }
+        ))
+    ));
+
+    let before = env.pipeline.assemblies();
+    assert!(env.pipeline.replace_plugin("nosuch", b"x").is_err());
+    let e = env
+        .pipeline
+        .replace_plugin("probe", b"garbage")
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("not a valid WebAssembly component"),
+        "{e}"
+    );
+    assert_eq!(env.pipeline.assemblies(), before);
+    let stored = env
+        .pipeline
+        .replace_plugin("probe", &fixtures::bytes("validator"))
+        .unwrap();
+    assert_eq!(
+        stored.sha256,
+        Some(weft_host::sandbox::sha256_hex(&fixtures::bytes(
+            "validator"
+        )))
+    );
+    env.create("C").unwrap();
+    let last = env.traces().pop().unwrap();
+    assert_eq!(last.entry.plugin, "probe");
+    assert_eq!(last.entry.trace, "Validator: account is valid.");
 }
