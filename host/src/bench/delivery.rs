@@ -53,6 +53,10 @@ pub struct DeliveryFigures {
     pub context_bytes: usize,
     /// Jobs measured.
     pub jobs: usize,
+    /// The service's workers.
+    pub workers: usize,
+    /// Most jobs per claim.
+    pub batch_size: u32,
 }
 
 /// `weft bench e2e`'s figures.
@@ -103,8 +107,8 @@ impl Setup {
         })
     }
 
-    fn start_service(&self) -> anyhow::Result<AsyncService> {
-        let config = JobsSettings::default()
+    fn start_service(&self, settings: JobsSettings) -> anyhow::Result<AsyncService> {
+        let config = settings
             .into_config()
             .map_err(|e| anyhow!("jobs settings: {e}"))?;
         let service = AsyncService::start(
@@ -259,8 +263,10 @@ fn jobs_pending(runtime: &Runtime) -> anyhow::Result<bool> {
 pub async fn measure_delivery(
     dir: &Path,
     jobs: usize,
+    settings: JobsSettings,
     progress: impl Fn(&str),
 ) -> anyhow::Result<DeliveryFigures> {
+    let (workers, batch_size) = (settings.workers, settings.batch_size);
     let setup = Setup::start(dir).await?;
     progress(&format!("writing {jobs} system jobs (Creates of account)"));
     let runtime = Arc::clone(&setup.runtime);
@@ -268,7 +274,7 @@ pub async fn measure_delivery(
 
     progress("delivering them to the local bus");
     let started = Instant::now();
-    let service = setup.start_service()?;
+    let service = setup.start_service(settings)?;
     let deadline = started + Duration::from_secs(600);
     loop {
         let runtime = Arc::clone(&setup.runtime);
@@ -314,6 +320,8 @@ pub async fn measure_delivery(
         ceiling_per_s,
         context_bytes: body.len(),
         jobs,
+        workers,
+        batch_size,
     })
 }
 
@@ -371,7 +379,7 @@ pub async fn measure_e2e(
     progress: impl Fn(&str),
 ) -> anyhow::Result<E2eFigures> {
     let setup = Arc::new(Setup::start(dir).await?);
-    let service = setup.start_service()?;
+    let service = setup.start_service(JobsSettings::default())?;
     let committed: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
     let received: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
 
@@ -453,10 +461,21 @@ pub async fn measure_e2e(
     })
 }
 
-/// `weft bench delivery [--json]`.
-pub async fn run_delivery(json: bool) -> anyhow::Result<()> {
+/// `weft bench delivery [--json]` with the service's `workers` and `batch_size` (the `[jobs]` defaults when
+/// `None`).
+pub async fn run_delivery(
+    json: bool,
+    workers: Option<usize>,
+    batch_size: Option<u32>,
+) -> anyhow::Result<()> {
+    let defaults = JobsSettings::default();
+    let settings = JobsSettings {
+        workers: workers.unwrap_or(defaults.workers),
+        batch_size: batch_size.unwrap_or(defaults.batch_size),
+        ..defaults
+    };
     let dir = tempfile::tempdir()?;
-    let f = measure_delivery(dir.path(), JOBS, |line| eprintln!("{line}")).await?;
+    let f = measure_delivery(dir.path(), JOBS, settings, |line| eprintln!("{line}")).await?;
     let share = f.jobs_per_s / f.ceiling_per_s;
     if json {
         println!(
@@ -467,12 +486,15 @@ pub async fn run_delivery(json: bool) -> anyhow::Result<()> {
                 "share_of_ceiling": (share * 1000.0).round() / 1000.0,
                 "context_bytes": f.context_bytes,
                 "jobs": f.jobs,
+                "workers": f.workers,
+                "batch_size": f.batch_size,
             })
         );
     } else {
         println!(
-            "delivery: {:.0} jobs/s posted to the local bus ({} jobs, {} B contexts, durable job transitions)",
-            f.jobs_per_s, f.jobs, f.context_bytes
+            "delivery: {:.0} jobs/s posted to the local bus ({} jobs, {} B contexts, durable job transitions, \
+             {} workers x batches of {})",
+            f.jobs_per_s, f.jobs, f.context_bytes, f.workers, f.batch_size
         );
         println!(
             "ceiling: {:.0} sends/s of the same bodies straight to the bus ({:.0}% reached)",

@@ -103,6 +103,12 @@ enum BenchCommand {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Workers of the asynchronous service [default: `[jobs]`'s default].
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Most jobs per claim [default: `[jobs]`'s default].
+        #[arg(long)]
+        batch_size: Option<u32>,
     },
     /// Latency from an operation's commit to a queue listener at 500 operations/s (p50/p99).
     E2e {
@@ -143,7 +149,13 @@ pub fn main() -> ExitCode {
                 weft_message::bench::run(json).map(|()| ExitCode::SUCCESS)
             }
             BenchCommand::Bus { json } => block_on(weft_bus::bench::run(json)),
-            BenchCommand::Delivery { json } => block_on(crate::bench::delivery::run_delivery(json)),
+            BenchCommand::Delivery {
+                json,
+                workers,
+                batch_size,
+            } => block_on(crate::bench::delivery::run_delivery(
+                json, workers, batch_size,
+            )),
             BenchCommand::E2e { json } => block_on(crate::bench::delivery::run_e2e(json)),
             BenchCommand::Pipeline { json } => {
                 crate::pipeline::bench::run(json).map(|()| ExitCode::SUCCESS)
