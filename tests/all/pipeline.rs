@@ -60,6 +60,7 @@ fn plugins_toml() -> String {
         "enricher",
         "panic",
         "infinite-loop",
+        "greet",
     ]
     .iter()
     .map(|p| {
@@ -619,7 +620,7 @@ fn registration_is_persisted() {
         .store
         .read(|r: &dyn Read| r.plugin_assemblies())
         .unwrap();
-    assert_eq!(assemblies.len(), 6);
+    assert_eq!(assemblies.len(), 7);
     assert_eq!(
         uuid(guid(steps[0].def.id)),
         derived_id("sdkmessageprocessingstep", "p")
@@ -968,4 +969,177 @@ fn registration_changes_apply_to_the_next_operation() {
     let last = env.traces().pop().unwrap();
     assert_eq!(last.entry.plugin, "probe");
     assert_eq!(last.entry.trace, "Validator: account is valid.");
+}
+
+/// `weft_Greet` run by `plugin` (stage 30), with a required String `Name` and a String `Greeting` answer.
+fn greet_api(plugin: &str) -> String {
+    format!(
+        "[[custom_api]]\nunique_name = \"weft_Greet\"\nplugin = \"{plugin}\"\n\
+         [[custom_api.request_parameter]]\nname = \"Name\"\ntype = \"String\"\n\
+         [[custom_api.response_property]]\nname = \"Greeting\"\ntype = \"String\"\n"
+    )
+}
+
+/// A probe step on the unbound custom message (no table).
+fn custom_probe_step(name: &str, stage: i32) -> String {
+    format!(
+        "[[step]]\nname = \"{name}\"\nmessage = \"weft_Greet\"\nstage = {stage}\n\
+         plugin = \"probe\"\nconfiguration = \"label={name}\"\n"
+    )
+}
+
+fn greet(name: Value) -> OrganizationRequest {
+    OrganizationRequest::new(Message::Custom {
+        name: "weft_Greet".into(),
+        parameters: vec![("Name".into(), name)],
+    })
+}
+
+/// The stage-30 plug-in's OutputParameters are the Custom API's response.
+#[test]
+fn custom_api_response_carries_the_greeting() {
+    let env = env(&greet_api("greet"));
+    let response = env.run(greet(Value::String("Ada".into()))).unwrap();
+    assert_eq!(
+        response,
+        OrganizationResponse::Custom {
+            outputs: vec![("Greeting".into(), Value::String("Hello, Ada".into()))]
+        }
+    );
+    let traces = env.traces();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0].entry.plugin, "greet");
+    assert_eq!(traces[0].entry.message_name, "weft_Greet");
+    assert_eq!(traces[0].entry.outcome, TraceOutcome::Succeeded);
+}
+
+/// Steps on a custom message see its request parameters (stage 10) and its response (stage 40).
+#[test]
+fn custom_api_steps_see_the_parameters() {
+    let env = env(&format!(
+        "{}{}{}",
+        greet_api("greet"),
+        custom_probe_step("ten", 10),
+        custom_probe_step("forty", 40)
+    ));
+    env.run(greet(Value::String("Ada".into()))).unwrap();
+    let ten = &env.probe("ten")[0];
+    assert_eq!(line(ten, "stage"), "10");
+    assert_eq!(line(ten, "input"), "Name=Ada");
+    assert_eq!(line(ten, "output"), "");
+    assert_eq!(
+        line(&env.probe("forty")[0], "output"),
+        "Greeting=Hello, Ada"
+    );
+}
+
+/// A request without a required parameter is refused, naming it, before any step runs.
+#[test]
+fn custom_api_missing_required_parameter_is_refused() {
+    let env = env(&format!(
+        "{}{}",
+        greet_api("greet"),
+        custom_probe_step("ten", 10)
+    ));
+    let err = env
+        .run(OrganizationRequest::new(Message::Custom {
+            name: "weft_Greet".into(),
+            parameters: Vec::new(),
+        }))
+        .unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Invalid(m) if m.contains("required parameter Name")),
+        "{err:?}"
+    );
+    assert!(env.traces().is_empty());
+}
+
+/// A parameter of the wrong type, or one not declared, is refused naming it, before any step runs.
+#[test]
+fn custom_api_wrong_type_is_refused() {
+    let env = env(&format!(
+        "{}{}",
+        greet_api("greet"),
+        custom_probe_step("ten", 10)
+    ));
+    let err = env.run(greet(Value::Integer(7))).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Invalid(m) if m.contains("parameter Name must be of type String")),
+        "{err:?}"
+    );
+    let err = env
+        .run(OrganizationRequest::new(Message::Custom {
+            name: "weft_Greet".into(),
+            parameters: vec![
+                ("Name".into(), Value::String("Ada".into())),
+                ("Age".into(), Value::Integer(7)),
+            ],
+        }))
+        .unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Invalid(m) if m.contains("parameter Age is not declared")),
+        "{err:?}"
+    );
+    assert!(env.traces().is_empty());
+}
+
+/// A main-operation plug-in that omits a declared response property fails as an ISV error, detail in the
+/// trace log, and no stage-40 step runs.
+#[test]
+fn custom_api_missing_response_property_fails_clearly() {
+    // The probe sets no output parameter without configuration.
+    let env = env(&format!(
+        "{}{}",
+        greet_api("probe"),
+        custom_probe_step("forty", 40)
+    ));
+    let err = env.run(greet(Value::String("Ada".into()))).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::IsvUnexpected { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), ISV_UNEXPECTED_MESSAGE);
+    let traces = env.traces();
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    assert_eq!(traces[0].entry.outcome, TraceOutcome::Failed);
+    assert!(
+        traces[0]
+            .entry
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("did not set the response property Greeting")),
+        "{:?}",
+        traces[0].entry.error
+    );
+    assert!(env.probe("forty").is_empty());
+}
+
+/// `[[custom_api]]` entries are checked at load: unknown plug-in, bad type, name clash, each named.
+#[test]
+fn custom_api_registration_errors_name_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    for (api, reason) in [
+        (greet_api("nope"), "plug-in `nope` is not declared"),
+        (
+            greet_api("greet").replace(
+                "type = \"String\"\n[[custom_api.response",
+                "type = \"Text\"\n[[custom_api.response",
+            ),
+            "unknown variant `Text`",
+        ),
+        (
+            format!("{}{}", greet_api("greet"), greet_api("greet")),
+            "already exists",
+        ),
+        (
+            greet_api("greet").replace("weft_Greet", "Create"),
+            "already exists",
+        ),
+    ] {
+        let err = Registration::load(&write_config(dir.path(), &api)).unwrap_err();
+        assert!(err.to_string().contains(reason), "{reason}: {err}");
+        if !reason.starts_with("unknown variant") {
+            assert!(err.entry.starts_with("custom_api \""), "{err}");
+        }
+    }
 }

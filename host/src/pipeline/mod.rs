@@ -19,6 +19,7 @@
 //! rolls the work's savepoint back; trace-log rows survive (the store writes them outside the savepoint).
 
 pub mod bench;
+mod custom_api;
 mod error;
 mod registry;
 mod services;
@@ -123,11 +124,18 @@ pub enum Message {
         /// The new owner (`systemuser` or `team`).
         assignee: EntityRef,
     },
+    /// A declared Custom API (`[[custom_api]]`): its plug-in is the main operation.
+    Custom {
+        /// Its unique name, e.g. `weft_Greet`.
+        name: String,
+        /// Request parameters (a bound API's `Target` reference among them).
+        parameters: Vec<(String, Value)>,
+    },
 }
 
 impl Message {
     /// Dataverse's message name.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Message::Create { .. } => "Create",
             Message::Retrieve { .. } => "Retrieve",
@@ -138,6 +146,7 @@ impl Message {
             Message::Disassociate { .. } => "Disassociate",
             Message::SetState { .. } => "SetState",
             Message::Assign { .. } => "Assign",
+            Message::Custom { name, .. } => name,
         }
     }
 }
@@ -219,6 +228,11 @@ pub enum OrganizationResponse {
     SetState,
     /// Assign.
     Assign,
+    /// A Custom API: its declared response properties, in declaration order.
+    Custom {
+        /// Name and value of each response property.
+        outputs: Vec<(String, Value)>,
+    },
 }
 
 /// The pipeline: registered steps, loaded plug-ins, the store and the sandbox.
@@ -253,7 +267,7 @@ pub struct StepChange {
 
 /// The state of one operation while it moves through the stages.
 struct Op {
-    message: &'static str,
+    message: String,
     table: String,
     primary_id: Uuid,
     input: Vec<Parameter>,
@@ -359,6 +373,11 @@ impl Pipeline {
         let mut registry = Registry {
             plugins,
             steps: registration.steps.clone(),
+            custom_apis: registration
+                .custom_apis
+                .iter()
+                .map(|c| (c.unique_name.clone(), c.clone()))
+                .collect(),
         };
         registry.sort_steps();
         Ok(Pipeline {
@@ -542,7 +561,7 @@ impl Pipeline {
         // Reads and bypassed operations write no jobs. Others may (async steps, their own or their
         // children's): a wake costs idle workers one claim, cheaper than tracking which operation wrote.
         let may_write_jobs =
-            !op.bypass_async && !matches!(op.message, "Retrieve" | "RetrieveMultiple");
+            !op.bypass_async && !matches!(op.message.as_str(), "Retrieve" | "RetrieveMultiple");
         let response = self.inner.execute_op(op, None)?;
         if may_write_jobs && let Some(notifier) = self.inner.job_notifier.get() {
             notifier.notify();
@@ -560,7 +579,7 @@ impl Inner {
         request_id: Uuid,
         registry: Arc<Registry>,
     ) -> Result<Op, PipelineError> {
-        let name = message.name();
+        let name = message.name().to_owned();
         let mut query = None;
         let (table, primary_id, input) = match message {
             Message::Create { target } | Message::Update { target } => {
@@ -650,8 +669,29 @@ impl Inner {
                 ];
                 (target.logical_name, target.id, input)
             }
+            Message::Custom { name, parameters } => {
+                let api = registry.custom_apis.get(&name).ok_or_else(|| {
+                    PipelineError::Invalid(format!("message `{name}` is not declared"))
+                })?;
+                custom_api::check_request(api, &parameters)?;
+                let (table, id) = match (
+                    &api.bound_table,
+                    parameters.iter().find(|p| p.0 == "Target"),
+                ) {
+                    (Some(_), Some((_, Value::EntityReference(r)))) => {
+                        (r.logical_name.clone(), uuid(r.id))
+                    }
+                    // Dataverse names an unbound message's primary entity `none`.
+                    _ => (custom_api::UNBOUND.to_owned(), Uuid::nil()),
+                };
+                let input = parameters
+                    .into_iter()
+                    .map(|(n, v)| param(&n, ParameterValue::Value(v)))
+                    .collect();
+                (table, id, input)
+            }
         };
-        if self.store.schema().table(&table).is_none() {
+        if table != custom_api::UNBOUND && self.store.schema().table(&table).is_none() {
             return Err(StoreError::UnknownTable(table).into());
         }
         Ok(Op {
@@ -783,7 +823,14 @@ impl Inner {
         let Some(t) = reborrow(tx) else {
             return Err(PipelineError::Invalid("no transaction".into()));
         };
-        self.main_operation(op, t)?;
+        let registry = Arc::clone(&op.registry);
+        match registry.custom_apis.get(&op.message) {
+            Some(api) => {
+                let step = custom_api::main_step(api);
+                self.run_step(op, Stage::MainOperation, &step, tx, traces)?;
+            }
+            None => self.main_operation(op, t)?,
+        }
         for step in self.sync_steps(op, StoreStage::PostOperation) {
             self.run_step(op, Stage::PostOperation, &step, tx, traces)?;
         }
@@ -849,34 +896,38 @@ impl Inner {
     }
 
     fn needs_pre_image(&self, op: &Op) -> bool {
-        matches!(op.message, "Update" | "Delete" | "SetState" | "Assign")
-            && op.registry.steps.iter().any(|s| {
-                s.def.message == op.message
-                    && s.def
-                        .primary_entity
-                        .as_deref()
-                        .is_none_or(|t| t == op.table)
-                    && s.def
-                        .images
-                        .iter()
-                        .any(|i| i.image_type != ImageType::PostImage)
-            })
+        matches!(
+            op.message.as_str(),
+            "Update" | "Delete" | "SetState" | "Assign"
+        ) && op.registry.steps.iter().any(|s| {
+            s.def.message == op.message
+                && s.def
+                    .primary_entity
+                    .as_deref()
+                    .is_none_or(|t| t == op.table)
+                && s.def
+                    .images
+                    .iter()
+                    .any(|i| i.image_type != ImageType::PostImage)
+        })
     }
 
     fn needs_post_image(&self, op: &Op) -> bool {
-        matches!(op.message, "Create" | "Update" | "SetState" | "Assign")
-            && op.registry.steps.iter().any(|s| {
-                s.def.message == op.message
-                    && s.def.stage == StoreStage::PostOperation
-                    && s.def
-                        .primary_entity
-                        .as_deref()
-                        .is_none_or(|t| t == op.table)
-                    && s.def
-                        .images
-                        .iter()
-                        .any(|i| i.image_type != ImageType::PreImage)
-            })
+        matches!(
+            op.message.as_str(),
+            "Create" | "Update" | "SetState" | "Assign"
+        ) && op.registry.steps.iter().any(|s| {
+            s.def.message == op.message
+                && s.def.stage == StoreStage::PostOperation
+                && s.def
+                    .primary_entity
+                    .as_deref()
+                    .is_none_or(|t| t == op.table)
+                && s.def
+                    .images
+                    .iter()
+                    .any(|i| i.image_type != ImageType::PreImage)
+        })
     }
 
     fn images(&self, op: &Op, step: &StepDecl, stage: Stage) -> (Vec<Image>, Vec<Image>) {
@@ -914,7 +965,7 @@ impl Inner {
             op.shared.clone()
         };
         let frame = ContextFrame {
-            message_name: op.message.into(),
+            message_name: op.message.clone(),
             primary_entity_name: op.table.clone(),
             secondary_entity_name: "none".into(),
             primary_entity_id: guid(op.primary_id),
@@ -1044,7 +1095,7 @@ impl Inner {
                     op.input = input;
                 }
                 if let Some(output) = changes.output_parameters
-                    && stage == Stage::PostOperation
+                    && matches!(stage, Stage::MainOperation | Stage::PostOperation)
                 {
                     op.output = output;
                 }
@@ -1058,6 +1109,18 @@ impl Inner {
                 Ok(())
             }
         };
+        // A Custom API's plug-in must answer with every declared response property, each of its type.
+        let result = result.and_then(|()| match op.registry.custom_apis.get(&op.message) {
+            Some(api) if stage == Stage::MainOperation => {
+                custom_api::check_response(api, &op.output)
+                    .map(|_| ())
+                    .map_err(|detail| PipelineError::IsvUnexpected {
+                        step: step.def.name.clone(),
+                        detail,
+                    })
+            }
+            _ => Ok(()),
+        });
         let error = match &result {
             Ok(()) => None,
             Err(PipelineError::IsvUnexpected { detail, .. }) => Some(detail.clone()),
@@ -1066,7 +1129,7 @@ impl Inner {
         let entry = NewTraceLog {
             step_id: Some(step.def.id),
             plugin: assembly.name.clone(),
-            message_name: op.message.into(),
+            message_name: op.message.clone(),
             primary_entity: Some(op.table.clone()),
             depth: op.depth,
             correlation_id: op.correlation_id,
@@ -1118,7 +1181,7 @@ impl Inner {
         };
         let attributes =
             |e: &Entity| convert::attributes_to_store(e).map_err(|e| PipelineError::Invalid(e.0));
-        match op.message {
+        match op.message.as_str() {
             "Create" => {
                 let target = target_entity(op)?;
                 let id = tx.create(&op.table, target.id.map(uuid), attributes(&target)?)?;
@@ -1253,7 +1316,7 @@ impl Inner {
                 id: Some(job_id),
                 name: step.def.name.clone(),
                 operation_type: 1,
-                message_name: op.message.into(),
+                message_name: op.message.clone(),
                 primary_entity_type: Some(op.table.clone()),
                 regarding: (!op.primary_id.is_nil())
                     .then(|| EntityRef::new(&op.table, op.primary_id)),
@@ -1314,7 +1377,13 @@ impl Inner {
                 op.message
             ))
         };
-        Ok(match op.message {
+        if let Some(api) = op.registry.custom_apis.get(&op.message) {
+            // A stage-40 step may have changed the outputs: they are checked again.
+            return custom_api::check_response(api, &op.output)
+                .map(|outputs| OrganizationResponse::Custom { outputs })
+                .map_err(|detail| PipelineError::Invalid(format!("{}: {detail}", op.message)));
+        }
+        Ok(match op.message.as_str() {
             "Create" => match get_param(&op.output, "id") {
                 Some(ParameterValue::Value(Value::Guid(g))) => {
                     OrganizationResponse::Create { id: uuid(*g) }

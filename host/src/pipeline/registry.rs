@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use uuid::Uuid;
 use weft_store::system::PluginAssembly;
 
-use crate::registration::StepDecl;
+use crate::registration::{CustomApiDecl, StepDecl};
 use crate::sandbox::LoadedPlugin;
 
 /// A loaded plug-in with the assembly row it came from.
@@ -29,6 +29,8 @@ pub(crate) struct Registry {
     pub(crate) plugins: HashMap<Uuid, RegisteredPlugin>,
     /// Steps ordered by stage, rank, id (Dataverse breaks rank ties by filter id; weft by step id).
     pub(crate) steps: Vec<StepDecl>,
+    /// Declared Custom APIs by unique name.
+    pub(crate) custom_apis: HashMap<String, CustomApiDecl>,
 }
 
 impl Registry {
@@ -106,6 +108,7 @@ mod tests {
         let registries = Registries::new(Registry {
             plugins: HashMap::new(),
             steps: vec![step("old", 1)],
+            custom_apis: HashMap::new(),
         });
         let in_flight = registries.snapshot();
         {
@@ -127,6 +130,7 @@ mod tests {
         let mut r = Registry {
             plugins: HashMap::new(),
             steps: vec![step("b", 2), step("a", 1)],
+            custom_apis: HashMap::new(),
         };
         r.sort_steps();
         assert_eq!(r.steps[0].def.name, "a");

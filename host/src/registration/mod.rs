@@ -38,6 +38,19 @@
 //!   type = "pre"                 # pre, post, both
 //!   attributes = ["name"]        # empty = all
 //!
+//! [[custom_api]]                 # a message whose stage 30 is a plug-in; steps may use it at 10/20/40
+//! unique_name = "weft_Greet"
+//! plugin = "greet"
+//! bound_table = "account"        # absent = unbound; bound = a required `Target` reference
+//!   [[custom_api.request_parameter]]
+//!   name = "Name"
+//!   type = "String"              # Boolean, DateTime, Decimal, Float, Integer, Money, Picklist, String,
+//!                                # StringArray, Guid, EntityReference
+//!   optional = false
+//!   [[custom_api.response_property]]
+//!   name = "Greeting"
+//!   type = "String"
+//!
 //! [[service_endpoint]]           # dataverse.md §13 columns, numbers exact
 //! [sandbox]                      # host/src/sandbox/limits.rs
 //! [pipeline]                     # max_depth = 8, operation_limit_ms = 120000
@@ -59,6 +72,9 @@ use weft_store::system::{
 use weft_store::{RelationshipDef, Schema, TableDef, Tx};
 
 use crate::sandbox::{Limits, sha256_hex};
+
+mod custom_api;
+pub use custom_api::{CustomApiDecl, ParameterType, RequestParameter, ResponseProperty};
 
 /// The messages the pipeline runs.
 pub const MESSAGES: &[&str] = &[
@@ -161,6 +177,8 @@ pub struct Registration {
     pub steps: Vec<StepDecl>,
     /// Service endpoints.
     pub endpoints: Vec<EndpointDecl>,
+    /// Custom APIs.
+    pub custom_apis: Vec<CustomApiDecl>,
     /// Sandbox limits.
     pub limits: Limits,
     /// Pipeline settings.
@@ -182,6 +200,8 @@ struct RawFile {
     step: Vec<RawStep>,
     #[serde(default)]
     service_endpoint: Vec<RawEndpoint>,
+    #[serde(default)]
+    custom_api: Vec<custom_api::RawCustomApi>,
     #[serde(default)]
     sandbox: Limits,
     #[serde(default)]
@@ -431,6 +451,49 @@ impl Registration {
             });
         }
 
+        let mut custom_apis: Vec<CustomApiDecl> = Vec::new();
+        for c in raw.custom_api {
+            let entry = format!("custom_api \"{}\"", c.unique_name);
+            let fail = |reason: String| Err(error(entry.clone(), reason));
+            if MESSAGES.contains(&c.unique_name.as_str())
+                || custom_apis.iter().any(|d| d.unique_name == c.unique_name)
+            {
+                return fail("a message with this name already exists".into());
+            }
+            let Some(plugin) = plugins.iter().find(|d| d.assembly.name == c.plugin) else {
+                return fail(format!("plug-in `{}` is not declared", c.plugin));
+            };
+            if let Some(t) = &c.bound_table
+                && schema.table(t).is_none()
+            {
+                return fail(format!("bound_table `{t}` is not declared"));
+            }
+            let mut seen = HashSet::new();
+            if c.bound_table.is_some() {
+                // A bound API's `Target` is implicit.
+                seen.insert("Target".to_owned());
+            }
+            for p in &c.request_parameter {
+                if !seen.insert(p.name.clone()) {
+                    return fail(format!("request parameter `{}` is declared twice", p.name));
+                }
+            }
+            let mut seen = HashSet::new();
+            for p in &c.response_property {
+                if !seen.insert(p.name.clone()) {
+                    return fail(format!("response property `{}` is declared twice", p.name));
+                }
+            }
+            custom_apis.push(CustomApiDecl {
+                id: derived_id("customapi", &c.unique_name),
+                unique_name: c.unique_name,
+                plugin_type: plugin.plugin_type.id,
+                bound_table: c.bound_table,
+                request_parameters: c.request_parameter,
+                response_properties: c.response_property,
+            });
+        }
+
         let mut steps = Vec::new();
         let mut step_names = HashSet::new();
         for s in raw.step {
@@ -439,9 +502,11 @@ impl Registration {
             if !step_names.insert(s.name.clone()) {
                 return fail("a step with this name is already declared".into());
             }
-            if !MESSAGES.contains(&s.message.as_str()) {
+            if !MESSAGES.contains(&s.message.as_str())
+                && !custom_apis.iter().any(|c| c.unique_name == s.message)
+            {
                 return fail(format!(
-                    "unknown message `{}` (weft runs {})",
+                    "unknown message `{}` (weft runs {} and the declared custom APIs)",
                     s.message,
                     MESSAGES.join(", ")
                 ));
@@ -598,6 +663,7 @@ impl Registration {
             plugins,
             steps,
             endpoints,
+            custom_apis,
             limits: raw.sandbox,
             pipeline: raw.pipeline,
             jobs: raw.jobs,
