@@ -90,9 +90,14 @@ struct Env {
 }
 
 async fn start(key: Option<&str>) -> Env {
+    start_with(key, "").await
+}
+
+/// [`start`] with `extra` appended to the configuration.
+async fn start_with(key: Option<&str>, extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weft.toml");
-    std::fs::write(&config, format!("{TABLES}\n{}", steps())).unwrap();
+    std::fs::write(&config, format!("{TABLES}\n{}\n{extra}", steps())).unwrap();
     let data = dir.path().join("data");
     // Opening persists the registration through the store's blocking writer.
     let runtime = tokio::task::spawn_blocking(move || Runtime::open(&config, &data).unwrap())
@@ -947,5 +952,43 @@ async fn registration_replaces_a_component_without_restart() {
         "{traces:?}"
     );
     assert_eq!(traces.last().unwrap(), "Validator: account is valid.");
+    env.stop().await;
+}
+
+/// An unbound Custom API answers POST /{unique_name} with 200, its response properties and
+/// `@odata.context`; a missing or mistyped parameter is a 400 naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_api_action_answers_its_response_properties() {
+    let env = start_with(
+        None,
+        &format!(
+            "[[plugin]]\nname = \"greet\"\ncomponent = \"{}\"\n\
+             [[custom_api]]\nunique_name = \"weft_Greet\"\nplugin = \"greet\"\n\
+             [[custom_api.request_parameter]]\nname = \"Name\"\ntype = \"String\"\n\
+             [[custom_api.response_property]]\nname = \"Greeting\"\ntype = \"String\"\n",
+            fixtures::component("greet").display()
+        ),
+    )
+    .await;
+    let r = env.post("weft_Greet", r#"{"Name":"Ada"}"#).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Json = r.json().await.unwrap();
+    assert_eq!(body["Greeting"], "Hello, Ada");
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/$metadata#Microsoft.Dynamics.CRM.weft_GreetResponse"),
+        "{body}"
+    );
+    let (status, _, message) = error_of(env.post("weft_Greet", "{}").await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("required parameter Name"), "{message}");
+    let (status, code, message) = error_of(env.post("weft_Greet", r#"{"Name":7}"#).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, api::BAD_PAYLOAD)
+    );
+    assert!(message.contains("'Name'"), "{message}");
     env.stop().await;
 }

@@ -490,7 +490,7 @@ pub fn entity_to_json(
 }
 
 /// One value as JSON text.
-fn value_to_json(v: &WitValue) -> String {
+pub(super) fn value_to_json(v: &WitValue) -> String {
     let string = |s: String| Json::String(s).to_string();
     match v {
         WitValue::Null => "null".into(),

@@ -2,7 +2,8 @@
 //! `{entityset}({id})` GET/PATCH/DELETE (Retrieve/Update/Delete) and collection GET (RetrieveMultiple with
 //! `$select`/`$filter`/`$top`/`$orderby`), `Prefer: return=representation`, the
 //! `MSCRM.BypassBusinessLogicExecution[StepIds]` headers, the `tag` query option and errors as
-//! `{"error":{"code":"0x…","message":"…"}}`. The registration sets `sdkmessageprocessingsteps` and
+//! `{"error":{"code":"0x…","message":"…"}}`; unbound Custom APIs as `POST /api/data/v9.2/{unique_name}`
+//! (the `custom_api` submodule). The registration sets `sdkmessageprocessingsteps` and
 //! `pluginassemblies` are served by the `registration` submodule (steps enabled/disabled and
 //! reconfigured, components replaced, at runtime).
 //!
@@ -22,6 +23,7 @@
 //! (`…@OData.Community.Display.V1.FormattedValue`) are written. `return=representation` reads the record
 //! back with a Retrieve operation of its own (Retrieve steps fire for it).
 
+mod custom_api;
 mod error;
 mod json;
 mod odata;
@@ -248,6 +250,17 @@ async fn resource(
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
+    if let Some(api) = state
+        .runtime
+        .registration
+        .custom_apis
+        .iter()
+        .find(|c| c.unique_name == resource && c.bound_table.is_none())
+    {
+        return custom_api_call(&state, api, method, &uri, &headers, &body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     let call = match Call::new(state, &resource, &uri, headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -272,6 +285,42 @@ async fn resource(
         )),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// An unbound Custom API: POST only, with the `tag` query option.
+async fn custom_api_call(
+    state: &AppState,
+    api: &crate::registration::CustomApiDecl,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    if method != Method::POST {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            BAD_URL,
+            format!(
+                "{method} is not supported on the action {} (POST).",
+                api.unique_name
+            ),
+        ));
+    }
+    let schema = &state.runtime.registration.schema;
+    let mut request = OrganizationRequest::new(Message::Custom {
+        name: api.unique_name.clone(),
+        parameters: custom_api::parameters(schema, api, body)?,
+    });
+    request.tag = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
+        .0
+        .into_iter()
+        .find_map(|(k, v)| (k == "tag").then_some(v));
+    let response = execute(&state.runtime, request).await?;
+    let OrganizationResponse::Custom { outputs } = response else {
+        return Err(unexpected(&response));
+    };
+    custom_api::response(schema, &base_url(headers), api, &outputs)
 }
 
 /// A single property of a record: only `pluginassemblies(<GUID>)/content` (the component) is served.
@@ -426,17 +475,7 @@ impl Call {
         &self,
         request: OrganizationRequest,
     ) -> Result<OrganizationResponse, ApiError> {
-        let runtime = Arc::clone(&self.state.runtime);
-        tokio::task::spawn_blocking(move || runtime.pipeline.execute(request))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "0x80040216",
-                    format!("the operation did not complete: {e}"),
-                )
-            })?
-            .map_err(ApiError::from)
+        execute(&self.state.runtime, request).await
     }
 
     fn entity_url(&self, id: Uuid) -> String {
@@ -594,6 +633,24 @@ impl Call {
         self.execute(self.request(message, options.tag)?).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
+}
+
+/// Runs `request` through the pipeline on a blocking thread.
+async fn execute(
+    runtime: &Arc<Runtime>,
+    request: OrganizationRequest,
+) -> Result<OrganizationResponse, ApiError> {
+    let runtime = Arc::clone(runtime);
+    tokio::task::spawn_blocking(move || runtime.pipeline.execute(request))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "0x80040216",
+                format!("the operation did not complete: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
 }
 
 fn unexpected(response: &OrganizationResponse) -> ApiError {
