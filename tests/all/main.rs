@@ -10,3 +10,4 @@ mod durability;
 mod fixtures;
 mod pipeline;
 mod sandbox;
+mod system_api;

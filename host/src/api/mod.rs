@@ -5,7 +5,8 @@
 //! `{"error":{"code":"0x…","message":"…"}}`; unbound Custom APIs as `POST /api/data/v9.2/{unique_name}`
 //! (the `custom_api` submodule). The registration sets `sdkmessageprocessingsteps` and
 //! `pluginassemblies` are served by the `registration` submodule (steps enabled/disabled and
-//! reconfigured, components replaced, at runtime).
+//! reconfigured, components replaced, at runtime); system jobs (`asyncoperations`) and service endpoints
+//! (`serviceendpoints`, with TriggerServiceEndpointCheck) by the `system` submodule.
 //!
 //! Owns only the translation HTTP ⇄ [`OrganizationRequest`] / [`OrganizationResponse`], request
 //! authentication and the server's lifetime. It holds no business logic: every operation goes through
@@ -28,6 +29,7 @@ mod error;
 mod json;
 mod odata;
 mod registration;
+mod system;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +50,7 @@ pub use json::{format_datetime, parse_datetime};
 pub use registration::{ASSEMBLIES, STEPS};
 
 use registration::RegistrationCall;
+use system::SystemCall;
 
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
 use crate::runtime::Runtime;
@@ -112,11 +115,16 @@ impl std::fmt::Debug for ApiAuth {
 struct AppState {
     runtime: Arc<Runtime>,
     auth: ApiAuth,
+    checker: system::Checker,
 }
 
 /// The API's routes over `runtime`.
 pub fn router(runtime: Arc<Runtime>, auth: ApiAuth) -> Router {
-    let state = AppState { runtime, auth };
+    let state = AppState {
+        runtime,
+        auth,
+        checker: system::Checker::default(),
+    };
     Router::new()
         // A plug-in component (a few MB, a third more in base64) is the largest body a request carries.
         .route(
@@ -243,6 +251,22 @@ async fn resource(
     body: Bytes,
 ) -> Response {
     if let Some((set, id)) = json::parse_key_segment(&resource)
+        && SystemCall::owns(set)
+    {
+        return SystemCall::new(
+            &state.runtime,
+            &state.checker,
+            set,
+            id,
+            None,
+            &uri,
+            &headers,
+        )
+        .handle(method, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    }
+    if let Some((set, id)) = json::parse_key_segment(&resource)
         && RegistrationCall::owns(set)
     {
         return registration_call(&state, set, id, None, &uri, &headers)
@@ -339,6 +363,18 @@ async fn property(
                 .await
                 .unwrap_or_else(IntoResponse::into_response)
         }
+        Some((set, Some(id))) if SystemCall::owns(set) => SystemCall::new(
+            &state.runtime,
+            &state.checker,
+            set,
+            Some(id),
+            Some(&property),
+            &uri,
+            &headers,
+        )
+        .handle(method, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response),
         _ => unknown_path(uri).await.into_response(),
     }
 }
