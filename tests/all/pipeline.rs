@@ -1135,11 +1135,22 @@ fn custom_api_registration_errors_name_the_entry() {
             greet_api("greet").replace("weft_Greet", "Create"),
             "already exists",
         ),
+        (
+            format!(
+                "{}{}",
+                greet_api("greet"),
+                probe_step("s", "weft_Greet", 20, 1, "")
+            ),
+            "is unbound: the step's table must be absent",
+        ),
     ] {
         let err = Registration::load(&write_config(dir.path(), &api)).unwrap_err();
         assert!(err.to_string().contains(reason), "{reason}: {err}");
         if !reason.starts_with("unknown variant") {
-            assert!(err.entry.starts_with("custom_api \""), "{err}");
+            assert!(
+                err.entry.starts_with("custom_api \"") || err.entry == "step \"s\"",
+                "{err}"
+            );
         }
     }
 }

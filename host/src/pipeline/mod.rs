@@ -1,5 +1,5 @@
 //! The event execution pipeline: runs Create, Retrieve, RetrieveMultiple, Update, Delete, Associate,
-//! Disassociate, SetState and Assign through
+//! Disassociate, SetState, Assign and declared Custom API messages (whose stage 30 is their plug-in) through
 //! Dataverse's stages (10 PreValidation, 20 PreOperation, 30 main operation, 40 PostOperation), firing the
 //! registered steps in the sandbox, inside one store transaction, and queues async steps as system jobs (the
 //! outbox) in that same transaction.

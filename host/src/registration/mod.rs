@@ -20,7 +20,7 @@
 //! [[step]]
 //! name = "validate account"
 //! message = "Create"             # Create, Retrieve, RetrieveMultiple, Update, Delete, Associate,
-//!                                # Disassociate, SetState, Assign
+//!                                # Disassociate, SetState, Assign, or a custom_api unique_name
 //! table = "account"              # absent = every table
 //! stage = 10                     # 10, 20 or 40 (30 is Custom API only)
 //! mode = 0                       # 0 sync, 1 async (stage 40 only)
@@ -509,6 +509,21 @@ impl Registration {
                     "unknown message `{}` (weft runs {} and the declared custom APIs)",
                     s.message,
                     MESSAGES.join(", ")
+                ));
+            }
+            if let Some(api) = custom_apis.iter().find(|c| c.unique_name == s.message)
+                && s.table.is_some()
+                && s.table != api.bound_table
+            {
+                return fail(format!(
+                    "custom API {} is {}: the step's table must be {}",
+                    api.unique_name,
+                    api.bound_table
+                        .as_deref()
+                        .map_or("unbound".to_owned(), |t| format!("bound to `{t}`")),
+                    api.bound_table
+                        .as_deref()
+                        .map_or("absent".to_owned(), |t| format!("`{t}` or absent")),
                 ));
             }
             let table =
