@@ -262,6 +262,43 @@ async fn asyncoperations_list_filter_cancel() {
         )
     );
 
+    // Resume: Ready again at once; then postponed, found by its correlation id.
+    let (status, body) = env
+        .patch(
+            &format!("asyncoperations({job})"),
+            json!({"statecode": 0, "statuscode": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = env
+        .patch(
+            &format!("asyncoperations({job})"),
+            json!({"postponeuntil": "2999-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let correlation = row["correlationid"].as_str().unwrap();
+    let v = env
+        .json(&format!(
+            "asyncoperations?$filter=correlationid eq {correlation}&$select=statuscode,postponeuntil"
+        ))
+        .await;
+    assert_eq!(
+        v["value"],
+        json!([{"asyncoperationid": job, "statuscode": 0, "postponeuntil": "2999-01-01T00:00:00.000Z"}])
+    );
+    let (status, body) = env
+        .patch(
+            &format!("asyncoperations({job})"),
+            json!({"postponeuntil": "2000-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_message(&body).contains("is not in the future"),
+        "{body}"
+    );
+
     // Cancel: Completed / Canceled, completedon set.
     let (status, body) = env
         .patch(

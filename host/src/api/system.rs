@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
 use uuid::Uuid;
+use weft_endpoints::ErrorClass;
 use weft_jobs::views::{JobView, ListFilter};
 use weft_jobs::{JobAction, JobOpError};
 use weft_store::system::{JobState, JobStatus, ServiceEndpoint};
@@ -37,6 +38,9 @@ pub const JOBS: &str = "asyncoperations";
 pub const ENDPOINTS: &str = "serviceendpoints";
 /// The check action's path segment.
 pub const CHECK: &str = "Microsoft.Dynamics.CRM.TriggerServiceEndpointCheck";
+
+/// The code of a failed check (Dataverse's generic unexpected-error code: the message says what failed).
+const CHECK_FAILED: &str = "0x80040216";
 
 /// The `asyncoperation` columns served, in Dataverse's names.
 const JOB_COLUMNS: &[&str] = &[
@@ -136,8 +140,8 @@ impl<'a> SystemCall<'a> {
                 StatusCode::METHOD_NOT_ALLOWED,
                 BAD_URL,
                 format!(
-                    "{m} is not supported here (asyncoperations: GET, PATCH a record; {set}: see the \
-                     module's routes; serviceendpoints: GET)."
+                    "{m} is not supported on {set} (asyncoperations: GET, PATCH a record; \
+                     serviceendpoints: GET, POST serviceendpoints(<GUID>)/{CHECK})."
                 ),
             )),
         }
@@ -266,10 +270,18 @@ impl<'a> SystemCall<'a> {
             })?;
         match delivery.check(endpoint).await {
             Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-            Err(e @ DeliveryError::Post(_)) => Err(ApiError::payload(format!(
-                "service endpoint {id}: {e} ({:?})",
-                e.class()
-            ))),
+            Err(DeliveryError::Post(e)) => {
+                let class = match e.class() {
+                    ErrorClass::Transient => "transient: posts would be retried",
+                    ErrorClass::Permanent => "permanent: posts would fail",
+                    ErrorClass::Auth => "credentials refused: posts would wait for a fix",
+                };
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    CHECK_FAILED,
+                    format!("service endpoint {id}: {e} ({class})"),
+                ))
+            }
             Err(e) => Err(internal(e.to_string())),
         }
     }
