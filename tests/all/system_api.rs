@@ -330,6 +330,21 @@ async fn asyncoperations_list_filter_cancel() {
         "{body}"
     );
 
+    // $top after the order: the oldest (the store stops early) or the newest.
+    let (status, body) = env.post("accounts", r#"{"name":"Fabrikam"}"#).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let v = env.json("asyncoperations?$top=1&$select=name").await;
+    let rows = v["value"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["asyncoperationid"], json!(job), "{v}");
+    let v = env
+        .json("asyncoperations?$top=1&$orderby=createdon desc&$select=statuscode")
+        .await;
+    let rows = v["value"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_ne!(rows[0]["asyncoperationid"], json!(job), "{v}");
+    assert_eq!(rows[0]["statuscode"], json!(0), "{v}");
+
     // Bad queries and unknown jobs are refused precisely.
     for (path, needle) in [
         ("asyncoperations?$filter=name eq 'x'", "'name'"),

@@ -11,7 +11,9 @@
 //! # Differences from Dataverse
 //! `$filter` takes `statuscode`, `statecode`, `_owningextensionid_value` and `correlationid` compared with
 //! `eq` and joined by `and` (values may be `@alias` parameters); `$orderby` one of `createdon`,
-//! `startedon`, `completedon`. PATCH `statecode`/`statuscode` 3/32 cancels, 1/10 pauses, 0/0 resumes.
+//! `startedon`, `completedon` (ties and the other orders sort in memory). PATCH `statecode`/`statuscode`
+//! 3/32 cancels, 1/10 pauses, 0/0 resumes; `postponeuntil` postpones. `serviceendpoints` takes no query
+//! options and cannot be changed through the API (its rows come from `weft.toml`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -165,7 +167,11 @@ impl<'a> SystemCall<'a> {
 
     async fn list_jobs(&self) -> Result<Response, ApiError> {
         let query = JobQuery::parse(&self.pairs)?;
-        let filter = query.filter.clone();
+        let mut filter = query.filter.clone();
+        // The view lists oldest first: with that order the store can stop at $top itself.
+        if matches!(query.order, None | Some(("createdon", false))) {
+            filter.limit = query.top.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
+        }
         let mut jobs = self
             .read(move |r| weft_jobs::views::list(r, &filter))
             .await?;
