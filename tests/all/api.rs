@@ -992,3 +992,53 @@ async fn custom_api_action_answers_its_response_properties() {
     assert!(message.contains("'Name'"), "{message}");
     env.stop().await;
 }
+
+/// The plug-in trace log is readable through the API as `plugintracelogs`,
+/// with Dataverse's column names, filterable by correlation id; a failed
+/// operation's trace is there too, and bad query options are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugintracelogs_list_and_filter() {
+    let env = start(None).await;
+    env.create(json!({"name": "Fourth Coffee"})).await;
+    let r = env
+        .post("accounts", r#"{"name": "A", "emailaddress1": "nope"}"#)
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let (status, all) = env.get("plugintracelogs").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let rows = all["value"].as_array().unwrap();
+    let failed = rows
+        .iter()
+        .find(|t| t["exceptiondetails"].is_string())
+        .expect("the rejected operation's trace");
+    assert_eq!(failed["typename"], json!("validator"));
+    assert_eq!(failed["messagename"], json!("Create"));
+    assert!(
+        failed["exceptiondetails"]
+            .as_str()
+            .unwrap()
+            .contains("'nope' is not a valid e-mail address."),
+        "{failed}"
+    );
+    let correlation = failed["correlationid"].as_str().unwrap().to_owned();
+    let (status, one) = env
+        .get(&format!(
+            "plugintracelogs?$filter=correlationid eq {correlation}&$top=10"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let filtered = one["value"].as_array().unwrap();
+    assert!(!filtered.is_empty() && filtered.len() < rows.len(), "{one}");
+    assert!(
+        filtered
+            .iter()
+            .all(|t| t["correlationid"] == json!(correlation))
+    );
+
+    let (status, _) = env.get("plugintracelogs?$filter=typename eq 'x'").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = env.get("plugintracelogs?$orderby=createdon").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    env.stop().await;
+}

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use weft_endpoints::ErrorClass;
 use weft_jobs::views::{JobView, ListFilter};
 use weft_jobs::{JobAction, JobOpError};
-use weft_store::system::{JobState, JobStatus, ServiceEndpoint};
+use weft_store::system::{JobState, JobStatus, ServiceEndpoint, TraceFilter, TraceLog};
 use weft_store::{Read, StoreError, StoreExt};
 
 use super::error::{ApiError, BAD_URL};
@@ -40,6 +40,8 @@ pub const JOBS: &str = "asyncoperations";
 pub const ENDPOINTS: &str = "serviceendpoints";
 /// The check action's path segment.
 pub const CHECK: &str = "Microsoft.Dynamics.CRM.TriggerServiceEndpointCheck";
+/// The plug-in trace log's entity set.
+pub const TRACES: &str = "plugintracelogs";
 
 /// The code of a failed check (Dataverse's generic unexpected-error code: the message says what failed).
 const CHECK_FAILED: &str = "0x80040216";
@@ -107,7 +109,7 @@ impl<'a> SystemCall<'a> {
 
     /// Whether `set` is served here rather than as a table.
     pub(super) fn owns(set: &str) -> bool {
-        set == JOBS || set == ENDPOINTS
+        set == JOBS || set == ENDPOINTS || set == TRACES
     }
 
     pub(super) async fn handle(
@@ -130,6 +132,7 @@ impl<'a> SystemCall<'a> {
             (ENDPOINTS, &Method::GET, None, None) => self.list_endpoints().await,
             (ENDPOINTS, &Method::GET, Some(id), None) => self.get_endpoint(id).await,
             (ENDPOINTS, &Method::POST, Some(id), Some(CHECK)) => self.check(id).await,
+            (TRACES, &Method::GET, None, None) => self.list_traces().await,
             (_, _, _, Some(p)) => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 BAD_URL,
@@ -230,6 +233,60 @@ impl<'a> SystemCall<'a> {
             Err(JobOpError::Store(e)) => Err(internal(e.to_string())),
             Err(e) => Err(ApiError::payload(e.to_string())),
         }
+    }
+
+    /// `GET plugintracelogs`: newest first; `$filter` on `correlationid` and
+    /// `_pluginstepid_value` (`eq`, joined by `and`) and `$top`.
+    async fn list_traces(&self) -> Result<Response, ApiError> {
+        let mut filter = TraceFilter::default();
+        for (key, value) in &self.pairs {
+            match key.as_str() {
+                "$top" => {
+                    let top = value.parse::<u32>().map_err(|_| {
+                        ApiError::url(format!("$top: `{value}` is not a whole number."))
+                    })?;
+                    filter.limit = Some(top);
+                }
+                "$filter" => {
+                    for clause in value.split(" and ") {
+                        let (column, literal) =
+                            clause.trim().split_once(" eq ").ok_or_else(|| {
+                                ApiError::url(format!(
+                                    "$filter: `{clause}` is not `<column> eq <guid>`."
+                                ))
+                            })?;
+                        let id = literal.trim().parse::<Uuid>().map_err(|_| {
+                            ApiError::url(format!("$filter: `{literal}` is not a GUID."))
+                        })?;
+                        match column.trim() {
+                            "correlationid" => filter.correlation_id = Some(id),
+                            "_pluginstepid_value" => filter.step_id = Some(id),
+                            other => {
+                                return Err(ApiError::url(format!(
+                                    "$filter: `{other}` cannot be filtered on {TRACES} \
+                                     (correlationid, _pluginstepid_value)."
+                                )));
+                            }
+                        }
+                    }
+                }
+                other => {
+                    return Err(ApiError::url(format!(
+                        "The query option `{other}` is not supported on {TRACES} ($filter, $top)."
+                    )));
+                }
+            }
+        }
+        let rows: Vec<Json> = self
+            .read(move |r| r.trace_logs(&filter))
+            .await?
+            .iter()
+            .map(trace_json)
+            .collect();
+        Ok(respond(
+            StatusCode::OK,
+            json!({"@odata.context": self.context(false), "value": rows}),
+        ))
     }
 
     async fn list_endpoints(&self) -> Result<Response, ApiError> {
@@ -562,6 +619,27 @@ fn record(context: String, row: Json) -> Response {
         map.insert("@odata.context".into(), Json::String(context));
     }
     respond(StatusCode::OK, row)
+}
+
+/// A trace-log row with Dataverse's `plugintracelog` column names (captured
+/// stderr, which Dataverse does not have, as `weft_stderr`).
+fn trace_json(t: &TraceLog) -> Json {
+    let e = &t.entry;
+    json!({
+        "plugintracelogid": t.id,
+        "typename": e.plugin,
+        "messagename": e.message_name,
+        "primaryentity": e.primary_entity,
+        "depth": e.depth,
+        "correlationid": e.correlation_id,
+        "mode": e.mode.value(),
+        "performanceexecutionduration": e.duration_ms,
+        "messageblock": e.trace,
+        "exceptiondetails": e.error,
+        "_pluginstepid_value": e.step_id,
+        "createdon": super::json::format_datetime(t.created_on),
+        "weft_stderr": e.stderr,
+    })
 }
 
 fn respond(status: StatusCode, body: Json) -> Response {
