@@ -21,6 +21,7 @@
 //! ```
 
 pub mod bench;
+pub mod calendar;
 pub mod cli;
 pub mod error;
 mod infoset;

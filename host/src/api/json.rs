@@ -525,27 +525,16 @@ pub(super) fn value_to_json(v: &WitValue) -> String {
     }
 }
 
-// ---- ISO 8601 date-times (UTC), the civil-calendar algorithms of H. Hinnant --------------------------------
+// ---- ISO 8601 date-times (UTC), on weft-message's calendar arithmetic -------------------------------------
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    // Callers pass a validated month (1–12) and day (1–31).
+    weft_message::calendar::days_from_civil(i128::from(y), m as u32, d as u32) as i64
 }
 
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let (y, m, d) = weft_message::calendar::civil_from_days(i128::from(z));
+    (y as i64, i64::from(m), i64::from(d))
 }
 
 /// ms since the Unix epoch → `2024-01-01T00:00:00Z` (milliseconds shown only when not zero).
