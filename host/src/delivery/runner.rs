@@ -12,12 +12,12 @@ use std::time::Instant;
 
 use uuid::Uuid;
 use weft_jobs::{FailureClass, JobOutcome, JobRunner};
-use weft_store::system::{EventHandler, NewTraceLog, StepMode, SystemJob, TraceOutcome};
+use weft_store::system::{EventHandler, StepMode, SystemJob};
 use weft_store::{Read, Store, StoreExt, Tx};
 
 use super::{Delivery, DeliveryError, PLUGIN_FAILED_CODE, POST_FAILED_CODE};
 use crate::convert::{self, uuid};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, TraceSubject};
 use crate::registration::StepDecl;
 use crate::sandbox::wit::context::{ContextChanges, ExecutionContext, Mode};
 use crate::sandbox::wit::types::{Guid, ServiceError};
@@ -167,24 +167,22 @@ impl DeliveryRunner {
             result.endpoint_id = Some(endpoint);
             result.status_code = status;
         }
-        let entry = NewTraceLog {
-            step_id: Some(step.def.id),
+        let entry = TraceSubject {
+            step_id: step.def.id,
             plugin: name,
             message_name: job.message_name.clone(),
             primary_entity: job.primary_entity_type.clone(),
             depth: job.depth,
             correlation_id: job.correlation_id,
             mode: StepMode::Asynchronous,
-            duration_ms: outcome.usage.elapsed.as_millis() as i64,
-            outcome: if result.is_success() {
-                TraceOutcome::Succeeded
-            } else {
-                TraceOutcome::Failed
-            },
-            trace: outcome.traces.join("\n"),
-            stderr: outcome.stderr,
-            error: result.message.clone(),
-        };
+        }
+        .row(
+            outcome.usage.elapsed,
+            &outcome.traces,
+            outcome.stderr,
+            result.is_success(),
+            result.message.clone(),
+        );
         if let Err(e) = self
             .store()
             .transact(move |tx: &mut dyn Tx| tx.insert_trace_log(entry))

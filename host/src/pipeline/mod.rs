@@ -19,10 +19,12 @@
 //! rolls the work's savepoint back; trace-log rows survive (the store writes them outside the savepoint).
 
 pub mod bench;
+pub use trace::TraceSubject;
 mod custom_api;
 mod error;
 mod registry;
 mod services;
+mod trace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 use weft_store::system::{
     EventHandler, ImageType, InvocationSource, NewSystemJob, NewTraceLog, PluginAssembly,
-    SecretUpdate, Stage as StoreStage, StepMode, StepState, TraceOutcome,
+    SecretUpdate, Stage as StoreStage, StepMode, StepState,
 };
 use weft_store::{EntityRef, Query, Read, Row, Store, StoreError, StoreExt, Tx};
 
@@ -1126,24 +1128,22 @@ impl Inner {
             Err(PipelineError::IsvUnexpected { detail, .. }) => Some(detail.clone()),
             Err(e) => Some(format!("{} ({})", e, e.code())),
         };
-        let entry = NewTraceLog {
-            step_id: Some(step.def.id),
+        let entry = TraceSubject {
+            step_id: step.def.id,
             plugin: assembly.name.clone(),
             message_name: op.message.clone(),
             primary_entity: Some(op.table.clone()),
             depth: op.depth,
             correlation_id: op.correlation_id,
             mode: StepMode::Synchronous,
-            duration_ms: outcome.usage.elapsed.as_millis() as i64,
-            outcome: if result.is_ok() {
-                TraceOutcome::Succeeded
-            } else {
-                TraceOutcome::Failed
-            },
-            trace: outcome.traces.join("\n"),
-            stderr: outcome.stderr,
+        }
+        .row(
+            outcome.usage.elapsed,
+            &outcome.traces,
+            outcome.stderr,
+            result.is_ok(),
             error,
-        };
+        );
         match reborrow(tx) {
             Some(tx) => {
                 tx.insert_trace_log(entry)?;
