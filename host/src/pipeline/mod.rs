@@ -898,38 +898,36 @@ impl Inner {
     }
 
     fn needs_pre_image(&self, op: &Op) -> bool {
-        matches!(
-            op.message.as_str(),
-            "Update" | "Delete" | "SetState" | "Assign"
-        ) && op.registry.steps.iter().any(|s| {
-            s.def.message == op.message
-                && s.def
-                    .primary_entity
-                    .as_deref()
-                    .is_none_or(|t| t == op.table)
-                && s.def
-                    .images
-                    .iter()
-                    .any(|i| i.image_type != ImageType::PostImage)
-        })
+        self.needs_image(op, false)
     }
 
     fn needs_post_image(&self, op: &Op) -> bool {
-        matches!(
-            op.message.as_str(),
-            "Create" | "Update" | "SetState" | "Assign"
-        ) && op.registry.steps.iter().any(|s| {
-            s.def.message == op.message
-                && s.def.stage == StoreStage::PostOperation
-                && s.def
-                    .primary_entity
-                    .as_deref()
-                    .is_none_or(|t| t == op.table)
-                && s.def
-                    .images
-                    .iter()
-                    .any(|i| i.image_type != ImageType::PreImage)
-        })
+        self.needs_image(op, true)
+    }
+
+    /// Whether a registered step of this operation takes a pre-image (any stage)
+    /// or a post-image (PostOperation only), on a message that has one — the
+    /// availability rules registration enforces (`registration::image_support`).
+    fn needs_image(&self, op: &Op, post: bool) -> bool {
+        let Some((pre_available, post_available)) = crate::registration::image_support(&op.message)
+        else {
+            return false;
+        };
+        let (available, other_kind) = if post {
+            (post_available, ImageType::PreImage)
+        } else {
+            (pre_available, ImageType::PostImage)
+        };
+        available
+            && op.registry.steps.iter().any(|s| {
+                s.def.message == op.message
+                    && (!post || s.def.stage == StoreStage::PostOperation)
+                    && s.def
+                        .primary_entity
+                        .as_deref()
+                        .is_none_or(|t| t == op.table)
+                    && s.def.images.iter().any(|i| i.image_type != other_kind)
+            })
     }
 
     fn images(&self, op: &Op, step: &StepDecl, stage: Stage) -> (Vec<Image>, Vec<Image>) {

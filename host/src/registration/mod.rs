@@ -318,7 +318,7 @@ pub fn derived_id(kind: &str, name: &str) -> Uuid {
 }
 
 /// Whether `message` carries entity images, and which: (pre-image possible, post-image possible).
-fn image_support(message: &str) -> Option<(bool, bool)> {
+pub(crate) fn image_support(message: &str) -> Option<(bool, bool)> {
     match message {
         "Create" => Some((false, true)),
         "Update" | "Assign" | "SetState" => Some((true, true)),
