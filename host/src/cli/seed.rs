@@ -65,20 +65,10 @@ fn component(artifacts: &[Artifact], package: &str) -> anyhow::Result<String> {
 
 fn config(artifacts: &[Artifact], bus: std::net::SocketAddr, hook: &str) -> anyhow::Result<String> {
     let relay_id = derived_id("serviceendpoint", "confirm relay");
+    let table = crate::registration::EXAMPLE_ACCOUNT_TABLE;
     Ok(format!(
         r#"
-[[table]]
-logical_name = "account"
-entity_set_name = "accounts"
-primary_id_attribute = "accountid"
-primary_name_attribute = "name"
-  [[table.attribute]]
-  logical_name = "name"
-  type = "String"
-  [[table.attribute]]
-  logical_name = "accountnumber"
-  type = "String"
-
+{table}
 [[plugin]]
 name = "validator"
 component = "{validator}"

@@ -50,23 +50,10 @@ fn config(components: &Path) -> String {
             .display()
             .to_string()
     };
+    let table = crate::registration::EXAMPLE_ACCOUNT_TABLE;
     format!(
         r#"
-[[table]]
-logical_name = "account"
-entity_set_name = "accounts"
-primary_id_attribute = "accountid"
-primary_name_attribute = "name"
-  [[table.attribute]]
-  logical_name = "name"
-  type = "String"
-  [[table.attribute]]
-  logical_name = "accountnumber"
-  type = "String"
-  [[table.attribute]]
-  logical_name = "emailaddress1"
-  type = "String"
-
+{table}
 [[plugin]]
 name = "validator"
 component = "{}"

@@ -312,6 +312,28 @@ struct RawEndpoint {
     auth_value: Option<String>,
 }
 
+/// The `account` table the example plug-ins (validator, enricher,
+/// azure-aware) work on, as `weft.toml` declares it: shared by the
+/// quickstart's seed scenario and `weft bench pipeline`.
+pub const EXAMPLE_ACCOUNT_TABLE: &str = r#"[[table]]
+logical_name = "account"
+entity_set_name = "accounts"
+primary_id_attribute = "accountid"
+primary_name_attribute = "name"
+  [[table.attribute]]
+  logical_name = "name"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "accountnumber"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "emailaddress1"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "creditlimit"
+  type = "Money"
+"#;
+
 /// The id weft gives an entry of `kind` named `name` when the file gives none (stable across restarts).
 pub fn derived_id(kind: &str, name: &str) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("{kind}:{name}").as_bytes())
