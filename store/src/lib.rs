@@ -97,6 +97,10 @@ pub trait Read {
     fn plugin_assemblies(&self) -> Result<Vec<PluginAssembly>>;
     /// Registered plug-in types.
     fn plugin_types(&self) -> Result<Vec<PluginType>>;
+    /// The component an assembly was given at runtime, if any (see [`system::AssemblyContent`]).
+    fn plugin_assembly_content(&self, assembly_id: Uuid) -> Result<Option<AssemblyContent>>;
+    /// What the configuration file said about each entry it declared, as last applied.
+    fn declarations(&self) -> Result<Vec<Declaration>>;
     /// Registered steps with their images, ordered by message, stage, rank; never the secure configuration.
     fn steps(&self) -> Result<Vec<Step>>;
     /// A step's secure configuration: for handing to the sandbox only, never to API callers.
@@ -161,6 +165,17 @@ pub trait Tx: Read {
 
     /// Inserts or replaces a plug-in assembly.
     fn put_plugin_assembly(&mut self, assembly: &PluginAssembly) -> Result<()>;
+    /// Stores (Some) or removes (None) the component an assembly was given at runtime; the assembly must
+    /// exist to be given one.
+    fn put_plugin_assembly_content(
+        &mut self,
+        assembly_id: Uuid,
+        content: Option<&AssemblyContent>,
+    ) -> Result<()>;
+    /// Records what the configuration file said about an entry.
+    fn put_declaration(&mut self, declaration: &Declaration) -> Result<()>;
+    /// Forgets what the configuration file said about an entry (it no longer declares it).
+    fn delete_declaration(&mut self, kind: &str, id: Uuid) -> Result<()>;
     /// Inserts or replaces a plug-in type (its assembly must exist).
     fn put_plugin_type(&mut self, plugin_type: &PluginType) -> Result<()>;
     /// Inserts or replaces a step with its images; changes its secure configuration as told. Refuses async

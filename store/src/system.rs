@@ -242,6 +242,38 @@ pub struct PluginAssembly {
     pub sha256: Option<String>,
 }
 
+/// A plug-in assembly's component as replaced at runtime (Dataverse keeps an assembly's `content` in the
+/// database too): the bytes the host loads instead of the file `weft.toml` names. `Debug` shows its size only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AssemblyContent {
+    /// sha256 of `content`, lowercase hex.
+    pub sha256: String,
+    /// The component's bytes.
+    pub content: Vec<u8>,
+}
+
+impl fmt::Debug for AssemblyContent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssemblyContent")
+            .field("sha256", &self.sha256)
+            .field("bytes", &self.content.len())
+            .finish()
+    }
+}
+
+/// What the configuration file last said about one registration entry, as applied at a start: the
+/// fingerprint tells whether the file changed the entry since (then the file's version replaces runtime
+/// changes) or not (then runtime changes stand). Entries without one were made at runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declaration {
+    /// The entry's table: `sdkmessageprocessingstep`, `serviceendpoint` or `pluginassembly`.
+    pub kind: String,
+    /// The entry's id.
+    pub id: Uuid,
+    /// A digest of the declaration as the file gave it.
+    pub fingerprint: String,
+}
+
 /// A plug-in type: an entry point inside an assembly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginType {

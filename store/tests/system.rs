@@ -590,3 +590,59 @@ fn job_attempts_and_updates() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
+
+/// A component stored for an assembly and the file's declarations survive a reopen and are removed on
+/// request; a component for an assembly that does not exist is refused.
+#[test]
+fn assembly_content_and_declarations_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let assembly = PluginAssembly {
+        id: Uuid::new_v4(),
+        name: "enricher".into(),
+        component_path: "enricher.wasm".into(),
+        sha256: None,
+    };
+    let content = AssemblyContent {
+        sha256: "ab12".into(),
+        content: vec![0, 97, 115, 109],
+    };
+    let declaration = Declaration {
+        kind: "sdkmessageprocessingstep".into(),
+        id: Uuid::new_v4(),
+        fingerprint: "f1".into(),
+    };
+    {
+        let store = common::open(dir.path());
+        let (a, c, d) = (assembly.clone(), content.clone(), declaration.clone());
+        store
+            .transact(move |tx| {
+                tx.put_plugin_assembly(&a)?;
+                tx.put_plugin_assembly_content(a.id, Some(&c))?;
+                tx.put_declaration(&d)
+            })
+            .unwrap();
+        let missing = Uuid::new_v4();
+        let c = content.clone();
+        let err = store
+            .transact(move |tx| tx.put_plugin_assembly_content(missing, Some(&c)))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    }
+    let store = common::open(dir.path());
+    let id = assembly.id;
+    let (stored, declarations) = store
+        .read(move |r| Ok::<_, StoreError>((r.plugin_assembly_content(id)?, r.declarations()?)))
+        .unwrap();
+    assert_eq!(stored, Some(content));
+    assert_eq!(declarations, vec![declaration.clone()]);
+    store
+        .transact(move |tx| {
+            tx.put_plugin_assembly_content(id, None)?;
+            tx.delete_declaration(&declaration.kind, declaration.id)
+        })
+        .unwrap();
+    let (stored, declarations) = store
+        .read(move |r| Ok::<_, StoreError>((r.plugin_assembly_content(id)?, r.declarations()?)))
+        .unwrap();
+    assert_eq!((stored, declarations.len()), (None, 0));
+}

@@ -9,5 +9,6 @@ mod delivery;
 mod durability;
 mod fixtures;
 mod pipeline;
+mod registration_api;
 mod sandbox;
 mod system_api;

@@ -25,6 +25,7 @@
 //! back with a Retrieve operation of its own (Retrieve steps fire for it).
 
 mod custom_api;
+mod endpoints;
 mod error;
 mod json;
 mod odata;
@@ -396,6 +397,50 @@ fn registration_call<'a>(
         has_query: uri.query().is_some_and(|q| !q.is_empty()),
         headers,
     }
+}
+
+/// A Create's answer: 204 with the new row's URL in `OData-EntityId`, or 201 with the row (`row` = the
+/// `@odata.context` and the row's JSON) when the caller asked for `return=representation`.
+fn created(
+    base: &str,
+    set: &str,
+    id: Uuid,
+    row: Option<(String, serde_json::Value)>,
+) -> Result<Response, ApiError> {
+    let location = HeaderValue::from_str(&format!("{base}/{set}({id})")).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "0x80040216",
+            e.to_string(),
+        )
+    })?;
+    let mut response = match row {
+        Some((context, serde_json::Value::Object(fields))) => {
+            let mut body = serde_json::Map::new();
+            body.insert("@odata.context".into(), context.into());
+            body.extend(fields);
+            let mut r = json_response(
+                StatusCode::CREATED,
+                serde_json::Value::Object(body).to_string(),
+            );
+            r.headers_mut().insert(
+                "Preference-Applied",
+                HeaderValue::from_static("return=representation"),
+            );
+            r
+        }
+        _ => StatusCode::NO_CONTENT.into_response(),
+    };
+    response.headers_mut().insert("OData-EntityId", location);
+    Ok(response)
+}
+
+/// Whether the caller asked for `Prefer: return=representation`.
+pub(super) fn wants_representation(headers: &HeaderMap) -> bool {
+    headers
+        .get("Prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.split(',').any(|p| p.trim() == "return=representation"))
 }
 
 fn base_url(headers: &HeaderMap) -> String {

@@ -1,5 +1,5 @@
 //! Registration at runtime through the Web API: `sdkmessageprocessingsteps` (GET the collection or one
-//! step; PATCH `statecode`/`statuscode`, `rank`, `configuration`) and `pluginassemblies` (GET; replace the
+//! step; POST a new step; PATCH `statecode`/`statuscode`, `rank`, `configuration`; DELETE) and `pluginassemblies` (GET; replace the
 //! component with PATCH `{"content":"<base64>"}` or PUT `…(id)/content`).
 //!
 //! Owns the translation HTTP ⇄ [`Pipeline::update_step`] / [`Pipeline::replace_plugin`] and the JSON shape
@@ -8,8 +8,14 @@
 //! the store. The secure configuration is write-only: never returned, only whether one is set (the
 //! `_sdkmessageprocessingstepsecureconfigid_value` lookup).
 //!
+//! Changes made here survive a restart; an edit of `weft.toml` that changes the same entry wins over them
+//! (see [`crate::registration::Registration::apply`]).
+//!
 //! # Differences from Dataverse
-//! No query options on these sets. The message and table of a step are the lookups `_sdkmessageid_value` and
+//! No query options on these sets. A new step is POSTed as weft.toml declares one (`name`, `message`,
+//! `table`, `stage`, `mode`, `plugin` or `service_endpoint`, `image`, …, as JSON), not with Dataverse's
+//! `sdkmessageid@odata.bind`/`plugintypeid@odata.bind` lookups: weft has no `sdkmessages` or
+//! `sdkmessagefilters` sets to bind to, and one declaration language keeps file and API validated alike. The message and table of a step are the lookups `_sdkmessageid_value` and
 //! `_sdkmessagefilterid_value` with weft-derived ids (their names are the FormattedValue annotations). An
 //! assembly's `content` is write-only here (components are large), `sourcehash` is its sha256 and `path`
 //! the component file it was first loaded from. `PUT …(id)/content` takes the component's bytes as the body
@@ -27,7 +33,7 @@ use weft_store::system::{EventHandler, PluginAssembly, StepState};
 use super::error::{ApiError, BAD_PAYLOAD, BAD_URL};
 use super::json::Annotations;
 use crate::pipeline::{Pipeline, PipelineError, StepChange};
-use crate::registration::{StepDecl, derived_id};
+use crate::registration::{RawStep, StepDecl, derived_id};
 
 /// The steps' entity set.
 pub const STEPS: &str = "sdkmessageprocessingsteps";
@@ -66,6 +72,8 @@ impl RegistrationCall<'_> {
             (STEPS, &Method::GET, None, None) => Ok(self.list_steps()),
             (STEPS, &Method::GET, Some(id), None) => self.get_step(id),
             (STEPS, &Method::PATCH, Some(id), None) => self.patch_step(id, &body).await,
+            (STEPS, &Method::POST, None, None) => self.create_step(&body).await,
+            (STEPS, &Method::DELETE, Some(id), None) => self.delete_step(id).await,
             (ASSEMBLIES, &Method::GET, None, None) => Ok(self.list_assemblies()),
             (ASSEMBLIES, &Method::GET, Some(id), None) => self.get_assembly(id),
             (ASSEMBLIES, &Method::PATCH, Some(id), None) => {
@@ -88,7 +96,8 @@ impl RegistrationCall<'_> {
                 StatusCode::METHOD_NOT_ALLOWED,
                 BAD_URL,
                 format!(
-                    "{m} is not supported on {} of {set} (collection: GET; record: GET, PATCH).",
+                    "{m} is not supported on {} of {set} (steps: GET, POST the collection; GET, PATCH, \
+                     DELETE a record; assemblies: GET; PATCH a record or PUT its content).",
                     if id.is_some() {
                         "a record"
                     } else {
@@ -139,7 +148,7 @@ impl RegistrationCall<'_> {
         let change = step_change(body)?;
         let pipeline = self.pipeline.clone();
         let step = blocking(move || pipeline.update_step(id, change)).await?;
-        if wants_representation(self.headers) {
+        if super::wants_representation(self.headers) {
             Ok(record(
                 StatusCode::OK,
                 self.context(true),
@@ -148,6 +157,26 @@ impl RegistrationCall<'_> {
         } else {
             Ok(StatusCode::NO_CONTENT.into_response())
         }
+    }
+
+    /// POST: the body is a `[[step]]` of `weft.toml` as a JSON object (same keys, same rules).
+    async fn create_step(&self, body: &[u8]) -> Result<Response, ApiError> {
+        let raw: RawStep = serde_json::from_slice(body).map_err(|e| {
+            ApiError::payload(format!(
+                "The body is not a step declaration (the keys of a weft.toml [[step]]): {e}."
+            ))
+        })?;
+        let pipeline = self.pipeline.clone();
+        let step = blocking(move || pipeline.create_step(raw)).await?;
+        let row = super::wants_representation(self.headers)
+            .then(|| (self.context(true), step_json(&step, self.annotations())));
+        super::created(&self.base, STEPS, step.def.id, row)
+    }
+
+    async fn delete_step(&self, id: Uuid) -> Result<Response, ApiError> {
+        let pipeline = self.pipeline.clone();
+        blocking(move || pipeline.delete_step(id)).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
     }
 
     fn list_assemblies(&self) -> Response {
@@ -209,7 +238,7 @@ impl RegistrationCall<'_> {
                 code: BAD_PAYLOAD.into(),
                 ..e
             })?;
-        if wants_representation(self.headers) {
+        if super::wants_representation(self.headers) {
             Ok(record(
                 StatusCode::OK,
                 self.context(true),
@@ -242,13 +271,6 @@ fn not_found(table: &str, id: Uuid) -> ApiError {
         table: table.into(),
         id,
     }))
-}
-
-fn wants_representation(headers: &HeaderMap) -> bool {
-    headers
-        .get("Prefer")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.split(',').any(|p| p.trim() == "return=representation"))
 }
 
 fn object(body: &[u8]) -> Result<Map<String, Json>, ApiError> {

@@ -1,6 +1,7 @@
 //! System jobs and service endpoints through the Web API: `asyncoperations` (GET the collection with
 //! `$filter`/`$orderby`/`$top`/`$select`, GET one job, PATCH `statecode`/`statuscode`/`postponeuntil`) and
-//! `serviceendpoints` (GET; POST `…(id)/Microsoft.Dynamics.CRM.TriggerServiceEndpointCheck`).
+//! `serviceendpoints` (GET; POST a new endpoint; PATCH, DELETE one; POST
+//! `…(id)/Microsoft.Dynamics.CRM.TriggerServiceEndpointCheck`; the JSON shape is the `endpoints` module's).
 //!
 //! Owns the translation HTTP ⇄ weft-jobs' [`views`](weft_jobs::views) and [`ops`](weft_jobs::ops) and
 //! [`Delivery::check`], and the JSON shape of these rows (Dataverse column names, option-set numbers). It
@@ -13,7 +14,7 @@
 //! `eq` and joined by `and` (values may be `@alias` parameters); `$orderby` one of `createdon`,
 //! `startedon`, `completedon` (ties and the other orders sort in memory). PATCH `statecode`/`statuscode`
 //! 3/32 cancels, 1/10 pauses, 0/0 resumes; `postponeuntil` postpones. `serviceendpoints` takes no query
-//! options and cannot be changed through the API (its rows come from `weft.toml`).
+//! options. Endpoint changes survive a restart unless `weft.toml` changes the same endpoint.
 
 use std::sync::{Arc, OnceLock};
 
@@ -26,12 +27,14 @@ use uuid::Uuid;
 use weft_endpoints::ErrorClass;
 use weft_jobs::views::{JobView, ListFilter};
 use weft_jobs::{JobAction, JobOpError};
-use weft_store::system::{JobState, JobStatus, ServiceEndpoint, TraceFilter, TraceLog};
+use weft_store::system::{JobState, JobStatus, TraceFilter, TraceLog};
 use weft_store::{Read, StoreError, StoreExt};
 
+use super::endpoints::{endpoint_from_body, endpoint_json};
 use super::error::{ApiError, BAD_URL};
 use super::json::parse_datetime;
 use crate::delivery::{Delivery, DeliveryError, EndpointError};
+use crate::pipeline::PipelineError;
 use crate::runtime::Runtime;
 
 /// The system jobs' entity set.
@@ -83,6 +86,8 @@ pub(super) struct SystemCall<'a> {
     /// The query string, parsed by [`SystemCall::handle`] (a malformed one is refused there).
     uri: Uri,
     pairs: Vec<(String, String)>,
+    /// Whether the caller asked for `Prefer: return=representation`.
+    representation: bool,
 }
 
 impl<'a> SystemCall<'a> {
@@ -104,6 +109,7 @@ impl<'a> SystemCall<'a> {
             property,
             uri: uri.clone(),
             pairs: Vec::new(),
+            representation: super::wants_representation(headers),
         }
     }
 
@@ -131,6 +137,9 @@ impl<'a> SystemCall<'a> {
             (JOBS, &Method::PATCH, Some(id), None) => self.patch_job(id, &body).await,
             (ENDPOINTS, &Method::GET, None, None) => self.list_endpoints().await,
             (ENDPOINTS, &Method::GET, Some(id), None) => self.get_endpoint(id).await,
+            (ENDPOINTS, &Method::POST, None, None) => self.create_endpoint(&body).await,
+            (ENDPOINTS, &Method::PATCH, Some(id), None) => self.update_endpoint(id, &body).await,
+            (ENDPOINTS, &Method::DELETE, Some(id), None) => self.delete_endpoint(id).await,
             (ENDPOINTS, &Method::POST, Some(id), Some(CHECK)) => self.check(id).await,
             (TRACES, &Method::GET, None, None) => self.list_traces().await,
             (_, _, _, Some(p)) => Err(ApiError::new(
@@ -146,7 +155,8 @@ impl<'a> SystemCall<'a> {
                 BAD_URL,
                 format!(
                     "{m} is not supported on {set} (asyncoperations: GET, PATCH a record; \
-                     serviceendpoints: GET, POST serviceendpoints(<GUID>)/{CHECK})."
+                     serviceendpoints: GET, POST the collection, PATCH or DELETE a record, POST \
+                     serviceendpoints(<GUID>)/{CHECK})."
                 ),
             )),
         }
@@ -308,6 +318,37 @@ impl<'a> SystemCall<'a> {
             .await?
             .ok_or_else(|| endpoint_not_found(id))?;
         Ok(record(self.context(true), endpoint_json(&endpoint)))
+    }
+
+    async fn create_endpoint(&self, body: &[u8]) -> Result<Response, ApiError> {
+        let decl = endpoint_from_body(body, None)?;
+        let pipeline = self.runtime.pipeline.clone();
+        let row = change(move || pipeline.create_endpoint(decl)).await?;
+        let representation = self
+            .representation
+            .then(|| (self.context(true), endpoint_json(&row)));
+        super::created(&self.base, ENDPOINTS, row.def.id, representation)
+    }
+
+    async fn update_endpoint(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
+        let stored = self
+            .read(move |r| r.service_endpoint(id))
+            .await?
+            .ok_or_else(|| endpoint_not_found(id))?;
+        let decl = endpoint_from_body(body, Some(&stored))?;
+        let pipeline = self.runtime.pipeline.clone();
+        let row = change(move || pipeline.update_endpoint(decl)).await?;
+        if self.representation {
+            Ok(record(self.context(true), endpoint_json(&row)))
+        } else {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
+
+    async fn delete_endpoint(&self, id: Uuid) -> Result<Response, ApiError> {
+        let pipeline = self.runtime.pipeline.clone();
+        change(move || pipeline.delete_endpoint(id)).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
     }
 
     /// TriggerServiceEndpointCheck: 204 when the endpoint answers with its credentials, else 400 with the
@@ -588,29 +629,14 @@ fn job_json(job: &JobView, select: Option<&[String]>) -> Json {
     }
 }
 
-/// An endpoint's row: option sets as numbers, secrets only as `is…set` flags.
-fn endpoint_json(e: &ServiceEndpoint) -> Json {
-    let d = &e.def;
-    json!({
-        "serviceendpointid": d.id,
-        "name": d.name,
-        "description": d.description,
-        "contract": d.contract.value(),
-        "messageformat": d.message_format.value(),
-        "authtype": d.auth_type.value(),
-        "connectionmode": d.connection_mode.value(),
-        "namespaceformat": d.namespace_format.map(|v| v.value()),
-        "userclaim": d.user_claim.value(),
-        "messagecharset": d.message_charset.map(|v| v.value()),
-        "namespaceaddress": d.namespace_address,
-        "path": d.path,
-        "url": d.url,
-        "saskeyname": d.sas_key_name,
-        "solutionnamespace": d.solution_namespace,
-        "issaskeyset": e.is_sas_key_set,
-        "issastokenset": e.is_sas_token_set,
-        "isauthvalueset": e.is_auth_value_set,
-    })
+/// Runs a registration change on a blocking thread (it waits for the store's commit).
+async fn change<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(format!("the change did not complete: {e}")))?
+        .map_err(ApiError::from)
 }
 
 fn record(context: String, row: Json) -> Response {

@@ -20,20 +20,20 @@
 
 pub mod bench;
 pub use trace::TraceSubject;
+mod changes;
 mod custom_api;
 mod error;
 mod registry;
 mod services;
 mod trace;
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 use weft_store::system::{
     EventHandler, ImageType, InvocationSource, NewSystemJob, NewTraceLog, PluginAssembly,
-    SecretUpdate, Stage as StoreStage, StepMode, StepState,
+    Stage as StoreStage, StepMode, StepState,
 };
 use weft_store::{EntityRef, Query, Read, Row, Store, StoreError, StoreExt, Tx};
 
@@ -350,38 +350,15 @@ fn project(row: &Row, attributes: &[String]) -> Entity {
 }
 
 impl Pipeline {
-    /// Loads every declared plug-in into the sandbox and persists the registration into the store's system
-    /// tables.
+    /// Applies the registration to the store's system tables (see [`Registration::apply`]: runtime changes
+    /// the file did not override stand), then loads every plug-in — the component replaced at runtime when
+    /// there is one, else the file — and runs on the steps as stored.
     pub fn new(
         store: Arc<dyn Store>,
         sandbox: Arc<Sandbox>,
         registration: &Registration,
     ) -> Result<Pipeline, PipelineError> {
-        let mut plugins = HashMap::new();
-        for p in &registration.plugins {
-            let loaded = sandbox
-                .load_file(&p.assembly.name, &p.path)
-                .map_err(|e| PipelineError::Invalid(format!("{}: {e}", registration.file)))?;
-            plugins.insert(
-                p.plugin_type.id,
-                RegisteredPlugin {
-                    assembly: p.assembly.clone(),
-                    loaded: Arc::new(loaded),
-                },
-            );
-        }
-        let persisted = registration.clone();
-        store.transact(move |tx| persisted.persist(tx))?;
-        let mut registry = Registry {
-            plugins,
-            steps: registration.steps.clone(),
-            custom_apis: registration
-                .custom_apis
-                .iter()
-                .map(|c| (c.unique_name.clone(), c.clone()))
-                .collect(),
-        };
-        registry.sort_steps();
+        let registry = changes::startup_registry(&store, &sandbox, registration)?;
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 store,
@@ -448,75 +425,6 @@ impl Pipeline {
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
-    }
-
-    /// Changes a step's state, rank and/or unsecure configuration (`None` leaves a field as it is): persisted
-    /// in the system tables, then used by every operation that starts afterwards. Operations already running
-    /// finish with the step as it was. Returns the step as it now is.
-    pub fn update_step(&self, id: Uuid, change: StepChange) -> Result<StepDecl, PipelineError> {
-        let registries = &self.inner.registries;
-        let writer = registries.begin();
-        let mut next = (*registries.snapshot()).clone();
-        let Some(step) = next.steps.iter_mut().find(|s| s.def.id == id) else {
-            return Err(PipelineError::Store(StoreError::NotFound {
-                table: "sdkmessageprocessingstep".into(),
-                id,
-            }));
-        };
-        if let Some(state) = change.state {
-            step.def.state = state;
-        }
-        if let Some(rank) = change.rank {
-            step.def.rank = rank;
-        }
-        if let Some(configuration) = change.configuration {
-            step.def.configuration = configuration;
-        }
-        let changed = step.clone();
-        let def = changed.def.clone();
-        self.inner
-            .store
-            .transact(move |tx| tx.put_step(&def, SecretUpdate::Keep))?;
-        next.sort_steps();
-        registries.publish(&writer, next);
-        Ok(changed)
-    }
-
-    /// Replaces the component of the plug-in assembly `name` with `bytes` without a restart: the component
-    /// is compiled and checked by the sandbox first (a bad one is refused with the load error and the old one
-    /// keeps serving), the assembly's sha256 is updated in the system tables, then every operation that
-    /// starts afterwards runs the new version while running ones finish on the old. Returns the assembly
-    /// row as stored.
-    pub fn replace_plugin(
-        &self,
-        name: &str,
-        bytes: &[u8],
-    ) -> Result<PluginAssembly, PipelineError> {
-        let registries = &self.inner.registries;
-        let writer = registries.begin();
-        let mut next = (*registries.snapshot()).clone();
-        let Some(plugin) = next.plugins.values_mut().find(|p| p.assembly.name == name) else {
-            return Err(PipelineError::Invalid(format!(
-                "no plug-in assembly is named \"{name}\""
-            )));
-        };
-        let loaded = self
-            .inner
-            .sandbox
-            .load(name, bytes)
-            .map_err(|e| PipelineError::Invalid(format!("plug-in assembly \"{name}\": {e}")))?;
-        let mut assembly = plugin.assembly.clone();
-        assembly.sha256 = Some(loaded.sha256().to_owned());
-        let stored = assembly.clone();
-        self.inner
-            .store
-            .transact(move |tx| tx.put_plugin_assembly(&stored))?;
-        *plugin = RegisteredPlugin {
-            assembly: assembly.clone(),
-            loaded: Arc::new(loaded),
-        };
-        registries.publish(&writer, next);
-        Ok(assembly)
     }
 
     /// Sends plug-ins' notification-service posts through `delivery` from now on (until then they fail

@@ -1,9 +1,13 @@
 //! Registration: `weft.toml` → a validated, typed [`Registration`] (tables, plug-in assemblies, steps, service
 //! endpoints, sandbox limits, pipeline settings), and its persistence into the store's system tables.
 //!
+//! The file and runtime changes (the Web API's) meet at start-up in [`Registration::apply`]: a runtime
+//! change stands until the file changes the same entry, then the file's version wins.
+//!
 //! Owns the file format and every check that can be made before the first operation: unknown keys, missing
 //! component files, sha256 mismatches, async steps outside PostOperation, images on messages or stages that
-//! have none, unknown tables, messages, plug-ins and endpoints. Each error names the file, the entry and the
+//! have none, unknown tables, messages, plug-ins and endpoints, endpoints that could not be posted to
+//! (a missing address, key name or secret). Each error names the file, the entry and the
 //! reason. It must not run plug-ins, open the store or talk HTTP; `[bus]` belongs to the bus and is only
 //! allowed here, never read.
 //!
@@ -58,7 +62,7 @@
 //! [bus]                          # read by the bus, ignored here
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -69,6 +73,7 @@ use weft_store::system::{
     InvocationSource, MessageCharset, MessageFormat, NamespaceFormat, PluginAssembly, PluginType,
     SecretUpdate, ServiceEndpointDef, Stage, StepDef, StepImage, StepMode, StepState, UserClaim,
 };
+use weft_store::system::{Declaration, EndpointSecrets, ServiceEndpoint};
 use weft_store::{RelationshipDef, Schema, TableDef, Tx};
 
 use crate::sandbox::{Limits, sha256_hex};
@@ -132,6 +137,9 @@ pub struct PluginDecl {
     pub plugin_type: PluginType,
     /// The component file, resolved against the file's folder.
     pub path: PathBuf,
+    /// sha256 of the component file as read at load, lowercase hex: tells at start-up whether the file
+    /// changed since a component was replaced at runtime.
+    pub file_sha256: String,
 }
 
 /// A step with its write-only secure configuration.
@@ -239,9 +247,10 @@ struct RawImage {
     attributes: Vec<String>,
 }
 
+/// One `[[step]]` as written, in `weft.toml` or as the JSON body that creates a step through the API.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawStep {
+pub(crate) struct RawStep {
     id: Option<Uuid>,
     name: String,
     message: String,
@@ -287,9 +296,10 @@ fn default_user_claim() -> UserClaim {
     UserClaim::None
 }
 
+/// One `[[service_endpoint]]` as written (the API maps Dataverse's column names onto these keys).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawEndpoint {
+pub(crate) struct RawEndpoint {
     id: Option<Uuid>,
     name: String,
     description: Option<String>,
@@ -334,6 +344,45 @@ primary_name_attribute = "name"
   type = "Money"
 "#;
 
+/// The `kind` of a step's [`Declaration`].
+const STEP: &str = "sdkmessageprocessingstep";
+/// The `kind` of a service endpoint's [`Declaration`].
+const ENDPOINT: &str = "serviceendpoint";
+/// The `kind` of a plug-in component's [`Declaration`] (its fingerprint is the file's sha256).
+const ASSEMBLY: &str = "pluginassembly";
+
+/// A digest of a step as the file declares it. Secrets enter as their own digests. A change of weft's
+/// row types changes it too; then the file's version is applied once more, the safe side.
+fn step_fingerprint(s: &StepDecl) -> String {
+    let def = serde_json::to_string(&s.def).unwrap_or_default();
+    let secure = s
+        .secure_configuration
+        .as_deref()
+        .map(str::as_bytes)
+        .map(sha256_hex);
+    sha256_hex(format!("{def}\n{secure:?}").as_bytes())
+}
+
+/// A digest of a service endpoint as the file declares it (secrets as their digests).
+fn endpoint_fingerprint(e: &EndpointDecl) -> String {
+    let def = serde_json::to_string(&e.def).unwrap_or_default();
+    let secret = |u: &SecretUpdate| match u {
+        SecretUpdate::Set(v) => sha256_hex(v.as_bytes()),
+        SecretUpdate::Clear => "-".to_owned(),
+        SecretUpdate::Keep => "=".to_owned(),
+    };
+    let s = &e.secrets;
+    sha256_hex(
+        format!(
+            "{def}\n{}\n{}\n{}",
+            secret(&s.sas_key),
+            secret(&s.sas_token),
+            secret(&s.auth_value)
+        )
+        .as_bytes(),
+    )
+}
+
 /// The id weft gives an entry of `kind` named `name` when the file gives none (stable across restarts).
 pub fn derived_id(kind: &str, name: &str) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("{kind}:{name}").as_bytes())
@@ -347,6 +396,255 @@ pub(crate) fn image_support(message: &str) -> Option<(bool, bool)> {
         "Delete" => Some((true, false)),
         _ => None,
     }
+}
+
+/// What a step may refer to: the tables, plug-ins (name → plug-in type id), service endpoints (name → id) and
+/// Custom APIs there are. Built from `weft.toml` at load, and from the running registration when a step is
+/// created through the API, so both go through [`step_decl`].
+pub(crate) struct Catalog<'a> {
+    pub(crate) schema: &'a Schema,
+    pub(crate) plugins: Vec<(&'a str, Uuid)>,
+    pub(crate) endpoints: Vec<(String, Uuid)>,
+    pub(crate) custom_apis: Vec<&'a CustomApiDecl>,
+}
+
+/// Validates one step declaration against `catalog`; the error says why (the caller names the entry).
+/// Names must be unique among steps: the caller checks that, as only it knows the others.
+pub(crate) fn step_decl(s: RawStep, catalog: &Catalog<'_>) -> Result<StepDecl, String> {
+    if !MESSAGES.contains(&s.message.as_str())
+        && !catalog
+            .custom_apis
+            .iter()
+            .any(|c| c.unique_name == s.message)
+    {
+        return Err(format!(
+            "unknown message `{}` (weft runs {} and the declared custom APIs)",
+            s.message,
+            MESSAGES.join(", ")
+        ));
+    }
+    if let Some(api) = catalog
+        .custom_apis
+        .iter()
+        .find(|c| c.unique_name == s.message)
+        && s.table.is_some()
+        && s.table != api.bound_table
+    {
+        return Err(format!(
+            "custom API {} is {}: the step's table must be {}",
+            api.unique_name,
+            api.bound_table
+                .as_deref()
+                .map_or("unbound".to_owned(), |t| format!("bound to `{t}`")),
+            api.bound_table
+                .as_deref()
+                .map_or("absent".to_owned(), |t| format!("`{t}` or absent")),
+        ));
+    }
+    let table = match &s.table {
+        Some(t) => Some(
+            catalog
+                .schema
+                .table(t)
+                .ok_or_else(|| format!("table `{t}` is not declared"))?,
+        ),
+        None => None,
+    };
+    if s.stage == Stage::MainOperation {
+        return Err(
+            "stage 30 (MainOperation) is for Custom API plug-ins only; use 10, 20 or 40".into(),
+        );
+    }
+    if s.mode == StepMode::Asynchronous && s.stage != Stage::PostOperation {
+        return Err(format!(
+            "an asynchronous step must be registered in stage 40 (PostOperation), not {}",
+            s.stage.value()
+        ));
+    }
+    if !s.filtering_attributes.is_empty() && s.message != "Update" {
+        return Err("filtering_attributes apply to the Update message only".into());
+    }
+    for a in s
+        .filtering_attributes
+        .iter()
+        .chain(s.images.iter().flat_map(|i| &i.attributes))
+    {
+        if let Some(t) = table
+            && t.attribute(a).is_none()
+        {
+            return Err(format!("table `{}` has no attribute `{a}`", t.logical_name));
+        }
+    }
+    let mut images = Vec::new();
+    let mut aliases = HashSet::new();
+    for i in &s.images {
+        let Some((pre_ok, post_ok)) = image_support(&s.message) else {
+            return Err(format!("message {} has no entity images", s.message));
+        };
+        let wants_pre = i.image_type != RawImageType::Post;
+        let wants_post = i.image_type != RawImageType::Pre;
+        if wants_pre && !pre_ok {
+            return Err(format!(
+                "image \"{}\": {} has no pre-image (there is no row before it)",
+                i.alias, s.message
+            ));
+        }
+        if wants_post && !post_ok {
+            return Err(format!(
+                "image \"{}\": {} has no post-image (there is no row after it)",
+                i.alias, s.message
+            ));
+        }
+        if wants_post && s.stage != Stage::PostOperation {
+            return Err(format!(
+                "image \"{}\": post-images exist only in stage 40 (PostOperation)",
+                i.alias
+            ));
+        }
+        if !aliases.insert(i.alias.clone()) {
+            return Err(format!("image alias \"{}\" is used twice", i.alias));
+        }
+        images.push(StepImage {
+            id: derived_id(
+                "sdkmessageprocessingstepimage",
+                &format!("{}:{}", s.name, i.alias),
+            ),
+            entity_alias: i.alias.clone(),
+            image_type: match i.image_type {
+                RawImageType::Pre => ImageType::PreImage,
+                RawImageType::Post => ImageType::PostImage,
+                RawImageType::Both => ImageType::Both,
+            },
+            attributes: i.attributes.clone(),
+            message_property_name: if s.message == "SetState" {
+                "EntityMoniker".into()
+            } else {
+                "Target".into()
+            },
+        });
+    }
+    let event_handler = match (&s.plugin, &s.service_endpoint) {
+        (Some(p), None) => EventHandler::PluginType(
+            catalog
+                .plugins
+                .iter()
+                .find(|(name, _)| name == p)
+                .ok_or_else(|| format!("plug-in `{p}` is not declared"))?
+                .1,
+        ),
+        (None, Some(e)) => EventHandler::ServiceEndpoint(
+            catalog
+                .endpoints
+                .iter()
+                .find(|(name, _)| name == e)
+                .ok_or_else(|| format!("service endpoint `{e}` is not declared"))?
+                .1,
+        ),
+        _ => {
+            return Err("name exactly one handler: `plugin` or `service_endpoint`".into());
+        }
+    };
+    if matches!(event_handler, EventHandler::ServiceEndpoint(_)) && s.mode == StepMode::Synchronous
+    {
+        // The pipeline queues endpoint posts as system jobs; a synchronous post from inside the
+        // transaction needs the endpoint clients, which the pipeline does not call (yet).
+        return Err(
+            "a service-endpoint step must be asynchronous (mode = 1) in this version".into(),
+        );
+    }
+    Ok(StepDecl {
+        def: StepDef {
+            id: s
+                .id
+                .unwrap_or_else(|| derived_id("sdkmessageprocessingstep", &s.name)),
+            name: s.name,
+            message: s.message,
+            primary_entity: s.table,
+            stage: s.stage,
+            mode: s.mode,
+            rank: s.rank,
+            filtering_attributes: s.filtering_attributes,
+            configuration: s.configuration,
+            images,
+            state: if s.enabled {
+                StepState::Enabled
+            } else {
+                StepState::Disabled
+            },
+            impersonating_user_id: s.impersonating_user_id,
+            invocation_source: s.invocation_source,
+            async_auto_delete: s.async_auto_delete,
+            event_handler,
+        },
+        secure_configuration: s.secure_configuration,
+    })
+}
+
+/// Reads one service endpoint declaration (a secret left out is cleared); callers check it can be posted
+/// to with [`check_endpoint`] once they know the secrets it keeps.
+pub(crate) fn endpoint_decl(e: RawEndpoint) -> EndpointDecl {
+    let secret = |s: Option<String>| s.map(SecretUpdate::Set).unwrap_or(SecretUpdate::Clear);
+    EndpointDecl {
+        def: ServiceEndpointDef {
+            id: e
+                .id
+                .unwrap_or_else(|| derived_id("serviceendpoint", &e.name)),
+            name: e.name,
+            description: e.description,
+            contract: e.contract,
+            message_format: e.message_format,
+            auth_type: e.auth_type,
+            connection_mode: e.connection_mode,
+            namespace_format: e.namespace_format,
+            user_claim: e.user_claim,
+            message_charset: e.message_charset,
+            namespace_address: e.namespace_address,
+            path: e.path,
+            url: e.url,
+            sas_key_name: e.sas_key_name,
+            solution_namespace: e.solution_namespace,
+        },
+        secrets: EndpointSecretsUpdate {
+            sas_key: secret(e.sas_key),
+            sas_token: secret(e.sas_token),
+            auth_value: secret(e.auth_value),
+        },
+    }
+}
+
+/// Checks an endpoint can be posted to with its secrets after `secrets` is applied over `stored` (the
+/// secrets it has now; None for a new endpoint): what the delivery service would refuse at the first post is
+/// refused when it is registered. The error names the column at fault, never a secret.
+pub(crate) fn check_endpoint(
+    def: &ServiceEndpointDef,
+    secrets: &EndpointSecretsUpdate,
+    stored: Option<&EndpointSecrets>,
+) -> Result<(), String> {
+    let merge = |update: &SecretUpdate, old: Option<&String>| match update {
+        SecretUpdate::Keep => old.cloned(),
+        SecretUpdate::Clear => None,
+        SecretUpdate::Set(v) => Some(v.clone()),
+    };
+    let merged = EndpointSecrets {
+        sas_key: merge(&secrets.sas_key, stored.and_then(|s| s.sas_key.as_ref())),
+        sas_token: merge(
+            &secrets.sas_token,
+            stored.and_then(|s| s.sas_token.as_ref()),
+        ),
+        auth_value: merge(
+            &secrets.auth_value,
+            stored.and_then(|s| s.auth_value.as_ref()),
+        ),
+    };
+    let row = ServiceEndpoint {
+        def: def.clone(),
+        is_sas_key_set: merged.sas_key.is_some(),
+        is_sas_token_set: merged.sas_token.is_some(),
+        is_auth_value_set: merged.auth_value.is_some(),
+    };
+    weft_endpoints::Endpoint::new(&row, &merged)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 impl Registration {
@@ -404,17 +702,17 @@ impl Registration {
                     format!("cannot read component {}: {e}", path.display()),
                 )
             })?;
-            if let Some(expected) = &p.sha256 {
-                let actual = sha256_hex(&bytes);
-                if !actual.eq_ignore_ascii_case(expected) {
-                    return Err(error(
-                        entry,
-                        format!(
-                            "component {} has sha256 {actual}, the registration expects {expected}",
-                            path.display()
-                        ),
-                    ));
-                }
+            let actual = sha256_hex(&bytes);
+            if let Some(expected) = &p.sha256
+                && !actual.eq_ignore_ascii_case(expected)
+            {
+                return Err(error(
+                    entry,
+                    format!(
+                        "component {} has sha256 {actual}, the registration expects {expected}",
+                        path.display()
+                    ),
+                ));
             }
             let assembly_id = derived_id("pluginassembly", &p.name);
             plugins.push(PluginDecl {
@@ -430,6 +728,7 @@ impl Registration {
                     type_name: p.name,
                 },
                 path,
+                file_sha256: actual,
             });
         }
 
@@ -443,34 +742,9 @@ impl Registration {
                     "an endpoint with this name is already declared".into(),
                 ));
             }
-            let secret =
-                |s: Option<String>| s.map(SecretUpdate::Set).unwrap_or(SecretUpdate::Clear);
-            endpoints.push(EndpointDecl {
-                def: ServiceEndpointDef {
-                    id: e
-                        .id
-                        .unwrap_or_else(|| derived_id("serviceendpoint", &e.name)),
-                    name: e.name,
-                    description: e.description,
-                    contract: e.contract,
-                    message_format: e.message_format,
-                    auth_type: e.auth_type,
-                    connection_mode: e.connection_mode,
-                    namespace_format: e.namespace_format,
-                    user_claim: e.user_claim,
-                    message_charset: e.message_charset,
-                    namespace_address: e.namespace_address,
-                    path: e.path,
-                    url: e.url,
-                    sas_key_name: e.sas_key_name,
-                    solution_namespace: e.solution_namespace,
-                },
-                secrets: EndpointSecretsUpdate {
-                    sas_key: secret(e.sas_key),
-                    sas_token: secret(e.sas_token),
-                    auth_value: secret(e.auth_value),
-                },
-            });
+            let decl = endpoint_decl(e);
+            check_endpoint(&decl.def, &decl.secrets, None).map_err(|why| error(entry, why))?;
+            endpoints.push(decl);
         }
 
         let mut custom_apis: Vec<CustomApiDecl> = Vec::new();
@@ -524,175 +798,19 @@ impl Registration {
             if !step_names.insert(s.name.clone()) {
                 return fail("a step with this name is already declared".into());
             }
-            if !MESSAGES.contains(&s.message.as_str())
-                && !custom_apis.iter().any(|c| c.unique_name == s.message)
-            {
-                return fail(format!(
-                    "unknown message `{}` (weft runs {} and the declared custom APIs)",
-                    s.message,
-                    MESSAGES.join(", ")
-                ));
-            }
-            if let Some(api) = custom_apis.iter().find(|c| c.unique_name == s.message)
-                && s.table.is_some()
-                && s.table != api.bound_table
-            {
-                return fail(format!(
-                    "custom API {} is {}: the step's table must be {}",
-                    api.unique_name,
-                    api.bound_table
-                        .as_deref()
-                        .map_or("unbound".to_owned(), |t| format!("bound to `{t}`")),
-                    api.bound_table
-                        .as_deref()
-                        .map_or("absent".to_owned(), |t| format!("`{t}` or absent")),
-                ));
-            }
-            let table =
-                match &s.table {
-                    Some(t) => Some(schema.table(t).ok_or_else(|| {
-                        error(entry.clone(), format!("table `{t}` is not declared"))
-                    })?),
-                    None => None,
-                };
-            if s.stage == Stage::MainOperation {
-                return fail(
-                    "stage 30 (MainOperation) is for Custom API plug-ins only; use 10, 20 or 40"
-                        .into(),
-                );
-            }
-            if s.mode == StepMode::Asynchronous && s.stage != Stage::PostOperation {
-                return fail(format!(
-                    "an asynchronous step must be registered in stage 40 (PostOperation), not {}",
-                    s.stage.value()
-                ));
-            }
-            if !s.filtering_attributes.is_empty() && s.message != "Update" {
-                return fail("filtering_attributes apply to the Update message only".into());
-            }
-            for a in s
-                .filtering_attributes
-                .iter()
-                .chain(s.images.iter().flat_map(|i| &i.attributes))
-            {
-                if let Some(t) = table
-                    && t.attribute(a).is_none()
-                {
-                    return fail(format!("table `{}` has no attribute `{a}`", t.logical_name));
-                }
-            }
-            let mut images = Vec::new();
-            let mut aliases = HashSet::new();
-            for i in &s.images {
-                let Some((pre_ok, post_ok)) = image_support(&s.message) else {
-                    return fail(format!("message {} has no entity images", s.message));
-                };
-                let wants_pre = i.image_type != RawImageType::Post;
-                let wants_post = i.image_type != RawImageType::Pre;
-                if wants_pre && !pre_ok {
-                    return fail(format!(
-                        "image \"{}\": {} has no pre-image (there is no row before it)",
-                        i.alias, s.message
-                    ));
-                }
-                if wants_post && !post_ok {
-                    return fail(format!(
-                        "image \"{}\": {} has no post-image (there is no row after it)",
-                        i.alias, s.message
-                    ));
-                }
-                if wants_post && s.stage != Stage::PostOperation {
-                    return fail(format!(
-                        "image \"{}\": post-images exist only in stage 40 (PostOperation)",
-                        i.alias
-                    ));
-                }
-                if !aliases.insert(i.alias.clone()) {
-                    return fail(format!("image alias \"{}\" is used twice", i.alias));
-                }
-                images.push(StepImage {
-                    id: derived_id(
-                        "sdkmessageprocessingstepimage",
-                        &format!("{}:{}", s.name, i.alias),
-                    ),
-                    entity_alias: i.alias.clone(),
-                    image_type: match i.image_type {
-                        RawImageType::Pre => ImageType::PreImage,
-                        RawImageType::Post => ImageType::PostImage,
-                        RawImageType::Both => ImageType::Both,
-                    },
-                    attributes: i.attributes.clone(),
-                    message_property_name: if s.message == "SetState" {
-                        "EntityMoniker".into()
-                    } else {
-                        "Target".into()
-                    },
-                });
-            }
-            let event_handler = match (&s.plugin, &s.service_endpoint) {
-                (Some(p), None) => EventHandler::PluginType(
-                    plugins
-                        .iter()
-                        .find(|d| &d.assembly.name == p)
-                        .ok_or_else(|| {
-                            error(entry.clone(), format!("plug-in `{p}` is not declared"))
-                        })?
-                        .plugin_type
-                        .id,
-                ),
-                (None, Some(e)) => EventHandler::ServiceEndpoint(
-                    endpoints
-                        .iter()
-                        .find(|d| &d.def.name == e)
-                        .ok_or_else(|| {
-                            error(
-                                entry.clone(),
-                                format!("service endpoint `{e}` is not declared"),
-                            )
-                        })?
-                        .def
-                        .id,
-                ),
-                _ => {
-                    return fail("name exactly one handler: `plugin` or `service_endpoint`".into());
-                }
+            let catalog = Catalog {
+                schema: &schema,
+                plugins: plugins
+                    .iter()
+                    .map(|p| (p.assembly.name.as_str(), p.plugin_type.id))
+                    .collect(),
+                endpoints: endpoints
+                    .iter()
+                    .map(|e| (e.def.name.clone(), e.def.id))
+                    .collect(),
+                custom_apis: custom_apis.iter().collect(),
             };
-            if matches!(event_handler, EventHandler::ServiceEndpoint(_))
-                && s.mode == StepMode::Synchronous
-            {
-                // The pipeline queues endpoint posts as system jobs; a synchronous post from inside the
-                // transaction needs the endpoint clients, which the pipeline does not call (yet).
-                return fail(
-                    "a service-endpoint step must be asynchronous (mode = 1) in this version"
-                        .into(),
-                );
-            }
-            steps.push(StepDecl {
-                def: StepDef {
-                    id: s
-                        .id
-                        .unwrap_or_else(|| derived_id("sdkmessageprocessingstep", &s.name)),
-                    name: s.name,
-                    message: s.message,
-                    primary_entity: s.table,
-                    stage: s.stage,
-                    mode: s.mode,
-                    rank: s.rank,
-                    filtering_attributes: s.filtering_attributes,
-                    configuration: s.configuration,
-                    images,
-                    state: if s.enabled {
-                        StepState::Enabled
-                    } else {
-                        StepState::Disabled
-                    },
-                    impersonating_user_id: s.impersonating_user_id,
-                    invocation_source: s.invocation_source,
-                    async_auto_delete: s.async_auto_delete,
-                    event_handler,
-                },
-                secure_configuration: s.secure_configuration,
-            });
+            steps.push(step_decl(s, &catalog).map_err(|why| error(entry, why))?);
         }
         Ok(Registration {
             file: file.to_owned(),
@@ -707,33 +825,80 @@ impl Registration {
         })
     }
 
-    /// Writes the registration into the system tables (in the caller's transaction): assemblies, types,
-    /// endpoints and steps are inserted or replaced; steps and endpoints no longer declared are deleted.
-    pub fn persist(&self, tx: &mut dyn Tx) -> weft_store::Result<()> {
+    /// Applies the file to the system tables (in the caller's transaction), keeping what was changed at
+    /// runtime unless the file changed it too. For each step, service endpoint and plug-in component the file
+    /// declares, the store remembers a fingerprint of the declaration it last applied:
+    ///
+    /// - the file's declaration is new or differs from that fingerprint → the file's version is written
+    ///   (an edit of `weft.toml` wins over earlier runtime changes of the same entry);
+    /// - it is the same → the stored entry stands as runtime changes left it (changed, disabled, deleted,
+    ///   its component replaced), so API changes survive a restart;
+    /// - an entry the file declared before but no longer does is deleted; entries created at runtime (no
+    ///   fingerprint) are kept.
+    ///
+    /// Assembly and plug-in type rows are always written from the file (their names and paths).
+    pub fn apply(&self, tx: &mut dyn Tx) -> weft_store::Result<()> {
+        let applied: HashMap<(String, Uuid), String> = tx
+            .declarations()?
+            .into_iter()
+            .map(|d| ((d.kind, d.id), d.fingerprint))
+            .collect();
+        let unchanged = |kind: &str, id: Uuid, fingerprint: &str| {
+            applied
+                .get(&(kind.to_owned(), id))
+                .is_some_and(|f| f == fingerprint)
+        };
+        let remember = |tx: &mut dyn Tx, kind: &str, id: Uuid, fingerprint: String| {
+            tx.put_declaration(&Declaration {
+                kind: kind.to_owned(),
+                id,
+                fingerprint,
+            })
+        };
         for p in &self.plugins {
             tx.put_plugin_assembly(&p.assembly)?;
             tx.put_plugin_type(&p.plugin_type)?;
+            if !unchanged(ASSEMBLY, p.assembly.id, &p.file_sha256) {
+                tx.put_plugin_assembly_content(p.assembly.id, None)?;
+                remember(tx, ASSEMBLY, p.assembly.id, p.file_sha256.clone())?;
+            }
+        }
+        // Steps the file dropped go first: one may use an endpoint the file dropped too.
+        let steps: HashSet<Uuid> = self.steps.iter().map(|s| s.def.id).collect();
+        let endpoints: HashSet<Uuid> = self.endpoints.iter().map(|e| e.def.id).collect();
+        for (kind, id) in applied.keys() {
+            if kind == STEP && !steps.contains(id) {
+                tx.delete_step(*id)?;
+                tx.delete_declaration(STEP, *id)?;
+            }
         }
         for e in &self.endpoints {
-            tx.put_service_endpoint(&e.def, &e.secrets)?;
-        }
-        let declared: HashSet<Uuid> = self.steps.iter().map(|s| s.def.id).collect();
-        for old in tx.steps()? {
-            if !declared.contains(&old.def.id) {
-                tx.delete_step(old.def.id)?;
+            let fingerprint = endpoint_fingerprint(e);
+            if !unchanged(ENDPOINT, e.def.id, &fingerprint) {
+                tx.put_service_endpoint(&e.def, &e.secrets)?;
+                remember(tx, ENDPOINT, e.def.id, fingerprint)?;
             }
         }
         for s in &self.steps {
-            let secure = match &s.secure_configuration {
-                Some(v) => SecretUpdate::Set(v.clone()),
-                None => SecretUpdate::Clear,
-            };
-            tx.put_step(&s.def, secure)?;
+            let fingerprint = step_fingerprint(s);
+            if !unchanged(STEP, s.def.id, &fingerprint) {
+                let secure = match &s.secure_configuration {
+                    Some(v) => SecretUpdate::Set(v.clone()),
+                    None => SecretUpdate::Clear,
+                };
+                tx.put_step(&s.def, secure)?;
+                remember(tx, STEP, s.def.id, fingerprint)?;
+            }
         }
-        let endpoints: HashSet<Uuid> = self.endpoints.iter().map(|e| e.def.id).collect();
-        for old in tx.service_endpoints()? {
-            if !endpoints.contains(&old.def.id) {
-                tx.delete_service_endpoint(old.def.id)?;
+        for (kind, id) in applied.keys() {
+            if kind == ENDPOINT && !endpoints.contains(id) {
+                tx.delete_service_endpoint(*id).map_err(|e| {
+                    weft_store::StoreError::Invalid(format!(
+                        "{}: service endpoint {id} is no longer declared but cannot be deleted: {e}",
+                        self.file
+                    ))
+                })?;
+                tx.delete_declaration(ENDPOINT, *id)?;
             }
         }
         Ok(())

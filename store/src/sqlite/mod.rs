@@ -325,6 +325,12 @@ impl Read for SqlRead<'_> {
     fn plugin_types(&self) -> Result<Vec<PluginType>> {
         system::plugin_types(self.conn)
     }
+    fn plugin_assembly_content(&self, assembly_id: Uuid) -> Result<Option<AssemblyContent>> {
+        system::plugin_assembly_content(self.conn, assembly_id)
+    }
+    fn declarations(&self) -> Result<Vec<Declaration>> {
+        system::declarations(self.conn)
+    }
     fn steps(&self) -> Result<Vec<Step>> {
         system::steps(self.conn)
     }
@@ -386,6 +392,12 @@ impl Read for SqlTx<'_> {
     }
     fn plugin_types(&self) -> Result<Vec<PluginType>> {
         self.read.plugin_types()
+    }
+    fn plugin_assembly_content(&self, assembly_id: Uuid) -> Result<Option<AssemblyContent>> {
+        self.read.plugin_assembly_content(assembly_id)
+    }
+    fn declarations(&self) -> Result<Vec<Declaration>> {
+        self.read.declarations()
     }
     fn steps(&self) -> Result<Vec<Step>> {
         self.read.steps()
@@ -518,6 +530,19 @@ impl Tx for SqlTx<'_> {
     }
     fn put_plugin_type(&mut self, plugin_type: &PluginType) -> Result<()> {
         system::put_plugin_type(self.read.conn, plugin_type)
+    }
+    fn put_plugin_assembly_content(
+        &mut self,
+        assembly_id: Uuid,
+        content: Option<&AssemblyContent>,
+    ) -> Result<()> {
+        system::put_plugin_assembly_content(self.read.conn, assembly_id, content)
+    }
+    fn put_declaration(&mut self, declaration: &Declaration) -> Result<()> {
+        system::put_declaration(self.read.conn, declaration)
+    }
+    fn delete_declaration(&mut self, kind: &str, id: Uuid) -> Result<()> {
+        system::delete_declaration(self.read.conn, kind, id)
     }
     fn put_step(&mut self, step: &StepDef, secure_configuration: SecretUpdate) -> Result<()> {
         system::put_step(self.read.conn, step, secure_configuration)

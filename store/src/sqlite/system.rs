@@ -59,7 +59,11 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             asyncoperationid TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL,
             startedon INTEGER NOT NULL, serviceendpointid TEXT, httpstatus INTEGER, latencyms INTEGER NOT NULL,
             outcome TEXT NOT NULL, errorcode INTEGER, message TEXT,
-            PRIMARY KEY (asyncoperationid, attempt)) WITHOUT ROWID;",
+            PRIMARY KEY (asyncoperationid, attempt)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS pluginassemblycontent (
+            pluginassemblyid TEXT PRIMARY KEY NOT NULL, sha256 TEXT NOT NULL, content BLOB NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS weft_declaration (
+            kind TEXT NOT NULL, id TEXT NOT NULL, fingerprint TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;",
     )?;
     Ok(())
 }
@@ -136,6 +140,80 @@ pub(crate) fn plugin_assemblies(conn: &Connection) -> Result<Vec<PluginAssembly>
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn put_plugin_assembly_content(
+    conn: &Connection,
+    id: Uuid,
+    content: Option<&AssemblyContent>,
+) -> Result<()> {
+    match content {
+        Some(c) => {
+            if !exists(
+                conn,
+                "SELECT 1 FROM pluginassembly WHERE pluginassemblyid = ?1",
+                id,
+            )? {
+                return Err(StoreError::NotFound {
+                    table: "pluginassembly".into(),
+                    id,
+                });
+            }
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO pluginassemblycontent (pluginassemblyid, sha256, content) VALUES (?1,?2,?3)",
+            )?
+            .execute(params![id.to_string(), c.sha256, c.content])?;
+        }
+        None => {
+            conn.prepare_cached("DELETE FROM pluginassemblycontent WHERE pluginassemblyid = ?1")?
+                .execute([id.to_string()])?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn plugin_assembly_content(
+    conn: &Connection,
+    id: Uuid,
+) -> Result<Option<AssemblyContent>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT sha256, content FROM pluginassemblycontent WHERE pluginassemblyid = ?1",
+        )?
+        .query_row([id.to_string()], |r| {
+            Ok(AssemblyContent {
+                sha256: r.get(0)?,
+                content: r.get(1)?,
+            })
+        })
+        .optional()?)
+}
+
+pub(crate) fn declarations(conn: &Connection) -> Result<Vec<Declaration>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT kind, id, fingerprint FROM weft_declaration ORDER BY kind, id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Declaration {
+            kind: r.get(0)?,
+            id: uuid_col(r, 1)?,
+            fingerprint: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn put_declaration(conn: &Connection, d: &Declaration) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO weft_declaration (kind, id, fingerprint) VALUES (?1,?2,?3)",
+    )?
+    .execute(params![d.kind, d.id.to_string(), d.fingerprint])?;
+    Ok(())
+}
+
+pub(crate) fn delete_declaration(conn: &Connection, kind: &str, id: Uuid) -> Result<()> {
+    conn.prepare_cached("DELETE FROM weft_declaration WHERE kind = ?1 AND id = ?2")?
+        .execute(params![kind, id.to_string()])?;
+    Ok(())
 }
 
 pub(crate) fn put_plugin_type(conn: &Connection, t: &PluginType) -> Result<()> {

@@ -1,0 +1,385 @@
+//! Registration changes while the host runs: the registry the pipeline starts with (the file applied over
+//! what runtime changes left in the store), and creating, changing and deleting steps and replacing
+//! plug-in components through [`Pipeline`]'s methods.
+//!
+//! Owns the order of every change: validate, write the system tables in one transaction, then publish a
+//! new [`Registry`] snapshot (operations already running finish on the old one, see `registry`). A change
+//! that fails validation or the store leaves both the tables and the running registration as they were.
+//! It must not run operations nor speak HTTP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+use weft_store::system::{
+    AssemblyContent, EventHandler, PluginAssembly, SecretUpdate, ServiceEndpoint,
+};
+use weft_store::{Store, StoreError, StoreExt};
+
+use super::registry::{RegisteredPlugin, Registry};
+use super::{Pipeline, PipelineError, StepChange};
+use crate::registration::{
+    Catalog, EndpointDecl, MESSAGES, RawStep, Registration, StepDecl, check_endpoint,
+    image_support, step_decl,
+};
+use crate::sandbox::Sandbox;
+
+const STEP_TABLE: &str = "sdkmessageprocessingstep";
+const ENDPOINT_TABLE: &str = "serviceendpoint";
+
+/// Applies `registration` to the store and builds the registry the pipeline starts on: the plug-ins
+/// (a component replaced at runtime is loaded from the store, the others from their files) and the steps as
+/// stored. A stored step that no longer fits the file (its plug-in, table or message is gone) stops the
+/// start with an error naming it, rather than running without it.
+pub(super) fn startup_registry(
+    store: &Arc<dyn Store>,
+    sandbox: &Sandbox,
+    registration: &Registration,
+) -> Result<Registry, PipelineError> {
+    let applied = registration.clone();
+    let (stored_steps, contents) = store.transact(move |tx| {
+        applied.apply(tx)?;
+        let mut steps = Vec::new();
+        for s in tx.steps()? {
+            let secure_configuration = if s.is_secure_configuration_set {
+                tx.step_secure_configuration_for_sandbox(s.def.id)?
+            } else {
+                None
+            };
+            steps.push(StepDecl {
+                def: s.def,
+                secure_configuration,
+            });
+        }
+        let mut contents = HashMap::new();
+        for p in &applied.plugins {
+            if let Some(c) = tx.plugin_assembly_content(p.assembly.id)? {
+                contents.insert(p.assembly.id, c);
+            }
+        }
+        Ok::<_, StoreError>((steps, contents))
+    })?;
+    let file = &registration.file;
+    let mut plugins = HashMap::new();
+    for p in &registration.plugins {
+        let (loaded, sha256) = match contents.get(&p.assembly.id) {
+            Some(c) => (
+                sandbox.load(&p.assembly.name, &c.content).map_err(|e| {
+                    PipelineError::Invalid(format!(
+                        "{file}: plug-in \"{}\": the component replaced at runtime (sha256 {}) no longer \
+                         loads: {e}",
+                        p.assembly.name, c.sha256
+                    ))
+                })?,
+                Some(c.sha256.clone()),
+            ),
+            None => (
+                sandbox
+                    .load_file(&p.assembly.name, &p.path)
+                    .map_err(|e| PipelineError::Invalid(format!("{file}: {e}")))?,
+                p.assembly.sha256.clone(),
+            ),
+        };
+        plugins.insert(
+            p.plugin_type.id,
+            RegisteredPlugin {
+                assembly: PluginAssembly {
+                    sha256,
+                    ..p.assembly.clone()
+                },
+                loaded: Arc::new(loaded),
+            },
+        );
+    }
+    let mut registry = Registry {
+        plugins,
+        steps: Vec::new(),
+        custom_apis: registration
+            .custom_apis
+            .iter()
+            .map(|c| (c.unique_name.clone(), c.clone()))
+            .collect(),
+    };
+    for s in stored_steps {
+        if let Err(why) = fits(&registry, registration, &s) {
+            return Err(PipelineError::Invalid(format!(
+                "{file}: step \"{}\" ({}), kept from an earlier run, no longer fits: {why}; declare it again \
+                 or delete the step (DELETE /api/data/v9.2/sdkmessageprocessingsteps({}))",
+                s.def.name, s.def.id, s.def.id
+            )));
+        }
+        registry.steps.push(s);
+    }
+    registry.sort_steps();
+    Ok(registry)
+}
+
+/// Whether a stored step's references still exist in the registration the host starts with.
+fn fits(registry: &Registry, registration: &Registration, s: &StepDecl) -> Result<(), String> {
+    let d = &s.def;
+    if let EventHandler::PluginType(id) = d.event_handler
+        && !registry.plugins.contains_key(&id)
+    {
+        return Err(format!("its plug-in type {id} is not declared"));
+    }
+    if !MESSAGES.contains(&d.message.as_str()) && !registry.custom_apis.contains_key(&d.message) {
+        return Err(format!("its message `{}` is not declared", d.message));
+    }
+    if !d.images.is_empty() && image_support(&d.message).is_none() {
+        return Err(format!("message `{}` has no images", d.message));
+    }
+    if let Some(t) = &d.primary_entity {
+        let Some(table) = registration.schema.table(t) else {
+            return Err(format!("its table `{t}` is not declared"));
+        };
+        let attributes = d
+            .filtering_attributes
+            .iter()
+            .chain(d.images.iter().flat_map(|i| &i.attributes));
+        for a in attributes {
+            if table.attribute(a).is_none() {
+                return Err(format!("table `{t}` has no attribute `{a}` any more"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn step_not_found(id: Uuid) -> PipelineError {
+    PipelineError::Store(StoreError::NotFound {
+        table: STEP_TABLE.into(),
+        id,
+    })
+}
+
+impl Pipeline {
+    /// Registers a new step, declared as a `[[step]]` of `weft.toml` would be and validated by the same rules
+    /// (its plug-in must be loaded, its service endpoint stored, names unique). Persisted in the system
+    /// tables, then used by every operation that starts afterwards; it survives restarts (the file does not
+    /// declare it, so start-up keeps it). Returns the step as registered.
+    pub(crate) fn create_step(&self, raw: RawStep) -> Result<StepDecl, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let endpoints = self
+            .inner
+            .store
+            .read(|r| r.service_endpoints())?
+            .into_iter()
+            .map(|e| (e.def.name, e.def.id))
+            .collect();
+        let catalog = Catalog {
+            schema: self.inner.store.schema(),
+            plugins: next
+                .plugins
+                .iter()
+                .map(|(id, p)| (p.assembly.name.as_str(), *id))
+                .collect(),
+            endpoints,
+            custom_apis: next.custom_apis.values().collect(),
+        };
+        let step = step_decl(raw, &catalog).map_err(PipelineError::Invalid)?;
+        if let Some(other) = next
+            .steps
+            .iter()
+            .find(|s| s.def.name == step.def.name || s.def.id == step.def.id)
+        {
+            return Err(PipelineError::Invalid(format!(
+                "a step named \"{}\" with id {} is already registered",
+                other.def.name, other.def.id
+            )));
+        }
+        let def = step.def.clone();
+        let secure = step
+            .secure_configuration
+            .clone()
+            .map_or(SecretUpdate::Clear, SecretUpdate::Set);
+        self.inner.store.transact(move |tx| {
+            if tx.steps()?.iter().any(|s| s.def.id == def.id) {
+                // Registered by an earlier run but filtered out of this one: refuse rather than overwrite.
+                return Err(StoreError::DuplicateId {
+                    table: STEP_TABLE.into(),
+                    id: def.id,
+                });
+            }
+            tx.put_step(&def, secure)
+        })?;
+        next.steps.push(step.clone());
+        next.sort_steps();
+        registries.publish(&writer, next);
+        Ok(step)
+    }
+
+    /// Unregisters a step: deleted from the system tables, then no operation that starts afterwards runs
+    /// it (running ones finish with it). A step `weft.toml` declares stays deleted across restarts until
+    /// the file changes its declaration. System jobs it already queued fail when they run. Returns the
+    /// step as it was.
+    pub(crate) fn delete_step(&self, id: Uuid) -> Result<StepDecl, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let Some(at) = next.steps.iter().position(|s| s.def.id == id) else {
+            return Err(step_not_found(id));
+        };
+        self.inner.store.transact(move |tx| tx.delete_step(id))?;
+        let removed = next.steps.remove(at);
+        registries.publish(&writer, next);
+        Ok(removed)
+    }
+
+    /// Changes a step's state, rank and/or unsecure configuration (`None` leaves a field as it is): persisted
+    /// in the system tables, then used by every operation that starts afterwards. Operations already running
+    /// finish with the step as it was. Returns the step as it now is.
+    pub fn update_step(&self, id: Uuid, change: StepChange) -> Result<StepDecl, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let Some(step) = next.steps.iter_mut().find(|s| s.def.id == id) else {
+            return Err(step_not_found(id));
+        };
+        if let Some(state) = change.state {
+            step.def.state = state;
+        }
+        if let Some(rank) = change.rank {
+            step.def.rank = rank;
+        }
+        if let Some(configuration) = change.configuration {
+            step.def.configuration = configuration;
+        }
+        let changed = step.clone();
+        let def = changed.def.clone();
+        self.inner
+            .store
+            .transact(move |tx| tx.put_step(&def, SecretUpdate::Keep))?;
+        next.sort_steps();
+        registries.publish(&writer, next);
+        Ok(changed)
+    }
+
+    /// Replaces the component of the plug-in assembly `name` with `bytes` without a restart: the component
+    /// is compiled and checked by the sandbox first (a bad one is refused with the load error and the old one
+    /// keeps serving), the bytes and their sha256 are stored with the assembly (so a restart loads them
+    /// rather than the file, until the file's component changes), then every operation that starts
+    /// afterwards runs the new version while running ones finish on the old. Returns the assembly row.
+    pub fn replace_plugin(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<PluginAssembly, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let Some(plugin) = next.plugins.values_mut().find(|p| p.assembly.name == name) else {
+            return Err(PipelineError::Invalid(format!(
+                "no plug-in assembly is named \"{name}\""
+            )));
+        };
+        let loaded = self
+            .inner
+            .sandbox
+            .load(name, bytes)
+            .map_err(|e| PipelineError::Invalid(format!("plug-in assembly \"{name}\": {e}")))?;
+        let mut assembly = plugin.assembly.clone();
+        assembly.sha256 = Some(loaded.sha256().to_owned());
+        let content = AssemblyContent {
+            sha256: loaded.sha256().to_owned(),
+            content: bytes.to_vec(),
+        };
+        let stored = assembly.clone();
+        self.inner.store.transact(move |tx| {
+            tx.put_plugin_assembly(&stored)?;
+            tx.put_plugin_assembly_content(stored.id, Some(&content))
+        })?;
+        *plugin = RegisteredPlugin {
+            assembly: assembly.clone(),
+            loaded: Arc::new(loaded),
+        };
+        registries.publish(&writer, next);
+        Ok(assembly)
+    }
+}
+
+fn endpoint_not_found(id: Uuid) -> StoreError {
+    StoreError::NotFound {
+        table: ENDPOINT_TABLE.into(),
+        id,
+    }
+}
+
+impl Pipeline {
+    /// Registers a new service endpoint (id and name unique), checked as the delivery service would check
+    /// it before a post. Secrets are stored write-only. It survives restarts (the file does not declare
+    /// it). Returns the stored row (secrets as `is…set` flags).
+    pub(crate) fn create_endpoint(
+        &self,
+        decl: EndpointDecl,
+    ) -> Result<ServiceEndpoint, PipelineError> {
+        check_endpoint(&decl.def, &decl.secrets, None).map_err(PipelineError::Invalid)?;
+        self.put_endpoint(decl, false)
+    }
+
+    /// Changes a service endpoint: `decl` is the whole row after the change; secrets marked Keep stay as
+    /// stored. Checked with the secrets it will have. Posts queued before the change use the new values
+    /// (delivery reads the endpoint at each attempt). Returns the stored row.
+    pub(crate) fn update_endpoint(
+        &self,
+        decl: EndpointDecl,
+    ) -> Result<ServiceEndpoint, PipelineError> {
+        self.put_endpoint(decl, true)
+    }
+
+    fn put_endpoint(
+        &self,
+        decl: EndpointDecl,
+        exists: bool,
+    ) -> Result<ServiceEndpoint, PipelineError> {
+        let id = decl.def.id;
+        self.inner.store.transact(move |tx| {
+            let stored = tx.service_endpoint(id)?;
+            match (&stored, exists) {
+                (None, true) => return Err(PipelineError::Store(endpoint_not_found(id))),
+                (Some(_), false) => {
+                    return Err(PipelineError::Store(StoreError::DuplicateId {
+                        table: ENDPOINT_TABLE.into(),
+                        id,
+                    }));
+                }
+                _ => {}
+            }
+            if let Some(other) = tx
+                .service_endpoints()?
+                .into_iter()
+                .find(|e| e.def.name == decl.def.name && e.def.id != id)
+            {
+                return Err(PipelineError::Invalid(format!(
+                    "a service endpoint named \"{}\" is already registered ({})",
+                    other.def.name, other.def.id
+                )));
+            }
+            if exists {
+                let secrets = tx.service_endpoint_secrets_for_delivery(id)?;
+                check_endpoint(&decl.def, &decl.secrets, secrets.as_ref())
+                    .map_err(PipelineError::Invalid)?;
+            }
+            tx.put_service_endpoint(&decl.def, &decl.secrets)?;
+            Ok(tx
+                .service_endpoint(id)?
+                .ok_or_else(|| endpoint_not_found(id))?)
+        })
+    }
+
+    /// Unregisters a service endpoint; refused while a step uses it. Jobs already queued for it fail when
+    /// they run. An endpoint `weft.toml` declares stays deleted across restarts until the file changes its
+    /// declaration.
+    pub(crate) fn delete_endpoint(&self, id: Uuid) -> Result<(), PipelineError> {
+        let deleted = self
+            .inner
+            .store
+            .transact(move |tx| tx.delete_service_endpoint(id))?;
+        if deleted {
+            Ok(())
+        } else {
+            Err(PipelineError::Store(endpoint_not_found(id)))
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Registration written through the Web API over real HTTP on loopback, and what a restart does with it:
+//! steps created and deleted, service endpoints created, changed and deleted (secrets write-only), a
+//! component replaced — each kept across a restart until `weft.toml` changes the same entry.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value as Json, json};
+use uuid::Uuid;
+use weft_host::api::{self, ApiServer};
+use weft_host::registration::derived_id;
+use weft_host::runtime::Runtime;
+use weft_host::sandbox::sha256_hex;
+use weft_store::Read;
+use weft_store::StoreExt;
+use weft_store::system::{JobFilter, TraceFilter};
+
+use crate::fixtures;
+
+const TABLES: &str = r#"
+[[table]]
+logical_name = "account"
+entity_set_name = "accounts"
+primary_id_attribute = "accountid"
+primary_name_attribute = "name"
+  [[table.attribute]]
+  logical_name = "name"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "accountnumber"
+  type = "String"
+"#;
+
+/// Distinctive, so a leak anywhere in a body is found by a substring search.
+const HOOK_SECRET: &str = "hook-secret-93c1f07a";
+
+/// A data directory and its `weft.toml`, started and restarted as one host would be.
+struct Host {
+    dir: tempfile::TempDir,
+    runtime: Option<Arc<Runtime>>,
+    server: Option<ApiServer>,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Host {
+    /// Writes `weft.toml`: the account table, the enricher (its component copied into the directory, so a
+    /// test can change the file) and the probe plug-in, and the file step "enrich" with `step_extra` lines.
+    async fn start(step_extra: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(component_copy(dir.path()), fixtures::bytes("enricher")).unwrap();
+        let mut host = Host {
+            dir,
+            runtime: None,
+            server: None,
+            base: String::new(),
+            client: reqwest::Client::new(),
+        };
+        host.write_config(step_extra);
+        host.open().await;
+        host
+    }
+
+    fn write_config(&self, step_extra: &str) {
+        let config = format!(
+            "{TABLES}\n[[plugin]]\nname = \"enricher\"\ncomponent = \"enricher-copy.wasm\"\n\
+             [[plugin]]\nname = \"probe\"\ncomponent = \"{}\"\n\
+             [[step]]\nname = \"enrich\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\n\
+             plugin = \"enricher\"\n{step_extra}\n",
+            fixtures::component("probe").display()
+        );
+        std::fs::write(self.dir.path().join("weft.toml"), config).unwrap();
+    }
+
+    async fn open(&mut self) {
+        let config = self.dir.path().join("weft.toml");
+        let data = self.dir.path().join("data");
+        let runtime = tokio::task::spawn_blocking(move || Runtime::open(&config, &data))
+            .await
+            .unwrap()
+            .unwrap();
+        let runtime = Arc::new(runtime);
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (addr, server) = api::serve(Arc::clone(&runtime), bind, None).await.unwrap();
+        self.base = format!("http://{addr}/api/data/v9.2");
+        self.runtime = Some(runtime);
+        self.server = Some(server);
+    }
+
+    /// Stops the server, closes the store and opens both again on the same directory.
+    async fn restart(&mut self) {
+        self.server.take().unwrap().shutdown().await.unwrap();
+        self.runtime = None;
+        self.open().await;
+    }
+
+    fn runtime(&self) -> &Runtime {
+        self.runtime.as_ref().unwrap()
+    }
+
+    async fn send(&self, method: Method, path: &str, body: &str) -> (StatusCode, String) {
+        let r = self
+            .client
+            .request(method, format!("{}/{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let location = r
+            .headers()
+            .get("OData-EntityId")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, location.unwrap_or(text))
+    }
+
+    async fn get(&self, path: &str) -> Json {
+        let (status, body) = self.send(Method::GET, path, "").await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Creates an account; returns the account number the pipeline stored.
+    async fn create_account(&self, name: &str) -> Json {
+        let (status, location) = self
+            .send(Method::POST, "accounts", &json!({"name": name}).to_string())
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{location}");
+        let path = location.rsplit('/').next().unwrap().to_owned();
+        self.get(&path).await["accountnumber"].clone()
+    }
+
+    /// The trace texts of plug-in assembly `plugin`, oldest first.
+    fn traces_of(&self, plugin: &str) -> Vec<String> {
+        let logs = tokio::task::block_in_place(|| {
+            self.runtime()
+                .store
+                .read(|r: &dyn Read| r.trace_logs(&TraceFilter::default()))
+        })
+        .unwrap();
+        // Newest first from the store: oldest first here.
+        logs.into_iter()
+            .rev()
+            .filter(|t| t.entry.plugin == plugin)
+            .map(|t| t.entry.trace)
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        self.server.take().unwrap().shutdown().await.unwrap();
+    }
+}
+
+fn component_copy(dir: &Path) -> PathBuf {
+    dir.join("enricher-copy.wasm")
+}
+
+fn id_in(location: &str) -> Uuid {
+    let inner = location
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not an entity URL: {location}"));
+    Uuid::parse_str(inner).unwrap()
+}
+
+fn error_message(body: &str) -> String {
+    let v: Json = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    v["error"]["message"].as_str().unwrap().to_owned()
+}
+
+/// A step POSTed through the API runs at once and after a restart; a step PATCHed and a component replaced
+/// through the API stay so after a restart; an edit of weft.toml wins over the runtime change of the
+/// entry it edits (the step's rank, then the component) and leaves the others alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_changes_survive_restarts_until_the_file_changes_them() {
+    let mut host = Host::start("").await;
+    let probe_step = json!({
+        "name": "probe after create", "message": "Create", "table": "account", "stage": 40,
+        "plugin": "probe", "configuration": "label=api", "secure_configuration": "probe-s3cret",
+    });
+    let (status, location) = host
+        .send(Method::POST, api::STEPS, &probe_step.to_string())
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{location}");
+    let probe_id = id_in(&location);
+    assert!(
+        location.contains("/sdkmessageprocessingsteps("),
+        "{location}"
+    );
+    let number = host.create_account("Fourth Coffee").await;
+    assert!(number.as_str().unwrap().starts_with("ACC-FC-"), "{number}");
+    assert_eq!(host.traces_of("probe").len(), 1, "the new step did not run");
+
+    let enrich = derived_id("sdkmessageprocessingstep", "enrich");
+    let (status, body) = host
+        .send(
+            Method::PATCH,
+            &format!("{}({enrich})", api::STEPS),
+            r#"{"rank":7}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let enricher = derived_id("pluginassembly", "enricher");
+    let validator = fixtures::bytes("validator");
+    let r = host
+        .client
+        .put(format!(
+            "{}/{}({enricher})/content",
+            host.base,
+            api::ASSEMBLIES
+        ))
+        .header("Content-Type", "application/wasm")
+        .body(validator.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    host.restart().await;
+    let step = host.get(&format!("{}({probe_id})", api::STEPS)).await;
+    assert_eq!(step["configuration"], "label=api");
+    assert!(!step.to_string().contains("probe-s3cret"));
+    assert_eq!(
+        host.get(&format!("{}({enrich})", api::STEPS)).await["rank"],
+        7
+    );
+    let assembly = host.get(&format!("{}({enricher})", api::ASSEMBLIES)).await;
+    assert_eq!(assembly["sourcehash"], json!(sha256_hex(&validator)));
+    let number = host.create_account("Litware").await;
+    assert!(number.is_null(), "the file's enricher ran again: {number}");
+    assert_eq!(
+        host.traces_of("enricher").last().unwrap(),
+        "Validator: account is valid."
+    );
+    assert_eq!(
+        host.traces_of("probe").len(),
+        2,
+        "the API's step did not survive the restart"
+    );
+
+    // The file changes the enrich step: its declaration wins (rank back to 1); the rest stands.
+    host.write_config("configuration = \"edited\"");
+    host.restart().await;
+    let step = host.get(&format!("{}({enrich})", api::STEPS)).await;
+    assert_eq!(
+        (step["rank"].clone(), step["configuration"].clone()),
+        (json!(1), json!("edited"))
+    );
+    assert_eq!(
+        host.get(&format!("{}({enricher})", api::ASSEMBLIES)).await["sourcehash"],
+        json!(sha256_hex(&validator)),
+        "an edit of another entry undid the replaced component"
+    );
+    assert_eq!(
+        host.get(&format!("{}({probe_id})", api::STEPS)).await["name"],
+        "probe after create"
+    );
+
+    // The file's component changes: the file's bytes win over the replacement.
+    let probe_bytes = fixtures::bytes("probe");
+    std::fs::write(component_copy(host.dir.path()), &probe_bytes).unwrap();
+    host.restart().await;
+    assert_eq!(
+        host.get(&format!("{}({enricher})", api::ASSEMBLIES)).await["sourcehash"],
+        json!(sha256_hex(&probe_bytes))
+    );
+    host.stop().await;
+}
+
+/// POST refuses a step the file would refuse, with the same reason and nothing registered; DELETE
+/// unregisters a file step for the next operation and for later starts, and 404s an unknown one.
+#[tokio::test(flavor = "multi_thread")]
+async fn steps_are_validated_on_create_and_deleted_for_good() {
+    let mut host = Host::start("").await;
+    let base = json!({"name": "x", "message": "Create", "table": "account", "stage": 40, "plugin": "probe"});
+    let with = |patch: Json| {
+        let mut v = base.clone();
+        v.as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
+        v.to_string()
+    };
+    for (body, needle) in [
+        (
+            with(json!({"plugin": "nope"})),
+            "plug-in `nope` is not declared",
+        ),
+        (
+            with(json!({"stage": 20, "mode": 1})),
+            "must be registered in stage 40",
+        ),
+        (
+            with(json!({"table": "contact"})),
+            "table `contact` is not declared",
+        ),
+        (with(json!({"name": "enrich"})), "a step named \"enrich\""),
+        (with(json!({"colour": "red"})), "unknown field `colour`"),
+        (
+            with(json!({"image": [{"alias": "pre", "type": "pre"}]})),
+            "Create has no pre-image",
+        ),
+        ("[1,2]".to_owned(), "not a step declaration"),
+    ] {
+        let (status, answer) = host.send(Method::POST, api::STEPS, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(error_message(&answer).contains(needle), "{body}: {answer}");
+    }
+    assert_eq!(
+        host.get(api::STEPS).await["value"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let enrich = derived_id("sdkmessageprocessingstep", "enrich");
+    let path = format!("{}({enrich})", api::STEPS);
+    let (status, body) = host.send(Method::DELETE, &path, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(host.create_account("Fourth Coffee").await.is_null());
+    let (status, _) = host.send(Method::DELETE, &path, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    host.restart().await;
+    let (status, _) = host.send(Method::GET, &path, "").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the deleted file step came back"
+    );
+    assert!(host.create_account("Litware").await.is_null());
+    host.stop().await;
+}
+
+/// serviceendpoints: POST registers an endpoint (checked like the delivery service would, secrets never
+/// answered), PATCH changes columns and keeps the secrets it leaves out, refuses a change that breaks the
+/// endpoint; a step can post to it; DELETE is refused while that step exists and works after; an endpoint
+/// made through the API outlives a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn serviceendpoints_are_created_changed_and_deleted() {
+    let mut host = Host::start("").await;
+    let hook = json!({
+        "name": "hook", "contract": 8, "messageformat": 2, "authtype": 4,
+        "url": "http://127.0.0.1:9/hook", "authvalue": HOOK_SECRET,
+    });
+    let (status, location) = host
+        .send(Method::POST, "serviceendpoints", &hook.to_string())
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{location}");
+    let id = id_in(&location);
+    let path = format!("serviceendpoints({id})");
+    let row = host.get(&path).await;
+    assert_eq!(
+        (row["contract"].clone(), row["isauthvalueset"].clone()),
+        (json!(8), json!(true))
+    );
+    assert!(!row.to_string().contains(HOOK_SECRET));
+
+    for (body, needle) in [
+        (
+            json!({"name": "q", "contract": 2, "messageformat": 2, "authtype": 2}).to_string(),
+            "service endpoint 'q': auth type SAS Key (2) needs saskeyname",
+        ),
+        (hook.to_string(), "already registered"),
+        (
+            json!({"name": "w", "isauthvalueset": true}).to_string(),
+            "read-only",
+        ),
+        (
+            json!({"name": "w", "contract": 8, "messageformat": 2}).to_string(),
+            "'authtype'",
+        ),
+    ] {
+        let (status, answer) = host.send(Method::POST, "serviceendpoints", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(error_message(&answer).contains(needle), "{body}: {answer}");
+        assert!(!answer.contains(HOOK_SECRET));
+    }
+    assert_eq!(
+        host.get("serviceendpoints").await["value"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let (status, body) = host
+        .send(
+            Method::PATCH,
+            &path,
+            r#"{"url":"http://127.0.0.1:9/other"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let row = host.get(&path).await;
+    assert_eq!(
+        (row["url"].clone(), row["isauthvalueset"].clone()),
+        (json!("http://127.0.0.1:9/other"), json!(true))
+    );
+    let (status, body) = host
+        .send(Method::PATCH, &path, r#"{"authvalue":null}"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(host.get(&path).await["isauthvalueset"], json!(true));
+
+    let step = json!({
+        "name": "to hook", "message": "Create", "table": "account", "stage": 40, "mode": 1,
+        "service_endpoint": "hook",
+    });
+    let (status, location) = host.send(Method::POST, api::STEPS, &step.to_string()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{location}");
+    let step_id = id_in(&location);
+    host.create_account("Fourth Coffee").await;
+    let jobs = tokio::task::block_in_place(|| {
+        host.runtime()
+            .store
+            .read(|r: &dyn Read| r.system_jobs(&JobFilter::default()))
+    })
+    .unwrap();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "the step posting to the new endpoint queued no job"
+    );
+    assert_eq!(jobs[0].owning_extension_id, Some(step_id));
+
+    host.restart().await;
+    assert_eq!(host.get(&path).await["url"], "http://127.0.0.1:9/other");
+    let (status, body) = host.send(Method::DELETE, &path, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = host
+        .send(Method::DELETE, &format!("{}({step_id})", api::STEPS), "")
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = host.send(Method::DELETE, &path, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = host.send(Method::GET, &path, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    host.stop().await;
+}
