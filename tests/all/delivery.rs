@@ -41,6 +41,15 @@ primary_name_attribute = "name"
   [[table.attribute]]
   logical_name = "name"
   type = "String"
+
+[[table]]
+logical_name = "contact"
+entity_set_name = "contacts"
+primary_id_attribute = "contactid"
+primary_name_attribute = "lastname"
+  [[table.attribute]]
+  logical_name = "lastname"
+  type = "String"
 "#;
 
 /// An async step posting Create of account to the queue endpoint (the built-in Azure-aware plug-in).
@@ -166,7 +175,7 @@ async fn env(bus: SocketAddr, hook_url: &str, steps: &str) -> Env {
 /// [`env`] with the bus endpoints signing with `sas_key`.
 async fn env_with_key(bus: SocketAddr, hook_url: &str, steps: &str, sas_key: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let plugins: String = ["validator", "azure-aware"]
+    let plugins: String = ["validator", "azure-aware", "org-caller", "probe"]
         .iter()
         .map(|p| {
             format!(
@@ -565,6 +574,69 @@ async fn custom_plugin_in_an_async_step_posts_within_its_job_and_reruns_on_retry
             .all(|t| t.entry.mode == StepMode::Asynchronous)
     );
     assert!(!format!("{traces:?}{attempts:?}").contains(HOOK_KEY));
+}
+
+/// An async step's plug-in has an organization service: its Create runs when the job runs, as an
+/// operation of its own at depth 2 with the job's correlation id and the async context as ParentContext,
+/// and fires that operation's steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_plugin_calls_the_organization_service_when_its_job_runs() {
+    let steps = "[[step]]\nname = \"spawn\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\nmode = 1\n\
+                 plugin = \"org-caller\"\nconfiguration = \"create=contact:lastname\"\n\
+                 [[step]]\nname = \"child\"\nmessage = \"Create\"\ntable = \"contact\"\nstage = 20\n\
+                 plugin = \"probe\"\nconfiguration = \"label=child\"\n";
+    let env = env(free_addr(), "http://127.0.0.1:9/hook", steps).await;
+    env.create(Some("Kid")).await.unwrap();
+    let contacts = || {
+        env.store()
+            .read(|r: &dyn Read| r.retrieve_multiple(&Query::new("contact")))
+            .unwrap()
+    };
+    assert!(
+        contacts().is_empty(),
+        "the async step ran inside the operation"
+    );
+    let job = only_job(&env);
+    let service = env.jobs();
+    let done = env
+        .wait_job(job.id, |j| {
+            j.status.state() == weft_store::system::JobState::Completed
+        })
+        .await;
+    service.shutdown().await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    let contacts = contacts();
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(
+        contacts[0].attributes["lastname"],
+        weft_store::Value::String("Kid".into())
+    );
+    let child = env
+        .traces()
+        .into_iter()
+        .find(|t| t.entry.trace.starts_with("label=child\n"))
+        .expect("the child operation's step ran");
+    let line = |key: &str| {
+        child
+            .entry
+            .trace
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(line("depth"), "2");
+    assert_eq!(line("correlation"), job.correlation_id.to_string());
+    // ParentContext: the child's own PreValidation context (stage 20 sees it), the async step's context,
+    // then the parents that one carried.
+    let stored = weft_message::parse(&job.data, &job.data_content_type).unwrap();
+    let mut chain = 2;
+    let mut parent = stored.parent_context.as_deref();
+    while let Some(p) = parent {
+        chain += 1;
+        parent = p.parent_context.as_deref();
+    }
+    assert_eq!(line("parents"), chain.to_string());
 }
 
 /// Answers one Hybrid Connections request on the control channel (the published protocol) with `reply`;

@@ -17,10 +17,12 @@ use weft_store::{Read, Store, StoreExt, Tx};
 
 use super::{Delivery, DeliveryError, PLUGIN_FAILED_CODE, POST_FAILED_CODE};
 use crate::convert::{self, uuid};
+use crate::pipeline::services::OrgServices;
 use crate::pipeline::{Pipeline, TraceSubject};
 use crate::registration::StepDecl;
 use crate::sandbox::wit::context::{ContextChanges, ExecutionContext, Mode};
-use crate::sandbox::wit::types::{Guid, ServiceError};
+use crate::sandbox::wit::organization_service::Query;
+use crate::sandbox::wit::types::{Entity, EntityCollection, Guid, ServiceError};
 use crate::sandbox::{FailureKind, HostServices};
 
 /// `OperationStatus.Retry` as the sandbox reports it (Failed 0, Canceled 1, Retry 2, …).
@@ -131,9 +133,11 @@ impl DeliveryRunner {
         };
         context.frame.mode = Mode::Asynchronous;
         context.frame.is_in_transaction = false;
+        let org = self.pipeline.detached_services(&context);
         let mut services = JobServices {
             store: self.store().clone(),
             delivery: self.delivery.clone(),
+            org,
             last_post: None,
             failed_post: None,
         };
@@ -215,17 +219,19 @@ fn failed_post(e: &DeliveryError) -> JobOutcome {
     outcome
 }
 
-/// What an async plug-in's imports are served by: posts within the job; no organization service yet.
-struct JobServices {
+/// What an async plug-in's imports are served by: posts within the job; organization-service calls as
+/// operations of their own (the job runs after its operation committed: there is no transaction to join).
+struct JobServices<'a> {
     store: Arc<dyn Store>,
     delivery: Arc<Delivery>,
+    org: OrgServices<'a>,
     /// The last post: endpoint and the status it answered with (if it answered).
     last_post: Option<(Uuid, Option<u16>)>,
     /// The first failed post: it fails the attempt.
     failed_post: Option<DeliveryError>,
 }
 
-impl HostServices for JobServices {
+impl HostServices for JobServices<'_> {
     fn notify(
         &mut self,
         endpoint: Guid,
@@ -250,5 +256,30 @@ impl HostServices for JobServices {
                 Err(error)
             }
         }
+    }
+
+    fn create(&mut self, entity: Entity) -> Result<Guid, ServiceError> {
+        self.org.create(entity)
+    }
+
+    fn retrieve(
+        &mut self,
+        entity_name: String,
+        id: Guid,
+        columns: Option<Vec<String>>,
+    ) -> Result<Entity, ServiceError> {
+        self.org.retrieve(entity_name, id, columns)
+    }
+
+    fn retrieve_multiple(&mut self, query: Query) -> Result<EntityCollection, ServiceError> {
+        self.org.retrieve_multiple(query)
+    }
+
+    fn update(&mut self, entity: Entity) -> Result<(), ServiceError> {
+        self.org.update(entity)
+    }
+
+    fn delete(&mut self, entity_name: String, id: Guid) -> Result<(), ServiceError> {
+        self.org.delete(entity_name, id)
     }
 }

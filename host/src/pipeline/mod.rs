@@ -24,7 +24,7 @@ mod changes;
 mod custom_api;
 mod error;
 mod registry;
-mod services;
+pub(crate) mod services;
 mod trace;
 
 use std::sync::{Arc, OnceLock};
@@ -425,6 +425,15 @@ impl Pipeline {
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
+    }
+
+    /// The organization service of an async step's plug-in run by the asynchronous service: each call an
+    /// operation of its own at the context's depth + 1 (see `services::OrgServices::detached`).
+    pub(crate) fn detached_services(
+        &self,
+        context: &ExecutionContext,
+    ) -> services::OrgServices<'_> {
+        services::OrgServices::detached(&self.inner, context)
     }
 
     /// Sends plug-ins' notification-service posts through `delivery` from now on (until then they fail

@@ -7,7 +7,7 @@
 //! plug-in's notification-service posts go through [`crate::delivery`], which owns everything about them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 use weft_store::{Condition, Query, Read, StoreError, StoreExt, Tx};
@@ -21,7 +21,7 @@ use crate::sandbox::wit::organization_service::{ConditionOperator, Query as WitQ
 use crate::sandbox::wit::types::{Entity, EntityCollection, Guid, ServiceError, ServiceErrorKind};
 
 /// What one invocation's organization-service calls need from the operation that runs the plug-in.
-pub(super) struct OrgServices<'a> {
+pub(crate) struct OrgServices<'a> {
     inner: &'a Arc<Inner>,
     tx: Option<&'a mut dyn Tx>,
     /// The calling plug-in's context: the child's ParentContext chain.
@@ -62,6 +62,30 @@ impl<'a> OrgServices<'a> {
         }
     }
 
+    /// For an async step's plug-in, run by the asynchronous service after its operation committed: there is
+    /// no transaction to join, so each call is an operation in a transaction of its own (as in Dataverse,
+    /// where an async plug-in's calls are not rolled back together), at the context's depth + 1, with its
+    /// correlation id (the depth limit still counts) and the plug-in's context as ParentContext, on the
+    /// registration current when the job runs.
+    pub(super) fn detached(inner: &'a Arc<Inner>, context: &ExecutionContext) -> Self {
+        let mut parents = Vec::with_capacity(context.parents.len() + 1);
+        parents.push(context.frame.clone());
+        parents.extend(context.parents.iter().cloned());
+        let limit = Duration::from_millis(inner.settings.operation_limit_ms);
+        OrgServices {
+            inner,
+            tx: None,
+            parents,
+            depth: context.frame.depth,
+            correlation_id: uuid(context.frame.correlation_id),
+            user_id: uuid(context.frame.user_id),
+            initiating_user_id: uuid(context.frame.initiating_user_id),
+            deadline: Instant::now() + limit,
+            registry: inner.registries.snapshot(),
+            doomed: None,
+        }
+    }
+
     fn run(&mut self, message: Message) -> Result<OrganizationResponse, ServiceError> {
         let writes = !matches!(
             message,
@@ -89,6 +113,24 @@ impl<'a> OrgServices<'a> {
     }
 
     fn run_child(&mut self, message: Message) -> Result<OrganizationResponse, PipelineError> {
+        let detached = self.tx.is_none();
+        let writes = !matches!(
+            message,
+            Message::Retrieve { .. } | Message::RetrieveMultiple { .. }
+        );
+        let response = self.run_nested(message)?;
+        // Without a transaction to join the write committed on its own: wake the asynchronous service for
+        // the jobs it may have queued.
+        if detached
+            && writes
+            && let Some(notifier) = self.inner.job_notifier.get()
+        {
+            notifier.notify();
+        }
+        Ok(response)
+    }
+
+    fn run_nested(&mut self, message: Message) -> Result<OrganizationResponse, PipelineError> {
         let max_depth = self.inner.settings.max_depth;
         if self.depth + 1 > max_depth {
             return Err(PipelineError::DepthLimit {
