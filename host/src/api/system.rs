@@ -71,7 +71,7 @@ const JOB_COLUMNS: &[&str] = &[
     "statuscode",
 ];
 
-/// The delivery context the check action posts with, made on first use (the API otherwise never posts).
+/// The delivery context the check action posts with when the pipeline has none, made on first use.
 pub(super) type Checker = Arc<OnceLock<Arc<Delivery>>>;
 
 /// One request on `asyncoperations` or `serviceendpoints`.
@@ -352,9 +352,10 @@ impl<'a> SystemCall<'a> {
     }
 
     /// TriggerServiceEndpointCheck: 204 when the endpoint answers with its credentials, else 400 with the
-    /// classified, secret-free error.
+    /// classified, secret-free error. Posts as the host's delivery does (its organization), or, on a server
+    /// without one, through a client of its own.
     async fn check(&self, id: Uuid) -> Result<Response, ApiError> {
-        let delivery = match self.checker.get() {
+        let delivery = match self.runtime.pipeline.delivery().or_else(|| self.checker.get()) {
             Some(d) => Arc::clone(d),
             None => {
                 let made = Delivery::new("weft.local")

@@ -442,6 +442,11 @@ impl Pipeline {
         self.inner.delivery.set(delivery).is_ok()
     }
 
+    /// The delivery plug-ins' posts go through, once set.
+    pub fn delivery(&self) -> Option<&Arc<Delivery>> {
+        self.inner.delivery.get()
+    }
+
     /// Wakes the asynchronous service through `notifier` once an operation that may have written system
     /// jobs is durable, so its idle workers claim them at once instead of at their next poll. Set once for
     /// all clones; false when one was already set.
