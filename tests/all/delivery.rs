@@ -41,6 +41,9 @@ primary_name_attribute = "name"
   [[table.attribute]]
   logical_name = "name"
   type = "String"
+  [[table.attribute]]
+  logical_name = "accountnumber"
+  type = "String"
 
 [[table]]
 logical_name = "contact"
@@ -175,15 +178,21 @@ async fn env(bus: SocketAddr, hook_url: &str, steps: &str) -> Env {
 /// [`env`] with the bus endpoints signing with `sas_key`.
 async fn env_with_key(bus: SocketAddr, hook_url: &str, steps: &str, sas_key: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let plugins: String = ["validator", "azure-aware", "org-caller", "probe"]
-        .iter()
-        .map(|p| {
-            format!(
-                "[[plugin]]\nname = \"{p}\"\ncomponent = \"{}\"\n",
-                fixtures::component(p).display()
-            )
-        })
-        .collect();
+    let plugins: String = [
+        "validator",
+        "enricher",
+        "azure-aware",
+        "org-caller",
+        "probe",
+    ]
+    .iter()
+    .map(|p| {
+        format!(
+            "[[plugin]]\nname = \"{p}\"\ncomponent = \"{}\"\n",
+            fixtures::component(p).display()
+        )
+    })
+    .collect();
     let endpoints = format!(
         "[[service_endpoint]]\nname = \"queue\"\ncontract = 2\nmessage_format = 2\nauth_type = 2\n\
          namespace_address = \"http://{bus}\"\npath = \"{QUEUE}\"\nsas_key_name = \"{KEY_NAME}\"\n\
@@ -574,6 +583,70 @@ async fn custom_plugin_in_an_async_step_posts_within_its_job_and_reruns_on_retry
             .all(|t| t.entry.mode == StepMode::Asynchronous)
     );
     assert!(!format!("{traces:?}{attempts:?}").contains(HOOK_KEY));
+}
+
+/// A component replaced while an operation is in flight: the operation finishes on the version it started
+/// with (its later step runs the old enricher), the next operation runs the new one. The operation is held
+/// mid-way by a webhook that answers its PreValidation Azure-aware step only after the replacement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_operation_finishes_on_the_component_it_started_with() {
+    use tokio::sync::{Notify, oneshot};
+    let arrived = Arc::new(Notify::new());
+    let (release, released) = oneshot::channel::<()>();
+    let released = Arc::new(tokio::sync::Mutex::new(Some(released)));
+    let app = {
+        let (arrived, released) = (arrived.clone(), released.clone());
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || async move {
+                arrived.notify_one();
+                if let Some(gate) = released.lock().await.take() {
+                    let _ = gate.await;
+                }
+                StatusCode::OK
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Held in PreValidation, which runs outside the transaction: the replacement can commit meanwhile.
+    let steps = azure_aware_step("hook").replace("stage = 40\n", "stage = 10\n")
+        + "[[step]]\nname = \"enrich\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\n\
+           plugin = \"enricher\"\n";
+    let env = Arc::new(env(free_addr(), &url, &steps).await);
+
+    let first = {
+        let env = env.clone();
+        tokio::spawn(async move { env.create(Some("Fourth Coffee")).await })
+    };
+    arrived.notified().await;
+    let pipeline = env.runtime.pipeline.clone();
+    let validator = fixtures::bytes("validator");
+    tokio::task::spawn_blocking(move || pipeline.replace_plugin("enricher", &validator))
+        .await
+        .unwrap()
+        .unwrap();
+    release.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    env.create(Some("Litware")).await.unwrap();
+
+    let mut enricher: Vec<TraceLog> = env
+        .traces()
+        .into_iter()
+        .filter(|t| t.entry.plugin == "enricher")
+        .collect();
+    enricher.reverse(); // oldest first
+    assert_eq!(enricher.len(), 2, "{enricher:?}");
+    assert!(
+        enricher[0]
+            .entry
+            .trace
+            .starts_with("Enricher: accountnumber = ACC-FC-"),
+        "the in-flight operation ran the new version: {}",
+        enricher[0].entry.trace
+    );
+    assert_eq!(enricher[1].entry.trace, "Validator: account is valid.");
 }
 
 /// An async step's plug-in has an organization service: its Create runs when the job runs, as an
