@@ -16,7 +16,7 @@ use weft_bus::sas::SasPolicy;
 use weft_bus::{BusConfig, BusHandle, QueueConfig, RelayConfig};
 use weft_host::delivery::{Delivery, DeliveryError, DeliveryRunner};
 use weft_host::pipeline::{Message, OrganizationRequest, OrganizationResponse, PipelineError};
-use weft_host::registration::derived_id;
+use weft_host::registration::{EXAMPLE_ACCOUNT_TABLE, derived_id};
 use weft_host::runtime::Runtime;
 use weft_host::sandbox::wit::types::{Attribute, Entity, Value};
 use weft_jobs::{AsyncService, FailureClass, RetryPolicy, ServiceConfig};
@@ -32,19 +32,8 @@ const HOOK_KEY: &str = "hook-code-9d41e7";
 const QUEUE: &str = "orders";
 const RELAY: &str = "hc";
 
-const TABLES: &str = r#"
-[[table]]
-logical_name = "account"
-entity_set_name = "accounts"
-primary_id_attribute = "accountid"
-primary_name_attribute = "name"
-  [[table.attribute]]
-  logical_name = "name"
-  type = "String"
-  [[table.attribute]]
-  logical_name = "accountnumber"
-  type = "String"
-
+/// The example plug-ins' account table, and a contact table for child operations.
+const CONTACT_TABLE: &str = r#"
 [[table]]
 logical_name = "contact"
 entity_set_name = "contacts"
@@ -206,7 +195,7 @@ async fn env_with_key(bus: SocketAddr, hook_url: &str, steps: &str, sas_key: &st
     let config = dir.path().join("weft.toml");
     std::fs::write(
         &config,
-        format!("{TABLES}\n{plugins}\n{endpoints}\n{steps}"),
+        format!("{EXAMPLE_ACCOUNT_TABLE}\n{CONTACT_TABLE}\n{plugins}\n{endpoints}\n{steps}"),
     )
     .unwrap();
     let data: PathBuf = dir.path().join("data");

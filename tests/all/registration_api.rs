@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
 use weft_host::api::{self, ApiServer};
-use weft_host::registration::derived_id;
+use weft_host::registration::{EXAMPLE_ACCOUNT_TABLE, derived_id};
 use weft_host::runtime::Runtime;
 use weft_host::sandbox::sha256_hex;
 use weft_store::Read;
@@ -18,20 +18,6 @@ use weft_store::StoreExt;
 use weft_store::system::{JobFilter, TraceFilter};
 
 use crate::fixtures;
-
-const TABLES: &str = r#"
-[[table]]
-logical_name = "account"
-entity_set_name = "accounts"
-primary_id_attribute = "accountid"
-primary_name_attribute = "name"
-  [[table.attribute]]
-  logical_name = "name"
-  type = "String"
-  [[table.attribute]]
-  logical_name = "accountnumber"
-  type = "String"
-"#;
 
 /// Distinctive, so a leak anywhere in a body is found by a substring search.
 const HOOK_SECRET: &str = "hook-secret-93c1f07a";
@@ -65,7 +51,7 @@ impl Host {
 
     fn write_config(&self, step_extra: &str) {
         let config = format!(
-            "{TABLES}\n[[plugin]]\nname = \"enricher\"\ncomponent = \"enricher-copy.wasm\"\n\
+            "{EXAMPLE_ACCOUNT_TABLE}\n[[plugin]]\nname = \"enricher\"\ncomponent = \"enricher-copy.wasm\"\n\
              [[plugin]]\nname = \"probe\"\ncomponent = \"{}\"\n\
              [[step]]\nname = \"enrich\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\n\
              plugin = \"enricher\"\n{step_extra}\n",

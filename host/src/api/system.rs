@@ -355,7 +355,12 @@ impl<'a> SystemCall<'a> {
     /// classified, secret-free error. Posts as the host's delivery does (its organization), or, on a server
     /// without one, through a client of its own.
     async fn check(&self, id: Uuid) -> Result<Response, ApiError> {
-        let delivery = match self.runtime.pipeline.delivery().or_else(|| self.checker.get()) {
+        let delivery = match self
+            .runtime
+            .pipeline
+            .delivery()
+            .or_else(|| self.checker.get())
+        {
             Some(d) => Arc::clone(d),
             None => {
                 let made = Delivery::new("weft.local")
