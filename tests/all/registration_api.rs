@@ -393,6 +393,32 @@ async fn serviceendpoints_are_created_changed_and_deleted() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(host.get(&path).await["isauthvalueset"], json!(true));
 
+    // `return=representation`: 201 with the row (no secret) and the URL.
+    let r = host
+        .client
+        .post(format!("{}/serviceendpoints", host.base))
+        .header("Prefer", "return=representation")
+        .json(&json!({
+            "name": "second hook", "contract": 8, "messageformat": 2, "authtype": 4,
+            "url": "http://127.0.0.1:9/second", "authvalue": HOOK_SECRET,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let second = id_in(r.headers()["OData-EntityId"].to_str().unwrap());
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(HOOK_SECRET), "{text}");
+    let row: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (row["serviceendpointid"].clone(), row["authtype"].clone()),
+        (json!(second), json!(4))
+    );
+    let (status, _) = host
+        .send(Method::DELETE, &format!("serviceendpoints({second})"), "")
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
     let step = json!({
         "name": "to hook", "message": "Create", "table": "account", "stage": 40, "mode": 1,
         "service_endpoint": "hook",

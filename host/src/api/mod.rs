@@ -399,37 +399,26 @@ fn registration_call<'a>(
     }
 }
 
-/// A Create's answer: 204 with the new row's URL in `OData-EntityId`, or 201 with the row (`row` = the
-/// `@odata.context` and the row's JSON) when the caller asked for `return=representation`.
-fn created(
-    base: &str,
-    set: &str,
-    id: Uuid,
-    row: Option<(String, serde_json::Value)>,
-) -> Result<Response, ApiError> {
-    let location = HeaderValue::from_str(&format!("{base}/{set}({id})")).map_err(|e| {
+/// A Create's answer: 204 with the new row's URL (`location`) in `OData-EntityId`, or, when the caller
+/// asked for `return=representation`, `representation` (a 201 with the row) with that header too.
+fn created(location: &str, representation: Option<Response>) -> Result<Response, ApiError> {
+    let location = HeaderValue::from_str(location).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "0x80040216",
             e.to_string(),
         )
     })?;
-    let mut response = match row {
-        Some((context, serde_json::Value::Object(fields))) => {
-            let mut body = serde_json::Map::new();
-            body.insert("@odata.context".into(), context.into());
-            body.extend(fields);
-            let mut r = json_response(
-                StatusCode::CREATED,
-                serde_json::Value::Object(body).to_string(),
-            );
+    let mut response = match representation {
+        Some(mut r) => {
             r.headers_mut().insert(
                 "Preference-Applied",
                 HeaderValue::from_static("return=representation"),
             );
             r
         }
-        _ => StatusCode::NO_CONTENT.into_response(),
+        // Dataverse answers a plain Create with 204 and the new record's URL.
+        None => StatusCode::NO_CONTENT.into_response(),
     };
     response.headers_mut().insert("OData-EntityId", location);
     Ok(response)
@@ -611,28 +600,15 @@ impl Call {
         let OrganizationResponse::Create { id } = response else {
             return Err(unexpected(&response));
         };
-        let location = HeaderValue::from_str(&self.entity_url(id)).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "0x80040216",
-                e.to_string(),
+        let row = if representation {
+            Some(
+                self.representation(id, &options, StatusCode::CREATED)
+                    .await?,
             )
-        })?;
-        let mut response = if representation {
-            let mut r = self
-                .representation(id, &options, StatusCode::CREATED)
-                .await?;
-            r.headers_mut().insert(
-                "Preference-Applied",
-                HeaderValue::from_static("return=representation"),
-            );
-            r
         } else {
-            // Dataverse answers a plain Create with 204 and the new record's URL.
-            StatusCode::NO_CONTENT.into_response()
+            None
         };
-        response.headers_mut().insert("OData-EntityId", location);
-        Ok(response)
+        created(&self.entity_url(id), row)
     }
 
     async fn retrieve(&self, id: Uuid) -> Result<Response, ApiError> {

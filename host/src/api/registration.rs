@@ -168,9 +168,14 @@ impl RegistrationCall<'_> {
         })?;
         let pipeline = self.pipeline.clone();
         let step = blocking(move || pipeline.create_step(raw)).await?;
-        let row = super::wants_representation(self.headers)
-            .then(|| (self.context(true), step_json(&step, self.annotations())));
-        super::created(&self.base, STEPS, step.def.id, row)
+        let row = super::wants_representation(self.headers).then(|| {
+            record(
+                StatusCode::CREATED,
+                self.context(true),
+                step_json(&step, self.annotations()),
+            )
+        });
+        super::created(&format!("{}/{STEPS}({})", self.base, step.def.id), row)
     }
 
     async fn delete_step(&self, id: Uuid) -> Result<Response, ApiError> {

@@ -324,10 +324,15 @@ impl<'a> SystemCall<'a> {
         let decl = endpoint_from_body(body, None)?;
         let pipeline = self.runtime.pipeline.clone();
         let row = change(move || pipeline.create_endpoint(decl)).await?;
-        let representation = self
-            .representation
-            .then(|| (self.context(true), endpoint_json(&row)));
-        super::created(&self.base, ENDPOINTS, row.def.id, representation)
+        let representation = self.representation.then(|| {
+            let mut r = record(self.context(true), endpoint_json(&row));
+            *r.status_mut() = StatusCode::CREATED;
+            r
+        });
+        super::created(
+            &format!("{}/{ENDPOINTS}({})", self.base, row.def.id),
+            representation,
+        )
     }
 
     async fn update_endpoint(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
