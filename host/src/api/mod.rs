@@ -524,7 +524,11 @@ async fn property(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if property.starts_with(custom_api::TYPE_PREFIX) {
+    // Bound operations of the system tables (TriggerServiceEndpointCheck) are theirs; declared Custom APIs
+    // are served here, for any entity set.
+    if let Some(operation) = property.strip_prefix(custom_api::TYPE_PREFIX)
+        && custom_api_named(&state, split_call(operation).0).is_some()
+    {
         return bound_custom_api_call(&state, &resource, &property, method, &uri, &headers, &body)
             .await
             .unwrap_or_else(IntoResponse::into_response);
