@@ -249,3 +249,48 @@ pub(super) fn response(
         Json::Object(body).to_string(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Function arguments split at top-level commas only: not inside quoted text (doubled quotes
+    /// included), JSON strings, objects or arrays.
+    #[test]
+    fn arguments_split_at_top_level_commas() {
+        assert_eq!(
+            split_arguments(r#"A='x, y',B={"k":[1,2],"s":"a,b"},C='it''s, ok',D=3"#),
+            vec![
+                "A='x, y'",
+                r#"B={"k":[1,2],"s":"a,b"}"#,
+                "C='it''s, ok'",
+                "D=3"
+            ]
+        );
+        assert!(split_arguments("").is_empty());
+    }
+
+    /// OData literals become the JSON the declared types are read from; bare words are not literals.
+    #[test]
+    fn odata_literals_become_json() {
+        let id = "5d9e1a40-41a3-4b1c-9e3c-4a0b2d3c4e5f";
+        for (text, json) in [
+            ("'it''s'", Some(Json::String("it's".into()))),
+            ("''", Some(Json::String(String::new()))),
+            ("true", Some(Json::Bool(true))),
+            ("null", Some(Json::Null)),
+            ("-12.5", Some(serde_json::json!(-12.5))),
+            (id, Some(Json::String(id.into()))),
+            (
+                "2026-11-25T10:00:00Z",
+                Some(Json::String("2026-11-25T10:00:00Z".into())),
+            ),
+            (r#"["a","b"]"#, Some(serde_json::json!(["a", "b"]))),
+            ("Ada", None),
+            ("'unterminated", None),
+            ("{not json", None),
+        ] {
+            assert_eq!(odata_literal(text), json, "{text}");
+        }
+    }
+}
