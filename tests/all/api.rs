@@ -1056,6 +1056,7 @@ fn bound_apis() -> String {
         format!(
             "[[custom_api]]\nunique_name = \"{name}\"\nplugin = \"greet\"\n{binding}\nis_function = {function}\n\
              [[custom_api.request_parameter]]\nname = \"Name\"\ntype = \"String\"\n\
+             [[custom_api.request_parameter]]\nname = \"Other\"\ntype = \"EntityReference\"\noptional = true\n\
              [[custom_api.response_property]]\nname = \"Greeting\"\ntype = \"String\"\n{bound}"
         )
     };
@@ -1084,7 +1085,7 @@ fn bound_apis() -> String {
 }
 
 /// A Custom API bound to a row is called as `accounts(<id>)/Microsoft.Dynamics.CRM.<name>`: the plug-in
-/// gets the row as `Target` and `account` as PrimaryEntityName; bound to the collection, as
+/// gets the row as `Target` and `account` as PrimaryEntityName (and an `@odata.id` reference parameter); bound to the collection, as
 /// `accounts/Microsoft.Dynamics.CRM.<name>` with no Target; functions with GET and URL arguments.
 #[tokio::test(flavor = "multi_thread")]
 async fn bound_custom_apis_reach_the_plugin_with_their_binding() {
@@ -1094,7 +1095,7 @@ async fn bound_custom_apis_reach_the_plugin_with_their_binding() {
     let r = env
         .post(
             &format!("accounts({id})/Microsoft.Dynamics.CRM.weft_GreetAccount"),
-            r#"{"Name":"Ada"}"#,
+            &json!({"Name": "Ada", "Other": {"@odata.id": format!("accounts({id})")}}).to_string(),
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -1119,7 +1120,9 @@ async fn bound_custom_apis_reach_the_plugin_with_their_binding() {
         traces[0]
     );
     assert!(
-        traces[0].contains(&format!("Name=Ada,Target=account({id})")),
+        traces[0].contains(&format!(
+            "Name=Ada,Other=account({id}),Target=account({id})"
+        )),
         "{}",
         traces[0]
     );

@@ -6,7 +6,8 @@
 //!
 //! Owns only the JSON ⇄ typed parameter translation for the declared types (also used by `weft exec`);
 //! the declaration check and the run belong to the pipeline. An EntityReference is written as Dataverse
-//! writes one in an action body: `{"@odata.type":"Microsoft.Dynamics.CRM.<table>","<primary id>":"<GUID>"}`.
+//! writes one in an action body: `{"@odata.type":"Microsoft.Dynamics.CRM.<table>","<primary id>":"<GUID>"}`,
+//! or as `{"@odata.id":"<entityset>(<GUID>)"}`.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -15,7 +16,7 @@ use uuid::Uuid;
 use weft_store::Schema;
 
 use super::error::ApiError;
-use super::json::{format_datetime, parse_datetime, value_to_json};
+use super::json::{format_datetime, parse_datetime, parse_key_segment, value_to_json};
 use super::json_response;
 use crate::convert::{guid, uuid};
 use crate::registration::{CustomApiDecl, ParameterType};
@@ -91,14 +92,24 @@ fn from_json(schema: &Schema, kind: ParameterType, json: &Json) -> Option<Value>
         ),
         ParameterType::Guid => Value::Guid(guid(Uuid::parse_str(json.as_str()?).ok()?)),
         ParameterType::EntityReference => {
-            let table = json
-                .get("@odata.type")?
-                .as_str()?
-                .strip_prefix(TYPE_PREFIX)?;
-            let def = schema.table(table)?;
-            let id = Uuid::parse_str(json.get(&def.primary_id_attribute)?.as_str()?).ok()?;
+            let (def, id) = match json.get("@odata.id") {
+                // `{"@odata.id":"accounts(<GUID>)"}` (or the row's full URL), as function aliases write it.
+                Some(url) => {
+                    let (set, id) = parse_key_segment(url.as_str()?.rsplit('/').next()?)?;
+                    (schema.table_by_entity_set(set)?, id?)
+                }
+                None => {
+                    let table = json
+                        .get("@odata.type")?
+                        .as_str()?
+                        .strip_prefix(TYPE_PREFIX)?;
+                    let def = schema.table(table)?;
+                    let id = json.get(&def.primary_id_attribute)?.as_str()?;
+                    (def, Uuid::parse_str(id).ok()?)
+                }
+            };
             Value::EntityReference(EntityReference {
-                logical_name: table.to_owned(),
+                logical_name: def.logical_name.clone(),
                 id: guid(id),
                 name: None,
             })
