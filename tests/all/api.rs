@@ -1042,3 +1042,346 @@ async fn plugintracelogs_list_and_filter() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     env.stop().await;
 }
+
+/// `greet` as Custom APIs bound to one account (action and function) and to the account collection, each
+/// answering `Greeting` and `Bound` (what the plug-in saw: primary entity, id and Target), and as an
+/// unbound function answering `Greeting`, with a probe step at stage 40 of the row-bound action.
+fn bound_apis() -> String {
+    let api = |name: &str, binding: &str, function: bool| {
+        let bound = if binding.is_empty() {
+            ""
+        } else {
+            "[[custom_api.response_property]]\nname = \"Bound\"\ntype = \"String\"\n"
+        };
+        format!(
+            "[[custom_api]]\nunique_name = \"{name}\"\nplugin = \"greet\"\n{binding}\nis_function = {function}\n\
+             [[custom_api.request_parameter]]\nname = \"Name\"\ntype = \"String\"\n\
+             [[custom_api.request_parameter]]\nname = \"Other\"\ntype = \"EntityReference\"\noptional = true\n\
+             [[custom_api.response_property]]\nname = \"Greeting\"\ntype = \"String\"\n{bound}"
+        )
+    };
+    format!(
+        "[[plugin]]\nname = \"greet\"\ncomponent = \"{}\"\n{}{}{}{}\
+         [[step]]\nname = \"bound probe\"\nmessage = \"weft_GreetAccount\"\ntable = \"account\"\nstage = 40\n\
+         plugin = \"probe\"\nconfiguration = \"label=bound\"\n",
+        fixtures::component("greet").display(),
+        api(
+            "weft_GreetAccount",
+            "binding_type = 1\nbound_table = \"account\"",
+            false
+        ),
+        api(
+            "weft_GreetAccounts",
+            "binding_type = 2\nbound_table = \"account\"",
+            false
+        ),
+        api(
+            "weft_GreetAccountFn",
+            "binding_type = 1\nbound_table = \"account\"",
+            true
+        ),
+        api("weft_GreetFn", "", true),
+    )
+}
+
+/// A Custom API bound to a row is called as `accounts(<id>)/Microsoft.Dynamics.CRM.<name>`: the plug-in
+/// gets the row as `Target` and `account` as PrimaryEntityName (and an `@odata.id` reference parameter); bound to the collection, as
+/// `accounts/Microsoft.Dynamics.CRM.<name>` with no Target; functions with GET and URL arguments.
+#[tokio::test(flavor = "multi_thread")]
+async fn bound_custom_apis_reach_the_plugin_with_their_binding() {
+    let env = start_with(None, &bound_apis()).await;
+    let id = env.create(json!({"name": "Fourth Coffee"})).await;
+
+    let r = env
+        .post(
+            &format!("accounts({id})/Microsoft.Dynamics.CRM.weft_GreetAccount"),
+            &json!({"Name": "Ada", "Other": {"@odata.id": format!("accounts({id})")}}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Json = r.json().await.unwrap();
+    assert_eq!(body["Greeting"], "Hello, Ada");
+    assert_eq!(
+        body["Bound"],
+        json!(format!("account {id} Target=account({id})"))
+    );
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/$metadata#Microsoft.Dynamics.CRM.weft_GreetAccountResponse"),
+        "{body}"
+    );
+    let traces = env.traces("bound");
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    assert!(
+        traces[0].contains(&format!("\nprimaryid={id}\n")),
+        "{}",
+        traces[0]
+    );
+    assert!(
+        traces[0].contains(&format!(
+            "Name=Ada,Other=account({id}),Target=account({id})"
+        )),
+        "{}",
+        traces[0]
+    );
+
+    let r = env
+        .post(
+            "accounts/Microsoft.Dynamics.CRM.weft_GreetAccounts",
+            r#"{"Name":"Bo"}"#,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Json = r.json().await.unwrap();
+    assert_eq!(
+        body["Bound"],
+        json!(format!("account {} Target=-", Uuid::nil()))
+    );
+
+    // Functions: GET, arguments inline or as parameter aliases (quotes doubled inside a literal).
+    let (status, body) = env
+        .get(&format!(
+            "accounts({id})/Microsoft.Dynamics.CRM.weft_GreetAccountFn(Name=@n)?@n='O''Brien'"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["Greeting"], "Hello, O'Brien");
+    assert_eq!(
+        body["Bound"],
+        json!(format!("account {id} Target=account({id})"))
+    );
+    let (status, body) = env.get("weft_GreetFn(Name='Cy')").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["Greeting"], "Hello, Cy");
+    assert!(body.get("Bound").is_none(), "{body}");
+    env.stop().await;
+}
+
+/// Calls that do not fit the declaration answer Dataverse-style errors naming what is wrong: the wrong
+/// table, an unknown row, a missing row key, an unbound path, missing or ill-typed parameters, the wrong
+/// method, bad function literals; the plug-in runs for none of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn bound_custom_api_calls_that_do_not_fit_are_refused_precisely() {
+    let env = start_with(None, &bound_apis()).await;
+    let id = env.create(json!({"name": "Fourth Coffee"})).await;
+    let contact = env.post("contacts", r#"{"lastname": "Ortiz"}"#).await;
+    assert_eq!(contact.status(), StatusCode::NO_CONTENT);
+    let contact = contact.headers()["OData-EntityId"]
+        .to_str()
+        .unwrap()
+        .rsplit('(')
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    let unknown = Uuid::new_v4();
+    let action = "Microsoft.Dynamics.CRM.weft_GreetAccount";
+    let cases: Vec<(reqwest::Response, StatusCode, &str, String)> = vec![
+        (
+            env.post(&format!("contacts({contact})/{action}"), r#"{"Name":"A"}"#).await,
+            StatusCode::NOT_FOUND,
+            api::BAD_URL,
+            "weft_GreetAccount is bound to `account`, not `contact`".into(),
+        ),
+        (
+            env.post(&format!("accounts({unknown})/{action}"), r#"{"Name":"A"}"#).await,
+            StatusCode::NOT_FOUND,
+            "0x80040217",
+            format!("account with id {unknown} does not exist"),
+        ),
+        (
+            env.post(&format!("accounts/{action}"), r#"{"Name":"A"}"#).await,
+            StatusCode::BAD_REQUEST,
+            api::BAD_URL,
+            "bound to one `account` row: call it as accounts(<GUID>)/Microsoft.Dynamics.CRM.weft_GreetAccount".into(),
+        ),
+        (
+            env.post(
+                &format!("accounts({id})/Microsoft.Dynamics.CRM.weft_GreetAccounts"),
+                r#"{"Name":"A"}"#,
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            api::BAD_URL,
+            "bound to the `account` collection, not a row".into(),
+        ),
+        (
+            env.post("weft_GreetAccount", r#"{"Name":"A"}"#).await,
+            StatusCode::NOT_FOUND,
+            api::BAD_URL,
+            "is bound to `account`; call it as accounts(<GUID>)/Microsoft.Dynamics.CRM.weft_GreetAccount".into(),
+        ),
+        (
+            env.post(&format!("accounts({id})/Microsoft.Dynamics.CRM.weft_Nope"), "{}").await,
+            StatusCode::NOT_FOUND,
+            api::BAD_URL,
+            "Resource not found for the segment 'Microsoft.Dynamics.CRM.weft_Nope'".into(),
+        ),
+        (
+            env.post(&format!("accounts({id})/{action}"), "{}").await,
+            StatusCode::BAD_REQUEST,
+            "0x80040203",
+            "weft_GreetAccount: the required parameter Name is missing".into(),
+        ),
+        (
+            env.post(&format!("accounts({id})/{action}"), r#"{"Name":["x"]}"#).await,
+            StatusCode::BAD_REQUEST,
+            api::BAD_PAYLOAD,
+            "The parameter 'Name' of weft_GreetAccount expects a String value".into(),
+        ),
+        (
+            env.post(
+                &format!("accounts({id})/{action}"),
+                &format!(r#"{{"Name":"A","Target":{{"@odata.type":"Microsoft.Dynamics.CRM.account","accountid":"{id}"}}}}"#),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            api::BAD_PAYLOAD,
+            "The parameter 'Target' is not declared for weft_GreetAccount".into(),
+        ),
+        (
+            env.client.get(env.url(&format!("accounts({id})/{action}"))).send().await.unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            api::BAD_URL,
+            "GET is not supported on the action weft_GreetAccount (POST)".into(),
+        ),
+        (
+            env.post("weft_GreetFn(Name='A')", "").await,
+            StatusCode::METHOD_NOT_ALLOWED,
+            api::BAD_URL,
+            "POST is not supported on the function weft_GreetFn (GET)".into(),
+        ),
+        (
+            env.client.get(env.url("weft_GreetFn(Name=Ada)")).send().await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            api::BAD_URL,
+            "The value of 'Name' is not an OData literal: Ada".into(),
+        ),
+        (
+            env.client.get(env.url("weft_GreetFn(Name=@x)")).send().await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            api::BAD_URL,
+            "The parameter alias '@x' of 'Name' has no value in the query string".into(),
+        ),
+        (
+            env.post(&format!("accounts({id})/{action}?$select=name"), r#"{"Name":"A"}"#).await,
+            StatusCode::BAD_REQUEST,
+            api::BAD_URL,
+            "The query option '$select' does not apply to the action weft_GreetAccount".into(),
+        ),
+    ];
+    for (r, status, code, needle) in cases {
+        let url = r.url().to_string();
+        let (got_status, got_code, message) = error_of(r).await;
+        assert_eq!(
+            (got_status, got_code.as_str()),
+            (status, code),
+            "{url}: {message}"
+        );
+        assert!(message.contains(&needle), "{url}: {message}");
+    }
+    assert!(env.traces("bound").is_empty(), "the bound API ran");
+    env.stop().await;
+}
+
+/// A Custom API call takes the same caller options as a table operation: `tag`, `MSCRMCallerID`, the
+/// bypass headers (refused when malformed), and `CallerObjectId` is refused rather than ignored.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_api_calls_honour_the_caller_headers_and_tag() {
+    let env = start_with(
+        None,
+        &format!(
+            "{}[[step]]\nname = \"ca ten\"\nmessage = \"weft_GreetFn\"\nstage = 10\nplugin = \"probe\"\n\
+             configuration = \"label=ten\"\n\
+             [[step]]\nname = \"ca forty\"\nmessage = \"weft_GreetFn\"\nstage = 40\nplugin = \"probe\"\n\
+             configuration = \"label=forty\"\n",
+            bound_apis()
+        ),
+    )
+    .await;
+    let caller = Uuid::new_v4();
+    let call = |headers: &[(&str, String)], query: &str| {
+        let mut r = env
+            .client
+            .get(env.url(&format!("weft_GreetFn(Name='Ada'){query}")));
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        r.send()
+    };
+    let r = call(&[("MSCRMCallerID", caller.to_string())], "?tag=batch-7")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let ten = env.traces("ten");
+    assert_eq!(ten.len(), 1);
+    assert!(ten[0].contains("\nshared=tag=batch-7\n"), "{}", ten[0]);
+    assert!(ten[0].contains(&format!("\nuser={caller}\n")), "{}", ten[0]);
+    assert!(
+        ten[0].contains(&format!("\ninitiating={caller}\n")),
+        "{}",
+        ten[0]
+    );
+
+    // CustomSync: no sync step runs, the main operation (the API's own plug-in) still answers.
+    let r = call(
+        &[("MSCRM.BypassBusinessLogicExecution", "CustomSync".into())],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Json = r.json().await.unwrap();
+    assert_eq!(body["Greeting"], "Hello, Ada");
+    assert_eq!((env.traces("ten").len(), env.traces("forty").len()), (1, 1));
+
+    // The step-ids header skips only the named step.
+    let ten_id = derived_id("sdkmessageprocessingstep", "ca ten");
+    let r = call(
+        &[(
+            "MSCRM.BypassBusinessLogicExecutionStepIds",
+            ten_id.to_string(),
+        )],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!((env.traces("ten").len(), env.traces("forty").len()), (1, 2));
+
+    for (header, value, needle) in [
+        (
+            "MSCRM.BypassBusinessLogicExecution",
+            "Everything",
+            "`Everything` is not CustomSync",
+        ),
+        (
+            "MSCRM.BypassBusinessLogicExecutionStepIds",
+            "nope",
+            "'nope' is not a GUID",
+        ),
+        (
+            "MSCRMCallerID",
+            "nope",
+            "MSCRMCallerID: 'nope' is not a GUID",
+        ),
+        (
+            "CallerObjectId",
+            &caller.to_string(),
+            "CallerObjectId is not supported",
+        ),
+    ] {
+        let (status, code, message) =
+            error_of(call(&[(header, value.to_owned())], "").await.unwrap()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, api::BAD_URL),
+            "{message}"
+        );
+        assert!(message.contains(needle), "{header}: {message}");
+    }
+    assert_eq!((env.traces("ten").len(), env.traces("forty").len()), (1, 2));
+    env.stop().await;
+}

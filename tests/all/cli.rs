@@ -263,3 +263,222 @@ fn up_serves_the_api_until_interrupted() {
         .unwrap_or_default();
     assert!(number.starts_with("ACC-FC-"), "{listed}");
 }
+
+/// [`sample_weft`] plus `greet` as a Custom API bound to an account row (`weft_GreetAccount`, an action)
+/// answering `Greeting` and `Bound`, and as an unbound function (`weft_GreetFn`) answering `Greeting`.
+fn greet_weft() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, config) = sample_weft();
+    let api = |name: &str, extra: &str, bound: &str| {
+        format!(
+            "[[custom_api]]\nunique_name = \"{name}\"\nplugin = \"greet\"\n{extra}\n\
+             [[custom_api.request_parameter]]\nname = \"Name\"\ntype = \"String\"\n\
+             [[custom_api.response_property]]\nname = \"Greeting\"\ntype = \"String\"\n{bound}"
+        )
+    };
+    let bound = "[[custom_api.response_property]]\nname = \"Bound\"\ntype = \"String\"\n";
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!(
+        "[[plugin]]\nname = \"greet\"\ncomponent = \"{}\"\n{}{}",
+        fixtures::component("greet").display(),
+        api(
+            "weft_GreetAccount",
+            "binding_type = 1\nbound_table = \"account\"",
+            bound
+        ),
+        api("weft_GreetFn", "is_function = true", ""),
+    );
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+/// `weft exec custom-api` calls a Custom API in-process with `--parameters` (and `--id` for a row-bound
+/// one), printing the response properties; bad parameters and a missing `--id` are refused precisely.
+#[test]
+fn exec_calls_a_custom_api_in_process() {
+    let (dir, config) = greet_weft();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        weft()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "exec",
+        "create",
+        "account",
+        "--attributes",
+        r#"{"name":"Fourth Coffee"}"#,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let created: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let out = run(&[
+        "exec",
+        "custom-api",
+        "weft_GreetAccount",
+        "--id",
+        &id,
+        "--parameters",
+        r#"{"Name":"Ada"}"#,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["Greeting"], "Hello, Ada");
+    assert_eq!(first["Bound"], format!("account {id} Target=account({id})"));
+    assert!(stdout.contains("step greet"), "{stdout}");
+
+    for (args, needle) in [
+        (
+            vec![
+                "exec",
+                "custom-api",
+                "weft_GreetAccount",
+                "--parameters",
+                r#"{"Name":"Ada"}"#,
+            ],
+            "weft_GreetAccount is bound to a `account` row: give its --id",
+        ),
+        (
+            vec![
+                "exec",
+                "custom-api",
+                "weft_GreetFn",
+                "--parameters",
+                r#"{"Name":7}"#,
+            ],
+            "--parameters: The parameter 'Name' of weft_GreetFn expects a String value, got 7.",
+        ),
+        (
+            vec!["exec", "custom-api", "weft_Nope"],
+            "no custom API `weft_Nope` is declared",
+        ),
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+}
+
+/// `weft exec custom-api --server` makes the Web API call a client makes (POST for an action on
+/// `accounts(<id>)/Microsoft.Dynamics.CRM.…`, GET with parameter aliases for a function) against a
+/// running `weft up`, printing the response properties, or the error and exit 1.
+#[test]
+fn exec_calls_a_custom_api_on_a_server() {
+    use std::io::{BufRead, BufReader};
+    let (dir, config) = greet_weft();
+    let mut child = weft()
+        .args(["up", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path().join("served"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_owned();
+    let created = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::new()
+            .post(format!("{base}/api/data/v9.2/accounts"))
+            .json(&serde_json::json!({"name": "Fourth Coffee"}))
+            .send()
+            .await
+            .unwrap()
+    });
+    let id = created.headers()["OData-EntityId"]
+        .to_str()
+        .unwrap()
+        .rsplit('(')
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    // The in-process data directory stays untouched: the server holds the row.
+    let run = |args: &[&str]| {
+        weft()
+            .args(args)
+            .args(["--server", &base, "--config"])
+            .arg(&config)
+            .arg("--data")
+            .arg(dir.path().join("unused"))
+            .output()
+            .unwrap()
+    };
+    let bound = run(&[
+        "exec",
+        "custom-api",
+        "weft_GreetAccount",
+        "--id",
+        &id,
+        "--parameters",
+        r#"{"Name":"Ada"}"#,
+    ]);
+    let function = run(&[
+        "exec",
+        "custom-api",
+        "weft_GreetFn",
+        "--parameters",
+        r#"{"Name":"O'Brien, Jr."}"#,
+        "--tag",
+        "t1",
+    ]);
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let missing = run(&[
+        "exec",
+        "custom-api",
+        "weft_GreetAccount",
+        "--id",
+        &unknown,
+        "--parameters",
+        r#"{"Name":"Ada"}"#,
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let stdout = String::from_utf8_lossy(&bound.stdout);
+    assert!(
+        bound.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&bound.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(body["Greeting"], "Hello, Ada");
+    assert_eq!(body["Bound"], format!("account {id} Target=account({id})"));
+
+    let stdout = String::from_utf8_lossy(&function.stdout);
+    assert!(
+        function.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&function.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(body["Greeting"], "Hello, O'Brien, Jr.");
+
+    let stdout = String::from_utf8_lossy(&missing.stdout);
+    assert_eq!(missing.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "error 0x80040217: account with id {unknown} does not exist (HTTP 404 Not Found)"
+        )),
+        "{stdout}"
+    );
+    assert!(!dir.path().join("unused").exists());
+}

@@ -1114,11 +1114,49 @@ fn custom_api_missing_response_property_fails_clearly() {
     assert!(env.probe("forty").is_empty());
 }
 
-/// `[[custom_api]]` entries are checked at load: unknown plug-in, bad type, name clash, each named.
+/// `[[custom_api]]` entries are checked at load: unknown plug-in, bad type, name clash, binding, function
+/// without a response, each named.
 #[test]
 fn custom_api_registration_errors_name_the_entry() {
     let dir = tempfile::tempdir().unwrap();
+    let with = |extra: &str| {
+        greet_api("greet").replace(
+            "plugin = \"greet\"\n",
+            &format!("plugin = \"greet\"\n{extra}\n"),
+        )
+    };
     for (api, reason) in [
+        (
+            with("binding_type = 3"),
+            "binding_type 3 is not 0 (Global), 1 (Entity) or 2 (EntityCollection)",
+        ),
+        (
+            with("binding_type = 2"),
+            "binding_type 2 (EntityCollection) needs bound_table",
+        ),
+        (
+            with("binding_type = 0\nbound_table = \"account\""),
+            "binding_type 0 (Global) is unbound: remove bound_table `account`",
+        ),
+        (
+            with("bound_table = \"nope\""),
+            "bound_table `nope` is not declared",
+        ),
+        (
+            with("bound_table = \"account\"").replace("name = \"Name\"", "name = \"Target\""),
+            "request parameter `Target` is the bound row's reference",
+        ),
+        (
+            with("is_function = true").replace(
+                "[[custom_api.response_property]]\nname = \"Greeting\"\ntype = \"String\"\n",
+                "",
+            ),
+            "a function (is_function = true) must declare a response property",
+        ),
+        (
+            greet_api("greet").replace("weft_Greet", "weft/Greet"),
+            "unique_name must be ASCII letters, digits and `_`",
+        ),
         (greet_api("nope"), "plug-in `nope` is not declared"),
         (
             greet_api("greet").replace(

@@ -1,9 +1,13 @@
 //! The HTTP API, shaped like the Dataverse Web API: `/api/data/v9.2/{entityset}` POST (Create),
 //! `{entityset}({id})` GET/PATCH/DELETE (Retrieve/Update/Delete) and collection GET (RetrieveMultiple with
 //! `$select`/`$filter`/`$top`/`$orderby`), `Prefer: return=representation`, the
-//! `MSCRM.BypassBusinessLogicExecution[StepIds]` headers, the `tag` query option and errors as
-//! `{"error":{"code":"0x…","message":"…"}}`; unbound Custom APIs as `POST /api/data/v9.2/{unique_name}`
-//! (the `custom_api` submodule). The registration sets `sdkmessageprocessingsteps` and
+//! `MSCRM.BypassBusinessLogicExecution[StepIds]`, `MSCRM.BypassCustomPluginExecution` and `MSCRMCallerID`
+//! headers, the `tag` query option and errors as
+//! `{"error":{"code":"0x…","message":"…"}}`; Custom APIs (parameters in the `custom_api` submodule) as
+//! `/{unique_name}` when unbound, `{entityset}({id})/Microsoft.Dynamics.CRM.{unique_name}` when bound to a
+//! row (which reaches the plug-in as `Target`) and `{entityset}/Microsoft.Dynamics.CRM.{unique_name}` when
+//! bound to the collection: POST for an action, GET for a function (`…{unique_name}(Name='x',N=@p)?@p=1`),
+//! with the same caller headers and `tag` as table operations. The registration sets `sdkmessageprocessingsteps` and
 //! `pluginassemblies` are served by the `registration` submodule (steps enabled/disabled and
 //! reconfigured, components replaced, at runtime); system jobs (`asyncoperations`) and service endpoints
 //! (`serviceendpoints`, with TriggerServiceEndpointCheck) by the `system` submodule.
@@ -23,6 +27,9 @@
 //! (`…@Microsoft.Dynamics.CRM.lookuplogicalname`) and the choices' labels
 //! (`…@OData.Community.Display.V1.FormattedValue`) are written. `return=representation` reads the record
 //! back with a Retrieve operation of its own (Retrieve steps fire for it).
+//! Impersonation is by `MSCRMCallerID` (a systemuserid) only: `CallerObjectId` (a Microsoft Entra object
+//! id) is refused. A Custom API function's URL arguments are OData literals (`'text'`, numbers, `true`,
+//! `false`, `null`, bare GUIDs and dates) or JSON objects and arrays, inline or as `@alias` query options.
 
 mod custom_api;
 mod endpoints;
@@ -54,7 +61,11 @@ use registration::RegistrationCall;
 use system::SystemCall;
 
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
+use crate::registration::{Binding, CustomApiDecl};
 use crate::runtime::Runtime;
+use crate::sandbox::wit::types::{EntityReference, Value};
+
+pub(crate) use custom_api::{body_object, parameters as custom_api_parameters, response_object};
 
 /// The Web API's path prefix.
 pub const PREFIX: &str = "/api/data/v9.2";
@@ -275,16 +286,24 @@ async fn resource(
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
-    if let Some(api) = state
-        .runtime
-        .registration
-        .custom_apis
-        .iter()
-        .find(|c| c.unique_name == resource && c.bound_table.is_none())
-    {
-        return custom_api_call(&state, api, method, &uri, &headers, &body)
-            .await
-            .unwrap_or_else(IntoResponse::into_response);
+    let (name, args) = split_call(&resource);
+    if let Some(api) = custom_api_named(&state, name) {
+        let result = match &api.binding {
+            Binding::Global => {
+                custom_api_call(&state, api, None, args, method, &uri, &headers, &body).await
+            }
+            Binding::Entity(t) | Binding::EntityCollection(t) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                BAD_URL,
+                format!(
+                    "Resource not found for the segment '{name}': the Custom API {name} is bound to \
+                     `{t}`; call it as {}/{}{name}.",
+                    bound_path(&state, api),
+                    custom_api::TYPE_PREFIX
+                ),
+            )),
+        };
+        return result.unwrap_or_else(IntoResponse::into_response);
     }
     let call = match Call::new(state, &resource, &uri, headers) {
         Ok(c) => c,
@@ -312,35 +331,184 @@ async fn resource(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// An unbound Custom API: POST only, with the `tag` query option.
-async fn custom_api_call(
+/// `weft_Fn(Name='x')` → (`weft_Fn`, `Name='x'`); `weft_Greet` → (`weft_Greet`, None).
+fn split_call(segment: &str) -> (&str, Option<&str>) {
+    match segment.strip_suffix(')').and_then(|s| s.split_once('(')) {
+        Some((name, args)) => (name, Some(args)),
+        None => (segment, None),
+    }
+}
+
+fn custom_api_named<'a>(state: &'a AppState, name: &str) -> Option<&'a CustomApiDecl> {
+    state
+        .runtime
+        .registration
+        .custom_apis
+        .iter()
+        .find(|c| c.unique_name == name)
+}
+
+/// How a bound API's URL starts: `accounts(<GUID>)` or `accounts`.
+fn bound_path(state: &AppState, api: &CustomApiDecl) -> String {
+    let schema = &state.runtime.registration.schema;
+    let set = |t: &str| {
+        schema
+            .table(t)
+            .map_or(t.to_owned(), |d| d.entity_set_name.clone())
+    };
+    match &api.binding {
+        Binding::Global => String::new(),
+        Binding::Entity(t) => format!("{}(<GUID>)", set(t)),
+        Binding::EntityCollection(t) => set(t),
+    }
+}
+
+/// `{entityset}({id})/Microsoft.Dynamics.CRM.{unique_name}` or `{entityset}/Microsoft.Dynamics.CRM.{…}`:
+/// the binding must be the API's, with a row id exactly when it is bound to a row.
+async fn bound_custom_api_call(
     state: &AppState,
-    api: &crate::registration::CustomApiDecl,
+    resource: &str,
+    operation: &str,
     method: Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    if method != Method::POST {
+    let not_found = |why: String| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            BAD_URL,
+            format!("Resource not found for the segment '{operation}'{why}."),
+        )
+    };
+    let (name, args) = split_call(
+        operation
+            .strip_prefix(custom_api::TYPE_PREFIX)
+            .unwrap_or(operation),
+    );
+    let api = custom_api_named(state, name).ok_or_else(|| not_found(String::new()))?;
+    let (set, id) = json::parse_key_segment(resource).ok_or_else(|| {
+        ApiError::url(format!(
+            "'{resource}' is not an entity set or a record key such as accounts(<GUID>)."
+        ))
+    })?;
+    let table = state
+        .runtime
+        .registration
+        .schema
+        .table_by_entity_set(set)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                BAD_URL,
+                format!("Resource not found for the segment '{set}'."),
+            )
+        })?;
+    let how = || format!("{}/{operation}", bound_path(state, api));
+    let target = match (&api.binding, id) {
+        (Binding::Global, _) => {
+            return Err(not_found(format!(
+                ": the Custom API {name} is unbound; call it as /{name}"
+            )));
+        }
+        (Binding::Entity(t) | Binding::EntityCollection(t), _) if *t != table.logical_name => {
+            return Err(not_found(format!(
+                ": the Custom API {name} is bound to `{t}`, not `{}`; call it as {}",
+                table.logical_name,
+                how()
+            )));
+        }
+        (Binding::Entity(t), Some(id)) => Some(EntityReference {
+            logical_name: t.clone(),
+            id: crate::convert::guid(id),
+            name: None,
+        }),
+        (Binding::EntityCollection(_), None) => None,
+        (Binding::Entity(t), None) => {
+            return Err(ApiError::url(format!(
+                "The Custom API {name} is bound to one `{t}` row: call it as {}.",
+                how()
+            )));
+        }
+        (Binding::EntityCollection(t), Some(_)) => {
+            return Err(ApiError::url(format!(
+                "The Custom API {name} is bound to the `{t}` collection, not a row: call it as {}.",
+                how()
+            )));
+        }
+    };
+    custom_api_call(state, api, target, args, method, uri, headers, body).await
+}
+
+/// A Custom API call: POST with a JSON body for an action, GET with URL arguments for a function; `target`
+/// is the row an Entity-bound API is called on. Query options: `tag`, and a function's parameter aliases.
+#[allow(clippy::too_many_arguments)]
+async fn custom_api_call(
+    state: &AppState,
+    api: &CustomApiDecl,
+    target: Option<EntityReference>,
+    args: Option<&str>,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let (expected, kind) = if api.is_function {
+        (Method::GET, "function")
+    } else {
+        (Method::POST, "action")
+    };
+    if method != expected {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             BAD_URL,
             format!(
-                "{method} is not supported on the action {} (POST).",
+                "{method} is not supported on the {kind} {} ({expected}).",
                 api.unique_name
             ),
         ));
     }
-    let schema = &state.runtime.registration.schema;
-    let mut request = OrganizationRequest::new(Message::Custom {
-        name: api.unique_name.clone(),
-        parameters: custom_api::parameters(schema, api, body)?,
-    });
-    request.tag = Query::<Vec<(String, String)>>::try_from_uri(uri)
+    let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
-        .0
-        .into_iter()
-        .find_map(|(k, v)| (k == "tag").then_some(v));
+        .0;
+    let mut tag = None;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "tag" => tag = Some(v.clone()),
+            alias if api.is_function && alias.starts_with('@') => {}
+            other => {
+                return Err(ApiError::url(format!(
+                    "The query option '{other}' does not apply to the {kind} {} (tag{}).",
+                    api.unique_name,
+                    if api.is_function {
+                        " and parameter aliases @name"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+    }
+    let fields = if api.is_function {
+        custom_api::function_arguments(api, args, &pairs)?
+    } else if args.is_some() {
+        return Err(ApiError::url(format!(
+            "{} is an action: its parameters go in the POST body, not in the URL.",
+            api.unique_name
+        )));
+    } else {
+        custom_api::body_object(body)?
+    };
+    let schema = &state.runtime.registration.schema;
+    let mut parameters = custom_api::parameters(schema, api, fields)?;
+    if let Some(target) = target {
+        parameters.push(("Target".into(), Value::EntityReference(target)));
+    }
+    let message = Message::Custom {
+        name: api.unique_name.clone(),
+        parameters,
+    };
+    let request = caller_request(headers, message, tag)?;
     let response = execute(&state.runtime, request).await?;
     let OrganizationResponse::Custom { outputs } = response else {
         return Err(unexpected(&response));
@@ -357,6 +525,15 @@ async fn property(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Bound operations of the system tables (TriggerServiceEndpointCheck) are theirs; declared Custom APIs
+    // are served here, for any entity set.
+    if let Some(operation) = property.strip_prefix(custom_api::TYPE_PREFIX)
+        && custom_api_named(&state, split_call(operation).0).is_some()
+    {
+        return bound_custom_api_call(&state, &resource, &property, method, &uri, &headers, &body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     match json::parse_key_segment(&resource) {
         Some((set, Some(id))) if RegistrationCall::owns(set) => {
             registration_call(&state, set, Some(id), Some(&property), &uri, &headers)
@@ -481,13 +658,7 @@ impl Call {
     }
 
     fn header(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        self.headers
-            .get(name)
-            .map(|v| {
-                v.to_str()
-                    .map_err(|_| ApiError::url(format!("The header '{name}' is not ASCII text.")))
-            })
-            .transpose()
+        header(&self.headers, name)
     }
 
     fn annotations(&self) -> Result<json::Annotations, ApiError> {
@@ -503,42 +674,12 @@ impl Call {
             .is_some_and(|p| p.split(',').any(|p| p.trim() == "return=representation")))
     }
 
-    /// An OrganizationRequest carrying the caller's optional parameters (tag, bypass flags, caller id).
     fn request(
         &self,
         message: Message,
         tag: Option<String>,
     ) -> Result<OrganizationRequest, ApiError> {
-        let mut r = OrganizationRequest::new(message);
-        r.tag = tag;
-        if let Some(v) = self.header("MSCRM.BypassBusinessLogicExecution")? {
-            r = r
-                .bypass_business_logic(v)
-                .map_err(|e| ApiError::url(format!("MSCRM.{e}")))?;
-        }
-        if let Some(v) = self.header("MSCRM.BypassBusinessLogicExecutionStepIds")? {
-            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                r.bypass_step_ids.push(Uuid::parse_str(part).map_err(|_| {
-                    ApiError::url(format!(
-                        "MSCRM.BypassBusinessLogicExecutionStepIds: '{part}' is not a GUID."
-                    ))
-                })?);
-            }
-        }
-        match self.header("MSCRM.BypassCustomPluginExecution")? {
-            None | Some("false") => {}
-            Some("true") => r.bypass_sync = true,
-            Some(other) => {
-                return Err(ApiError::url(format!(
-                    "MSCRM.BypassCustomPluginExecution: '{other}' is not true or false."
-                )));
-            }
-        }
-        if let Some(v) = self.header("MSCRMCallerID")? {
-            r.user_id = Uuid::parse_str(v.trim())
-                .map_err(|_| ApiError::url(format!("MSCRMCallerID: '{v}' is not a GUID.")))?;
-        }
-        Ok(r)
+        caller_request(&self.headers, message, tag)
     }
 
     async fn execute(
@@ -690,6 +831,65 @@ impl Call {
         self.execute(self.request(message, options.tag)?).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
+}
+
+/// The value of header `name`, if sent; an error when it is not ASCII text.
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::url(format!("The header '{name}' is not ASCII text.")))
+        })
+        .transpose()
+}
+
+/// An OrganizationRequest for `message` carrying the caller's optional parameters, the same for table
+/// operations and Custom APIs: `tag`, the `MSCRM.BypassBusinessLogicExecution[StepIds]` and
+/// `MSCRM.BypassCustomPluginExecution` headers, and `MSCRMCallerID` (impersonation by systemuserid).
+fn caller_request(
+    headers: &HeaderMap,
+    message: Message,
+    tag: Option<String>,
+) -> Result<OrganizationRequest, ApiError> {
+    let mut r = OrganizationRequest::new(message);
+    r.tag = tag;
+    if let Some(v) = header(headers, "MSCRM.BypassBusinessLogicExecution")? {
+        r = r
+            .bypass_business_logic(v)
+            .map_err(|e| ApiError::url(format!("MSCRM.{e}")))?;
+    }
+    if let Some(v) = header(headers, "MSCRM.BypassBusinessLogicExecutionStepIds")? {
+        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            r.bypass_step_ids.push(Uuid::parse_str(part).map_err(|_| {
+                ApiError::url(format!(
+                    "MSCRM.BypassBusinessLogicExecutionStepIds: '{part}' is not a GUID."
+                ))
+            })?);
+        }
+    }
+    match header(headers, "MSCRM.BypassCustomPluginExecution")? {
+        None | Some("false") => {}
+        Some("true") => r.bypass_sync = true,
+        Some(other) => {
+            return Err(ApiError::url(format!(
+                "MSCRM.BypassCustomPluginExecution: '{other}' is not true or false."
+            )));
+        }
+    }
+    if let Some(v) = header(headers, "MSCRMCallerID")? {
+        r.user_id = Uuid::parse_str(v.trim())
+            .map_err(|_| ApiError::url(format!("MSCRMCallerID: '{v}' is not a GUID.")))?;
+    }
+    // Impersonating by Microsoft Entra object id needs Entra users, which weft does not have: refused
+    // rather than ignored, so the operation never silently runs as the default user.
+    if header(headers, "CallerObjectId")?.is_some() {
+        return Err(ApiError::url(
+            "CallerObjectId is not supported (weft has no Microsoft Entra ID users): impersonate with \
+             MSCRMCallerID and a systemuserid.",
+        ));
+    }
+    Ok(r)
 }
 
 /// Runs `request` through the pipeline on a blocking thread.

@@ -1,11 +1,17 @@
 //! `weft exec`, `weft trace` and `weft jobs`: commands that act on a configured
-//! weft (a `weft.toml` and a data directory), in-process.
+//! weft (a `weft.toml` and a data directory), in-process — except `weft exec custom-api --server`,
+//! which calls a running `weft up` over its Web API.
+//!
+//! A Custom API's parameters and response properties are the Web API's JSON in both cases: the
+//! translation is the API's (`crate::api`), not a copy.
 
+use crate::api::{self, body_object, custom_api_parameters, response_object};
 use crate::context;
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
-use crate::registration::Registration;
+use crate::registration::{Binding, CustomApiDecl, Registration};
 use crate::runtime::{DATABASE_FILE, Runtime};
-use anyhow::{Context as _, bail};
+use crate::sandbox::wit::types::{EntityReference, Value};
+use anyhow::{Context as _, anyhow, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,6 +58,9 @@ pub enum Operation {
     Update,
     /// Delete the row `--id`.
     Delete,
+    /// Call the Custom API named in place of the table, with `--parameters` (and `--id` when bound to a
+    /// row); prints its response properties.
+    CustomApi,
 }
 
 /// Flags of `weft exec`.
@@ -62,11 +71,22 @@ pub struct ExecArgs {
     /// The message.
     #[arg(value_enum)]
     operation: Operation,
-    /// The table's logical name.
+    /// The table's logical name; for custom-api, the Custom API's unique name.
+    #[arg(value_name = "TABLE|API")]
     table: String,
-    /// The row id (Retrieve, Update, Delete).
+    /// The row id (Retrieve, Update, Delete; custom-api bound to a row).
     #[arg(long)]
     id: Option<String>,
+    /// custom-api: the request parameters as the Web API's JSON object, e.g. '{"Name":"Ada"}'.
+    #[arg(long)]
+    parameters: Option<String>,
+    /// custom-api: call a running weft's Web API at this URL (e.g. http://127.0.0.1:5380) instead of
+    /// running in-process.
+    #[arg(long)]
+    server: Option<String>,
+    /// With --server: the key sent as `Authorization: Bearer …`. Never printed.
+    #[arg(long, env = "WEFT_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Attributes as JSON (typed values as in `weft plugin run --target`).
     #[arg(long)]
     attributes: Option<String>,
@@ -112,7 +132,6 @@ fn print_trace(log: &TraceLog) {
 
 /// `weft exec`: one operation through the pipeline, then the steps that ran.
 pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::open(&args.runtime.config, &args.runtime.data)?;
     let id = args
         .id
         .as_deref()
@@ -121,6 +140,16 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("--id `{text}` is not a GUID"))
         })
         .transpose()?;
+    let custom = matches!(args.operation, Operation::CustomApi);
+    if !custom && (args.parameters.is_some() || args.server.is_some()) {
+        bail!("--parameters and --server apply to custom-api only");
+    }
+    if let Some(server) = &args.server {
+        let registration = Registration::load(&args.runtime.config)?;
+        let api = custom_api(&registration, &args.table, id)?;
+        return call_server(server, &args, &registration, api, id);
+    }
+    let runtime = Runtime::open(&args.runtime.config, &args.runtime.data)?;
     let need_id = || id.context("this operation needs --id");
     let target = || -> anyhow::Result<_> {
         let text = args.attributes.as_deref().unwrap_or("{}");
@@ -153,6 +182,28 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             table: args.table.clone(),
             id: need_id()?,
         },
+        Operation::CustomApi => {
+            let registration = &runtime.registration;
+            let api = custom_api(registration, &args.table, id)?;
+            let body = args.parameters.as_deref().unwrap_or("{}");
+            let mut parameters = body_object(body.as_bytes())
+                .and_then(|fields| custom_api_parameters(&registration.schema, api, fields))
+                .map_err(|e| anyhow!("--parameters: {}", e.message))?;
+            if let (Binding::Entity(table), Some(id)) = (&api.binding, id) {
+                parameters.push((
+                    "Target".into(),
+                    Value::EntityReference(EntityReference {
+                        logical_name: table.clone(),
+                        id: crate::convert::guid(id),
+                        name: None,
+                    }),
+                ));
+            }
+            Message::Custom {
+                name: api.unique_name.clone(),
+                parameters,
+            }
+        }
     };
     let mut request = OrganizationRequest::new(message);
     request.tag = args.tag.clone();
@@ -169,6 +220,11 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         })
     })?;
     match &result {
+        Ok(OrganizationResponse::Custom { outputs }) => {
+            let body = response_object(&runtime.registration.schema, outputs)
+                .map_err(|e| anyhow!("{}", e.message))?;
+            println!("{}", serde_json::Value::Object(body));
+        }
         Ok(response) => println!("{}", response_json(response)),
         Err(error) => println!("error {}: {error}", error.code()),
     }
@@ -181,6 +237,125 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The declared Custom API `name`; `--id` must be given exactly when it is bound to a row.
+fn custom_api<'r>(
+    registration: &'r Registration,
+    name: &str,
+    id: Option<uuid::Uuid>,
+) -> anyhow::Result<&'r CustomApiDecl> {
+    let api = registration
+        .custom_apis
+        .iter()
+        .find(|c| c.unique_name == name)
+        .with_context(|| format!("{}: no custom API `{name}` is declared", registration.file))?;
+    match (&api.binding, id) {
+        (Binding::Entity(t), None) => bail!("{name} is bound to a `{t}` row: give its --id"),
+        (Binding::Global | Binding::EntityCollection(_), Some(_)) => {
+            bail!("{name} is not bound to a row: --id does not apply")
+        }
+        _ => Ok(api),
+    }
+}
+
+/// An OData URL literal for a JSON parameter value (text quoted, quotes doubled; the rest as JSON).
+fn odata_literal(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        other => other.to_string(),
+    }
+}
+
+/// `weft exec custom-api --server`: the call over the Web API, as any client makes it.
+fn call_server(
+    server: &str,
+    args: &ExecArgs,
+    registration: &Registration,
+    api: &CustomApiDecl,
+    id: Option<uuid::Uuid>,
+) -> anyhow::Result<ExitCode> {
+    let set = |t: &str| {
+        registration
+            .schema
+            .table(t)
+            .map(|d| d.entity_set_name.clone())
+            .with_context(|| format!("bound table `{t}` is not declared"))
+    };
+    let name = &api.unique_name;
+    let mut path = match (&api.binding, id) {
+        (Binding::Global, _) => name.clone(),
+        (Binding::Entity(t), Some(id)) => {
+            format!("{}({id})/Microsoft.Dynamics.CRM.{name}", set(t)?)
+        }
+        (Binding::Entity(_), None) => bail!("{name} needs --id"),
+        (Binding::EntityCollection(t), _) => format!("{}/Microsoft.Dynamics.CRM.{name}", set(t)?),
+    };
+    let text = args.parameters.as_deref().unwrap_or("{}");
+    let fields =
+        body_object(text.as_bytes()).map_err(|e| anyhow!("--parameters: {}", e.message))?;
+    let mut url = reqwest::Url::parse(&format!("{}{}/", server.trim_end_matches('/'), api::PREFIX))
+        .with_context(|| format!("--server `{server}` is not a URL"))?;
+    let mut query: Vec<(String, String)> = Vec::new();
+    if api.is_function {
+        // Each argument goes as a parameter alias: the URL path stays free of quoting.
+        let mut names = Vec::new();
+        for (i, (k, v)) in fields.iter().enumerate() {
+            names.push(format!("{k}=@p{i}"));
+            query.push((format!("@p{i}"), odata_literal(v)));
+        }
+        path = format!("{path}({})", names.join(","));
+    }
+    if let Some(tag) = &args.tag {
+        query.push(("tag".into(), tag.clone()));
+    }
+    url = url.join(&path).context("building the URL")?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    let client = reqwest::Client::new();
+    let mut request = if api.is_function {
+        client.get(url)
+    } else {
+        client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::Value::Object(fields).to_string())
+    };
+    if let Some(bypass) = &args.bypass {
+        request = request.header("MSCRM.BypassBusinessLogicExecution", bypass);
+    }
+    if let Some(key) = &args.api_key {
+        request = request.bearer_auth(key);
+    }
+    let (status, body) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let r = request
+                .send()
+                .await
+                .with_context(|| format!("calling {server}"))?;
+            let status = r.status();
+            anyhow::Ok((status, r.text().await?))
+        })?;
+    let json: serde_json::Value = serde_json::from_str(&body)
+        .with_context(|| format!("{status}: the answer is not JSON: {body}"))?;
+    if status.is_success() {
+        let mut json = json;
+        if let Some(o) = json.as_object_mut() {
+            o.retain(|k, _| !k.starts_with('@'));
+        }
+        println!("{json}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "error {}: {} (HTTP {status})",
+            json["error"]["code"].as_str().unwrap_or("?"),
+            json["error"]["message"].as_str().unwrap_or(&body)
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn response_json(response: &OrganizationResponse) -> serde_json::Value {

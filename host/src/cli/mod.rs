@@ -28,7 +28,8 @@ enum Command {
     },
     /// Serve a configured weft: HTTP API, asynchronous service, and the local bus when `weft.toml` has `[bus]`.
     Up(up::UpArgs),
-    /// Run one operation through the pipeline (in-process) and show the steps that ran.
+    /// Run one operation through the pipeline (in-process) and show the steps that ran; `custom-api` calls
+    /// a Custom API, in-process or on a running weft (`--server`).
     Exec(data::ExecArgs),
     /// Show the plug-in trace log.
     Trace(data::TraceArgs),

@@ -8,14 +8,14 @@ use weft_store::system::{
 };
 
 use super::PipelineError;
-use crate::registration::{CustomApiDecl, StepDecl};
+use crate::registration::{Binding, CustomApiDecl, StepDecl};
 use crate::sandbox::wit::types::{Parameter, ParameterValue, Value};
 
 /// The primary entity name of an unbound message (Dataverse's `none`).
 pub(super) const UNBOUND: &str = "none";
 
 /// Refuses a request whose parameters do not match the declaration: an unknown or repeated parameter, a
-/// missing required one, a value of the wrong type, a bound API's `Target` on another table.
+/// missing required one, a value of the wrong type, an Entity-bound API's `Target` missing or on another table.
 pub(super) fn check_request(
     api: &CustomApiDecl,
     parameters: &[(String, Value)],
@@ -31,7 +31,7 @@ pub(super) fn check_request(
             return invalid(format!("the parameter {name} is given twice"));
         }
         if name == "Target"
-            && let Some(table) = &api.bound_table
+            && let Binding::Entity(table) = &api.binding
         {
             match value {
                 Value::EntityReference(r) if &r.logical_name == table => continue,
@@ -53,7 +53,7 @@ pub(super) fn check_request(
         }
     }
     let given = |name: &str| parameters.iter().any(|(n, _)| n == name);
-    if api.bound_table.is_some() && !given("Target") {
+    if matches!(api.binding, Binding::Entity(_)) && !given("Target") {
         return invalid("the required parameter Target is missing".into());
     }
     if let Some(missing) = api
@@ -101,7 +101,7 @@ pub(super) fn main_step(api: &CustomApiDecl) -> StepDecl {
             id: api.id,
             name: api.unique_name.clone(),
             message: api.unique_name.clone(),
-            primary_entity: api.bound_table.clone(),
+            primary_entity: api.binding.table().map(str::to_owned),
             stage: StoreStage::MainOperation,
             mode: StepMode::Synchronous,
             rank: 1,

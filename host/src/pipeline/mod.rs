@@ -41,7 +41,7 @@ pub use error::{ISV_UNEXPECTED_MESSAGE, PipelineError};
 
 use crate::convert::{self, guid, uuid};
 use crate::delivery::Delivery;
-use crate::registration::{PipelineSettings, Registration, StepDecl};
+use crate::registration::{Binding, PipelineSettings, Registration, StepDecl};
 use crate::sandbox::wit::context::{ContextFrame, ExecutionContext, IsolationMode, Mode, Stage};
 use crate::sandbox::wit::types::{
     Attribute, Entity, EntityCollection, EntityReference, Image, Parameter, ParameterValue, Value,
@@ -598,13 +598,12 @@ impl Inner {
                     PipelineError::Invalid(format!("message `{name}` is not declared"))
                 })?;
                 custom_api::check_request(api, &parameters)?;
-                let (table, id) = match (
-                    &api.bound_table,
-                    parameters.iter().find(|p| p.0 == "Target"),
-                ) {
-                    (Some(_), Some((_, Value::EntityReference(r)))) => {
+                let (table, id) = match (&api.binding, parameters.iter().find(|p| p.0 == "Target"))
+                {
+                    (Binding::Entity(_), Some((_, Value::EntityReference(r)))) => {
                         (r.logical_name.clone(), uuid(r.id))
                     }
+                    (Binding::EntityCollection(t), _) => (t.clone(), Uuid::nil()),
                     // Dataverse names an unbound message's primary entity `none`.
                     _ => (custom_api::UNBOUND.to_owned(), Uuid::nil()),
                 };
@@ -731,6 +730,20 @@ impl Inner {
         let Some(t) = reborrow(tx) else {
             return Err(PipelineError::Invalid("no transaction".into()));
         };
+        // An Entity-bound Custom API acts on its Target row, which must exist (as a Retrieve's must).
+        if op
+            .registry
+            .custom_apis
+            .get(&op.message)
+            .is_some_and(|api| matches!(api.binding, Binding::Entity(_)))
+            && t.retrieve(&op.table, op.primary_id, None)?.is_none()
+        {
+            return Err(StoreError::NotFound {
+                table: op.table.clone(),
+                id: op.primary_id,
+            }
+            .into());
+        }
         // Pre-image: the row as it is in this transaction, just before the main operation.
         if self.needs_pre_image(op) {
             op.pre_row = t.retrieve(&op.table, op.primary_id, None)?;

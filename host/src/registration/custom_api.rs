@@ -1,5 +1,7 @@
 //! Custom API declarations (`[[custom_api]]`): a message whose main operation (stage 30) is a plug-in, with
-//! typed request parameters and response properties (dataverse.md §1: stage 30 is Custom API only).
+//! typed request parameters and response properties (dataverse.md §1: stage 30 is Custom API only), its
+//! binding (the `customapi` table's `bindingtype`: 0 Global, 1 Entity, 2 EntityCollection) and whether it
+//! is a function (`isfunction`: called with GET) or an action (POST).
 //!
 //! Owns the declared shape and the type check of a parameter value against it. It must not run plug-ins:
 //! the pipeline checks requests and responses with [`ParameterType::matches`].
@@ -87,7 +89,11 @@ pub struct ResponseProperty {
 pub(super) struct RawCustomApi {
     pub(super) unique_name: String,
     pub(super) plugin: String,
+    /// Dataverse's `bindingtype` number; absent = 1 (Entity) with a `bound_table`, else 0 (Global).
+    pub(super) binding_type: Option<i64>,
     pub(super) bound_table: Option<String>,
+    #[serde(default)]
+    pub(super) is_function: bool,
     #[serde(default)]
     pub(super) request_parameter: Vec<RequestParameter>,
     #[serde(default)]
@@ -103,10 +109,65 @@ pub struct CustomApiDecl {
     pub unique_name: String,
     /// The plug-in type that is the main operation.
     pub plugin_type: Uuid,
-    /// The table a bound API is bound to (its request carries a `Target` reference); None = unbound.
-    pub bound_table: Option<String>,
+    /// What it is bound to.
+    pub binding: Binding,
+    /// A function (`isfunction`): called with GET, parameters in the URL. Otherwise an action (POST).
+    pub is_function: bool,
     /// Request parameters.
     pub request_parameters: Vec<RequestParameter>,
     /// Response properties.
     pub response_properties: Vec<ResponseProperty>,
+}
+
+/// What a Custom API is bound to (Dataverse's `bindingtype`, with `boundentitylogicalname`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// 0: unbound; the message's primary entity is `none`.
+    Global,
+    /// 1: one row of the table, which reaches the plug-in as the `Target` EntityReference.
+    Entity(String),
+    /// 2: the table's collection; the primary entity is the table and there is no `Target`.
+    EntityCollection(String),
+}
+
+impl Binding {
+    /// From the declared `binding_type` and `bound_table`; why not, when they disagree.
+    pub(super) fn from_raw(
+        binding_type: Option<i64>,
+        bound_table: Option<String>,
+    ) -> Result<Binding, String> {
+        match (binding_type, bound_table) {
+            (None | Some(0), None) => Ok(Binding::Global),
+            (None | Some(1), Some(t)) => Ok(Binding::Entity(t)),
+            (Some(2), Some(t)) => Ok(Binding::EntityCollection(t)),
+            (Some(0), Some(t)) => Err(format!(
+                "binding_type 0 (Global) is unbound: remove bound_table `{t}` or use 1 (Entity) or 2 \
+                 (EntityCollection)"
+            )),
+            (Some(b @ (1 | 2)), None) => Err(format!(
+                "binding_type {b} ({}) needs bound_table, the table it is bound to",
+                if b == 1 { "Entity" } else { "EntityCollection" }
+            )),
+            (Some(other), _) => Err(format!(
+                "binding_type {other} is not 0 (Global), 1 (Entity) or 2 (EntityCollection)"
+            )),
+        }
+    }
+
+    /// Dataverse's `bindingtype` value.
+    pub fn value(&self) -> i32 {
+        match self {
+            Binding::Global => 0,
+            Binding::Entity(_) => 1,
+            Binding::EntityCollection(_) => 2,
+        }
+    }
+
+    /// The bound table (`boundentitylogicalname`); None when unbound.
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            Binding::Global => None,
+            Binding::Entity(t) | Binding::EntityCollection(t) => Some(t),
+        }
+    }
 }

@@ -45,7 +45,10 @@
 //! [[custom_api]]                 # a message whose stage 30 is a plug-in; steps may use it at 10/20/40
 //! unique_name = "weft_Greet"
 //! plugin = "greet"
-//! bound_table = "account"        # absent = unbound; bound = a required `Target` reference
+//! binding_type = 1               # 0 Global (unbound), 1 Entity (a row: the `Target` reference),
+//!                                # 2 EntityCollection (the table); absent = 1 with bound_table, else 0
+//! bound_table = "account"        # the table a binding_type 1 or 2 API is bound to
+//! is_function = false            # true: a function (GET, at least one response property)
 //!   [[custom_api.request_parameter]]
 //!   name = "Name"
 //!   type = "String"              # Boolean, DateTime, Decimal, Float, Integer, Money, Picklist, String,
@@ -79,7 +82,7 @@ use weft_store::{RelationshipDef, Schema, TableDef, Tx};
 use crate::sandbox::{Limits, sha256_hex};
 
 mod custom_api;
-pub use custom_api::{CustomApiDecl, ParameterType, RequestParameter, ResponseProperty};
+pub use custom_api::{Binding, CustomApiDecl, ParameterType, RequestParameter, ResponseProperty};
 
 /// The messages the pipeline runs.
 pub const MESSAGES: &[&str] = &[
@@ -428,16 +431,16 @@ pub(crate) fn step_decl(s: RawStep, catalog: &Catalog<'_>) -> Result<StepDecl, S
         .iter()
         .find(|c| c.unique_name == s.message)
         && s.table.is_some()
-        && s.table != api.bound_table
+        && s.table.as_deref() != api.binding.table()
     {
         return Err(format!(
             "custom API {} is {}: the step's table must be {}",
             api.unique_name,
-            api.bound_table
-                .as_deref()
+            api.binding
+                .table()
                 .map_or("unbound".to_owned(), |t| format!("bound to `{t}`")),
-            api.bound_table
-                .as_deref()
+            api.binding
+                .table()
                 .map_or("absent".to_owned(), |t| format!("`{t}` or absent")),
         ));
     }
@@ -756,20 +759,36 @@ impl Registration {
             {
                 return fail("a message with this name already exists".into());
             }
+            // The name is a Web API path segment (`/{unique_name}`, `…/Microsoft.Dynamics.CRM.{unique_name}`).
+            if c.unique_name.is_empty()
+                || !c
+                    .unique_name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            {
+                return fail("unique_name must be ASCII letters, digits and `_`".into());
+            }
             let Some(plugin) = plugins.iter().find(|d| d.assembly.name == c.plugin) else {
                 return fail(format!("plug-in `{}` is not declared", c.plugin));
             };
-            if let Some(t) = &c.bound_table
+            let binding = match Binding::from_raw(c.binding_type, c.bound_table) {
+                Ok(b) => b,
+                Err(why) => return fail(why),
+            };
+            if let Some(t) = binding.table()
                 && schema.table(t).is_none()
             {
                 return fail(format!("bound_table `{t}` is not declared"));
             }
             let mut seen = HashSet::new();
-            if c.bound_table.is_some() {
-                // A bound API's `Target` is implicit.
-                seen.insert("Target".to_owned());
-            }
             for p in &c.request_parameter {
+                if p.name == "Target" && matches!(binding, Binding::Entity(_)) {
+                    return fail(
+                        "request parameter `Target` is the bound row's reference, which an Entity-bound API \
+                         gets without declaring it"
+                            .into(),
+                    );
+                }
                 if !seen.insert(p.name.clone()) {
                     return fail(format!("request parameter `{}` is declared twice", p.name));
                 }
@@ -780,11 +799,17 @@ impl Registration {
                     return fail(format!("response property `{}` is declared twice", p.name));
                 }
             }
+            if c.is_function && c.response_property.is_empty() {
+                return fail(
+                    "a function (is_function = true) must declare a response property".into(),
+                );
+            }
             custom_apis.push(CustomApiDecl {
                 id: derived_id("customapi", &c.unique_name),
                 unique_name: c.unique_name,
                 plugin_type: plugin.plugin_type.id,
-                bound_table: c.bound_table,
+                binding,
+                is_function: c.is_function,
                 request_parameters: c.request_parameter,
                 response_properties: c.response_property,
             });
