@@ -308,3 +308,20 @@ proptest::proptest! {
         proptest::prop_assert_eq!(names(&store), expected);
     }
 }
+
+/// Opening an unchanged store beside another process that holds the write lock (a running host) succeeds:
+/// an open with nothing to migrate writes nothing, so it neither waits for nor races that writer.
+#[test]
+fn opening_an_unchanged_store_does_not_need_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(common::open(dir.path()));
+    let holder = Connection::open(dir.path().join("weft.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let second = SqliteStore::open(
+        dir.path().join("weft.db"),
+        common::schema(),
+        weft_store::SqliteOptions::default(),
+    );
+    assert!(second.is_ok(), "{:?}", second.err());
+    holder.execute_batch("ROLLBACK").unwrap();
+}

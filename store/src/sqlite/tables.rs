@@ -86,7 +86,14 @@ pub(crate) fn migrate(conn: &Connection, schema: &Schema) -> Result<()> {
                 }
             }
         }
+        // Only what changed is written: opening an unchanged store is read-only, so a command that opens
+        // it beside a running host (`weft jobs list`) neither waits for nor races the host's writer (a
+        // deferred transaction that must upgrade to write after the host committed fails at once).
         for a in &t.attributes {
+            let key = (t.logical_name.clone(), a.logical_name.clone());
+            if stored.get(&key).map(String::as_str) == Some(a.kind.name()) {
+                continue;
+            }
             conn.execute(
                 "INSERT OR REPLACE INTO weft_attribute (tablename, attribute, kind) VALUES (?1, ?2, ?3)",
                 (&t.logical_name, &a.logical_name, a.kind.name()),
