@@ -371,9 +371,10 @@ fn exec_calls_a_custom_api_in_process() {
     }
 }
 
-/// `weft exec custom-api --server` makes the Web API call a client makes (POST for an action on
-/// `accounts(<id>)/Microsoft.Dynamics.CRM.…`, GET with parameter aliases for a function) against a
-/// running `weft up`, printing the response properties, or the error and exit 1.
+/// `weft exec … --server` makes the Web API call a client makes against a running `weft up`: a Custom API
+/// (POST for an action on `accounts(<id>)/Microsoft.Dynamics.CRM.…`, GET with parameter aliases for a
+/// function), printing the response properties, or the error and exit 1; and create, update, retrieve,
+/// retrieve-multiple and delete on a table.
 #[test]
 fn exec_calls_a_custom_api_on_a_server() {
     use std::io::{BufRead, BufReader};
@@ -450,8 +451,63 @@ fn exec_calls_a_custom_api_on_a_server() {
         "--parameters",
         r#"{"Name":"Ada"}"#,
     ]);
+    // Table operations go over the same Web API: typed --attributes become its JSON.
+    let json_of = |out: &std::process::Output| -> serde_json::Value {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+    let created = json_of(&run(&[
+        "exec",
+        "create",
+        "account",
+        "--attributes",
+        r#"{"name":"Litware"}"#,
+    ]));
+    let row_id = created["id"].as_str().unwrap().to_owned();
+    let updated = json_of(&run(&[
+        "exec",
+        "update",
+        "account",
+        "--id",
+        &row_id,
+        "--attributes",
+        r#"{"name":"Litware, Inc."}"#,
+    ]));
+    let row = json_of(&run(&[
+        "exec",
+        "retrieve",
+        "account",
+        "--id",
+        &row_id,
+        "--columns",
+        "name",
+    ]));
+    let rows = json_of(&run(&[
+        "exec",
+        "retrieve-multiple",
+        "account",
+        "--top",
+        "5",
+    ]));
+    json_of(&run(&["exec", "delete", "account", "--id", &row_id]));
+    let gone = run(&["exec", "retrieve", "account", "--id", &row_id]);
     let _ = child.kill();
     let _ = child.wait();
+    assert_eq!(updated["done"], true);
+    assert_eq!(row["name"], "Litware, Inc.");
+    assert_eq!(row["accountid"], row_id.as_str());
+    assert_eq!(rows["value"].as_array().unwrap().len(), 2, "{rows}");
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&gone.stdout).contains("(HTTP 404 Not Found)"),
+        "{}",
+        String::from_utf8_lossy(&gone.stdout)
+    );
 
     let stdout = String::from_utf8_lossy(&bound.stdout);
     assert!(

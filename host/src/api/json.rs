@@ -489,6 +489,34 @@ pub fn entity_to_json(
     out
 }
 
+/// `entity`'s attributes as a Web API request body (POST/PATCH): values as [`entity_to_json`] writes
+/// them, lookups as `{name}@odata.bind: "/{entityset}({id})"`. Fails when a lookup names a table that is
+/// not declared.
+pub fn entity_to_body(schema: &Schema, entity: &Entity) -> Result<String, String> {
+    let mut body = serde_json::Map::new();
+    for a in &entity.attributes {
+        match &a.value {
+            WitValue::EntityReference(r) => {
+                let set = schema
+                    .table(&r.logical_name)
+                    .map(|t| t.entity_set_name.clone())
+                    .ok_or_else(|| {
+                        format!("{}: table `{}` is not declared", a.name, r.logical_name)
+                    })?;
+                body.insert(
+                    format!("{}@odata.bind", a.name),
+                    Json::String(format!("/{set}({})", convert::uuid(r.id))),
+                );
+            }
+            v => {
+                let value = serde_json::from_str(&value_to_json(v)).unwrap_or(Json::Null);
+                body.insert(a.name.clone(), value);
+            }
+        }
+    }
+    Ok(Json::Object(body).to_string())
+}
+
 /// One value as JSON text.
 pub(super) fn value_to_json(v: &WitValue) -> String {
     let string = |s: String| Json::String(s).to_string();

@@ -54,7 +54,7 @@ use uuid::Uuid;
 use weft_store::{Query as StoreQuery, TableDef};
 
 pub use error::{ApiError, BAD_PAYLOAD, BAD_URL};
-pub use json::{format_datetime, parse_datetime};
+pub use json::{entity_to_body, format_datetime, parse_datetime};
 pub use registration::{ASSEMBLIES, STEPS};
 
 use registration::RegistrationCall;

@@ -5,7 +5,8 @@
 //! A Custom API's parameters and response properties are the Web API's JSON in both cases: the
 //! translation is the API's (`crate::api`), not a copy.
 
-use crate::api::{self, body_object, custom_api_parameters, response_object};
+use super::remote;
+use crate::api::{body_object, custom_api_parameters, response_object};
 use crate::context;
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
 use crate::registration::{Binding, CustomApiDecl, Registration};
@@ -70,18 +71,18 @@ pub struct ExecArgs {
     runtime: RuntimeArgs,
     /// The message.
     #[arg(value_enum)]
-    operation: Operation,
+    pub(super) operation: Operation,
     /// The table's logical name; for custom-api, the Custom API's unique name.
     #[arg(value_name = "TABLE|API")]
-    table: String,
+    pub(super) table: String,
     /// The row id (Retrieve, Update, Delete; custom-api bound to a row).
     #[arg(long)]
     id: Option<String>,
     /// custom-api: the request parameters as the Web API's JSON object, e.g. '{"Name":"Ada"}'.
     #[arg(long)]
     parameters: Option<String>,
-    /// custom-api: call a running weft's Web API at this URL (e.g. http://127.0.0.1:5380) instead of
-    /// running in-process.
+    /// Call a running weft's Web API at this URL (e.g. http://127.0.0.1:5380) instead of running
+    /// in-process: the same operation as a Web API client makes it.
     #[arg(long)]
     server: Option<String>,
     /// With --server: the key sent as `Authorization: Bearer …`. Never printed.
@@ -89,13 +90,13 @@ pub struct ExecArgs {
     api_key: Option<String>,
     /// Attributes as JSON (typed values as in `weft plugin run --target`).
     #[arg(long)]
-    attributes: Option<String>,
+    pub(super) attributes: Option<String>,
     /// Columns to return, comma-separated.
     #[arg(long, value_delimiter = ',')]
-    columns: Option<Vec<String>>,
+    pub(super) columns: Option<Vec<String>>,
     /// At most this many rows (RetrieveMultiple).
     #[arg(long)]
-    top: Option<u32>,
+    pub(super) top: Option<u32>,
     /// The `tag` request parameter (reaches plug-ins as a shared variable).
     #[arg(long)]
     tag: Option<String>,
@@ -141,13 +142,18 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     let custom = matches!(args.operation, Operation::CustomApi);
-    if !custom && (args.parameters.is_some() || args.server.is_some()) {
-        bail!("--parameters and --server apply to custom-api only");
+    if !custom && args.parameters.is_some() {
+        bail!("--parameters applies to custom-api only");
     }
     if let Some(server) = &args.server {
         let registration = Registration::load(&args.runtime.config)?;
-        let api = custom_api(&registration, &args.table, id)?;
-        return call_server(server, &args, &registration, api, id);
+        let remote = remote::Remote::new(server, args.api_key.clone(), &args.tag, &args.bypass)?;
+        return if custom {
+            let api = custom_api(&registration, &args.table, id)?;
+            remote.custom_api(&registration, api, id, args.parameters.as_deref())
+        } else {
+            remote.table_operation(&registration, &args, id)
+        };
     }
     let runtime = Runtime::open(&args.runtime.config, &args.runtime.data)?;
     let need_id = || id.context("this operation needs --id");
@@ -240,7 +246,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The declared Custom API `name`; `--id` must be given exactly when it is bound to a row.
-fn custom_api<'r>(
+pub(super) fn custom_api<'r>(
     registration: &'r Registration,
     name: &str,
     id: Option<uuid::Uuid>,
@@ -256,105 +262,6 @@ fn custom_api<'r>(
             bail!("{name} is not bound to a row: --id does not apply")
         }
         _ => Ok(api),
-    }
-}
-
-/// An OData URL literal for a JSON parameter value (text quoted, quotes doubled; the rest as JSON).
-fn odata_literal(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
-        other => other.to_string(),
-    }
-}
-
-/// `weft exec custom-api --server`: the call over the Web API, as any client makes it.
-fn call_server(
-    server: &str,
-    args: &ExecArgs,
-    registration: &Registration,
-    api: &CustomApiDecl,
-    id: Option<uuid::Uuid>,
-) -> anyhow::Result<ExitCode> {
-    let set = |t: &str| {
-        registration
-            .schema
-            .table(t)
-            .map(|d| d.entity_set_name.clone())
-            .with_context(|| format!("bound table `{t}` is not declared"))
-    };
-    let name = &api.unique_name;
-    let mut path = match (&api.binding, id) {
-        (Binding::Global, _) => name.clone(),
-        (Binding::Entity(t), Some(id)) => {
-            format!("{}({id})/Microsoft.Dynamics.CRM.{name}", set(t)?)
-        }
-        (Binding::Entity(_), None) => bail!("{name} needs --id"),
-        (Binding::EntityCollection(t), _) => format!("{}/Microsoft.Dynamics.CRM.{name}", set(t)?),
-    };
-    let text = args.parameters.as_deref().unwrap_or("{}");
-    let fields =
-        body_object(text.as_bytes()).map_err(|e| anyhow!("--parameters: {}", e.message))?;
-    let mut url = reqwest::Url::parse(&format!("{}{}/", server.trim_end_matches('/'), api::PREFIX))
-        .with_context(|| format!("--server `{server}` is not a URL"))?;
-    let mut query: Vec<(String, String)> = Vec::new();
-    if api.is_function {
-        // Each argument goes as a parameter alias: the URL path stays free of quoting.
-        let mut names = Vec::new();
-        for (i, (k, v)) in fields.iter().enumerate() {
-            names.push(format!("{k}=@p{i}"));
-            query.push((format!("@p{i}"), odata_literal(v)));
-        }
-        path = format!("{path}({})", names.join(","));
-    }
-    if let Some(tag) = &args.tag {
-        query.push(("tag".into(), tag.clone()));
-    }
-    url = url.join(&path).context("building the URL")?;
-    if !query.is_empty() {
-        url.query_pairs_mut().extend_pairs(query);
-    }
-    let client = reqwest::Client::new();
-    let mut request = if api.is_function {
-        client.get(url)
-    } else {
-        client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::Value::Object(fields).to_string())
-    };
-    if let Some(bypass) = &args.bypass {
-        request = request.header("MSCRM.BypassBusinessLogicExecution", bypass);
-    }
-    if let Some(key) = &args.api_key {
-        request = request.bearer_auth(key);
-    }
-    let (status, body) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(async {
-            let r = request
-                .send()
-                .await
-                .with_context(|| format!("calling {server}"))?;
-            let status = r.status();
-            anyhow::Ok((status, r.text().await?))
-        })?;
-    let json: serde_json::Value = serde_json::from_str(&body)
-        .with_context(|| format!("{status}: the answer is not JSON: {body}"))?;
-    if status.is_success() {
-        let mut json = json;
-        if let Some(o) = json.as_object_mut() {
-            o.retain(|k, _| !k.starts_with('@'));
-        }
-        println!("{json}");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!(
-            "error {}: {} (HTTP {status})",
-            json["error"]["code"].as_str().unwrap_or("?"),
-            json["error"]["message"].as_str().unwrap_or(&body)
-        );
-        Ok(ExitCode::FAILURE)
     }
 }
 

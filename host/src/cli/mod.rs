@@ -4,6 +4,7 @@
 mod data;
 mod plugin;
 mod quickstart;
+mod remote;
 mod seed;
 mod up;
 
