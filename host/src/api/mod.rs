@@ -289,7 +289,13 @@ async fn resource(
     if let Some(api) = custom_api_named(&state, name) {
         let result = match &api.binding {
             Binding::Global => {
-                custom_api_call(&state, api, None, args, method, &uri, &headers, &body).await
+                let incoming = Incoming {
+                    method,
+                    uri: &uri,
+                    headers: &headers,
+                    body: &body,
+                };
+                custom_api_call(&state, api, None, args, incoming).await
             }
             Binding::Entity(t) | Binding::EntityCollection(t) => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -330,6 +336,14 @@ async fn resource(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The parts of a request a Custom API call reads.
+struct Incoming<'a> {
+    method: Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
 /// `weft_Fn(Name='x')` → (`weft_Fn`, `Name='x'`); `weft_Greet` → (`weft_Greet`, None).
 fn split_call(segment: &str) -> (&str, Option<&str>) {
     match segment.strip_suffix(')').and_then(|s| s.split_once('(')) {
@@ -368,10 +382,7 @@ async fn bound_custom_api_call(
     state: &AppState,
     resource: &str,
     operation: &str,
-    method: Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
+    incoming: Incoming<'_>,
 ) -> Result<Response, ApiError> {
     let not_found = |why: String| {
         ApiError::new(
@@ -436,22 +447,24 @@ async fn bound_custom_api_call(
             )));
         }
     };
-    custom_api_call(state, api, target, args, method, uri, headers, body).await
+    custom_api_call(state, api, target, args, incoming).await
 }
 
 /// A Custom API call: POST with a JSON body for an action, GET with URL arguments for a function; `target`
 /// is the row an Entity-bound API is called on. Query options: `tag`, and a function's parameter aliases.
-#[allow(clippy::too_many_arguments)]
 async fn custom_api_call(
     state: &AppState,
     api: &CustomApiDecl,
     target: Option<EntityReference>,
     args: Option<&str>,
-    method: Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
+    incoming: Incoming<'_>,
 ) -> Result<Response, ApiError> {
+    let Incoming {
+        method,
+        uri,
+        headers,
+        body,
+    } = incoming;
     let (expected, kind) = if api.is_function {
         (Method::GET, "function")
     } else {
@@ -529,7 +542,13 @@ async fn property(
     if let Some(operation) = property.strip_prefix(custom_api::TYPE_PREFIX)
         && custom_api_named(&state, split_call(operation).0).is_some()
     {
-        return bound_custom_api_call(&state, &resource, &property, method, &uri, &headers, &body)
+        let incoming = Incoming {
+            method,
+            uri: &uri,
+            headers: &headers,
+            body: &body,
+        };
+        return bound_custom_api_call(&state, &resource, &property, incoming)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
