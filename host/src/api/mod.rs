@@ -62,7 +62,6 @@ use system::SystemCall;
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
 use crate::registration::{Binding, CustomApiDecl};
 use crate::runtime::Runtime;
-use crate::sandbox::wit::types::{EntityReference, Value};
 
 pub(crate) use custom_api::{body_object, parameters as custom_api_parameters, response_object};
 
@@ -415,7 +414,7 @@ async fn bound_custom_api_call(
             )
         })?;
     let how = || format!("{}/{operation}", bound_path(state, api));
-    let target = match (&api.binding, id) {
+    let row = match (&api.binding, id) {
         (Binding::Global, _) => {
             return Err(not_found(format!(
                 ": the Custom API {name} is unbound; call it as /{name}"
@@ -428,11 +427,7 @@ async fn bound_custom_api_call(
                 how()
             )));
         }
-        (Binding::Entity(t), Some(id)) => Some(EntityReference {
-            logical_name: t.clone(),
-            id: crate::convert::guid(id),
-            name: None,
-        }),
+        (Binding::Entity(_), Some(id)) => Some(id),
         (Binding::EntityCollection(_), None) => None,
         (Binding::Entity(t), None) => {
             return Err(ApiError::url(format!(
@@ -447,15 +442,15 @@ async fn bound_custom_api_call(
             )));
         }
     };
-    custom_api_call(state, api, target, args, incoming).await
+    custom_api_call(state, api, row, args, incoming).await
 }
 
-/// A Custom API call: POST with a JSON body for an action, GET with URL arguments for a function; `target`
+/// A Custom API call: POST with a JSON body for an action, GET with URL arguments for a function; `row`
 /// is the row an Entity-bound API is called on. Query options: `tag`, and a function's parameter aliases.
 async fn custom_api_call(
     state: &AppState,
     api: &CustomApiDecl,
-    target: Option<EntityReference>,
+    row: Option<Uuid>,
     args: Option<&str>,
     incoming: Incoming<'_>,
 ) -> Result<Response, ApiError> {
@@ -513,9 +508,7 @@ async fn custom_api_call(
     };
     let schema = &state.runtime.registration.schema;
     let mut parameters = custom_api::parameters(schema, api, fields)?;
-    if let Some(target) = target {
-        parameters.push(("Target".into(), Value::EntityReference(target)));
-    }
+    parameters.extend(row.and_then(|id| api.target(id)));
     let message = Message::Custom {
         name: api.unique_name.clone(),
         parameters,

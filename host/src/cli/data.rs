@@ -10,7 +10,6 @@ use crate::context;
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
 use crate::registration::{Binding, CustomApiDecl, Registration};
 use crate::runtime::{DATABASE_FILE, Runtime};
-use crate::sandbox::wit::types::{EntityReference, Value};
 use anyhow::{Context as _, anyhow, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -189,16 +188,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             let mut parameters = body_object(body.as_bytes())
                 .and_then(|fields| custom_api_parameters(&registration.schema, api, fields))
                 .map_err(|e| anyhow!("--parameters: {}", e.message))?;
-            if let (Binding::Entity(table), Some(id)) = (&api.binding, id) {
-                parameters.push((
-                    "Target".into(),
-                    Value::EntityReference(EntityReference {
-                        logical_name: table.clone(),
-                        id: crate::convert::guid(id),
-                        name: None,
-                    }),
-                ));
-            }
+            parameters.extend(id.and_then(|id| api.target(id)));
             Message::Custom {
                 name: api.unique_name.clone(),
                 parameters,
