@@ -498,7 +498,7 @@ async fn custom_api_call(
     }
     let fields = if api.is_function {
         custom_api::function_arguments(api, args, &pairs)?
-    } else if args.is_some() {
+    } else if args.is_some_and(|a| !a.trim().is_empty()) {
         return Err(ApiError::url(format!(
             "{} is an action: its parameters go in the POST body, not in the URL.",
             api.unique_name
