@@ -972,6 +972,16 @@ async fn custom_api_action_answers_its_response_properties() {
     .await;
     let r = env.post("weft_Greet", r#"{"Name":"Ada"}"#).await;
     assert_eq!(r.status(), StatusCode::OK);
+    // Empty parentheses name the same action; arguments in them do not belong to an action.
+    let empty = env.post("weft_Greet()", r#"{"Name":"Bo"}"#).await;
+    assert_eq!(empty.status(), StatusCode::OK);
+    assert_eq!(empty.json::<Json>().await.unwrap()["Greeting"], "Hello, Bo");
+    let (status, _, message) = error_of(env.post("weft_Greet(Name='Bo')", "{}").await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message.contains("parameters go in the POST body"),
+        "{message}"
+    );
     let body: Json = r.json().await.unwrap();
     assert_eq!(body["Greeting"], "Hello, Ada");
     assert!(

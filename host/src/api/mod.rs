@@ -63,7 +63,6 @@ use system::SystemCall;
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
 use crate::registration::{Binding, CustomApiDecl};
 use crate::runtime::Runtime;
-use crate::sandbox::wit::types::{EntityReference, Value};
 
 pub(crate) use custom_api::{body_object, parameters as custom_api_parameters, response_object};
 
@@ -290,7 +289,13 @@ async fn resource(
     if let Some(api) = custom_api_named(&state, name) {
         let result = match &api.binding {
             Binding::Global => {
-                custom_api_call(&state, api, None, args, method, &uri, &headers, &body).await
+                let incoming = Incoming {
+                    method,
+                    uri: &uri,
+                    headers: &headers,
+                    body: &body,
+                };
+                custom_api_call(&state, api, None, args, incoming).await
             }
             Binding::Entity(t) | Binding::EntityCollection(t) => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -331,6 +336,14 @@ async fn resource(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The parts of a request a Custom API call reads.
+struct Incoming<'a> {
+    method: Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
 /// `weft_Fn(Name='x')` → (`weft_Fn`, `Name='x'`); `weft_Greet` → (`weft_Greet`, None).
 fn split_call(segment: &str) -> (&str, Option<&str>) {
     match segment.strip_suffix(')').and_then(|s| s.split_once('(')) {
@@ -369,10 +382,7 @@ async fn bound_custom_api_call(
     state: &AppState,
     resource: &str,
     operation: &str,
-    method: Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
+    incoming: Incoming<'_>,
 ) -> Result<Response, ApiError> {
     let not_found = |why: String| {
         ApiError::new(
@@ -405,7 +415,7 @@ async fn bound_custom_api_call(
             )
         })?;
     let how = || format!("{}/{operation}", bound_path(state, api));
-    let target = match (&api.binding, id) {
+    let row = match (&api.binding, id) {
         (Binding::Global, _) => {
             return Err(not_found(format!(
                 ": the Custom API {name} is unbound; call it as /{name}"
@@ -418,11 +428,7 @@ async fn bound_custom_api_call(
                 how()
             )));
         }
-        (Binding::Entity(t), Some(id)) => Some(EntityReference {
-            logical_name: t.clone(),
-            id: crate::convert::guid(id),
-            name: None,
-        }),
+        (Binding::Entity(_), Some(id)) => Some(id),
         (Binding::EntityCollection(_), None) => None,
         (Binding::Entity(t), None) => {
             return Err(ApiError::url(format!(
@@ -437,22 +443,24 @@ async fn bound_custom_api_call(
             )));
         }
     };
-    custom_api_call(state, api, target, args, method, uri, headers, body).await
+    custom_api_call(state, api, row, args, incoming).await
 }
 
-/// A Custom API call: POST with a JSON body for an action, GET with URL arguments for a function; `target`
+/// A Custom API call: POST with a JSON body for an action, GET with URL arguments for a function; `row`
 /// is the row an Entity-bound API is called on. Query options: `tag`, and a function's parameter aliases.
-#[allow(clippy::too_many_arguments)]
 async fn custom_api_call(
     state: &AppState,
     api: &CustomApiDecl,
-    target: Option<EntityReference>,
+    row: Option<Uuid>,
     args: Option<&str>,
-    method: Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
+    incoming: Incoming<'_>,
 ) -> Result<Response, ApiError> {
+    let Incoming {
+        method,
+        uri,
+        headers,
+        body,
+    } = incoming;
     let (expected, kind) = if api.is_function {
         (Method::GET, "function")
     } else {
@@ -491,7 +499,7 @@ async fn custom_api_call(
     }
     let fields = if api.is_function {
         custom_api::function_arguments(api, args, &pairs)?
-    } else if args.is_some() {
+    } else if args.is_some_and(|a| !a.trim().is_empty()) {
         return Err(ApiError::url(format!(
             "{} is an action: its parameters go in the POST body, not in the URL.",
             api.unique_name
@@ -501,9 +509,7 @@ async fn custom_api_call(
     };
     let schema = &state.runtime.registration.schema;
     let mut parameters = custom_api::parameters(schema, api, fields)?;
-    if let Some(target) = target {
-        parameters.push(("Target".into(), Value::EntityReference(target)));
-    }
+    parameters.extend(row.and_then(|id| api.target(id)));
     let message = Message::Custom {
         name: api.unique_name.clone(),
         parameters,
@@ -530,7 +536,13 @@ async fn property(
     if let Some(operation) = property.strip_prefix(custom_api::TYPE_PREFIX)
         && custom_api_named(&state, split_call(operation).0).is_some()
     {
-        return bound_custom_api_call(&state, &resource, &property, method, &uri, &headers, &body)
+        let incoming = Incoming {
+            method,
+            uri: &uri,
+            headers: &headers,
+            body: &body,
+        };
+        return bound_custom_api_call(&state, &resource, &property, incoming)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }

@@ -1,6 +1,6 @@
 //! `weft exec`, `weft trace` and `weft jobs`: commands that act on a configured
-//! weft (a `weft.toml` and a data directory), in-process — except `weft exec custom-api --server`,
-//! which calls a running `weft up` over its Web API.
+//! weft (a `weft.toml` and a data directory), in-process — except `weft exec … --server URL`, which
+//! makes the operation against a running `weft up` over its Web API (`super::remote`).
 //!
 //! A Custom API's parameters and response properties are the Web API's JSON in both cases: the
 //! translation is the API's (`crate::api`), not a copy.
@@ -11,7 +11,6 @@ use crate::context;
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
 use crate::registration::{Binding, CustomApiDecl, Registration};
 use crate::runtime::{DATABASE_FILE, Runtime};
-use crate::sandbox::wit::types::{EntityReference, Value};
 use anyhow::{Context as _, anyhow, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -195,16 +194,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             let mut parameters = body_object(body.as_bytes())
                 .and_then(|fields| custom_api_parameters(&registration.schema, api, fields))
                 .map_err(|e| anyhow!("--parameters: {}", e.message))?;
-            if let (Binding::Entity(table), Some(id)) = (&api.binding, id) {
-                parameters.push((
-                    "Target".into(),
-                    Value::EntityReference(EntityReference {
-                        logical_name: table.clone(),
-                        id: crate::convert::guid(id),
-                        name: None,
-                    }),
-                ));
-            }
+            parameters.extend(id.and_then(|id| api.target(id)));
             Message::Custom {
                 name: api.unique_name.clone(),
                 parameters,

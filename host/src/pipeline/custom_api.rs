@@ -1,5 +1,6 @@
 //! Custom API messages in the pipeline: the request check before any stage runs, the stage-30 step that runs
-//! the declared plug-in, and the response check after it.
+//! the declared plug-in, and the response check after it. (That an Entity-bound API's Target row exists is
+//! checked in the transaction by [`super::Inner`], which holds it.)
 //!
 //! It must not run plug-ins itself ([`super::Inner::run_step`] does) nor touch the store.
 

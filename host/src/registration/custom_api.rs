@@ -9,7 +9,8 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::sandbox::wit::types::Value;
+use crate::convert::guid;
+use crate::sandbox::wit::types::{EntityReference, Value};
 
 /// A Custom API parameter or response-property type (Dataverse's `Type` option names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -117,6 +118,21 @@ pub struct CustomApiDecl {
     pub request_parameters: Vec<RequestParameter>,
     /// Response properties.
     pub response_properties: Vec<ResponseProperty>,
+}
+
+impl CustomApiDecl {
+    /// The `Target` request parameter of a call on row `id`; None unless the API is bound to a row.
+    pub fn target(&self, id: Uuid) -> Option<(String, Value)> {
+        let Binding::Entity(table) = &self.binding else {
+            return None;
+        };
+        let reference = EntityReference {
+            logical_name: table.clone(),
+            id: guid(id),
+            name: None,
+        };
+        Some(("Target".into(), Value::EntityReference(reference)))
+    }
 }
 
 /// What a Custom API is bound to (Dataverse's `bindingtype`, with `boundentitylogicalname`).

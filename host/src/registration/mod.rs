@@ -7,7 +7,8 @@
 //! Owns the file format and every check that can be made before the first operation: unknown keys, missing
 //! component files, sha256 mismatches, async steps outside PostOperation, images on messages or stages that
 //! have none, unknown tables, messages, plug-ins and endpoints, endpoints that could not be posted to
-//! (a missing address, key name or secret). Each error names the file, the entry and the
+//! (a missing address, key name or secret), Custom API bindings that disagree with their table and
+//! functions without a response. Each error names the file, the entry and the
 //! reason. It must not run plug-ins, open the store or talk HTTP; `[bus]` belongs to the bus and is only
 //! allowed here, never read.
 //!
