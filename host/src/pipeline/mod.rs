@@ -17,6 +17,13 @@
 //! store's group-commit writer running stages 20, 30 and 40 and the outbox writes. An operation issued by a
 //! plug-in inside that work runs all its stages, PreValidation included, in the same transaction. Any error
 //! rolls the work's savepoint back; trace-log rows survive (the store writes them outside the savepoint).
+//! Because stages 20–40 run on the store's single writer thread, a sync step that waits (a slow
+//! notification-service post) holds back every other write until it returns: keep slow work in async steps.
+//!
+//! # Differences from Dataverse
+//! RetrieveMultiple's `Query` (a QueryExpression) is not among the InputParameters plug-ins see: the WIT
+//! parameter values and weft-message's model have no QueryExpression yet, so a plug-in can neither read
+//! nor change the query (it sees and may change `BusinessEntityCollection` in stage 40).
 
 pub mod bench;
 pub use trace::TraceSubject;
