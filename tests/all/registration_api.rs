@@ -207,6 +207,11 @@ async fn api_changes_survive_restarts_until_the_file_changes_them() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     host.restart().await;
+    assert_eq!(
+        host.runtime().pipeline.startup_report(),
+        &Default::default(),
+        "an unchanged file replaced runtime changes"
+    );
     let step = host.get(&format!("{}({probe_id})", api::STEPS)).await;
     assert_eq!(step["configuration"], "label=api");
     assert!(!step.to_string().contains("probe-s3cret"));
@@ -231,6 +236,9 @@ async fn api_changes_survive_restarts_until_the_file_changes_them() {
     // The file changes the enrich step: its declaration wins (rank back to 1); the rest stands.
     host.write_config("configuration = \"edited\"");
     host.restart().await;
+    let report = host.runtime().pipeline.startup_report().clone();
+    assert_eq!(report.replaced, vec!["step \"enrich\"".to_owned()]);
+    assert!(report.removed.is_empty(), "{report:?}");
     let step = host.get(&format!("{}({enrich})", api::STEPS)).await;
     assert_eq!(
         (step["rank"].clone(), step["configuration"].clone()),
@@ -250,6 +258,10 @@ async fn api_changes_survive_restarts_until_the_file_changes_them() {
     let probe_bytes = fixtures::bytes("probe");
     std::fs::write(component_copy(host.dir.path()), &probe_bytes).unwrap();
     host.restart().await;
+    assert_eq!(
+        host.runtime().pipeline.startup_report().replaced,
+        vec!["plug-in \"enricher\" (its component file)".to_owned()]
+    );
     assert_eq!(
         host.get(&format!("{}({enricher})", api::ASSEMBLIES)).await["sourcehash"],
         json!(sha256_hex(&probe_bytes))

@@ -19,7 +19,7 @@ use weft_store::{Store, StoreError, StoreExt};
 use super::registry::{RegisteredPlugin, Registry};
 use super::{Pipeline, PipelineError, StepChange};
 use crate::registration::{
-    Catalog, EndpointDecl, MESSAGES, RawStep, Registration, StepDecl, check_endpoint,
+    ApplyReport, Catalog, EndpointDecl, MESSAGES, RawStep, Registration, StepDecl, check_endpoint,
     image_support, step_decl,
 };
 use crate::sandbox::Sandbox;
@@ -35,10 +35,10 @@ pub(super) fn startup_registry(
     store: &Arc<dyn Store>,
     sandbox: &Sandbox,
     registration: &Registration,
-) -> Result<Registry, PipelineError> {
+) -> Result<(Registry, ApplyReport), PipelineError> {
     let applied = registration.clone();
-    let (stored_steps, contents) = store.transact(move |tx| {
-        applied.apply(tx)?;
+    let (report, stored_steps, contents) = store.transact(move |tx| {
+        let report = applied.apply(tx)?;
         let mut steps = Vec::new();
         for s in tx.steps()? {
             let secure_configuration = if s.is_secure_configuration_set {
@@ -57,7 +57,7 @@ pub(super) fn startup_registry(
                 contents.insert(p.assembly.id, c);
             }
         }
-        Ok::<_, StoreError>((steps, contents))
+        Ok::<_, StoreError>((report, steps, contents))
     })?;
     let file = &registration.file;
     let mut plugins = HashMap::new();
@@ -111,7 +111,7 @@ pub(super) fn startup_registry(
         registry.steps.push(s);
     }
     registry.sort_steps();
-    Ok(registry)
+    Ok((registry, report))
 }
 
 /// Whether a stored step's references still exist in the registration the host starts with.

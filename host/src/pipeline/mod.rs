@@ -48,7 +48,7 @@ pub use error::{ISV_UNEXPECTED_MESSAGE, PipelineError};
 
 use crate::convert::{self, guid, uuid};
 use crate::delivery::Delivery;
-use crate::registration::{Binding, PipelineSettings, Registration, StepDecl};
+use crate::registration::{ApplyReport, Binding, PipelineSettings, Registration, StepDecl};
 use crate::sandbox::wit::context::{ContextFrame, ExecutionContext, IsolationMode, Mode, Stage};
 use crate::sandbox::wit::types::{
     Attribute, Entity, EntityCollection, EntityReference, Image, Parameter, ParameterValue, Value,
@@ -261,6 +261,8 @@ struct Inner {
     /// Wakes the asynchronous service after a committed operation (unset: its workers find new jobs by
     /// polling).
     job_notifier: OnceLock<weft_jobs::Notifier>,
+    /// What applying `weft.toml` at start-up replaced or removed.
+    startup: ApplyReport,
 }
 
 /// A change to a step's runtime-writable columns; `None` leaves the column as it is.
@@ -365,7 +367,7 @@ impl Pipeline {
         sandbox: Arc<Sandbox>,
         registration: &Registration,
     ) -> Result<Pipeline, PipelineError> {
-        let registry = changes::startup_registry(&store, &sandbox, registration)?;
+        let (registry, startup) = changes::startup_registry(&store, &sandbox, registration)?;
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 store,
@@ -374,8 +376,14 @@ impl Pipeline {
                 settings: registration.pipeline.clone(),
                 delivery: OnceLock::new(),
                 job_notifier: OnceLock::new(),
+                startup,
             }),
         })
+    }
+
+    /// What applying `weft.toml` at start-up did to entries changed at runtime or dropped from the file.
+    pub fn startup_report(&self) -> &ApplyReport {
+        &self.inner.startup
     }
 
     /// The store the pipeline writes to.

@@ -863,7 +863,8 @@ impl Registration {
     ///   fingerprint) are kept.
     ///
     /// Assembly and plug-in type rows are always written from the file (their names and paths).
-    pub fn apply(&self, tx: &mut dyn Tx) -> weft_store::Result<()> {
+    pub fn apply(&self, tx: &mut dyn Tx) -> weft_store::Result<ApplyReport> {
+        let mut report = ApplyReport::default();
         let applied: HashMap<(String, Uuid), String> = tx
             .declarations()?
             .into_iter()
@@ -874,6 +875,8 @@ impl Registration {
                 .get(&(kind.to_owned(), id))
                 .is_some_and(|f| f == fingerprint)
         };
+        // Applied before with another fingerprint: the file changed the entry since the last start.
+        let edited = |kind: &str, id: Uuid| applied.contains_key(&(kind.to_owned(), id));
         let remember = |tx: &mut dyn Tx, kind: &str, id: Uuid, fingerprint: String| {
             tx.put_declaration(&Declaration {
                 kind: kind.to_owned(),
@@ -885,6 +888,12 @@ impl Registration {
             tx.put_plugin_assembly(&p.assembly)?;
             tx.put_plugin_type(&p.plugin_type)?;
             if !unchanged(ASSEMBLY, p.assembly.id, &p.file_sha256) {
+                if edited(ASSEMBLY, p.assembly.id) {
+                    report.replaced.push(format!(
+                        "plug-in \"{}\" (its component file)",
+                        p.assembly.name
+                    ));
+                }
                 tx.put_plugin_assembly_content(p.assembly.id, None)?;
                 remember(tx, ASSEMBLY, p.assembly.id, p.file_sha256.clone())?;
             }
@@ -894,13 +903,20 @@ impl Registration {
         let endpoints: HashSet<Uuid> = self.endpoints.iter().map(|e| e.def.id).collect();
         for (kind, id) in applied.keys() {
             if kind == STEP && !steps.contains(id) {
-                tx.delete_step(*id)?;
+                if tx.delete_step(*id)? {
+                    report.removed.push(format!("step {id}"));
+                }
                 tx.delete_declaration(STEP, *id)?;
             }
         }
         for e in &self.endpoints {
             let fingerprint = endpoint_fingerprint(e);
             if !unchanged(ENDPOINT, e.def.id, &fingerprint) {
+                if edited(ENDPOINT, e.def.id) {
+                    report
+                        .replaced
+                        .push(format!("service endpoint \"{}\"", e.def.name));
+                }
                 tx.put_service_endpoint(&e.def, &e.secrets)?;
                 remember(tx, ENDPOINT, e.def.id, fingerprint)?;
             }
@@ -908,6 +924,9 @@ impl Registration {
         for s in &self.steps {
             let fingerprint = step_fingerprint(s);
             if !unchanged(STEP, s.def.id, &fingerprint) {
+                if edited(STEP, s.def.id) {
+                    report.replaced.push(format!("step \"{}\"", s.def.name));
+                }
                 let secure = match &s.secure_configuration {
                     Some(v) => SecretUpdate::Set(v.clone()),
                     None => SecretUpdate::Clear,
@@ -918,15 +937,28 @@ impl Registration {
         }
         for (kind, id) in applied.keys() {
             if kind == ENDPOINT && !endpoints.contains(id) {
-                tx.delete_service_endpoint(*id).map_err(|e| {
+                let deleted = tx.delete_service_endpoint(*id).map_err(|e| {
                     weft_store::StoreError::Invalid(format!(
                         "{}: service endpoint {id} is no longer declared but cannot be deleted: {e}",
                         self.file
                     ))
                 })?;
+                if deleted {
+                    report.removed.push(format!("service endpoint {id}"));
+                }
                 tx.delete_declaration(ENDPOINT, *id)?;
             }
         }
-        Ok(())
+        Ok(report)
     }
+}
+
+/// What [`Registration::apply`] changed at a start beyond writing new entries, for the operator to see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Entries the file changed since the last start, written over whatever runtime changes had made of
+    /// them (e.g. `step "enrich"`).
+    pub replaced: Vec<String>,
+    /// Entries the file declared before and no longer does, deleted.
+    pub removed: Vec<String>,
 }
