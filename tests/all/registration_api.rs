@@ -50,11 +50,16 @@ impl Host {
     }
 
     fn write_config(&self, step_extra: &str) {
+        self.write_config_with(step_extra, "");
+    }
+
+    /// [`Host::write_config`] with more entries (`extra`) after the step.
+    fn write_config_with(&self, step_extra: &str, extra: &str) {
         let config = format!(
             "{EXAMPLE_ACCOUNT_TABLE}\n[[plugin]]\nname = \"enricher\"\ncomponent = \"enricher-copy.wasm\"\n\
              [[plugin]]\nname = \"probe\"\ncomponent = \"{}\"\n\
              [[step]]\nname = \"enrich\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\n\
-             plugin = \"enricher\"\n{step_extra}\n",
+             plugin = \"enricher\"\n{step_extra}\n{extra}\n",
             fixtures::component("probe").display()
         );
         std::fs::write(self.dir.path().join("weft.toml"), config).unwrap();
@@ -237,7 +242,10 @@ async fn api_changes_survive_restarts_until_the_file_changes_them() {
     host.write_config("configuration = \"edited\"");
     host.restart().await;
     let report = host.runtime().pipeline.startup_report().clone();
-    assert_eq!(report.replaced, vec!["step \"enrich\"".to_owned()]);
+    assert_eq!(
+        report.replaced,
+        vec!["step \"enrich\": changed in the file, replacing the stored one".to_owned()]
+    );
     assert!(report.removed.is_empty(), "{report:?}");
     let step = host.get(&format!("{}({enrich})", api::STEPS)).await;
     assert_eq!(
@@ -260,7 +268,11 @@ async fn api_changes_survive_restarts_until_the_file_changes_them() {
     host.restart().await;
     assert_eq!(
         host.runtime().pipeline.startup_report().replaced,
-        vec!["plug-in \"enricher\" (its component file)".to_owned()]
+        vec![
+            "plug-in \"enricher\": its component file changed, so it replaces the component given \
+             at runtime"
+                .to_owned()
+        ]
     );
     assert_eq!(
         host.get(&format!("{}({enricher})", api::ASSEMBLIES)).await["sourcehash"],
@@ -295,7 +307,14 @@ async fn steps_are_validated_on_create_and_deleted_for_good() {
             with(json!({"table": "contact"})),
             "table `contact` is not declared",
         ),
-        (with(json!({"name": "enrich"})), "a step named \"enrich\""),
+        (
+            with(json!({"name": "enrich", "id": Uuid::new_v4()})),
+            "a step named \"enrich\"",
+        ),
+        (
+            with(json!({"secure_configuration": 31337})),
+            "'secure_configuration' must be a string",
+        ),
         (with(json!({"colour": "red"})), "unknown field `colour`"),
         (
             with(json!({"image": [{"alias": "pre", "type": "pre"}]})),
@@ -306,7 +325,13 @@ async fn steps_are_validated_on_create_and_deleted_for_good() {
         let (status, answer) = host.send(Method::POST, api::STEPS, &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert!(error_message(&answer).contains(needle), "{body}: {answer}");
+        assert!(!answer.contains("31337"), "a secret echoed: {answer}");
     }
+    // The same name without an id is the same (derived) id as the file's step: Dataverse's duplicate 412.
+    let (status, answer) = host
+        .send(Method::POST, api::STEPS, &with(json!({"name": "enrich"})))
+        .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{answer}");
     assert_eq!(
         host.get(api::STEPS).await["value"]
             .as_array()
@@ -363,7 +388,18 @@ async fn serviceendpoints_are_created_changed_and_deleted() {
             json!({"name": "q", "contract": 2, "messageformat": 2, "authtype": 2}).to_string(),
             "service endpoint 'q': auth type SAS Key (2) needs saskeyname",
         ),
-        (hook.to_string(), "already registered"),
+        (
+            json!({"name": "hook", "serviceendpointid": uuid::Uuid::new_v4(), "contract": 8,
+                   "messageformat": 2, "authtype": 4, "url": "http://127.0.0.1:9/x", "authvalue": "v"})
+            .to_string(),
+            "already registered",
+        ),
+        (
+            json!({"name": "w", "contract": 8, "messageformat": 2, "authtype": 4,
+                   "url": "http://127.0.0.1:9/x", "authvalue": 12345678})
+            .to_string(),
+            "'authvalue' must be a string",
+        ),
         (
             json!({"name": "w", "isauthvalueset": true}).to_string(),
             "read-only",
@@ -376,8 +412,13 @@ async fn serviceendpoints_are_created_changed_and_deleted() {
         let (status, answer) = host.send(Method::POST, "serviceendpoints", &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert!(error_message(&answer).contains(needle), "{body}: {answer}");
-        assert!(!answer.contains(HOOK_SECRET));
+        assert!(!answer.contains(HOOK_SECRET) && !answer.contains("12345678"), "{answer}");
     }
+    // The same name without an id derives the same id: Dataverse's duplicate-record 412.
+    let (status, answer) = host
+        .send(Method::POST, "serviceendpoints", &hook.to_string())
+        .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{answer}");
     assert_eq!(
         host.get("serviceendpoints").await["value"]
             .as_array()
@@ -462,6 +503,75 @@ async fn serviceendpoints_are_created_changed_and_deleted() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = host.send(Method::DELETE, &path, "").await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = host.send(Method::GET, &path, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    host.stop().await;
+}
+
+/// A service endpoint weft.toml declares follows the same rule: a runtime PATCH stands across a restart, a
+/// runtime DELETE too — until a step the file adds posts to it, which writes it again; entries the file
+/// drops are deleted, and the start-up report names each.
+#[tokio::test(flavor = "multi_thread")]
+async fn file_endpoints_follow_the_same_rule() {
+    let endpoint = format!(
+        "[[service_endpoint]]\nname = \"hook\"\ncontract = 8\nmessage_format = 2\nauth_type = 4\n\
+         url = \"http://127.0.0.1:9/a\"\nauth_value = \"{HOOK_SECRET}\"\n"
+    );
+    let step = "[[step]]\nname = \"to hook\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 40\n\
+                mode = 1\nservice_endpoint = \"hook\"\n";
+    let mut host = Host::start("").await;
+    host.write_config_with("", &endpoint);
+    host.restart().await;
+    let path = format!(
+        "serviceendpoints({})",
+        derived_id("serviceendpoint", "hook")
+    );
+    let (status, body) = host
+        .send(Method::PATCH, &path, r#"{"url":"http://127.0.0.1:9/b"}"#)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    host.restart().await;
+    assert_eq!(host.get(&path).await["url"], "http://127.0.0.1:9/b");
+    assert_eq!(
+        host.runtime().pipeline.startup_report(),
+        &Default::default()
+    );
+
+    let (status, body) = host.send(Method::DELETE, &path, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    host.restart().await;
+    let (status, _) = host.send(Method::GET, &path, "").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the deleted endpoint came back"
+    );
+
+    host.write_config_with("", &format!("{endpoint}{step}"));
+    host.restart().await;
+    let row = host.get(&path).await;
+    assert_eq!(
+        (row["url"].clone(), row["isauthvalueset"].clone()),
+        (json!("http://127.0.0.1:9/a"), json!(true))
+    );
+    assert_eq!(
+        host.runtime().pipeline.startup_report().replaced,
+        vec![
+            "service endpoint \"hook\": deleted at runtime, written again for a step that posts to it"
+                .to_owned()
+        ]
+    );
+
+    host.write_config("");
+    host.restart().await;
+    let report = host.runtime().pipeline.startup_report().clone();
+    assert_eq!(
+        report.removed,
+        vec![
+            "step \"to hook\"".to_owned(),
+            "service endpoint \"hook\"".to_owned()
+        ]
+    );
     let (status, _) = host.send(Method::GET, &path, "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     host.stop().await;

@@ -10,7 +10,6 @@
 //! them (`null`); a PATCH that leaves one out keeps it. They are never returned.
 
 use serde_json::{Map, Value as Json, json};
-use uuid::Uuid;
 use weft_store::system::{SecretUpdate, ServiceEndpoint};
 
 use super::error::ApiError;
@@ -91,6 +90,16 @@ pub(super) fn endpoint_from_body(
             SECRETS.join(", ")
         )));
     }
+    // Checked before serde, whose messages quote the offending value.
+    if let Some(k) = SECRETS.iter().find(|k| {
+        given
+            .get(**k)
+            .is_some_and(|v| !v.is_string() && !v.is_null())
+    }) {
+        return Err(ApiError::payload(format!(
+            "'{k}' must be a string (the secret) or null (to clear it)."
+        )));
+    }
     if let Some(k) = given
         .keys()
         .find(|k| !COLUMNS.iter().any(|(column, _)| column == k))
@@ -130,7 +139,8 @@ pub(super) fn endpoint_from_body(
             }
         }
     }
-    keys.entry("id").or_insert_with(|| json!(Uuid::new_v4()));
+    // No id given: derived from the name, as weft.toml does, so a later file entry of the same name is
+    // the same endpoint rather than a second one.
     let raw: RawEndpoint = serde_json::from_value(Json::Object(keys)).map_err(|e| {
         // serde names weft.toml's keys: name the columns the caller wrote instead.
         let mut message = e.to_string();
@@ -157,6 +167,7 @@ pub(super) fn endpoint_from_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     /// A body naming an unknown or read-only column, or an ill-typed value, is refused naming the column.
     #[test]

@@ -161,6 +161,15 @@ impl RegistrationCall<'_> {
 
     /// POST: the body is a `[[step]]` of `weft.toml` as a JSON object (same keys, same rules).
     async fn create_step(&self, body: &[u8]) -> Result<Response, ApiError> {
+        // The secure configuration is checked before serde, whose messages quote the offending value.
+        if let Ok(Json::Object(o)) = serde_json::from_slice::<Json>(body)
+            && o.get("secure_configuration")
+                .is_some_and(|v| !v.is_string() && !v.is_null())
+        {
+            return Err(ApiError::payload(
+                "'secure_configuration' must be a string or null.",
+            ));
+        }
         let raw: RawStep = serde_json::from_slice(body).map_err(|e| {
             ApiError::payload(format!(
                 "The body is not a step declaration (the keys of a weft.toml [[step]]): {e}."

@@ -321,9 +321,16 @@ impl<'a> SystemCall<'a> {
     }
 
     async fn create_endpoint(&self, body: &[u8]) -> Result<Response, ApiError> {
-        let decl = endpoint_from_body(body, None)?;
+        // Parsed once up front for a precise 400 naming the column; applied in the transaction.
+        endpoint_from_body(body, None)?;
+        let body = body.to_vec();
         let pipeline = self.runtime.pipeline.clone();
-        let row = change(move || pipeline.create_endpoint(decl)).await?;
+        let row = change(move || {
+            pipeline.create_endpoint(Box::new(move |stored| {
+                endpoint_from_body(&body, stored).map_err(|e| e.message)
+            }))
+        })
+        .await?;
         let representation = self.representation.then(|| {
             let mut r = record(self.context(true), endpoint_json(&row));
             *r.status_mut() = StatusCode::CREATED;
@@ -336,13 +343,15 @@ impl<'a> SystemCall<'a> {
     }
 
     async fn update_endpoint(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
-        let stored = self
-            .read(move |r| r.service_endpoint(id))
-            .await?
-            .ok_or_else(|| endpoint_not_found(id))?;
-        let decl = endpoint_from_body(body, Some(&stored))?;
+        let body = body.to_vec();
         let pipeline = self.runtime.pipeline.clone();
-        let row = change(move || pipeline.update_endpoint(decl)).await?;
+        let row = change(move || {
+            pipeline.update_endpoint(
+                id,
+                Box::new(move |stored| endpoint_from_body(&body, stored).map_err(|e| e.message)),
+            )
+        })
+        .await?;
         if self.representation {
             Ok(record(self.context(true), endpoint_json(&row)))
         } else {

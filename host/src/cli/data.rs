@@ -1,6 +1,8 @@
 //! `weft exec`, `weft trace` and `weft jobs`: commands that act on a configured
 //! weft (a `weft.toml` and a data directory), in-process — except `weft exec … --server URL`, which
-//! makes the operation against a running `weft up` over its Web API (`super::remote`).
+//! makes the operation against a running `weft up` over its Web API (`super::remote`). In-process
+//! `weft exec` applies `weft.toml` to the data directory as `weft up` does at start: beside a running
+//! host, use `--server` instead (the host would not see a file edit the exec applied).
 //!
 //! A Custom API's parameters and response properties are the Web API's JSON in both cases: the
 //! translation is the API's (`crate::api`), not a copy.

@@ -45,15 +45,13 @@ fn bus_config(config: &std::path::Path) -> anyhow::Result<Option<weft_bus::BusCo
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // Synchronous set-up (loading plug-ins, opening the store) before the async part.
     let runtime = Arc::new(Runtime::open(&args.runtime.config, &args.runtime.data)?);
+    // What the file overrode goes to stderr: stdout's first line stays the listening address.
     let report = runtime.pipeline.startup_report();
     for entry in &report.replaced {
-        println!(
-            "{}: {entry} changed since the last start; its declaration replaces changes made at runtime",
-            runtime.registration.file
-        );
+        eprintln!("{}: {entry}", runtime.registration.file);
     }
     for entry in &report.removed {
-        println!(
+        eprintln!(
             "{}: {entry} is no longer declared; deleted",
             runtime.registration.file
         );

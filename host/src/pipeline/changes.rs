@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use weft_store::system::{
-    AssemblyContent, EventHandler, PluginAssembly, SecretUpdate, ServiceEndpoint,
+    AssemblyContent, EndpointSecrets, EventHandler, PluginAssembly, SecretUpdate, ServiceEndpoint,
 };
-use weft_store::{Store, StoreError, StoreExt};
+use weft_store::{Store, StoreError, StoreExt, Tx};
 
 use super::registry::{RegisteredPlugin, Registry};
 use super::{Pipeline, PipelineError, StepChange};
@@ -103,8 +103,9 @@ pub(super) fn startup_registry(
     for s in stored_steps {
         if let Err(why) = fits(&registry, registration, &s) {
             return Err(PipelineError::Invalid(format!(
-                "{file}: step \"{}\" ({}), kept from an earlier run, no longer fits: {why}; declare it again \
-                 or delete the step (DELETE /api/data/v9.2/sdkmessageprocessingsteps({}))",
+                "{file}: step \"{}\" ({}), registered at runtime, no longer fits: {why}. Declare what it \
+                 needs again, start, delete the step (DELETE /api/data/v9.2/sdkmessageprocessingsteps({})), \
+                 then remove the declaration",
                 s.def.name, s.def.id, s.def.id
             )));
         }
@@ -179,13 +180,15 @@ impl Pipeline {
             custom_apis: next.custom_apis.values().collect(),
         };
         let step = step_decl(raw, &catalog).map_err(PipelineError::Invalid)?;
-        if let Some(other) = next
-            .steps
-            .iter()
-            .find(|s| s.def.name == step.def.name || s.def.id == step.def.id)
-        {
+        if next.steps.iter().any(|s| s.def.id == step.def.id) {
+            return Err(PipelineError::Store(StoreError::DuplicateId {
+                table: STEP_TABLE.into(),
+                id: step.def.id,
+            }));
+        }
+        if let Some(other) = next.steps.iter().find(|s| s.def.name == step.def.name) {
             return Err(PipelineError::Invalid(format!(
-                "a step named \"{}\" with id {} is already registered",
+                "a step named \"{}\" is already registered ({})",
                 other.def.name, other.def.id
             )));
         }
@@ -299,6 +302,30 @@ impl Pipeline {
     }
 }
 
+/// Checks `decl` (name unique, postable with the secrets it will have over `stored`) and writes it.
+fn put_endpoint(
+    tx: &mut dyn Tx,
+    decl: &EndpointDecl,
+    stored: Option<&EndpointSecrets>,
+) -> Result<ServiceEndpoint, PipelineError> {
+    let id = decl.def.id;
+    if let Some(other) = tx
+        .service_endpoints()?
+        .into_iter()
+        .find(|e| e.def.name == decl.def.name && e.def.id != id)
+    {
+        return Err(PipelineError::Invalid(format!(
+            "a service endpoint named \"{}\" is already registered ({})",
+            other.def.name, other.def.id
+        )));
+    }
+    check_endpoint(&decl.def, &decl.secrets, stored).map_err(PipelineError::Invalid)?;
+    tx.put_service_endpoint(&decl.def, &decl.secrets)?;
+    Ok(tx
+        .service_endpoint(id)?
+        .ok_or_else(|| endpoint_not_found(id))?)
+}
+
 fn endpoint_not_found(id: Uuid) -> StoreError {
     StoreError::NotFound {
         table: ENDPOINT_TABLE.into(),
@@ -306,65 +333,47 @@ fn endpoint_not_found(id: Uuid) -> StoreError {
     }
 }
 
+/// Turns the stored endpoint (None for a new one) into the endpoint as it must be after a change; run inside
+/// the change's transaction, so concurrent changes of one endpoint never lose each other's columns.
+pub(crate) type EndpointChange =
+    Box<dyn FnOnce(Option<&ServiceEndpoint>) -> Result<EndpointDecl, String> + Send>;
+
 impl Pipeline {
-    /// Registers a new service endpoint (id and name unique), checked as the delivery service would check
-    /// it before a post. Secrets are stored write-only. It survives restarts (the file does not declare
-    /// it). Returns the stored row (secrets as `is…set` flags).
+    /// Registers a new service endpoint (id and name unique) from what `change` makes of nothing, checked
+    /// as the delivery service would check it before a post. Secrets are stored write-only. It survives
+    /// restarts (the file does not declare it). Returns the stored row (secrets as `is…set` flags).
     pub(crate) fn create_endpoint(
         &self,
-        decl: EndpointDecl,
+        change: EndpointChange,
     ) -> Result<ServiceEndpoint, PipelineError> {
-        check_endpoint(&decl.def, &decl.secrets, None).map_err(PipelineError::Invalid)?;
-        self.put_endpoint(decl, false)
+        self.inner.store.transact(move |tx| {
+            let decl = change(None).map_err(PipelineError::Invalid)?;
+            let id = decl.def.id;
+            if tx.service_endpoint(id)?.is_some() {
+                return Err(PipelineError::Store(StoreError::DuplicateId {
+                    table: ENDPOINT_TABLE.into(),
+                    id,
+                }));
+            }
+            put_endpoint(tx, &decl, None)
+        })
     }
 
-    /// Changes a service endpoint: `decl` is the whole row after the change; secrets marked Keep stay as
-    /// stored. Checked with the secrets it will have. Posts queued before the change use the new values
-    /// (delivery reads the endpoint at each attempt). Returns the stored row.
+    /// Changes service endpoint `id` to what `change` makes of the stored row (secrets it marks Keep stay
+    /// as stored), checked with the secrets it will have. Posts queued before the change use the new
+    /// values (delivery reads the endpoint at each attempt). Returns the stored row.
     pub(crate) fn update_endpoint(
         &self,
-        decl: EndpointDecl,
+        id: Uuid,
+        change: EndpointChange,
     ) -> Result<ServiceEndpoint, PipelineError> {
-        self.put_endpoint(decl, true)
-    }
-
-    fn put_endpoint(
-        &self,
-        decl: EndpointDecl,
-        exists: bool,
-    ) -> Result<ServiceEndpoint, PipelineError> {
-        let id = decl.def.id;
         self.inner.store.transact(move |tx| {
-            let stored = tx.service_endpoint(id)?;
-            match (&stored, exists) {
-                (None, true) => return Err(PipelineError::Store(endpoint_not_found(id))),
-                (Some(_), false) => {
-                    return Err(PipelineError::Store(StoreError::DuplicateId {
-                        table: ENDPOINT_TABLE.into(),
-                        id,
-                    }));
-                }
-                _ => {}
-            }
-            if let Some(other) = tx
-                .service_endpoints()?
-                .into_iter()
-                .find(|e| e.def.name == decl.def.name && e.def.id != id)
-            {
-                return Err(PipelineError::Invalid(format!(
-                    "a service endpoint named \"{}\" is already registered ({})",
-                    other.def.name, other.def.id
-                )));
-            }
-            if exists {
-                let secrets = tx.service_endpoint_secrets_for_delivery(id)?;
-                check_endpoint(&decl.def, &decl.secrets, secrets.as_ref())
-                    .map_err(PipelineError::Invalid)?;
-            }
-            tx.put_service_endpoint(&decl.def, &decl.secrets)?;
-            Ok(tx
+            let stored = tx
                 .service_endpoint(id)?
-                .ok_or_else(|| endpoint_not_found(id))?)
+                .ok_or_else(|| endpoint_not_found(id))?;
+            let decl = change(Some(&stored)).map_err(PipelineError::Invalid)?;
+            let secrets = tx.service_endpoint_secrets_for_delivery(id)?;
+            put_endpoint(tx, &decl, secrets.as_ref())
         })
     }
 

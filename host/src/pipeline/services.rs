@@ -66,7 +66,8 @@ impl<'a> OrgServices<'a> {
     /// no transaction to join, so each call is an operation in a transaction of its own (as in Dataverse,
     /// where an async plug-in's calls are not rolled back together), at the context's depth + 1, with its
     /// correlation id (the depth limit still counts) and the plug-in's context as ParentContext, on the
-    /// registration current when the job runs.
+    /// registration current when the job runs. The operation time limit counts from the job's start for
+    /// all its calls together, as the 2-minute limit bounds a whole plug-in run in Dataverse.
     pub(super) fn detached(inner: &'a Arc<Inner>, context: &ExecutionContext) -> Self {
         let mut parents = Vec::with_capacity(context.parents.len() + 1);
         parents.push(context.frame.clone());

@@ -860,7 +860,12 @@ impl Registration {
     /// - it is the same → the stored entry stands as runtime changes left it (changed, disabled, deleted,
     ///   its component replaced), so API changes survive a restart;
     /// - an entry the file declared before but no longer does is deleted; entries created at runtime (no
-    ///   fingerprint) are kept.
+    ///   fingerprint) are kept — unless the file now declares the same entry (same id: a name without an
+    ///   id derives the same id in the file and the API), which it then takes over;
+    /// - an endpoint deleted at runtime is written again when a step the file writes posts to it;
+    ///   a file endpoint whose name another stored endpoint has stops the start with an error.
+    ///
+    /// The returned [`ApplyReport`] names every stored entry the file replaced or deleted.
     ///
     /// Assembly and plug-in type rows are always written from the file (their names and paths).
     pub fn apply(&self, tx: &mut dyn Tx) -> weft_store::Result<ApplyReport> {
@@ -875,8 +880,7 @@ impl Registration {
                 .get(&(kind.to_owned(), id))
                 .is_some_and(|f| f == fingerprint)
         };
-        // Applied before with another fingerprint: the file changed the entry since the last start.
-        let edited = |kind: &str, id: Uuid| applied.contains_key(&(kind.to_owned(), id));
+        let declared_before = |kind: &str, id: Uuid| applied.contains_key(&(kind.to_owned(), id));
         let remember = |tx: &mut dyn Tx, kind: &str, id: Uuid, fingerprint: String| {
             tx.put_declaration(&Declaration {
                 kind: kind.to_owned(),
@@ -884,67 +888,125 @@ impl Registration {
                 fingerprint,
             })
         };
+        let plugins: HashSet<Uuid> = self.plugins.iter().map(|p| p.assembly.id).collect();
         for p in &self.plugins {
             tx.put_plugin_assembly(&p.assembly)?;
             tx.put_plugin_type(&p.plugin_type)?;
             if !unchanged(ASSEMBLY, p.assembly.id, &p.file_sha256) {
-                if edited(ASSEMBLY, p.assembly.id) {
+                if tx.plugin_assembly_content(p.assembly.id)?.is_some() {
                     report.replaced.push(format!(
-                        "plug-in \"{}\" (its component file)",
+                        "plug-in \"{}\": its component file changed, so it replaces the component \
+                         given at runtime",
                         p.assembly.name
                     ));
+                    tx.put_plugin_assembly_content(p.assembly.id, None)?;
                 }
-                tx.put_plugin_assembly_content(p.assembly.id, None)?;
                 remember(tx, ASSEMBLY, p.assembly.id, p.file_sha256.clone())?;
             }
         }
         // Steps the file dropped go first: one may use an endpoint the file dropped too.
         let steps: HashSet<Uuid> = self.steps.iter().map(|s| s.def.id).collect();
         let endpoints: HashSet<Uuid> = self.endpoints.iter().map(|e| e.def.id).collect();
+        let stored_steps = tx.steps()?;
         for (kind, id) in applied.keys() {
-            if kind == STEP && !steps.contains(id) {
-                if tx.delete_step(*id)? {
-                    report.removed.push(format!("step {id}"));
+            match kind.as_str() {
+                STEP if !steps.contains(id) => {
+                    if let Some(old) = stored_steps.iter().find(|s| s.def.id == *id) {
+                        tx.delete_step(*id)?;
+                        report.removed.push(format!("step \"{}\"", old.def.name));
+                    }
+                    tx.delete_declaration(STEP, *id)?;
                 }
-                tx.delete_declaration(STEP, *id)?;
+                ASSEMBLY if !plugins.contains(id) => {
+                    // A plug-in declared again later starts from its file, not from an old replacement.
+                    tx.put_plugin_assembly_content(*id, None)?;
+                    tx.delete_declaration(ASSEMBLY, *id)?;
+                }
+                _ => {}
             }
         }
+        // An endpoint deleted at runtime stays deleted while the file leaves it alone, unless a step the
+        // file writes now posts to it: then the file's endpoint is written again.
+        let needed: HashSet<Uuid> = self
+            .steps
+            .iter()
+            .filter(|s| !unchanged(STEP, s.def.id, &step_fingerprint(s)))
+            .filter_map(|s| match s.def.event_handler {
+                EventHandler::ServiceEndpoint(id) => Some(id),
+                EventHandler::PluginType(_) => None,
+            })
+            .collect();
         for e in &self.endpoints {
             let fingerprint = endpoint_fingerprint(e);
-            if !unchanged(ENDPOINT, e.def.id, &fingerprint) {
-                if edited(ENDPOINT, e.def.id) {
-                    report
-                        .replaced
-                        .push(format!("service endpoint \"{}\"", e.def.name));
-                }
-                tx.put_service_endpoint(&e.def, &e.secrets)?;
-                remember(tx, ENDPOINT, e.def.id, fingerprint)?;
+            let stored = tx.service_endpoint(e.def.id)?;
+            let restore = stored.is_none() && needed.contains(&e.def.id);
+            if unchanged(ENDPOINT, e.def.id, &fingerprint) && !restore {
+                continue;
             }
+            if let Some(other) = tx
+                .service_endpoints()?
+                .into_iter()
+                .find(|o| o.def.name == e.def.name && o.def.id != e.def.id)
+            {
+                return Err(weft_store::StoreError::Invalid(format!(
+                    "{}: service endpoint \"{}\" ({}) has the name of one registered at runtime ({}): \
+                     give the file's entry that id, or rename one of them",
+                    self.file, e.def.name, e.def.id, other.def.id
+                )));
+            }
+            let entry = format!("service endpoint \"{}\"", e.def.name);
+            if restore {
+                report.replaced.push(format!(
+                    "{entry}: deleted at runtime, written again for a step that posts to it"
+                ));
+            } else if stored.is_some() && !declared_before(ENDPOINT, e.def.id) {
+                report.replaced.push(format!(
+                    "{entry}: registered at runtime, now declared by the file"
+                ));
+            } else if stored.is_some() {
+                report.replaced.push(format!(
+                    "{entry}: changed in the file, replacing the stored one"
+                ));
+            }
+            tx.put_service_endpoint(&e.def, &e.secrets)?;
+            remember(tx, ENDPOINT, e.def.id, fingerprint)?;
         }
         for s in &self.steps {
             let fingerprint = step_fingerprint(s);
-            if !unchanged(STEP, s.def.id, &fingerprint) {
-                if edited(STEP, s.def.id) {
-                    report.replaced.push(format!("step \"{}\"", s.def.name));
-                }
-                let secure = match &s.secure_configuration {
-                    Some(v) => SecretUpdate::Set(v.clone()),
-                    None => SecretUpdate::Clear,
-                };
-                tx.put_step(&s.def, secure)?;
-                remember(tx, STEP, s.def.id, fingerprint)?;
+            if unchanged(STEP, s.def.id, &fingerprint) {
+                continue;
             }
+            let entry = format!("step \"{}\"", s.def.name);
+            let stored = stored_steps.iter().any(|o| o.def.id == s.def.id);
+            if stored && !declared_before(STEP, s.def.id) {
+                report.replaced.push(format!(
+                    "{entry}: registered at runtime, now declared by the file"
+                ));
+            } else if stored {
+                report.replaced.push(format!(
+                    "{entry}: changed in the file, replacing the stored one"
+                ));
+            }
+            let secure = match &s.secure_configuration {
+                Some(v) => SecretUpdate::Set(v.clone()),
+                None => SecretUpdate::Clear,
+            };
+            tx.put_step(&s.def, secure)?;
+            remember(tx, STEP, s.def.id, fingerprint)?;
         }
         for (kind, id) in applied.keys() {
             if kind == ENDPOINT && !endpoints.contains(id) {
-                let deleted = tx.delete_service_endpoint(*id).map_err(|e| {
+                let name = tx.service_endpoint(*id)?.map(|e| e.def.name);
+                tx.delete_service_endpoint(*id).map_err(|e| {
                     weft_store::StoreError::Invalid(format!(
-                        "{}: service endpoint {id} is no longer declared but cannot be deleted: {e}",
+                        "{}: service endpoint {id} is no longer declared but cannot be deleted ({e}): \
+                         declare it again, start, delete the steps registered at runtime that use it, \
+                         then remove it",
                         self.file
                     ))
                 })?;
-                if deleted {
-                    report.removed.push(format!("service endpoint {id}"));
+                if let Some(name) = name {
+                    report.removed.push(format!("service endpoint \"{name}\""));
                 }
                 tx.delete_declaration(ENDPOINT, *id)?;
             }
@@ -956,8 +1018,8 @@ impl Registration {
 /// What [`Registration::apply`] changed at a start beyond writing new entries, for the operator to see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
-    /// Entries the file changed since the last start, written over whatever runtime changes had made of
-    /// them (e.g. `step "enrich"`).
+    /// Stored entries the file's version replaced, each with why (e.g. `step "enrich": changed in the
+    /// file, replacing the stored one`).
     pub replaced: Vec<String>,
     /// Entries the file declared before and no longer does, deleted.
     pub removed: Vec<String>,
