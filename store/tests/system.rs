@@ -271,6 +271,44 @@ fn wait_and_postpone_delay_claims() {
     assert!(!store.transact(move |tx| tx.delete_job(id)).unwrap());
 }
 
+/// A claim takes the oldest due jobs (by `createdon`, then insertion) across Ready, Waiting-and-due and
+/// lease-expired jobs, up to its limit, and never a job whose time has not come.
+#[test]
+fn claims_take_the_oldest_due_jobs_of_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = Uuid::new_v4();
+    let at = move |name: &str, created_on: i64, postpone_until: Option<i64>| NewSystemJob {
+        created_on: Some(created_on),
+        postpone_until,
+        ..job(name, c)
+    };
+    let insert = |j: NewSystemJob| store.transact(move |tx| tx.insert_system_job(j)).unwrap();
+    insert(at("expired", 300, None));
+    assert_eq!(claim(&store, "dead", 1_000, 1), ["expired"]); // lease ends at 31_000
+    let waiting = insert(at("waiting", 400, None));
+    assert_eq!(claim(&store, "w", 1_000, 1), ["waiting"]);
+    let e = JobError {
+        code: None,
+        message: "503".into(),
+        friendly_message: None,
+    };
+    store
+        .transact(move |tx| tx.wait_job(waiting, "w", 10_000, &e))
+        .unwrap();
+    insert(at("postponed", 100, Some(60_000)));
+    insert(at("ready", 200, None));
+    insert(at("oldest", 50, None));
+    assert_eq!(
+        claim(&store, "w2", 40_000, 3),
+        ["oldest", "ready", "expired"],
+        "oldest first whatever the kind; the limit holds"
+    );
+    assert_eq!(claim(&store, "w2", 40_000, 10), ["waiting"]);
+    assert!(claim(&store, "w2", 59_999, 10).is_empty());
+    assert_eq!(claim(&store, "w2", 60_000, 10), ["postponed"]);
+}
+
 fn endpoint(id: Uuid) -> ServiceEndpointDef {
     ServiceEndpointDef {
         id,

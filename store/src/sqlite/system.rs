@@ -54,7 +54,9 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             createdon INTEGER NOT NULL, startedon INTEGER, completedon INTEGER, postponeuntil INTEGER,
             retrycount INTEGER NOT NULL DEFAULT 0, errorcode INTEGER, message TEXT, friendlymessage TEXT,
             statecode INTEGER NOT NULL, statuscode INTEGER NOT NULL, leaseowner TEXT, leaseexpireson INTEGER);
-         CREATE INDEX IF NOT EXISTS asyncoperation_runnable ON asyncoperation (statecode, statuscode);
+         DROP INDEX IF EXISTS asyncoperation_runnable;
+         CREATE INDEX IF NOT EXISTS asyncoperation_queue
+            ON asyncoperation (statecode, statuscode, createdon, sequence, postponeuntil, leaseexpireson);
          CREATE TABLE IF NOT EXISTS asyncoperationattempt (
             asyncoperationid TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL,
             startedon INTEGER NOT NULL, serviceendpointid TEXT, httpstatus INTEGER, latencyms INTEGER NOT NULL,
@@ -654,7 +656,9 @@ pub(crate) fn system_jobs(conn: &Connection, f: &JobFilter) -> Result<Vec<System
         params.push(SqlValue::Integer(s.value().into()));
     }
     if let Some(s) = f.status {
-        sql.push_str(" AND statuscode = ?");
+        // The status implies its state: naming both lets `asyncoperation_queue` find the rows in order.
+        sql.push_str(" AND statecode = ? AND statuscode = ?");
+        params.push(SqlValue::Integer(s.state().value().into()));
         params.push(SqlValue::Integer(s.value().into()));
     }
     for (column, id) in [
@@ -684,15 +688,27 @@ pub(crate) fn claim_jobs(
     lease_ms: i64,
     limit: u32,
 ) -> Result<Vec<SystemJob>> {
+    // One LIMITed arm per claimable status, each a walk of `asyncoperation_queue` in (createdon, sequence)
+    // order that reads due times from the index and stops after `limit` hits; the oldest `limit` of the
+    // three arms are claimed. A single OR'ed WHERE made SQLite collect and look up every Ready row (a 3 KB
+    // context each) and sort them on every claim: claims cost O(backlog) and a backlog drained in O(n²).
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE asyncoperation SET statecode = 2, statuscode = 20, leaseowner = ?1, leaseexpireson = ?2,
             startedon = coalesce(startedon, ?3)
          WHERE sequence IN (
-            SELECT sequence FROM asyncoperation
-            WHERE (statecode = 0 AND statuscode = 0 AND (postponeuntil IS NULL OR postponeuntil <= ?3))
-               OR (statecode = 1 AND statuscode = 10 AND postponeuntil IS NOT NULL AND postponeuntil <= ?3)
-               OR (statecode = 2 AND statuscode = 20 AND leaseexpireson <= ?3)
-            ORDER BY sequence LIMIT ?4)
+            SELECT sequence FROM (
+               SELECT * FROM (SELECT sequence, createdon FROM asyncoperation
+                  WHERE statecode = 0 AND statuscode = 0 AND (postponeuntil IS NULL OR postponeuntil <= ?3)
+                  ORDER BY createdon, sequence LIMIT ?4)
+               UNION ALL
+               SELECT * FROM (SELECT sequence, createdon FROM asyncoperation
+                  WHERE statecode = 1 AND statuscode = 10 AND postponeuntil IS NOT NULL AND postponeuntil <= ?3
+                  ORDER BY createdon, sequence LIMIT ?4)
+               UNION ALL
+               SELECT * FROM (SELECT sequence, createdon FROM asyncoperation
+                  WHERE statecode = 2 AND statuscode = 20 AND leaseexpireson <= ?3
+                  ORDER BY createdon, sequence LIMIT ?4))
+            ORDER BY createdon, sequence LIMIT ?4)
          RETURNING {JOB_COLUMNS}"
     ))?;
     let mut jobs: Vec<SystemJob> = stmt
@@ -701,7 +717,7 @@ pub(crate) fn claim_jobs(
             job_row,
         )?
         .collect::<rusqlite::Result<_>>()?;
-    jobs.sort_by_key(|j| j.sequence);
+    jobs.sort_by_key(|j| (j.created_on, j.sequence));
     Ok(jobs)
 }
 
