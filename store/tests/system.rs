@@ -628,3 +628,56 @@ fn job_attempts_and_updates() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
+
+/// A file written when the context was an `asyncoperation.data` column opens with every job's context
+/// intact (moved to `asyncoperationdata`), claimable and deletable.
+#[test]
+fn contexts_stored_in_the_job_row_are_kept_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.db");
+    let id = Uuid::new_v4();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE asyncoperation (
+                sequence INTEGER PRIMARY KEY AUTOINCREMENT, asyncoperationid TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL, operationtype INTEGER NOT NULL, messagename TEXT NOT NULL,
+                primaryentitytype TEXT, regardingobjectid TEXT, regardingobjecttype TEXT, owningextensionid TEXT,
+                correlationid TEXT NOT NULL, depth INTEGER NOT NULL, data BLOB NOT NULL, datacontenttype TEXT NOT NULL,
+                createdon INTEGER NOT NULL, startedon INTEGER, completedon INTEGER, postponeuntil INTEGER,
+                retrycount INTEGER NOT NULL DEFAULT 0, errorcode INTEGER, message TEXT, friendlymessage TEXT,
+                statecode INTEGER NOT NULL, statuscode INTEGER NOT NULL, leaseowner TEXT, leaseexpireson INTEGER);
+             CREATE INDEX asyncoperation_runnable ON asyncoperation (statecode, statuscode);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO asyncoperation (asyncoperationid, name, operationtype, messagename, correlationid, depth,
+                data, datacontenttype, createdon, statecode, statuscode)
+             VALUES (?1, 'old job', 1, 'Create', ?2, 1, ?3, 'application/json', 5, 0, 0)",
+            rusqlite::params![
+                id.to_string(),
+                Uuid::new_v4().to_string(),
+                b"{\"old\":true}".to_vec()
+            ],
+        )
+        .unwrap();
+    }
+    let store = common::open(dir.path());
+    let old = store.read(|r| r.system_job(id)).unwrap().unwrap();
+    assert_eq!(old.data, b"{\"old\":true}");
+    assert_eq!(claim(&store, "w", 1_000, 10), ["old job"]);
+    let c = Uuid::new_v4();
+    let new = store
+        .transact(move |tx| tx.insert_system_job(job("new job", c)))
+        .unwrap();
+    let read = store.read(|r| r.system_job(new)).unwrap().unwrap();
+    assert_eq!(read.data, job("new job", c).data);
+    assert!(store.transact(move |tx| tx.delete_job(id)).unwrap());
+    assert_eq!(store.read(|r| r.system_job(id)).unwrap(), None);
+    let contexts: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM asyncoperationdata", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(contexts, 1, "the deleted job's context went with it");
+}

@@ -50,10 +50,12 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             sequence INTEGER PRIMARY KEY AUTOINCREMENT, asyncoperationid TEXT NOT NULL UNIQUE,
             name TEXT NOT NULL, operationtype INTEGER NOT NULL, messagename TEXT NOT NULL,
             primaryentitytype TEXT, regardingobjectid TEXT, regardingobjecttype TEXT, owningextensionid TEXT,
-            correlationid TEXT NOT NULL, depth INTEGER NOT NULL, data BLOB NOT NULL, datacontenttype TEXT NOT NULL,
+            correlationid TEXT NOT NULL, depth INTEGER NOT NULL, datacontenttype TEXT NOT NULL,
             createdon INTEGER NOT NULL, startedon INTEGER, completedon INTEGER, postponeuntil INTEGER,
             retrycount INTEGER NOT NULL DEFAULT 0, errorcode INTEGER, message TEXT, friendlymessage TEXT,
             statecode INTEGER NOT NULL, statuscode INTEGER NOT NULL, leaseowner TEXT, leaseexpireson INTEGER);
+         CREATE TABLE IF NOT EXISTS asyncoperationdata (
+            sequence INTEGER PRIMARY KEY NOT NULL, data BLOB NOT NULL);
          DROP INDEX IF EXISTS asyncoperation_runnable;
          CREATE INDEX IF NOT EXISTS asyncoperation_queue
             ON asyncoperation (statecode, statuscode, createdon, sequence, postponeuntil, leaseexpireson);
@@ -63,6 +65,27 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             outcome TEXT NOT NULL, errorcode INTEGER, message TEXT,
             PRIMARY KEY (asyncoperationid, attempt)) WITHOUT ROWID;",
     )?;
+    move_job_data_out(conn)
+}
+
+/// Files written before the context moved out of `asyncoperation` keep it in an `asyncoperation.data` column:
+/// copied to `asyncoperationdata` and the column dropped, in the opening transaction (all or nothing).
+///
+/// Why the context has a table of its own: a job's row is rewritten on every transition (claim, record), and
+/// with a 1–200 KB context in it every transition rewrote at least a whole page of WAL, plus the checkpoint's
+/// copy. Without it, a claim's jobs share a few pages.
+fn move_job_data_out(conn: &Connection) -> Result<()> {
+    let inline: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('asyncoperation') WHERE name = 'data'",
+        [],
+        |r| r.get(0),
+    )?;
+    if inline > 0 {
+        conn.execute_batch(
+            "INSERT INTO asyncoperationdata (sequence, data) SELECT sequence, data FROM asyncoperation;
+             ALTER TABLE asyncoperation DROP COLUMN data;",
+        )?;
+    }
     Ok(())
 }
 
@@ -563,7 +586,9 @@ pub(crate) fn trace_logs(conn: &Connection, f: &TraceFilter) -> Result<Vec<Trace
 // ---- system jobs -------------------------------------------------------------------------------------------
 
 const JOB_COLUMNS: &str = "asyncoperationid, name, operationtype, messagename, primaryentitytype, regardingobjectid,
-    regardingobjecttype, owningextensionid, correlationid, depth, data, datacontenttype, createdon, startedon,
+    regardingobjecttype, owningextensionid, correlationid, depth,
+    (SELECT data FROM asyncoperationdata WHERE asyncoperationdata.sequence = asyncoperation.sequence),
+    datacontenttype, createdon, startedon,
     completedon, postponeuntil, retrycount, errorcode, message, friendlymessage, sequence, statuscode, leaseowner,
     leaseexpireson";
 
@@ -605,9 +630,9 @@ pub(crate) fn insert_system_job(conn: &Connection, j: &NewSystemJob, now: i64) -
     let r = conn
         .prepare_cached(
             "INSERT INTO asyncoperation (asyncoperationid, name, operationtype, messagename, primaryentitytype,
-                regardingobjectid, regardingobjecttype, owningextensionid, correlationid, depth, data, datacontenttype,
+                regardingobjectid, regardingobjecttype, owningextensionid, correlationid, depth, datacontenttype,
                 createdon, postponeuntil, statecode, statuscode)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
         )?
         .execute(params![
             id.to_string(),
@@ -620,7 +645,6 @@ pub(crate) fn insert_system_job(conn: &Connection, j: &NewSystemJob, now: i64) -
             j.owning_extension_id.map(|u| u.to_string()),
             j.correlation_id.to_string(),
             j.depth,
-            j.data,
             j.data_content_type,
             j.created_on.unwrap_or(now),
             j.postpone_until,
@@ -628,7 +652,11 @@ pub(crate) fn insert_system_job(conn: &Connection, j: &NewSystemJob, now: i64) -
             status.value(),
         ]);
     match r {
-        Ok(_) => Ok(id),
+        Ok(_) => {
+            conn.prepare_cached("INSERT INTO asyncoperationdata (sequence, data) VALUES (?1, ?2)")?
+                .execute(params![conn.last_insert_rowid(), j.data])?;
+            Ok(id)
+        }
         Err(rusqlite::Error::SqliteFailure(f, _))
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
         {
@@ -812,6 +840,11 @@ pub(crate) fn wait_job(
 pub(crate) fn delete_job(conn: &Connection, id: Uuid) -> Result<bool> {
     conn.prepare_cached("DELETE FROM asyncoperationattempt WHERE asyncoperationid = ?1")?
         .execute([id.to_string()])?;
+    conn.prepare_cached(
+        "DELETE FROM asyncoperationdata
+         WHERE sequence = (SELECT sequence FROM asyncoperation WHERE asyncoperationid = ?1)",
+    )?
+    .execute([id.to_string()])?;
     Ok(conn
         .prepare_cached("DELETE FROM asyncoperation WHERE asyncoperationid = ?1")?
         .execute([id.to_string()])?
