@@ -40,7 +40,7 @@ pub use send::{BATCH_CONTENT_TYPE, CLAIMS, Delivery, PostOutcome, claims};
 pub use settings::parse as parse_settings;
 pub use signature::SigningSecret;
 
-use weft_message::RemoteExecutionContext;
+use weft_message::{Format, RemoteExecutionContext};
 
 /// An HTTP client for endpoints: one connection pool (rustls), no automatic redirects (a webhook's 3xx is a
 /// failure in Dataverse, and following it could carry auth headers to another host). Cheap to clone.
@@ -73,7 +73,33 @@ impl Client {
         ctx: &RemoteExecutionContext,
         delivery: &Delivery,
     ) -> Result<PostOutcome, PostError> {
-        let r = send::post(&self.http, endpoint, ctx, delivery).await;
+        self.post_inner(endpoint, ctx, None, delivery).await
+    }
+
+    /// [`Client::post`] for a context that is also held encoded (`stored`, in `format`: a system job's
+    /// copy). The stored bytes are sent as they are when `format` is the endpoint's and they fit its size
+    /// limit; otherwise `ctx` is encoded as [`Client::post`] does. `ctx` must be `stored` decoded: it still
+    /// supplies the properties (claims, `Label`, `CorrelationId`).
+    pub async fn post_stored(
+        &self,
+        endpoint: &Endpoint,
+        ctx: &RemoteExecutionContext,
+        stored: &[u8],
+        format: Format,
+        delivery: &Delivery,
+    ) -> Result<PostOutcome, PostError> {
+        self.post_inner(endpoint, ctx, Some((stored, format)), delivery)
+            .await
+    }
+
+    async fn post_inner(
+        &self,
+        endpoint: &Endpoint,
+        ctx: &RemoteExecutionContext,
+        stored: Option<(&[u8], Format)>,
+        delivery: &Delivery,
+    ) -> Result<PostOutcome, PostError> {
+        let r = send::post(&self.http, endpoint, ctx, delivery, stored).await;
         match &r {
             Ok(o) => {
                 tracing::debug!(endpoint = %endpoint.name, status = o.status, truncated = o.truncated,

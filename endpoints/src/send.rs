@@ -58,12 +58,15 @@ pub struct PostOutcome {
     pub latency: Duration,
 }
 
-/// Posts `ctx` to `ep` with `http`.
+/// Posts `ctx` to `ep` with `http`. `stored` is a copy of `ctx` already encoded (the bytes a system job
+/// holds, in their format): sent as it is when it is in the endpoint's format and within the size limit,
+/// which saves encoding the context again; otherwise `ctx` is encoded (and reduced if too large).
 pub(crate) async fn post(
     http: &reqwest::Client,
     ep: &Endpoint,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
+    stored: Option<(&[u8], Format)>,
 ) -> Result<PostOutcome, PostError> {
     if d.message_id.is_empty() || d.message_id.chars().count() > 128 {
         return Err(PostError::config(format!(
@@ -77,10 +80,16 @@ pub(crate) async fn post(
     } else {
         SERVICE_BUS_LIMIT
     };
-    let enc = weft_message::encode_limited(ctx, ep.format, limit).map_err(|e| match e {
-        MessageError::TooLarge { size, limit } => PostError::too_large(size, limit),
-        other => PostError::config(format!("cannot encode the context: {other}")),
-    })?;
+    let enc = match stored {
+        Some((bytes, format)) if format == ep.format && bytes.len() <= limit => Encoded {
+            bytes: bytes.to_vec(),
+            truncated: false,
+        },
+        _ => weft_message::encode_limited(ctx, ep.format, limit).map_err(|e| match e {
+            MessageError::TooLarge { size, limit } => PostError::too_large(size, limit),
+            other => PostError::config(format!("cannot encode the context: {other}")),
+        })?,
+    };
     let req = if webhook {
         webhook_request(http, ep, ctx, d, &enc)?
     } else if ep.is_relay() {

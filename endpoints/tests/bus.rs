@@ -495,3 +495,47 @@ fn address_rules() {
     let e = weft_endpoints::Endpoint::new(&r, &s).unwrap_err();
     assert!(e.to_string().contains("not valid for contract 5"), "{e}");
 }
+
+/// A stored copy in the endpoint's format is sent byte for byte (no re-encoding); a copy in another format
+/// is not used, the context is encoded in the endpoint's format.
+#[tokio::test]
+async fn stored_copy_is_sent_as_it_is_in_the_endpoints_format() {
+    let bus = TestBus::start().await;
+    let ep = bus_endpoint(
+        &bus,
+        Contract::Queue,
+        MessageFormat::Json,
+        "orders",
+        UserClaim::UserId,
+    );
+    let ctx = context();
+    let client = weft_endpoints::Client::new();
+    let mut stored = weft_message::encode(&ctx, weft_message::Format::Json);
+    stored.extend_from_slice(b"\n"); // still the context, but not what encoding it produces
+    let d = delivery(&ctx);
+    client
+        .post_stored(&ep, &ctx, &stored, weft_message::Format::Json, &d)
+        .await
+        .unwrap();
+    let r = bus.receive("orders", 5).await;
+    assert_eq!(
+        json_header(&r, "brokerproperties")["MessageId"],
+        d.message_id
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), stored.as_slice());
+
+    let xml = weft_message::encode(&ctx, weft_message::Format::Xml);
+    client
+        .post_stored(&ep, &ctx, &xml, weft_message::Format::Xml, &d)
+        .await
+        .unwrap();
+    let r = bus.receive("orders", 5).await;
+    assert_eq!(
+        header(&r, "content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        weft_message::encode(&ctx, weft_message::Format::Json).as_slice()
+    );
+}

@@ -16,7 +16,7 @@ use crate::service::ServiceConfig;
 pub struct JobsSettings {
     /// Concurrent workers.
     pub workers: usize,
-    /// Most jobs per claim.
+    /// Attempts in flight per worker (and most jobs per claim).
     pub batch_size: u32,
     /// Lease of a claim, seconds.
     pub lease_s: f64,

@@ -564,3 +564,54 @@ async fn concurrent_workers_run_each_job_once() {
         assert_eq!(store.read(|r| r.job_attempts(*id)).unwrap().len(), 1);
     }
 }
+
+/// Holds the attempts at jobs named "slow" until the test releases them; every other job succeeds at once.
+struct SlowOne {
+    release: tokio::sync::Semaphore,
+}
+
+impl weft_jobs::JobRunner for SlowOne {
+    async fn run(&self, job: &SystemJob) -> JobOutcome {
+        if job.name == "slow"
+            && let Ok(p) = self.release.acquire().await
+        {
+            p.forget();
+        }
+        JobOutcome::succeeded()
+    }
+}
+
+/// One slow attempt holds one slot: the worker keeps claiming and finishing the jobs behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_attempt_does_not_stall_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new();
+    let store = open(dir.path(), &clock);
+    let slow = insert(&store, new_job("slow"));
+    let others: Vec<Uuid> = (0..12)
+        .map(|i| insert(&store, new_job(&format!("quick {i}"))))
+        .collect();
+    let runner = Arc::new(SlowOne {
+        release: tokio::sync::Semaphore::new(0),
+    });
+    let mut cfg = config(&clock, 1);
+    cfg.batch_size = 4;
+    let svc = AsyncService::start(dyn_store(&store), runner.clone(), cfg).unwrap();
+    for &id in &others {
+        wait_for(&store, id, "succeeded", |j| {
+            j.is_some_and(|j| j.status == JobStatus::Succeeded)
+        })
+        .await;
+    }
+    assert_eq!(
+        job(&store, slow).unwrap().status,
+        JobStatus::InProgress,
+        "the slow attempt is still running"
+    );
+    runner.release.add_permits(1);
+    wait_for(&store, slow, "succeeded", |j| {
+        j.is_some_and(|j| j.status == JobStatus::Succeeded)
+    })
+    .await;
+    svc.shutdown().await;
+}

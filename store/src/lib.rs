@@ -194,7 +194,8 @@ pub trait Tx: Read {
 
     /// Claims up to `limit` runnable jobs for `worker` until `now_ms + lease_ms`: Ready jobs whose
     /// `postponeuntil` has passed, Waiting jobs whose next attempt is due, and Locked jobs whose lease expired
-    /// (takeover). They become Locked / In Progress. Oldest first.
+    /// (takeover). They become Locked / In Progress. Oldest first (`createdon`, then `sequence`, as
+    /// [`Read::system_jobs`] lists them).
     fn claim_jobs(
         &mut self,
         worker: &str,

@@ -271,6 +271,44 @@ fn wait_and_postpone_delay_claims() {
     assert!(!store.transact(move |tx| tx.delete_job(id)).unwrap());
 }
 
+/// A claim takes the oldest due jobs (by `createdon`, then insertion) across Ready, Waiting-and-due and
+/// lease-expired jobs, up to its limit, and never a job whose time has not come.
+#[test]
+fn claims_take_the_oldest_due_jobs_of_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = Uuid::new_v4();
+    let at = move |name: &str, created_on: i64, postpone_until: Option<i64>| NewSystemJob {
+        created_on: Some(created_on),
+        postpone_until,
+        ..job(name, c)
+    };
+    let insert = |j: NewSystemJob| store.transact(move |tx| tx.insert_system_job(j)).unwrap();
+    insert(at("expired", 300, None));
+    assert_eq!(claim(&store, "dead", 1_000, 1), ["expired"]); // lease ends at 31_000
+    let waiting = insert(at("waiting", 400, None));
+    assert_eq!(claim(&store, "w", 1_000, 1), ["waiting"]);
+    let e = JobError {
+        code: None,
+        message: "503".into(),
+        friendly_message: None,
+    };
+    store
+        .transact(move |tx| tx.wait_job(waiting, "w", 10_000, &e))
+        .unwrap();
+    insert(at("postponed", 100, Some(60_000)));
+    insert(at("ready", 200, None));
+    insert(at("oldest", 50, None));
+    assert_eq!(
+        claim(&store, "w2", 40_000, 3),
+        ["oldest", "ready", "expired"],
+        "oldest first whatever the kind; the limit holds"
+    );
+    assert_eq!(claim(&store, "w2", 40_000, 10), ["waiting"]);
+    assert!(claim(&store, "w2", 59_999, 10).is_empty());
+    assert_eq!(claim(&store, "w2", 60_000, 10), ["postponed"]);
+}
+
 fn endpoint(id: Uuid) -> ServiceEndpointDef {
     ServiceEndpointDef {
         id,
@@ -645,4 +683,57 @@ fn assembly_content_and_declarations_round_trip() {
         .read(move |r| Ok::<_, StoreError>((r.plugin_assembly_content(id)?, r.declarations()?)))
         .unwrap();
     assert_eq!((stored, declarations.len()), (None, 0));
+}
+
+/// A file written when the context was an `asyncoperation.data` column opens with every job's context
+/// intact (moved to `asyncoperationdata`), claimable and deletable.
+#[test]
+fn contexts_stored_in_the_job_row_are_kept_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.db");
+    let id = Uuid::new_v4();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE asyncoperation (
+                sequence INTEGER PRIMARY KEY AUTOINCREMENT, asyncoperationid TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL, operationtype INTEGER NOT NULL, messagename TEXT NOT NULL,
+                primaryentitytype TEXT, regardingobjectid TEXT, regardingobjecttype TEXT, owningextensionid TEXT,
+                correlationid TEXT NOT NULL, depth INTEGER NOT NULL, data BLOB NOT NULL, datacontenttype TEXT NOT NULL,
+                createdon INTEGER NOT NULL, startedon INTEGER, completedon INTEGER, postponeuntil INTEGER,
+                retrycount INTEGER NOT NULL DEFAULT 0, errorcode INTEGER, message TEXT, friendlymessage TEXT,
+                statecode INTEGER NOT NULL, statuscode INTEGER NOT NULL, leaseowner TEXT, leaseexpireson INTEGER);
+             CREATE INDEX asyncoperation_runnable ON asyncoperation (statecode, statuscode);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO asyncoperation (asyncoperationid, name, operationtype, messagename, correlationid, depth,
+                data, datacontenttype, createdon, statecode, statuscode)
+             VALUES (?1, 'old job', 1, 'Create', ?2, 1, ?3, 'application/json', 5, 0, 0)",
+            rusqlite::params![
+                id.to_string(),
+                Uuid::new_v4().to_string(),
+                b"{\"old\":true}".to_vec()
+            ],
+        )
+        .unwrap();
+    }
+    let store = common::open(dir.path());
+    let old = store.read(|r| r.system_job(id)).unwrap().unwrap();
+    assert_eq!(old.data, b"{\"old\":true}");
+    assert_eq!(claim(&store, "w", 1_000, 10), ["old job"]);
+    let c = Uuid::new_v4();
+    let new = store
+        .transact(move |tx| tx.insert_system_job(job("new job", c)))
+        .unwrap();
+    let read = store.read(|r| r.system_job(new)).unwrap().unwrap();
+    assert_eq!(read.data, job("new job", c).data);
+    assert!(store.transact(move |tx| tx.delete_job(id)).unwrap());
+    assert_eq!(store.read(|r| r.system_job(id)).unwrap(), None);
+    let contexts: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM asyncoperationdata", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(contexts, 1, "the deleted job's context went with it");
 }

@@ -22,7 +22,7 @@ use weft_bus::sas::SasPolicy;
 use weft_bus::{BusConfig, BusHandle, QueueConfig};
 use weft_jobs::{AsyncService, JobsSettings};
 use weft_store::StoreExt;
-use weft_store::system::{JobFilter, JobState, JobStatus};
+use weft_store::system::{JobFilter, JobStatus};
 
 use super::percentiles;
 use crate::delivery::{Delivery, DeliveryRunner};
@@ -55,7 +55,7 @@ pub struct DeliveryFigures {
     pub jobs: usize,
     /// The service's workers.
     pub workers: usize,
-    /// Most jobs per claim.
+    /// Attempts in flight per worker.
     pub batch_size: u32,
 }
 
@@ -241,14 +241,21 @@ fn prefill(runtime: &Arc<Runtime>, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether any job is still Ready or Locked.
+/// Whether any job is still Ready, Suspended or Locked. One indexed look per status (polled every 10 ms, so it
+/// must not read the backlog itself: that would load the machine the measurement runs on).
 fn jobs_pending(runtime: &Runtime) -> anyhow::Result<bool> {
     let pending = runtime.store.read(|r| {
         let mut any = false;
-        for state in [JobState::Ready, JobState::Locked, JobState::Suspended] {
+        for status in [
+            JobStatus::WaitingForResources,
+            JobStatus::Waiting,
+            JobStatus::InProgress,
+            JobStatus::Pausing,
+            JobStatus::Canceling,
+        ] {
             any |= !r
                 .system_jobs(&JobFilter {
-                    state: Some(state),
+                    status: Some(status),
                     limit: Some(1),
                     ..JobFilter::default()
                 })?
@@ -493,7 +500,7 @@ pub async fn run_delivery(
     } else {
         println!(
             "delivery: {:.0} jobs/s posted to the local bus ({} jobs, {} B contexts, durable job transitions, \
-             {} workers x batches of {})",
+             {} workers x {} in flight)",
             f.jobs_per_s, f.jobs, f.context_bytes, f.workers, f.batch_size
         );
         println!(

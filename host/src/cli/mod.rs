@@ -108,7 +108,7 @@ enum BenchCommand {
         /// Workers of the asynchronous service [default: `[jobs]`'s default].
         #[arg(long)]
         workers: Option<usize>,
-        /// Most jobs per claim [default: `[jobs]`'s default].
+        /// Attempts in flight per worker [default: `[jobs]`'s default].
         #[arg(long)]
         batch_size: Option<u32>,
     },

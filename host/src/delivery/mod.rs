@@ -25,7 +25,7 @@ use tokio::runtime::{Handle, Runtime};
 use uuid::Uuid;
 use weft_endpoints::{Client, Endpoint, ErrorClass, ErrorKind, PostError, PostOutcome};
 use weft_jobs::FailureClass;
-use weft_message::RemoteExecutionContext;
+use weft_message::{Format, RemoteExecutionContext};
 use weft_store::{Read, StoreError};
 
 use crate::sandbox::wit::types::{ServiceError, ServiceErrorKind};
@@ -184,18 +184,28 @@ impl Delivery {
     }
 
     /// Posts `ctx` to `endpoint` once, with BrokerProperties `MessageId` (and `webhook-id`) = `message_id`,
-    /// on this module's runtime; awaitable from any runtime.
+    /// on this module's runtime; awaitable from any runtime. `stored` is `ctx` as a system job holds it
+    /// (bytes and format): sent as it is when the endpoint takes that format (see
+    /// `weft_endpoints::Client::post_stored`).
     pub async fn post(
         &self,
         endpoint: Endpoint,
         ctx: RemoteExecutionContext,
+        stored: Option<(Vec<u8>, Format)>,
         message_id: String,
     ) -> Result<PostOutcome, DeliveryError> {
         let client = self.client.clone();
         let delivery = self.delivery(&ctx, message_id);
-        let task = self
-            .handle
-            .spawn(async move { client.post(&endpoint, &ctx, &delivery).await });
+        let task = self.handle.spawn(async move {
+            match stored {
+                Some((bytes, format)) => {
+                    client
+                        .post_stored(&endpoint, &ctx, &bytes, format, &delivery)
+                        .await
+                }
+                None => client.post(&endpoint, &ctx, &delivery).await,
+            }
+        });
         match task.await {
             Ok(r) => r.map_err(DeliveryError::Post),
             Err(e) => Err(interrupted(&e)),

@@ -96,7 +96,15 @@ impl DeliveryRunner {
             .store()
             .read(|r: &dyn Read| Ok::<_, DeliveryError>(delivery.endpoint(r, endpoint_id)?));
         let result = match endpoint {
-            Ok(endpoint) => delivery.post(endpoint, context, job.id.to_string()).await,
+            Ok(endpoint) => {
+                // The context was parsed from these bytes (run_job), so they are a valid stored copy.
+                let stored = weft_message::Format::from_content_type(&job.data_content_type)
+                    .ok()
+                    .map(|format| (job.data.clone(), format));
+                delivery
+                    .post(endpoint, context, stored, job.id.to_string())
+                    .await
+            }
             Err(e) => Err(e),
         };
         match result {

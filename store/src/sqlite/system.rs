@@ -50,11 +50,15 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             sequence INTEGER PRIMARY KEY AUTOINCREMENT, asyncoperationid TEXT NOT NULL UNIQUE,
             name TEXT NOT NULL, operationtype INTEGER NOT NULL, messagename TEXT NOT NULL,
             primaryentitytype TEXT, regardingobjectid TEXT, regardingobjecttype TEXT, owningextensionid TEXT,
-            correlationid TEXT NOT NULL, depth INTEGER NOT NULL, data BLOB NOT NULL, datacontenttype TEXT NOT NULL,
+            correlationid TEXT NOT NULL, depth INTEGER NOT NULL, datacontenttype TEXT NOT NULL,
             createdon INTEGER NOT NULL, startedon INTEGER, completedon INTEGER, postponeuntil INTEGER,
             retrycount INTEGER NOT NULL DEFAULT 0, errorcode INTEGER, message TEXT, friendlymessage TEXT,
             statecode INTEGER NOT NULL, statuscode INTEGER NOT NULL, leaseowner TEXT, leaseexpireson INTEGER);
-         CREATE INDEX IF NOT EXISTS asyncoperation_runnable ON asyncoperation (statecode, statuscode);
+         CREATE TABLE IF NOT EXISTS asyncoperationdata (
+            sequence INTEGER PRIMARY KEY NOT NULL, data BLOB NOT NULL);
+         DROP INDEX IF EXISTS asyncoperation_runnable;
+         CREATE INDEX IF NOT EXISTS asyncoperation_queue
+            ON asyncoperation (statecode, statuscode, createdon, sequence, postponeuntil, leaseexpireson);
          CREATE TABLE IF NOT EXISTS asyncoperationattempt (
             asyncoperationid TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL,
             startedon INTEGER NOT NULL, serviceendpointid TEXT, httpstatus INTEGER, latencyms INTEGER NOT NULL,
@@ -65,6 +69,27 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
          CREATE TABLE IF NOT EXISTS weft_declaration (
             kind TEXT NOT NULL, id TEXT NOT NULL, fingerprint TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;",
     )?;
+    move_job_data_out(conn)
+}
+
+/// Files written before the context moved out of `asyncoperation` keep it in an `asyncoperation.data` column:
+/// copied to `asyncoperationdata` and the column dropped, in the opening transaction (all or nothing).
+///
+/// Why the context has a table of its own: a job's row is rewritten on every transition (claim, record), and
+/// with a 1–200 KB context in it every transition rewrote at least a whole page of WAL, plus the checkpoint's
+/// copy. Without it, a claim's jobs share a few pages.
+fn move_job_data_out(conn: &Connection) -> Result<()> {
+    let inline: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('asyncoperation') WHERE name = 'data'",
+        [],
+        |r| r.get(0),
+    )?;
+    if inline > 0 {
+        conn.execute_batch(
+            "INSERT INTO asyncoperationdata (sequence, data) SELECT sequence, data FROM asyncoperation;
+             ALTER TABLE asyncoperation DROP COLUMN data;",
+        )?;
+    }
     Ok(())
 }
 
@@ -639,7 +664,9 @@ pub(crate) fn trace_logs(conn: &Connection, f: &TraceFilter) -> Result<Vec<Trace
 // ---- system jobs -------------------------------------------------------------------------------------------
 
 const JOB_COLUMNS: &str = "asyncoperationid, name, operationtype, messagename, primaryentitytype, regardingobjectid,
-    regardingobjecttype, owningextensionid, correlationid, depth, data, datacontenttype, createdon, startedon,
+    regardingobjecttype, owningextensionid, correlationid, depth,
+    (SELECT data FROM asyncoperationdata WHERE asyncoperationdata.sequence = asyncoperation.sequence),
+    datacontenttype, createdon, startedon,
     completedon, postponeuntil, retrycount, errorcode, message, friendlymessage, sequence, statuscode, leaseowner,
     leaseexpireson";
 
@@ -681,9 +708,9 @@ pub(crate) fn insert_system_job(conn: &Connection, j: &NewSystemJob, now: i64) -
     let r = conn
         .prepare_cached(
             "INSERT INTO asyncoperation (asyncoperationid, name, operationtype, messagename, primaryentitytype,
-                regardingobjectid, regardingobjecttype, owningextensionid, correlationid, depth, data, datacontenttype,
+                regardingobjectid, regardingobjecttype, owningextensionid, correlationid, depth, datacontenttype,
                 createdon, postponeuntil, statecode, statuscode)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
         )?
         .execute(params![
             id.to_string(),
@@ -696,7 +723,6 @@ pub(crate) fn insert_system_job(conn: &Connection, j: &NewSystemJob, now: i64) -
             j.owning_extension_id.map(|u| u.to_string()),
             j.correlation_id.to_string(),
             j.depth,
-            j.data,
             j.data_content_type,
             j.created_on.unwrap_or(now),
             j.postpone_until,
@@ -704,7 +730,11 @@ pub(crate) fn insert_system_job(conn: &Connection, j: &NewSystemJob, now: i64) -
             status.value(),
         ]);
     match r {
-        Ok(_) => Ok(id),
+        Ok(_) => {
+            conn.prepare_cached("INSERT INTO asyncoperationdata (sequence, data) VALUES (?1, ?2)")?
+                .execute(params![conn.last_insert_rowid(), j.data])?;
+            Ok(id)
+        }
         Err(rusqlite::Error::SqliteFailure(f, _))
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
         {
@@ -732,7 +762,9 @@ pub(crate) fn system_jobs(conn: &Connection, f: &JobFilter) -> Result<Vec<System
         params.push(SqlValue::Integer(s.value().into()));
     }
     if let Some(s) = f.status {
-        sql.push_str(" AND statuscode = ?");
+        // The status implies its state: naming both lets `asyncoperation_queue` find the rows in order.
+        sql.push_str(" AND statecode = ? AND statuscode = ?");
+        params.push(SqlValue::Integer(s.state().value().into()));
         params.push(SqlValue::Integer(s.value().into()));
     }
     for (column, id) in [
@@ -762,15 +794,27 @@ pub(crate) fn claim_jobs(
     lease_ms: i64,
     limit: u32,
 ) -> Result<Vec<SystemJob>> {
+    // One LIMITed arm per claimable status, each a walk of `asyncoperation_queue` in (createdon, sequence)
+    // order that reads due times from the index and stops after `limit` hits; the oldest `limit` of the
+    // three arms are claimed. A single OR'ed WHERE made SQLite collect and look up every Ready row (a 3 KB
+    // context each) and sort them on every claim: claims cost O(backlog) and a backlog drained in O(n²).
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE asyncoperation SET statecode = 2, statuscode = 20, leaseowner = ?1, leaseexpireson = ?2,
             startedon = coalesce(startedon, ?3)
          WHERE sequence IN (
-            SELECT sequence FROM asyncoperation
-            WHERE (statecode = 0 AND statuscode = 0 AND (postponeuntil IS NULL OR postponeuntil <= ?3))
-               OR (statecode = 1 AND statuscode = 10 AND postponeuntil IS NOT NULL AND postponeuntil <= ?3)
-               OR (statecode = 2 AND statuscode = 20 AND leaseexpireson <= ?3)
-            ORDER BY sequence LIMIT ?4)
+            SELECT sequence FROM (
+               SELECT * FROM (SELECT sequence, createdon FROM asyncoperation
+                  WHERE statecode = 0 AND statuscode = 0 AND (postponeuntil IS NULL OR postponeuntil <= ?3)
+                  ORDER BY createdon, sequence LIMIT ?4)
+               UNION ALL
+               SELECT * FROM (SELECT sequence, createdon FROM asyncoperation
+                  WHERE statecode = 1 AND statuscode = 10 AND postponeuntil IS NOT NULL AND postponeuntil <= ?3
+                  ORDER BY createdon, sequence LIMIT ?4)
+               UNION ALL
+               SELECT * FROM (SELECT sequence, createdon FROM asyncoperation
+                  WHERE statecode = 2 AND statuscode = 20 AND leaseexpireson <= ?3
+                  ORDER BY createdon, sequence LIMIT ?4))
+            ORDER BY createdon, sequence LIMIT ?4)
          RETURNING {JOB_COLUMNS}"
     ))?;
     let mut jobs: Vec<SystemJob> = stmt
@@ -779,7 +823,7 @@ pub(crate) fn claim_jobs(
             job_row,
         )?
         .collect::<rusqlite::Result<_>>()?;
-    jobs.sort_by_key(|j| j.sequence);
+    jobs.sort_by_key(|j| (j.created_on, j.sequence));
     Ok(jobs)
 }
 
@@ -874,6 +918,11 @@ pub(crate) fn wait_job(
 pub(crate) fn delete_job(conn: &Connection, id: Uuid) -> Result<bool> {
     conn.prepare_cached("DELETE FROM asyncoperationattempt WHERE asyncoperationid = ?1")?
         .execute([id.to_string()])?;
+    conn.prepare_cached(
+        "DELETE FROM asyncoperationdata
+         WHERE sequence = (SELECT sequence FROM asyncoperation WHERE asyncoperationid = ?1)",
+    )?
+    .execute([id.to_string()])?;
     Ok(conn
         .prepare_cached("DELETE FROM asyncoperation WHERE asyncoperationid = ?1")?
         .execute([id.to_string()])?
