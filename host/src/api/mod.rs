@@ -397,23 +397,7 @@ async fn bound_custom_api_call(
             .unwrap_or(operation),
     );
     let api = custom_api_named(state, name).ok_or_else(|| not_found(String::new()))?;
-    let (set, id) = json::parse_key_segment(resource).ok_or_else(|| {
-        ApiError::url(format!(
-            "'{resource}' is not an entity set or a record key such as accounts(<GUID>)."
-        ))
-    })?;
-    let table = state
-        .runtime
-        .registration
-        .schema
-        .table_by_entity_set(set)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                BAD_URL,
-                format!("Resource not found for the segment '{set}'."),
-            )
-        })?;
+    let (table, id) = addressed_table(state, resource)?;
     let how = || format!("{}/{operation}", bound_path(state, api));
     let row = match (&api.binding, id) {
         (Binding::Global, _) => {
@@ -621,6 +605,31 @@ pub(super) fn wants_representation(headers: &HeaderMap) -> bool {
         .is_some_and(|p| p.split(',').any(|p| p.trim() == "return=representation"))
 }
 
+/// The table a path segment (`accounts` or `accounts(<GUID>)`) addresses, with the row id when it has one.
+fn addressed_table<'s>(
+    state: &'s AppState,
+    segment: &str,
+) -> Result<(&'s TableDef, Option<Uuid>), ApiError> {
+    let (set, id) = json::parse_key_segment(segment).ok_or_else(|| {
+        ApiError::url(format!(
+            "'{segment}' is not an entity set or a record key such as accounts(<GUID>)."
+        ))
+    })?;
+    let table = state
+        .runtime
+        .registration
+        .schema
+        .table_by_entity_set(set)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                BAD_URL,
+                format!("Resource not found for the segment '{set}'."),
+            )
+        })?;
+    Ok((table, id))
+}
+
 fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
@@ -636,25 +645,8 @@ impl Call {
         uri: &Uri,
         headers: HeaderMap,
     ) -> Result<Call, ApiError> {
-        let not_found = || {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                BAD_URL,
-                format!("Resource not found for the segment '{resource}'."),
-            )
-        };
-        let (set, id) = json::parse_key_segment(resource).ok_or_else(|| {
-            ApiError::url(format!(
-                "'{resource}' is not an entity set or a record key such as accounts(<GUID>)."
-            ))
-        })?;
-        let table = state
-            .runtime
-            .registration
-            .schema
-            .table_by_entity_set(set)
-            .ok_or_else(not_found)?
-            .clone();
+        let (table, id) = addressed_table(&state, resource)?;
+        let table = table.clone();
         let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
             .0;
