@@ -1,10 +1,23 @@
 //! The `weft` binary, run as a user would.
 
 use crate::fixtures;
+use std::path::Path;
 use std::process::Command;
 
 fn weft() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weft"))
+}
+
+/// Runs `weft ARGS… --config CONFIG --data DATA` to completion.
+fn weft_on(config: &Path, data: &Path, args: &[&str]) -> std::process::Output {
+    weft()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap()
 }
 
 /// `weft plugin run` prints traces, changes, outcome and the limits report.
@@ -150,16 +163,7 @@ plugin = "enricher"
 fn exec_and_trace_through_the_pipeline() {
     let (dir, config) = sample_weft();
     let data = dir.path().join("data");
-    let run = |args: &[&str]| {
-        weft()
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data")
-            .arg(&data)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| weft_on(&config, &data, args);
     let out = run(&[
         "exec",
         "create",
@@ -297,16 +301,7 @@ fn greet_weft() -> (tempfile::TempDir, std::path::PathBuf) {
 fn exec_calls_a_custom_api_in_process() {
     let (dir, config) = greet_weft();
     let data = dir.path().join("data");
-    let run = |args: &[&str]| {
-        weft()
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data")
-            .arg(&data)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| weft_on(&config, &data, args);
     let out = run(&[
         "exec",
         "create",
@@ -413,16 +408,8 @@ fn exec_calls_a_custom_api_on_a_server() {
         .trim_end_matches(')')
         .to_owned();
     // The in-process data directory stays untouched: the server holds the row.
-    let run = |args: &[&str]| {
-        weft()
-            .args(args)
-            .args(["--server", &base, "--config"])
-            .arg(&config)
-            .arg("--data")
-            .arg(dir.path().join("unused"))
-            .output()
-            .unwrap()
-    };
+    let unused = dir.path().join("unused");
+    let run = |args: &[&str]| weft_on(&config, &unused, &[args, &["--server", &base]].concat());
     let bound = run(&[
         "exec",
         "custom-api",
