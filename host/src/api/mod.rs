@@ -60,7 +60,7 @@ pub use registration::{ASSEMBLIES, STEPS};
 use registration::RegistrationCall;
 use system::SystemCall;
 
-use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
+use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse, PipelineError};
 use crate::registration::{Binding, CustomApiDecl};
 use crate::runtime::Runtime;
 
@@ -920,6 +920,32 @@ fn unexpected(response: &OrganizationResponse) -> ApiError {
         "0x80040216",
         format!("the pipeline answered with an unexpected response: {response:?}"),
     )
+}
+
+/// Runs a pipeline call that waits (a store commit, maybe a compilation) on a blocking thread.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "0x80040216",
+                format!("the change did not complete: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+/// A record's answer: `@odata.context`, then the row's fields.
+pub(super) fn record(status: StatusCode, context: String, row: serde_json::Value) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("@odata.context".into(), serde_json::Value::String(context));
+    if let serde_json::Value::Object(fields) = row {
+        body.extend(fields);
+    }
+    json_response(status, serde_json::Value::Object(body).to_string())
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {

@@ -137,7 +137,7 @@ impl RegistrationCall<'_> {
             .pipeline
             .step(id)
             .ok_or_else(|| not_found("sdkmessageprocessingstep", id))?;
-        Ok(record(
+        Ok(super::record(
             StatusCode::OK,
             self.context(true),
             step_json(&step, self.annotations()),
@@ -147,9 +147,9 @@ impl RegistrationCall<'_> {
     async fn patch_step(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
         let change = step_change(body)?;
         let pipeline = self.pipeline.clone();
-        let step = blocking(move || pipeline.update_step(id, change)).await?;
+        let step = super::blocking(move || pipeline.update_step(id, change)).await?;
         if super::wants_representation(self.headers) {
-            Ok(record(
+            Ok(super::record(
                 StatusCode::OK,
                 self.context(true),
                 step_json(&step, self.annotations()),
@@ -176,9 +176,9 @@ impl RegistrationCall<'_> {
             ))
         })?;
         let pipeline = self.pipeline.clone();
-        let step = blocking(move || pipeline.create_step(raw)).await?;
+        let step = super::blocking(move || pipeline.create_step(raw)).await?;
         let row = super::wants_representation(self.headers).then(|| {
-            record(
+            super::record(
                 StatusCode::CREATED,
                 self.context(true),
                 step_json(&step, self.annotations()),
@@ -189,7 +189,7 @@ impl RegistrationCall<'_> {
 
     async fn delete_step(&self, id: Uuid) -> Result<Response, ApiError> {
         let pipeline = self.pipeline.clone();
-        blocking(move || pipeline.delete_step(id)).await?;
+        super::blocking(move || pipeline.delete_step(id)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 
@@ -213,7 +213,7 @@ impl RegistrationCall<'_> {
 
     fn get_assembly(&self, id: Uuid) -> Result<Response, ApiError> {
         let assembly = self.assembly(id)?;
-        Ok(record(
+        Ok(super::record(
             StatusCode::OK,
             self.context(true),
             assembly_json(&assembly),
@@ -246,14 +246,14 @@ impl RegistrationCall<'_> {
             return Err(ApiError::payload("The component is empty."));
         }
         let pipeline = self.pipeline.clone();
-        let assembly = blocking(move || pipeline.replace_plugin(&name, &bytes))
+        let assembly = super::blocking(move || pipeline.replace_plugin(&name, &bytes))
             .await
             .map_err(|e| ApiError {
                 code: BAD_PAYLOAD.into(),
                 ..e
             })?;
         if super::wants_representation(self.headers) {
-            Ok(record(
+            Ok(super::record(
                 StatusCode::OK,
                 self.context(true),
                 assembly_json(&assembly),
@@ -262,22 +262,6 @@ impl RegistrationCall<'_> {
             Ok(StatusCode::NO_CONTENT.into_response())
         }
     }
-}
-
-/// Runs a pipeline change (a store write, maybe a compilation) on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "0x80040216",
-                format!("the change did not complete: {e}"),
-            )
-        })?
-        .map_err(ApiError::from)
 }
 
 fn not_found(table: &str, id: Uuid) -> ApiError {
@@ -489,15 +473,6 @@ fn assembly_json(a: &PluginAssembly) -> Json {
 fn collection(context: String, rows: Vec<Json>) -> Response {
     let body = json!({"@odata.context": context, "value": rows});
     super::json_response(StatusCode::OK, body.to_string())
-}
-
-fn record(status: StatusCode, context: String, row: Json) -> Response {
-    let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(context));
-    if let Json::Object(fields) = row {
-        body.extend(fields);
-    }
-    super::json_response(status, Json::Object(body).to_string())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::Query;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
 use uuid::Uuid;
@@ -34,7 +34,6 @@ use super::endpoints::{endpoint_from_body, endpoint_json};
 use super::error::{ApiError, BAD_URL};
 use super::json::parse_datetime;
 use crate::delivery::{Delivery, DeliveryError, EndpointError};
-use crate::pipeline::PipelineError;
 use crate::runtime::Runtime;
 
 /// The system jobs' entity set.
@@ -224,7 +223,8 @@ impl<'a> SystemCall<'a> {
             .read(move |r| weft_jobs::views::show(r, id))
             .await?
             .ok_or_else(|| job_not_found(id))?;
-        Ok(record(
+        Ok(super::record(
+            StatusCode::OK,
             self.context(true),
             job_json(&job, query.select.as_deref()),
         ))
@@ -317,7 +317,11 @@ impl<'a> SystemCall<'a> {
             .read(move |r| r.service_endpoint(id))
             .await?
             .ok_or_else(|| endpoint_not_found(id))?;
-        Ok(record(self.context(true), endpoint_json(&endpoint)))
+        Ok(super::record(
+            StatusCode::OK,
+            self.context(true),
+            endpoint_json(&endpoint),
+        ))
     }
 
     async fn create_endpoint(&self, body: &[u8]) -> Result<Response, ApiError> {
@@ -325,14 +329,14 @@ impl<'a> SystemCall<'a> {
         endpoint_from_body(body, None)?;
         let body = body.to_vec();
         let pipeline = self.runtime.pipeline.clone();
-        let row = change(move || {
+        let row = super::blocking(move || {
             pipeline.create_endpoint(Box::new(move |stored| {
                 endpoint_from_body(&body, stored).map_err(|e| e.message)
             }))
         })
         .await?;
         let representation = self.representation.then(|| {
-            let mut r = record(self.context(true), endpoint_json(&row));
+            let mut r = super::record(StatusCode::OK, self.context(true), endpoint_json(&row));
             *r.status_mut() = StatusCode::CREATED;
             r
         });
@@ -345,7 +349,7 @@ impl<'a> SystemCall<'a> {
     async fn update_endpoint(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
         let body = body.to_vec();
         let pipeline = self.runtime.pipeline.clone();
-        let row = change(move || {
+        let row = super::blocking(move || {
             pipeline.update_endpoint(
                 id,
                 Box::new(move |stored| endpoint_from_body(&body, stored).map_err(|e| e.message)),
@@ -353,7 +357,11 @@ impl<'a> SystemCall<'a> {
         })
         .await?;
         if self.representation {
-            Ok(record(self.context(true), endpoint_json(&row)))
+            Ok(super::record(
+                StatusCode::OK,
+                self.context(true),
+                endpoint_json(&row),
+            ))
         } else {
             Ok(StatusCode::NO_CONTENT.into_response())
         }
@@ -361,7 +369,7 @@ impl<'a> SystemCall<'a> {
 
     async fn delete_endpoint(&self, id: Uuid) -> Result<Response, ApiError> {
         let pipeline = self.runtime.pipeline.clone();
-        change(move || pipeline.delete_endpoint(id)).await?;
+        super::blocking(move || pipeline.delete_endpoint(id)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 
@@ -649,24 +657,6 @@ fn job_json(job: &JobView, select: Option<&[String]>) -> Json {
     }
 }
 
-/// Runs a registration change on a blocking thread (it waits for the store's commit).
-async fn change<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| internal(format!("the change did not complete: {e}")))?
-        .map_err(ApiError::from)
-}
-
-fn record(context: String, row: Json) -> Response {
-    let mut row = row;
-    if let Json::Object(map) = &mut row {
-        map.insert("@odata.context".into(), Json::String(context));
-    }
-    respond(StatusCode::OK, row)
-}
-
 /// A trace-log row with Dataverse's `plugintracelog` column names (captured
 /// stderr, which Dataverse does not have, as `weft_stderr`).
 fn trace_json(t: &TraceLog) -> Json {
@@ -689,15 +679,7 @@ fn trace_json(t: &TraceLog) -> Json {
 }
 
 fn respond(status: StatusCode, body: Json) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            "application/json; odata.metadata=minimal",
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    super::json_response(status, body.to_string())
 }
 
 fn internal(message: String) -> ApiError {
