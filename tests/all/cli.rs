@@ -8,6 +8,29 @@ fn weft() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weft"))
 }
 
+/// Starts `weft up` on a free loopback port; returns the child and the base URL its first line names.
+fn spawn_up(config: &Path, data: &Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = weft()
+        .args(["up", "--bind", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_owned();
+    (child, base)
+}
+
 /// Runs `weft ARGS… --config CONFIG --data DATA` to completion.
 fn weft_on(config: &Path, data: &Path, args: &[&str]) -> std::process::Output {
     weft()
@@ -218,25 +241,8 @@ fn exec_and_trace_through_the_pipeline() {
 /// interrupted; its first line names the address.
 #[test]
 fn up_serves_the_api_until_interrupted() {
-    use std::io::{BufRead, BufReader};
     let (dir, config) = sample_weft();
-    let mut child = weft()
-        .args(["up", "--bind", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {first}"))
-        .to_owned();
+    let (mut child, base) = spawn_up(&config, &dir.path().join("data"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (created, listed) = runtime.block_on(async {
         let client = reqwest::Client::new();
@@ -372,25 +378,8 @@ fn exec_calls_a_custom_api_in_process() {
 /// retrieve-multiple and delete on a table.
 #[test]
 fn exec_calls_a_custom_api_on_a_server() {
-    use std::io::{BufRead, BufReader};
     let (dir, config) = greet_weft();
-    let mut child = weft()
-        .args(["up", "--bind", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("served"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {first}"))
-        .to_owned();
+    let (mut child, base) = spawn_up(&config, &dir.path().join("served"));
     let created = tokio::runtime::Runtime::new().unwrap().block_on(async {
         reqwest::Client::new()
             .post(format!("{base}/api/data/v9.2/accounts"))
