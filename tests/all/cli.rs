@@ -138,18 +138,7 @@ fn sample_weft() -> (tempfile::TempDir, std::path::PathBuf) {
         &config,
         format!(
             r#"
-[[table]]
-logical_name = "account"
-entity_set_name = "accounts"
-primary_id_attribute = "accountid"
-primary_name_attribute = "name"
-  [[table.attribute]]
-  logical_name = "name"
-  type = "String"
-  [[table.attribute]]
-  logical_name = "accountnumber"
-  type = "String"
-
+{}
 [[plugin]]
 name = "validator"
 component = "{}"
@@ -172,6 +161,7 @@ table = "account"
 stage = 20
 plugin = "enricher"
 "#,
+            weft_host::registration::EXAMPLE_ACCOUNT_TABLE,
             fixtures::component("validator").display(),
             fixtures::component("enricher").display()
         ),
