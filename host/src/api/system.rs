@@ -325,16 +325,9 @@ impl<'a> SystemCall<'a> {
     }
 
     async fn create_endpoint(&self, body: &[u8]) -> Result<Response, ApiError> {
-        // Parsed once up front for a precise 400 naming the column; applied in the transaction.
-        endpoint_from_body(body, None)?;
-        let body = body.to_vec();
+        let decl = endpoint_from_body(body, None)?;
         let pipeline = self.runtime.pipeline.clone();
-        let row = super::blocking(move || {
-            pipeline.create_endpoint(Box::new(move |stored| {
-                endpoint_from_body(&body, stored).map_err(|e| e.message)
-            }))
-        })
-        .await?;
+        let row = super::blocking(move || pipeline.create_endpoint(decl)).await?;
         let representation = self.representation.then(|| {
             let mut r = super::record(StatusCode::OK, self.context(true), endpoint_json(&row));
             *r.status_mut() = StatusCode::CREATED;
@@ -352,7 +345,9 @@ impl<'a> SystemCall<'a> {
         let row = super::blocking(move || {
             pipeline.update_endpoint(
                 id,
-                Box::new(move |stored| endpoint_from_body(&body, stored).map_err(|e| e.message)),
+                Box::new(move |stored| {
+                    endpoint_from_body(&body, Some(stored)).map_err(|e| e.message)
+                }),
             )
         })
         .await?;

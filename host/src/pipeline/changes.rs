@@ -333,21 +333,20 @@ fn endpoint_not_found(id: Uuid) -> StoreError {
     }
 }
 
-/// Turns the stored endpoint (None for a new one) into the endpoint as it must be after a change; run inside
-/// the change's transaction, so concurrent changes of one endpoint never lose each other's columns.
+/// Turns the stored endpoint into the endpoint as it must be after a change; run inside the change's
+/// transaction, so concurrent changes of one endpoint never lose each other's columns.
 pub(crate) type EndpointChange =
-    Box<dyn FnOnce(Option<&ServiceEndpoint>) -> Result<EndpointDecl, String> + Send>;
+    Box<dyn FnOnce(&ServiceEndpoint) -> Result<EndpointDecl, String> + Send>;
 
 impl Pipeline {
-    /// Registers a new service endpoint (id and name unique) from what `change` makes of nothing, checked
-    /// as the delivery service would check it before a post. Secrets are stored write-only. It survives
-    /// restarts (the file does not declare it). Returns the stored row (secrets as `is…set` flags).
+    /// Registers a new service endpoint (id and name unique), checked as the delivery service would check
+    /// it before a post. Secrets are stored write-only. It survives restarts (the file does not declare
+    /// it). Returns the stored row (secrets as `is…set` flags).
     pub(crate) fn create_endpoint(
         &self,
-        change: EndpointChange,
+        decl: EndpointDecl,
     ) -> Result<ServiceEndpoint, PipelineError> {
         self.inner.store.transact(move |tx| {
-            let decl = change(None).map_err(PipelineError::Invalid)?;
             let id = decl.def.id;
             if tx.service_endpoint(id)?.is_some() {
                 return Err(PipelineError::Store(StoreError::DuplicateId {
@@ -371,7 +370,7 @@ impl Pipeline {
             let stored = tx
                 .service_endpoint(id)?
                 .ok_or_else(|| endpoint_not_found(id))?;
-            let decl = change(Some(&stored)).map_err(PipelineError::Invalid)?;
+            let decl = change(&stored).map_err(PipelineError::Invalid)?;
             let secrets = tx.service_endpoint_secrets_for_delivery(id)?;
             put_endpoint(tx, &decl, secrets.as_ref())
         })
