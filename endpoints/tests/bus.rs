@@ -23,13 +23,7 @@ fn claim(props: &Value, name: &str) -> Option<String> {
 #[tokio::test]
 async fn queue_json_with_claims() {
     let bus = TestBus::start().await;
-    let ep = bus_endpoint(
-        &bus,
-        Contract::Queue,
-        MessageFormat::Json,
-        "orders",
-        UserClaim::UserId,
-    );
+    let ep = orders_queue(&bus);
     let ctx = context();
     let d = delivery(&ctx);
     let out = post(&ep, &ctx, &d).await.unwrap();
@@ -122,13 +116,7 @@ async fn topic_xml() {
 #[tokio::test]
 async fn truncated_message_is_marked() {
     let bus = TestBus::start().await;
-    let ep = bus_endpoint(
-        &bus,
-        Contract::Queue,
-        MessageFormat::Json,
-        "orders",
-        UserClaim::UserId,
-    );
+    let ep = orders_queue(&bus);
     let ctx = big_input(200 * 1024);
     let out = post(&ep, &ctx, &delivery(&ctx)).await.unwrap();
     assert!(out.truncated);
@@ -144,13 +132,7 @@ async fn truncated_message_is_marked() {
 #[tokio::test]
 async fn oversize_sends_nothing() {
     let bus = TestBus::start().await;
-    let ep = bus_endpoint(
-        &bus,
-        Contract::Queue,
-        MessageFormat::Json,
-        "orders",
-        UserClaim::UserId,
-    );
+    let ep = orders_queue(&bus);
     let ctx = big_shared(200 * 1024);
     let e = post(&ep, &ctx, &delivery(&ctx)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge);
@@ -354,13 +336,7 @@ async fn wrong_key_is_auth_and_secret_free() {
 #[tokio::test]
 async fn check_queue_has_no_side_effects() {
     let bus = TestBus::start().await;
-    let ep = bus_endpoint(
-        &bus,
-        Contract::Queue,
-        MessageFormat::Json,
-        "orders",
-        UserClaim::UserId,
-    );
+    let ep = orders_queue(&bus);
     check(&ep).await.unwrap();
     assert_eq!(bus.receive("orders", 0).await.status(), 204);
     let missing = bus_endpoint(
@@ -379,13 +355,7 @@ async fn check_queue_has_no_side_effects() {
 #[tokio::test]
 async fn unreachable_is_transient() {
     let bus = TestBus::start().await;
-    let ep = bus_endpoint(
-        &bus,
-        Contract::Queue,
-        MessageFormat::Json,
-        "orders",
-        UserClaim::UserId,
-    );
+    let ep = orders_queue(&bus);
     bus.handle.shutdown().await.unwrap();
     let ctx = context();
     let e = post(&ep, &ctx, &delivery(&ctx)).await.unwrap_err();
@@ -501,13 +471,7 @@ fn address_rules() {
 #[tokio::test]
 async fn stored_copy_is_sent_as_it_is_in_the_endpoints_format() {
     let bus = TestBus::start().await;
-    let ep = bus_endpoint(
-        &bus,
-        Contract::Queue,
-        MessageFormat::Json,
-        "orders",
-        UserClaim::UserId,
-    );
+    let ep = orders_queue(&bus);
     let ctx = context();
     let client = weft_endpoints::Client::new();
     let mut stored = weft_message::encode(&ctx, weft_message::Format::Json);

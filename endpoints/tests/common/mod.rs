@@ -162,6 +162,17 @@ pub fn bus_endpoint(
     Endpoint::new(&r, &sas_secrets(KEY)).unwrap()
 }
 
+/// The JSON queue endpoint most tests post to: `orders` on `bus`, claims as user ids.
+pub fn orders_queue(bus: &TestBus) -> Endpoint {
+    bus_endpoint(
+        bus,
+        Contract::Queue,
+        MessageFormat::Json,
+        "orders",
+        UserClaim::UserId,
+    )
+}
+
 pub fn sas_secrets(key: &str) -> EndpointSecrets {
     EndpointSecrets {
         sas_key: Some(key.into()),
