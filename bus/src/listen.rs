@@ -606,9 +606,9 @@ mod tests {
     fn summarize_json_sample() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/samples/webhook-update-contact-async.json"
+            "/../message/tests/samples/webhook-update-contact-async.json"
         );
-        let body = std::fs::read(path).expect("shared/reference/samples sits beside the checkout");
+        let body = std::fs::read(path).expect("the sample is in the repository");
         let s = summarize(&body, "application/json").unwrap();
         assert!(s.decoded);
         assert_eq!(s.message_name.as_deref(), Some("Update"));

@@ -49,18 +49,46 @@ fn target_installed(plugins_dir: &Path) -> bool {
     }
 }
 
+/// Installs [`TARGET`] through rustup when `cargo`'s toolchain lacks it (a
+/// toolchain installed before the clone does not pick up `rust-toolchain.toml`'s
+/// `targets`), saying so in one `progress` line; one clear error when rustup is absent.
+fn ensure_target(plugins_dir: &Path, progress: &mut impl FnMut(&str)) -> anyhow::Result<()> {
+    if target_installed(plugins_dir) {
+        return Ok(());
+    }
+    progress(&format!(
+        "installing the {TARGET} target with rustup (once per toolchain)"
+    ));
+    // Run where the build runs, so rustup picks the toolchain the build will use.
+    let out = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .current_dir(plugins_dir)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => bail!(
+            "`rustup target add {TARGET}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "the {TARGET} target is not installed and rustup is not on the PATH: \
+             install it for your toolchain (with rustup: `rustup target add {TARGET}`)"
+        ),
+        Err(e) => bail!("running `rustup target add {TARGET}`: {e}"),
+    }
+}
+
 /// Builds `packages` (all of the workspace when empty) of the plug-in workspace
-/// at `plugins_dir` into `target_dir`, calling `progress` with one line per
-/// crate compiled. Returns the components built.
+/// at `plugins_dir` into `target_dir`, calling `progress` with a few lines: the
+/// target install if one was needed, one line when dependencies start compiling,
+/// and one per component (built or already fresh). Returns the components built.
 pub fn build(
     plugins_dir: &Path,
     target_dir: &Path,
     packages: &[String],
     mut progress: impl FnMut(&str),
 ) -> anyhow::Result<Vec<Artifact>> {
-    if !target_installed(plugins_dir) {
-        bail!("the {TARGET} target is not installed: run `rustup target add {TARGET}`");
-    }
+    ensure_target(plugins_dir, &mut progress)?;
     let manifest = plugins_dir.join("Cargo.toml");
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command
@@ -97,6 +125,7 @@ pub fn build(
     });
     let stdout = child.stdout.take().context("cargo's stdout")?;
     let mut artifacts = Vec::new();
+    let mut dependencies_announced = false;
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
@@ -106,22 +135,28 @@ pub fn build(
         }
         let package = message["target"]["name"].as_str().unwrap_or("?").to_owned();
         let fresh = message["fresh"].as_bool().unwrap_or(false);
-        progress(&format!(
-            "{} {package}",
-            if fresh { "   Fresh" } else { "Compiled" }
-        ));
         let wasm = message["filenames"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|f| f.as_str())
             .find(|f| f.ends_with(".wasm"));
-        if let Some(path) = wasm {
-            artifacts.push(Artifact {
-                package: package.replace('_', "-"),
-                path: PathBuf::from(path),
-            });
-        }
+        let Some(path) = wasm else {
+            // A dependency: fifty of these lines say nothing a user needs.
+            if !fresh && !dependencies_announced {
+                dependencies_announced = true;
+                progress("compiling dependencies (the first build takes a minute)");
+            }
+            continue;
+        };
+        progress(&format!(
+            "{} {package}",
+            if fresh { "up to date" } else { "built" }
+        ));
+        artifacts.push(Artifact {
+            package: package.replace('_', "-"),
+            path: PathBuf::from(path),
+        });
     }
     let status = child.wait().context("waiting for cargo")?;
     let stderr = stderr_reader.join().unwrap_or_default();

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use weft_message::Format;
 use weft_message::cli::{MessageCommand, execute, sniff};
 
-const SAMPLES: &str = "/work/shared/reference/samples";
+/// The published Dataverse samples, kept in the repository (see `samples/README.md`).
+const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/samples");
 
 fn run(cmd: MessageCommand, stdin: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();

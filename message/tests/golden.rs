@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 fn samples() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from("/work/shared/reference/samples");
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/samples"));
     let mut out = Vec::new();
     for name in [
         "webhook-update-contact-async.json",

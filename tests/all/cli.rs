@@ -504,3 +504,71 @@ fn exec_calls_a_custom_api_on_a_server() {
     );
     assert!(!dir.path().join("unused").exists());
 }
+
+/// Writes an executable shell script `name` into `dir`.
+fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A toolchain without the wasm target (a fake `rustc` whose sysroot has none):
+/// `weft build` asks rustup for it, saying so in one line; with no rustup on the
+/// PATH it says what to do in one line instead of a cargo error.
+#[test]
+fn build_installs_the_wasm_target_through_rustup_or_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let sysroot = dir.path().join("sysroot");
+    std::fs::create_dir_all(sysroot.join("lib/rustlib")).unwrap();
+    let rustc = script(dir.path(), "rustc", &format!("echo {}", sysroot.display()));
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+
+    // No rustup anywhere on the PATH.
+    let out = weft()
+        .args(["build", "--plugins"])
+        .arg(&plugins)
+        .env("RUSTC", &rustc)
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("wasm32-wasip2 target is not installed and rustup is not on the PATH"),
+        "{stderr}"
+    );
+
+    // A rustup that records its arguments and installs the target into the sysroot.
+    let log = dir.path().join("rustup.log");
+    script(
+        &bin,
+        "rustup",
+        &format!(
+            "echo \"$@\" >> {}; mkdir -p {}/lib/rustlib/wasm32-wasip2",
+            log.display(),
+            sysroot.display()
+        ),
+    );
+    let out = weft()
+        .args(["build", "--plugins"])
+        .arg(&plugins)
+        .env("RUSTC", &rustc)
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("installing the wasm32-wasip2 target with rustup"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().trim(),
+        "target add wasm32-wasip2"
+    );
+    assert!(sysroot.join("lib/rustlib/wasm32-wasip2").exists());
+}

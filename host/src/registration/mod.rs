@@ -19,7 +19,7 @@
 //!
 //! [[plugin]]
 //! name = "validator"
-//! component = "plugins/target/wasm32-wasip2/release/validator.wasm"   # relative to this file
+//! component = "target/plugins/wasm32-wasip2/release/validator.wasm"   # relative to this file
 //! sha256 = "…"                   # optional: refused when the file differs
 //!
 //! [[step]]
