@@ -420,6 +420,12 @@ async fn record<R>(
         error_code: outcome.error_code,
         message: outcome.message.clone(),
     };
+    if let Some(class) = &outcome.failure {
+        // The attempt's message may quote an endpoint's answer: it stays in the attempt row, where
+        // secrets are redacted; the log line names the class and status only.
+        tracing::warn!(job = %id, endpoint = ?outcome.endpoint_id, http_status = ?outcome.status_code,
+            "system job attempt failed ({})", class.label());
+    }
     let worker = worker.to_string();
     let recorded = shared
         .store

@@ -110,11 +110,19 @@ fn plugin_run_rejects_bad_input() {
     );
 }
 
-/// The quickstart runs end to end and says so on its last line.
+/// The quickstart runs end to end and says so on its last line; its weft.toml and
+/// data stay in `--dir` for a look afterwards, and `weft trace` reads them.
 #[test]
 fn quickstart_succeeds() {
     fixtures::component("enricher"); // build once, shared with the other tests
-    let out = weft().arg("quickstart").output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("quickstart");
+    let out = weft()
+        .arg("quickstart")
+        .arg("--dir")
+        .arg(&kept)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -127,6 +135,18 @@ fn quickstart_succeeds() {
     assert!(last.contains("2 system jobs succeeded"), "{last}");
     assert!(last.contains("1 queue message, 1 webhook call"), "{last}");
     assert!(stdout.contains("| Response: Success"), "{stdout}");
+    let config = kept.join("weft.toml");
+    assert!(
+        stdout.contains(&format!("weft.toml written to {}", config.display())),
+        "{stdout}"
+    );
+    let trace = weft_on(&config, &kept.join("data"), &["trace"]);
+    assert!(trace.status.success());
+    assert!(
+        String::from_utf8_lossy(&trace.stdout).contains("Enricher"),
+        "{}",
+        String::from_utf8_lossy(&trace.stdout)
+    );
 }
 
 /// A weft.toml with an account table, the validator at stage 10 and the
@@ -571,4 +591,73 @@ fn build_installs_the_wasm_target_through_rustup_or_says_why_not() {
         "target add wasm32-wasip2"
     );
     assert!(sysroot.join("lib/rustlib/wasm32-wasip2").exists());
+}
+
+/// `weft plugin new` outside any checkout: the project's native tests pass as
+/// generated, `weft build` run inside it writes the component into its own
+/// `target/` and prints the path weft.toml uses, the component succeeds under
+/// `weft plugin run` with the command's defaults and with the README's example,
+/// and its weft.toml loads.
+#[test]
+fn a_new_plugin_project_tests_builds_and_runs_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("demo");
+    let out = weft()
+        .args(["plugin", "new", "demo", "--dir"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("weft build"), "{stdout}");
+    // Nothing in it points back into a checkout.
+    for file in ["Cargo.toml", "weft-sdk/Cargo.toml", "weft.toml", "README.md"] {
+        let text = std::fs::read_to_string(project.join(file)).unwrap();
+        assert!(!text.contains(env!("CARGO_MANIFEST_DIR")), "{file}");
+        assert!(!text.contains("../"), "{file}: {text}");
+    }
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tested = Command::new(&cargo)
+        .arg("test")
+        .current_dir(&project)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&tested.stdout);
+    assert!(tested.status.success(), "{text}{}", String::from_utf8_lossy(&tested.stderr));
+    assert!(text.contains("test result: ok. 2 passed"), "{text}");
+
+    let built = weft().arg("build").current_dir(&project).output().unwrap();
+    let listed = String::from_utf8_lossy(&built.stdout);
+    assert!(built.status.success(), "{listed}{}", String::from_utf8_lossy(&built.stderr));
+    assert_eq!(
+        listed.trim(),
+        "demo\ttarget/wasm32-wasip2/release/demo.wasm",
+        "{listed}"
+    );
+    let component = project.join("target/wasm32-wasip2/release/demo.wasm");
+    assert!(component.exists());
+
+    let ran = weft()
+        .args(["plugin", "run"])
+        .arg(&component)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&ran.stdout);
+    assert!(ran.status.success(), "{report}");
+    assert!(report.contains("outcome: succeeded"), "{report}");
+    let ran = weft()
+        .args(["plugin", "run"])
+        .arg(&component)
+        .args(["--stage", "20", "--target", r#"{"name":"  Fourth   Coffee "}"#])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&ran.stdout);
+    assert!(report.contains("name tidied to 'Fourth Coffee'"), "{report}");
+
+    weft_host::registration::Registration::load(&project.join("weft.toml"))
+        .expect("the generated weft.toml loads");
+    let bus = std::fs::read_to_string(project.join("weft.toml")).unwrap();
+    weft_bus::BusConfig::from_toml_str(&bus).expect("its [bus] section parses");
 }

@@ -17,7 +17,7 @@ use anyhow::{Context as _, anyhow, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use weft_store::system::{TraceFilter, TraceLog, TraceOutcome};
+use weft_store::system::{TraceFilter, TraceLog};
 use weft_store::{Query, SqliteOptions, SqliteStore, Store, StoreExt};
 
 /// Which weft to act on.
@@ -33,7 +33,7 @@ pub struct RuntimeArgs {
 
 impl RuntimeArgs {
     /// Opens only the store (no plug-ins loaded): enough to read logs and jobs.
-    fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+    pub(super) fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
         let registration = Registration::load(&self.config)?;
         let path = self.data.join(DATABASE_FILE);
         if !path.exists() {
@@ -110,26 +110,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn print_trace(log: &TraceLog) {
-    let e = &log.entry;
-    let outcome = match e.outcome {
-        TraceOutcome::Succeeded => "ok".to_owned(),
-        TraceOutcome::Failed => format!("failed: {}", e.error.as_deref().unwrap_or("")),
-    };
-    println!(
-        "  step {} ({}) {} {} depth {} in {} ms: {outcome}",
-        e.plugin,
-        e.step_id.map_or("-".to_owned(), |id| id.to_string()),
-        e.message_name,
-        e.primary_entity.as_deref().unwrap_or("-"),
-        e.depth,
-        e.duration_ms,
-    );
-    for line in e.trace.lines() {
-        println!("    | {line}");
-    }
 }
 
 /// `weft exec`: one operation through the pipeline, then the steps that ran.
@@ -211,11 +191,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let started = now_ms();
     let result = runtime.pipeline.execute(request);
     let traces: Vec<TraceLog> = runtime.store.read(|r| {
-        r.trace_logs(&TraceFilter {
-            step_id: None,
-            correlation_id: None,
-            limit: None,
-        })
+        r.trace_logs(&TraceFilter::default())
     })?;
     match &result {
         Ok(OrganizationResponse::Custom { outputs }) => {
@@ -227,8 +203,15 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Err(error) => println!("error {}: {error}", error.code()),
     }
     println!("steps:");
-    for log in traces.iter().filter(|t| t.created_on >= started) {
-        print_trace(log);
+    let names: std::collections::HashMap<uuid::Uuid, String> = runtime
+        .pipeline
+        .steps()
+        .into_iter()
+        .map(|s| (s.def.id, s.def.name))
+        .collect();
+    // Newest first from the store; the steps ran in the reverse order.
+    for log in traces.iter().rev().filter(|t| t.created_on >= started) {
+        print!("{}", super::trace::entry_text(log, &names));
     }
     Ok(if result.is_ok() {
         ExitCode::SUCCESS
@@ -270,39 +253,6 @@ fn response_json(response: &OrganizationResponse) -> serde_json::Value {
         ),
         other => serde_json::json!({ "done": format!("{other:?}") }),
     }
-}
-
-/// Flags of `weft trace`.
-#[derive(Debug, clap::Args)]
-pub struct TraceArgs {
-    #[command(flatten)]
-    runtime: RuntimeArgs,
-    /// Only this correlation id.
-    #[arg(long)]
-    correlation: Option<uuid::Uuid>,
-    /// Only this step id.
-    #[arg(long)]
-    step: Option<uuid::Uuid>,
-    /// At most this many entries.
-    #[arg(long, default_value_t = 50)]
-    limit: u32,
-}
-
-/// `weft trace`: the plug-in trace log.
-pub fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
-    let store = args.runtime.store()?;
-    let logs: Vec<TraceLog> = store.read(|r| {
-        r.trace_logs(&TraceFilter {
-            step_id: args.step,
-            correlation_id: args.correlation,
-            limit: Some(args.limit),
-        })
-    })?;
-    for log in &logs {
-        println!("{} correlation {}", log.id, log.entry.correlation_id);
-        print_trace(log);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `weft jobs …`.

@@ -4,8 +4,13 @@
 mod data;
 mod plugin;
 mod quickstart;
+mod registry;
 mod remote;
+mod scaffold;
 mod seed;
+mod suggest;
+mod summary;
+mod trace;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -32,8 +37,23 @@ enum Command {
     /// Run one operation through the pipeline (in-process) and show the steps that ran; `custom-api` calls
     /// a Custom API, in-process or on a running weft (`--server`).
     Exec(data::ExecArgs),
+    /// Registered plug-ins (assemblies) with the sha256 each runs.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// Registered steps: list, enable, disable (by name or id).
+    Steps {
+        #[command(subcommand)]
+        command: registry::StepsCommand,
+    },
+    /// Registered service endpoints.
+    Endpoints {
+        #[command(subcommand)]
+        command: EndpointsCommand,
+    },
     /// Show the plug-in trace log.
-    Trace(data::TraceArgs),
+    Trace(trace::TraceArgs),
     /// System jobs (asyncoperation): list, show, retry, cancel, pause, resume, postpone, delete.
     Jobs {
         #[command(flatten)]
@@ -64,14 +84,42 @@ enum Command {
 /// Where plug-ins come from and go.
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// The plug-in workspace (a Cargo workspace of plug-in crates).
-    #[arg(long, default_value_os_t = crate::builder::default_plugins_dir())]
-    pub plugins: PathBuf,
-    /// Where to put the build.
-    #[arg(long, default_value_os_t = crate::builder::default_target_dir())]
-    pub target_dir: PathBuf,
+    /// The plug-in crate or workspace [default: the current directory when its Cargo.toml uses weft-sdk
+    /// (a project made by `weft plugin new`), else this weft checkout's `plugins/`].
+    #[arg(long)]
+    pub plugins: Option<PathBuf>,
+    /// Where to put the build [default: the project's own `target/`, or `target/plugins` of the checkout].
+    #[arg(long)]
+    pub target_dir: Option<PathBuf>,
     /// Packages to build (all when none are named).
     pub packages: Vec<String>,
+}
+
+/// Whether `dir`'s Cargo.toml depends on weft-sdk (a plug-in project or workspace of one's own).
+fn is_plugin_project(dir: &std::path::Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+        return false;
+    };
+    let Ok(manifest) = text.parse::<toml::Table>() else {
+        return false;
+    };
+    let has_sdk = |deps: Option<&toml::Value>| deps.and_then(|d| d.get("weft-sdk")).is_some();
+    has_sdk(manifest.get("dependencies"))
+        || has_sdk(manifest.get("workspace").and_then(|w| w.get("dependencies")))
+}
+
+/// `weft plugins …`.
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// The registered plug-ins with their ids and sha256.
+    List(registry::Target),
+}
+
+/// `weft endpoints …`.
+#[derive(Debug, Subcommand)]
+enum EndpointsCommand {
+    /// The registered service endpoints with their ids (secrets never shown).
+    List(registry::Target),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,14 +184,27 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plugin { command } => plugin::run(command),
-        Command::Up(args) => up::up(args),
+        Command::Up(args) => {
+            init_logging();
+            up::up(args)
+        }
         Command::Exec(args) => data::exec(args),
-        Command::Trace(args) => data::trace(args),
+        Command::Trace(args) => trace::trace(args),
+        Command::Plugins {
+            command: PluginsCommand::List(target),
+        } => registry::plugins_list(target),
+        Command::Steps { command } => registry::steps_command(command),
+        Command::Endpoints {
+            command: EndpointsCommand::List(target),
+        } => registry::endpoints_list(target),
         Command::Jobs { runtime, command } => data::jobs(runtime, command),
         Command::Build(args) => build(args),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Message { command } => weft_message::cli::run(command).map(|()| ExitCode::SUCCESS),
-        Command::Bus(args) => block_on(weft_bus::cli::run_bus(args)),
+        Command::Bus(args) => {
+            init_logging();
+            block_on(weft_bus::cli::run_bus(args))
+        }
         Command::Listen(args) => block_on(weft_bus::cli::run_listen(args)),
         Command::Bench { which } => match which {
             BenchCommand::Sandbox { json } => crate::bench::sandbox::run(json),
@@ -173,13 +234,39 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Warnings and errors of the long-running commands on stderr (`RUST_LOG` tunes, e.g. `RUST_LOG=info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir()?;
+    let (plugins, target_dir) = match (args.plugins, args.target_dir) {
+        (Some(plugins), Some(target)) => (plugins, target),
+        (Some(plugins), None) => {
+            let target = plugins.join("target");
+            (plugins, target)
+        }
+        (None, target) if is_plugin_project(&cwd) => {
+            (cwd.clone(), target.unwrap_or_else(|| cwd.join("target")))
+        }
+        (None, target) => (
+            crate::builder::default_plugins_dir(),
+            target.unwrap_or_else(crate::builder::default_target_dir),
+        ),
+    };
     let artifacts =
-        crate::builder::build(&args.plugins, &args.target_dir, &args.packages, |line| {
-            eprintln!("{line}")
-        })?;
+        crate::builder::build(&plugins, &target_dir, &args.packages, |line| eprintln!("{line}"))?;
     for artifact in artifacts {
-        println!("{}\t{}", artifact.package, artifact.path.display());
+        // Relative to the current directory where it can be: the path weft.toml uses.
+        let path = artifact.path.strip_prefix(&cwd).unwrap_or(&artifact.path);
+        println!("{}\t{}", artifact.package, path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! `weft plugin run`: one plug-in, once, against a context built from flags,
 //! with recording services; prints traces, calls, changes, the outcome and a
-//! limits report.
+//! limits report. `weft plugin new` hands over to `scaffold`.
 
 use crate::context::{self, ContextSpec};
 use crate::sandbox::wit::context::{ContextChanges, Mode};
@@ -14,6 +14,38 @@ use std::process::ExitCode;
 pub enum PluginCommand {
     /// Run a plug-in component once and report what it did.
     Run(RunArgs),
+    /// Create a plug-in project of your own (a crate, native tests, a weft.toml, the SDK of this weft).
+    New(NewArgs),
+    /// Replace a registered plug-in's component without a restart (hot replacement), locally or on a
+    /// running weft (`--server`).
+    Push(super::registry::PushArgs),
+}
+
+/// Flags of `weft plugin new`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The plug-in's crate name, e.g. `tidy-names`.
+    pub name: String,
+    /// Where to create it [default: ./NAME]; must not exist or be empty.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn new_project(args: NewArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let created = super::scaffold::create(&args.name, &dir)?;
+    let shown = created.dir.display();
+    println!("created plug-in project `{}` in {shown}", args.name);
+    println!("next:");
+    println!("  cd {shown}");
+    println!("  cargo test        # native unit tests");
+    println!("  weft build        # writes {}", created.component);
+    println!(
+        "  weft plugin run {} --stage 20 --target '{{\"name\":\"  Fourth   Coffee \"}}'",
+        created.component
+    );
+    println!("  weft up           # serves weft.toml (Web API and the local bus)");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Flags of `weft plugin run`.
@@ -57,7 +89,11 @@ pub struct RunArgs {
 }
 
 pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
-    let PluginCommand::Run(args) = command;
+    let args = match command {
+        PluginCommand::Run(args) => args,
+        PluginCommand::New(args) => return new_project(args),
+        PluginCommand::Push(args) => return super::registry::push(args),
+    };
     let limits = Limits {
         deadline_ms: args.deadline_ms,
         fuel: args.fuel,

@@ -21,6 +21,10 @@ pub struct QuickstartArgs {
     /// Where to put the build.
     #[arg(long, default_value_os_t = builder::default_target_dir())]
     pub target_dir: PathBuf,
+    /// Where the seed scenario writes its weft.toml, data directory and bus (emptied first) [default:
+    /// `quickstart/` beside the build directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 const ENDPOINT: &str = "c0ffee00-0000-4000-8000-000000000001";
@@ -177,10 +181,29 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     println!(
         "\n== the seed scenario: pipeline, asynchronous service, service endpoints, listeners"
     );
+    let dir = args.dir.unwrap_or_else(|| {
+        let parent = args.target_dir.parent().unwrap_or(&args.target_dir);
+        parent.join("quickstart")
+    });
+    if dir.join("weft.toml").exists() {
+        // A previous quickstart's: the scenario counts from an empty store.
+        std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+    } else if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        bail!(
+            "{} is not empty and holds no quickstart: choose another --dir",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let counts = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(super::seed::run(&artifacts))?;
+        .block_on(super::seed::run(&artifacts, &dir))?;
+    let shown = dir.display();
+    println!(
+        "its weft.toml and data are in {shown}: `weft trace --config {shown}/weft.toml --data {shown}/data`, \
+         `weft jobs list --config {shown}/weft.toml --data {shown}/data`"
+    );
     println!(
         "\nquickstart ok: {ran} sandbox runs; {} operations ({} rejected); {} system jobs succeeded; \
          {} queue message, {} webhook call and 1 two-way relay answer received",

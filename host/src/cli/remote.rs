@@ -93,7 +93,7 @@ impl Remote {
             Operation::Delete => (Method::DELETE, format!("{set}({})", need_id()?), None),
             Operation::CustomApi => bail!("a Custom API is not a table operation"),
         };
-        let answer = self.send(method, &path, query, body)?;
+        let answer = self.send(method, &path, query, body, &[])?;
         if !answer.status.is_success() {
             return print_error(&answer);
         }
@@ -164,7 +164,7 @@ impl Remote {
         } else {
             Method::POST
         };
-        let answer = self.send(method, &path, query, body)?;
+        let answer = self.send(method, &path, query, body, &[])?;
         if !answer.status.is_success() {
             return print_error(&answer);
         }
@@ -182,6 +182,7 @@ impl Remote {
         path: &str,
         mut query: Vec<(String, String)>,
         body: Option<String>,
+        headers: &[(&str, &str)],
     ) -> anyhow::Result<Answer> {
         let mut url = self.base.join(path).context("building the URL")?;
         if let Some(tag) = &self.tag {
@@ -199,6 +200,9 @@ impl Remote {
         }
         if let Some(bypass) = &self.bypass {
             request = request.header("MSCRM.BypassBusinessLogicExecution", bypass);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
@@ -224,6 +228,37 @@ impl Remote {
                 })
             })
     }
+}
+
+impl Remote {
+    /// `GET path` with formatted values (names of lookups and messages) annotated; an error answer is an
+    /// error naming Dataverse's code and message.
+    pub(super) fn get_json(&self, path: &str) -> anyhow::Result<Json> {
+        let prefer = [(
+            "Prefer",
+            "odata.include-annotations=\"OData.Community.Display.V1.FormattedValue\"",
+        )];
+        json_answer(self.send(Method::GET, path, Vec::new(), None, &prefer)?)
+    }
+
+    /// `method path` with a JSON body; the answer's JSON (Null when it has none).
+    pub(super) fn send_json(&self, method: Method, path: &str, body: &Json) -> anyhow::Result<Json> {
+        let prefer = [("Prefer", "return=representation")];
+        json_answer(self.send(method, path, Vec::new(), Some(body.to_string()), &prefer)?)
+    }
+}
+
+fn json_answer(answer: Answer) -> anyhow::Result<Json> {
+    let json: Json = serde_json::from_str(&answer.body).unwrap_or(Json::Null);
+    if !answer.status.is_success() {
+        bail!(
+            "error {}: {} (HTTP {})",
+            json["error"]["code"].as_str().unwrap_or("?"),
+            json["error"]["message"].as_str().unwrap_or(&answer.body),
+            answer.status
+        );
+    }
+    Ok(json)
 }
 
 /// Prints the API's error (`error <code>: <message> (HTTP <status>)`); the command fails.

@@ -200,12 +200,12 @@ async fn execute(runtime: &Arc<Runtime>, name: &str) -> anyhow::Result<Result<St
         .map_err(|e| format!("{} {e}", e.code())))
 }
 
-/// Runs the seed scenario, printing each step; returns what it counted.
-pub async fn run(artifacts: &[Artifact]) -> anyhow::Result<Counts> {
-    let dir = tempfile::tempdir()?;
+/// Runs the seed scenario in `dir` (its weft.toml, data and bus are kept there for a look
+/// afterwards), printing each step; returns what it counted.
+pub async fn run(artifacts: &[Artifact], dir: &std::path::Path) -> anyhow::Result<Counts> {
     let bus = weft_bus::start(BusConfig {
         bind: "127.0.0.1:0".parse()?,
-        data: dir.path().join("bus"),
+        data: dir.join("bus"),
         queues: vec![QueueConfig::new("accounts")],
         relays: vec![RelayConfig {
             name: "confirm".into(),
@@ -223,9 +223,13 @@ pub async fn run(artifacts: &[Artifact]) -> anyhow::Result<Counts> {
     let (hook_url, hook_calls) = webhook().await?;
     println!("   webhook receiver on {hook_url}");
 
-    let config_path = dir.path().join("weft.toml");
+    let config_path = dir.join("weft.toml");
     std::fs::write(&config_path, config(artifacts, bus_addr, &hook_url)?)?;
-    let data = dir.path().join("data");
+    println!(
+        "   weft.toml written to {} (its bus and webhook ports were this run's)",
+        config_path.display()
+    );
+    let data = dir.join("data");
     let runtime =
         Arc::new(tokio::task::spawn_blocking(move || Runtime::open(&config_path, &data)).await??);
     let delivery = Delivery::new("weft.quickstart.local")?;

@@ -56,6 +56,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             runtime.registration.file
         );
     }
+    eprint!("{}", super::summary::startup_summary(&runtime)?);
     let bus = bus_config(&args.runtime.config)?;
     let jobs = runtime
         .registration

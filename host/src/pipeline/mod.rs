@@ -501,7 +501,16 @@ impl Pipeline {
         // children's): a wake costs idle workers one claim, cheaper than tracking which operation wrote.
         let may_write_jobs =
             !op.bypass_async && !matches!(op.message.as_str(), "Retrieve" | "RetrieveMultiple");
-        let response = self.inner.execute_op(op, None)?;
+        let (correlation_id, message, table) = (
+            op.correlation_id,
+            op.message.clone(),
+            op.table.clone(),
+        );
+        let response = self.inner.execute_op(op, None).inspect_err(|e| {
+            // One line per failed operation for whoever watches `weft up`; the plug-in's
+            // own details are in the trace log under the same correlation id.
+            tracing::warn!(%correlation_id, %message, %table, code = %e.code(), "operation failed: {e}");
+        })?;
         if may_write_jobs && let Some(notifier) = self.inner.job_notifier.get() {
             notifier.notify();
         }
@@ -1076,6 +1085,10 @@ impl Inner {
             Err(PipelineError::IsvUnexpected { detail, .. }) => Some(detail.clone()),
             Err(e) => Some(format!("{} ({})", e, e.code())),
         };
+        if let Some(error) = &error {
+            let first = error.lines().next().unwrap_or_default();
+            tracing::warn!(step = %step.def.name, correlation_id = %op.correlation_id, "plug-in step failed: {first}");
+        }
         let entry = TraceSubject {
             step_id: step.def.id,
             plugin: assembly.name.clone(),
