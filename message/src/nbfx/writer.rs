@@ -92,6 +92,14 @@ impl Buffer {
     /// bytes per unit (a chunk never ends on a high surrogate).
     fn utf8_chars(&mut self, s: &str) {
         const CHUNK: usize = BUFFER / MAX_BYTES_PER_CHAR;
+        if s.is_ascii() {
+            // One byte per unit: the chunks are plain byte ranges.
+            for chunk in s.as_bytes().chunks(CHUNK) {
+                self.reserve(chunk.len() * MAX_BYTES_PER_CHAR);
+                self.out.extend_from_slice(chunk);
+            }
+            return;
+        }
         let mut units = 0usize;
         let mut from = 0usize;
         for (i, c) in s.char_indices() {
@@ -302,7 +310,7 @@ impl BinarySink {
     pub(crate) fn new(dictionary: bool) -> Self {
         BinarySink {
             buf: Buffer {
-                out: Vec::with_capacity(32 * 1024),
+                out: Vec::with_capacity(128 * 1024),
                 ..Buffer::default()
             },
             dictionary,
