@@ -217,7 +217,13 @@ fn dotnet_roundtrip() {
             std::env::var("WEFT_REQUIRE_MONO").as_deref() != Ok("1"),
             "WEFT_REQUIRE_MONO=1 but mcs/mono are not installed"
         );
-        println!("SKIPPED dotnet_roundtrip: mono not installed (mcs and mono not on PATH)");
+        // Written to the stderr handle, not through eprintln!, so the test
+        // harness does not capture it: a skip must be visible.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED dotnet_roundtrip: mono not installed (mcs and mono not on PATH)"
+        );
         return;
     }
     let work = std::env::temp_dir().join(format!("weft-dotnet-{}", std::process::id()));

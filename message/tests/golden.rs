@@ -141,3 +141,46 @@ fn samples_cross_formats_losslessly() {
         );
     }
 }
+
+/// Multi-select values are in the 9.0 contracts namespace, as in the decompiled
+/// SDK; the 2011 form weft wrote before is still read.
+#[test]
+fn option_set_value_collections_use_the_9_0_namespace() {
+    use weft_message::{RemoteExecutionContext, Value, xml};
+    let mut ctx = RemoteExecutionContext::new_minimal("Create", "account", 40);
+    ctx.shared_variables.push((
+        "choices".into(),
+        Value::OptionSetValueCollection(vec![1, 2]),
+    ));
+    let text = String::from_utf8(xml::encode(&ctx)).unwrap();
+    let want = "<a:value i:type=\"b:OptionSetValueCollection\" \
+                xmlns:b=\"http://schemas.microsoft.com/xrm/9.0/Contracts\">\
+                <b:OptionSetValue><Value>1</Value></b:OptionSetValue>\
+                <b:OptionSetValue><Value>2</Value></b:OptionSetValue></a:value>";
+    assert!(text.contains(want), "{text}");
+    let old = text
+        .replace(
+            "xmlns:b=\"http://schemas.microsoft.com/xrm/9.0/Contracts\"",
+            "",
+        )
+        .replace("b:OptionSetValueCollection", "OptionSetValueCollection")
+        .replace("b:OptionSetValue>", "OptionSetValue>")
+        .replace("<b:OptionSetValue", "<OptionSetValue");
+    assert_eq!(xml::decode(old.as_bytes()).unwrap(), ctx);
+}
+
+/// Image items carry the name .NET derives for KeyValuePair<string, Entity>.
+#[test]
+fn image_items_use_the_generic_name_with_digest() {
+    use weft_message::{Entity, RemoteExecutionContext, xml};
+    let mut ctx = RemoteExecutionContext::new_minimal("Update", "contact", 40);
+    ctx.post_entity_images.push((
+        "AsynchronousStepPrimaryName".into(),
+        Entity::new("contact", uuid::Uuid::nil()),
+    ));
+    let text = String::from_utf8(xml::encode(&ctx)).unwrap();
+    assert!(
+        text.contains("<PostEntityImages xmlns:a=\"http://schemas.datacontract.org/2004/07/System.Collections.Generic\"><KeyValuePairOfstringEntitygUGIFE1S><a:key>AsynchronousStepPrimaryName</a:key><a:value>"),
+        "{text}"
+    );
+}

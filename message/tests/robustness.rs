@@ -4,7 +4,11 @@
 use weft_message::*;
 
 fn sample(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/samples/{name}", env!("CARGO_MANIFEST_DIR"))).expect("sample readable")
+    std::fs::read(format!(
+        "{}/tests/samples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("sample readable")
 }
 
 fn malformed(r: Result<RemoteExecutionContext, MessageError>) -> (usize, String, String) {

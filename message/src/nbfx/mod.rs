@@ -369,6 +369,70 @@ mod tests {
         assert_eq!(bin.last(), Some(&END_ELEMENT));
     }
 
+    /// DateTimeText values as Mono's XmlBinaryWriter wrote them: 2020-01-02T03:04:05
+    /// UTC and unspecified, and 2017-09-26T00:04:08-07:00 local (UTC ticks, kind 2).
+    #[test]
+    fn date_kinds_match_dotnet_bytes() {
+        use crate::model::DateTime;
+        let wall = 1_577_934_245_000;
+        for (d, bytes) in [
+            (
+                DateTime::utc(wall),
+                [0x80, 0x00, 0x3b, 0x6d, 0x30, 0x8f, 0xd7, 0x48],
+            ),
+            (
+                DateTime::unspecified(wall),
+                [0x80, 0x00, 0x3b, 0x6d, 0x30, 0x8f, 0xd7, 0x08],
+            ),
+            (
+                DateTime::local(1_506_409_448_000, -420),
+                [0x00, 0x64, 0x0d, 0xc8, 0xac, 0x04, 0xd5, 0x88],
+            ),
+        ] {
+            assert_eq!(writer::date_to_binary(&d).to_le_bytes(), bytes, "{d:?}");
+            let offset = d.offset_minutes.unwrap_or(0);
+            assert_eq!(date_from_binary(u64::from_le_bytes(bytes), offset), d);
+        }
+    }
+
+    /// Values get the records .NET picks by type: a string that looks like a
+    /// number stays chars, "1" is OneText, 1.5 is FloatText, 100.0 Int8Text,
+    /// a decimal DecimalText (flags, high 32 bits, low 64 bits).
+    #[test]
+    fn value_records_follow_the_type() {
+        let mut s = BinarySink::new(false);
+        s.text("123");
+        s.text("1");
+        s.text_double(1.5);
+        s.text_double(100.0);
+        s.text_double(f64::INFINITY);
+        s.text_decimal(&crate::model::Decimal::parse("10.120").unwrap());
+        let mut want = vec![CHARS8_TEXT, 3, b'1', b'2', b'3', ONE_TEXT];
+        want.extend_from_slice(&[FLOAT_TEXT, 0x00, 0x00, 0xc0, 0x3f, INT8_TEXT, 100]);
+        want.push(DOUBLE_TEXT);
+        want.extend_from_slice(&f64::INFINITY.to_le_bytes());
+        want.extend_from_slice(&[
+            DECIMAL_TEXT,
+            0,
+            0,
+            3,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0x88,
+            0x27,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        assert_eq!(s.buf.out, want);
+    }
+
     /// DecimalText is read as .NET prints it (sign, 96-bit mantissa, scale).
     #[test]
     fn decimal_records_print_like_dotnet() {
