@@ -1,13 +1,12 @@
 //! `application/msbin1`: the DataContractSerializer infoset in .NET Binary XML
 //! ([MC-NBFX] records, [MC-NBFS] static dictionary).
 //!
-//! Owns the record encoder (a [`Sink`]) and decoder (a [`Source`]); names and
-//! types come from `infoset`. The encoder picks records by text shape: `0`, `1`,
-//! `true`, `false`, canonical integers and lower-case GUIDs use the typed text
-//! records (ZeroText … Int64Text, UuidText), everything else UTF-8 chars records.
-//! Because the choice depends only on the text, binary → XML → binary is
-//! byte-identical. The decoder reads every text record type a .NET writer emits
-//! for these contracts, with or without dictionary strings.
+//! Owns the public API, the record type numbers and the dictionary; the
+//! records .NET's writer picks live in `writer` (a `Sink`, byte-identical with
+//! .NET's `XmlBinaryNodeWriter` under DataContractSerializer: records chosen by
+//! the value's type, its 512-byte buffer replayed), the record reader in
+//! `events` (a `Source` that accepts every record form). Names and types come
+//! from `infoset`.
 //!
 //! Dictionary records are off by default ([`encode`]): a .NET reader created
 //! without a dictionary — `XmlDictionaryReader.CreateBinaryReader(stream, quotas)`,
