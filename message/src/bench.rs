@@ -77,10 +77,7 @@ pub fn realistic_context(target: usize) -> RemoteExecutionContext {
     ctx.organization_id = id(6);
     ctx.organization_name = "unqb015df52a05fee11a382000d3a64d".into();
     ctx.primary_entity_id = id(1);
-    ctx.operation_created_on = DateTime {
-        ms: 1697398446012,
-        offset_minutes: Some(0),
-    };
+    ctx.operation_created_on = DateTime::local(1697398446012, 0);
     ctx.owning_extension = Some(EntityReference::new("sdkmessageprocessingstep", id(7)));
     ctx.shared_variables = vec![
         ("IsAutoTransact".into(), Value::Boolean(true)),

@@ -9,11 +9,14 @@
 
 use crate::error::{MessageError, Seg, Syntax, render_path};
 use crate::model::*;
+use crate::names::{ContractName, generic_name};
 use std::borrow::Cow;
 use uuid::Uuid;
 
 /// `http://schemas.microsoft.com/xrm/2011/Contracts` (default namespace).
 pub const NS_CONTRACTS: &str = "http://schemas.microsoft.com/xrm/2011/Contracts";
+/// `http://schemas.microsoft.com/xrm/9.0/Contracts` (OptionSetValueCollection and its items).
+pub const NS_CONTRACTS90: &str = "http://schemas.microsoft.com/xrm/9.0/Contracts";
 /// `http://schemas.microsoft.com/xrm/7.1/Contracts` (KeyAttributeCollection items).
 pub const NS_CONTRACTS71: &str = "http://schemas.microsoft.com/xrm/7.1/Contracts";
 /// XML Schema instance (`i:type`, `i:nil`).
@@ -32,24 +35,44 @@ pub(crate) trait Sink {
     /// Opens an element (`prefix` may be `""`).
     fn start(&mut self, prefix: &str, local: &str);
     /// Declares a namespace on the element just opened (`prefix` `""` = default).
+    /// Writers call it after the element's attributes, as .NET's writers do.
     fn xmlns(&mut self, prefix: &str, ns: &str);
-    /// An attribute on the element just opened.
+    /// An attribute on the element just opened, with a string value.
     fn attr(&mut self, prefix: &str, local: &str, value: &str);
-    /// Character content (never empty).
+    /// An attribute whose value is the boolean `true` (`i:nil`).
+    fn attr_true(&mut self, prefix: &str, local: &str) {
+        self.attr(prefix, local, "true");
+    }
+    /// Character content written as a string (never empty).
     fn text(&mut self, text: &str);
     /// Closes the innermost element.
     fn end(&mut self);
-    /// Character content that is a GUID (binary writes a UuidText record);
-    /// must be equivalent to `text` of its lower-case hyphenated form.
+    /// A GUID; .NET's serializer writes it as its lower-case string.
     fn text_guid(&mut self, g: &Uuid) {
         let mut b = [0u8; 36];
         self.text(g.hyphenated().encode_lower(&mut b));
     }
-    /// Character content that is an integer; equivalent to `text` of its digits.
+    /// An integer value (`int`, `long`); equivalent to `text` of its digits.
     fn text_int(&mut self, v: i64) {
         let mut b = Vec::with_capacity(20);
         push_i64(&mut b, v);
         self.text(std::str::from_utf8(&b).unwrap_or("0"));
+    }
+    /// A boolean value.
+    fn text_bool(&mut self, v: bool) {
+        self.text(if v { "true" } else { "false" });
+    }
+    /// A double value.
+    fn text_double(&mut self, v: f64) {
+        self.text(&format_xml_double(v));
+    }
+    /// A decimal value.
+    fn text_decimal(&mut self, d: &Decimal) {
+        self.text(d.as_str());
+    }
+    /// A DateTime value.
+    fn text_date(&mut self, d: &DateTime) {
+        self.text(&format_xml_date(d));
     }
 }
 
@@ -84,14 +107,41 @@ pub(crate) enum Event<'a> {
     Start(StartTag<'a>),
     /// Character content.
     Text(Cow<'a, str>),
-    /// Character content that is an integer (binary integer records).
-    Int(i64),
-    /// Character content that is a GUID (binary UuidText).
-    Guid(Uuid),
+    /// Character content carried as a typed value (binary text records), so
+    /// readers skip printing and parsing it.
+    Typed(Scalar),
     /// Element end.
     End,
     /// End of input.
     Eof,
+}
+
+/// A typed text value from a binary record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scalar {
+    /// Integer records (`ZeroText` … `Int64Text`).
+    Int(i64),
+    /// `UuidText`.
+    Guid(Uuid),
+    /// `TrueText`, `FalseText`, `BoolText`.
+    Bool(bool),
+    /// `FloatText`, `DoubleText`.
+    Double(f64),
+    /// `DateTimeText`.
+    Date(DateTime),
+}
+
+impl Scalar {
+    /// The value's text as DataContractSerializer's text writer prints it.
+    pub(crate) fn to_text(self) -> String {
+        match self {
+            Scalar::Int(v) => v.to_string(),
+            Scalar::Guid(g) => g.hyphenated().to_string(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Double(d) => format_xml_double(d),
+            Scalar::Date(d) => format_xml_date(&d),
+        }
+    }
 }
 
 /// Produces XML events from bytes.
@@ -118,6 +168,9 @@ pub(crate) fn pump<'a>(
                 for a in &t.attrs {
                     if a.xmlns {
                         sink.xmlns(a.local, &a.value);
+                    } else if a.local == "nil" && a.value == "true" {
+                        // DataContractSerializer writes i:nil as a boolean.
+                        sink.attr_true(a.prefix, a.local);
                     } else {
                         sink.attr(a.prefix, a.local, &a.value);
                     }
@@ -136,8 +189,11 @@ pub(crate) fn pump<'a>(
                     sink.text(&t);
                 }
             }
-            Event::Int(v) => sink.text_int(v),
-            Event::Guid(g) => sink.text_guid(&g),
+            Event::Typed(Scalar::Int(v)) => sink.text_int(v),
+            Event::Typed(Scalar::Guid(g)) => sink.text_guid(&g),
+            Event::Typed(Scalar::Bool(b)) => sink.text_bool(b),
+            Event::Typed(Scalar::Double(d)) => sink.text_double(d),
+            Event::Typed(Scalar::Date(d)) => sink.text_date(&d),
             Event::End => {
                 depth = depth.saturating_sub(1);
                 sink.end();
@@ -149,74 +205,139 @@ pub(crate) fn pump<'a>(
 
 // ------------------------------------------------------------------ writer
 
-/// Namespaces with the fixed prefixes weft writes.
-#[derive(Clone, Copy)]
-enum Ns {
-    Contracts = 0,
-    Generic = 1,
-    Xsd = 2,
-    Ser = 3,
-    Arrays = 4,
-    Contracts71 = 5,
+/// The contract name of `string` (XML Schema), a generic argument.
+const XS_STRING: ContractName<'static> = ContractName {
+    name: "string",
+    ns: NS_XSD,
+};
+
+/// Item names of the generic collections weft writes, computed once by
+/// .NET's naming rule (`names::generic_name`), never spelled as constants.
+struct ItemNames {
+    /// `KeyValuePair<string, object>` (parameters, attributes, key attributes).
+    string_any: String,
+    /// `KeyValuePair<string, string>` (formatted values, `ChangedEntityTypes`).
+    string_string: String,
+    /// `KeyValuePair<string, Entity>` (entity images).
+    string_entity: String,
+    /// `KeyValuePair<Relationship, EntityCollection>` (related entities).
+    relationship_collection: String,
+    /// `KeyValuePair<string, string>[]` as an object value (`ArrayOf…`).
+    array_of_string_string: String,
 }
 
-impl Ns {
-    fn prefix(self) -> &'static str {
-        ["a", "b", "c", "d", "e", "f"][self as usize]
-    }
-    fn uri(self) -> &'static str {
-        [
-            NS_CONTRACTS,
-            NS_GENERIC,
-            NS_XSD,
-            NS_SER,
-            NS_ARRAYS,
-            NS_CONTRACTS71,
-        ][self as usize]
-    }
+fn item_names() -> &'static ItemNames {
+    static NAMES: std::sync::OnceLock<ItemNames> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let contract = |name| ContractName {
+            name,
+            ns: NS_CONTRACTS,
+        };
+        let any = ContractName {
+            name: "anyType",
+            ns: NS_XSD,
+        };
+        let string_string = generic_name("KeyValuePair", &[XS_STRING, XS_STRING]);
+        ItemNames {
+            string_any: generic_name("KeyValuePair", &[XS_STRING, any]),
+            array_of_string_string: format!("ArrayOf{string_string}"),
+            string_string,
+            string_entity: generic_name("KeyValuePair", &[XS_STRING, contract("Entity")]),
+            relationship_collection: generic_name(
+                "KeyValuePair",
+                &[contract("Relationship"), contract("EntityCollection")],
+            ),
+        }
+    })
 }
 
-/// Writes the model as events, declaring each prefixed namespace on the first
-/// element that needs it (collections declare their items' namespace, as
-/// DataContractSerializer does).
+const LETTERS: [&str; 26] = [
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
+    "t", "u", "v", "w", "x", "y", "z",
+];
+
+/// Writes the model as events with the prefixes .NET's `XmlBaseWriter` picks
+/// under DataContractSerializer: the contracts namespace is the default one
+/// (so contract types appear unprefixed, `i:type="Entity"`); any other
+/// namespace gets the first letter not bound in scope, declared on the element
+/// that first needs it and forgotten at its end; declarations follow the
+/// element's attributes.
 pub(crate) struct Writer<'s, S: Sink> {
     sink: &'s mut S,
-    /// In-scope prefixed namespaces per open element (bit per `Ns`).
-    scopes: Vec<u8>,
+    depth: usize,
+    /// Prefix bindings in scope: (element depth, letter index, namespace).
+    bindings: Vec<(usize, u8, &'static str)>,
+    /// Scratch for `p:Name` attribute values.
+    qname: String,
 }
 
 /// Writes a whole context document into `sink`.
 pub(crate) fn write(ctx: &RemoteExecutionContext, sink: &mut impl Sink) {
     let mut w = Writer {
         sink,
-        scopes: Vec::with_capacity(32),
+        depth: 0,
+        bindings: Vec::with_capacity(16),
+        qname: String::with_capacity(48),
     };
     w.start("", "RemoteExecutionContext");
     w.sink.xmlns("", NS_CONTRACTS);
     w.sink.xmlns("i", NS_XSI);
+    w.bindings.push((1, b'i' - b'a', NS_XSI));
     w.context(ctx);
     w.end();
 }
 
 impl<S: Sink> Writer<'_, S> {
     fn start(&mut self, prefix: &str, local: &str) {
-        let top = self.scopes.last().copied().unwrap_or(0);
-        self.scopes.push(top);
+        self.depth += 1;
         self.sink.start(prefix, local);
     }
 
     fn end(&mut self) {
-        self.scopes.pop();
+        while self.bindings.last().is_some_and(|b| b.0 == self.depth) {
+            self.bindings.pop();
+        }
+        self.depth -= 1;
         self.sink.end();
     }
 
-    fn declare(&mut self, ns: Ns) {
-        let bit = 1u8 << (ns as u8);
-        if let Some(top) = self.scopes.last_mut()
-            && *top & bit == 0
-        {
-            *top |= bit;
-            self.sink.xmlns(ns.prefix(), ns.uri());
+    /// The prefix bound to `ns` in scope (`""` for the contracts namespace),
+    /// or a new letter bound on the current element (`true` = declare it).
+    fn bind(&mut self, ns: &'static str) -> (&'static str, bool) {
+        if ns == NS_CONTRACTS {
+            return ("", false);
+        }
+        if let Some(b) = self.bindings.iter().rev().find(|b| b.2 == ns) {
+            return (LETTERS[usize::from(b.1)], false);
+        }
+        let free = (0u8..26)
+            .find(|l| !self.bindings.iter().any(|b| b.1 == *l))
+            .unwrap_or(25);
+        self.bindings.push((self.depth, free, ns));
+        (LETTERS[usize::from(free)], true)
+    }
+
+    /// `WriteNamespaceDecl`: makes `ns` available, declaring it here if needed.
+    fn declare(&mut self, ns: &'static str) -> &'static str {
+        let (p, new) = self.bind(ns);
+        if new {
+            self.sink.xmlns(p, ns);
+        }
+        p
+    }
+
+    /// `i:type="p:Name"`, then the prefix's declaration if it is new.
+    fn typed(&mut self, ns: &'static str, local: &str) {
+        let (p, new) = self.bind(ns);
+        self.qname.clear();
+        if !p.is_empty() {
+            self.qname.push_str(p);
+            self.qname.push(':');
+        }
+        self.qname.push_str(local);
+        self.sink.attr("i", "type", &self.qname);
+        if new {
+            self.sink.xmlns(p, ns);
         }
     }
 
@@ -230,7 +351,7 @@ impl<S: Sink> Writer<'_, S> {
 
     fn nil(&mut self, prefix: &str, local: &str) {
         self.start(prefix, local);
-        self.sink.attr("i", "nil", "true");
+        self.sink.attr_true("i", "nil");
         self.end();
     }
 
@@ -241,53 +362,47 @@ impl<S: Sink> Writer<'_, S> {
         }
     }
 
-    fn guid_leaf(&mut self, prefix: &str, local: &str, g: &Uuid) {
-        self.start(prefix, local);
+    fn guid_leaf(&mut self, local: &str, g: &Uuid) {
+        self.start("", local);
         self.sink.text_guid(g);
         self.end();
     }
 
-    fn int_leaf(&mut self, prefix: &str, local: &str, v: i64) {
-        self.start(prefix, local);
+    fn int_leaf(&mut self, local: &str, v: i64) {
+        self.start("", local);
         self.sink.text_int(v);
         self.end();
     }
 
     fn bool_leaf(&mut self, local: &str, v: bool) {
-        self.leaf("", local, if v { "true" } else { "false" });
-    }
-
-    /// `i:type="p:Name"` plus the prefix's declaration; `qname` uses `ns`'s prefix.
-    fn typed(&mut self, ns: Ns, qname: &'static str) {
-        self.sink.attr("i", "type", qname);
-        self.declare(ns);
+        self.start("", local);
+        self.sink.text_bool(v);
+        self.end();
     }
 
     fn context(&mut self, c: &RemoteExecutionContext) {
-        self.guid_leaf("", "BusinessUnitId", &c.business_unit_id);
-        self.guid_leaf("", "CorrelationId", &c.correlation_id);
-        self.int_leaf("", "Depth", c.depth.into());
+        self.guid_leaf("BusinessUnitId", &c.business_unit_id);
+        self.guid_leaf("CorrelationId", &c.correlation_id);
+        self.int_leaf("Depth", c.depth.into());
         if let Some(a) = &c.initiating_user_agent {
             self.leaf("", "InitiatingUserAgent", a);
         }
         if let Some(g) = &c.initiating_user_azure_active_directory_object_id {
-            self.guid_leaf("", "InitiatingUserAzureActiveDirectoryObjectId", g);
+            self.guid_leaf("InitiatingUserAzureActiveDirectoryObjectId", g);
         }
-        self.guid_leaf("", "InitiatingUserId", &c.initiating_user_id);
+        self.guid_leaf("InitiatingUserId", &c.initiating_user_id);
         self.params("InputParameters", &c.input_parameters, false);
         self.bool_leaf("IsExecutingOffline", c.is_executing_offline);
         self.bool_leaf("IsInTransaction", c.is_in_transaction);
         self.bool_leaf("IsOfflinePlayback", c.is_offline_playback);
-        self.int_leaf("", "IsolationMode", c.isolation_mode.into());
+        self.int_leaf("IsolationMode", c.isolation_mode.into());
         self.leaf("", "MessageName", &c.message_name);
-        self.int_leaf("", "Mode", c.mode.into());
-        self.leaf(
-            "",
-            "OperationCreatedOn",
-            &format_xml_date(&c.operation_created_on),
-        );
-        self.guid_leaf("", "OperationId", &c.operation_id);
-        self.guid_leaf("", "OrganizationId", &c.organization_id);
+        self.int_leaf("Mode", c.mode.into());
+        self.start("", "OperationCreatedOn");
+        self.sink.text_date(&c.operation_created_on);
+        self.end();
+        self.guid_leaf("OperationId", &c.operation_id);
+        self.guid_leaf("OrganizationId", &c.organization_id);
         self.leaf("", "OrganizationName", &c.organization_name);
         self.params("OutputParameters", &c.output_parameters, false);
         match &c.owning_extension {
@@ -308,35 +423,36 @@ impl<S: Sink> Writer<'_, S> {
         }
         self.images("PostEntityImages", &c.post_entity_images);
         self.images("PreEntityImages", &c.pre_entity_images);
-        self.guid_leaf("", "PrimaryEntityId", &c.primary_entity_id);
+        self.guid_leaf("PrimaryEntityId", &c.primary_entity_id);
         self.leaf("", "PrimaryEntityName", &c.primary_entity_name);
         match &c.request_id {
-            Some(g) => self.guid_leaf("", "RequestId", g),
+            Some(g) => self.guid_leaf("RequestId", g),
             None => self.nil("", "RequestId"),
         }
         self.leaf("", "SecondaryEntityName", &c.secondary_entity_name);
         self.params("SharedVariables", &c.shared_variables, false);
-        self.int_leaf("", "Stage", c.stage.into());
+        self.int_leaf("Stage", c.stage.into());
         if let Some(g) = &c.user_azure_active_directory_object_id {
-            self.guid_leaf("", "UserAzureActiveDirectoryObjectId", g);
+            self.guid_leaf("UserAzureActiveDirectoryObjectId", g);
         }
-        self.guid_leaf("", "UserId", &c.user_id);
+        self.guid_leaf("UserId", &c.user_id);
     }
 
-    /// A string→object collection; `keys` selects the KeyAttributeCollection form.
+    /// A string→object collection; `keys` selects KeyAttributeCollection, whose
+    /// contract (and so its items) lives in the 7.1 namespace: the member
+    /// declares it, then the collection declares its items' members' namespace.
     fn params(&mut self, name: &str, ps: &[(String, Value)], keys: bool) {
         self.start("", name);
         let item_prefix = if keys {
-            self.declare(Ns::Contracts71);
-            "f"
+            self.declare(NS_CONTRACTS71)
         } else {
             ""
         };
-        self.declare(Ns::Generic);
+        let g = self.declare(NS_GENERIC);
         for (k, v) in ps {
-            self.start(item_prefix, "KeyValuePairOfstringanyType");
-            self.leaf("b", "key", k);
-            self.value("b", "value", v);
+            self.start(item_prefix, &item_names().string_any);
+            self.leaf(g, "key", k);
+            self.value(g, "value", v);
             self.end();
         }
         self.end();
@@ -344,11 +460,11 @@ impl<S: Sink> Writer<'_, S> {
 
     fn images(&mut self, name: &str, imgs: &[(String, Entity)]) {
         self.start("", name);
-        self.declare(Ns::Generic);
+        let g = self.declare(NS_GENERIC);
         for (k, e) in imgs {
-            self.start("", "KeyValuePairOfstringEntity");
-            self.leaf("b", "key", k);
-            self.start("b", "value");
+            self.start("", &item_names().string_entity);
+            self.leaf(g, "key", k);
+            self.start(g, "value");
             self.entity_members(e);
             self.end();
             self.end();
@@ -364,69 +480,74 @@ impl<S: Sink> Writer<'_, S> {
         match v {
             Value::Null => {}
             Value::Boolean(b) => {
-                self.typed(Ns::Xsd, "c:boolean");
-                self.sink.text(if *b { "true" } else { "false" });
+                self.typed(NS_XSD, "boolean");
+                self.sink.text_bool(*b);
             }
             Value::Int(i) => {
-                self.typed(Ns::Xsd, "c:int");
+                self.typed(NS_XSD, "int");
                 self.sink.text_int((*i).into());
             }
             Value::Long(l) => {
-                self.typed(Ns::Xsd, "c:long");
+                self.typed(NS_XSD, "long");
                 self.sink.text_int(*l);
             }
             Value::Double(d) => {
-                self.typed(Ns::Xsd, "c:double");
-                self.sink.text(&format_xml_double(*d));
+                self.typed(NS_XSD, "double");
+                self.sink.text_double(*d);
             }
             Value::Decimal(d) => {
-                self.typed(Ns::Xsd, "c:decimal");
-                self.sink.text(d.as_str());
+                self.typed(NS_XSD, "decimal");
+                self.sink.text_decimal(d);
             }
             Value::String(s) => {
-                self.typed(Ns::Xsd, "c:string");
+                self.typed(NS_XSD, "string");
                 if !s.is_empty() {
                     self.sink.text(s);
                 }
             }
             Value::DateTime(d) => {
-                self.typed(Ns::Xsd, "c:dateTime");
-                self.sink.text(&format_xml_date(d));
+                self.typed(NS_XSD, "dateTime");
+                self.sink.text_date(d);
             }
             Value::Guid(g) => {
-                self.typed(Ns::Ser, "d:guid");
+                self.typed(NS_SER, "guid");
                 self.sink.text_guid(g);
             }
             Value::Money(d) => {
-                self.typed(Ns::Contracts, "a:Money");
-                self.leaf("", "Value", d.as_str());
+                self.typed(NS_CONTRACTS, "Money");
+                self.start("", "Value");
+                self.sink.text_decimal(d);
+                self.end();
             }
             Value::OptionSetValue(o) => {
-                self.typed(Ns::Contracts, "a:OptionSetValue");
-                self.int_leaf("", "Value", (*o).into());
+                self.typed(NS_CONTRACTS, "OptionSetValue");
+                self.int_leaf("Value", (*o).into());
             }
             Value::OptionSetValueCollection(os) => {
-                self.typed(Ns::Contracts, "a:OptionSetValueCollection");
+                // The collection contract and its item elements are in the 9.0
+                // namespace; each item's members stay in the contracts one.
+                self.typed(NS_CONTRACTS90, "OptionSetValueCollection");
+                let p = self.declare(NS_CONTRACTS90);
                 for o in os {
-                    self.start("", "OptionSetValue");
-                    self.int_leaf("", "Value", (*o).into());
+                    self.start(p, "OptionSetValue");
+                    self.int_leaf("Value", (*o).into());
                     self.end();
                 }
             }
             Value::EntityReference(r) => {
-                self.typed(Ns::Contracts, "a:EntityReference");
+                self.typed(NS_CONTRACTS, "EntityReference");
                 self.entity_reference_members(r);
             }
             Value::Entity(e) => {
-                self.typed(Ns::Contracts, "a:Entity");
+                self.typed(NS_CONTRACTS, "Entity");
                 self.entity_members(e);
             }
             Value::EntityCollection(c) => {
-                self.typed(Ns::Contracts, "a:EntityCollection");
+                self.typed(NS_CONTRACTS, "EntityCollection");
                 self.entity_collection_members(c);
             }
             Value::EntityReferenceCollection(rs) => {
-                self.typed(Ns::Contracts, "a:EntityReferenceCollection");
+                self.typed(NS_CONTRACTS, "EntityReferenceCollection");
                 for r in rs {
                     self.start("", "EntityReference");
                     self.entity_reference_members(r);
@@ -434,31 +555,32 @@ impl<S: Sink> Writer<'_, S> {
                 }
             }
             Value::AliasedValue(a) => {
-                self.typed(Ns::Contracts, "a:AliasedValue");
+                self.typed(NS_CONTRACTS, "AliasedValue");
                 self.opt_leaf("AttributeLogicalName", a.attribute_logical_name.as_deref());
                 self.opt_leaf("EntityLogicalName", a.entity_logical_name.as_deref());
                 self.value("", "Value", &a.value);
             }
             Value::ColumnSet(cs) => {
-                self.typed(Ns::Contracts, "a:ColumnSet");
+                self.typed(NS_CONTRACTS, "ColumnSet");
                 self.bool_leaf("AllColumns", cs.all_columns);
                 self.start("", "Columns");
-                self.declare(Ns::Arrays);
+                let p = self.declare(NS_ARRAYS);
                 for c in &cs.columns {
-                    self.leaf("e", "string", c);
+                    self.leaf(p, "string", c);
                 }
                 self.end();
             }
             Value::Relationship(r) => {
-                self.typed(Ns::Contracts, "a:Relationship");
+                self.typed(NS_CONTRACTS, "Relationship");
                 self.relationship_members(r);
             }
             Value::StringPairs(ps) => {
-                self.typed(Ns::Generic, "b:ArrayOfKeyValuePairOfstringstring");
+                self.typed(NS_GENERIC, &item_names().array_of_string_string);
+                let g = self.declare(NS_GENERIC);
                 for (k, v) in ps {
-                    self.start("b", "KeyValuePairOfstringstring");
-                    self.leaf("b", "key", k);
-                    self.leaf("b", "value", v);
+                    self.start(g, &item_names().string_string);
+                    self.leaf(g, "key", k);
+                    self.leaf(g, "value", v);
                     self.end();
                 }
             }
@@ -473,25 +595,25 @@ impl<S: Sink> Writer<'_, S> {
             None => self.nil("", "EntityState"),
         }
         self.start("", "FormattedValues");
-        self.declare(Ns::Generic);
+        let g = self.declare(NS_GENERIC);
         for (k, v) in &e.formatted_values {
-            self.start("", "KeyValuePairOfstringstring");
-            self.leaf("b", "key", k);
-            self.leaf("b", "value", v);
+            self.start("", &item_names().string_string);
+            self.leaf(g, "key", k);
+            self.leaf(g, "value", v);
             self.end();
         }
         self.end();
-        self.guid_leaf("", "Id", &e.id);
+        self.guid_leaf("Id", &e.id);
         self.params("KeyAttributes", &e.key_attributes, true);
         self.opt_leaf("LogicalName", e.logical_name.as_deref());
         self.start("", "RelatedEntities");
-        self.declare(Ns::Generic);
+        let g = self.declare(NS_GENERIC);
         for (r, c) in &e.related_entities {
-            self.start("", "KeyValuePairOfRelationshipEntityCollectionX_PsK4FkN");
-            self.start("b", "key");
+            self.start("", &item_names().relationship_collection);
+            self.start(g, "key");
             self.relationship_members(r);
             self.end();
-            self.start("b", "value");
+            self.start(g, "value");
             self.entity_collection_members(c);
             self.end();
             self.end();
@@ -501,7 +623,7 @@ impl<S: Sink> Writer<'_, S> {
     }
 
     fn entity_reference_members(&mut self, r: &EntityReference) {
-        self.guid_leaf("", "Id", &r.id);
+        self.guid_leaf("Id", &r.id);
         self.params("KeyAttributes", &r.key_attributes, true);
         self.opt_leaf("LogicalName", r.logical_name.as_deref());
         self.opt_leaf("Name", r.name.as_deref());
@@ -520,7 +642,7 @@ impl<S: Sink> Writer<'_, S> {
         self.opt_leaf("MinActiveRowVersion", c.min_active_row_version.as_deref());
         self.bool_leaf("MoreRecords", c.more_records);
         self.opt_leaf("PagingCookie", c.paging_cookie.as_deref());
-        self.int_leaf("", "TotalRecordCount", c.total_record_count.into());
+        self.int_leaf("TotalRecordCount", c.total_record_count.into());
         self.bool_leaf(
             "TotalRecordCountLimitExceeded",
             c.total_record_count_limit_exceeded,
@@ -550,6 +672,8 @@ const KNOWN_TYPES: &[(&str, &str)] = &[
     (NS_CONTRACTS, "EntityReference"),
     (NS_CONTRACTS, "OptionSetValue"),
     (NS_CONTRACTS, "Money"),
+    (NS_CONTRACTS90, "OptionSetValueCollection"),
+    // Read too: what weft wrote before following the 9.0 namespace.
     (NS_CONTRACTS, "OptionSetValueCollection"),
     (NS_CONTRACTS, "EntityReferenceCollection"),
     (NS_CONTRACTS, "EntityCollection"),
@@ -582,11 +706,65 @@ fn enum_value(s: &str, names: &[&str]) -> Option<i32> {
 }
 
 /// xs:double text as XmlConvert writes it (`INF`, `-INF`, `NaN`).
+/// `XmlConvert.ToString(double)` is `ToString("R")`, which on .NET Framework
+/// (and Mono) prints 15 significant digits when they round-trip and 17
+/// otherwise (`0.33333333333333331`), in the "G" layout for that precision.
 pub(crate) fn format_xml_double(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "INF" } else { "-INF" }.into();
     }
-    format_double(d)
+    if d.is_nan() || d == 0.0 {
+        return format_double(d);
+    }
+    let g15 = format!("{d:.14e}");
+    let (sci, precision) = if g15.parse::<f64>() == Ok(d) {
+        (g15, 15)
+    } else {
+        (format!("{d:.16e}"), 17)
+    };
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (neg, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let digits = digits.trim_end_matches('0');
+    let mut out = String::with_capacity(24);
+    if neg {
+        out.push('-');
+    }
+    if exp > -5 && exp < precision {
+        if exp < 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-exp - 1) as usize));
+            out.push_str(digits);
+        } else {
+            let point = exp as usize + 1;
+            if digits.len() <= point {
+                out.push_str(digits);
+                out.extend(std::iter::repeat_n('0', point - digits.len()));
+            } else {
+                out.push_str(&digits[..point]);
+                out.push('.');
+                out.push_str(&digits[point..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('E');
+        out.push(if exp < 0 { '-' } else { '+' });
+        let a = exp.unsigned_abs();
+        if a < 10 {
+            out.push('0');
+        }
+        out.push_str(&a.to_string());
+    }
+    out
 }
 
 fn parse_xml_double(s: &str) -> Option<f64> {
@@ -658,6 +836,7 @@ pub(crate) fn format_xml_date(d: &DateTime) -> String {
         }
     }
     match d.offset_minutes {
+        None if d.unspecified => {}
         None => out.push('Z'),
         Some(m) => {
             out.push(if m < 0 { '-' } else { '+' });
@@ -670,8 +849,8 @@ pub(crate) fn format_xml_date(d: &DateTime) -> String {
     out
 }
 
-/// Parses xs:dateTime; no suffix is read as UTC, sub-millisecond digits are
-/// truncated (the model keeps milliseconds, like JSON's `\/Date()\/`).
+/// Parses xs:dateTime; no zone is the unspecified kind, sub-millisecond digits
+/// are truncated (the model keeps milliseconds, like JSON's `\/Date()\/`).
 pub(crate) fn parse_xml_date(s: &str) -> Option<DateTime> {
     let (neg, body) = match s.strip_prefix('-') {
         Some(b) => (true, b),
@@ -744,6 +923,7 @@ pub(crate) fn parse_xml_date(s: &str) -> Option<DateTime> {
     Some(DateTime {
         ms: i64::try_from(utc).ok()?,
         offset_minutes,
+        unspecified: zone.is_empty(),
     })
 }
 
@@ -795,6 +975,14 @@ pub(crate) fn read<'a>(src: impl Source<'a>) -> Result<RemoteExecutionContext, M
 
 type R<T> = Result<T, MessageError>;
 
+/// An element's content as read.
+enum Content<'a> {
+    /// One typed value (binary records).
+    Typed(Scalar),
+    /// Text.
+    Text(Cow<'a, str>),
+}
+
 impl<'a, S: Source<'a>> Reader<'a, S> {
     fn err(&self, message: String) -> MessageError {
         MessageError::Malformed {
@@ -841,7 +1029,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
                 Event::Start(t) => return Ok(Some(t)),
                 Event::End => return Ok(None),
                 Event::Text(t) if t.trim().is_empty() => {}
-                Event::Text(_) | Event::Int(_) | Event::Guid(_) => {
+                Event::Text(_) | Event::Typed(_) => {
                     return Err(self.err("expected an element, found text".into()));
                 }
                 Event::Eof => {
@@ -858,11 +1046,10 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
         let mut acc: Option<Cow<'a, str>> = None;
         loop {
             match self.event()? {
-                ev @ (Event::Text(_) | Event::Int(_) | Event::Guid(_)) => {
+                ev @ (Event::Text(_) | Event::Typed(_)) => {
                     let t = match ev {
                         Event::Text(t) => t,
-                        Event::Int(v) => Cow::Owned(v.to_string()),
-                        Event::Guid(g) => Cow::Owned(g.hyphenated().to_string()),
+                        Event::Typed(v) => Cow::Owned(v.to_text()),
                         _ => Cow::Borrowed(""),
                     };
                     acc = Some(match acc {
@@ -887,7 +1074,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
             match self.event()? {
                 Event::Start(_) => d += 1,
                 Event::End => d -= 1,
-                Event::Text(_) | Event::Int(_) | Event::Guid(_) => {}
+                Event::Text(_) | Event::Typed(_) => {}
                 Event::Eof => {
                     return Err(self.err("expected an end tag, found end of input".into()));
                 }
@@ -933,61 +1120,112 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
         }
     }
 
-    /// A typed scalar event that is the element's whole content, if it is one.
-    fn typed_scalar(&mut self) -> R<Option<Event<'a>>> {
+    /// The element's content: one typed value, or text (typed values mixed
+    /// with other content, which only hostile input has, become text).
+    fn content(&mut self) -> R<Content<'a>> {
         let ev = self.event()?;
-        if matches!(ev, Event::Int(_) | Event::Guid(_)) {
+        if let Event::Typed(v) = ev {
             let next = self.event()?;
             if matches!(next, Event::End) {
-                return Ok(Some(ev));
+                return Ok(Content::Typed(v));
             }
-            // Mixed content: fall back to text (rare; only hostile input).
-            let text = match ev {
-                Event::Int(v) => v.to_string(),
-                Event::Guid(g) => g.hyphenated().to_string(),
-                _ => String::new(),
-            };
             self.peeked = Some(next);
             let rest = self.text()?; // consumes through the element's end
-            return Ok(Some(Event::Text(Cow::Owned(text + &rest))));
+            return Ok(Content::Text(Cow::Owned(v.to_text() + &rest)));
         }
         self.peeked = Some(ev);
-        Ok(None)
+        Ok(Content::Text(self.text()?))
+    }
+
+    /// A typed value of the kind `pick` accepts, else the content parsed by `parse`.
+    fn scalar<T>(
+        &mut self,
+        what: &str,
+        pick: impl FnOnce(Scalar) -> Option<T>,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> R<T> {
+        let text = match self.content()? {
+            Content::Typed(v) => match pick(v) {
+                Some(t) => return Ok(t),
+                None => Cow::Owned(v.to_text()),
+            },
+            Content::Text(t) => t,
+        };
+        parse(text.trim())
+            .ok_or_else(|| self.err(format!("expected {what}, found {:?}", truncate(&text))))
     }
 
     fn guid(&mut self) -> R<Uuid> {
-        match self.typed_scalar()? {
-            Some(Event::Guid(g)) => Ok(g),
-            Some(Event::Int(v)) => Err(self.err(format!("expected a GUID, found {v}"))),
-            Some(Event::Text(t)) => Uuid::try_parse(t.trim())
-                .map_err(|_| self.err(format!("expected a GUID, found {:?}", truncate(&t)))),
-            _ => self.parse("a GUID", |t| Uuid::try_parse(t.trim()).ok()),
-        }
+        self.scalar(
+            "a GUID",
+            |v| match v {
+                Scalar::Guid(g) => Some(g),
+                _ => None,
+            },
+            |t| Uuid::try_parse(t).ok(),
+        )
     }
     fn long(&mut self) -> R<i64> {
         self.integer("a 64-bit integer")
     }
     fn integer(&mut self, what: &str) -> R<i64> {
-        match self.typed_scalar()? {
-            Some(Event::Int(v)) => Ok(v),
-            Some(Event::Guid(g)) => Err(self.err(format!("expected an integer, found {g}"))),
-            Some(Event::Text(t)) => t
-                .trim()
-                .parse()
-                .map_err(|_| self.err(format!("expected {what}, found {:?}", truncate(&t)))),
-            _ => self.parse(what, |t| t.trim().parse().ok()),
-        }
+        self.scalar(
+            what,
+            |v| match v {
+                Scalar::Int(i) => Some(i),
+                _ => None,
+            },
+            |t| t.parse().ok(),
+        )
+    }
+    fn double(&mut self) -> R<f64> {
+        self.scalar(
+            "an xs:double",
+            |v| match v {
+                Scalar::Double(d) => Some(d),
+                Scalar::Int(i) => Some(i as f64),
+                _ => None,
+            },
+            parse_xml_double,
+        )
+    }
+    fn decimal(&mut self) -> R<Decimal> {
+        self.scalar(
+            "a decimal",
+            |v| match v {
+                Scalar::Int(i) => Some(Decimal::from(i)),
+                _ => None,
+            },
+            Decimal::parse,
+        )
+    }
+    fn date(&mut self) -> R<DateTime> {
+        self.scalar(
+            "an xs:dateTime",
+            |v| match v {
+                Scalar::Date(d) => Some(d),
+                _ => None,
+            },
+            parse_xml_date,
+        )
     }
     fn int(&mut self) -> R<i32> {
         let v = self.integer("a 32-bit integer")?;
         i32::try_from(v).map_err(|_| self.err(format!("expected a 32-bit integer, found {v}")))
     }
     fn boolean(&mut self) -> R<bool> {
-        self.parse("true or false", |t| match t.trim() {
-            "true" | "1" => Some(true),
-            "false" | "0" => Some(false),
-            _ => None,
-        })
+        self.scalar(
+            "true or false",
+            |v| match v {
+                Scalar::Bool(b) => Some(b),
+                _ => None,
+            },
+            |t| match t {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            },
+        )
     }
     fn string(&mut self) -> R<String> {
         Ok(self.text()?.into_owned())
@@ -1053,8 +1291,7 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
                 "MessageName" => c.message_name = m!("MessageName", |r: &mut Self, _| r.string()),
                 "Mode" => c.mode = m!("Mode", |r: &mut Self, _| r.int()),
                 "OperationCreatedOn" => {
-                    c.operation_created_on = m!("OperationCreatedOn", |r: &mut Self, _| r
-                        .parse("an xs:dateTime", |t| parse_xml_date(t.trim())))
+                    c.operation_created_on = m!("OperationCreatedOn", |r: &mut Self, _| r.date())
                 }
                 "OperationId" => c.operation_id = m!("OperationId", |r: &mut Self, _| r.guid()),
                 "OrganizationId" => {
@@ -1170,16 +1407,10 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
             (NS_XSD, "string") => Value::String(self.string()?),
             (NS_XSD, "int") => Value::Int(self.int()?),
             (NS_XSD, "long") => Value::Long(self.long()?),
-            (NS_XSD, "double") => {
-                Value::Double(self.parse("an xs:double", |t| parse_xml_double(t.trim()))?)
-            }
-            (NS_XSD, "decimal") => {
-                Value::Decimal(self.parse("a decimal", |t| Decimal::parse(t.trim()))?)
-            }
+            (NS_XSD, "double") => Value::Double(self.double()?),
+            (NS_XSD, "decimal") => Value::Decimal(self.decimal()?),
             (NS_XSD, "boolean") => Value::Boolean(self.boolean()?),
-            (NS_XSD, "dateTime") => {
-                Value::DateTime(self.parse("an xs:dateTime", |t| parse_xml_date(t.trim()))?)
-            }
+            (NS_XSD, "dateTime") => Value::DateTime(self.date()?),
             (NS_SER, "guid") => Value::Guid(self.guid()?),
             (NS_CONTRACTS, "Entity") => Value::Entity(Box::new(self.entity_members()?)),
             (NS_CONTRACTS, "EntityReference") => {
@@ -1188,10 +1419,8 @@ impl<'a, S: Source<'a>> Reader<'a, S> {
             (NS_CONTRACTS, "OptionSetValue") => {
                 Value::OptionSetValue(self.value_child(|r| r.int())?)
             }
-            (NS_CONTRACTS, "Money") => Value::Money(
-                self.value_child(|r| r.parse("a decimal", |t| Decimal::parse(t.trim())))?,
-            ),
-            (NS_CONTRACTS, "OptionSetValueCollection") => {
+            (NS_CONTRACTS, "Money") => Value::Money(self.value_child(|r| r.decimal())?),
+            (NS_CONTRACTS90 | NS_CONTRACTS, "OptionSetValueCollection") => {
                 let mut v = Vec::new();
                 while self.child()?.is_some() {
                     self.path.push(Seg::Index(v.len()));
@@ -1401,6 +1630,28 @@ fn truncate(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Doubles print as .NET Framework's "R": 15 digits when they round-trip, else 17.
+    #[test]
+    fn xml_doubles_print_like_round_trip_format() {
+        for (d, text) in [
+            (1.0 / 3.0, "0.33333333333333331"),
+            (0.1, "0.1"),
+            (1.5, "1.5"),
+            (100.0, "100"),
+            (1e15, "1E+15"),
+            (1e-5, "1E-05"),
+            (0.0001, "0.0001"),
+            (123456789012345.0, "123456789012345"),
+            (1e20, "1E+20"),
+            (f64::MAX, "1.7976931348623157E+308"),
+            (-2.5e-7, "-2.5E-07"),
+            (-0.0, "-0"),
+        ] {
+            assert_eq!(format_xml_double(d), text, "{d}");
+            assert_eq!(parse_xml_double(text), Some(d));
+        }
+    }
+
     /// xs:dateTime text maps to and from the model's ms + offset losslessly.
     #[test]
     fn xml_dates_round_trip() {
@@ -1408,12 +1659,10 @@ mod tests {
             (DateTime::utc(0), "1970-01-01T00:00:00Z"),
             (DateTime::utc(1697398446012), "2023-10-15T19:34:06.012Z"),
             (
-                DateTime {
-                    ms: 1506409448000,
-                    offset_minutes: Some(-420),
-                },
+                DateTime::local(1506409448000, -420),
                 "2017-09-26T00:04:08-07:00",
             ),
+            (DateTime::unspecified(1506409448000), "2017-09-26T07:04:08"),
             (DateTime::utc(-62135596800000), "0001-01-01T00:00:00Z"),
             (DateTime::utc(253402300799999), "9999-12-31T23:59:59.999Z"),
         ] {

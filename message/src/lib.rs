@@ -27,6 +27,7 @@ pub mod error;
 mod infoset;
 pub mod json;
 pub mod model;
+pub mod names;
 pub mod nbfx;
 pub mod size;
 pub mod xml;

@@ -314,14 +314,18 @@ impl std::fmt::Display for Decimal {
     }
 }
 
-/// A .NET `DateTime` as DataContractJsonSerializer writes it:
-/// `\/Date(ms)\/` (UTC) or `\/Date(ms±hhmm)\/` (local kind with its offset).
+/// A .NET `DateTime` with its kind: UTC (`\/Date(ms)\/`, `…Z`), Local with
+/// its offset (`\/Date(ms±hhmm)\/`, `…±hh:mm`) or Unspecified (XML without a
+/// zone; binary `DateTimeText` kind 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct DateTime {
-    /// Milliseconds since 1970-01-01T00:00:00Z (the instant).
+    /// Milliseconds since 1970-01-01T00:00:00Z (the instant); for an
+    /// unspecified kind, the wall-clock time counted as if it were UTC.
     pub ms: i64,
-    /// Offset suffix in minutes (`-0700` → -420); `None` = no suffix (UTC).
+    /// Local kind's offset in minutes (`-0700` → -420); `None` = UTC or unspecified.
     pub offset_minutes: Option<i16>,
+    /// `DateTimeKind.Unspecified` (then `offset_minutes` is `None`).
+    pub unspecified: bool,
 }
 
 impl DateTime {
@@ -329,7 +333,25 @@ impl DateTime {
     pub fn utc(ms: i64) -> Self {
         DateTime {
             ms,
+            ..DateTime::default()
+        }
+    }
+
+    /// A local-kind instant with its UTC offset in minutes.
+    pub fn local(ms: i64, offset_minutes: i16) -> Self {
+        DateTime {
+            ms,
+            offset_minutes: Some(offset_minutes),
+            unspecified: false,
+        }
+    }
+
+    /// An unspecified-kind wall-clock time (`ms` counted as if UTC).
+    pub fn unspecified(ms: i64) -> Self {
+        DateTime {
+            ms,
             offset_minutes: None,
+            unspecified: true,
         }
     }
 
@@ -366,13 +388,23 @@ impl DateTime {
                 Some(if ob[0] == b'-' { -m } else { m })
             }
         };
-        Some(DateTime { ms, offset_minutes })
+        Some(DateTime {
+            ms,
+            offset_minutes,
+            unspecified: false,
+        })
     }
 
-    /// Writes the inside of `/Date(...)/`.
+    /// Writes the inside of `/Date(...)/`. An unspecified kind is written as
+    /// DataContractJsonSerializer does on a UTC server: as local time, `+0000`.
     pub fn write_json_body(&self, out: &mut Vec<u8>) {
         push_i64(out, self.ms);
-        if let Some(m) = self.offset_minutes {
+        let offset = if self.unspecified {
+            Some(0)
+        } else {
+            self.offset_minutes
+        };
+        if let Some(m) = offset {
             out.push(if m < 0 { b'-' } else { b'+' });
             let a = m.unsigned_abs();
             let (hh, mm) = (a / 60, a % 60);

@@ -45,6 +45,10 @@ impl TextSink {
     }
 }
 
+/// Escapes text as .NET's `XmlUTF8NodeWriter` does: `<`, `>`, `&` (and `"` in
+/// attributes) as entities; control characters other than tab and line feed
+/// (CR included: parsers would normalise it), and the non-characters U+FFFE
+/// and U+FFFF, as upper-case hex character references.
 fn escape(out: &mut Vec<u8>, s: &str, attr: bool) {
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -54,12 +58,19 @@ fn escape(out: &mut Vec<u8>, s: &str, attr: bool) {
             b'>' => b"&gt;",
             b'&' => b"&amp;",
             b'"' if attr => b"&quot;",
-            // CR and other control characters would be normalised or
-            // rejected by XML parsers; character references keep them.
             0..=0x1f if b != b'\n' && b != b'\t' || attr => {
                 out.extend_from_slice(&bytes[start..i]);
                 out.extend_from_slice(format!("&#x{b:X};").as_bytes());
                 start = i + 1;
+                continue;
+            }
+            // U+FFFE / U+FFFF are EF BF BE / EF BF BF in UTF-8.
+            0xEF if matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])) => {
+                out.extend_from_slice(&bytes[start..i]);
+                let last = if bytes[i + 2] == 0xBE { b'E' } else { b'F' };
+                out.extend_from_slice(b"&#xFFF");
+                out.extend_from_slice(&[last, b';']);
+                start = i + 3;
                 continue;
             }
             _ => continue,

@@ -86,9 +86,16 @@ fn samples_cross_formats_losslessly() {
     for (name, bytes) in samples() {
         let ctx = decode(&bytes, Format::Json).unwrap();
         let json = encode(&ctx, Format::Json);
+        // A local date in binary carries only its instant: read it in the
+        // sender's zone to get the same context back.
+        let zone = ctx.operation_created_on.offset_minutes.unwrap_or(0);
         for f in [Format::Xml, Format::Binary] {
             let body = encode(&ctx, f);
-            let back = decode(&body, f).unwrap_or_else(|e| panic!("{name} {f:?}: {e}"));
+            let back = match f {
+                Format::Binary => weft_message::nbfx::decode_in_zone(&body, zone),
+                _ => decode(&body, f),
+            }
+            .unwrap_or_else(|e| panic!("{name} {f:?}: {e}"));
             assert_eq!(back, ctx, "{name} {f:?}: model differs");
             assert_eq!(
                 encode(&back, Format::Json),
@@ -96,18 +103,24 @@ fn samples_cross_formats_losslessly() {
                 "{name} {f:?}: JSON differs"
             );
         }
-        // binary → text XML → binary is byte-identical, and so is text → binary → text.
+        // binary → text XML gives the text encoder's bytes (in the sender's
+        // zone); text → binary keeps the infoset (the typed records .NET picks
+        // come from the model's types, which text does not carry).
         let bin = encode(&ctx, Format::Binary);
-        let text = weft_message::nbfx::to_text(&bin).unwrap();
+        if zone == 0 {
+            let text = weft_message::nbfx::to_text(&bin).unwrap();
+            assert_eq!(
+                text,
+                encode(&ctx, Format::Xml),
+                "{name}: binary→text differs from text encoder"
+            );
+        }
+        let text = encode(&ctx, Format::Xml);
+        let converted = weft_message::nbfx::from_text(&text, false).unwrap();
         assert_eq!(
+            weft_message::nbfx::to_text(&converted).unwrap(),
             text,
-            encode(&ctx, Format::Xml),
-            "{name}: binary→text differs from text encoder"
-        );
-        assert_eq!(
-            weft_message::nbfx::from_text(&text, false).unwrap(),
-            bin,
-            "{name}: text→binary differs"
+            "{name}: text→binary→text differs"
         );
         // The default encoding spells every name inline: a dictionary-less .NET
         // reader accepts it. The dictionary form is smaller and decodes the same.
@@ -122,6 +135,52 @@ fn samples_cross_formats_losslessly() {
             "{name}: the dictionary form uses the MC-NBFS id"
         );
         assert!(dict.len() < bin.len());
-        assert_eq!(weft_message::nbfx::decode(&dict).unwrap(), ctx);
+        assert_eq!(
+            weft_message::nbfx::decode_in_zone(&dict, zone).unwrap(),
+            ctx
+        );
     }
+}
+
+/// Multi-select values are in the 9.0 contracts namespace, as in the decompiled
+/// SDK; the 2011 form weft wrote before is still read.
+#[test]
+fn option_set_value_collections_use_the_9_0_namespace() {
+    use weft_message::{RemoteExecutionContext, Value, xml};
+    let mut ctx = RemoteExecutionContext::new_minimal("Create", "account", 40);
+    ctx.shared_variables.push((
+        "choices".into(),
+        Value::OptionSetValueCollection(vec![1, 2]),
+    ));
+    let text = String::from_utf8(xml::encode(&ctx)).unwrap();
+    let want = "<a:value i:type=\"b:OptionSetValueCollection\" \
+                xmlns:b=\"http://schemas.microsoft.com/xrm/9.0/Contracts\">\
+                <b:OptionSetValue><Value>1</Value></b:OptionSetValue>\
+                <b:OptionSetValue><Value>2</Value></b:OptionSetValue></a:value>";
+    assert!(text.contains(want), "{text}");
+    let old = text
+        .replace(
+            "xmlns:b=\"http://schemas.microsoft.com/xrm/9.0/Contracts\"",
+            "",
+        )
+        .replace("b:OptionSetValueCollection", "OptionSetValueCollection")
+        .replace("b:OptionSetValue>", "OptionSetValue>")
+        .replace("<b:OptionSetValue", "<OptionSetValue");
+    assert_eq!(xml::decode(old.as_bytes()).unwrap(), ctx);
+}
+
+/// Image items carry the name .NET derives for KeyValuePair<string, Entity>.
+#[test]
+fn image_items_use_the_generic_name_with_digest() {
+    use weft_message::{Entity, RemoteExecutionContext, xml};
+    let mut ctx = RemoteExecutionContext::new_minimal("Update", "contact", 40);
+    ctx.post_entity_images.push((
+        "AsynchronousStepPrimaryName".into(),
+        Entity::new("contact", uuid::Uuid::nil()),
+    ));
+    let text = String::from_utf8(xml::encode(&ctx)).unwrap();
+    assert!(
+        text.contains("<PostEntityImages xmlns:a=\"http://schemas.datacontract.org/2004/07/System.Collections.Generic\"><KeyValuePairOfstringEntitygUGIFE1S><a:key>AsynchronousStepPrimaryName</a:key><a:value>"),
+        "{text}"
+    );
 }

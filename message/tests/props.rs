@@ -25,6 +25,12 @@ fn decimal() -> BoxedStrategy<Decimal> {
         .boxed()
 }
 
+/// The local zone of generated local-kind dates. Binary carries a local
+/// date's instant only and JSON writes unspecified dates as local time, so
+/// every format agrees only for readers and writers in one zone: UTC, like
+/// Dataverse's servers. (Other offsets: the golden and .NET tests.)
+const ZONE: i16 = 0;
+
 fn date() -> BoxedStrategy<DateTime> {
     (
         prop_oneof![
@@ -33,9 +39,13 @@ fn date() -> BoxedStrategy<DateTime> {
             Just(253_402_300_799_999i64),
             Just(0i64)
         ],
-        prop_oneof![Just(None), (-840i16..=840).prop_map(Some)],
+        0..3u8,
     )
-        .prop_map(|(ms, offset_minutes)| DateTime { ms, offset_minutes })
+        .prop_map(|(ms, kind)| match kind {
+            0 => DateTime::utc(ms),
+            1 => DateTime::unspecified(ms),
+            _ => DateTime::local(ms, ZONE),
+        })
         .boxed()
 }
 
@@ -294,16 +304,20 @@ proptest! {
         }
     }
 
-    /// Binary → text → binary and text → binary → text are byte-identical, with and without dictionary records.
+    /// Binary → text gives the text encoder's bytes (for a reader in UTC),
+    /// text → binary → text is byte-identical, with and without dictionary records.
     #[test]
     fn binary_and_text_xml_convert_exactly(ctx in context()) {
         let bin = encode(&ctx, Format::Binary);
         let dict = nbfx::encode_with_dictionary(&ctx);
-        let text = encode(&ctx, Format::Xml);
+        let in_utc = decode(&bin, Format::Binary).unwrap();
+        let text = encode(&in_utc, Format::Xml);
         prop_assert_eq!(&nbfx::to_text(&bin).unwrap(), &text);
         prop_assert_eq!(&nbfx::to_text(&dict).unwrap(), &text);
-        prop_assert_eq!(&nbfx::from_text(&text, false).unwrap(), &bin);
-        prop_assert_eq!(&nbfx::from_text(&text, true).unwrap(), &dict);
+        for d in [false, true] {
+            let converted = nbfx::from_text(&text, d).unwrap();
+            prop_assert_eq!(&nbfx::to_text(&converted).unwrap(), &text);
+        }
         prop_assert_eq!(&nbfx::decode(&dict).unwrap(), &ctx);
     }
 
@@ -314,7 +328,14 @@ proptest! {
         let c2 = decode(&j1, Format::Json).map_err(|e| TestCaseError::fail(format!("{e}")))?;
         let j2 = encode(&c2, Format::Json);
         prop_assert_eq!(String::from_utf8_lossy(&j2), String::from_utf8_lossy(&j1));
+        // .NET's binary writer writes -0.0 as ZeroText (an integral float), so
+        // a negative zero read from JSON comes back from binary as 0.
+        let text = String::from_utf8_lossy(&j1);
+        let negative_zero = ["-0,", "-0}", "-0]"].iter().any(|z| text.contains(&format!(":{z}")));
         for f in [Format::Xml, Format::Binary] {
+            if f == Format::Binary && negative_zero {
+                continue;
+            }
             let back = decode(&encode(&c2, f), f).unwrap();
             prop_assert_eq!(&encode(&back, Format::Json), &j1);
         }

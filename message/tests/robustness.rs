@@ -4,7 +4,11 @@
 use weft_message::*;
 
 fn sample(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/samples/{name}", env!("CARGO_MANIFEST_DIR"))).expect("sample readable")
+    std::fs::read(format!(
+        "{}/tests/samples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("sample readable")
 }
 
 fn malformed(r: Result<RemoteExecutionContext, MessageError>) -> (usize, String, String) {
@@ -94,7 +98,7 @@ fn xml_errors_name_path_and_offset() {
     let (offset, _, message) = malformed(xml::decode(bad.as_bytes()));
     assert_eq!(offset, bad.find("</MessageNam>").unwrap());
     assert!(message.contains("expected </MessageName>"), "{message}");
-    let bad = xml.replacen("c:string", "c:strang", 1);
+    let bad = xml.replacen("b:string", "b:strang", 1);
     let (_, path, message) = malformed(xml::decode(bad.as_bytes()));
     assert_eq!(path, "InputParameters[0].value.Attributes[0].value");
     assert!(message.contains("i:type"), "{message}");

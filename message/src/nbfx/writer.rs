@@ -1,0 +1,490 @@
+//! The binary XML writer: events in, [MC-NBFX] records out, choosing exactly
+//! the records .NET's `XmlBinaryNodeWriter` chooses under DataContractSerializer.
+//!
+//! Owns record selection and the emulation of .NET's 512-byte output buffer;
+//! knows nothing of the model (names and types come from `infoset`). The
+//! record for a value follows its type, not its text: strings are always
+//! chars records (`"123"`, `"true"` stay text; only the one-character strings
+//! `"0"` and `"1"` become `ZeroText`/`OneText`, as in .NET), GUIDs are their
+//! string, integers the smallest integer record, booleans `TrueText`/`FalseText`,
+//! doubles `FloatText` when exact in single precision (integers as integer
+//! records) else `DoubleText`, decimals `DecimalText`, dates `DateTimeText`
+//! with the kind in the top bits.
+//!
+//! .NET fixes a text record up into its `…WithEndElement` form in its buffer;
+//! when the buffer was flushed since the text record started (a long text
+//! spilling over the 512 bytes), it writes a separate `EndElement` instead.
+//! [`Buffer`] replays .NET's buffer requests (`GetBuffer(n)` sizes, including
+//! its worst-case 3 bytes per UTF-16 unit) to know when that happens.
+
+use super::*;
+use crate::infoset::Sink;
+use crate::model::{DateTime, Decimal};
+
+/// .NET's `XmlStreamNodeWriter` buffer length.
+const BUFFER: usize = 512;
+/// .NET's worst-case UTF-8 bytes per UTF-16 unit when reserving buffer space.
+const MAX_BYTES_PER_CHAR: usize = 3;
+
+/// The output plus a replay of .NET's buffer position.
+#[derive(Default)]
+pub(crate) struct Buffer {
+    /// The document so far.
+    pub out: Vec<u8>,
+    /// Where .NET's current buffer starts in `out`.
+    start: usize,
+    /// Position of the open text record's type byte, while it can still
+    /// become its `…WithEndElement` form.
+    text_node: Option<usize>,
+}
+
+impl Buffer {
+    fn offset(&self) -> usize {
+        self.out.len() - self.start
+    }
+
+    fn flush(&mut self) {
+        self.start = self.out.len();
+        self.text_node = None;
+    }
+
+    /// `GetBuffer(count)`: flushes when `count` more bytes would not fit.
+    fn reserve(&mut self, count: usize) {
+        if self.offset() + count > BUFFER {
+            self.flush();
+        }
+    }
+
+    /// `WriteByte`: flushes only when the buffer is full.
+    fn byte(&mut self, b: u8) {
+        if self.offset() >= BUFFER {
+            self.flush();
+        }
+        self.out.push(b);
+    }
+
+    /// `WriteNode`: a record type byte that is not text.
+    fn node(&mut self, b: u8) {
+        self.byte(b);
+        self.text_node = None;
+    }
+
+    /// `WriteTextNode`: a one-byte text record.
+    fn text_node(&mut self, b: u8) {
+        self.byte(b);
+        self.text_node = Some(self.out.len() - 1);
+    }
+
+    /// `GetTextNodeBuffer(size)` followed by the record's bytes.
+    fn text_record(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len());
+        self.text_node = Some(self.out.len());
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// `WriteMultiByteInt32`.
+    fn mb31(&mut self, v: u32) {
+        self.reserve(5);
+        mb31(&mut self.out, v);
+    }
+
+    /// `UnsafeWriteUTF8Chars`: chunks of 170 UTF-16 units, each reserving 3
+    /// bytes per unit (a chunk never ends on a high surrogate).
+    fn utf8_chars(&mut self, s: &str) {
+        const CHUNK: usize = BUFFER / MAX_BYTES_PER_CHAR;
+        if s.is_ascii() {
+            // One byte per unit: the chunks are plain byte ranges.
+            for chunk in s.as_bytes().chunks(CHUNK) {
+                self.reserve(chunk.len() * MAX_BYTES_PER_CHAR);
+                self.out.extend_from_slice(chunk);
+            }
+            return;
+        }
+        let mut units = 0usize;
+        let mut from = 0usize;
+        for (i, c) in s.char_indices() {
+            let n = c.len_utf16();
+            if units + n > CHUNK {
+                self.reserve(units * MAX_BYTES_PER_CHAR);
+                self.out.extend_from_slice(&s.as_bytes()[from..i]);
+                from = i;
+                units = 0;
+            }
+            units += n;
+        }
+        if units > 0 {
+            self.reserve(units * MAX_BYTES_PER_CHAR);
+            self.out.extend_from_slice(&s.as_bytes()[from..]);
+        }
+    }
+
+    /// `UnsafeWriteUnicodeChars`: chunks of 256 UTF-16 units.
+    fn unicode_chars(&mut self, s: &str) {
+        const CHUNK: usize = BUFFER / 2;
+        let mut units = 0usize;
+        let mut chunk = Vec::with_capacity(BUFFER);
+        for c in s.chars() {
+            let mut pair = [0u16; 2];
+            let enc = c.encode_utf16(&mut pair);
+            if units + enc.len() > CHUNK {
+                self.reserve(units * 2);
+                self.out.append(&mut chunk);
+                units = 0;
+            }
+            for u in enc.iter() {
+                chunk.extend_from_slice(&u.to_le_bytes());
+            }
+            units += enc.len();
+        }
+        if units > 0 {
+            self.reserve(units * 2);
+            self.out.append(&mut chunk);
+        }
+    }
+
+    /// `WriteName`: a length-prefixed UTF-8 name.
+    fn name(&mut self, s: &str) {
+        let units = utf16_len(s);
+        if units == 0 {
+            self.byte(0);
+        } else if units < 128 / MAX_BYTES_PER_CHAR {
+            self.reserve(1 + units * MAX_BYTES_PER_CHAR);
+            self.out.push(s.len() as u8);
+            self.out.extend_from_slice(s.as_bytes());
+        } else {
+            self.mb31(s.len() as u32);
+            self.utf8_chars(s);
+        }
+    }
+
+    /// `WriteTextNodeWithLength`: a chars record header for a long text.
+    fn text_header(&mut self, record: u8, length: usize) {
+        self.reserve(5);
+        self.text_node = Some(self.out.len());
+        if length < 0x100 {
+            self.out.extend_from_slice(&[record, length as u8]);
+        } else if length < 0x10000 {
+            self.out.push(record + 2);
+            self.out.extend_from_slice(&(length as u16).to_le_bytes());
+        } else {
+            self.out.push(record + 4);
+            self.out.extend_from_slice(&(length as u32).to_le_bytes());
+        }
+    }
+
+    /// `WriteText(string)` (`UnsafeWriteText`): the text record .NET picks.
+    fn string(&mut self, s: &str) {
+        if s.is_empty() {
+            return self.text_node(EMPTY_TEXT);
+        }
+        match s {
+            "0" => return self.text_node(ZERO_TEXT),
+            "1" => return self.text_node(ONE_TEXT),
+            _ => {}
+        }
+        let units = utf16_len(s);
+        // UTF-16 when UTF-8 would take more than two bytes per unit on average.
+        let unicode = s.len() / 2 > units;
+        if units <= 255 / MAX_BYTES_PER_CHAR {
+            self.reserve(2 + units * MAX_BYTES_PER_CHAR);
+            self.text_node = Some(self.out.len());
+            if unicode {
+                self.out
+                    .extend_from_slice(&[UNICODE_CHARS8_TEXT, (units * 2) as u8]);
+                for u in s.encode_utf16() {
+                    self.out.extend_from_slice(&u.to_le_bytes());
+                }
+            } else {
+                self.out.extend_from_slice(&[CHARS8_TEXT, s.len() as u8]);
+                self.out.extend_from_slice(s.as_bytes());
+            }
+        } else if unicode {
+            self.text_header(UNICODE_CHARS8_TEXT, units * 2);
+            self.unicode_chars(s);
+        } else {
+            self.text_header(CHARS8_TEXT, s.len());
+            self.utf8_chars(s);
+        }
+    }
+
+    /// `WriteInt64Text` / `WriteInt32Text`: the smallest integer record.
+    fn int(&mut self, v: i64) {
+        match v {
+            0 => self.text_node(ZERO_TEXT),
+            1 => self.text_node(ONE_TEXT),
+            -128..=127 => self.text_record(&[INT8_TEXT, v as i8 as u8]),
+            -32768..=32767 => {
+                let b = (v as i16).to_le_bytes();
+                self.text_record(&[INT16_TEXT, b[0], b[1]]);
+            }
+            _ => match i32::try_from(v) {
+                Ok(v) => {
+                    let mut r = [INT32_TEXT; 5];
+                    r[1..].copy_from_slice(&v.to_le_bytes());
+                    self.text_record(&r);
+                }
+                Err(_) => {
+                    let mut r = [INT64_TEXT; 9];
+                    r[1..].copy_from_slice(&v.to_le_bytes());
+                    self.text_record(&r);
+                }
+            },
+        }
+    }
+
+    /// `WriteEndElement`: the open text record takes the end, else a record.
+    fn end(&mut self) {
+        match self.text_node.take() {
+            Some(at) => self.out[at] += 1,
+            None => self.node(END_ELEMENT),
+        }
+    }
+}
+
+/// Length in UTF-16 units (.NET string length).
+fn utf16_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().map(char::len_utf16).sum()
+    }
+}
+
+/// `DateTime.ToBinary` as .NET's binary writer computes it: ticks since
+/// 0001-01-01 with the kind in the top two bits (01 UTC, 10 Local with UTC
+/// ticks, 00 Unspecified with wall-clock ticks).
+pub(crate) fn date_to_binary(d: &DateTime) -> i64 {
+    const EPOCH_TICKS: i64 = 621_355_968_000_000_000;
+    let ticks = d.ms.saturating_mul(10_000).saturating_add(EPOCH_TICKS);
+    // .NET clamps to DateTime's range (ToUniversalTime saturates).
+    let ticks = ticks.clamp(0, 3_155_378_975_999_999_999);
+    if d.unspecified {
+        ticks
+    } else if d.offset_minutes.is_some() {
+        ticks | i64::MIN
+    } else {
+        ticks | 0x4000_0000_0000_0000
+    }
+}
+
+/// The 16 bytes of a .NET `decimal` (flags with scale and sign, high 32 bits,
+/// low 64 bits) for decimal text, when .NET would print those bytes back as
+/// the same text; otherwise `None` (the text is written as chars).
+fn decimal_bytes(d: &Decimal) -> Option<[u8; 16]> {
+    let text = d.as_str();
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, text),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let scale = frac.len();
+    if scale > 28 || int.len() + scale > 29 {
+        return None;
+    }
+    let mut mantissa: u128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        mantissa = mantissa * 10 + u128::from(b - b'0');
+    }
+    if mantissa >> 96 != 0 || decimal_text(neg, mantissa, scale as u32) != text {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    out[2] = scale as u8;
+    out[3] = if neg { 0x80 } else { 0 };
+    out[4..8].copy_from_slice(&((mantissa >> 64) as u32).to_le_bytes());
+    out[8..16].copy_from_slice(&(mantissa as u64).to_le_bytes());
+    Some(out)
+}
+
+/// Writes events as NBFX records.
+#[derive(Default)]
+pub(crate) struct BinarySink {
+    /// The output and .NET's buffer state.
+    pub buf: Buffer,
+    /// Use [MC-NBFS] dictionary records for strings in [`DICTIONARY`].
+    pub dictionary: bool,
+}
+
+impl BinarySink {
+    /// A sink with room for a typical context.
+    pub(crate) fn new(dictionary: bool) -> Self {
+        BinarySink {
+            buf: Buffer {
+                out: Vec::with_capacity(128 * 1024),
+                ..Buffer::default()
+            },
+            dictionary,
+        }
+    }
+
+    /// An element or attribute name record: `short` (no prefix), `prefixed`
+    /// (`…A` + letter), `general` (any prefix), each with its dictionary form
+    /// at `+ 2` (elements/attributes) or `+ 1` (prefixed forms: `dict_prefixed`).
+    fn named(&mut self, prefix: &str, local: &str, kinds: NameRecords) {
+        let id = lookup(self.dictionary, local);
+        let b = &mut self.buf;
+        match (prefix, letter(prefix), id) {
+            ("", _, Some(id)) => {
+                b.node(kinds.short + 2);
+                b.mb31(id);
+            }
+            ("", _, None) => {
+                b.node(kinds.short);
+                b.name(local);
+            }
+            (_, Some(l), Some(id)) => {
+                b.node(kinds.dict_prefixed + l);
+                b.mb31(id);
+            }
+            (_, Some(l), None) => {
+                b.node(kinds.prefixed + l);
+                b.name(local);
+            }
+            (p, None, Some(id)) => {
+                b.node(kinds.short + 3);
+                b.name(p);
+                b.mb31(id);
+            }
+            (p, None, None) => {
+                b.node(kinds.short + 1);
+                b.name(p);
+                b.name(local);
+            }
+        }
+    }
+}
+
+/// The record types of one name family.
+#[derive(Clone, Copy)]
+struct NameRecords {
+    short: u8,
+    prefixed: u8,
+    dict_prefixed: u8,
+}
+
+const ELEMENT_RECORDS: NameRecords = NameRecords {
+    short: SHORT_ELEMENT,
+    prefixed: PREFIX_ELEMENT_A,
+    dict_prefixed: PREFIX_DICTIONARY_ELEMENT_A,
+};
+
+const ATTRIBUTE_RECORDS: NameRecords = NameRecords {
+    short: SHORT_ATTRIBUTE,
+    prefixed: PREFIX_ATTRIBUTE_A,
+    dict_prefixed: PREFIX_DICTIONARY_ATTRIBUTE_A,
+};
+
+/// The single lower-case letter prefix index, if `prefix` is one.
+#[inline]
+fn letter(prefix: &str) -> Option<u8> {
+    match prefix.as_bytes() {
+        [c @ b'a'..=b'z'] => Some(c - b'a'),
+        _ => None,
+    }
+}
+
+impl Sink for BinarySink {
+    fn start(&mut self, prefix: &str, local: &str) {
+        self.named(prefix, local, ELEMENT_RECORDS);
+    }
+
+    fn xmlns(&mut self, prefix: &str, ns: &str) {
+        let id = lookup(self.dictionary, ns);
+        let b = &mut self.buf;
+        match (prefix, id) {
+            ("", Some(id)) => {
+                b.node(SHORT_DICTIONARY_XMLNS);
+                b.mb31(id);
+            }
+            ("", None) => {
+                b.node(SHORT_XMLNS);
+                b.name(ns);
+            }
+            (p, Some(id)) => {
+                b.node(DICTIONARY_XMLNS);
+                b.name(p);
+                b.mb31(id);
+            }
+            (p, None) => {
+                b.node(XMLNS);
+                b.name(p);
+                b.name(ns);
+            }
+        }
+    }
+
+    fn attr(&mut self, prefix: &str, local: &str, value: &str) {
+        self.named(prefix, local, ATTRIBUTE_RECORDS);
+        // A `p:name` value whose name is in the dictionary (dictionary mode only).
+        if let Some((p, l)) = value.split_once(':')
+            && let (Some(pi), Some(id)) = (letter(p), lookup(self.dictionary, l))
+        {
+            self.buf.text_node(QNAME_DICTIONARY_TEXT);
+            self.buf.byte(pi);
+            self.buf.mb31(id);
+        } else {
+            self.buf.string(value);
+        }
+        // `WriteEndAttribute`: an attribute value never takes the element's end.
+        self.buf.text_node = None;
+    }
+
+    fn attr_true(&mut self, prefix: &str, local: &str) {
+        self.named(prefix, local, ATTRIBUTE_RECORDS);
+        self.buf.text_node(TRUE_TEXT);
+        self.buf.text_node = None;
+    }
+
+    fn text(&mut self, text: &str) {
+        self.buf.string(text);
+    }
+
+    fn end(&mut self) {
+        self.buf.end();
+    }
+
+    fn text_int(&mut self, v: i64) {
+        self.buf.int(v);
+    }
+
+    fn text_bool(&mut self, v: bool) {
+        self.buf.text_node(if v { TRUE_TEXT } else { FALSE_TEXT });
+    }
+
+    fn text_double(&mut self, d: f64) {
+        // WriteDoubleText → WriteFloatText → WriteInt64Text, whichever is exact.
+        let f = d as f32;
+        let in_range = d >= f64::from(f32::MIN) && d <= f64::from(f32::MAX);
+        if !in_range || f64::from(f) != d {
+            let mut r = [DOUBLE_TEXT; 9];
+            r[1..].copy_from_slice(&d.to_le_bytes());
+            return self.buf.text_record(&r);
+        }
+        let l = f as i64;
+        // -0.0 == 0 as a float compare, and .NET writes it as ZeroText too.
+        // The range is exclusive at 2^63, where .NET's conversion overflows.
+        if (i64::MIN as f32..i64::MAX as f32).contains(&f) && l as f32 == f {
+            return self.buf.int(l);
+        }
+        let mut r = [FLOAT_TEXT; 5];
+        r[1..].copy_from_slice(&f.to_le_bytes());
+        self.buf.text_record(&r);
+    }
+
+    fn text_decimal(&mut self, d: &Decimal) {
+        match decimal_bytes(d) {
+            Some(b) => {
+                let mut r = [DECIMAL_TEXT; 17];
+                r[1..].copy_from_slice(&b);
+                self.buf.text_record(&r);
+            }
+            None => self.buf.string(d.as_str()),
+        }
+    }
+
+    fn text_date(&mut self, d: &DateTime) {
+        let mut r = [DATETIME_TEXT; 9];
+        r[1..].copy_from_slice(&date_to_binary(d).to_le_bytes());
+        self.buf.text_record(&r);
+    }
+}
