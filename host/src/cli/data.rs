@@ -215,6 +215,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             step_id: None,
             correlation_id: None,
             limit: None,
+            skip: 0,
         })
     })?;
     match &result {
@@ -296,6 +297,7 @@ pub fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
             step_id: args.step,
             correlation_id: args.correlation,
             limit: Some(args.limit),
+            skip: 0,
         })
     })?;
     for log in &logs {

@@ -275,6 +275,7 @@ pub async fn run(artifacts: &[Artifact]) -> anyhow::Result<Counts> {
             step_id: None,
             correlation_id: None,
             limit: None,
+            skip: 0,
         })
     })?;
     for log in traces.iter().rev() {
