@@ -248,6 +248,7 @@ pub async fn run(cmd: JobsCommand, store: Arc<dyn Store>) -> anyhow::Result<()> 
                 endpoint_id: a.endpoint,
                 correlation_id: a.correlation,
                 limit: a.limit,
+                skip: 0,
             };
             let jobs = read(store, move |r| views::list(r, &filter)).await?;
             if a.json {

@@ -26,6 +26,8 @@ pub struct ListFilter {
     pub correlation_id: Option<Uuid>,
     /// At most this many.
     pub limit: Option<u32>,
+    /// Skip this many matching jobs first (a page's start).
+    pub skip: u64,
 }
 
 /// A system job as shown to users (column names as Dataverse's `asyncoperation`); never the context itself.
@@ -159,7 +161,18 @@ pub fn list(r: &dyn Read, filter: &ListFilter) -> Result<Vec<JobView>, StoreErro
         } else {
             filter.limit
         },
+        // With an endpoint the jobs are matched here, so the skip is too.
+        skip: if filter.endpoint_id.is_some() {
+            0
+        } else {
+            filter.skip
+        },
     })?;
+    let mut to_skip = if filter.endpoint_id.is_some() {
+        filter.skip
+    } else {
+        0
+    };
     let mut out = Vec::new();
     let endpoint_steps: Option<(Uuid, HashSet<Uuid>)> = match filter.endpoint_id {
         None => None,
@@ -183,6 +196,10 @@ pub fn list(r: &dyn Read, filter: &ListFilter) -> Result<Vec<JobView>, StoreErro
             {
                 continue;
             }
+        }
+        if to_skip > 0 {
+            to_skip -= 1;
+            continue;
         }
         out.push(JobView::of(job));
         if filter.limit.is_some_and(|n| out.len() >= n as usize) {

@@ -1,4 +1,5 @@
-//! RetrieveMultiple queries: column set, conditions (eq, ne, gt, lt, null, not-null; and/or), order and top.
+//! RetrieveMultiple queries: column set, conditions (eq, ne, gt, lt, null, not-null; and/or), order, top and
+//! skip (a page's start).
 //!
 //! Owns the backend-neutral query model and its checking against the schema (every attribute exists, values
 //! have the attribute's type, `gt`/`lt`/order only on ordered types). It must not touch SQL.
@@ -53,6 +54,8 @@ pub struct Query {
     pub orders: Vec<Order>,
     /// At most this many rows.
     pub top: Option<u32>,
+    /// Rows skipped before the first one returned, in the query's order (a page's start).
+    pub skip: u64,
 }
 
 impl Query {

@@ -486,6 +486,8 @@ pub struct TraceFilter {
     pub correlation_id: Option<Uuid>,
     /// At most this many rows.
     pub limit: Option<u32>,
+    /// Rows skipped first, newest first (a page's start).
+    pub skip: u64,
 }
 
 /// A system job to write (the pipeline's outbox row for an async step).
@@ -586,6 +588,8 @@ pub struct JobFilter {
     pub regarding_id: Option<Uuid>,
     /// At most this many rows.
     pub limit: Option<u32>,
+    /// Rows skipped first, oldest first (a page's start).
+    pub skip: u64,
 }
 
 /// The error recorded on a failed or waiting job.

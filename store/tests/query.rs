@@ -1,4 +1,4 @@
-//! RetrieveMultiple: conditions (eq, ne, gt, lt, null, not-null, and/or), ordering, top and column sets.
+//! RetrieveMultiple: conditions (eq, ne, gt, lt, null, not-null, and/or), ordering, top, skip and column sets.
 
 mod common;
 
@@ -166,6 +166,25 @@ fn order_and_top() {
 }
 
 /// Malformed queries are refused with a precise message.
+/// `skip` starts a page in the query's order, with or without `top`; past the end it is empty.
+#[test]
+fn skip_pages_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    seed(&store);
+    let page = |skip, top: Option<u32>| {
+        let mut query = q();
+        query.skip = skip;
+        query.top = top;
+        names(&store, query)
+    };
+    assert_eq!(page(1, Some(2)), ["Bravo", "charlie"]);
+    assert_eq!(page(3, Some(2)), ["delta"]);
+    assert_eq!(page(2, None), ["charlie", "delta"]);
+    assert!(page(9, Some(2)).is_empty());
+    assert_eq!(page(0, Some(1)), ["alpha"]);
+}
+
 #[test]
 fn bad_queries_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -63,6 +63,16 @@ pub(crate) fn parameters(
                 api.unique_name, declared.kind
             ))
         })?;
+        let what = format!("The parameter '{name}' of {}", api.unique_name);
+        match &value {
+            Value::String(text) => super::json::refuse_xml_unsafe(text, &what)?,
+            Value::StringArray(texts) => {
+                for text in texts {
+                    super::json::refuse_xml_unsafe(text, &what)?;
+                }
+            }
+            _ => {}
+        }
         out.push((name, value));
     }
     Ok(out)

@@ -111,12 +111,40 @@ pub fn entity_from_body(
         let checked = value
             .check(&table.logical_name, attr)
             .map_err(|e| ApiError::payload(e.to_string()))?;
+        if let Value::String(text) = &checked {
+            refuse_xml_unsafe(
+                text,
+                &format!("The attribute '{name}' of table '{}'", table.logical_name),
+            )?;
+        }
         entity.attributes.push(Attribute {
             name,
             value: convert::from_store(&checked),
         });
     }
     Ok(entity)
+}
+
+/// The first character of `text` that XML 1.0 cannot carry — a C0 control other than TAB, LF and CR, or
+/// U+FFFE/U+FFFF — with its position in characters. The messages sent to service endpoints are XML (and
+/// .NET binary XML): such a character would make them unreadable to every XML reader.
+pub(super) fn xml_unsafe(text: &str) -> Option<(usize, char)> {
+    text.chars().enumerate().find(|(_, c)| {
+        matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+    })
+}
+
+/// 400 naming `what` (e.g. "The attribute 'name' of table 'account'") when `text` holds a character XML
+/// 1.0 cannot carry.
+pub(super) fn refuse_xml_unsafe(text: &str, what: &str) -> Result<(), ApiError> {
+    match xml_unsafe(text) {
+        None => Ok(()),
+        Some((at, c)) => Err(ApiError::payload(format!(
+            "{what} contains the character U+{:04X} at position {at}, which XML 1.0 cannot carry (of the \
+             control characters only TAB, LF and CR are allowed).",
+            u32::from(c)
+        ))),
+    }
 }
 
 /// A JSON object's members in order, each value's text kept; a name given twice is an error (serde_json's
@@ -656,6 +684,26 @@ pub fn parse_datetime(text: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// TAB, LF and CR pass; every other C0 control, U+FFFE and U+FFFF are found, with their position.
+    #[test]
+    fn xml_unsafe_characters() {
+        assert_eq!(xml_unsafe("a\tb\nc\r d é 😀"), None);
+        for c in (0u32..0x20)
+            .filter(|c| ![9, 10, 13].contains(c))
+            .chain([0xfffe, 0xffff])
+        {
+            let c = char::from_u32(c).unwrap();
+            assert_eq!(xml_unsafe(&format!("ab{c}")), Some((2, c)));
+        }
+        let e = refuse_xml_unsafe("x\u{1}", "The attribute 'name'").unwrap_err();
+        assert!(
+            e.message
+                .contains("'name' contains the character U+0001 at position 1"),
+            "{}",
+            e.message
+        );
+    }
 
     /// `Prefer: odata.include-annotations` selects annotations by name, namespace wildcard or `*`.
     #[test]

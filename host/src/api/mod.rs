@@ -18,15 +18,28 @@
 //! and the outbox behave exactly as for any other caller. It must not touch the store directly.
 //!
 //! # Authentication
-//! With an API key every request needs `Authorization: Bearer <key>`; without one the server only binds to a
-//! loopback address ([`serve`] refuses anything else). The key is never logged or echoed.
+//! With an API key every request needs `Authorization: Bearer <key>` (the scheme in any case, RFC 9110);
+//! without one the server only binds to a loopback address ([`serve`] refuses anything else). The key is
+//! never logged or echoed. The `Host` header, which the answers' URLs are built from, must be a plain
+//! `host[:port]` (400 otherwise), so no caller can make an answer point elsewhere.
+//!
+//! # Limits
+//! Connections, header and body read times and body sizes are bounded ([`ApiLimits`], the `server`
+//! submodule); every collection is paged (the `paging` submodule); a `$filter`'s depth and size are bounded
+//! (`odata`); JSON bodies nest at most 128 levels (serde_json's recursion limit, left on).
 //!
 //! # Differences from Dataverse
 //! PATCH updates an existing record only (as with `If-Match: *`): no upsert; `If-None-Match` and ETag
-//! `If-Match` values are refused. No `$expand`, `$count`, paging or ETags. Of the annotations `Prefer: odata.include-annotations` asks for, only the lookups' target table
+//! `If-Match` values are refused. No `$expand`, `$count` or ETags; paging is by row offset (see `paging`). Of the annotations `Prefer: odata.include-annotations` asks for, only the lookups' target table
 //! (`…@Microsoft.Dynamics.CRM.lookuplogicalname`) and the choices' labels
 //! (`…@OData.Community.Display.V1.FormattedValue`) are written. `return=representation` reads the record
-//! back with a Retrieve operation of its own (Retrieve steps fire for it).
+//! back with a Retrieve operation of its own (Retrieve steps fire for it). When that read-back fails after
+//! the write committed, the answer is the write's own (204, with `OData-EntityId` for a Create) without
+//! `Preference-Applied`: the preference was not honoured, but the caller learns the write happened, so a
+//! retrying client does not create the row twice.
+//! String values holding a character XML 1.0 cannot carry (C0 controls other than TAB, LF and CR; U+FFFE,
+//! U+FFFF) are refused with 400 naming the attribute: they would make the XML-format messages sent to
+//! service endpoints unreadable.
 //! Impersonation is by `MSCRMCallerID` (a systemuserid) only: `CallerObjectId` (a Microsoft Entra object
 //! id) is refused. A Custom API function's URL arguments are OData literals (`'text'`, numbers, `true`,
 //! `false`, `null`, bare GUIDs and dates) or JSON objects and arrays, inline or as `@alias` query options.
@@ -36,16 +49,19 @@ mod endpoints;
 mod error;
 mod json;
 mod odata;
+mod paging;
 mod registration;
+mod server;
 mod system;
+mod url;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -55,7 +71,11 @@ use weft_store::{Query as StoreQuery, TableDef};
 
 pub use error::{ApiError, BAD_PAYLOAD, BAD_URL};
 pub use json::{entity_to_body, format_datetime, parse_datetime};
+pub use odata::{MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH};
+pub use paging::DEFAULT_PAGE_SIZE;
 pub use registration::{ASSEMBLIES, STEPS};
+pub use server::ApiLimits;
+pub use url::parse_url;
 
 use registration::RegistrationCall;
 use system::SystemCall;
@@ -68,9 +88,6 @@ pub(crate) use custom_api::{body_object, parameters as custom_api_parameters, re
 
 /// The Web API's path prefix.
 pub const PREFIX: &str = "/api/data/v9.2";
-
-/// The largest request body, bytes: room for a plug-in component in base64.
-pub const BODY_LIMIT: usize = 64 << 20;
 
 /// How requests authenticate.
 #[derive(Clone, Default)]
@@ -95,10 +112,13 @@ impl ApiAuth {
         let Some(key) = &self.key else {
             return true;
         };
+        // Schemes are case-insensitive (RFC 9110 §11.1): `bearer`, `BEARER` and `Bearer` are the same.
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, token)| token.trim_start_matches(' '))
             .unwrap_or_default();
         // Constant-time comparison: the time taken must not tell how much of the key matched.
         given.len() == key.len()
@@ -127,24 +147,25 @@ struct AppState {
     runtime: Arc<Runtime>,
     auth: ApiAuth,
     checker: system::Checker,
+    limits: ApiLimits,
+    pages: paging::PageKey,
 }
 
-/// The API's routes over `runtime`.
-pub fn router(runtime: Arc<Runtime>, auth: ApiAuth) -> Router {
+/// The API's routes over `runtime`, with `limits` on request bodies.
+pub fn router(runtime: Arc<Runtime>, auth: ApiAuth, limits: ApiLimits) -> Router {
     let state = AppState {
         runtime,
         auth,
         checker: system::Checker::default(),
+        limits,
+        pages: paging::PageKey::random(),
     };
+    // Bodies are read by the handlers (`read_body`), with the limit of what the request addresses.
     Router::new()
-        // A plug-in component (a few MB, a third more in base64) is the largest body a request carries.
-        .route(
-            &format!("{PREFIX}/{{resource}}"),
-            any(resource).layer(DefaultBodyLimit::max(BODY_LIMIT)),
-        )
+        .route(&format!("{PREFIX}/{{resource}}"), any(resource))
         .route(
             &format!("{PREFIX}/{{resource}}/{{property}}"),
-            any(property).layer(DefaultBodyLimit::max(BODY_LIMIT)),
+            any(property),
         )
         .fallback(unknown_path)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -184,12 +205,22 @@ impl ApiServer {
     }
 }
 
-/// Binds `bind` (port 0 picks one) and serves the API; returns the bound address and the server.
-/// Refuses a non-loopback address without an API key, and an empty key.
+/// Binds `bind` (port 0 picks one) and serves the API with the default [`ApiLimits`]; returns the bound
+/// address and the server. Refuses a non-loopback address without an API key, and an empty key.
 pub async fn serve(
     runtime: Arc<Runtime>,
     bind: SocketAddr,
     api_key: Option<String>,
+) -> anyhow::Result<(SocketAddr, ApiServer)> {
+    serve_with(runtime, bind, api_key, ApiLimits::default()).await
+}
+
+/// [`serve`] with these limits.
+pub async fn serve_with(
+    runtime: Arc<Runtime>,
+    bind: SocketAddr,
+    api_key: Option<String>,
+    limits: ApiLimits,
 ) -> anyhow::Result<(SocketAddr, ApiServer)> {
     let auth = match api_key {
         Some(k) if k.is_empty() => anyhow::bail!("the API key is empty"),
@@ -205,14 +236,8 @@ pub async fn serve(
         .with_context(|| format!("binding the API to {bind}"))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(runtime, auth);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let app = router(runtime, auth, limits);
+    let task = tokio::spawn(server::run(listener, app, limits, rx));
     Ok((addr, ApiServer { shutdown: tx, task }))
 }
 
@@ -224,6 +249,14 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
             [(header::WWW_AUTHENTICATE, "Bearer")],
         )
             .into_response();
+    }
+    if let Some(host) = request.headers().get(header::HOST)
+        && !host.to_str().is_ok_and(valid_host)
+    {
+        return ApiError::url(
+            "The Host header is not a valid host[:port]; the answer's URLs are built from it.",
+        )
+        .into_response();
     }
     let mut response = next.run(request).await;
     response
@@ -249,6 +282,8 @@ struct Call {
     table: TableDef,
     id: Option<Uuid>,
     pairs: Vec<(String, String)>,
+    /// The URL's query string as sent (a next link repeats it).
+    raw_query: Option<String>,
     headers: HeaderMap,
     base: String,
 }
@@ -259,8 +294,12 @@ async fn resource(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match read_body(body, state.limits.body_bytes, &state.limits).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     if let Some((set, id)) = json::parse_key_segment(&resource)
         && SystemCall::owns(set)
     {
@@ -272,6 +311,7 @@ async fn resource(
             None,
             &uri,
             &headers,
+            &state.pages,
         )
         .handle(method, body)
         .await
@@ -513,8 +553,18 @@ async fn property(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    // Only a component upload may be large; every other body is an entity or parameters.
+    let limit = if method == Method::PUT && property == "content" {
+        state.limits.upload_bytes
+    } else {
+        state.limits.body_bytes
+    };
+    let body = match read_body(body, limit, &state.limits).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     // Bound operations of the system tables (TriggerServiceEndpointCheck) are theirs; declared Custom APIs
     // are served here, for any entity set.
     if let Some(operation) = property.strip_prefix(custom_api::TYPE_PREFIX)
@@ -545,6 +595,7 @@ async fn property(
             Some(&property),
             &uri,
             &headers,
+            &state.pages,
         )
         .handle(method, body)
         .await
@@ -554,11 +605,11 @@ async fn property(
 }
 
 fn registration_call<'a>(
-    state: &AppState,
+    state: &'a AppState,
     set: &'a str,
     id: Option<Uuid>,
     property: Option<&'a str>,
-    uri: &Uri,
+    uri: &'a Uri,
     headers: &'a HeaderMap,
 ) -> RegistrationCall<'a> {
     RegistrationCall {
@@ -567,8 +618,9 @@ fn registration_call<'a>(
         set,
         id,
         property,
-        has_query: uri.query().is_some_and(|q| !q.is_empty()),
+        uri,
         headers,
+        pages: &state.pages,
     }
 }
 
@@ -630,6 +682,82 @@ fn addressed_table<'s>(
     Ok((table, id))
 }
 
+/// Reads a request body of at most `limit` bytes within the body read timeout: 413 when it is larger
+/// (told before reading when `Content-Length` says so), 408 when it is too slow.
+async fn read_body(body: Body, limit: usize, limits: &ApiLimits) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            BAD_PAYLOAD,
+            format!(
+                "The request body is larger than {limit} bytes, the limit for this request (`weft up` \
+                 --api-body-limit / --api-upload-limit)."
+            ),
+        )
+    };
+    match tokio::time::timeout(limits.body_read_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                source = s.source();
+            }
+            Err(ApiError::payload(format!(
+                "The request body could not be read: {e}."
+            )))
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            BAD_PAYLOAD,
+            format!(
+                "The request body did not arrive within {} s.",
+                limits.body_read_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Whether a `Host` header is a plain `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in
+/// brackets, and an optional port. Anything else (userinfo, a path, quotes, spaces) could redirect the
+/// URLs the answers carry.
+fn valid_host(host: &str) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => {
+                match after.strip_prefix(':') {
+                    Some(port) => ("v6", Some(port)),
+                    None if after.is_empty() => ("v6", None),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    port_ok && name_ok
+}
+
 fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
@@ -656,6 +784,7 @@ impl Call {
             table,
             id,
             pairs,
+            raw_query: uri.query().map(str::to_owned),
             headers,
             base,
         })
@@ -745,11 +874,11 @@ impl Call {
         let OrganizationResponse::Create { id } = response else {
             return Err(unexpected(&response));
         };
+        // The row is committed: a failed read-back must not hide its id (see the module's documentation).
         let row = if representation {
-            Some(
-                self.representation(id, &options, StatusCode::CREATED)
-                    .await?,
-            )
+            self.representation(id, &options, StatusCode::CREATED)
+                .await
+                .ok()
         } else {
             None
         };
@@ -762,19 +891,36 @@ impl Call {
     }
 
     async fn retrieve_multiple(&self) -> Result<Response, ApiError> {
-        let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Collection)?;
+        let mut pairs = self.pairs.clone();
+        let page = paging::Page::from_request(
+            &self.state.pages,
+            &self.table.entity_set_name,
+            &mut pairs,
+            self.raw_query.as_deref(),
+            &self.headers,
+        )?;
+        let options = odata::parse(&self.table, &pairs, odata::Allowed::Collection)?;
+        // One row more than the page, from the page's start: whether another page follows, and never
+        // more than a page in memory.
         let query = StoreQuery {
             table: self.table.logical_name.clone(),
             columns: options.select.clone(),
             filter: options.filter.clone(),
             orders: options.orders.clone(),
-            top: options.top,
+            top: Some(page.fetch(options.top)),
+            skip: page.skip,
         };
         let request = self.request(Message::RetrieveMultiple { query }, options.tag.clone())?;
         let response = self.execute(request).await?;
-        let OrganizationResponse::RetrieveMultiple { collection } = response else {
+        let OrganizationResponse::RetrieveMultiple { mut collection } = response else {
             return Err(unexpected(&response));
         };
+        let next = page.finish(
+            &mut collection.entities,
+            options.top,
+            &self.state.pages,
+            &self.base,
+        );
         let select = options.select.as_deref();
         let annotations = self.annotations()?;
         let rows: Vec<String> = collection
@@ -783,11 +929,16 @@ impl Call {
             .map(|e| json::entity_to_json(&self.table, e, select, None, annotations))
             .collect();
         let context = serde_json::Value::String(self.context_url(select, false));
+        let next = next.map_or(String::new(), |link| {
+            format!(",\"@odata.nextLink\":{}", serde_json::Value::String(link))
+        });
         let body = format!(
-            "{{\"@odata.context\":{context},\"value\":[{}]}}",
+            "{{\"@odata.context\":{context},\"value\":[{}]{next}}}",
             rows.join(",")
         );
-        Ok(json_response(StatusCode::OK, body))
+        let mut response = json_response(StatusCode::OK, body);
+        page.mark(&mut response);
+        Ok(response)
     }
 
     async fn update(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
@@ -811,15 +962,21 @@ impl Call {
         let request = self.request(Message::Update { target }, options.tag.clone())?;
         let representation = self.wants_representation()?;
         self.execute(request).await?;
-        if representation {
-            let mut r = self.representation(id, &options, StatusCode::OK).await?;
-            r.headers_mut().insert(
-                "Preference-Applied",
-                HeaderValue::from_static("return=representation"),
-            );
-            Ok(r)
+        // The update is committed: a failed read-back answers 204 without Preference-Applied.
+        let row = if representation {
+            self.representation(id, &options, StatusCode::OK).await.ok()
         } else {
-            Ok(StatusCode::NO_CONTENT.into_response())
+            None
+        };
+        match row {
+            Some(mut r) => {
+                r.headers_mut().insert(
+                    "Preference-Applied",
+                    HeaderValue::from_static("return=representation"),
+                );
+                Ok(r)
+            }
+            None => Ok(StatusCode::NO_CONTENT.into_response()),
         }
     }
 

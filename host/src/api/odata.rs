@@ -2,8 +2,11 @@
 //! string literals in single quotes with `''` escaping, numbers, true/false/null, GUIDs, date-times),
 //! `$top`, `$orderby` (asc/desc) and weft's `tag` (the request's `tag` parameter).
 //!
-//! Owns the parsing into weft-store's query model and its error messages. It must not run queries; value
-//! rules (ranges, orderable types) are checked by the store when the query runs.
+//! Owns the parsing into weft-store's query model, its error messages and the limits on a `$filter`'s size
+//! ([`MAX_FILTER_DEPTH`], [`MAX_FILTER_CONDITIONS`]): the parser is recursive and the store turns the tree
+//! into one SQL expression, so both are bounded before either can overflow (a stack, or SQLite's expression
+//! depth). It must not run queries; value rules (ranges, orderable types) are checked by the store when the
+//! query runs.
 
 use uuid::Uuid;
 use weft_store::query::{Condition, Order};
@@ -11,6 +14,14 @@ use weft_store::{AttributeDef, AttributeKind, TableDef, Value};
 
 use super::error::ApiError;
 use super::json::{lookup_behind_value_name, parse_datetime};
+
+/// How deep parentheses may nest in a `$filter`. The parser recurses once per level, so this bounds its
+/// stack; real filters rarely nest more than a few levels.
+pub const MAX_FILTER_DEPTH: usize = 32;
+
+/// How many comparisons one `$filter` may hold. SQLite refuses an expression deeper than 1,000 nodes and a
+/// flat chain of `or` is that deep, so the limit stays well under it (a `ge`/`le` adds one level more).
+pub const MAX_FILTER_CONDITIONS: usize = 500;
 
 /// The query options of one request.
 #[derive(Debug, Default, PartialEq)]
@@ -139,6 +150,10 @@ struct Filter<'t> {
     table: &'t TableDef,
     tokens: Vec<Token>,
     pos: usize,
+    /// Parentheses open at the current position (bounded by [`MAX_FILTER_DEPTH`]).
+    depth: usize,
+    /// Comparisons read so far (bounded by [`MAX_FILTER_CONDITIONS`]).
+    conditions: usize,
 }
 
 fn syntax(why: impl std::fmt::Display) -> ApiError {
@@ -188,6 +203,8 @@ impl<'t> Filter<'t> {
             table,
             tokens,
             pos: 0,
+            depth: 0,
+            conditions: 0,
         })
     }
 
@@ -244,13 +261,27 @@ impl<'t> Filter<'t> {
     fn primary(&mut self) -> Result<Condition, ApiError> {
         match self.next() {
             Some(Token::Open) => {
+                // Checked before recursing: the depth is what bounds this parser's stack.
+                if self.depth == MAX_FILTER_DEPTH {
+                    return Err(syntax(format!(
+                        "parentheses nest more than {MAX_FILTER_DEPTH} levels deep (the limit)"
+                    )));
+                }
+                self.depth += 1;
                 let c = self.or()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Token::Close) => Ok(c),
                     _ => Err(syntax("a '(' is not closed")),
                 }
             }
             Some(Token::Word(name)) => {
+                self.conditions += 1;
+                if self.conditions > MAX_FILTER_CONDITIONS {
+                    return Err(syntax(format!(
+                        "more than {MAX_FILTER_CONDITIONS} conditions (the limit); split the query"
+                    )));
+                }
                 if matches!(self.tokens.get(self.pos), Some(Token::Open)) {
                     return Err(syntax(format!(
                         "the function '{name}' is not supported (supported: eq, ne, gt, lt, ge, le, and, or)"
@@ -478,6 +509,15 @@ primary_name_attribute = "lastname"
         );
     }
 
+    /// A filter just inside both limits parses; one over (deeper, or longer) is refused above.
+    #[test]
+    fn filter_limits_are_inclusive() {
+        let deep = format!("{}name eq 'a'{}", "(".repeat(32), ")".repeat(32));
+        assert!(filter(&deep).is_ok());
+        let long = vec!["name eq 'a'"; 500].join(" or ");
+        assert!(matches!(filter(&long).unwrap(), Condition::Or(v) if v.len() == 500));
+    }
+
     /// Every malformed filter is refused with a message that says what is wrong.
     #[test]
     fn filter_errors_are_precise() {
@@ -496,6 +536,14 @@ primary_name_attribute = "lastname"
             ("(name eq 'a'", "not closed"),
             ("name gt null", "only eq and ne"),
             ("", "found the end"),
+            (
+                format!("{}name eq 'a'{}", "(".repeat(33), ")".repeat(33)).as_str(),
+                "more than 32 levels deep (the limit)",
+            ),
+            (
+                vec!["name eq 'a'"; 501].join(" or ").as_str(),
+                "more than 500 conditions (the limit)",
+            ),
         ] {
             let e = filter(text).unwrap_err();
             assert!(e.message.contains(expected), "{text}: {}", e.message);

@@ -12,7 +12,8 @@
 //! (see [`crate::registration::Registration::apply`]).
 //!
 //! # Differences from Dataverse
-//! No query options on these sets. A new step is POSTed as weft.toml declares one (`name`, `message`,
+//! No query options on these sets (their lists are paged in memory: `Prefer: odata.maxpagesize` and a next
+//! link's `$skiptoken` only). A new step is POSTed as weft.toml declares one (`name`, `message`,
 //! `table`, `stage`, `mode`, `plugin` or `service_endpoint`, `image`, …, as JSON), not with Dataverse's
 //! `sdkmessageid@odata.bind`/`plugintypeid@odata.bind` lookups: weft has no `sdkmessages` or
 //! `sdkmessagefilters` sets to bind to, and one declaration language keeps file and API validated alike. The message and table of a step are the lookups `_sdkmessageid_value` and
@@ -22,7 +23,8 @@
 //! (any content type but JSON), or OData's `{"value":"<base64>"}` with a JSON content type.
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::Query;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Map, Value as Json, json};
@@ -32,6 +34,7 @@ use weft_store::system::{EventHandler, PluginAssembly, StepState};
 
 use super::error::{ApiError, BAD_PAYLOAD, BAD_URL};
 use super::json::Annotations;
+use super::paging::{Page, PageKey};
 use crate::pipeline::{Pipeline, PipelineError, StepChange};
 use crate::registration::{RawStep, StepDecl, derived_id};
 
@@ -51,8 +54,9 @@ pub(super) struct RegistrationCall<'a> {
     pub(super) id: Option<Uuid>,
     /// `content` for `pluginassemblies(id)/content`.
     pub(super) property: Option<&'a str>,
-    pub(super) has_query: bool,
+    pub(super) uri: &'a Uri,
     pub(super) headers: &'a HeaderMap,
+    pub(super) pages: &'a PageKey,
 }
 
 impl RegistrationCall<'_> {
@@ -62,19 +66,39 @@ impl RegistrationCall<'_> {
     }
 
     pub(super) async fn handle(self, method: Method, body: Bytes) -> Result<Response, ApiError> {
-        if self.has_query {
+        let mut pairs = Query::<Vec<(String, String)>>::try_from_uri(self.uri)
+            .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
+            .0;
+        // A collection GET is paged: its only query option is the next link's $skiptoken.
+        let list = method == Method::GET && self.id.is_none() && self.property.is_none();
+        let page = if list {
+            Some(Page::from_request(
+                self.pages,
+                self.set,
+                &mut pairs,
+                self.uri.query(),
+                self.headers,
+            )?)
+        } else {
+            None
+        };
+        if !pairs.is_empty() {
             return Err(ApiError::url(format!(
                 "Query options are not supported on {}.",
                 self.set
             )));
         }
+        if let Some(page) = page {
+            return match self.set {
+                STEPS => Ok(self.list_steps(page)),
+                _ => Ok(self.list_assemblies(page)),
+            };
+        }
         match (self.set, &method, self.id, self.property) {
-            (STEPS, &Method::GET, None, None) => Ok(self.list_steps()),
             (STEPS, &Method::GET, Some(id), None) => self.get_step(id),
             (STEPS, &Method::PATCH, Some(id), None) => self.patch_step(id, &body).await,
             (STEPS, &Method::POST, None, None) => self.create_step(&body).await,
             (STEPS, &Method::DELETE, Some(id), None) => self.delete_step(id).await,
-            (ASSEMBLIES, &Method::GET, None, None) => Ok(self.list_assemblies()),
             (ASSEMBLIES, &Method::GET, Some(id), None) => self.get_assembly(id),
             (ASSEMBLIES, &Method::PATCH, Some(id), None) => {
                 let bytes = content_from_patch(&body)?;
@@ -121,15 +145,11 @@ impl RegistrationCall<'_> {
         format!("{}/$metadata#{}{suffix}", self.base, self.set)
     }
 
-    fn list_steps(&self) -> Response {
+    fn list_steps(&self, page: Page) -> Response {
         let a = self.annotations();
-        let rows: Vec<Json> = self
-            .pipeline
-            .steps()
-            .iter()
-            .map(|s| step_json(s, a))
-            .collect();
-        collection(self.context(false), rows)
+        let (steps, next) = page.slice(self.pipeline.steps(), self.pages, &self.base);
+        let rows: Vec<Json> = steps.iter().map(|s| step_json(s, a)).collect();
+        page.answer(self.context(false), rows, next)
     }
 
     fn get_step(&self, id: Uuid) -> Result<Response, ApiError> {
@@ -193,14 +213,10 @@ impl RegistrationCall<'_> {
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 
-    fn list_assemblies(&self) -> Response {
-        let rows: Vec<Json> = self
-            .pipeline
-            .assemblies()
-            .iter()
-            .map(assembly_json)
-            .collect();
-        collection(self.context(false), rows)
+    fn list_assemblies(&self, page: Page) -> Response {
+        let (assemblies, next) = page.slice(self.pipeline.assemblies(), self.pages, &self.base);
+        let rows: Vec<Json> = assemblies.iter().map(assembly_json).collect();
+        page.answer(self.context(false), rows, next)
     }
 
     fn assembly(&self, id: Uuid) -> Result<PluginAssembly, ApiError> {
@@ -468,11 +484,6 @@ fn assembly_json(a: &PluginAssembly) -> Json {
         "sourcehash": a.sha256,
         "path": a.component_path,
     })
-}
-
-fn collection(context: String, rows: Vec<Json>) -> Response {
-    let body = json!({"@odata.context": context, "value": rows});
-    super::json_response(StatusCode::OK, body.to_string())
 }
 
 #[cfg(test)]

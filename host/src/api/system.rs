@@ -14,7 +14,9 @@
 //! `eq` and joined by `and` (values may be `@alias` parameters); `$orderby` one of `createdon`,
 //! `startedon`, `completedon` (ties and the other orders sort in memory). PATCH `statecode`/`statuscode`
 //! 3/32 cancels, 1/10 pauses, 0/0 resumes; `postponeuntil` postpones. `serviceendpoints` takes no query
-//! options. Endpoint changes survive a restart unless `weft.toml` changes the same endpoint.
+//! options but a next link's `$skiptoken`. Every list is paged (`super::paging`): the store reads one page
+//! (and one row more) of jobs and trace rows; jobs ordered by anything but `createdon` ascending are sorted
+//! in memory, at most [`IN_MEMORY_ORDER_LIMIT`] of them. Endpoint changes survive a restart unless `weft.toml` changes the same endpoint.
 
 use std::sync::{Arc, OnceLock};
 
@@ -33,6 +35,7 @@ use weft_store::{Read, StoreError, StoreExt};
 use super::endpoints::{endpoint_from_body, endpoint_json};
 use super::error::{ApiError, BAD_URL};
 use super::json::parse_datetime;
+use super::paging::{Page, PageKey, SKIP_TOKEN};
 use crate::delivery::{Delivery, DeliveryError, EndpointError};
 use crate::runtime::Runtime;
 
@@ -44,6 +47,9 @@ pub const ENDPOINTS: &str = "serviceendpoints";
 pub const CHECK: &str = "Microsoft.Dynamics.CRM.TriggerServiceEndpointCheck";
 /// The plug-in trace log's entity set.
 pub const TRACES: &str = "plugintracelogs";
+
+/// How many matching jobs `$orderby` other than `createdon` ascending sorts in memory at most.
+const IN_MEMORY_ORDER_LIMIT: u32 = 5000;
 
 /// The code of a failed check (Dataverse's generic unexpected-error code: the message says what failed).
 const CHECK_FAILED: &str = "0x80040216";
@@ -87,6 +93,8 @@ pub(super) struct SystemCall<'a> {
     pairs: Vec<(String, String)>,
     /// Whether the caller asked for `Prefer: return=representation`.
     representation: bool,
+    headers: HeaderMap,
+    pages: PageKey,
 }
 
 impl<'a> SystemCall<'a> {
@@ -98,6 +106,7 @@ impl<'a> SystemCall<'a> {
         property: Option<&'a str>,
         uri: &Uri,
         headers: &HeaderMap,
+        pages: &PageKey,
     ) -> Self {
         SystemCall {
             runtime: Arc::clone(runtime),
@@ -109,6 +118,8 @@ impl<'a> SystemCall<'a> {
             uri: uri.clone(),
             pairs: Vec::new(),
             representation: super::wants_representation(headers),
+            headers: headers.clone(),
+            pages: pages.clone(),
         }
     }
 
@@ -125,9 +136,9 @@ impl<'a> SystemCall<'a> {
         self.pairs = Query::<Vec<(String, String)>>::try_from_uri(&self.uri)
             .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
             .0;
-        if self.set == ENDPOINTS && !self.pairs.is_empty() {
+        if self.set == ENDPOINTS && self.pairs.iter().any(|(k, _)| k != SKIP_TOKEN) {
             return Err(ApiError::url(format!(
-                "Query options are not supported on {ENDPOINTS}."
+                "Query options are not supported on {ENDPOINTS} (but for a next link's {SKIP_TOKEN})."
             )));
         }
         match (self.set, &method, self.id, self.property) {
@@ -177,33 +188,62 @@ impl<'a> SystemCall<'a> {
             .map_err(|e| internal(e.to_string()))
     }
 
+    /// The page a collection GET asks for, and its query options without the `$skiptoken`.
+    fn page(&self) -> Result<(Page, Vec<(String, String)>), ApiError> {
+        let mut pairs = self.pairs.clone();
+        let page = Page::from_request(
+            &self.pages,
+            self.set,
+            &mut pairs,
+            self.uri.query(),
+            &self.headers,
+        )?;
+        Ok((page, pairs))
+    }
+
     async fn list_jobs(&self) -> Result<Response, ApiError> {
-        let query = JobQuery::parse(&self.pairs)?;
+        let (page, pairs) = self.page()?;
+        let query = JobQuery::parse(&pairs)?;
+        let top = query.top.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
         let mut filter = query.filter.clone();
-        // The view lists oldest first: with that order the store can stop at $top itself.
-        if matches!(query.order, None | Some(("createdon", false))) {
-            filter.limit = query.top.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
+        let in_store = matches!(query.order, None | Some(("createdon", false)));
+        if in_store {
+            // The view lists oldest first: with that order the store reads just the page (and one more).
+            filter.limit = Some(page.fetch(top));
+            filter.skip = page.skip;
+        } else {
+            // Other orders sort in memory: bounded, and refused past the bound.
+            filter.limit = Some(IN_MEMORY_ORDER_LIMIT + 1);
         }
         let mut jobs = self
             .read(move |r| weft_jobs::views::list(r, &filter))
             .await?;
-        if let Some((column, descending)) = query.order {
-            jobs.sort_by(|a, b| order_key(a, column).cmp(&order_key(b, column)));
-            if descending {
-                jobs.reverse();
+        if !in_store {
+            if jobs.len() > IN_MEMORY_ORDER_LIMIT as usize {
+                return Err(ApiError::url(format!(
+                    "$orderby: more than {IN_MEMORY_ORDER_LIMIT} asyncoperations match, the most that \
+                     are ordered by anything but createdon ascending (the limit); narrow the $filter or \
+                     order by createdon."
+                )));
             }
+            if let Some((column, descending)) = query.order {
+                jobs.sort_by(|a, b| order_key(a, column).cmp(&order_key(b, column)));
+                if descending {
+                    jobs.reverse();
+                }
+            }
+            jobs.drain(
+                ..usize::try_from(page.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(jobs.len()),
+            );
         }
-        if let Some(top) = query.top {
-            jobs.truncate(top);
-        }
+        let next = page.finish(&mut jobs, top, &self.pages, &self.base);
         let rows: Vec<Json> = jobs
             .iter()
             .map(|j| job_json(j, query.select.as_deref()))
             .collect();
-        Ok(respond(
-            StatusCode::OK,
-            json!({"@odata.context": self.context(false), "value": rows}),
-        ))
+        Ok(page.answer(self.context(false), rows, next))
     }
 
     async fn get_job(&self, id: Uuid) -> Result<Response, ApiError> {
@@ -248,14 +288,16 @@ impl<'a> SystemCall<'a> {
     /// `GET plugintracelogs`: newest first; `$filter` on `correlationid` and
     /// `_pluginstepid_value` (`eq`, joined by `and`) and `$top`.
     async fn list_traces(&self) -> Result<Response, ApiError> {
+        let (page, pairs) = self.page()?;
         let mut filter = TraceFilter::default();
-        for (key, value) in &self.pairs {
+        let mut top = None;
+        for (key, value) in &pairs {
             match key.as_str() {
                 "$top" => {
-                    let top = value.parse::<u32>().map_err(|_| {
+                    let value = value.parse::<u32>().map_err(|_| {
                         ApiError::url(format!("$top: `{value}` is not a whole number."))
                     })?;
-                    filter.limit = Some(top);
+                    top = Some(value);
                 }
                 "$filter" => {
                     for clause in value.split(" and ") {
@@ -287,29 +329,22 @@ impl<'a> SystemCall<'a> {
                 }
             }
         }
-        let rows: Vec<Json> = self
-            .read(move |r| r.trace_logs(&filter))
-            .await?
-            .iter()
-            .map(trace_json)
-            .collect();
-        Ok(respond(
-            StatusCode::OK,
-            json!({"@odata.context": self.context(false), "value": rows}),
-        ))
+        // The page and one more row, from the page's start: never the whole log in memory.
+        filter.limit = Some(page.fetch(top));
+        filter.skip = page.skip;
+        let mut logs = self.read(move |r| r.trace_logs(&filter)).await?;
+        let next = page.finish(&mut logs, top, &self.pages, &self.base);
+        let rows: Vec<Json> = logs.iter().map(trace_json).collect();
+        Ok(page.answer(self.context(false), rows, next))
     }
 
+    /// Endpoints are registration: few, read whole and paged in memory.
     async fn list_endpoints(&self) -> Result<Response, ApiError> {
-        let rows: Vec<Json> = self
-            .read(|r| r.service_endpoints())
-            .await?
-            .iter()
-            .map(endpoint_json)
-            .collect();
-        Ok(respond(
-            StatusCode::OK,
-            json!({"@odata.context": self.context(false), "value": rows}),
-        ))
+        let (page, _) = self.page()?;
+        let endpoints = self.read(|r| r.service_endpoints()).await?;
+        let (endpoints, next) = page.slice(endpoints, &self.pages, &self.base);
+        let rows: Vec<Json> = endpoints.iter().map(endpoint_json).collect();
+        Ok(page.answer(self.context(false), rows, next))
     }
 
     async fn get_endpoint(&self, id: Uuid) -> Result<Response, ApiError> {
@@ -412,6 +447,11 @@ impl<'a> SystemCall<'a> {
             Err(e) => Err(internal(e.to_string())),
         }
     }
+}
+
+/// Parses the query options of an `asyncoperations` GET (for [`super::parse_url`]).
+pub(super) fn parse_job_query(pairs: &[(String, String)]) -> Result<(), ApiError> {
+    JobQuery::parse(pairs).map(|_| ())
 }
 
 /// The parsed query options of `asyncoperations`.
@@ -671,10 +711,6 @@ fn trace_json(t: &TraceLog) -> Json {
         "createdon": super::json::format_datetime(t.created_on),
         "weft_stderr": e.stderr,
     })
-}
-
-fn respond(status: StatusCode, body: Json) -> Response {
-    super::json_response(status, body.to_string())
 }
 
 fn internal(message: String) -> ApiError {

@@ -279,6 +279,7 @@ pub async fn run(artifacts: &[Artifact], dir: &std::path::Path) -> anyhow::Resul
             step_id: None,
             correlation_id: None,
             limit: None,
+            skip: 0,
         })
     })?;
     for log in traces.iter().rev() {

@@ -3,12 +3,14 @@
 //! `weft.toml` has a `[bus]` section, the embedded local bus — until Ctrl-C.
 
 use super::data::RuntimeArgs;
+use crate::api::ApiLimits;
 use crate::delivery::{Delivery, DeliveryRunner};
 use crate::runtime::Runtime;
 use anyhow::{Context as _, anyhow};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use weft_jobs::AsyncService;
 
 /// Flags of `weft up`.
@@ -25,6 +27,41 @@ pub struct UpArgs {
     /// The organization listeners see in the claim properties and webhook headers.
     #[arg(long, default_value = "weft")]
     organization: String,
+    /// Connections the API serves at once; more wait until one closes.
+    #[arg(long, default_value_t = ApiLimits::default().max_connections)]
+    api_max_connections: usize,
+    /// Seconds a client has to send a request's headers (also how long an idle connection stays open).
+    #[arg(long, default_value_t = ApiLimits::default().header_read_timeout.as_secs())]
+    api_header_timeout: u64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, default_value_t = ApiLimits::default().body_read_timeout.as_secs())]
+    api_body_timeout: u64,
+    /// The largest request body, bytes (every route but a component upload).
+    #[arg(long, default_value_t = ApiLimits::default().body_bytes)]
+    api_body_limit: usize,
+    /// The largest component upload (`PUT pluginassemblies(<GUID>)/content`), bytes.
+    #[arg(long, default_value_t = ApiLimits::default().upload_bytes)]
+    api_upload_limit: usize,
+}
+
+impl UpArgs {
+    fn api_limits(&self) -> anyhow::Result<ApiLimits> {
+        anyhow::ensure!(
+            self.api_max_connections > 0,
+            "--api-max-connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.api_header_timeout > 0 && self.api_body_timeout > 0,
+            "--api-header-timeout and --api-body-timeout must be at least 1 second"
+        );
+        Ok(ApiLimits {
+            max_connections: self.api_max_connections,
+            header_read_timeout: Duration::from_secs(self.api_header_timeout),
+            body_read_timeout: Duration::from_secs(self.api_body_timeout),
+            body_bytes: self.api_body_limit,
+            upload_bytes: self.api_upload_limit,
+        })
+    }
 }
 
 /// The `[bus]` section of `weft.toml`, when there is one.
@@ -43,6 +80,7 @@ fn bus_config(config: &std::path::Path) -> anyhow::Result<Option<weft_bus::BusCo
 
 /// `weft up`.
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let limits = args.api_limits()?;
     // Synchronous set-up (loading plug-ins, opening the store) before the async part.
     let runtime = Arc::new(Runtime::open(&args.runtime.config, &args.runtime.data)?);
     // What the file overrode goes to stderr: stdout's first line stays the listening address.
@@ -80,7 +118,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
         runtime.pipeline.set_job_notifier(service.notifier());
         let (addr, server) =
-            crate::api::serve(Arc::clone(&runtime), args.bind, args.api_key).await?;
+            crate::api::serve_with(Arc::clone(&runtime), args.bind, args.api_key, limits).await?;
         println!("listening on http://{addr}");
         server
             .run_until(async {

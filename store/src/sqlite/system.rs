@@ -618,6 +618,15 @@ pub(crate) fn insert_trace_log(
     Ok(())
 }
 
+/// ` LIMIT n OFFSET skip` for a listing (LIMIT -1 is SQLite's "no limit"; OFFSET needs a LIMIT before it).
+fn limit_offset(limit: Option<u32>, skip: u64) -> String {
+    match (limit, skip) {
+        (None, 0) => String::new(),
+        (Some(n), 0) => format!(" LIMIT {n}"),
+        (n, skip) => format!(" LIMIT {} OFFSET {skip}", n.map_or(-1, i64::from)),
+    }
+}
+
 pub(crate) fn trace_logs(conn: &Connection, f: &TraceFilter) -> Result<Vec<TraceLog>> {
     let mut sql = String::from(
         "SELECT plugintracelogid, pluginstepid, typename, messagename, primaryentity, depth, correlationid, mode,
@@ -634,9 +643,7 @@ pub(crate) fn trace_logs(conn: &Connection, f: &TraceFilter) -> Result<Vec<Trace
         params.push(SqlValue::Text(c.to_string()));
     }
     sql.push_str(" ORDER BY createdon DESC, rowid DESC");
-    if let Some(n) = f.limit {
-        sql.push_str(&format!(" LIMIT {n}"));
-    }
+    sql.push_str(&limit_offset(f.limit, f.skip));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(params), |r| {
         Ok(TraceLog {
@@ -778,9 +785,7 @@ pub(crate) fn system_jobs(conn: &Connection, f: &JobFilter) -> Result<Vec<System
         }
     }
     sql.push_str(" ORDER BY createdon, sequence");
-    if let Some(n) = f.limit {
-        sql.push_str(&format!(" LIMIT {n}"));
-    }
+    sql.push_str(&limit_offset(f.limit, f.skip));
     let mut stmt = conn.prepare_cached(&sql)?;
     Ok(stmt
         .query_map(params_from_iter(params), job_row)?

@@ -412,8 +412,13 @@ pub(crate) fn retrieve_multiple(conn: &Connection, schema: &Schema, q: &Query) -
     orders.push(format!("\"{}\"", t.primary_id_attribute));
     sql.push_str(" ORDER BY ");
     sql.push_str(&orders.join(", "));
-    if let Some(top) = q.top {
-        sql.push_str(&format!(" LIMIT {top}"));
+    // LIMIT -1 is SQLite's "no limit"; OFFSET needs a LIMIT before it.
+    match (q.top, q.skip) {
+        (Some(top), 0) => sql.push_str(&format!(" LIMIT {top}")),
+        (top, skip) => sql.push_str(&format!(
+            " LIMIT {} OFFSET {skip}",
+            top.map_or(-1, i64::from)
+        )),
     }
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(params))?;
