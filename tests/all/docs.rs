@@ -366,12 +366,10 @@ fn accepted_keys(section: &str) -> Option<BTreeSet<String>> {
             let listed = rest.split('`').skip(1).step_by(2).map(str::to_owned);
             // Keys the example uses are accepted too (it loads: `complete_examples_load_and_reach_their_bus`);
             // this counts an enum's tag (`[[relationship]] type`), which serde leaves out of its list.
-            let used = table_at(&mut root.clone(), &spot)
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>();
-            keys.get_or_insert_with(BTreeSet::new)
-                .extend(listed.chain(used));
+            let used = table_at(&mut probe, &spot).keys().filter(|k| *k != BOGUS);
+            let entry = keys.get_or_insert_with(BTreeSet::new);
+            entry.extend(listed);
+            entry.extend(used.cloned());
         }
     }
     keys
