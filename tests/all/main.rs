@@ -6,6 +6,7 @@
 mod api;
 mod cli;
 mod delivery;
+mod docs;
 mod durability;
 mod fixtures;
 mod hardening_api;

@@ -12,59 +12,10 @@
 //! reason. It must not run plug-ins, open the store or talk HTTP; `[bus]` belongs to the bus and is only
 //! allowed here, never read.
 //!
-//! # Shape
-//! ```toml
-//! [[table]]                      # weft-store's table declarations (see store/README.md)
-//! [[relationship]]
-//!
-//! [[plugin]]
-//! name = "validator"
-//! component = "target/plugins/wasm32-wasip2/release/validator.wasm"   # relative to this file
-//! sha256 = "…"                   # optional: refused when the file differs
-//!
-//! [[step]]
-//! name = "validate account"
-//! message = "Create"             # Create, Retrieve, RetrieveMultiple, Update, Delete, Associate,
-//!                                # Disassociate, SetState, Assign, or a custom_api unique_name
-//! table = "account"              # absent = every table
-//! stage = 10                     # 10, 20 or 40 (30 is Custom API only)
-//! mode = 0                       # 0 sync, 1 async (stage 40 only)
-//! rank = 1
-//! plugin = "validator"           # or service_endpoint = "<endpoint name>"
-//! filtering_attributes = ["name"]            # Update only
-//! configuration = "…"            # unsecure
-//! secure_configuration = "…"     # write-only
-//! impersonating_user_id = "…"    # UserId seen by the plug-in; InitiatingUserId stays the caller
-//! invocation_source = 0          # -1 internal, 0 parent, 1 child
-//! async_auto_delete = false
-//! enabled = true
-//!   [[step.image]]
-//!   alias = "pre"
-//!   type = "pre"                 # pre, post, both
-//!   attributes = ["name"]        # empty = all
-//!
-//! [[custom_api]]                 # a message whose stage 30 is a plug-in; steps may use it at 10/20/40
-//! unique_name = "weft_Greet"
-//! plugin = "greet"
-//! binding_type = 1               # 0 Global (unbound), 1 Entity (a row: the `Target` reference),
-//!                                # 2 EntityCollection (the table); absent = 1 with bound_table, else 0
-//! bound_table = "account"        # the table a binding_type 1 or 2 API is bound to
-//! is_function = false            # true: a function (GET, at least one response property)
-//!   [[custom_api.request_parameter]]
-//!   name = "Name"
-//!   type = "String"              # Boolean, DateTime, Decimal, Float, Integer, Money, Picklist, String,
-//!                                # StringArray, Guid, EntityReference
-//!   optional = false
-//!   [[custom_api.response_property]]
-//!   name = "Greeting"
-//!   type = "String"
-//!
-//! [[service_endpoint]]           # dataverse.md §13 columns, numbers exact
-//! [sandbox]                      # host/src/sandbox/limits.rs
-//! [pipeline]                     # max_depth = 8, operation_limit_ms = 120000
-//! [jobs]                         # the asynchronous service (jobs/README.md), with [jobs.retry]
-//! [bus]                          # read by the bus, ignored here
-//! ```
+//! # The file format
+//! Every section and key the file accepts — type, default, meaning, Dataverse's name and numbers — is
+//! documented in `docs/weft-toml.md`, with a local-bus example of each endpoint kind; `tests/all/docs.rs`
+//! fails when a key of the structs below is missing there.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
