@@ -1,9 +1,11 @@
 //! Service Bus delivery semantics for queues, topic subscriptions and their `$DeadLetterQueue` subqueues.
 //!
-//! Owns the in-memory state of each entity (available messages in sequence order, peek-locks, duplicate ids,
-//! size) and the rules: TTL, scheduled enqueue, lock duration and expiry, max delivery count → dead letter,
-//! duplicate detection, correlation filters. Every state change that must survive a restart goes to
-//! [`Store`] and the caller answers only after it committed. It does not parse HTTP.
+//! Owns the in-memory state of each entity (an index of available messages in sequence order, peek-locks,
+//! duplicate ids, size) and the rules: TTL, scheduled enqueue, lock duration and expiry, max delivery count →
+//! dead letter, duplicate detection, correlation filters. Bodies and properties are not kept here: a
+//! [`Slot`] per message is, and the message is read back from [`Store`] when delivered, so memory does not
+//! grow with the backlog's bytes. Every state change that must survive a restart goes to [`Store`] and the
+//! caller answers only after it committed. It does not parse HTTP.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,14 +14,14 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::props::{PropValue, now_ms};
-use crate::store::{Meta, Op, Record, Store};
+use crate::props::now_ms;
+use crate::store::{Meta, Op, Record, Slot, Store};
 
 /// Prefix of Dataverse claim property names, used by the filter shorthand.
 pub const CLAIMS_PREFIX: &str = "http://schemas.microsoft.com/xrm/2011/Claims/";
 
-/// Messages leaving an entity for its dead-letter queue: (record, DeadLetterReason, description).
-type Moves = Vec<(Record, &'static str, String)>;
+/// Messages leaving an entity for its dead-letter queue: (slot, DeadLetterReason, description).
+type Moves = Vec<(Slot, &'static str, String)>;
 
 /// Delivery settings of one receivable entity, in milliseconds.
 #[derive(Debug, Clone)]
@@ -54,14 +56,17 @@ pub struct Entity {
 
 #[derive(Default)]
 struct State {
-    available: BTreeMap<u64, Record>,
+    available: BTreeMap<u64, Slot>,
     locked: HashMap<Uuid, Locked>,
     next_lock_expiry: i64,
     bytes: u64,
 }
 
 struct Locked {
-    rec: Record,
+    slot: Slot,
+    /// The MessageId (a lock URI may name it instead of the sequence number); known once the message was
+    /// read back, which happens before its lock token is handed out.
+    message_id: Option<String>,
     until_ms: i64,
 }
 
@@ -179,12 +184,13 @@ impl Entity {
         )
     }
 
-    /// Puts loaded records back (start-up); locks are not persisted, so every message is available again.
-    pub fn restore(&self, recs: Vec<Record>) {
+    /// Puts loaded index entries back (start-up); locks are not persisted, so every message is available
+    /// again.
+    pub fn restore(&self, slots: Vec<Slot>) {
         let mut st = lock(&self.state);
-        for r in recs {
-            st.bytes += r.size() as u64;
-            st.available.insert(r.seq, r);
+        for s in slots {
+            st.bytes += s.size;
+            st.available.insert(s.seq, s);
         }
     }
 
@@ -195,11 +201,11 @@ impl Entity {
             .all(|(k, want)| property_text(meta, k).is_some_and(|v| &v == want))
     }
 
-    fn insert_available(&self, recs: impl IntoIterator<Item = Record>) {
+    fn insert_available(&self, slots: impl IntoIterator<Item = Slot>) {
         let mut st = lock(&self.state);
-        for r in recs {
-            st.bytes += r.size() as u64;
-            st.available.insert(r.seq, r);
+        for s in slots {
+            st.bytes += s.size;
+            st.available.insert(s.seq, s);
         }
         drop(st);
         self.notify.notify_waiters();
@@ -222,9 +228,18 @@ impl Entity {
             let now = now_ms();
             let (got, mut ops, moves, wake) = self.try_take(mode, now);
             ops.extend(self.move_to_dlq(moves));
-            if let Some(d) = got {
-                store.commit(ops).await?;
-                return Ok(Some(d));
+            if let Some((slot, lock)) = got {
+                ops.push(Op::Take {
+                    entity: self.key.clone(),
+                    seq: slot.seq,
+                    delete: lock.is_none(),
+                    count: slot.delivery_count,
+                });
+                let taken = store.commit_take(ops).await?.pop().flatten();
+                if let Some(d) = self.delivered(slot, lock, taken) {
+                    return Ok(Some(d));
+                }
+                continue;
             }
             store.submit(ops);
             if now >= deadline || *stop.borrow() {
@@ -241,9 +256,40 @@ impl Entity {
         }
     }
 
-    /// One attempt under the lock. Returns the delivery, store ops, records to dead-letter, and when to look
-    /// again (earliest lock expiry or scheduled time).
-    fn try_take(&self, mode: Mode, now: i64) -> (Option<Delivered>, Vec<Op>, Moves, i64) {
+    /// The delivery of `slot` once the store read it back. A message the store no longer has (or cannot
+    /// read) is dropped from memory (its lock too) and None returned: the receiver looks for the next one.
+    fn delivered(
+        &self,
+        slot: Slot,
+        lock_: Option<(Uuid, i64)>,
+        taken: Option<Record>,
+    ) -> Option<Delivered> {
+        let mut st = lock(&self.state);
+        let Some(mut rec) = taken else {
+            if let Some((token, _)) = lock_
+                && st.locked.remove(&token).is_some()
+            {
+                st.bytes = st.bytes.saturating_sub(slot.size);
+            }
+            return None;
+        };
+        rec.delivery_count = slot.delivery_count;
+        if let Some((token, _)) = lock_
+            && let Some(l) = st.locked.get_mut(&token)
+        {
+            l.message_id = rec.meta.broker.message_id.clone();
+        }
+        Some(Delivered { rec, lock: lock_ })
+    }
+
+    /// One attempt under the lock. Returns the slot chosen (with its lock when peek-locked), store ops,
+    /// messages to dead-letter, and when to look again (earliest lock expiry or scheduled time).
+    #[allow(clippy::type_complexity)]
+    fn try_take(
+        &self,
+        mode: Mode,
+        now: i64,
+    ) -> (Option<(Slot, Option<(Uuid, i64)>)>, Vec<Op>, Moves, i64) {
         let mut ops = Vec::new();
         let mut moves = Vec::new();
         let mut st = lock(&self.state);
@@ -263,7 +309,7 @@ impl Entity {
         }
         for seq in expired {
             if let Some(r) = st.available.remove(&seq) {
-                st.bytes = st.bytes.saturating_sub(r.size() as u64);
+                st.bytes = st.bytes.saturating_sub(r.size);
                 if self.settings.dead_letter_on_expiration && self.dlq.is_some() {
                     moves.push((
                         r,
@@ -278,39 +324,29 @@ impl Entity {
                 }
             }
         }
+        // The store op (delete or new delivery count) goes with the read-back, see `receive`.
         let got = chosen
             .and_then(|seq| st.available.remove(&seq))
-            .map(|mut rec| {
-                rec.delivery_count += 1;
+            .map(|mut slot| {
+                slot.delivery_count += 1;
                 match mode {
                     Mode::ReceiveAndDelete => {
-                        st.bytes = st.bytes.saturating_sub(rec.size() as u64);
-                        ops.push(Op::Delete {
-                            entity: self.key.clone(),
-                            seq: rec.seq,
-                        });
-                        Delivered { rec, lock: None }
+                        st.bytes = st.bytes.saturating_sub(slot.size);
+                        (slot, None)
                     }
                     Mode::PeekLock => {
                         let token = Uuid::new_v4();
                         let until = now + self.settings.lock_ms;
-                        ops.push(Op::DeliveryCount {
-                            entity: self.key.clone(),
-                            seq: rec.seq,
-                            count: rec.delivery_count,
-                        });
                         st.locked.insert(
                             token,
                             Locked {
-                                rec: rec.clone(),
+                                slot,
+                                message_id: None,
                                 until_ms: until,
                             },
                         );
                         st.next_lock_expiry = st.next_lock_expiry.min(until);
-                        Delivered {
-                            rec,
-                            lock: Some((token, until)),
-                        }
+                        (slot, Some((token, until)))
                     }
                 }
             });
@@ -331,7 +367,7 @@ impl Entity {
             .collect();
         for t in expired {
             if let Some(l) = st.locked.remove(&t) {
-                self.release(st, l.rec, moves);
+                self.release(st, l.slot, moves);
             }
         }
         st.next_lock_expiry = st
@@ -343,9 +379,9 @@ impl Entity {
     }
 
     /// A message whose lock ended without completion goes back, or to the dead-letter queue.
-    fn release(&self, st: &mut State, rec: Record, moves: &mut Moves) {
+    fn release(&self, st: &mut State, rec: Slot, moves: &mut Moves) {
         if rec.delivery_count >= self.settings.max_delivery && self.dlq.is_some() {
-            st.bytes = st.bytes.saturating_sub(rec.size() as u64);
+            st.bytes = st.bytes.saturating_sub(rec.size);
             let n = rec.delivery_count;
             moves.push((
                 rec,
@@ -357,37 +393,29 @@ impl Entity {
         }
     }
 
-    /// Moves records to the dead-letter queue in memory and queues the store ops (fire-and-forget: if lost in a
-    /// crash the message is back in its queue with its delivery count and is dead-lettered again).
+    /// Moves messages to the dead-letter queue in memory and queues the store ops (fire-and-forget: if lost in
+    /// a crash the message is back in its queue with its delivery count and is dead-lettered again). The
+    /// store adds the dead-letter properties when it copies the row.
     fn move_to_dlq(&self, moves: Moves) -> Vec<Op> {
         let Some(dlq) = &self.dlq else { return vec![] };
         if moves.is_empty() {
             return vec![];
         }
         let mut ops = Vec::new();
-        let mut recs = Vec::new();
-        for (mut r, reason, desc) in moves {
-            let mut meta = (*r.meta).clone();
-            meta.user
-                .retain(|(k, _)| k != "DeadLetterReason" && k != "DeadLetterErrorDescription");
-            meta.user
-                .push(("DeadLetterReason".into(), PropValue::String(reason.into())));
-            meta.user
-                .push(("DeadLetterErrorDescription".into(), PropValue::String(desc)));
-            r.meta = Arc::new(meta);
-            r.expires_ms = i64::MAX;
-            ops.push(Op::Delete {
-                entity: self.key.clone(),
-                seq: r.seq,
+        let mut slots = Vec::new();
+        for (mut slot, reason, description) in moves {
+            slot.expires_ms = i64::MAX;
+            slot.size += (reason.len() + description.len()) as u64;
+            ops.push(Op::DeadLetter {
+                from: self.key.clone(),
+                to: dlq.key.clone(),
+                seq: slot.seq,
+                reason,
+                description,
             });
-            ops.push(Op::Insert {
-                entity: dlq.key.clone(),
-                rec: r.clone(),
-                seq_key: None,
-            });
-            recs.push(r);
+            slots.push(slot);
         }
-        dlq.insert_available(recs);
+        dlq.insert_available(slots);
         ops
     }
 
@@ -398,8 +426,7 @@ impl Entity {
     ) -> Result<(Uuid, &'a mut Locked), LockError> {
         let token = Uuid::parse_str(token).map_err(|_| LockError::NotFound)?;
         let l = st.locked.get_mut(&token).ok_or(LockError::NotFound)?;
-        let id_ok =
-            l.rec.seq.to_string() == id || l.rec.meta.broker.message_id.as_deref() == Some(id);
+        let id_ok = l.slot.seq.to_string() == id || l.message_id.as_deref() == Some(id);
         if id_ok {
             Ok((token, l))
         } else {
@@ -427,11 +454,11 @@ impl Entity {
                 }
             };
             let l = st.locked.remove(&t).expect("lock found above");
-            st.bytes = st.bytes.saturating_sub(l.rec.size() as u64);
+            st.bytes = st.bytes.saturating_sub(l.slot.size);
             (
                 vec![Op::Delete {
                     entity: self.key.clone(),
-                    seq: l.rec.seq,
+                    seq: l.slot.seq,
                 }],
                 moves,
             )
@@ -455,7 +482,7 @@ impl Entity {
             match Self::locked_mut(&mut st, id, token) {
                 Ok((t, _)) => {
                     let l = st.locked.remove(&t).expect("lock found above");
-                    self.release(&mut st, l.rec, &mut moves);
+                    self.release(&mut st, l.slot, &mut moves);
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -588,7 +615,7 @@ impl SendTarget {
             }
         }
         let mut ops = Vec::new();
-        let mut per_receiver: Vec<Vec<Record>> = vec![Vec::new(); self.receivers.len()];
+        let mut per_receiver: Vec<Vec<Slot>> = vec![Vec::new(); self.receivers.len()];
         {
             let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
             if self.dedup_window_ms.is_some() && now - s.last_dedup_sweep >= DEDUP_SWEEP_EVERY_MS {
@@ -650,19 +677,19 @@ impl SendTarget {
                         meta: meta.clone(),
                         body: m.body.clone(),
                     };
+                    per_receiver[i].push(rec.slot());
                     ops.push(Op::Insert {
                         entity: r.key.clone(),
-                        rec: rec.clone(),
+                        rec,
                         seq_key: Some(self.key.clone()),
                     });
-                    per_receiver[i].push(rec);
                 }
             }
         }
         store.commit(ops).await.map_err(SendError::Store)?;
-        for (r, recs) in self.receivers.iter().zip(per_receiver) {
-            if !recs.is_empty() {
-                r.insert_available(recs);
+        for (r, slots) in self.receivers.iter().zip(per_receiver) {
+            if !slots.is_empty() {
+                r.insert_available(slots);
             }
         }
         Ok(())

@@ -47,6 +47,20 @@ pub struct BusConfig {
     /// Serve `POST /$weft/echo` (no auth, returns the body): the benchmark floor. Off by default.
     #[serde(default)]
     pub echo_route: bool,
+    /// Seconds a client has to send a request's head, counted from when the connection is ready for it —
+    /// so it is also the idle timeout of a keep-alive connection. The connection is closed after it.
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout_secs: f64,
+    /// Seconds a client has to send a request's body once its head arrived; later → 408.
+    #[serde(default = "default_body_timeout")]
+    pub body_read_timeout_secs: f64,
+    /// Open connections served at once; further clients wait in the listen backlog until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request body relayed to a hybrid connection listener, and largest answer a listener may
+    /// send back; larger → 413 to the sender, or the listener's channel is closed.
+    #[serde(default = "default_max_relay_body")]
+    pub max_relay_body_bytes: usize,
 }
 
 /// Per-entity message settings shared by queues and subscriptions (Azure defaults).
@@ -181,6 +195,18 @@ fn default_max_delivery() -> u32 {
 fn default_max_size() -> u64 {
     1024
 }
+fn default_header_timeout() -> f64 {
+    30.0
+}
+fn default_body_timeout() -> f64 {
+    60.0
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_relay_body() -> usize {
+    4 << 20
+}
 fn default_retention() -> f64 {
     168.0
 }
@@ -201,6 +227,10 @@ impl Default for BusConfig {
             max_message_bytes: default_max_message(),
             relay_timeout_secs: default_relay_timeout(),
             echo_route: false,
+            header_read_timeout_secs: default_header_timeout(),
+            body_read_timeout_secs: default_body_timeout(),
+            max_connections: default_max_connections(),
+            max_relay_body_bytes: default_max_relay_body(),
         }
     }
 }
@@ -397,9 +427,23 @@ impl BusConfig {
             self.max_message_bytes >= 1024,
             "max_message_bytes must be at least 1024"
         );
+        for (name, v) in [
+            ("relay_timeout_secs", self.relay_timeout_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+        ] {
+            anyhow::ensure!(
+                v > 0.0 && v.is_finite() && v <= 86_400.0,
+                "{name} must be positive and at most 86400 seconds"
+            );
+        }
         anyhow::ensure!(
-            self.relay_timeout_secs > 0.0 && self.relay_timeout_secs.is_finite(),
-            "relay_timeout_secs must be positive"
+            self.max_connections >= 1,
+            "max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_relay_body_bytes >= 1024,
+            "max_relay_body_bytes must be at least 1024"
         );
         Ok(())
     }

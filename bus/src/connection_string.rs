@@ -71,6 +71,11 @@ pub enum ConnectionStringError {
     /// Endpoint is not a usable host.
     #[error("connection string Endpoint '{0}' is not a valid host or absolute URI")]
     InvalidEndpoint(String),
+    /// Endpoint carries `user:password@`; holds the host only, so the error never quotes the password.
+    #[error(
+        "connection string Endpoint for host '{0}' carries user:password@ credentials: remove them (the key goes in SharedAccessKey)"
+    )]
+    Userinfo(String),
     /// Both key and signature.
     #[error(
         "connection string has both SharedAccessKeyName/SharedAccessKey and SharedAccessSignature: use one"
@@ -192,6 +197,10 @@ fn parse_endpoint(v: &str) -> Result<(Option<String>, String, Option<u16>), Conn
         None => (None, v),
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if let Some((_, host)) = authority.rsplit_once('@') {
+        // user:password@ in the address: refused, and the error must not quote the password.
+        return Err(ConnectionStringError::Userinfo(host.to_string()));
+    }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if scheme.is_some() => (h, Some(p.parse::<u16>().map_err(|_| invalid())?)),
         _ => (authority, None),
@@ -295,6 +304,9 @@ mod tests {
             p("Endpoint=sb://h:99999;SharedAccessKeyName=k;SharedAccessKey=v"),
             Err(E::InvalidEndpoint(_))
         ));
+        let e = p("Endpoint=sb://u:Pw-1@h/;SharedAccessKeyName=k;SharedAccessKey=v").unwrap_err();
+        assert_eq!(e, E::Userinfo("h".into()));
+        assert!(!e.to_string().contains("Pw-1"), "{e}");
         assert_eq!(
             p("Endpoint=sb://h;SharedAccessKeyName=k;SharedAccessKey=v;SharedAccessSignature=x"),
             Err(E::KeyAndSignature)

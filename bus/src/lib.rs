@@ -69,14 +69,11 @@ pub async fn start(config: BusConfig) -> anyhow::Result<BusHandle> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind {bind}: {e}"))?;
     let addr = listener.local_addr()?;
+    let limits = server::Limits {
+        header_timeout: std::time::Duration::from_secs_f64(bus.config().header_read_timeout_secs),
+        max_connections: bus.config().max_connections,
+    };
     let app = server::router(Arc::new(bus));
-    let mut rx = stop.subscribe();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|v| *v).await;
-            })
-            .await
-    });
+    let task = tokio::spawn(server::serve(listener, app, limits, stop.subscribe()));
     Ok(BusHandle { addr, stop, task })
 }

@@ -96,10 +96,8 @@ pub enum SasError {
     /// The token is not `SharedAccessSignature k=v&…` with sr, sig, se and skn.
     #[error("40100: Unauthorized: malformed SharedAccessSignature token: {0}")]
     Malformed(String),
-    /// `skn` names no configured policy.
-    #[error("40103: Invalid authorization token signature (unknown key name)")]
-    UnknownKeyName,
-    /// The HMAC does not match.
+    /// The HMAC does not match, or `skn` names no configured policy: both answer exactly alike, so a caller
+    /// cannot learn which key names exist.
     #[error("40103: Invalid authorization token signature")]
     BadSignature,
     /// `se` is in the past.
@@ -272,7 +270,7 @@ impl SasPolicy {
 }
 
 /// Verifies a presented token for an access to `resource` (absolute URI, e.g. `http://host:7480/q/messages`)
-/// needing `right`, at Unix time `now`. Order of checks: shape, key name, signature, expiry, scope, right.
+/// needing `right`, at Unix time `now`. Order of checks: shape, key name and signature (one answer for both), expiry, scope, right.
 pub fn authorize(
     token: Option<&str>,
     policies: &[SasPolicy],
@@ -281,10 +279,12 @@ pub fn authorize(
     now: u64,
 ) -> Result<SasToken, SasError> {
     let token = SasToken::parse(token.ok_or(SasError::Missing)?)?;
-    let policy = policies
-        .iter()
-        .find(|p| p.name == token.skn)
-        .ok_or(SasError::UnknownKeyName)?;
+    let Some(policy) = policies.iter().find(|p| p.name == token.skn) else {
+        // An unknown key name costs the same HMAC as a known one and gets the same error, so neither the
+        // answer nor its timing tells which key names exist.
+        let _ = token.signature_matches("");
+        return Err(SasError::BadSignature);
+    };
     if !token.signature_matches(&policy.key) {
         return Err(SasError::BadSignature);
     }

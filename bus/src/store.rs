@@ -4,6 +4,10 @@
 //! the writer, which drains everything waiting into one transaction and one fsync (WAL, `synchronous=FULL`),
 //! then answers each request. Callers reply to clients only after their batch committed, so a restart loses
 //! nothing acknowledged. This module knows nothing about HTTP or about delivery rules.
+//!
+//! Message bodies and properties live only here: the broker keeps a small [`Slot`] per message and reads a
+//! message back ([`Op::Take`]) when it delivers it, through the writer, so the read sees every write queued
+//! before it (a dead-letter move submitted a moment earlier included).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -86,6 +90,34 @@ impl Record {
     pub fn size(&self) -> usize {
         self.body.len() + self.meta.approx_len()
     }
+
+    /// The in-memory index entry of this record.
+    pub fn slot(&self) -> Slot {
+        Slot {
+            seq: self.seq,
+            visible_ms: self.visible_ms,
+            expires_ms: self.expires_ms,
+            delivery_count: self.delivery_count,
+            size: self.size() as u64,
+        }
+    }
+}
+
+/// What the broker keeps in memory per available or locked message (about 40 bytes): enough to choose,
+/// expire and count it; the body and properties stay in SQLite until it is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// Sequence number.
+    pub seq: u64,
+    /// Not deliverable before this time (scheduled messages).
+    pub visible_ms: i64,
+    /// Expiry, ms since epoch (i64::MAX = never).
+    pub expires_ms: i64,
+    /// Deliveries so far.
+    pub delivery_count: u32,
+    /// Bytes counted against the entity quota ([`Record::size`] at send; body and properties' stored
+    /// lengths after a restart).
+    pub size: u64,
 }
 
 /// One write. `entity` is the lower-cased store key (`orders`, `orders/$deadletterqueue`, `t/subscriptions/s`,
@@ -107,14 +139,32 @@ pub enum Op {
         /// sequence number
         seq: u64,
     },
-    /// Record a new delivery count.
-    DeliveryCount {
+    /// Read a message back for delivery and, in the same transaction, delete it (receive-and-delete) or
+    /// record its new delivery count (peek-lock). Its result is the record, or None when the row is missing
+    /// or unreadable (then nothing is changed: a damaged row stays in the file for inspection).
+    Take {
         /// store key
         entity: Arc<str>,
         /// sequence number
         seq: u64,
-        /// new count
+        /// delete the row (receive-and-delete) rather than update its count
+        delete: bool,
+        /// the delivery count, this delivery included
         count: u32,
+    },
+    /// Move a message to a dead-letter queue, adding the `DeadLetterReason` and
+    /// `DeadLetterErrorDescription` properties; it never expires there.
+    DeadLetter {
+        /// store key of the entity it leaves
+        from: Arc<str>,
+        /// store key of the dead-letter queue
+        to: Arc<str>,
+        /// sequence number (kept)
+        seq: u64,
+        /// DeadLetterReason
+        reason: &'static str,
+        /// DeadLetterErrorDescription
+        description: String,
     },
     /// Delete an entity's records enqueued before `before_ms` (event hub retention).
     PurgeBefore {
@@ -141,20 +191,28 @@ pub enum Op {
     },
 }
 
+/// The records read by a job's [`Op::Take`]s, in order.
+type Taken = Vec<Option<Record>>;
+
 struct Job {
     ops: Vec<Op>,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    done: Option<oneshot::Sender<Result<Taken, String>>>,
 }
 
 /// A queued write; [`Pending::wait`] resolves once it is committed.
 pub struct Pending {
-    rx: oneshot::Receiver<Result<(), String>>,
+    rx: oneshot::Receiver<Result<Taken, String>>,
     sent: bool,
 }
 
 impl Pending {
     /// Waits for the commit.
     pub async fn wait(self) -> anyhow::Result<()> {
+        self.taken().await.map(|_| ())
+    }
+
+    /// Waits for the commit; returns what the job's [`Op::Take`]s read, in order.
+    pub async fn taken(self) -> anyhow::Result<Taken> {
         anyhow::ensure!(self.sent, "bus store is shut down");
         self.rx
             .await
@@ -172,8 +230,8 @@ pub struct Store {
 
 /// Everything loaded at start.
 pub struct Loaded {
-    /// Messages per store key, in sequence order.
-    pub messages: HashMap<String, Vec<Record>>,
+    /// Index entries of the stored messages per store key, in sequence order (bodies stay in the file).
+    pub messages: HashMap<String, Vec<Slot>>,
     /// Next sequence number per store key.
     pub next_seq: HashMap<String, u64>,
     /// Live duplicate-detection ids per store key.
@@ -226,6 +284,11 @@ impl Store {
     /// Queues `ops` and waits until they are committed (fsynced).
     pub async fn commit(&self, ops: Vec<Op>) -> anyhow::Result<()> {
         self.enqueue(ops).wait().await
+    }
+
+    /// [`Store::commit`] that returns what the [`Op::Take`]s among `ops` read, in order.
+    pub async fn commit_take(&self, ops: Vec<Op>) -> anyhow::Result<Taken> {
+        self.enqueue(ops).taken().await
     }
 
     /// Queues `ops` now (jobs commit in queue order) and returns a handle to await the commit. Callers that
@@ -292,19 +355,22 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
 }
 
 fn load(conn: &Connection) -> anyhow::Result<Loaded> {
-    let mut messages: HashMap<String, Vec<Record>> = HashMap::new();
+    let mut messages: HashMap<String, Vec<Slot>> = HashMap::new();
+    // Only the index: bodies and properties are read back when a message is delivered.
     let mut stmt = conn.prepare(
-        "SELECT seq, enqueued_ms, visible_ms, expires_ms, delivery_count, meta, body, entity FROM messages
-         WHERE entity NOT LIKE '%/partitions/%' ORDER BY entity, seq",
+        "SELECT entity, seq, visible_ms, expires_ms, delivery_count, length(body) + length(meta)
+         FROM messages WHERE entity NOT LIKE '%/partitions/%' ORDER BY entity, seq",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        let entity: String = row.get(7)?;
-        match row_to_record(row)? {
-            Ok(rec) => messages.entry(entity).or_default().push(rec),
-            // A damaged row must not stop the bus or be deleted: it stays in the file for inspection.
-            Err(e) => tracing::error!(entity, "{e:#}; skipped"),
-        }
+        let entity: String = row.get(0)?;
+        messages.entry(entity).or_default().push(Slot {
+            seq: row.get::<_, i64>(1)? as u64,
+            visible_ms: row.get(2)?,
+            expires_ms: row.get(3)?,
+            delivery_count: row.get::<_, i64>(4)? as u32,
+            size: row.get::<_, i64>(5)? as u64,
+        });
     }
     let mut next_seq = HashMap::new();
     let mut stmt = conn.prepare("SELECT entity, next FROM sequences")?;
@@ -350,77 +416,65 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>) {
         if let Err(e) = &result {
             tracing::error!("bus store batch of {} requests failed: {e}", jobs.len());
         }
-        for j in jobs {
-            if let Some(done) = j.done {
-                let _ = done.send(result.clone());
+        match result {
+            Ok(taken) => {
+                for (j, t) in jobs.into_iter().zip(taken) {
+                    if let Some(done) = j.done {
+                        let _ = done.send(Ok(t));
+                    }
+                }
+            }
+            Err(e) => {
+                for j in jobs {
+                    if let Some(done) = j.done {
+                        let _ = done.send(Err(e.clone()));
+                    }
+                }
             }
         }
     }
 }
 
-fn apply(conn: &mut Connection, jobs: &[Job]) -> anyhow::Result<()> {
+const SELECT_ONE: &str =
+    "SELECT seq, enqueued_ms, visible_ms, expires_ms, delivery_count, meta, body FROM messages
+     WHERE entity = ?1 AND seq = ?2";
+
+/// Reads one message; None when it is missing or its properties are unreadable (logged).
+fn read_one(
+    tx: &rusqlite::Transaction<'_>,
+    entity: &str,
+    seq: u64,
+) -> anyhow::Result<Option<Record>> {
+    let row = tx
+        .prepare_cached(SELECT_ONE)?
+        .query_row(params![entity, seq as i64], row_to_record)
+        .optional()?;
+    Ok(match row {
+        Some(Ok(rec)) => Some(rec),
+        Some(Err(e)) => {
+            tracing::error!(entity, "{e:#}; left in place");
+            None
+        }
+        None => {
+            tracing::error!(entity, seq, "message to deliver is not in the store");
+            None
+        }
+    })
+}
+
+/// Applies every job's ops in one transaction; returns each job's [`Op::Take`] results.
+fn apply(conn: &mut Connection, jobs: &[Job]) -> anyhow::Result<Vec<Taken>> {
     let tx = conn.transaction()?;
     let mut next: HashMap<&str, u64> = HashMap::new();
-    {
-        let mut ins = tx.prepare_cached(
-            "INSERT OR REPLACE INTO messages(entity, seq, enqueued_ms, visible_ms, expires_ms, delivery_count, meta, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        let mut del = tx.prepare_cached("DELETE FROM messages WHERE entity = ?1 AND seq = ?2")?;
-        let mut cnt = tx.prepare_cached(
-            "UPDATE messages SET delivery_count = ?3 WHERE entity = ?1 AND seq = ?2",
-        )?;
-        let mut ded = tx.prepare_cached(
-            "INSERT OR REPLACE INTO dedup(entity, id, expires_ms) VALUES (?1, ?2, ?3)",
-        )?;
-        for op in jobs.iter().flat_map(|j| &j.ops) {
-            match op {
-                Op::Insert {
-                    entity,
-                    rec,
-                    seq_key,
-                } => {
-                    let meta = serde_json::to_string(&*rec.meta)?;
-                    ins.execute(params![
-                        &**entity,
-                        rec.seq as i64,
-                        rec.enqueued_ms,
-                        rec.visible_ms,
-                        rec.expires_ms,
-                        rec.delivery_count as i64,
-                        meta,
-                        &rec.body[..]
-                    ])?;
-                    if let Some(k) = seq_key {
-                        let n = next.entry(&**k).or_default();
-                        *n = (*n).max(rec.seq + 1);
-                    }
-                }
-                Op::Delete { entity, seq } => {
-                    del.execute(params![&**entity, *seq as i64])?;
-                }
-                Op::DeliveryCount { entity, seq, count } => {
-                    cnt.execute(params![&**entity, *seq as i64, *count as i64])?;
-                }
-                Op::PurgeBefore { entity, before_ms } => {
-                    tx.prepare_cached(
-                        "DELETE FROM messages WHERE entity = ?1 AND enqueued_ms < ?2",
-                    )?
-                    .execute(params![&**entity, before_ms])?;
-                }
-                Op::DedupExpire { entity, now_ms } => {
-                    tx.prepare_cached("DELETE FROM dedup WHERE entity = ?1 AND expires_ms <= ?2")?
-                        .execute(params![&**entity, now_ms])?;
-                }
-                Op::Dedup {
-                    entity,
-                    id,
-                    expires_ms,
-                } => {
-                    ded.execute(params![&**entity, id, expires_ms])?;
-                }
-            }
+    let mut taken = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut t = Vec::new();
+        for op in &job.ops {
+            apply_op(&tx, op, &mut next, &mut t)?;
         }
+        taken.push(t);
+    }
+    {
         let mut seqs = tx.prepare_cached(
             "INSERT INTO sequences(entity, next) VALUES (?1, ?2)
              ON CONFLICT(entity) DO UPDATE SET next = max(next, excluded.next)",
@@ -430,6 +484,125 @@ fn apply(conn: &mut Connection, jobs: &[Job]) -> anyhow::Result<()> {
         }
     }
     tx.commit()?;
+    Ok(taken)
+}
+
+const INSERT: &str = "INSERT OR REPLACE INTO messages(entity, seq, enqueued_ms, visible_ms, expires_ms, delivery_count, meta, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+fn apply_op<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    op: &'a Op,
+    next: &mut HashMap<&'a str, u64>,
+    taken: &mut Taken,
+) -> anyhow::Result<()> {
+    let delete = |entity: &str, seq: u64| {
+        tx.prepare_cached("DELETE FROM messages WHERE entity = ?1 AND seq = ?2")?
+            .execute(params![entity, seq as i64])
+    };
+    match op {
+        Op::Insert {
+            entity,
+            rec,
+            seq_key,
+        } => {
+            let meta = serde_json::to_string(&*rec.meta)?;
+            tx.prepare_cached(INSERT)?.execute(params![
+                &**entity,
+                rec.seq as i64,
+                rec.enqueued_ms,
+                rec.visible_ms,
+                rec.expires_ms,
+                rec.delivery_count as i64,
+                meta,
+                &rec.body[..]
+            ])?;
+            if let Some(k) = seq_key {
+                let n = next.entry(&**k).or_default();
+                *n = (*n).max(rec.seq + 1);
+            }
+        }
+        Op::Delete { entity, seq } => {
+            delete(entity, *seq)?;
+        }
+        Op::Take {
+            entity,
+            seq,
+            delete: del,
+            count,
+        } => {
+            let rec = read_one(tx, entity, *seq)?;
+            if rec.is_some() {
+                if *del {
+                    delete(entity, *seq)?;
+                } else {
+                    tx.prepare_cached(
+                        "UPDATE messages SET delivery_count = ?3 WHERE entity = ?1 AND seq = ?2",
+                    )?
+                    .execute(params![
+                        &**entity,
+                        *seq as i64,
+                        *count as i64
+                    ])?;
+                }
+            }
+            taken.push(rec);
+        }
+        Op::DeadLetter {
+            from,
+            to,
+            seq,
+            reason,
+            description,
+        } => {
+            let Some(mut rec) = read_one(tx, from, *seq)? else {
+                return Ok(());
+            };
+            let mut meta = (*rec.meta).clone();
+            meta.user
+                .retain(|(k, _)| k != "DeadLetterReason" && k != "DeadLetterErrorDescription");
+            meta.user.push((
+                "DeadLetterReason".into(),
+                PropValue::String((*reason).into()),
+            ));
+            meta.user.push((
+                "DeadLetterErrorDescription".into(),
+                PropValue::String(description.clone()),
+            ));
+            rec.meta = Arc::new(meta);
+            rec.expires_ms = i64::MAX;
+            delete(from, *seq)?;
+            let meta = serde_json::to_string(&*rec.meta)?;
+            tx.prepare_cached(INSERT)?.execute(params![
+                &**to,
+                rec.seq as i64,
+                rec.enqueued_ms,
+                rec.visible_ms,
+                rec.expires_ms,
+                rec.delivery_count as i64,
+                meta,
+                &rec.body[..]
+            ])?;
+        }
+        Op::PurgeBefore { entity, before_ms } => {
+            tx.prepare_cached("DELETE FROM messages WHERE entity = ?1 AND enqueued_ms < ?2")?
+                .execute(params![&**entity, before_ms])?;
+        }
+        Op::DedupExpire { entity, now_ms } => {
+            tx.prepare_cached("DELETE FROM dedup WHERE entity = ?1 AND expires_ms <= ?2")?
+                .execute(params![&**entity, now_ms])?;
+        }
+        Op::Dedup {
+            entity,
+            id,
+            expires_ms,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO dedup(entity, id, expires_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![&**entity, id, expires_ms])?;
+        }
+    }
     Ok(())
 }
 

@@ -133,3 +133,30 @@ async fn missing_and_malformed() {
     let r = bus.receive_delete("secure", 0).await;
     assert_eq!(r.status(), 204, "no failed request stored anything");
 }
+
+/// The error detail before its per-request TrackingId and timestamp.
+fn detail(body: &str) -> &str {
+    body.split(". TrackingId:").next().unwrap()
+}
+
+/// An unknown key name answers exactly what a bad signature answers (status and text), so key names cannot
+/// be enumerated (issue #10, finding 16).
+#[tokio::test]
+async fn unknown_key_name_answers_like_bad_signature() {
+    let bus = bus().await;
+    let uri = bus.url("secure");
+    let unknown = send_with(
+        &bus,
+        Some(&token_at(&uri, "NoSuchPolicy", KEY, now() + 600)),
+    )
+    .await;
+    let bad_sig = send_with(&bus, Some(&token_at(&uri, KEY_NAME, "wrong", now() + 600))).await;
+    assert_eq!(unknown.0, 401);
+    assert_eq!(bad_sig.0, 401);
+    assert_eq!(detail(&unknown.1), detail(&bad_sig.1));
+    assert!(
+        detail(&unknown.1).ends_with("40103: Invalid authorization token signature"),
+        "{}",
+        unknown.1
+    );
+}

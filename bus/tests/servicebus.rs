@@ -654,3 +654,34 @@ async fn shutdown_ends_long_polls() {
         .unwrap();
     assert_eq!(poll.await.unwrap(), 204);
 }
+
+/// A lock URI naming a mixed-case MessageId settles that message: the id is matched exactly as sent, never
+/// lower-cased (issue #10, finding 16).
+#[tokio::test]
+async fn lock_uri_keeps_message_id_case() {
+    let bus = TestBus::start(BusConfig {
+        queues: vec![QueueConfig::new("q")],
+        ..BusConfig::default()
+    })
+    .await;
+    let sent = bus
+        .send(
+            "q",
+            "x",
+            &[("BrokerProperties", r#"{"MessageId":"Mid-A"}"#)],
+        )
+        .await;
+    assert_eq!(sent.status(), 201);
+    let r = bus.peek_lock("q", 1).await;
+    let t = broker(&r)["LockToken"].as_str().unwrap().to_string();
+    let lower = bus.url(&format!("q/MESSAGES/mid-a/{t}"));
+    assert_eq!(
+        bus.lock_op(Method::POST, &lower, "q").await.status(),
+        404,
+        "another case is another id"
+    );
+    let exact = bus.url(&format!("q/MESSAGES/Mid-A/{t}"));
+    assert_eq!(bus.lock_op(Method::POST, &exact, "q").await.status(), 200);
+    assert_eq!(bus.lock_op(Method::DELETE, &exact, "q").await.status(), 200);
+    assert_eq!(bus.receive_delete("q", 0).await.status(), 204, "completed");
+}

@@ -17,7 +17,7 @@ pub(crate) async fn check(http: &reqwest::Client, ep: &Endpoint) -> Result<(), P
                 req = req.header(n, v);
             }
         }
-        return match execute(ep, req, false).await {
+        return match execute(ep, req, false, None).await {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.status_code(), Some(401 | 403)) => Err(e),
             Err(e) if e.status_code().is_some() => Ok(()),
@@ -28,12 +28,12 @@ pub(crate) async fn check(http: &reqwest::Client, ep: &Endpoint) -> Result<(), P
         let req = http
             .head(ep.target())
             .header("ServiceBusAuthorization", sas_token(ep)?);
-        return execute(ep, req, true).await.map(|_| ());
+        return execute(ep, req, true, None).await.map(|_| ());
     }
     let req = http
         .post(format!("{}/messages", ep.target()))
         .header(AUTHORIZATION, sas_token(ep)?)
         .header(CONTENT_TYPE, BATCH_CONTENT_TYPE)
         .body("[]");
-    execute(ep, req, false).await.map(|_| ())
+    execute(ep, req, false, None).await.map(|_| ())
 }

@@ -23,6 +23,9 @@ use crate::signature::SigningSecret;
 
 /// Dataverse's webhook timeout (dataverse.md §17), also used for the other contracts.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest two-way (4) or REST (3) answer read by default, 1 MiB: a listener's answer is meant for a plug-in,
+/// whose own output quotas are in the same range. Larger answers fail ([`crate::ErrorKind::AnswerTooLarge`]).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// Credentials, by auth type. Never printed.
 #[derive(Clone)]
@@ -51,6 +54,7 @@ pub struct Endpoint {
     target: String,
     pub(crate) auth: Auth,
     timeout: Duration,
+    max_response_bytes: usize,
     pub(crate) signing: Option<SigningSecret>,
 }
 
@@ -80,6 +84,7 @@ impl std::fmt::Debug for Endpoint {
             .field("target", &self.target)
             .field("auth", &format_args!("{auth}"))
             .field("timeout", &self.timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("signing", &self.signing.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -132,6 +137,7 @@ impl Endpoint {
             target,
             auth,
             timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             signing: None,
         })
     }
@@ -140,6 +146,17 @@ impl Endpoint {
     pub fn with_timeout(mut self, timeout: Duration) -> Endpoint {
         self.timeout = timeout;
         self
+    }
+
+    /// Replaces the largest two-way/REST answer read ([`DEFAULT_MAX_RESPONSE_BYTES`]).
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Endpoint {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// The largest two-way/REST answer read; a longer one fails with [`crate::ErrorKind::AnswerTooLarge`].
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
     }
 
     /// Opts a webhook into Standard Webhooks signing (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
@@ -206,9 +223,11 @@ impl Endpoint {
         )
     }
 
-    /// Replaces every secret of this endpoint (raw and percent-encoded) in `text` with `<redacted>`; applied to
-    /// anything a remote service sends back before it reaches an error message.
-    pub fn redact(&self, text: &str) -> String {
+    /// The secrets this endpoint sends or signs with: keys, tokens, header and query values, the signing
+    /// secret, and the values of a query string registered in the URL itself (an Azure Functions `?code=`)
+    /// of 8 characters or more — shorter ones (`api-version=2`) are not credentials, and redacting every `2`
+    /// of a message would hide what went wrong. The URL's query is never shown either way.
+    pub(crate) fn secrets(&self) -> Vec<&str> {
         let mut secrets: Vec<&str> = match &self.auth {
             Auth::SasKey { key, .. } => vec![key],
             Auth::SasToken(t) => vec![t],
@@ -219,15 +238,28 @@ impl Endpoint {
         if let Some(s) = &self.signing {
             secrets.push(s.as_text());
         }
-        let mut out = text.to_string();
-        for s in secrets.into_iter().filter(|s| s.len() >= 3) {
-            out = out.replace(s, "<redacted>");
-            let enc = weft_bus::sas::url_encode(s);
-            if enc != s {
-                out = out.replace(&enc, "<redacted>");
-            }
+        if let Some((_, query)) = self.target.split_once('?') {
+            secrets.extend(
+                query
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('=').map(|(_, v)| v))
+                    .filter(|v| v.len() >= 8),
+            );
         }
-        out
+        secrets
+    }
+
+    /// Replaces every secret of this endpoint in `text`, whatever its length and however the remote quoted
+    /// it (raw, percent- or form-encoded, JSON- or HTML-escaped, base64; see `redact.rs`), with `<redacted>`,
+    /// and SAS signatures too; when that cannot make the text secret-free, the whole text is withheld.
+    /// Applied to anything a remote service sends back before it reaches an error message.
+    pub fn redact(&self, text: &str) -> String {
+        crate::redact::redact(text, &self.secrets())
+    }
+
+    /// The target as shown in messages: without a query string, which may hold a secret.
+    pub(crate) fn shown_target(&self) -> &str {
+        self.target.split(['?', '#']).next().unwrap_or_default()
     }
 }
 
@@ -376,6 +408,16 @@ fn split_address(addr: &str) -> Result<(&'static str, String), String> {
         Some((s, r)) => (s.to_ascii_lowercase(), r),
         None => ("https".to_string(), addr),
     };
+    if let Some((_, host)) = rest
+        .split(['/', '?', '#'])
+        .next()
+        .and_then(|a| a.rsplit_once('@'))
+    {
+        // Checked first so that no later message quotes the password.
+        return Err(format!(
+            "namespaceaddress of host '{host}' carries user:password@ credentials; remove them and use saskey, sastoken or a connection string"
+        ));
+    }
     let scheme = match scheme.as_str() {
         "sb" | "https" => "https",
         "http" => "http",
@@ -403,7 +445,16 @@ fn split_address(addr: &str) -> Result<(&'static str, String), String> {
 /// listeners run on `http://127.0.0.1:PORT`. Traffic that never leaves the machine gains nothing from TLS;
 /// anything else must use TLS so SAS tokens and webhook secrets are never sent in clear.
 fn check_scheme_host(base: &str) -> Result<Url, String> {
-    let url = Url::parse(base).map_err(|e| format!("'{base}' is not a valid URL: {e}"))?;
+    // The address may carry credentials (userinfo, a query): the parse error names no part of it.
+    let url = Url::parse(base).map_err(|e| format!("the address is not a valid URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "the address of host '{}' carries user:password@ credentials, which would be sent in clear in every request line and quoted back in errors; remove them and use the auth type's own secret (authvalue, saskey, sastoken)",
+            url.host_str().unwrap_or_default()
+        ));
+    }
+    // From here on, show the address without a query string (an Azure Functions `?code=` is a secret).
+    let base = &base[..base.find(['?', '#']).unwrap_or(base.len())];
     let host = url
         .host_str()
         .ok_or_else(|| format!("'{base}' has no host"))?;

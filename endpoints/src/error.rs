@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Status,
     /// The request failed mid-way (connection reset, unreadable response).
     Transport,
+    /// A two-way or REST answer was larger than the endpoint's `max_response_bytes`; the rest was not read.
+    AnswerTooLarge,
 }
 
 /// A failed post or check. `Display` is a secret-free one-line message.
@@ -123,7 +125,10 @@ impl PostError {
     /// Transient, permanent or auth; see the table in the crate README.
     pub fn class(&self) -> ErrorClass {
         match self.kind {
-            ErrorKind::Config | ErrorKind::TooLarge => ErrorClass::Permanent,
+            // The same listener would give the same answer again.
+            ErrorKind::Config | ErrorKind::TooLarge | ErrorKind::AnswerTooLarge => {
+                ErrorClass::Permanent
+            }
             ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Transport => ErrorClass::Transient,
             ErrorKind::Status => match self.status.unwrap_or(0) {
                 401 => ErrorClass::Auth,

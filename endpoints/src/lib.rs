@@ -28,13 +28,14 @@
 mod check;
 mod endpoint;
 mod error;
+mod redact;
 mod send;
 mod settings;
 mod signature;
 
 use std::sync::OnceLock;
 
-pub use endpoint::{DEFAULT_TIMEOUT, Endpoint};
+pub use endpoint::{DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Endpoint};
 pub use error::{ErrorClass, ErrorKind, PostError, parse_retry_after};
 pub use send::{BATCH_CONTENT_TYPE, CLAIMS, Delivery, PostOutcome, claims};
 pub use settings::parse as parse_settings;

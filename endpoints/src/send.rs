@@ -28,6 +28,12 @@ pub const CLAIMS: &str = "http://schemas.microsoft.com/xrm/2011/Claims/";
 const TOKEN_LIFETIME_SECS: u64 = 3600;
 /// Longest error text kept from a response body.
 const DETAIL_CHARS: usize = 300;
+/// Bytes of an error answer read to build its message: enough for [`DETAIL_CHARS`] after whitespace is
+/// collapsed, with room for redaction to see a quoted secret whole. The rest is never read.
+const ERROR_READ_BYTES: usize = 4096;
+/// Longest encoding of one character of a secret that redaction knows (`%25XX` for each of 4 bytes): a
+/// secret cut by the end of the read window leaves at most this many bytes per character behind it.
+const MAX_ENCODED_CHAR_BYTES: usize = 20;
 
 /// Per-post facts that are not in the context: who is posting, under which job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +60,7 @@ pub struct PostOutcome {
     pub response_body: String,
     /// Whether the size rule removed ParentContext, InputParameters and the images.
     pub truncated: bool,
-    /// Time from sending the request to reading the whole answer.
+    /// Time from sending the request to reading the answer (its body only when it is used: two-way, REST).
     pub latency: Duration,
 }
 
@@ -98,25 +104,31 @@ pub(crate) async fn post(
         batch_request(http, ep, ctx, d, &enc)?
     };
     let two_way = matches!(ep.contract, Contract::TwoWay | Contract::Rest);
-    let (status, body, latency) = execute(ep, req, false).await?;
+    let answer_limit = two_way.then(|| ep.max_response_bytes());
+    let (status, body, latency) = execute(ep, req, false, answer_limit).await?;
     Ok(PostOutcome {
         status,
-        response_body: if two_way { body } else { String::new() },
+        response_body: body,
         truncated: enc.truncated,
         latency,
     })
 }
 
-/// Sends `req`; 2xx → (status, body text, latency), anything else → a classified error. With
+/// Sends `req`; 2xx → (status, answer text, latency), anything else → a classified error. With
 /// `listener_answer_ok`, any relay answer carrying `Via` (produced by a listener) also counts as success.
+///
+/// Memory stays bounded whatever the service sends: a successful answer's body is read only when
+/// `answer_limit` is given (two-way and REST answers), up to that many bytes, and a longer one fails; an
+/// error answer is read up to [`ERROR_READ_BYTES`]. The rest is never read (the connection is dropped).
 pub(crate) async fn execute(
     ep: &Endpoint,
     req: reqwest::RequestBuilder,
     listener_answer_ok: bool,
+    answer_limit: Option<usize>,
 ) -> Result<(u16, String, Duration), PostError> {
     let webhook = ep.contract == Contract::Webhook;
     let start = Instant::now();
-    let resp = req
+    let mut resp = req
         .timeout(ep.timeout())
         .send()
         .await
@@ -129,14 +141,34 @@ pub(crate) async fn execute(
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
     // A Via header means the listener produced the answer (azure-messaging.md §3), not the relay.
     let via = resp.headers().contains_key("via");
-    let body = resp.bytes().await.map_err(|e| transport(ep, e))?;
-    let latency = start.elapsed();
-    let text = String::from_utf8_lossy(&body).into_owned();
     if (200..300).contains(&status) || (listener_answer_ok && via) {
-        return Ok((status, text, latency));
+        let Some(limit) = answer_limit else {
+            return Ok((status, String::new(), start.elapsed()));
+        };
+        let (body, whole) = read_at_most(&mut resp, limit)
+            .await
+            .map_err(|e| transport(ep, e))?;
+        if !whole {
+            return Err(PostError::new(
+                ErrorKind::AnswerTooLarge,
+                format!(
+                    "the answer from {} is larger than {limit} bytes (the endpoint's max_response_bytes); the rest was not read",
+                    ep.shown_target()
+                ),
+            ));
+        }
+        return Ok((
+            status,
+            String::from_utf8_lossy(&body).into_owned(),
+            start.elapsed(),
+        ));
     }
-    let detail = ep.redact(&text.split_whitespace().collect::<Vec<_>>().join(" "));
-    let detail: String = detail.chars().take(DETAIL_CHARS).collect();
+    // An unreadable error body still leaves the status to report.
+    let (body, whole) = read_at_most(&mut resp, ERROR_READ_BYTES)
+        .await
+        .unwrap_or_default();
+    drop(resp);
+    let detail = error_detail(ep, &body, whole);
     let detail = match status {
         502 | 503 if ep.is_relay() && !via => format!("no active listener: {detail}"),
         _ => detail,
@@ -145,8 +177,45 @@ pub(crate) async fn execute(
         status,
         retry_after,
         webhook,
-        &format!("from {}: {detail}", ep.target()),
+        &format!("from {}: {detail}", ep.shown_target()),
     ))
+}
+
+/// Reads at most `limit` bytes of the body; `true` when that was the whole body.
+async fn read_at_most(
+    resp: &mut reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok((Vec::new(), false));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
+}
+
+/// The first [`DETAIL_CHARS`] of an error answer, secret-free: redacted while whole, and, when the read
+/// window cut the body, without the window's tail, where a quoted secret may have been cut in two.
+fn error_detail(ep: &Endpoint, body: &[u8], whole: bool) -> String {
+    let mut text = ep.redact(&String::from_utf8_lossy(body));
+    if !whole {
+        let longest = ep.secrets().iter().map(|s| s.chars().count()).max();
+        let tail = longest.unwrap_or(0) * MAX_ENCODED_CHAR_BYTES;
+        let mut keep = text.len().saturating_sub(tail);
+        while !text.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        text.truncate(keep);
+    }
+    let text = ep.redact(&text.split_whitespace().collect::<Vec<_>>().join(" "));
+    text.chars().take(DETAIL_CHARS).collect()
 }
 
 /// A reqwest failure → Connect / Timeout / Transport, with the URL (which may hold `?code=`) removed and the
@@ -177,7 +246,12 @@ fn transport(ep: &Endpoint, e: reqwest::Error) -> PostError {
     };
     PostError::new(
         kind,
-        ep.redact(&format!("{} {}: {what} ({chain})", verb(ep), ep.target())),
+        format!(
+            "{} {}: {what} ({})",
+            verb(ep),
+            ep.shown_target(),
+            ep.redact(&chain)
+        ),
     )
     .for_webhook(ep.contract == Contract::Webhook)
 }

@@ -18,9 +18,12 @@ use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use tokio::sync::watch;
 
+mod conn;
 mod eventhubs;
 mod relay_http;
 mod servicebus;
+
+pub use conn::{Limits, serve};
 
 use eventhubs::{eh_read, eh_send};
 use relay_http::{relay_listen, relay_send};
@@ -167,6 +170,11 @@ impl Bus {
         })
     }
 
+    /// The configuration served.
+    pub fn config(&self) -> &BusConfig {
+        &self.config
+    }
+
     /// Longest configured entity path that prefixes `segments` (case-insensitive) and the remaining segments.
     fn resolve<'a>(&self, segments: &'a [String]) -> Option<(&Node, &'a [String])> {
         (1..=segments.len()).rev().find_map(|k| {
@@ -260,6 +268,52 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Body limit of the routes that take no body (receive, lock operations, Event Hubs reads).
+const SMALL_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads the request body within the route's limit and the body timeout: a relay request up to
+/// `max_relay_body_bytes` (413 beyond), a send up to `max_message_bytes` (403 beyond, Azure's "too large"),
+/// anything else up to [`SMALL_BODY_BYTES`] (413); a body slower than `body_read_timeout_secs` → 408.
+async fn read_body(
+    bus: &Bus,
+    node: &Node,
+    method: &Method,
+    lower: &[&str],
+    body: axum::body::Body,
+) -> Result<Bytes, Response> {
+    let send = *method == Method::POST
+        && lower.last() == Some(&"messages")
+        && (node.target.is_some() || node.hub.is_some());
+    // A send's wording is Service Bus's ("exceeds the maximum message size"): clients classify that 403 as
+    // "too large", not as an authorization failure.
+    let (limit, status, what) = if node.relay.is_some() {
+        (
+            bus.config.max_relay_body_bytes,
+            413,
+            "limit for relayed requests",
+        )
+    } else if send {
+        (bus.config.max_message_bytes, 403, "maximum message size")
+    } else {
+        (SMALL_BODY_BYTES, 413, "limit for this operation")
+    };
+    let wait = std::time::Duration::from_secs_f64(bus.config.body_read_timeout_secs);
+    match tokio::time::timeout(wait, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(error(
+            status,
+            &format!("The request body exceeds the {what} of {limit} bytes"),
+        )),
+        Err(_) => Err(error(
+            408,
+            &format!(
+                "The request body did not arrive within {} s",
+                bus.config.body_read_timeout_secs
+            ),
+        )),
+    }
+}
+
 async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let raw_path = parts.uri.path().to_string();
@@ -269,16 +323,6 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
     let query = query_pairs(parts.uri.query());
-    let limit = bus.config.max_message_bytes.max(1 << 20) * 4;
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error(
-                403,
-                &format!("The request body exceeds the limit of {limit} bytes"),
-            );
-        }
-    };
     let Some((node, rest)) = bus.resolve(&segments) else {
         let looks_sb = segments.iter().any(|s| s.eq_ignore_ascii_case("messages"));
         let (code, what) = if looks_sb {
@@ -291,10 +335,16 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
             &format!("The {what} '{}' could not be found", segments.join("/")),
         );
     };
-    let rest: Vec<String> = rest.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    let auth = header_str(&parts.headers, "authorization");
+    // Keywords (`messages`, `head`, `partitions`, …) match case-insensitively through `lower`; the values
+    // (a MessageId or lock token in a lock URI, a publisher id) are taken from `rest`, exactly as sent.
+    let lower: Vec<String> = rest.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
     let node = node.clone();
+    let body = match read_body(&bus, &node, &parts.method, &lower, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let auth = header_str(&parts.headers, "authorization");
     if let Some(hc) = &node.relay {
         return relay_send(
             &bus,
@@ -308,7 +358,7 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
         .await;
     }
     let m = &parts.method;
-    match (m.clone(), rest.as_slice()) {
+    match (m.clone(), lower.as_slice()) {
         (Method::POST, ["messages"]) if node.target.is_some() || node.hub.is_some() => {
             let right = bus.authorize(auth, &parts.headers, &raw_path, Right::Send);
             if let Err(r) = right {
@@ -327,15 +377,15 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
                 .await
             }
         }
-        (Method::POST, ["partitions", p, "messages"])
-        | (Method::POST, ["publishers" | "publisher", p, "messages"])
+        (Method::POST, ["partitions" | "publishers" | "publisher", _, "messages"])
             if node.hub.is_some() =>
         {
             if let Err(r) = bus.authorize(auth, &parts.headers, &raw_path, Right::Send) {
                 return r;
             }
             let hub = node.hub.as_ref().expect("guarded");
-            let route = if rest[0] == "partitions" {
+            let p = rest[1].as_str();
+            let route = if lower[0] == "partitions" {
                 match p.parse::<usize>() {
                     Ok(i) if i < hub.partitions.len() => Route::Partition(i),
                     _ => {
@@ -378,12 +428,12 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
             }
             sb_receive(&bus, &e, mode, &query, &parts.headers).await
         }
-        (_, ["messages", id, token]) if node.receiver.is_some() => {
+        (_, ["messages", _, _]) if node.receiver.is_some() => {
             if let Err(r) = bus.authorize(auth, &parts.headers, &raw_path, Right::Listen) {
                 return r;
             }
             let e = node.receiver.as_ref().expect("guarded");
-            sb_lock_op(&bus, e, m, id, token).await
+            sb_lock_op(&bus, e, m, &rest[1], &rest[2]).await
         }
         _ => error(400, &format!("Unsupported operation {m} on '{raw_path}'")),
     }

@@ -210,14 +210,19 @@ pub(super) async fn relay_listen(
         );
     };
     let shutdown = bus.shutdown.clone();
-    ws.on_upgrade(move |socket| async move {
-        let check = move |t: &str| {
-            if policies.is_empty() {
-                sas::SasToken::parse(t)
-            } else {
-                crate::relay::check_listen(t, &policies, &resource)
-            }
-        };
-        hc.serve_listener(socket, expiry, check, shutdown).await;
-    })
+    // A listener's answer travels in one binary message: bounded like the requests relayed to it (plus room
+    // for the JSON control frame).
+    let max = bus.config.max_relay_body_bytes.saturating_add(64 * 1024);
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            let check = move |t: &str| {
+                if policies.is_empty() {
+                    sas::SasToken::parse(t)
+                } else {
+                    crate::relay::check_listen(t, &policies, &resource)
+                }
+            };
+            hc.serve_listener(socket, expiry, check, shutdown).await;
+        })
 }
