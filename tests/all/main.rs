@@ -8,6 +8,7 @@ mod cli;
 mod delivery;
 mod durability;
 mod fixtures;
+mod hardening_core;
 mod pipeline;
 mod registration_api;
 mod sandbox;
