@@ -140,6 +140,20 @@ fn check_intact(path: &Path, conn: Option<&Connection>) -> Result<()> {
     Ok(())
 }
 
+/// SQLite's words for a file it cannot read as a database, said as what they mean for weft.
+fn damaged(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Database(why) if why.contains("not a database") || why.contains("malformed") => {
+            StoreError::Database(format!(
+                "{} is damaged or not a weft database ({why}); weft will not start on it. Restore the \
+                 file from a backup",
+                path.display()
+            ))
+        }
+        other => other,
+    }
+}
+
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -167,23 +181,16 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         check_intact(&path, None)?;
         create_private(&path)?;
-        let mut conn = open_connection(&path).map_err(|e| match e {
-            StoreError::Database(why) if why.contains("not a database") || why.contains("malformed") => {
-                StoreError::Database(format!(
-                    "{} is damaged or not a weft database ({why}); weft will not start on it. Restore \
-                     the file from a backup",
-                    path.display()
-                ))
-            }
-            other => other,
-        })?;
-        check_intact(&path, Some(&conn))?;
-        {
+        let mut conn = open_connection(&path).map_err(|e| damaged(&path, e))?;
+        check_intact(&path, Some(&conn)).map_err(|e| damaged(&path, e))?;
+        (|| {
             let tx = conn.transaction()?;
             system::migrate(&tx)?;
             tables::migrate(&tx, &schema)?;
             tx.commit()?;
-        }
+            Ok::<_, StoreError>(())
+        })()
+        .map_err(|e| damaged(&path, e))?;
         let schema = Arc::new(schema);
         let (queue, rx) = mpsc::channel::<Job>();
         let writer_schema = schema.clone();
