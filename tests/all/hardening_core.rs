@@ -364,11 +364,19 @@ fn a_data_directory_in_use_is_refused() {
         stderr.contains(&format!("pid {}", std::process::id())),
         "{stderr}"
     );
-    for args in [&["trace"][..], &["jobs", "list"][..]] {
-        let out = weft(args, &config, &data);
+    let trace = weft(&["trace"], &config, &data);
+    let jobs = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["jobs", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .arg("list")
+        .output()
+        .unwrap();
+    for out in [trace, jobs] {
         assert!(
             out.status.success(),
-            "weft {args:?}: {}",
+            "{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
