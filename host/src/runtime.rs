@@ -115,9 +115,9 @@ impl Runtime {
         let before = now_ms.saturating_sub(keep_ms);
         let mut purged = 0;
         loop {
-            let n = self.store.transact(move |tx: &mut dyn Tx| {
-                tx.purge_trace_logs(before, TRACE_PURGE_BATCH)
-            })?;
+            let n = self
+                .store
+                .transact(move |tx: &mut dyn Tx| tx.purge_trace_logs(before, TRACE_PURGE_BATCH))?;
             purged += n;
             if n < TRACE_PURGE_BATCH {
                 return Ok(purged);

@@ -479,7 +479,10 @@ fn a_toml_error_does_not_quote_a_secret() {
         .err()
         .expect("a parse error");
     let shown = err.to_string();
-    assert!(!shown.contains("Space") && !shown.contains("Sp+ace"), "{shown}");
+    assert!(
+        !shown.contains("Space") && !shown.contains("Sp+ace"),
+        "{shown}"
+    );
     assert!(shown.contains("auth_value = <redacted>"), "{shown}");
 
     let dir = tempfile::tempdir().unwrap();

@@ -79,7 +79,10 @@ pub struct SqliteStore {
 /// to the same: the file holds secure step configurations and endpoint secrets.
 fn create_private(path: &Path) -> Result<()> {
     let cannot = |e: std::io::Error| {
-        StoreError::Database(format!("{}: cannot create the database file: {e}", path.display()))
+        StoreError::Database(format!(
+            "{}: cannot create the database file: {e}",
+            path.display()
+        ))
     };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
@@ -143,7 +146,9 @@ fn check_intact(path: &Path, conn: Option<&Connection>) -> Result<()> {
 /// SQLite's words for a file it cannot read as a database, said as what they mean for weft.
 fn damaged(path: &Path, e: StoreError) -> StoreError {
     match e {
-        StoreError::Database(why) if why.contains("not a database") || why.contains("malformed") => {
+        StoreError::Database(why)
+            if why.contains("not a database") || why.contains("malformed") =>
+        {
             StoreError::Database(format!(
                 "{} is damaged or not a weft database ({why}); weft will not start on it. Restore the \
                  file from a backup",
