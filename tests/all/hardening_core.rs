@@ -502,3 +502,25 @@ fn a_toml_error_does_not_quote_a_secret() {
     assert!(!output.contains("Sp+ace"), "{output}");
     assert!(output.contains("line"), "{output}");
 }
+
+/// Finding 11 (bus part): a second bus on a data directory in use is refused naming the holder's pid; the
+/// directory opens again once the first bus is shut down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_data_directory_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || weft_bus::BusConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data: dir.path().join("bus"),
+        ..weft_bus::BusConfig::default()
+    };
+    let first = weft_bus::start(config()).await.unwrap();
+    let err = weft_bus::start(config()).await.err().expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+    first.shutdown().await.unwrap();
+    let again = weft_bus::start(config()).await.unwrap();
+    again.shutdown().await.unwrap();
+}
