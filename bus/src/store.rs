@@ -226,6 +226,8 @@ impl Pending {
 pub struct Store {
     tx: mpsc::Sender<Job>,
     reader: Arc<Mutex<Connection>>,
+    /// The data directory's lock: one bus (or `weft up` with its bus) per directory.
+    _lock: Arc<weft_store::DirLock>,
 }
 
 /// Everything loaded at start.
@@ -261,6 +263,9 @@ impl Store {
     pub fn open(dir: &Path) -> anyhow::Result<(Store, Loaded)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        // A second bus on the same directory would serve the same messages twice: refused, naming the
+        // holder's pid.
+        let lock = Arc::new(weft_store::DirLock::acquire(dir)?);
         let path = dir.join("bus.sqlite");
         let conn = open(&path)?;
         conn.execute_batch(SCHEMA)
@@ -276,6 +281,7 @@ impl Store {
             Store {
                 tx,
                 reader: Arc::new(Mutex::new(reader)),
+                _lock: lock,
             },
             loaded,
         ))

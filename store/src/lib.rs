@@ -22,6 +22,7 @@
 
 pub mod bench;
 mod error;
+pub mod lock;
 pub mod query;
 pub mod schema;
 mod sqlite;
@@ -39,6 +40,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub use error::StoreError;
+pub use lock::{DirLock, LOCK_FILE};
 pub use query::{Condition, Order, Query};
 pub use schema::{AttributeDef, AttributeKind, RelationshipDef, Schema, TableDef};
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -162,6 +164,9 @@ pub trait Tx: Read {
     /// Records a step execution. Trace rows are kept even when the work fails: they are written after the
     /// work's savepoint is released or rolled back, in the same commit.
     fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid>;
+    /// Deletes at most `limit` trace-log rows created before `before_ms` (oldest first); returns how many.
+    /// Retention runs it in bounded batches so the writer is never held long.
+    fn purge_trace_logs(&mut self, before_ms: i64, limit: usize) -> Result<usize>;
 
     /// Inserts or replaces a plug-in assembly.
     fn put_plugin_assembly(&mut self, assembly: &PluginAssembly) -> Result<()>;

@@ -10,6 +10,7 @@ mod docs;
 mod durability;
 mod fixtures;
 mod hardening_api;
+mod hardening_core;
 mod pipeline;
 mod registration_api;
 mod sandbox;

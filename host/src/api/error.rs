@@ -60,6 +60,8 @@ impl ApiError {
                 | StoreError::Invalid(_),
             ) => StatusCode::BAD_REQUEST,
             PipelineError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // The host's capacity, not the caller's or the plug-in's fault: retry later.
+            PipelineError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, &e.code(), e.to_string())
@@ -75,6 +77,14 @@ impl From<PipelineError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        // A 503 is the host at capacity: tell the caller when to come back.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(crate::pipeline::BUSY_RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }

@@ -5,6 +5,7 @@
 use super::data::RuntimeArgs;
 use crate::api::ApiLimits;
 use crate::delivery::{Delivery, DeliveryRunner};
+use crate::registration::toml_error;
 use crate::runtime::Runtime;
 use anyhow::{Context as _, anyhow};
 use std::net::SocketAddr;
@@ -68,8 +69,14 @@ impl UpArgs {
 fn bus_config(config: &std::path::Path) -> anyhow::Result<Option<weft_bus::BusConfig>> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", config.display()))?;
+    // Parse errors are rendered without the offending line when it holds a secret (a SAS key…).
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        anyhow!(
+            "{} is not valid TOML: {}",
+            config.display(),
+            toml_error::render(&text, &e)
+        )
+    })?;
     if !table.contains_key("bus") {
         return Ok(None);
     }
@@ -114,6 +121,21 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
+        // Trace-log retention: old rows go at start, then every interval, off the async threads.
+        let purger = Arc::clone(&runtime);
+        let retention = tokio::spawn(async move {
+            loop {
+                let runtime = Arc::clone(&purger);
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                match tokio::task::spawn_blocking(move || runtime.purge_trace_logs(now_ms)).await {
+                    Ok(Err(e)) => eprintln!("trace-log retention: {e}"),
+                    Ok(Ok(_)) | Err(_) => {}
+                }
+                tokio::time::sleep(crate::runtime::TRACE_PURGE_INTERVAL).await;
+            }
+        });
         let service = AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
             .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
         runtime.pipeline.set_job_notifier(service.notifier());
@@ -125,6 +147,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
+        retention.abort();
         service.shutdown().await;
         if let Some(bus) = bus {
             bus.shutdown().await?;

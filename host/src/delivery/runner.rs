@@ -171,6 +171,10 @@ impl DeliveryRunner {
                     JobOutcome::failed(class, f.message.clone())
                         .error_code(error_code.unwrap_or(PLUGIN_FAILED_CODE))
                 }
+                // Every instance was busy: the host's capacity, retried with backoff.
+                FailureKind::Capacity => {
+                    JobOutcome::failed(FailureClass::Transient { retry_after: None }, f.to_string())
+                }
                 _ => JobOutcome::failed(FailureClass::Permanent, f.to_string()),
             },
         }

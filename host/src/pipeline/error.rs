@@ -8,6 +8,9 @@ use weft_store::StoreError;
 /// Dataverse's text for a plug-in failure that is not an InvalidPluginExecutionException.
 pub const ISV_UNEXPECTED_MESSAGE: &str = "An unexpected error occurred from ISV code.";
 
+/// Seconds a caller is told to wait (`Retry-After`) when every plug-in instance was busy.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
 /// Why an operation failed. Every variant rolls back the whole operation (data and queued jobs).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PipelineError {
@@ -41,6 +44,30 @@ pub enum PipelineError {
         /// The chain's correlation id.
         correlation_id: uuid::Uuid,
     },
+    /// The operation and the operations its plug-ins issued made more child operations than the limit
+    /// (fan-out protection; Dataverse's infinite-loop code, as the depth limit's).
+    #[error(
+        "This operation was canceled because its plug-ins issued more than {limit} child operations \
+         (fan-out protection, correlation id {correlation_id})."
+    )]
+    ChildOperationLimit {
+        /// The configured limit (`[pipeline] max_child_operations`).
+        limit: u32,
+        /// The chain's correlation id.
+        correlation_id: uuid::Uuid,
+    },
+    /// Every plug-in instance stayed busy for the whole wait: the host's capacity, not the plug-in's fault.
+    /// The API answers 503 with `Retry-After`.
+    #[error(
+        "Number of concurrent plug-in executions exceeded the limit of {limit}: no instance came free \
+         within {wait_ms} ms. Retry the request later."
+    )]
+    Busy {
+        /// Plug-in instances (`[sandbox] max_instances`).
+        limit: u32,
+        /// How long the operation waited, ms (`[sandbox] instance_wait_ms`).
+        wait_ms: u64,
+    },
     /// The operation with its sync steps ran past the operation time limit.
     #[error("The operation exceeded its time limit of {limit_ms} ms.")]
     Timeout {
@@ -66,7 +93,11 @@ impl PipelineError {
             // InvalidPluginExecutionException without its own code (dataverse.md §18).
             PipelineError::Plugin { .. } => "0x80040265".into(),
             PipelineError::IsvUnexpected { .. } => "0x80040224".into(),
-            PipelineError::DepthLimit { .. } => "0x80044182".into(),
+            PipelineError::DepthLimit { .. } | PipelineError::ChildOperationLimit { .. } => {
+                "0x80044182".into()
+            }
+            // Dataverse's service-protection code for too many concurrent requests.
+            PipelineError::Busy { .. } => "0x80072326".into(),
             PipelineError::Timeout { .. } => "0x80040224".into(),
             PipelineError::Invalid(_) => "0x80040203".into(),
             PipelineError::Store(e) => e.dataverse_code().into(),

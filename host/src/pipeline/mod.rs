@@ -34,6 +34,7 @@ mod registry;
 pub(crate) mod services;
 mod trace;
 
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -44,7 +45,7 @@ use weft_store::system::{
 };
 use weft_store::{EntityRef, Query, Read, Row, Store, StoreError, StoreExt, Tx};
 
-pub use error::{ISV_UNEXPECTED_MESSAGE, PipelineError};
+pub use error::{BUSY_RETRY_AFTER_SECS, ISV_UNEXPECTED_MESSAGE, PipelineError};
 
 use crate::convert::{self, guid, uuid};
 use crate::delivery::Delivery;
@@ -307,6 +308,9 @@ struct Op {
     /// The registration this operation runs on: taken once by the top-level operation, inherited by its
     /// child operations, so a replacement never changes an operation midway.
     registry: Arc<Registry>,
+    /// Child operations issued so far by the whole tree this operation belongs to: shared with the
+    /// top-level operation and every child, checked against `max_child_operations`.
+    children: Arc<AtomicU32>,
 }
 
 /// Reborrows an optional transaction for a shorter call (shortening the trait object's lifetime, which
@@ -665,6 +669,7 @@ impl Inner {
             pre_row: None,
             post_row: None,
             registry,
+            children: Arc::new(AtomicU32::new(0)),
         })
     }
 
@@ -697,6 +702,9 @@ impl Inner {
                 }
                 let inner = Arc::clone(self);
                 self.store.transact(move |tx: &mut dyn Tx| {
+                    // This runs on the store's single writer, which callers waiting for an instance may be
+                    // waiting for: its plug-ins use the pool's reserve rather than queue behind them.
+                    let _admitted = inner.sandbox.admitted();
                     for t in traces.drain(..) {
                         tx.insert_trace_log(t)?;
                     }
@@ -1038,6 +1046,11 @@ impl Inner {
                     step: step.def.name.clone(),
                     message: f.message.clone(),
                     error_code,
+                },
+                // The host's capacity: the plug-in never ran (or could not start), so it is not blamed.
+                FailureKind::Capacity => PipelineError::Busy {
+                    limit: self.sandbox.limits().max_instances,
+                    wait_ms: self.sandbox.limits().instance_wait_ms,
                 },
                 _ => PipelineError::IsvUnexpected {
                     step: step.def.name.clone(),

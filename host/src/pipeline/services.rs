@@ -7,6 +7,7 @@
 //! plug-in's notification-service posts go through [`crate::delivery`], which owns everything about them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -33,6 +34,8 @@ pub(crate) struct OrgServices<'a> {
     deadline: Instant,
     /// The calling operation's registration snapshot: child operations run on it too.
     registry: Arc<Registry>,
+    /// Child operations issued so far by the operation tree (see `Op::children`).
+    children: Arc<AtomicU32>,
     /// The first failed write made through these services: it fails the step whatever the plug-in does
     /// with the error, as a failed child operation dooms the transaction in Dataverse.
     pub(super) doomed: Option<PipelineError>,
@@ -58,6 +61,7 @@ impl<'a> OrgServices<'a> {
             initiating_user_id: op.initiating_user_id,
             deadline: op.deadline,
             registry: Arc::clone(&op.registry),
+            children: Arc::clone(&op.children),
             doomed: None,
         }
     }
@@ -83,6 +87,7 @@ impl<'a> OrgServices<'a> {
             initiating_user_id: uuid(context.frame.initiating_user_id),
             deadline: Instant::now() + limit,
             registry: inner.registries.snapshot(),
+            children: Arc::new(AtomicU32::new(0)),
             doomed: None,
         }
     }
@@ -139,6 +144,15 @@ impl<'a> OrgServices<'a> {
                 correlation_id: self.correlation_id,
             });
         }
+        // Fan-out protection: the whole tree of one top-level operation (or one async plug-in run) issues
+        // at most `max_child_operations`, so one request cannot keep the writer busy for minutes.
+        let limit = self.inner.settings.max_child_operations;
+        if self.children.fetch_add(1, Ordering::Relaxed) >= limit {
+            return Err(PipelineError::ChildOperationLimit {
+                limit,
+                correlation_id: self.correlation_id,
+            });
+        }
         let registry = Arc::clone(&self.registry);
         let mut op = self
             .inner
@@ -149,6 +163,7 @@ impl<'a> OrgServices<'a> {
         op.initiating_user_id = self.initiating_user_id;
         op.parents = self.parents.clone();
         op.deadline = self.deadline;
+        op.children = Arc::clone(&self.children);
         self.inner.execute_op(op, super::reborrow(&mut self.tx))
     }
 }

@@ -34,6 +34,7 @@ use weft_store::{RelationshipDef, Schema, TableDef, Tx};
 use crate::sandbox::{Limits, sha256_hex};
 
 mod custom_api;
+pub mod toml_error;
 pub use custom_api::{Binding, CustomApiDecl, ParameterType, RequestParameter, ResponseProperty};
 
 /// The messages the pipeline runs.
@@ -72,6 +73,16 @@ pub struct PipelineSettings {
     pub max_depth: i32,
     /// Time limit of one operation with all its sync steps, ms. Default 120 000 (2 minutes).
     pub operation_limit_ms: u64,
+    /// Child operations (organization-service calls, at any depth) one top-level operation, or one async
+    /// plug-in run, may issue; one more fails the operation with 0x80044182 (fan-out protection).
+    /// Default 5 000.
+    pub max_child_operations: u32,
+    /// Hours a plug-in trace-log row is kept (Dataverse keeps them 24 hours); `weft up` deletes older
+    /// rows at start and then every 10 minutes. 0 keeps them forever. Default 24.
+    pub trace_retention_hours: u64,
+    /// Trace-log rows an operation that rolls back may leave (the last ones, nearest the failure); the
+    /// rest are dropped with a warning. Default 1 000.
+    pub max_rollback_trace_rows: usize,
 }
 
 impl Default for PipelineSettings {
@@ -79,6 +90,9 @@ impl Default for PipelineSettings {
         PipelineSettings {
             max_depth: 8,
             operation_limit_ms: 120_000,
+            max_child_operations: 5_000,
+            trace_retention_hours: 24,
+            max_rollback_trace_rows: 1_000,
         }
     }
 }
@@ -627,16 +641,22 @@ impl Registration {
             reason,
         };
         let raw: RawFile = toml::from_str(text)
-            .map_err(|e| error("document".into(), e.to_string().trim_end().to_owned()))?;
+            .map_err(|e| error("document".into(), toml_error::render(text, &e)))?;
         let schema = Schema::new(raw.table, raw.relationship)
             .map_err(|e| error("tables".into(), e.to_string()))?;
         raw.sandbox
             .validate()
             .map_err(|why| error("[sandbox]".into(), why))?;
-        if raw.pipeline.max_depth < 1 || raw.pipeline.operation_limit_ms == 0 {
+        if raw.pipeline.max_depth < 1
+            || raw.pipeline.operation_limit_ms == 0
+            || raw.pipeline.max_child_operations == 0
+            || raw.pipeline.max_rollback_trace_rows == 0
+        {
             return Err(error(
                 "[pipeline]".into(),
-                "max_depth and operation_limit_ms must be above 0".into(),
+                "max_depth, operation_limit_ms, max_child_operations and max_rollback_trace_rows \
+                 must be above 0"
+                    .into(),
             ));
         }
 
@@ -890,7 +910,11 @@ impl Registration {
         for e in &self.endpoints {
             let fingerprint = endpoint_fingerprint(e);
             let stored = tx.service_endpoint(e.def.id)?;
-            let restore = stored.is_none() && needed.contains(&e.def.id);
+            // Only an endpoint the file wrote before can have been deleted at runtime: on a fresh data
+            // directory nothing is stored yet, and that is no restoration.
+            let restore = stored.is_none()
+                && declared_before(ENDPOINT, e.def.id)
+                && needed.contains(&e.def.id);
             if unchanged(ENDPOINT, e.def.id, &fingerprint) && !restore {
                 continue;
             }

@@ -59,6 +59,9 @@ pub enum FailureKind {
     Trap,
     /// A per-invocation quota was exceeded.
     Quota(Quota),
+    /// Every plug-in instance stayed busy for the whole wait: the host's
+    /// capacity, not the plug-in's fault (the caller may retry).
+    Capacity,
     /// The component could not be loaded: not a component, wrong exports, or an
     /// import the sandbox does not provide.
     InvalidComponent,
@@ -80,6 +83,7 @@ impl fmt::Display for FailureKind {
             FailureKind::StackOverflow => f.write_str("stack overflow"),
             FailureKind::Trap => f.write_str("trap"),
             FailureKind::Quota(q) => write!(f, "quota ({q})"),
+            FailureKind::Capacity => f.write_str("host at capacity"),
             FailureKind::InvalidComponent => f.write_str("invalid component"),
             FailureKind::Plugin { status, .. } => write!(f, "plug-in error (status {status})"),
         }

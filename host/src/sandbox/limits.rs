@@ -27,7 +27,13 @@ pub struct Limits {
     /// Table elements per table. Default 20 000.
     pub table_elements: usize,
     /// Maximum concurrently live plug-in instances (pool size). Default 64.
+    /// Three quarters of them serve invocations that wait for an instance; a
+    /// quarter is kept for plug-ins run by a running plug-in's calls.
     pub max_instances: u32,
+    /// How long an invocation waits for a free instance before it fails with a
+    /// capacity error (the Web API answers 503 with `Retry-After`), in
+    /// milliseconds. Default 5 000.
+    pub instance_wait_ms: u64,
     /// WebAssembly stack, in bytes. Default 512 KiB.
     pub wasm_stack_bytes: usize,
     /// `tracing.trace` calls per invocation. Default 1 000.
@@ -57,6 +63,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             table_elements: 20_000,
             max_instances: 64,
+            instance_wait_ms: 5_000,
             wasm_stack_bytes: 512 << 10,
             trace_calls: 1_000,
             trace_bytes: 256 << 10,
@@ -78,6 +85,11 @@ impl Limits {
     /// The epoch tick as a duration.
     pub fn epoch_tick(&self) -> Duration {
         Duration::from_millis(self.epoch_tick_ms)
+    }
+
+    /// The wait for a free instance as a duration.
+    pub fn instance_wait(&self) -> Duration {
+        Duration::from_millis(self.instance_wait_ms)
     }
 
     /// Epoch ticks until the deadline (at least one).

@@ -12,6 +12,7 @@
 //!
 //! # Layout
 //! - `bindings`: the one `bindgen!` (re-exported as [`wit`]).
+//! - `admission`: how many invocations run at once; a bounded wait for one.
 //! - [`limits`]: every bound and its default.
 //! - `state`: the per-invocation store data and the import implementations.
 //! - `cache`: precompiled components on disk, verified before use.
@@ -19,6 +20,7 @@
 //! - [`services`]: the [`HostServices`] seam and [`RecordingServices`].
 //! - `error`: [`PluginFailure`] and [`FailureKind`].
 
+mod admission;
 mod bindings;
 mod cache;
 mod error;
@@ -27,6 +29,7 @@ mod output;
 pub mod services;
 mod state;
 
+pub use admission::AdmittedSection;
 pub use bindings::weft::plugin as wit;
 pub use cache::{CacheOutcome, sha256_hex};
 pub use error::{FailureKind, PluginFailure, Quota, QuotaExceeded};
@@ -34,6 +37,7 @@ pub use limits::Limits;
 pub use services::{HostServices, RecordedCall, RecordingServices};
 pub use state::Counters;
 
+use admission::Admission;
 use bindings::{Plugin, PluginPre};
 use cache::ComponentCache;
 use state::{InvocationState, ServicesRef};
@@ -150,6 +154,7 @@ pub struct Sandbox {
     linker: Linker<InvocationState>,
     limits: Arc<Limits>,
     cache: Option<ComponentCache>,
+    admission: Admission,
     _ticker: Ticker,
 }
 
@@ -204,11 +209,16 @@ impl Sandbox {
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let cache = cache_dir.map(|dir| ComponentCache::new(dir, &engine));
         let ticker = Ticker::start(engine.clone(), limits.epoch_tick());
+        let admission = Admission::new(
+            Admission::permits_for(limits.max_instances),
+            limits.instance_wait(),
+        );
         Ok(Sandbox {
             engine,
             linker,
             limits: Arc::new(limits),
             cache,
+            admission,
             _ticker: ticker,
         })
     }
@@ -221,6 +231,13 @@ impl Sandbox {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Until the returned guard is dropped, invocations on this thread do not
+    /// wait for an instance (they use the pool's reserve): for a thread others
+    /// wait for, such as the store's single writer.
+    pub fn admitted(&self) -> AdmittedSection {
+        Admission::admitted()
     }
 
     /// Loads a component file.
@@ -359,6 +376,9 @@ impl Sandbox {
         deadline: Option<Instant>,
     ) -> Outcome<()> {
         let started = Instant::now();
+        let Some(_ticket) = self.admission.enter() else {
+            return self.busy(plugin, started);
+        };
         let context = Arc::new(context);
         // SAFETY: the store that holds this reference is created below and
         // consumed by `into_data` before this function returns; `services` is
@@ -449,6 +469,35 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// The outcome of an invocation that found every instance busy for the
+    /// whole wait: the host's capacity, not the plug-in's fault.
+    fn busy(&self, plugin: &LoadedPlugin, started: Instant) -> Outcome<()> {
+        let usage = Usage {
+            elapsed: started.elapsed(),
+            ..Usage::default()
+        };
+        Outcome {
+            result: Err(PluginFailure {
+                plugin: plugin.name.clone(),
+                kind: FailureKind::Capacity,
+                message: format!(
+                    "all {} plug-in instances stayed busy for {} ms",
+                    self.limits.max_instances, self.limits.instance_wait_ms
+                ),
+                backtrace: None,
+                stderr_tail: String::new(),
+                usage,
+            }),
+            traces: Vec::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+            usage,
+            services: (),
+        }
+    }
+}
+
 /// A component exporting `echo: func(input: string) -> string`: the benchmark
 /// floor (fresh store and instance plus one call, no SDK, no context).
 pub struct EchoComponent {
@@ -506,6 +555,11 @@ fn classify(
 ) -> (FailureKind, String) {
     if let Some(quota) = error.downcast_ref::<QuotaExceeded>() {
         return (FailureKind::Quota(quota.quota), quota.to_string());
+    }
+    // The pool ran out of instances (nested invocations use its reserve): the
+    // host's capacity, not a fault of the plug-in.
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return (FailureKind::Capacity, full.to_string());
     }
     let trap = error.downcast_ref::<Trap>().copied();
     match trap {

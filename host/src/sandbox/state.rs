@@ -221,21 +221,37 @@ impl WasiView for InvocationState {
     }
 }
 
-/// Approximate bytes of a value tree: the text it carries plus a few bytes per
-/// node. Bounds quotas on what crosses the boundary, cheaply.
+/// What one element of a collection (an attribute, a formatted value, a
+/// parameter, a list item) costs beyond its text once encoded: about the
+/// smallest JSON form of an empty one (`{"key":"","value":""}` is 22 bytes, an
+/// XML `KeyValuePair` more). Counting it keeps a flood of empty elements from
+/// slipping under the byte quotas: 1.2 million empty formatted values are
+/// 19 MB here, as they are on the wire.
+pub const ELEMENT_OVERHEAD: usize = 16;
+
+/// Approximate bytes of a value tree: the text it carries plus
+/// [`ELEMENT_OVERHEAD`] per node and per list item. Bounds quotas on what
+/// crosses the boundary, cheaply.
 fn value_bytes(value: &Value) -> usize {
-    8 + match value {
-        Value::Decimal(s) | Value::Money(s) | Value::String(s) => s.len(),
-        Value::EntityReference(r) => r.logical_name.len() + r.name.as_ref().map_or(0, String::len),
-        Value::OptionSetValueCollection(v) => v.len() * 4,
-        Value::EntityReferenceCollection(v) => v.iter().map(|r| 24 + r.logical_name.len()).sum(),
-        Value::StringArray(v) => v.iter().map(String::len).sum(),
-        _ => 0,
-    }
+    ELEMENT_OVERHEAD
+        + match value {
+            Value::Decimal(s) | Value::Money(s) | Value::String(s) => s.len(),
+            Value::EntityReference(r) => {
+                r.logical_name.len() + r.name.as_ref().map_or(0, String::len)
+            }
+            Value::OptionSetValueCollection(v) => v.len() * ELEMENT_OVERHEAD,
+            Value::EntityReferenceCollection(v) => v
+                .iter()
+                .map(|r| ELEMENT_OVERHEAD + 24 + r.logical_name.len())
+                .sum(),
+            Value::StringArray(v) => v.iter().map(|s| ELEMENT_OVERHEAD + s.len()).sum(),
+            _ => 0,
+        }
 }
 
 fn entity_bytes(entity: &Entity) -> usize {
-    entity.logical_name.len()
+    ELEMENT_OVERHEAD
+        + entity.logical_name.len()
         + entity
             .attributes
             .iter()
@@ -244,7 +260,7 @@ fn entity_bytes(entity: &Entity) -> usize {
         + entity
             .formatted_values
             .iter()
-            .map(|(k, v)| k.len() + v.len())
+            .map(|(k, v)| ELEMENT_OVERHEAD + k.len() + v.len())
             .sum::<usize>()
 }
 
@@ -253,7 +269,8 @@ pub fn parameters_bytes(params: &[Parameter]) -> usize {
     params
         .iter()
         .map(|p| {
-            p.name.len()
+            ELEMENT_OVERHEAD
+                + p.name.len()
                 + match &p.value {
                     ParameterValue::Value(v) => value_bytes(v),
                     ParameterValue::Entity(e) => entity_bytes(e),
@@ -369,5 +386,48 @@ impl configuration::Host for InvocationState {
 
     fn secure(&mut self) -> wasmtime::Result<Option<String>> {
         Ok(self.secure.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_entity(entity: Entity) -> ContextChanges {
+        ContextChanges {
+            input_parameters: None,
+            output_parameters: None,
+            shared_variables: Some(vec![Parameter {
+                name: "flood".into(),
+                value: ParameterValue::Entity(entity),
+            }]),
+        }
+    }
+
+    /// Issue #10 finding 7: 1.2 million empty formatted values carry no text,
+    /// but they are 26 MB in a job row; they must exceed the 4 MiB return quota.
+    #[test]
+    fn empty_elements_count_towards_the_quota() {
+        let entity = Entity {
+            logical_name: "account".into(),
+            id: None,
+            attributes: Vec::new(),
+            formatted_values: vec![(String::new(), String::new()); 1_200_000],
+            row_version: None,
+        };
+        let bytes = changes_bytes(&shared_entity(entity));
+        assert!(
+            bytes > Limits::default().return_bytes,
+            "1.2 million empty formatted values counted as {bytes} bytes"
+        );
+        let list = ContextChanges {
+            input_parameters: None,
+            output_parameters: None,
+            shared_variables: Some(vec![Parameter {
+                name: "list".into(),
+                value: ParameterValue::Value(Value::StringArray(vec![String::new(); 300_000])),
+            }]),
+        };
+        assert!(changes_bytes(&list) > 4 << 20);
     }
 }

@@ -37,6 +37,9 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// The clock for `createdon`/`modifiedon`, trace logs and job creation.
     pub clock: Clock,
+    /// Trace-log rows a work that rolls back may leave: the last ones (nearest the failure) are kept, the
+    /// others dropped with a warning, so a runaway operation cannot flood the log it cannot commit to.
+    pub max_rollback_trace_rows: usize,
 }
 
 impl Default for SqliteOptions {
@@ -49,6 +52,7 @@ impl Default for SqliteOptions {
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             }),
+            max_rollback_trace_rows: 1_000,
         }
     }
 }
@@ -68,6 +72,91 @@ pub struct SqliteStore {
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     read_connections: usize,
+}
+
+/// Creates the database file owner-only (0600 on Unix) before SQLite opens it — SQLite gives its WAL and
+/// shared-memory files the database file's permissions — and narrows an existing file's (and its WAL's)
+/// to the same: the file holds secure step configurations and endpoint secrets.
+fn create_private(path: &Path) -> Result<()> {
+    let cannot = |e: std::io::Error| {
+        StoreError::Database(format!(
+            "{}: cannot create the database file: {e}",
+            path.display()
+        ))
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(path).map_err(cannot)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Ok(meta) = std::fs::metadata(&file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(cannot)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    options.open(path).map_err(cannot)?;
+    Ok(())
+}
+
+/// Refuses a database that lost its data: an empty `weft.db` beside a WAL or shared-memory file (the file
+/// was truncated or replaced while a store used it: opening it would start an empty store over the
+/// remains), or one whose pages fail `PRAGMA quick_check` (a damaged page shows up at start, not as a
+/// failure of some later read).
+fn check_intact(path: &Path, conn: Option<&Connection>) -> Result<()> {
+    let Some(conn) = conn else {
+        let empty = std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+        let companion = ["-wal", "-shm"]
+            .into_iter()
+            .map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
+            .find(|p| p.exists());
+        if empty && let Some(companion) = companion {
+            return Err(StoreError::Database(format!(
+                "{} is empty but {} exists beside it: the database was truncated or replaced; \
+                 weft will not start an empty store over it. Restore the file from a backup (or, to \
+                 start afresh on purpose, remove the data directory)",
+                path.display(),
+                companion.display()
+            )));
+        }
+        return Ok(());
+    };
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let problems: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if problems.iter().any(|p| p != "ok") {
+        return Err(StoreError::Database(format!(
+            "{} is damaged (PRAGMA quick_check: {}); weft will not start on it. Restore the file from \
+             a backup",
+            path.display(),
+            problems.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// SQLite's words for a file it cannot read as a database, said as what they mean for weft.
+fn damaged(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Database(why)
+            if why.contains("not a database") || why.contains("malformed") =>
+        {
+            StoreError::Database(format!(
+                "{} is damaged or not a weft database ({why}); weft will not start on it. Restore the \
+                 file from a backup",
+                path.display()
+            ))
+        }
+        other => other,
+    }
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -95,13 +184,18 @@ impl SqliteStore {
     /// (see `tables::migrate` for what is migrated) and starts the writer thread.
     pub fn open(path: impl AsRef<Path>, schema: Schema, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut conn = open_connection(&path)?;
-        {
+        check_intact(&path, None)?;
+        create_private(&path)?;
+        let mut conn = open_connection(&path).map_err(|e| damaged(&path, e))?;
+        check_intact(&path, Some(&conn)).map_err(|e| damaged(&path, e))?;
+        (|| {
             let tx = conn.transaction()?;
             system::migrate(&tx)?;
             tables::migrate(&tx, &schema)?;
             tx.commit()?;
-        }
+            Ok::<_, StoreError>(())
+        })()
+        .map_err(|e| damaged(&path, e))?;
         let schema = Arc::new(schema);
         let (queue, rx) = mpsc::channel::<Job>();
         let writer_schema = schema.clone();
@@ -109,10 +203,19 @@ impl SqliteStore {
             read_connections,
             max_batch,
             clock,
+            max_rollback_trace_rows,
         } = options;
         let writer = std::thread::Builder::new()
             .name("weft-store-writer".into())
-            .spawn(move || writer_loop(conn, &writer_schema, &clock, &rx, max_batch.max(1)))
+            .spawn(move || {
+                let writer = Writer {
+                    conn,
+                    schema: &writer_schema,
+                    clock: &clock,
+                    max_rollback_trace_rows: max_rollback_trace_rows.max(1),
+                };
+                writer_loop(&writer, &rx, max_batch.max(1))
+            })
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             path,
@@ -177,13 +280,15 @@ impl Store for SqliteStore {
     }
 }
 
-fn writer_loop(
+/// What the writer thread works with.
+struct Writer<'a> {
     conn: Connection,
-    schema: &Schema,
-    clock: &Clock,
-    rx: &mpsc::Receiver<Job>,
-    max_batch: usize,
-) {
+    schema: &'a Schema,
+    clock: &'a Clock,
+    max_rollback_trace_rows: usize,
+}
+
+fn writer_loop(writer: &Writer<'_>, rx: &mpsc::Receiver<Job>, max_batch: usize) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -192,7 +297,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, schema, clock, batch);
+        run_batch(writer, batch);
     }
 }
 
@@ -229,7 +334,9 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// One group commit: BEGIN; per work SAVEPOINT, run, RELEASE or ROLLBACK TO; COMMIT; then answer everyone.
-fn run_batch(conn: &Connection, schema: &Schema, clock: &Clock, batch: Vec<Job>) {
+fn run_batch(writer: &Writer<'_>, batch: Vec<Job>) {
+    let (conn, schema, clock) = (&writer.conn, writer.schema, writer.clock);
+    let max_rollback_trace_rows = writer.max_rollback_trace_rows;
     let mut answers: Vec<Reply> = Vec::with_capacity(batch.len());
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let why = e.to_string();
@@ -253,7 +360,7 @@ fn run_batch(conn: &Connection, schema: &Schema, clock: &Clock, batch: Vec<Job>)
             traces: Vec::new(),
         };
         let ran = catch_unwind(AssertUnwindSafe(|| (job.work)(&mut tx)));
-        let traces = std::mem::take(&mut tx.traces);
+        let mut traces = std::mem::take(&mut tx.traces);
         let (result, keep) = match ran {
             Ok(outcome) => (Ok(outcome.payload), outcome.commit),
             Err(p) => (
@@ -261,6 +368,15 @@ fn run_batch(conn: &Connection, schema: &Schema, clock: &Clock, batch: Vec<Job>)
                 false,
             ),
         };
+        if !keep && traces.len() > max_rollback_trace_rows {
+            let dropped = traces.len() - max_rollback_trace_rows;
+            tracing::warn!(
+                dropped,
+                kept = max_rollback_trace_rows,
+                "a rolled-back work left more plug-in trace log rows than the limit: the earliest were dropped"
+            );
+            traces.drain(..dropped);
+        }
         let end = if keep {
             exec(conn, "RELEASE work")
         } else {
@@ -535,6 +651,9 @@ impl Tx for SqlTx<'_> {
         let at = self.now_ms();
         self.traces.push((id, entry, at));
         Ok(id)
+    }
+    fn purge_trace_logs(&mut self, before_ms: i64, limit: usize) -> Result<usize> {
+        system::purge_trace_logs(self.read.conn, before_ms, limit)
     }
     fn put_plugin_assembly(&mut self, assembly: &PluginAssembly) -> Result<()> {
         system::put_plugin_assembly(self.read.conn, assembly)

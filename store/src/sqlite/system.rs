@@ -627,6 +627,16 @@ fn limit_offset(limit: Option<u32>, skip: u64) -> String {
     }
 }
 
+pub(crate) fn purge_trace_logs(conn: &Connection, before_ms: i64, limit: usize) -> Result<usize> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM plugintracelog WHERE rowid IN (SELECT rowid FROM plugintracelog
+             WHERE createdon < ?1 ORDER BY createdon LIMIT ?2)",
+        )?
+        .execute(params![before_ms, limit])?)
+}
+
 pub(crate) fn trace_logs(conn: &Connection, f: &TraceFilter) -> Result<Vec<TraceLog>> {
     let mut sql = String::from(
         "SELECT plugintracelogid, pluginstepid, typename, messagename, primaryentity, depth, correlationid, mode,
