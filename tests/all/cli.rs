@@ -608,10 +608,19 @@ fn a_new_plugin_project_tests_builds_and_runs_on_its_own() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("weft build"), "{stdout}");
     // Nothing in it points back into a checkout.
-    for file in ["Cargo.toml", "weft-sdk/Cargo.toml", "weft.toml", "README.md"] {
+    for file in [
+        "Cargo.toml",
+        "weft-sdk/Cargo.toml",
+        "weft.toml",
+        "README.md",
+    ] {
         let text = std::fs::read_to_string(project.join(file)).unwrap();
         assert!(!text.contains(env!("CARGO_MANIFEST_DIR")), "{file}");
         assert!(!text.contains("../"), "{file}: {text}");
@@ -625,12 +634,20 @@ fn a_new_plugin_project_tests_builds_and_runs_on_its_own() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&tested.stdout);
-    assert!(tested.status.success(), "{text}{}", String::from_utf8_lossy(&tested.stderr));
+    assert!(
+        tested.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
     assert!(text.contains("test result: ok. 2 passed"), "{text}");
 
     let built = weft().arg("build").current_dir(&project).output().unwrap();
     let listed = String::from_utf8_lossy(&built.stdout);
-    assert!(built.status.success(), "{listed}{}", String::from_utf8_lossy(&built.stderr));
+    assert!(
+        built.status.success(),
+        "{listed}{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     assert_eq!(
         listed.trim(),
         "demo\ttarget/wasm32-wasip2/release/demo.wasm",
@@ -650,11 +667,19 @@ fn a_new_plugin_project_tests_builds_and_runs_on_its_own() {
     let ran = weft()
         .args(["plugin", "run"])
         .arg(&component)
-        .args(["--stage", "20", "--target", r#"{"name":"  Fourth   Coffee "}"#])
+        .args([
+            "--stage",
+            "20",
+            "--target",
+            r#"{"name":"  Fourth   Coffee "}"#,
+        ])
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&ran.stdout);
-    assert!(report.contains("name tidied to 'Fourth Coffee'"), "{report}");
+    assert!(
+        report.contains("name tidied to 'Fourth Coffee'"),
+        "{report}"
+    );
 
     weft_host::registration::Registration::load(&project.join("weft.toml"))
         .expect("the generated weft.toml loads");

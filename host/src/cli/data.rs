@@ -190,9 +190,9 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     }
     let started = now_ms();
     let result = runtime.pipeline.execute(request);
-    let traces: Vec<TraceLog> = runtime.store.read(|r| {
-        r.trace_logs(&TraceFilter::default())
-    })?;
+    let traces: Vec<TraceLog> = runtime
+        .store
+        .read(|r| r.trace_logs(&TraceFilter::default()))?;
     match &result {
         Ok(OrganizationResponse::Custom { outputs }) => {
             let body = response_object(&runtime.registration.schema, outputs)

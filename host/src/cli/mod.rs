@@ -105,7 +105,11 @@ fn is_plugin_project(dir: &std::path::Path) -> bool {
     };
     let has_sdk = |deps: Option<&toml::Value>| deps.and_then(|d| d.get("weft-sdk")).is_some();
     has_sdk(manifest.get("dependencies"))
-        || has_sdk(manifest.get("workspace").and_then(|w| w.get("dependencies")))
+        || has_sdk(
+            manifest
+                .get("workspace")
+                .and_then(|w| w.get("dependencies")),
+        )
 }
 
 /// `weft plugins …`.
@@ -261,8 +265,9 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             target.unwrap_or_else(crate::builder::default_target_dir),
         ),
     };
-    let artifacts =
-        crate::builder::build(&plugins, &target_dir, &args.packages, |line| eprintln!("{line}"))?;
+    let artifacts = crate::builder::build(&plugins, &target_dir, &args.packages, |line| {
+        eprintln!("{line}")
+    })?;
     for artifact in artifacts {
         // Relative to the current directory where it can be: the path weft.toml uses.
         let path = artifact.path.strip_prefix(&cwd).unwrap_or(&artifact.path);

@@ -169,7 +169,11 @@ pub fn steps_command(command: StepsCommand) -> anyhow::Result<ExitCode> {
                     r.id,
                     r.name,
                     r.message,
-                    if r.table.is_empty() { "(any table)" } else { &r.table },
+                    if r.table.is_empty() {
+                        "(any table)"
+                    } else {
+                        &r.table
+                    },
                     r.stage,
                     r.mode,
                     r.rank,
@@ -203,7 +207,11 @@ pub fn steps_command(command: StepsCommand) -> anyhow::Result<ExitCode> {
     }
     println!(
         "step {id} {}",
-        if state == StepState::Enabled { "enabled" } else { "disabled" }
+        if state == StepState::Enabled {
+            "enabled"
+        } else {
+            "disabled"
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -217,7 +225,13 @@ pub fn plugins_list(target: Target) -> anyhow::Result<ExitCode> {
             .cloned()
             .unwrap_or_default()
             .iter()
-            .map(|r| (text(r, "pluginassemblyid"), text(r, "name"), text(r, "sourcehash")))
+            .map(|r| {
+                (
+                    text(r, "pluginassemblyid"),
+                    text(r, "name"),
+                    text(r, "sourcehash"),
+                )
+            })
             .collect()
     } else {
         let store = target.runtime.store()?;
@@ -268,15 +282,15 @@ pub fn endpoints_list(target: Target) -> anyhow::Result<ExitCode> {
 
 /// `weft plugin push NAME FILE`: replaces the plug-in's component without a restart.
 pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let target = &args.target;
     if let Some(remote) = target.remote()? {
         let rows = remote.get_json("pluginassemblies")?;
         let list = rows["value"].as_array().cloned().unwrap_or_default();
-        let found = list.iter().find(|r| {
-            text(r, "name") == args.plugin || text(r, "pluginassemblyid") == args.plugin
-        });
+        let found = list
+            .iter()
+            .find(|r| text(r, "name") == args.plugin || text(r, "pluginassemblyid") == args.plugin);
         let Some(row) = found else {
             bail!(
                 "no plug-in is named \"{}\"{}",
@@ -293,10 +307,19 @@ pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
             &format!("pluginassemblies({})", text(row, "pluginassemblyid")),
             &json!({ "content": base64::engine::general_purpose::STANDARD.encode(&bytes) }),
         )?;
-        println!("{} now runs sha256 {}", text(row, "name"), text(&answer, "sourcehash"));
+        println!(
+            "{} now runs sha256 {}",
+            text(row, "name"),
+            text(&answer, "sourcehash")
+        );
     } else {
         let runtime = Runtime::open(&target.runtime.config, &target.runtime.data)?;
-        let names: Vec<String> = runtime.pipeline.assemblies().into_iter().map(|a| a.name).collect();
+        let names: Vec<String> = runtime
+            .pipeline
+            .assemblies()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
         let name = runtime
             .pipeline
             .assemblies()
@@ -314,7 +337,10 @@ pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
             .pipeline
             .replace_plugin(&name, &bytes)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("{name} now runs sha256 {}", assembly.sha256.unwrap_or_default());
+        println!(
+            "{name} now runs sha256 {}",
+            assembly.sha256.unwrap_or_default()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -242,7 +242,12 @@ impl Remote {
     }
 
     /// `method path` with a JSON body; the answer's JSON (Null when it has none).
-    pub(super) fn send_json(&self, method: Method, path: &str, body: &Json) -> anyhow::Result<Json> {
+    pub(super) fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Json,
+    ) -> anyhow::Result<Json> {
         let prefer = [("Prefer", "return=representation")];
         json_answer(self.send(method, path, Vec::new(), Some(body.to_string()), &prefer)?)
     }

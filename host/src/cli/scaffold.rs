@@ -12,23 +12,53 @@ use std::path::{Path, PathBuf};
 /// The SDK's sources, as `weft-sdk/<path>` in the new project. `embedded_files_cover_the_sdk_and_wit`
 /// (tests below) fails when a file is added to `guest-sdk/src` or `wit/` without being listed here.
 const SDK_SOURCES: &[(&str, &str)] = &[
-    ("src/context.rs", include_str!("../../../guest-sdk/src/context.rs")),
-    ("src/convert.rs", include_str!("../../../guest-sdk/src/convert.rs")),
-    ("src/error.rs", include_str!("../../../guest-sdk/src/error.rs")),
-    ("src/guid.rs", include_str!("../../../guest-sdk/src/guid.rs")),
+    (
+        "src/context.rs",
+        include_str!("../../../guest-sdk/src/context.rs"),
+    ),
+    (
+        "src/convert.rs",
+        include_str!("../../../guest-sdk/src/convert.rs"),
+    ),
+    (
+        "src/error.rs",
+        include_str!("../../../guest-sdk/src/error.rs"),
+    ),
+    (
+        "src/guid.rs",
+        include_str!("../../../guest-sdk/src/guid.rs"),
+    ),
     ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
-    ("src/services.rs", include_str!("../../../guest-sdk/src/services.rs")),
-    ("src/testing.rs", include_str!("../../../guest-sdk/src/testing.rs")),
-    ("src/value.rs", include_str!("../../../guest-sdk/src/value.rs")),
+    (
+        "src/services.rs",
+        include_str!("../../../guest-sdk/src/services.rs"),
+    ),
+    (
+        "src/testing.rs",
+        include_str!("../../../guest-sdk/src/testing.rs"),
+    ),
+    (
+        "src/value.rs",
+        include_str!("../../../guest-sdk/src/value.rs"),
+    ),
     ("src/wit.rs", include_str!("../../../guest-sdk/src/wit.rs")),
 ];
 
 /// The plug-in contract, as `wit/<file>` (the SDK's bindings read `../wit`).
 const WIT_FILES: &[(&str, &str)] = &[
-    ("configuration.wit", include_str!("../../../wit/configuration.wit")),
+    (
+        "configuration.wit",
+        include_str!("../../../wit/configuration.wit"),
+    ),
     ("context.wit", include_str!("../../../wit/context.wit")),
-    ("notification-service.wit", include_str!("../../../wit/notification-service.wit")),
-    ("organization-service.wit", include_str!("../../../wit/organization-service.wit")),
+    (
+        "notification-service.wit",
+        include_str!("../../../wit/notification-service.wit"),
+    ),
+    (
+        "organization-service.wit",
+        include_str!("../../../wit/organization-service.wit"),
+    ),
     ("tracing.wit", include_str!("../../../wit/tracing.wit")),
     ("types.wit", include_str!("../../../wit/types.wit")),
     ("world.wit", include_str!("../../../wit/world.wit")),
@@ -58,7 +88,11 @@ fn wit_bindgen_requirement() -> anyhow::Result<String> {
 fn check_name(name: &str) -> anyhow::Result<()> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
-    if !first_ok || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !first_ok
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         bail!(
             "`{name}` is not a plug-in name: use ASCII letters, digits, `-` and `_`, starting with a letter"
         );
@@ -83,9 +117,11 @@ fn type_name(name: &str) -> String {
 }
 
 fn render(template: &str, pairs: &[(&str, &str)]) -> String {
-    pairs.iter().fold(template.to_owned(), |text, (key, value)| {
-        text.replace(&format!("{{{{{key}}}}}"), value)
-    })
+    pairs
+        .iter()
+        .fold(template.to_owned(), |text, (key, value)| {
+            text.replace(&format!("{{{{{key}}}}}"), value)
+        })
 }
 
 /// A random key for the project's own local bus (base64 of 32 random bytes, as Azure's keys).

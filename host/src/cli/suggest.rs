@@ -21,7 +21,9 @@ fn distance(a: &str, b: &str) -> usize {
 
 /// The same name for a human: case, `-`/`_` and a `.wasm` suffix do not count.
 fn normal(name: &str) -> String {
-    name.trim_end_matches(".wasm").to_lowercase().replace('-', "_")
+    name.trim_end_matches(".wasm")
+        .to_lowercase()
+        .replace('-', "_")
 }
 
 /// `: did you mean "x"?` for the nearest of `known`, or an empty string when none is near.
@@ -51,9 +53,18 @@ mod tests {
             did_you_mean("validate acount", known),
             ": did you mean \"validate account\"?"
         );
-        assert_eq!(did_you_mean("Enricher", known), ": did you mean \"enricher\"?");
-        assert_eq!(did_you_mean("azure-aware", ["azure_aware"]), ": did you mean \"azure_aware\"?");
-        assert_eq!(did_you_mean("my_plugin.wasm", ["my-plugin"]), ": did you mean \"my-plugin\"?");
+        assert_eq!(
+            did_you_mean("Enricher", known),
+            ": did you mean \"enricher\"?"
+        );
+        assert_eq!(
+            did_you_mean("azure-aware", ["azure_aware"]),
+            ": did you mean \"azure_aware\"?"
+        );
+        assert_eq!(
+            did_you_mean("my_plugin.wasm", ["my-plugin"]),
+            ": did you mean \"my-plugin\"?"
+        );
         assert_eq!(did_you_mean("something else", known), "");
         assert_eq!(did_you_mean("x", Vec::<&str>::new()), "");
     }

@@ -34,14 +34,16 @@ pub fn startup_summary(runtime: &Runtime) -> anyhow::Result<String> {
     for step in &steps {
         let def = &step.def;
         let handler = match def.event_handler {
-            EventHandler::PluginType(id) => runtime
-                .pipeline
-                .plugin(id)
-                .map_or_else(|| format!("plug-in type {id}"), |(name, _)| format!("plug-in {name}")),
-            EventHandler::ServiceEndpoint(id) => endpoints
-                .iter()
-                .find(|e| e.def.id == id)
-                .map_or_else(|| format!("endpoint {id}"), |e| format!("endpoint \"{}\"", e.def.name)),
+            EventHandler::PluginType(id) => runtime.pipeline.plugin(id).map_or_else(
+                || format!("plug-in type {id}"),
+                |(name, _)| format!("plug-in {name}"),
+            ),
+            EventHandler::ServiceEndpoint(id) => {
+                endpoints.iter().find(|e| e.def.id == id).map_or_else(
+                    || format!("endpoint {id}"),
+                    |e| format!("endpoint \"{}\"", e.def.name),
+                )
+            }
         };
         writeln!(
             out,
@@ -52,7 +54,11 @@ pub fn startup_summary(runtime: &Runtime) -> anyhow::Result<String> {
             def.stage.value(),
             def.mode.value(),
             def.rank,
-            if def.state == StepState::Disabled { " (disabled)" } else { "" }
+            if def.state == StepState::Disabled {
+                " (disabled)"
+            } else {
+                ""
+            }
         )?;
     }
     writeln!(out, "service endpoints ({}):", endpoints.len())?;

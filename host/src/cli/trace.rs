@@ -44,14 +44,21 @@ pub fn entry_text(log: &TraceLog, names: &HashMap<Uuid, String>) -> String {
     let e = &log.entry;
     let step = e.step_id.map_or_else(
         || "-".to_owned(),
-        |id| names.get(&id).map_or_else(|| id.to_string(), |n| format!("\"{n}\"")),
+        |id| {
+            names
+                .get(&id)
+                .map_or_else(|| id.to_string(), |n| format!("\"{n}\""))
+        },
     );
     let outcome = match e.outcome {
         TraceOutcome::Succeeded => "ok".to_owned(),
         // The message (a panic's, a plug-in's) before any backtrace lines.
         TraceOutcome::Failed => format!(
             "FAILED: {}",
-            e.error.as_deref().and_then(|t| t.lines().next()).unwrap_or("")
+            e.error
+                .as_deref()
+                .and_then(|t| t.lines().next())
+                .unwrap_or("")
         ),
     };
     let mut text = format!(
@@ -118,7 +125,10 @@ pub fn trace(args: TraceArgs) -> anyhow::Result<ExitCode> {
         if fresh.is_empty() {
             continue;
         }
-        if fresh.iter().any(|l| l.entry.step_id.is_some_and(|id| !names.contains_key(&id))) {
+        if fresh
+            .iter()
+            .any(|l| l.entry.step_id.is_some_and(|id| !names.contains_key(&id)))
+        {
             names = step_names(store.as_ref())?;
         }
         fresh.reverse();

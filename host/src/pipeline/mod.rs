@@ -505,11 +505,8 @@ impl Pipeline {
         // children's): a wake costs idle workers one claim, cheaper than tracking which operation wrote.
         let may_write_jobs =
             !op.bypass_async && !matches!(op.message.as_str(), "Retrieve" | "RetrieveMultiple");
-        let (correlation_id, message, table) = (
-            op.correlation_id,
-            op.message.clone(),
-            op.table.clone(),
-        );
+        let (correlation_id, message, table) =
+            (op.correlation_id, op.message.clone(), op.table.clone());
         let response = self.inner.execute_op(op, None).inspect_err(|e| {
             // One line per failed operation for whoever watches `weft up`; the plug-in's
             // own details are in the trace log under the same correlation id.
