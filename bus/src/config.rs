@@ -294,8 +294,15 @@ impl BusConfig {
 
     /// Parses TOML text with a `[bus]` section and validates it.
     pub fn from_toml_str(text: &str) -> anyhow::Result<BusConfig> {
-        let file: FileWithBus =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("invalid [bus] section: {e}"))?;
+        // The toml crate's own text quotes the offending line, which may hold a SAS key: say where
+        // and what only.
+        let file: FileWithBus = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map_or(1, |before| before.lines().count().max(1));
+            anyhow::anyhow!("invalid [bus] section (line {line}): {}", e.message())
+        })?;
         let cfg = file.bus.unwrap_or_default();
         cfg.validate()?;
         Ok(cfg)
@@ -582,6 +589,15 @@ fn check_window(entity: &str, w: Option<f64>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mistake on a line holding a SAS key is reported by line, never by quoting the key.
+    #[test]
+    fn errors_do_not_quote_a_key() {
+        let text = "[bus]\nsas_policies = [{ name = \"k\", key = \"S3cr3t-Value\", rights = [\"Bogus\"] }]\n";
+        let err = BusConfig::from_toml_str(text).unwrap_err().to_string();
+        assert!(!err.contains("S3cr3t"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
 
     /// A full [bus] section parses; unknown fields are rejected with the field's name.
     #[test]
