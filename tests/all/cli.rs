@@ -686,3 +686,94 @@ fn a_new_plugin_project_tests_builds_and_runs_on_its_own() {
     let bus = std::fs::read_to_string(project.join("weft.toml")).unwrap();
     weft_bus::BusConfig::from_toml_str(&bus).expect("its [bus] section parses");
 }
+
+/// Registration from the command line, on a data directory: steps and plug-ins listed
+/// with ids (plug-ins with the sha256 they run), a step disabled and enabled again by
+/// name (the validator stops and restarts refusing a nameless account), a near miss
+/// answered with "did you mean", and a plug-in's component replaced by `plugin push`.
+#[test]
+fn steps_and_plugins_from_the_command_line() {
+    let (dir, config) = sample_weft();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| weft_on(&config, &data, args);
+    let text = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let nameless = [
+        "exec",
+        "create",
+        "account",
+        "--attributes",
+        r#"{"name":""}"#,
+    ];
+    assert!(!run(&nameless).status.success(), "the validator refuses it");
+
+    let listed = run(&["steps", "list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let steps = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        steps.contains("\"validate\"  Create account  stage 10 mode 0 rank 1"),
+        "{steps}"
+    );
+    assert!(
+        steps.contains("\"number\"  Create account  stage 20"),
+        "{steps}"
+    );
+
+    let typo = run(&["steps", "disable", "validat"]);
+    assert!(!typo.status.success());
+    assert!(
+        text(&typo).contains("did you mean \"validate\"?"),
+        "{}",
+        text(&typo)
+    );
+
+    let disabled = run(&["steps", "disable", "validate"]);
+    assert!(disabled.status.success(), "{}", text(&disabled));
+    assert!(String::from_utf8_lossy(&run(&["steps", "list"]).stdout).contains("(disabled)"));
+    let out = run(&nameless);
+    assert!(
+        out.status.success(),
+        "a disabled step does not fire: {}",
+        text(&out)
+    );
+    assert!(run(&["steps", "enable", "validate"]).status.success());
+    assert!(!run(&nameless).status.success(), "enabled again");
+
+    let plugins = run(&["plugins", "list"]);
+    let plugins = String::from_utf8_lossy(&plugins.stdout).into_owned();
+    let enricher_sha = weft_host::sandbox::sha256_hex(&fixtures::bytes("enricher"));
+    assert!(
+        plugins.contains(&format!("enricher  sha256 {enricher_sha}")),
+        "{plugins}"
+    );
+
+    // The validator's component replaced by the enricher's: the nameless account now passes
+    // and gets a number.
+    let pushed = weft_on(
+        &config,
+        &data,
+        &[
+            "plugin",
+            "push",
+            "validator",
+            fixtures::component("enricher").to_str().unwrap(),
+        ],
+    );
+    assert!(pushed.status.success(), "{}", text(&pushed));
+    assert!(
+        String::from_utf8_lossy(&pushed.stdout)
+            .contains(&format!("validator now runs sha256 {enricher_sha}")),
+        "{}",
+        text(&pushed)
+    );
+    let plugins = String::from_utf8_lossy(&run(&["plugins", "list"]).stdout).into_owned();
+    assert!(
+        plugins.contains(&format!("validator  sha256 {enricher_sha}")),
+        "{plugins}"
+    );
+}

@@ -235,11 +235,22 @@ pub fn plugins_list(target: Target) -> anyhow::Result<ExitCode> {
             .collect()
     } else {
         let store = target.runtime.store()?;
-        store
-            .read(|r| r.plugin_assemblies())?
-            .into_iter()
-            .map(|a| (a.id.to_string(), a.name, a.sha256.unwrap_or_default()))
-            .collect()
+        let assemblies = store.read(|r| r.plugin_assemblies())?;
+        let mut rows = Vec::new();
+        for a in assemblies {
+            // What runs: a component replaced at runtime, else the file (whose sha256 the row
+            // holds only when weft.toml pinned it).
+            let replaced = store.read(move |r| r.plugin_assembly_content(a.id))?;
+            let sha = match (replaced, &a.sha256) {
+                (Some(content), _) => content.sha256,
+                (None, Some(sha)) => sha.clone(),
+                (None, None) => std::fs::read(&a.component_path)
+                    .map(|bytes| crate::sandbox::sha256_hex(&bytes))
+                    .unwrap_or_else(|_| "? (component file unreadable)".to_owned()),
+            };
+            rows.push((a.id.to_string(), a.name, sha));
+        }
+        rows
     };
     for (id, name, sha) in rows {
         println!("{id}  {name}  sha256 {sha}");
