@@ -241,7 +241,7 @@ fn exec_and_trace_through_the_pipeline() {
     let out = run(&["trace"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("failed: Account name is required."),
+        stdout.contains("FAILED: Account name is required."),
         "{stdout}"
     );
     assert!(stdout.contains("Validator: account is valid."), "{stdout}");
@@ -569,7 +569,7 @@ fn build_installs_the_wasm_target_through_rustup_or_says_why_not() {
         &bin,
         "rustup",
         &format!(
-            "echo \"$@\" >> {}; mkdir -p {}/lib/rustlib/wasm32-wasip2",
+            "echo \"$@\" >> {}; /bin/mkdir -p {}/lib/rustlib/wasm32-wasip2",
             log.display(),
             sysroot.display()
         ),

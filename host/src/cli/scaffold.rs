@@ -161,7 +161,7 @@ pub fn create(name: &str, dir: &Path) -> anyhow::Result<Created> {
     let key = new_key();
     let sdk_manifest = format!(
         "# The weft plug-in SDK of weft {version}, written by `weft plugin new`: it matches that host's\n\
-         # contract (../wit). Replace both together when you move to another weft version.\n\
+         # contract (the project's wit/ folder). Replace both together when you move to another weft version.\n\
          [package]\nname = \"weft-sdk\"\nversion = \"{version}\"\nedition = \"2024\"\npublish = false\n\
          description = \"The guest SDK for weft plug-ins\"\n\n[dependencies]\nwit-bindgen = {}\n",
         wit_bindgen_requirement()?

@@ -42,14 +42,12 @@ fn step_names(store: &dyn Store) -> anyhow::Result<HashMap<Uuid, String>> {
 /// One entry's lines: the step (by name), what it ran, where, how long, the outcome; then its traces.
 pub fn entry_text(log: &TraceLog, names: &HashMap<Uuid, String>) -> String {
     let e = &log.entry;
-    let step = e.step_id.map_or_else(
-        || "-".to_owned(),
-        |id| {
-            names
-                .get(&id)
-                .map_or_else(|| id.to_string(), |n| format!("\"{n}\""))
-        },
-    );
+    // A step by its name; one that is not registered (a Custom API's main operation, a deleted
+    // step) by the plug-in it ran.
+    let step = e
+        .step_id
+        .and_then(|id| names.get(&id))
+        .map_or_else(|| e.plugin.clone(), |n| format!("\"{n}\""));
     let outcome = match e.outcome {
         TraceOutcome::Succeeded => "ok".to_owned(),
         // The message (a panic's, a plug-in's) before any backtrace lines.
