@@ -129,9 +129,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-                match tokio::task::spawn_blocking(move || runtime.purge_trace_logs(now_ms)).await {
-                    Ok(Err(e)) => eprintln!("trace-log retention: {e}"),
-                    Ok(Ok(_)) | Err(_) => {}
+                let purged = tokio::task::spawn_blocking(move || runtime.purge_trace_logs(now_ms));
+                if let Ok(Err(e)) = purged.await {
+                    eprintln!("trace-log retention: {e}");
                 }
                 tokio::time::sleep(crate::runtime::TRACE_PURGE_INTERVAL).await;
             }
