@@ -475,9 +475,8 @@ fn a_toml_error_does_not_quote_a_secret() {
         "{TABLES}\n[[service_endpoint]]\nname = \"hook\"\ncontract = 8\nmessage_format = 2\n\
          auth_type = 4\nurl = \"http://127.0.0.1:9/a\"\nauth_value = \"{secret}\n"
     );
-    let err = Registration::from_toml_str("weft.toml", Path::new("."), &text)
-        .err()
-        .expect("a parse error");
+    let err =
+        Registration::from_toml_str("weft.toml", Path::new("."), &text).expect_err("a parse error");
     let shown = err.to_string();
     assert!(
         !shown.contains("Space") && !shown.contains("Sp+ace"),
