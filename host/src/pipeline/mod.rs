@@ -505,12 +505,12 @@ impl Pipeline {
         // children's): a wake costs idle workers one claim, cheaper than tracking which operation wrote.
         let may_write_jobs =
             !op.bypass_async && !matches!(op.message.as_str(), "Retrieve" | "RetrieveMultiple");
-        let (correlation_id, message, table) =
-            (op.correlation_id, op.message.clone(), op.table.clone());
+        let correlation_id = op.correlation_id;
         let response = self.inner.execute_op(op, None).inspect_err(|e| {
-            // One line per failed operation for whoever watches `weft up`; the plug-in's
-            // own details are in the trace log under the same correlation id.
-            tracing::warn!(%correlation_id, %message, %table, code = %e.code(), "operation failed: {e}");
+            // One line per failed operation for whoever watches `weft up`; message, table and the
+            // plug-in's details are in the trace log under the same correlation id (cloning them
+            // here would cost every operation, not just the failed ones).
+            tracing::warn!(%correlation_id, code = %e.code(), "operation failed: {e}");
         })?;
         if may_write_jobs && let Some(notifier) = self.inner.job_notifier.get() {
             notifier.notify();
