@@ -254,27 +254,26 @@ impl Remote {
 }
 
 fn json_answer(answer: Answer) -> anyhow::Result<Json> {
-    let json: Json = serde_json::from_str(&answer.body).unwrap_or(Json::Null);
     if !answer.status.is_success() {
-        bail!(
-            "error {}: {} (HTTP {})",
-            json["error"]["code"].as_str().unwrap_or("?"),
-            json["error"]["message"].as_str().unwrap_or(&answer.body),
-            answer.status
-        );
+        bail!("{}", error_text(&answer));
     }
-    Ok(json)
+    Ok(serde_json::from_str(&answer.body).unwrap_or(Json::Null))
 }
 
-/// Prints the API's error (`error <code>: <message> (HTTP <status>)`); the command fails.
-fn print_error(answer: &Answer) -> anyhow::Result<ExitCode> {
+/// The API's error as one line: `error <code>: <message> (HTTP <status>)`.
+fn error_text(answer: &Answer) -> String {
     let json: Json = serde_json::from_str(&answer.body).unwrap_or(Json::Null);
-    println!(
+    format!(
         "error {}: {} (HTTP {})",
         json["error"]["code"].as_str().unwrap_or("?"),
         json["error"]["message"].as_str().unwrap_or(&answer.body),
         answer.status
-    );
+    )
+}
+
+/// Prints the API's error; the command fails.
+fn print_error(answer: &Answer) -> anyhow::Result<ExitCode> {
+    println!("{}", error_text(answer));
     Ok(ExitCode::FAILURE)
 }
 
