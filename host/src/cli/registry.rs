@@ -116,9 +116,9 @@ fn steps(target: &Target) -> anyhow::Result<Vec<StepRow>> {
             })
             .collect();
     }
+    // The store answers them ordered by message, stage and rank.
     let store = target.runtime.store()?;
-    let mut rows = store.read(|r| r.steps())?;
-    rows.sort_by_key(|s| (s.def.message.clone(), s.def.stage.value(), s.def.rank));
+    let rows = store.read(|r| r.steps())?;
     Ok(rows
         .into_iter()
         .map(|s| StepRow {
@@ -134,25 +134,30 @@ fn steps(target: &Target) -> anyhow::Result<Vec<StepRow>> {
         .collect())
 }
 
-/// The one step `name_or_id` names; an unknown name lists the near ones.
-fn find_step(rows: &[StepRow], name_or_id: &str) -> anyhow::Result<Uuid> {
+/// The one entry of `rows` (`(id, name)`) that `name_or_id` names; `kind` ("step", "plug-in") for the
+/// errors, which list the near names of an unknown one and the ids of an ambiguous one.
+fn find_named<'r>(
+    kind: &str,
+    rows: &'r [(Uuid, String)],
+    name_or_id: &str,
+) -> anyhow::Result<&'r (Uuid, String)> {
     if let Ok(id) = name_or_id.parse::<Uuid>()
-        && rows.iter().any(|r| r.id == id)
+        && let Some(row) = rows.iter().find(|(i, _)| *i == id)
     {
-        return Ok(id);
+        return Ok(row);
     }
-    let matches: Vec<&StepRow> = rows.iter().filter(|r| r.name == name_or_id).collect();
+    let matches: Vec<&(Uuid, String)> = rows.iter().filter(|(_, n)| n == name_or_id).collect();
     match matches.as_slice() {
-        [one] => Ok(one.id),
+        [one] => Ok(one),
         [] => bail!(
-            "no step is named \"{name_or_id}\"{}",
-            super::suggest::did_you_mean(name_or_id, rows.iter().map(|r| r.name.as_str()))
+            "no {kind} is named \"{name_or_id}\"{}",
+            super::suggest::did_you_mean(name_or_id, rows.iter().map(|(_, n)| n.as_str()))
         ),
         many => bail!(
-            "{} steps are named \"{name_or_id}\": give an id ({})",
+            "{} {kind}s are named \"{name_or_id}\": give an id ({})",
             many.len(),
             many.iter()
-                .map(|r| r.id.to_string())
+                .map(|(id, _)| id.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -185,7 +190,11 @@ pub fn steps_command(command: StepsCommand) -> anyhow::Result<ExitCode> {
         StepsCommand::Enable { step, target } => (step, target, StepState::Enabled),
         StepsCommand::Disable { step, target } => (step, target, StepState::Disabled),
     };
-    let id = find_step(&steps(&target)?, &step)?;
+    let rows: Vec<(Uuid, String)> = steps(&target)?
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect();
+    let (id, _) = *find_named("step", &rows, &step)?;
     if let Some(remote) = target.remote()? {
         remote.send_json(
             Method::PATCH,
@@ -297,56 +306,33 @@ pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let target = &args.target;
     if let Some(remote) = target.remote()? {
-        let rows = remote.get_json("pluginassemblies")?;
-        let list = rows["value"].as_array().cloned().unwrap_or_default();
-        let found = list
-            .iter()
-            .find(|r| text(r, "name") == args.plugin || text(r, "pluginassemblyid") == args.plugin);
-        let Some(row) = found else {
-            bail!(
-                "no plug-in is named \"{}\"{}",
-                args.plugin,
-                super::suggest::did_you_mean(
-                    &args.plugin,
-                    list.iter().filter_map(|r| r["name"].as_str())
-                )
-            );
-        };
+        let listed = remote.get_json("pluginassemblies")?;
+        let rows: Vec<(Uuid, String)> = listed["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((text(r, "pluginassemblyid").parse().ok()?, text(r, "name"))))
+            .collect();
+        let (id, name) = find_named("plug-in", &rows, &args.plugin)?;
         use base64::Engine as _;
         let answer = remote.send_json(
             Method::PATCH,
-            &format!("pluginassemblies({})", text(row, "pluginassemblyid")),
+            &format!("pluginassemblies({id})"),
             &json!({ "content": base64::engine::general_purpose::STANDARD.encode(&bytes) }),
         )?;
-        println!(
-            "{} now runs sha256 {}",
-            text(row, "name"),
-            text(&answer, "sourcehash")
-        );
+        println!("{name} now runs sha256 {}", text(&answer, "sourcehash"));
     } else {
         let runtime = Runtime::open(&target.runtime.config, &target.runtime.data)?;
-        let names: Vec<String> = runtime
+        let rows: Vec<(Uuid, String)> = runtime
             .pipeline
             .assemblies()
             .into_iter()
-            .map(|a| a.name)
+            .map(|a| (a.id, a.name))
             .collect();
-        let name = runtime
-            .pipeline
-            .assemblies()
-            .into_iter()
-            .find(|a| a.name == args.plugin || a.id.to_string() == args.plugin)
-            .map(|a| a.name)
-            .with_context(|| {
-                format!(
-                    "no plug-in is named \"{}\"{}",
-                    args.plugin,
-                    super::suggest::did_you_mean(&args.plugin, names.iter().map(String::as_str))
-                )
-            })?;
+        let (_, name) = find_named("plug-in", &rows, &args.plugin)?;
         let assembly = runtime
             .pipeline
-            .replace_plugin(&name, &bytes)
+            .replace_plugin(name, &bytes)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         println!(
             "{name} now runs sha256 {}",
