@@ -7,22 +7,8 @@ use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use weft_store::Schema;
 
-const TABLES: &str = r#"
-[[table]]
-logical_name = "account"
-entity_set_name = "accounts"
-primary_id_attribute = "accountid"
-primary_name_attribute = "name"
-  [[table.attribute]]
-  logical_name = "name"
-  type = "String"
-  [[table.attribute]]
-  logical_name = "numberofemployees"
-  type = "Integer"
-  [[table.attribute]]
-  logical_name = "lastonholdtime"
-  type = "DateTime"
-"#;
+/// The table the in-suite proptest uses too.
+const TABLES: &str = include_str!("../../src/api/testdata/url-tables.toml");
 
 fuzz_target!(|data: &[u8]| {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();

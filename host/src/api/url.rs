@@ -75,26 +75,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn schema() -> Schema {
-        Schema::from_toml_str(
-            "test",
-            r#"
-[[table]]
-logical_name = "account"
-entity_set_name = "accounts"
-primary_id_attribute = "accountid"
-primary_name_attribute = "name"
-  [[table.attribute]]
-  logical_name = "name"
-  type = "String"
-  [[table.attribute]]
-  logical_name = "numberofemployees"
-  type = "Integer"
-  [[table.attribute]]
-  logical_name = "lastonholdtime"
-  type = "DateTime"
-"#,
-        )
-        .unwrap()
+        Schema::from_toml_str("test", include_str!("testdata/url-tables.toml")).unwrap()
     }
 
     /// Pieces of URLs: query syntax, OData words, brackets and escapes that parsers trip on.
