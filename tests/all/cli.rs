@@ -43,6 +43,17 @@ fn weft_on(config: &Path, data: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The stdout of a command that must have succeeded; on failure the assertion shows both streams.
+fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// `weft plugin run` prints traces, changes, outcome and the limits report.
 #[test]
 fn plugin_run_reports_changes() {
@@ -607,12 +618,7 @@ fn a_new_plugin_project_tests_builds_and_runs_on_its_own() {
         .arg(&project)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("weft build"), "{stdout}");
     // Nothing in it points back into a checkout.
     for file in [
@@ -633,21 +639,11 @@ fn a_new_plugin_project_tests_builds_and_runs_on_its_own() {
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&tested.stdout);
-    assert!(
-        tested.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&tested.stderr)
-    );
+    let text = succeeded(&tested);
     assert!(text.contains("test result: ok. 2 passed"), "{text}");
 
     let built = weft().arg("build").current_dir(&project).output().unwrap();
-    let listed = String::from_utf8_lossy(&built.stdout);
-    assert!(
-        built.status.success(),
-        "{listed}{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let listed = succeeded(&built);
     assert_eq!(
         listed.trim(),
         "demo\ttarget/wasm32-wasip2/release/demo.wasm",

@@ -337,18 +337,25 @@ fn weft(args: &[&str], config: &Path, data: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// A weft in `dir` (tables only) whose runtime has written one account named `name`; the runtime
+/// is returned open, so it still holds the data directory.
+fn used_data_dir(dir: &Path, name: &str) -> (PathBuf, PathBuf, Runtime) {
+    let config = write_config(dir, &[], "");
+    let data = dir.join("data");
+    let runtime = Runtime::open(&config, &data).unwrap();
+    runtime
+        .pipeline
+        .execute(create("account", "name", name))
+        .unwrap();
+    (config, data, runtime)
+}
+
 /// Finding 11: a second runtime (`weft up`) on a data directory in use is refused naming the holder's
 /// pid; the read-only commands keep working beside it; once released, the directory opens again.
 #[test]
 fn a_data_directory_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &[], "");
-    let data = dir.path().join("data");
-    let runtime = Runtime::open(&config, &data).unwrap();
-    runtime
-        .pipeline
-        .execute(create("account", "name", "a"))
-        .unwrap();
+    let (config, data, runtime) = used_data_dir(dir.path(), "a");
 
     let err = Runtime::open(&config, &data).err().expect("refused");
     let text = format!("{err:#}");
@@ -425,15 +432,8 @@ fn data_files_are_owner_only() {
 #[test]
 fn an_emptied_database_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &[], "");
-    let data = dir.path().join("data");
-    {
-        let runtime = Runtime::open(&config, &data).unwrap();
-        runtime
-            .pipeline
-            .execute(create("account", "name", "kept"))
-            .unwrap();
-    }
+    let (config, data, runtime) = used_data_dir(dir.path(), "kept");
+    drop(runtime);
     std::fs::File::create(data.join(DATABASE_FILE)).unwrap();
     let err = Runtime::open(&config, &data).err().expect("refused");
     let text = format!("{err:#}");
