@@ -65,9 +65,16 @@ pub async fn start(config: BusConfig) -> anyhow::Result<BusHandle> {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let bind = config.bind;
     let bus = tokio::task::spawn_blocking(move || server::Bus::new(config, stop_rx)).await??;
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot bind {bind}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+        // The usual cause: another `weft bus` / `weft up` (or anything else) already has the port.
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "; is another `weft bus` or `weft up` running? Choose a free port with `[bus] bind` in \
+                 weft.toml or `weft bus --bind`"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot bind {bind}: {e}{hint}")
+    })?;
     let addr = listener.local_addr()?;
     let limits = server::Limits {
         header_timeout: std::time::Duration::from_secs_f64(bus.config().header_read_timeout_secs),

@@ -47,7 +47,8 @@ pub fn guid_from_u128(value: u128) -> Guid {
     }
 }
 
-fn value_from_json(json: &Json, path: &str) -> anyhow::Result<Value> {
+/// A value from JSON in the notation [`entity_from_json`] reads; errors name `path`.
+pub fn value_from_json(json: &Json, path: &str) -> anyhow::Result<Value> {
     Ok(match json {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Boolean(*b),

@@ -15,6 +15,8 @@
 //! - [`runtime`]: opens registration + store + sandbox + pipeline for a command.
 //! - [`builder`]: builds plug-in crates from source for `wasm32-wasip2`.
 //! - [`context`]: builds execution contexts from command-line input.
+//! - [`replay`]: recorded executions (context and host-call answers) for `weft plugin replay`.
+//! - [`suggest`]: "did you mean" for names users type.
 //! - [`bench`]: `weft bench …` capacity measurements.
 //! - [`cli`]: the `weft` commands (no business logic of its own).
 
@@ -27,5 +29,7 @@ pub mod convert;
 pub mod delivery;
 pub mod pipeline;
 pub mod registration;
+pub mod replay;
 pub mod runtime;
 pub mod sandbox;
+pub mod suggest;

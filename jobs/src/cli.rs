@@ -18,7 +18,7 @@ use crate::views::{self, JobView, ListFilter, format_code, format_ms};
 /// `weft jobs …`: system jobs (asyncoperation).
 #[derive(Debug, Clone, Subcommand)]
 pub enum JobsCommand {
-    /// Lists system jobs, oldest first.
+    /// Lists system jobs, newest first; `--follow` then prints each new job and each status change.
     List(ListArgs),
     /// Shows one job with its attempts.
     Show {
@@ -83,12 +83,24 @@ pub struct ListArgs {
     #[arg(long)]
     pub correlation: Option<Uuid>,
     /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Oldest first instead of newest first.
     #[arg(long)]
-    pub limit: Option<u32>,
+    pub oldest_first: bool,
+    /// Keep printing: a line for each new job and each status change (Ctrl-C to stop).
+    #[arg(long, short = 'f', conflicts_with = "json")]
+    pub follow: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
+
+/// How often `--follow` looks for new jobs and status changes.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(300);
+/// Jobs `--follow` re-reads each poll (the newest): a burst larger than this between two polls is shown
+/// by its newest part.
+const FOLLOW_WINDOW: u32 = 500;
 
 fn parse_state(s: &str) -> anyhow::Result<JobState> {
     let by_name = match s.to_ascii_lowercase().as_str() {
@@ -162,23 +174,69 @@ pub fn parse_until(s: &str, now: i64) -> anyhow::Result<i64> {
     }
 }
 
+/// One job's line of `weft jobs list`.
+fn list_line(j: &JobView) -> String {
+    format!(
+        "{:<36}  {:<30}  {:<10}  {:>5}  {:<24}  {}",
+        j.asyncoperationid,
+        format!("{} ({}/{})", j.status, j.statecode, j.statuscode),
+        j.messagename,
+        j.retrycount,
+        j.createdon,
+        j.name
+    )
+}
+
 fn print_list(jobs: &[JobView]) {
     println!(
         "{:<36}  {:<30}  {:<10}  {:>5}  {:<24}  NAME",
         "ASYNCOPERATIONID", "STATUS", "MESSAGE", "RETRY", "CREATEDON"
     );
     for j in jobs {
-        println!(
-            "{:<36}  {:<30}  {:<10}  {:>5}  {:<24}  {}",
-            j.asyncoperationid,
-            format!("{} ({}/{})", j.status, j.statecode, j.statuscode),
-            j.messagename,
-            j.retrycount,
-            j.createdon,
-            j.name
-        );
+        println!("{}", list_line(j));
     }
     println!("{} job(s)", jobs.len());
+}
+
+/// What `--follow` compares to tell a job changed: status and retries (a retried job keeps its status).
+fn follow_key(j: &JobView) -> (i32, i32, i32) {
+    (j.statecode, j.statuscode, j.retrycount)
+}
+
+/// `--follow`: polls the newest jobs matching `filter` and prints a line for each one not seen before and
+/// each one whose status or retry count changed, oldest change first, until the process is stopped.
+async fn follow(
+    store: Arc<dyn Store>,
+    mut filter: ListFilter,
+    shown: &[JobView],
+) -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    use std::io::Write as _;
+    filter.newest_first = true;
+    filter.limit = Some(FOLLOW_WINDOW);
+    let mut seen: HashMap<Uuid, (i32, i32, i32)> = shown
+        .iter()
+        .map(|j| (j.asyncoperationid, follow_key(j)))
+        .collect();
+    loop {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        let f = filter.clone();
+        let jobs = read(Arc::clone(&store), move |r| views::list(r, &f)).await?;
+        // Newest first from the store; printed oldest first, as a log reads.
+        for j in jobs.iter().rev() {
+            let key = follow_key(j);
+            if seen.insert(j.asyncoperationid, key) != Some(key) {
+                println!("{}", list_line(j));
+            }
+        }
+        // Only the window can change what is printed next: the map stays bounded however long this runs.
+        if seen.len() > jobs.len() {
+            let window: std::collections::HashSet<Uuid> =
+                jobs.iter().map(|j| j.asyncoperationid).collect();
+            seen.retain(|id, _| window.contains(id));
+        }
+        std::io::stdout().flush()?;
+    }
 }
 
 fn print_job(j: &JobView) {
@@ -247,14 +305,19 @@ pub async fn run(cmd: JobsCommand, store: Arc<dyn Store>) -> anyhow::Result<()> 
                 step_id: a.step,
                 endpoint_id: a.endpoint,
                 correlation_id: a.correlation,
-                limit: a.limit,
+                limit: Some(a.limit),
                 skip: 0,
+                newest_first: !a.oldest_first,
             };
-            let jobs = read(store, move |r| views::list(r, &filter)).await?;
+            let f = filter.clone();
+            let jobs = read(Arc::clone(&store), move |r| views::list(r, &f)).await?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
                 print_list(&jobs);
+            }
+            if a.follow {
+                follow(store, filter, &jobs).await?;
             }
             return Ok(());
         }

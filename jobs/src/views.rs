@@ -11,7 +11,7 @@ use weft_store::{Read, StoreError};
 
 use crate::ops::{state_label, status_label};
 
-/// Which jobs to list; all set filters must match. Oldest first.
+/// Which jobs to list; all set filters must match. Oldest first unless `newest_first`.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     /// Only this state.
@@ -28,6 +28,8 @@ pub struct ListFilter {
     pub limit: Option<u32>,
     /// Skip this many matching jobs first (a page's start).
     pub skip: u64,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
 }
 
 /// A system job as shown to users (column names as Dataverse's `asyncoperation`); never the context itself.
@@ -156,6 +158,7 @@ pub fn list(r: &dyn Read, filter: &ListFilter) -> Result<Vec<JobView>, StoreErro
         owning_extension_id: filter.step_id,
         correlation_id: filter.correlation_id,
         regarding_id: None,
+        newest_first: filter.newest_first,
         limit: if filter.endpoint_id.is_some() {
             None
         } else {

@@ -117,8 +117,10 @@ pub trait Read {
     fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>>;
     /// System jobs matching the filter, oldest first.
     fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>>;
-    /// Plug-in trace log rows matching the filter, newest first.
+    /// Plug-in trace log rows matching the filter, newest first (without their recordings).
     fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>>;
+    /// The execution recording kept with a trace log row, if any.
+    fn trace_recording(&self, trace_id: Uuid) -> Result<Option<String>>;
     /// A system job's recorded attempts, first attempt first.
     fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>>;
     /// A step's `asyncautodelete` (None when the step does not exist): read by the asynchronous service on

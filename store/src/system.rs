@@ -463,6 +463,10 @@ pub struct NewTraceLog {
     pub stderr: String,
     /// `exceptiondetails`.
     pub error: Option<String>,
+    /// The execution's recording (context and host-call answers, for `weft plugin replay`), when one was
+    /// kept. Stored beside the row and read only by [`crate::Read::trace_recording`]: listings never load it.
+    #[serde(skip)]
+    pub recording: Option<String>,
 }
 
 /// A plug-in trace log row.
@@ -573,7 +577,7 @@ pub struct SystemJob {
     pub lease_expires_on: Option<i64>,
 }
 
-/// Filters for [`crate::Read::system_jobs`]; oldest first (`createdon`, `sequence`).
+/// Filters for [`crate::Read::system_jobs`]; oldest first (`createdon`, `sequence`) unless `newest_first`.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     /// Only this state.
@@ -588,8 +592,10 @@ pub struct JobFilter {
     pub regarding_id: Option<Uuid>,
     /// At most this many rows.
     pub limit: Option<u32>,
-    /// Rows skipped first, oldest first (a page's start).
+    /// Rows skipped first, in the listing's order (a page's start).
     pub skip: u64,
+    /// Newest first (`createdon DESC, sequence DESC`): what an operator watching jobs wants to see first.
+    pub newest_first: bool,
 }
 
 /// The error recorded on a failed or waiting job.

@@ -205,6 +205,7 @@ fn trace_logs_survive_a_failed_work() {
                 trace: "checking name".into(),
                 stderr: "warn: slow".into(),
                 error: Some("name is required".into()),
+                recording: Some("{\"recorded\":true}".into()),
             })?;
             Err::<(), _>(StoreError::Invalid("plug-in failed".into()))
         })
@@ -223,6 +224,11 @@ fn trace_logs_survive_a_failed_work() {
     assert_eq!(logs[0].entry.error.as_deref(), Some("name is required"));
     assert_eq!(logs[0].entry.outcome, TraceOutcome::Failed);
     assert_eq!(logs[0].created_on, 1_700_000_000_000);
+    // The execution recording survives with its row, and listings do not carry it.
+    assert_eq!(logs[0].entry.recording, None);
+    let id = logs[0].id;
+    let recording = store.read(|r| r.trace_recording(id)).unwrap();
+    assert_eq!(recording.as_deref(), Some("{\"recorded\":true}"));
 }
 
 /// Async callers await the same durable answer; the caller's own error type passes through.

@@ -23,6 +23,7 @@ fn trace(correlation: Uuid, n: usize) -> NewTraceLog {
         trace: format!("row {n}"),
         stderr: String::new(),
         error: None,
+        recording: None,
     }
 }
 

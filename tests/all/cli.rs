@@ -10,13 +10,25 @@ fn weft() -> Command {
 
 /// Starts `weft up` on a free loopback port; returns the child and the base URL its first line names.
 fn spawn_up(config: &Path, data: &Path) -> (std::process::Child, String) {
+    spawn_up_with(config, data, &[], std::process::Stdio::inherit())
+}
+
+/// [`spawn_up`] with more flags, and stderr where the caller wants it.
+fn spawn_up_with(
+    config: &Path,
+    data: &Path,
+    flags: &[&str],
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     let mut child = weft()
         .args(["up", "--bind", "127.0.0.1:0", "--config"])
         .arg(config)
         .arg("--data")
         .arg(data)
+        .args(flags)
         .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut first = String::new();
@@ -76,6 +88,177 @@ fn plugin_run_reports_changes() {
     assert!(stdout.contains("\"accountnumber\":\"ACC-FC-"), "{stdout}");
     assert!(stdout.contains("outcome: succeeded"), "{stdout}");
     assert!(stdout.contains("limits: time"), "{stdout}");
+}
+
+/// `weft plugin run` builds the context from `--id`, images and shared variables, or takes a captured
+/// RemoteExecutionContext with `--context` (the probe traces what it sees).
+#[test]
+fn plugin_run_with_images_variables_and_a_captured_context() {
+    let id = "6d81597f-0f9f-e711-8122-000d3aa2331c";
+    let out = weft()
+        .args(["plugin", "run"])
+        .arg(fixtures::component("probe"))
+        .args(["--message", "Update", "--stage", "20", "--id", id])
+        .args(["--target", r#"{"name":"New"}"#])
+        .args(["--pre-image", r#"before={"name":"Old"}"#])
+        .args([
+            "--post-image",
+            r#"after={"name":"New","revenue":{"money":"10.50"}}"#,
+        ])
+        .args(["--shared", r#"flag=true"#, "--shared", r#"count=3"#])
+        .output()
+        .unwrap();
+    let stdout = succeeded(&out);
+    assert!(stdout.contains(&format!("| primaryid={id}")), "{stdout}");
+    assert!(stdout.contains("| pre=before[name=Old]"), "{stdout}");
+    assert!(
+        stdout.contains("| post=after[name=New,revenue="),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| shared=count=3,flag=true"), "{stdout}");
+    assert!(
+        stdout.contains("| input=Target=entity[name=New]"),
+        "{stdout}"
+    );
+
+    let bad = weft()
+        .args(["plugin", "run"])
+        .arg(fixtures::component("probe"))
+        .args(["--shared", "novalue"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--shared `novalue`: expected NAME=JSON")
+    );
+
+    // A Dataverse sample (an asynchronous Update of a contact, as a webhook received it), as JSON and
+    // converted to .NET binary XML.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("ctx.json");
+    std::fs::write(
+        &json,
+        include_bytes!("../../message/tests/samples/webhook-update-contact-async.json"),
+    )
+    .unwrap();
+    let binary = dir.path().join("ctx.bin");
+    let converted = weft()
+        .args(["message", "convert", "--from", "json", "--to", "binary"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    succeeded(&converted);
+    std::fs::write(&binary, &converted.stdout).unwrap();
+    for file in [&json, &binary] {
+        let out = weft()
+            .args(["plugin", "run"])
+            .arg(fixtures::component("probe"))
+            .arg("--context")
+            .arg(file)
+            .output()
+            .unwrap();
+        let stdout = succeeded(&out);
+        assert!(
+            stdout.contains("| correlation=b374239d-4233-41a9-8b17-a86cb4f737b5"),
+            "{}: {stdout}",
+            file.display()
+        );
+        assert!(stdout.contains("| mode=Asynchronous"), "{stdout}");
+        assert!(
+            stdout.contains("| input=Target=entity[contactid="),
+            "{stdout}"
+        );
+    }
+    let clash = weft()
+        .args(["plugin", "run"])
+        .arg(fixtures::component("probe"))
+        .arg("--context")
+        .arg(&json)
+        .args(["--stage", "10"])
+        .output()
+        .unwrap();
+    assert!(!clash.status.success(), "--context with --stage is refused");
+}
+
+/// `weft plugin run` serves the organization service from `--rows FILE` or a weft data directory
+/// (`--data`), never writing back; without either, the plug-in's call is refused and it says so.
+#[test]
+fn plugin_run_serves_the_organization_service_from_rows() {
+    let id = "00000000-0000-4000-8000-0000000000aa";
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dir.path().join("rows.json");
+    std::fs::write(
+        &rows,
+        format!(r#"{{"account": [{{"id": "{id}", "name": "Contoso"}}]}}"#),
+    )
+    .unwrap();
+    let run = |extra: &[&std::ffi::OsStr]| {
+        weft()
+            .args(["plugin", "run"])
+            .arg(fixtures::component("org-caller"))
+            .args(["--message", "Update", "--stage", "20", "--id", id])
+            .args(["--unsecure-config", "touch-self=accountnumber"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let stdout = succeeded(&run(&["--rows".as_ref(), rows.as_os_str()]));
+    assert!(
+        stdout.contains(&format!("organization-service.update account {id}")),
+        "{stdout}"
+    );
+    let none = run(&[]);
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stdout).contains("no organization service"),
+        "{}",
+        String::from_utf8_lossy(&none.stdout)
+    );
+    let missing = run(&["--rows".as_ref(), dir.path().join("empty.json").as_os_str()]);
+    assert!(!missing.status.success());
+
+    // A weft data directory: one account created through the pipeline, then updated by the plug-in in
+    // memory only.
+    let (wdir, config) = sample_weft();
+    let data = wdir.path().join("data");
+    let created = succeeded(&weft_on(
+        &config,
+        &data,
+        &[
+            "exec",
+            "create",
+            "account",
+            "--attributes",
+            r#"{"name":"Fourth Coffee"}"#,
+        ],
+    ));
+    let created: serde_json::Value = serde_json::from_str(created.lines().next().unwrap()).unwrap();
+    let account = created["id"].as_str().unwrap();
+    let out = weft()
+        .args(["plugin", "run"])
+        .arg(fixtures::component("org-caller"))
+        .args(["--message", "Update", "--stage", "20", "--id", account])
+        .args(["--unsecure-config", "touch-self=accountnumber"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = succeeded(&out);
+    assert!(
+        stdout.contains(&format!("organization-service.update account {account}")),
+        "{stdout}"
+    );
+    let stored = succeeded(&weft_on(
+        &config,
+        &data,
+        &["exec", "retrieve", "account", "--id", account],
+    ));
+    assert!(
+        stored.contains("ACC-FC-") && !stored.contains("depth 1"),
+        "the store keeps the pipeline's number, not the plug-in run's write: {stored}"
+    );
 }
 
 /// A failing plug-in exits non-zero with its message; the secure
@@ -772,4 +955,327 @@ fn steps_and_plugins_from_the_command_line() {
         plugins.contains(&format!("validator  sha256 {enricher_sha}")),
         "{plugins}"
     );
+}
+
+/// The lines of a child's output stream, read on a thread so the child never blocks on a full pipe.
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// Waits (bounded, generously: a component compiles first) for a line containing `needle`; the lines
+/// seen before it are in the panic message when it never comes.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!(
+        "no line with {needle:?}; lines so far:\n{}",
+        seen.join("\n")
+    )
+}
+
+/// `weft up --watch` hot-replaces a plug-in whose component file changes (the validator's file
+/// overwritten with the enricher: a nameless account then passes), refuses a file that is not a
+/// component and keeps the running one, and ignores a rewrite with the same content.
+#[test]
+fn up_watch_replaces_a_changed_component() {
+    let (dir, config) = sample_weft();
+    // The validator's component as a file of the test's own, to overwrite.
+    let watched = dir.path().join("validator.wasm");
+    std::fs::copy(fixtures::component("validator"), &watched).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &fixtures::component("validator").display().to_string(),
+        &watched.display().to_string(),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let (mut child, base) = spawn_up_with(
+        &config,
+        &dir.path().join("data"),
+        &["--watch"],
+        std::process::Stdio::piped(),
+    );
+    let lines = lines_of(child.stderr.take().unwrap());
+    wait_for_line(&lines, &format!("watching {}", watched.display()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let create_nameless = || {
+        runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .post(format!("{base}/api/data/v9.2/accounts"))
+                .json(&serde_json::json!({"name": ""}))
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        })
+    };
+    assert_eq!(
+        create_nameless(),
+        400,
+        "the validator refuses a nameless account"
+    );
+
+    let enricher = fixtures::bytes("enricher");
+    let enricher_sha = weft_host::sandbox::sha256_hex(&enricher);
+    std::fs::write(&watched, &enricher).unwrap();
+    wait_for_line(
+        &lines,
+        &format!("plug-in \"validator\" now runs sha256 {enricher_sha}"),
+    );
+    assert_eq!(
+        create_nameless(),
+        204,
+        "the enricher now runs as the validator"
+    );
+
+    std::fs::write(&watched, b"not a component").unwrap();
+    let refused = wait_for_line(&lines, "refused");
+    assert!(
+        refused.contains(&format!("keeps running sha256 {enricher_sha}")),
+        "{refused}"
+    );
+    assert_eq!(create_nameless(), 204, "the refused file changed nothing");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `weft jobs list` shows the newest job first (`--oldest-first` the other way), and `--follow` prints a
+/// line for a job created after it started.
+#[test]
+fn jobs_list_is_newest_first_and_follows() {
+    let (dir, config) = sample_weft();
+    // An asynchronous step: each Create queues one system job (nothing runs them here).
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        r#"
+[[step]]
+name = "later"
+message = "Create"
+table = "account"
+stage = 40
+mode = 1
+plugin = "enricher"
+"#,
+    );
+    std::fs::write(&config, text).unwrap();
+    let data = dir.path().join("data");
+    let create = |name: &str| {
+        succeeded(&weft_on(
+            &config,
+            &data,
+            &[
+                "exec",
+                "create",
+                "account",
+                "--attributes",
+                &format!(r#"{{"name":"{name}"}}"#),
+            ],
+        ))
+    };
+    let id_of = |stdout: String| -> String {
+        let created: serde_json::Value =
+            serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    };
+    let first = id_of(create("First"));
+    let second = id_of(create("Second"));
+    let jobs = |flags: &[&str]| -> Vec<String> {
+        let mut args = vec!["list", "--json"];
+        args.extend_from_slice(flags);
+        let out = weft()
+            .args(["jobs", "--config"])
+            .arg(&config)
+            .arg("--data")
+            .arg(&data)
+            .args(&args)
+            .output()
+            .unwrap();
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&succeeded(&out)).unwrap();
+        listed
+            .iter()
+            .map(|j| j["regardingobjectid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(jobs(&[]), [second.clone(), first.clone()]);
+    assert_eq!(jobs(&["--oldest-first"]), [first.clone(), second.clone()]);
+    assert_eq!(jobs(&["--limit", "1"]), [second]);
+
+    let mut follow = weft()
+        .args(["jobs", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .args(["list", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(follow.stdout.take().unwrap());
+    wait_for_line(&lines, "2 job(s)");
+    let third = id_of(create("Third"));
+    // The new job's line names its system job, whose regarding row is the new account.
+    let out = weft()
+        .args(["jobs", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .args(["list", "--json", "--limit", "1"])
+        .output()
+        .unwrap();
+    let newest: Vec<serde_json::Value> = serde_json::from_str(&succeeded(&out)).unwrap();
+    assert_eq!(newest[0]["regardingobjectid"], third.as_str());
+    let job_id = newest[0]["asyncoperationid"].as_str().unwrap().to_owned();
+    wait_for_line(&lines, &job_id);
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
+
+/// Names a user gets wrong are answered with the right one: an entity set name typed for a table, a
+/// component file named with `-` where cargo wrote `_`.
+#[test]
+fn wrong_names_get_did_you_mean() {
+    let (dir, config) = sample_weft();
+    let data = dir.path().join("data");
+    let out = weft_on(&config, &data, &["exec", "create", "accounts"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("table `accounts` is not declared")
+            && stderr.contains("the entity set name (Web API URLs) of the table \"account\""),
+        "{stderr}"
+    );
+
+    std::fs::copy(
+        fixtures::component("validator"),
+        dir.path().join("my_validator.wasm"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &fixtures::component("validator").display().to_string(),
+        "my-validator.wasm",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = weft_on(&config, &data, &["exec", "retrieve-multiple", "account"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("did you mean \"my_validator.wasm\"?"),
+        "{stderr}"
+    );
+}
+
+/// A failed execution under the pipeline is recorded with its trace row; `weft plugin replay` runs it
+/// again with the recorded context and host-call answers — it fails the same way even after the data
+/// changed (the table the plug-in wrote to now exists) — and `--component` tries another component.
+#[test]
+fn plugin_replay_reproduces_a_recorded_failure() {
+    let (dir, config) = sample_weft();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        r#"
+[[plugin]]
+name = "org-caller"
+component = "{}"
+
+[[step]]
+name = "copy to contact"
+message = "Create"
+table = "account"
+stage = 20
+rank = 2
+plugin = "org-caller"
+configuration = "create=contact:lastname"
+"#,
+        fixtures::component("org-caller").display()
+    ));
+    std::fs::write(&config, &text).unwrap();
+    let data = dir.path().join("data");
+    let failed = weft_on(
+        &config,
+        &data,
+        &[
+            "exec",
+            "create",
+            "account",
+            "--attributes",
+            r#"{"name":"Ada"}"#,
+        ],
+    );
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stdout).contains("table `contact` is not declared"),
+        "{}",
+        String::from_utf8_lossy(&failed.stdout)
+    );
+    let trace = succeeded(&weft_on(&config, &data, &["trace"]));
+    let id = trace
+        .lines()
+        .find_map(|l| l.split("weft plugin replay ").nth(1))
+        .map(|rest| rest.trim_end_matches('`').to_owned())
+        .unwrap_or_else(|| panic!("no replay line in: {trace}"));
+
+    // Declare the missing table: a live call would now succeed, the replay answers as recorded.
+    text.push_str(
+        r#"
+[[table]]
+logical_name = "contact"
+entity_set_name = "contacts"
+primary_id_attribute = "contactid"
+primary_name_attribute = "lastname"
+  [[table.attribute]]
+  logical_name = "lastname"
+  type = "String"
+"#,
+    );
+    std::fs::write(&config, &text).unwrap();
+    let replayed = weft_on(&config, &data, &["plugin", "replay", &id]);
+    let stdout = String::from_utf8_lossy(&replayed.stdout);
+    assert!(!replayed.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("organization-service.create contact"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("replay: reproduced: it fails as recorded: create failed"),
+        "{stdout}"
+    );
+
+    let fixed = weft_on(
+        &config,
+        &data,
+        &[
+            "plugin",
+            "replay",
+            &id,
+            "--component",
+            fixtures::component("enricher").to_str().unwrap(),
+        ],
+    );
+    let stdout = succeeded(&fixed);
+    assert!(
+        stdout.contains("replay: it succeeds now; the recorded execution failed"),
+        "{stdout}"
+    );
+
+    let unknown = weft_on(
+        &config,
+        &data,
+        &["plugin", "replay", "00000000-0000-4000-8000-000000000000"],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no recording"));
 }

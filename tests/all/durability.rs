@@ -276,7 +276,7 @@ fn kill_9_during_delivery_loses_nothing() {
             .arg(&config_path)
             .arg("--data")
             .arg(&data)
-            .args(["list", "--json"])
+            .args(["list", "--json", "--limit", "1000000"])
             .output()
             .unwrap();
         assert!(

@@ -441,10 +441,17 @@ fn a_trap_is_an_unexpected_isv_error_with_detail_in_the_trace_log() {
     let steps = "[[step]]\nname = \"boom\"\nmessage = \"Create\"\ntable = \"account\"\nstage = 20\nplugin = \"panic\"\n";
     let env = env(steps);
     let err = env.create("A").unwrap_err();
-    assert_eq!(err.to_string(), ISV_UNEXPECTED_MESSAGE);
     assert_eq!(err.code(), "0x80040224");
     let t = env.traces();
     assert_eq!(t.len(), 1);
+    // Dataverse's text, then the correlation id the trace row is found under.
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{ISV_UNEXPECTED_MESSAGE} (correlation id {}: the plug-in trace log has the details)",
+            t[0].entry.correlation_id
+        )
+    );
     assert_eq!(t[0].entry.outcome, TraceOutcome::Failed);
     assert!(
         t[0].entry.stderr.contains("plug-in panicked on purpose"),
@@ -1098,7 +1105,7 @@ fn custom_api_missing_response_property_fails_clearly() {
         matches!(&err, PipelineError::IsvUnexpected { .. }),
         "{err:?}"
     );
-    assert_eq!(err.to_string(), ISV_UNEXPECTED_MESSAGE);
+    assert!(err.to_string().starts_with(ISV_UNEXPECTED_MESSAGE), "{err}");
     let traces = env.traces();
     assert_eq!(traces.len(), 1, "{traces:?}");
     assert_eq!(traces[0].entry.outcome, TraceOutcome::Failed);

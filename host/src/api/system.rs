@@ -15,7 +15,7 @@
 //! `startedon`, `completedon` (ties and the other orders sort in memory). PATCH `statecode`/`statuscode`
 //! 3/32 cancels, 1/10 pauses, 0/0 resumes; `postponeuntil` postpones. `serviceendpoints` takes no query
 //! options but a next link's `$skiptoken`. Every list is paged (`super::paging`): the store reads one page
-//! (and one row more) of jobs and trace rows; jobs ordered by anything but `createdon` ascending are sorted
+//! (and one row more) of jobs and trace rows; jobs ordered by anything but `createdon` (either way) are sorted
 //! in memory, at most [`IN_MEMORY_ORDER_LIMIT`] of them. Endpoint changes survive a restart unless `weft.toml` changes the same endpoint.
 
 use std::sync::{Arc, OnceLock};
@@ -48,7 +48,7 @@ pub const CHECK: &str = "Microsoft.Dynamics.CRM.TriggerServiceEndpointCheck";
 /// The plug-in trace log's entity set.
 pub const TRACES: &str = "plugintracelogs";
 
-/// How many matching jobs `$orderby` other than `createdon` ascending sorts in memory at most.
+/// How many matching jobs `$orderby` other than `createdon` sorts in memory at most.
 const IN_MEMORY_ORDER_LIMIT: u32 = 5000;
 
 /// The code of a failed check (Dataverse's generic unexpected-error code: the message says what failed).
@@ -209,9 +209,10 @@ impl<'a> SystemCall<'a> {
         let query = JobQuery::parse(&pairs)?;
         let top = query.top.map(|t| u32::try_from(t).unwrap_or(u32::MAX));
         let mut filter = query.filter.clone();
-        let in_store = matches!(query.order, None | Some(("createdon", false)));
+        let in_store = matches!(query.order, None | Some(("createdon", _)));
         if in_store {
-            // The view lists oldest first: with that order the store reads just the page (and one more).
+            // The store orders by createdon either way: it reads just the page (and one more).
+            filter.newest_first = matches!(query.order, Some((_, true)));
             filter.limit = Some(page.fetch(top));
             filter.skip = page.skip;
         } else {
@@ -225,7 +226,7 @@ impl<'a> SystemCall<'a> {
             if jobs.len() > IN_MEMORY_ORDER_LIMIT as usize {
                 return Err(ApiError::url(format!(
                     "$orderby: more than {IN_MEMORY_ORDER_LIMIT} asyncoperations match, the most that \
-                     are ordered by anything but createdon ascending (the limit); narrow the $filter or \
+                     are ordered by anything but createdon (the limit); narrow the $filter or \
                      order by createdon."
                 )));
             }

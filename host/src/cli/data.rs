@@ -137,6 +137,15 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         };
     }
     let runtime = Runtime::open(&args.runtime.config, &args.runtime.data)?;
+    let schema = &runtime.registration.schema;
+    if !custom && schema.table(&args.table).is_none() {
+        bail!(
+            "table `{}` is not declared in {}{}",
+            args.table,
+            runtime.registration.file,
+            crate::suggest::table_hint(schema, &args.table)
+        );
+    }
     let need_id = || id.context("this operation needs --id");
     let target = || -> anyhow::Result<_> {
         let text = args.attributes.as_deref().unwrap_or("{}");

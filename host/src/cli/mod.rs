@@ -6,12 +6,14 @@ mod plugin;
 mod quickstart;
 mod registry;
 mod remote;
+mod replay;
+mod rows;
 mod scaffold;
 mod seed;
-mod suggest;
 mod summary;
 mod trace;
 mod up;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -151,7 +151,7 @@ fn find_named<'r>(
         [one] => Ok(one),
         [] => bail!(
             "no {kind} is named \"{name_or_id}\"{}",
-            super::suggest::did_you_mean(name_or_id, rows.iter().map(|(_, n)| n.as_str()))
+            crate::suggest::did_you_mean(name_or_id, rows.iter().map(|(_, n)| n.as_str()))
         ),
         many => bail!(
             "{} {kind}s are named \"{name_or_id}\": give an id ({})",

@@ -70,6 +70,12 @@ pub fn entry_text(log: &TraceLog, names: &HashMap<Uuid, String>) -> String {
     for line in e.trace.lines() {
         text.push_str(&format!("    | {line}\n"));
     }
+    if e.outcome == TraceOutcome::Failed {
+        text.push_str(&format!(
+            "    trace row {}: reproduce with `weft plugin replay {}`\n",
+            log.id, log.id
+        ));
+    }
     text
 }
 

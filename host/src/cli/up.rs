@@ -43,6 +43,10 @@ pub struct UpArgs {
     /// The largest component upload (`PUT pluginassemblies(<GUID>)/content`), bytes.
     #[arg(long, default_value_t = ApiLimits::default().upload_bytes)]
     api_upload_limit: usize,
+    /// Hot-replace a plug-in when its component file (its `path` in weft.toml) changes, e.g. after
+    /// `weft build`; a component that does not load is refused and the old one keeps serving.
+    #[arg(long)]
+    watch: bool,
 }
 
 impl UpArgs {
@@ -136,6 +140,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 tokio::time::sleep(crate::runtime::TRACE_PURGE_INTERVAL).await;
             }
         });
+        let watcher = args
+            .watch
+            .then(|| tokio::spawn(super::watch::watch(Arc::clone(&runtime))));
         let service = AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
             .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
         runtime.pipeline.set_job_notifier(service.notifier());
@@ -148,6 +155,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             })
             .await?;
         retention.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         service.shutdown().await;
         if let Some(bus) = bus {
             bus.shutdown().await?;

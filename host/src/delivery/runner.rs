@@ -19,7 +19,8 @@ use super::{Delivery, DeliveryError, PLUGIN_FAILED_CODE, POST_FAILED_CODE};
 use crate::convert::{self, uuid};
 use crate::pipeline::services::OrgServices;
 use crate::pipeline::{Pipeline, TraceSubject};
-use crate::registration::StepDecl;
+use crate::registration::{RecordReplays, StepDecl};
+use crate::replay::{Recorder, Recording};
 use crate::sandbox::wit::context::{ContextChanges, ExecutionContext, Mode};
 use crate::sandbox::wit::organization_service::Query;
 use crate::sandbox::wit::types::{Entity, EntityCollection, Guid, ServiceError};
@@ -141,6 +142,7 @@ impl DeliveryRunner {
         };
         context.frame.mode = Mode::Asynchronous;
         context.frame.is_in_transaction = false;
+        let context = Arc::new(context);
         let org = self.pipeline.detached_services(&context);
         let mut services = JobServices {
             store: self.store().clone(),
@@ -149,13 +151,16 @@ impl DeliveryRunner {
             last_post: None,
             failed_post: None,
         };
+        let replays = self.pipeline.record_replays();
+        let mut recorder = Recorder::new(&mut services, replays != RecordReplays::Off);
         let outcome = self.pipeline.sandbox().invoke_with(
             &plugin,
-            context,
+            Arc::clone(&context),
             step.def.configuration.clone(),
             step.secure_configuration.clone(),
-            &mut services,
+            &mut recorder,
         );
+        let calls = recorder.calls;
         let mut result = match (&services.failed_post, &outcome.result) {
             // A failed post fails the attempt whatever the plug-in did with the error: the retry runs the
             // whole plug-in again (dataverse.md §12).
@@ -183,7 +188,14 @@ impl DeliveryRunner {
             result.endpoint_id = Some(endpoint);
             result.status_code = status;
         }
-        let entry = TraceSubject {
+        let recording = replays.keeps(result.is_success()).then(|| Recording {
+            plugin: name.clone(),
+            sha256: plugin.sha256().to_owned(),
+            unsecure_config: step.def.configuration.clone(),
+            failure: outcome.result.as_ref().err().map(|f| f.message.clone()),
+            ..Recording::new(Arc::unwrap_or_clone(context), calls)
+        });
+        let mut entry = TraceSubject {
             step_id: step.def.id,
             plugin: name,
             message_name: job.message_name.clone(),
@@ -199,6 +211,7 @@ impl DeliveryRunner {
             result.is_success(),
             result.message.clone(),
         );
+        entry.recording = recording.as_ref().and_then(Recording::to_json);
         if let Err(e) = self
             .store()
             .transact(move |tx: &mut dyn Tx| tx.insert_trace_log(entry))

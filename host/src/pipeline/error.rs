@@ -5,7 +5,8 @@
 
 use weft_store::StoreError;
 
-/// Dataverse's text for a plug-in failure that is not an InvalidPluginExecutionException.
+/// Dataverse's text for a plug-in failure that is not an InvalidPluginExecutionException (weft's answer
+/// starts with it and adds the correlation id).
 pub const ISV_UNEXPECTED_MESSAGE: &str = "An unexpected error occurred from ISV code.";
 
 /// Seconds a caller is told to wait (`Retry-After`) when every plug-in instance was busy.
@@ -24,14 +25,19 @@ pub enum PipelineError {
         /// The plug-in's error code, if it gave one.
         error_code: Option<i32>,
     },
-    /// Any other plug-in failure (trap, timeout, quota…): the caller sees Dataverse's generic text; `detail`
-    /// is in the plug-in trace log.
-    #[error("An unexpected error occurred from ISV code.")]
+    /// Any other plug-in failure (trap, timeout, quota…): the caller sees Dataverse's generic text and the
+    /// correlation id under which `detail` is in the plug-in trace log (`weft trace --correlation ID`).
+    #[error(
+        "An unexpected error occurred from ISV code. (correlation id {correlation_id}: the plug-in trace \
+         log has the details)"
+    )]
     IsvUnexpected {
         /// The step that failed.
         step: String,
         /// What happened (for the trace log and operators, not the caller).
         detail: String,
+        /// The operation's correlation id, to find `detail` with.
+        correlation_id: uuid::Uuid,
     },
     /// The chain of requests went deeper than the depth limit (Dataverse's infinite-loop protection).
     #[error(

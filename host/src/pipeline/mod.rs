@@ -49,7 +49,10 @@ pub use error::{BUSY_RETRY_AFTER_SECS, ISV_UNEXPECTED_MESSAGE, PipelineError};
 
 use crate::convert::{self, guid, uuid};
 use crate::delivery::Delivery;
-use crate::registration::{ApplyReport, Binding, PipelineSettings, Registration, StepDecl};
+use crate::registration::{
+    ApplyReport, Binding, PipelineSettings, RecordReplays, Registration, StepDecl,
+};
+use crate::replay::{Recorder, Recording};
 use crate::sandbox::wit::context::{ContextFrame, ExecutionContext, IsolationMode, Mode, Stage};
 use crate::sandbox::wit::types::{
     Attribute, Entity, EntityCollection, EntityReference, Image, Parameter, ParameterValue, Value,
@@ -393,6 +396,11 @@ impl Pipeline {
     /// The store the pipeline writes to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Which executions keep a replay recording (`[pipeline] record_replays`).
+    pub fn record_replays(&self) -> RecordReplays {
+        self.inner.settings.record_replays
     }
 
     /// The sandbox plug-ins run in.
@@ -1012,17 +1020,24 @@ impl Inner {
                 step.def.name
             )));
         };
-        let context = self.context(op, step, stage, Mode::Synchronous);
+        let context = Arc::new(self.context(op, step, stage, Mode::Synchronous));
         let mut services = services::OrgServices::new(self, reborrow(tx), &context, op);
         let step_started = Instant::now();
+        let mut recorder = Recorder::new(
+            &mut services,
+            self.settings.record_replays != RecordReplays::Off,
+        );
         let outcome = self.sandbox.invoke_until(
             plugin,
-            context,
+            Arc::clone(&context),
             step.def.configuration.clone(),
             step.secure_configuration.clone(),
-            &mut services,
+            &mut recorder,
             Some(op.deadline),
         );
+        let calls = recorder.calls;
+        // The plug-in's own failure, as a replay will see it (the step may also fail for the host's reasons).
+        let plugin_failure = outcome.result.as_ref().err().map(|f| f.message.clone());
         let doomed = services.doomed.take();
         drop(services);
         // The sandbox stops a plug-in within one epoch tick of the operation's
@@ -1055,6 +1070,7 @@ impl Inner {
                         Some(bt) => format!("{f}\n{bt}"),
                         None => f.to_string(),
                     },
+                    correlation_id: op.correlation_id,
                 },
             }),
             (Ok(changes), None) => {
@@ -1086,6 +1102,7 @@ impl Inner {
                     .map_err(|detail| PipelineError::IsvUnexpected {
                         step: step.def.name.clone(),
                         detail,
+                        correlation_id: op.correlation_id,
                     })
             }
             _ => Ok(()),
@@ -1099,7 +1116,18 @@ impl Inner {
             let first = error.lines().next().unwrap_or_default();
             tracing::warn!(step = %step.def.name, correlation_id = %op.correlation_id, "plug-in step failed: {first}");
         }
-        let entry = TraceSubject {
+        let recording = self
+            .settings
+            .record_replays
+            .keeps(result.is_ok())
+            .then(|| Recording {
+                plugin: assembly.name.clone(),
+                sha256: plugin.sha256().to_owned(),
+                unsecure_config: step.def.configuration.clone(),
+                failure: plugin_failure,
+                ..Recording::new(Arc::unwrap_or_clone(context), calls)
+            });
+        let mut entry = TraceSubject {
             step_id: step.def.id,
             plugin: assembly.name.clone(),
             message_name: op.message.clone(),
@@ -1115,6 +1143,7 @@ impl Inner {
             result.is_ok(),
             error,
         );
+        entry.recording = recording.as_ref().and_then(Recording::to_json);
         match reborrow(tx) {
             Some(tx) => {
                 tx.insert_trace_log(entry)?;

@@ -52,6 +52,7 @@ impl TraceSubject {
             trace: traces.join("\n"),
             stderr,
             error,
+            recording: None,
         }
     }
 }

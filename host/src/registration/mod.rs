@@ -83,6 +83,33 @@ pub struct PipelineSettings {
     /// Trace-log rows an operation that rolls back may leave (the last ones, nearest the failure); the
     /// rest are dropped with a warning. Default 1 000.
     pub max_rollback_trace_rows: usize,
+    /// Which plug-in executions keep a recording (context and host-call answers) with their trace-log row,
+    /// for `weft plugin replay`: `failures` (default), `all` or `off`.
+    pub record_replays: RecordReplays,
+}
+
+/// `[pipeline] record_replays`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordReplays {
+    /// Failed executions only: a production failure can be replayed; successes cost nothing to store.
+    #[default]
+    Failures,
+    /// Every execution (each trace-log row grows by its context and answers).
+    All,
+    /// None.
+    Off,
+}
+
+impl RecordReplays {
+    /// Whether an execution that `succeeded` (or not) keeps its recording.
+    pub fn keeps(self, succeeded: bool) -> bool {
+        match self {
+            RecordReplays::Failures => !succeeded,
+            RecordReplays::All => true,
+            RecordReplays::Off => false,
+        }
+    }
 }
 
 impl Default for PipelineSettings {
@@ -93,6 +120,7 @@ impl Default for PipelineSettings {
             max_child_operations: 5_000,
             trace_retention_hours: 24,
             max_rollback_trace_rows: 1_000,
+            record_replays: RecordReplays::Failures,
         }
     }
 }
@@ -411,12 +439,12 @@ pub(crate) fn step_decl(s: RawStep, catalog: &Catalog<'_>) -> Result<StepDecl, S
         ));
     }
     let table = match &s.table {
-        Some(t) => Some(
-            catalog
-                .schema
-                .table(t)
-                .ok_or_else(|| format!("table `{t}` is not declared"))?,
-        ),
+        Some(t) => Some(catalog.schema.table(t).ok_or_else(|| {
+            format!(
+                "table `{t}` is not declared{}",
+                crate::suggest::table_hint(catalog.schema, t)
+            )
+        })?),
         None => None,
     };
     if s.stage == Stage::MainOperation {
@@ -498,7 +526,12 @@ pub(crate) fn step_decl(s: RawStep, catalog: &Catalog<'_>) -> Result<StepDecl, S
                 .plugins
                 .iter()
                 .find(|(name, _)| name == p)
-                .ok_or_else(|| format!("plug-in `{p}` is not declared"))?
+                .ok_or_else(|| {
+                    format!(
+                        "plug-in `{p}` is not declared{}",
+                        crate::suggest::did_you_mean(p, catalog.plugins.iter().map(|(n, _)| *n))
+                    )
+                })?
                 .1,
         ),
         (None, Some(e)) => EventHandler::ServiceEndpoint(
@@ -506,7 +539,15 @@ pub(crate) fn step_decl(s: RawStep, catalog: &Catalog<'_>) -> Result<StepDecl, S
                 .endpoints
                 .iter()
                 .find(|(name, _)| name == e)
-                .ok_or_else(|| format!("service endpoint `{e}` is not declared"))?
+                .ok_or_else(|| {
+                    format!(
+                        "service endpoint `{e}` is not declared{}",
+                        crate::suggest::did_you_mean(
+                            e,
+                            catalog.endpoints.iter().map(|(n, _)| n.as_str())
+                        )
+                    )
+                })?
                 .1,
         ),
         _ => {
@@ -674,7 +715,11 @@ impl Registration {
             let bytes = std::fs::read(&path).map_err(|e| {
                 error(
                     entry.clone(),
-                    format!("cannot read component {}: {e}", path.display()),
+                    format!(
+                        "cannot read component {}: {e}{}",
+                        path.display(),
+                        crate::suggest::file_hint(&path)
+                    ),
                 )
             })?;
             let actual = sha256_hex(&bytes);
@@ -741,7 +786,14 @@ impl Registration {
                 return fail("unique_name must be ASCII letters, digits and `_`".into());
             }
             let Some(plugin) = plugins.iter().find(|d| d.assembly.name == c.plugin) else {
-                return fail(format!("plug-in `{}` is not declared", c.plugin));
+                return fail(format!(
+                    "plug-in `{}` is not declared{}",
+                    c.plugin,
+                    crate::suggest::did_you_mean(
+                        &c.plugin,
+                        plugins.iter().map(|d| d.assembly.name.as_str())
+                    )
+                ));
             };
             let binding = match Binding::from_raw(c.binding_type, c.bound_table) {
                 Ok(b) => b,
@@ -750,7 +802,10 @@ impl Registration {
             if let Some(t) = binding.table()
                 && schema.table(t).is_none()
             {
-                return fail(format!("bound_table `{t}` is not declared"));
+                return fail(format!(
+                    "bound_table `{t}` is not declared{}",
+                    crate::suggest::table_hint(&schema, t)
+                ));
             }
             let mut seen = HashSet::new();
             for p in &c.request_parameter {

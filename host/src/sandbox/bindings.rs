@@ -7,5 +7,6 @@ wasmtime::component::bindgen!({
     world: "plugin",
     path: "../wit",
     imports: { default: trappable },
-    additional_derives: [PartialEq],
+    // serde: a recorded execution (`crate::replay`) is these types, written as JSON.
+    additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
 });

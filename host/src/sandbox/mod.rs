@@ -275,7 +275,10 @@ impl Sandbox {
         let pre = PluginPre::new(instance_pre).map_err(|e| {
             invalid(
                 name,
-                format!("the component does not export weft:plugin@0.1.0 `execute`: {e:#}"),
+                format!(
+                    "the component does not export weft:plugin@0.1.0 `execute` (a plug-in crate exports \
+                     its type with `weft_sdk::export_plugin!(MyPlugin);`): {e:#}"
+                ),
             )
         })?;
         Ok(LoadedPlugin {
@@ -348,7 +351,7 @@ impl Sandbox {
     pub fn invoke_with(
         &self,
         plugin: &LoadedPlugin,
-        context: ExecutionContext,
+        context: impl Into<Arc<ExecutionContext>>,
         unsecure_config: Option<String>,
         secure_config: Option<String>,
         services: &mut dyn HostServices,
@@ -369,7 +372,7 @@ impl Sandbox {
     pub fn invoke_until(
         &self,
         plugin: &LoadedPlugin,
-        context: ExecutionContext,
+        context: impl Into<Arc<ExecutionContext>>,
         unsecure_config: Option<String>,
         secure_config: Option<String>,
         services: &mut dyn HostServices,
@@ -379,7 +382,7 @@ impl Sandbox {
         let Some(_ticket) = self.admission.enter() else {
             return self.busy(plugin, started);
         };
-        let context = Arc::new(context);
+        let context = context.into();
         // SAFETY: the store that holds this reference is created below and
         // consumed by `into_data` before this function returns; `services` is
         // not touched meanwhile.

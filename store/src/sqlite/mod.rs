@@ -482,6 +482,9 @@ impl Read for SqlRead<'_> {
     fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
         system::trace_logs(self.conn, filter)
     }
+    fn trace_recording(&self, trace_id: Uuid) -> Result<Option<String>> {
+        system::trace_recording(self.conn, trace_id)
+    }
     fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
         system::job_attempts(self.conn, job_id)
     }
@@ -549,6 +552,9 @@ impl Read for SqlTx<'_> {
     }
     fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
         self.read.trace_logs(filter)
+    }
+    fn trace_recording(&self, trace_id: Uuid) -> Result<Option<String>> {
+        self.read.trace_recording(trace_id)
     }
     fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
         self.read.job_attempts(job_id)

@@ -46,6 +46,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             mode INTEGER NOT NULL, performanceexecutionduration INTEGER NOT NULL, outcome INTEGER NOT NULL,
             messageblock TEXT NOT NULL, stderr TEXT NOT NULL, exceptiondetails TEXT, createdon INTEGER NOT NULL);
          CREATE INDEX IF NOT EXISTS plugintracelog_createdon ON plugintracelog (createdon);
+         CREATE TABLE IF NOT EXISTS plugintracelog_recording (
+            plugintracelogid TEXT PRIMARY KEY NOT NULL, recording TEXT NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS asyncoperation (
             sequence INTEGER PRIMARY KEY AUTOINCREMENT, asyncoperationid TEXT NOT NULL UNIQUE,
             name TEXT NOT NULL, operationtype INTEGER NOT NULL, messagename TEXT NOT NULL,
@@ -615,7 +617,22 @@ pub(crate) fn insert_trace_log(
         e.error,
         created_on,
     ])?;
+    if let Some(recording) = &e.recording {
+        conn.prepare_cached(
+            "INSERT INTO plugintracelog_recording (plugintracelogid, recording) VALUES (?1, ?2)",
+        )?
+        .execute(params![id.to_string(), recording])?;
+    }
     Ok(())
+}
+
+pub(crate) fn trace_recording(conn: &Connection, id: Uuid) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT recording FROM plugintracelog_recording WHERE plugintracelogid = ?1",
+        )?
+        .query_row(params![id.to_string()], |r| r.get(0))
+        .optional()?)
 }
 
 /// ` LIMIT n OFFSET skip` for a listing (LIMIT -1 is SQLite's "no limit"; OFFSET needs a LIMIT before it).
@@ -629,12 +646,19 @@ fn limit_offset(limit: Option<u32>, skip: u64) -> String {
 
 pub(crate) fn purge_trace_logs(conn: &Connection, before_ms: i64, limit: usize) -> Result<usize> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    Ok(conn
+    let purged = conn
         .prepare_cached(
             "DELETE FROM plugintracelog WHERE rowid IN (SELECT rowid FROM plugintracelog
              WHERE createdon < ?1 ORDER BY createdon LIMIT ?2)",
         )?
-        .execute(params![before_ms, limit])?)
+        .execute(params![before_ms, limit])?;
+    // Recordings go with their rows (they are few: failed executions).
+    conn.prepare_cached(
+        "DELETE FROM plugintracelog_recording WHERE NOT EXISTS (SELECT 1 FROM plugintracelog t
+         WHERE t.plugintracelogid = plugintracelog_recording.plugintracelogid)",
+    )?
+    .execute([])?;
+    Ok(purged)
 }
 
 pub(crate) fn trace_logs(conn: &Connection, f: &TraceFilter) -> Result<Vec<TraceLog>> {
@@ -671,6 +695,7 @@ pub(crate) fn trace_logs(conn: &Connection, f: &TraceFilter) -> Result<Vec<Trace
                 trace: r.get(10)?,
                 stderr: r.get(11)?,
                 error: r.get(12)?,
+                recording: None,
             },
             created_on: r.get(13)?,
         })
@@ -794,7 +819,11 @@ pub(crate) fn system_jobs(conn: &Connection, f: &JobFilter) -> Result<Vec<System
             params.push(SqlValue::Text(id.to_string()));
         }
     }
-    sql.push_str(" ORDER BY createdon, sequence");
+    sql.push_str(if f.newest_first {
+        " ORDER BY createdon DESC, sequence DESC"
+    } else {
+        " ORDER BY createdon, sequence"
+    });
     sql.push_str(&limit_offset(f.limit, f.skip));
     let mut stmt = conn.prepare_cached(&sql)?;
     Ok(stmt
