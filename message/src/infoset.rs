@@ -213,20 +213,20 @@ const XS_STRING: ContractName<'static> = ContractName {
 
 /// Item names of the generic collections weft writes, computed once by
 /// .NET's naming rule (`names::generic_name`), never spelled as constants.
-struct ItemNames {
+pub(crate) struct ItemNames {
     /// `KeyValuePair<string, object>` (parameters, attributes, key attributes).
-    string_any: String,
+    pub string_any: String,
     /// `KeyValuePair<string, string>` (formatted values, `ChangedEntityTypes`).
-    string_string: String,
+    pub string_string: String,
     /// `KeyValuePair<string, Entity>` (entity images).
-    string_entity: String,
+    pub string_entity: String,
     /// `KeyValuePair<Relationship, EntityCollection>` (related entities).
-    relationship_collection: String,
+    pub relationship_collection: String,
     /// `KeyValuePair<string, string>[]` as an object value (`ArrayOf…`).
-    array_of_string_string: String,
+    pub array_of_string_string: String,
 }
 
-fn item_names() -> &'static ItemNames {
+pub(crate) fn item_names() -> &'static ItemNames {
     static NAMES: std::sync::OnceLock<ItemNames> = std::sync::OnceLock::new();
     NAMES.get_or_init(|| {
         let contract = |name| ContractName {
@@ -251,7 +251,7 @@ fn item_names() -> &'static ItemNames {
     })
 }
 
-const LETTERS: [&str; 26] = [
+pub(crate) const LETTERS: [&str; 26] = [
     "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
     "t", "u", "v", "w", "x", "y", "z",
 ];
@@ -684,20 +684,20 @@ const KNOWN_TYPES: &[(&str, &str)] = &[
 ];
 
 /// `EntityState` enum member names by value.
-const ENTITY_STATES: [&str; 3] = ["Unchanged", "Created", "Changed"];
+pub(crate) const ENTITY_STATES: [&str; 3] = ["Unchanged", "Created", "Changed"];
 /// `EntityRole` enum member names by value.
-const ENTITY_ROLES: [&str; 2] = ["Referencing", "Referenced"];
+pub(crate) const ENTITY_ROLES: [&str; 2] = ["Referencing", "Referenced"];
 
 /// DataContractSerializer writes enums by member name; values outside the enum
 /// are written as numbers so nothing is lost.
-fn enum_name(v: i32, names: &[&str]) -> String {
+pub(crate) fn enum_name(v: i32, names: &[&str]) -> String {
     usize::try_from(v)
         .ok()
         .and_then(|i| names.get(i))
         .map_or_else(|| v.to_string(), |s| (*s).to_string())
 }
 
-fn enum_value(s: &str, names: &[&str]) -> Option<i32> {
+pub(crate) fn enum_value(s: &str, names: &[&str]) -> Option<i32> {
     names
         .iter()
         .position(|n| *n == s)
@@ -767,7 +767,7 @@ pub(crate) fn format_xml_double(d: f64) -> String {
     out
 }
 
-fn parse_xml_double(s: &str) -> Option<f64> {
+pub(crate) fn parse_xml_double(s: &str) -> Option<f64> {
     match s {
         "INF" => Some(f64::INFINITY),
         "-INF" => Some(f64::NEG_INFINITY),
@@ -930,7 +930,7 @@ pub(crate) fn parse_xml_date(s: &str) -> Option<DateTime> {
 // ------------------------------------------------------------------ reader
 
 /// Deepest element nesting accepted (hostile input must not overflow the stack).
-const MAX_DEPTH: usize = 96;
+pub(crate) const MAX_DEPTH: usize = 96;
 
 /// Builds the model from events.
 pub(crate) struct Reader<'a, S: Source<'a>> {

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 
 /// Reads NBFX records as events.
 pub(crate) struct BinarySource<'a> {
-    b: &'a [u8],
-    pos: usize,
+    pub(super) b: &'a [u8],
+    pub(super) pos: usize,
     at: usize,
     depth: usize,
     pending_end: bool,
@@ -84,7 +84,7 @@ impl<'a> BinarySource<'a> {
     }
 
     #[inline]
-    fn string(&mut self) -> Result<&'a str, MessageError> {
+    pub(super) fn string(&mut self) -> Result<&'a str, MessageError> {
         let n = self.mb31()? as usize;
         let at = self.pos;
         let bytes = self.take(n, "string")?;
@@ -92,7 +92,7 @@ impl<'a> BinarySource<'a> {
     }
 
     #[inline]
-    fn dict(&mut self) -> Result<&'static str, MessageError> {
+    pub(super) fn dict(&mut self) -> Result<&'static str, MessageError> {
         let at = self.pos;
         let id = self.mb31()?;
         if id % 2 == 1 {
@@ -234,7 +234,48 @@ impl<'a> BinarySource<'a> {
         })
     }
 
-    fn attribute(&mut self, rt: u8) -> Result<Attr<'a>, MessageError> {
+    /// A text record (type byte `rt` already read): typed records travel
+    /// typed so readers skip text round trips, the rest as text.
+    #[inline]
+    pub(super) fn text_event(&mut self, rt: u8) -> Result<Event<'a>, MessageError> {
+        // Typed records travel typed so the reader skips text round trips.
+        let le8 = |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a[..b.len()].copy_from_slice(b);
+            u64::from_le_bytes(a)
+        };
+        Ok(match rt & !1 {
+            ZERO_TEXT => Event::Typed(Scalar::Int(0)),
+            ONE_TEXT => Event::Typed(Scalar::Int(1)),
+            INT8_TEXT => Event::Typed(Scalar::Int(i64::from(self.byte("Int8Text")? as i8))),
+            INT16_TEXT => {
+                let v = le8(self.take(2, "Int16Text")?) as u16 as i16;
+                Event::Typed(Scalar::Int(i64::from(v)))
+            }
+            INT32_TEXT => {
+                let v = le8(self.take(4, "Int32Text")?) as u32 as i32;
+                Event::Typed(Scalar::Int(i64::from(v)))
+            }
+            INT64_TEXT => Event::Typed(Scalar::Int(le8(self.take(8, "Int64Text")?) as i64)),
+            TRUE_TEXT => Event::Typed(Scalar::Bool(true)),
+            FALSE_TEXT => Event::Typed(Scalar::Bool(false)),
+            FLOAT_TEXT => {
+                let v = f32::from_bits(le8(self.take(4, "FloatText")?) as u32);
+                Event::Typed(Scalar::Double(f64::from(v)))
+            }
+            DOUBLE_TEXT => Event::Typed(Scalar::Double(f64::from_bits(le8(
+                self.take(8, "DoubleText")?
+            )))),
+            DATETIME_TEXT => {
+                let v = le8(self.take(8, "DateTimeText")?);
+                Event::Typed(Scalar::Date(date_from_binary(v, self.local_offset)))
+            }
+            UUID_TEXT => Event::Typed(Scalar::Guid(guid_from_bytes(self.take(16, "UuidText")?))),
+            _ => Event::Text(self.text_body(rt)?),
+        })
+    }
+
+    pub(super) fn attribute(&mut self, rt: u8) -> Result<Attr<'a>, MessageError> {
         let (xmlns, prefix, local): (bool, &'a str, &'a str) = match rt {
             SHORT_ATTRIBUTE => (false, "", self.string()?),
             ATTRIBUTE => (false, self.string()?, self.string()?),
@@ -295,7 +336,7 @@ impl<'a> BinarySource<'a> {
     }
 }
 
-const LETTERS: [&str; 26] = [
+pub(super) const LETTERS: [&str; 26] = [
     "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
     "t", "u", "v", "w", "x", "y", "z",
 ];
@@ -351,47 +392,7 @@ impl<'a> Source<'a> for BinarySource<'a> {
                             "expected an element, found text outside the root".into(),
                         ));
                     }
-                    // Typed records travel typed so the reader skips text round trips.
-                    let le8 = |b: &[u8]| {
-                        let mut a = [0u8; 8];
-                        a[..b.len()].copy_from_slice(b);
-                        u64::from_le_bytes(a)
-                    };
-                    let ev = match rt & !1 {
-                        ZERO_TEXT => Event::Typed(Scalar::Int(0)),
-                        ONE_TEXT => Event::Typed(Scalar::Int(1)),
-                        INT8_TEXT => {
-                            Event::Typed(Scalar::Int(i64::from(self.byte("Int8Text")? as i8)))
-                        }
-                        INT16_TEXT => {
-                            let v = le8(self.take(2, "Int16Text")?) as u16 as i16;
-                            Event::Typed(Scalar::Int(i64::from(v)))
-                        }
-                        INT32_TEXT => {
-                            let v = le8(self.take(4, "Int32Text")?) as u32 as i32;
-                            Event::Typed(Scalar::Int(i64::from(v)))
-                        }
-                        INT64_TEXT => {
-                            Event::Typed(Scalar::Int(le8(self.take(8, "Int64Text")?) as i64))
-                        }
-                        TRUE_TEXT => Event::Typed(Scalar::Bool(true)),
-                        FALSE_TEXT => Event::Typed(Scalar::Bool(false)),
-                        FLOAT_TEXT => {
-                            let v = f32::from_bits(le8(self.take(4, "FloatText")?) as u32);
-                            Event::Typed(Scalar::Double(f64::from(v)))
-                        }
-                        DOUBLE_TEXT => Event::Typed(Scalar::Double(f64::from_bits(le8(
-                            self.take(8, "DoubleText")?
-                        )))),
-                        DATETIME_TEXT => {
-                            let v = le8(self.take(8, "DateTimeText")?);
-                            Event::Typed(Scalar::Date(date_from_binary(v, self.local_offset)))
-                        }
-                        UUID_TEXT => {
-                            Event::Typed(Scalar::Guid(guid_from_bytes(self.take(16, "UuidText")?)))
-                        }
-                        _ => Event::Text(self.text_body(rt)?),
-                    };
+                    let ev = self.text_event(rt)?;
                     if rt & 1 == 1 {
                         self.pending_end = true;
                     }

@@ -16,6 +16,8 @@
 //! [`DICTIONARY`] for readers that pass the WCF dictionary. No I/O here.
 
 mod events;
+mod model_reader;
+mod model_writer;
 mod writer;
 
 use crate::error::{MessageError, Syntax};
@@ -81,7 +83,7 @@ fn dict_str(id: u32) -> Option<&'static str> {
 /// Encodes a context as .NET Binary XML with every name inline (readable by
 /// any .NET binary reader; see the module docs).
 pub fn encode(ctx: &RemoteExecutionContext) -> Vec<u8> {
-    encode_impl(ctx, false)
+    model_writer::encode(ctx)
 }
 
 /// Encodes a context as .NET Binary XML using [MC-NBFS] static dictionary ids
@@ -109,7 +111,12 @@ pub fn decode_in_zone(
     bytes: &[u8],
     local_offset: i16,
 ) -> Result<RemoteExecutionContext, MessageError> {
-    infoset::read(BinarySource::in_zone(bytes, local_offset))
+    // The direct reader handles what writers produce; the event reader
+    // everything else, and it words the errors.
+    match model_reader::decode(bytes, local_offset) {
+        Some(ctx) => Ok(ctx),
+        None => infoset::read(BinarySource::in_zone(bytes, local_offset)),
+    }
 }
 
 /// `DateTime.FromBinary` of a `DateTimeText` value: kind 1 UTC, kind 0

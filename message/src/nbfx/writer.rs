@@ -36,6 +36,9 @@ pub(crate) struct Buffer {
     /// Position of the open text record's type byte, while it can still
     /// become its `…WithEndElement` form.
     text_node: Option<usize>,
+    /// While recording a [`Piece`]: every buffer request (position, size)
+    /// instead of acting on it.
+    trace: Option<Vec<(usize, usize)>>,
 }
 
 impl Buffer {
@@ -49,18 +52,49 @@ impl Buffer {
     }
 
     /// `GetBuffer(count)`: flushes when `count` more bytes would not fit.
+    #[inline]
     fn reserve(&mut self, count: usize) {
-        if self.offset() + count > BUFFER {
+        if let Some(trace) = &mut self.trace {
+            trace.push((self.out.len(), count));
+        } else if self.offset() + count > BUFFER {
             self.flush();
         }
     }
 
-    /// `WriteByte`: flushes only when the buffer is full.
+    /// `WriteByte`: flushes only when the buffer is full (a request of 1).
     fn byte(&mut self, b: u8) {
-        if self.offset() >= BUFFER {
-            self.flush();
-        }
+        self.reserve(1);
         self.out.push(b);
+    }
+
+    /// Appends a recorded [`Piece`], replaying its buffer requests: when the
+    /// whole piece fits in the current buffer no request can flush, so only
+    /// pieces that straddle a 512-byte boundary walk their requests.
+    /// Returns where the piece starts in `out` (for letter patches).
+    #[inline]
+    pub(crate) fn put(&mut self, p: &Piece) -> usize {
+        let base = self.out.len();
+        if base - self.start + p.span > BUFFER {
+            for &(at, count) in &p.requests {
+                if base + at - self.start + count > BUFFER {
+                    self.start = base + at;
+                }
+            }
+        }
+        self.out.extend_from_slice(&p.bytes);
+        self.text_node = None;
+        base
+    }
+
+    /// `WriteText` of a GUID's 36-character string (a chars record).
+    #[inline]
+    pub(crate) fn guid(&mut self, g: &uuid::Uuid) {
+        self.reserve(2 + 36 * MAX_BYTES_PER_CHAR);
+        self.text_node = Some(self.out.len());
+        self.out.extend_from_slice(&[CHARS8_TEXT, 36]);
+        let at = self.out.len();
+        self.out.resize(at + 36, 0);
+        g.hyphenated().encode_lower(&mut self.out[at..]);
     }
 
     /// `WriteNode`: a record type byte that is not text.
@@ -173,7 +207,15 @@ impl Buffer {
     }
 
     /// `WriteText(string)` (`UnsafeWriteText`): the text record .NET picks.
-    fn string(&mut self, s: &str) {
+    pub(crate) fn string(&mut self, s: &str) {
+        // The common case first: a short ASCII string is one Chars8Text.
+        if s.len() > 1 && s.len() <= 255 / MAX_BYTES_PER_CHAR && s.is_ascii() {
+            self.reserve(2 + s.len() * MAX_BYTES_PER_CHAR);
+            self.text_node = Some(self.out.len());
+            self.out.extend_from_slice(&[CHARS8_TEXT, s.len() as u8]);
+            self.out.extend_from_slice(s.as_bytes());
+            return;
+        }
         if s.is_empty() {
             return self.text_node(EMPTY_TEXT);
         }
@@ -233,10 +275,44 @@ impl Buffer {
     }
 
     /// `WriteEndElement`: the open text record takes the end, else a record.
-    fn end(&mut self) {
+    pub(crate) fn end(&mut self) {
         match self.text_node.take() {
             Some(at) => self.out[at] += 1,
             None => self.node(END_ELEMENT),
+        }
+    }
+}
+
+/// A fixed run of records (start tags, attributes, declarations) recorded once
+/// from [`BinarySink`] calls, so the model writer appends it with one copy:
+/// its bytes and every buffer request .NET would make writing it (position in
+/// `bytes`, size), which [`Buffer::put`] replays. Letters (prefixes) can be
+/// patched into the bytes afterwards: they never change a record's length.
+pub(crate) struct Piece {
+    /// The records.
+    pub bytes: Vec<u8>,
+    /// Buffer requests: (position in `bytes`, requested size).
+    requests: Vec<(usize, usize)>,
+    /// The furthest any request reaches: the piece cannot flush the buffer
+    /// when this fits.
+    span: usize,
+}
+
+impl Piece {
+    /// Records what `f` writes. The calls must leave no text record open (a
+    /// piece ends with a start tag, an attribute or an end record).
+    pub(crate) fn record(f: impl FnOnce(&mut BinarySink)) -> Piece {
+        let mut s = BinarySink::new(false);
+        s.buf.out = Vec::with_capacity(256);
+        s.buf.trace = Some(Vec::new());
+        f(&mut s);
+        debug_assert!(s.buf.text_node.is_none() || s.buf.out.last() == Some(&END_ELEMENT));
+        let requests = s.buf.trace.take().unwrap_or_default();
+        let span = requests.iter().map(|(at, n)| at + n).max().unwrap_or(0);
+        Piece {
+            bytes: s.buf.out,
+            requests,
+            span,
         }
     }
 }
@@ -276,18 +352,33 @@ fn decimal_bytes(d: &Decimal) -> Option<[u8; 16]> {
         Some(t) => (true, t),
         None => (false, text),
     };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let (int, frac) = match digits.split_once('.') {
+        Some((_, "")) => return None,
+        Some(parts) => parts,
+        None => (digits, ""),
+    };
     let scale = frac.len();
-    if scale > 28 || int.len() + scale > 29 {
+    // .NET prints exactly `scale` fraction digits and an integer part without
+    // leading zeros ("0" when it is zero), so only text of that shape comes
+    // back unchanged from the record.
+    if int.is_empty()
+        || (int.len() > 1 && int.starts_with('0'))
+        || scale > 28
+        || int.len() + scale > 29
+    {
         return None;
     }
     let mut mantissa: u128 = 0;
     for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
         mantissa = mantissa * 10 + u128::from(b - b'0');
     }
-    if mantissa >> 96 != 0 || decimal_text(neg, mantissa, scale as u32) != text {
+    if mantissa >> 96 != 0 || (neg && mantissa == 0) {
         return None;
     }
+    debug_assert_eq!(decimal_text(neg, mantissa, scale as u32), text);
     let mut out = [0u8; 16];
     out[2] = scale as u8;
     out[3] = if neg { 0x80 } else { 0 };
@@ -437,6 +528,10 @@ impl Sink for BinarySink {
 
     fn text(&mut self, text: &str) {
         self.buf.string(text);
+    }
+
+    fn text_guid(&mut self, g: &uuid::Uuid) {
+        self.buf.guid(g);
     }
 
     fn end(&mut self) {
