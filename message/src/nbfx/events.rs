@@ -107,7 +107,7 @@ impl<'a> BinarySource<'a> {
     }
 
     /// Reads a text record body (record type already read) as canonical text.
-    fn text_body(&mut self, rt: u8) -> Result<Cow<'a, str>, MessageError> {
+    pub(super) fn text_body(&mut self, rt: u8) -> Result<Cow<'a, str>, MessageError> {
         let at = self.pos - 1;
         let le = |s: &[u8]| {
             let mut a = [0u8; 8];

@@ -14,9 +14,13 @@
 //! (`direct_reader_agrees_with_the_event_reader` checks it on mutated input).
 
 use super::events::BinarySource;
+use super::events::LETTERS;
+use super::{
+    CHARS8_TEXT, ELEMENT, END_ELEMENT, PREFIX_ATTRIBUTE_A, QNAME_DICTIONARY_TEXT, SHORT_ATTRIBUTE,
+    TRUE_TEXT, XMLNS, ZERO_TEXT,
+};
 use super::{DICTIONARY_ELEMENT, SHORT_DICTIONARY_ELEMENT, SHORT_ELEMENT};
-use super::{ELEMENT, END_ELEMENT, SHORT_ATTRIBUTE, ZERO_TEXT};
-use crate::infoset::{Attr, Event};
+use crate::infoset::Event;
 use crate::infoset::{
     ENTITY_ROLES, ENTITY_STATES, MAX_DEPTH, NS_CONTRACTS, NS_CONTRACTS90, NS_GENERIC, NS_SER,
     NS_XSD, NS_XSI, Scalar, enum_value, parse_xml_date, parse_xml_double,
@@ -33,7 +37,7 @@ pub(super) fn decode(bytes: &[u8], local_offset: i16) -> Option<RemoteExecutionC
         scopes: Vec::with_capacity(16),
     };
     let root = r.child()??;
-    if root.local != "RemoteExecutionContext" {
+    if root.local != b"RemoteExecutionContext" {
         return None;
     }
     let ctx = r.context()?;
@@ -44,11 +48,17 @@ type O<T> = Option<T>;
 
 /// What the model reader needs of a start tag.
 struct Tag<'a> {
-    local: &'a str,
+    /// The local name's bytes.
+    local: &'a [u8],
     /// `i:nil="true"` (or `"1"`).
     nil: bool,
-    /// The `i:type` value.
-    ty: Option<Cow<'a, str>>,
+    /// The value type its `i:type` names (`None`: absent or unknown).
+    ty: Option<Ty>,
+}
+
+/// An element name the caller does not compare is still checked as UTF-8.
+fn utf8(name: &[u8]) -> O<()> {
+    std::str::from_utf8(name).ok().map(|_| ())
 }
 
 /// An element's content.
@@ -60,8 +70,33 @@ enum Content<'a> {
 struct Reader<'a> {
     src: BinarySource<'a>,
     depth: usize,
-    /// (element depth, prefix, namespace) declarations in scope.
-    scopes: Vec<(usize, &'a str, Cow<'a, str>)>,
+    /// (element depth, prefix, namespace id from [`ns_id`]) declarations in scope.
+    scopes: Vec<(usize, &'a str, Ns)>,
+}
+
+/// The namespaces the model reader tells apart; every other one is `Other`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ns {
+    Xsi,
+    Xsd,
+    Ser,
+    Generic,
+    Contracts,
+    Contracts90,
+    Other,
+}
+
+/// Classifies a declared namespace once, so look-ups compare ids, not URIs.
+fn ns_id(ns: &str) -> Ns {
+    match ns {
+        NS_XSI => Ns::Xsi,
+        NS_XSD => Ns::Xsd,
+        NS_SER => Ns::Ser,
+        NS_GENERIC => Ns::Generic,
+        NS_CONTRACTS => Ns::Contracts,
+        NS_CONTRACTS90 => Ns::Contracts90,
+        _ => Ns::Other,
+    }
 }
 
 /// The value types `infoset::Reader::value` knows, by `i:type`.
@@ -103,71 +138,134 @@ impl<'a> Reader<'a> {
         self.depth = self.depth.saturating_sub(1);
     }
 
-    fn resolve(&self, prefix: &str) -> Option<&str> {
+    /// The namespace bound to `prefix` (`Other` when unbound, which, like
+    /// the event reader's `""`, matches nothing known).
+    fn resolve(&self, prefix: &str) -> Ns {
         self.scopes
             .iter()
             .rev()
             .find(|s| s.1 == prefix)
-            .map(|s| s.2.as_ref())
+            .map_or(Ns::Other, |s| s.2)
+    }
+
+    /// `n` bytes of input.
+    #[inline]
+    fn take(&mut self, n: usize) -> O<&'a [u8]> {
+        let at = self.src.pos;
+        let bytes = self.src.b.get(at..at.checked_add(n)?)?;
+        self.src.pos += n;
+        Some(bytes)
+    }
+
+    /// A length-prefixed string's bytes, not yet checked to be UTF-8.
+    #[inline]
+    fn raw(&mut self) -> O<&'a [u8]> {
+        let n = match self.src.b.get(self.src.pos) {
+            Some(&n) if n < 0x80 => {
+                self.src.pos += 1;
+                usize::from(n)
+            }
+            _ => self.src.mb31().ok()? as usize,
+        };
+        self.take(n)
+    }
+
+    /// A length-prefixed UTF-8 string.
+    #[inline]
+    fn name(&mut self) -> O<&'a str> {
+        std::str::from_utf8(self.raw()?).ok()
     }
 
     /// The next child element, or `Some(None)` at the current element's end.
+    /// Its local name stays bytes: callers compare it with known names (which
+    /// proves it UTF-8) or check it with [`utf8`].
     fn child(&mut self) -> O<Option<Tag<'a>>> {
         let rt = self.next_byte()?;
-        let s = &mut self.src;
-        let local = match rt {
+        let local: &'a [u8] = match rt {
             END_ELEMENT => {
                 self.close();
                 return Some(None);
             }
-            SHORT_ELEMENT => s.string().ok()?,
+            SHORT_ELEMENT | 0x5E..=0x77 => self.raw()?,
             ELEMENT => {
-                s.string().ok()?;
-                s.string().ok()?
+                self.name()?;
+                self.raw()?
             }
-            SHORT_DICTIONARY_ELEMENT => s.dict().ok()?,
+            SHORT_DICTIONARY_ELEMENT => self.src.dict().ok()?.as_bytes(),
             DICTIONARY_ELEMENT => {
-                s.string().ok()?;
-                s.dict().ok()?
+                self.name()?;
+                self.src.dict().ok()?.as_bytes()
             }
-            0x44..=0x5D => s.dict().ok()?,
-            0x5E..=0x77 => s.string().ok()?,
+            0x44..=0x5D => self.src.dict().ok()?.as_bytes(),
             _ => return None,
         };
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return None;
         }
+        let mut tag = Tag {
+            local,
+            nil: false,
+            ty: None,
+        };
+        if !matches!(self.src.b.get(self.src.pos), Some(SHORT_ATTRIBUTE..=0x3F)) {
+            return Some(Some(tag));
+        }
         // Plain attributes wait until the element's declarations are in scope.
-        let mut attrs: [Option<Attr<'a>>; 4] = [None, None, None, None];
+        let mut plain: [Option<(&'a str, &'a [u8], Cow<'a, str>)>; 4] = [None, None, None, None];
         let mut n = 0;
         while let Some(&a) = self.src.b.get(self.src.pos) {
             if !(SHORT_ATTRIBUTE..=0x3F).contains(&a) {
                 break;
             }
             self.src.pos += 1;
-            let attr = self.src.attribute(a).ok()?;
-            if attr.xmlns {
-                self.scopes.push((self.depth, attr.local, attr.value));
-            } else {
-                *attrs.get_mut(n)? = Some(attr);
-                n += 1;
+            match a {
+                PREFIX_ATTRIBUTE_A..=0x3F => {
+                    let prefix = LETTERS[usize::from(a - PREFIX_ATTRIBUTE_A)];
+                    let local = self.raw()?;
+                    let value = match self.next_byte()? {
+                        CHARS8_TEXT => {
+                            let n = usize::from(self.next_byte()?);
+                            Cow::Borrowed(std::str::from_utf8(self.take(n)?).ok()?)
+                        }
+                        TRUE_TEXT => Cow::Borrowed("true"),
+                        vt if (ZERO_TEXT..=QNAME_DICTIONARY_TEXT).contains(&vt) && vt & 1 == 0 => {
+                            self.src.text_body(vt).ok()?
+                        }
+                        _ => return None,
+                    };
+                    *plain.get_mut(n)? = Some((prefix, local, value));
+                    n += 1;
+                }
+                XMLNS => {
+                    let prefix = self.name()?;
+                    let ns = self.name()?;
+                    self.scopes.push((self.depth, prefix, ns_id(ns)));
+                }
+                _ => {
+                    let attr = self.src.attribute(a).ok()?;
+                    if attr.xmlns {
+                        self.scopes
+                            .push((self.depth, attr.local, ns_id(&attr.value)));
+                    } else {
+                        *plain.get_mut(n)? = Some((attr.prefix, attr.local.as_bytes(), attr.value));
+                        n += 1;
+                    }
+                }
             }
         }
-        let mut tag = Tag {
-            local,
-            nil: false,
-            ty: None,
-        };
         let (mut seen_nil, mut seen_type) = (false, false);
-        for a in attrs.into_iter().flatten() {
-            let xsi = || self.resolve(a.prefix) == Some(NS_XSI);
-            if !seen_nil && a.local == "nil" && xsi() {
+        for (prefix, local, value) in plain.into_iter().flatten() {
+            // Names and values were checked as UTF-8 when read.
+            let xsi = |r: &Self| r.resolve(prefix) == Ns::Xsi;
+            if !seen_nil && local == b"nil" && xsi(self) {
                 seen_nil = true;
-                tag.nil = matches!(a.value.as_ref(), "true" | "1");
-            } else if !seen_type && a.local == "type" && xsi() {
+                tag.nil = matches!(value.as_ref(), "true" | "1");
+            } else if !seen_type && local == b"type" && xsi(self) {
                 seen_type = true;
-                tag.ty = Some(a.value);
+                tag.ty = self.ty(&value);
+            } else {
+                std::str::from_utf8(local).ok()?;
             }
         }
         Some(Some(tag))
@@ -176,16 +274,20 @@ impl<'a> Reader<'a> {
     /// The element's content through its end: one text record, or none.
     fn content(&mut self) -> O<Content<'a>> {
         let rt = self.next_byte()?;
-        if rt == END_ELEMENT {
-            self.close();
-            return Some(Content::Text(Cow::Borrowed("")));
-        }
-        if !(ZERO_TEXT..=0xBD).contains(&rt) {
-            return None;
-        }
-        let content = match self.src.text_event(rt).ok()? {
-            Event::Typed(v) => Content::Typed(v),
-            Event::Text(t) => Content::Text(t),
+        let content = match rt {
+            END_ELEMENT => {
+                self.close();
+                return Some(Content::Text(Cow::Borrowed("")));
+            }
+            CHARS8_TEXT | 0x99 => {
+                let n = usize::from(self.next_byte()?);
+                Content::Text(Cow::Borrowed(std::str::from_utf8(self.take(n)?).ok()?))
+            }
+            ZERO_TEXT..=0xBD => match self.src.text_event(rt).ok()? {
+                Event::Typed(v) => Content::Typed(v),
+                Event::Text(t) => Content::Text(t),
+                _ => return None,
+            },
             _ => return None,
         };
         if rt & 1 == 0 && self.next_byte()? != END_ELEMENT {
@@ -313,45 +415,45 @@ impl<'a> Reader<'a> {
         let mut c = RemoteExecutionContext::default();
         while let Some(t) = self.child()? {
             match t.local {
-                "BusinessUnitId" => c.business_unit_id = self.guid()?,
-                "CorrelationId" => c.correlation_id = self.guid()?,
-                "Depth" => c.depth = self.int()?,
-                "InitiatingUserAgent" => c.initiating_user_agent = self.opt_string(&t)?,
-                "InitiatingUserAzureActiveDirectoryObjectId" => {
+                b"BusinessUnitId" => c.business_unit_id = self.guid()?,
+                b"CorrelationId" => c.correlation_id = self.guid()?,
+                b"Depth" => c.depth = self.int()?,
+                b"InitiatingUserAgent" => c.initiating_user_agent = self.opt_string(&t)?,
+                b"InitiatingUserAzureActiveDirectoryObjectId" => {
                     c.initiating_user_azure_active_directory_object_id =
                         self.nil_or(&t, |r| r.guid())?
                 }
-                "InitiatingUserId" => c.initiating_user_id = self.guid()?,
-                "InputParameters" => c.input_parameters = self.params()?,
-                "IsExecutingOffline" => c.is_executing_offline = self.boolean()?,
-                "IsInTransaction" => c.is_in_transaction = self.boolean()?,
-                "IsOfflinePlayback" => c.is_offline_playback = self.boolean()?,
-                "IsolationMode" => c.isolation_mode = self.int()?,
-                "MessageName" => c.message_name = self.string()?,
-                "Mode" => c.mode = self.int()?,
-                "OperationCreatedOn" => c.operation_created_on = self.date()?,
-                "OperationId" => c.operation_id = self.guid()?,
-                "OrganizationId" => c.organization_id = self.guid()?,
-                "OrganizationName" => c.organization_name = self.string()?,
-                "OutputParameters" => c.output_parameters = self.params()?,
-                "OwningExtension" => {
+                b"InitiatingUserId" => c.initiating_user_id = self.guid()?,
+                b"InputParameters" => c.input_parameters = self.params()?,
+                b"IsExecutingOffline" => c.is_executing_offline = self.boolean()?,
+                b"IsInTransaction" => c.is_in_transaction = self.boolean()?,
+                b"IsOfflinePlayback" => c.is_offline_playback = self.boolean()?,
+                b"IsolationMode" => c.isolation_mode = self.int()?,
+                b"MessageName" => c.message_name = self.string()?,
+                b"Mode" => c.mode = self.int()?,
+                b"OperationCreatedOn" => c.operation_created_on = self.date()?,
+                b"OperationId" => c.operation_id = self.guid()?,
+                b"OrganizationId" => c.organization_id = self.guid()?,
+                b"OrganizationName" => c.organization_name = self.string()?,
+                b"OutputParameters" => c.output_parameters = self.params()?,
+                b"OwningExtension" => {
                     c.owning_extension = self.nil_or(&t, |r| r.entity_reference_members())?
                 }
-                "ParentContext" => {
+                b"ParentContext" => {
                     c.parent_context = self.nil_or(&t, |r| Some(Box::new(r.context()?)))?
                 }
-                "PostEntityImages" => c.post_entity_images = self.images()?,
-                "PreEntityImages" => c.pre_entity_images = self.images()?,
-                "PrimaryEntityId" => c.primary_entity_id = self.guid()?,
-                "PrimaryEntityName" => c.primary_entity_name = self.string()?,
-                "RequestId" => c.request_id = self.nil_or(&t, |r| r.guid())?,
-                "SecondaryEntityName" => c.secondary_entity_name = self.string()?,
-                "SharedVariables" => c.shared_variables = self.params()?,
-                "Stage" => c.stage = self.int()?,
-                "UserAzureActiveDirectoryObjectId" => {
+                b"PostEntityImages" => c.post_entity_images = self.images()?,
+                b"PreEntityImages" => c.pre_entity_images = self.images()?,
+                b"PrimaryEntityId" => c.primary_entity_id = self.guid()?,
+                b"PrimaryEntityName" => c.primary_entity_name = self.string()?,
+                b"RequestId" => c.request_id = self.nil_or(&t, |r| r.guid())?,
+                b"SecondaryEntityName" => c.secondary_entity_name = self.string()?,
+                b"SharedVariables" => c.shared_variables = self.params()?,
+                b"Stage" => c.stage = self.int()?,
+                b"UserAzureActiveDirectoryObjectId" => {
                     c.user_azure_active_directory_object_id = self.nil_or(&t, |r| r.guid())?
                 }
-                "UserId" => c.user_id = self.guid()?,
+                b"UserId" => c.user_id = self.guid()?,
                 _ => return None,
             }
         }
@@ -366,12 +468,13 @@ impl<'a> Reader<'a> {
         mut value: impl FnMut(&mut Self, &Tag<'a>) -> O<V>,
     ) -> O<Vec<(K, V)>> {
         let mut out = Vec::new();
-        while self.child()?.is_some() {
+        while let Some(item) = self.child()? {
+            utf8(item.local)?;
             let (mut k, mut v) = (None, None);
             while let Some(t) = self.child()? {
                 match t.local {
-                    "key" => k = Some(key(self, &t)?),
-                    "value" => v = Some(value(self, &t)?),
+                    b"key" => k = Some(key(self, &t)?),
+                    b"value" => v = Some(value(self, &t)?),
                     _ => return None,
                 }
             }
@@ -388,34 +491,37 @@ impl<'a> Reader<'a> {
         self.pairs(|r, _| r.string(), |r, _| r.entity_members())
     }
 
-    /// The value type named by the tag's `i:type`.
-    fn ty(&self, tag: &Tag<'a>) -> O<Ty> {
-        let qname = tag.ty.as_deref()?;
+    /// The value type an `i:type` value names.
+    fn ty(&self, qname: &str) -> O<Ty> {
         let (prefix, local) = qname.split_once(':').unwrap_or(("", qname));
-        Some(match (self.resolve(prefix).unwrap_or(""), local) {
-            (NS_XSD, "string") => Ty::String,
-            (NS_XSD, "int") => Ty::Int,
-            (NS_XSD, "long") => Ty::Long,
-            (NS_XSD, "double") => Ty::Double,
-            (NS_XSD, "decimal") => Ty::Decimal,
-            (NS_XSD, "boolean") => Ty::Boolean,
-            (NS_XSD, "dateTime") => Ty::DateTime,
-            (NS_SER, "guid") => Ty::Guid,
-            (NS_CONTRACTS, "Entity") => Ty::Entity,
-            (NS_CONTRACTS, "EntityReference") => Ty::EntityReference,
-            (NS_CONTRACTS, "OptionSetValue") => Ty::OptionSetValue,
-            (NS_CONTRACTS, "Money") => Ty::Money,
-            (NS_CONTRACTS90 | NS_CONTRACTS, "OptionSetValueCollection") => {
-                Ty::OptionSetValueCollection
+        let ns = self.resolve(prefix);
+        let (ty, want) = match local {
+            "string" => (Ty::String, Ns::Xsd),
+            "int" => (Ty::Int, Ns::Xsd),
+            "long" => (Ty::Long, Ns::Xsd),
+            "double" => (Ty::Double, Ns::Xsd),
+            "decimal" => (Ty::Decimal, Ns::Xsd),
+            "boolean" => (Ty::Boolean, Ns::Xsd),
+            "dateTime" => (Ty::DateTime, Ns::Xsd),
+            "guid" => (Ty::Guid, Ns::Ser),
+            "Entity" => (Ty::Entity, Ns::Contracts),
+            "EntityReference" => (Ty::EntityReference, Ns::Contracts),
+            "OptionSetValue" => (Ty::OptionSetValue, Ns::Contracts),
+            "Money" => (Ty::Money, Ns::Contracts),
+            // Read in the 2011 namespace too (what weft once wrote).
+            "OptionSetValueCollection" if ns == Ns::Contracts => {
+                (Ty::OptionSetValueCollection, Ns::Contracts)
             }
-            (NS_CONTRACTS, "EntityReferenceCollection") => Ty::EntityReferenceCollection,
-            (NS_CONTRACTS, "EntityCollection") => Ty::EntityCollection,
-            (NS_CONTRACTS, "Relationship") => Ty::Relationship,
-            (NS_CONTRACTS, "AliasedValue") => Ty::AliasedValue,
-            (NS_CONTRACTS, "ColumnSet") => Ty::ColumnSet,
-            (NS_GENERIC, "ArrayOfKeyValuePairOfstringstring") => Ty::StringPairs,
+            "OptionSetValueCollection" => (Ty::OptionSetValueCollection, Ns::Contracts90),
+            "EntityReferenceCollection" => (Ty::EntityReferenceCollection, Ns::Contracts),
+            "EntityCollection" => (Ty::EntityCollection, Ns::Contracts),
+            "Relationship" => (Ty::Relationship, Ns::Contracts),
+            "AliasedValue" => (Ty::AliasedValue, Ns::Contracts),
+            "ColumnSet" => (Ty::ColumnSet, Ns::Contracts),
+            "ArrayOfKeyValuePairOfstringstring" => (Ty::StringPairs, Ns::Generic),
             _ => return None,
-        })
+        };
+        (ns == want).then_some(ty)
     }
 
     fn value(&mut self, tag: &Tag<'a>) -> O<Value> {
@@ -423,7 +529,7 @@ impl<'a> Reader<'a> {
             self.empty()?;
             return Some(Value::Null);
         }
-        Some(match self.ty(tag)? {
+        Some(match tag.ty? {
             Ty::String => Value::String(self.string()?),
             Ty::Int => Value::Int(self.int()?),
             Ty::Long => Value::Long(self.long()?),
@@ -438,14 +544,16 @@ impl<'a> Reader<'a> {
             Ty::Money => Value::Money(self.value_child(|r| r.decimal())?),
             Ty::OptionSetValueCollection => {
                 let mut v = Vec::new();
-                while self.child()?.is_some() {
+                while let Some(item) = self.child()? {
+                    utf8(item.local)?;
                     v.push(self.value_child(|r| r.int())?);
                 }
                 Value::OptionSetValueCollection(v)
             }
             Ty::EntityReferenceCollection => {
                 let mut v = Vec::new();
-                while self.child()?.is_some() {
+                while let Some(item) = self.child()? {
+                    utf8(item.local)?;
                     v.push(self.entity_reference_members()?);
                 }
                 Value::EntityReferenceCollection(v)
@@ -460,9 +568,11 @@ impl<'a> Reader<'a> {
                 };
                 while let Some(t) = self.child()? {
                     match t.local {
-                        "AttributeLogicalName" => a.attribute_logical_name = self.opt_string(&t)?,
-                        "EntityLogicalName" => a.entity_logical_name = self.opt_string(&t)?,
-                        "Value" => a.value = self.value(&t)?,
+                        b"AttributeLogicalName" => {
+                            a.attribute_logical_name = self.opt_string(&t)?
+                        }
+                        b"EntityLogicalName" => a.entity_logical_name = self.opt_string(&t)?,
+                        b"Value" => a.value = self.value(&t)?,
                         _ => return None,
                     }
                 }
@@ -472,9 +582,10 @@ impl<'a> Reader<'a> {
                 let mut cs = ColumnSet::default();
                 while let Some(t) = self.child()? {
                     match t.local {
-                        "AllColumns" => cs.all_columns = self.boolean()?,
-                        "Columns" => {
-                            while self.child()?.is_some() {
+                        b"AllColumns" => cs.all_columns = self.boolean()?,
+                        b"Columns" => {
+                            while let Some(item) = self.child()? {
+                                utf8(item.local)?;
                                 cs.columns.push(self.string()?);
                             }
                         }
@@ -493,7 +604,7 @@ impl<'a> Reader<'a> {
     fn value_child<T: Default>(&mut self, f: impl Fn(&mut Self) -> O<T>) -> O<T> {
         let mut v = T::default();
         while let Some(t) = self.child()? {
-            if t.local != "Value" {
+            if t.local != b"Value" {
                 return None;
             }
             v = f(self)?;
@@ -505,24 +616,24 @@ impl<'a> Reader<'a> {
         let mut e = Entity::default();
         while let Some(t) = self.child()? {
             match t.local {
-                "Attributes" => e.attributes = self.params()?,
-                "EntityState" => {
+                b"Attributes" => e.attributes = self.params()?,
+                b"EntityState" => {
                     e.entity_state =
                         self.nil_or(&t, |r| enum_value(r.text()?.trim(), &ENTITY_STATES))?
                 }
-                "FormattedValues" => {
+                b"FormattedValues" => {
                     e.formatted_values = self.pairs(|r, _| r.string(), |r, _| r.string())?
                 }
-                "Id" => e.id = self.guid()?,
-                "KeyAttributes" => e.key_attributes = self.params()?,
-                "LogicalName" => e.logical_name = self.opt_string(&t)?,
-                "RelatedEntities" => {
+                b"Id" => e.id = self.guid()?,
+                b"KeyAttributes" => e.key_attributes = self.params()?,
+                b"LogicalName" => e.logical_name = self.opt_string(&t)?,
+                b"RelatedEntities" => {
                     e.related_entities = self.pairs(
                         |r, _| r.relationship_members(),
                         |r, _| r.entity_collection_members(),
                     )?
                 }
-                "RowVersion" => e.row_version = self.opt_string(&t)?,
+                b"RowVersion" => e.row_version = self.opt_string(&t)?,
                 _ => return None,
             }
         }
@@ -533,11 +644,11 @@ impl<'a> Reader<'a> {
         let mut e = EntityReference::default();
         while let Some(t) = self.child()? {
             match t.local {
-                "Id" => e.id = self.guid()?,
-                "KeyAttributes" => e.key_attributes = self.params()?,
-                "LogicalName" => e.logical_name = self.opt_string(&t)?,
-                "Name" => e.name = self.opt_string(&t)?,
-                "RowVersion" => e.row_version = self.opt_string(&t)?,
+                b"Id" => e.id = self.guid()?,
+                b"KeyAttributes" => e.key_attributes = self.params()?,
+                b"LogicalName" => e.logical_name = self.opt_string(&t)?,
+                b"Name" => e.name = self.opt_string(&t)?,
+                b"RowVersion" => e.row_version = self.opt_string(&t)?,
                 _ => return None,
             }
         }
@@ -548,17 +659,18 @@ impl<'a> Reader<'a> {
         let mut c = EntityCollection::default();
         while let Some(t) = self.child()? {
             match t.local {
-                "Entities" => {
-                    while self.child()?.is_some() {
+                b"Entities" => {
+                    while let Some(item) = self.child()? {
+                        utf8(item.local)?;
                         c.entities.push(self.entity_members()?);
                     }
                 }
-                "EntityName" => c.entity_name = self.opt_string(&t)?,
-                "MinActiveRowVersion" => c.min_active_row_version = self.opt_string(&t)?,
-                "MoreRecords" => c.more_records = self.boolean()?,
-                "PagingCookie" => c.paging_cookie = self.opt_string(&t)?,
-                "TotalRecordCount" => c.total_record_count = self.int()?,
-                "TotalRecordCountLimitExceeded" => {
+                b"EntityName" => c.entity_name = self.opt_string(&t)?,
+                b"MinActiveRowVersion" => c.min_active_row_version = self.opt_string(&t)?,
+                b"MoreRecords" => c.more_records = self.boolean()?,
+                b"PagingCookie" => c.paging_cookie = self.opt_string(&t)?,
+                b"TotalRecordCount" => c.total_record_count = self.int()?,
+                b"TotalRecordCountLimitExceeded" => {
                     c.total_record_count_limit_exceeded = self.boolean()?
                 }
                 _ => return None,
@@ -571,11 +683,11 @@ impl<'a> Reader<'a> {
         let mut rel = Relationship::default();
         while let Some(t) = self.child()? {
             match t.local {
-                "PrimaryEntityRole" => {
+                b"PrimaryEntityRole" => {
                     rel.primary_entity_role =
                         self.nil_or(&t, |r| enum_value(r.text()?.trim(), &ENTITY_ROLES))?
                 }
-                "SchemaName" => rel.schema_name = self.opt_string(&t)?,
+                b"SchemaName" => rel.schema_name = self.opt_string(&t)?,
                 _ => return None,
             }
         }

@@ -161,8 +161,10 @@ struct Pieces {
     key: Piece,
     /// `<a:value>` (image and formatted-value items).
     value: Piece,
-    /// `<KeyValuePairOfstringanyType>`.
-    item_any: Piece,
+    /// The namespace id of each type in `heads`.
+    type_ns: Vec<u8>,
+    /// `<KeyValuePairOfstringanyType><a:key>`.
+    item_any_key: Piece,
     /// `<a:KeyValuePairOfstringanyType>` (key attributes: the 7.1 prefix).
     item_any_prefixed: Piece,
     /// `<KeyValuePairOfstringstring>`.
@@ -227,7 +229,13 @@ fn pieces() -> &'static Pieces {
             }),
             key: start("a", "key"),
             value: start("a", "value"),
-            item_any: start("", &names.string_any),
+            type_ns: (0..=T_STRING_PAIRS)
+                .map(|t| ns_id(type_name(t).0))
+                .collect(),
+            item_any_key: Piece::record(|s| {
+                s.start("", &names.string_any);
+                s.start("a", "key");
+            }),
             item_any_prefixed: start("a", &names.string_any),
             item_string: start("", &names.string_string),
             item_entity: start("", &names.string_entity),
@@ -247,7 +255,7 @@ pub(super) fn encode(ctx: &RemoteExecutionContext) -> Vec<u8> {
     w.start("", "RemoteExecutionContext");
     w.s.xmlns("", NS_CONTRACTS);
     w.s.xmlns("i", NS_XSI);
-    w.bindings.push((1, b'i' - b'a', NS_XSI));
+    w.bindings.push((1, b'i' - b'a', ns_id(NS_XSI)));
     w.context(ctx);
     w.end();
     w.s.buf.out
@@ -258,8 +266,25 @@ struct Writer {
     s: BinarySink,
     p: &'static Pieces,
     depth: usize,
-    /// Prefix bindings in scope: (element depth, letter index, namespace).
-    bindings: Vec<(usize, u8, &'static str)>,
+    /// Prefix bindings in scope: (element depth, letter index, namespace id
+    /// from [`ns_id`]).
+    bindings: Vec<(usize, u8, u8)>,
+}
+
+/// A small id per namespace, so binding look-ups compare bytes, not URIs.
+fn ns_id(ns: &str) -> u8 {
+    [
+        NS_XSI,
+        NS_XSD,
+        NS_SER,
+        NS_GENERIC,
+        NS_ARRAYS,
+        NS_CONTRACTS71,
+        NS_CONTRACTS90,
+    ]
+    .iter()
+    .position(|n| *n == ns)
+    .unwrap_or(usize::MAX) as u8
 }
 
 impl Writer {
@@ -302,23 +327,23 @@ impl Writer {
 
     /// The letter bound to `ns` in scope (`None` for the contracts namespace,
     /// the default one), or a new letter bound here (`true` = declare it).
-    fn bind(&mut self, ns: &'static str) -> (Option<u8>, bool) {
+    fn bind(&mut self, ns: &'static str, id: u8) -> (Option<u8>, bool) {
         if ns == NS_CONTRACTS {
             return (None, false);
         }
-        if let Some(b) = self.bindings.iter().rev().find(|b| b.2 == ns) {
+        if let Some(b) = self.bindings.iter().rev().find(|b| b.2 == id) {
             return (Some(b.1), false);
         }
         let free = (0u8..26)
             .find(|l| !self.bindings.iter().any(|b| b.1 == *l))
             .unwrap_or(25);
-        self.bindings.push((self.depth, free, ns));
+        self.bindings.push((self.depth, free, id));
         (Some(free), true)
     }
 
     /// `WriteNamespaceDecl`: the letter for `ns`, declared here if new.
     fn declare(&mut self, ns: &'static str) -> u8 {
-        match self.bind(ns) {
+        match self.bind(ns, ns_id(ns)) {
             (Some(l), new) => {
                 if new {
                     self.s.xmlns(LETTERS[usize::from(l)], ns);
@@ -332,10 +357,11 @@ impl Writer {
     /// A value's start tag with its `i:type` (and the type's declaration).
     fn head(&mut self, prefix: &str, local: &str, t: usize) {
         let (ns, name) = type_name(t);
+        let id = self.p.type_ns[t];
         self.depth += 1;
         match (local, prefix.as_bytes()) {
             ("value", &[g @ b'a'..=b'z']) => {
-                let (letter, new) = self.bind(ns);
+                let (letter, new) = self.bind(ns, id);
                 let head = &self.p.heads[t][usize::from(new)];
                 let at = self.s.buf.put(&head.piece);
                 let out = &mut self.s.buf.out;
@@ -350,7 +376,7 @@ impl Writer {
             _ => {
                 // AliasedValue's unprefixed `Value`: the general records.
                 self.s.start(prefix, local);
-                let (letter, new) = self.bind(ns);
+                let (letter, new) = self.bind(ns, id);
                 match letter {
                     Some(l) => {
                         let p = LETTERS[usize::from(l)];
@@ -480,12 +506,22 @@ impl Writer {
         let item = keys.then(|| self.declare(NS_CONTRACTS71));
         let g = self.declare(NS_GENERIC);
         let g_prefix = LETTERS[usize::from(g)];
+        let key_at = pc.item_any_key.bytes.len() - 5;
         for (k, v) in ps {
             match item {
-                None => self.open_piece(&pc.item_any),
-                Some(l) => self.open_prefixed(&pc.item_any_prefixed, l),
+                None => {
+                    // Item and key start tags in one copy.
+                    self.depth += 2;
+                    let at = self.s.buf.put(&pc.item_any_key) + key_at;
+                    self.s.buf.out[at] += g;
+                    self.text(k);
+                    self.end();
+                }
+                Some(l) => {
+                    self.open_prefixed(&pc.item_any_prefixed, l);
+                    self.key(g, k);
+                }
             }
-            self.key(g, k);
             self.value(g_prefix, "value", v);
             self.end();
         }
