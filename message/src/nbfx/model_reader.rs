@@ -56,6 +56,26 @@ struct Tag<'a> {
     ty: Option<Ty>,
 }
 
+/// An attribute value as read: raw chars (checked as UTF-8 unless a known
+/// value matched them) or text from the general record reader.
+#[derive(Clone, Default)]
+enum AttrValue<'a> {
+    #[default]
+    Empty,
+    Raw(&'a [u8]),
+    Text(Cow<'a, str>),
+}
+
+impl AttrValue<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            AttrValue::Empty => b"",
+            AttrValue::Raw(b) => b,
+            AttrValue::Text(t) => t.as_bytes(),
+        }
+    }
+}
+
 /// An element name the caller does not compare is still checked as UTF-8.
 fn utf8(name: &[u8]) -> O<()> {
     std::str::from_utf8(name).ok().map(|_| ())
@@ -71,7 +91,7 @@ struct Reader<'a> {
     src: BinarySource<'a>,
     depth: usize,
     /// (element depth, prefix, namespace id from [`ns_id`]) declarations in scope.
-    scopes: Vec<(usize, &'a str, Ns)>,
+    scopes: Vec<(usize, &'a [u8], Ns)>,
 }
 
 /// The namespaces the model reader tells apart; every other one is `Other`.
@@ -86,16 +106,20 @@ enum Ns {
     Other,
 }
 
-/// Classifies a declared namespace once, so look-ups compare ids, not URIs.
-fn ns_id(ns: &str) -> Ns {
-    match ns {
-        NS_XSI => Ns::Xsi,
-        NS_XSD => Ns::Xsd,
-        NS_SER => Ns::Ser,
-        NS_GENERIC => Ns::Generic,
-        NS_CONTRACTS => Ns::Contracts,
-        NS_CONTRACTS90 => Ns::Contracts90,
-        _ => Ns::Other,
+/// Classifies a declared namespace once, so look-ups compare ids, not URIs;
+/// `None` when it is not UTF-8 (known ones are).
+fn ns_id(ns: &[u8]) -> Option<Ns> {
+    let known = [
+        (NS_XSI, Ns::Xsi),
+        (NS_XSD, Ns::Xsd),
+        (NS_SER, Ns::Ser),
+        (NS_GENERIC, Ns::Generic),
+        (NS_CONTRACTS, Ns::Contracts),
+        (NS_CONTRACTS90, Ns::Contracts90),
+    ];
+    match known.iter().find(|(k, _)| k.as_bytes() == ns) {
+        Some(&(_, id)) => Some(id),
+        None => utf8(ns).map(|()| Ns::Other),
     }
 }
 
@@ -140,11 +164,16 @@ impl<'a> Reader<'a> {
 
     /// The namespace bound to `prefix` (`Other` when unbound, which, like
     /// the event reader's `""`, matches nothing known).
-    fn resolve(&self, prefix: &str) -> Ns {
+    fn resolve(&self, prefix: &[u8]) -> Ns {
+        // Prefixes are one letter in practice: compare without a memcmp call.
+        let same = |p: &[u8]| match (p, prefix) {
+            ([a], [b]) => a == b,
+            _ => p == prefix,
+        };
         self.scopes
             .iter()
             .rev()
-            .find(|s| s.1 == prefix)
+            .find(|s| same(s.1))
             .map_or(Ns::Other, |s| s.2)
     }
 
@@ -212,7 +241,7 @@ impl<'a> Reader<'a> {
             return Some(Some(tag));
         }
         // Plain attributes wait until the element's declarations are in scope.
-        let mut plain: [Option<(&'a str, &'a [u8], Cow<'a, str>)>; 4] = [None, None, None, None];
+        let mut plain: [(&'a [u8], &'a [u8], AttrValue<'a>); 4] = Default::default();
         let mut n = 0;
         while let Some(&a) = self.src.b.get(self.src.pos) {
             if !(SHORT_ATTRIBUTE..=0x3F).contains(&a) {
@@ -221,51 +250,61 @@ impl<'a> Reader<'a> {
             self.src.pos += 1;
             match a {
                 PREFIX_ATTRIBUTE_A..=0x3F => {
-                    let prefix = LETTERS[usize::from(a - PREFIX_ATTRIBUTE_A)];
+                    let prefix = LETTERS[usize::from(a - PREFIX_ATTRIBUTE_A)].as_bytes();
                     let local = self.raw()?;
                     let value = match self.next_byte()? {
                         CHARS8_TEXT => {
                             let n = usize::from(self.next_byte()?);
-                            Cow::Borrowed(std::str::from_utf8(self.take(n)?).ok()?)
+                            AttrValue::Raw(self.take(n)?)
                         }
-                        TRUE_TEXT => Cow::Borrowed("true"),
+                        TRUE_TEXT => AttrValue::Raw(b"true"),
                         vt if (ZERO_TEXT..=QNAME_DICTIONARY_TEXT).contains(&vt) && vt & 1 == 0 => {
-                            self.src.text_body(vt).ok()?
+                            AttrValue::Text(self.src.text_body(vt).ok()?)
                         }
                         _ => return None,
                     };
-                    *plain.get_mut(n)? = Some((prefix, local, value));
+                    *plain.get_mut(n)? = (prefix, local, value);
                     n += 1;
                 }
                 XMLNS => {
-                    let prefix = self.name()?;
-                    let ns = self.name()?;
-                    self.scopes.push((self.depth, prefix, ns_id(ns)));
+                    let prefix = self.name()?.as_bytes();
+                    let ns = ns_id(self.raw()?)?;
+                    self.scopes.push((self.depth, prefix, ns));
                 }
                 _ => {
                     let attr = self.src.attribute(a).ok()?;
                     if attr.xmlns {
-                        self.scopes
-                            .push((self.depth, attr.local, ns_id(&attr.value)));
+                        let ns = ns_id(attr.value.as_bytes())?;
+                        self.scopes.push((self.depth, attr.local.as_bytes(), ns));
                     } else {
-                        *plain.get_mut(n)? = Some((attr.prefix, attr.local.as_bytes(), attr.value));
+                        *plain.get_mut(n)? = (
+                            attr.prefix.as_bytes(),
+                            attr.local.as_bytes(),
+                            AttrValue::Text(attr.value),
+                        );
                         n += 1;
                     }
                 }
             }
         }
         let (mut seen_nil, mut seen_type) = (false, false);
-        for (prefix, local, value) in plain.into_iter().flatten() {
-            // Names and values were checked as UTF-8 when read.
+        for (prefix, local, value) in plain.into_iter().take(n) {
             let xsi = |r: &Self| r.resolve(prefix) == Ns::Xsi;
+            // A name and value that matched known ones are UTF-8; anything
+            // else is checked (prefixes were: letters, or read as UTF-8).
+            let mut matched = false;
             if !seen_nil && local == b"nil" && xsi(self) {
                 seen_nil = true;
-                tag.nil = matches!(value.as_ref(), "true" | "1");
+                tag.nil = matches!(value.bytes(), b"true" | b"1");
+                matched = tag.nil;
             } else if !seen_type && local == b"type" && xsi(self) {
                 seen_type = true;
-                tag.ty = self.ty(&value);
-            } else {
-                std::str::from_utf8(local).ok()?;
+                tag.ty = self.ty(value.bytes());
+                matched = tag.ty.is_some();
+            }
+            if !matched {
+                utf8(local)?;
+                utf8(value.bytes())?;
             }
         }
         Some(Some(tag))
@@ -491,34 +530,38 @@ impl<'a> Reader<'a> {
         self.pairs(|r, _| r.string(), |r, _| r.entity_members())
     }
 
-    /// The value type an `i:type` value names.
-    fn ty(&self, qname: &str) -> O<Ty> {
-        let (prefix, local) = qname.split_once(':').unwrap_or(("", qname));
+    /// The value type an `i:type` value names (its bytes need no UTF-8
+    /// check: a known name and a declared prefix matched them).
+    fn ty(&self, qname: &[u8]) -> O<Ty> {
+        let (prefix, local) = match qname.iter().position(|&b| b == b':') {
+            Some(i) => (&qname[..i], &qname[i + 1..]),
+            None => (&b""[..], qname),
+        };
         let ns = self.resolve(prefix);
         let (ty, want) = match local {
-            "string" => (Ty::String, Ns::Xsd),
-            "int" => (Ty::Int, Ns::Xsd),
-            "long" => (Ty::Long, Ns::Xsd),
-            "double" => (Ty::Double, Ns::Xsd),
-            "decimal" => (Ty::Decimal, Ns::Xsd),
-            "boolean" => (Ty::Boolean, Ns::Xsd),
-            "dateTime" => (Ty::DateTime, Ns::Xsd),
-            "guid" => (Ty::Guid, Ns::Ser),
-            "Entity" => (Ty::Entity, Ns::Contracts),
-            "EntityReference" => (Ty::EntityReference, Ns::Contracts),
-            "OptionSetValue" => (Ty::OptionSetValue, Ns::Contracts),
-            "Money" => (Ty::Money, Ns::Contracts),
+            b"string" => (Ty::String, Ns::Xsd),
+            b"int" => (Ty::Int, Ns::Xsd),
+            b"long" => (Ty::Long, Ns::Xsd),
+            b"double" => (Ty::Double, Ns::Xsd),
+            b"decimal" => (Ty::Decimal, Ns::Xsd),
+            b"boolean" => (Ty::Boolean, Ns::Xsd),
+            b"dateTime" => (Ty::DateTime, Ns::Xsd),
+            b"guid" => (Ty::Guid, Ns::Ser),
+            b"Entity" => (Ty::Entity, Ns::Contracts),
+            b"EntityReference" => (Ty::EntityReference, Ns::Contracts),
+            b"OptionSetValue" => (Ty::OptionSetValue, Ns::Contracts),
+            b"Money" => (Ty::Money, Ns::Contracts),
             // Read in the 2011 namespace too (what weft once wrote).
-            "OptionSetValueCollection" if ns == Ns::Contracts => {
+            b"OptionSetValueCollection" if ns == Ns::Contracts => {
                 (Ty::OptionSetValueCollection, Ns::Contracts)
             }
-            "OptionSetValueCollection" => (Ty::OptionSetValueCollection, Ns::Contracts90),
-            "EntityReferenceCollection" => (Ty::EntityReferenceCollection, Ns::Contracts),
-            "EntityCollection" => (Ty::EntityCollection, Ns::Contracts),
-            "Relationship" => (Ty::Relationship, Ns::Contracts),
-            "AliasedValue" => (Ty::AliasedValue, Ns::Contracts),
-            "ColumnSet" => (Ty::ColumnSet, Ns::Contracts),
-            "ArrayOfKeyValuePairOfstringstring" => (Ty::StringPairs, Ns::Generic),
+            b"OptionSetValueCollection" => (Ty::OptionSetValueCollection, Ns::Contracts90),
+            b"EntityReferenceCollection" => (Ty::EntityReferenceCollection, Ns::Contracts),
+            b"EntityCollection" => (Ty::EntityCollection, Ns::Contracts),
+            b"Relationship" => (Ty::Relationship, Ns::Contracts),
+            b"AliasedValue" => (Ty::AliasedValue, Ns::Contracts),
+            b"ColumnSet" => (Ty::ColumnSet, Ns::Contracts),
+            b"ArrayOfKeyValuePairOfstringstring" => (Ty::StringPairs, Ns::Generic),
             _ => return None,
         };
         (ns == want).then_some(ty)

@@ -161,6 +161,8 @@ struct Pieces {
     key: Piece,
     /// `<a:value>` (image and formatted-value items).
     value: Piece,
+    /// `xmlns:a="…"` by namespace id.
+    xmlns: Vec<Piece>,
     /// The namespace id of each type in `heads`.
     type_ns: Vec<u8>,
     /// `<KeyValuePairOfstringanyType><a:key>`.
@@ -229,6 +231,10 @@ fn pieces() -> &'static Pieces {
             }),
             key: start("a", "key"),
             value: start("a", "value"),
+            xmlns: NAMESPACES
+                .iter()
+                .map(|ns| Piece::record(|s| s.xmlns("a", ns)))
+                .collect(),
             type_ns: (0..=T_STRING_PAIRS)
                 .map(|t| ns_id(type_name(t).0))
                 .collect(),
@@ -251,6 +257,8 @@ pub(super) fn encode(ctx: &RemoteExecutionContext) -> Vec<u8> {
         p: pieces(),
         depth: 0,
         bindings: Vec::with_capacity(16),
+        version: 1,
+        scalar_heads: [(0, 0, false); T_GUID + 1],
     };
     w.start("", "RemoteExecutionContext");
     w.s.xmlns("", NS_CONTRACTS);
@@ -269,22 +277,34 @@ struct Writer {
     /// Prefix bindings in scope: (element depth, letter index, namespace id
     /// from [`ns_id`]).
     bindings: Vec<(usize, u8, u8)>,
+    /// Bumped whenever `bindings` changes.
+    version: u32,
+    /// Per scalar type: (`version` it was computed at, its prefix letter, whether
+    /// it must be declared). Scalar values bind nothing inside themselves, so
+    /// within one collection every item gets the same answer.
+    scalar_heads: [(u32, u8, bool); T_GUID + 1],
 }
+
+/// The namespaces the writer binds, by id; `CONTRACTS` (the default
+/// namespace) is never bound.
+const NAMESPACES: [&str; 8] = [
+    NS_XSI,
+    NS_XSD,
+    NS_SER,
+    NS_GENERIC,
+    NS_ARRAYS,
+    NS_CONTRACTS71,
+    NS_CONTRACTS90,
+    NS_CONTRACTS,
+];
+const CONTRACTS: u8 = 7;
 
 /// A small id per namespace, so binding look-ups compare bytes, not URIs.
 fn ns_id(ns: &str) -> u8 {
-    [
-        NS_XSI,
-        NS_XSD,
-        NS_SER,
-        NS_GENERIC,
-        NS_ARRAYS,
-        NS_CONTRACTS71,
-        NS_CONTRACTS90,
-    ]
-    .iter()
-    .position(|n| *n == ns)
-    .unwrap_or(usize::MAX) as u8
+    NAMESPACES
+        .iter()
+        .position(|n| *n == ns)
+        .unwrap_or(usize::from(CONTRACTS)) as u8
 }
 
 impl Writer {
@@ -320,6 +340,7 @@ impl Writer {
     fn end(&mut self) {
         while self.bindings.last().is_some_and(|b| b.0 == self.depth) {
             self.bindings.pop();
+            self.version += 1;
         }
         self.depth -= 1;
         self.s.buf.end();
@@ -327,26 +348,39 @@ impl Writer {
 
     /// The letter bound to `ns` in scope (`None` for the contracts namespace,
     /// the default one), or a new letter bound here (`true` = declare it).
-    fn bind(&mut self, ns: &'static str, id: u8) -> (Option<u8>, bool) {
-        if ns == NS_CONTRACTS {
+    fn bind(&mut self, id: u8) -> (Option<u8>, bool) {
+        if id == CONTRACTS {
             return (None, false);
         }
+        let (letter, new) = self.lookup(id);
+        if new {
+            self.bindings.push((self.depth, letter, id));
+            self.version += 1;
+        }
+        (Some(letter), new)
+    }
+
+    /// The letter bound to namespace `id` in scope (`false`), else the letter
+    /// `bind` would bind (`true`).
+    fn lookup(&self, id: u8) -> (u8, bool) {
         if let Some(b) = self.bindings.iter().rev().find(|b| b.2 == id) {
-            return (Some(b.1), false);
+            return (b.1, false);
         }
         let free = (0u8..26)
             .find(|l| !self.bindings.iter().any(|b| b.1 == *l))
             .unwrap_or(25);
-        self.bindings.push((self.depth, free, id));
-        (Some(free), true)
+        (free, true)
     }
 
     /// `WriteNamespaceDecl`: the letter for `ns`, declared here if new.
     fn declare(&mut self, ns: &'static str) -> u8 {
-        match self.bind(ns, ns_id(ns)) {
+        let id = ns_id(ns);
+        match self.bind(id) {
             (Some(l), new) => {
                 if new {
-                    self.s.xmlns(LETTERS[usize::from(l)], ns);
+                    // `xmlns:a="…"` recorded; the letter is its third byte.
+                    let at = self.s.buf.put(&self.p.xmlns[usize::from(id)]);
+                    self.s.buf.out[at + 2] = b'a' + l;
                 }
                 l
             }
@@ -361,7 +395,20 @@ impl Writer {
         self.depth += 1;
         match (local, prefix.as_bytes()) {
             ("value", &[g @ b'a'..=b'z']) => {
-                let (letter, new) = self.bind(ns, id);
+                let (letter, new) = if t <= T_GUID {
+                    // What `bind` would answer, without binding: the value's
+                    // end would drop the binding before anything used it.
+                    let (at, l, new) = self.scalar_heads[t];
+                    if at == self.version {
+                        (Some(l), new)
+                    } else {
+                        let (l, new) = self.lookup(id);
+                        self.scalar_heads[t] = (self.version, l, new);
+                        (Some(l), new)
+                    }
+                } else {
+                    self.bind(id)
+                };
                 let head = &self.p.heads[t][usize::from(new)];
                 let at = self.s.buf.put(&head.piece);
                 let out = &mut self.s.buf.out;
@@ -376,7 +423,7 @@ impl Writer {
             _ => {
                 // AliasedValue's unprefixed `Value`: the general records.
                 self.s.start(prefix, local);
-                let (letter, new) = self.bind(ns, id);
+                let (letter, new) = self.bind(id);
                 match letter {
                     Some(l) => {
                         let p = LETTERS[usize::from(l)];
@@ -514,8 +561,9 @@ impl Writer {
                     self.depth += 2;
                     let at = self.s.buf.put(&pc.item_any_key) + key_at;
                     self.s.buf.out[at] += g;
-                    self.text(k);
-                    self.end();
+                    // `<a:key>` binds nothing: its end needs no scope pop.
+                    self.s.buf.text_then_end(k);
+                    self.depth -= 1;
                 }
                 Some(l) => {
                     self.open_prefixed(&pc.item_any_prefixed, l);

@@ -42,10 +42,12 @@ pub(crate) struct Buffer {
 }
 
 impl Buffer {
+    #[inline]
     fn offset(&self) -> usize {
         self.out.len() - self.start
     }
 
+    #[inline]
     fn flush(&mut self) {
         self.start = self.out.len();
         self.text_node = None;
@@ -62,6 +64,7 @@ impl Buffer {
     }
 
     /// `WriteByte`: flushes only when the buffer is full (a request of 1).
+    #[inline]
     fn byte(&mut self, b: u8) {
         self.reserve(1);
         self.out.push(b);
@@ -81,7 +84,13 @@ impl Buffer {
                 }
             }
         }
-        self.out.extend_from_slice(&p.bytes);
+        match &p.padded {
+            Some(block) => {
+                self.out.extend_from_slice(&block[..]);
+                self.out.truncate(base + p.bytes.len());
+            }
+            None => self.out.extend_from_slice(&p.bytes),
+        }
         self.text_node = None;
         base
     }
@@ -98,18 +107,21 @@ impl Buffer {
     }
 
     /// `WriteNode`: a record type byte that is not text.
+    #[inline]
     fn node(&mut self, b: u8) {
         self.byte(b);
         self.text_node = None;
     }
 
     /// `WriteTextNode`: a one-byte text record.
+    #[inline]
     fn text_node(&mut self, b: u8) {
         self.byte(b);
         self.text_node = Some(self.out.len() - 1);
     }
 
     /// `GetTextNodeBuffer(size)` followed by the record's bytes.
+    #[inline]
     fn text_record(&mut self, bytes: &[u8]) {
         self.reserve(bytes.len());
         self.text_node = Some(self.out.len());
@@ -207,6 +219,7 @@ impl Buffer {
     }
 
     /// `WriteText(string)` (`UnsafeWriteText`): the text record .NET picks.
+    #[inline]
     pub(crate) fn string(&mut self, s: &str) {
         // The common case first: a short ASCII string is one Chars8Text.
         if s.len() > 1 && s.len() <= 255 / MAX_BYTES_PER_CHAR && s.is_ascii() {
@@ -249,7 +262,27 @@ impl Buffer {
         }
     }
 
+    /// `WriteText` (when not empty) then `WriteEndElement`: a short ASCII
+    /// string goes straight out as `Chars8TextWithEndElement` (nothing can
+    /// flush between its record and the end, the request covers both).
+    #[inline]
+    pub(crate) fn text_then_end(&mut self, s: &str) {
+        if s.len() > 1 && s.len() <= 255 / MAX_BYTES_PER_CHAR && s.is_ascii() {
+            self.reserve(2 + s.len() * MAX_BYTES_PER_CHAR);
+            self.text_node = None;
+            self.out
+                .extend_from_slice(&[CHARS8_TEXT + 1, s.len() as u8]);
+            self.out.extend_from_slice(s.as_bytes());
+        } else {
+            if !s.is_empty() {
+                self.string(s);
+            }
+            self.end();
+        }
+    }
+
     /// `WriteInt64Text` / `WriteInt32Text`: the smallest integer record.
+    #[inline]
     fn int(&mut self, v: i64) {
         match v {
             0 => self.text_node(ZERO_TEXT),
@@ -275,6 +308,7 @@ impl Buffer {
     }
 
     /// `WriteEndElement`: the open text record takes the end, else a record.
+    #[inline]
     pub(crate) fn end(&mut self) {
         match self.text_node.take() {
             Some(at) => self.out[at] += 1,
@@ -282,6 +316,9 @@ impl Buffer {
         }
     }
 }
+
+/// Pieces up to this size are copied as a fixed-size block.
+const PADDED: usize = 128;
 
 /// A fixed run of records (start tags, attributes, declarations) recorded once
 /// from [`BinarySink`] calls, so the model writer appends it with one copy:
@@ -291,6 +328,9 @@ impl Buffer {
 pub(crate) struct Piece {
     /// The records.
     pub bytes: Vec<u8>,
+    /// `bytes` zero-padded to [`PADDED`] when they fit: appended as one
+    /// fixed-size copy (inlined, no `memmove` call) and cut back.
+    padded: Option<Box<[u8; PADDED]>>,
     /// Buffer requests: (position in `bytes`, requested size).
     requests: Vec<(usize, usize)>,
     /// The furthest any request reaches: the piece cannot flush the buffer
@@ -309,7 +349,13 @@ impl Piece {
         debug_assert!(s.buf.text_node.is_none() || s.buf.out.last() == Some(&END_ELEMENT));
         let requests = s.buf.trace.take().unwrap_or_default();
         let span = requests.iter().map(|(at, n)| at + n).max().unwrap_or(0);
+        let padded = (s.buf.out.len() <= PADDED).then(|| {
+            let mut p = Box::new([0u8; PADDED]);
+            p[..s.buf.out.len()].copy_from_slice(&s.buf.out);
+            p
+        });
         Piece {
+            padded,
             bytes: s.buf.out,
             requests,
             span,
@@ -318,17 +364,18 @@ impl Piece {
 }
 
 /// Length in UTF-16 units (.NET string length).
+#[inline]
 fn utf16_len(s: &str) -> usize {
-    if s.is_ascii() {
-        s.len()
-    } else {
-        s.chars().map(char::len_utf16).sum()
-    }
+    // One unit per UTF-8 lead byte, two for 4-byte sequences (surrogate pairs).
+    s.bytes()
+        .map(|b| usize::from(b & 0xC0 != 0x80) + usize::from(b >= 0xF0))
+        .sum()
 }
 
 /// `DateTime.ToBinary` as .NET's binary writer computes it: ticks since
 /// 0001-01-01 with the kind in the top two bits (01 UTC, 10 Local with UTC
 /// ticks, 00 Unspecified with wall-clock ticks).
+#[inline]
 pub(crate) fn date_to_binary(d: &DateTime) -> i64 {
     const EPOCH_TICKS: i64 = 621_355_968_000_000_000;
     let ticks = d.ms.saturating_mul(10_000).saturating_add(EPOCH_TICKS);
@@ -346,6 +393,7 @@ pub(crate) fn date_to_binary(d: &DateTime) -> i64 {
 /// The 16 bytes of a .NET `decimal` (flags with scale and sign, high 32 bits,
 /// low 64 bits) for decimal text, when .NET would print those bytes back as
 /// the same text; otherwise `None` (the text is written as chars).
+#[inline]
 fn decimal_bytes(d: &Decimal) -> Option<[u8; 16]> {
     let text = d.as_str();
     let (neg, digits) = match text.strip_prefix('-') {
@@ -538,14 +586,17 @@ impl Sink for BinarySink {
         self.buf.end();
     }
 
+    #[inline]
     fn text_int(&mut self, v: i64) {
         self.buf.int(v);
     }
 
+    #[inline]
     fn text_bool(&mut self, v: bool) {
         self.buf.text_node(if v { TRUE_TEXT } else { FALSE_TEXT });
     }
 
+    #[inline]
     fn text_double(&mut self, d: f64) {
         // WriteDoubleText → WriteFloatText → WriteInt64Text, whichever is exact.
         let f = d as f32;
@@ -566,6 +617,7 @@ impl Sink for BinarySink {
         self.buf.text_record(&r);
     }
 
+    #[inline]
     fn text_decimal(&mut self, d: &Decimal) {
         match decimal_bytes(d) {
             Some(b) => {
@@ -577,6 +629,7 @@ impl Sink for BinarySink {
         }
     }
 
+    #[inline]
     fn text_date(&mut self, d: &DateTime) {
         let mut r = [DATETIME_TEXT; 9];
         r[1..].copy_from_slice(&date_to_binary(d).to_le_bytes());
