@@ -2,7 +2,9 @@
 //! ~64 KB context. Prints to stdout (the only output besides `cli`).
 //!
 //! Throughput is bytes of that format's encoding per second, MB = 10^6 bytes,
-//! median of several timed samples.
+//! median of several timed samples. Formats differ in size for the same
+//! context, so the time per call (ms) is printed too: that is what compares
+//! the formats on the same work.
 
 use crate::{Format, decode, encode, model::*};
 use std::time::{Duration, Instant};
@@ -134,6 +136,10 @@ pub struct Throughput {
     pub encode_mb_s: f64,
     /// Decode MB/s.
     pub decode_mb_s: f64,
+    /// Milliseconds per encode of the context.
+    pub encode_ms: f64,
+    /// Milliseconds per decode of the context.
+    pub decode_ms: f64,
 }
 
 /// Measures all three formats on a ~64 KB context.
@@ -158,6 +164,8 @@ pub fn measure(samples: usize) -> anyhow::Result<Vec<Throughput>> {
             bytes: body.len(),
             encode_mb_s: mb / enc,
             decode_mb_s: mb / dec,
+            encode_ms: enc * 1e3,
+            decode_ms: dec * 1e3,
         });
     }
     Ok(out)
@@ -178,17 +186,22 @@ pub fn run(json: bool) -> anyhow::Result<()> {
             obj.insert(format!("{name}_bytes"), r.bytes.into());
             obj.insert(format!("{name}_encode_mb_s"), round(r.encode_mb_s).into());
             obj.insert(format!("{name}_decode_mb_s"), round(r.decode_mb_s).into());
+            let round_ms = |v: f64| (v * 1e4).round() / 1e4;
+            obj.insert(format!("{name}_encode_ms"), round_ms(r.encode_ms).into());
+            obj.insert(format!("{name}_decode_ms"), round_ms(r.decode_ms).into());
         }
         println!("{}", serde_json::Value::Object(obj));
     } else {
         println!("message codec throughput (~64 KB context, median of 7, MB = 10^6 bytes)");
         for r in &results {
             println!(
-                "  {:<8} {:>7} bytes  encode {:>8.1} MB/s  decode {:>8.1} MB/s",
+                "  {:<8} {:>7} bytes  encode {:>8.1} MB/s {:>7.4} ms  decode {:>8.1} MB/s {:>7.4} ms",
                 r.format.content_type().trim_start_matches("application/"),
                 r.bytes,
                 r.encode_mb_s,
-                r.decode_mb_s
+                r.encode_ms,
+                r.decode_mb_s,
+                r.decode_ms
             );
         }
     }
