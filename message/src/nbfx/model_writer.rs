@@ -390,7 +390,6 @@ impl Writer {
 
     /// A value's start tag with its `i:type` (and the type's declaration).
     fn head(&mut self, prefix: &str, local: &str, t: usize) {
-        let (ns, name) = type_name(t);
         let id = self.p.type_ns[t];
         self.depth += 1;
         match (local, prefix.as_bytes()) {
@@ -422,6 +421,7 @@ impl Writer {
             }
             _ => {
                 // AliasedValue's unprefixed `Value`: the general records.
+                let (ns, name) = type_name(t);
                 self.s.start(prefix, local);
                 let (letter, new) = self.bind(id);
                 match letter {

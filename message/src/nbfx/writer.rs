@@ -56,10 +56,19 @@ impl Buffer {
     /// `GetBuffer(count)`: flushes when `count` more bytes would not fit.
     #[inline]
     fn reserve(&mut self, count: usize) {
-        if let Some(trace) = &mut self.trace {
-            trace.push((self.out.len(), count));
+        if self.trace.is_some() {
+            self.record(count);
         } else if self.offset() + count > BUFFER {
             self.flush();
+        }
+    }
+
+    /// A request while recording a [`Piece`].
+    #[cold]
+    fn record(&mut self, count: usize) {
+        let at = self.out.len();
+        if let Some(trace) = &mut self.trace {
+            trace.push((at, count));
         }
     }
 
@@ -416,12 +425,19 @@ fn decimal_bytes(d: &Decimal) -> Option<[u8; 16]> {
     {
         return None;
     }
+    // Up to 19 digits fit a u64; longer ones continue in u128.
+    let mut small: u64 = 0;
     let mut mantissa: u128 = 0;
-    for b in int.bytes().chain(frac.bytes()) {
+    for (i, b) in int.bytes().chain(frac.bytes()).enumerate() {
         if !b.is_ascii_digit() {
             return None;
         }
-        mantissa = mantissa * 10 + u128::from(b - b'0');
+        if i < 19 {
+            small = small * 10 + u64::from(b - b'0');
+            mantissa = u128::from(small);
+        } else {
+            mantissa = mantissa * 10 + u128::from(b - b'0');
+        }
     }
     if mantissa >> 96 != 0 || (neg && mantissa == 0) {
         return None;
