@@ -1,5 +1,9 @@
 //! The DataContractSerializer XML infoset of a RemoteExecutionContext, shared by
-//! the text XML (`xml`) and binary XML (`nbfx`) codecs.
+//! the text XML (`xml`) and binary XML (`nbfx`) codecs. Plain binary encoding
+//! and decoding take their own direct paths (`nbfx::model_writer`,
+//! `nbfx::model_reader`) that follow the rules here and are tested against them;
+//! dictionary encoding, binary ⇄ text conversion and the binary decoder's
+//! fallback use these.
 //!
 //! Owns the mapping model ⇄ XML events: [`write`] walks the model into a
 //! [`Sink`], [`read`] builds the model from a [`Source`]. It knows element

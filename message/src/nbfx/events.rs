@@ -1,6 +1,8 @@
 //! The event reader of binary XML: [MC-NBFX] records in, infoset events out,
-//! for the generic paths (`to_text`, and `decode_events` which cross-checks
-//! the direct reader). Accepts every record form .NET or others may write.
+//! for `to_text` and for `decode` whenever the direct reader (`model_reader`)
+//! gives up. Accepts every record form .NET or others may write, and words
+//! the errors. Its record primitives (names, dictionary strings, attribute
+//! and text records) are shared with `model_reader`.
 //!
 //! Owns record parsing into events only; the model is built by `infoset`.
 

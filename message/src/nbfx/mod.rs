@@ -8,6 +8,12 @@
 //! `events` (a `Source` that accepts every record form). Names and types come
 //! from `infoset`.
 //!
+//! [`encode`] and [`decode`] go straight between the model and the records:
+//! `model_writer` appends pre-recorded runs of `writer`'s records (so its
+//! bytes are `writer`'s, which a test checks against the generic walk), and
+//! `model_reader` builds the model without events, handing anything unusual
+//! to the event reader (a test checks they agree, also on mutated input).
+//!
 //! Dictionary records are off by default ([`encode`]): a .NET reader created
 //! without a dictionary — `XmlDictionaryReader.CreateBinaryReader(stream, quotas)`,
 //! which Service Bus's `GetBody<RemoteExecutionContext>()` uses — rejects any

@@ -390,40 +390,22 @@ impl Writer {
 
     /// A value's start tag with its `i:type` (and the type's declaration).
     fn head(&mut self, prefix: &str, local: &str, t: usize) {
-        let id = self.p.type_ns[t];
         self.depth += 1;
         match (local, prefix.as_bytes()) {
+            ("value", &[g @ b'a'..=b'z']) if t > T_GUID => {
+                let id = self.p.type_ns[t];
+                let (letter, new) = self.bind(id);
+                self.put_head(g - b'a', t, letter, new);
+            }
             ("value", &[g @ b'a'..=b'z']) => {
-                let (letter, new) = if t <= T_GUID {
-                    // What `bind` would answer, without binding: the value's
-                    // end would drop the binding before anything used it.
-                    let (at, l, new) = self.scalar_heads[t];
-                    if at == self.version {
-                        (Some(l), new)
-                    } else {
-                        let (l, new) = self.lookup(id);
-                        self.scalar_heads[t] = (self.version, l, new);
-                        (Some(l), new)
-                    }
-                } else {
-                    self.bind(id)
-                };
-                let head = &self.p.heads[t][usize::from(new)];
-                let at = self.s.buf.put(&head.piece);
-                let out = &mut self.s.buf.out;
-                out[at] += g - b'a';
-                if let Some(l) = letter {
-                    out[at + head.qname_letter] = b'a' + l;
-                    if new {
-                        out[at + head.xmlns_letter] = b'a' + l;
-                    }
-                }
+                let (letter, new) = self.scalar_letter(t);
+                self.put_head(g - b'a', t, Some(letter), new);
             }
             _ => {
                 // AliasedValue's unprefixed `Value`: the general records.
                 let (ns, name) = type_name(t);
                 self.s.start(prefix, local);
-                let (letter, new) = self.bind(id);
+                let (letter, new) = self.bind(self.p.type_ns[t]);
                 match letter {
                     Some(l) => {
                         let p = LETTERS[usize::from(l)];
@@ -436,6 +418,66 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// What `bind` would answer for a scalar type's namespace, without
+    /// binding: a scalar value's end would drop the binding before anything
+    /// used it. Cached per binding state.
+    #[inline]
+    fn scalar_letter(&mut self, t: usize) -> (u8, bool) {
+        let (at, l, new) = self.scalar_heads[t];
+        if at == self.version {
+            return (l, new);
+        }
+        let (l, new) = self.lookup(self.p.type_ns[t]);
+        self.scalar_heads[t] = (self.version, l, new);
+        (l, new)
+    }
+
+    /// `<g:value i:type="x:T" [xmlns:x="…"]>` from its piece.
+    #[inline]
+    fn put_head(&mut self, g: u8, t: usize, letter: Option<u8>, new: bool) {
+        let head = &self.p.heads[t][usize::from(new)];
+        let at = self.s.buf.put(&head.piece);
+        let out = &mut self.s.buf.out;
+        out[at] += g;
+        if let Some(l) = letter {
+            out[at + head.qname_letter] = b'a' + l;
+            if new {
+                out[at + head.xmlns_letter] = b'a' + l;
+            }
+        }
+    }
+
+    /// A collection item's `<g:value>`: scalars take a short path (their
+    /// element binds nothing, so it needs no depth or scope bookkeeping).
+    #[inline]
+    fn item_value(&mut self, g: u8, v: &Value) {
+        let t = match v {
+            Value::Boolean(_) => T_BOOLEAN,
+            Value::Int(_) => T_INT,
+            Value::Long(_) => T_LONG,
+            Value::Double(_) => T_DOUBLE,
+            Value::Decimal(_) => T_DECIMAL,
+            Value::String(_) => T_STRING,
+            Value::DateTime(_) => T_DATETIME,
+            Value::Guid(_) => T_GUID,
+            _ => return self.value(LETTERS[usize::from(g)], "value", v),
+        };
+        let (letter, new) = self.scalar_letter(t);
+        self.put_head(g, t, Some(letter), new);
+        match v {
+            Value::Boolean(b) => self.s.text_bool(*b),
+            Value::Int(i) => self.s.text_int((*i).into()),
+            Value::Long(l) => self.s.text_int(*l),
+            Value::Double(d) => self.s.text_double(*d),
+            Value::Decimal(d) => self.s.text_decimal(d),
+            Value::String(s) => self.text(s),
+            Value::DateTime(d) => self.s.text_date(d),
+            Value::Guid(u) => self.s.buf.guid(u),
+            _ => {}
+        }
+        self.s.buf.end();
     }
 
     fn text(&mut self, t: &str) {
@@ -552,7 +594,6 @@ impl Writer {
         self.open(m);
         let item = keys.then(|| self.declare(NS_CONTRACTS71));
         let g = self.declare(NS_GENERIC);
-        let g_prefix = LETTERS[usize::from(g)];
         let key_at = pc.item_any_key.bytes.len() - 5;
         for (k, v) in ps {
             match item {
@@ -570,7 +611,7 @@ impl Writer {
                     self.key(g, k);
                 }
             }
-            self.value(g_prefix, "value", v);
+            self.item_value(g, v);
             self.end();
         }
         self.end();

@@ -15,7 +15,9 @@
 //! when the buffer was flushed since the text record started (a long text
 //! spilling over the 512 bytes), it writes a separate `EndElement` instead.
 //! [`Buffer`] replays .NET's buffer requests (`GetBuffer(n)` sizes, including
-//! its worst-case 3 bytes per UTF-16 unit) to know when that happens.
+//! its worst-case 3 bytes per UTF-16 unit) to know when that happens. A
+//! [`Piece`] is a run of records recorded once with its requests, for the
+//! model writer to append in one copy.
 
 use super::*;
 use crate::infoset::Sink;
