@@ -2,7 +2,10 @@
 //! ~64 KB context. Prints to stdout (the only output besides `cli`).
 //!
 //! Throughput is bytes of that format's encoding per second, MB = 10^6 bytes,
-//! median of several timed samples. Formats differ in size for the same
+//! median of several timed samples, taken round-robin across the formats.
+//! Time is the measuring thread's CPU time where Linux reports it
+//! (`/proc/thread-self/schedstat`), else wall-clock time: on a shared machine
+//! other processes' load then stretches no format's figures. Formats differ in size for the same
 //! context, so the time per call (ms) is printed too: that is what compares
 //! the formats on the same work.
 
@@ -98,9 +101,8 @@ pub fn realistic_context(target: usize) -> RemoteExecutionContext {
     ctx
 }
 
-/// Median seconds per call of `f`, over `samples` timed batches.
-fn time(samples: usize, mut f: impl FnMut()) -> f64 {
-    // Calibrate a batch to ~40 ms so timer noise is negligible.
+/// Calls of `f` per timed batch: enough for ~40 ms, so timer noise is negligible.
+fn batch_size(f: &mut dyn FnMut()) -> u32 {
     let mut iters = 1u32;
     loop {
         let t = Instant::now();
@@ -108,21 +110,52 @@ fn time(samples: usize, mut f: impl FnMut()) -> f64 {
             f();
         }
         if t.elapsed() > Duration::from_millis(40) || iters > 1 << 20 {
-            break;
+            return iters;
         }
         iters *= 2;
     }
-    let mut v: Vec<f64> = (0..samples)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed().as_secs_f64() / f64::from(iters)
+}
+
+/// The calling thread's time on a CPU so far, in nanoseconds (Linux).
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// Seconds `f` takes: CPU time of this thread when available, else wall time.
+fn timed(f: impl FnOnce()) -> f64 {
+    let (wall, cpu) = (Instant::now(), thread_cpu_ns());
+    f();
+    match (cpu, thread_cpu_ns()) {
+        (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
+        _ => wall.elapsed().as_secs_f64(),
+    }
+}
+
+/// Median seconds per call of each job over `samples` rounds. Each round
+/// times one batch of every job in turn, so all jobs see the same moments of
+/// a shared machine's load rather than one format a quiet minute and the
+/// next a busy one.
+fn time_interleaved(samples: usize, jobs: &mut [Box<dyn FnMut() + '_>]) -> Vec<f64> {
+    let sizes: Vec<u32> = jobs.iter_mut().map(|f| batch_size(f.as_mut())).collect();
+    let mut times = vec![Vec::with_capacity(samples); jobs.len()];
+    for _ in 0..samples {
+        for ((f, &iters), t) in jobs.iter_mut().zip(&sizes).zip(&mut times) {
+            let seconds = timed(|| {
+                for _ in 0..iters {
+                    f();
+                }
+            });
+            t.push(seconds / f64::from(iters));
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
         })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+        .collect()
 }
 
 /// Measured throughput of one format.
@@ -145,30 +178,41 @@ pub struct Throughput {
 /// Measures all three formats on a ~64 KB context.
 pub fn measure(samples: usize) -> anyhow::Result<Vec<Throughput>> {
     let ctx = realistic_context(64 * 1024);
-    let mut out = Vec::new();
-    for format in [Format::Json, Format::Xml, Format::Binary] {
-        let body = encode(&ctx, format);
+    let formats = [Format::Json, Format::Xml, Format::Binary];
+    let bodies: Vec<Vec<u8>> = formats.iter().map(|&f| encode(&ctx, f)).collect();
+    for (&format, body) in formats.iter().zip(&bodies) {
         anyhow::ensure!(
-            decode(&body, format).is_ok(),
+            decode(body, format).is_ok(),
             "{format:?} does not decode its own output"
         );
-        let enc = time(samples, || {
-            std::hint::black_box(encode(std::hint::black_box(&ctx), format));
-        });
-        let dec = time(samples, || {
-            let _ = std::hint::black_box(decode(std::hint::black_box(&body), format));
-        });
-        let mb = body.len() as f64 / 1e6;
-        out.push(Throughput {
-            format,
-            bytes: body.len(),
-            encode_mb_s: mb / enc,
-            decode_mb_s: mb / dec,
-            encode_ms: enc * 1e3,
-            decode_ms: dec * 1e3,
-        });
     }
-    Ok(out)
+    let mut jobs: Vec<Box<dyn FnMut() + '_>> = Vec::new();
+    for (&format, body) in formats.iter().zip(&bodies) {
+        let ctx = &ctx;
+        jobs.push(Box::new(move || {
+            std::hint::black_box(encode(std::hint::black_box(ctx), format));
+        }));
+        jobs.push(Box::new(move || {
+            let _ = std::hint::black_box(decode(std::hint::black_box(body), format));
+        }));
+    }
+    let times = time_interleaved(samples, &mut jobs);
+    Ok(formats
+        .iter()
+        .zip(&bodies)
+        .zip(times.chunks(2))
+        .map(|((&format, body), t)| {
+            let mb = body.len() as f64 / 1e6;
+            Throughput {
+                format,
+                bytes: body.len(),
+                encode_mb_s: mb / t[0],
+                decode_mb_s: mb / t[1],
+                encode_ms: t[0] * 1e3,
+                decode_ms: t[1] * 1e3,
+            }
+        })
+        .collect())
 }
 
 /// Runs the benchmark and prints text, or one JSON object when `json`.
@@ -192,7 +236,9 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         }
         println!("{}", serde_json::Value::Object(obj));
     } else {
-        println!("message codec throughput (~64 KB context, median of 7, MB = 10^6 bytes)");
+        println!(
+            "message codec throughput (~64 KB context, median of 7 rounds, CPU time where available, MB = 10^6 bytes)"
+        );
         for r in &results {
             println!(
                 "  {:<8} {:>7} bytes  encode {:>8.1} MB/s {:>7.4} ms  decode {:>8.1} MB/s {:>7.4} ms",
