@@ -300,7 +300,9 @@ const NAMESPACES: [&str; 8] = [
 const CONTRACTS: u8 = 7;
 
 /// A small id per namespace, so binding look-ups compare bytes, not URIs.
+/// Every namespace the writer uses is in [`NAMESPACES`].
 fn ns_id(ns: &str) -> u8 {
+    debug_assert!(NAMESPACES.contains(&ns), "{ns}");
     NAMESPACES
         .iter()
         .position(|n| *n == ns)
