@@ -15,7 +15,7 @@ use std::process::ExitCode;
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Run a plug-in component once and report what it did.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create a plug-in project of your own (a crate, native tests, a weft.toml, the SDK of this weft).
     New(NewArgs),
     /// Replace a registered plug-in's component without a restart (hot replacement), locally or on a
@@ -91,7 +91,7 @@ pub struct RunArgs {
     #[arg(long = "async")]
     pub asynchronous: bool,
     /// The step's unsecure configuration.
-    #[arg(long = "unsecure-config", alias = "config-string")]
+    #[arg(long = "unsecure-config")]
     pub unsecure_config: Option<String>,
     /// The step's secure configuration (never printed).
     #[arg(long)]
