@@ -1,5 +1,6 @@
 """Microsoft's Python SDK (powerplatform-dataverse-client 1.1.0) against `weft up --tls`, through its public
-API only: table metadata, create, get, update, query with paging and count, delete.
+API only: table metadata, create, retrieve (with an expanded lookup), update, query with paging and count,
+delete.
 
 Run by tests/all/clients.rs as `python python_sdk.py https://127.0.0.1:PORT`, with REQUESTS_CA_BUNDLE set
 to weft's development CA. The SDK asks an azure-identity TokenCredential for a token; weft on loopback has
@@ -40,12 +41,12 @@ check("account" in names and "contact" in names, f"tables.list: {names}")
 # A choice given by its label: the SDK reads the picklist metadata to turn it into its value.
 account_id = client.records.create("account", {"name": "Fourth Coffee", "industrycode": "Agriculture"})
 check(isinstance(account_id, str) and len(account_id) == 36, f"create returned {account_id!r}")
-row = client.records.get("account", account_id, select=["name", "industrycode"])
+row = client.records.retrieve("account", account_id, select=["name", "industrycode"])
 check(row is not None and row["name"] == "Fourth Coffee", f"get: {row}")
 check(row["industrycode"] == 2, f"the label became its value: {row}")
 
 client.records.update("account", account_id, {"name": "Fourth Coffee Ltd"})
-row = client.records.get("account", account_id, select=["name"])
+row = client.records.retrieve("account", account_id, select=["name"])
 check(row["name"] == "Fourth Coffee Ltd", f"update: {row}")
 
 for i in range(7):
@@ -60,11 +61,15 @@ check(sizes == [3, 3, 2], f"pages of 3 over 8 rows: {sizes}")
 result = client.records.list("account", select=["name"], count=True, page_size=5)
 check(len(list(result)) == 8, "list collects every page")
 
+contact_id = client.records.create(
+    "contact", {"fullname": "Ana", "parentcustomerid_account@odata.bind": f"/accounts({account_id})"}
+)
+contact = client.records.retrieve(
+    "contact", contact_id, select=["fullname"], expand=["parentcustomerid_account($select=name)"]
+)
+check(contact["parentcustomerid_account"]["name"] == "Fourth Coffee Ltd", f"expanded lookup: {contact}")
+
+client.records.delete("contact", contact_id)
 client.records.delete("account", account_id)
-gone = None
-try:
-    gone = client.records.get("account", account_id)
-except Exception as e:  # the SDK raises its HttpError for the 404
-    gone = e
-check(getattr(gone, "status_code", None) == 404, f"a deleted row is a 404: {gone!r}")
+check(client.records.retrieve("account", account_id) is None, "a deleted row is None")
 print("python sdk: ok")
