@@ -14,6 +14,7 @@ use weft_store::schema::Ownership;
 use weft_store::schema::platform;
 use weft_store::{AttributeDef, AttributeKind, Schema, TableDef};
 
+use crate::MessageFilter;
 use crate::ids::metadata_id;
 use crate::relationships::{self, Rel, lookup_navigation};
 
@@ -28,6 +29,10 @@ pub enum Item<'a> {
     OptionSet(&'a TableDef, &'a AttributeDef),
     /// A relationship.
     Relationship(Rel<'a>),
+    /// A message (`sdkmessage`), reached from one of its filters.
+    Message(&'a MessageFilter),
+    /// A message on a table (`sdkmessagefilter`).
+    MessageFilter(&'a MessageFilter),
 }
 
 /// What a navigation property leads to.
@@ -120,6 +125,17 @@ impl<'a> Item<'a> {
             Item::OptionSet(..) => "OptionSetMetadata",
             Item::Relationship(Rel::OneToMany { .. }) => "OneToManyRelationshipMetadata",
             Item::Relationship(Rel::ManyToMany { .. }) => "ManyToManyRelationshipMetadata",
+            Item::Message(_) => "sdkmessage",
+            Item::MessageFilter(_) => "sdkmessagefilter",
+        }
+    }
+
+    /// The property holding the item's id, which every answer carries whatever the `$select`.
+    pub fn key_property(&self) -> &'static str {
+        match self {
+            Item::Message(_) => "sdkmessageid",
+            Item::MessageFilter(_) => "sdkmessagefilterid",
+            _ => "MetadataId",
         }
     }
 
@@ -131,6 +147,7 @@ impl<'a> Item<'a> {
             Item::Attribute(..) => "AttributeMetadata",
             Item::OptionSet(..) => "OptionSetMetadataBase",
             Item::Relationship(_) => "RelationshipMetadataBase",
+            Item::Message(_) | Item::MessageFilter(_) => "crmbaseentity",
         };
         name == self.type_name()
             || name == base
@@ -144,6 +161,8 @@ impl<'a> Item<'a> {
             Item::Attribute(t, a) => metadata_id("attribute", &[&t.logical_name, &a.logical_name]),
             Item::OptionSet(t, a) => metadata_id("optionset", &[&t.logical_name, &a.logical_name]),
             Item::Relationship(r) => metadata_id("relationship", &[r.name()]),
+            Item::Message(f) => f.message_id,
+            Item::MessageFilter(f) => f.id,
         }
     }
 
@@ -154,8 +173,16 @@ impl<'a> Item<'a> {
             Item::Attribute(t, a) => attribute(t, a),
             Item::OptionSet(t, a) => option_set(t, a),
             Item::Relationship(r) => relationship(r),
+            Item::Message(f) => object(json!({ "name": f.message, "isprivate": false })),
+            Item::MessageFilter(f) => object(json!({
+                "primaryobjecttypecode": f.table,
+                "secondaryobjecttypecode": "none",
+                "iscustomprocessingstepallowed": true,
+                "isvisible": true,
+                "_sdkmessageid_value": f.message_id,
+            })),
         };
-        m.insert("MetadataId".into(), json!(self.metadata_id()));
+        m.insert(self.key_property().into(), json!(self.metadata_id()));
         m
     }
 
@@ -184,6 +211,7 @@ impl<'a> Item<'a> {
                 });
                 Some(Nav::Many(rels.map(Item::Relationship).collect()))
             }
+            (Item::MessageFilter(f), "sdkmessageid") => Some(Nav::One(Some(Item::Message(f)))),
             (Item::Attribute(t, a), "OptionSet")
                 if is_enum(&a.kind) || matches!(a.kind, AttributeKind::Boolean) =>
             {

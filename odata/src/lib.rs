@@ -34,6 +34,22 @@ pub struct Model<'a> {
     pub schema: &'a Schema,
     /// The declared Custom APIs, as operations.
     pub operations: &'a [Operation],
+    /// The messages weft runs on each table, as the `sdkmessagefilters` set lists them.
+    pub filters: &'a [MessageFilter],
+}
+
+/// One message on one table (a row of Dataverse's `sdkmessagefilter`, with its `sdkmessage`). The host
+/// gives the ids: they are the ones its registration rows point at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageFilter {
+    /// `sdkmessagefilterid`.
+    pub id: uuid::Uuid,
+    /// The message's name, e.g. `Create`.
+    pub message: String,
+    /// `sdkmessageid`.
+    pub message_id: uuid::Uuid,
+    /// The table's logical name (`primaryobjecttypecode`), `none` for an unbound message.
+    pub table: String,
 }
 
 /// A Custom API as an OData action (POST) or function (GET).
@@ -132,9 +148,21 @@ mod tests {
 
     fn query(rest: &str, pairs: &[(&str, &str)]) -> Result<Json, MetadataError> {
         let schema = schema();
+        let filters: Vec<MessageFilter> = ["Create", "CreateMultiple"]
+            .iter()
+            .flat_map(|m| {
+                ["account", "contact"].map(|t| MessageFilter {
+                    id: metadata_id("test-filter", &[m, t]),
+                    message: (*m).to_owned(),
+                    message_id: metadata_id("test-message", &[m]),
+                    table: t.to_owned(),
+                })
+            })
+            .collect();
         let model = Model {
             schema: &schema,
             operations: &[],
+            filters: &filters,
         };
         let pairs: Vec<(String, String)> = pairs
             .iter()
@@ -285,6 +313,33 @@ mod tests {
     }
 
     #[test]
+    fn message_filters_filter_through_their_message() {
+        // As dataverse-api asks whether a table supports CreateMultiple.
+        let body = query(
+            "sdkmessagefilters",
+            &[
+                ("$select", "sdkmessagefilterid"),
+                ("$expand", "sdkmessageid($select=name)"),
+                (
+                    "$filter",
+                    "(sdkmessageid/name eq 'CreateMultiple' or sdkmessageid/name eq 'UpdateMultiple') and primaryobjecttypecode eq 'account'",
+                ),
+            ],
+        )
+        .unwrap();
+        let rows = body["value"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["sdkmessageid"]["name"], "CreateMultiple");
+        assert!(rows[0].get("primaryobjecttypecode").is_none());
+        let e = query(
+            "sdkmessagefilters",
+            &[("$filter", "sdkmessageid/nope eq 'x'")],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("'nope'"), "{}", e.message);
+    }
+
+    #[test]
     fn csdl_declares_types_keys_navigation_and_operations() {
         let schema = schema();
         let ops = [Operation {
@@ -305,6 +360,7 @@ mod tests {
         let x = csdl(Model {
             schema: &schema,
             operations: &ops,
+            filters: &[],
         });
         for needle in [
             r#"<EntityType Name="account" BaseType="mscrm.crmbaseentity">"#,

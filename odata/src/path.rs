@@ -3,7 +3,8 @@
 //! `/Microsoft.Dynamics.CRM.PicklistAttributeMetadata`), `/Keys`, `/OneToManyRelationships`,
 //! `/ManyToOneRelationships`, `/ManyToManyRelationships` (keyed by `SchemaName` or id);
 //! `RelationshipDefinitions` (keyed by `SchemaName` or id, with an optional cast); and
-//! `GlobalOptionSetDefinitions` (always empty: every option set in weft is local to its column).
+//! `GlobalOptionSetDefinitions` (always empty: every option set in weft is local to its column); and the
+//! `sdkmessagefilters` / `sdkmessages` rows (by id).
 //!
 //! Owns the path grammar, the lookups by key and the `@odata.context` of each answer. It must not render
 //! items (`items`) nor apply query options (`query`).
@@ -22,6 +23,8 @@ const SETS: &[&str] = &[
     "EntityDefinitions",
     "RelationshipDefinitions",
     "GlobalOptionSetDefinitions",
+    "sdkmessagefilters",
+    "sdkmessages",
 ];
 
 /// Whether `rest` (the path after `/api/data/v9.2/`) addresses a metadata set.
@@ -77,6 +80,13 @@ fn key(text: &str, name_property: &str) -> Result<Key, MetadataError> {
     Ok(Key::Name(value.replace("''", "'")))
 }
 
+/// A row key: a bare GUID.
+fn key_id(text: &str) -> Result<Key, MetadataError> {
+    Uuid::parse_str(text.trim())
+        .map(Key::Id)
+        .map_err(|_| MetadataError::bad(format!("The key '{text}' is not a GUID.")))
+}
+
 fn find<'a>(
     items: Vec<Item<'a>>,
     key: &Key,
@@ -91,7 +101,7 @@ fn find<'a>(
         })
         .ok_or_else(|| {
             MetadataError::not_found(match key {
-                Key::Id(id) => format!("Could not find {what} with MetadataId = {id}."),
+                Key::Id(id) => format!("Could not find {what} with id = {id}."),
                 Key::Name(n) => format!("Could not find {what} with {name_property} = '{n}'."),
             })
         })
@@ -176,6 +186,26 @@ pub fn get(
                 "Could not find a global option set with key {k}: weft's option sets are local to their \
                  columns."
             )));
+        }
+        ("sdkmessagefilters", key, []) => {
+            let items = model.filters.iter().map(Item::MessageFilter).collect();
+            match key {
+                None => Answer::Many(items),
+                Some(k) => Answer::One(find(items, &key_id(k)?, "", "an sdkmessagefilter")?),
+            }
+        }
+        ("sdkmessages", key, []) => {
+            // One item per message: the first filter of each stands for it.
+            let mut items: Vec<Item<'_>> = Vec::new();
+            for f in model.filters {
+                if !items.iter().any(|i| i.metadata_id() == f.message_id) {
+                    items.push(Item::Message(f));
+                }
+            }
+            match key {
+                None => Answer::Many(items),
+                Some(k) => Answer::One(find(items, &key_id(k)?, "", "an sdkmessage")?),
+            }
         }
         (_, _, [(s, _), ..]) => return Err(unknown(s)),
         (s, _, []) => return Err(unknown(s)),

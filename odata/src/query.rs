@@ -111,10 +111,10 @@ impl Options {
     }
 
     /// Whether `item` passes the `$filter` (every item when there is none).
-    pub fn keeps(&self, item: &Item<'_>) -> Result<bool, MetadataError> {
+    pub fn keeps(&self, schema: &Schema, item: &Item<'_>) -> Result<bool, MetadataError> {
         match &self.filter {
             None => Ok(true),
-            Some(f) => eval(f, item, &item.properties()),
+            Some(f) => eval(f, schema, item, &item.properties()),
         }
     }
 
@@ -126,7 +126,7 @@ impl Options {
     ) -> Result<Vec<Json>, MetadataError> {
         let mut out = Vec::new();
         for item in items {
-            if self.keeps(&item)? {
+            if self.keeps(schema, &item)? {
                 out.push(Json::Object(self.render(schema, &item)?));
             }
         }
@@ -147,8 +147,9 @@ impl Options {
                     return Err(no_property(item, name));
                 }
             }
+            let key = item.key_property();
             props.retain(|k, _| {
-                k == "MetadataId" || k.starts_with("@odata.") || select.iter().any(|s| s == k)
+                k == key || k.starts_with("@odata.") || select.iter().any(|s| s == k)
             });
         }
         for (name, inner) in &self.expand {
@@ -179,13 +180,33 @@ fn no_property(item: &Item<'_>, name: &str) -> MetadataError {
     ))
 }
 
-fn eval(e: &Expr, item: &Item<'_>, props: &Map<String, Json>) -> Result<bool, MetadataError> {
+fn eval(
+    e: &Expr,
+    schema: &Schema,
+    item: &Item<'_>,
+    props: &Map<String, Json>,
+) -> Result<bool, MetadataError> {
     Ok(match e {
         Expr::Compare {
             property,
             equal,
             value,
         } => {
+            // `nav/property`: the property of the single-valued navigation property's item.
+            if let Some((nav, rest)) = property.split_once('/') {
+                return match item.navigation(schema, nav) {
+                    Some(Nav::One(Some(related))) => {
+                        let inner = Expr::Compare {
+                            property: rest.to_owned(),
+                            equal: *equal,
+                            value: value.clone(),
+                        };
+                        eval(&inner, schema, &related, &related.properties())
+                    }
+                    Some(Nav::One(None)) => Ok(value.is_null() == *equal),
+                    _ => Err(no_property(item, nav)),
+                };
+            }
             let actual = props
                 .get(property)
                 .ok_or_else(|| no_property(item, property))?;
@@ -197,9 +218,9 @@ fn eval(e: &Expr, item: &Item<'_>, props: &Map<String, Json>) -> Result<bool, Me
             }
             (actual == value) == *equal
         }
-        Expr::And(a, b) => eval(a, item, props)? && eval(b, item, props)?,
-        Expr::Or(a, b) => eval(a, item, props)? || eval(b, item, props)?,
-        Expr::Not(a) => !eval(a, item, props)?,
+        Expr::And(a, b) => eval(a, schema, item, props)? && eval(b, schema, item, props)?,
+        Expr::Or(a, b) => eval(a, schema, item, props)? || eval(b, schema, item, props)?,
+        Expr::Not(a) => !eval(a, schema, item, props)?,
     })
 }
 

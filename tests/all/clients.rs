@@ -1,6 +1,6 @@
 //! Third-party Dataverse clients against a real `weft up --tls`, unmodified and through their public APIs:
-//! Microsoft's Python SDK (PyPI powerplatform-dataverse-client 1.1.0) and npm dynamics-web-api 2.5.0. The
-//! scripts are tests/clients/*.py and *.mjs; the clients are installed into target/clients/ by
+//! Microsoft's Python SDK (PyPI powerplatform-dataverse-client 1.1.0), PyPI dataverse-api 1.4.3 and npm
+//! dynamics-web-api 2.5.0. The scripts are tests/clients/*.py and *.mjs; the clients are installed into target/clients/ by
 //! tests/clients/install.sh (which .ci/run calls). Without them each test prints `skipped: NAME: why`,
 //! unless WEFT_REQUIRE_CLIENTS=1 (then it fails).
 
@@ -116,4 +116,18 @@ fn dynamics_web_api_runs_whoami_metadata_crud_paging_and_count() {
         .arg(&modules)
         .env("NODE_EXTRA_CA_CERTS", &weft.ca);
     assert!(run(c).contains("dynamics-web-api: ok"));
+}
+
+#[test]
+fn dataverse_api_reads_the_table_schema_and_runs_crud_and_paged_reads() {
+    let python = clients_dir().join("venv/bin/python");
+    if !present("dataverse-api", &python) {
+        return;
+    }
+    let weft = up();
+    let mut c = Command::new(python);
+    c.arg(repo().join("tests/clients/dataverse_api_client.py"))
+        .arg(&weft.base)
+        .env("REQUESTS_CA_BUNDLE", &weft.ca);
+    assert!(run(c).contains("dataverse-api: ok"));
 }

@@ -1,7 +1,9 @@
 //! The Web API's service-level resources: the service document (`GET /api/data/v9.2/`), the CSDL document
 //! (`$metadata`), the metadata sets (`EntityDefinitions`, `RelationshipDefinitions`,
-//! `GlobalOptionSetDefinitions`, served by weft-odata) and the `WhoAmI` function, the calls clients make
-//! to check a connection and learn the tables before their first operation.
+//! `GlobalOptionSetDefinitions`, served by weft-odata), the read-only `sdkmessages` / `sdkmessagefilters`
+//! rows (which messages run on which table, with the ids the registration rows point at) and the `WhoAmI`
+//! function: the calls clients make to check a connection and learn the tables before their first
+//! operation.
 //!
 //! Owns routing these paths (a middleware ahead of the table routes, because metadata paths have more
 //! segments than table paths) and the translation of the declared Custom APIs into weft-odata's
@@ -12,12 +14,14 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use weft_odata::{Model, Operation, OperationBinding, Parameter};
+use weft_odata::{MessageFilter, Model, Operation, OperationBinding, Parameter};
+use weft_store::Schema;
+use weft_store::schema::Ownership;
 
 use super::error::{ApiError, BAD_URL};
 use super::{AppState, PREFIX, base_url, caller_id};
 use crate::pipeline::{BUSINESS_UNIT_ID, DEFAULT_USER_ID, ORGANIZATION_ID};
-use crate::registration::{Binding, CustomApiDecl, ParameterType};
+use crate::registration::{Binding, CustomApiDecl, ParameterType, derived_id};
 
 /// Answers the service-level paths; hands every other request to the table routes.
 pub(super) async fn intercept(
@@ -84,10 +88,13 @@ fn answer(
         .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
         .0;
     let base = base_url(state, headers);
-    let operations = operations(&state.runtime.registration.custom_apis);
+    let registration = &state.runtime.registration;
+    let operations = operations(&registration.custom_apis);
+    let filters = message_filters(&registration.schema, &registration.custom_apis);
     let model = Model {
-        schema: &state.runtime.registration.schema,
+        schema: &registration.schema,
         operations: &operations,
+        filters: &filters,
     };
     let no_options = |what: &str| match pairs.first() {
         Some((k, _)) => Err(ApiError::url(format!(
@@ -153,6 +160,44 @@ fn json_response(body: serde_json::Value) -> Response {
         HeaderValue::from_static("application/json; odata.metadata=minimal"),
     );
     r
+}
+
+/// The messages the pipeline runs on each declared table (Assign only on user-owned ones) and the Custom
+/// APIs (on their table, or `none` when unbound), with the ids the registration rows point at.
+fn message_filters(schema: &Schema, apis: &[CustomApiDecl]) -> Vec<MessageFilter> {
+    const TABLE_MESSAGES: &[&str] = &[
+        "Create",
+        "Retrieve",
+        "RetrieveMultiple",
+        "Update",
+        "Delete",
+        "Associate",
+        "Disassociate",
+        "SetState",
+        "Assign",
+    ];
+    let filter = |message: &str, table: &str| MessageFilter {
+        id: derived_id("sdkmessagefilter", &format!("{message}:{table}")),
+        message: message.to_owned(),
+        message_id: derived_id("sdkmessage", message),
+        table: table.to_owned(),
+    };
+    let mut out = Vec::new();
+    for t in schema.tables() {
+        for m in TABLE_MESSAGES {
+            if *m != "Assign" || t.ownership == Ownership::UserOwned {
+                out.push(filter(m, &t.logical_name));
+            }
+        }
+    }
+    for api in apis {
+        let table = match &api.binding {
+            Binding::Global => "none",
+            Binding::Entity(t) | Binding::EntityCollection(t) => t,
+        };
+        out.push(filter(&api.unique_name, table));
+    }
+    out
 }
 
 /// The EDM type of a Custom API parameter.
