@@ -911,7 +911,7 @@ impl Call {
             annotations,
         );
         let rows = [entity];
-        let extra = self.expanded(&expands, &rows, &options).await?;
+        let extra = self.expanded(&expands, &rows, options).await?;
         let body = with_properties(body, extra.first().map_or(&[][..], Vec::as_slice));
         Ok(json_response(status, body))
     }
