@@ -142,14 +142,7 @@ fn answer(
                 "OrganizationId": ORGANIZATION_ID,
             })))
         }
-        What::Metadata(rest) => match weft_odata::get(model, &base, &rest, &pairs) {
-            Ok(body) => Ok(json_response(body)),
-            Err(e) => Err(ApiError::new(
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-                e.code,
-                e.message,
-            )),
-        },
+        What::Metadata(rest) => Ok(json_response(weft_odata::get(model, &base, &rest, &pairs)?)),
     }
 }
 
