@@ -5,6 +5,7 @@
 
 mod api;
 mod cli;
+mod clients;
 mod delivery;
 mod docs;
 mod durability;
@@ -15,3 +16,4 @@ mod pipeline;
 mod registration_api;
 mod sandbox;
 mod system_api;
+mod web_api;

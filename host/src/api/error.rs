@@ -74,6 +74,13 @@ impl From<PipelineError> for ApiError {
     }
 }
 
+impl From<weft_odata::MetadataError> for ApiError {
+    fn from(e: weft_odata::MetadataError) -> Self {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        ApiError::new(status, e.code, e.message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});

@@ -10,7 +10,9 @@
 //! with the same caller headers and `tag` as table operations. The registration sets `sdkmessageprocessingsteps` and
 //! `pluginassemblies` are served by the `registration` submodule (steps enabled/disabled and
 //! reconfigured, components replaced, at runtime); system jobs (`asyncoperations`) and service endpoints
-//! (`serviceendpoints`, with TriggerServiceEndpointCheck) by the `system` submodule.
+//! (`serviceendpoints`, with TriggerServiceEndpointCheck) by the `system` submodule; the service document,
+//! `$metadata`, `EntityDefinitions`, `RelationshipDefinitions` and `WhoAmI` by the `metadata` submodule
+//! (with weft-odata). Over HTTPS when `weft up` has a certificate (the `tls` submodule).
 //!
 //! Owns only the translation HTTP ⇄ [`OrganizationRequest`] / [`OrganizationResponse`], request
 //! authentication and the server's lifetime. It holds no business logic: every operation goes through
@@ -30,7 +32,10 @@
 //!
 //! # Differences from Dataverse
 //! PATCH updates an existing record only (as with `If-Match: *`): no upsert; `If-None-Match` and ETag
-//! `If-Match` values are refused. No `$expand`, `$count` or ETags; paging is by row offset (see `paging`). Of the annotations `Prefer: odata.include-annotations` asks for, only the lookups' target table
+//! `If-Match` values are refused. No ETags; `$expand` follows single-valued navigation properties
+//! (lookups) only, with a nested `$select` (the `expand` submodule); `$count` is capped at 5,000 as in
+//! Dataverse and counted by a RetrieveMultiple of its own; paging is by row offset (see `paging`). Of the
+//! annotations `Prefer: odata.include-annotations` asks for, only the lookups' target table
 //! (`…@Microsoft.Dynamics.CRM.lookuplogicalname`) and the choices' labels
 //! (`…@OData.Community.Display.V1.FormattedValue`) are written. `return=representation` reads the record
 //! back with a Retrieve operation of its own (Retrieve steps fire for it). When that read-back fails after
@@ -47,12 +52,15 @@
 mod custom_api;
 mod endpoints;
 mod error;
+mod expand;
 mod json;
+mod metadata;
 mod odata;
 mod paging;
 mod registration;
 mod server;
 mod system;
+mod tls;
 mod url;
 
 use std::net::SocketAddr;
@@ -75,6 +83,7 @@ pub use odata::{MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH};
 pub use paging::DEFAULT_PAGE_SIZE;
 pub use registration::{ASSEMBLIES, STEPS};
 pub use server::ApiLimits;
+pub use tls::{DEV_DIR as TLS_DEV_DIR, TlsFiles, development as development_certificate};
 pub use url::parse_url;
 
 use registration::RegistrationCall;
@@ -83,8 +92,12 @@ use system::SystemCall;
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse, PipelineError};
 use crate::registration::{Binding, CustomApiDecl};
 use crate::runtime::Runtime;
+use crate::sandbox::wit::types::Entity;
 
 pub(crate) use custom_api::{body_object, parameters as custom_api_parameters, response_object};
+
+/// The most rows `$count` counts (Dataverse's limit); above it the answer says so.
+const COUNT_LIMIT: u32 = 5000;
 
 /// The Web API's path prefix.
 pub const PREFIX: &str = "/api/data/v9.2";
@@ -149,16 +162,29 @@ struct AppState {
     checker: system::Checker,
     limits: ApiLimits,
     pages: paging::PageKey,
+    /// `http` or `https`: what the answers' URLs start with.
+    scheme: &'static str,
 }
 
-/// The API's routes over `runtime`, with `limits` on request bodies.
+/// The API's routes over `runtime`, with `limits` on request bodies, served over plain HTTP.
 pub fn router(runtime: Arc<Runtime>, auth: ApiAuth, limits: ApiLimits) -> Router {
+    router_for(runtime, auth, limits, "http")
+}
+
+/// [`router`] for a server speaking `scheme` (`http` or `https`), which the answers' URLs use.
+fn router_for(
+    runtime: Arc<Runtime>,
+    auth: ApiAuth,
+    limits: ApiLimits,
+    scheme: &'static str,
+) -> Router {
     let state = AppState {
         runtime,
         auth,
         checker: system::Checker::default(),
         limits,
         pages: paging::PageKey::random(),
+        scheme,
     };
     // Bodies are read by the handlers (`read_body`), with the limit of what the request addresses.
     Router::new()
@@ -168,6 +194,10 @@ pub fn router(runtime: Arc<Runtime>, auth: ApiAuth, limits: ApiLimits) -> Router
             any(property),
         )
         .fallback(unknown_path)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metadata::intercept,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -222,6 +252,18 @@ pub async fn serve_with(
     api_key: Option<String>,
     limits: ApiLimits,
 ) -> anyhow::Result<(SocketAddr, ApiServer)> {
+    serve_on(runtime, bind, api_key, limits, None).await
+}
+
+/// [`serve_with`], over HTTPS with the certificate in `tls` when there is one.
+pub async fn serve_on(
+    runtime: Arc<Runtime>,
+    bind: SocketAddr,
+    api_key: Option<String>,
+    limits: ApiLimits,
+    tls: Option<&TlsFiles>,
+) -> anyhow::Result<(SocketAddr, ApiServer)> {
+    let acceptor = tls.map(tls::acceptor).transpose()?;
     let auth = match api_key {
         Some(k) if k.is_empty() => anyhow::bail!("the API key is empty"),
         Some(k) => ApiAuth::bearer(k),
@@ -236,8 +278,9 @@ pub async fn serve_with(
         .with_context(|| format!("binding the API to {bind}"))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(runtime, auth, limits);
-    let task = tokio::spawn(server::run(listener, app, limits, rx));
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let app = router_for(runtime, auth, limits, scheme);
+    let task = tokio::spawn(server::run(listener, app, limits, acceptor, rx));
     Ok((addr, ApiServer { shutdown: tx, task }))
 }
 
@@ -303,19 +346,10 @@ async fn resource(
     if let Some((set, id)) = json::parse_key_segment(&resource)
         && SystemCall::owns(set)
     {
-        return SystemCall::new(
-            &state.runtime,
-            &state.checker,
-            set,
-            id,
-            None,
-            &uri,
-            &headers,
-            &state.pages,
-        )
-        .handle(method, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+        return SystemCall::new(&state, set, id, None, &uri, &headers)
+            .handle(method, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
     }
     if let Some((set, id)) = json::parse_key_segment(&resource)
         && RegistrationCall::owns(set)
@@ -543,7 +577,7 @@ async fn custom_api_call(
     let OrganizationResponse::Custom { outputs } = response else {
         return Err(unexpected(&response));
     };
-    custom_api::response(schema, &base_url(headers), api, &outputs)
+    custom_api::response(schema, &base_url(state, headers), api, &outputs)
 }
 
 /// A single property of a record: only `pluginassemblies(<GUID>)/content` (the component) is served.
@@ -580,6 +614,24 @@ async fn property(
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
+    if property == "$count" {
+        if method != Method::GET {
+            return ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                BAD_URL,
+                format!("{method} is not supported on /$count (GET)."),
+            )
+            .into_response();
+        }
+        let result = match Call::new(state, &resource, &uri, headers) {
+            Ok(call) if call.id.is_none() => call.count_only().await,
+            Ok(_) => Err(ApiError::url(
+                "/$count applies to a collection (accounts/$count), not to a record.",
+            )),
+            Err(e) => Err(e),
+        };
+        return result.unwrap_or_else(IntoResponse::into_response);
+    }
     match json::parse_key_segment(&resource) {
         Some((set, Some(id))) if RegistrationCall::owns(set) => {
             registration_call(&state, set, Some(id), Some(&property), &uri, &headers)
@@ -587,19 +639,12 @@ async fn property(
                 .await
                 .unwrap_or_else(IntoResponse::into_response)
         }
-        Some((set, Some(id))) if SystemCall::owns(set) => SystemCall::new(
-            &state.runtime,
-            &state.checker,
-            set,
-            Some(id),
-            Some(&property),
-            &uri,
-            &headers,
-            &state.pages,
-        )
-        .handle(method, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response),
+        Some((set, Some(id))) if SystemCall::owns(set) => {
+            SystemCall::new(&state, set, Some(id), Some(&property), &uri, &headers)
+                .handle(method, body)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        }
         _ => unknown_path(uri).await.into_response(),
     }
 }
@@ -614,7 +659,7 @@ fn registration_call<'a>(
 ) -> RegistrationCall<'a> {
     RegistrationCall {
         pipeline: state.runtime.pipeline.clone(),
-        base: base_url(headers),
+        base: base_url(state, headers),
         set,
         id,
         property,
@@ -758,12 +803,14 @@ fn valid_host(host: &str) -> bool {
     port_ok && name_ok
 }
 
-fn base_url(headers: &HeaderMap) -> String {
+/// The service root the answers' URLs (contexts, next links, entity ids) start with: the scheme the
+/// server speaks and the `Host` the caller used.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    format!("http://{host}{PREFIX}")
+    format!("{}://{host}{PREFIX}", state.scheme)
 }
 
 impl Call {
@@ -778,7 +825,7 @@ impl Call {
         let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
             .0;
-        let base = base_url(&headers);
+        let base = base_url(&state, &headers);
         Ok(Call {
             state,
             table,
@@ -842,10 +889,11 @@ impl Call {
         options: &odata::Options,
         status: StatusCode,
     ) -> Result<Response, ApiError> {
+        let expands = self.expands(options)?;
         let message = Message::Retrieve {
             table: self.table.logical_name.clone(),
             id,
-            columns: options.select.clone(),
+            columns: read_columns(&options.select, &expands),
         };
         let response = self
             .execute(self.request(message, options.tag.clone())?)
@@ -854,13 +902,17 @@ impl Call {
             return Err(unexpected(&response));
         };
         let select = options.select.as_deref();
+        let annotations = self.annotations()?;
         let body = json::entity_to_json(
             &self.table,
             &entity,
             select,
             Some(&self.context_url(select, true)),
-            self.annotations()?,
+            annotations,
         );
+        let rows = [entity];
+        let extra = self.expanded(&expands, &rows, options).await?;
+        let body = with_properties(body, extra.first().map_or(&[][..], Vec::as_slice));
         Ok(json_response(status, body))
     }
 
@@ -902,9 +954,10 @@ impl Call {
         let options = odata::parse(&self.table, &pairs, odata::Allowed::Collection)?;
         // One row more than the page, from the page's start: whether another page follows, and never
         // more than a page in memory.
+        let expands = self.expands(&options)?;
         let query = StoreQuery {
             table: self.table.logical_name.clone(),
-            columns: options.select.clone(),
+            columns: read_columns(&options.select, &expands),
             filter: options.filter.clone(),
             orders: options.orders.clone(),
             top: Some(page.fetch(options.top)),
@@ -923,22 +976,138 @@ impl Call {
         );
         let select = options.select.as_deref();
         let annotations = self.annotations()?;
+        let extra = self
+            .expanded(&expands, &collection.entities, &options)
+            .await?;
         let rows: Vec<String> = collection
             .entities
             .iter()
-            .map(|e| json::entity_to_json(&self.table, e, select, None, annotations))
+            .zip(extra)
+            .map(|(e, extra)| {
+                let row = json::entity_to_json(&self.table, e, select, None, annotations);
+                with_properties(row, &extra)
+            })
             .collect();
         let context = serde_json::Value::String(self.context_url(select, false));
         let next = next.map_or(String::new(), |link| {
             format!(",\"@odata.nextLink\":{}", serde_json::Value::String(link))
         });
+        let count = if options.count {
+            let (n, exceeded) = self.count(&options).await?;
+            format!(
+                ",\"@odata.count\":{n},\"@Microsoft.Dynamics.CRM.totalrecordcount\":{n},\
+                 \"@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded\":{exceeded}"
+            )
+        } else {
+            String::new()
+        };
         let body = format!(
-            "{{\"@odata.context\":{context},\"value\":[{}]{next}}}",
+            "{{\"@odata.context\":{context}{count},\"value\":[{}]{next}}}",
             rows.join(",")
         );
         let mut response = json_response(StatusCode::OK, body);
         page.mark(&mut response);
         Ok(response)
+    }
+
+    /// The `$expand` of `options`, resolved against the declared tables.
+    fn expands(&self, options: &odata::Options) -> Result<Vec<expand::Expand>, ApiError> {
+        let schema = &self.state.runtime.registration.schema;
+        options.expand.as_deref().map_or(Ok(Vec::new()), |text| {
+            expand::parse(schema, &self.table, text)
+        })
+    }
+
+    /// For each row, its expanded navigation properties as (name, JSON text): the related rows, read by
+    /// RetrieveMultiple per related table (see the `expand` module).
+    async fn expanded(
+        &self,
+        expands: &[expand::Expand],
+        rows: &[Entity],
+        options: &odata::Options,
+    ) -> Result<Vec<Vec<(String, String)>>, ApiError> {
+        let annotations = self.annotations()?;
+        let mut per_row = vec![Vec::new(); rows.len()];
+        for e in expands {
+            let target = &e.target.logical_name;
+            let ids: Vec<Uuid> = rows
+                .iter()
+                .filter_map(|r| expand::related_id(r, &e.attribute, target))
+                .collect();
+            let mut found = std::collections::HashMap::new();
+            for query in expand::queries(e, &ids) {
+                let request =
+                    self.request(Message::RetrieveMultiple { query }, options.tag.clone())?;
+                let response = self.execute(request).await?;
+                let OrganizationResponse::RetrieveMultiple { collection } = response else {
+                    return Err(unexpected(&response));
+                };
+                found.extend(expand::by_id(collection.entities));
+            }
+            for (row, extra) in rows.iter().zip(per_row.iter_mut()) {
+                let text = expand::related_id(row, &e.attribute, target)
+                    .and_then(|id| found.get(&id))
+                    .map_or_else(
+                        || "null".to_owned(),
+                        |related| {
+                            json::entity_to_json(
+                                &e.target,
+                                related,
+                                e.select.as_deref(),
+                                None,
+                                annotations,
+                            )
+                        },
+                    );
+                extra.push((e.nav.clone(), text));
+            }
+        }
+        Ok(per_row)
+    }
+
+    /// How many rows `options`' filter matches, counting at most [`COUNT_LIMIT`] (as Dataverse does), and
+    /// whether there are more. A RetrieveMultiple of its own, of the primary ids only (RetrieveMultiple
+    /// steps fire for it too): the rows of the page being answered cannot tell the total.
+    async fn count(&self, options: &odata::Options) -> Result<(usize, bool), ApiError> {
+        let query = StoreQuery {
+            table: self.table.logical_name.clone(),
+            columns: Some(vec![self.table.primary_id_attribute.clone()]),
+            filter: options.filter.clone(),
+            orders: Vec::new(),
+            top: Some(COUNT_LIMIT + 1),
+            skip: 0,
+        };
+        let request = self.request(Message::RetrieveMultiple { query }, options.tag.clone())?;
+        let response = self.execute(request).await?;
+        let OrganizationResponse::RetrieveMultiple { collection } = response else {
+            return Err(unexpected(&response));
+        };
+        let n = collection.entities.len();
+        let limit = COUNT_LIMIT as usize;
+        Ok((n.min(limit), n > limit))
+    }
+
+    /// `GET {set}/$count`: the number of rows (`$filter` applies), as text.
+    async fn count_only(&self) -> Result<Response, ApiError> {
+        let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Collection)?;
+        let refused = [
+            ("$select", options.select.is_some()),
+            ("$top", options.top.is_some()),
+            ("$orderby", !options.orders.is_empty()),
+            ("$count", options.count),
+        ];
+        if let Some((name, _)) = refused.iter().find(|(_, given)| *given) {
+            return Err(ApiError::url(format!(
+                "The query option '{name}' does not apply to /$count (only $filter and tag do)."
+            )));
+        }
+        let (n, _) = self.count(&options).await?;
+        Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain;charset=utf-8")],
+            n.to_string(),
+        )
+            .into_response())
     }
 
     async fn update(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
@@ -1038,9 +1207,8 @@ fn caller_request(
             )));
         }
     }
-    if let Some(v) = header(headers, "MSCRMCallerID")? {
-        r.user_id = Uuid::parse_str(v.trim())
-            .map_err(|_| ApiError::url(format!("MSCRMCallerID: '{v}' is not a GUID.")))?;
+    if let Some(id) = caller_id(headers)? {
+        r.user_id = id;
     }
     // Impersonating by Microsoft Entra object id needs Entra users, which weft does not have: refused
     // rather than ignored, so the operation never silently runs as the default user.
@@ -1051,6 +1219,16 @@ fn caller_request(
         ));
     }
     Ok(r)
+}
+
+/// The user a request impersonates with `MSCRMCallerID`, if it does.
+fn caller_id(headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
+    header(headers, "MSCRMCallerID")?
+        .map(|v| {
+            Uuid::parse_str(v.trim())
+                .map_err(|_| ApiError::url(format!("MSCRMCallerID: '{v}' is not a GUID.")))
+        })
+        .transpose()
 }
 
 /// Runs `request` through the pipeline on a blocking thread.
@@ -1103,6 +1281,38 @@ pub(super) fn record(status: StatusCode, context: String, row: serde_json::Value
         body.extend(fields);
     }
     json_response(status, serde_json::Value::Object(body).to_string())
+}
+
+/// The columns a read asks the store for: the `$select`ed ones plus the lookups `$expand` follows (which
+/// the answer writes only when selected).
+fn read_columns(select: &Option<Vec<String>>, expands: &[expand::Expand]) -> Option<Vec<String>> {
+    select.as_ref().map(|s| {
+        let mut columns = s.clone();
+        for e in expands {
+            if !columns.contains(&e.attribute) {
+                columns.push(e.attribute.clone());
+            }
+        }
+        columns
+    })
+}
+
+/// `object` (a JSON object's text) with `extra` (name, JSON text) properties appended.
+fn with_properties(mut object: String, extra: &[(String, String)]) -> String {
+    if extra.is_empty() || !object.ends_with('}') {
+        return object;
+    }
+    object.pop();
+    for (name, value) in extra {
+        if object.len() > 1 {
+            object.push(',');
+        }
+        object.push_str(&serde_json::Value::String(name.clone()).to_string());
+        object.push(':');
+        object.push_str(value);
+    }
+    object.push('}');
+    object
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {

@@ -1,6 +1,7 @@
 //! OData query options of the Web API: `$select`, `$filter` (eq, ne, gt, lt, ge, le, and, or, parentheses;
 //! string literals in single quotes with `''` escaping, numbers, true/false/null, GUIDs, date-times),
-//! `$top`, `$orderby` (asc/desc) and weft's `tag` (the request's `tag` parameter).
+//! `$top`, `$orderby` (asc/desc), `$count`, `$expand` (kept as text for the `expand` module) and weft's
+//! `tag` (the request's `tag` parameter).
 //!
 //! Owns the parsing into weft-store's query model, its error messages and the limits on a `$filter`'s size
 //! ([`MAX_FILTER_DEPTH`], [`MAX_FILTER_CONDITIONS`]): the parser is recursive and the store turns the tree
@@ -36,6 +37,10 @@ pub struct Options {
     pub orders: Vec<Order>,
     /// `tag`.
     pub tag: Option<String>,
+    /// `$count=true`: the answer carries `@odata.count`.
+    pub count: bool,
+    /// `$expand`, as written (the `expand` module reads it: it needs the other tables).
+    pub expand: Option<String>,
 }
 
 /// Which options a request may carry.
@@ -121,12 +126,25 @@ pub fn parse(
                     });
                 }
             }
-            "$filter" | "$top" | "$orderby" => return Err(collection_only(key)),
+            "$expand" => o.expand = Some(value.clone()),
+            "$count" if allowed == Allowed::Collection => {
+                o.count = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(ApiError::url(format!(
+                            "Invalid value '{other}' for $count query option found. Valid values are \
+                             'true' and 'false'."
+                        )));
+                    }
+                }
+            }
+            "$filter" | "$top" | "$orderby" | "$count" => return Err(collection_only(key)),
             "tag" => o.tag = Some(value.clone()),
             other => {
                 return Err(ApiError::url(format!(
                     "The query parameter '{other}' is not supported (supported: $select, $filter, $top, \
-                     $orderby, tag)."
+                     $orderby, $count, $expand, tag)."
                 )));
             }
         }

@@ -1,8 +1,10 @@
 //! The API's HTTP/1.1 listener: accepts connections up to a cap, gives each a header read timeout (which
 //! also closes a kept-alive connection that stays idle), and shuts down gracefully.
 //!
-//! Owns the connection-level limits ([`ApiLimits`]) and the accept loop. It must not look at requests:
-//! routing, authentication and body limits are the router's.
+//! Owns the connection-level limits ([`ApiLimits`]), the accept loop and the TLS handshake when the server
+//! speaks HTTPS (bounded by the header read timeout, so a client stalling the handshake holds its slot no
+//! longer than one stalling its headers). It must not look at requests: routing, authentication and body
+//! limits are the router's; certificates are the `tls` module's.
 //!
 //! Why not `axum::serve`: it offers no header read timeout and no connection cap, so a client trickling
 //! headers could hold connections forever and enough of them starve every other caller.
@@ -17,6 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// The limits of the API's listener and requests. The defaults are safe for a laptop; `weft up` has a
 /// flag for each.
@@ -49,12 +52,13 @@ impl Default for ApiLimits {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` fires, then stops accepting, lets in-flight requests
-/// finish and waits for every connection to close.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` fires, then stops accepting, lets
+/// in-flight requests finish and waits for every connection to close.
 pub(super) async fn run(
     listener: TcpListener,
     app: Router,
     limits: ApiLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: oneshot::Receiver<()>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -83,27 +87,50 @@ pub(super) async fn run(
             _ = &mut shutdown => break,
         };
         let app = app.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout);
-            let connection =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = stop.wait_for(|s| *s) => {}
+            match tls {
+                None => serve_connection(stream, app, limits, stop).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    // A failed or stalled handshake just closes the connection: nothing to answer.
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(limits.header_read_timeout, handshake).await
+                    {
+                        serve_connection(stream, app, limits, stop).await;
+                    }
+                }
             }
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
         });
     }
     drop(listener);
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) until it closes or the server stops.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    limits: ApiLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
 }

@@ -98,23 +98,18 @@ pub(super) struct SystemCall<'a> {
 }
 
 impl<'a> SystemCall<'a> {
-    // Each argument is one part of the request the router already split out; a builder would only
-    // rename them.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        runtime: &Arc<Runtime>,
-        checker: &Checker,
+        state: &super::AppState,
         set: &'a str,
         id: Option<Uuid>,
         property: Option<&'a str>,
         uri: &Uri,
         headers: &HeaderMap,
-        pages: &PageKey,
     ) -> Self {
         SystemCall {
-            runtime: Arc::clone(runtime),
-            checker: Arc::clone(checker),
-            base: super::base_url(headers),
+            runtime: Arc::clone(&state.runtime),
+            checker: Arc::clone(&state.checker),
+            base: super::base_url(state, headers),
             set,
             id,
             property,
@@ -122,7 +117,7 @@ impl<'a> SystemCall<'a> {
             pairs: Vec::new(),
             representation: super::wants_representation(headers),
             headers: headers.clone(),
-            pages: pages.clone(),
+            pages: state.pages.clone(),
         }
     }
 

@@ -2,8 +2,8 @@
 //! (`host/fuzz`) and the property test below, which feed it arbitrary text and expect a clear 4xx error or
 //! success, never a panic, a stack overflow or a 5xx.
 //!
-//! Owns only this composition; the parsers themselves are their modules' (`json`, `odata`, `paging`,
-//! `custom_api`, `system`). It must not run operations nor read the store.
+//! Owns only this composition; the parsers themselves are their modules' (`json`, `odata`, `expand`,
+//! `paging`, `custom_api`, `system`, and weft-odata's for metadata paths). It must not run operations nor read the store.
 
 use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, Uri};
@@ -12,7 +12,7 @@ use weft_store::Schema;
 
 use super::error::ApiError;
 use super::paging::{Page, PageKey};
-use super::{PREFIX, custom_api, json, odata, split_call, system, valid_host};
+use super::{PREFIX, custom_api, expand, json, odata, split_call, system, valid_host};
 use crate::registration::{Binding, CustomApiDecl};
 
 /// Parses `target` (a request's path and query, e.g. `/api/data/v9.2/accounts?$filter=…`) as the API
@@ -33,6 +33,16 @@ pub fn parse_url(schema: &Schema, target: &str, host: &str) -> Result<(), ApiErr
         .strip_prefix(PREFIX)
         .and_then(|p| p.strip_prefix('/'))
         .ok_or_else(|| ApiError::url("The path is not under /api/data/v9.2/."))?;
+    if weft_odata::is_metadata_path(rest) {
+        let model = weft_odata::Model {
+            schema,
+            operations: &[],
+            filters: &[],
+        };
+        return weft_odata::get(model, "http://localhost/api/data/v9.2", rest, &pairs)
+            .map(|_| ())
+            .map_err(ApiError::from);
+    }
     let segment = rest.split('/').next().unwrap_or_default();
     let (name, args) = split_call(segment);
     if args.is_some() && json::parse_key_segment(segment).is_none() {
@@ -66,7 +76,11 @@ pub fn parse_url(schema: &Schema, target: &str, host: &str) -> Result<(), ApiErr
     } else {
         odata::Allowed::Collection
     };
-    odata::parse(table, &pairs, allowed).map(|_| ())
+    let options = odata::parse(table, &pairs, allowed)?;
+    match &options.expand {
+        Some(text) => expand::parse(schema, table, text).map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +117,14 @@ mod tests {
             Just("$select=".to_owned()),
             Just("$orderby=".to_owned()),
             Just("$top=".to_owned()),
+            Just("$expand=".to_owned()),
+            Just("$count=".to_owned()),
+            Just("primarycontactid".to_owned()),
+            Just("OptionSet".to_owned()),
+            Just("LogicalName".to_owned()),
+            Just("sdkmessageid/name".to_owned()),
+            Just(" not ".to_owned()),
+            Just(";".to_owned()),
             Just("$skiptoken=".to_owned()),
             Just("@p=".to_owned()),
             Just(",".to_owned()),
@@ -120,6 +142,10 @@ mod tests {
             Just("accounts".to_owned()),
             Just("accounts(00000000-0000-0000-0000-000000000001)".to_owned()),
             Just("asyncoperations".to_owned()),
+            Just("EntityDefinitions".to_owned()),
+            Just("EntityDefinitions(LogicalName='account')/Attributes".to_owned()),
+            Just("RelationshipDefinitions".to_owned()),
+            Just("sdkmessagefilters".to_owned()),
             Just("weft_Fn(".to_owned()),
             "[a-z()0-9-]{0,12}",
         ];
@@ -164,6 +190,17 @@ mod tests {
             "]".repeat(10_000)
         );
         assert!(parse_url(&schema, &deep_json, "localhost").is_err());
+        let deep_metadata = format!(
+            "{PREFIX}/EntityDefinitions?$filter={}LogicalName%20eq%20'a'{}",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        assert!(parse_url(&schema, &deep_metadata, "localhost").is_err());
+        let deep_expand = format!(
+            "{PREFIX}/EntityDefinitions?$expand={}",
+            "Attributes($expand=".repeat(1_000)
+        );
+        assert!(parse_url(&schema, &deep_expand, "localhost").is_err());
         assert!(
             parse_url(
                 &schema,

@@ -3,12 +3,13 @@
 //! `weft.toml` has a `[bus]` section, the embedded local bus — until Ctrl-C.
 
 use super::data::RuntimeArgs;
-use crate::api::ApiLimits;
+use crate::api::{ApiLimits, TlsFiles};
 use crate::delivery::{Delivery, DeliveryRunner};
 use crate::registration::toml_error;
 use crate::runtime::Runtime;
 use anyhow::{Context as _, anyhow};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,9 +48,30 @@ pub struct UpArgs {
     /// `weft build`; a component that does not load is refused and the old one keeps serving.
     #[arg(long)]
     watch: bool,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first); needs --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", conflicts_with = "tls")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a development certificate weft makes in `<data>/tls/` (trust its `ca.pem`).
+    #[arg(long)]
+    tls: bool,
 }
 
 impl UpArgs {
+    fn tls_files(&self) -> anyhow::Result<Option<TlsFiles>> {
+        Ok(match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                trust: None,
+            }),
+            _ if self.tls => Some(crate::api::development_certificate(&self.runtime.data)?),
+            _ => None,
+        })
+    }
+
     fn api_limits(&self) -> anyhow::Result<ApiLimits> {
         anyhow::ensure!(
             self.api_max_connections > 0,
@@ -106,6 +128,22 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
     }
     eprint!("{}", super::summary::startup_summary(&runtime)?);
+    let tls = args.tls_files()?;
+    if let Some(TlsFiles {
+        cert,
+        trust: Some(ca),
+        ..
+    }) = &tls
+    {
+        eprintln!(
+            "TLS: development certificate {} for localhost, 127.0.0.1 and ::1. Trust its CA {} \
+             (Python requests: REQUESTS_CA_BUNDLE={ca}; Node: NODE_EXTRA_CA_CERTS={ca}; curl: --cacert \
+             {ca}; or add it to the system's trust store).",
+            cert.display(),
+            ca.display(),
+            ca = ca.display()
+        );
+    }
     let bus = bus_config(&args.runtime.config)?;
     let jobs = runtime
         .registration
@@ -146,9 +184,16 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let service = AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
             .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
         runtime.pipeline.set_job_notifier(service.notifier());
-        let (addr, server) =
-            crate::api::serve_with(Arc::clone(&runtime), args.bind, args.api_key, limits).await?;
-        println!("listening on http://{addr}");
+        let (addr, server) = crate::api::serve_on(
+            Arc::clone(&runtime),
+            args.bind,
+            args.api_key,
+            limits,
+            tls.as_ref(),
+        )
+        .await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{addr}");
         server
             .run_until(async {
                 let _ = tokio::signal::ctrl_c().await;
