@@ -8,7 +8,7 @@ mod registry;
 mod remote;
 mod scaffold;
 mod seed;
-mod suggest;
+pub(crate) mod suggest;
 mod summary;
 mod trace;
 mod up;

@@ -443,6 +443,8 @@ impl Pipeline {
             })
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
+        // A component holding several plug-in types has an entry per type.
+        all.dedup_by_key(|a| a.id);
         all
     }
 
