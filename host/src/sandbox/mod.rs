@@ -587,7 +587,8 @@ impl Sandbox {
         });
         let return_bytes = match &called {
             Ok(Ok(changes)) => state::changes_bytes(changes),
-            _ => 0,
+            // A 0.2.0 plug-in stopped by the return quota in a setter: what it tried to set.
+            _ => state.set_bytes,
         };
         let stderr = state.stderr.text();
         let stdout = state.stdout.text();

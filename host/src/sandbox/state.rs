@@ -162,7 +162,7 @@ pub struct InvocationState {
     /// The changes a 0.2.0 plug-in made through the context's setters.
     pub(super) changes: ContextChanges,
     /// Approximate bytes passed to the setters so far (bounded by the return quota).
-    set_bytes: usize,
+    pub(super) set_bytes: usize,
     unsecure: Option<String>,
     secure: Option<String>,
     services: ServicesRef,
