@@ -351,6 +351,19 @@ fn steps_run_the_types_they_name() {
         env.descriptions(),
         [Some(weft_store::Value::String("stamped by Stamp".into()))]
     );
+    // A plugintype row per type the component holds (read from `plugin-types` at load).
+    let mut types: Vec<String> = env
+        .store
+        .read(|r: &dyn Read| r.plugin_types())
+        .unwrap()
+        .into_iter()
+        .map(|t| t.type_name)
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["Contoso.Validate", "Stamp", "contract-v01", "two-types"]
+    );
 }
 
 /// Stage rules apply to setters as they did to 0.1.0's returned changes: a Target changed in stage 40 is not

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use weft_store::system::{
-    AssemblyContent, EndpointSecrets, EventHandler, PluginAssembly, SecretUpdate, ServiceEndpoint,
+    AssemblyContent, EndpointSecrets, EventHandler, PluginAssembly, PluginType, SecretUpdate,
+    ServiceEndpoint,
 };
 use weft_store::{Store, StoreError, StoreExt, Tx};
 
@@ -94,6 +95,8 @@ pub(super) fn startup_registry(
         }
         plugins.extend(typed_entries(&assembly, loaded));
     }
+    let types = type_rows(&plugins);
+    store.transact(move |tx| types.iter().try_for_each(|t| tx.put_plugin_type(t)))?;
     let mut registry = Registry {
         plugins,
         steps: Vec::new(),
@@ -141,6 +144,24 @@ fn typed_entries(
         entry(loaded),
     ));
     entries
+}
+
+/// A `plugintype` row per registry entry: what the components' `plugin-types` answered.
+fn type_rows<'a>(
+    entries: impl IntoIterator<Item = (&'a Uuid, &'a RegisteredPlugin)>,
+) -> Vec<PluginType> {
+    entries
+        .into_iter()
+        .map(|(id, p)| PluginType {
+            id: *id,
+            assembly_id: p.assembly.id,
+            type_name: p
+                .loaded
+                .selected_type()
+                .unwrap_or(&p.assembly.name)
+                .to_owned(),
+        })
+        .collect()
 }
 
 /// Whether a stored step's references still exist in the registration the host starts with.
@@ -354,12 +375,15 @@ impl Pipeline {
             content: bytes.to_vec(),
         };
         let stored = assembly.clone();
+        let entries = typed_entries(&assembly, loaded);
+        let types = type_rows(entries.iter().map(|(id, p)| (id, p)));
         self.inner.store.transact(move |tx| {
             tx.put_plugin_assembly(&stored)?;
+            types.iter().try_for_each(|t| tx.put_plugin_type(t))?;
             tx.put_plugin_assembly_content(stored.id, Some(&content))
         })?;
         next.plugins.retain(|_, p| p.assembly.name != name);
-        next.plugins.extend(typed_entries(&assembly, loaded));
+        next.plugins.extend(entries);
         registries.publish(&writer, next);
         Ok(assembly)
     }
