@@ -2,8 +2,17 @@
 //! readable; only InputParameters, OutputParameters and SharedVariables are
 //! writable, as in Dataverse, and the context remembers which of them changed so
 //! only those travel back to the host.
+//!
+//! Inside a component the context is read lazily from the host's
+//! `execution-context` resource (weft:plugin@0.2.0): a plug-in that reads
+//! `Target` fetches InputParameters only; the whole frame is fetched at most
+//! once, on the first field access through [`Deref`]. Natively
+//! ([`crate::testing`]) everything is in memory from the start. Must not touch
+//! the generated WIT types: the fetching goes through `convert`.
 
+use crate::convert::{self, HostContext};
 use crate::{Entity, EntityReference, Guid, ParameterValue, Parameters};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::ops::Deref;
 
 /// Pipeline stage, with Dataverse's numbers.
@@ -157,6 +166,51 @@ pub struct ContextFrame {
     pub post_entity_images: Vec<(String, Entity)>,
 }
 
+/// One of the three writable collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Input = 0,
+    Output = 1,
+    Shared = 2,
+}
+
+impl Part {
+    const ALL: [Part; 3] = [Part::Input, Part::Output, Part::Shared];
+
+    fn of(self, frame: &ContextFrame) -> &Parameters {
+        match self {
+            Part::Input => &frame.input_parameters,
+            Part::Output => &frame.output_parameters,
+            Part::Shared => &frame.shared_variables,
+        }
+    }
+
+    fn of_mut(self, frame: &mut ContextFrame) -> &mut Parameters {
+        match self {
+            Part::Input => &mut frame.input_parameters,
+            Part::Output => &mut frame.output_parameters,
+            Part::Shared => &mut frame.shared_variables,
+        }
+    }
+}
+
+/// What the context knows of one writable collection before the whole frame
+/// is fetched.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Collection {
+    /// Fetched on its own (the frame, once fetched, holds it instead).
+    loaded: OnceCell<Parameters>,
+    /// Changed through this context.
+    changed: bool,
+    /// Changed since the host last received it.
+    dirty: Cell<bool>,
+    /// The names the host holds, so a removed parameter is removed there too.
+    host_names: RefCell<Option<Vec<String>>>,
+}
+
+/// An entity image fetched on its own: the first alias asked for.
+type CachedImage = OnceCell<(String, Option<Entity>)>;
+
 /// The execution context of one plug-in invocation. Reads go through
 /// [`Deref`] to the [`ContextFrame`]; writes through the `…_mut` methods, which
 /// record what changed.
@@ -172,17 +226,21 @@ pub struct ContextFrame {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Context {
-    frame: ContextFrame,
-    parents: Vec<ContextFrame>,
-    input_changed: bool,
-    output_changed: bool,
-    shared_changed: bool,
+    /// The host's context inside a component; `None` natively.
+    host: Option<HostContext>,
+    frame: OnceCell<ContextFrame>,
+    parents: OnceCell<Vec<ContextFrame>>,
+    parts: [Collection; 3],
+    pre_image: CachedImage,
+    post_image: CachedImage,
+    message_name: OnceCell<String>,
+    primary_entity_name: OnceCell<String>,
 }
 
 impl Deref for Context {
     type Target = ContextFrame;
     fn deref(&self) -> &ContextFrame {
-        &self.frame
+        self.frame()
     }
 }
 
@@ -198,22 +256,133 @@ impl Context {
     /// ```
     pub fn new(frame: ContextFrame, parents: Vec<ContextFrame>) -> Context {
         Context {
-            frame,
-            parents,
-            input_changed: false,
-            output_changed: false,
-            shared_changed: false,
+            host: None,
+            frame: OnceCell::from(frame),
+            parents: OnceCell::from(parents),
+            parts: Default::default(),
+            pre_image: OnceCell::new(),
+            post_image: OnceCell::new(),
+            message_name: OnceCell::new(),
+            primary_entity_name: OnceCell::new(),
         }
     }
 
-    /// This execution's frame.
+    /// A context read from the host on demand.
+    pub(crate) fn from_host(host: HostContext) -> Context {
+        Context {
+            host: Some(host),
+            frame: OnceCell::new(),
+            parents: OnceCell::new(),
+            parts: Default::default(),
+            pre_image: OnceCell::new(),
+            post_image: OnceCell::new(),
+            message_name: OnceCell::new(),
+            primary_entity_name: OnceCell::new(),
+        }
+    }
+
+    /// The host's context; only asked for when something is not in memory,
+    /// which natively never happens (a native context starts complete).
+    fn host(&self) -> HostContext {
+        self.host
+            .expect("a native context holds its whole frame from the start")
+    }
+
+    /// This execution's frame (fetched from the host once, on first use).
     ///
     /// ```
     /// # use weft_sdk::testing::ContextBuilder;
     /// assert_eq!(ContextBuilder::new("Update", "contact").build().frame().depth, 1);
     /// ```
     pub fn frame(&self) -> &ContextFrame {
-        &self.frame
+        self.frame.get_or_init(|| {
+            let mut frame = convert::fetch_frame(self.host());
+            for part in Part::ALL {
+                let collection = &self.parts[part as usize];
+                match collection.loaded.get() {
+                    // Fetched (and perhaps changed) before the frame: it is newer.
+                    Some(loaded) => *part.of_mut(&mut frame) = loaded.clone(),
+                    None => {
+                        collection
+                            .host_names
+                            .borrow_mut()
+                            .get_or_insert_with(|| names(part.of(&frame)));
+                    }
+                }
+            }
+            frame
+        })
+    }
+
+    /// `MessageName`, without fetching the whole frame (`ctx.message_name`,
+    /// through [`Deref`], fetches it).
+    ///
+    /// ```
+    /// # use weft_sdk::testing::ContextBuilder;
+    /// assert_eq!(ContextBuilder::new("Update", "contact").build().message_name(), "Update");
+    /// ```
+    pub fn message_name(&self) -> &str {
+        match self.frame.get() {
+            Some(frame) => &frame.message_name,
+            None => self
+                .message_name
+                .get_or_init(|| convert::fetch_message_name(self.host())),
+        }
+    }
+
+    /// `PrimaryEntityName`, without fetching the whole frame.
+    ///
+    /// ```
+    /// # use weft_sdk::testing::ContextBuilder;
+    /// assert_eq!(ContextBuilder::new("Update", "contact").build().primary_entity_name(), "contact");
+    /// ```
+    pub fn primary_entity_name(&self) -> &str {
+        match self.frame.get() {
+            Some(frame) => &frame.primary_entity_name,
+            None => self
+                .primary_entity_name
+                .get_or_init(|| convert::fetch_primary_entity_name(self.host())),
+        }
+    }
+
+    /// `Stage`, without fetching the whole frame.
+    ///
+    /// ```
+    /// # use weft_sdk::{testing::ContextBuilder, Stage};
+    /// let ctx = ContextBuilder::new("Update", "contact").stage(Stage::PreValidation).build();
+    /// assert_eq!(ctx.stage(), Stage::PreValidation);
+    /// ```
+    pub fn stage(&self) -> Stage {
+        match self.frame.get() {
+            Some(frame) => frame.stage,
+            None => convert::fetch_stage(self.host()),
+        }
+    }
+
+    /// `Depth`, without fetching the whole frame.
+    ///
+    /// ```
+    /// # use weft_sdk::testing::ContextBuilder;
+    /// assert_eq!(ContextBuilder::new("Update", "contact").build().depth(), 1);
+    /// ```
+    pub fn depth(&self) -> i32 {
+        match self.frame.get() {
+            Some(frame) => frame.depth,
+            None => convert::fetch_depth(self.host()),
+        }
+    }
+
+    /// `PrimaryEntityId`, without fetching the whole frame.
+    ///
+    /// ```
+    /// # use weft_sdk::{testing::ContextBuilder, Guid};
+    /// assert_eq!(ContextBuilder::new("Create", "contact").build().primary_entity_id(), Guid::from_u128(0));
+    /// ```
+    pub fn primary_entity_id(&self) -> Guid {
+        match self.frame.get() {
+            Some(frame) => frame.primary_entity_id,
+            None => convert::fetch_primary_entity_id(self.host()),
+        }
     }
 
     /// `ParentContext`, if any.
@@ -223,7 +392,7 @@ impl Context {
     /// assert!(ContextBuilder::new("Update", "contact").build().parent().is_none());
     /// ```
     pub fn parent(&self) -> Option<&ContextFrame> {
-        self.parents.first()
+        self.parents().first()
     }
 
     /// The whole ParentContext chain, nearest first.
@@ -233,7 +402,34 @@ impl Context {
     /// assert!(ContextBuilder::new("Update", "contact").build().parents().is_empty());
     /// ```
     pub fn parents(&self) -> &[ContextFrame] {
-        &self.parents
+        self.parents
+            .get_or_init(|| convert::fetch_parents(self.host()))
+    }
+
+    /// A collection as it stands, fetched on its own when the frame is not
+    /// in memory.
+    fn collection(&self, part: Part) -> &Parameters {
+        if let Some(frame) = self.frame.get() {
+            return part.of(frame);
+        }
+        let collection = &self.parts[part as usize];
+        collection.loaded.get_or_init(|| {
+            let params = convert::fetch_parameters(self.host(), part);
+            *collection.host_names.borrow_mut() = Some(names(&params));
+            params
+        })
+    }
+
+    /// A collection, mutably: marks it changed.
+    fn collection_mut(&mut self, part: Part) -> &mut Parameters {
+        self.collection(part);
+        let collection = &mut self.parts[part as usize];
+        collection.changed = true;
+        collection.dirty.set(true);
+        match self.frame.get_mut() {
+            Some(frame) => part.of_mut(frame),
+            None => collection.loaded.get_mut().expect("fetched just above"),
+        }
     }
 
     /// The `Target` input parameter, when it is an entity.
@@ -243,10 +439,20 @@ impl Context {
     /// assert!(ContextBuilder::new("Create", "account").build().target().is_none());
     /// ```
     pub fn target(&self) -> Option<&Entity> {
-        self.frame
-            .input_parameters
+        self.collection(Part::Input)
             .get("Target")
             .and_then(ParameterValue::as_entity)
+    }
+
+    /// One input parameter, fetching InputParameters only (not the whole frame).
+    ///
+    /// ```
+    /// # use weft_sdk::{testing::ContextBuilder, Value};
+    /// let ctx = ContextBuilder::new("Create", "account").input("count", 3).build();
+    /// assert_eq!(ctx.input_parameter("count").and_then(|p| p.as_value()), Some(&Value::Integer(3)));
+    /// ```
+    pub fn input_parameter(&self, name: &str) -> Option<&ParameterValue> {
+        self.collection(Part::Input).get(name)
     }
 
     /// The `Target` entity, mutably (marks InputParameters changed).
@@ -271,8 +477,7 @@ impl Context {
     /// assert!(ctx.input_parameters_changed());
     /// ```
     pub fn input_parameters_mut(&mut self) -> &mut Parameters {
-        self.input_changed = true;
-        &mut self.frame.input_parameters
+        self.collection_mut(Part::Input)
     }
 
     /// OutputParameters, mutably. Changes count in stage 40.
@@ -283,8 +488,7 @@ impl Context {
     /// ctx.output_parameters_mut().set("note", "checked");
     /// ```
     pub fn output_parameters_mut(&mut self) -> &mut Parameters {
-        self.output_changed = true;
-        &mut self.frame.output_parameters
+        self.collection_mut(Part::Output)
     }
 
     /// SharedVariables, mutably: they flow to later steps of the operation.
@@ -295,8 +499,7 @@ impl Context {
     /// ctx.shared_variables_mut().set("checked", true);
     /// ```
     pub fn shared_variables_mut(&mut self) -> &mut Parameters {
-        self.shared_changed = true;
-        &mut self.frame.shared_variables
+        self.collection_mut(Part::Shared)
     }
 
     /// Sets one shared variable.
@@ -322,7 +525,7 @@ impl Context {
     /// assert!(ContextBuilder::new("Create", "account").build().shared_variable("x").is_none());
     /// ```
     pub fn shared_variable(&self, name: &str) -> Option<&crate::Value> {
-        self.frame.shared_variables.get_value(name)
+        self.collection(Part::Shared).get_value(name)
     }
 
     /// The pre-image registered under `alias`.
@@ -333,7 +536,7 @@ impl Context {
     /// assert!(ctx.pre_image("pre").is_some());
     /// ```
     pub fn pre_image(&self, alias: &str) -> Option<&Entity> {
-        find_image(&self.frame.pre_entity_images, alias)
+        self.image(alias, true)
     }
 
     /// The post-image registered under `alias`.
@@ -343,7 +546,30 @@ impl Context {
     /// assert!(ContextBuilder::new("Update", "account").build().post_image("post").is_none());
     /// ```
     pub fn post_image(&self, alias: &str) -> Option<&Entity> {
-        find_image(&self.frame.post_entity_images, alias)
+        self.image(alias, false)
+    }
+
+    /// An image: from the frame when it is in memory, else fetched on its own
+    /// (the first alias asked for is kept; another one fetches the frame).
+    fn image(&self, alias: &str, pre: bool) -> Option<&Entity> {
+        if let Some(frame) = self.frame.get() {
+            return find_image(frame, alias, pre);
+        }
+        let cache = if pre {
+            &self.pre_image
+        } else {
+            &self.post_image
+        };
+        let (cached_alias, image) = cache.get_or_init(|| {
+            (
+                alias.to_owned(),
+                convert::fetch_image(self.host(), alias, pre),
+            )
+        });
+        if cached_alias == alias {
+            return image.as_ref();
+        }
+        find_image(self.frame(), alias, pre)
     }
 
     /// Whether InputParameters were changed through this context.
@@ -353,7 +579,7 @@ impl Context {
     /// assert!(!ContextBuilder::new("Create", "account").build().input_parameters_changed());
     /// ```
     pub fn input_parameters_changed(&self) -> bool {
-        self.input_changed
+        self.parts[Part::Input as usize].changed
     }
 
     /// Whether OutputParameters were changed through this context.
@@ -363,7 +589,7 @@ impl Context {
     /// assert!(!ContextBuilder::new("Create", "account").build().output_parameters_changed());
     /// ```
     pub fn output_parameters_changed(&self) -> bool {
-        self.output_changed
+        self.parts[Part::Output as usize].changed
     }
 
     /// Whether SharedVariables were changed through this context.
@@ -373,27 +599,53 @@ impl Context {
     /// assert!(!ContextBuilder::new("Create", "account").build().shared_variables_changed());
     /// ```
     pub fn shared_variables_changed(&self) -> bool {
-        self.shared_changed
+        self.parts[Part::Shared as usize].changed
     }
 
-    /// The changed writable parts, moved out (used when the invocation ends).
-    pub(crate) fn into_changed_parts(
-        self,
-    ) -> (Option<Parameters>, Option<Parameters>, Option<Parameters>) {
-        let ContextFrame {
-            input_parameters,
-            output_parameters,
-            shared_variables,
-            ..
-        } = self.frame;
-        (
-            self.input_changed.then_some(input_parameters),
-            self.output_changed.then_some(output_parameters),
-            self.shared_changed.then_some(shared_variables),
-        )
+    /// A collection as it stands, if it was changed through this context.
+    pub(crate) fn changed(&self, part: Part) -> Option<&Parameters> {
+        self.parts[part as usize]
+            .changed
+            .then(|| self.collection(part))
+    }
+
+    /// Hands the host the collections changed since it last received them,
+    /// through the context's setters (a removed parameter is removed there
+    /// too). Inside a component this runs before a post and when the plug-in
+    /// returns; natively there is no host context and it does nothing.
+    pub(crate) fn flush(&self) {
+        let Some(host) = self.host else {
+            return;
+        };
+        for part in Part::ALL {
+            let collection = &self.parts[part as usize];
+            if !collection.dirty.replace(false) {
+                continue;
+            }
+            let current = self.collection(part);
+            let mut host_names = collection.host_names.borrow_mut();
+            for name in host_names.iter().flatten() {
+                if current.get(name).is_none() {
+                    convert::set_parameter(host, part, name, None);
+                }
+            }
+            for (name, value) in current.iter() {
+                convert::set_parameter(host, part, name, Some(value));
+            }
+            *host_names = Some(names(current));
+        }
     }
 }
 
-fn find_image<'a>(images: &'a [(String, Entity)], alias: &str) -> Option<&'a Entity> {
+fn find_image<'a>(frame: &'a ContextFrame, alias: &str, pre: bool) -> Option<&'a Entity> {
+    let images = if pre {
+        &frame.pre_entity_images
+    } else {
+        &frame.post_entity_images
+    };
     images.iter().find(|(a, _)| a == alias).map(|(_, e)| e)
+}
+
+fn names(params: &Parameters) -> Vec<String> {
+    params.iter().map(|(name, _)| name.clone()).collect()
 }

@@ -1,6 +1,8 @@
-//! Conversions between the SDK's types and the generated WIT types. The only
-//! module that knows both; everything else sees one side.
+//! Conversions between the SDK's types and the generated WIT types, and the
+//! calls that read and change the host's `execution-context`. The only module
+//! that knows both sides; everything else sees one.
 
+use crate::context::Part;
 use crate::wit::weft::plugin::{
     context as wc, notification_service, organization_service as wo, types as wt,
 };
@@ -150,91 +152,37 @@ impl From<Vec<wt::Parameter>> for Parameters {
         Parameters(
             params
                 .into_iter()
-                .map(|p| {
-                    let value = match p.value {
-                        wt::ParameterValue::Value(v) => ParameterValue::Value(v.into()),
-                        wt::ParameterValue::Entity(e) => ParameterValue::Entity(e.into()),
-                        wt::ParameterValue::EntityCollection(c) => {
-                            ParameterValue::EntityCollection(c.into())
-                        }
-                    };
-                    (p.name, value)
-                })
+                .map(|p| (p.name, p.value.into()))
                 .collect(),
         )
     }
 }
-pub(crate) fn parameters_to_wit(params: &Parameters) -> Vec<wt::Parameter> {
-    params
-        .iter()
-        .map(|(name, value)| wt::Parameter {
-            name: name.clone(),
-            value: match value {
-                ParameterValue::Value(v) => wt::ParameterValue::Value(v.into()),
-                ParameterValue::Entity(e) => wt::ParameterValue::Entity(e.into()),
-                ParameterValue::EntityCollection(c) => {
-                    wt::ParameterValue::EntityCollection(c.into())
-                }
-            },
-        })
-        .collect()
-}
-
-/// Moves a parameter collection into WIT form (no string copies).
-fn parameters_into_wit(params: Parameters) -> Vec<wt::Parameter> {
-    params
-        .0
-        .into_iter()
-        .map(|(name, value)| wt::Parameter {
-            name,
-            value: match value {
-                ParameterValue::Value(v) => wt::ParameterValue::Value(value_into_wit(v)),
-                ParameterValue::Entity(e) => wt::ParameterValue::Entity(entity_into_wit(e)),
-                ParameterValue::EntityCollection(c) => {
-                    wt::ParameterValue::EntityCollection(wt::EntityCollection {
-                        entity_name: c.entity_name,
-                        entities: c.entities.into_iter().map(entity_into_wit).collect(),
-                        more_records: c.more_records,
-                        paging_cookie: c.paging_cookie,
-                        total_record_count: c.total_record_count,
-                    })
-                }
-            },
-        })
-        .collect()
-}
-
-fn entity_into_wit(e: Entity) -> wt::Entity {
-    wt::Entity {
-        logical_name: e.logical_name,
-        id: e.id.map(Into::into),
-        attributes: e
-            .attributes
-            .into_iter()
-            .map(|(name, value)| wt::Attribute {
-                name,
-                value: value_into_wit(value),
-            })
-            .collect(),
-        formatted_values: e.formatted_values,
-        row_version: e.row_version,
+impl From<wt::ParameterValue> for ParameterValue {
+    fn from(v: wt::ParameterValue) -> ParameterValue {
+        match v {
+            wt::ParameterValue::Value(v) => ParameterValue::Value(v.into()),
+            wt::ParameterValue::Entity(e) => ParameterValue::Entity(e.into()),
+            wt::ParameterValue::EntityCollection(c) => ParameterValue::EntityCollection(c.into()),
+        }
     }
 }
 
-fn value_into_wit(v: Value) -> wt::Value {
-    match v {
-        Value::Decimal(s) => wt::Value::Decimal(s),
-        Value::Money(s) => wt::Value::Money(s),
-        Value::String(s) => wt::Value::String(s),
-        Value::OptionSetValueCollection(v) => wt::Value::OptionSetValueCollection(v),
-        Value::StringArray(v) => wt::Value::StringArray(v),
-        Value::EntityReference(r) => wt::Value::EntityReference(wt::EntityReference {
-            logical_name: r.logical_name,
-            id: r.id.into(),
-            name: r.name,
-        }),
-        // The rest carry no heap data worth moving.
-        other => (&other).into(),
+impl From<&ParameterValue> for wt::ParameterValue {
+    fn from(v: &ParameterValue) -> wt::ParameterValue {
+        match v {
+            ParameterValue::Value(v) => wt::ParameterValue::Value(v.into()),
+            ParameterValue::Entity(e) => wt::ParameterValue::Entity(e.into()),
+            ParameterValue::EntityCollection(c) => wt::ParameterValue::EntityCollection(c.into()),
+        }
+    }
+}
+
+fn stage(s: wc::Stage) -> Stage {
+    match s {
+        wc::Stage::PreValidation => Stage::PreValidation,
+        wc::Stage::PreOperation => Stage::PreOperation,
+        wc::Stage::MainOperation => Stage::MainOperation,
+        wc::Stage::PostOperation => Stage::PostOperation,
     }
 }
 
@@ -252,12 +200,7 @@ impl From<wc::ContextFrame> for ContextFrame {
             primary_entity_name: f.primary_entity_name,
             secondary_entity_name: f.secondary_entity_name,
             primary_entity_id: f.primary_entity_id.into(),
-            stage: match f.stage {
-                wc::Stage::PreValidation => Stage::PreValidation,
-                wc::Stage::PreOperation => Stage::PreOperation,
-                wc::Stage::MainOperation => Stage::MainOperation,
-                wc::Stage::PostOperation => Stage::PostOperation,
-            },
+            stage: stage(f.stage),
             mode: match f.mode {
                 wc::Mode::Synchronous => Mode::Synchronous,
                 wc::Mode::Asynchronous => Mode::Asynchronous,
@@ -296,31 +239,90 @@ impl From<wc::ContextFrame> for ContextFrame {
     }
 }
 
-impl From<wc::ExecutionContext> for Context {
-    fn from(c: wc::ExecutionContext) -> Context {
-        Context::new(
-            c.frame.into(),
-            c.parents.into_iter().map(Into::into).collect(),
-        )
-    }
+/// The host's `execution-context` an invocation runs on, by handle. The
+/// handle is borrowed for the duration of `execute`: [`run`] builds the
+/// [`Context`] holding it and drops it before returning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HostContext(u32);
+
+/// Calls `f` with the resource behind `host`, without ever dropping it (it is
+/// the host's, lent to this invocation).
+fn with_resource<R>(host: HostContext, f: impl FnOnce(&wc::ExecutionContext) -> R) -> R {
+    // SAFETY: the handle is the live borrow `execute` received (see
+    // `HostContext`); `ManuallyDrop` keeps this copy from releasing it.
+    #[allow(unsafe_code)]
+    let resource =
+        core::mem::ManuallyDrop::new(unsafe { wc::ExecutionContext::from_handle(host.0) });
+    f(&resource)
 }
 
-/// The changed writable parts of a finished invocation, moved out of the context.
-pub(crate) fn into_changes(ctx: Context) -> wc::ContextChanges {
-    let (input, output, shared) = ctx.into_changed_parts();
-    wc::ContextChanges {
-        input_parameters: input.map(parameters_into_wit),
-        output_parameters: output.map(parameters_into_wit),
-        shared_variables: shared.map(parameters_into_wit),
-    }
+pub(crate) fn fetch_frame(host: HostContext) -> ContextFrame {
+    with_resource(host, |c| c.frame()).into()
 }
 
-pub(crate) fn changes_to_wit(changes: crate::ContextChanges<'_>) -> wc::ContextChanges {
-    wc::ContextChanges {
-        input_parameters: changes.input_parameters.map(parameters_to_wit),
-        output_parameters: changes.output_parameters.map(parameters_to_wit),
-        shared_variables: changes.shared_variables.map(parameters_to_wit),
+pub(crate) fn fetch_message_name(host: HostContext) -> String {
+    with_resource(host, |c| c.message_name())
+}
+
+pub(crate) fn fetch_primary_entity_name(host: HostContext) -> String {
+    with_resource(host, |c| c.primary_entity_name())
+}
+
+pub(crate) fn fetch_stage(host: HostContext) -> Stage {
+    stage(with_resource(host, |c| c.stage()))
+}
+
+pub(crate) fn fetch_depth(host: HostContext) -> i32 {
+    with_resource(host, |c| c.depth())
+}
+
+pub(crate) fn fetch_primary_entity_id(host: HostContext) -> Guid {
+    with_resource(host, |c| c.primary_entity_id()).into()
+}
+
+/// The ParentContext chain, nearest first.
+pub(crate) fn fetch_parents(host: HostContext) -> Vec<ContextFrame> {
+    let mut parents = Vec::new();
+    let mut next = with_resource(host, |c| c.parent());
+    while let Some(parent) = next {
+        parents.push(parent.frame().into());
+        next = parent.parent();
     }
+    parents
+}
+
+pub(crate) fn fetch_parameters(host: HostContext, part: Part) -> Parameters {
+    with_resource(host, |c| match part {
+        Part::Input => c.input_parameters(),
+        Part::Output => c.output_parameters(),
+        Part::Shared => c.shared_variables(),
+    })
+    .into()
+}
+
+pub(crate) fn fetch_image(host: HostContext, alias: &str, pre: bool) -> Option<Entity> {
+    with_resource(host, |c| {
+        if pre {
+            c.pre_entity_image(alias)
+        } else {
+            c.post_entity_image(alias)
+        }
+    })
+    .map(Into::into)
+}
+
+pub(crate) fn set_parameter(
+    host: HostContext,
+    part: Part,
+    name: &str,
+    value: Option<&ParameterValue>,
+) {
+    let value = value.map(wt::ParameterValue::from);
+    with_resource(host, |c| match part {
+        Part::Input => c.set_input_parameter(name, value.as_ref()),
+        Part::Output => c.set_output_parameter(name, value.as_ref()),
+        Part::Shared => c.set_shared_variable(name, value.as_ref()),
+    });
 }
 
 impl From<PluginError> for wc::PluginError {
@@ -400,12 +402,14 @@ impl crate::Host for WasmHost {
         crate::wit::weft::plugin::tracing::trace(text);
     }
 
+    /// The changes are already the host's: [`crate::Services::notify`] hands
+    /// them over through the context's setters first.
     fn notify(
         &self,
         endpoint: Guid,
-        changes: crate::ContextChanges<'_>,
+        _changes: crate::ContextChanges<'_>,
     ) -> Result<String, ServiceError> {
-        notification_service::execute(endpoint.into(), &changes_to_wit(changes)).map_err(Into::into)
+        notification_service::execute(endpoint.into()).map_err(Into::into)
     }
 
     fn create(&self, entity: &Entity) -> Result<Guid, ServiceError> {
@@ -448,12 +452,18 @@ impl crate::Host for WasmHost {
     }
 }
 
-/// Runs plug-in `P` on a context received from the host. Called by
-/// [`crate::export_plugin!`].
-pub fn run<P: crate::Plugin>(
-    context: wc::ExecutionContext,
-) -> Result<wc::ContextChanges, wc::PluginError> {
-    let mut ctx: Context = context.into();
+/// Runs plug-in `P` on the context the host lent to `execute`, then hands the
+/// host the changes it made. Called by [`crate::export_plugins!`].
+pub fn run<P: crate::Plugin>(context: &wc::ExecutionContext) -> Result<(), wc::PluginError> {
+    let mut ctx = Context::from_host(HostContext(context.handle()));
     P::execute(&mut ctx, &crate::Services::new(&WasmHost)).map_err(wc::PluginError::from)?;
-    Ok(into_changes(ctx))
+    ctx.flush();
+    Ok(())
+}
+
+/// The last segment of a Rust type's path: a plug-in type's default name
+/// (`my_plugin::Validate` → `Validate`).
+pub fn short_type_name(full: &str) -> String {
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base).to_owned()
 }

@@ -1,7 +1,8 @@
 //! # weft-sdk
 //!
 //! The only crate a weft plug-in depends on. A plug-in is a type implementing
-//! [`Plugin`], exported with [`export_plugin!`], compiled to a WebAssembly
+//! [`Plugin`], exported with [`export_plugin!`] (several from one component
+//! with [`export_plugins!`]), compiled to a weft:plugin@0.2.0 WebAssembly
 //! component (`cargo build --target wasm32-wasip2`) and run by the weft host in
 //! a sandbox. It sees the Dataverse execution context ([`Context`]) and reaches
 //! the host only through [`Services`]: tracing, the service-endpoint
@@ -29,8 +30,9 @@
 //! # Layout
 //! - [`Guid`], [`Value`], [`Entity`], [`EntityReference`], [`EntityCollection`],
 //!   [`Parameters`]: Dataverse value types (`guid`, `value` modules).
-//! - [`Context`] / [`ContextFrame`]: the execution context; writes are tracked so
-//!   only changed parts go back to the host (`context`).
+//! - [`Context`] / [`ContextFrame`]: the execution context, read from the host
+//!   on demand; writes are tracked so only changed parts go back to the host
+//!   (`context`).
 //! - [`Services`] and the [`Host`] seam behind it (`services`).
 //! - [`PluginError`] / [`ServiceError`] (`error`).
 //! - [`testing`]: the native harness — unit-test plug-ins with `cargo test`.
@@ -67,7 +69,8 @@ pub trait Plugin {
     fn execute(ctx: &mut Context, services: &Services) -> Result<(), PluginError>;
 }
 
-/// Exports a [`Plugin`] type as the component's `execute` function.
+/// Exports one [`Plugin`] type as a component holding one plug-in type (named
+/// like the Rust type): `export_plugin!(T)` is `export_plugins!(T)`.
 ///
 /// ```
 /// use weft_sdk::{Context, Plugin, PluginError, Services};
@@ -86,20 +89,75 @@ pub trait Plugin {
 /// ```
 #[macro_export]
 macro_rules! export_plugin {
-    ($plugin:ty) => {
+    ($plugin:path) => {
+        $crate::export_plugins!($plugin);
+    };
+}
+
+/// Exports several [`Plugin`] types from one component (weft:plugin@0.2.0), as
+/// one .NET assembly holds several IPlugin classes; a step names the type it
+/// runs (`type = "…"` in weft.toml). A type's name is its Rust type's name, or
+/// the string given before `=>`.
+///
+/// ```
+/// use weft_sdk::{Context, Plugin, PluginError, Services};
+///
+/// struct Validate;
+/// impl Plugin for Validate {
+///     fn execute(_: &mut Context, _: &Services) -> Result<(), PluginError> { Ok(()) }
+/// }
+/// struct Enrich;
+/// impl Plugin for Enrich {
+///     fn execute(_: &mut Context, _: &Services) -> Result<(), PluginError> { Ok(()) }
+/// }
+///
+/// // Types "Contoso.Validate" and "Enrich".
+/// weft_sdk::export_plugins!("Contoso.Validate" => Validate, Enrich);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_plugins {
+    ($($($name:literal =>)? $plugin:path),+ $(,)?) => {
         const _: () = {
             struct __WeftPluginExport;
+            fn __weft_plugin_types() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec![$($crate::__plugin_type_name!([$($name)?] $plugin)),+]
+            }
             impl $crate::wit::Guest for __WeftPluginExport {
+                fn plugin_types() -> ::std::vec::Vec<::std::string::String> {
+                    __weft_plugin_types()
+                }
                 fn execute(
-                    context: $crate::wit::weft::plugin::context::ExecutionContext,
-                ) -> ::core::result::Result<
-                    $crate::wit::weft::plugin::context::ContextChanges,
-                    $crate::wit::weft::plugin::context::PluginError,
-                > {
-                    $crate::convert::run::<$plugin>(context)
+                    plugin_type: ::std::string::String,
+                    context: &$crate::wit::weft::plugin::context::ExecutionContext,
+                ) -> ::core::result::Result<(), $crate::wit::weft::plugin::context::PluginError> {
+                    type Run = fn(
+                        &$crate::wit::weft::plugin::context::ExecutionContext,
+                    ) -> ::core::result::Result<(), $crate::wit::weft::plugin::context::PluginError>;
+                    let runs: &[Run] = &[$($crate::convert::run::<$plugin>),+];
+                    match __weft_plugin_types().iter().position(|t| *t == plugin_type) {
+                        ::core::option::Option::Some(i) => runs[i](context),
+                        ::core::option::Option::None => ::core::result::Result::Err(
+                            $crate::PluginError::new(::std::format!(
+                                "this component holds no plug-in type \"{plugin_type}\""
+                            ))
+                            .into(),
+                        ),
+                    }
                 }
             }
-    $crate::wit::__export_plugin_world!(__WeftPluginExport with_types_in $crate::wit);
+            $crate::wit::__export_plugin_world!(__WeftPluginExport with_types_in $crate::wit);
         };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_type_name {
+    ([] $plugin:path) => {
+        $crate::convert::short_type_name(::core::any::type_name::<$plugin>())
+    };
+    ([$name:literal] $plugin:path) => {
+        ::std::string::String::from($name)
     };
 }

@@ -4,6 +4,7 @@
 //! behind it — the WebAssembly host in production, [`crate::testing::TestHost`]
 //! in native unit tests.
 
+use crate::context::Part;
 use crate::{Context, Entity, EntityCollection, Guid, Parameters, ServiceError, Value};
 
 /// The writable parts of a context as they stand now, sent along with a post so
@@ -30,15 +31,9 @@ impl<'a> ContextChanges<'a> {
     /// ```
     pub fn of(ctx: &'a Context) -> ContextChanges<'a> {
         ContextChanges {
-            input_parameters: ctx
-                .input_parameters_changed()
-                .then_some(&ctx.input_parameters),
-            output_parameters: ctx
-                .output_parameters_changed()
-                .then_some(&ctx.output_parameters),
-            shared_variables: ctx
-                .shared_variables_changed()
-                .then_some(&ctx.shared_variables),
+            input_parameters: ctx.changed(Part::Input),
+            output_parameters: ctx.changed(Part::Output),
+            shared_variables: ctx.changed(Part::Shared),
         }
     }
 }
@@ -265,6 +260,9 @@ impl<'a> Services<'a> {
     /// assert_eq!(Services::new(&host).notify(endpoint, &ctx).unwrap(), "Success");
     /// ```
     pub fn notify(&self, endpoint: Guid, ctx: &Context) -> Result<String, ServiceError> {
+        // Inside a component the host posts its own view of the context: hand
+        // it the changes first.
+        ctx.flush();
         self.host.notify(endpoint, ContextChanges::of(ctx))
     }
 

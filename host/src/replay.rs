@@ -166,6 +166,9 @@ pub struct Recording {
     pub version: u32,
     /// The plug-in assembly's name.
     pub plugin: String,
+    /// The plug-in type that ran, for a component holding several (weft:plugin@0.2.0).
+    #[serde(default)]
+    pub plugin_type: Option<String>,
     /// sha256 of the component that ran.
     pub sha256: String,
     /// The step's unsecure configuration (the secure one is never recorded).
@@ -184,6 +187,7 @@ impl Recording {
         Recording {
             version: VERSION,
             plugin: String::new(),
+            plugin_type: None,
             sha256: String::new(),
             unsecure_config: None,
             context,

@@ -1,8 +1,11 @@
 //! `weft bench sandbox`: in one run, the floor (fresh store + instance + one
 //! call of an echo export, same engine settings), a plug-in step (fresh
 //! instance, 1 KB context, read the Target, set one attribute, one trace,
-//! return) and the cost of one host import call (the difference between 1 000
-//! calls and none, divided by 1 000).
+//! return: the enricher, a weft:plugin@0.2.0 component), the same kind of step
+//! through weft:plugin@0.1.0 (the whole context lowered in, the changes lifted
+//! out: the `contract-v01` fixture), a 0.2.0 validator step (reads the Target
+//! and the message name only) and the cost of one host import call (the
+//! difference between 1 000 calls and none, divided by 1 000).
 
 use super::percentiles;
 use crate::builder::{self, Artifact};
@@ -115,13 +118,23 @@ pub struct SandboxFigures {
     pub step_p99_ns: u128,
     /// One host import call, p50.
     pub import_p50_ns: u128,
+    /// The 0.1.0 step (contract-v01) p50.
+    pub step_v01_p50_ns: u128,
+    /// The 0.2.0 validator step p50.
+    pub validator_p50_ns: u128,
 }
 
 /// Builds the fixtures and measures.
 pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
-    let packages: Vec<String> = ["echo", "enricher", "bench-imports"]
-        .map(String::from)
-        .to_vec();
+    let packages: Vec<String> = [
+        "echo",
+        "enricher",
+        "bench-imports",
+        "contract-v01",
+        "validator",
+    ]
+    .map(String::from)
+    .to_vec();
     let artifacts = builder::build(
         &builder::default_plugins_dir(),
         &builder::default_target_dir(),
@@ -145,6 +158,13 @@ pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
         invoke_ok(&sandbox, &enricher, context.clone())
     })?;
 
+    let v01 = sandbox.load_file("contract-v01", &find(&artifacts, "contract-v01")?.path)?;
+    let mut step_v01 = time_runs(STEP_RUNS, || invoke_ok(&sandbox, &v01, context.clone()))?;
+    let validator = sandbox.load_file("validator", &find(&artifacts, "validator")?.path)?;
+    let mut validate = time_runs(STEP_RUNS, || {
+        invoke_ok(&sandbox, &validator, context.clone())
+    })?;
+
     let imports = sandbox.load_file("bench-imports", &find(&artifacts, "bench-imports")?.path)?;
     let with_count = |count: i32| {
         let mut ctx = context.clone();
@@ -162,7 +182,11 @@ pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
     let step = percentiles(&mut step);
     let zero = percentiles(&mut zero);
     let thousand = percentiles(&mut thousand);
+    let step_v01 = percentiles(&mut step_v01);
+    let validate = percentiles(&mut validate);
     Ok(SandboxFigures {
+        step_v01_p50_ns: step_v01.p50.as_nanos(),
+        validator_p50_ns: validate.p50.as_nanos(),
         floor_p50_ns: floor.p50.as_nanos(),
         floor_p99_ns: floor.p99.as_nanos(),
         step_p50_ns: step.p50.as_nanos(),
@@ -174,7 +198,10 @@ pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
 /// `weft bench sandbox [--json]`.
 pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     let f = measure(|line| eprintln!("{line}"))?;
-    let ratio = f.step_p50_ns as f64 / f.floor_p50_ns.max(1) as f64;
+    let over_floor = |ns: u128| ns as f64 / f.floor_p50_ns.max(1) as f64;
+    let ratio = over_floor(f.step_p50_ns);
+    let v01_ratio = over_floor(f.step_v01_p50_ns);
+    let validator_ratio = over_floor(f.validator_p50_ns);
     if json {
         println!(
             "{}",
@@ -185,6 +212,10 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
                 "step_p99_ns": f.step_p99_ns,
                 "import_p50_ns": f.import_p50_ns,
                 "step_over_floor": (ratio * 100.0).round() / 100.0,
+                "step_v01_p50_ns": f.step_v01_p50_ns,
+                "step_v01_over_floor": (v01_ratio * 100.0).round() / 100.0,
+                "validator_p50_ns": f.validator_p50_ns,
+                "validator_over_floor": (validator_ratio * 100.0).round() / 100.0,
             })
         );
     } else {
@@ -195,6 +226,14 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
         println!(
             "step   (1 KB context, enricher)      p50 {:>8} ns  p99 {:>8} ns  ({ratio:.2}x floor)",
             f.step_p50_ns, f.step_p99_ns
+        );
+        println!(
+            "step   (same, weft:plugin@0.1.0)     p50 {:>8} ns              ({v01_ratio:.2}x floor)",
+            f.step_v01_p50_ns
+        );
+        println!(
+            "step   (0.2.0 validator)             p50 {:>8} ns              ({validator_ratio:.2}x floor)",
+            f.validator_p50_ns
         );
         println!(
             "import (one host call)               p50 {:>8} ns",

@@ -119,6 +119,9 @@ pub struct RunArgs {
     /// Memory limit in MiB.
     #[arg(long, default_value_t = Limits::default().memory_bytes >> 20)]
     pub memory_mib: usize,
+    /// The plug-in type to run, for a component holding several (weft:plugin@0.2.0).
+    #[arg(long = "type")]
+    pub plugin_type: Option<String>,
 }
 
 pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
@@ -141,6 +144,10 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         .file_stem()
         .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
     let plugin = sandbox.load_file(&name, &args.component)?;
+    let plugin = match &args.plugin_type {
+        Some(t) => plugin.for_type(t).map_err(anyhow::Error::msg)?,
+        None => plugin,
+    };
     let execution_context = match &args.context {
         Some(file) => captured_context(file)?,
         None => context_from_flags(&args)?,

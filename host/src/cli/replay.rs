@@ -82,6 +82,10 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let secure_config = store.read(|r| r.step_secure_configuration_for_sandbox(step))?;
     let sandbox = Sandbox::new(registration.limits.clone(), None)?;
     let plugin = sandbox.load(&recording.plugin, &bytes)?;
+    let plugin = match &recording.plugin_type {
+        Some(t) => plugin.for_type(t).map_err(anyhow::Error::msg)?,
+        None => plugin,
+    };
     let outcome = sandbox.invoke(
         &plugin,
         Invocation {

@@ -44,24 +44,25 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("src/wit.rs", include_str!("../../../guest-sdk/src/wit.rs")),
 ];
 
-/// The plug-in contract, as `wit/<file>` (the SDK's bindings read `../wit`).
+/// The plug-in contract the SDK builds against (weft:plugin@0.2.0), as `wit/v0.2/<file>` (the SDK's
+/// bindings read `../wit/v0.2`).
 const WIT_FILES: &[(&str, &str)] = &[
     (
         "configuration.wit",
-        include_str!("../../../wit/configuration.wit"),
+        include_str!("../../../wit/v0.2/configuration.wit"),
     ),
-    ("context.wit", include_str!("../../../wit/context.wit")),
+    ("context.wit", include_str!("../../../wit/v0.2/context.wit")),
     (
         "notification-service.wit",
-        include_str!("../../../wit/notification-service.wit"),
+        include_str!("../../../wit/v0.2/notification-service.wit"),
     ),
     (
         "organization-service.wit",
-        include_str!("../../../wit/organization-service.wit"),
+        include_str!("../../../wit/v0.2/organization-service.wit"),
     ),
-    ("tracing.wit", include_str!("../../../wit/tracing.wit")),
-    ("types.wit", include_str!("../../../wit/types.wit")),
-    ("world.wit", include_str!("../../../wit/world.wit")),
+    ("tracing.wit", include_str!("../../../wit/v0.2/tracing.wit")),
+    ("types.wit", include_str!("../../../wit/v0.2/types.wit")),
+    ("world.wit", include_str!("../../../wit/v0.2/world.wit")),
 ];
 
 /// The lock file weft's example plug-ins build with: pins wit-bindgen and its dependencies.
@@ -200,7 +201,7 @@ pub fn create(name: &str, dir: &Path) -> anyhow::Result<Created> {
     files.extend(
         WIT_FILES
             .iter()
-            .map(|(path, text)| (Path::new("wit").join(path), (*text).to_owned())),
+            .map(|(path, text)| (Path::new("wit/v0.2").join(path), (*text).to_owned())),
     );
     for (path, text) in files {
         let path = dir.join(path);
@@ -237,7 +238,7 @@ mod tests {
         let sdk: Vec<String> = SDK_SOURCES.iter().map(|(p, _)| (*p).to_owned()).collect();
         assert_eq!(sdk, listed("../guest-sdk/src", "src/"));
         let wit: Vec<String> = WIT_FILES.iter().map(|(p, _)| (*p).to_owned()).collect();
-        assert_eq!(wit, listed("../wit", ""));
+        assert_eq!(wit, listed("../wit/v0.2", ""));
     }
 
     #[test]

@@ -190,6 +190,7 @@ impl DeliveryRunner {
         }
         let recording = replays.keeps(result.is_success()).then(|| Recording {
             plugin: name.clone(),
+            plugin_type: plugin.selected_type().map(str::to_owned),
             sha256: plugin.sha256().to_owned(),
             unsecure_config: step.def.configuration.clone(),
             failure: outcome.result.as_ref().err().map(|f| f.message.clone()),

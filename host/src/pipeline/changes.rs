@@ -12,15 +12,16 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use weft_store::system::{
-    AssemblyContent, EndpointSecrets, EventHandler, PluginAssembly, SecretUpdate, ServiceEndpoint,
+    AssemblyContent, EndpointSecrets, EventHandler, PluginAssembly, PluginType, SecretUpdate,
+    ServiceEndpoint,
 };
 use weft_store::{Store, StoreError, StoreExt, Tx};
 
 use super::registry::{RegisteredPlugin, Registry};
 use super::{Pipeline, PipelineError, StepChange};
 use crate::registration::{
-    ApplyReport, Catalog, EndpointDecl, MESSAGES, RawStep, Registration, StepDecl, check_endpoint,
-    image_support, step_decl,
+    ApplyReport, Catalog, CatalogPlugin, EndpointDecl, MESSAGES, RawStep, Registration, StepDecl,
+    check_endpoint, image_support, plugin_type_id, step_decl,
 };
 use crate::sandbox::Sandbox;
 
@@ -80,17 +81,22 @@ pub(super) fn startup_registry(
                 p.assembly.sha256.clone(),
             ),
         };
-        plugins.insert(
-            p.plugin_type.id,
-            RegisteredPlugin {
-                assembly: PluginAssembly {
-                    sha256,
-                    ..p.assembly.clone()
-                },
-                loaded: Arc::new(loaded),
-            },
-        );
+        let assembly = PluginAssembly {
+            sha256,
+            ..p.assembly.clone()
+        };
+        for t in &p.named_types {
+            loaded.for_type(&t.type_name).map_err(|e| {
+                PipelineError::Invalid(format!(
+                    "{file}: a step names plug-in type \"{}\": {e}",
+                    t.type_name
+                ))
+            })?;
+        }
+        plugins.extend(typed_entries(&assembly, loaded));
     }
+    let types = type_rows(&plugins);
+    store.transact(move |tx| types.iter().try_for_each(|t| tx.put_plugin_type(t)))?;
     let mut registry = Registry {
         plugins,
         steps: Vec::new(),
@@ -115,13 +121,64 @@ pub(super) fn startup_registry(
     Ok((registry, report))
 }
 
+/// The registry entries of one loaded component: its default plug-in type (what a step naming no type
+/// runs) and, for a weft:plugin@0.2.0 component, one per type its `plugin-types` names.
+fn typed_entries(
+    assembly: &PluginAssembly,
+    loaded: crate::sandbox::LoadedPlugin,
+) -> Vec<(Uuid, RegisteredPlugin)> {
+    let entry = |loaded| RegisteredPlugin {
+        assembly: assembly.clone(),
+        loaded: Arc::new(loaded),
+    };
+    let mut entries = Vec::new();
+    if loaded.contract_version() != "0.1.0" {
+        for t in loaded.plugin_types() {
+            if let Ok(typed) = loaded.for_type(&t) {
+                entries.push((plugin_type_id(&assembly.name, &t), entry(typed)));
+            }
+        }
+    }
+    entries.push((
+        plugin_type_id(&assembly.name, &assembly.name),
+        entry(loaded),
+    ));
+    entries
+}
+
+/// A `plugintype` row per registry entry: what the components' `plugin-types` answered.
+fn type_rows<'a>(
+    entries: impl IntoIterator<Item = (&'a Uuid, &'a RegisteredPlugin)>,
+) -> Vec<PluginType> {
+    entries
+        .into_iter()
+        .map(|(id, p)| PluginType {
+            id: *id,
+            assembly_id: p.assembly.id,
+            type_name: p
+                .loaded
+                .selected_type()
+                .unwrap_or(&p.assembly.name)
+                .to_owned(),
+        })
+        .collect()
+}
+
 /// Whether a stored step's references still exist in the registration the host starts with.
 fn fits(registry: &Registry, registration: &Registration, s: &StepDecl) -> Result<(), String> {
     let d = &s.def;
-    if let EventHandler::PluginType(id) = d.event_handler
-        && !registry.plugins.contains_key(&id)
-    {
-        return Err(format!("its plug-in type {id} is not declared"));
+    if let EventHandler::PluginType(id) = d.event_handler {
+        let Some(plugin) = registry.plugins.get(&id) else {
+            return Err(format!("its plug-in type {id} is not declared"));
+        };
+        let types = plugin.loaded.plugin_types();
+        if plugin.loaded.selected_type().is_none() && types.len() > 1 {
+            return Err(format!(
+                "plug-in \"{}\" holds several plug-in types ({}): the step must name one with `type`",
+                plugin.assembly.name,
+                types.join(", ")
+            ));
+        }
     }
     if !MESSAGES.contains(&d.message.as_str()) && !registry.custom_apis.contains_key(&d.message) {
         return Err(format!("its message `{}` is not declared", d.message));
@@ -174,7 +231,12 @@ impl Pipeline {
             plugins: next
                 .plugins
                 .iter()
-                .map(|(id, p)| (p.assembly.name.as_str(), *id))
+                .filter(|(_, p)| p.loaded.selected_type().is_none())
+                .map(|(id, p)| CatalogPlugin {
+                    name: p.assembly.name.as_str(),
+                    default_type: *id,
+                    types: Some(p.loaded.plugin_types()),
+                })
                 .collect(),
             endpoints,
             custom_apis: next.custom_apis.values().collect(),
@@ -272,31 +334,56 @@ impl Pipeline {
         let registries = &self.inner.registries;
         let writer = registries.begin();
         let mut next = (*registries.snapshot()).clone();
-        let Some(plugin) = next.plugins.values_mut().find(|p| p.assembly.name == name) else {
+        let Some(plugin) = next.plugins.values().find(|p| p.assembly.name == name) else {
             return Err(PipelineError::Invalid(format!(
                 "no plug-in assembly is named \"{name}\""
             )));
         };
+        let old_assembly = plugin.assembly.clone();
         let loaded = self
             .inner
             .sandbox
             .load(name, bytes)
             .map_err(|e| PipelineError::Invalid(format!("plug-in assembly \"{name}\": {e}")))?;
-        let mut assembly = plugin.assembly.clone();
+        // Steps naming a plug-in type keep running it: the new component must still hold it.
+        let kept_types: Vec<String> = next
+            .plugins
+            .values()
+            .filter(|p| p.assembly.name == name)
+            .filter_map(|p| p.loaded.selected_type().map(str::to_owned))
+            .collect();
+        let used: Vec<&String> = kept_types
+            .iter()
+            .filter(|t| {
+                let id = plugin_type_id(name, t);
+                next.steps
+                    .iter()
+                    .any(|s| s.def.event_handler == EventHandler::PluginType(id))
+            })
+            .collect();
+        for t in used {
+            loaded.for_type(t).map_err(|e| {
+                PipelineError::Invalid(format!(
+                    "plug-in assembly \"{name}\": a step runs plug-in type \"{t}\": {e}"
+                ))
+            })?;
+        }
+        let mut assembly = old_assembly;
         assembly.sha256 = Some(loaded.sha256().to_owned());
         let content = AssemblyContent {
             sha256: loaded.sha256().to_owned(),
             content: bytes.to_vec(),
         };
         let stored = assembly.clone();
+        let entries = typed_entries(&assembly, loaded);
+        let types = type_rows(entries.iter().map(|(id, p)| (id, p)));
         self.inner.store.transact(move |tx| {
             tx.put_plugin_assembly(&stored)?;
+            types.iter().try_for_each(|t| tx.put_plugin_type(t))?;
             tx.put_plugin_assembly_content(stored.id, Some(&content))
         })?;
-        *plugin = RegisteredPlugin {
-            assembly: assembly.clone(),
-            loaded: Arc::new(loaded),
-        };
+        next.plugins.retain(|_, p| p.assembly.name != name);
+        next.plugins.extend(entries);
         registries.publish(&writer, next);
         Ok(assembly)
     }

@@ -451,6 +451,8 @@ impl Pipeline {
             })
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
+        // A component holding several plug-in types has an entry per type.
+        all.dedup_by_key(|a| a.id);
         all
     }
 
@@ -1122,6 +1124,7 @@ impl Inner {
             .keeps(result.is_ok())
             .then(|| Recording {
                 plugin: assembly.name.clone(),
+                plugin_type: plugin.selected_type().map(str::to_owned),
                 sha256: plugin.sha256().to_owned(),
                 unsecure_config: step.def.configuration.clone(),
                 failure: plugin_failure,

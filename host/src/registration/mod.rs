@@ -130,8 +130,13 @@ impl Default for PipelineSettings {
 pub struct PluginDecl {
     /// The assembly row (id derived from the name).
     pub assembly: PluginAssembly,
-    /// Its single plug-in type (same name).
+    /// Its default plug-in type (same name): what a step naming no `type` runs —
+    /// a 0.1.0 component, or the only type of a 0.2.0 one.
     pub plugin_type: PluginType,
+    /// The plug-in types steps name with `type` (weft:plugin@0.2.0), each once;
+    /// the host checks them against the component's `plugin-types` when it
+    /// loads it.
+    pub named_types: Vec<PluginType>,
     /// The component file, resolved against the file's folder.
     pub path: PathBuf,
     /// sha256 of the component file as read at load, lowercase hex: tells at start-up whether the file
@@ -271,6 +276,9 @@ pub(crate) struct RawStep {
     #[serde(default = "default_true")]
     enabled: bool,
     plugin: Option<String>,
+    /// The plug-in type of `plugin` to run, for a component holding several.
+    #[serde(rename = "type")]
+    plugin_type: Option<String>,
     service_endpoint: Option<String>,
 }
 
@@ -400,9 +408,29 @@ pub(crate) fn image_support(message: &str) -> Option<(bool, bool)> {
 /// created through the API, so both go through [`step_decl`].
 pub(crate) struct Catalog<'a> {
     pub(crate) schema: &'a Schema,
-    pub(crate) plugins: Vec<(&'a str, Uuid)>,
+    pub(crate) plugins: Vec<CatalogPlugin<'a>>,
     pub(crate) endpoints: Vec<(String, Uuid)>,
     pub(crate) custom_apis: Vec<&'a CustomApiDecl>,
+}
+
+/// A plug-in a step may name.
+pub(crate) struct CatalogPlugin<'a> {
+    /// The assembly's name.
+    pub(crate) name: &'a str,
+    /// Its default plug-in type's id.
+    pub(crate) default_type: Uuid,
+    /// The types its component holds, when it is loaded (a running host); a
+    /// file is read before any component loads, so start-up checks them then.
+    pub(crate) types: Option<Vec<String>>,
+}
+
+/// The id of plug-in type `type_name` of plug-in `plugin` (the default type,
+/// named like the plug-in, keeps the id it always had).
+pub fn plugin_type_id(plugin: &str, type_name: &str) -> Uuid {
+    if type_name == plugin {
+        return derived_id("plugintype", plugin);
+    }
+    derived_id("plugintype", &format!("{plugin}/{type_name}"))
 }
 
 /// Validates one step declaration against `catalog`; the error says why (the caller names the entry).
@@ -520,20 +548,40 @@ pub(crate) fn step_decl(s: RawStep, catalog: &Catalog<'_>) -> Result<StepDecl, S
             },
         });
     }
+    if s.plugin_type.is_some() && s.plugin.is_none() {
+        return Err("`type` names a plug-in type of `plugin`; name the plug-in too".into());
+    }
     let event_handler = match (&s.plugin, &s.service_endpoint) {
-        (Some(p), None) => EventHandler::PluginType(
-            catalog
+        (Some(p), None) => {
+            let plugin = catalog
                 .plugins
                 .iter()
-                .find(|(name, _)| name == p)
+                .find(|c| c.name == p)
                 .ok_or_else(|| {
                     format!(
                         "plug-in `{p}` is not declared{}",
-                        crate::suggest::did_you_mean(p, catalog.plugins.iter().map(|(n, _)| *n))
+                        crate::suggest::did_you_mean(
+                            p,
+                            catalog.plugins.iter().map(|c| c.name)
+                        )
                     )
-                })?
-                .1,
-        ),
+                })?;
+            EventHandler::PluginType(match &s.plugin_type {
+                None => plugin.default_type,
+                Some(t) => {
+                    if let Some(types) = &plugin.types
+                        && !types.contains(t)
+                    {
+                        return Err(format!(
+                            "plug-in `{p}` holds no plug-in type `{t}` (it holds {}){}",
+                            types.join(", "),
+                            crate::suggest::did_you_mean(t, types.iter().map(String::as_str))
+                        ));
+                    }
+                    plugin_type_id(p, t)
+                }
+            })
+        }
         (None, Some(e)) => EventHandler::ServiceEndpoint(
             catalog
                 .endpoints
@@ -743,10 +791,11 @@ impl Registration {
                     sha256: p.sha256.map(|s| s.to_ascii_lowercase()),
                 },
                 plugin_type: PluginType {
-                    id: derived_id("plugintype", &p.name),
+                    id: plugin_type_id(&p.name, &p.name),
                     assembly_id,
                     type_name: p.name,
                 },
+                named_types: Vec::new(),
                 path,
                 file_sha256: actual,
             });
@@ -854,7 +903,11 @@ impl Registration {
                 schema: &schema,
                 plugins: plugins
                     .iter()
-                    .map(|p| (p.assembly.name.as_str(), p.plugin_type.id))
+                    .map(|p| CatalogPlugin {
+                        name: p.assembly.name.as_str(),
+                        default_type: p.plugin_type.id,
+                        types: None,
+                    })
                     .collect(),
                 endpoints: endpoints
                     .iter()
@@ -862,7 +915,18 @@ impl Registration {
                     .collect(),
                 custom_apis: custom_apis.iter().collect(),
             };
+            let named = s.plugin.clone().zip(s.plugin_type.clone());
             steps.push(step_decl(s, &catalog).map_err(|why| error(entry, why))?);
+            if let Some((plugin, type_name)) = named
+                && let Some(decl) = plugins.iter_mut().find(|p| p.assembly.name == plugin)
+                && !decl.named_types.iter().any(|t| t.type_name == type_name)
+            {
+                decl.named_types.push(PluginType {
+                    id: plugin_type_id(&plugin, &type_name),
+                    assembly_id: decl.assembly.id,
+                    type_name,
+                });
+            }
         }
         Ok(Registration {
             file: file.to_owned(),
@@ -918,6 +982,9 @@ impl Registration {
         for p in &self.plugins {
             tx.put_plugin_assembly(&p.assembly)?;
             tx.put_plugin_type(&p.plugin_type)?;
+            for t in &p.named_types {
+                tx.put_plugin_type(t)?;
+            }
             if !unchanged(ASSEMBLY, p.assembly.id, &p.file_sha256) {
                 if tx.plugin_assembly_content(p.assembly.id)?.is_some() {
                     report.replaced.push(format!(

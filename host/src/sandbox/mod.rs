@@ -11,7 +11,11 @@
 //! [`HostServices`].
 //!
 //! # Layout
-//! - `bindings`: the one `bindgen!` (re-exported as [`wit`]).
+//! - `bindings`: the `bindgen!` of each contract version the host runs:
+//!   `weft:plugin@0.1.0` (re-exported as [`wit`]; its types are the host's
+//!   context types) and `weft:plugin@0.2.0` ([`wit2`]). A component is run
+//!   through the version its exports match.
+//! - `contract_v2`: 0.2.0's `execution-context` resource and services.
 //! - `admission`: how many invocations run at once; a bounded wait for one.
 //! - [`limits`]: every bound and its default.
 //! - `state`: the per-invocation store data and the import implementations.
@@ -23,6 +27,7 @@
 mod admission;
 mod bindings;
 mod cache;
+mod contract_v2;
 mod error;
 pub mod limits;
 mod output;
@@ -30,7 +35,8 @@ pub mod services;
 mod state;
 
 pub use admission::AdmittedSection;
-pub use bindings::weft::plugin as wit;
+pub use bindings::v1::weft::plugin as wit;
+pub use bindings::v2::weft::plugin as wit2;
 pub use cache::{CacheOutcome, sha256_hex};
 pub use error::{FailureKind, PluginFailure, Quota, QuotaExceeded};
 pub use limits::Limits;
@@ -38,9 +44,9 @@ pub use services::{HostServices, RecordedCall, RecordingServices};
 pub use state::Counters;
 
 use admission::Admission;
-use bindings::{Plugin, PluginPre};
+use bindings::{v1, v2};
 use cache::ComponentCache;
-use state::{InvocationState, ServicesRef};
+use state::{ContextView, InvocationState, ServicesRef};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,16 +72,96 @@ pub struct Usage {
     pub output_bytes: usize,
 }
 
+/// Most plug-in types one component may hold, and the longest type name:
+/// `plugin-types` is read from untrusted code.
+const MAX_PLUGIN_TYPES: usize = 256;
+const MAX_PLUGIN_TYPE_NAME: usize = 256;
+
+/// The contract version a component was built against, pre-linked for it.
+#[derive(Clone)]
+enum Contract {
+    /// `weft:plugin@0.1.0`: one plug-in type, named like the plug-in.
+    V1(v1::PluginPre<InvocationState>),
+    /// `weft:plugin@0.2.0`: the types `plugin-types` named at load.
+    V2 {
+        pre: v2::PluginPre<InvocationState>,
+        types: Arc<[String]>,
+    },
+}
+
 /// A loaded plug-in: its precompiled component, pre-linked and ready to
-/// instantiate cheaply.
+/// instantiate cheaply, and the plug-in type an invocation runs
+/// ([`LoadedPlugin::for_type`]).
+#[derive(Clone)]
 pub struct LoadedPlugin {
     name: String,
     sha256: String,
     cache: Option<CacheOutcome>,
-    pre: PluginPre<InvocationState>,
+    contract: Contract,
+    /// The plug-in type invocations run (0.2.0 only); `None` runs the only one.
+    selected: Option<String>,
 }
 
 impl LoadedPlugin {
+    /// The contract version the component targets, e.g. `0.2.0`.
+    pub fn contract_version(&self) -> &'static str {
+        match self.contract {
+            Contract::V1(_) => "0.1.0",
+            Contract::V2 { .. } => "0.2.0",
+        }
+    }
+
+    /// The plug-in type names the component holds: what `plugin-types` answered
+    /// for a 0.2.0 component; the plug-in's own name for a 0.1.0 one.
+    pub fn plugin_types(&self) -> Vec<String> {
+        match &self.contract {
+            Contract::V1(_) => vec![self.name.clone()],
+            Contract::V2 { types, .. } => types.to_vec(),
+        }
+    }
+
+    /// The plug-in type invocations run, when one was chosen.
+    pub fn selected_type(&self) -> Option<&str> {
+        self.selected.as_deref()
+    }
+
+    /// The same component, running the plug-in type `plugin_type` (cheap: the
+    /// compiled code is shared). The error names the types it holds, with a
+    /// "did you mean" when one is near.
+    pub fn for_type(&self, plugin_type: &str) -> Result<LoadedPlugin, String> {
+        let Contract::V2 { types, .. } = &self.contract else {
+            return Err(format!(
+                "plug-in \"{}\" is a weft:plugin@0.1.0 component, which holds one plug-in type: \
+                 name none (types are weft:plugin@0.2.0)",
+                self.name
+            ));
+        };
+        if !types.iter().any(|t| t == plugin_type) {
+            return Err(format!(
+                "plug-in \"{}\" holds no plug-in type \"{plugin_type}\" (it holds {}){}",
+                self.name,
+                types.join(", "),
+                crate::suggest::did_you_mean(plugin_type, types.iter().map(String::as_str))
+            ));
+        }
+        Ok(LoadedPlugin {
+            selected: Some(plugin_type.to_owned()),
+            ..self.clone()
+        })
+    }
+
+    /// The type a 0.2.0 invocation runs: the chosen one, or the only one.
+    fn type_to_run(&self, types: &[String]) -> Result<String, String> {
+        match (&self.selected, types) {
+            (Some(t), _) => Ok(t.clone()),
+            (None, [only]) => Ok(only.clone()),
+            (None, _) => Err(format!(
+                "the component holds several plug-in types ({}): the step must name one with `type`",
+                types.join(", ")
+            )),
+        }
+    }
+
     /// The plug-in's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -206,7 +292,12 @@ impl Sandbox {
         let engine = Engine::new(&engine_config(&limits))?;
         let mut linker = Linker::<InvocationState>::new(&engine);
         add_wasi(&mut linker)?;
-        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v1::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        // 0.2.0's types reuse 0.1.0's bindings (see `bindings`), which link
+        // them under 0.1.0's name only; the (function-less) instance must also
+        // exist under 0.2.0's.
+        linker.instance("weft:plugin/types@0.2.0")?;
         let cache = cache_dir.map(|dir| ComponentCache::new(dir, &engine));
         let ticker = Ticker::start(engine.clone(), limits.epoch_tick());
         let admission = Admission::new(
@@ -272,21 +363,88 @@ impl Sandbox {
                 format!("the component needs something the sandbox does not provide: {e:#}"),
             )
         })?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| {
-            invalid(
-                name,
-                format!(
-                    "the component does not export weft:plugin@0.1.0 `execute` (a plug-in crate exports \
-                     its type with `weft_sdk::export_plugin!(MyPlugin);`): {e:#}"
-                ),
-            )
-        })?;
+        let contract = match v2::PluginPre::new(instance_pre.clone()) {
+            Ok(pre) => {
+                let types = self.read_plugin_types(name, &pre)?;
+                Contract::V2 { pre, types }
+            }
+            Err(v2_error) => match v1::PluginPre::new(instance_pre) {
+                Ok(pre) => Contract::V1(pre),
+                Err(v1_error) => {
+                    return Err(invalid(
+                        name,
+                        format!(
+                            "the component exports neither weft:plugin@0.2.0 (`plugin-types` and \
+                             `execute`: {v2_error:#}) nor weft:plugin@0.1.0 (`execute`: {v1_error:#}); \
+                             a Rust plug-in exports itself with `weft_sdk::export_plugin!(Type)`"
+                        ),
+                    ));
+                }
+            },
+        };
         Ok(LoadedPlugin {
             name: name.to_owned(),
             sha256,
             cache,
-            pre,
+            contract,
+            selected: None,
         })
+    }
+
+    /// Calls a 0.2.0 component's `plugin-types` once, in a store with the usual
+    /// limits, and checks the answer: non-empty, unique, bounded names.
+    #[allow(clippy::result_large_err)]
+    fn read_plugin_types(
+        &self,
+        name: &str,
+        pre: &v2::PluginPre<InvocationState>,
+    ) -> Result<Arc<[String]>, PluginFailure> {
+        let mut services = RecordingServices::default();
+        // SAFETY: the store holding this reference is dropped at the end of
+        // this function, before `services`.
+        #[allow(unsafe_code)]
+        let services = unsafe { ServicesRef::new(&mut services) };
+        let context = Arc::new(crate::context::build_context(crate::context::ContextSpec {
+            message: "plugin-types".into(),
+            table: "none".into(),
+            stage: wit::context::Stage::PreValidation,
+            mode: wit::context::Mode::Synchronous,
+            target: None,
+            depth: 1,
+            created_on_ms: 0,
+        }));
+        let mut store = self.new_store(context, None, None, services);
+        let types = pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_plugin_types(&mut store))
+            .map_err(|e| {
+                let (_, message) = classify(&e, store.data().limiter.denied, &self.limits);
+                invalid(name, format!("`plugin-types` failed: {message}"))
+            })?;
+        let bad = |why: String| Err(invalid(name, format!("`plugin-types` {why}")));
+        if types.is_empty() {
+            return bad("named no plug-in type".into());
+        }
+        if types.len() > MAX_PLUGIN_TYPES {
+            return bad(format!(
+                "named {} plug-in types; at most {MAX_PLUGIN_TYPES} are allowed",
+                types.len()
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for t in &types {
+            if t.is_empty() || t.len() > MAX_PLUGIN_TYPE_NAME || t.chars().any(char::is_control) {
+                return bad(format!(
+                    "named a plug-in type that is empty, over {MAX_PLUGIN_TYPE_NAME} bytes or has \
+                     control characters: {:?}",
+                    t.chars().take(80).collect::<String>()
+                ));
+            }
+            if !seen.insert(t.as_str()) {
+                return bad(format!("named the plug-in type \"{t}\" twice"));
+            }
+        }
+        Ok(types.into())
     }
 
     /// A fresh store for one invocation, with every per-invocation limit set.
@@ -403,18 +561,34 @@ impl Sandbox {
                 .max(1);
             store.set_epoch_deadline(ticks.min(self.limits.deadline_ticks()));
         }
-        let called = plugin
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.call_execute(&mut store, &context));
+        let called = match &plugin.contract {
+            Contract::V1(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|instance| instance.call_execute(&mut store, &context))
+                .map(|r| r.map(Some).map_err(plugin_error_v1)),
+            Contract::V2 { pre, types } => match plugin.type_to_run(types) {
+                Ok(plugin_type) => call_v2(pre, &mut store, &plugin_type),
+                Err(why) => {
+                    return self.refused(plugin, started, FailureKind::InvalidComponent, why);
+                }
+            },
+        };
         let fuel_consumed = self
             .limits
             .fuel
             .map(|fuel| fuel - store.get_fuel().unwrap_or(0));
-        let state = store.into_data();
+        let mut state = store.into_data();
+        // A 0.2.0 plug-in's changes are what its setters recorded.
+        let called = called.map(|r| {
+            r.map(|changes| {
+                changes
+                    .unwrap_or_else(|| std::mem::replace(&mut state.changes, state::no_changes()))
+            })
+        });
         let return_bytes = match &called {
             Ok(Ok(changes)) => state::changes_bytes(changes),
-            _ => 0,
+            // A 0.2.0 plug-in stopped by the return quota in a setter: what it tried to set.
+            _ => state.set_bytes,
         };
         let stderr = state.stderr.text();
         let stdout = state.stdout.text();
@@ -447,7 +621,7 @@ impl Sandbox {
             Ok(Ok(changes)) => Ok(changes),
             Ok(Err(e)) => Err(failure(
                 FailureKind::Plugin {
-                    status: e.status as u8,
+                    status: e.status,
                     error_code: e.error_code,
                 },
                 e.message,
@@ -472,10 +646,66 @@ impl Sandbox {
     }
 }
 
+/// An `InvalidPluginExecutionException` of either contract version.
+struct RaisedError {
+    message: String,
+    status: u8,
+    error_code: Option<i32>,
+}
+
+fn plugin_error_v1(e: wit::context::PluginError) -> RaisedError {
+    RaisedError {
+        message: e.message,
+        status: e.status as u8,
+        error_code: e.error_code,
+    }
+}
+
+/// What running a plug-in returned: its own changes (0.1.0), or `None` when
+/// they are the setters' record in the store (0.2.0).
+type Called = wasmtime::Result<Result<Option<ContextChanges>, RaisedError>>;
+
+/// Runs a 0.2.0 plug-in type on the invocation's context, handed over as a
+/// borrowed `execution-context` the plug-in reads on demand.
+fn call_v2(
+    pre: &v2::PluginPre<InvocationState>,
+    store: &mut Store<InvocationState>,
+    plugin_type: &str,
+) -> Called {
+    let view = store.data_mut().table.push(ContextView { level: 0 })?;
+    let instance = pre.instantiate(&mut *store)?;
+    let raised = instance.call_execute(&mut *store, plugin_type, view)?;
+    Ok(raised.map(|()| None).map_err(|e| RaisedError {
+        message: e.message,
+        status: e.status as u8,
+        error_code: e.error_code,
+    }))
+}
+
 impl Sandbox {
     /// The outcome of an invocation that found every instance busy for the
     /// whole wait: the host's capacity, not the plug-in's fault.
     fn busy(&self, plugin: &LoadedPlugin, started: Instant) -> Outcome<()> {
+        self.refused(
+            plugin,
+            started,
+            FailureKind::Capacity,
+            format!(
+                "all {} plug-in instances stayed busy for {} ms",
+                self.limits.max_instances, self.limits.instance_wait_ms
+            ),
+        )
+    }
+
+    /// The outcome of an invocation that never started: the component is not
+    /// run (e.g. a 0.2.0 component with several types and none chosen).
+    fn refused(
+        &self,
+        plugin: &LoadedPlugin,
+        started: Instant,
+        kind: FailureKind,
+        message: String,
+    ) -> Outcome<()> {
         let usage = Usage {
             elapsed: started.elapsed(),
             ..Usage::default()
@@ -483,11 +713,8 @@ impl Sandbox {
         Outcome {
             result: Err(PluginFailure {
                 plugin: plugin.name.clone(),
-                kind: FailureKind::Capacity,
-                message: format!(
-                    "all {} plug-in instances stayed busy for {} ms",
-                    self.limits.max_instances, self.limits.instance_wait_ms
-                ),
+                kind,
+                message,
                 backtrace: None,
                 stderr_tail: String::new(),
                 usage,

@@ -1,7 +1,9 @@
 //! [`InvocationState`]: what one fresh `Store` holds for one invocation — the
 //! capability-free WASI context, the memory limiter, the host-call quotas and
 //! counters, the trace, and the services serving the plug-in's imports — and
-//! the implementations of the WIT imports on top of it.
+//! the implementations of 0.1.0's WIT imports on top of it (0.2.0's are in
+//! `contract_v2`). With a 0.2.0 component it also holds the changes made
+//! through the context's setters.
 
 use super::error::{Quota, QuotaExceeded};
 use super::limits::Limits;
@@ -133,15 +135,34 @@ impl ServicesRef {
     }
 }
 
+/// What a 0.2.0 `execution-context` handle in the resource table points at:
+/// the invocation's own context (level 0) or its `level`-th ancestor.
+pub struct ContextView {
+    pub(super) level: usize,
+}
+
+/// No changes: what a 0.2.0 invocation starts with.
+pub(super) fn no_changes() -> ContextChanges {
+    ContextChanges {
+        input_parameters: None,
+        output_parameters: None,
+        shared_variables: None,
+    }
+}
+
 /// The data of one invocation's store.
 pub struct InvocationState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
     limits: Arc<Limits>,
     pub(super) counters: Counters,
     pub(super) traces: Vec<String>,
-    context: Arc<ExecutionContext>,
+    pub(super) context: Arc<ExecutionContext>,
+    /// The changes a 0.2.0 plug-in made through the context's setters.
+    pub(super) changes: ContextChanges,
+    /// Approximate bytes passed to the setters so far (bounded by the return quota).
+    pub(super) set_bytes: usize,
     unsecure: Option<String>,
     secure: Option<String>,
     services: ServicesRef,
@@ -184,12 +205,54 @@ impl InvocationState {
             counters: Counters::default(),
             traces: Vec::new(),
             context,
+            changes: no_changes(),
+            set_bytes: 0,
             unsecure,
             secure,
             services,
             stdout,
             stderr,
         }
+    }
+
+    /// Counts one 0.2.0 setter call against the return quota: what the setters
+    /// record is what 0.1.0 returned.
+    pub(super) fn count_set(
+        &mut self,
+        name: &str,
+        value: Option<&ParameterValue>,
+    ) -> wasmtime::Result<()> {
+        let value_bytes = value.map_or(0, |v| {
+            parameters_bytes(std::slice::from_ref(&Parameter {
+                name: String::new(),
+                value: v.clone(),
+            }))
+        });
+        self.set_bytes += ELEMENT_OVERHEAD + name.len() + value_bytes;
+        check(self.set_bytes, self.limits.return_bytes, Quota::ReturnBytes)
+    }
+
+    /// `notification-service.execute` of either version: posts the context with
+    /// `changes` (0.1.0 passes them) or the setters' changes (0.2.0).
+    pub(super) fn notify_with_changes(
+        &mut self,
+        endpoint: Guid,
+        changes: Option<ContextChanges>,
+    ) -> wasmtime::Result<Result<String, ServiceError>> {
+        let changes = changes.as_ref().unwrap_or(&self.changes);
+        self.counters.execute_calls += 1;
+        self.counters.execute_bytes += changes_bytes(changes);
+        check(
+            self.counters.execute_calls as usize,
+            self.limits.execute_calls as usize,
+            Quota::ExecuteCalls,
+        )?;
+        check(
+            self.counters.execute_bytes,
+            self.limits.execute_bytes,
+            Quota::ExecuteBytes,
+        )?;
+        Ok(self.services.get().notify(endpoint, &self.context, changes))
     }
 
     fn count_organization_call(&mut self) -> wasmtime::Result<()> {
@@ -323,20 +386,7 @@ impl notification_service::Host for InvocationState {
         endpoint: Guid,
         changes: ContextChanges,
     ) -> wasmtime::Result<Result<String, ServiceError>> {
-        self.counters.execute_calls += 1;
-        self.counters.execute_bytes += changes_bytes(&changes);
-        check(
-            self.counters.execute_calls as usize,
-            self.limits.execute_calls as usize,
-            Quota::ExecuteCalls,
-        )?;
-        check(
-            self.counters.execute_bytes,
-            self.limits.execute_bytes,
-            Quota::ExecuteBytes,
-        )?;
-        let context = Arc::clone(&self.context);
-        Ok(self.services.get().notify(endpoint, &context, &changes))
+        self.notify_with_changes(endpoint, Some(changes))
     }
 }
 

@@ -15,7 +15,7 @@ impl Plugin for Validator {
                 "Validator: the request has no Target entity.",
             ));
         };
-        let creating = ctx.message_name == "Create";
+        let creating = ctx.message_name() == "Create";
         match target.get_str("name") {
             Some(name) if !name.trim().is_empty() => {}
             None if !creating && !target.contains("name") => {}
