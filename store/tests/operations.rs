@@ -381,6 +381,7 @@ fn trace(correlation: Uuid) -> NewTraceLog {
         trace: "checking".into(),
         stderr: String::new(),
         error: Some("no".into()),
+        recording: None,
     }
 }
 

@@ -462,6 +462,9 @@ impl Read for Buffered<'_> {
     fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
         self.committed.job_attempts(job_id)
     }
+    fn trace_recording(&self, trace_id: Uuid) -> Result<Option<String>> {
+        self.committed.trace_recording(trace_id)
+    }
     fn step_async_auto_delete(&self, step_id: Uuid) -> Result<Option<bool>> {
         self.committed.step_async_auto_delete(step_id)
     }
