@@ -67,6 +67,31 @@ pub enum StoreError {
         /// The worker that tried.
         worker: String,
     },
+    /// Another operation holds the row and did not finish within this operation's remaining time (Dataverse's
+    /// "SQL timeout expired"). The whole operation is rolled back; the caller may retry.
+    #[error(
+        "SQL timeout expired: {table} with id {id} is locked by another operation that did not finish within \
+         this operation's time limit; the operation was rolled back, retry it"
+    )]
+    LockTimeout {
+        /// Table logical name.
+        table: String,
+        /// Row id.
+        id: Uuid,
+    },
+    /// Waiting for the row would have closed a cycle of operations waiting for each other's rows (Dataverse's
+    /// "Generic SQL error", SQL deadlock 1205). This operation was chosen as the victim and rolled back; the
+    /// others go on. The caller may retry.
+    #[error(
+        "Generic SQL error: deadlock: {table} with id {id} is locked by an operation that waits for a row this \
+         operation locked; this operation was chosen as the deadlock victim and rolled back, retry it"
+    )]
+    Deadlock {
+        /// Table logical name.
+        table: String,
+        /// Row id.
+        id: Uuid,
+    },
     /// The work closure panicked; its savepoint was rolled back.
     #[error("the operation panicked and was rolled back: {0}")]
     WorkPanicked(String),
@@ -87,6 +112,10 @@ impl StoreError {
         match self {
             StoreError::NotFound { .. } => "0x80040217",
             StoreError::DuplicateId { .. } => "0x80040237",
+            // Dataverse's "SQL timeout expired" (-2147204783) and "Generic SQL error" (-2147204784, SQL
+            // number 1205: deadlock), as its bulk-operation troubleshooting page lists them.
+            StoreError::LockTimeout { .. } => "0x80044151",
+            StoreError::Deadlock { .. } => "0x80044150",
             StoreError::UnknownTable(_)
             | StoreError::UnknownAttribute { .. }
             | StoreError::UnknownRelationship(_)

@@ -13,17 +13,24 @@
 //! only then answers every caller of the batch. Many operations share one fsync; each is isolated by its
 //! savepoint, so a failed one is rolled back alone while its batch-mates commit.
 //!
-//! Consequence: a work runs on the writer thread, serially with every other write, so it must be short and must
-//! not block on anything but the store (the pipeline's 2-minute operation limit bounds the worst case); a work
-//! must never call `transact` itself (the writer would wait for itself): child operations use the `Tx` they
-//! were given, which keeps them in the parent's transaction. Reads
-//! that need no transaction go through [`StoreExt::read`] on a pool of read connections, which WAL lets run
-//! concurrently with the writer and which see only committed data.
+//! # Operations run beside the writer
+//! A work on the writer runs serially with every other write, so a pipeline operation — which may wait on a
+//! plug-in for up to its time limit — does not run there. [`Store::operate_with`] runs it on the caller's
+//! thread against committed data (a read connection, statement by statement) with its writes buffered in
+//! memory under in-process row locks (`operation`, `row_lock`); at the end its write set goes to the writer
+//! and is committed with the next batch. Child operations use the `Tx` they were given, which keeps them in
+//! the parent's operation. `submit`/`transact` remain for short system-table works (registration, job
+//! transitions); a work must never call `transact` itself (the writer would wait for itself). Reads that need
+//! no transaction go through [`StoreExt::read`] on a pool of read connections, which WAL lets run
+//! concurrently with the writer and which see only committed data. The store README states the isolation.
 
 pub mod bench;
 mod error;
 pub mod lock;
+mod operation;
 pub mod query;
+mod row_lock;
+mod rows;
 pub mod schema;
 mod sqlite;
 pub mod system;
@@ -34,6 +41,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -157,9 +165,32 @@ pub trait Tx: Read {
         related: &[EntityRef],
     ) -> Result<()>;
     /// Sets `statecode`/`statuscode` (the status must belong to the state); returns the previous pair.
-    fn set_state(&mut self, table: &str, id: Uuid, state: i32, status: i32) -> Result<Attributes>;
+    fn set_state(&mut self, table: &str, id: Uuid, state: i32, status: i32) -> Result<Attributes> {
+        use crate::schema::platform::{STATE_CODE, STATUS_CODE};
+        let attrs = Attributes::from([
+            (STATE_CODE.into(), Value::OptionSetValue(state)),
+            (STATUS_CODE.into(), Value::OptionSetValue(status)),
+        ]);
+        self.update(table, id, attrs)
+    }
     /// Sets `ownerid`; returns the previous owner.
-    fn assign(&mut self, table: &str, id: Uuid, owner: EntityRef) -> Result<Attributes>;
+    fn assign(&mut self, table: &str, id: Uuid, owner: EntityRef) -> Result<Attributes> {
+        use crate::schema::{Ownership, platform::OWNER_ID};
+        let t = self
+            .schema()
+            .table(table)
+            .ok_or_else(|| StoreError::UnknownTable(table.to_string()))?;
+        if t.ownership == Ownership::OrganizationOwned {
+            return Err(StoreError::Invalid(format!(
+                "table `{table}` is organization-owned: its rows cannot be assigned"
+            )));
+        }
+        let value = Value::EntityReference {
+            logical_name: owner.logical_name,
+            id: owner.id,
+        };
+        self.update(table, id, Attributes::from([(OWNER_ID.into(), value)]))
+    }
 
     /// Writes a system job (Ready / Waiting For Resources) in this transaction: the pipeline's outbox row.
     fn insert_system_job(&mut self, job: NewSystemJob) -> Result<Uuid>;
@@ -269,11 +300,24 @@ impl Future for Pending {
     }
 }
 
-/// A store backend: a group-commit writer plus concurrent readers. Object-safe; use [`StoreExt`] for the
-/// typed helpers. A PostgreSQL backend implements this trait and [`Tx`]/[`Read`] on its connections.
+/// A store backend: a group-commit writer, operations that run concurrently on their callers' threads, and
+/// concurrent readers. Object-safe; use [`StoreExt`] for the typed helpers. A PostgreSQL backend implements
+/// this trait and [`Tx`]/[`Read`] on its connections (see the store README).
 pub trait Store: Send + Sync {
-    /// Queues a work for the writer; the answer comes after the commit of its batch.
+    /// Queues a work for the writer; the answer comes after the commit of its batch. The work runs on the
+    /// writer, serially with every other: short system-table changes only (registration, job transitions).
     fn submit(&self, work: BoxedWork) -> Pending;
+    /// Runs `f` as one operation on the calling thread, concurrently with other operations: reads see
+    /// committed data plus the operation's own writes; each row it writes is locked until it ends (a second
+    /// writer waits, at most until its own `deadline`, then fails with [`StoreError::LockTimeout`]; a wait
+    /// that would deadlock fails with [`StoreError::Deadlock`]). When `f` returns true the writes commit, in
+    /// the next group commit, and this returns once they are durable; when it returns false (or panics:
+    /// [`StoreError::WorkPanicked`]) they vanish, but its trace-log rows are still written. Blocking.
+    fn operate_with(
+        &self,
+        deadline: Option<Instant>,
+        f: &mut dyn FnMut(&mut dyn Tx) -> bool,
+    ) -> Result<()>;
     /// Runs `f` on a read connection (committed data only). Blocking: call from a blocking context.
     fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()>;
     /// The declared schema.
@@ -308,6 +352,27 @@ pub trait StoreExt: Store {
     {
         let pending = self.submit(box_work(work));
         async move { unbox(pending.await) }
+    }
+
+    /// Runs `work` as one operation (see [`Store::operate_with`]): `Ok` commits and returns once durable,
+    /// `Err` rolls back. Blocking: call from a blocking context.
+    fn operate<T, E, F>(&self, deadline: Option<Instant>, work: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&mut dyn Tx) -> Result<T, E>,
+    {
+        let mut work = Some(work);
+        let mut out = None;
+        self.operate_with(deadline, &mut |tx| {
+            let Some(work) = work.take() else {
+                return false;
+            };
+            let result = work(tx);
+            let commit = result.is_ok();
+            out = Some(result);
+            commit
+        })?;
+        out.unwrap_or_else(|| Err(StoreError::Closed.into()))
     }
 
     /// Runs `f` on a read connection and returns its result.

@@ -873,3 +873,140 @@ async fn endpoint_check() {
     let e = env.delivery.check(check(&env)).await.unwrap_err();
     assert!(matches!(e.class(), FailureClass::Transient { .. }), "{e}");
 }
+
+/// A webhook that holds every POST open until released, telling the test when one arrived.
+struct HeldHook {
+    arrived: tokio::sync::mpsc::UnboundedReceiver<()>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl HeldHook {
+    async fn start() -> (HeldHook, String) {
+        let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let state = (arrived_tx, release.clone());
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(
+                    |State((arrived, release)): State<(
+                        tokio::sync::mpsc::UnboundedSender<()>,
+                        Arc<tokio::sync::Notify>,
+                    )>| async move {
+                        let _ = arrived.send(());
+                        // notify_one keeps a permit when the test releases before this waits.
+                        release.notified().await;
+                        StatusCode::OK
+                    },
+                ),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (HeldHook { arrived, release }, url)
+    }
+}
+
+/// Issue 11's done-when, without timing: while a synchronous step's webhook post is held open (its operation
+/// is inside stage 40, holding the account it created), a Create on another table commits and reads of the
+/// same table answer — the held operation's row not among them — and only then does the held Create end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_step_waiting_on_a_webhook_holds_back_no_other_operation() {
+    let (mut hook, url) = HeldHook::start().await;
+    let env = env(free_addr(), &url, &azure_aware_step("hook")).await;
+    let store = env.store().clone();
+    let existing = tokio::task::spawn_blocking(move || {
+        store.transact(|tx| {
+            tx.create(
+                "account",
+                None,
+                weft_store::Attributes::from([(
+                    "name".to_string(),
+                    weft_store::Value::String("existing".into()),
+                )]),
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let held = tokio::spawn({
+        let pipeline = env.runtime.pipeline.clone();
+        async move {
+            let target = Entity {
+                logical_name: "account".into(),
+                id: None,
+                attributes: vec![Attribute {
+                    name: "name".into(),
+                    value: Value::String("held".into()),
+                }],
+                formatted_values: Vec::new(),
+                row_version: None,
+            };
+            tokio::task::spawn_blocking(move || {
+                pipeline.execute(OrganizationRequest::new(Message::Create { target }))
+            })
+            .await
+            .unwrap()
+        }
+    });
+    hook.arrived.recv().await.expect("the sync step posted");
+
+    let run = |message: Message| {
+        let pipeline = env.runtime.pipeline.clone();
+        tokio::task::spawn_blocking(move || pipeline.execute(OrganizationRequest::new(message)))
+    };
+    let contact = Entity {
+        logical_name: "contact".into(),
+        id: None,
+        attributes: vec![Attribute {
+            name: "lastname".into(),
+            value: Value::String("other table".into()),
+        }],
+        formatted_values: Vec::new(),
+        row_version: None,
+    };
+    let created = run(Message::Create { target: contact })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(created, OrganizationResponse::Create { .. }),
+        "{created:?}"
+    );
+    let retrieved = run(Message::Retrieve {
+        table: "account".into(),
+        id: existing,
+        columns: None,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(matches!(retrieved, OrganizationResponse::Retrieve { .. }));
+    let listed = run(Message::RetrieveMultiple {
+        query: Query::new("account"),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    match listed {
+        OrganizationResponse::RetrieveMultiple { collection } => {
+            assert_eq!(
+                collection.entities.len(),
+                1,
+                "no dirty read of the held row"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !held.is_finished(),
+        "the held Create ended before its webhook answered"
+    );
+
+    hook.release.notify_one();
+    let response = held.await.unwrap().unwrap();
+    assert!(matches!(response, OrganizationResponse::Create { .. }));
+    assert_eq!(env.accounts(), 2);
+}

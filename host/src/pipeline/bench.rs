@@ -2,12 +2,15 @@
 //! (validator), a sync PreOperation step (enricher) and an async PostOperation step (one system job row per
 //! Create) — from 64 concurrent callers, every operation durable before its caller hears back. In the same
 //! run: the floor (one SQLite transaction per bare insert, same durability) and the same pipeline with one
-//! transaction per operation (`max_batch = 1`).
+//! transaction per operation (`max_batch = 1`). And contention: the caller latency of the same Creates while
+//! another operation's synchronous step waits 3 s on a slow webhook (a Create of a contact, whose PostOperation
+//! step is the Azure-aware plug-in posting to a webhook served here that answers after 3 s).
 //!
 //! Owns the measurement only (timing goals live here, never in tests). It must not change pipeline behaviour.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -17,7 +20,8 @@ use weft_store::{Query, Read, SqliteOptions, SqliteStore, Store, StoreExt};
 use super::{Message, OrganizationRequest, Pipeline};
 use crate::bench::percentiles;
 use crate::builder;
-use crate::registration::Registration;
+use crate::delivery::Delivery;
+use crate::registration::{Registration, derived_id};
 use crate::sandbox::Sandbox;
 use crate::sandbox::wit::types::{Attribute, Entity, Value};
 
@@ -27,6 +31,8 @@ pub const CALLERS: usize = 64;
 pub const OPS: u64 = 20_000;
 /// Operations for the two one-fsync-per-operation runs (they are two orders of magnitude slower).
 pub const SLOW_OPS: u64 = 2_000;
+/// How long the slow webhook of the contention run takes to answer.
+pub const SLOW_HOOK: Duration = Duration::from_secs(3);
 
 /// One run's figures.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +47,50 @@ pub struct Figures {
     pub p50_ms: f64,
     /// Caller-observed 99th percentile latency of the group-commit pipeline, ms.
     pub p99_ms: f64,
+    /// Caller-observed 99th percentile latency of the same Creates while another operation's sync step
+    /// waits [`SLOW_HOOK`] on a webhook, ms.
+    pub contention_p99_ms: f64,
+    /// Operations that waited on the slow webhook during the contention run.
+    pub contention_slow_ops: u64,
+}
+
+/// The contention run's additions: a contact table whose Create posts, from a sync PostOperation step, to a
+/// webhook at `hook_url`.
+fn contention_config(azure_aware: &Path, hook_url: &str) -> String {
+    format!(
+        r#"
+[[table]]
+logical_name = "contact"
+entity_set_name = "contacts"
+primary_id_attribute = "contactid"
+primary_name_attribute = "lastname"
+  [[table.attribute]]
+  logical_name = "lastname"
+  type = "String"
+
+[[plugin]]
+name = "azure-aware"
+component = "{}"
+
+[[service_endpoint]]
+name = "slow hook"
+contract = 8
+message_format = 2
+auth_type = 4
+url = "{hook_url}"
+auth_value = "bench"
+
+[[step]]
+name = "post contact to the slow hook"
+message = "Create"
+table = "contact"
+stage = 40
+plugin = "azure-aware"
+configuration = "{}"
+"#,
+        azure_aware.display(),
+        derived_id("serviceendpoint", "slow hook")
+    )
 }
 
 fn config(components: &Path) -> String {
@@ -134,12 +184,13 @@ fn drive(pipeline: &Pipeline, n: u64) -> anyhow::Result<(f64, Vec<Duration>)> {
 
 fn pipeline(
     dir: &Path,
+    name: &str,
     registration: &Registration,
     sandbox: &Arc<Sandbox>,
     max_batch: usize,
 ) -> anyhow::Result<(Arc<SqliteStore>, Pipeline)> {
     let store = Arc::new(SqliteStore::open(
-        dir.join(format!("weft-bench-pipeline-{max_batch}.db")),
+        dir.join(format!("weft-bench-pipeline-{name}.db")),
         registration.schema.clone(),
         SqliteOptions {
             max_batch,
@@ -168,7 +219,76 @@ fn check_written(store: &SqliteStore, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Measures the three figures in `dir`, reporting progress through `progress`.
+/// A webhook on 127.0.0.1 that answers every POST after [`SLOW_HOOK`], on a runtime of its own; counts
+/// the requests that arrived. Returns the runtime (the server lives as long as it), the URL and the count.
+fn slow_hook() -> anyhow::Result<(tokio::runtime::Runtime, String, Arc<AtomicU64>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("weft-bench-hook")
+        .enable_all()
+        .build()?;
+    let arrived = Arc::new(AtomicU64::new(0));
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let arrived = arrived.clone();
+            move || async move {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(SLOW_HOOK).await;
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    Ok((runtime, url, arrived))
+}
+
+/// Drives `ops` Creates of accounts while one caller after another creates a contact whose sync step
+/// waits on the slow webhook; returns the accounts' latencies and how many contact Creates waited.
+fn contended(
+    pipeline: &Pipeline,
+    arrived: &AtomicU64,
+    ops: u64,
+) -> anyhow::Result<(Vec<Duration>, u64)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow = std::thread::spawn({
+        let pipeline = pipeline.clone();
+        let stop = stop.clone();
+        move || -> anyhow::Result<u64> {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let target = Entity {
+                    logical_name: "contact".into(),
+                    id: None,
+                    attributes: vec![Attribute {
+                        name: "lastname".into(),
+                        value: Value::String(format!("Slow Contact {n}")),
+                    }],
+                    formatted_values: Vec::new(),
+                    row_version: None,
+                };
+                pipeline.execute(OrganizationRequest::new(Message::Create { target }))?;
+                n += 1;
+            }
+            Ok(n)
+        }
+    });
+    // Start measuring once the first contact's operation is waiting on the webhook.
+    while arrived.load(Ordering::SeqCst) == 0 && !slow.is_finished() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let driven = drive(pipeline, ops);
+    stop.store(true, Ordering::SeqCst);
+    let slow_ops = match slow.join() {
+        Ok(n) => n?,
+        Err(_) => bail!("the slow caller panicked"),
+    };
+    Ok((driven?.1, slow_ops))
+}
+
+/// Measures the figures in `dir`, reporting progress through `progress`.
 pub fn measure(
     dir: &Path,
     ops: u64,
@@ -179,7 +299,11 @@ pub fn measure(
     let artifacts = builder::build(
         &builder::default_plugins_dir(),
         &builder::default_target_dir(),
-        &["validator".to_owned(), "enricher".to_owned()],
+        &[
+            "validator".to_owned(),
+            "enricher".to_owned(),
+            "azure-aware".to_owned(),
+        ],
         |_| {},
     )?;
     let components = artifacts
@@ -191,11 +315,28 @@ pub fn measure(
     std::fs::write(&file, config(&components))?;
     let registration = Registration::load(&file)?;
     let sandbox = Arc::new(Sandbox::new(registration.limits.clone(), None)?);
+    let azure_aware = artifacts
+        .iter()
+        .find(|a| a.package == "azure-aware")
+        .context("the build produced no azure-aware component")?
+        .path
+        .clone();
+    let (hook_runtime, hook_url, arrived) = slow_hook()?;
+    let contention_file = dir.join("weft-contention.toml");
+    std::fs::write(
+        &contention_file,
+        format!(
+            "{}{}",
+            config(&components),
+            contention_config(&azure_aware, &hook_url)
+        ),
+    )?;
+    let contention_registration = Registration::load(&contention_file)?;
 
     progress(&format!(
         "pipeline, group commit: {ops} Creates from {CALLERS} callers"
     ));
-    let (store, grouped) = pipeline(dir, &registration, &sandbox, 512)?;
+    let (store, grouped) = pipeline(dir, "grouped", &registration, &sandbox, 512)?;
     let (ops_per_s, mut latencies) = drive(&grouped, ops)?;
     check_written(&store, ops)?;
     let p = percentiles(&mut latencies);
@@ -204,7 +345,7 @@ pub fn measure(
     progress(&format!(
         "pipeline, one transaction per operation: {slow_ops} Creates"
     ));
-    let (store, single) = pipeline(dir, &registration, &sandbox, 1)?;
+    let (store, single) = pipeline(dir, "single", &registration, &sandbox, 1)?;
     let (single_txn_ops_per_s, _) = drive(&single, slow_ops)?;
     check_written(&store, slow_ops)?;
     drop((single, store));
@@ -213,12 +354,28 @@ pub fn measure(
         "floor: {slow_ops} bare inserts, one transaction each"
     ));
     let floor_ops_per_s = weft_store::bench::floor_inserts_per_s(dir, slow_ops, CALLERS)?;
+
+    progress(&format!(
+        "contention: {slow_ops} Creates while another operation waits {} s on a webhook",
+        SLOW_HOOK.as_secs()
+    ));
+    let (store, contention) = pipeline(dir, "contention", &contention_registration, &sandbox, 512)?;
+    if !contention.set_delivery(Delivery::new("weft.bench.local")?) {
+        bail!("the contention pipeline already had a delivery");
+    }
+    let (mut contended_latencies, contention_slow_ops) =
+        contended(&contention, &arrived, slow_ops)?;
+    check_written(&store, slow_ops)?;
+    let contention_p = percentiles(&mut contended_latencies);
+    drop((contention, store, hook_runtime));
     Ok(Figures {
         ops_per_s,
         single_txn_ops_per_s,
         floor_ops_per_s,
         p50_ms: p.p50.as_secs_f64() * 1000.0,
         p99_ms: p.p99.as_secs_f64() * 1000.0,
+        contention_p99_ms: contention_p.p99.as_secs_f64() * 1000.0,
+        contention_slow_ops,
     })
 }
 
@@ -236,6 +393,7 @@ pub fn run(json: bool) -> anyhow::Result<()> {
                 "p50_ms": (f.p50_ms * 100.0).round() / 100.0,
                 "p99_ms": (f.p99_ms * 100.0).round() / 100.0,
                 "callers": CALLERS,
+                "contention_p99_ms": (f.contention_p99_ms * 100.0).round() / 100.0,
             })
         );
     } else {
@@ -256,6 +414,13 @@ pub fn run(json: bool) -> anyhow::Result<()> {
             f.floor_ops_per_s
         );
         println!("goal: >= 5000 ops/s and not below the one-transaction-per-operation figure");
+        println!(
+            "contention: p99 {:.2} ms of Creates while another operation waited {} s on a webhook ({} such waits)",
+            f.contention_p99_ms,
+            SLOW_HOOK.as_secs(),
+            f.contention_slow_ops
+        );
+        println!("goal: contention p99 <= 100 ms");
     }
     Ok(())
 }

@@ -13,13 +13,14 @@
 //!
 //! # Transactions
 //! A top-level operation runs its PreValidation steps on the caller's thread, outside any transaction (a
-//! plug-in's organization-service calls there each get their own transaction), then submits one work to the
-//! store's group-commit writer running stages 20, 30 and 40 and the outbox writes. An operation issued by a
-//! plug-in inside that work runs all its stages, PreValidation included, in the same transaction. Any error
-//! rolls the work's savepoint back; trace-log rows survive (the store writes them outside the savepoint).
-//! Because stages 20–40 run on the store's single writer thread, a sync step that waits (a slow
-//! notification-service post) holds back every other write until it returns: keep slow work in async steps.
-//!
+//! plug-in's organization-service calls there each get their own transaction), then runs stages 20, 30 and
+//! 40 and the outbox writes as one store operation (`StoreExt::operate`), still on the caller's thread and
+//! concurrently with other operations: its reads see committed data plus its own writes, each row it writes
+//! is locked until it ends, and its writes go to the store's group-commit writer only when it succeeds. An
+//! operation issued by a plug-in inside it runs all its stages, PreValidation included, in the same operation.
+//! Any error discards the operation's writes (queued jobs included); trace-log rows survive. A sync step that
+//! waits (a slow notification-service post) holds back only operations that need the rows it wrote.
+
 //! # Differences from Dataverse
 //! RetrieveMultiple's `Query` (a QueryExpression) is not among the InputParameters plug-ins see: the WIT
 //! parameter values and weft-message's model have no QueryExpression yet, so a plug-in can neither read
@@ -707,16 +708,16 @@ impl Inner {
                     })?;
                     return Err(e);
                 }
-                let inner = Arc::clone(self);
-                self.store.transact(move |tx: &mut dyn Tx| {
-                    // This runs on the store's single writer, which callers waiting for an instance may be
-                    // waiting for: its plug-ins use the pool's reserve rather than queue behind them.
-                    let _admitted = inner.sandbox.admitted();
+                // The operation runs here, on the caller's thread, concurrently with others: it holds only
+                // the rows it writes (their locks) until its commit is durable, and waits for a row another
+                // operation holds at most until its own deadline.
+                let deadline = op.deadline;
+                self.store.operate(Some(deadline), |tx: &mut dyn Tx| {
                     for t in traces.drain(..) {
                         tx.insert_trace_log(t)?;
                     }
                     let mut tx = Some(tx);
-                    inner.run_stages(&mut op, &mut tx, &mut traces)
+                    self.run_stages(&mut op, &mut tx, &mut traces)
                 })
             }
         }

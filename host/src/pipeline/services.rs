@@ -145,7 +145,7 @@ impl<'a> OrgServices<'a> {
             });
         }
         // Fan-out protection: the whole tree of one top-level operation (or one async plug-in run) issues
-        // at most `max_child_operations`, so one request cannot keep the writer busy for minutes.
+        // at most `max_child_operations`, so one request cannot hold its rows and write set growing for minutes.
         let limit = self.inner.settings.max_child_operations;
         if self.children.fetch_add(1, Ordering::Relaxed) >= limit {
             return Err(PipelineError::ChildOperationLimit {

@@ -1,7 +1,9 @@
-//! The embedded SQLite backend: WAL, `synchronous=FULL`, one group-commit writer thread, a pool of readers.
+//! The embedded SQLite backend: WAL, `synchronous=FULL`, one group-commit writer thread, a pool of readers,
+//! and operations that run on their callers' threads over a read connection with their writes buffered
+//! (`crate::operation`), replayed by the writer at commit.
 //!
-//! Owns connections, pragmas, the writer loop (BEGIN, a SAVEPOINT per work, one COMMIT, then the answers) and
-//! the [`crate::Read`]/[`crate::Tx`] implementations over a connection. Table SQL lives in `tables.rs` and
+//! Owns connections, pragmas, the writer loop (BEGIN, a SAVEPOINT per work or operation write set, one COMMIT,
+//! then the answers) and the [`crate::Read`]/[`crate::Tx`] implementations over a connection. Table SQL lives in `tables.rs` and
 //! `system.rs`; this module must not build row SQL itself.
 
 mod system;
@@ -10,15 +12,18 @@ mod tables;
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::operation::{Buffered, Write, WriteSet};
+use crate::row_lock::RowLocks;
 use crate::system::*;
 use crate::{
     Attributes, BoxedWork, EntityRef, Pending, Query, Read, Result, Row, Schema, Store, StoreError,
@@ -31,7 +36,8 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// Tuning of a [`SqliteStore`].
 #[derive(Clone)]
 pub struct SqliteOptions {
-    /// Read connections kept open for [`crate::StoreExt::read`] (more are opened on demand, then closed).
+    /// Read connections kept open for [`crate::StoreExt::read`] and for running operations (each holds one
+    /// while it runs; more are opened on demand, then closed).
     pub read_connections: usize,
     /// Most works per group commit.
     pub max_batch: usize,
@@ -45,7 +51,8 @@ pub struct SqliteOptions {
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
-            read_connections: 4,
+            // One per concurrent operation the pipeline bench drives (64 callers), so operations rarely open one.
+            read_connections: 64,
             max_batch: 512,
             clock: Arc::new(|| {
                 SystemTime::now()
@@ -59,8 +66,16 @@ impl Default for SqliteOptions {
 
 type Answer = oneshot::Sender<Result<Box<dyn Any + Send>>>;
 
+/// What the writer runs in a savepoint.
+enum Work {
+    /// A closure over the write connection (registration, job transitions, tests).
+    Boxed(BoxedWork),
+    /// An operation's buffered writes and trace rows.
+    Replay(WriteSet),
+}
+
 struct Job {
-    work: BoxedWork,
+    work: Work,
     answer: Answer,
 }
 
@@ -72,6 +87,9 @@ pub struct SqliteStore {
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     read_connections: usize,
+    clock: Clock,
+    locks: RowLocks,
+    next_operation: AtomicU64,
 }
 
 /// Creates the database file owner-only (0600 on Unix) before SQLite opens it — SQLite gives its WAL and
@@ -205,13 +223,14 @@ impl SqliteStore {
             clock,
             max_rollback_trace_rows,
         } = options;
+        let writer_clock = clock.clone();
         let writer = std::thread::Builder::new()
             .name("weft-store-writer".into())
             .spawn(move || {
                 let writer = Writer {
                     conn,
                     schema: &writer_schema,
-                    clock: &clock,
+                    clock: &writer_clock,
                     max_rollback_trace_rows: max_rollback_trace_rows.max(1),
                 };
                 writer_loop(&writer, &rx, max_batch.max(1))
@@ -224,7 +243,43 @@ impl SqliteStore {
             writer: Some(writer),
             readers: Mutex::new(Vec::new()),
             read_connections,
+            clock,
+            locks: RowLocks::default(),
+            next_operation: AtomicU64::new(1),
         })
+    }
+
+    /// Queues work for the writer.
+    fn send(&self, work: Work) -> Pending {
+        let (answer, pending) = Pending::channel();
+        if let Some(q) = &self.queue
+            && let Err(mpsc::SendError(job)) = q.send(Job { work, answer })
+        {
+            let _ = job.answer.send(Err(StoreError::Closed));
+        }
+        pending
+    }
+
+    /// A read connection from the pool (or a new one).
+    fn reader(&self) -> Result<Connection> {
+        let pooled = self.readers.lock().map_err(|_| StoreError::Closed)?.pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => {
+                let c = open_connection(&self.path)?;
+                c.execute_batch("PRAGMA query_only = ON;")?;
+                Ok(c)
+            }
+        }
+    }
+
+    /// Gives a read connection back to the pool (or closes it when the pool is full).
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < self.read_connections
+        {
+            pool.push(conn);
+        }
     }
 
     /// The database file.
@@ -244,34 +299,51 @@ impl Drop for SqliteStore {
 
 impl Store for SqliteStore {
     fn submit(&self, work: BoxedWork) -> Pending {
-        let (answer, pending) = Pending::channel();
-        if let Some(q) = &self.queue
-            && let Err(mpsc::SendError(job)) = q.send(Job { work, answer })
-        {
-            let _ = job.answer.send(Err(StoreError::Closed));
+        self.send(Work::Boxed(work))
+    }
+
+    fn operate_with(
+        &self,
+        deadline: Option<Instant>,
+        f: &mut dyn FnMut(&mut dyn Tx) -> bool,
+    ) -> Result<()> {
+        let conn = self.reader()?;
+        let owner = self.next_operation.fetch_add(1, Ordering::Relaxed);
+        let read = SqlRead {
+            conn: &conn,
+            schema: &self.schema,
+        };
+        let mut op = Buffered::new(&read, &self.locks, owner, deadline, &*self.clock);
+        let ran = catch_unwind(AssertUnwindSafe(|| f(&mut op)));
+        let (set, held) = op.finish(matches!(ran, Ok(true)));
+        self.give_back(conn);
+        let answer = if set.is_empty() {
+            Ok(())
+        } else {
+            // The locks are held until the writer answers: the next writer of a row then reads it committed.
+            self.send(Work::Replay(set)).wait().and_then(|payload| {
+                match payload.downcast::<Result<()>>() {
+                    Ok(result) => *result,
+                    Err(_) => Err(StoreError::Database(
+                        "the writer answered with an unexpected type".into(),
+                    )),
+                }
+            })
+        };
+        self.locks.release(owner, &held);
+        match ran {
+            Ok(_) => answer,
+            Err(p) => Err(StoreError::WorkPanicked(panic_message(p.as_ref()))),
         }
-        pending
     }
 
     fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()> {
-        let pooled = self.readers.lock().map_err(|_| StoreError::Closed)?.pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = open_connection(&self.path)?;
-                c.execute_batch("PRAGMA query_only = ON;")?;
-                c
-            }
-        };
+        let conn = self.reader()?;
         let result = f(&SqlRead {
             conn: &conn,
             schema: &self.schema,
         });
-        if let Ok(mut pool) = self.readers.lock()
-            && pool.len() < self.read_connections
-        {
-            pool.push(conn);
-        }
+        self.give_back(conn);
         result
     }
 
@@ -357,9 +429,13 @@ fn run_batch(writer: &Writer<'_>, batch: Vec<Job>) {
         let mut tx = SqlTx {
             read: SqlRead { conn, schema },
             clock,
+            fixed_now: None,
             traces: Vec::new(),
         };
-        let ran = catch_unwind(AssertUnwindSafe(|| (job.work)(&mut tx)));
+        let ran = catch_unwind(AssertUnwindSafe(|| match job.work {
+            Work::Boxed(work) => work(&mut tx),
+            Work::Replay(set) => replay(&mut tx, set),
+        }));
         let mut traces = std::mem::take(&mut tx.traces);
         let (result, keep) = match ran {
             Ok(outcome) => (Ok(outcome.payload), outcome.commit),
@@ -425,6 +501,70 @@ fn run_batch(writer: &Writer<'_>, batch: Vec<Job>) {
             fail_all(answers, &why);
         }
     }
+}
+
+/// Applies an operation's write set in the writer's savepoint (when it commits) and queues its trace rows
+/// (either way). The writes were checked when the operation made them and their rows are still locked, so
+/// they apply as the operation saw them; one that fails now (a row changed by a work outside any operation)
+/// fails the operation as a whole.
+fn replay(tx: &mut SqlTx<'_>, set: WriteSet) -> crate::WorkOutcome {
+    tx.traces.extend(set.traces);
+    let result = if set.commit {
+        apply_writes(tx, set.writes)
+    } else {
+        Ok(())
+    };
+    tx.fixed_now = None;
+    crate::WorkOutcome {
+        commit: set.commit && result.is_ok(),
+        payload: Box::new(result),
+    }
+}
+
+fn apply_writes(tx: &mut SqlTx<'_>, writes: Vec<Write>) -> Result<()> {
+    for w in writes {
+        match w {
+            Write::Create {
+                table,
+                id,
+                attributes,
+                now,
+            } => {
+                tx.fixed_now = Some(now);
+                tx.create(&table, Some(id), attributes)?;
+            }
+            Write::Update {
+                table,
+                id,
+                attributes,
+                now,
+            } => {
+                tx.fixed_now = Some(now);
+                tx.update(&table, id, attributes)?;
+            }
+            Write::Delete { table, id } => {
+                tx.delete(&table, id)?;
+            }
+            Write::Link {
+                relationship,
+                target,
+                related,
+                now,
+                link,
+            } => {
+                tx.fixed_now = Some(now);
+                if link {
+                    tx.associate(&relationship, &target, &related)?;
+                } else {
+                    tx.disassociate(&relationship, &target, &related)?;
+                }
+            }
+            Write::SystemJob { job, now } => {
+                system::insert_system_job(tx.read.conn, &job, now)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads over one connection (a read connection, or the writer's inside a transaction).
@@ -500,6 +640,8 @@ impl Read for SqlRead<'_> {
 struct SqlTx<'a> {
     read: SqlRead<'a>,
     clock: &'a Clock,
+    /// The time of the buffered write being replayed (its `createdon`/`modifiedon`), instead of the clock's.
+    fixed_now: Option<i64>,
     /// Trace rows, written after the savepoint ends so they survive a rollback.
     traces: Vec<(Uuid, NewTraceLog, i64)>,
 }
@@ -569,7 +711,7 @@ impl Read for SqlTx<'_> {
 
 impl Tx for SqlTx<'_> {
     fn now_ms(&self) -> i64 {
-        (self.clock)()
+        self.fixed_now.unwrap_or_else(|| (self.clock)())
     }
     fn create(&mut self, table: &str, id: Option<Uuid>, attributes: Attributes) -> Result<Uuid> {
         tables::create(
@@ -625,29 +767,6 @@ impl Tx for SqlTx<'_> {
             related,
             false,
         )
-    }
-    fn set_state(&mut self, table: &str, id: Uuid, state: i32, status: i32) -> Result<Attributes> {
-        use crate::schema::platform::{STATE_CODE, STATUS_CODE};
-        use crate::value::Value::OptionSetValue;
-        let attrs = Attributes::from([
-            (STATE_CODE.into(), OptionSetValue(state)),
-            (STATUS_CODE.into(), OptionSetValue(status)),
-        ]);
-        self.update(table, id, attrs)
-    }
-    fn assign(&mut self, table: &str, id: Uuid, owner: EntityRef) -> Result<Attributes> {
-        use crate::schema::{Ownership, platform::OWNER_ID};
-        let t = tables::table(self.read.schema, table)?;
-        if t.ownership == Ownership::OrganizationOwned {
-            return Err(StoreError::Invalid(format!(
-                "table `{table}` is organization-owned: its rows cannot be assigned"
-            )));
-        }
-        let value = crate::Value::EntityReference {
-            logical_name: owner.logical_name,
-            id: owner.id,
-        };
-        self.update(table, id, Attributes::from([(OWNER_ID.into(), value)]))
     }
     fn insert_system_job(&mut self, job: NewSystemJob) -> Result<Uuid> {
         system::insert_system_job(self.read.conn, &job, self.now_ms())

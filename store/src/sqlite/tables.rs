@@ -14,9 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use uuid::Uuid;
 
 use crate::query::{Condition, Query, check_condition};
-use crate::schema::{
-    AttributeDef, AttributeKind, RelationshipDef, Schema, SchemaError, TableDef, platform,
-};
+use crate::rows::{self, attribute};
+use crate::schema::{AttributeDef, AttributeKind, RelationshipDef, Schema, SchemaError, TableDef};
 use crate::value::Value;
 use crate::{Attributes, EntityRef, Result, Row, StoreError};
 
@@ -240,14 +239,6 @@ pub(crate) fn table<'s>(schema: &'s Schema, name: &str) -> Result<&'s TableDef> 
         .ok_or_else(|| StoreError::UnknownTable(name.to_string()))
 }
 
-fn attribute<'t>(t: &'t TableDef, name: &str) -> Result<&'t AttributeDef> {
-    t.attribute(name)
-        .ok_or_else(|| StoreError::UnknownAttribute {
-            table: t.logical_name.clone(),
-            attribute: name.to_string(),
-        })
-}
-
 /// The attributes to select: the requested ones (checked) or all.
 fn selection<'t>(t: &'t TableDef, columns: Option<&[String]>) -> Result<Vec<&'t AttributeDef>> {
     match columns {
@@ -429,134 +420,6 @@ pub(crate) fn retrieve_multiple(conn: &Connection, schema: &Schema, q: &Query) -
     Ok(out)
 }
 
-/// Checked attribute writes, in order.
-type Writes = Vec<(String, Value)>;
-
-/// Checks caller-supplied attributes for a write: declared, writable, typed, lookups pointing at existing rows.
-/// The primary id attribute is removed and returned separately.
-fn check_write(
-    conn: &Connection,
-    schema: &Schema,
-    t: &TableDef,
-    attrs: Attributes,
-) -> Result<(Writes, Option<Value>)> {
-    let mut out = Vec::with_capacity(attrs.len());
-    let mut pid = None;
-    for (name, v) in attrs {
-        let a = attribute(t, &name)?;
-        if name == t.primary_id_attribute {
-            pid = Some(v.check(&t.logical_name, a)?);
-            continue;
-        }
-        if !t.is_writable(&name) {
-            return Err(StoreError::Invalid(format!(
-                "attribute `{name}` of table `{}` is set by the platform and cannot be written",
-                t.logical_name
-            )));
-        }
-        let v = v.check(&t.logical_name, a)?;
-        if let Value::EntityReference { logical_name, id } = &v
-            && let Some(target) = schema.table(logical_name)
-            && !exists(conn, target, *id)?
-        {
-            return Err(StoreError::Invalid(format!(
-                "attribute `{name}` of table `{}` refers to {logical_name} {id}, which does not exist",
-                t.logical_name
-            )));
-        }
-        out.push((name, v));
-    }
-    Ok((out, pid))
-}
-
-/// Resolves a (statecode, statuscode) pair from what a write supplies and what the row has.
-fn state_status(
-    t: &TableDef,
-    state: Option<i32>,
-    status: Option<i32>,
-    current: (i32, i32),
-) -> Result<(i32, i32)> {
-    let Some(AttributeKind::Status { options }) =
-        t.attribute(platform::STATUS_CODE).map(|a| &a.kind)
-    else {
-        return Err(StoreError::Database(format!(
-            "table `{}` has no statuscode",
-            t.logical_name
-        )));
-    };
-    let default_status = |state: i32| {
-        options
-            .iter()
-            .find(|o| o.state == state)
-            .map(|o| o.value)
-            .ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "table `{}`: state {state} has no status reason",
-                    t.logical_name
-                ))
-            })
-    };
-    match (state, status) {
-        (None, None) => Ok(current),
-        (Some(s), None) => Ok((s, default_status(s)?)),
-        (state, Some(st)) => {
-            let owner = options
-                .iter()
-                .find(|o| o.value == st)
-                .map(|o| o.state)
-                .unwrap_or(current.0);
-            let s = state.unwrap_or(owner);
-            if owner != s {
-                return Err(StoreError::Invalid(format!(
-                    "table `{}`: status {st} belongs to state {owner}, not to state {s}",
-                    t.logical_name
-                )));
-            }
-            Ok((s, st))
-        }
-    }
-}
-
-fn option_value(v: &Value) -> Option<i32> {
-    match v {
-        Value::OptionSetValue(i) => Some(*i),
-        _ => None,
-    }
-}
-
-/// Splits statecode/statuscode out of checked writes, resolves the pair, and puts both back.
-fn apply_state(
-    t: &TableDef,
-    writes: &mut Writes,
-    current: (i32, i32),
-    creating: bool,
-) -> Result<()> {
-    let mut state = None;
-    let mut status = None;
-    writes.retain(|(n, v)| match n.as_str() {
-        platform::STATE_CODE => {
-            state = option_value(v);
-            false
-        }
-        platform::STATUS_CODE => {
-            status = option_value(v);
-            false
-        }
-        _ => true,
-    });
-    if state.is_none() && status.is_none() {
-        if !creating {
-            return Ok(());
-        }
-        // A new row starts in the default state with that state's first status reason.
-        state = Some(current.0);
-    }
-    let (s, st) = state_status(t, state, status, current)?;
-    writes.push((platform::STATE_CODE.into(), Value::OptionSetValue(s)));
-    writes.push((platform::STATUS_CODE.into(), Value::OptionSetValue(st)));
-    Ok(())
-}
-
 fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
@@ -572,25 +435,8 @@ pub(crate) fn create(
     attrs: Attributes,
 ) -> Result<Uuid> {
     let t = table(schema, table_name)?;
-    let (mut writes, pid) = check_write(conn, schema, t, attrs)?;
-    let id = match (id, pid) {
-        (Some(a), Some(Value::Guid(b))) if a != b => {
-            return Err(StoreError::Invalid(format!(
-                "table `{}`: the id {a} and attribute `{}` = {b} disagree",
-                t.logical_name, t.primary_id_attribute
-            )));
-        }
-        (Some(a), _) => a,
-        (None, Some(Value::Guid(b))) => b,
-        _ => Uuid::new_v4(),
-    };
-    let default_state = match t.attribute(platform::STATE_CODE).map(|a| &a.kind) {
-        Some(AttributeKind::State { options }) => options.first().map(|o| o.value).unwrap_or(0),
-        _ => 0,
-    };
-    apply_state(t, &mut writes, (default_state, -1), true)?;
-    writes.push((platform::CREATED_ON.into(), Value::DateTime(now)));
-    writes.push((platform::MODIFIED_ON.into(), Value::DateTime(now)));
+    let (id, writes) =
+        rows::create_writes(schema, t, now, id, attrs, &mut |t, id| exists(conn, t, id))?;
     let mut cols = vec![format!("\"{}\"", t.primary_id_attribute)];
     let mut params = vec![SqlValue::Text(id.to_string())];
     for (name, v) in &writes {
@@ -656,42 +502,15 @@ pub(crate) fn update(
     attrs: Attributes,
 ) -> Result<Attributes> {
     let t = table(schema, table_name)?;
-    let (mut writes, pid) = check_write(conn, schema, t, attrs)?;
-    if let Some(Value::Guid(other)) = pid
-        && other != id
-    {
-        return Err(StoreError::Invalid(format!(
-            "table `{}`: attribute `{}` = {other} cannot change the id of row {id}",
-            t.logical_name, t.primary_id_attribute
-        )));
-    }
-    let touches_state = writes
-        .iter()
-        .any(|(n, _)| n == platform::STATE_CODE || n == platform::STATUS_CODE);
-    let mut names: Vec<&str> = writes.iter().map(|(n, _)| n.as_str()).collect();
-    if touches_state {
-        for n in [platform::STATE_CODE, platform::STATUS_CODE] {
-            if !names.contains(&n) {
-                names.push(n);
-            }
-        }
-    }
-    let Some(previous) = current_values(conn, t, id, &names)? else {
-        return Err(StoreError::NotFound {
-            table: t.logical_name.clone(),
-            id,
-        });
-    };
-    if touches_state {
-        let cur = |n| previous.get(n).and_then(option_value).unwrap_or(0);
-        apply_state(
-            t,
-            &mut writes,
-            (cur(platform::STATE_CODE), cur(platform::STATUS_CODE)),
-            false,
-        )?;
-    }
-    writes.push((platform::MODIFIED_ON.into(), Value::DateTime(now)));
+    let (writes, previous) = rows::update_writes(
+        schema,
+        t,
+        now,
+        id,
+        attrs,
+        &mut |t, id| exists(conn, t, id),
+        &mut |names| current_values(conn, t, id, names),
+    )?;
     let mut sets = Vec::new();
     let mut params = Vec::new();
     for (name, v) in &writes {
@@ -710,15 +529,7 @@ pub(crate) fn update(
     );
     conn.prepare_cached(&sql)?
         .execute(params_from_iter(params))?;
-    let requested: Vec<String> = writes
-        .iter()
-        .map(|(n, _)| n.clone())
-        .filter(|n| n != platform::MODIFIED_ON)
-        .collect();
-    Ok(previous
-        .into_iter()
-        .filter(|(n, _)| requested.contains(n))
-        .collect())
+    Ok(previous)
 }
 
 pub(crate) fn delete(
@@ -784,65 +595,6 @@ fn must_exist(conn: &Connection, schema: &Schema, r: &EntityRef) -> Result<()> {
     }
 }
 
-fn wrong_side(rel: &str, r: &EntityRef) -> StoreError {
-    StoreError::Invalid(format!(
-        "relationship `{rel}` does not relate table `{}` that way",
-        r.logical_name
-    ))
-}
-
-/// Orders an N:N pair as (entity1, entity2).
-fn nn_pair<'a>(
-    rel: &str,
-    e1: &str,
-    e2: &str,
-    target: &'a EntityRef,
-    other: &'a EntityRef,
-) -> Result<(Uuid, Uuid)> {
-    if target.logical_name == e1 && other.logical_name == e2 {
-        Ok((target.id, other.id))
-    } else if target.logical_name == e2 && other.logical_name == e1 {
-        Ok((other.id, target.id))
-    } else {
-        Err(wrong_side(rel, other))
-    }
-}
-
-/// For a 1:N relationship, the (referenced "one", referencing "many") roles of target and related.
-fn one_to_many<'a>(
-    rel: &str,
-    referenced: &str,
-    referencing: &str,
-    target: &'a EntityRef,
-    related: &'a [EntityRef],
-) -> Result<Vec<(&'a EntityRef, &'a EntityRef)>> {
-    if target.logical_name == referenced {
-        related
-            .iter()
-            .map(|r| {
-                if r.logical_name == referencing {
-                    Ok((target, r))
-                } else {
-                    Err(wrong_side(rel, r))
-                }
-            })
-            .collect()
-    } else if target.logical_name == referencing {
-        related
-            .iter()
-            .map(|r| {
-                if r.logical_name == referenced {
-                    Ok((r, target))
-                } else {
-                    Err(wrong_side(rel, r))
-                }
-            })
-            .collect()
-    } else {
-        Err(wrong_side(rel, target))
-    }
-}
-
 pub(crate) fn associate(
     conn: &Connection,
     schema: &Schema,
@@ -860,7 +612,7 @@ pub(crate) fn associate(
         } => {
             must_exist(conn, schema, target)?;
             for other in related {
-                let (a, b) = nn_pair(rel, entity1, entity2, target, other)?;
+                let (a, b) = rows::nn_pair(rel, entity1, entity2, target, other)?;
                 if link {
                     must_exist(conn, schema, other)?;
                     let sql =
@@ -894,7 +646,7 @@ pub(crate) fn associate(
             ..
         } => {
             for (one, many) in
-                one_to_many(rel, referenced_entity, referencing_entity, target, related)?
+                rows::one_to_many(rel, referenced_entity, referencing_entity, target, related)?
             {
                 let reference = Value::EntityReference {
                     logical_name: one.logical_name.clone(),
@@ -971,7 +723,7 @@ pub(crate) fn related(
                 )?);
             }
             if row.logical_name != *entity1 && row.logical_name != *entity2 {
-                return Err(wrong_side(rel, row));
+                return Err(rows::wrong_side(rel, row));
             }
             Ok(out)
         }
@@ -1003,7 +755,7 @@ pub(crate) fn related(
                     _ => Ok(Vec::new()),
                 }
             } else {
-                Err(wrong_side(rel, row))
+                Err(rows::wrong_side(rel, row))
             }
         }
     }

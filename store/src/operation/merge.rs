@@ -1,0 +1,148 @@
+//! Query semantics in memory, for the rows an operation wrote but has not committed: a condition's match,
+//! the sort order and the column selection, the same as the SQL a backend runs on committed rows.
+//!
+//! Owns comparing values as the SQLite backend's SQL does: text case-insensitively (ASCII, SQLite's `NOCASE`),
+//! Decimal and Money numerically, lookups by id, nulls never matching a comparison and sorting first in
+//! ascending order, ties in primary-id order. It must not read or write rows.
+
+use std::cmp::Ordering;
+
+use uuid::Uuid;
+
+use crate::query::{Condition, Order};
+use crate::rows::attribute;
+use crate::schema::{AttributeDef, AttributeKind, TableDef};
+use crate::value::Value;
+use crate::{Attributes, Result, Row};
+
+/// A value as its column compares.
+#[derive(Debug, PartialEq, PartialOrd)]
+enum Key {
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+fn key(a: &AttributeDef, v: &Value) -> Option<Key> {
+    let text = matches!(
+        a.kind,
+        AttributeKind::String { .. } | AttributeKind::Memo { .. }
+    );
+    Some(match v {
+        Value::Null => return None,
+        Value::Boolean(b) => Key::Int(i64::from(*b)),
+        Value::Integer(i) | Value::OptionSetValue(i) => Key::Int(i64::from(*i)),
+        Value::BigInt(i) | Value::DateTime(i) => Key::Int(*i),
+        Value::Double(d) => Key::Real(*d),
+        Value::Decimal(s) | Value::Money(s) => Key::Real(s.parse().unwrap_or(0.0)),
+        Value::String(s) if text => Key::Text(s.to_ascii_lowercase()),
+        Value::String(s) => Key::Text(s.clone()),
+        Value::Guid(g) => Key::Text(g.to_string()),
+        Value::EntityReference { id, .. } => Key::Text(id.to_string()),
+        Value::OptionSetValueCollection(vs) => {
+            Key::Text(vs.iter().map(i32::to_string).collect::<Vec<_>>().join(","))
+        }
+    })
+}
+
+fn compare_keys(a: &Key, b: &Key) -> Option<Ordering> {
+    match (a, b) {
+        (Key::Int(x), Key::Real(y)) => (*x as f64).partial_cmp(y),
+        (Key::Real(x), Key::Int(y)) => x.partial_cmp(&(*y as f64)),
+        _ => a.partial_cmp(b),
+    }
+}
+
+fn value_of<'r>(row: &'r Row, name: &str) -> &'r Value {
+    row.attributes.get(name).unwrap_or(&Value::Null)
+}
+
+/// Whether `row` matches a condition already checked against `t` (`query::check_condition`).
+pub(crate) fn matches(t: &TableDef, c: &Condition, row: &Row) -> bool {
+    let compare = |name: &str, v: &Value, want: &[Ordering]| {
+        let Some(a) = t.attribute(name) else {
+            return false;
+        };
+        match (key(a, value_of(row, name)), key(a, v)) {
+            (Some(x), Some(y)) => compare_keys(&x, &y).is_some_and(|o| want.contains(&o)),
+            _ => false,
+        }
+    };
+    match c {
+        Condition::Eq(n, v) => compare(n, v, &[Ordering::Equal]),
+        Condition::Ne(n, v) => compare(n, v, &[Ordering::Less, Ordering::Greater]),
+        Condition::Gt(n, v) => compare(n, v, &[Ordering::Greater]),
+        Condition::Lt(n, v) => compare(n, v, &[Ordering::Less]),
+        Condition::Null(n) => *value_of(row, n) == Value::Null,
+        Condition::NotNull(n) => *value_of(row, n) != Value::Null,
+        Condition::And(cs) => cs.iter().all(|c| matches(t, c, row)),
+        Condition::Or(cs) => cs.iter().any(|c| matches(t, c, row)),
+    }
+}
+
+/// The query's order between two rows: its orders in sequence (nulls first ascending), then primary id.
+pub(crate) fn compare(t: &TableDef, orders: &[Order], a: &Row, b: &Row) -> Ordering {
+    for o in orders {
+        let Some(def) = t.attribute(&o.attribute) else {
+            continue;
+        };
+        let (x, y) = (
+            key(def, value_of(a, &o.attribute)),
+            key(def, value_of(b, &o.attribute)),
+        );
+        let ord = match (&x, &y) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(x), Some(y)) => compare_keys(x, y).unwrap_or(Ordering::Equal),
+        };
+        let ord = if o.descending { ord.reverse() } else { ord };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    // Ids are stored as lowercase hyphenated text: byte order is text order.
+    a.id.cmp(&b.id)
+}
+
+/// `row` (all attributes) reduced to the selected columns, as a backend returns it.
+pub(crate) fn project(t: &TableDef, columns: Option<&[String]>, row: &Row) -> Result<Row> {
+    let Some(columns) = columns else {
+        return Ok(row.clone());
+    };
+    let mut attributes = Attributes::new();
+    for c in columns {
+        attribute(t, c)?;
+        if let Some(v) = row.attributes.get(c) {
+            attributes.insert(c.clone(), v.clone());
+        }
+    }
+    Ok(Row {
+        table: row.table.clone(),
+        id: row.id,
+        attributes,
+    })
+}
+
+/// A row as an operation's write leaves it: `previous` (None for a new row, with its primary id) with the
+/// checked writes applied; a Null write removes the attribute, as a stored null is omitted when read.
+pub(crate) fn apply(
+    t: &TableDef,
+    id: Uuid,
+    previous: Option<Row>,
+    writes: &[(String, Value)],
+) -> Row {
+    let mut row = previous.unwrap_or_else(|| Row {
+        table: t.logical_name.clone(),
+        id,
+        attributes: Attributes::from([(t.primary_id_attribute.clone(), Value::Guid(id))]),
+    });
+    for (name, v) in writes {
+        if *v == Value::Null {
+            row.attributes.remove(name);
+        } else {
+            row.attributes.insert(name.clone(), v.clone());
+        }
+    }
+    row
+}

@@ -1,0 +1,305 @@
+//! The rules of a row write that do not depend on where rows are kept: which attributes a caller may write,
+//! their types, lookups that must point at existing rows, the statecode/statuscode pair, and the platform's
+//! `createdon`/`modifiedon`, and which side of a relationship a row is on.
+//!
+//! Owns the checked form of a Create or Update (the attribute writes, in order) shared by a backend's SQL and
+//! by an operation's in-memory write set (`operation`), so both give a row the same values. It must not read
+//! or write rows itself: it asks through the callbacks it is given.
+
+use uuid::Uuid;
+
+use crate::schema::{AttributeDef, AttributeKind, Schema, TableDef, platform};
+use crate::value::Value;
+use crate::{Attributes, EntityRef, Result, StoreError};
+
+/// Whether row `id` of a table exists (for lookups a write points at).
+pub(crate) type Exists<'a> = &'a mut dyn FnMut(&TableDef, Uuid) -> Result<bool>;
+
+/// The current values of the named attributes of the row being updated (Null when unset); None when the row
+/// does not exist.
+pub(crate) type Current<'a> = &'a mut dyn FnMut(&[&str]) -> Result<Option<Attributes>>;
+
+pub(crate) fn attribute<'t>(t: &'t TableDef, name: &str) -> Result<&'t AttributeDef> {
+    t.attribute(name)
+        .ok_or_else(|| StoreError::UnknownAttribute {
+            table: t.logical_name.clone(),
+            attribute: name.to_string(),
+        })
+}
+
+/// Checked attribute writes, in order.
+pub(crate) type Writes = Vec<(String, Value)>;
+
+/// Checks caller-supplied attributes for a write: declared, writable, typed, lookups pointing at existing rows.
+/// The primary id attribute is removed and returned separately.
+fn check_write(
+    schema: &Schema,
+    t: &TableDef,
+    attrs: Attributes,
+    exists: Exists<'_>,
+) -> Result<(Writes, Option<Value>)> {
+    let mut out = Vec::with_capacity(attrs.len());
+    let mut pid = None;
+    for (name, v) in attrs {
+        let a = attribute(t, &name)?;
+        if name == t.primary_id_attribute {
+            pid = Some(v.check(&t.logical_name, a)?);
+            continue;
+        }
+        if !t.is_writable(&name) {
+            return Err(StoreError::Invalid(format!(
+                "attribute `{name}` of table `{}` is set by the platform and cannot be written",
+                t.logical_name
+            )));
+        }
+        let v = v.check(&t.logical_name, a)?;
+        if let Value::EntityReference { logical_name, id } = &v
+            && let Some(target) = schema.table(logical_name)
+            && !exists(target, *id)?
+        {
+            return Err(StoreError::Invalid(format!(
+                "attribute `{name}` of table `{}` refers to {logical_name} {id}, which does not exist",
+                t.logical_name
+            )));
+        }
+        out.push((name, v));
+    }
+    Ok((out, pid))
+}
+
+/// Resolves a (statecode, statuscode) pair from what a write supplies and what the row has.
+fn state_status(
+    t: &TableDef,
+    state: Option<i32>,
+    status: Option<i32>,
+    current: (i32, i32),
+) -> Result<(i32, i32)> {
+    let Some(AttributeKind::Status { options }) =
+        t.attribute(platform::STATUS_CODE).map(|a| &a.kind)
+    else {
+        return Err(StoreError::Database(format!(
+            "table `{}` has no statuscode",
+            t.logical_name
+        )));
+    };
+    let default_status = |state: i32| {
+        options
+            .iter()
+            .find(|o| o.state == state)
+            .map(|o| o.value)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "table `{}`: state {state} has no status reason",
+                    t.logical_name
+                ))
+            })
+    };
+    match (state, status) {
+        (None, None) => Ok(current),
+        (Some(s), None) => Ok((s, default_status(s)?)),
+        (state, Some(st)) => {
+            let owner = options
+                .iter()
+                .find(|o| o.value == st)
+                .map(|o| o.state)
+                .unwrap_or(current.0);
+            let s = state.unwrap_or(owner);
+            if owner != s {
+                return Err(StoreError::Invalid(format!(
+                    "table `{}`: status {st} belongs to state {owner}, not to state {s}",
+                    t.logical_name
+                )));
+            }
+            Ok((s, st))
+        }
+    }
+}
+
+fn option_value(v: &Value) -> Option<i32> {
+    match v {
+        Value::OptionSetValue(i) => Some(*i),
+        _ => None,
+    }
+}
+
+/// Splits statecode/statuscode out of checked writes, resolves the pair, and puts both back.
+fn apply_state(
+    t: &TableDef,
+    writes: &mut Writes,
+    current: (i32, i32),
+    creating: bool,
+) -> Result<()> {
+    let mut state = None;
+    let mut status = None;
+    writes.retain(|(n, v)| match n.as_str() {
+        platform::STATE_CODE => {
+            state = option_value(v);
+            false
+        }
+        platform::STATUS_CODE => {
+            status = option_value(v);
+            false
+        }
+        _ => true,
+    });
+    if state.is_none() && status.is_none() {
+        if !creating {
+            return Ok(());
+        }
+        // A new row starts in the default state with that state's first status reason.
+        state = Some(current.0);
+    }
+    let (s, st) = state_status(t, state, status, current)?;
+    writes.push((platform::STATE_CODE.into(), Value::OptionSetValue(s)));
+    writes.push((platform::STATUS_CODE.into(), Value::OptionSetValue(st)));
+    Ok(())
+}
+
+/// A Create's id and checked writes (state pair, `createdon` and `modifiedon` included; not the primary id).
+pub(crate) fn create_writes(
+    schema: &Schema,
+    t: &TableDef,
+    now: i64,
+    id: Option<Uuid>,
+    attrs: Attributes,
+    exists: Exists<'_>,
+) -> Result<(Uuid, Writes)> {
+    let (mut writes, pid) = check_write(schema, t, attrs, exists)?;
+    let id = match (id, pid) {
+        (Some(a), Some(Value::Guid(b))) if a != b => {
+            return Err(StoreError::Invalid(format!(
+                "table `{}`: the id {a} and attribute `{}` = {b} disagree",
+                t.logical_name, t.primary_id_attribute
+            )));
+        }
+        (Some(a), _) => a,
+        (None, Some(Value::Guid(b))) => b,
+        _ => Uuid::new_v4(),
+    };
+    let default_state = match t.attribute(platform::STATE_CODE).map(|a| &a.kind) {
+        Some(AttributeKind::State { options }) => options.first().map(|o| o.value).unwrap_or(0),
+        _ => 0,
+    };
+    apply_state(t, &mut writes, (default_state, -1), true)?;
+    writes.push((platform::CREATED_ON.into(), Value::DateTime(now)));
+    writes.push((platform::MODIFIED_ON.into(), Value::DateTime(now)));
+    Ok((id, writes))
+}
+
+/// An Update's checked writes (`modifiedon` included) and the previous values of the attributes it was given
+/// (NotFound when the row does not exist).
+pub(crate) fn update_writes(
+    schema: &Schema,
+    t: &TableDef,
+    now: i64,
+    id: Uuid,
+    attrs: Attributes,
+    exists: Exists<'_>,
+    current: Current<'_>,
+) -> Result<(Writes, Attributes)> {
+    let (mut writes, pid) = check_write(schema, t, attrs, exists)?;
+    if let Some(Value::Guid(other)) = pid
+        && other != id
+    {
+        return Err(StoreError::Invalid(format!(
+            "table `{}`: attribute `{}` = {other} cannot change the id of row {id}",
+            t.logical_name, t.primary_id_attribute
+        )));
+    }
+    let touches_state = writes
+        .iter()
+        .any(|(n, _)| n == platform::STATE_CODE || n == platform::STATUS_CODE);
+    let mut names: Vec<&str> = writes.iter().map(|(n, _)| n.as_str()).collect();
+    if touches_state {
+        for n in [platform::STATE_CODE, platform::STATUS_CODE] {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let Some(previous) = current(&names)? else {
+        return Err(StoreError::NotFound {
+            table: t.logical_name.clone(),
+            id,
+        });
+    };
+    if touches_state {
+        let cur = |n| previous.get(n).and_then(option_value).unwrap_or(0);
+        apply_state(
+            t,
+            &mut writes,
+            (cur(platform::STATE_CODE), cur(platform::STATUS_CODE)),
+            false,
+        )?;
+    }
+    writes.push((platform::MODIFIED_ON.into(), Value::DateTime(now)));
+    let requested: Vec<&str> = writes
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| *n != platform::MODIFIED_ON)
+        .collect();
+    let previous = previous
+        .into_iter()
+        .filter(|(n, _)| requested.contains(&n.as_str()))
+        .collect();
+    Ok((writes, previous))
+}
+
+pub(crate) fn wrong_side(rel: &str, r: &EntityRef) -> StoreError {
+    StoreError::Invalid(format!(
+        "relationship `{rel}` does not relate table `{}` that way",
+        r.logical_name
+    ))
+}
+
+/// Orders an N:N pair as (entity1, entity2).
+pub(crate) fn nn_pair<'a>(
+    rel: &str,
+    e1: &str,
+    e2: &str,
+    target: &'a EntityRef,
+    other: &'a EntityRef,
+) -> Result<(Uuid, Uuid)> {
+    if target.logical_name == e1 && other.logical_name == e2 {
+        Ok((target.id, other.id))
+    } else if target.logical_name == e2 && other.logical_name == e1 {
+        Ok((other.id, target.id))
+    } else {
+        Err(wrong_side(rel, other))
+    }
+}
+
+/// For a 1:N relationship, the (referenced "one", referencing "many") roles of target and related.
+pub(crate) fn one_to_many<'a>(
+    rel: &str,
+    referenced: &str,
+    referencing: &str,
+    target: &'a EntityRef,
+    related: &'a [EntityRef],
+) -> Result<Vec<(&'a EntityRef, &'a EntityRef)>> {
+    if target.logical_name == referenced {
+        related
+            .iter()
+            .map(|r| {
+                if r.logical_name == referencing {
+                    Ok((target, r))
+                } else {
+                    Err(wrong_side(rel, r))
+                }
+            })
+            .collect()
+    } else if target.logical_name == referencing {
+        related
+            .iter()
+            .map(|r| {
+                if r.logical_name == referenced {
+                    Ok((r, target))
+                } else {
+                    Err(wrong_side(rel, r))
+                }
+            })
+            .collect()
+    } else {
+        Err(wrong_side(rel, target))
+    }
+}

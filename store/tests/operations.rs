@@ -1,0 +1,485 @@
+//! Operations: concurrent transactions on the callers' threads, writes buffered under row locks and committed
+//! by the group-commit writer. Isolation as the store README states it: no dirty reads, no lost updates (a
+//! second writer of a row waits and then reads it committed), write skew allowed (read committed, as
+//! Dataverse), deadlocks and lock timeouts fail one operation with Dataverse's codes.
+
+mod common;
+
+use std::sync::{Arc, Barrier, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use weft_store::system::{
+    JobFilter, NewSystemJob, NewTraceLog, StepMode, TraceFilter, TraceOutcome,
+};
+use weft_store::{
+    Attributes, Condition, EntityRef, Query, Row, SqliteStore, StoreError, StoreExt, Tx, Value,
+};
+
+fn attrs(pairs: &[(&str, Value)]) -> Attributes {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect()
+}
+
+fn text(s: &str) -> Value {
+    Value::String(s.into())
+}
+
+fn create(store: &SqliteStore, name: &str, employees: i32) -> Uuid {
+    store
+        .transact({
+            let a = attrs(&[
+                ("name", text(name)),
+                ("numberofemployees", Value::Integer(employees)),
+            ]);
+            move |tx| tx.create("account", None, a)
+        })
+        .unwrap()
+}
+
+fn name_of(row: &Row) -> &Value {
+    row.attributes.get("name").unwrap_or(&Value::Null)
+}
+
+fn committed(store: &SqliteStore, id: Uuid) -> Option<Row> {
+    store.read(|r| r.retrieve("account", id, None)).unwrap()
+}
+
+fn soon() -> Option<Instant> {
+    Some(Instant::now() + Duration::from_secs(60))
+}
+
+/// The queries an operation and, after it commits, a plain read both answer: the operation's merged answer
+/// must be what is committed.
+fn queries() -> Vec<Query> {
+    vec![
+        Query::new("account").order_by("name", false),
+        Query::new("account")
+            .order_by("numberofemployees", true)
+            .top(3),
+        Query {
+            skip: 2,
+            ..Query::new("account").order_by("name", true).top(2)
+        },
+        Query::new("account")
+            .filter(Condition::Gt(
+                "numberofemployees".into(),
+                Value::Integer(15),
+            ))
+            .order_by("name", false)
+            .columns(["name"]),
+        Query::new("account").filter(Condition::Or(vec![
+            Condition::Eq("name".into(), text("BRAVO")),
+            Condition::Null("revenue".into()),
+        ])),
+        Query::new("account")
+            .filter(Condition::Eq("revenue".into(), Value::Money("5.00".into())))
+            .order_by("revenue", false),
+    ]
+}
+
+#[test]
+fn an_operation_reads_its_own_writes_merged_with_committed_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let a = create(&store, "alpha", 10);
+    let b = create(&store, "bravo", 20);
+    let _c = create(&store, "charlie", 30);
+    let d = create(&store, "delta", 40);
+    let (seen, new_id) = store
+        .operate(soon(), |tx: &mut dyn Tx| {
+            let new_id = tx.create(
+                "account",
+                None,
+                attrs(&[
+                    ("name", text("aardvark")),
+                    ("numberofemployees", Value::Integer(25)),
+                    ("revenue", Value::Money("5".into())),
+                ]),
+            )?;
+            tx.update(
+                "account",
+                b,
+                attrs(&[("numberofemployees", Value::Integer(5))]),
+            )?;
+            tx.update("account", a, attrs(&[("name", text("zulu"))]))?;
+            tx.delete("account", d)?;
+            let mine = tx
+                .retrieve("account", new_id, None)?
+                .expect("own create visible");
+            assert_eq!(name_of(&mine), &text("aardvark"));
+            assert!(
+                tx.retrieve("account", d, None)?.is_none(),
+                "own delete visible"
+            );
+            let seen = queries()
+                .iter()
+                .map(|q| tx.retrieve_multiple(q))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>((seen, new_id))
+        })
+        .unwrap();
+    let after = queries()
+        .iter()
+        .map(|q| store.read(|r| r.retrieve_multiple(q)).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(seen, after, "what the operation saw is what it committed");
+    assert_eq!(
+        name_of(&committed(&store, new_id).unwrap()),
+        &text("aardvark")
+    );
+    assert!(committed(&store, d).is_none());
+    assert_eq!(name_of(&committed(&store, a).unwrap()), &text("zulu"));
+}
+
+#[test]
+fn no_dirty_reads_outside_the_writing_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(common::open(dir.path()));
+    let a = create(&store, "before", 1);
+    let (wrote_tx, wrote) = mpsc::channel();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let writer = thread::spawn({
+        let store = store.clone();
+        move || {
+            store.operate(soon(), |tx: &mut dyn Tx| {
+                tx.update("account", a, attrs(&[("name", text("during"))]))?;
+                wrote_tx.send(()).unwrap();
+                release.recv().unwrap();
+                Ok::<_, StoreError>(())
+            })
+        }
+    });
+    wrote.recv().unwrap();
+    // A plain read and another operation both answer now, with the committed value.
+    assert_eq!(name_of(&committed(&store, a).unwrap()), &text("before"));
+    let other = store
+        .operate(soon(), |tx: &mut dyn Tx| tx.retrieve("account", a, None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(name_of(&other), &text("before"));
+    release_tx.send(()).unwrap();
+    writer.join().unwrap().unwrap();
+    assert_eq!(name_of(&committed(&store, a).unwrap()), &text("during"));
+}
+
+#[test]
+fn a_second_writer_waits_for_the_first_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(common::open(dir.path()));
+    let a = create(&store, "first", 1);
+    let (wrote_tx, wrote) = mpsc::channel();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let first = thread::spawn({
+        let store = store.clone();
+        move || {
+            store.operate(soon(), |tx: &mut dyn Tx| {
+                tx.update("account", a, attrs(&[("name", text("renamed"))]))?;
+                wrote_tx.send(()).unwrap();
+                release.recv().unwrap();
+                Ok::<_, StoreError>(())
+            })
+        }
+    });
+    wrote.recv().unwrap();
+    let (done_tx, done) = mpsc::channel();
+    let second = thread::spawn({
+        let store = store.clone();
+        move || {
+            let r = store.operate(soon(), |tx: &mut dyn Tx| {
+                // Increment after taking the lock: the read is the committed row, the first's included.
+                tx.update(
+                    "account",
+                    a,
+                    attrs(&[("revenue", Value::Money("7".into()))]),
+                )?;
+                let row = tx.retrieve("account", a, None)?.unwrap();
+                let n = match row.attributes.get("numberofemployees") {
+                    Some(Value::Integer(n)) => *n,
+                    other => panic!("numberofemployees is {other:?}"),
+                };
+                tx.update(
+                    "account",
+                    a,
+                    attrs(&[("numberofemployees", Value::Integer(n + 1))]),
+                )?;
+                Ok::<_, StoreError>(name_of(&row).clone())
+            });
+            done_tx.send(()).unwrap();
+            r
+        }
+    });
+    // The second writer cannot finish while the first holds the row.
+    assert!(done.try_recv().is_err());
+    release_tx.send(()).unwrap();
+    first.join().unwrap().unwrap();
+    let seen_name = second.join().unwrap().unwrap();
+    assert_eq!(
+        seen_name,
+        text("renamed"),
+        "the second read the first's commit"
+    );
+    let row = committed(&store, a).unwrap();
+    assert_eq!(name_of(&row), &text("renamed"));
+    assert_eq!(row.attributes["revenue"], Value::Money("7.0000".into()));
+    assert_eq!(row.attributes["numberofemployees"], Value::Integer(2));
+}
+
+#[test]
+fn write_skew_is_allowed_as_under_read_committed() {
+    // Two operations each read both rows and change the other one: no row is written by both, so neither
+    // waits and both commit (Dataverse, on SQL Server's read committed, allows the same).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(common::open(dir.path()));
+    let a = create(&store, "a", 1);
+    let b = create(&store, "b", 1);
+    let barrier = Arc::new(Barrier::new(2));
+    let run = |mine: Uuid, other: Uuid| {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        thread::spawn(move || {
+            store.operate(soon(), |tx: &mut dyn Tx| {
+                let total: i32 = [mine, other]
+                    .iter()
+                    .map(|id| {
+                        match tx
+                            .retrieve("account", *id, None)
+                            .unwrap()
+                            .unwrap()
+                            .attributes
+                            .get("numberofemployees")
+                        {
+                            Some(Value::Integer(n)) => *n,
+                            _ => 0,
+                        }
+                    })
+                    .sum();
+                barrier.wait();
+                // "Keep the total at least 1": each sees 2 and takes one away from its row.
+                if total >= 2 {
+                    tx.update(
+                        "account",
+                        mine,
+                        attrs(&[("numberofemployees", Value::Integer(0))]),
+                    )?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+    };
+    let (x, y) = (run(a, b), run(b, a));
+    x.join().unwrap().unwrap();
+    y.join().unwrap().unwrap();
+    for id in [a, b] {
+        assert_eq!(
+            committed(&store, id).unwrap().attributes["numberofemployees"],
+            Value::Integer(0)
+        );
+    }
+}
+
+#[test]
+fn a_deadlock_fails_one_operation_and_the_other_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(common::open(dir.path()));
+    let a = create(&store, "a", 1);
+    let b = create(&store, "b", 1);
+    let barrier = Arc::new(Barrier::new(2));
+    let run = |first: Uuid, second: Uuid, name: &'static str| {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        thread::spawn(move || {
+            store.operate(soon(), |tx: &mut dyn Tx| {
+                tx.update("account", first, attrs(&[("name", text(name))]))?;
+                barrier.wait();
+                tx.update("account", second, attrs(&[("name", text(name))]))?;
+                Ok::<_, StoreError>(())
+            })
+        })
+    };
+    let (x, y) = (run(a, b, "x"), run(b, a, "y"));
+    let results = [x.join().unwrap(), y.join().unwrap()];
+    let victims: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(victims.len(), 1, "exactly one victim: {results:?}");
+    assert!(
+        matches!(victims[0], StoreError::Deadlock { .. }),
+        "{victims:?}"
+    );
+    assert_eq!(victims[0].dataverse_code(), "0x80044150");
+    assert!(victims[0].to_string().contains("deadlock"));
+    let winner = if results[0].is_ok() { "x" } else { "y" };
+    for id in [a, b] {
+        assert_eq!(name_of(&committed(&store, id).unwrap()), &text(winner));
+    }
+}
+
+#[test]
+fn a_lock_wait_ends_at_the_operation_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(common::open(dir.path()));
+    let a = create(&store, "a", 1);
+    let (wrote_tx, wrote) = mpsc::channel();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let holder = thread::spawn({
+        let store = store.clone();
+        move || {
+            store.operate(soon(), |tx: &mut dyn Tx| {
+                tx.update("account", a, attrs(&[("name", text("holder"))]))?;
+                wrote_tx.send(()).unwrap();
+                release.recv().unwrap();
+                Ok::<_, StoreError>(())
+            })
+        }
+    });
+    wrote.recv().unwrap();
+    // The holder waits for this test to let it go, so the wait below can only end at its deadline.
+    let err = store
+        .operate(
+            Some(Instant::now() + Duration::from_millis(50)),
+            |tx: &mut dyn Tx| tx.update("account", a, attrs(&[("name", text("late"))])),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LockTimeout { .. }), "{err:?}");
+    assert_eq!(err.dataverse_code(), "0x80044151");
+    release_tx.send(()).unwrap();
+    holder.join().unwrap().unwrap();
+    assert_eq!(name_of(&committed(&store, a).unwrap()), &text("holder"));
+}
+
+fn job(correlation: Uuid) -> NewSystemJob {
+    NewSystemJob {
+        id: None,
+        name: "job".into(),
+        operation_type: 1,
+        message_name: "Create".into(),
+        primary_entity_type: Some("account".into()),
+        regarding: None,
+        owning_extension_id: None,
+        correlation_id: correlation,
+        depth: 1,
+        data: b"{}".to_vec(),
+        data_content_type: "application/json".into(),
+        postpone_until: None,
+        created_on: None,
+    }
+}
+
+fn trace(correlation: Uuid) -> NewTraceLog {
+    NewTraceLog {
+        step_id: None,
+        plugin: "Contoso.Plugins.Validate".into(),
+        message_name: "Create".into(),
+        primary_entity: Some("account".into()),
+        depth: 1,
+        correlation_id: correlation,
+        mode: StepMode::Synchronous,
+        duration_ms: 1,
+        outcome: TraceOutcome::Failed,
+        trace: "checking".into(),
+        stderr: String::new(),
+        error: Some("no".into()),
+        recording: None,
+    }
+}
+
+#[test]
+fn rollback_discards_rows_links_and_jobs_but_keeps_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let a = create(&store, "a", 1);
+    let correlation = Uuid::new_v4();
+    let contact = store
+        .transact(|tx| tx.create("contact", None, attrs(&[("fullname", text("c"))])))
+        .unwrap();
+    let target = EntityRef::new("account", a);
+    let other = EntityRef::new("contact", contact);
+    let err = store
+        .operate(soon(), |tx: &mut dyn Tx| {
+            tx.associate("account_contacts_nn", &target, std::slice::from_ref(&other))?;
+            assert_eq!(
+                tx.related("account_contacts_nn", &target)?,
+                vec![other.clone()]
+            );
+            tx.associate(
+                "contact_customer_accounts",
+                &target,
+                std::slice::from_ref(&other),
+            )?;
+            assert_eq!(
+                tx.related("contact_customer_accounts", &target)?,
+                vec![other.clone()]
+            );
+            tx.create("account", None, attrs(&[("name", text("gone"))]))?;
+            tx.insert_system_job(job(correlation))?;
+            tx.insert_trace_log(trace(correlation))?;
+            Err::<(), _>(StoreError::Invalid("plug-in failed".into()))
+        })
+        .unwrap_err();
+    assert_eq!(err, StoreError::Invalid("plug-in failed".into()));
+    store
+        .read(|r| {
+            assert!(r.related("account_contacts_nn", &target)?.is_empty());
+            assert!(r.related("contact_customer_accounts", &target)?.is_empty());
+            assert_eq!(r.retrieve_multiple(&Query::new("account"))?.len(), 1);
+            let jobs = r.system_jobs(&JobFilter {
+                correlation_id: Some(correlation),
+                ..Default::default()
+            })?;
+            assert!(jobs.is_empty());
+            let traces = r.trace_logs(&TraceFilter {
+                correlation_id: Some(correlation),
+                ..Default::default()
+            })?;
+            assert_eq!(traces.len(), 1, "a failed operation keeps its trace");
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    // The same writes, committed this time, are all there.
+    store
+        .operate(soon(), |tx: &mut dyn Tx| {
+            tx.associate("account_contacts_nn", &target, std::slice::from_ref(&other))?;
+            tx.insert_system_job(job(correlation))?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    store
+        .read(|r| {
+            assert_eq!(
+                r.related("account_contacts_nn", &target)?,
+                vec![other.clone()]
+            );
+            let jobs = r.system_jobs(&JobFilter {
+                correlation_id: Some(correlation),
+                ..Default::default()
+            })?;
+            assert_eq!(jobs.len(), 1);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_panicking_operation_releases_its_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let a = create(&store, "a", 1);
+    let err = store
+        .operate(soon(), |tx: &mut dyn Tx| {
+            tx.update("account", a, attrs(&[("name", text("panicked"))]))?;
+            panic!("plug-in host bug");
+            #[allow(unreachable_code)]
+            Ok::<_, StoreError>(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::WorkPanicked(_)), "{err:?}");
+    store
+        .operate(
+            Some(Instant::now() + Duration::from_millis(50)),
+            |tx: &mut dyn Tx| tx.update("account", a, attrs(&[("name", text("after"))])),
+        )
+        .unwrap();
+    assert_eq!(name_of(&committed(&store, a).unwrap()), &text("after"));
+}
