@@ -162,7 +162,7 @@ pub enum Op {
         /// sequence number (kept)
         seq: u64,
         /// DeadLetterReason
-        reason: &'static str,
+        reason: String,
         /// DeadLetterErrorDescription
         description: String,
     },
@@ -569,7 +569,7 @@ fn apply_op<'a>(
                 .retain(|(k, _)| k != "DeadLetterReason" && k != "DeadLetterErrorDescription");
             meta.user.push((
                 "DeadLetterReason".into(),
-                PropValue::String((*reason).into()),
+                PropValue::String(reason.clone()),
             ));
             meta.user.push((
                 "DeadLetterErrorDescription".into(),

@@ -1,0 +1,188 @@
+//! One AMQP connection: SASL, sessions, and the routing of each attached link to what it addresses — an
+//! entity (send or receive), `$cbs`, or an entity's `$management` node. Owns the connection's claims and
+//! the reply links of its request-response nodes; what a link does lives in `links` and `requests`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use fe2o3_amqp::acceptor::{ConnectionAcceptor, LinkAcceptor, LinkEndpoint, SessionAcceptor};
+use fe2o3_amqp::types::definitions::{Role, SenderSettleMode};
+use fe2o3_amqp::types::messaging::TargetArchetype;
+use fe2o3_amqp::types::performatives::Attach;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use weft_bus::server::Bus;
+
+use crate::auth::{Sasl, SharedClaims};
+use crate::convert::AmqpMessage;
+
+/// Where replies of `$cbs` / `$management` go: the client's receiving links, by their reply address.
+#[derive(Default)]
+pub struct Replies {
+    links: Mutex<HashMap<String, mpsc::Sender<AmqpMessage>>>,
+}
+
+impl Replies {
+    fn register(&self, address: String, tx: mpsc::Sender<AmqpMessage>) {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(address, tx);
+    }
+
+    /// The reply link for `reply_to`.
+    pub fn get(&self, reply_to: &str) -> Option<mpsc::Sender<AmqpMessage>> {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(reply_to)
+            .cloned()
+    }
+}
+
+/// What every link of a connection shares.
+pub struct Conn {
+    /// The bus served.
+    pub bus: Arc<Bus>,
+    /// SASL login and `$cbs` tokens.
+    pub claims: SharedClaims,
+    /// Reply links of the request-response nodes.
+    pub replies: Replies,
+}
+
+/// The address a terminus names, without any `amqp(s)://host[:port]` / `sb://host` prefix (Python's SDK
+/// sends full URIs, JavaScript's the bare path).
+pub fn entity_path(address: &str) -> String {
+    let rest = match address.find("://") {
+        Some(i) => {
+            let after = &address[i + 3..];
+            after.find('/').map_or("", |j| &after[j..])
+        }
+        None => address,
+    };
+    rest.trim_matches('/').to_string()
+}
+
+/// Serves one TCP connection until the client closes it.
+pub async fn serve(bus: Arc<Bus>, stream: TcpStream, peer: SocketAddr) {
+    let claims = SharedClaims::default();
+    let acceptor = ConnectionAcceptor::builder()
+        .container_id("weft-bus")
+        .sasl_acceptor(Sasl::new(bus.config().sas_policies.clone(), claims.clone()))
+        .build();
+    let mut connection = match acceptor.accept(stream).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "AMQP connection not opened");
+            return;
+        }
+    };
+    let conn = Arc::new(Conn {
+        bus,
+        claims,
+        replies: Replies::default(),
+    });
+    let session_acceptor = SessionAcceptor::new();
+    while let Some(incoming) = connection.next_incoming_session().await {
+        match session_acceptor
+            .accept_incoming_session(incoming, &mut connection)
+            .await
+        {
+            Ok(session) => {
+                tokio::spawn(serve_session(conn.clone(), session));
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "AMQP session not begun");
+                break;
+            }
+        }
+    }
+    let _ = connection.close().await;
+}
+
+async fn serve_session(conn: Arc<Conn>, mut session: fe2o3_amqp::acceptor::ListenerSessionHandle) {
+    let acceptor = LinkAcceptor::new();
+    while let Some(attach) = session.next_incoming_attach().await {
+        let route = Route::of(&attach);
+        match acceptor.accept_incoming_attach(attach, &mut session).await {
+            Ok(link) => {
+                tokio::spawn(serve_link(conn.clone(), route, link));
+            }
+            Err(e) => tracing::debug!(error = %e, "AMQP link not attached"),
+        }
+    }
+    let _ = session.end().await;
+}
+
+/// What an incoming attach asks for, read before it is accepted.
+struct Route {
+    /// The node (entity path, `$cbs`, `…/$management`).
+    node: String,
+    /// For the client's receiving links: the address its replies are sent to (target address, else the
+    /// link name).
+    reply_address: String,
+    /// Whether the client wants pre-settled deliveries (receive-and-delete).
+    presettled: bool,
+}
+
+impl Route {
+    fn of(attach: &Attach) -> Route {
+        let (node, reply_address) = match attach.role {
+            // The client sends: the node is our target.
+            Role::Sender => (
+                attach
+                    .target
+                    .as_deref()
+                    .and_then(target_address)
+                    .unwrap_or_default(),
+                String::new(),
+            ),
+            Role::Receiver => (
+                attach
+                    .source
+                    .as_ref()
+                    .and_then(|s| s.address.clone())
+                    .unwrap_or_default(),
+                attach
+                    .target
+                    .as_deref()
+                    .and_then(target_address)
+                    .unwrap_or_else(|| attach.name.clone()),
+            ),
+        };
+        Route {
+            node: entity_path(&node),
+            reply_address,
+            presettled: attach.snd_settle_mode == SenderSettleMode::Settled,
+        }
+    }
+}
+
+fn target_address(t: &TargetArchetype) -> Option<String> {
+    #[allow(unreachable_patterns)] // a transaction coordinator, when fe2o3's `transaction` feature is on
+    match t {
+        TargetArchetype::Target(t) => t.address.clone(),
+        _ => None,
+    }
+}
+
+async fn serve_link(conn: Arc<Conn>, route: Route, link: LinkEndpoint) {
+    let is_request_node = route.node == "$cbs" || route.node.ends_with("/$management");
+    match link {
+        LinkEndpoint::Receiver(receiver) if is_request_node => {
+            crate::requests::serve(conn, route.node, receiver).await
+        }
+        LinkEndpoint::Sender(sender) if is_request_node => {
+            let (tx, rx) = mpsc::channel(64);
+            conn.replies.register(route.reply_address, tx);
+            crate::requests::reply_link(sender, rx).await
+        }
+        LinkEndpoint::Receiver(receiver) => {
+            crate::links::incoming(conn, route.node, receiver).await
+        }
+        LinkEndpoint::Sender(sender) => {
+            crate::links::outgoing(conn, route.node, route.presettled, sender).await
+        }
+    }
+}
