@@ -2,12 +2,11 @@
 //! entity (send or receive), `$cbs`, or an entity's `$management` node. Owns the connection's claims and
 //! the reply links of its request-response nodes; what a link does lives in `links` and `requests`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use fe2o3_amqp::acceptor::{ConnectionAcceptor, LinkAcceptor, LinkEndpoint, SessionAcceptor};
-use fe2o3_amqp::types::definitions::{Role, SenderSettleMode};
+use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
 use fe2o3_amqp::types::messaging::TargetArchetype;
 use fe2o3_amqp::types::performatives::Attach;
 use tokio::net::TcpStream;
@@ -17,27 +16,36 @@ use weft_bus::server::Bus;
 use crate::auth::{Sasl, SharedClaims};
 use crate::convert::AmqpMessage;
 
-/// Where replies of `$cbs` / `$management` go: the client's receiving links, by their reply address.
+/// Where replies of `$cbs` / `$management` go: the client's receiving links, by their reply address and
+/// by node (JavaScript's SDK names the reply address in the link's target, Python's attaches its reply
+/// link with the node itself as target and sends requests whose `reply-to` is that link's address).
 #[derive(Default)]
 pub struct Replies {
-    links: Mutex<HashMap<String, mpsc::Sender<AmqpMessage>>>,
+    links: Mutex<Vec<ReplyLink>>,
+}
+
+struct ReplyLink {
+    node: String,
+    address: String,
+    tx: mpsc::Sender<AmqpMessage>,
 }
 
 impl Replies {
-    fn register(&self, address: String, tx: mpsc::Sender<AmqpMessage>) {
-        self.links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(address, tx);
+    fn register(&self, node: String, address: String, tx: mpsc::Sender<AmqpMessage>) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let replaced = |l: &ReplyLink| l.node == node && l.address == address;
+        links.retain(|l| !(l.tx.is_closed() || replaced(l)));
+        links.push(ReplyLink { node, address, tx });
     }
 
-    /// The reply link for `reply_to`.
-    pub fn get(&self, reply_to: &str) -> Option<mpsc::Sender<AmqpMessage>> {
-        self.links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(reply_to)
-            .cloned()
+    /// The reply link for `reply_to`, else the newest reply link on `node`.
+    pub fn get(&self, node: &str, reply_to: &str) -> Option<mpsc::Sender<AmqpMessage>> {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let open = || links.iter().rev().filter(|l| !l.tx.is_closed());
+        open()
+            .find(|l| l.address == reply_to)
+            .or_else(|| open().find(|l| l.node == node))
+            .map(|l| l.tx.clone())
     }
 }
 
@@ -102,9 +110,23 @@ pub async fn serve(bus: Arc<Bus>, stream: TcpStream, peer: SocketAddr) {
 }
 
 async fn serve_session(conn: Arc<Conn>, mut session: fe2o3_amqp::acceptor::ListenerSessionHandle) {
-    let acceptor = LinkAcceptor::new();
-    while let Some(attach) = session.next_incoming_attach().await {
+    // Links announce the entity's message size limit, as Service Bus does: the SDKs size their batches
+    // by it (JavaScript's refuses to build a batch without it).
+    let acceptor = LinkAcceptor::builder()
+        .max_message_size(conn.bus.config().max_message_bytes as u64)
+        .build();
+    while let Some(mut attach) = session.next_incoming_attach().await {
         let route = Route::of(&attach);
+        if attach.role == Role::Sender {
+            // As Service Bus does, the bus settles what it receives at once (receiver-settle-mode first)
+            // even when a sender asks for second (Python's SDK does): the disposition that accepts a
+            // message is sent after it is committed, so there is nothing left to confirm.
+            attach.rcv_settle_mode = ReceiverSettleMode::First;
+        } else if route.is_request_node() {
+            // Answers of `$cbs` / `$management` go pre-settled: Python's SDK never settles them, and an
+            // answer waiting for a settlement would hold up the next one.
+            attach.snd_settle_mode = SenderSettleMode::Settled;
+        }
         match acceptor.accept_incoming_attach(attach, &mut session).await {
             Ok(link) => {
                 tokio::spawn(serve_link(conn.clone(), route, link));
@@ -127,6 +149,11 @@ struct Route {
 }
 
 impl Route {
+    /// `$cbs` or an entity's `$management` node.
+    fn is_request_node(&self) -> bool {
+        self.node == "$cbs" || self.node.ends_with("/$management")
+    }
+
     fn of(attach: &Attach) -> Route {
         let (node, reply_address) = match attach.role {
             // The client sends: the node is our target.
@@ -160,7 +187,8 @@ impl Route {
 }
 
 fn target_address(t: &TargetArchetype) -> Option<String> {
-    #[allow(unreachable_patterns)] // a transaction coordinator, when fe2o3's `transaction` feature is on
+    #[allow(unreachable_patterns)]
+    // a transaction coordinator, when fe2o3's `transaction` feature is on
     match t {
         TargetArchetype::Target(t) => t.address.clone(),
         _ => None,
@@ -168,14 +196,14 @@ fn target_address(t: &TargetArchetype) -> Option<String> {
 }
 
 async fn serve_link(conn: Arc<Conn>, route: Route, link: LinkEndpoint) {
-    let is_request_node = route.node == "$cbs" || route.node.ends_with("/$management");
+    let is_request_node = route.is_request_node();
     match link {
         LinkEndpoint::Receiver(receiver) if is_request_node => {
             crate::requests::serve(conn, route.node, receiver).await
         }
         LinkEndpoint::Sender(sender) if is_request_node => {
             let (tx, rx) = mpsc::channel(64);
-            conn.replies.register(route.reply_address, tx);
+            conn.replies.register(route.node, route.reply_address, tx);
             crate::requests::reply_link(sender, rx).await
         }
         LinkEndpoint::Receiver(receiver) => {

@@ -4,11 +4,11 @@
 //! properties and vice versa. Owns no state.
 
 use bytes::Bytes;
+use fe2o3_amqp::types::messaging::message::__private::{Deserializable, Serializable};
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Body, Data, Header, Message, MessageAnnotations, MessageId, Properties,
     annotations::OwnedKey,
 };
-use fe2o3_amqp::types::messaging::message::__private::{Deserializable, Serializable};
 use fe2o3_amqp::types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Timestamp, Value};
 use weft_bus::broker::NewMessage;
 use weft_bus::props::{BrokerProps, PropValue};

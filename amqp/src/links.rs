@@ -197,7 +197,9 @@ async fn settle(store: &Store, entity: &Entity, token: &str, outcome: Outcome) {
     let res = match outcome {
         Outcome::Accepted(_) => entity.complete(store, None, token).await.map(|_| ()),
         Outcome::Released(_) => entity.abandon(store, None, token).await.map(|_| ()),
-        Outcome::Modified(m) if m.undeliverable_here == Some(true) && m.delivery_failed != Some(true) => {
+        Outcome::Modified(m)
+            if m.undeliverable_here == Some(true) && m.delivery_failed != Some(true) =>
+        {
             // Deferral is not kept apart yet: the message goes back to the queue.
             entity.abandon(store, None, token).await.map(|_| ())
         }
@@ -209,7 +211,8 @@ async fn settle(store: &Store, entity: &Entity, token: &str, outcome: Outcome) {
                 .await
                 .map(|_| ())
         }
-        #[allow(unreachable_patterns)] // transaction outcomes, when fe2o3's `transaction` feature is on
+        #[allow(unreachable_patterns)]
+        // transaction outcomes, when fe2o3's `transaction` feature is on
         _ => Ok(()),
     };
     if let Err(e) = res {

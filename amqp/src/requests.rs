@@ -5,12 +5,10 @@
 
 use std::sync::Arc;
 
-use fe2o3_amqp::link::{Receiver, Sender};
 use fe2o3_amqp::link::delivery::Sendable;
+use fe2o3_amqp::link::{Receiver, Sender};
 use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Body, Message, Properties};
-use fe2o3_amqp::types::primitives::{
-    Array, Binary, OrderedMap, SimpleValue, Timestamp, Value,
-};
+use fe2o3_amqp::types::primitives::{Array, Binary, OrderedMap, SimpleValue, Timestamp, Value};
 use tokio::sync::mpsc;
 
 use weft_bus::sas::Right;
@@ -22,6 +20,7 @@ use crate::convert::{self, AmqpMessage};
 /// Sends answers queued for one reply link.
 pub async fn reply_link(mut sender: Sender, mut rx: mpsc::Receiver<AmqpMessage>) {
     while let Some(m) = rx.recv().await {
+        // Pre-settled (the link was attached sender-settle-mode settled): nothing to wait for.
         let sendable = Sendable::builder().message(m).settled(true).build();
         if sender.send(sendable).await.is_err() {
             break;
@@ -43,14 +42,17 @@ pub async fn serve(conn: Arc<Conn>, node: String, mut receiver: Receiver) {
             .as_ref()
             .and_then(|p| p.reply_to.clone())
             .unwrap_or_default();
-        let correlation = request.properties.as_ref().and_then(|p| p.message_id.clone());
+        let correlation = request
+            .properties
+            .as_ref()
+            .and_then(|p| p.message_id.clone());
         let answer = if node == "$cbs" {
             cbs(&conn, &request)
         } else {
             let entity = node.trim_end_matches("/$management").to_string();
             management(&conn, &entity, &request).await
         };
-        let Some(reply) = conn.replies.get(&reply_to) else {
+        let Some(reply) = conn.replies.get(&node, &reply_to) else {
             tracing::debug!(node, reply_to, "request without a reply link");
             continue;
         };
@@ -86,7 +88,11 @@ impl Answer {
 
     /// `$cbs` names its properties `status-code`/`status-description`, `$management`
     /// `statusCode`/`statusDescription`.
-    fn into_message(self, cbs: bool, correlation: Option<fe2o3_amqp::types::messaging::MessageId>) -> AmqpMessage {
+    fn into_message(
+        self,
+        cbs: bool,
+        correlation: Option<fe2o3_amqp::types::messaging::MessageId>,
+    ) -> AmqpMessage {
         let (code, desc) = if cbs {
             ("status-code", "status-description")
         } else {
@@ -125,7 +131,10 @@ fn cbs(conn: &Conn, m: &AmqpMessage) -> Answer {
         return Answer::err(400, "The only $cbs operation is put-token");
     }
     let Some(audience) = app_str(m, "name") else {
-        return Answer::err(400, "put-token needs the audience in the 'name' application property");
+        return Answer::err(
+            400,
+            "put-token needs the audience in the 'name' application property",
+        );
     };
     let token = match &m.body {
         Body::Value(AmqpValue(Value::String(s))) => s.clone(),
@@ -205,7 +214,10 @@ fn map(entries: Vec<(&str, Value)>) -> Value {
 async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
     let entity = entity_path(entity);
     let Some(op) = app_str(m, "operation") else {
-        return Answer::err(400, "A $management request needs the 'operation' application property");
+        return Answer::err(
+            400,
+            "A $management request needs the 'operation' application property",
+        );
     };
     let empty = OrderedMap::new();
     let body = body_map(m).unwrap_or(&empty);
@@ -217,7 +229,9 @@ async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
     if !auth::allowed(bus, &conn.claims, &entity, right) {
         return Answer::err(
             401,
-            format!("Unauthorized access. '{right}' claim(s) are required to perform this operation on '{entity}'."),
+            format!(
+                "Unauthorized access. '{right}' claim(s) are required to perform this operation on '{entity}'."
+            ),
         );
     }
     let store = bus.store();
@@ -229,11 +243,19 @@ async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
             let mut expirations = Vec::new();
             for token in lock_tokens(body) {
                 match e.renew(store, None, &token) {
-                    Ok(until) => expirations.push(Value::Timestamp(Timestamp::from_milliseconds(until))),
+                    Ok(until) => {
+                        expirations.push(Value::Timestamp(Timestamp::from_milliseconds(until)))
+                    }
                     Err(_) => return lock_lost(&token),
                 }
             }
-            Answer::ok(200, map(vec![("expirations", Value::Array(Array::from(expirations)))]))
+            Answer::ok(
+                200,
+                map(vec![(
+                    "expirations",
+                    Value::Array(Array::from(expirations)),
+                )]),
+            )
         }
         "com.microsoft:update-disposition" => {
             let Some(e) = bus.receiver(&entity) else {
@@ -260,7 +282,9 @@ async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
                         )
                         .await
                     }
-                    other => return Answer::err(400, format!("Unknown disposition-status '{other}'")),
+                    other => {
+                        return Answer::err(400, format!("Unknown disposition-status '{other}'"));
+                    }
                 };
                 match res {
                     Ok(Ok(())) => {}
@@ -274,8 +298,12 @@ async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
             let Some(e) = bus.receiver(&entity) else {
                 return not_found(&entity);
             };
-            let from = as_i64(field(body, "from-sequence-number")).unwrap_or(0).max(0) as u64;
-            let count = as_i64(field(body, "message-count")).unwrap_or(1).clamp(1, 1000) as usize;
+            let from = as_i64(field(body, "from-sequence-number"))
+                .unwrap_or(0)
+                .max(0) as u64;
+            let count = as_i64(field(body, "message-count"))
+                .unwrap_or(1)
+                .clamp(1, 1000) as usize;
             let records = match store.read_range(&e.key, from, count).await {
                 Ok(r) => r,
                 Err(err) => return Answer::err(500, format!("peek failed: {err:#}")),
@@ -312,11 +340,19 @@ async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
             }
             match target.send(store, msgs).await {
                 Ok(seqs) => {
-                    let seqs = seqs.into_iter().map(|s| Value::Long(s as i64)).collect::<Vec<_>>();
-                    Answer::ok(200, map(vec![("sequence-numbers", Value::Array(Array::from(seqs)))]))
+                    let seqs = seqs
+                        .into_iter()
+                        .map(|s| Value::Long(s as i64))
+                        .collect::<Vec<_>>();
+                    Answer::ok(
+                        200,
+                        map(vec![("sequence-numbers", Value::Array(Array::from(seqs)))]),
+                    )
                 }
                 Err(weft_bus::broker::SendError::QuotaExceeded(d)) => Answer::err(403, d),
-                Err(weft_bus::broker::SendError::Store(err)) => Answer::err(500, format!("{err:#}")),
+                Err(weft_bus::broker::SendError::Store(err)) => {
+                    Answer::err(500, format!("{err:#}"))
+                }
             }
         }
         "com.microsoft:cancel-scheduled-message" => {
@@ -325,7 +361,10 @@ async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
             };
             for v in values(field(body, "sequence-numbers")) {
                 let Some(seq) = as_i64(Some(&v)) else {
-                    return Answer::err(400, "cancel-scheduled-message: sequence numbers must be longs");
+                    return Answer::err(
+                        400,
+                        "cancel-scheduled-message: sequence numbers must be longs",
+                    );
                 };
                 if let Err(err) = target.cancel_scheduled(store, seq as u64).await {
                     return Answer::err(500, format!("{err:#}"));
@@ -335,19 +374,25 @@ async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
         }
         other => Answer::err(
             501,
-            format!("The $management operation '{other}' is not supported by weft's bus (see amqp/README.md)"),
+            format!(
+                "The $management operation '{other}' is not supported by weft's bus (see amqp/README.md)"
+            ),
         ),
     }
 }
 
 fn not_found(entity: &str) -> Answer {
-    Answer::err(404, format!("The messaging entity '{entity}' could not be found."))
+    Answer::err(
+        404,
+        format!("The messaging entity '{entity}' could not be found."),
+    )
 }
 
 fn lock_lost(token: &str) -> Answer {
     Answer::err(
         410,
-        format!("The lock supplied is invalid. Either the lock expired, or the message has already been removed from the queue. Reference:{token}"),
+        format!(
+            "The lock supplied is invalid. Either the lock expired, or the message has already been removed from the queue. Reference:{token}"
+        ),
     )
 }
-

@@ -102,7 +102,10 @@ async fn peek_lock_complete_abandon_and_dead_letter() {
     let d3 = rx.recv::<Body<Value>>().await.unwrap();
     assert_eq!(body_text(d3.message()), "three");
     let mut info = OrderedMap::new();
-    info.insert(Symbol::from("DeadLetterReason"), Value::String("bad-order".into()));
+    info.insert(
+        Symbol::from("DeadLetterReason"),
+        Value::String("bad-order".into()),
+    );
     info.insert(
         Symbol::from("DeadLetterErrorDescription"),
         Value::String("no customer".into()),
@@ -127,14 +130,20 @@ async fn peek_lock_complete_abandon_and_dead_letter() {
     // The dead-lettered one is in the dead-letter queue with the client's reason, seen over REST.
     let resp = bus
         .http
-        .delete(format!("{}/orders/$DeadLetterQueue/messages/head?timeout=5", bus.rest))
+        .delete(format!(
+            "{}/orders/$DeadLetterQueue/messages/head?timeout=5",
+            bus.rest
+        ))
         .header("Authorization", bus.rest_token("orders/$DeadLetterQueue"))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["deadletterreason"], "\"bad-order\"");
-    assert_eq!(resp.headers()["deadlettererrordescription"], "\"no customer\"");
+    assert_eq!(
+        resp.headers()["deadlettererrordescription"],
+        "\"no customer\""
+    );
     assert_eq!(resp.text().await.unwrap(), "three");
 
     // Completed messages are gone: the queue is empty over REST.
@@ -173,9 +182,16 @@ async fn receive_and_delete_and_batches() {
             Data(Binary::from(bytes))
         })
         .collect();
-    let batch = Message::builder().body(Body::<Value>::Data(items.into())).build();
+    let batch = Message::builder()
+        .body(Body::<Value>::Data(items.into()))
+        .build();
     let outcome = tx
-        .send(Sendable::builder().message(batch).message_format(0x8001_3700).build())
+        .send(
+            Sendable::builder()
+                .message(batch)
+                .message_format(0x8001_3700)
+                .build(),
+        )
         .await
         .unwrap();
     assert!(outcome.is_accepted(), "{outcome:?}");
@@ -192,13 +208,22 @@ async fn receive_and_delete_and_batches() {
     assert_eq!(body_text(first.message()), "a");
     assert_eq!(body_text(second.message()), "b");
     assert_eq!(
-        first.message().properties.as_ref().unwrap().subject.as_deref(),
+        first
+            .message()
+            .properties
+            .as_ref()
+            .unwrap()
+            .subject
+            .as_deref(),
         Some("batch")
     );
     // Receive-and-delete: nothing is left for REST.
     let resp = bus
         .http
-        .delete(format!("{}/events/subscriptions/all/messages/head?timeout=0", bus.rest))
+        .delete(format!(
+            "{}/events/subscriptions/all/messages/head?timeout=0",
+            bus.rest
+        ))
         .header("Authorization", bus.rest_token("events/subscriptions/all"))
         .send()
         .await
@@ -251,12 +276,22 @@ async fn properties_round_trip_between_rest_and_amqp() {
     assert_eq!(app.get("Ratio"), Some(&SimpleValue::Double(0.5.into())));
     assert_eq!(app.get("IsSync"), Some(&SimpleValue::Bool(true)));
     let ann = &m.message_annotations.as_ref().unwrap().0;
-    assert!(ann.get(&fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(
-        "x-opt-sequence-number".into()
-    )).is_some());
-    assert!(ann.get(&fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(
-        "x-opt-locked-until".into()
-    )).is_some());
+    assert!(
+        ann.get(
+            &fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(
+                "x-opt-sequence-number".into()
+            )
+        )
+        .is_some()
+    );
+    assert!(
+        ann.get(
+            &fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(
+                "x-opt-locked-until".into()
+            )
+        )
+        .is_some()
+    );
     assert_eq!(body_text(m), "{\"MessageName\":\"Create\"}");
     rx.accept(&d).await.unwrap();
     // Closed first: an attached receiver with credit would take the next message itself.
@@ -307,7 +342,10 @@ async fn put_token(session: &mut SessionHandle<()>, audience: &str, token: &str)
         .await
         .unwrap();
     let mut app = OrderedMap::new();
-    app.insert("operation".to_string(), SimpleValue::String("put-token".into()));
+    app.insert(
+        "operation".to_string(),
+        SimpleValue::String("put-token".into()),
+    );
     app.insert(
         "type".to_string(),
         SimpleValue::String("servicebus.windows.net:sastoken".into()),
@@ -369,16 +407,22 @@ async fn cbs_tokens_authorize_links_as_rest_does() {
     // A Listen-only token is accepted but does not let the connection send.
     let listen = weft_bus::sas::generate_token(&audience, LISTEN_ONLY, LISTEN_KEY, now + 600);
     assert_eq!(put_token(&mut session, &audience, &listen).await, 202);
-    let mut tx = Sender::attach(&mut session, "send-2", "orders").await.unwrap();
+    let mut tx = Sender::attach(&mut session, "send-2", "orders")
+        .await
+        .unwrap();
     assert!(tx.send(message("y", "l", &[])).await.is_err());
     drop(tx);
     // The root token: sends work.
     let good = weft_bus::sas::generate_token(&audience, KEY_NAME, KEY, now + 600);
     assert_eq!(put_token(&mut session, &audience, &good).await, 202);
-    let mut tx = Sender::attach(&mut session, "send-3", "orders").await.unwrap();
+    let mut tx = Sender::attach(&mut session, "send-3", "orders")
+        .await
+        .unwrap();
     assert!(tx.send(message("z", "l", &[])).await.unwrap().is_accepted());
     // … but only for the entity in its audience.
-    let mut other = Sender::attach(&mut session, "send-4", "events").await.unwrap();
+    let mut other = Sender::attach(&mut session, "send-4", "events")
+        .await
+        .unwrap();
     assert!(other.send(message("w", "l", &[])).await.is_err());
     drop(other);
     tx.close().await.unwrap();

@@ -428,7 +428,8 @@ impl Entity {
     ) -> Result<(Uuid, &'a mut Locked), LockError> {
         let token = Uuid::parse_str(token).map_err(|_| LockError::NotFound)?;
         let l = st.locked.get_mut(&token).ok_or(LockError::NotFound)?;
-        let id_ok = id.is_none_or(|id| l.slot.seq.to_string() == id || l.message_id.as_deref() == Some(id));
+        let id_ok =
+            id.is_none_or(|id| l.slot.seq.to_string() == id || l.message_id.as_deref() == Some(id));
         if id_ok {
             Ok((token, l))
         } else {

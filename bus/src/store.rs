@@ -567,10 +567,8 @@ fn apply_op<'a>(
             let mut meta = (*rec.meta).clone();
             meta.user
                 .retain(|(k, _)| k != "DeadLetterReason" && k != "DeadLetterErrorDescription");
-            meta.user.push((
-                "DeadLetterReason".into(),
-                PropValue::String(reason.clone()),
-            ));
+            meta.user
+                .push(("DeadLetterReason".into(), PropValue::String(reason.clone())));
             meta.user.push((
                 "DeadLetterErrorDescription".into(),
                 PropValue::String(description.clone()),

@@ -5,6 +5,8 @@
 const { ServiceBusClient } = require("@azure/service-bus");
 
 const cs = process.env.SB_CONNECTION_STRING;
+// Progress on stderr, shown by the test when the script fails or hangs.
+const step = (s) => process.stderr.write(`step: ${s}\n`);
 const wait = { maxWaitTimeInMs: 5000 };
 
 function props(m) {
@@ -40,13 +42,18 @@ const scenarios = {
     await new Promise((r) => setTimeout(r, 1100));
     const renewed = await receiver.renewMessageLock(msgs[0]);
     out.renewExtended = renewed.getTime() > before;
+    step("renewed");
     await receiver.completeMessage(msgs[0]);
+    step("completed");
     await receiver.abandonMessage(msgs[1]);
+    step("abandoned");
     await receiver.deadLetterMessage(msgs[2], {
       deadLetterReason: "bad-order",
       deadLetterErrorDescription: "no customer",
     });
+    step("dead-lettered");
     const again = await receiver.receiveMessages(1, wait);
+    step("received again");
     out.again = again.map(props);
     for (const m of again) await receiver.completeMessage(m);
     const dlq = client.createReceiver("orders", {
@@ -54,8 +61,10 @@ const scenarios = {
       receiveMode: "receiveAndDelete",
     });
     out.deadLettered = (await dlq.receiveMessages(1, wait)).map(props);
+    step("read the dead-letter queue");
     const seqs = await sender.scheduleMessages({ body: "later" }, new Date(Date.now() + 3600_000));
     out.scheduled = seqs.map(Number);
+    step("scheduled");
     await sender.cancelScheduledMessages(seqs);
     out.afterCancel = (await receiver.peekMessages(10, { fromSequenceNumber: seqs[0] })).map((m) => m.body);
     return out;

@@ -12,6 +12,10 @@ import time
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode, ServiceBusSubQueue
 
 CS = os.environ["SB_CONNECTION_STRING"]
+if os.environ.get("SB_DEBUG"):  # frame-level logging on stderr, for diagnosing a failing scenario
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
 
 
 def body(m):
@@ -97,6 +101,6 @@ def send_for_rest(client):
 SCENARIOS = {"lifecycle": lifecycle, "receive-rest": receive_rest, "send-for-rest": send_for_rest}
 
 if __name__ == "__main__":
-    with ServiceBusClient.from_connection_string(CS) as c:
+    with ServiceBusClient.from_connection_string(CS, logging_enable=bool(os.environ.get("SB_DEBUG"))) as c:
         result = SCENARIOS[sys.argv[1]](c)
     print(json.dumps(result, default=str))

@@ -898,8 +898,29 @@ impl endpoint::Session for Session {
                 }
             }
 
-            let chunk_inds = consecutive_chunk_indices(&delivery_ids[..]);
+            // weft patch: the chunk ends include the last chunk's (upstream left it out, so a
+            // receiver in mode Second never got the sender's settlement and waited forever), and an
+            // echoed delivery is forgotten like a settled one.
+            let mut chunk_inds = consecutive_chunk_indices(&delivery_ids[..]);
+            if !delivery_ids.is_empty() {
+                chunk_inds.push(delivery_ids.len());
+            }
+            for id in &delivery_ids {
+                self.delivery_tag_by_id
+                    .remove(&(disposition.role.clone(), *id));
+            }
 
+            // weft patch: the sender's settlement confirms a `rejected` outcome without repeating
+            // the receiver's error (which describes the receiver's reason, e.g. a dead-letter request);
+            // peers such as Azure's SDKs read an error there as a failed settlement.
+            let echoed_state = match &disposition.state {
+                Some(fe2o3_amqp_types::messaging::DeliveryState::Rejected(_)) => Some(
+                    fe2o3_amqp_types::messaging::DeliveryState::Rejected(
+                        fe2o3_amqp_types::messaging::Rejected { error: None },
+                    ),
+                ),
+                other => other.clone(),
+            };
             let mut dispositions = Vec::with_capacity(chunk_inds.len());
             let mut prev_ind = 0;
             for ind in chunk_inds {
@@ -909,7 +930,7 @@ impl endpoint::Session for Session {
                     first: slice[0],
                     last: slice.last().copied(),
                     settled: true,
-                    state: disposition.state.clone(),
+                    state: echoed_state.clone(),
                     batchable: false,
                 };
                 dispositions.push(disposition);
