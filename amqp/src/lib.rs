@@ -7,6 +7,8 @@
 //! not keep messages of its own.
 
 mod auth;
+pub mod bench;
+pub mod cli;
 mod connection;
 mod convert;
 mod links;

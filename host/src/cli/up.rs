@@ -117,7 +117,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             Some(config) => {
                 let handle = weft_bus::start(config).await?;
                 println!("bus listening on http://{}", handle.local_addr());
-                Some(handle)
+                let amqp = weft_amqp::cli::start_configured(handle.bus()).await?;
+                Some((handle, amqp))
             }
             None => None,
         };
@@ -149,7 +150,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             .await?;
         retention.abort();
         service.shutdown().await;
-        if let Some(bus) = bus {
+        if let Some((bus, amqp)) = bus {
+            amqp.shutdown().await;
             bus.shutdown().await?;
         }
         Ok(())
