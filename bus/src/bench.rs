@@ -2,7 +2,10 @@
 //! of a bare echo route on the same server stack in the same run.
 //!
 //! Owns the load generator only; it starts a real bus (SQLite, fsync) on 127.0.0.1:0 in a temporary directory.
+//! Other protocols served over the same bus add their figures to the same run through [`run_with`]
+//! (weft-amqp: AMQP sends and receives next to REST's).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -13,21 +16,38 @@ use crate::config::{BusConfig, QueueConfig};
 use crate::sas::{self, SasPolicy};
 
 /// Messages per phase.
-const MESSAGES: u64 = 20_000;
+pub const MESSAGES: u64 = 20_000;
 /// Concurrent client requests (each keeps its own keep-alive connection in the pool).
-const CONCURRENCY: usize = 64;
+pub const CONCURRENCY: usize = 64;
 /// Body size.
-const BODY_BYTES: usize = 1024;
+pub const BODY_BYTES: usize = 1024;
+/// Name of the SAS policy of the benchmark's bus.
+pub const KEY_NAME: &str = "bench";
+/// The queue the phases use (empty when an extra phase starts).
+pub const QUEUE: &str = "bench";
 
 /// Runs the benchmark and prints one JSON object (`--json`) or a human summary.
 pub async fn run(json: bool) -> anyhow::Result<()> {
+    run_with(json, |_, _| async { Ok(vec![]) }).await
+}
+
+/// Figures an extra phase reports: (JSON key, per-second value, human label).
+pub type Figures = Vec<(&'static str, f64, &'static str)>;
+
+/// Runs the benchmark, then `extra` on the same bus (given the bus and the key of the [`KEY_NAME`] policy),
+/// and prints REST's and the extra figures together.
+pub async fn run_with<F, Fut>(json: bool, extra: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Arc<crate::server::Bus>, String) -> Fut,
+    Fut: Future<Output = anyhow::Result<Figures>>,
+{
     let dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
     let key = uuid::Uuid::new_v4().simple().to_string();
     let config = BusConfig {
         bind: "127.0.0.1:0".parse()?,
         data: dir.path().to_path_buf(),
-        queues: vec![QueueConfig::new("bench")],
-        sas_policies: vec![SasPolicy::full("bench", key.clone())],
+        queues: vec![QueueConfig::new(QUEUE)],
+        sas_policies: vec![SasPolicy::full(KEY_NAME, key.clone())],
         echo_route: true,
         ..BusConfig::default()
     };
@@ -35,7 +55,7 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     let base = format!("http://{}", bus.local_addr());
     let token = sas::generate_token(
         &format!("{base}/bench"),
-        "bench",
+        KEY_NAME,
         &key,
         (crate::props::now_ms() / 1000) as u64 + 3600,
     );
@@ -82,9 +102,11 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         200,
     )
     .await?;
+    let extra = extra(bus.bus(), key).await;
     bus.shutdown().await?;
+    let extra = extra?;
 
-    let out = serde_json::json!({
+    let mut out = serde_json::json!({
         "messages": MESSAGES,
         "message_bytes": BODY_BYTES,
         "concurrency": CONCURRENCY,
@@ -93,6 +115,9 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         "receives_per_s": receives.round(),
         "floor_per_s": floor.round(),
     });
+    for (k, v, _) in &extra {
+        out[*k] = v.round().into();
+    }
     if json {
         println!("{out}");
     } else {
@@ -101,6 +126,9 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
              sends:    {sends:>8.0} /s (durable)\n  receives: {receives:>8.0} /s (receive-and-delete, durable)\n  \
              floor:    {floor:>8.0} /s (bare echo route, same server)"
         );
+        for (_, v, label) in &extra {
+            println!("  {label}: {v:>8.0} /s");
+        }
     }
     Ok(())
 }

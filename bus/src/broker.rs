@@ -21,7 +21,7 @@ use crate::store::{Meta, Op, Record, Slot, Store};
 pub const CLAIMS_PREFIX: &str = "http://schemas.microsoft.com/xrm/2011/Claims/";
 
 /// Messages leaving an entity for its dead-letter queue: (slot, DeadLetterReason, description).
-type Moves = Vec<(Slot, &'static str, String)>;
+type Moves = Vec<(Slot, String, String)>;
 
 /// Delivery settings of one receivable entity, in milliseconds.
 #[derive(Debug, Clone)]
@@ -313,7 +313,7 @@ impl Entity {
                 if self.settings.dead_letter_on_expiration && self.dlq.is_some() {
                     moves.push((
                         r,
-                        "TTLExpiredException",
+                        "TTLExpiredException".into(),
                         "The message expired and was dead lettered.".into(),
                     ));
                 } else {
@@ -385,7 +385,7 @@ impl Entity {
             let n = rec.delivery_count;
             moves.push((
                 rec,
-                "MaxDeliveryCountExceeded",
+                "MaxDeliveryCountExceeded".into(),
                 format!("Message could not be consumed after {n} delivery attempts."),
             ));
         } else {
@@ -419,14 +419,17 @@ impl Entity {
         ops
     }
 
+    /// The live lock `token`; `id` (a lock URI's sequence number or MessageId) must match when given — AMQP
+    /// names a lock by its token alone.
     fn locked_mut<'a>(
         st: &'a mut State,
-        id: &str,
+        id: Option<&str>,
         token: &str,
     ) -> Result<(Uuid, &'a mut Locked), LockError> {
         let token = Uuid::parse_str(token).map_err(|_| LockError::NotFound)?;
         let l = st.locked.get_mut(&token).ok_or(LockError::NotFound)?;
-        let id_ok = l.slot.seq.to_string() == id || l.message_id.as_deref() == Some(id);
+        let id_ok =
+            id.is_none_or(|id| l.slot.seq.to_string() == id || l.message_id.as_deref() == Some(id));
         if id_ok {
             Ok((token, l))
         } else {
@@ -438,7 +441,7 @@ impl Entity {
     pub async fn complete(
         &self,
         store: &Store,
-        id: &str,
+        id: Option<&str>,
         token: &str,
     ) -> anyhow::Result<Result<(), LockError>> {
         let (ops, moves) = {
@@ -472,7 +475,7 @@ impl Entity {
     pub async fn abandon(
         &self,
         store: &Store,
-        id: &str,
+        id: Option<&str>,
         token: &str,
     ) -> anyhow::Result<Result<(), LockError>> {
         let mut moves = Vec::new();
@@ -494,8 +497,69 @@ impl Entity {
         Ok(res)
     }
 
+    /// Dead-letters a locked message at the client's request (AMQP `rejected` / `update-disposition`
+    /// `suspended`), with the client's DeadLetterReason and DeadLetterErrorDescription. A dead-letter queue
+    /// has no dead-letter queue of its own: there the message is completed, as Azure does.
+    pub async fn dead_letter_locked(
+        &self,
+        store: &Store,
+        token: &str,
+        reason: String,
+        description: String,
+    ) -> anyhow::Result<Result<(), LockError>> {
+        let mut moves = Vec::new();
+        let slot = {
+            let mut st = lock(&self.state);
+            self.expire_locks(&mut st, now_ms(), &mut moves);
+            match Self::locked_mut(&mut st, None, token) {
+                Ok((t, _)) => {
+                    let l = st.locked.remove(&t).expect("lock found above");
+                    st.bytes = st.bytes.saturating_sub(l.slot.size);
+                    Ok(l.slot)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let res = match slot {
+            Ok(slot) if self.dlq.is_some() => {
+                moves.push((slot, reason, description));
+                Ok(())
+            }
+            Ok(slot) => {
+                store
+                    .commit(vec![Op::Delete {
+                        entity: self.key.clone(),
+                        seq: slot.seq,
+                    }])
+                    .await?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        store.commit(self.move_to_dlq(moves)).await?;
+        Ok(res)
+    }
+
+    /// Takes out a message that is still waiting for its scheduled enqueue time and returns the store op
+    /// that deletes it; None when there is none with that sequence number (already visible, received, or
+    /// never scheduled here).
+    pub fn cancel_scheduled(&self, seq: u64) -> Option<Op> {
+        let mut st = lock(&self.state);
+        let now = now_ms();
+        let scheduled = st.available.get(&seq).is_some_and(|s| s.visible_ms > now);
+        if !scheduled {
+            return None;
+        }
+        let slot = st.available.remove(&seq)?;
+        st.bytes = st.bytes.saturating_sub(slot.size);
+        Some(Op::Delete {
+            entity: self.key.clone(),
+            seq,
+        })
+    }
+
     /// Renews a lock; returns the new LockedUntil (ms).
-    pub fn renew(&self, store: &Store, id: &str, token: &str) -> Result<i64, LockError> {
+    pub fn renew(&self, store: &Store, id: Option<&str>, token: &str) -> Result<i64, LockError> {
         let now = now_ms();
         let mut moves = Vec::new();
         let res = {
@@ -601,8 +665,8 @@ impl SendTarget {
     }
 
     /// Enqueues messages atomically: all are committed (and visible) or none. Duplicates within the window are
-    /// accepted and dropped, as Azure does.
-    pub async fn send(&self, store: &Store, msgs: Vec<NewMessage>) -> Result<(), SendError> {
+    /// accepted and dropped, as Azure does. Returns the sequence numbers given, one per message kept.
+    pub async fn send(&self, store: &Store, msgs: Vec<NewMessage>) -> Result<Vec<u64>, SendError> {
         let now = now_ms();
         let added: u64 = msgs.iter().map(|m| m.body.len() as u64).sum();
         for r in &self.receivers {
@@ -616,6 +680,7 @@ impl SendTarget {
         }
         let mut ops = Vec::new();
         let mut per_receiver: Vec<Vec<Slot>> = vec![Vec::new(); self.receivers.len()];
+        let mut seqs = Vec::new();
         {
             let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
             if self.dedup_window_ms.is_some() && now - s.last_dedup_sweep >= DEDUP_SWEEP_EVERY_MS {
@@ -651,6 +716,7 @@ impl SendTarget {
                 }
                 let seq = s.next;
                 s.next += 1;
+                seqs.push(seq);
                 let meta = Arc::new(m.meta);
                 let visible = meta
                     .broker
@@ -692,6 +758,18 @@ impl SendTarget {
                 r.insert_available(slots);
             }
         }
-        Ok(())
+        Ok(seqs)
+    }
+
+    /// Cancels a scheduled message in every receiver that holds a copy; false when none did.
+    pub async fn cancel_scheduled(&self, store: &Store, seq: u64) -> anyhow::Result<bool> {
+        let ops: Vec<Op> = self
+            .receivers
+            .iter()
+            .filter_map(|r| r.cancel_scheduled(seq))
+            .collect();
+        let found = !ops.is_empty();
+        store.commit(ops).await?;
+        Ok(found)
     }
 }

@@ -19,6 +19,10 @@ pub struct BusArgs {
     /// Address to listen on [default: 127.0.0.1:7480, or `bind` from --config].
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
+    /// Where `weft bus` serves AMQP 1.0 for the Azure SDKs [default: port 5672 on the --bind address when
+    /// free, else a free port; or `amqp_bind` from --config].
+    #[arg(long, value_name = "ADDR")]
+    pub amqp_bind: Option<SocketAddr>,
     /// A queue (repeatable).
     #[arg(long = "queue", value_name = "NAME")]
     pub queues: Vec<String>,
@@ -56,6 +60,7 @@ impl std::fmt::Debug for BusArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BusArgs")
             .field("bind", &self.bind)
+            .field("amqp_bind", &self.amqp_bind)
             .field("queues", &self.queues)
             .field("topics", &self.topics)
             .field("event_hubs", &self.event_hubs)
@@ -77,6 +82,9 @@ impl BusArgs {
         };
         if let Some(b) = self.bind {
             cfg.bind = b;
+        }
+        if let Some(b) = self.amqp_bind {
+            cfg.amqp_bind = Some(b);
         }
         if let Some(d) = &self.data {
             cfg.data = d.clone();
@@ -131,6 +139,14 @@ fn parse_topic(spec: &str) -> anyhow::Result<TopicConfig> {
 
 /// Runs the bus until Ctrl-C. The first stdout line is exactly `listening on http://HOST:PORT`.
 pub async fn run_bus(args: BusArgs) -> anyhow::Result<()> {
+    let handle = start_bus(&args).await?;
+    wait_for_ctrl_c().await?;
+    handle.shutdown().await
+}
+
+/// Starts the bus from flags and prints where it listens (stdout) and what it serves (stderr). The host's
+/// `weft bus` adds AMQP on top (weft-amqp), then waits like [`run_bus`].
+pub async fn start_bus(args: &BusArgs) -> anyhow::Result<crate::BusHandle> {
     let cfg = args.to_config()?;
     let anonymous = cfg.sas_policies.is_empty();
     let summary = format!(
@@ -149,13 +165,16 @@ pub async fn run_bus(args: BusArgs) -> anyhow::Result<()> {
             "weft bus: no SAS policy configured: accepting requests without a token (loopback only)"
         );
     }
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => {
-            r.context("cannot wait for Ctrl-C")?;
-            eprintln!("weft bus: shutting down");
-        }
-    }
-    handle.shutdown().await
+    Ok(handle)
+}
+
+/// Waits for Ctrl-C (then the caller shuts down).
+pub async fn wait_for_ctrl_c() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    eprintln!("weft bus: shutting down");
+    Ok(())
 }
 
 pub use crate::listen::{ListenArgs, run_listen};

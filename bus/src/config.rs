@@ -61,6 +61,10 @@ pub struct BusConfig {
     /// send back; larger → 413 to the sender, or the listener's channel is closed.
     #[serde(default = "default_max_relay_body")]
     pub max_relay_body_bytes: usize,
+    /// Where AMQP 1.0 is served (weft-amqp, for the official Azure SDKs). None: 5672 on the `bind` address
+    /// when that port is free, else a free port (the chosen address is printed).
+    #[serde(default)]
+    pub amqp_bind: Option<SocketAddr>,
 }
 
 /// Per-entity message settings shared by queues and subscriptions (Azure defaults).
@@ -231,6 +235,7 @@ impl Default for BusConfig {
             body_read_timeout_secs: default_body_timeout(),
             max_connections: default_max_connections(),
             max_relay_body_bytes: default_max_relay_body(),
+            amqp_bind: None,
         }
     }
 }

@@ -28,6 +28,7 @@ pub use config::{
 /// A running bus. Dropping it does not stop the server; call [`BusHandle::shutdown`].
 pub struct BusHandle {
     addr: SocketAddr,
+    bus: Arc<server::Bus>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -36,6 +37,11 @@ impl BusHandle {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The running bus, for other protocols served over the same store (weft-amqp).
+    pub fn bus(&self) -> Arc<server::Bus> {
+        self.bus.clone()
     }
 
     /// Stops accepting connections, ends long polls and relay listeners, and waits for in-flight requests.
@@ -80,7 +86,13 @@ pub async fn start(config: BusConfig) -> anyhow::Result<BusHandle> {
         header_timeout: std::time::Duration::from_secs_f64(bus.config().header_read_timeout_secs),
         max_connections: bus.config().max_connections,
     };
-    let app = server::router(Arc::new(bus));
+    let bus = Arc::new(bus);
+    let app = server::router(bus.clone());
     let task = tokio::spawn(server::serve(listener, app, limits, stop.subscribe()));
-    Ok(BusHandle { addr, stop, task })
+    Ok(BusHandle {
+        addr,
+        bus,
+        stop,
+        task,
+    })
 }

@@ -307,7 +307,7 @@ pub fn authorize(
     Ok(token)
 }
 
-/// Whether `audience` covers `resource`: schemes http/https/sb are equivalent, hosts compare
+/// Whether `audience` covers `resource`: schemes http/https/sb/amqp/amqps are equivalent, hosts compare
 /// case-insensitively with ports ignored, and the audience path must be a whole-segment prefix
 /// (case-insensitive, as entity names are).
 pub fn covers(audience: &str, resource: &str) -> bool {
@@ -324,10 +324,11 @@ pub fn covers(audience: &str, resource: &str) -> bool {
     }
 }
 
-/// `scheme://host[:port]/path?q` → (host without port, path). Only http, https and sb are accepted.
+/// `scheme://host[:port]/path?q` → (host without port, path). Only http, https, sb, amqp and amqps are accepted.
 fn split_uri(uri: &str) -> Option<(String, String)> {
     let (scheme, rest) = uri.split_once("://")?;
-    if !["http", "https", "sb"]
+    // amqp/amqps: the audience an AMQP client puts on `$cbs` for the same entity.
+    if !["http", "https", "sb", "amqp", "amqps"]
         .iter()
         .any(|s| s.eq_ignore_ascii_case(scheme))
     {

@@ -162,7 +162,7 @@ pub enum Op {
         /// sequence number (kept)
         seq: u64,
         /// DeadLetterReason
-        reason: &'static str,
+        reason: String,
         /// DeadLetterErrorDescription
         description: String,
     },
@@ -567,10 +567,8 @@ fn apply_op<'a>(
             let mut meta = (*rec.meta).clone();
             meta.user
                 .retain(|(k, _)| k != "DeadLetterReason" && k != "DeadLetterErrorDescription");
-            meta.user.push((
-                "DeadLetterReason".into(),
-                PropValue::String((*reason).into()),
-            ));
+            meta.user
+                .push(("DeadLetterReason".into(), PropValue::String(reason.clone())));
             meta.user.push((
                 "DeadLetterErrorDescription".into(),
                 PropValue::String(description.clone()),

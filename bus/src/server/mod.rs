@@ -175,6 +175,42 @@ impl Bus {
         &self.config
     }
 
+    /// The store every protocol shares (REST and AMQP: one store, one semantics).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Turns true when the bus shuts down (ends long polls and other protocols' links).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// The queue or topic named `path` (case-insensitive), for sends.
+    pub fn send_target(&self, path: &str) -> Option<Arc<SendTarget>> {
+        self.nodes.get(&path.to_ascii_lowercase())?.target.clone()
+    }
+
+    /// The queue, subscription (`topic/subscriptions/sub`) or dead-letter subqueue (`…/$DeadLetterQueue`)
+    /// named `path` (case-insensitive), for receives.
+    pub fn receiver(&self, path: &str) -> Option<Arc<Entity>> {
+        self.nodes.get(&path.to_ascii_lowercase())?.receiver.clone()
+    }
+
+    /// Checks a presented SAS token against the policies for `right` on `resource` (an absolute URI). With
+    /// no policy configured (loopback-only anonymous mode) everything is allowed.
+    pub fn authorize_token(
+        &self,
+        token: Option<&str>,
+        resource: &str,
+        right: Right,
+    ) -> Result<(), sas::SasError> {
+        if self.config.sas_policies.is_empty() {
+            return Ok(());
+        }
+        let now = (now_ms() / 1000) as u64;
+        sas::authorize(token, &self.config.sas_policies, resource, right, now).map(|_| ())
+    }
+
     /// Longest configured entity path that prefixes `segments` (case-insensitive) and the remaining segments.
     fn resolve<'a>(&self, segments: &'a [String]) -> Option<(&Node, &'a [String])> {
         (1..=segments.len()).rev().find_map(|k| {

@@ -241,7 +241,7 @@ pub(super) async fn sb_send(
         Err(r) => return r,
     };
     match target.send(&bus.store, msgs).await {
-        Ok(()) => StatusCode::CREATED.into_response(),
+        Ok(_) => StatusCode::CREATED.into_response(),
         Err(SendError::QuotaExceeded(d)) => error(403, &format!("QuotaExceeded: {d}")),
         Err(SendError::Store(e)) => error(500, &format!("The message could not be stored: {e:#}")),
     }
@@ -360,10 +360,10 @@ pub(super) async fn sb_lock_op(
         )
     };
     let res = match *m {
-        Method::DELETE => e.complete(&bus.store, id, token).await,
-        Method::PUT => e.abandon(&bus.store, id, token).await,
+        Method::DELETE => e.complete(&bus.store, Some(id), token).await,
+        Method::PUT => e.abandon(&bus.store, Some(id), token).await,
         Method::POST => {
-            return match e.renew(&bus.store, id, token) {
+            return match e.renew(&bus.store, Some(id), token) {
                 Ok(until) => {
                     let bp = serde_json::json!({ "LockToken": token, "LockedUntilUtc": http_date(until / 1000) });
                     (StatusCode::OK, [("brokerproperties", bp.to_string())]).into_response()

@@ -72,7 +72,8 @@ enum Command {
         #[command(subcommand)]
         command: weft_message::cli::MessageCommand,
     },
-    /// Run the embedded local bus: Service Bus, Event Hubs and Relay REST protocols on one machine.
+    /// Run the embedded local bus: Service Bus, Event Hubs and Relay REST protocols, and Service Bus over AMQP
+    /// 1.0 for the official Azure SDKs, on one machine.
     Bus(weft_bus::cli::BusArgs),
     /// Listen to a queue, topic subscription, Event Hub partition or relay and print each Dataverse message.
     Listen(weft_bus::cli::ListenArgs),
@@ -148,7 +149,8 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Durable 1 KB sends and receive-and-deletes per second on the local bus, with an HTTP echo floor.
+    /// Durable 1 KB sends and receive-and-deletes per second on the local bus over REST and over AMQP, with an
+    /// HTTP echo floor.
     Bus {
         /// Print one JSON object instead of text.
         #[arg(long)]
@@ -209,7 +211,7 @@ pub fn main() -> ExitCode {
         Command::Message { command } => weft_message::cli::run(command).map(|()| ExitCode::SUCCESS),
         Command::Bus(args) => {
             init_logging();
-            block_on(weft_bus::cli::run_bus(args))
+            block_on(weft_amqp::cli::run_bus(args))
         }
         Command::Listen(args) => block_on(weft_bus::cli::run_listen(args)),
         Command::Bench { which } => match which {
@@ -217,7 +219,7 @@ pub fn main() -> ExitCode {
             BenchCommand::Message { json } => {
                 weft_message::bench::run(json).map(|()| ExitCode::SUCCESS)
             }
-            BenchCommand::Bus { json } => block_on(weft_bus::bench::run(json)),
+            BenchCommand::Bus { json } => block_on(weft_amqp::bench::run(json)),
             BenchCommand::Delivery {
                 json,
                 workers,

@@ -159,7 +159,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             Some(config) => {
                 let handle = weft_bus::start(config).await?;
                 println!("bus listening on http://{}", handle.local_addr());
-                Some(handle)
+                let amqp = weft_amqp::cli::start_configured(handle.bus()).await?;
+                Some((handle, amqp))
             }
             None => None,
         };
@@ -204,7 +205,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             watcher.abort();
         }
         service.shutdown().await;
-        if let Some(bus) = bus {
+        if let Some((bus, amqp)) = bus {
+            amqp.shutdown().await;
             bus.shutdown().await?;
         }
         Ok(())

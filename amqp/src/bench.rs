@@ -1,0 +1,159 @@
+//! `weft bench bus`: REST's figures (weft-bus) and, on the same bus in the same run, AMQP's — durable 1 KB
+//! sends (each awaited until accepted, i.e. committed) and receive-and-delete receives, over the same
+//! number of concurrent connections as REST, with fe2o3-amqp's client.
+//!
+//! Owns the AMQP load generator only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::types::definitions::SenderSettleMode;
+use fe2o3_amqp::types::messaging::{Body, Data, Message, MessageId, Properties};
+use fe2o3_amqp::types::primitives::{Binary, Value};
+use fe2o3_amqp::{Connection, Receiver, Sender, Session};
+use weft_bus::bench::{BODY_BYTES, CONCURRENCY, Figures, KEY_NAME, MESSAGES, QUEUE};
+use weft_bus::server::Bus;
+
+/// Runs the bus benchmark with the AMQP phases added.
+pub async fn run(json: bool) -> anyhow::Result<()> {
+    weft_bus::bench::run_with(json, amqp_phases).await
+}
+
+async fn amqp_phases(bus: Arc<Bus>, key: String) -> anyhow::Result<Figures> {
+    let amqp = crate::start(bus, "127.0.0.1:0".parse()?).await?;
+    let url = format!("amqp://127.0.0.1:{}", amqp.local_addr().port());
+    let result = async {
+        let sends = sends(&url, &key).await.context("AMQP sends")?;
+        let receives = receives(&url, &key).await.context("AMQP receives")?;
+        anyhow::Ok(vec![
+            ("amqp_sends_per_s", sends, "AMQP sends   "),
+            ("amqp_receives_per_s", receives, "AMQP receives"),
+        ])
+    }
+    .await;
+    amqp.shutdown().await;
+    result
+}
+
+async fn session(
+    url: &str,
+    key: &str,
+) -> anyhow::Result<(
+    fe2o3_amqp::connection::ConnectionHandle<()>,
+    fe2o3_amqp::session::SessionHandle<()>,
+)> {
+    let mut conn = Connection::builder()
+        .container_id(format!("bench-{}", uuid::Uuid::new_v4().simple()))
+        .sasl_profile(SaslProfile::Plain {
+            username: KEY_NAME.into(),
+            password: key.into(),
+        })
+        .open(url)
+        .await?;
+    let session = Session::begin(&mut conn).await?;
+    Ok((conn, session))
+}
+
+/// MESSAGES sends over CONCURRENCY connections, each awaiting its message's `accepted`.
+async fn sends(url: &str, key: &str) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut links = Vec::new();
+    for i in 0..CONCURRENCY {
+        let (conn, mut session) = session(url, key).await?;
+        let sender = Sender::attach(&mut session, format!("send-{i}"), QUEUE).await?;
+        links.push((conn, session, sender));
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (conn, session, mut sender) in links {
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= MESSAGES {
+                    break;
+                }
+                let m = Message {
+                    header: None,
+                    delivery_annotations: None,
+                    message_annotations: None,
+                    properties: Some(Properties {
+                        message_id: Some(MessageId::String(format!("a{i}"))),
+                        ..Properties::default()
+                    }),
+                    application_properties: None,
+                    body: Body::<Value>::Data(
+                        vec![Data(Binary::from(vec![b'x'; BODY_BYTES]))].into(),
+                    ),
+                    footer: None,
+                };
+                let outcome = sender.send(m).await?;
+                anyhow::ensure!(outcome.is_accepted(), "send {i}: {outcome:?}");
+            }
+            let _ = sender.close().await;
+            drop((session, conn));
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(MESSAGES as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Receive-and-delete of the MESSAGES just sent over CONCURRENCY connections; the clock stops when the
+/// last one arrived.
+async fn receives(url: &str, key: &str) -> anyhow::Result<f64> {
+    let got = Arc::new(AtomicU64::new(0));
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let done_tx = Arc::new(done_tx);
+    let mut links = Vec::new();
+    for i in 0..CONCURRENCY {
+        let (conn, mut session) = session(url, key).await?;
+        links.push((conn, session_receiver(&mut session, i).await?, session));
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (conn, mut receiver, session) in links {
+        let (got, done_tx, mut done_rx) = (got.clone(), done_tx.clone(), done_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    d = receiver.recv::<Body<Value>>() => {
+                        d?;
+                        if got.fetch_add(1, Ordering::Relaxed) + 1 >= MESSAGES {
+                            let _ = done_tx.send(true);
+                        }
+                    }
+                    _ = done_rx.wait_for(|d| *d) => break,
+                }
+            }
+            drop((receiver, session, conn));
+            anyhow::Ok(())
+        }));
+    }
+    let mut wait = done_rx.clone();
+    tokio::time::timeout(std::time::Duration::from_secs(600), wait.wait_for(|d| *d))
+        .await
+        .context("the receives did not finish within 600 s")??;
+    let elapsed = start.elapsed();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(MESSAGES as f64 / elapsed.as_secs_f64())
+}
+
+async fn session_receiver(
+    session: &mut fe2o3_amqp::session::SessionHandle<()>,
+    i: usize,
+) -> anyhow::Result<Receiver> {
+    Ok(Receiver::builder()
+        .name(format!("recv-{i}"))
+        .source(QUEUE)
+        .sender_settle_mode(SenderSettleMode::Settled)
+        .attach(session)
+        .await?)
+}

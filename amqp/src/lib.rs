@@ -1,0 +1,69 @@
+//! weft-amqp: AMQP 1.0 on weft's embedded bus, so the official Azure Service Bus SDKs (which speak only
+//! AMQP) work against `weft bus` with only the connection string changed.
+//!
+//! Owns the AMQP listener: connections, SASL, CBS (`$cbs` put-token), entity links and the `$management`
+//! request-response node. Framing, sessions and links come from `fe2o3-amqp`; delivery rules, persistence
+//! and SAS validation stay in weft-bus (one store and one semantics for REST and AMQP) — this crate must
+//! not keep messages of its own.
+
+mod auth;
+pub mod bench;
+pub mod cli;
+mod connection;
+mod convert;
+mod links;
+mod requests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use weft_bus::server::Bus;
+
+/// A running AMQP listener. Dropping it does not stop it; call [`AmqpHandle::shutdown`].
+pub struct AmqpHandle {
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AmqpHandle {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections and ends the accept loop; open connections end with the bus.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves AMQP 1.0 (plain TCP) on `bind` over `bus`'s entities and store.
+pub async fn start(bus: Arc<Bus>, bind: SocketAddr) -> anyhow::Result<AmqpHandle> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind the AMQP port {bind}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut bus_stop = bus.shutdown_signal();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(connection::serve(bus.clone(), stream, peer));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "AMQP accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = stop_rx.changed() => break,
+                _ = bus_stop.changed() => break,
+            }
+        }
+    });
+    Ok(AmqpHandle { addr, stop, task })
+}

@@ -1,0 +1,90 @@
+//! Shared helpers: a real bus (REST) with its AMQP port, both on 127.0.0.1:0 in a temp dir.
+#![allow(dead_code)]
+
+use weft_bus::sas::{Right, SasPolicy};
+use weft_bus::{BusConfig, BusHandle, QueueConfig, SubscriptionConfig, TopicConfig};
+
+pub const KEY_NAME: &str = "RootManageSharedAccessKey";
+pub const KEY: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHM=";
+pub const LISTEN_ONLY: &str = "ListenOnly";
+pub const LISTEN_KEY: &str = "listen-only-key";
+
+pub struct TestBus {
+    pub bus: BusHandle,
+    pub amqp: weft_amqp::AmqpHandle,
+    pub dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT` of the REST side.
+    pub rest: String,
+    pub http: reqwest::Client,
+}
+
+/// Queue `orders` (lock 30 s), queue `short` (lock 2 s, max 2 deliveries), topic `events` with
+/// subscription `all`.
+pub fn config() -> BusConfig {
+    let mut c = BusConfig::default();
+    let mut orders = QueueConfig::new("orders");
+    orders.lock_duration_secs = 30.0;
+    let mut short = QueueConfig::new("short");
+    short.max_delivery_count = 2;
+    c.queues = vec![orders, short];
+    c.topics = vec![TopicConfig::new(
+        "events",
+        vec![SubscriptionConfig::new("all", Default::default())],
+    )];
+    c
+}
+
+impl TestBus {
+    pub async fn start() -> TestBus {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config();
+        c.bind = "127.0.0.1:0".parse().unwrap();
+        c.data = dir.path().to_path_buf();
+        c.sas_policies = vec![
+            SasPolicy::full(KEY_NAME, KEY),
+            SasPolicy {
+                name: LISTEN_ONLY.into(),
+                key: LISTEN_KEY.into(),
+                rights: vec![Right::Listen],
+            },
+        ];
+        let bus = weft_bus::start(c).await.unwrap();
+        let amqp = weft_amqp::start(bus.bus(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let rest = format!("http://{}", bus.local_addr());
+        TestBus {
+            bus,
+            amqp,
+            dir,
+            rest,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn amqp_port(&self) -> u16 {
+        self.amqp.local_addr().port()
+    }
+
+    /// The Service Bus emulator's connection string convention, pointing at this bus's AMQP port.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "Endpoint=sb://127.0.0.1:{};SharedAccessKeyName={KEY_NAME};SharedAccessKey={KEY};UseDevelopmentEmulator=true",
+            self.amqp_port()
+        )
+    }
+
+    /// A root SAS token for a REST path.
+    pub fn rest_token(&self, path: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        weft_bus::sas::generate_token(&format!("{}/{path}", self.rest), KEY_NAME, KEY, now + 3600)
+    }
+
+    pub async fn stop(self) {
+        self.amqp.shutdown().await;
+        self.bus.shutdown().await.unwrap();
+    }
+}

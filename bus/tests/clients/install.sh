@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the official Azure SDKs the AMQP tests drive (bus/tests/amqp_sdk.rs) into target/bus-clients/,
+# pinned, with the ordinary clients (npm, pip). Idempotent: a second run with everything present does nothing.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../../.." && pwd)"
+dest="${WEFT_BUS_CLIENTS:-$root/target/bus-clients}"
+mkdir -p "$dest/node" "$dest/python"
+
+node_pkgs=("@azure/service-bus@7.9.5")
+if command -v npm >/dev/null; then
+    if [ ! -f "$dest/node/node_modules/@azure/service-bus/package.json" ] ||
+        ! grep -q '"version": "7.9.5"' "$dest/node/node_modules/@azure/service-bus/package.json"; then
+        (cd "$dest/node" && [ -f package.json ] || echo '{"private":true}' > package.json
+         npm install --no-audit --no-fund --silent "${node_pkgs[@]}")
+    fi
+else
+    echo "install.sh: npm not found, the Node SDK tests will be skipped" >&2
+fi
+
+py_pkgs=("azure-servicebus==7.15.0")
+if command -v python3 >/dev/null; then
+    if ! PYTHONPATH="$dest/python" python3 -c 'import azure.servicebus as s, sys; sys.exit(s.__version__ != "7.15.0")' 2>/dev/null; then
+        python3 -m pip install --quiet --disable-pip-version-check --target "$dest/python" --upgrade "${py_pkgs[@]}"
+    fi
+else
+    echo "install.sh: python3 not found, the Python SDK tests will be skipped" >&2
+fi
+echo "bus clients in $dest"

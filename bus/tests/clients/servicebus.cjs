@@ -1,0 +1,107 @@
+// Drives @azure/service-bus (7.9.5, installed by install.sh) against weft's bus over AMQP.
+// Usage: node servicebus.cjs SCENARIO  (connection string in SB_CONNECTION_STRING)
+// Prints one JSON object with what the SDK saw; amqp/tests/sdk.rs checks it. Any SDK error exits 1.
+"use strict";
+const { ServiceBusClient } = require("@azure/service-bus");
+
+const cs = process.env.SB_CONNECTION_STRING;
+// Progress on stderr, shown by the test when the script fails or hangs.
+const step = (s) => process.stderr.write(`step: ${s}\n`);
+const wait = { maxWaitTimeInMs: 5000 };
+
+function props(m) {
+  return {
+    body: m.body,
+    subject: m.subject,
+    messageId: m.messageId,
+    correlationId: m.correlationId,
+    applicationProperties: m.applicationProperties,
+    deliveryCount: m.deliveryCount,
+    sequenceNumber: m.sequenceNumber === undefined ? undefined : Number(m.sequenceNumber),
+    lockToken: m.lockToken,
+    deadLetterReason: m.deadLetterReason,
+    deadLetterErrorDescription: m.deadLetterErrorDescription,
+  };
+}
+
+const scenarios = {
+  // send (single and batch), peek, receive peek-lock, renew, complete, abandon, dead-letter, schedule, cancel
+  async lifecycle(client) {
+    const out = {};
+    const sender = client.createSender("orders");
+    await sender.sendMessages({ body: "one", subject: "s1", applicationProperties: { n: 1 } });
+    const batch = await sender.createMessageBatch();
+    batch.tryAddMessage({ body: "two" });
+    batch.tryAddMessage({ body: "three" });
+    await sender.sendMessages(batch);
+    const receiver = client.createReceiver("orders");
+    out.peeked = (await receiver.peekMessages(3)).map((m) => m.body);
+    const msgs = await receiver.receiveMessages(3, wait);
+    out.received = msgs.map(props);
+    const before = msgs[0].lockedUntilUtc.getTime();
+    await new Promise((r) => setTimeout(r, 1100));
+    const renewed = await receiver.renewMessageLock(msgs[0]);
+    out.renewExtended = renewed.getTime() > before;
+    step("renewed");
+    await receiver.completeMessage(msgs[0]);
+    step("completed");
+    await receiver.abandonMessage(msgs[1]);
+    step("abandoned");
+    await receiver.deadLetterMessage(msgs[2], {
+      deadLetterReason: "bad-order",
+      deadLetterErrorDescription: "no customer",
+    });
+    step("dead-lettered");
+    const again = await receiver.receiveMessages(1, wait);
+    step("received again");
+    out.again = again.map(props);
+    for (const m of again) await receiver.completeMessage(m);
+    const dlq = client.createReceiver("orders", {
+      subQueueType: "deadLetter",
+      receiveMode: "receiveAndDelete",
+    });
+    out.deadLettered = (await dlq.receiveMessages(1, wait)).map(props);
+    step("read the dead-letter queue");
+    const seqs = await sender.scheduleMessages({ body: "later" }, new Date(Date.now() + 3600_000));
+    out.scheduled = seqs.map(Number);
+    step("scheduled");
+    await sender.cancelScheduledMessages(seqs);
+    out.afterCancel = (await receiver.peekMessages(10, { fromSequenceNumber: seqs[0] })).map((m) => m.body);
+    return out;
+  },
+  // receive what REST sent, receive-and-delete
+  async "receive-rest"(client) {
+    const r = client.createReceiver("orders", { receiveMode: "receiveAndDelete" });
+    return { received: (await r.receiveMessages(1, wait)).map(props) };
+  },
+  // send for REST to receive
+  async "send-for-rest"(client) {
+    const s = client.createSender("orders");
+    await s.sendMessages({
+      body: { name: "from-node" },
+      subject: "Update",
+      messageId: "node-1",
+      correlationId: "corr-node",
+      applicationProperties: { EntityLogicalName: "contact", Attempt: 3, Ok: true },
+    });
+    return { sent: true };
+  },
+};
+
+async function main() {
+  const name = process.argv[2];
+  const scenario = scenarios[name];
+  if (!scenario) throw new Error(`unknown scenario ${name}`);
+  const client = new ServiceBusClient(cs);
+  try {
+    const out = await scenario(client);
+    process.stdout.write(JSON.stringify(out) + "\n");
+  } finally {
+    await client.close();
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e && e.stack ? e.stack : e}\n`);
+  process.exit(1);
+});
