@@ -458,6 +458,13 @@ fn a_trap_is_an_unexpected_isv_error_with_detail_in_the_trace_log() {
         "{:?}",
         t[0].entry
     );
+    // The panic's own message leads the trace row's error, the trap follows it.
+    let error = t[0].entry.error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("failed (trap): panicked at fixtures/panic/src/lib.rs:")
+            && error.contains("plug-in panicked on purpose in Create (wasm trap"),
+        "{error}"
+    );
     assert!(
         t[0].entry.error.as_deref().unwrap_or("").contains("trap"),
         "{:?}",

@@ -560,10 +560,7 @@ pub(crate) fn step_decl(s: RawStep, catalog: &Catalog<'_>) -> Result<StepDecl, S
                 .ok_or_else(|| {
                     format!(
                         "plug-in `{p}` is not declared{}",
-                        crate::suggest::did_you_mean(
-                            p,
-                            catalog.plugins.iter().map(|c| c.name)
-                        )
+                        crate::suggest::did_you_mean(p, catalog.plugins.iter().map(|c| c.name))
                     )
                 })?;
             EventHandler::PluginType(match &s.plugin_type {

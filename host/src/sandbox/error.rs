@@ -118,3 +118,37 @@ impl fmt::Display for PluginFailure {
 }
 
 impl std::error::Error for PluginFailure {}
+
+/// The message of a Rust panic in a plug-in's captured stderr — `panicked at src/lib.rs:23:48: names are
+/// long` — when there is one (the standard library prints `thread '…' panicked at FILE:LINE:COL:` and the
+/// message on the lines after it, up to the `note:` line).
+pub(crate) fn panic_message(stderr: &str) -> Option<String> {
+    let mut lines = stderr.lines();
+    let location = lines.find_map(|l| l.split_once(" panicked at ").map(|(_, at)| at))?;
+    let text: Vec<&str> = lines
+        .take_while(|l| !l.starts_with("note: "))
+        .take(8)
+        .collect();
+    Some(format!(
+        "panicked at {} {}",
+        location.trim_end(),
+        text.join("\n").trim()
+    ))
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::panic_message;
+
+    /// The location and the message, not the thread name or the backtrace note; nothing without a panic.
+    #[test]
+    fn panic_message_from_stderr() {
+        let stderr = "\nthread '<unnamed>' (1) panicked at src/lib.rs:23:48:\nnames are long\nnote: run with \
+                      `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("panicked at src/lib.rs:23:48: names are long")
+        );
+        assert_eq!(panic_message("just some output\n"), None);
+    }
+}

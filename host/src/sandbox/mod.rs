@@ -628,7 +628,14 @@ impl Sandbox {
                 None,
             )),
             Err(error) => {
-                let (kind, message) = classify(&error, state.limiter.denied, &self.limits);
+                let (kind, mut message) = classify(&error, state.limiter.denied, &self.limits);
+                // A Rust panic traps as `unreachable`; its message (on stderr) is what the author needs
+                // first, the trap after it.
+                if kind == FailureKind::Trap
+                    && let Some(panic) = crate::sandbox::error::panic_message(&stderr)
+                {
+                    message = format!("{panic} ({message})");
+                }
                 let backtrace = error
                     .downcast_ref::<wasmtime::WasmBacktrace>()
                     .map(|b| b.to_string());
