@@ -17,6 +17,9 @@ use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use weft_bus::bench::{BODY_BYTES, CONCURRENCY, Figures, KEY_NAME, MESSAGES, QUEUE};
 use weft_bus::server::Bus;
 
+/// The longest an AMQP phase may run (REST's take seconds in a release build).
+const PHASE_LIMIT_SECS: u64 = 120;
+
 /// Runs the bus benchmark with the AMQP phases added.
 pub async fn run(json: bool) -> anyhow::Result<()> {
     weft_bus::bench::run_with(json, amqp_phases).await
@@ -25,9 +28,19 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
 async fn amqp_phases(bus: Arc<Bus>, key: String) -> anyhow::Result<Figures> {
     let amqp = crate::start(bus, "127.0.0.1:0".parse()?).await?;
     let url = format!("amqp://127.0.0.1:{}", amqp.local_addr().port());
+    // Bounded: a phase that stops making progress ends the run with an error instead of hanging it.
+    let bound = std::time::Duration::from_secs(PHASE_LIMIT_SECS);
     let result = async {
-        let sends = sends(&url, &key).await.context("AMQP sends")?;
-        let receives = receives(&url, &key).await.context("AMQP receives")?;
+        let sends = tokio::time::timeout(bound, sends(&url, &key))
+            .await
+            .map_err(|_| anyhow::anyhow!("AMQP sends did not finish within {PHASE_LIMIT_SECS} s"))?
+            .context("AMQP sends")?;
+        let receives = tokio::time::timeout(bound, receives(&url, &key))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("AMQP receives did not finish within {PHASE_LIMIT_SECS} s")
+            })?
+            .context("AMQP receives")?;
         anyhow::Ok(vec![
             ("amqp_sends_per_s", sends, "AMQP sends   "),
             ("amqp_receives_per_s", receives, "AMQP receives"),
