@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context as _;
+use fe2o3_amqp::link::receiver::CreditMode;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::types::definitions::SenderSettleMode;
 use fe2o3_amqp::types::messaging::{Body, Data, Message, MessageId, Properties};
@@ -167,6 +168,11 @@ async fn session_receiver(
         .name(format!("recv-{i}"))
         .source(QUEUE)
         .sender_settle_mode(SenderSettleMode::Settled)
+        // Credit for the whole run up front: fe2o3's receiver re-issues credit only from its disposition
+        // path, which pre-settled deliveries never take, so its default window (200) would stall the link.
+        .credit_mode(CreditMode::Auto(
+            u32::try_from(MESSAGES).unwrap_or(u32::MAX),
+        ))
         .attach(session)
         .await?)
 }
