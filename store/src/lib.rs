@@ -24,6 +24,65 @@
 //! no transaction go through [`StoreExt::read`] on a pool of read connections, which WAL lets run
 //! concurrently with the writer and which see only committed data. The store README states the isolation.
 
+/// The system-table reads of [`Read`] answered by `self.$field`: for the readers whose own data is the
+/// declared tables (a transaction, an operation's buffer) and whose system rows are those of the reader
+/// they wrap.
+macro_rules! delegate_system_reads {
+    ($field:ident) => {
+        fn plugin_assemblies(&self) -> Result<Vec<PluginAssembly>> {
+            self.$field.plugin_assemblies()
+        }
+        fn plugin_types(&self) -> Result<Vec<PluginType>> {
+            self.$field.plugin_types()
+        }
+        fn plugin_assembly_content(&self, assembly_id: Uuid) -> Result<Option<AssemblyContent>> {
+            self.$field.plugin_assembly_content(assembly_id)
+        }
+        fn declarations(&self) -> Result<Vec<Declaration>> {
+            self.$field.declarations()
+        }
+        fn steps(&self) -> Result<Vec<Step>> {
+            self.$field.steps()
+        }
+        fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>> {
+            self.$field.step_secure_configuration_for_sandbox(step_id)
+        }
+        fn service_endpoints(&self) -> Result<Vec<ServiceEndpoint>> {
+            self.$field.service_endpoints()
+        }
+        fn service_endpoint(&self, id: Uuid) -> Result<Option<ServiceEndpoint>> {
+            self.$field.service_endpoint(id)
+        }
+        fn service_endpoint_secrets_for_delivery(
+            &self,
+            id: Uuid,
+        ) -> Result<Option<EndpointSecrets>> {
+            self.$field.service_endpoint_secrets_for_delivery(id)
+        }
+        fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>> {
+            self.$field.system_job(id)
+        }
+        fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>> {
+            self.$field.system_jobs(filter)
+        }
+        fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
+            self.$field.trace_logs(filter)
+        }
+        fn trace_recording(&self, trace_id: Uuid) -> Result<Option<String>> {
+            self.$field.trace_recording(trace_id)
+        }
+        fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
+            self.$field.job_attempts(job_id)
+        }
+        fn step_async_auto_delete(&self, step_id: Uuid) -> Result<Option<bool>> {
+            self.$field.step_async_auto_delete(step_id)
+        }
+        fn expired_job_leases(&self, now_ms: i64) -> Result<Vec<SystemJob>> {
+            self.$field.expired_job_leases(now_ms)
+        }
+    };
+}
+
 pub mod bench;
 mod error;
 pub mod lock;

@@ -422,55 +422,7 @@ impl Read for Buffered<'_> {
             }
         }
     }
-    fn plugin_assemblies(&self) -> Result<Vec<PluginAssembly>> {
-        self.committed.plugin_assemblies()
-    }
-    fn plugin_types(&self) -> Result<Vec<PluginType>> {
-        self.committed.plugin_types()
-    }
-    fn plugin_assembly_content(&self, assembly_id: Uuid) -> Result<Option<AssemblyContent>> {
-        self.committed.plugin_assembly_content(assembly_id)
-    }
-    fn declarations(&self) -> Result<Vec<Declaration>> {
-        self.committed.declarations()
-    }
-    fn steps(&self) -> Result<Vec<Step>> {
-        self.committed.steps()
-    }
-    fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>> {
-        self.committed
-            .step_secure_configuration_for_sandbox(step_id)
-    }
-    fn service_endpoints(&self) -> Result<Vec<ServiceEndpoint>> {
-        self.committed.service_endpoints()
-    }
-    fn service_endpoint(&self, id: Uuid) -> Result<Option<ServiceEndpoint>> {
-        self.committed.service_endpoint(id)
-    }
-    fn service_endpoint_secrets_for_delivery(&self, id: Uuid) -> Result<Option<EndpointSecrets>> {
-        self.committed.service_endpoint_secrets_for_delivery(id)
-    }
-    fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>> {
-        self.committed.system_job(id)
-    }
-    fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>> {
-        self.committed.system_jobs(filter)
-    }
-    fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
-        self.committed.trace_logs(filter)
-    }
-    fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
-        self.committed.job_attempts(job_id)
-    }
-    fn trace_recording(&self, trace_id: Uuid) -> Result<Option<String>> {
-        self.committed.trace_recording(trace_id)
-    }
-    fn step_async_auto_delete(&self, step_id: Uuid) -> Result<Option<bool>> {
-        self.committed.step_async_auto_delete(step_id)
-    }
-    fn expired_job_leases(&self, now_ms: i64) -> Result<Vec<SystemJob>> {
-        self.committed.expired_job_leases(now_ms)
-    }
+    delegate_system_reads!(committed);
 }
 
 impl Tx for Buffered<'_> {

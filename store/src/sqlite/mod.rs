@@ -659,54 +659,7 @@ impl Read for SqlTx<'_> {
     fn related(&self, relationship: &str, row: &EntityRef) -> Result<Vec<EntityRef>> {
         self.read.related(relationship, row)
     }
-    fn plugin_assemblies(&self) -> Result<Vec<PluginAssembly>> {
-        self.read.plugin_assemblies()
-    }
-    fn plugin_types(&self) -> Result<Vec<PluginType>> {
-        self.read.plugin_types()
-    }
-    fn plugin_assembly_content(&self, assembly_id: Uuid) -> Result<Option<AssemblyContent>> {
-        self.read.plugin_assembly_content(assembly_id)
-    }
-    fn declarations(&self) -> Result<Vec<Declaration>> {
-        self.read.declarations()
-    }
-    fn steps(&self) -> Result<Vec<Step>> {
-        self.read.steps()
-    }
-    fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>> {
-        self.read.step_secure_configuration_for_sandbox(step_id)
-    }
-    fn service_endpoints(&self) -> Result<Vec<ServiceEndpoint>> {
-        self.read.service_endpoints()
-    }
-    fn service_endpoint(&self, id: Uuid) -> Result<Option<ServiceEndpoint>> {
-        self.read.service_endpoint(id)
-    }
-    fn service_endpoint_secrets_for_delivery(&self, id: Uuid) -> Result<Option<EndpointSecrets>> {
-        self.read.service_endpoint_secrets_for_delivery(id)
-    }
-    fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>> {
-        self.read.system_job(id)
-    }
-    fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>> {
-        self.read.system_jobs(filter)
-    }
-    fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
-        self.read.trace_logs(filter)
-    }
-    fn trace_recording(&self, trace_id: Uuid) -> Result<Option<String>> {
-        self.read.trace_recording(trace_id)
-    }
-    fn job_attempts(&self, job_id: Uuid) -> Result<Vec<JobAttempt>> {
-        self.read.job_attempts(job_id)
-    }
-    fn expired_job_leases(&self, now_ms: i64) -> Result<Vec<SystemJob>> {
-        self.read.expired_job_leases(now_ms)
-    }
-    fn step_async_auto_delete(&self, step_id: Uuid) -> Result<Option<bool>> {
-        self.read.step_async_auto_delete(step_id)
-    }
+    delegate_system_reads!(read);
 }
 
 impl Tx for SqlTx<'_> {
