@@ -238,10 +238,19 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    fn keep(&mut self, call: impl FnOnce() -> Call) {
-        if self.enabled {
-            self.calls.push(call());
+    /// Serves one call through `inner`; when recording, keeps it (`args` and the answer) as `record` says.
+    fn pass<A: Clone, R: Clone>(
+        &mut self,
+        args: A,
+        serve: impl FnOnce(&mut dyn HostServices, A) -> R,
+        record: impl FnOnce(A, R) -> Call,
+    ) -> R {
+        if !self.enabled {
+            return serve(&mut *self.inner, args);
         }
+        let answer = serve(&mut *self.inner, args.clone());
+        self.calls.push(record(args, answer.clone()));
+        answer
     }
 }
 
@@ -252,25 +261,23 @@ impl HostServices for Recorder<'_> {
         context: &ExecutionContext,
         changes: &ContextChanges,
     ) -> Result<String, ServiceError> {
-        let answer = self.inner.notify(endpoint, context, changes);
-        self.keep(|| Call::Notify {
-            endpoint,
-            changes: changes.clone(),
-            answer: answer.clone(),
-        });
-        answer
+        self.pass(
+            (),
+            |s, ()| s.notify(endpoint, context, changes),
+            |(), answer| Call::Notify {
+                endpoint,
+                changes: changes.clone(),
+                answer,
+            },
+        )
     }
 
     fn create(&mut self, entity: Entity) -> Result<Guid, ServiceError> {
-        let kept = self.enabled.then(|| entity.clone());
-        let answer = self.inner.create(entity);
-        if let Some(entity) = kept {
-            self.keep(|| Call::Create {
-                entity,
-                answer: answer.clone(),
-            });
-        }
-        answer
+        self.pass(
+            entity,
+            |s, entity| s.create(entity),
+            |entity, answer| Call::Create { entity, answer },
+        )
     }
 
     fn retrieve(
@@ -279,54 +286,44 @@ impl HostServices for Recorder<'_> {
         id: Guid,
         columns: Option<Vec<String>>,
     ) -> Result<Entity, ServiceError> {
-        let kept = self.enabled.then(|| (entity_name.clone(), columns.clone()));
-        let answer = self.inner.retrieve(entity_name, id, columns);
-        if let Some((entity_name, columns)) = kept {
-            self.keep(|| Call::Retrieve {
+        self.pass(
+            (entity_name, columns),
+            |s, (entity_name, columns)| s.retrieve(entity_name, id, columns),
+            |(entity_name, columns), answer| Call::Retrieve {
                 entity_name,
                 id,
                 columns,
-                answer: answer.clone(),
-            });
-        }
-        answer
+                answer,
+            },
+        )
     }
 
     fn retrieve_multiple(&mut self, query: Query) -> Result<EntityCollection, ServiceError> {
-        let kept = self.enabled.then(|| query.clone());
-        let answer = self.inner.retrieve_multiple(query);
-        if let Some(query) = kept {
-            self.keep(|| Call::RetrieveMultiple {
-                query,
-                answer: answer.clone(),
-            });
-        }
-        answer
+        self.pass(
+            query,
+            |s, query| s.retrieve_multiple(query),
+            |query, answer| Call::RetrieveMultiple { query, answer },
+        )
     }
 
     fn update(&mut self, entity: Entity) -> Result<(), ServiceError> {
-        let kept = self.enabled.then(|| entity.clone());
-        let answer = self.inner.update(entity);
-        if let Some(entity) = kept {
-            self.keep(|| Call::Update {
-                entity,
-                answer: answer.clone(),
-            });
-        }
-        answer
+        self.pass(
+            entity,
+            |s, entity| s.update(entity),
+            |entity, answer| Call::Update { entity, answer },
+        )
     }
 
     fn delete(&mut self, entity_name: String, id: Guid) -> Result<(), ServiceError> {
-        let kept = self.enabled.then(|| entity_name.clone());
-        let answer = self.inner.delete(entity_name, id);
-        if let Some(entity_name) = kept {
-            self.keep(|| Call::Delete {
+        self.pass(
+            entity_name,
+            |s, entity_name| s.delete(entity_name, id),
+            |entity_name, answer| Call::Delete {
                 entity_name,
                 id,
-                answer: answer.clone(),
-            });
-        }
-        answer
+                answer,
+            },
+        )
     }
 }
 
