@@ -172,8 +172,8 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     let unsecure_config = args.unsecure_config.clone();
     let secure_config = args.secure_config.clone();
     let outcome = match local {
-        Some(local) => {
-            let o = sandbox.invoke(
+        Some(local) => sandbox
+            .invoke(
                 &plugin,
                 Invocation {
                     context: execution_context,
@@ -181,16 +181,8 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                     secure_config,
                     services: local,
                 },
-            );
-            Outcome {
-                result: o.result,
-                traces: o.traces,
-                stdout: o.stdout,
-                stderr: o.stderr,
-                usage: o.usage,
-                services: o.services.recording,
-            }
-        }
+            )
+            .map_services(|local| local.recording),
         None => sandbox.invoke(
             &plugin,
             Invocation {

@@ -206,6 +206,20 @@ pub struct Outcome<S> {
     pub services: S,
 }
 
+impl<S> Outcome<S> {
+    /// The same outcome with its services turned into something else (e.g. the part a report reads).
+    pub fn map_services<T>(self, f: impl FnOnce(S) -> T) -> Outcome<T> {
+        Outcome {
+            result: self.result,
+            traces: self.traces,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            usage: self.usage,
+            services: f(self.services),
+        }
+    }
+}
+
 /// Advances the engine's epoch every tick until the sandbox is dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
@@ -486,21 +500,14 @@ impl Sandbox {
             secure_config,
             mut services,
         } = invocation;
-        let outcome = self.invoke_with(
+        self.invoke_with(
             plugin,
             context,
             unsecure_config,
             secure_config,
             &mut services,
-        );
-        Outcome {
-            result: outcome.result,
-            traces: outcome.traces,
-            stdout: outcome.stdout,
-            stderr: outcome.stderr,
-            usage: outcome.usage,
-            services,
-        }
+        )
+        .map_services(|()| services)
     }
 
     /// Runs a plug-in once in a fresh store, with borrowed services (e.g. ones
