@@ -287,7 +287,7 @@ async fn retrieve_update_delete() {
     assert_eq!(row["name"], "Litware Inc.");
     assert_eq!(row["numberofemployees"], 42);
 
-    for (name, value) in [("If-None-Match", "*"), ("If-Match", "W/\"1\"")] {
+    for (name, value) in [("If-None-Match", "W/\"1\""), ("If-Match", "W/\"1\"")] {
         let r = env
             .client
             .patch(env.url(&record))
@@ -329,14 +329,126 @@ async fn retrieve_update_delete() {
         (status, code.as_str()),
         (StatusCode::NOT_FOUND, "0x80040217")
     );
+    // `If-Match: *` prevents an upsert's create: the deleted row stays deleted.
     let r = env
         .client
         .patch(env.url(&record))
+        .header("If-Match", "*")
         .body(r#"{"name": "x"}"#)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (status, code, _) = error_of(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "0x80040217")
+    );
+    assert_eq!(env.get(&record).await.0, StatusCode::NOT_FOUND);
+    env.stop().await;
+}
+
+/// PATCH is Dataverse's upsert: a missing id is created through Create's pipeline (the enricher at 20
+/// fills the account number), an existing one updated; `If-None-Match: *` makes it create-only (412 when
+/// the row exists); `return=representation` answers 201 for a create and 200 for an update.
+#[tokio::test(flavor = "multi_thread")]
+async fn patch_upserts() {
+    let env = start(None).await;
+    let id = Uuid::new_v4();
+    let record = format!("accounts({id})");
+    let r = env
+        .client
+        .patch(env.url(&record))
+        .body(r#"{"name": "Upserted Ltd"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(
+        r.headers()["OData-EntityId"]
+            .to_str()
+            .unwrap()
+            .ends_with(&record)
+    );
+    let (status, row) = env.get(&record).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(row["name"], "Upserted Ltd");
+    assert!(
+        row["accountnumber"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("ACC-UL-")),
+        "Create's steps ran: {row}"
+    );
+    assert_eq!(
+        env.traces("post").len(),
+        1,
+        "the Create's stage-40 probe ran once"
+    );
+
+    // The same PATCH again updates: no second Create.
+    let r = env
+        .client
+        .patch(env.url(&record))
+        .header("Prefer", "return=representation")
+        .body(r#"{"numberofemployees": 7}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let row: Json = r.json().await.unwrap();
+    assert_eq!(
+        (row["name"].as_str(), row["numberofemployees"].as_i64()),
+        (Some("Upserted Ltd"), Some(7))
+    );
+    assert_eq!(
+        env.traces("post").len(),
+        1,
+        "an update fires no Create step"
+    );
+    assert_eq!(env.rows().await.len(), 1);
+
+    // Create-only: refused for the existing row, and nothing changes.
+    let r = env
+        .client
+        .patch(env.url(&record))
+        .header("If-None-Match", "*")
+        .body(r#"{"name": "Overwritten"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_of(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PRECONDITION_FAILED, "0x80040237"),
+        "{message}"
+    );
+    assert_eq!(env.get(&record).await.1["name"], "Upserted Ltd");
+
+    // Create-only for a new id creates it, answering 201 with the representation.
+    let other = Uuid::new_v4();
+    let r = env
+        .client
+        .patch(env.url(&format!("accounts({other})")))
+        .header("If-None-Match", "*")
+        .header("Prefer", "return=representation")
+        .body(r#"{"name": "Fresh"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let row: Json = r.json().await.unwrap();
+    assert_eq!(row["accountid"], other.to_string());
+
+    // Both headers at once cannot both hold.
+    let r = env
+        .client
+        .patch(env.url(&record))
+        .header("If-Match", "*")
+        .header("If-None-Match", "*")
+        .body(r#"{"name": "x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.0, StatusCode::BAD_REQUEST);
     env.stop().await;
 }
 

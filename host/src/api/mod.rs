@@ -31,8 +31,8 @@
 //! (`odata`); JSON bodies nest at most 128 levels (serde_json's recursion limit, left on).
 //!
 //! # Differences from Dataverse
-//! PATCH updates an existing record only (as with `If-Match: *`): no upsert; `If-None-Match` and ETag
-//! `If-Match` values are refused. No ETags; `$expand` follows single-valued navigation properties
+//! PATCH is an upsert (`If-Match: *` and `If-None-Match: *` as Dataverse defines them); records carry no
+//! ETags yet, so ETag values in those headers are refused. `$expand` follows single-valued navigation properties
 //! (lookups) only, with a nested `$select` (the `expand` submodule); `$count` is capped at 5,000 as in
 //! Dataverse and counted by a RetrieveMultiple of its own; paging is by row offset (see `paging`). Of the
 //! annotations `Prefer: odata.include-annotations` asks for, only the lookups' target table
@@ -75,7 +75,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use uuid::Uuid;
-use weft_store::{Query as StoreQuery, TableDef};
+use weft_store::{Query as StoreQuery, StoreError, StoreExt as _, TableDef};
 
 pub use error::{ApiError, BAD_PAYLOAD, BAD_URL};
 pub use json::{entity_to_body, format_datetime, parse_datetime};
@@ -1110,30 +1110,65 @@ impl Call {
             .into_response())
     }
 
+    /// `PATCH {set}(id)`: Dataverse's upsert. An existing row is updated (Update's pipeline); a missing one
+    /// is created with that id (Create's pipeline). `If-Match: *` prevents the create (404 when missing),
+    /// `If-None-Match: *` prevents the update (412 when present). With `return=representation` the row
+    /// comes back: 201 when it was created, 200 when updated.
     async fn update(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
-        // PATCH here always behaves as `If-Match: *`; a caller asking for anything else (create-only, an
-        // ETag) would silently get different semantics, so it is refused.
-        if self.header("If-None-Match")?.is_some() {
-            return Err(ApiError::url(
-                "If-None-Match is not supported: PATCH updates existing records only (no upsert).",
-            ));
-        }
-        if let Some(v) = self.header("If-Match")?
-            && v.trim() != "*"
-        {
-            return Err(ApiError::url(format!(
-                "If-Match: '{v}' is not supported: records carry no ETags; use '*'."
-            )));
-        }
+        let precondition = Precondition::from_headers(self)?;
         let schema = &self.state.runtime.registration.schema;
         let target = json::entity_from_body(schema, &self.table, body, Some(id))?;
-        let request = self.request(Message::Update { target }, options.tag.clone())?;
         let representation = self.wants_representation()?;
-        self.execute(request).await?;
-        // The update is committed: a failed read-back answers 204 without Preference-Applied.
+        let create = match precondition {
+            Precondition::UpdateOnly => false,
+            Precondition::CreateOnly => true,
+            Precondition::Upsert => !self.exists(id).await?,
+        };
+        let created = if create {
+            let request = self.request(
+                Message::Create {
+                    target: target.clone(),
+                },
+                options.tag.clone(),
+            )?;
+            match execute_pipeline(&self.state.runtime, request).await? {
+                Ok(_) => true,
+                Err(PipelineError::Store(StoreError::DuplicateId { table, id: dup }))
+                    if precondition == Precondition::CreateOnly
+                        && table == self.table.logical_name
+                        && dup == id =>
+                {
+                    return Err(ApiError::new(
+                        StatusCode::PRECONDITION_FAILED,
+                        "0x80040237",
+                        "A record with matching key values already exists.",
+                    ));
+                }
+                // Created by another request since the existence check: it is there now, so this upsert
+                // updates it, as it would have a moment later.
+                Err(PipelineError::Store(StoreError::DuplicateId { table, id: dup }))
+                    if table == self.table.logical_name && dup == id =>
+                {
+                    self.execute(self.request(Message::Update { target }, options.tag.clone())?)
+                        .await?;
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            self.execute(self.request(Message::Update { target }, options.tag.clone())?)
+                .await?;
+            false
+        };
+        // The write is committed: a failed read-back answers 204 without Preference-Applied.
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
         let row = if representation {
-            self.representation(id, &options, StatusCode::OK).await.ok()
+            self.representation(id, &options, status).await.ok()
         } else {
             None
         };
@@ -1145,8 +1180,36 @@ impl Call {
                 );
                 Ok(r)
             }
-            None => Ok(StatusCode::NO_CONTENT.into_response()),
+            None => {
+                let mut r = StatusCode::NO_CONTENT.into_response();
+                if let Ok(v) = HeaderValue::from_str(&self.entity_url(id)) {
+                    r.headers_mut().insert("OData-EntityId", v);
+                }
+                Ok(r)
+            }
         }
+    }
+
+    /// Whether row `id` of the addressed table exists now (committed data; no Retrieve steps fire).
+    async fn exists(&self, id: Uuid) -> Result<bool, ApiError> {
+        let runtime = Arc::clone(&self.state.runtime);
+        let table = self.table.logical_name.clone();
+        let columns = vec![self.table.primary_id_attribute.clone()];
+        tokio::task::spawn_blocking(move || {
+            runtime
+                .store
+                .read(|r| r.retrieve(&table, id, Some(&columns)))
+                .map(|row| row.is_some())
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "0x80040216",
+                format!("the existence check did not complete: {e}"),
+            )
+        })?
+        .map_err(|e: StoreError| ApiError::from(PipelineError::Store(e)))
     }
 
     async fn delete(&self, id: Uuid) -> Result<Response, ApiError> {
@@ -1236,6 +1299,16 @@ async fn execute(
     runtime: &Arc<Runtime>,
     request: OrganizationRequest,
 ) -> Result<OrganizationResponse, ApiError> {
+    execute_pipeline(runtime, request)
+        .await?
+        .map_err(ApiError::from)
+}
+
+/// [`execute`] keeping the pipeline's error, for callers that answer some failures their own way.
+async fn execute_pipeline(
+    runtime: &Arc<Runtime>,
+    request: OrganizationRequest,
+) -> Result<Result<OrganizationResponse, PipelineError>, ApiError> {
     let runtime = Arc::clone(runtime);
     tokio::task::spawn_blocking(move || runtime.pipeline.execute(request))
         .await
@@ -1245,8 +1318,39 @@ async fn execute(
                 "0x80040216",
                 format!("the operation did not complete: {e}"),
             )
-        })?
-        .map_err(ApiError::from)
+        })
+}
+
+/// What a PATCH's `If-Match` / `If-None-Match` headers allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Precondition {
+    /// Neither header: update or create.
+    Upsert,
+    /// `If-Match: *`: update an existing row only.
+    UpdateOnly,
+    /// `If-None-Match: *`: create only.
+    CreateOnly,
+}
+
+impl Precondition {
+    fn from_headers(call: &Call) -> Result<Precondition, ApiError> {
+        let star = |name: &str| -> Result<Option<bool>, ApiError> {
+            Ok(call.header(name)?.map(|v| v.trim() == "*"))
+        };
+        match (star("If-Match")?, star("If-None-Match")?) {
+            (Some(_), Some(_)) => Err(ApiError::url(
+                "If-Match and If-None-Match cannot both be sent: If-Match: * prevents the create of an \
+                 upsert, If-None-Match: * its update.",
+            )),
+            (Some(true), None) => Ok(Precondition::UpdateOnly),
+            (None, Some(true)) => Ok(Precondition::CreateOnly),
+            (None, None) => Ok(Precondition::Upsert),
+            (Some(false), _) | (_, Some(false)) => Err(ApiError::url(
+                "Only '*' is supported in If-Match and If-None-Match: records carry no ETags in this \
+                 version (If-Match: * prevents the create of an upsert, If-None-Match: * its update).",
+            )),
+        }
+    }
 }
 
 fn unexpected(response: &OrganizationResponse) -> ApiError {

@@ -6,16 +6,15 @@
 //! Owns the permits and the per-thread nesting count; must not know about
 //! stores or operations. A plug-in's organization-service call can run another
 //! plug-in on the same thread while the first is still live: such nested
-//! invocations, and those on a thread marked with [`Admission::admitted`] (the
-//! store's writer, which must never wait behind callers that wait for it),
-//! do not wait for a permit; they draw on a reserve of the pool kept for them.
+//! invocations do not wait for a permit (the outer one holds one and would wait
+//! for itself); they draw on a reserve of the pool kept for them.
 
 use std::cell::Cell;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 thread_local! {
-    /// Invocations (or admitted sections) open on this thread.
+    /// Invocations open on this thread.
     static OPEN: Cell<u32> = const { Cell::new(0) };
 }
 
@@ -31,15 +30,6 @@ pub(super) struct Ticket<'a> {
     permit: Option<&'a Admission>,
 }
 
-/// Marks the current thread as admitted while it lives.
-pub struct AdmittedSection(());
-
-impl Drop for AdmittedSection {
-    fn drop(&mut self) {
-        OPEN.with(|open| open.set(open.get().saturating_sub(1)));
-    }
-}
-
 impl Admission {
     /// `permits` concurrent top-level invocations; a caller waits at most `wait`.
     pub(super) fn new(permits: u32, wait: Duration) -> Admission {
@@ -51,7 +41,7 @@ impl Admission {
     }
 
     /// Top-level permits for a pool of `instances`: a quarter of the pool is
-    /// kept for nested and admitted invocations.
+    /// kept for nested invocations.
     pub(super) fn permits_for(instances: u32) -> u32 {
         (instances - instances / 4).max(1)
     }
@@ -79,12 +69,6 @@ impl Admission {
         *free -= 1;
         OPEN.with(|open| open.set(open.get() + 1));
         Some(Ticket { permit: Some(self) })
-    }
-
-    /// Invocations on this thread skip the wait until the section is dropped.
-    pub(super) fn admitted() -> AdmittedSection {
-        OPEN.with(|open| open.set(open.get() + 1));
-        AdmittedSection(())
     }
 }
 

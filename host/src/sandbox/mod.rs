@@ -34,7 +34,6 @@ mod output;
 pub mod services;
 mod state;
 
-pub use admission::AdmittedSection;
 pub use bindings::v1::weft::plugin as wit;
 pub use bindings::v2::weft::plugin as wit2;
 pub use cache::{CacheOutcome, sha256_hex};
@@ -336,13 +335,6 @@ impl Sandbox {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    /// Until the returned guard is dropped, invocations on this thread do not
-    /// wait for an instance (they use the pool's reserve): for a thread others
-    /// wait for, such as the store's single writer.
-    pub fn admitted(&self) -> AdmittedSection {
-        Admission::admitted()
     }
 
     /// Loads a component file.
