@@ -1510,3 +1510,210 @@ async fn custom_api_calls_honour_the_caller_headers_and_tag() {
     assert_eq!((env.traces("ten").len(), env.traces("forty").len()), (1, 2));
     env.stop().await;
 }
+
+/// One `$batch` body: `items` are (change set?, requests), each request (Content-ID, request text).
+fn batch_body(items: &[(bool, Vec<(&str, String)>)]) -> String {
+    let mut body = String::new();
+    for (change_set, requests) in items {
+        body += "--batch_t\r\n";
+        if *change_set {
+            body += "Content-Type: multipart/mixed; boundary=changeset_t\r\n\r\n";
+        }
+        for (id, request) in requests {
+            if *change_set {
+                body += "--changeset_t\r\n";
+            }
+            body += "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n";
+            if !id.is_empty() {
+                body += &format!("Content-ID: {id}\r\n");
+            }
+            body += &format!("\r\n{request}\r\n");
+        }
+        if *change_set {
+            body += "--changeset_t--\r\n";
+        }
+    }
+    body + "--batch_t--\r\n"
+}
+
+/// The status lines of a `$batch` answer, in order, and the answer's text.
+async fn batch(env: &Env, body: String, prefer: Option<&str>) -> (Vec<u16>, String) {
+    let mut request = env
+        .client
+        .post(env.url("$batch"))
+        .header("Content-Type", "multipart/mixed; boundary=batch_t")
+        .body(body);
+    if let Some(p) = prefer {
+        request = request.header("Prefer", p);
+    }
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let boundary = r.headers()["Content-Type"]
+        .to_str()
+        .unwrap()
+        .split("boundary=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(boundary.starts_with("batchresponse_"), "{boundary}");
+    let text = r.text().await.unwrap();
+    assert!(
+        text.trim_end().ends_with(&format!("--{boundary}--")),
+        "{text}"
+    );
+    let statuses = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("HTTP/1.1 "))
+        .map(|l| l[..3].parse().unwrap())
+        .collect();
+    (statuses, text)
+}
+
+/// A change set commits as one: a contact and an account bound to it by `$1`, then a PATCH of `$2`, all
+/// through the pipeline (the enricher fills the account number); the GET after it sees the result.
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_change_sets_commit_together_and_reference_earlier_rows() {
+    let env = start(None).await;
+    let body = batch_body(&[
+        (
+            true,
+            vec![
+                (
+                    "1",
+                    "POST /api/data/v9.2/contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"lastname\":\"Ray\"}".into(),
+                ),
+                (
+                    "2",
+                    "POST accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"name\":\"Batch Co\",\"primarycontactid@odata.bind\":\"$1\"}".into(),
+                ),
+                (
+                    "3",
+                    "PATCH $2 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"numberofemployees\":12}".into(),
+                ),
+            ],
+        ),
+        (
+            false,
+            vec![(
+                "",
+                format!(
+                    "GET {}?$select=name,numberofemployees,accountnumber&$expand=primarycontactid($select=lastname) HTTP/1.1\r\nAccept: application/json\r\n",
+                    env.url("accounts")
+                ),
+            )],
+        ),
+    ]);
+    let (statuses, text) = batch(&env, body, None).await;
+    assert_eq!(statuses, [204, 204, 204, 200], "{text}");
+    assert!(text.contains("changesetresponse_"), "{text}");
+    assert!(text.contains("Content-ID: 2\r\n"), "{text}");
+    let rows = env.rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["numberofemployees"], 12);
+    assert!(text.contains("\"lastname\":\"Ray\""), "{text}");
+    assert!(
+        text.contains("\"accountnumber\":\"ACC-BC-"),
+        "the enricher ran: {text}"
+    );
+    env.stop().await;
+}
+
+/// A failure in a change set (here the validator's) rolls back every request of it and is its only
+/// answer; the batch stops there unless `odata.continue-on-error` is preferred.
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_change_set_failure_rolls_back_all_of_it() {
+    let env = start(None).await;
+    let items = |n: &str| {
+        vec![
+            (
+                true,
+                vec![
+                    (
+                        "1",
+                        format!("POST accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{{\"name\":\"First {n}\"}}"),
+                    ),
+                    (
+                        "2",
+                        "POST accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"name\":\" \"}".into(),
+                    ),
+                ],
+            ),
+            (
+                false,
+                vec![(
+                    "",
+                    "POST accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"name\":\"After\"}"
+                        .into(),
+                )],
+            ),
+        ]
+    };
+    let (statuses, text) = batch(&env, batch_body(&items("a")), None).await;
+    assert_eq!(statuses, [400], "{text}");
+    assert!(text.contains("Account name is required."), "{text}");
+    assert!(text.contains("0x80040265"), "{text}");
+    assert!(
+        env.rows().await.is_empty(),
+        "nothing of the change set stays"
+    );
+
+    let (statuses, text) = batch(
+        &env,
+        batch_body(&items("b")),
+        Some("odata.continue-on-error"),
+    )
+    .await;
+    assert_eq!(statuses, [400, 204], "{text}");
+    let rows = env.rows().await;
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, ["After"]);
+
+    // What a change set may not hold, and malformed bodies, are refused with their reason.
+    let (statuses, text) = batch(
+        &env,
+        batch_body(&[(true, vec![("1", "GET accounts HTTP/1.1\r\n".into())])]),
+        None,
+    )
+    .await;
+    assert_eq!(statuses, [400], "{text}");
+    assert!(text.contains("cannot contain a GET"), "{text}");
+    let (statuses, text) = batch(
+        &env,
+        batch_body(&[(
+            true,
+            vec![(
+                "1",
+                "PATCH $9 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{}".into(),
+            )],
+        )]),
+        None,
+    )
+    .await;
+    assert_eq!(statuses, [400], "{text}");
+    assert!(text.contains("'$9' names no earlier request"), "{text}");
+    for (content_type, body, says) in [
+        ("application/json", "{}", "multipart/mixed"),
+        (
+            "multipart/mixed; boundary=batch_t",
+            "--batch_t\r\n",
+            "closing",
+        ),
+    ] {
+        let r = env
+            .client
+            .post(env.url("$batch"))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, code, message) = error_of(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "0x80048d19")
+        );
+        assert!(message.contains(says), "{message}");
+    }
+    assert_eq!(env.rows().await.len(), 1, "refused batches write nothing");
+    env.stop().await;
+}

@@ -104,7 +104,7 @@ fn microsofts_python_sdk_reads_metadata_and_runs_crud_and_paged_queries() {
 }
 
 #[test]
-fn dynamics_web_api_runs_whoami_metadata_crud_paging_and_count() {
+fn dynamics_web_api_runs_whoami_metadata_crud_paging_count_upsert_and_batch() {
     let modules = clients_dir().join("node/node_modules");
     if !present("dynamics-web-api", &modules.join("dynamics-web-api")) {
         return;

@@ -74,4 +74,43 @@ try {
   status = e.status;
 }
 check(status === 404, `a deleted row is a 404 (got ${status})`);
+
+// Upsert (PATCH): a new id is created, an existing one updated; If-None-Match: * refuses the update and
+// If-Match: * the create (the client answers null for the 412 and the 404).
+const chosen = "6d1c9f3e-5b7a-4c2d-9e8f-0a1b2c3d4e5f";
+const nameOf = async (key) => (await api.retrieve({ collection: "accounts", key, select: ["name"] })).name;
+await api.upsert({ collection: "accounts", key: chosen, data: { name: "Upserted" } });
+check((await nameOf(chosen)) === "Upserted", "upsert creates");
+await api.upsert({ collection: "accounts", key: chosen, data: { name: "Upserted again" } });
+check((await nameOf(chosen)) === "Upserted again", "upsert updates");
+check((await api.upsert({ collection: "accounts", key: chosen, data: { name: "x" }, ifnonematch: "*" })) === null, "If-None-Match: * refuses the update");
+const missing = "6d1c9f3e-5b7a-4c2d-9e8f-0a1b2c3d4e60";
+check((await api.upsert({ collection: "accounts", key: missing, data: { name: "x" }, ifmatch: "*" })) === null, "If-Match: * refuses the create");
+check((await nameOf(chosen)) === "Upserted again", "refused upserts change nothing");
+
+// $batch: a change set (an account, and a contact bound to it by Content-ID), then a read.
+api.startBatch();
+api.create({ collection: "accounts", data: { name: "Batched" }, contentId: "1" });
+api.create({ collection: "contacts", data: { fullname: "In a batch", "parentcustomerid_account@odata.bind": "$1" } });
+api.retrieveMultiple({ collection: "accounts", select: ["name"], filter: "name eq 'Batched'" });
+const results = await api.executeBatch();
+check(Array.isArray(results) && results.length === 3, `executeBatch: ${JSON.stringify(results)}`);
+check(/^[0-9a-f-]{36}$/.test(results[0]) && /^[0-9a-f-]{36}$/.test(results[1]), `batch creates: ${JSON.stringify(results)}`);
+check(results[2].value.length === 1 && results[2].value[0].name === "Batched", `batch read: ${JSON.stringify(results[2])}`);
+const bound = await api.retrieve({ collection: "contacts", key: results[1], select: ["_parentcustomerid_value"] });
+check(bound._parentcustomerid_value === results[0], `the $1 bind: ${JSON.stringify(bound)}`);
+
+// A change set that fails halfway leaves nothing behind; the client reports the failure.
+api.startBatch();
+api.create({ collection: "accounts", data: { name: "Doomed" } });
+api.create({ collection: "accounts", data: { nosuchcolumn: 1 } });
+let failure = null;
+try {
+  const answer = await api.executeBatch();
+  failure = (Array.isArray(answer) ? answer : [answer]).find((r) => r instanceof Error || r?.status >= 400) ?? null;
+} catch (e) {
+  failure = e;
+}
+check(failure !== null && failure.status === 400, `a failed change set: ${failure}`);
+check((await api.count({ collection: "accounts", filter: "name eq 'Doomed'" })) === 0, "the failed change set was rolled back");
 console.log("dynamics-web-api: ok");

@@ -149,7 +149,7 @@ pub(super) fn refuse_xml_unsafe(text: &str, what: &str) -> Result<(), ApiError> 
 
 /// A JSON object's members in order, each value's text kept; a name given twice is an error (serde_json's
 /// maps would silently keep the last).
-struct RawObject(Vec<(String, Box<RawValue>)>);
+pub(super) struct RawObject(pub(super) Vec<(String, Box<RawValue>)>);
 
 impl<'de> serde::Deserialize<'de> for RawObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -49,6 +49,7 @@
 //! id) is refused. A Custom API function's URL arguments are OData literals (`'text'`, numbers, `true`,
 //! `false`, `null`, bare GUIDs and dates) or JSON objects and arrays, inline or as `@alias` query options.
 
+mod batch;
 mod custom_api;
 mod endpoints;
 mod error;
@@ -186,6 +187,16 @@ fn router_for(
         pages: paging::PageKey::random(),
         scheme,
     };
+    Router::new()
+        .route(&format!("{PREFIX}/$batch"), any(batch::handle))
+        .fallback_service(routes(state.clone()))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// The routes a request is answered by, after authentication: also what each request of a `$batch`
+/// goes through.
+fn routes(state: AppState) -> Router {
     // Bodies are read by the handlers (`read_body`), with the limit of what the request addresses.
     Router::new()
         .route(&format!("{PREFIX}/{{resource}}"), any(resource))
@@ -198,7 +209,6 @@ fn router_for(
             state.clone(),
             metadata::intercept,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
 
@@ -1190,10 +1200,14 @@ impl Call {
         }
     }
 
-    /// Whether row `id` of the addressed table exists now (committed data; no Retrieve steps fire).
+    /// Whether row `id` of the addressed table exists now (committed data, or in a `$batch` change set
+    /// what its transaction sees; no Retrieve steps fire).
     async fn exists(&self, id: Uuid) -> Result<bool, ApiError> {
-        let runtime = Arc::clone(&self.state.runtime);
         let table = self.table.logical_name.clone();
+        if let Some(change_set) = batch::ChangeSet::current() {
+            return change_set.exists(table, id).await.map_err(ApiError::from);
+        }
+        let runtime = Arc::clone(&self.state.runtime);
         let columns = vec![self.table.primary_id_attribute.clone()];
         tokio::task::spawn_blocking(move || {
             runtime
@@ -1309,6 +1323,10 @@ async fn execute_pipeline(
     runtime: &Arc<Runtime>,
     request: OrganizationRequest,
 ) -> Result<Result<OrganizationResponse, PipelineError>, ApiError> {
+    // A `$batch` change set's request runs in the change set's transaction.
+    if let Some(change_set) = batch::ChangeSet::current() {
+        return Ok(change_set.execute(request).await);
+    }
     let runtime = Arc::clone(runtime);
     tokio::task::spawn_blocking(move || runtime.pipeline.execute(request))
         .await

@@ -490,32 +490,8 @@ impl Pipeline {
         &self,
         request: OrganizationRequest,
     ) -> Result<OrganizationResponse, PipelineError> {
-        let started = Instant::now();
-        let request_id = Uuid::new_v4();
-        let OrganizationRequest {
-            message,
-            user_id,
-            tag,
-            bypass_sync,
-            bypass_async,
-            bypass_step_ids,
-        } = request;
-        let registry = self.inner.registries.snapshot();
-        let mut op = self.inner.new_op(message, started, request_id, registry)?;
-        op.user_id = user_id;
-        op.initiating_user_id = user_id;
-        op.bypass_sync = bypass_sync;
-        op.bypass_async = bypass_async;
-        op.bypass_step_ids = bypass_step_ids;
-        if let Some(tag) = tag {
-            let tag = param("tag", ParameterValue::Value(Value::String(tag)));
-            op.shared_pre_validation.push(tag.clone());
-            op.shared.push(tag);
-        }
-        // Reads and bypassed operations write no jobs. Others may (async steps, their own or their
-        // children's): a wake costs idle workers one claim, cheaper than tracking which operation wrote.
-        let may_write_jobs =
-            !op.bypass_async && !matches!(op.message.as_str(), "Retrieve" | "RetrieveMultiple");
+        let op = self.inner.prepare(request)?;
+        let may_write_jobs = op.may_write_jobs();
         let correlation_id = op.correlation_id;
         let response = self.inner.execute_op(op, None).inspect_err(|e| {
             // One line per failed operation for whoever watches `weft up`; message, table and the
@@ -530,7 +506,117 @@ impl Pipeline {
     }
 }
 
+/// Several requests in one transaction, as Dataverse's ExecuteTransaction runs them (and a Web API `$batch`
+/// change set): each runs through the whole pipeline inside it, PreValidation included
+/// (`IsInTransaction` is true), and all of them commit together or none does. Made by
+/// [`Pipeline::transaction`].
+pub struct Transaction<'t> {
+    inner: &'t Arc<Inner>,
+    tx: &'t mut dyn Tx,
+    may_write_jobs: bool,
+}
+
+impl Transaction<'_> {
+    /// Runs `request` inside the transaction. Its writes are visible to the requests after it and become
+    /// durable only when the whole transaction commits.
+    pub fn execute(
+        &mut self,
+        request: OrganizationRequest,
+    ) -> Result<OrganizationResponse, PipelineError> {
+        let op = self.inner.prepare(request)?;
+        self.may_write_jobs |= op.may_write_jobs();
+        let correlation_id = op.correlation_id;
+        self.inner
+            .execute_op(op, Some(&mut *self.tx))
+            .inspect_err(|e| {
+                tracing::warn!(%correlation_id, code = %e.code(), "operation in a transaction failed: {e}");
+            })
+    }
+}
+
+impl Transaction<'_> {
+    /// Whether row `id` of `table` exists as the transaction sees it (its own writes included). A read
+    /// of the store, not an operation: no Retrieve steps run.
+    pub fn exists(&mut self, table: &str, id: Uuid) -> Result<bool, PipelineError> {
+        let columns = self
+            .inner
+            .store
+            .schema()
+            .table(table)
+            .map(|t| vec![t.primary_id_attribute.clone()])
+            .ok_or_else(|| StoreError::UnknownTable(table.to_owned()))?;
+        Ok(self.tx.retrieve(table, id, Some(&columns))?.is_some())
+    }
+}
+
+impl Pipeline {
+    /// Runs `body` with a [`Transaction`]: `Ok` commits everything it executed (returning once durable),
+    /// `Err` rolls all of it back. The transaction has one operation time limit, counted from now.
+    /// Blocking, like [`Pipeline::execute`].
+    pub fn transaction<T>(
+        &self,
+        body: impl FnOnce(&mut Transaction<'_>) -> Result<T, PipelineError>,
+    ) -> Result<T, PipelineError> {
+        let deadline =
+            Instant::now() + Duration::from_millis(self.inner.settings.operation_limit_ms);
+        let mut may_write_jobs = false;
+        let result = self.inner.store.operate(Some(deadline), |tx: &mut dyn Tx| {
+            let mut transaction = Transaction {
+                inner: &self.inner,
+                tx,
+                may_write_jobs: false,
+            };
+            let result = body(&mut transaction);
+            may_write_jobs = transaction.may_write_jobs;
+            result
+        });
+        if result.is_ok()
+            && may_write_jobs
+            && let Some(notifier) = self.inner.job_notifier.get()
+        {
+            notifier.notify();
+        }
+        result
+    }
+}
+
+impl Op {
+    /// Whether the operation may write system jobs. Reads and bypassed operations write none; others may
+    /// (async steps, their own or their children's): a wake costs idle workers one claim, cheaper than
+    /// tracking which operation wrote.
+    fn may_write_jobs(&self) -> bool {
+        !self.bypass_async && !matches!(self.message.as_str(), "Retrieve" | "RetrieveMultiple")
+    }
+}
+
 impl Inner {
+    /// The depth-1 operation a caller's `request` asks for.
+    fn prepare(&self, request: OrganizationRequest) -> Result<Op, PipelineError> {
+        let started = Instant::now();
+        let request_id = Uuid::new_v4();
+        let OrganizationRequest {
+            message,
+            user_id,
+            tag,
+            bypass_sync,
+            bypass_async,
+            bypass_step_ids,
+        } = request;
+        let registry = self.registries.snapshot();
+        let mut op = self.new_op(message, started, request_id, registry)?;
+        op.user_id = user_id;
+        op.initiating_user_id = user_id;
+        op.bypass_sync = bypass_sync;
+        op.bypass_async = bypass_async;
+        op.bypass_step_ids = bypass_step_ids;
+        if let Some(tag) = tag {
+            let tag = param("tag", ParameterValue::Value(Value::String(tag)));
+            op.shared_pre_validation.push(tag.clone());
+            op.shared.push(tag);
+        }
+        Ok(op)
+    }
+
     /// A depth-1 operation for `message` (callers adjust user, parents, depth).
     fn new_op(
         &self,
