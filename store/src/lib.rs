@@ -84,6 +84,7 @@ macro_rules! delegate_system_reads {
 }
 
 pub mod bench;
+pub mod copy;
 mod error;
 pub mod lock;
 mod operation;
