@@ -255,10 +255,11 @@ fn transaction(
         cell.borrow_mut().batch("BEGIN")?;
         // A row lock wait ends with the operation's time (55P03 → LockTimeout); none without a deadline.
         if let Some(d) = deadline {
+            // PostgreSQL takes an int (ms): at most ~24 days, far beyond any operation limit.
             let ms = d
                 .saturating_duration_since(Instant::now())
                 .as_millis()
-                .max(1);
+                .clamp(1, i32::MAX as u128);
             cell.borrow_mut()
                 .batch(&format!("SET LOCAL lock_timeout = {ms}"))?;
         }
