@@ -12,7 +12,10 @@ use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use weft_store::{DirLock, LOCK_FILE, SqliteOptions, SqliteStore, Store, StoreError, StoreExt, Tx};
+use weft_store::{
+    DirLock, LOCK_FILE, PgOptions, PgStore, SqliteOptions, SqliteStore, Store, StoreError,
+    StoreExt, Tx,
+};
 
 /// The data directory's database file.
 pub const DATABASE_FILE: &str = "weft.db";
@@ -23,7 +26,7 @@ pub const CACHE_DIR: &str = "cache";
 pub struct Runtime {
     /// The validated `weft.toml`.
     pub registration: Registration,
-    /// The data store (SQLite under the data directory).
+    /// The data store (SQLite under the data directory, or PostgreSQL when `[store] url` / `--store` says).
     pub store: Arc<dyn Store>,
     /// The plug-in sandbox.
     pub sandbox: Arc<Sandbox>,
@@ -65,6 +68,17 @@ impl Runtime {
     /// builds the sandbox with the configured limits and the pipeline with the
     /// registered steps.
     pub fn open(config: &Path, data_dir: &Path) -> anyhow::Result<Runtime> {
+        Runtime::open_with_store(config, data_dir, None)
+    }
+
+    /// [`Runtime::open`] with the store at `store_url` (a PostgreSQL URL) when given, else where
+    /// `[store] url` says, else the data directory's SQLite file. The data directory still holds the
+    /// component cache and its lock: hosts sharing one database each have their own.
+    pub fn open_with_store(
+        config: &Path,
+        data_dir: &Path,
+        store_url: Option<&str>,
+    ) -> anyhow::Result<Runtime> {
         let registration = Registration::load(config)?;
         create_private_dir(data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
@@ -81,13 +95,7 @@ impl Runtime {
                 data_dir.display()
             );
         }
-        let options = SqliteOptions {
-            max_rollback_trace_rows: registration.pipeline.max_rollback_trace_rows,
-            ..SqliteOptions::default()
-        };
-        let store = SqliteStore::open(&database, registration.schema.clone(), options)
-            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store = open_store(&registration, data_dir, store_url)?;
         let sandbox = Arc::new(Sandbox::new(
             registration.limits.clone(),
             Some(data_dir.join(CACHE_DIR)),
@@ -101,6 +109,14 @@ impl Runtime {
             data_dir: data_dir.to_owned(),
             _lock: lock,
         })
+    }
+
+    /// Where the store is, for the start-up summary (a PostgreSQL URL without its password).
+    pub fn store_location(&self, store_url: Option<&str>) -> String {
+        match store_url.or(self.registration.store.url.as_deref()) {
+            Some(url) => weft_store::redact_url(url),
+            None => self.data_dir.join(DATABASE_FILE).display().to_string(),
+        }
     }
 
     /// Deletes the trace-log rows created more than `[pipeline] trace_retention_hours` before `now_ms`
@@ -124,4 +140,39 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Opens the store `registration` and `store_url` name: PostgreSQL for a URL, else `<data_dir>/weft.db`.
+pub fn open_store(
+    registration: &Registration,
+    data_dir: &Path,
+    store_url: Option<&str>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = store_url.or(registration.store.url.as_deref()) {
+        if !weft_store::is_postgres_url(url) {
+            anyhow::bail!(
+                "store `{}`: only postgres:// (or postgresql://) URLs are supported; without a URL the \
+                 store is the data directory's SQLite file",
+                weft_store::redact_url(url)
+            );
+        }
+        let options = PgOptions {
+            max_rollback_trace_rows: registration.pipeline.max_rollback_trace_rows,
+            ..PgOptions::default()
+        };
+        let store = PgStore::open(url, registration.schema.clone(), options)
+            .with_context(|| format!("opening the store {}", weft_store::redact_url(url)))?;
+        return Ok(Arc::new(store));
+    }
+    let options = SqliteOptions {
+        max_rollback_trace_rows: registration.pipeline.max_rollback_trace_rows,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(
+        data_dir.join(DATABASE_FILE),
+        registration.schema.clone(),
+        options,
+    )
+    .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    Ok(Arc::new(store))
 }

@@ -84,9 +84,11 @@ macro_rules! delegate_system_reads {
 }
 
 pub mod bench;
+pub mod copy;
 mod error;
 pub mod lock;
 mod operation;
+mod postgres;
 pub mod query;
 mod row_lock;
 mod rows;
@@ -99,6 +101,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -106,11 +109,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use crate::postgres::{
+    PgOptions, PgStore, REQUIRE_POSTGRES_VAR, TEST_POSTGRES_VAR, TestDatabase, is_postgres_url,
+    redact_url,
+};
 pub use error::StoreError;
 pub use lock::{DirLock, LOCK_FILE};
 pub use query::{Condition, Order, Query};
 pub use schema::{AttributeDef, AttributeKind, RelationshipDef, Schema, TableDef};
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{Clock, SqliteOptions, SqliteStore};
 use system::*;
 pub use value::Value;
 
@@ -382,6 +389,32 @@ pub trait Store: Send + Sync {
     /// The declared schema.
     fn schema(&self) -> &Schema;
 }
+
+/// A boxed or shared store is a store (the backend chosen at run time, e.g. by a URL).
+macro_rules! forward_store {
+    ($($ptr:ident),*) => {$(
+        impl<S: Store + ?Sized> Store for $ptr<S> {
+            fn submit(&self, work: BoxedWork) -> Pending {
+                (**self).submit(work)
+            }
+            fn operate_with(
+                &self,
+                deadline: Option<Instant>,
+                f: &mut dyn FnMut(&mut dyn Tx) -> bool,
+            ) -> Result<()> {
+                (**self).operate_with(deadline, f)
+            }
+            fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()> {
+                (**self).read_with(f)
+            }
+            fn schema(&self) -> &Schema {
+                (**self).schema()
+            }
+        }
+    )*};
+}
+
+forward_store!(Box, Arc);
 
 /// Typed helpers over any [`Store`].
 pub trait StoreExt: Store {

@@ -1,5 +1,6 @@
 //! Create/Retrieve/Update/Delete, SetState, Assign and relationships through the group-commit writer.
 
+#[macro_use]
 mod common;
 
 use uuid::Uuid;
@@ -9,7 +10,7 @@ fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attributes {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-fn count(store: &weft_store::SqliteStore, table: &str) -> usize {
+fn count(store: &dyn weft_store::Store, table: &str) -> usize {
     store
         .read(|r| r.retrieve_multiple(&Query::new(table)))
         .map(|rows| rows.len())
@@ -17,10 +18,9 @@ fn count(store: &weft_store::SqliteStore, table: &str) -> usize {
 }
 
 /// Every attribute type round-trips through create and retrieve, in canonical form.
-#[test]
-fn every_attribute_type_round_trips() {
+fn every_attribute_type_round_trips(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let contact = store
         .transact(|tx| {
             tx.create(
@@ -117,10 +117,9 @@ fn every_attribute_type_round_trips() {
 }
 
 /// Wrong types and out-of-range values are refused with a precise message and nothing is written.
-#[test]
-fn type_errors_are_rejected_with_nothing_written() {
+fn type_errors_are_rejected_with_nothing_written(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let err = store
         .transact(|tx| {
             tx.create(
@@ -239,11 +238,10 @@ fn type_errors_are_rejected_with_nothing_written() {
 }
 
 /// Update returns the pre-image of the changed attributes; delete returns the deleted row; ids are unique.
-#[test]
-fn update_and_delete_return_pre_images() {
+fn update_and_delete_return_pre_images(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
     let clock = common::TestClock::new(1_000);
-    let store = common::open_with_clock(dir.path(), &clock);
+    let store = common::open_with_clock(backend, dir.path(), &clock);
     let id = Uuid::new_v4();
     let created = store
         .transact(move |tx| {
@@ -328,10 +326,9 @@ fn update_and_delete_return_pre_images() {
 }
 
 /// SetState checks the state/status pairing and Assign sets the owner, both returning the previous values.
-#[test]
-fn set_state_and_assign() {
+fn set_state_and_assign(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let id = store
         .transact(|tx| {
             tx.create(
@@ -430,10 +427,9 @@ fn set_state_and_assign() {
 }
 
 /// N:N links live in the intersect table; 1:N links set and clear the lookup; both are refused when wrong.
-#[test]
-fn associate_and_disassociate() {
+fn associate_and_disassociate(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let (account, c1, c2) = store
         .transact(|tx| {
             let a = tx.create(
@@ -539,3 +535,11 @@ fn associate_and_disassociate() {
         vec![]
     );
 }
+
+on_both_backends!(
+    every_attribute_type_round_trips,
+    type_errors_are_rejected_with_nothing_written,
+    update_and_delete_return_pre_images,
+    set_state_and_assign,
+    associate_and_disassociate,
+);

@@ -67,7 +67,7 @@ fn outcome<T: 'static>(p: weft_store::Pending) -> Result<T, StoreError> {
 #[test]
 fn failed_and_panicking_works_roll_back_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open_sqlite(dir.path());
     let (release, held) = hold_writer(&store);
     let ok1 = submit(&store, |tx| tx.create("account", None, named("ok-1")));
     let failing = submit(&store, |tx| {
@@ -108,7 +108,7 @@ fn failed_and_panicking_works_roll_back_alone() {
 #[test]
 fn callers_are_answered_only_after_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(common::open(dir.path()));
+    let store = std::sync::Arc::new(common::open_sqlite(dir.path()));
     let handles: Vec<_> = (0..8)
         .map(|t| {
             let store = store.clone();
@@ -142,7 +142,7 @@ fn callers_are_answered_only_after_commit() {
 fn restart_keeps_data_and_migrates_new_columns() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
-        let store = common::open(dir.path());
+        let store = common::open_sqlite(dir.path());
         store
             .transact(|tx| tx.create("account", None, named("durable")))
             .unwrap()
@@ -187,7 +187,7 @@ fn restart_keeps_data_and_migrates_new_columns() {
 #[test]
 fn trace_logs_survive_a_failed_work() {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open_sqlite(dir.path());
     let correlation = Uuid::new_v4();
     let err = store
         .transact(move |tx| {
@@ -246,7 +246,7 @@ async fn transact_async_resolves_after_commit() {
     }
     let dir = tempfile::tempdir().unwrap();
     // The pipeline holds the store as a trait object; the typed helpers work on it.
-    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(common::open(dir.path()));
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(common::open_sqlite(dir.path()));
     let id = store
         .transact_async(|tx| Ok::<_, PipelineError>(tx.create("account", None, named("async"))?))
         .await
@@ -280,7 +280,7 @@ proptest::proptest! {
     #[test]
     fn any_batch_commits_exactly_its_successful_works(plan in proptest::collection::vec(0u8..3, 1..24)) {
         let dir = tempfile::tempdir().unwrap();
-        let store = common::open(dir.path());
+        let store = common::open_sqlite(dir.path());
         let (release, held) = hold_writer(&store);
         let pendings: Vec<_> = plan
             .iter()
@@ -320,7 +320,7 @@ proptest::proptest! {
 #[test]
 fn opening_an_unchanged_store_does_not_need_the_write_lock() {
     let dir = tempfile::tempdir().unwrap();
-    drop(common::open(dir.path()));
+    drop(common::open_sqlite(dir.path()));
     let holder = Connection::open(dir.path().join("weft.db")).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let second = SqliteStore::open(

@@ -84,7 +84,7 @@ fn a_rolled_back_work_leaves_a_bounded_number_of_trace_rows() {
 fn trace_logs_are_purged_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let clock = common::TestClock::new(1_000_000);
-    let store = common::open_with_clock(dir.path(), &clock);
+    let store = common::open_sqlite_with_clock(dir.path(), &clock);
     let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
     store
         .transact(move |tx: &mut dyn Tx| {
@@ -139,7 +139,7 @@ fn a_damaged_database_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weft.db");
     {
-        let store = common::open(dir.path());
+        let store = common::open_sqlite(dir.path());
         store
             .transact(|tx: &mut dyn Tx| {
                 for n in 0..400 {
@@ -186,7 +186,7 @@ fn database_files_are_owner_only() {
     let path = dir.path().join("weft.db");
     std::fs::write(&path, b"").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let store = Arc::new(common::open(dir.path()));
+    let store = Arc::new(common::open_sqlite(dir.path()));
     store
         .transact(|tx: &mut dyn Tx| tx.insert_trace_log(trace(Uuid::new_v4(), 0)))
         .unwrap();

@@ -3,6 +3,7 @@
 //! second writer of a row waits and then reads it committed), write skew allowed (read committed, as
 //! Dataverse), deadlocks and lock timeouts fail one operation with Dataverse's codes.
 
+#[macro_use]
 mod common;
 
 use std::sync::{Arc, Barrier, mpsc};
@@ -13,9 +14,7 @@ use uuid::Uuid;
 use weft_store::system::{
     JobFilter, NewSystemJob, NewTraceLog, StepMode, TraceFilter, TraceOutcome,
 };
-use weft_store::{
-    Attributes, Condition, EntityRef, Query, Row, SqliteStore, StoreError, StoreExt, Tx, Value,
-};
+use weft_store::{Attributes, Condition, EntityRef, Query, Row, StoreError, StoreExt, Tx, Value};
 
 fn attrs(pairs: &[(&str, Value)]) -> Attributes {
     pairs
@@ -28,7 +27,7 @@ fn text(s: &str) -> Value {
     Value::String(s.into())
 }
 
-fn create(store: &SqliteStore, name: &str, employees: i32) -> Uuid {
+fn create(store: &dyn weft_store::Store, name: &str, employees: i32) -> Uuid {
     store
         .transact({
             let a = attrs(&[
@@ -44,7 +43,7 @@ fn name_of(row: &Row) -> &Value {
     row.attributes.get("name").unwrap_or(&Value::Null)
 }
 
-fn committed(store: &SqliteStore, id: Uuid) -> Option<Row> {
+fn committed(store: &dyn weft_store::Store, id: Uuid) -> Option<Row> {
     store.read(|r| r.retrieve("account", id, None)).unwrap()
 }
 
@@ -81,10 +80,9 @@ fn queries() -> Vec<Query> {
     ]
 }
 
-#[test]
-fn an_operation_reads_its_own_writes_merged_with_committed_rows() {
+fn an_operation_reads_its_own_writes_merged_with_committed_rows(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let a = create(&store, "alpha", 10);
     let b = create(&store, "bravo", 20);
     let _c = create(&store, "charlie", 30);
@@ -135,10 +133,9 @@ fn an_operation_reads_its_own_writes_merged_with_committed_rows() {
     assert_eq!(name_of(&committed(&store, a).unwrap()), &text("zulu"));
 }
 
-#[test]
-fn no_dirty_reads_outside_the_writing_operation() {
+fn no_dirty_reads_outside_the_writing_operation(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(common::open(dir.path()));
+    let store = Arc::<dyn weft_store::Store>::from(common::open(backend, dir.path()));
     let a = create(&store, "before", 1);
     let (wrote_tx, wrote) = mpsc::channel();
     let (release_tx, release) = mpsc::channel::<()>();
@@ -166,10 +163,9 @@ fn no_dirty_reads_outside_the_writing_operation() {
     assert_eq!(name_of(&committed(&store, a).unwrap()), &text("during"));
 }
 
-#[test]
-fn a_second_writer_waits_for_the_first_and_loses_nothing() {
+fn a_second_writer_waits_for_the_first_and_loses_nothing(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(common::open(dir.path()));
+    let store = Arc::<dyn weft_store::Store>::from(common::open(backend, dir.path()));
     let a = create(&store, "first", 1);
     let (wrote_tx, wrote) = mpsc::channel();
     let (release_tx, release) = mpsc::channel::<()>();
@@ -228,12 +224,11 @@ fn a_second_writer_waits_for_the_first_and_loses_nothing() {
     assert_eq!(row.attributes["numberofemployees"], Value::Integer(2));
 }
 
-#[test]
-fn write_skew_is_allowed_as_under_read_committed() {
+fn write_skew_is_allowed_as_under_read_committed(backend: &common::Backend) {
     // Two operations each read both rows and change the other one: no row is written by both, so neither
     // waits and both commit (Dataverse, on SQL Server's read committed, allows the same).
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(common::open(dir.path()));
+    let store = Arc::<dyn weft_store::Store>::from(common::open(backend, dir.path()));
     let a = create(&store, "a", 1);
     let b = create(&store, "b", 1);
     let barrier = Arc::new(Barrier::new(2));
@@ -281,10 +276,9 @@ fn write_skew_is_allowed_as_under_read_committed() {
     }
 }
 
-#[test]
-fn a_deadlock_fails_one_operation_and_the_other_commits() {
+fn a_deadlock_fails_one_operation_and_the_other_commits(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(common::open(dir.path()));
+    let store = Arc::<dyn weft_store::Store>::from(common::open(backend, dir.path()));
     let a = create(&store, "a", 1);
     let b = create(&store, "b", 1);
     let barrier = Arc::new(Barrier::new(2));
@@ -316,10 +310,9 @@ fn a_deadlock_fails_one_operation_and_the_other_commits() {
     }
 }
 
-#[test]
-fn a_lock_wait_ends_at_the_operation_deadline() {
+fn a_lock_wait_ends_at_the_operation_deadline(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(common::open(dir.path()));
+    let store = Arc::<dyn weft_store::Store>::from(common::open(backend, dir.path()));
     let a = create(&store, "a", 1);
     let (wrote_tx, wrote) = mpsc::channel();
     let (release_tx, release) = mpsc::channel::<()>();
@@ -385,10 +378,9 @@ fn trace(correlation: Uuid) -> NewTraceLog {
     }
 }
 
-#[test]
-fn rollback_discards_rows_links_and_jobs_but_keeps_the_trace() {
+fn rollback_discards_rows_links_and_jobs_but_keeps_the_trace(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let a = create(&store, "a", 1);
     let correlation = Uuid::new_v4();
     let contact = store
@@ -461,10 +453,9 @@ fn rollback_discards_rows_links_and_jobs_but_keeps_the_trace() {
         .unwrap();
 }
 
-#[test]
-fn a_panicking_operation_releases_its_locks() {
+fn a_panicking_operation_releases_its_locks(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let a = create(&store, "a", 1);
     let err = store
         .operate(soon(), |tx: &mut dyn Tx| {
@@ -483,3 +474,14 @@ fn a_panicking_operation_releases_its_locks() {
         .unwrap();
     assert_eq!(name_of(&committed(&store, a).unwrap()), &text("after"));
 }
+
+on_both_backends!(
+    an_operation_reads_its_own_writes_merged_with_committed_rows,
+    no_dirty_reads_outside_the_writing_operation,
+    a_second_writer_waits_for_the_first_and_loses_nothing,
+    write_skew_is_allowed_as_under_read_committed,
+    a_deadlock_fails_one_operation_and_the_other_commits,
+    a_lock_wait_ends_at_the_operation_deadline,
+    rollback_discards_rows_links_and_jobs_but_keeps_the_trace,
+    a_panicking_operation_releases_its_locks,
+);

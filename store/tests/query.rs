@@ -1,10 +1,11 @@
 //! RetrieveMultiple: conditions (eq, ne, gt, lt, null, not-null, and/or), ordering, top, skip and column sets.
 
+#[macro_use]
 mod common;
 
-use weft_store::{Attributes, Condition, Query, SqliteStore, StoreError, StoreExt, Value};
+use weft_store::{Attributes, Condition, Query, StoreError, StoreExt, Value};
 
-fn seed(store: &SqliteStore) {
+fn seed(store: &dyn weft_store::Store) {
     store
         .transact(|tx| {
             for (name, employees, share, industry) in [
@@ -30,7 +31,7 @@ fn seed(store: &SqliteStore) {
         .unwrap();
 }
 
-fn names(store: &SqliteStore, q: Query) -> Vec<String> {
+fn names(store: &dyn weft_store::Store, q: Query) -> Vec<String> {
     store
         .read(|r| r.retrieve_multiple(&q))
         .unwrap()
@@ -49,10 +50,9 @@ fn q() -> Query {
 }
 
 /// Each condition operator selects exactly the matching rows; comparisons skip nulls as SQL does.
-#[test]
-fn conditions_select_the_matching_rows() {
+fn conditions_select_the_matching_rows(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     seed(&store);
     let emp = |v| Value::Integer(v);
     assert_eq!(
@@ -131,10 +131,9 @@ fn conditions_select_the_matching_rows() {
 }
 
 /// Orders apply in sequence (numeric for decimals, case-insensitive for text) and top limits the rows.
-#[test]
-fn order_and_top() {
+fn order_and_top(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     seed(&store);
     assert_eq!(names(&store, q()), ["alpha", "Bravo", "charlie", "delta"]);
     assert_eq!(
@@ -167,10 +166,9 @@ fn order_and_top() {
 
 /// Malformed queries are refused with a precise message.
 /// `skip` starts a page in the query's order, with or without `top`; past the end it is empty.
-#[test]
-fn skip_pages_in_order() {
+fn skip_pages_in_order(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     seed(&store);
     let page = |skip, top: Option<u32>| {
         let mut query = q();
@@ -185,10 +183,9 @@ fn skip_pages_in_order() {
     assert_eq!(page(0, Some(1)), ["alpha"]);
 }
 
-#[test]
-fn bad_queries_are_refused() {
+fn bad_queries_are_refused(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let err = |query: Query| {
         store
             .read(|r| r.retrieve_multiple(&query))
@@ -220,3 +217,10 @@ fn bad_queries_are_refused() {
         "cannot order table `account` by `channels`: MultiSelectPicklist attributes have no order"
     );
 }
+
+on_both_backends!(
+    conditions_select_the_matching_rows,
+    order_and_top,
+    skip_pages_in_order,
+    bad_queries_are_refused,
+);

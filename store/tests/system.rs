@@ -1,10 +1,11 @@
 //! System tables: registration with write-only secrets, the system-job outbox, claims with leases and takeover.
 
+#[macro_use]
 mod common;
 
 use uuid::Uuid;
 use weft_store::system::*;
-use weft_store::{Attributes, EntityRef, SqliteStore, StoreError, StoreExt, Value};
+use weft_store::{Attributes, EntityRef, StoreError, StoreExt, Value};
 
 fn job(name: &str, correlation: Uuid) -> NewSystemJob {
     NewSystemJob {
@@ -24,7 +25,7 @@ fn job(name: &str, correlation: Uuid) -> NewSystemJob {
     }
 }
 
-fn claim(store: &SqliteStore, worker: &'static str, now: i64, limit: u32) -> Vec<String> {
+fn claim(store: &dyn weft_store::Store, worker: &'static str, now: i64, limit: u32) -> Vec<String> {
     store
         .transact(move |tx| tx.claim_jobs(worker, now, 30_000, limit))
         .unwrap()
@@ -39,10 +40,9 @@ fn claim(store: &SqliteStore, worker: &'static str, now: i64, limit: u32) -> Vec
 }
 
 /// A job written in a work that fails is rolled back with the work's data (the outbox never leaks).
-#[test]
-fn outbox_rows_commit_and_roll_back_with_the_operation() {
+fn outbox_rows_commit_and_roll_back_with_the_operation(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let c = Uuid::new_v4();
     let kept = store
         .transact(move |tx| {
@@ -119,10 +119,9 @@ fn outbox_rows_commit_and_roll_back_with_the_operation() {
 
 /// Claims are exclusive while the lease runs; after it expires another worker takes the job over and the
 /// first worker can no longer complete it.
-#[test]
-fn claim_with_lease_and_takeover() {
+fn claim_with_lease_and_takeover(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let c = Uuid::new_v4();
     let ids = store
         .transact(move |tx| {
@@ -204,10 +203,9 @@ fn claim_with_lease_and_takeover() {
 }
 
 /// A waiting job is retried only once its next attempt is due; a postponed job only after postponeuntil.
-#[test]
-fn wait_and_postpone_delay_claims() {
+fn wait_and_postpone_delay_claims(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let c = Uuid::new_v4();
     let id = store
         .transact(move |tx| tx.insert_system_job(job("retry", c)))
@@ -273,10 +271,9 @@ fn wait_and_postpone_delay_claims() {
 
 /// A claim takes the oldest due jobs (by `createdon`, then insertion) across Ready, Waiting-and-due and
 /// lease-expired jobs, up to its limit, and never a job whose time has not come.
-#[test]
-fn claims_take_the_oldest_due_jobs_of_every_kind() {
+fn claims_take_the_oldest_due_jobs_of_every_kind(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let c = Uuid::new_v4();
     let at = move |name: &str, created_on: i64, postpone_until: Option<i64>| NewSystemJob {
         created_on: Some(created_on),
@@ -330,10 +327,9 @@ fn endpoint(id: Uuid) -> ServiceEndpointDef {
 }
 
 /// Endpoint secrets and secure step configuration are stored but never returned by the listing reads.
-#[test]
-fn secrets_are_write_only() {
+fn secrets_are_write_only(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let (eid, aid, tid, sid) = (
         Uuid::new_v4(),
         Uuid::new_v4(),
@@ -466,10 +462,9 @@ fn secrets_are_write_only() {
 }
 
 /// Registration refuses async steps outside PostOperation and endpoint deletion while a step uses it.
-#[test]
-fn registration_rules() {
+fn registration_rules(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let (eid, sid) = (Uuid::new_v4(), Uuid::new_v4());
     store
         .transact(move |tx| {
@@ -527,10 +522,9 @@ fn registration_rules() {
 
 /// Attempts are numbered per job in the writer, update_job changes state and releases the lease when leaving
 /// Locked, and deleting a job deletes its attempts.
-#[test]
-fn job_attempts_and_updates() {
+fn job_attempts_and_updates(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let c = Uuid::new_v4();
     let id = store
         .transact(move |tx| tx.insert_system_job(job("a", c)))
@@ -631,8 +625,7 @@ fn job_attempts_and_updates() {
 
 /// A component stored for an assembly and the file's declarations survive a reopen and are removed on
 /// request; a component for an assembly that does not exist is refused.
-#[test]
-fn assembly_content_and_declarations_round_trip() {
+fn assembly_content_and_declarations_round_trip(backend: &common::Backend) {
     let dir = tempfile::tempdir().unwrap();
     let assembly = PluginAssembly {
         id: Uuid::new_v4(),
@@ -650,7 +643,7 @@ fn assembly_content_and_declarations_round_trip() {
         fingerprint: "f1".into(),
     };
     {
-        let store = common::open(dir.path());
+        let store = common::open(backend, dir.path());
         let (a, c, d) = (assembly.clone(), content.clone(), declaration.clone());
         store
             .transact(move |tx| {
@@ -666,7 +659,7 @@ fn assembly_content_and_declarations_round_trip() {
             .unwrap_err();
         assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
     }
-    let store = common::open(dir.path());
+    let store = common::open(backend, dir.path());
     let id = assembly.id;
     let (stored, declarations) = store
         .read(move |r| Ok::<_, StoreError>((r.plugin_assembly_content(id)?, r.declarations()?)))
@@ -719,7 +712,7 @@ fn contexts_stored_in_the_job_row_are_kept_on_open() {
         )
         .unwrap();
     }
-    let store = common::open(dir.path());
+    let store = common::open(&common::Backend::Sqlite, dir.path());
     let old = store.read(|r| r.system_job(id)).unwrap().unwrap();
     assert_eq!(old.data, b"{\"old\":true}");
     assert_eq!(claim(&store, "w", 1_000, 10), ["old job"]);
@@ -737,3 +730,14 @@ fn contexts_stored_in_the_job_row_are_kept_on_open() {
         .unwrap();
     assert_eq!(contexts, 1, "the deleted job's context went with it");
 }
+
+on_both_backends!(
+    outbox_rows_commit_and_roll_back_with_the_operation,
+    claim_with_lease_and_takeover,
+    wait_and_postpone_delay_claims,
+    claims_take_the_oldest_due_jobs_of_every_kind,
+    secrets_are_write_only,
+    registration_rules,
+    job_attempts_and_updates,
+    assembly_content_and_declarations_round_trip,
+);

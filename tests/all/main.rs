@@ -14,6 +14,7 @@ mod fixtures;
 mod hardening_api;
 mod hardening_core;
 mod pipeline;
+mod postgres;
 mod registration_api;
 mod sandbox;
 mod system_api;

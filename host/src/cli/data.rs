@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use weft_store::system::{TraceFilter, TraceLog};
-use weft_store::{Query, SqliteOptions, SqliteStore, Store, StoreExt};
+use weft_store::{Query, Store, StoreExt};
 
 /// Which weft to act on.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,21 +29,24 @@ pub struct RuntimeArgs {
     /// The data directory (database, component cache).
     #[arg(long, default_value = ".weft")]
     pub data: PathBuf,
+    /// The store: a PostgreSQL URL (`postgres://user@host:port/database`) instead of the data directory's
+    /// SQLite file; overrides `[store] url` of the registration file.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 impl RuntimeArgs {
     /// Opens only the store (no plug-ins loaded): enough to read logs and jobs.
     pub(super) fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
         let registration = Registration::load(&self.config)?;
-        let path = self.data.join(DATABASE_FILE);
-        if !path.exists() {
+        let url = self.store.as_deref().or(registration.store.url.as_deref());
+        if url.is_none() && !self.data.join(DATABASE_FILE).exists() {
             bail!(
                 "no weft data in {} (run an operation first)",
                 self.data.display()
             );
         }
-        let store = SqliteStore::open(path, registration.schema, SqliteOptions::default())?;
-        Ok(Arc::new(store))
+        crate::runtime::open_store(&registration, &self.data, self.store.as_deref())
     }
 }
 
@@ -136,7 +139,11 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             remote.table_operation(&registration, &args, id)
         };
     }
-    let runtime = Runtime::open(&args.runtime.config, &args.runtime.data)?;
+    let runtime = Runtime::open_with_store(
+        &args.runtime.config,
+        &args.runtime.data,
+        args.runtime.store.as_deref(),
+    )?;
     let schema = &runtime.registration.schema;
     if !custom && schema.table(&args.table).is_none() {
         bail!(

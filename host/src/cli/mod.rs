@@ -10,6 +10,7 @@ mod replay;
 mod rows;
 mod scaffold;
 mod seed;
+mod store;
 mod summary;
 mod trace;
 mod up;
@@ -62,6 +63,11 @@ enum Command {
         runtime: data::RuntimeArgs,
         #[command(subcommand)]
         command: weft_jobs::cli::JobsCommand,
+    },
+    /// The data store: `copy` moves a weft's data between SQLite and PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
     },
     /// Build the plug-in crates of a plug-in workspace for wasm32-wasip2.
     Build(BuildArgs),
@@ -148,6 +154,9 @@ enum BenchCommand {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Measure on this PostgreSQL database (empty of accounts and jobs) instead of SQLite files.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Durable 1 KB sends and receive-and-deletes per second on the local bus over REST and over AMQP, with an
     /// HTTP echo floor.
@@ -198,6 +207,7 @@ pub fn main() -> ExitCode {
         }
         Command::Exec(args) => data::exec(args),
         Command::Trace(args) => trace::trace(args),
+        Command::Store { command } => store::run(command),
         Command::Plugins {
             command: PluginsCommand::List(target),
         } => registry::plugins_list(target),
@@ -228,9 +238,11 @@ pub fn main() -> ExitCode {
                 json, workers, batch_size,
             )),
             BenchCommand::E2e { json } => block_on(crate::bench::delivery::run_e2e(json)),
-            BenchCommand::Pipeline { json } => {
-                crate::pipeline::bench::run(json).map(|()| ExitCode::SUCCESS)
+            BenchCommand::Pipeline { json, store } => match store {
+                Some(url) => crate::pipeline::bench::run_postgres(&url, json),
+                None => crate::pipeline::bench::run(json),
             }
+            .map(|()| ExitCode::SUCCESS),
         },
     };
     match result {

@@ -115,8 +115,16 @@ fn bus_config(config: &std::path::Path) -> anyhow::Result<Option<weft_bus::BusCo
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let limits = args.api_limits()?;
     // Synchronous set-up (loading plug-ins, opening the store) before the async part.
-    let runtime = Arc::new(Runtime::open(&args.runtime.config, &args.runtime.data)?);
+    let runtime = Arc::new(Runtime::open_with_store(
+        &args.runtime.config,
+        &args.runtime.data,
+        args.runtime.store.as_deref(),
+    )?);
     // What the file overrode goes to stderr: stdout's first line stays the listening address.
+    eprintln!(
+        "store: {}",
+        runtime.store_location(args.runtime.store.as_deref())
+    );
     let report = runtime.pipeline.startup_report();
     for entry in &report.replaced {
         eprintln!("{}: {entry}", runtime.registration.file);

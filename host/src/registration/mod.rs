@@ -88,6 +88,15 @@ pub struct PipelineSettings {
     pub record_replays: RecordReplays,
 }
 
+/// Where the data lives (`[store]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// A PostgreSQL database (`postgres://user@host:port/database`) instead of the data directory's SQLite
+    /// file; `--store URL` overrides it. Several hosts may share one database.
+    pub url: Option<String>,
+}
+
 /// `[pipeline] record_replays`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -193,6 +202,8 @@ pub struct Registration {
     pub limits: Limits,
     /// Pipeline settings.
     pub pipeline: PipelineSettings,
+    /// Where the data lives (`[store]`).
+    pub store: StoreSettings,
     /// The asynchronous service's settings (`[jobs]`, `[jobs.retry]`).
     pub jobs: weft_jobs::JobsSettings,
 }
@@ -216,6 +227,8 @@ struct RawFile {
     sandbox: Limits,
     #[serde(default)]
     pipeline: PipelineSettings,
+    #[serde(default)]
+    store: StoreSettings,
     #[serde(default)]
     jobs: weft_jobs::JobsSettings,
     /// Read by the bus (another issue); allowed, not read here.
@@ -934,6 +947,7 @@ impl Registration {
             custom_apis,
             limits: raw.sandbox,
             pipeline: raw.pipeline,
+            store: raw.store,
             jobs: raw.jobs,
         })
     }

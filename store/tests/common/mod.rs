@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use weft_store::{Schema, SqliteOptions, SqliteStore};
+use weft_store::{PgOptions, PgStore, Schema, SqliteOptions, SqliteStore, Store, TestDatabase};
 
 pub const SCHEMA_TOML: &str = r#"
 [[table]]
@@ -139,7 +139,8 @@ impl TestClock {
     }
 }
 
-pub fn open_with_clock(dir: &Path, clock: &TestClock) -> SqliteStore {
+/// A SQLite store (for the tests of what only the SQLite backend has: its writer, its file).
+pub fn open_sqlite_with_clock(dir: &Path, clock: &TestClock) -> SqliteStore {
     let c = clock.0.clone();
     let options = SqliteOptions {
         clock: Arc::new(move || c.load(Ordering::SeqCst)),
@@ -148,6 +149,73 @@ pub fn open_with_clock(dir: &Path, clock: &TestClock) -> SqliteStore {
     SqliteStore::open(dir.join("weft.db"), schema(), options).expect("store opens")
 }
 
-pub fn open(dir: &Path) -> SqliteStore {
-    open_with_clock(dir, &TestClock::new(1_700_000_000_000))
+pub fn open_sqlite(dir: &Path) -> SqliteStore {
+    open_sqlite_with_clock(dir, &TestClock::new(1_700_000_000_000))
+}
+
+/// Which backend a conformance test runs on.
+pub enum Backend {
+    /// A `weft.db` in the test's directory.
+    Sqlite,
+    /// The test's own PostgreSQL database (dropped after the test).
+    Postgres(String),
+}
+
+pub fn open_with_clock(backend: &Backend, dir: &Path, clock: &TestClock) -> Box<dyn Store> {
+    let c = clock.0.clone();
+    let clock: weft_store::Clock = Arc::new(move || c.load(Ordering::SeqCst));
+    match backend {
+        Backend::Sqlite => {
+            let options = SqliteOptions {
+                clock,
+                ..Default::default()
+            };
+            Box::new(
+                SqliteStore::open(dir.join("weft.db"), schema(), options).expect("store opens"),
+            )
+        }
+        Backend::Postgres(url) => {
+            let options = PgOptions {
+                clock,
+                connections: 8,
+                workers: 2,
+                ..Default::default()
+            };
+            Box::new(PgStore::open(url, schema(), options).expect("store opens"))
+        }
+    }
+}
+
+pub fn open(backend: &Backend, dir: &Path) -> Box<dyn Store> {
+    open_with_clock(backend, dir, &TestClock::new(1_700_000_000_000))
+}
+
+/// Runs a conformance test on a PostgreSQL database of its own, or reports it skipped.
+pub fn with_postgres(test: &str, f: impl FnOnce(&Backend)) {
+    if let Some(db) = TestDatabase::create(test) {
+        f(&Backend::Postgres(db.url().to_string()));
+    }
+}
+
+/// Turns each `fn name(backend: &Backend)` into two tests, `sqlite::name` and `postgres::name`.
+#[allow(unused_macros)] // schema, group_commit and hardening test one backend only
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&crate::common::Backend::Sqlite)
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    crate::common::with_postgres(concat!(module_path!(), "::", stringify!($name)), super::$name)
+                }
+            )*
+        }
+    };
 }

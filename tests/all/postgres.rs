@@ -1,0 +1,359 @@
+//! `weft up` on a PostgreSQL store (`[store] url` and `--store URL`): the pipeline with synchronous plug-ins
+//! through the Web API, system jobs delivered once by two hosts sharing one database, and `weft store copy`
+//! from a data directory. Each test has a database of its own (`TestDatabase`); without
+//! `WEFT_TEST_POSTGRES` they report themselves skipped (they fail instead when `WEFT_REQUIRE_POSTGRES=1`).
+
+use crate::fixtures;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weft_host::registration::EXAMPLE_ACCOUNT_TABLE;
+use weft_store::TestDatabase;
+
+fn weft() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+}
+
+/// Starts `weft up` with `flags` on a free loopback port; returns the child and its base URL.
+fn spawn_up(config: &Path, data: &Path, flags: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = weft()
+        .args(["up", "--bind", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .args(flags)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_owned();
+    (child, base)
+}
+
+/// Kills the child when dropped, so a failed assertion leaves no host running.
+struct Host(std::process::Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The stdout of a command that must have succeeded.
+fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A webhook on 127.0.0.1 counting the POSTs it answers with 200.
+async fn start_hook() -> (Arc<Mutex<Vec<Vec<u8>>>>, String) {
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(seen): axum::extract::State<Arc<Mutex<Vec<Vec<u8>>>>>,
+                 body: axum::body::Bytes| async move {
+                    seen.lock().unwrap().push(body.to_vec());
+                    axum::http::StatusCode::OK
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (seen, url)
+}
+
+/// The validator (stage 10 on Create and Update), the enricher (20 on Create) and an asynchronous step
+/// posting every Create to the webhook at `hook`; `store` goes in as `[store] url` when given.
+fn config(dir: &Path, hook: &str, store: Option<&str>) -> std::path::PathBuf {
+    let config = dir.join("weft.toml");
+    let store = store.map_or(String::new(), |url| format!("[store]\nurl = \"{url}\"\n"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"{store}
+{EXAMPLE_ACCOUNT_TABLE}
+[[plugin]]
+name = "validator"
+component = "{}"
+
+[[plugin]]
+name = "enricher"
+component = "{}"
+
+[[service_endpoint]]
+name = "hook"
+contract = 8
+message_format = 2
+auth_type = 4
+url = "{hook}"
+auth_value = "hook-code"
+
+[[step]]
+name = "validate"
+message = "Create"
+table = "account"
+stage = 10
+plugin = "validator"
+
+[[step]]
+name = "validate update"
+message = "Update"
+table = "account"
+stage = 10
+plugin = "validator"
+
+[[step]]
+name = "number"
+message = "Create"
+table = "account"
+stage = 20
+plugin = "enricher"
+
+[[step]]
+name = "to hook"
+message = "Create"
+table = "account"
+stage = 40
+mode = 1
+service_endpoint = "hook"
+"#,
+            fixtures::component("validator").display(),
+            fixtures::component("enricher").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The system jobs on the store, as `weft jobs list --json` prints them.
+fn jobs(config: &Path, data: &Path, url: &str) -> Vec<serde_json::Value> {
+    let out = weft()
+        .args(["jobs", "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .args(["--store", url, "list", "--json", "--limit", "1000"])
+        .output()
+        .unwrap();
+    serde_json::from_str(&succeeded(&out)).unwrap()
+}
+
+/// Two `weft up` hosts on one PostgreSQL database (one told by `[store] url`, one by `--store`): each sees
+/// the other's writes through the Web API, synchronous plug-ins run on Create and Update (a rejected Update
+/// changes nothing), and every Create's system job is delivered to the webhook exactly once although both
+/// hosts' asynchronous services claim jobs.
+#[test]
+fn two_hosts_on_one_postgres_database_share_rows_and_deliver_each_job_once() {
+    let Some(db) = TestDatabase::create(
+        "postgres::two_hosts_on_one_postgres_database_share_rows_and_deliver_each_job_once",
+    ) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (seen, hook) = runtime.block_on(start_hook());
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let config_a = config(&dir_a, &hook, Some(db.url()));
+    let config_b = config(&dir_b, &hook, None);
+    let (data_a, data_b) = (dir_a.join("data"), dir_b.join("data"));
+    let (a, base_a) = spawn_up(&config_a, &data_a, &[]);
+    let _a = Host(a);
+    let (b, base_b) = spawn_up(&config_b, &data_b, &["--store", db.url()]);
+    let _b = Host(b);
+    assert!(!data_b.join("weft.db").exists(), "host b used SQLite");
+
+    const CREATES: usize = 6;
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let api = |base: &str, path: &str| format!("{base}/api/data/v9.2/{path}");
+        let mut ids = Vec::new();
+        for n in 0..CREATES {
+            let base = if n % 2 == 0 { &base_a } else { &base_b };
+            let created = client
+                .post(api(base, "accounts"))
+                .json(&serde_json::json!({"name": format!("Fourth Coffee {n}")}))
+                .send()
+                .await
+                .unwrap();
+            assert!(created.status().is_success(), "{}", created.status());
+            let entity = created.headers()["odata-entityid"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            ids.push(
+                entity
+                    .rsplit_once('(')
+                    .unwrap()
+                    .1
+                    .trim_end_matches(')')
+                    .to_owned(),
+            );
+        }
+        // Host b sees host a's row with the enricher's number (written by a's stage 20).
+        let row: serde_json::Value = client
+            .get(api(&base_b, &format!("accounts({})", ids[0])))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            row["accountnumber"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("ACC-FC-"),
+            "{row}"
+        );
+        // An Update the validator refuses on host b changes nothing; a valid one on b is seen on a.
+        let refused = client
+            .patch(api(&base_b, &format!("accounts({})", ids[0])))
+            .json(&serde_json::json!({"name": ""}))
+            .send()
+            .await
+            .unwrap();
+        assert!(refused.status().is_client_error(), "{}", refused.status());
+        let body = refused.text().await.unwrap();
+        assert!(body.contains("Account name is required."), "{body}");
+        let updated = client
+            .patch(api(&base_b, &format!("accounts({})", ids[0])))
+            .json(&serde_json::json!({"name": "Fifth Coffee"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(updated.status().is_success(), "{}", updated.status());
+        let row: serde_json::Value = client
+            .get(api(&base_a, &format!("accounts({})?$select=name", ids[0])))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(row["name"], "Fifth Coffee", "{row}");
+    });
+
+    // Every job ends Succeeded (statuscode 30); the deadline only bounds a hang.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let listed = loop {
+        let listed = jobs(&config_b, &data_b, db.url());
+        if listed.len() == CREATES && listed.iter().all(|j| j["statuscode"] == 30) {
+            break listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs did not finish: {listed:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let posted = seen.lock().unwrap().clone();
+    assert_eq!(posted.len(), CREATES, "each job is posted once");
+    for job in &listed {
+        let id = job["asyncoperationid"].as_str().unwrap();
+        assert_eq!(
+            posted
+                .iter()
+                .filter(|b| String::from_utf8_lossy(b).contains(id))
+                .count(),
+            1,
+            "job {id} posted once"
+        );
+    }
+}
+
+/// `weft store copy` moves a data directory's SQLite store into PostgreSQL, where `weft exec --store` reads
+/// it; a second copy into the now-filled database is refused, and `--force` replaces its rows.
+#[test]
+fn store_copy_moves_a_data_directory_into_postgres() {
+    let Some(db) =
+        TestDatabase::create("postgres::store_copy_moves_a_data_directory_into_postgres")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "http://127.0.0.1:9/hook", None);
+    let data = dir.path().join("data");
+    let on = |args: &[&str]| {
+        weft()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let with_data = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data", data.to_str().unwrap()]);
+        on(&all)
+    };
+    succeeded(&with_data(&[
+        "exec",
+        "create",
+        "account",
+        "--attributes",
+        r#"{"name":"Fourth Coffee"}"#,
+    ]));
+    let copied = succeeded(&on(&[
+        "store",
+        "copy",
+        "--from",
+        data.to_str().unwrap(),
+        "--to",
+        db.url(),
+    ]));
+    assert!(copied.contains("account"), "{copied}");
+    let listed = succeeded(&with_data(&[
+        "exec",
+        "retrieve-multiple",
+        "account",
+        "--store",
+        db.url(),
+    ]));
+    assert!(
+        listed.contains("Fourth Coffee") && listed.contains("ACC-FC-"),
+        "{listed}"
+    );
+
+    let again = on(&[
+        "store",
+        "copy",
+        "--from",
+        data.to_str().unwrap(),
+        "--to",
+        db.url(),
+    ]);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    succeeded(&on(&[
+        "store",
+        "copy",
+        "--from",
+        data.to_str().unwrap(),
+        "--to",
+        db.url(),
+        "--force",
+    ]));
+}
