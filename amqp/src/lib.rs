@@ -1,16 +1,17 @@
-//! weft-amqp: AMQP 1.0 on weft's embedded bus, so the official Azure Service Bus SDKs (which speak only
-//! AMQP) work against `weft bus` with only the connection string changed.
+//! weft-amqp: AMQP 1.0 on weft's embedded bus, so the official Azure Service Bus and Event Hubs SDKs
+//! (which speak only AMQP) work against `weft bus` with only the connection string changed.
 //!
-//! Owns the AMQP listener: connections, SASL, CBS (`$cbs` put-token), entity links and the `$management`
-//! request-response node. Framing, sessions and links come from `fe2o3-amqp`; delivery rules, persistence
-//! and SAS validation stay in weft-bus (one store and one semantics for REST and AMQP) — this crate must
-//! not keep messages of its own.
+//! Owns the AMQP listener: connections, SASL, CBS (`$cbs` put-token), entity links, Event Hubs producer
+//! and consumer links and the `$management` request-response nodes. Framing, sessions and links come
+//! from `fe2o3-amqp`; delivery rules, persistence, partitions and SAS validation stay in weft-bus (one
+//! store and one semantics for REST and AMQP) — this crate must not keep messages or events of its own.
 
 mod auth;
 pub mod bench;
 pub mod cli;
 mod connection;
 mod convert;
+mod eventhubs;
 mod links;
 mod requests;
 
@@ -47,13 +48,14 @@ pub async fn start(bus: Arc<Bus>, bind: SocketAddr) -> anyhow::Result<AmqpHandle
     let addr = listener.local_addr()?;
     let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
     let mut bus_stop = bus.shutdown_signal();
+    let owners = Arc::new(eventhubs::Owners::default());
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(connection::serve(bus.clone(), stream, peer));
+                        tokio::spawn(connection::serve(bus.clone(), owners.clone(), stream, peer));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "AMQP accept failed");
