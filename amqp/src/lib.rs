@@ -40,10 +40,32 @@ impl AmqpHandle {
     }
 }
 
+/// The maximum segment size the listener advertises. PyPI `azure-eventhub` (5.15) reads every TCP
+/// option of its socket after connecting and writes it back; on loopback the kernel reports an MSS of
+/// 32,768 there (half the 64 KiB window), which `setsockopt(TCP_MAXSEG)` refuses (its maximum is
+/// 32,767), so the SDK could not connect to a local bus at all. Advertising 32,767 keeps the client's
+/// MSS settable; on real networks the path MTU gives a far smaller MSS, so nothing else changes.
+const LISTENER_MSS: u32 = 32_767;
+
+/// Binds the AMQP listener with [`LISTENER_MSS`] (best effort: a platform without the option keeps its
+/// default).
+fn bind_listener(bind: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(bind), Type::STREAM, Some(Protocol::TCP))?;
+    // As tokio's `TcpListener::bind`: a restarted bus can take its port back at once.
+    socket.set_reuse_address(true)?;
+    if let Err(e) = socket.set_tcp_mss(LISTENER_MSS) {
+        tracing::debug!(error = %e, "TCP_MAXSEG not set on the AMQP listener");
+    }
+    socket.bind(&bind.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
 /// Serves AMQP 1.0 (plain TCP) on `bind` over `bus`'s entities and store.
 pub async fn start(bus: Arc<Bus>, bind: SocketAddr) -> anyhow::Result<AmqpHandle> {
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
+    let listener = bind_listener(bind)
         .map_err(|e| anyhow::anyhow!("cannot bind the AMQP port {bind}: {e}"))?;
     let addr = listener.local_addr()?;
     let (stop, mut stop_rx) = tokio::sync::watch::channel(false);

@@ -306,7 +306,7 @@ async fn event_hubs_roundtrip(sdk: Sdk) {
                 "BrokerProperties",
                 json!({"MessageId": format!("rest-{i}")}).to_string(),
             )
-            .header("origin", "\"account\"")
+            .header("tenant", "\"account\"")
             .body(*body)
             .send()
             .await
@@ -356,7 +356,7 @@ async fn event_hubs_roundtrip(sdk: Sdk) {
         ["from-rest-1", "from-rest-2"],
         "{out}"
     );
-    assert_eq!(out["rest"][0]["properties"]["origin"], "account", "{out}");
+    assert_eq!(out["rest"][0]["properties"]["tenant"], "account", "{out}");
 
     // SDK → REST: the single event as the REST read endpoint (and so `weft listen`) sees it.
     let resp = bus
