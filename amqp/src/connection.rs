@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use fe2o3_amqp::acceptor::{ConnectionAcceptor, LinkAcceptor, LinkEndpoint, SessionAcceptor};
-use fe2o3_amqp::types::definitions::{Fields, ReceiverSettleMode, Role, SenderSettleMode};
+use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
 use fe2o3_amqp::types::messaging::TargetArchetype;
 use fe2o3_amqp::types::performatives::Attach;
-use fe2o3_amqp::types::primitives::{Symbol, Value};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use weft_bus::server::Bus;
@@ -76,32 +75,11 @@ pub fn entity_path(address: &str) -> String {
     rest.trim_matches('/').to_string()
 }
 
-/// The connection idle time-out the bus announces (ms): a client silent for longer is disconnected;
-/// clients send empty frames at half of it, so a live idle client never is. Four minutes, as long as an
-/// idle consumer link's wait for events can last several of the bus's 30 s slices.
-const IDLE_TIME_OUT_MS: u32 = 240_000;
-
-/// The `properties` of the bus's `open`: who is answering.
-fn open_properties() -> Fields {
-    let mut p = Fields::new();
-    p.insert(Symbol::from("product"), Value::String("weft-bus".into()));
-    p.insert(
-        Symbol::from("version"),
-        Value::String(env!("CARGO_PKG_VERSION").into()),
-    );
-    p
-}
-
 /// Serves one TCP connection until the client closes it.
 pub async fn serve(bus: Arc<Bus>, owners: Arc<Owners>, stream: TcpStream, peer: SocketAddr) {
     let claims = SharedClaims::default();
     let acceptor = ConnectionAcceptor::builder()
         .container_id("weft-bus")
-        // Both announced in `open` so the frame carries all ten fields: PyPI `azure-eventhub` (5.15)
-        // indexes the service's `open` up to `properties` unconditionally and cannot connect to a
-        // peer that leaves trailing fields out (AMQP allows it).
-        .idle_time_out(IDLE_TIME_OUT_MS)
-        .properties(open_properties())
         .sasl_acceptor(Sasl::new(bus.config().sas_policies.clone(), claims.clone()))
         .build();
     let mut connection = match acceptor.accept(stream).await {
