@@ -46,16 +46,21 @@ pub fn allowed(bus: &Bus, claims: &SharedClaims, entity: &str, right: Right) -> 
     if c.policy.as_ref().is_some_and(|p| p.grants(right)) {
         return true;
     }
-    c.tokens.iter().rev().any(|t| {
-        let Ok(parsed) = weft_bus::sas::SasToken::parse(t) else {
-            return false;
-        };
-        // The audience's own origin: AMQP has no Host header, the scope check is on the path.
-        let audience = parsed.audience();
-        let origin = origin(&audience);
-        let resource = format!("{origin}/{entity}");
-        bus.authorize_token(Some(t), &resource, right).is_ok()
-    })
+    c.tokens
+        .iter()
+        .rev()
+        .any(|t| token_allows(bus, t, entity, right).is_ok())
+}
+
+/// Checks one token for `right` on `entity` exactly as the REST side checks SAS (signature, expiry,
+/// scope, rights), against the audience's own origin: AMQP has no Host header, the scope check is on
+/// the path. The error is the REST side's message.
+pub fn token_allows(bus: &Bus, token: &str, entity: &str, right: Right) -> Result<(), String> {
+    let parsed = weft_bus::sas::SasToken::parse(token).map_err(|e| e.to_string())?;
+    let audience = parsed.audience();
+    let resource = format!("{}/{entity}", origin(&audience));
+    bus.authorize_token(Some(token), &resource, right)
+        .map_err(|e| e.to_string())
 }
 
 /// `scheme://authority` of a URI (the whole text when it has no path).

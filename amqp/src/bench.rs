@@ -1,6 +1,7 @@
 //! `weft bench bus`: REST's figures (weft-bus) and, on the same bus in the same run, AMQP's — durable 1 KB
 //! sends (each awaited until accepted, i.e. committed) and receive-and-delete receives, over the same
-//! number of concurrent connections as REST, with fe2o3-amqp's client.
+//! number of concurrent connections as REST, with fe2o3-amqp's client; and Event Hubs sends over AMQP
+//! (the same 1 KB events to a 4-partition hub, round-robin, each awaited until committed).
 //!
 //! Owns the AMQP load generator only.
 
@@ -15,7 +16,7 @@ use fe2o3_amqp::types::definitions::SenderSettleMode;
 use fe2o3_amqp::types::messaging::{Body, Data, Message, MessageId, Properties};
 use fe2o3_amqp::types::primitives::{Binary, Value};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
-use weft_bus::bench::{BODY_BYTES, CONCURRENCY, Figures, KEY_NAME, MESSAGES, QUEUE};
+use weft_bus::bench::{BODY_BYTES, CONCURRENCY, Figures, HUB, KEY_NAME, MESSAGES, QUEUE};
 use weft_bus::server::Bus;
 
 /// The longest an AMQP phase may run (REST's take seconds in a release build).
@@ -32,7 +33,7 @@ async fn amqp_phases(bus: Arc<Bus>, key: String) -> anyhow::Result<Figures> {
     // Bounded: a phase that stops making progress ends the run with an error instead of hanging it.
     let bound = std::time::Duration::from_secs(PHASE_LIMIT_SECS);
     let result = async {
-        let sends = tokio::time::timeout(bound, sends(&url, &key))
+        let queue_sends = tokio::time::timeout(bound, sends(&url, &key, QUEUE))
             .await
             .map_err(|_| anyhow::anyhow!("AMQP sends did not finish within {PHASE_LIMIT_SECS} s"))?
             .context("AMQP sends")?;
@@ -42,9 +43,16 @@ async fn amqp_phases(bus: Arc<Bus>, key: String) -> anyhow::Result<Figures> {
                 anyhow::anyhow!("AMQP receives did not finish within {PHASE_LIMIT_SECS} s")
             })?
             .context("AMQP receives")?;
+        let eh_sends = tokio::time::timeout(bound, sends(&url, &key, HUB))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("Event Hubs AMQP sends did not finish within {PHASE_LIMIT_SECS} s")
+            })?
+            .context("Event Hubs AMQP sends")?;
         anyhow::Ok(vec![
-            ("amqp_sends_per_s", sends, "AMQP sends   "),
+            ("amqp_sends_per_s", queue_sends, "AMQP sends   "),
             ("amqp_receives_per_s", receives, "AMQP receives"),
+            ("amqp_eventhub_sends_per_s", eh_sends, "AMQP EH sends"),
         ])
     }
     .await;
@@ -71,13 +79,14 @@ async fn session(
     Ok((conn, session))
 }
 
-/// MESSAGES sends over CONCURRENCY connections, each awaiting its message's `accepted`.
-async fn sends(url: &str, key: &str) -> anyhow::Result<f64> {
+/// MESSAGES sends to `target` (the queue or the hub) over CONCURRENCY connections, each awaiting its
+/// message's `accepted`.
+async fn sends(url: &str, key: &str, target: &str) -> anyhow::Result<f64> {
     let next = Arc::new(AtomicU64::new(0));
     let mut links = Vec::new();
     for i in 0..CONCURRENCY {
         let (conn, mut session) = session(url, key).await?;
-        let sender = Sender::attach(&mut session, format!("send-{i}"), QUEUE).await?;
+        let sender = Sender::attach(&mut session, format!("send-{i}"), target).await?;
         links.push((conn, session, sender));
     }
     let start = Instant::now();

@@ -15,6 +15,7 @@ use weft_bus::server::Bus;
 
 use crate::auth::{Sasl, SharedClaims};
 use crate::convert::AmqpMessage;
+use crate::eventhubs::{self, ConsumerRequest, Owners};
 
 /// Where replies of `$cbs` / `$management` go: the client's receiving links, by their reply address and
 /// by node (JavaScript's SDK names the reply address in the link's target, Python's attaches its reply
@@ -57,6 +58,8 @@ pub struct Conn {
     pub claims: SharedClaims,
     /// Reply links of the request-response nodes.
     pub replies: Replies,
+    /// Owner levels of the listener's Event Hubs consumer links.
+    pub owners: Arc<Owners>,
 }
 
 /// The address a terminus names, without any `amqp(s)://host[:port]` / `sb://host` prefix (Python's SDK
@@ -73,7 +76,7 @@ pub fn entity_path(address: &str) -> String {
 }
 
 /// Serves one TCP connection until the client closes it.
-pub async fn serve(bus: Arc<Bus>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(bus: Arc<Bus>, owners: Arc<Owners>, stream: TcpStream, peer: SocketAddr) {
     let claims = SharedClaims::default();
     let acceptor = ConnectionAcceptor::builder()
         .container_id("weft-bus")
@@ -90,6 +93,7 @@ pub async fn serve(bus: Arc<Bus>, stream: TcpStream, peer: SocketAddr) {
         bus,
         claims,
         replies: Replies::default(),
+        owners,
     });
     let session_acceptor = SessionAcceptor::new();
     while let Some(incoming) = connection.next_incoming_session().await {
@@ -116,7 +120,8 @@ async fn serve_session(conn: Arc<Conn>, mut session: fe2o3_amqp::acceptor::Liste
         .max_message_size(conn.bus.config().max_message_bytes as u64)
         .build();
     while let Some(mut attach) = session.next_incoming_attach().await {
-        let route = Route::of(&attach);
+        let mut route = Route::of(&attach);
+        route.event_hub = eventhubs::is_event_hub(&conn, &route.node);
         if attach.role == Role::Sender {
             // As Service Bus does, the bus settles what it receives at once (receiver-settle-mode first)
             // even when a sender asks for second (Python's SDK does): the disposition that accepts a
@@ -125,6 +130,10 @@ async fn serve_session(conn: Arc<Conn>, mut session: fe2o3_amqp::acceptor::Liste
         } else if route.is_request_node() {
             // Answers of `$cbs` / `$management` go pre-settled: Python's SDK never settles them, and an
             // answer waiting for a settlement would hold up the next one.
+            attach.snd_settle_mode = SenderSettleMode::Settled;
+        } else if route.event_hub {
+            // Events go pre-settled: Event Hubs has no settlement (a consumer's position is its own
+            // checkpoint), and unsettled deliveries would pile up in the link's unsettled map.
             attach.snd_settle_mode = SenderSettleMode::Settled;
         }
         match acceptor.accept_incoming_attach(attach, &mut session).await {
@@ -146,12 +155,16 @@ struct Route {
     reply_address: String,
     /// Whether the client wants pre-settled deliveries (receive-and-delete).
     presettled: bool,
+    /// Whether the node is under an Event Hub (set once the bus is at hand).
+    event_hub: bool,
+    /// For the client's receiving links: the Event Hubs start position and owner level asked for.
+    consumer: Option<ConsumerRequest>,
 }
 
 impl Route {
-    /// `$cbs` or an entity's `$management` node.
+    /// `$cbs`, the namespace's `$management` (Event Hubs) or an entity's `$management` node.
     fn is_request_node(&self) -> bool {
-        self.node == "$cbs" || self.node.ends_with("/$management")
+        self.node == "$cbs" || self.node == "$management" || self.node.ends_with("/$management")
     }
 
     fn of(attach: &Attach) -> Route {
@@ -178,10 +191,16 @@ impl Route {
                     .unwrap_or_else(|| attach.name.clone()),
             ),
         };
+        let consumer = (attach.role == Role::Receiver).then(|| ConsumerRequest {
+            selector: eventhubs::selector(attach.source.as_ref().and_then(|s| s.filter.as_ref())),
+            owner_level: eventhubs::owner_level(attach.properties.as_ref()),
+        });
         Route {
             node: entity_path(&node),
             reply_address,
             presettled: attach.snd_settle_mode == SenderSettleMode::Settled,
+            event_hub: false,
+            consumer,
         }
     }
 }
@@ -205,6 +224,17 @@ async fn serve_link(conn: Arc<Conn>, route: Route, link: LinkEndpoint) {
             let (tx, rx) = mpsc::channel(64);
             conn.replies.register(route.node, route.reply_address, tx);
             crate::requests::reply_link(sender, rx).await
+        }
+        LinkEndpoint::Receiver(receiver) if route.event_hub => {
+            eventhubs::producer(conn, route.node, receiver).await
+        }
+        LinkEndpoint::Sender(sender) if route.event_hub => {
+            let owners = conn.owners.clone();
+            let request = route.consumer.unwrap_or(ConsumerRequest {
+                selector: Ok(None),
+                owner_level: None,
+            });
+            eventhubs::consumer(conn, owners, route.node, request, sender).await
         }
         LinkEndpoint::Receiver(receiver) => {
             crate::links::incoming(conn, route.node, receiver).await

@@ -1,16 +1,17 @@
-//! weft-amqp: AMQP 1.0 on weft's embedded bus, so the official Azure Service Bus SDKs (which speak only
-//! AMQP) work against `weft bus` with only the connection string changed.
+//! weft-amqp: AMQP 1.0 on weft's embedded bus, so the official Azure Service Bus and Event Hubs SDKs
+//! (which speak only AMQP) work against `weft bus` with only the connection string changed.
 //!
-//! Owns the AMQP listener: connections, SASL, CBS (`$cbs` put-token), entity links and the `$management`
-//! request-response node. Framing, sessions and links come from `fe2o3-amqp`; delivery rules, persistence
-//! and SAS validation stay in weft-bus (one store and one semantics for REST and AMQP) — this crate must
-//! not keep messages of its own.
+//! Owns the AMQP listener: connections, SASL, CBS (`$cbs` put-token), entity links, Event Hubs producer
+//! and consumer links and the `$management` request-response nodes. Framing, sessions and links come
+//! from `fe2o3-amqp`; delivery rules, persistence, partitions and SAS validation stay in weft-bus (one
+//! store and one semantics for REST and AMQP) — this crate must not keep messages or events of its own.
 
 mod auth;
 pub mod bench;
 pub mod cli;
 mod connection;
 mod convert;
+mod eventhubs;
 mod links;
 mod requests;
 
@@ -39,21 +40,44 @@ impl AmqpHandle {
     }
 }
 
+/// The maximum segment size the listener advertises. PyPI `azure-eventhub` (5.15) reads every TCP
+/// option of its socket after connecting and writes it back; on loopback the kernel reports an MSS of
+/// 32,768 there (half the 64 KiB window), which `setsockopt(TCP_MAXSEG)` refuses (its maximum is
+/// 32,767), so the SDK could not connect to a local bus at all. Advertising 32,767 keeps the client's
+/// MSS settable; on real networks the path MTU gives a far smaller MSS, so nothing else changes.
+const LISTENER_MSS: u32 = 32_767;
+
+/// Binds the AMQP listener with [`LISTENER_MSS`] (best effort: a platform without the option keeps its
+/// default).
+fn bind_listener(bind: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(bind), Type::STREAM, Some(Protocol::TCP))?;
+    // As tokio's `TcpListener::bind`: a restarted bus can take its port back at once.
+    socket.set_reuse_address(true)?;
+    if let Err(e) = socket.set_tcp_mss(LISTENER_MSS) {
+        tracing::debug!(error = %e, "TCP_MAXSEG not set on the AMQP listener");
+    }
+    socket.bind(&bind.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
 /// Serves AMQP 1.0 (plain TCP) on `bind` over `bus`'s entities and store.
 pub async fn start(bus: Arc<Bus>, bind: SocketAddr) -> anyhow::Result<AmqpHandle> {
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
+    let listener = bind_listener(bind)
         .map_err(|e| anyhow::anyhow!("cannot bind the AMQP port {bind}: {e}"))?;
     let addr = listener.local_addr()?;
     let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
     let mut bus_stop = bus.shutdown_signal();
+    let owners = Arc::new(eventhubs::Owners::default());
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(connection::serve(bus.clone(), stream, peer));
+                        tokio::spawn(connection::serve(bus.clone(), owners.clone(), stream, peer));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "AMQP accept failed");

@@ -11,7 +11,7 @@ use fe2o3_amqp::link::{Receiver, Sender};
 use fe2o3_amqp::types::definitions::{Error, ErrorCondition};
 use fe2o3_amqp::types::messaging::{Body, Outcome};
 use fe2o3_amqp::types::primitives::{Binary, Symbol, Value};
-use weft_bus::broker::{Entity, Mode, SendError};
+use weft_bus::broker::{Entity, Mode, NewMessage, SendError};
 use weft_bus::sas::Right;
 use weft_bus::store::Store;
 
@@ -42,7 +42,8 @@ pub fn error(condition: &str, description: impl Into<String>) -> Error {
     )
 }
 
-fn unauthorized(entity: &str, right: Right) -> Error {
+/// The error of a link whose connection lacks `right` on `entity`.
+pub fn unauthorized(entity: &str, right: Right) -> Error {
     error(
         conditions::UNAUTHORIZED,
         format!(
@@ -78,19 +79,7 @@ pub async fn incoming(conn: Arc<Conn>, node: String, mut receiver: Receiver) {
             }
         };
         let parsed = convert::transfer_messages(*delivery.message_format(), delivery.message())
-            .and_then(|msgs| {
-                let size: usize = msgs
-                    .iter()
-                    .map(|m| m.body.len() + m.meta.approx_len())
-                    .sum();
-                if size > max {
-                    Err(format!(
-                        "The received message (size {size} bytes including properties) exceeds the maximum message size of {max} bytes"
-                    ))
-                } else {
-                    Ok(msgs)
-                }
-            });
+            .and_then(|msgs| check_size(max, msgs));
         let result = match parsed {
             Err(e) => Err(error(conditions::INVALID_FIELD, e)),
             Ok(msgs) => match target.send(conn.bus.store(), msgs).await {
@@ -109,6 +98,21 @@ pub async fn incoming(conn: Arc<Conn>, node: String, mut receiver: Receiver) {
         if settled.is_err() {
             break;
         }
+    }
+}
+
+/// The messages of one transfer, refused when together (body + properties) they exceed `max` bytes.
+pub fn check_size(max: usize, msgs: Vec<NewMessage>) -> Result<Vec<NewMessage>, String> {
+    let size: usize = msgs
+        .iter()
+        .map(|m| m.body.len() + m.meta.approx_len())
+        .sum();
+    if size > max {
+        Err(format!(
+            "The received message (size {size} bytes including properties) exceeds the maximum message size of {max} bytes"
+        ))
+    } else {
+        Ok(msgs)
     }
 }
 

@@ -48,6 +48,9 @@ pub async fn serve(conn: Arc<Conn>, node: String, mut receiver: Receiver) {
             .and_then(|p| p.message_id.clone());
         let answer = if node == "$cbs" {
             cbs(&conn, &request)
+        } else if node == "$management" {
+            // The namespace-level node: Event Hubs' READ requests (Service Bus uses `<entity>/$management`).
+            crate::eventhubs::management(&conn, &request).await
         } else {
             let entity = node.trim_end_matches("/$management").to_string();
             management(&conn, &entity, &request).await
@@ -57,43 +60,56 @@ pub async fn serve(conn: Arc<Conn>, node: String, mut receiver: Receiver) {
             continue;
         };
         let _ = reply
-            .send(answer.into_message(node == "$cbs", correlation))
+            .send(answer.into_message(!node.contains('/'), correlation))
             .await;
     }
 }
 
-/// An answer: status, description, body.
-struct Answer {
+/// An answer: status, description, body, and (Event Hubs) the AMQP error condition of a failure.
+pub struct Answer {
     status: i32,
     description: String,
     body: Value,
+    condition: Option<&'static str>,
 }
 
 impl Answer {
-    fn ok(status: i32, body: Value) -> Answer {
+    /// A success with `body`.
+    pub fn ok(status: i32, body: Value) -> Answer {
         Answer {
             status,
             description: "OK".into(),
             body,
+            condition: None,
         }
     }
 
-    fn err(status: i32, description: impl Into<String>) -> Answer {
+    /// A failure; the body is an empty map.
+    pub fn err(status: i32, description: impl Into<String>) -> Answer {
         Answer {
             status,
             description: description.into(),
             body: Value::Map(OrderedMap::new()),
+            condition: None,
         }
     }
 
-    /// `$cbs` names its properties `status-code`/`status-description`, `$management`
+    /// Names the failure's AMQP condition (`error-condition`, which the JavaScript SDK maps to its
+    /// error types).
+    pub fn with_condition(mut self, condition: &'static str) -> Answer {
+        self.condition = Some(condition);
+        self
+    }
+
+    /// `$cbs` and the namespace's `$management` (Event Hubs) name their properties
+    /// `status-code`/`status-description`, an entity's `$management` (Service Bus)
     /// `statusCode`/`statusDescription`.
     fn into_message(
         self,
-        cbs: bool,
+        hyphenated: bool,
         correlation: Option<fe2o3_amqp::types::messaging::MessageId>,
     ) -> AmqpMessage {
-        let (code, desc) = if cbs {
+        let (code, desc) = if hyphenated {
             ("status-code", "status-description")
         } else {
             ("statusCode", "statusDescription")
@@ -101,6 +117,9 @@ impl Answer {
         let mut app = OrderedMap::new();
         app.insert(code.to_string(), SimpleValue::Int(self.status));
         app.insert(desc.to_string(), SimpleValue::String(self.description));
+        if let Some(c) = self.condition {
+            app.insert("error-condition".to_string(), SimpleValue::Symbol(c.into()));
+        }
         Message {
             header: None,
             delivery_annotations: None,
@@ -149,6 +168,7 @@ fn cbs(conn: &Conn, m: &AmqpMessage) -> Answer {
                     status: 202,
                     description: "Accepted".into(),
                     body: Value::Map(OrderedMap::new()),
+                    condition: None,
                 };
             }
             Err(e) => {

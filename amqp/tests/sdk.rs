@@ -1,5 +1,6 @@
-//! The official Azure Service Bus SDKs against a real bus over AMQP: npm `@azure/service-bus` 7.9.5 and
-//! PyPI `azure-servicebus` 7.15.0, installed by `bus/tests/clients/install.sh` into `target/bus-clients/`.
+//! The official Azure Service Bus and Event Hubs SDKs against a real bus over AMQP: npm
+//! `@azure/service-bus` 7.9.5 and `@azure/event-hubs` 6.0.4, PyPI `azure-servicebus` 7.15.0 and
+//! `azure-eventhub` 5.15.1, installed by `bus/tests/clients/install.sh` into `target/bus-clients/`.
 //! The client scripts live in `bus/tests/clients/`; each prints what the SDK saw as JSON and these tests
 //! check it. Without node/python3 or the installed SDKs a test prints `skipped: NAME: …` and returns,
 //! unless `WEFT_REQUIRE_CLIENTS=1` (set by `.ci/run`).
@@ -31,11 +32,24 @@ enum Sdk {
     Python,
 }
 
+/// Which SDK package of a language a test drives.
+#[derive(Clone, Copy)]
+enum Service {
+    ServiceBus,
+    EventHubs,
+}
+
 /// Why the SDK cannot run here, if it cannot.
-fn missing(sdk: Sdk) -> Option<String> {
-    let (bin, marker) = match sdk {
-        Sdk::Node => ("node", "node/node_modules/@azure/service-bus/package.json"),
-        Sdk::Python => ("python3", "python/azure/servicebus/__init__.py"),
+fn missing(sdk: Sdk, service: Service) -> Option<String> {
+    let (bin, marker) = match (sdk, service) {
+        (Sdk::Node, Service::ServiceBus) => {
+            ("node", "node/node_modules/@azure/service-bus/package.json")
+        }
+        (Sdk::Node, Service::EventHubs) => {
+            ("node", "node/node_modules/@azure/event-hubs/package.json")
+        }
+        (Sdk::Python, Service::ServiceBus) => ("python3", "python/azure/servicebus/__init__.py"),
+        (Sdk::Python, Service::EventHubs) => ("python3", "python/azure/eventhub/__init__.py"),
     };
     if Command::new(bin).arg("--version").output().is_err() {
         return Some(format!("{bin} is not installed"));
@@ -51,8 +65,8 @@ fn missing(sdk: Sdk) -> Option<String> {
 }
 
 /// True when the test should go on; prints the skip line otherwise (or fails when clients are required).
-fn available(name: &str, sdk: Sdk) -> bool {
-    match missing(sdk) {
+fn available(name: &str, sdk: Sdk, service: Service) -> bool {
+    match missing(sdk, service) {
         None => true,
         Some(why) if std::env::var("WEFT_REQUIRE_CLIENTS").as_deref() == Ok("1") => {
             panic!("{name}: {why} (WEFT_REQUIRE_CLIENTS=1)")
@@ -64,25 +78,31 @@ fn available(name: &str, sdk: Sdk) -> bool {
     }
 }
 
-/// Runs a scenario script and returns its JSON output.
+/// Runs a Service Bus scenario script and returns its JSON output.
 async fn run(sdk: Sdk, bus: &TestBus, scenario: &str) -> Value {
+    let env = [("SB_CONNECTION_STRING", bus.connection_string())];
+    run_script(sdk, "servicebus", scenario, &env).await
+}
+
+/// Runs `bus/tests/clients/<script>.cjs|.py SCENARIO` with `env` and returns its JSON output.
+async fn run_script(sdk: Sdk, script: &str, scenario: &str, env: &[(&str, String)]) -> Value {
     let scripts = repo().join("bus/tests/clients");
     let mut cmd = match sdk {
         Sdk::Node => {
             let mut c = tokio::process::Command::new("node");
-            c.arg(scripts.join("servicebus.cjs"))
+            c.arg(scripts.join(format!("{script}.cjs")))
                 .env("NODE_PATH", clients_dir().join("node/node_modules"));
             c
         }
         Sdk::Python => {
             let mut c = tokio::process::Command::new("python3");
-            c.arg(scripts.join("servicebus.py"))
+            c.arg(scripts.join(format!("{script}.py")))
                 .env("PYTHONPATH", clients_dir().join("python"));
             c
         }
     };
     cmd.arg(scenario)
-        .env("SB_CONNECTION_STRING", bus.connection_string())
+        .envs(env.iter().cloned())
         .kill_on_drop(true);
     let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
         .await
@@ -220,28 +240,158 @@ async fn rest_interop(sdk: Sdk) {
 
 #[tokio::test]
 async fn node_service_bus_lifecycle() {
-    if available("node_service_bus_lifecycle", Sdk::Node) {
+    if available("node_service_bus_lifecycle", Sdk::Node, Service::ServiceBus) {
         lifecycle(Sdk::Node).await;
     }
 }
 
 #[tokio::test]
 async fn node_service_bus_rest_interop() {
-    if available("node_service_bus_rest_interop", Sdk::Node) {
+    if available(
+        "node_service_bus_rest_interop",
+        Sdk::Node,
+        Service::ServiceBus,
+    ) {
         rest_interop(Sdk::Node).await;
     }
 }
 
 #[tokio::test]
 async fn python_service_bus_lifecycle() {
-    if available("python_service_bus_lifecycle", Sdk::Python) {
+    if available(
+        "python_service_bus_lifecycle",
+        Sdk::Python,
+        Service::ServiceBus,
+    ) {
         lifecycle(Sdk::Python).await;
     }
 }
 
 #[tokio::test]
 async fn python_service_bus_rest_interop() {
-    if available("python_service_bus_rest_interop", Sdk::Python) {
+    if available(
+        "python_service_bus_rest_interop",
+        Sdk::Python,
+        Service::ServiceBus,
+    ) {
         rest_interop(Sdk::Python).await;
+    }
+}
+
+/// A body as the SDK put it on the wire, read back over REST: JavaScript's SDK JSON-encodes strings.
+fn wire_body(sdk: Sdk, text: &str) -> String {
+    match sdk {
+        Sdk::Node => format!("\"{text}\""),
+        Sdk::Python => text.to_string(),
+    }
+}
+
+/// An SDK producer and consumer against a hub: properties, a keyed batch (one partition, the REST
+/// side's resolver's), a single event to a partition, partition properties, reads from earliest, from
+/// a sequence number and from an offset; REST-sent events read by the SDK and SDK-sent events read
+/// through the REST read endpoint `weft listen` uses.
+async fn event_hubs_roundtrip(sdk: Sdk) {
+    let bus = TestBus::start().await;
+    let key_p = weft_bus::eventhub::partition_for_key("order-42", 4);
+    let single_p = (key_p + 1) % 4;
+    let rest_p = (key_p + 2) % 4;
+    let empty_p = (key_p + 3) % 4;
+    for (i, body) in ["from-rest-1", "from-rest-2"].iter().enumerate() {
+        let resp = bus
+            .http
+            .post(format!("{}/hub/partitions/{rest_p}/messages", bus.rest))
+            .header("Authorization", bus.rest_token("hub"))
+            .header("Content-Type", "text/plain")
+            .header(
+                "BrokerProperties",
+                json!({"MessageId": format!("rest-{i}")}).to_string(),
+            )
+            .header("tenant", "\"account\"")
+            .body(*body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    let env = [
+        ("EH_CONNECTION_STRING", bus.connection_string()),
+        ("EH_NAME", "hub".to_string()),
+        ("EH_KEY_PARTITION", key_p.to_string()),
+        ("EH_SINGLE_PARTITION", single_p.to_string()),
+        ("EH_REST_PARTITION", rest_p.to_string()),
+    ];
+    let out = run_script(sdk, "eventhubs", "roundtrip", &env).await;
+    assert_eq!(out["hub"]["name"], "hub", "{out}");
+    assert_eq!(out["hub"]["partitionIds"], json!(["0", "1", "2", "3"]));
+    let parts = &out["partitions"];
+    let last = |p: usize| parts[p]["lastEnqueuedSequenceNumber"].as_i64().unwrap();
+    assert_eq!(last(key_p), 2, "three keyed events in one partition: {out}");
+    assert_eq!(parts[key_p]["lastEnqueuedOffset"], "2");
+    assert_eq!(parts[key_p]["beginningSequenceNumber"], 0);
+    assert_eq!(parts[key_p]["isEmpty"], false);
+    assert_eq!(last(single_p), 0, "{out}");
+    assert_eq!(last(rest_p), 1, "{out}");
+    assert_eq!(parts[empty_p]["isEmpty"], true, "{out}");
+    assert_eq!(last(empty_p), -1);
+
+    let bodies = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not a list: {out}"))
+            .iter()
+            .map(|e| e["body"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(bodies(&out["earliest"]), ["k1", "k2", "k3"], "{out}");
+    let first = &out["earliest"][0];
+    assert_eq!(first["sequenceNumber"], 0);
+    assert_eq!(first["offset"], "0");
+    assert_eq!(first["partitionKey"], "order-42");
+    assert_eq!(first["properties"]["n"], 1);
+    assert!(first["enqueuedTimeUtc"].as_i64().unwrap() > 0, "{out}");
+    assert_eq!(out["earliest"][2]["sequenceNumber"], 2);
+    assert_eq!(bodies(&out["fromSequence"]), ["k2", "k3"], "{out}");
+    assert_eq!(bodies(&out["fromOffset"]), ["k2", "k3"], "{out}");
+    assert_eq!(
+        bodies(&out["rest"]),
+        ["from-rest-1", "from-rest-2"],
+        "{out}"
+    );
+    assert_eq!(out["rest"][0]["properties"]["tenant"], "account", "{out}");
+
+    // SDK → REST: the single event as the REST read endpoint (and so `weft listen`) sees it.
+    let resp = bus
+        .http
+        .get(format!(
+            "{}/hub/partitions/{single_p}/events?offset=0",
+            bus.rest
+        ))
+        .header("Authorization", bus.rest_token("hub"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events: Value = resp.json().await.unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events[0]["Body"], wire_body(sdk, "p2"), "{events}");
+    assert_eq!(events[0]["UserProperties"]["kind"], "single");
+    assert_eq!(events[0]["BrokerProperties"]["MessageId"], "m-p2");
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn node_event_hubs_roundtrip() {
+    if available("node_event_hubs_roundtrip", Sdk::Node, Service::EventHubs) {
+        event_hubs_roundtrip(Sdk::Node).await;
+    }
+}
+
+#[tokio::test]
+async fn python_event_hubs_roundtrip() {
+    if available(
+        "python_event_hubs_roundtrip",
+        Sdk::Python,
+        Service::EventHubs,
+    ) {
+        event_hubs_roundtrip(Sdk::Python).await;
     }
 }

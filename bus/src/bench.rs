@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::config::{BusConfig, QueueConfig};
+use crate::config::{BusConfig, EventHubConfig, QueueConfig};
 use crate::sas::{self, SasPolicy};
 
 /// Messages per phase.
@@ -25,6 +25,8 @@ pub const BODY_BYTES: usize = 1024;
 pub const KEY_NAME: &str = "bench";
 /// The queue the phases use (empty when an extra phase starts).
 pub const QUEUE: &str = "bench";
+/// An Event Hub (4 partitions) for extra phases that send events.
+pub const HUB: &str = "bench-hub";
 
 /// Runs the benchmark and prints one JSON object (`--json`) or a human summary.
 pub async fn run(json: bool) -> anyhow::Result<()> {
@@ -47,6 +49,7 @@ where
         bind: "127.0.0.1:0".parse()?,
         data: dir.path().to_path_buf(),
         queues: vec![QueueConfig::new(QUEUE)],
+        event_hubs: vec![EventHubConfig::new(HUB, 4)],
         sas_policies: vec![SasPolicy::full(KEY_NAME, key.clone())],
         echo_route: true,
         ..BusConfig::default()

@@ -29,6 +29,21 @@ pub struct Hub {
     round_robin: AtomicUsize,
     retention_ms: i64,
     last_purge: AtomicI64,
+    created_ms: i64,
+}
+
+/// A partition's runtime information, as Event Hubs' `$management` `READ` of `com.microsoft:partition`
+/// reports it (offsets are sequence numbers in weft).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionInfo {
+    /// Sequence number of the oldest retained event (the next one to be written when empty).
+    pub begin_sequence_number: i64,
+    /// Sequence number of the newest event; -1 when nothing was ever written.
+    pub last_enqueued_sequence_number: i64,
+    /// Enqueue time of the newest event (ms since the epoch); 0 when the partition is empty.
+    pub last_enqueued_time_ms: i64,
+    /// No retained event.
+    pub is_empty: bool,
 }
 
 /// How often retention purges run (piggybacked on sends).
@@ -134,7 +149,61 @@ impl Hub {
             round_robin: AtomicUsize::new(0),
             retention_ms,
             last_purge: AtomicI64::new(0),
+            created_ms: now_ms(),
         })
+    }
+
+    /// When this bus started serving the hub (ms since the epoch): the hub's `created_at`, since weft's
+    /// hubs come from configuration and have no creation event of their own.
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+
+    /// The offset the next event of partition `p` gets (where a reader asking for "latest" starts).
+    pub fn next_offset(&self, p: usize) -> u64 {
+        *self.partitions[p]
+            .next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Partition `p`'s retained range and newest event, read from the store.
+    pub async fn partition_info(&self, store: &Store, p: usize) -> anyhow::Result<PartitionInfo> {
+        let key = &self.partitions[p].key;
+        let first = store.read_range(key, 0, 1).await?.into_iter().next();
+        let last = store.last(key).await?;
+        Ok(match (first, last) {
+            (Some(first), Some(last)) => PartitionInfo {
+                begin_sequence_number: first.seq as i64,
+                last_enqueued_sequence_number: last.seq as i64,
+                last_enqueued_time_ms: last.enqueued_ms,
+                is_empty: false,
+            },
+            _ => {
+                let next = self.next_offset(p) as i64;
+                PartitionInfo {
+                    begin_sequence_number: next,
+                    last_enqueued_sequence_number: next - 1,
+                    last_enqueued_time_ms: 0,
+                    is_empty: true,
+                }
+            }
+        })
+    }
+
+    /// The offset of partition `p`'s first event enqueued after `ms` (at or after when `inclusive`), or
+    /// the next offset when there is none yet.
+    pub async fn offset_after_time(
+        &self,
+        store: &Store,
+        p: usize,
+        ms: i64,
+        inclusive: bool,
+    ) -> anyhow::Result<u64> {
+        let found = store
+            .first_enqueued_after(&self.partitions[p].key, ms, inclusive)
+            .await?;
+        Ok(found.unwrap_or_else(|| self.next_offset(p)))
     }
 
     /// Picks the partition index for a send; None when an explicit partition does not exist.

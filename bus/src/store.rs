@@ -339,6 +339,49 @@ impl Store {
         })
         .await?
     }
+
+    /// The newest stored record of `entity` (an Event Hubs partition's last enqueued event).
+    pub async fn last(&self, entity: &str) -> anyhow::Result<Option<Record>> {
+        let reader = self.reader.clone();
+        let entity = entity.to_string();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().map_err(|_| anyhow::anyhow!("reader lock poisoned"))?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, enqueued_ms, visible_ms, expires_ms, delivery_count, meta, body FROM messages
+                 WHERE entity = ?1 ORDER BY seq DESC LIMIT 1",
+            )?;
+            let mut rows = stmt.query_map(params![entity], row_to_record)?;
+            rows.next().transpose()?.transpose()
+        })
+        .await?
+    }
+
+    /// The first sequence number of `entity` enqueued after `ms` (at or after, when `inclusive`): where an
+    /// Event Hubs reader asked to start by enqueue time begins. None when no stored event qualifies.
+    pub async fn first_enqueued_after(
+        &self,
+        entity: &str,
+        ms: i64,
+        inclusive: bool,
+    ) -> anyhow::Result<Option<u64>> {
+        let reader = self.reader.clone();
+        let entity = entity.to_string();
+        let sql = if inclusive {
+            "SELECT MIN(seq) FROM messages WHERE entity = ?1 AND enqueued_ms >= ?2"
+        } else {
+            "SELECT MIN(seq) FROM messages WHERE entity = ?1 AND enqueued_ms > ?2"
+        };
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .map_err(|_| anyhow::anyhow!("reader lock poisoned"))?;
+            let seq: Option<i64> = conn
+                .prepare_cached(sql)?
+                .query_row(params![entity, ms], |r| r.get(0))?;
+            Ok(seq.map(|s| s as u64))
+        })
+        .await?
+    }
 }
 
 type RowResult = anyhow::Result<Record>;

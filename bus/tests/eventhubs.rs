@@ -209,3 +209,61 @@ async fn retention_purges_old_events() {
         (Some("new"), Some(1))
     );
 }
+
+/// A partition's runtime information (what Event Hubs' `$management` READ reports over AMQP) and the
+/// enqueue-time lookup follow what REST sends: empty partitions report begin = next and last = begin − 1.
+#[tokio::test]
+async fn partition_info_and_enqueue_time_lookup() {
+    let bus = bus().await;
+    let shared = bus.handle.bus();
+    let hub = shared
+        .event_hub("HUB")
+        .expect("hub names are case-insensitive");
+    let store = shared.store();
+    let empty = hub.partition_info(store, 2).await.unwrap();
+    assert!(empty.is_empty);
+    assert_eq!(
+        (
+            empty.begin_sequence_number,
+            empty.last_enqueued_sequence_number
+        ),
+        (0, -1)
+    );
+    let before = weft_bus::props::now_ms();
+    for body in ["a", "b"] {
+        let r = post(&bus, "hub/partitions/2/messages", body, "text/plain", None).await;
+        assert_eq!(r.status(), 201);
+    }
+    let info = hub.partition_info(store, 2).await.unwrap();
+    assert!(!info.is_empty);
+    assert_eq!(
+        (
+            info.begin_sequence_number,
+            info.last_enqueued_sequence_number
+        ),
+        (0, 1)
+    );
+    assert!(info.last_enqueued_time_ms >= before);
+    assert_eq!(hub.next_offset(2), 2);
+    // Everything was enqueued at or after `before`; nothing after the newest event's time.
+    assert_eq!(
+        hub.offset_after_time(store, 2, before - 1, false)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        hub.offset_after_time(store, 2, info.last_enqueued_time_ms, false)
+            .await
+            .unwrap(),
+        2,
+        "no event after the newest: the next offset"
+    );
+    assert!(
+        hub.offset_after_time(store, 2, info.last_enqueued_time_ms, true)
+            .await
+            .unwrap()
+            <= 1
+    );
+    assert!(shared.event_hub("nohub").is_none());
+}

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use weft_bus::sas::{Right, SasPolicy};
-use weft_bus::{BusConfig, BusHandle, QueueConfig, SubscriptionConfig, TopicConfig};
+use weft_bus::{
+    BusConfig, BusHandle, EventHubConfig, QueueConfig, SubscriptionConfig, TopicConfig,
+};
 
 pub const KEY_NAME: &str = "RootManageSharedAccessKey";
 pub const KEY: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHM=";
@@ -19,7 +21,7 @@ pub struct TestBus {
 }
 
 /// Queue `orders` (lock 30 s), queue `short` (lock 2 s, max 2 deliveries), topic `events` with
-/// subscription `all`.
+/// subscription `all`, Event Hub `hub` with 4 partitions.
 pub fn config() -> BusConfig {
     let mut c = BusConfig::default();
     let mut orders = QueueConfig::new("orders");
@@ -31,6 +33,7 @@ pub fn config() -> BusConfig {
         "events",
         vec![SubscriptionConfig::new("all", Default::default())],
     )];
+    c.event_hubs = vec![EventHubConfig::new("hub", 4)];
     c
 }
 

@@ -196,6 +196,11 @@ impl Bus {
         self.nodes.get(&path.to_ascii_lowercase())?.receiver.clone()
     }
 
+    /// The Event Hub named `name` (case-insensitive).
+    pub fn event_hub(&self, name: &str) -> Option<Arc<Hub>> {
+        self.nodes.get(&name.to_ascii_lowercase())?.hub.clone()
+    }
+
     /// Checks a presented SAS token against the policies for `right` on `resource` (an absolute URI). With
     /// no policy configured (loopback-only anonymous mode) everything is allowed.
     pub fn authorize_token(

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Installs the official Azure SDKs the AMQP tests drive (bus/tests/amqp_sdk.rs) into target/bus-clients/,
+# Installs the official Azure SDKs the AMQP tests drive (amqp/tests/sdk.rs) into target/bus-clients/,
 # pinned, with the ordinary clients (npm, pip). Idempotent: a second run with everything present does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 dest="${WEFT_BUS_CLIENTS:-$root/target/bus-clients}"
 mkdir -p "$dest/node" "$dest/python"
 
-node_pkgs=("@azure/service-bus@7.9.5")
+node_pkgs=("@azure/service-bus@7.9.5" "@azure/event-hubs@6.0.4")
+# True when every pinned npm package is installed at its version.
+node_current() {
+    local spec name version
+    for spec in "${node_pkgs[@]}"; do
+        name="${spec%@*}" version="${spec##*@}"
+        grep -q "\"version\": \"$version\"" "$dest/node/node_modules/$name/package.json" 2>/dev/null || return 1
+    done
+}
 if command -v npm >/dev/null; then
-    if [ ! -f "$dest/node/node_modules/@azure/service-bus/package.json" ] ||
-        ! grep -q '"version": "7.9.5"' "$dest/node/node_modules/@azure/service-bus/package.json"; then
+    if ! node_current; then
         (cd "$dest/node" && [ -f package.json ] || echo '{"private":true}' > package.json
          npm install --no-audit --no-fund --silent "${node_pkgs[@]}")
     fi
@@ -17,9 +24,11 @@ else
     echo "install.sh: npm not found, the Node SDK tests will be skipped" >&2
 fi
 
-py_pkgs=("azure-servicebus==7.15.0")
+py_pkgs=("azure-servicebus==7.15.0" "azure-eventhub==5.15.1")
 if command -v python3 >/dev/null; then
-    if ! PYTHONPATH="$dest/python" python3 -c 'import azure.servicebus as s, sys; sys.exit(s.__version__ != "7.15.0")' 2>/dev/null; then
+    if ! PYTHONPATH="$dest/python" python3 -c '
+import sys, azure.servicebus as s, azure.eventhub as e
+sys.exit(s.__version__ != "7.15.0" or e.__version__ != "5.15.1")' 2>/dev/null; then
         python3 -m pip install --quiet --disable-pip-version-check --target "$dest/python" --upgrade "${py_pkgs[@]}"
     fi
 else
