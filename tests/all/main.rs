@@ -18,3 +18,4 @@ mod registration_api;
 mod sandbox;
 mod system_api;
 mod web_api;
+mod workflows;
