@@ -7,10 +7,10 @@ use crate::wit::weft::plugin::{
     context as wc, notification_service, organization_service as wo, types as wt, workflow as ww,
 };
 use crate::{
-    Activity, ArgumentSpec, ArgumentType, Arguments, WorkflowContext,
-    ConditionOperator, Context, ContextFrame, Entity, EntityCollection, EntityReference, Guid,
-    IsolationMode, Mode, OperationStatus, ParameterValue, Parameters, PluginError, Query,
-    ServiceError, ServiceErrorKind, Stage, Value,
+    Activity, ArgumentSpec, ArgumentType, Arguments, ConditionOperator, Context, ContextFrame,
+    Entity, EntityCollection, EntityReference, Guid, IsolationMode, Mode, OperationStatus,
+    ParameterValue, Parameters, PluginError, Query, ServiceError, ServiceErrorKind, Stage, Value,
+    WorkflowContext,
 };
 
 impl From<wt::Guid> for Guid {

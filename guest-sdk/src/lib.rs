@@ -124,7 +124,9 @@ macro_rules! export_plugin {
 #[macro_export]
 macro_rules! export_plugins {
     ($($($name:literal =>)? $plugin:path),+ $(,)?) => {
-        $crate::__export_component!([$($($name =>)? $plugin),+] []);
+        $crate::__export_component!(
+            [$(($crate::__plugin_type_name!([$($name)?] $plugin), $plugin)),+] []
+        );
     };
 }
 
@@ -158,7 +160,9 @@ macro_rules! export_activity {
 #[macro_export]
 macro_rules! export_activities {
     ($($($name:literal =>)? $activity:path),+ $(,)?) => {
-        $crate::__export_component!([] [$($($name =>)? $activity),+]);
+        $crate::__export_component!(
+            [] [$(($crate::__plugin_type_name!([$($name)?] $activity), $activity)),+]
+        );
     };
 }
 
@@ -185,7 +189,10 @@ macro_rules! export_activities {
 #[macro_export]
 macro_rules! export_component {
     (plugins: [$($($pname:literal =>)? $plugin:path),* $(,)?], activities: [$($($aname:literal =>)? $activity:path),* $(,)?] $(,)?) => {
-        $crate::__export_component!([$($($pname =>)? $plugin),*] [$($($aname =>)? $activity),*]);
+        $crate::__export_component!(
+            [$(($crate::__plugin_type_name!([$($pname)?] $plugin), $plugin)),*]
+            [$(($crate::__plugin_type_name!([$($aname)?] $activity), $activity)),*]
+        );
     };
 }
 
@@ -193,16 +200,16 @@ macro_rules! export_component {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_component {
-    ([$($($pname:literal =>)? $plugin:path),*] [$($($aname:literal =>)? $activity:path),*]) => {
+    ([$(($pname:expr, $plugin:path)),*] [$(($aname:expr, $activity:path)),*]) => {
         const _: () = {
             use $crate::wit::weft::plugin::context as __wc;
             use $crate::wit::weft::plugin::workflow as __ww;
             struct __WeftExport;
             fn __weft_plugin_types() -> ::std::vec::Vec<::std::string::String> {
-                ::std::vec![$($crate::__plugin_type_name!([$($pname)?] $plugin)),*]
+                ::std::vec![$($pname),*]
             }
             fn __weft_activity_types() -> ::std::vec::Vec<::std::string::String> {
-                ::std::vec![$($crate::__plugin_type_name!([$($aname)?] $activity)),*]
+                ::std::vec![$($aname),*]
             }
             impl $crate::wit::Guest for __WeftExport {
                 fn plugin_types() -> ::std::vec::Vec<::std::string::String> {

@@ -25,9 +25,9 @@
 
 use crate::services::{ContextChanges, Host, Query};
 use crate::{
-    Activity, Arguments, ConditionOperator, Context, ContextFrame, Entity, EntityCollection, EntityReference, Guid,
-    IsolationMode, Mode, Parameters, Plugin, PluginError, ServiceError, ServiceErrorKind, Services,
-    Stage, Value, WorkflowContext,
+    Activity, Arguments, ConditionOperator, Context, ContextFrame, Entity, EntityCollection,
+    EntityReference, Guid, IsolationMode, Mode, Parameters, Plugin, PluginError, ServiceError,
+    ServiceErrorKind, Services, Stage, Value, WorkflowContext,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

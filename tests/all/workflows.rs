@@ -3,7 +3,9 @@
 //! its custom activity (the Azure-aware example's `PostContext`, in the sandbox) posts the workflow's
 //! context over real HTTP to a real weft bus queue or a webhook served here.
 
-use crate::delivery::{CONTACT_TABLE, Env, Hook, env, free_addr, header, only_job, receive, start_bus};
+use crate::delivery::{
+    CONTACT_TABLE, Env, Hook, env, free_addr, header, only_job, receive, start_bus,
+};
 use crate::fixtures;
 use axum::http::StatusCode;
 use weft_host::registration::{EXAMPLE_ACCOUNT_TABLE, derived_id};
@@ -76,7 +78,12 @@ fn account_column(env: &Env, id: uuid::Uuid, column: &str) -> weft_store::Value 
 async fn a_workflow_activity_posts_the_context_to_the_queue() {
     let bus_dir = tempfile::tempdir().unwrap();
     let bus = start_bus("127.0.0.1:0".parse().unwrap(), bus_dir.path()).await;
-    let env = env(bus.local_addr(), "http://127.0.0.1:9/hook", &post_workflow("queue")).await;
+    let env = env(
+        bus.local_addr(),
+        "http://127.0.0.1:9/hook",
+        &post_workflow("queue"),
+    )
+    .await;
     let account = env.create(Some("Fourth Coffee")).await.unwrap();
     let job = only_job(&env);
     assert_eq!(job.operation_type, 10);
@@ -85,7 +92,9 @@ async fn a_workflow_activity_posts_the_context_to_the_queue() {
     assert_eq!(job.owning_extension_id, Some(workflow_id));
     let service = env.jobs();
     let done = env
-        .wait_job(job.id, |j| j.status.state() == weft_store::system::JobState::Completed)
+        .wait_job(job.id, |j| {
+            j.status.state() == weft_store::system::JobState::Completed
+        })
         .await;
     service.shutdown().await;
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
@@ -99,10 +108,18 @@ async fn a_workflow_activity_posts_the_context_to_the_queue() {
     assert_eq!(ctx.operation_id, job.id);
     assert_eq!(broker["MessageId"], job.id.to_string());
     assert_eq!(ctx.primary_entity_id, account);
-    assert_eq!((ctx.message_name.as_str(), ctx.mode, ctx.stage), ("Create", 1, 40));
-    assert_eq!(ctx.owning_extension.id, workflow_id);
-    assert_eq!(ctx.owning_extension.logical_name, "workflow");
-    assert_eq!(receive(bus.local_addr(), 1).await.status(), 204, "exactly one post");
+    assert_eq!(
+        (ctx.message_name.as_str(), ctx.mode, ctx.stage),
+        ("Create", 1, 40)
+    );
+    let owner = ctx.owning_extension.as_ref().expect("an OwningExtension");
+    assert_eq!(owner.id, workflow_id);
+    assert_eq!(owner.logical_name.as_deref(), Some("workflow"));
+    assert_eq!(
+        receive(bus.local_addr(), 1).await.status(),
+        204,
+        "exactly one post"
+    );
 
     assert_eq!(contacts(&env), 1);
     // The queue (one-way) answers nothing: the activity's Response output is the empty string.
@@ -116,13 +133,18 @@ async fn a_workflow_activity_posts_the_context_to_the_queue() {
     );
     let attempts = env.attempts(job.id);
     assert_eq!(attempts.len(), 1, "{attempts:?}");
-    assert_eq!(attempts[0].entry.endpoint_id, Some(derived_id("serviceendpoint", "queue")));
+    assert_eq!(
+        attempts[0].entry.endpoint_id,
+        Some(derived_id("serviceendpoint", "queue"))
+    );
     assert_eq!(attempts[0].entry.http_status, Some(201));
     // The activity's run is in the trace log, under the workflow.
     let traces = env.traces();
     assert!(
         traces.iter().any(|t| t.entry.step_id == Some(workflow_id)
-            && t.entry.trace.contains("Workflow \"Post new accounts\": posting")),
+            && t.entry
+                .trace
+                .contains("Workflow \"Post new accounts\": posting")),
         "{traces:?}"
     );
     bus.shutdown().await.unwrap();
@@ -138,7 +160,9 @@ async fn a_failed_activity_post_is_retried_without_repeating_earlier_writes() {
     let job = only_job(&env);
     let service = env.jobs();
     let done = env
-        .wait_job(job.id, |j| j.status.state() == weft_store::system::JobState::Completed)
+        .wait_job(job.id, |j| {
+            j.status.state() == weft_store::system::JobState::Completed
+        })
         .await;
     service.shutdown().await;
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
@@ -165,7 +189,9 @@ async fn a_stop_step_cancels_the_job() {
     let job = only_job(&env);
     let service = env.jobs();
     let done = env
-        .wait_job(job.id, |j| j.status.state() == weft_store::system::JobState::Completed)
+        .wait_job(job.id, |j| {
+            j.status.state() == weft_store::system::JobState::Completed
+        })
         .await;
     service.shutdown().await;
     assert_eq!(done.status, JobStatus::Canceled, "{done:?}");
@@ -183,7 +209,8 @@ async fn a_stop_step_cancels_the_job() {
 fn an_unknown_activity_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weft.toml");
-    let bad = post_workflow("hook").replace("activity = \"PostContext\"", "activity = \"PostContxt\"");
+    let bad =
+        post_workflow("hook").replace("activity = \"PostContext\"", "activity = \"PostContxt\"");
     std::fs::write(
         &config,
         format!(

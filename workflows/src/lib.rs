@@ -26,7 +26,9 @@ pub mod run;
 pub mod trigger;
 pub mod validate;
 
-pub use model::{Binding, Condition, Constant, Operator, RunAs, Step, StopStatus, TriggerEvent, WorkflowDef};
+pub use model::{
+    Binding, Condition, Constant, Operator, RunAs, Step, StopStatus, TriggerEvent, WorkflowDef,
+};
 pub use run::{Finish, Retry, Run, RunHost, StepFailure};
 pub use trigger::starts;
 pub use validate::{ArgumentSpec, Catalog, Kind, Signature, validate};

@@ -220,7 +220,10 @@ impl<'a> Run<'a> {
                 let attributes = self.values(table, values)?;
                 let id = created_id(self.job_id, place);
                 if host.retrieve(table, id)?.is_some() {
-                    self.note(place, &format!("{table} {id} (created by an earlier attempt)"));
+                    self.note(
+                        place,
+                        &format!("{table} {id} (created by an earlier attempt)"),
+                    );
                 } else {
                     host.create(table, id, attributes)?;
                     self.note(place, &format!("created {table} {id}"));
@@ -240,7 +243,9 @@ impl<'a> Run<'a> {
                 let (table, id) = match row {
                     None => (self.def.table.clone(), self.record_id),
                     Some(var) => match self.variables.get(var) {
-                        Some(Value::EntityReference { logical_name, id }) => (logical_name.clone(), *id),
+                        Some(Value::EntityReference { logical_name, id }) => {
+                            (logical_name.clone(), *id)
+                        }
                         _ => {
                             return Err(StepFailure::permanent(format!(
                                 "the variable \"{var}\" holds no row"
@@ -357,7 +362,11 @@ impl<'a> Run<'a> {
     }
 
     fn holds(&self, c: &Condition) -> Result<bool, StepFailure> {
-        let actual = self.record.get(&c.attribute).cloned().unwrap_or(Value::Null);
+        let actual = self
+            .record
+            .get(&c.attribute)
+            .cloned()
+            .unwrap_or(Value::Null);
         let kind = self
             .catalog
             .column(&self.def.table, &c.attribute)
@@ -379,7 +388,10 @@ pub fn compare(actual: &Value, operator: Operator, expected: &Value) -> bool {
         Operator::NotNull => *actual != Value::Null,
         Operator::Equal => *actual != Value::Null && equal(actual, expected),
         Operator::NotEqual => !equal(actual, expected),
-        Operator::GreaterThan | Operator::GreaterEqual | Operator::LessThan | Operator::LessEqual => {
+        Operator::GreaterThan
+        | Operator::GreaterEqual
+        | Operator::LessThan
+        | Operator::LessEqual => {
             let Some(ordering) = order(actual, expected) else {
                 return false;
             };
@@ -408,10 +420,7 @@ pub fn compare(actual: &Value, operator: Operator, expected: &Value) -> bool {
 fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::String(a), Value::String(b)) => a.to_lowercase() == b.to_lowercase(),
-        (
-            Value::EntityReference { id: a, .. },
-            Value::EntityReference { id: b, .. },
-        ) => a == b,
+        (Value::EntityReference { id: a, .. }, Value::EntityReference { id: b, .. }) => a == b,
         _ => order(a, b).map_or(a == b, |o| o == std::cmp::Ordering::Equal),
     }
 }
@@ -419,10 +428,11 @@ fn equal(a: &Value, b: &Value) -> bool {
 /// Orders two values of the same numeric, date or text type; decimal text compares by value.
 fn order(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     match (a, b) {
-        (Value::Integer(a), Value::Integer(b)) | (Value::OptionSetValue(a), Value::OptionSetValue(b)) => {
+        (Value::Integer(a), Value::Integer(b))
+        | (Value::OptionSetValue(a), Value::OptionSetValue(b)) => Some(a.cmp(b)),
+        (Value::BigInt(a), Value::BigInt(b)) | (Value::DateTime(a), Value::DateTime(b)) => {
             Some(a.cmp(b))
         }
-        (Value::BigInt(a), Value::BigInt(b)) | (Value::DateTime(a), Value::DateTime(b)) => Some(a.cmp(b)),
         (Value::Double(a), Value::Double(b)) => a.partial_cmp(b),
         (Value::Decimal(a), Value::Decimal(b)) | (Value::Money(a), Value::Money(b)) => {
             a.parse::<f64>().ok()?.partial_cmp(&b.parse::<f64>().ok()?)

@@ -130,7 +130,8 @@ pub fn constant(catalog: &dyn Catalog, c: &Constant, kind: Kind) -> Result<Value
         }
         (Kind::EntityReference, _) => wrong("a reference (text written \"table:guid\")"),
         (Kind::Other, _) => Err(
-            "the column's type takes no constant (bind a column or variable of the same type)".into(),
+            "the column's type takes no constant (bind a column or variable of the same type)"
+                .into(),
         ),
     }
 }
@@ -232,7 +233,10 @@ impl Validator<'_> {
         for (i, step) in steps.iter().enumerate() {
             self.count += 1;
             if self.count > MAX_STEPS {
-                self.error("", format!("it has more than {MAX_STEPS} steps (the limit)"));
+                self.error(
+                    "",
+                    format!("it has more than {MAX_STEPS} steps (the limit)"),
+                );
                 return;
             }
             let place = format!("{prefix}step {} ({})", i + 1, step.kind());
@@ -258,15 +262,24 @@ impl Validator<'_> {
                         Ok(kind) => match (&c.value, c.operator.takes_value()) {
                             (None, true) => self.error(
                                 place,
-                                format!("the {:?} condition on \"{}\" needs a `value`", c.operator, c.attribute),
+                                format!(
+                                    "the {:?} condition on \"{}\" needs a `value`",
+                                    c.operator, c.attribute
+                                ),
                             ),
                             (Some(_), false) => self.error(
                                 place,
-                                format!("the {:?} condition on \"{}\" takes no `value`", c.operator, c.attribute),
+                                format!(
+                                    "the {:?} condition on \"{}\" takes no `value`",
+                                    c.operator, c.attribute
+                                ),
                             ),
-                            (Some(b), true) => {
-                                self.binding(place, &format!("the condition on \"{}\"", c.attribute), b, kind)
-                            }
+                            (Some(b), true) => self.binding(
+                                place,
+                                &format!("the condition on \"{}\"", c.attribute),
+                                b,
+                                kind,
+                            ),
                             (None, false) => {}
                         },
                     }
@@ -290,11 +303,17 @@ impl Validator<'_> {
                     Some(var) => match self.variables.get(var) {
                         Some(Kind::EntityReference) => self.created_table(var),
                         Some(_) => {
-                            self.error(place, format!("`row`: the variable \"{var}\" is not a reference"));
+                            self.error(
+                                place,
+                                format!("`row`: the variable \"{var}\" is not a reference"),
+                            );
                             None
                         }
                         None => {
-                            self.error(place, format!("`row`: no earlier step sets the variable \"{var}\""));
+                            self.error(
+                                place,
+                                format!("`row`: no earlier step sets the variable \"{var}\""),
+                            );
                             None
                         }
                     },
@@ -332,7 +351,10 @@ impl Validator<'_> {
                 }
                 for arg in &signature.inputs {
                     if arg.required && !inputs.contains_key(&arg.name) {
-                        self.error(place, format!("the required input \"{}\" is not bound", arg.name));
+                        self.error(
+                            place,
+                            format!("the required input \"{}\" is not bound", arg.name),
+                        );
                     }
                 }
                 for (name, variable) in outputs {
@@ -356,8 +378,12 @@ impl Validator<'_> {
     fn created_table(&self, var: &str) -> Option<String> {
         fn find(steps: &[Step], var: &str) -> Option<String> {
             steps.iter().find_map(|s| match s {
-                Step::Create { table, name, .. } if name.as_deref() == Some(var) => Some(table.clone()),
-                Step::Condition { then, otherwise, .. } => find(then, var).or_else(|| find(otherwise, var)),
+                Step::Create { table, name, .. } if name.as_deref() == Some(var) => {
+                    Some(table.clone())
+                }
+                Step::Condition {
+                    then, otherwise, ..
+                } => find(then, var).or_else(|| find(otherwise, var)),
                 _ => None,
             })
         }
@@ -395,7 +421,9 @@ impl Validator<'_> {
                 Ok(from) if compatible(from, kind) => {}
                 Ok(from) => self.error(
                     place,
-                    format!("{what} is {kind:?}, but the record's column \"{attribute}\" is {from:?}"),
+                    format!(
+                        "{what} is {kind:?}, but the record's column \"{attribute}\" is {from:?}"
+                    ),
                 ),
                 Err(why) => self.error(place, why),
             },
@@ -429,5 +457,8 @@ fn names(args: &[ArgumentSpec]) -> String {
     if args.is_empty() {
         return "none".into();
     }
-    args.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+    args.iter()
+        .map(|a| a.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -49,7 +49,9 @@ impl Catalog for Tables {
                     required: false,
                 }],
             }),
-            _ => Err(format!("plug-in \"{plugin}\" holds no activity type \"{activity}\"")),
+            _ => Err(format!(
+                "plug-in \"{plugin}\" holds no activity type \"{activity}\""
+            )),
         }
     }
 
@@ -105,7 +107,10 @@ impl RunHost for Memory {
             other => format!("{other:?}"),
         };
         self.activity_inputs.push(inputs);
-        Ok(vec![("label".into(), Value::String(format!("scored {name}")))])
+        Ok(vec![(
+            "label".into(),
+            Value::String(format!("scored {name}")),
+        )])
     }
 }
 
@@ -164,7 +169,9 @@ fn a_true_condition_runs_the_activity_and_feeds_its_output_to_later_steps() {
     let mut memory = Memory::default();
     let id = account(&mut memory, "2500.00");
     let job = Uuid::new_v4();
-    let finish = Run::new(&def, &Tables, job, id, None).run(&mut memory).unwrap();
+    let finish = Run::new(&def, &Tables, job, id, None)
+        .run(&mut memory)
+        .unwrap();
     assert_eq!(finish, Finish::Succeeded);
     assert_eq!(
         memory.activity_inputs,
@@ -213,15 +220,21 @@ fn a_retried_job_does_not_create_rows_twice() {
     };
     let id = account(&mut memory, "5000");
     let job = Uuid::new_v4();
-    let failure = Run::new(&def, &Tables, job, id, None).run(&mut memory).unwrap_err();
+    let failure = Run::new(&def, &Tables, job, id, None)
+        .run(&mut memory)
+        .unwrap_err();
     assert_eq!(failure.retry, Retry::Transient);
     assert!(
-        failure.message.starts_with("step 1 (condition) → then step 2 (activity): endpoint unavailable"),
+        failure
+            .message
+            .starts_with("step 1 (condition) → then step 2 (activity): endpoint unavailable"),
         "{}",
         failure.message
     );
     assert_eq!(memory.creates, 1);
-    let finish = Run::new(&def, &Tables, job, id, None).run(&mut memory).unwrap();
+    let finish = Run::new(&def, &Tables, job, id, None)
+        .run(&mut memory)
+        .unwrap();
     assert_eq!(finish, Finish::Succeeded);
     assert_eq!(memory.creates, 1, "the retry found the row created");
 }
@@ -270,9 +283,11 @@ activity = "Missing"
 /// A mistyped key is refused by name.
 #[test]
 fn an_unknown_key_is_refused() {
-    let error = toml::from_str::<WorkflowDef>("name = \"x\"\ntable = \"account\"\non = [\"create\"]\nrun_as = \"owner\"\ncolour = 1\n")
-        .unwrap_err()
-        .to_string();
+    let error = toml::from_str::<WorkflowDef>(
+        "name = \"x\"\ntable = \"account\"\non = [\"create\"]\nrun_as = \"owner\"\ncolour = 1\n",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("unknown field `colour`"), "{error}");
 }
 

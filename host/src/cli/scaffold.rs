@@ -66,7 +66,10 @@ const WIT_FILES: &[(&str, &str)] = &[
     ),
     ("tracing.wit", include_str!("../../../wit/v0.2/tracing.wit")),
     ("types.wit", include_str!("../../../wit/v0.2/types.wit")),
-    ("workflow.wit", include_str!("../../../wit/v0.2/workflow.wit")),
+    (
+        "workflow.wit",
+        include_str!("../../../wit/v0.2/workflow.wit"),
+    ),
     ("world.wit", include_str!("../../../wit/v0.2/world.wit")),
 ];
 

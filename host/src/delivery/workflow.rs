@@ -17,8 +17,8 @@ use weft_store::system::{StepMode, SystemJob};
 use weft_store::{Attributes, Read, StoreExt, Tx, Value as StoreValue};
 use weft_workflows::{Finish, Retry, Run, RunHost, StepFailure};
 
-use super::runner::{DeliveryRunner, JobServices, failed_post};
 use super::PLUGIN_FAILED_CODE;
+use super::runner::{DeliveryRunner, JobServices, failed_post};
 use crate::convert::{self, guid};
 use crate::pipeline::TraceSubject;
 use crate::pipeline::workflow::{DELETED_ROW_IMAGE, WorkflowCatalog};
@@ -75,8 +75,8 @@ impl DeliveryRunner {
             },
             _ => None,
         };
-        let schema = self.store().schema().clone();
-        let catalog = snapshot.catalog(&schema);
+        let store = Arc::clone(self.store());
+        let catalog = snapshot.catalog(store.schema());
         let org = self.pipeline.detached_services(&context);
         let mut host = WorkflowHost {
             runner: self,
@@ -203,7 +203,9 @@ impl RunHost for WorkflowHost<'_> {
     ) -> Result<Vec<(String, StoreValue)>, StepFailure> {
         self.failure_class = None;
         let Some(loaded) = self.catalog.plugin(plugin) else {
-            return Err(StepFailure::permanent(format!("plug-in `{plugin}` is not loaded")));
+            return Err(StepFailure::permanent(format!(
+                "plug-in `{plugin}` is not loaded"
+            )));
         };
         let inputs = inputs
             .iter()

@@ -15,9 +15,9 @@ use weft_workflows::{Catalog, Kind, RunAs, Signature, WORKFLOW_OPERATION_TYPE, W
 
 use super::registry::Registry;
 use super::{DEFAULT_USER_ID, Inner, Op, PipelineError, convert, get_param, guid, project};
-use crate::sandbox::{ArgumentType, LoadedPlugin};
 use crate::sandbox::wit::context::{Mode, Stage};
 use crate::sandbox::wit::types::{EntityReference, Image, ParameterValue};
+use crate::sandbox::{ArgumentType, LoadedPlugin};
 
 /// The pre-image alias under which a Delete's workflow gets the deleted row (Dataverse's name for the
 /// record a workflow runs on).
@@ -84,7 +84,8 @@ impl Inner {
             context.frame.operation_id = guid(job_id);
             context.frame.operation_created_on = created_on;
             context.frame.is_in_transaction = false;
-            let data = weft_message::encode(&convert::to_remote(&context), weft_message::Format::Json);
+            let data =
+                weft_message::encode(&convert::to_remote(&context), weft_message::Format::Json);
             tx.insert_system_job(NewSystemJob {
                 id: Some(job_id),
                 name: workflow.name.clone(),
@@ -158,9 +159,9 @@ fn kind(kind: &AttributeKind) -> Kind {
         AttributeKind::Boolean => Kind::Boolean,
         AttributeKind::DateTime => Kind::DateTime,
         AttributeKind::Lookup { .. } => Kind::EntityReference,
-        AttributeKind::Picklist { .. } | AttributeKind::State { .. } | AttributeKind::Status { .. } => {
-            Kind::OptionSetValue
-        }
+        AttributeKind::Picklist { .. }
+        | AttributeKind::State { .. }
+        | AttributeKind::Status { .. } => Kind::OptionSetValue,
         AttributeKind::BigInt
         | AttributeKind::Uniqueidentifier
         | AttributeKind::MultiSelectPicklist { .. } => Kind::Other,
@@ -201,10 +202,18 @@ impl Catalog for WorkflowCatalog<'_> {
             return Err(format!("plug-in `{plugin}` is not declared"));
         };
         let Some(found) = loaded.activity_types().iter().find(|a| a.name == activity) else {
-            let held: Vec<&str> = loaded.activity_types().iter().map(|a| a.name.as_str()).collect();
+            let held: Vec<&str> = loaded
+                .activity_types()
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
             return Err(format!(
                 "plug-in `{plugin}` holds no activity type `{activity}` (it holds {}){}",
-                if held.is_empty() { "none".into() } else { held.join(", ") },
+                if held.is_empty() {
+                    "none".into()
+                } else {
+                    held.join(", ")
+                },
                 crate::suggest::did_you_mean(activity, held.iter().copied())
             ));
         };

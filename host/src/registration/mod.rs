@@ -934,7 +934,10 @@ impl Registration {
         for mut w in raw.workflow {
             let entry = format!("workflow \"{}\"", w.name);
             if workflows.iter().any(|d| d.name == w.name) {
-                return Err(error(entry, "a workflow with this name is already declared".into()));
+                return Err(error(
+                    entry,
+                    "a workflow with this name is already declared".into(),
+                ));
             }
             if schema.table(&w.table).is_none() {
                 return Err(error(

@@ -83,7 +83,10 @@ pub(super) fn check_signatures(
                     ));
                 }
                 if !seen.insert(arg.name.as_str()) {
-                    return Err(format!("\"{}\" declares the {direction} \"{}\" twice", a.name, arg.name));
+                    return Err(format!(
+                        "\"{}\" declares the {direction} \"{}\" twice",
+                        a.name, arg.name
+                    ));
                 }
                 if arg.reference_target.is_some() && arg.type_ != ArgumentType::EntityReference {
                     return Err(format!(
@@ -141,12 +144,24 @@ impl Sandbox {
         services: &mut dyn HostServices,
         deadline: Option<Instant>,
     ) -> ActivityOutcome {
-        if !plugin.activity_types().iter().any(|a| a.name == activity_type) {
-            let held: Vec<&str> = plugin.activity_types().iter().map(|a| a.name.as_str()).collect();
+        if !plugin
+            .activity_types()
+            .iter()
+            .any(|a| a.name == activity_type)
+        {
+            let held: Vec<&str> = plugin
+                .activity_types()
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
             let why = format!(
                 "plug-in \"{}\" holds no activity type \"{activity_type}\" (it holds {}){}",
                 plugin.name(),
-                if held.is_empty() { "none".into() } else { held.join(", ") },
+                if held.is_empty() {
+                    "none".into()
+                } else {
+                    held.join(", ")
+                },
                 crate::suggest::did_you_mean(activity_type, held.iter().copied())
             );
             return ActivityOutcome {

@@ -151,7 +151,11 @@ mod tests {
         assert_eq!(out.get_str("Response"), Some("Accepted"));
         assert_eq!(host.posts().len(), 1);
         assert_eq!(host.posts()[0].endpoint, endpoint);
-        assert!(host.traces()[0].starts_with("Workflow \"Post new accounts\""), "{:?}", host.traces());
+        assert!(
+            host.traces()[0].starts_with("Workflow \"Post new accounts\""),
+            "{:?}",
+            host.traces()
+        );
     }
 
     /// Without its required input the activity is refused before it runs.
