@@ -4,12 +4,13 @@
 
 use crate::context::Part;
 use crate::wit::weft::plugin::{
-    context as wc, notification_service, organization_service as wo, types as wt,
+    context as wc, notification_service, organization_service as wo, types as wt, workflow as ww,
 };
 use crate::{
-    ConditionOperator, Context, ContextFrame, Entity, EntityCollection, EntityReference, Guid,
-    IsolationMode, Mode, OperationStatus, ParameterValue, Parameters, PluginError, Query,
-    ServiceError, ServiceErrorKind, Stage, Value,
+    Activity, ArgumentSpec, ArgumentType, Arguments, ConditionOperator, Context, ContextFrame,
+    Entity, EntityCollection, EntityReference, Guid, IsolationMode, Mode, OperationStatus,
+    ParameterValue, Parameters, PluginError, Query, ServiceError, ServiceErrorKind, Stage, Value,
+    WorkflowContext,
 };
 
 impl From<wt::Guid> for Guid {
@@ -459,6 +460,86 @@ pub fn run<P: crate::Plugin>(context: &wc::ExecutionContext) -> Result<(), wc::P
     P::execute(&mut ctx, &crate::Services::new(&WasmHost)).map_err(wc::PluginError::from)?;
     ctx.flush();
     Ok(())
+}
+
+impl From<ArgumentType> for ww::ArgumentType {
+    fn from(t: ArgumentType) -> ww::ArgumentType {
+        match t {
+            ArgumentType::Boolean => ww::ArgumentType::Boolean,
+            ArgumentType::DateTime => ww::ArgumentType::Datetime,
+            ArgumentType::Decimal => ww::ArgumentType::Decimal,
+            ArgumentType::Double => ww::ArgumentType::Double,
+            ArgumentType::EntityReference => ww::ArgumentType::EntityReference,
+            ArgumentType::Integer => ww::ArgumentType::Integer,
+            ArgumentType::Money => ww::ArgumentType::Money,
+            ArgumentType::OptionSetValue => ww::ArgumentType::OptionSetValue,
+            ArgumentType::String => ww::ArgumentType::String,
+        }
+    }
+}
+
+fn argument_specs(specs: Vec<ArgumentSpec>) -> Vec<ww::ArgumentSpec> {
+    specs
+        .into_iter()
+        .map(|s| ww::ArgumentSpec {
+            name: s.name,
+            type_: s.ty.into(),
+            required: s.required,
+            reference_target: s.reference_target,
+        })
+        .collect()
+}
+
+/// Activity `A`'s signature under `name`. Called by [`crate::export_activities!`].
+pub fn activity_signature<A: Activity>(name: String) -> ww::ActivitySignature {
+    ww::ActivitySignature {
+        name,
+        inputs: argument_specs(A::inputs()),
+        outputs: argument_specs(A::outputs()),
+    }
+}
+
+/// Runs activity `A` on the context the host lent to `execute-activity` and
+/// returns the outputs it set (checked against its declared outputs). Called
+/// by [`crate::export_activities!`].
+pub fn run_activity<A: Activity>(
+    context: &wc::ExecutionContext,
+    workflow: ww::WorkflowContext,
+    inputs: Vec<ww::Argument>,
+) -> Result<Vec<ww::Argument>, wc::PluginError> {
+    let mut ctx = Context::from_host(HostContext(context.handle()));
+    let workflow = WorkflowContext {
+        stage_name: workflow.stage_name,
+        workflow_category: workflow.workflow_category,
+        workflow_mode: workflow.workflow_mode,
+        workflow_id: workflow.workflow_id.into(),
+        workflow_name: workflow.workflow_name,
+    };
+    let inputs = Arguments::from_vec(
+        inputs
+            .into_iter()
+            .map(|a| (a.name, a.value.into()))
+            .collect(),
+    );
+    let mut outputs = Arguments::new();
+    A::execute(
+        &mut ctx,
+        &workflow,
+        &inputs,
+        &mut outputs,
+        &crate::Services::new(&WasmHost),
+    )
+    .and_then(|()| outputs.check(&A::outputs()))
+    .map_err(wc::PluginError::from)?;
+    ctx.flush();
+    Ok(outputs
+        .into_vec()
+        .into_iter()
+        .map(|(name, value)| ww::Argument {
+            name,
+            value: (&value).into(),
+        })
+        .collect())
 }
 
 /// The last segment of a Rust type's path: a plug-in type's default name

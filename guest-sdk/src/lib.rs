@@ -2,7 +2,9 @@
 //!
 //! The only crate a weft plug-in depends on. A plug-in is a type implementing
 //! [`Plugin`], exported with [`export_plugin!`] (several from one component
-//! with [`export_plugins!`]), compiled to a weft:plugin@0.2.0 WebAssembly
+//! with [`export_plugins!`]); a custom workflow activity is a type implementing
+//! [`Activity`], exported with [`export_activity!`] (both kinds from one
+//! component with [`export_component!`]). Either is compiled to a weft:plugin@0.2.0 WebAssembly
 //! component (`cargo build --target wasm32-wasip2`) and run by the weft host in
 //! a sandbox. It sees the Dataverse execution context ([`Context`]) and reaches
 //! the host only through [`Services`]: tracing, the service-endpoint
@@ -35,11 +37,14 @@
 //!   (`context`).
 //! - [`Services`] and the [`Host`] seam behind it (`services`).
 //! - [`PluginError`] / [`ServiceError`] (`error`).
+//! - [`Activity`], [`ArgumentSpec`], [`Arguments`], [`WorkflowContext`]:
+//!   custom workflow activities (`activity`).
 //! - [`testing`]: the native harness — unit-test plug-ins with `cargo test`.
 //!
 //! Must not: expose the generated WIT types (they stay in the hidden `wit`
 //! module and `convert`).
 
+mod activity;
 mod context;
 mod error;
 mod guid;
@@ -53,6 +58,7 @@ pub mod testing;
 #[allow(missing_docs, unsafe_code, clippy::all)]
 pub mod wit;
 
+pub use activity::{Activity, ArgumentSpec, ArgumentType, Arguments, WorkflowContext};
 pub use context::{Context, ContextFrame, IsolationMode, Mode, Stage};
 pub use error::{OperationStatus, PluginError, ServiceError, ServiceErrorKind};
 pub use guid::{Guid, ParseGuidError};
@@ -118,23 +124,103 @@ macro_rules! export_plugin {
 #[macro_export]
 macro_rules! export_plugins {
     ($($($name:literal =>)? $plugin:path),+ $(,)?) => {
+        $crate::__export_component!(
+            [$(($crate::__plugin_type_name!([$($name)?] $plugin), $plugin)),+] []
+        );
+    };
+}
+
+/// Exports one [`Activity`] type as a component holding one custom workflow
+/// activity type (named like the Rust type): `export_activity!(T)` is
+/// `export_activities!(T)`.
+///
+/// ```
+/// use weft_sdk::{Activity, Arguments, Context, PluginError, Services, WorkflowContext};
+///
+/// struct Noop;
+/// impl Activity for Noop {
+///     fn execute(_: &mut Context, _: &WorkflowContext, _: &Arguments, _: &mut Arguments, _: &Services) -> Result<(), PluginError> {
+///         Ok(())
+///     }
+/// }
+///
+/// weft_sdk::export_activity!(Noop);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_activity {
+    ($activity:path) => {
+        $crate::export_activities!($activity);
+    };
+}
+
+/// Exports several [`Activity`] types from one component; a workflow's
+/// activity step names the type it runs. A type's name is its Rust type's name,
+/// or the string given before `=>`.
+#[macro_export]
+macro_rules! export_activities {
+    ($($($name:literal =>)? $activity:path),+ $(,)?) => {
+        $crate::__export_component!(
+            [] [$(($crate::__plugin_type_name!([$($name)?] $activity), $activity)),+]
+        );
+    };
+}
+
+/// Exports plug-in types and activity types from one component, as one .NET
+/// assembly holds IPlugin and CodeActivity classes.
+///
+/// ```
+/// use weft_sdk::{Activity, Arguments, Context, Plugin, PluginError, Services, WorkflowContext};
+///
+/// struct Validate;
+/// impl Plugin for Validate {
+///     fn execute(_: &mut Context, _: &Services) -> Result<(), PluginError> { Ok(()) }
+/// }
+/// struct Post;
+/// impl Activity for Post {
+///     fn execute(_: &mut Context, _: &WorkflowContext, _: &Arguments, _: &mut Arguments, _: &Services) -> Result<(), PluginError> {
+///         Ok(())
+///     }
+/// }
+///
+/// weft_sdk::export_component!(plugins: [Validate], activities: ["Contoso.Post" => Post]);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_component {
+    (plugins: [$($($pname:literal =>)? $plugin:path),* $(,)?], activities: [$($($aname:literal =>)? $activity:path),* $(,)?] $(,)?) => {
+        $crate::__export_component!(
+            [$(($crate::__plugin_type_name!([$($pname)?] $plugin), $plugin)),*]
+            [$(($crate::__plugin_type_name!([$($aname)?] $activity), $activity)),*]
+        );
+    };
+}
+
+/// The one implementation of the exported world, for every export macro.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_component {
+    ([$(($pname:expr, $plugin:path)),*] [$(($aname:expr, $activity:path)),*]) => {
         const _: () = {
-            struct __WeftPluginExport;
+            use $crate::wit::weft::plugin::context as __wc;
+            use $crate::wit::weft::plugin::workflow as __ww;
+            struct __WeftExport;
             fn __weft_plugin_types() -> ::std::vec::Vec<::std::string::String> {
-                ::std::vec![$($crate::__plugin_type_name!([$($name)?] $plugin)),+]
+                ::std::vec![$($pname),*]
             }
-            impl $crate::wit::Guest for __WeftPluginExport {
+            fn __weft_activity_types() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec![$($aname),*]
+            }
+            impl $crate::wit::Guest for __WeftExport {
                 fn plugin_types() -> ::std::vec::Vec<::std::string::String> {
                     __weft_plugin_types()
                 }
                 fn execute(
                     plugin_type: ::std::string::String,
-                    context: &$crate::wit::weft::plugin::context::ExecutionContext,
-                ) -> ::core::result::Result<(), $crate::wit::weft::plugin::context::PluginError> {
-                    type Run = fn(
-                        &$crate::wit::weft::plugin::context::ExecutionContext,
-                    ) -> ::core::result::Result<(), $crate::wit::weft::plugin::context::PluginError>;
-                    let runs: &[Run] = &[$($crate::convert::run::<$plugin>),+];
+                    context: &__wc::ExecutionContext,
+                ) -> ::core::result::Result<(), __wc::PluginError> {
+                    type Run = fn(&__wc::ExecutionContext) -> ::core::result::Result<(), __wc::PluginError>;
+                    let runs: &[Run] = &[$($crate::convert::run::<$plugin>),*];
                     match __weft_plugin_types().iter().position(|t| *t == plugin_type) {
                         ::core::option::Option::Some(i) => runs[i](context),
                         ::core::option::Option::None => ::core::result::Result::Err(
@@ -145,8 +231,39 @@ macro_rules! export_plugins {
                         ),
                     }
                 }
+                fn activity_types() -> ::std::vec::Vec<__ww::ActivitySignature> {
+                    type Sig = fn(::std::string::String) -> __ww::ActivitySignature;
+                    let sigs: &[Sig] = &[$($crate::convert::activity_signature::<$activity>),*];
+                    __weft_activity_types()
+                        .into_iter()
+                        .zip(sigs)
+                        .map(|(name, sig)| sig(name))
+                        .collect()
+                }
+                fn execute_activity(
+                    activity_type: ::std::string::String,
+                    context: &__wc::ExecutionContext,
+                    workflow: __ww::WorkflowContext,
+                    inputs: ::std::vec::Vec<__ww::Argument>,
+                ) -> ::core::result::Result<::std::vec::Vec<__ww::Argument>, __wc::PluginError> {
+                    type Run = fn(
+                        &__wc::ExecutionContext,
+                        __ww::WorkflowContext,
+                        ::std::vec::Vec<__ww::Argument>,
+                    ) -> ::core::result::Result<::std::vec::Vec<__ww::Argument>, __wc::PluginError>;
+                    let runs: &[Run] = &[$($crate::convert::run_activity::<$activity>),*];
+                    match __weft_activity_types().iter().position(|t| *t == activity_type) {
+                        ::core::option::Option::Some(i) => runs[i](context, workflow, inputs),
+                        ::core::option::Option::None => ::core::result::Result::Err(
+                            $crate::PluginError::new(::std::format!(
+                                "this component holds no activity type \"{activity_type}\""
+                            ))
+                            .into(),
+                        ),
+                    }
+                }
             }
-            $crate::wit::__export_plugin_world!(__WeftPluginExport with_types_in $crate::wit);
+            $crate::wit::__export_plugin_world!(__WeftExport with_types_in $crate::wit);
         };
     };
 }

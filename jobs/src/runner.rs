@@ -57,6 +57,9 @@ impl FailureClass {
 pub struct JobOutcome {
     /// None = succeeded; Some = failed with this class.
     pub failure: Option<FailureClass>,
+    /// The job ran to an end of its own choosing that is not success: a workflow's Stop step with status
+    /// Canceled. The job becomes Completed / Canceled (3/32) with `message`; only without a failure.
+    pub canceled: bool,
     /// The service endpoint posted to, if any.
     pub endpoint_id: Option<Uuid>,
     /// The endpoint's HTTP status code, if one answered.
@@ -74,6 +77,7 @@ impl JobOutcome {
     pub fn succeeded() -> Self {
         JobOutcome {
             failure: None,
+            canceled: false,
             endpoint_id: None,
             status_code: None,
             latency: None,
@@ -86,6 +90,15 @@ impl JobOutcome {
     pub fn failed(class: FailureClass, message: impl Into<String>) -> Self {
         JobOutcome {
             failure: Some(class),
+            message: Some(message.into()),
+            ..JobOutcome::succeeded()
+        }
+    }
+
+    /// An attempt that ended the job as Canceled, with `message` (a workflow's Stop step).
+    pub fn canceled(message: impl Into<String>) -> Self {
+        JobOutcome {
+            canceled: true,
             message: Some(message.into()),
             ..JobOutcome::succeeded()
         }

@@ -412,11 +412,12 @@ async fn record<R>(
         http_status: outcome.status_code.map(i32::from),
         latency_ms: i64::try_from(outcome.latency.unwrap_or(elapsed).as_millis())
             .unwrap_or(i64::MAX),
-        outcome: outcome
-            .failure
-            .as_ref()
-            .map_or("succeeded", FailureClass::label)
-            .to_string(),
+        outcome: match &outcome.failure {
+            Some(class) => class.label(),
+            None if outcome.canceled => "canceled",
+            None => "succeeded",
+        }
+        .to_string(),
         error_code: outcome.error_code,
         message: outcome.message.clone(),
     };
@@ -471,6 +472,19 @@ fn next_state(
     unit: f64,
 ) -> JobUpdate {
     let Some(class) = &outcome.failure else {
+        if outcome.canceled {
+            return JobUpdate {
+                status: JobStatus::Canceled,
+                postpone_until: None,
+                completed_on: Some(now),
+                error: Some(JobError {
+                    code: None,
+                    message: outcome.message.clone().unwrap_or_default(),
+                    friendly_message: None,
+                }),
+                count_retry: false,
+            };
+        }
         // Done is done: a pause or cancel that came while the post succeeded cannot undo it.
         return JobUpdate {
             status: JobStatus::Succeeded,

@@ -25,15 +25,15 @@ use weft_store::system::{
 };
 use weft_store::{Query, Read, Store, StoreExt};
 
-const KEY_NAME: &str = "RootManageSharedAccessKey";
+pub(crate) const KEY_NAME: &str = "RootManageSharedAccessKey";
 /// Distinctive so a leak anywhere is found by a plain substring search.
-const SAS_KEY: &str = "c2FzLWtleS1kZWxpdmVyeS10ZXN0cy03ZjNh";
+pub(crate) const SAS_KEY: &str = "c2FzLWtleS1kZWxpdmVyeS10ZXN0cy03ZjNh";
 const HOOK_KEY: &str = "hook-code-9d41e7";
 const QUEUE: &str = "orders";
 const RELAY: &str = "hc";
 
 /// The example plug-ins' account table, and a contact table for child operations.
-const CONTACT_TABLE: &str = r#"
+pub(crate) const CONTACT_TABLE: &str = r#"
 [[table]]
 logical_name = "contact"
 entity_set_name = "contacts"
@@ -59,12 +59,12 @@ fn azure_aware_step(endpoint: &str) -> String {
     )
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
-async fn start_bus(bind: SocketAddr, data: &Path) -> BusHandle {
+pub(crate) async fn start_bus(bind: SocketAddr, data: &Path) -> BusHandle {
     weft_bus::start(BusConfig {
         bind,
         data: data.to_path_buf(),
@@ -78,7 +78,7 @@ async fn start_bus(bind: SocketAddr, data: &Path) -> BusHandle {
 }
 
 /// Receive-and-delete (`DELETE /{queue}/messages/head`) as the Service Bus REST reference describes it.
-async fn receive(bus: SocketAddr, timeout_s: u32) -> reqwest::Response {
+pub(crate) async fn receive(bus: SocketAddr, timeout_s: u32) -> reqwest::Response {
     let base = format!("http://{bus}");
     let expiry = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -97,14 +97,14 @@ async fn receive(bus: SocketAddr, timeout_s: u32) -> reqwest::Response {
 
 /// One request the webhook received.
 #[derive(Debug, Clone)]
-struct HookRequest {
+pub(crate) struct HookRequest {
     query: String,
     headers: HeaderMap,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 #[derive(Clone)]
-struct Hook {
+pub(crate) struct Hook {
     /// Answers by request number; the last one repeats.
     script: Arc<Mutex<Vec<StatusCode>>>,
     seen: Arc<Mutex<Vec<HookRequest>>>,
@@ -112,7 +112,7 @@ struct Hook {
 
 impl Hook {
     /// A webhook on 127.0.0.1 answering the POSTs to `/hook` with `script` in turn (the last repeats).
-    async fn start(script: &[StatusCode]) -> (Hook, String) {
+    pub(crate) async fn start(script: &[StatusCode]) -> (Hook, String) {
         let hook = Hook {
             script: Arc::new(Mutex::new(script.to_vec())),
             seen: Arc::default(),
@@ -148,19 +148,19 @@ impl Hook {
         *self.script.lock().unwrap() = vec![status];
     }
 
-    fn requests(&self) -> Vec<HookRequest> {
+    pub(crate) fn requests(&self) -> Vec<HookRequest> {
         self.seen.lock().unwrap().clone()
     }
 }
 
-struct Env {
+pub(crate) struct Env {
     _dir: tempfile::TempDir,
-    runtime: Arc<Runtime>,
+    pub(crate) runtime: Arc<Runtime>,
     delivery: Arc<Delivery>,
 }
 
 /// A weft with the queue and two-way relay endpoints at `bus`, the webhook endpoint at `hook_url` and `steps`.
-async fn env(bus: SocketAddr, hook_url: &str, steps: &str) -> Env {
+pub(crate) async fn env(bus: SocketAddr, hook_url: &str, steps: &str) -> Env {
     env_with_key(bus, hook_url, steps, SAS_KEY).await
 }
 
@@ -212,12 +212,12 @@ async fn env_with_key(bus: SocketAddr, hook_url: &str, steps: &str, sas_key: &st
 }
 
 impl Env {
-    fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.runtime.store
     }
 
     /// Creates an account (no name when `name` is None) through the pipeline, off the async threads.
-    async fn create(&self, name: Option<&str>) -> Result<Uuid, PipelineError> {
+    pub(crate) async fn create(&self, name: Option<&str>) -> Result<Uuid, PipelineError> {
         let pipeline = self.runtime.pipeline.clone();
         let attributes = name
             .map(|n| Attribute {
@@ -245,7 +245,7 @@ impl Env {
     }
 
     /// The asynchronous service with the host's runner; retries come 300 ms apart, no jitter.
-    fn jobs(&self) -> AsyncService {
+    pub(crate) fn jobs(&self) -> AsyncService {
         let runner = Arc::new(DeliveryRunner::new(
             self.runtime.pipeline.clone(),
             self.delivery.clone(),
@@ -264,19 +264,19 @@ impl Env {
         AsyncService::start(self.store().clone(), runner, config).unwrap()
     }
 
-    fn all_jobs(&self) -> Vec<SystemJob> {
+    pub(crate) fn all_jobs(&self) -> Vec<SystemJob> {
         self.store()
             .read(|r: &dyn Read| r.system_jobs(&JobFilter::default()))
             .unwrap()
     }
 
-    fn attempts(&self, job: Uuid) -> Vec<JobAttempt> {
+    pub(crate) fn attempts(&self, job: Uuid) -> Vec<JobAttempt> {
         self.store()
             .read(|r: &dyn Read| r.job_attempts(job))
             .unwrap()
     }
 
-    fn traces(&self) -> Vec<TraceLog> {
+    pub(crate) fn traces(&self) -> Vec<TraceLog> {
         self.store()
             .read(|r: &dyn Read| r.trace_logs(&TraceFilter::default()))
             .unwrap()
@@ -290,7 +290,7 @@ impl Env {
     }
 
     /// Waits (at most 30 s) until `job` satisfies `done`; returns it.
-    async fn wait_job(&self, job: Uuid, done: impl Fn(&SystemJob) -> bool) -> SystemJob {
+    pub(crate) async fn wait_job(&self, job: Uuid, done: impl Fn(&SystemJob) -> bool) -> SystemJob {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let j = self
@@ -307,13 +307,13 @@ impl Env {
     }
 }
 
-fn only_job(env: &Env) -> SystemJob {
+pub(crate) fn only_job(env: &Env) -> SystemJob {
     let jobs = env.all_jobs();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     jobs.into_iter().next().unwrap()
 }
 
-fn header(r: &reqwest::Response, name: &str) -> String {
+pub(crate) fn header(r: &reqwest::Response, name: &str) -> String {
     r.headers()
         .get(name)
         .unwrap_or_else(|| panic!("no {name} header"))

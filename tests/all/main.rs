@@ -19,3 +19,4 @@ mod registration_api;
 mod sandbox;
 mod system_api;
 mod web_api;
+mod workflows;

@@ -54,7 +54,7 @@ mod custom_api;
 mod endpoints;
 mod error;
 mod expand;
-mod json;
+pub(crate) mod json;
 mod metadata;
 mod odata;
 mod paging;

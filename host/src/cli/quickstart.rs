@@ -206,12 +206,13 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "\nquickstart ok: {ran} sandbox runs; {} operations ({} rejected); {} system jobs succeeded; \
-         {} queue message, {} webhook call and 1 two-way relay answer received",
+         {} queue messages, {} webhook call and 1 two-way relay answer received; {} workflow run",
         counts.operations,
         counts.rejected,
         counts.jobs_succeeded,
         counts.queue_messages,
-        counts.webhook_calls
+        counts.webhook_calls,
+        counts.workflow_runs
     );
     Ok(ExitCode::SUCCESS)
 }

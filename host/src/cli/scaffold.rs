@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 /// (tests below) fails when a file is added to `guest-sdk/src` or `wit/` without being listed here.
 const SDK_SOURCES: &[(&str, &str)] = &[
     (
+        "src/activity.rs",
+        include_str!("../../../guest-sdk/src/activity.rs"),
+    ),
+    (
         "src/context.rs",
         include_str!("../../../guest-sdk/src/context.rs"),
     ),
@@ -62,6 +66,10 @@ const WIT_FILES: &[(&str, &str)] = &[
     ),
     ("tracing.wit", include_str!("../../../wit/v0.2/tracing.wit")),
     ("types.wit", include_str!("../../../wit/v0.2/types.wit")),
+    (
+        "workflow.wit",
+        include_str!("../../../wit/v0.2/workflow.wit"),
+    ),
     ("world.wit", include_str!("../../../wit/v0.2/world.wit")),
 ];
 

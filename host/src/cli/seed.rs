@@ -34,6 +34,8 @@ pub struct Counts {
     pub queue_messages: usize,
     /// Webhook calls received.
     pub webhook_calls: usize,
+    /// Workflow runs (system jobs of operation type 10) that reached Succeeded.
+    pub workflow_runs: usize,
 }
 
 #[derive(Parser)]
@@ -144,7 +146,18 @@ table = "account"
 stage = 40
 mode = 1
 service_endpoint = "audit webhook"
+
+[[workflow]]
+name = "post new accounts"
+table = "account"
+on = ["create"]
+  [[workflow.step]]
+  kind = "activity"
+  plugin = "azure-aware"
+  activity = "PostContext"
+  inputs = {{ ServiceEndpoint = "serviceendpoint:{queue_id}" }}
 "#,
+        queue_id = derived_id("serviceendpoint", "accounts queue"),
         validator = component(artifacts, "validator")?,
         enricher = component(artifacts, "enricher")?,
         azure = component(artifacts, "azure-aware")?,
@@ -242,7 +255,8 @@ pub async fn run(artifacts: &[Artifact], dir: &std::path::Path) -> anyhow::Resul
         .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
     runtime.pipeline.set_job_notifier(service.notifier());
     println!(
-        "   registered: validator (10), enricher (20), custom Azure-aware plug-in (40, sync, two-way relay), queue and webhook endpoints (40, async)"
+        "   registered: validator (10), enricher (20), custom Azure-aware plug-in (40, sync, two-way relay), queue and webhook endpoints (40, async), \
+         workflow `post new accounts` (its custom activity posts to the queue)"
     );
 
     println!("\n== the relay listener connects (answers two-way posts with `Success`)");
@@ -324,16 +338,20 @@ pub async fn run(artifacts: &[Artifact], dir: &std::path::Path) -> anyhow::Resul
         .iter()
         .filter(|j| j.status == JobStatus::Succeeded)
         .count();
-    if jobs_succeeded != 2 {
-        bail!("expected 2 system jobs to succeed, {jobs_succeeded} did");
+    if jobs_succeeded != 3 {
+        bail!("expected 3 system jobs to succeed, {jobs_succeeded} did");
     }
+    let workflow_runs = jobs
+        .iter()
+        .filter(|j| j.operation_type == weft_workflows::WORKFLOW_OPERATION_TYPE)
+        .count();
 
     println!("\n== what the listeners received");
     println!("   queue `accounts` (weft listen, receive-and-delete):");
     weft_bus::cli::run_listen(listen_args(
         bus_addr,
         "accounts",
-        &["--receive-and-delete", "--count", "1"],
+        &["--receive-and-delete", "--count", "2"],
     ))
     .await?;
     let calls = hook_calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -349,7 +367,8 @@ pub async fn run(artifacts: &[Artifact], dir: &std::path::Path) -> anyhow::Resul
         operations: 2,
         rejected: 1,
         jobs_succeeded,
-        queue_messages: 1,
+        queue_messages: 2,
         webhook_calls: calls.len(),
+        workflow_runs,
     })
 }

@@ -18,6 +18,7 @@
 
 mod notify;
 mod runner;
+mod workflow;
 
 use std::sync::Arc;
 

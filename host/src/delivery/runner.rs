@@ -32,8 +32,8 @@ const OPERATION_STATUS_RETRY: u8 = 2;
 /// Runs system jobs: service-endpoint steps post, plug-in steps run in the pipeline's sandbox.
 #[derive(Clone)]
 pub struct DeliveryRunner {
-    pipeline: Pipeline,
-    delivery: Arc<Delivery>,
+    pub(super) pipeline: Pipeline,
+    pub(super) delivery: Arc<Delivery>,
 }
 
 impl DeliveryRunner {
@@ -42,11 +42,20 @@ impl DeliveryRunner {
         DeliveryRunner { pipeline, delivery }
     }
 
-    fn store(&self) -> &Arc<dyn Store> {
+    pub(super) fn store(&self) -> &Arc<dyn Store> {
         self.pipeline.store()
     }
 
     async fn run_job(&self, job: &SystemJob) -> JobOutcome {
+        if job.operation_type == weft_workflows::WORKFLOW_OPERATION_TYPE {
+            let runner = self.clone();
+            let job = job.clone();
+            return tokio::task::spawn_blocking(move || runner.run_workflow(&job))
+                .await
+                .unwrap_or_else(|_| {
+                    JobOutcome::failed(FailureClass::Permanent, "the workflow run panicked")
+                });
+        }
         let Some(step_id) = job.owning_extension_id else {
             return JobOutcome::failed(FailureClass::Permanent, "the system job names no step");
         };
@@ -239,7 +248,7 @@ impl JobRunner for DeliveryRunner {
     }
 }
 
-fn failed_post(e: &DeliveryError) -> JobOutcome {
+pub(super) fn failed_post(e: &DeliveryError) -> JobOutcome {
     let mut outcome = JobOutcome::failed(e.class(), e.to_string()).error_code(POST_FAILED_CODE);
     outcome.status_code = e.status_code();
     outcome
@@ -247,14 +256,14 @@ fn failed_post(e: &DeliveryError) -> JobOutcome {
 
 /// What an async plug-in's imports are served by: posts within the job; organization-service calls as
 /// operations of their own (the job runs after its operation committed: there is no transaction to join).
-struct JobServices<'a> {
-    store: Arc<dyn Store>,
-    delivery: Arc<Delivery>,
-    org: OrgServices<'a>,
+pub(super) struct JobServices<'a> {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) delivery: Arc<Delivery>,
+    pub(super) org: OrgServices<'a>,
     /// The last post: endpoint and the status it answered with (if it answered).
-    last_post: Option<(Uuid, Option<u16>)>,
+    pub(super) last_post: Option<(Uuid, Option<u16>)>,
     /// The first failed post: it fails the attempt.
-    failed_post: Option<DeliveryError>,
+    pub(super) failed_post: Option<DeliveryError>,
 }
 
 impl HostServices for JobServices<'_> {

@@ -105,7 +105,9 @@ pub(super) fn startup_registry(
             .iter()
             .map(|c| (c.unique_name.clone(), c.clone()))
             .collect(),
+        workflows: Vec::new(),
     };
+    registry.workflows = super::workflow::validated(&registry, store.schema(), registration)?;
     for s in stored_steps {
         if let Err(why) = fits(&registry, registration, &s) {
             return Err(PipelineError::Invalid(format!(

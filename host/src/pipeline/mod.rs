@@ -34,6 +34,7 @@ mod error;
 mod registry;
 pub(crate) mod services;
 mod trace;
+pub(crate) mod workflow;
 
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock};
@@ -901,6 +902,7 @@ impl Inner {
             return Err(PipelineError::Invalid("no transaction".into()));
         };
         self.queue_async(op, t)?;
+        self.queue_workflows(op, t)?;
         self.response(op)
     }
 
@@ -959,7 +961,7 @@ impl Inner {
     }
 
     fn needs_pre_image(&self, op: &Op) -> bool {
-        self.needs_image(op, false)
+        self.needs_image(op, false) || workflow::needs_deleted_row(op)
     }
 
     fn needs_post_image(&self, op: &Op) -> bool {
@@ -1017,9 +1019,29 @@ impl Inner {
 
     /// The context `step` sees in `stage`.
     fn context(&self, op: &Op, step: &StepDecl, stage: Stage, mode: Mode) -> ExecutionContext {
+        let (pre, post) = self.images(op, step, stage);
+        let owning_extension = EntityReference {
+            logical_name: "sdkmessageprocessingstep".into(),
+            id: guid(step.def.id),
+            name: (mode == Mode::Synchronous).then(|| step.def.name.clone()),
+        };
+        let user_id = step.def.impersonating_user_id.unwrap_or(op.user_id);
+        self.context_for(op, stage, mode, user_id, owning_extension, (pre, post))
+    }
+
+    /// The context of an execution in `stage` by `owning_extension` (a step, or a workflow) running as
+    /// `user_id`, with its images.
+    fn context_for(
+        &self,
+        op: &Op,
+        stage: Stage,
+        mode: Mode,
+        user_id: Uuid,
+        owning_extension: EntityReference,
+        (pre, post): (Vec<Image>, Vec<Image>),
+    ) -> ExecutionContext {
         let in_transaction =
             mode == Mode::Synchronous && (stage != Stage::PreValidation || op.in_parent_tx);
-        let (pre, post) = self.images(op, step, stage);
         let shared = if stage == Stage::PreValidation {
             op.shared_pre_validation.clone()
         } else {
@@ -1033,7 +1055,7 @@ impl Inner {
             stage,
             mode,
             depth: op.depth,
-            user_id: guid(step.def.impersonating_user_id.unwrap_or(op.user_id)),
+            user_id: guid(user_id),
             initiating_user_id: guid(op.initiating_user_id),
             initiating_user_agent: Some(String::new()),
             initiating_user_azure_active_directory_object_id: Some(guid(Uuid::nil())),
@@ -1049,11 +1071,7 @@ impl Inner {
             is_executing_offline: false,
             is_offline_playback: false,
             isolation_mode: IsolationMode::Sandbox,
-            owning_extension: EntityReference {
-                logical_name: "sdkmessageprocessingstep".into(),
-                id: guid(step.def.id),
-                name: (mode == Mode::Synchronous).then(|| step.def.name.clone()),
-            },
+            owning_extension,
             input_parameters: op.input.clone(),
             output_parameters: if stage == Stage::PostOperation {
                 op.output.clone()

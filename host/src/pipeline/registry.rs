@@ -31,6 +31,8 @@ pub(crate) struct Registry {
     pub(crate) steps: Vec<StepDecl>,
     /// Declared Custom APIs by unique name.
     pub(crate) custom_apis: HashMap<String, CustomApiDecl>,
+    /// Background workflows, validated against the loaded activity types.
+    pub(crate) workflows: Vec<weft_workflows::WorkflowDef>,
 }
 
 impl Registry {
@@ -109,6 +111,7 @@ mod tests {
             plugins: HashMap::new(),
             steps: vec![step("old", 1)],
             custom_apis: HashMap::new(),
+            workflows: Vec::new(),
         });
         let in_flight = registries.snapshot();
         {
@@ -131,6 +134,7 @@ mod tests {
             plugins: HashMap::new(),
             steps: vec![step("b", 2), step("a", 1)],
             custom_apis: HashMap::new(),
+            workflows: Vec::new(),
         };
         r.sort_steps();
         assert_eq!(r.steps[0].def.name, "a");

@@ -206,6 +206,9 @@ pub struct Registration {
     pub store: StoreSettings,
     /// The asynchronous service's settings (`[jobs]`, `[jobs.retry]`).
     pub jobs: weft_jobs::JobsSettings,
+    /// Background workflows (`[[workflow]]`), each with its id. Their steps are checked against the
+    /// loaded components' activity types when the pipeline starts (`weft_workflows::validate`).
+    pub workflows: Vec<weft_workflows::WorkflowDef>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +234,8 @@ struct RawFile {
     store: StoreSettings,
     #[serde(default)]
     jobs: weft_jobs::JobsSettings,
+    #[serde(default)]
+    workflow: Vec<weft_workflows::WorkflowDef>,
     /// Read by the bus (another issue); allowed, not read here.
     #[serde(default, rename = "bus")]
     _bus: Option<toml::Value>,
@@ -938,7 +943,33 @@ impl Registration {
                 });
             }
         }
+        let mut workflows: Vec<weft_workflows::WorkflowDef> = Vec::new();
+        for mut w in raw.workflow {
+            let entry = format!("workflow \"{}\"", w.name);
+            if workflows.iter().any(|d| d.name == w.name) {
+                return Err(error(
+                    entry,
+                    "a workflow with this name is already declared".into(),
+                ));
+            }
+            if schema.table(&w.table).is_none() {
+                return Err(error(
+                    entry,
+                    format!(
+                        "table `{}` is not declared{}",
+                        w.table,
+                        crate::suggest::table_hint(&schema, &w.table)
+                    ),
+                ));
+            }
+            let id = *w.id.get_or_insert_with(|| weft_workflows::id_for(&w.name));
+            if workflows.iter().any(|d| d.id == Some(id)) {
+                return Err(error(entry, format!("another workflow has the id {id}")));
+            }
+            workflows.push(w);
+        }
         Ok(Registration {
+            workflows,
             file: file.to_owned(),
             schema,
             plugins,

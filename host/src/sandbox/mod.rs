@@ -16,6 +16,8 @@
 //!   context types) and `weft:plugin@0.2.0` ([`wit2`]). A component is run
 //!   through the version its exports match.
 //! - `contract_v2`: 0.2.0's `execution-context` resource and services.
+//! - `activity`: custom workflow activities (0.2.0's `activity-types` and
+//!   `execute-activity`): their signatures, read at load, and one run.
 //! - `admission`: how many invocations run at once; a bounded wait for one.
 //! - [`limits`]: every bound and its default.
 //! - `state`: the per-invocation store data and the import implementations.
@@ -24,6 +26,7 @@
 //! - [`services`]: the [`HostServices`] seam and [`RecordingServices`].
 //! - `error`: [`PluginFailure`] and [`FailureKind`].
 
+mod activity;
 mod admission;
 mod bindings;
 mod cache;
@@ -34,6 +37,9 @@ mod output;
 pub mod services;
 mod state;
 
+pub use activity::{
+    ActivityOutcome, ActivitySignature, Argument, ArgumentSpec, ArgumentType, WorkflowInfo,
+};
 pub use bindings::v1::weft::plugin as wit;
 pub use bindings::v2::weft::plugin as wit2;
 pub use cache::{CacheOutcome, sha256_hex};
@@ -81,10 +87,12 @@ const MAX_PLUGIN_TYPE_NAME: usize = 256;
 enum Contract {
     /// `weft:plugin@0.1.0`: one plug-in type, named like the plug-in.
     V1(v1::PluginPre<InvocationState>),
-    /// `weft:plugin@0.2.0`: the types `plugin-types` named at load.
+    /// `weft:plugin@0.2.0`: the types `plugin-types` and the activities
+    /// `activity-types` named at load.
     V2 {
         pre: v2::PluginPre<InvocationState>,
         types: Arc<[String]>,
+        activities: Arc<[ActivitySignature]>,
     },
 }
 
@@ -116,6 +124,15 @@ impl LoadedPlugin {
         match &self.contract {
             Contract::V1(_) => vec![self.name.clone()],
             Contract::V2 { types, .. } => types.to_vec(),
+        }
+    }
+
+    /// The custom workflow activity types the component holds, with their
+    /// arguments (none for a 0.1.0 component).
+    pub fn activity_types(&self) -> &[ActivitySignature] {
+        match &self.contract {
+            Contract::V1(_) => &[],
+            Contract::V2 { activities, .. } => activities,
         }
     }
 
@@ -371,8 +388,12 @@ impl Sandbox {
         })?;
         let contract = match v2::PluginPre::new(instance_pre.clone()) {
             Ok(pre) => {
-                let types = self.read_plugin_types(name, &pre)?;
-                Contract::V2 { pre, types }
+                let (types, activities) = self.read_types(name, &pre)?;
+                Contract::V2 {
+                    pre,
+                    types,
+                    activities,
+                }
             }
             Err(v2_error) => match v1::PluginPre::new(instance_pre) {
                 Ok(pre) => Contract::V1(pre),
@@ -380,8 +401,8 @@ impl Sandbox {
                     return Err(invalid(
                         name,
                         format!(
-                            "the component exports neither weft:plugin@0.2.0 (`plugin-types` and \
-                             `execute`: {v2_error:#}) nor weft:plugin@0.1.0 (`execute`: {v1_error:#}); \
+                            "the component exports neither weft:plugin@0.2.0 (`plugin-types`, \
+                             `execute`, `activity-types` and `execute-activity`: {v2_error:#}) nor weft:plugin@0.1.0 (`execute`: {v1_error:#}); \
                              a Rust plug-in exports itself with `weft_sdk::export_plugin!(Type)`"
                         ),
                     ));
@@ -397,14 +418,15 @@ impl Sandbox {
         })
     }
 
-    /// Calls a 0.2.0 component's `plugin-types` once, in a store with the usual
-    /// limits, and checks the answer: non-empty, unique, bounded names.
+    /// Calls a 0.2.0 component's `plugin-types` and `activity-types` once, in
+    /// a store with the usual limits, and checks the answers: unique, bounded
+    /// names, at least one type of either kind.
     #[allow(clippy::result_large_err)]
-    fn read_plugin_types(
+    fn read_types(
         &self,
         name: &str,
         pre: &v2::PluginPre<InvocationState>,
-    ) -> Result<Arc<[String]>, PluginFailure> {
+    ) -> Result<(Arc<[String]>, Arc<[ActivitySignature]>), PluginFailure> {
         let mut services = RecordingServices::default();
         // SAFETY: the store holding this reference is dropped at the end of
         // this function, before `services`.
@@ -420,16 +442,25 @@ impl Sandbox {
             created_on_ms: 0,
         }));
         let mut store = self.new_store(context, None, None, services);
-        let types = pre
+        let (types, activities) = pre
             .instantiate(&mut store)
-            .and_then(|instance| instance.call_plugin_types(&mut store))
+            .and_then(|instance| {
+                let types = instance.call_plugin_types(&mut store)?;
+                let activities = instance.call_activity_types(&mut store)?;
+                Ok((types, activities))
+            })
             .map_err(|e| {
                 let (_, message) = classify(&e, store.data().limiter.denied, &self.limits);
-                invalid(name, format!("`plugin-types` failed: {message}"))
+                invalid(
+                    name,
+                    format!("`plugin-types` or `activity-types` failed: {message}"),
+                )
             })?;
+        let activities = activity::check_signatures(activities)
+            .map_err(|why| invalid(name, format!("`activity-types` {why}")))?;
         let bad = |why: String| Err(invalid(name, format!("`plugin-types` {why}")));
-        if types.is_empty() {
-            return bad("named no plug-in type".into());
+        if types.is_empty() && activities.is_empty() {
+            return bad("named no plug-in type, and `activity-types` no activity type".into());
         }
         if types.len() > MAX_PLUGIN_TYPES {
             return bad(format!(
@@ -450,7 +481,7 @@ impl Sandbox {
                 return bad(format!("named the plug-in type \"{t}\" twice"));
             }
         }
-        Ok(types.into())
+        Ok((types.into(), activities.into()))
     }
 
     /// A fresh store for one invocation, with every per-invocation limit set.
@@ -535,11 +566,36 @@ impl Sandbox {
         services: &mut dyn HostServices,
         deadline: Option<Instant>,
     ) -> Outcome<()> {
+        self.run_call(
+            plugin,
+            context.into(),
+            unsecure_config,
+            secure_config,
+            services,
+            deadline,
+            Call::Execute,
+        )
+        .0
+    }
+
+    /// Runs one export of a plug-in in a fresh store: `execute` (a plug-in
+    /// type) or `execute-activity` (an activity type, whose outputs come back
+    /// beside the outcome).
+    #[allow(clippy::too_many_arguments)]
+    fn run_call(
+        &self,
+        plugin: &LoadedPlugin,
+        context: Arc<ExecutionContext>,
+        unsecure_config: Option<String>,
+        secure_config: Option<String>,
+        services: &mut dyn HostServices,
+        deadline: Option<Instant>,
+        call: Call,
+    ) -> (Outcome<()>, Vec<activity::Argument>) {
         let started = Instant::now();
         let Some(_ticket) = self.admission.enter() else {
-            return self.busy(plugin, started);
+            return (self.busy(plugin, started), Vec::new());
         };
-        let context = context.into();
         // SAFETY: the store that holds this reference is created below and
         // consumed by `into_data` before this function returns; `services` is
         // not touched meanwhile.
@@ -560,17 +616,35 @@ impl Sandbox {
                 .max(1);
             store.set_epoch_deadline(ticks.min(self.limits.deadline_ticks()));
         }
-        let called = match &plugin.contract {
-            Contract::V1(pre) => pre
+        let mut outputs = Vec::new();
+        let called = match (&plugin.contract, call) {
+            (Contract::V1(pre), Call::Execute) => pre
                 .instantiate(&mut store)
                 .and_then(|instance| instance.call_execute(&mut store, &context))
                 .map(|r| r.map(Some).map_err(plugin_error_v1)),
-            Contract::V2 { pre, types } => match plugin.type_to_run(types) {
+            (Contract::V2 { pre, types, .. }, Call::Execute) => match plugin.type_to_run(types) {
                 Ok(plugin_type) => call_v2(pre, &mut store, &plugin_type),
                 Err(why) => {
-                    return self.refused(plugin, started, FailureKind::InvalidComponent, why);
+                    let refused = self.refused(plugin, started, FailureKind::InvalidComponent, why);
+                    return (refused, Vec::new());
                 }
             },
+            (Contract::V2 { pre, .. }, Call::Activity(call)) => {
+                activity::call(pre, &mut store, call).map(|r| {
+                    r.map(|out| {
+                        outputs = out;
+                        None
+                    })
+                })
+            }
+            (Contract::V1(_), Call::Activity(_)) => {
+                let why = format!(
+                    "plug-in \"{}\" is a weft:plugin@0.1.0 component, which holds no workflow activities",
+                    plugin.name
+                );
+                let refused = self.refused(plugin, started, FailureKind::InvalidComponent, why);
+                return (refused, Vec::new());
+            }
         };
         let fuel_consumed = self
             .limits
@@ -585,7 +659,7 @@ impl Sandbox {
             })
         });
         let return_bytes = match &called {
-            Ok(Ok(changes)) => state::changes_bytes(changes),
+            Ok(Ok(changes)) => state::changes_bytes(changes) + activity::arguments_bytes(&outputs),
             // A 0.2.0 plug-in stopped by the return quota in a setter: what it tried to set.
             _ => state.set_bytes,
         };
@@ -641,22 +715,34 @@ impl Sandbox {
                 Err(failure(kind, message, backtrace))
             }
         };
-        Outcome {
+        if result.is_err() {
+            outputs.clear();
+        }
+        let outcome = Outcome {
             result,
             traces: state.traces,
             stdout,
             stderr,
             usage,
             services: (),
-        }
+        };
+        (outcome, outputs)
     }
 }
 
+/// Which export an invocation calls.
+enum Call {
+    /// `execute`: the plug-in type chosen on the [`LoadedPlugin`].
+    Execute,
+    /// `execute-activity`.
+    Activity(activity::ActivityCall),
+}
+
 /// An `InvalidPluginExecutionException` of either contract version.
-struct RaisedError {
-    message: String,
-    status: u8,
-    error_code: Option<i32>,
+pub(crate) struct RaisedError {
+    pub(crate) message: String,
+    pub(crate) status: u8,
+    pub(crate) error_code: Option<i32>,
 }
 
 fn plugin_error_v1(e: wit::context::PluginError) -> RaisedError {
@@ -669,7 +755,7 @@ fn plugin_error_v1(e: wit::context::PluginError) -> RaisedError {
 
 /// What running a plug-in returned: its own changes (0.1.0), or `None` when
 /// they are the setters' record in the store (0.2.0).
-type Called = wasmtime::Result<Result<Option<ContextChanges>, RaisedError>>;
+pub(crate) type Called = wasmtime::Result<Result<Option<ContextChanges>, RaisedError>>;
 
 /// Runs a 0.2.0 plug-in type on the invocation's context, handed over as a
 /// borrowed `execution-context` the plug-in reads on demand.

@@ -295,7 +295,7 @@ pub const ELEMENT_OVERHEAD: usize = 16;
 /// Approximate bytes of a value tree: the text it carries plus
 /// [`ELEMENT_OVERHEAD`] per node and per list item. Bounds quotas on what
 /// crosses the boundary, cheaply.
-fn value_bytes(value: &Value) -> usize {
+pub(crate) fn value_bytes(value: &Value) -> usize {
     ELEMENT_OVERHEAD
         + match value {
             Value::Decimal(s) | Value::Money(s) | Value::String(s) => s.len(),

@@ -2,8 +2,16 @@
 //! Azure-aware plug-in" sample, in Rust): reads the service endpoint id from the
 //! step's unsecure configuration, traces, posts the execution context through
 //! the notification service, and traces the listener's answer.
+//!
+//! The same component holds the Azure-aware custom workflow activity
+//! (Dataverse's "AzureAwareWorkflowActivity" sample): [`PostContext`] posts the
+//! workflow's execution context to the service endpoint bound to its
+//! `ServiceEndpoint` input and returns the listener's answer as `Response`.
 
-use weft_sdk::{Context, Guid, Plugin, PluginError, Services};
+use weft_sdk::{
+    Activity, ArgumentSpec, ArgumentType, Arguments, Context, Guid, Plugin, PluginError, Services,
+    WorkflowContext,
+};
 
 /// Posts the context to the service endpoint named in the unsecure configuration.
 pub struct AzureAware;
@@ -35,7 +43,47 @@ impl Plugin for AzureAware {
     }
 }
 
-weft_sdk::export_plugin!(AzureAware);
+/// Custom workflow activity: posts the workflow's context to the service
+/// endpoint bound to `ServiceEndpoint` (an entity reference to a
+/// `serviceendpoint` row) and returns the listener's answer as `Response`.
+pub struct PostContext;
+
+impl Activity for PostContext {
+    fn inputs() -> Vec<ArgumentSpec> {
+        vec![
+            ArgumentSpec::new("ServiceEndpoint", ArgumentType::EntityReference)
+                .required()
+                .reference_target("serviceendpoint"),
+        ]
+    }
+
+    fn outputs() -> Vec<ArgumentSpec> {
+        vec![ArgumentSpec::new("Response", ArgumentType::String)]
+    }
+
+    fn execute(
+        ctx: &mut Context,
+        workflow: &WorkflowContext,
+        inputs: &Arguments,
+        outputs: &mut Arguments,
+        services: &Services,
+    ) -> Result<(), PluginError> {
+        let endpoint = inputs
+            .get_reference("ServiceEndpoint")
+            .ok_or_else(|| PluginError::new("PostContext: the ServiceEndpoint input is not bound"))?
+            .id;
+        services.trace(format!(
+            "Workflow \"{}\": posting the execution context of {} {} to service endpoint {endpoint}.",
+            workflow.workflow_name, ctx.message_name, ctx.primary_entity_name
+        ));
+        let response = services.notify(endpoint, ctx)?;
+        services.trace(format!("Response: {response}"));
+        outputs.set("Response", response);
+        Ok(())
+    }
+}
+
+weft_sdk::export_component!(plugins: [AzureAware], activities: [PostContext]);
 
 #[cfg(test)]
 mod tests {
@@ -76,6 +124,62 @@ mod tests {
         let mut ctx = ContextBuilder::new("Create", "account").build();
         let err = host.run::<AzureAware>(&mut ctx).unwrap_err();
         assert!(err.message.contains("not a service endpoint id"), "{err}");
+    }
+
+    fn endpoint_input() -> Arguments {
+        let mut inputs = Arguments::new();
+        inputs.set(
+            "ServiceEndpoint",
+            weft_sdk::EntityReference::new("serviceendpoint", ENDPOINT.parse().unwrap()),
+        );
+        inputs
+    }
+
+    /// The activity posts the workflow's context to the bound endpoint and returns the answer.
+    #[test]
+    fn the_activity_posts_and_returns_the_response() {
+        let endpoint: Guid = ENDPOINT.parse().unwrap();
+        let host = TestHost::new().respond(endpoint, "Accepted");
+        let mut ctx = ContextBuilder::new("Create", "account").build();
+        let workflow = WorkflowContext {
+            workflow_name: "Post new accounts".into(),
+            ..WorkflowContext::default()
+        };
+        let out = host
+            .run_activity::<PostContext>(&mut ctx, &workflow, &endpoint_input())
+            .unwrap();
+        assert_eq!(out.get_str("Response"), Some("Accepted"));
+        assert_eq!(host.posts().len(), 1);
+        assert_eq!(host.posts()[0].endpoint, endpoint);
+        assert!(
+            host.traces()[0].starts_with("Workflow \"Post new accounts\""),
+            "{:?}",
+            host.traces()
+        );
+    }
+
+    /// Without its required input the activity is refused before it runs.
+    #[test]
+    fn the_activity_needs_its_endpoint() {
+        let host = TestHost::new();
+        let mut ctx = ContextBuilder::new("Create", "account").build();
+        let err = host
+            .run_activity::<PostContext>(&mut ctx, &WorkflowContext::default(), &Arguments::new())
+            .unwrap_err();
+        assert!(err.message.contains("ServiceEndpoint"), "{err}");
+        assert!(host.posts().is_empty());
+    }
+
+    /// A failed post fails the activity (the system job retries it).
+    #[test]
+    fn the_activity_fails_when_the_post_fails() {
+        let endpoint: Guid = ENDPOINT.parse().unwrap();
+        let host = TestHost::new().fail(endpoint, ServiceErrorKind::Unavailable);
+        let mut ctx = ContextBuilder::new("Create", "account").build();
+        let err = host
+            .run_activity::<PostContext>(&mut ctx, &WorkflowContext::default(), &endpoint_input())
+            .unwrap_err();
+        assert!(err.message.starts_with("unavailable"), "{err}");
     }
 
     /// A failed post fails the plug-in with the service's message.
