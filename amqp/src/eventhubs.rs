@@ -50,8 +50,10 @@ pub const EPOCH: &str = "com.microsoft:epoch";
 pub const OFFSET: &str = "x-opt-offset";
 /// The consumer group weft serves: Event Hubs' default one (weft keeps no consumer state per group).
 pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
-/// Events read from the store per round trip of a consumer link.
-const READ_BATCH: usize = 128;
+/// Events read from the store per round trip of a consumer link: enough to keep a prefetching SDK
+/// busy, small enough that a link holds at most 32 × `max_message_bytes` (8 MiB at the default) while
+/// it waits for credit.
+const READ_BATCH: usize = 32;
 /// How long one wait for new events lasts before the link is looked at again.
 const READ_SLICE_MS: i64 = 30_000;
 
