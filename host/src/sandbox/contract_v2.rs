@@ -178,6 +178,9 @@ fn frame(f: &ContextFrame, changes: Option<&ContextChanges>) -> context::Context
 
 impl context::Host for InvocationState {}
 
+// The workflow interface holds only types (the activity export's arguments and context).
+impl super::bindings::v2::weft::plugin::workflow::Host for InvocationState {}
+
 impl context::HostExecutionContext for InvocationState {
     fn message_name(&mut self, view: Resource<ContextView>) -> wasmtime::Result<String> {
         Ok(self.frame_of(&view)?.message_name.clone())
