@@ -325,9 +325,11 @@ fn quickstart_succeeds() {
     );
     let last = stdout.trim_end().lines().last().unwrap_or_default();
     assert!(last.starts_with("quickstart ok:"), "{stdout}");
-    // The seed scenario ran end to end: both jobs delivered, each listener got its message.
-    assert!(last.contains("2 system jobs succeeded"), "{last}");
-    assert!(last.contains("1 queue message, 1 webhook call"), "{last}");
+    // The seed scenario ran end to end: the two steps' jobs and the workflow's delivered, each listener got
+    // its messages (the queue one from its step and one from the workflow's custom activity).
+    assert!(last.contains("3 system jobs succeeded"), "{last}");
+    assert!(last.contains("2 queue messages, 1 webhook call"), "{last}");
+    assert!(last.ends_with("; 1 workflow run"), "{last}");
     assert!(stdout.contains("| Response: Success"), "{stdout}");
     let config = kept.join("weft.toml");
     assert!(
