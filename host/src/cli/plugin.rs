@@ -162,6 +162,7 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             let store = super::data::RuntimeArgs {
                 config: args.config.clone(),
                 data: data.clone(),
+                store: None,
             }
             .store()?;
             Some(LocalOrganization::from_store(recording(), store))
