@@ -224,7 +224,7 @@ fn two_hosts_on_one_postgres_database_share_rows_and_deliver_each_job_once() {
             row["accountnumber"]
                 .as_str()
                 .unwrap_or_default()
-                .starts_with("ACC-FC-"),
+                .starts_with("ACC-FC0-"),
             "{row}"
         );
         // An Update the validator refuses on host b changes nothing; a valid one on b is seen on a.

@@ -19,31 +19,67 @@ use crate::StoreError;
 /// statement texts a bounded set, but ad-hoc filters do not).
 const STATEMENT_CACHE: usize = 512;
 
+/// Runs a blocking database round trip from wherever the caller is. The `postgres` client blocks on a
+/// runtime of its own, which tokio refuses inside a task of a running runtime (a caller that reads the
+/// store from async code, as the SQLite backend tolerates): on a multi-thread runtime the call is moved out
+/// of the task with `block_in_place`; elsewhere (a plain or `spawn_blocking` thread) it runs as it is.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// A parameter list.
 pub(crate) type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 /// A pooled connection.
 pub(crate) struct Conn {
-    pub(crate) client: Client,
+    /// Always Some until the connection is dropped (taken there, to be closed through [`blocking`]).
+    client: Option<Client>,
     statements: HashMap<String, Statement>,
     /// The first statement that failed in the current transaction: the transaction cannot commit.
     pub(crate) failed: Option<StoreError>,
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Closing sends a Terminate: a round trip like any other.
+            blocking(move || drop(client));
+        }
+    }
+}
+
 impl Conn {
     pub(crate) fn new(client: Client) -> Conn {
         Conn {
-            client,
+            client: Some(client),
             statements: HashMap::new(),
             failed: None,
         }
+    }
+
+    fn client(&mut self) -> &mut Client {
+        // Invariant: only Drop takes the client.
+        self.client
+            .as_mut()
+            .expect("a connection's client is present until it is dropped")
+    }
+
+    /// Whether the server closed the connection (a pooled one is then replaced).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client.as_ref().is_none_or(Client::is_closed)
     }
 
     fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(sql)?;
+        let client = self.client();
+        let s = blocking(|| client.prepare(sql))?;
         if self.statements.len() >= STATEMENT_CACHE {
             self.statements.clear();
         }
@@ -62,7 +98,8 @@ impl Conn {
 
     /// Runs a statement given as text, with no parameters (BEGIN, SET LOCAL, COMMIT…).
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
-        let r = self.client.batch_execute(sql);
+        let client = self.client();
+        let r = blocking(|| client.batch_execute(sql));
         self.record(r)
     }
 }
@@ -78,7 +115,10 @@ impl Db<'_> {
         f: impl FnOnce(&mut Client, &Statement) -> Result<T, postgres::Error>,
     ) -> Result<T, postgres::Error> {
         let mut conn = self.0.borrow_mut();
-        let r = conn.prepare(sql).and_then(|s| f(&mut conn.client, &s));
+        let r = conn.prepare(sql).and_then(|s| {
+            let client = conn.client();
+            blocking(|| f(client, &s))
+        });
         conn.record(r)
     }
 

@@ -96,14 +96,14 @@ impl Pool {
     fn get(&self) -> Result<Conn> {
         let pooled = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
         match pooled {
-            Some(c) if !c.client.is_closed() => Ok(c),
+            Some(c) if !c.is_closed() => Ok(c),
             _ => connect(&self.config),
         }
     }
 
     /// Gives a connection back, unless it is broken or still inside a transaction.
     fn put(&self, mut conn: Conn) {
-        if conn.client.is_closed() {
+        if conn.is_closed() {
             return;
         }
         conn.failed = None;
@@ -116,8 +116,7 @@ impl Pool {
 }
 
 fn connect(config: &Config) -> Result<Conn> {
-    let client = config
-        .connect(NoTls)
+    let client = conn::blocking(|| config.connect(NoTls))
         .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
     Ok(Conn::new(client))
 }
