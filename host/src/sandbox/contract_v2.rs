@@ -10,7 +10,7 @@
 //! [`InvocationState`].
 
 use super::bindings::v2::weft::plugin::{
-    configuration, context, notification_service, organization_service, tracing,
+    configuration, context, notification_service, organization_service, tracing, workflow,
 };
 use super::state::{ContextView, InvocationState};
 use super::wit::context::{
@@ -178,8 +178,9 @@ fn frame(f: &ContextFrame, changes: Option<&ContextChanges>) -> context::Context
 
 impl context::Host for InvocationState {}
 
-// The workflow interface holds only types (the activity export's arguments and context).
-impl super::bindings::v2::weft::plugin::workflow::Host for InvocationState {}
+/// The activity types (`workflow`) declare no functions: the interface only names the records the
+/// exports use.
+impl workflow::Host for InvocationState {}
 
 impl context::HostExecutionContext for InvocationState {
     fn message_name(&mut self, view: Resource<ContextView>) -> wasmtime::Result<String> {
