@@ -421,6 +421,10 @@ async fn record<R>(
         error_code: outcome.error_code,
         message: outcome.message.clone(),
     };
+    // weft-console's /metrics: attempts by outcome and the post's latency (outcome labels only).
+    metrics::counter!("weft_job_attempts_total", "outcome" => attempt.outcome.clone()).increment(1);
+    metrics::histogram!("weft_delivery_latency_seconds", "outcome" => attempt.outcome.clone())
+        .record(attempt.latency_ms as f64 / 1000.0);
     if let Some(class) = &outcome.failure {
         // The attempt's message may quote an endpoint's answer: it stays in the attempt row, where
         // secrets are redacted; the log line names the class and status only.

@@ -6,6 +6,7 @@
 mod api;
 mod cli;
 mod clients;
+mod console;
 mod contract;
 mod delivery;
 mod docs;

@@ -12,7 +12,9 @@
 //! reconfigured, components replaced, at runtime); system jobs (`asyncoperations`) and service endpoints
 //! (`serviceendpoints`, with TriggerServiceEndpointCheck) by the `system` submodule; the service document,
 //! `$metadata`, `EntityDefinitions`, `RelationshipDefinitions` and `WhoAmI` by the `metadata` submodule
-//! (with weft-odata). Over HTTPS when `weft up` has a certificate (the `tls` submodule).
+//! (with weft-odata). Over HTTPS when `weft up` has a certificate (the `tls` submodule). The web console
+//! (`/console`) and `/metrics` of weft-console share the listener, outside the API's layers; the `console`
+//! submodule hands it the runtime and the API's own step-toggle and endpoint-check code.
 //!
 //! Owns only the translation HTTP ⇄ [`OrganizationRequest`] / [`OrganizationResponse`], request
 //! authentication and the server's lifetime. It holds no business logic: every operation goes through
@@ -50,6 +52,7 @@
 //! `false`, `null`, bare GUIDs and dates) or JSON objects and arrays, inline or as `@alias` query options.
 
 mod batch;
+mod console;
 mod custom_api;
 mod endpoints;
 mod error;
@@ -169,7 +172,7 @@ struct AppState {
 
 /// The API's routes over `runtime`, with `limits` on request bodies, served over plain HTTP.
 pub fn router(runtime: Arc<Runtime>, auth: ApiAuth, limits: ApiLimits) -> Router {
-    router_for(runtime, auth, limits, "http")
+    router_for(runtime, auth, limits, "http", None)
 }
 
 /// [`router`] for a server speaking `scheme` (`http` or `https`), which the answers' URLs use.
@@ -178,6 +181,7 @@ fn router_for(
     auth: ApiAuth,
     limits: ApiLimits,
     scheme: &'static str,
+    stopping: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Router {
     let state = AppState {
         runtime,
@@ -187,11 +191,22 @@ fn router_for(
         pages: paging::PageKey::random(),
         scheme,
     };
+    // The web console and /metrics: beside the API's routes, outside its layers (the console signs in
+    // with a cookie as well as the bearer key, and answers HTML, not OData).
+    let console = weft_console::router(
+        Arc::new(console::Bridge {
+            runtime: Arc::clone(&state.runtime),
+            checker: Arc::clone(&state.checker),
+        }),
+        state.auth.key.clone(),
+        stopping,
+    );
     Router::new()
         .route(&format!("{PREFIX}/$batch"), any(batch::handle))
         .fallback_service(routes(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
+        .merge(console)
 }
 
 /// The routes a request is answered by, after authentication: also what each request of a `$batch`
@@ -289,8 +304,11 @@ pub async fn serve_on(
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let scheme = if acceptor.is_some() { "https" } else { "http" };
-    let app = router_for(runtime, auth, limits, scheme);
-    let task = tokio::spawn(server::run(listener, app, limits, acceptor, rx));
+    // Turns true when the server stops: the console's event streams end, so in-flight requests finish.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let app = router_for(runtime, auth, limits, scheme, Some(stopping.clone()));
+    let stop = (stopping_tx, stopping);
+    let task = tokio::spawn(server::run(listener, app, limits, acceptor, rx, stop));
     Ok((addr, ApiServer { shutdown: tx, task }))
 }
 

@@ -52,17 +52,19 @@ impl Default for ApiLimits {
     }
 }
 
-/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` fires, then stops accepting, lets
-/// in-flight requests finish and waits for every connection to close.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` fires, then sets `stop` (which the
+/// app may watch too: the console ends its event streams), stops accepting, lets in-flight requests
+/// finish and waits for every connection to close.
 pub(super) async fn run(
     listener: TcpListener,
     app: Router,
     limits: ApiLimits,
     tls: Option<TlsAcceptor>,
     shutdown: oneshot::Receiver<()>,
+    stop: (watch::Sender<bool>, watch::Receiver<bool>),
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = stop;
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

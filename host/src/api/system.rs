@@ -403,48 +403,58 @@ impl<'a> SystemCall<'a> {
     }
 
     /// TriggerServiceEndpointCheck: 204 when the endpoint answers with its credentials, else 400 with the
-    /// classified, secret-free error. Posts as the host's delivery does (its organization), or, on a server
-    /// without one, through a client of its own.
+    /// classified, secret-free error.
     async fn check(&self, id: Uuid) -> Result<Response, ApiError> {
-        let delivery = match self
-            .runtime
-            .pipeline
-            .delivery()
-            .or_else(|| self.checker.get())
-        {
-            Some(d) => Arc::clone(d),
-            None => {
-                let made = Delivery::new("weft.local")
-                    .map_err(|e| internal(format!("starting the endpoint client: {e}")))?;
-                // Another request may have raced this one: keep whichever landed first.
-                Arc::clone(self.checker.get_or_init(|| made))
-            }
-        };
-        let reader = Arc::clone(&delivery);
-        let endpoint = self
-            .read(move |r| Ok(reader.endpoint(r, id)))
-            .await?
-            .map_err(|e| match e {
-                EndpointError::NotFound(id) => endpoint_not_found(id),
-                EndpointError::Store(e) => internal(e.to_string()),
-                e @ EndpointError::Config { .. } => ApiError::payload(e.to_string()),
-            })?;
-        match delivery.check(endpoint).await {
-            Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-            Err(DeliveryError::Post(e)) => {
-                let class = match e.class() {
-                    ErrorClass::Transient => "transient: posts would be retried",
-                    ErrorClass::Permanent => "permanent: posts would fail",
-                    ErrorClass::Auth => "credentials refused: posts would wait for a fix",
-                };
-                Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    CHECK_FAILED,
-                    format!("service endpoint {id}: {e} ({class})"),
-                ))
-            }
-            Err(e) => Err(internal(e.to_string())),
+        check_endpoint(&self.runtime, &self.checker, id).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+}
+
+/// TriggerServiceEndpointCheck, for the API and the console: Ok when endpoint `id` answers with its
+/// credentials, else the classified, secret-free error. Posts as the host's delivery does (its
+/// organization), or, on a server without one, through a client of its own made on first use.
+pub(super) async fn check_endpoint(
+    runtime: &Arc<Runtime>,
+    checker: &Checker,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    let delivery = match runtime.pipeline.delivery().or_else(|| checker.get()) {
+        Some(d) => Arc::clone(d),
+        None => {
+            let made = Delivery::new("weft.local")
+                .map_err(|e| internal(format!("starting the endpoint client: {e}")))?;
+            // Another request may have raced this one: keep whichever landed first.
+            Arc::clone(checker.get_or_init(|| made))
         }
+    };
+    let reader = Arc::clone(&delivery);
+    let store = Arc::clone(&runtime.store);
+    let endpoint = tokio::task::spawn_blocking(move || {
+        store.read(move |r| Ok::<_, StoreError>(reader.endpoint(r, id)))
+    })
+    .await
+    .map_err(|e| internal(format!("the read did not complete: {e}")))?
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(|e| match e {
+        EndpointError::NotFound(id) => endpoint_not_found(id),
+        EndpointError::Store(e) => internal(e.to_string()),
+        e @ EndpointError::Config { .. } => ApiError::payload(e.to_string()),
+    })?;
+    match delivery.check(endpoint).await {
+        Ok(()) => Ok(()),
+        Err(DeliveryError::Post(e)) => {
+            let class = match e.class() {
+                ErrorClass::Transient => "transient: posts would be retried",
+                ErrorClass::Permanent => "permanent: posts would fail",
+                ErrorClass::Auth => "credentials refused: posts would wait for a fix",
+            };
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                CHECK_FAILED,
+                format!("service endpoint {id}: {e} ({class})"),
+            ))
+        }
+        Err(e) => Err(internal(e.to_string())),
     }
 }
 

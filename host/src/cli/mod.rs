@@ -80,7 +80,7 @@ enum Command {
     },
     /// Run the embedded local bus: Service Bus, Event Hubs and Relay REST protocols, and Service Bus over AMQP
     /// 1.0 for the official Azure SDKs, on one machine.
-    Bus(weft_bus::cli::BusArgs),
+    Bus(BusCommandArgs),
     /// Listen to a queue, topic subscription, Event Hub partition or relay and print each Dataverse message.
     Listen(weft_bus::cli::ListenArgs),
     /// Capacity measurements to run on your own hardware.
@@ -202,7 +202,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plugin { command } => plugin::run(command),
         Command::Up(args) => {
-            init_logging();
+            init_logging(args.log_format);
             up::up(args)
         }
         Command::Exec(args) => data::exec(args),
@@ -219,9 +219,9 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build(args),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Message { command } => weft_message::cli::run(command).map(|()| ExitCode::SUCCESS),
-        Command::Bus(args) => {
-            init_logging();
-            block_on(weft_amqp::cli::run_bus(args))
+        Command::Bus(BusCommandArgs { bus, log_format }) => {
+            init_logging(log_format);
+            block_on(weft_amqp::cli::run_bus(bus))
         }
         Command::Listen(args) => block_on(weft_bus::cli::run_listen(args)),
         Command::Bench { which } => match which {
@@ -254,15 +254,38 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// How the long-running commands write their log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, fields, message), for log collectors.
+    Json,
+}
+
+/// `weft bus`'s flags: the bus's own and the log format.
+#[derive(Debug, clap::Args)]
+struct BusCommandArgs {
+    #[command(flatten)]
+    bus: weft_bus::cli::BusArgs,
+    /// Log lines as text or as JSON objects (one per line) on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
 /// Warnings and errors of the long-running commands on stderr (`RUST_LOG` tunes, e.g. `RUST_LOG=info`).
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {

@@ -57,6 +57,9 @@ pub struct UpArgs {
     /// Serve HTTPS with a development certificate weft makes in `<data>/tls/` (trust its `ca.pem`).
     #[arg(long)]
     tls: bool,
+    /// Log lines as text or as JSON objects (one per line) on stderr.
+    #[arg(long, value_enum, default_value_t = super::LogFormat::Text)]
+    pub(super) log_format: super::LogFormat,
 }
 
 impl UpArgs {
@@ -203,6 +206,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .await?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("listening on {scheme}://{addr}");
+        eprintln!("console: {scheme}://{addr}/console (metrics: {scheme}://{addr}/metrics)");
         server
             .run_until(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -494,7 +494,18 @@ impl Pipeline {
         let op = self.inner.prepare(request)?;
         let may_write_jobs = op.may_write_jobs();
         let correlation_id = op.correlation_id;
-        let response = self.inner.execute_op(op, None).inspect_err(|e| {
+        // Labels for `weft_operations_total` (weft-console's /metrics): registered names only, so the
+        // series stay few.
+        let (message_name, table) = (op.message.clone(), op.table.clone());
+        let result = self.inner.execute_op(op, None);
+        let outcome = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        metrics::counter!("weft_operations_total", "message" => message_name, "table" => table, "outcome" => outcome)
+            .increment(1);
+        let response = result.inspect_err(|e| {
             // One line per failed operation for whoever watches `weft up`; message, table and the
             // plug-in's details are in the trace log under the same correlation id (cloning them
             // here would cost every operation, not just the failed ones).

@@ -35,6 +35,14 @@ impl TraceSubject {
         succeeded: bool,
         error: Option<String>,
     ) -> NewTraceLog {
+        // Every plug-in execution, sync or async, comes through here: `weft_plugin_duration_seconds`.
+        metrics::histogram!(
+            "weft_plugin_duration_seconds",
+            "plugin" => self.plugin.clone(),
+            "step" => self.step_id.to_string(),
+            "outcome" => if succeeded { "succeeded" } else { "failed" },
+        )
+        .record(elapsed.as_secs_f64());
         NewTraceLog {
             step_id: Some(self.step_id),
             plugin: self.plugin,

@@ -596,6 +596,7 @@ impl Sandbox {
         let Some(_ticket) = self.admission.enter() else {
             return (self.busy(plugin, started), Vec::new());
         };
+        let _in_use = InUse::enter();
         // SAFETY: the store that holds this reference is created below and
         // consumed by `into_data` before this function returns; `services` is
         // not touched meanwhile.
@@ -962,4 +963,21 @@ fn add_wasi(linker: &mut Linker<InvocationState>) -> anyhow::Result<()> {
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     Ok(())
+}
+
+/// `weft_sandbox_instances_in_use` (weft-console's /metrics): one while an invocation's instance lives,
+/// taken down on drop whatever path ends the call.
+struct InUse;
+
+impl InUse {
+    fn enter() -> InUse {
+        metrics::gauge!("weft_sandbox_instances_in_use").increment(1.0);
+        InUse
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        metrics::gauge!("weft_sandbox_instances_in_use").decrement(1.0);
+    }
 }
