@@ -35,6 +35,7 @@
 //!   (`context`).
 //! - [`Services`] and the [`Host`] seam behind it (`services`).
 //! - [`PluginError`] / [`ServiceError`] (`error`).
+//! - [`http`]: outbound HTTP and HTTPS calls ([`Services::send`]), on `wasi:http`.
 //! - [`testing`]: the native harness — unit-test plug-ins with `cargo test`.
 //!
 //! Must not: expose the generated WIT types (they stay in the hidden `wit`
@@ -48,6 +49,7 @@ mod value;
 
 #[doc(hidden)]
 pub mod convert;
+pub mod http;
 pub mod testing;
 #[doc(hidden)]
 #[allow(missing_docs, unsafe_code, clippy::all)]

@@ -328,6 +328,16 @@ fn quickstart_succeeds() {
     // The seed scenario ran end to end: both jobs delivered, each listener got its message.
     assert!(last.contains("2 system jobs succeeded"), "{last}");
     assert!(last.contains("1 queue message, 1 webhook call"), "{last}");
+    // External endpoint access: the outbound plug-in reached the local receiver, the opt-in said so.
+    assert!(last.ends_with("; 1 outbound HTTP call"), "{last}");
+    assert!(
+        stdout.contains("allow_loopback_for_development = true"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[weft] outbound POST http://localhost:"),
+        "{stdout}"
+    );
     assert!(stdout.contains("| Response: Success"), "{stdout}");
     let config = kept.join("weft.toml");
     assert!(

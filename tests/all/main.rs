@@ -13,6 +13,7 @@ mod durability;
 mod fixtures;
 mod hardening_api;
 mod hardening_core;
+mod outbound;
 mod pipeline;
 mod registration_api;
 mod sandbox;
