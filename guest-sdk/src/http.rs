@@ -325,7 +325,21 @@ pub(crate) fn send_wasi(request: &Request) -> Result<Response, HttpError> {
             Err(StreamError::LastOperationFailed(e)) => {
                 return Err(match wasip2::http::types::http_error_code(&e) {
                     Some(code) => error_from_code(code),
-                    None => other(e.to_debug_string()),
+                    // The host's body errors do not always carry a wasi:http error code: their first
+                    // line says what happened (the rest may be a host backtrace).
+                    None => {
+                        let text = e.to_debug_string();
+                        let first = text.lines().next().unwrap_or_default().to_owned();
+                        let lower = first.to_ascii_lowercase();
+                        let kind = if lower.contains("size exceeds") {
+                            HttpErrorKind::TooLarge
+                        } else if lower.contains("timeout") || lower.contains("timed out") {
+                            HttpErrorKind::Timeout
+                        } else {
+                            HttpErrorKind::Other
+                        };
+                        HttpError::new(kind, first)
+                    }
                 });
             }
         }
