@@ -451,6 +451,14 @@ impl crate::Host for WasmHost {
     fn secure_config(&self) -> Option<String> {
         crate::wit::weft::plugin::configuration::secure()
     }
+
+    #[cfg(target_arch = "wasm32")]
+    fn send_http(
+        &self,
+        request: &crate::http::Request,
+    ) -> Result<crate::http::Response, crate::http::HttpError> {
+        crate::http::send_wasi(request)
+    }
 }
 
 /// Runs plug-in `P` on the context the host lent to `execute`, then hands the

@@ -39,6 +39,7 @@
 //! - [`PluginError`] / [`ServiceError`] (`error`).
 //! - [`Activity`], [`ArgumentSpec`], [`Arguments`], [`WorkflowContext`]:
 //!   custom workflow activities (`activity`).
+//! - [`http`]: outbound HTTP and HTTPS calls ([`Services::send`]), on `wasi:http`.
 //! - [`testing`]: the native harness — unit-test plug-ins with `cargo test`.
 //!
 //! Must not: expose the generated WIT types (they stay in the hidden `wit`
@@ -53,6 +54,7 @@ mod value;
 
 #[doc(hidden)]
 pub mod convert;
+pub mod http;
 pub mod testing;
 #[doc(hidden)]
 #[allow(missing_docs, unsafe_code, clippy::all)]

@@ -208,6 +208,20 @@ pub trait Host {
     fn unsecure_config(&self) -> Option<String>;
     /// The step's secure configuration.
     fn secure_config(&self) -> Option<String>;
+    /// One outbound HTTP call ([`crate::http`]). A host that grants none (the default) answers
+    /// [`HttpErrorKind::Other`](crate::http::HttpErrorKind::Other).
+    fn send_http(
+        &self,
+        request: &crate::http::Request,
+    ) -> Result<crate::http::Response, crate::http::HttpError> {
+        Err(crate::http::HttpError::new(
+            crate::http::HttpErrorKind::Other,
+            format!(
+                "this host makes no HTTP calls ({} {})",
+                request.method, request.url
+            ),
+        ))
+    }
 }
 
 /// The services a plug-in receives with its context.
@@ -358,5 +372,25 @@ impl<'a> Services<'a> {
     /// ```
     pub fn secure_config(&self) -> Option<String> {
         self.host.secure_config()
+    }
+
+    /// Sends one HTTP or HTTPS request and reads the whole answer (the sandbox's external endpoint
+    /// access): named hosts only, none resolving to an internal address, the plug-in's allowed hosts if
+    /// it has any, within the invocation's time, byte and call quotas. A 4xx or 5xx answer is an
+    /// `Ok(Response)`; `Err` means no answer (refused, timed out, too large, unreachable).
+    ///
+    /// ```
+    /// # use weft_sdk::{http::{HttpErrorKind, Request, Response}, testing::TestHost, Services};
+    /// let host = TestHost::new().fake_endpoint("https://api.contoso.com/", |_| Ok(Response::new(200, "pong")));
+    /// let services = Services::new(&host);
+    /// assert_eq!(services.send(&Request::get("https://api.contoso.com/ping")).unwrap().text(), "pong");
+    /// let elsewhere = services.send(&Request::get("https://fabrikam.com/")).unwrap_err();
+    /// assert_eq!(elsewhere.kind, HttpErrorKind::Refused);
+    /// ```
+    pub fn send(
+        &self,
+        request: &crate::http::Request,
+    ) -> Result<crate::http::Response, crate::http::HttpError> {
+        self.host.send_http(request)
     }
 }

@@ -1,6 +1,8 @@
 //! The native testing harness: unit-test plug-in logic with plain `cargo test`,
 //! no WebAssembly involved. [`ContextBuilder`] makes contexts; [`TestHost`]
-//! records traces and posts and serves an in-memory organization service.
+//! records traces and posts, serves an in-memory organization service and
+//! answers HTTP calls from fake endpoints ([`TestHost::fake_endpoint`]), so
+//! nothing reaches the network.
 //!
 //! ```
 //! use weft_sdk::testing::{ContextBuilder, TestHost};
@@ -23,6 +25,7 @@
 //! assert_eq!(host.traces(), ["hello Contoso"]);
 //! ```
 
+use crate::http::{HttpError, HttpErrorKind, Request, Response};
 use crate::services::{ContextChanges, Host, Query};
 use crate::{
     Activity, Arguments, ConditionOperator, Context, ContextFrame, Entity, EntityCollection,
@@ -57,6 +60,9 @@ pub struct RecordedPost {
 /// ```
 #[derive(Default)]
 pub struct TestHost {
+    /// URL prefixes and what answers them, first match wins.
+    endpoints: Vec<(String, FakeEndpoint)>,
+    http_requests: RefCell<Vec<Request>>,
     traces: RefCell<Vec<String>>,
     posts: RefCell<Vec<RecordedPost>>,
     responses: HashMap<Guid, Result<String, ServiceError>>,
@@ -188,6 +194,39 @@ impl TestHost {
         Ok(outputs)
     }
 
+    /// Answers HTTP calls whose URL starts with `url_prefix` with `answer` (an `Err` plays a refused,
+    /// timed-out or failed call). A call no fake endpoint matches is refused, as the sandbox refuses a
+    /// host outside the plug-in's allowed hosts.
+    ///
+    /// ```
+    /// # use weft_sdk::{http::{HttpError, HttpErrorKind, Request, Response}, testing::TestHost, Services};
+    /// let host = TestHost::new()
+    ///     .fake_endpoint("https://slow.contoso.com/", |_| Err(HttpError::new(HttpErrorKind::Timeout, "too slow")))
+    ///     .fake_endpoint("https://api.contoso.com/", |req| Ok(Response::new(200, req.url.clone())));
+    /// let services = Services::new(&host);
+    /// assert_eq!(services.send(&Request::get("https://slow.contoso.com/x")).unwrap_err().kind, HttpErrorKind::Timeout);
+    /// assert_eq!(services.send(&Request::get("https://api.contoso.com/a")).unwrap().text(), "https://api.contoso.com/a");
+    /// assert_eq!(host.http_requests().len(), 2);
+    /// ```
+    pub fn fake_endpoint(
+        mut self,
+        url_prefix: impl Into<String>,
+        answer: impl Fn(&Request) -> Result<Response, HttpError> + 'static,
+    ) -> TestHost {
+        self.endpoints.push((url_prefix.into(), Box::new(answer)));
+        self
+    }
+
+    /// The HTTP requests sent so far, answered or not.
+    ///
+    /// ```
+    /// # use weft_sdk::testing::TestHost;
+    /// assert!(TestHost::new().http_requests().is_empty());
+    /// ```
+    pub fn http_requests(&self) -> Vec<Request> {
+        self.http_requests.borrow().clone()
+    }
+
     /// The trace lines written so far.
     ///
     /// ```
@@ -264,9 +303,28 @@ fn matches(row: &Entity, query: &Query) -> bool {
     })
 }
 
+/// What answers a fake endpoint's calls.
+type FakeEndpoint = Box<dyn Fn(&Request) -> Result<Response, HttpError>>;
+
 impl Host for TestHost {
     fn trace(&self, text: &str) {
         self.traces.borrow_mut().push(text.to_owned());
+    }
+
+    fn send_http(&self, request: &Request) -> Result<Response, HttpError> {
+        self.http_requests.borrow_mut().push(request.clone());
+        crate::http::split_url(&request.url)?;
+        match self
+            .endpoints
+            .iter()
+            .find(|(prefix, _)| request.url.starts_with(prefix.as_str()))
+        {
+            Some((_, answer)) => answer(request),
+            None => Err(HttpError::new(
+                HttpErrorKind::Refused,
+                format!("no fake endpoint answers {}", request.url),
+            )),
+        }
     }
 
     fn notify(&self, endpoint: Guid, changes: ContextChanges<'_>) -> Result<String, ServiceError> {

@@ -329,7 +329,17 @@ fn quickstart_succeeds() {
     // its messages (the queue one from its step and one from the workflow's custom activity).
     assert!(last.contains("3 system jobs succeeded"), "{last}");
     assert!(last.contains("2 queue messages, 1 webhook call"), "{last}");
-    assert!(last.ends_with("; 1 workflow run"), "{last}");
+    assert!(last.contains("; 1 workflow run;"), "{last}");
+    // External endpoint access: the outbound plug-in reached the local receiver, the opt-in said so.
+    assert!(last.ends_with("; 1 outbound HTTP call"), "{last}");
+    assert!(
+        stdout.contains("allow_loopback_for_development = true"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[weft] outbound POST http://localhost:"),
+        "{stdout}"
+    );
     assert!(stdout.contains("| Response: Success"), "{stdout}");
     let config = kept.join("weft.toml");
     assert!(

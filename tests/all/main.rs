@@ -14,6 +14,7 @@ mod durability;
 mod fixtures;
 mod hardening_api;
 mod hardening_core;
+mod outbound;
 mod pipeline;
 mod postgres;
 mod registration_api;

@@ -6,7 +6,9 @@ use super::rows::LocalOrganization;
 use crate::context::{self, ContextSpec};
 use crate::sandbox::wit::context::{ContextChanges, ExecutionContext, Mode};
 use crate::sandbox::wit::types::{Entity, Image, Parameter, ParameterValue};
-use crate::sandbox::{Invocation, Limits, Outcome, RecordedCall, RecordingServices, Sandbox};
+use crate::sandbox::{
+    Invocation, Limits, OutboundPolicy, Outcome, RecordedCall, RecordingServices, Sandbox,
+};
 use anyhow::Context as _;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -122,6 +124,19 @@ pub struct RunArgs {
     /// The plug-in type to run, for a component holding several (weft:plugin@0.2.0).
     #[arg(long = "type")]
     pub plugin_type: Option<String>,
+    /// A host the plug-in may call (repeatable; `*.contoso.com` for a domain). None: any named host
+    /// with a public address, as in Dataverse's sandbox.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Lets the plug-in call this machine (`localhost`): for local development only.
+    #[arg(long)]
+    pub allow_loopback_for_development: bool,
+    /// Outbound HTTP calls allowed (`[sandbox] http_calls`).
+    #[arg(long, default_value_t = Limits::default().http_calls)]
+    pub http_calls: u32,
+    /// Time of one outbound HTTP call in milliseconds (`[sandbox] http_timeout_ms`).
+    #[arg(long, default_value_t = Limits::default().http_timeout_ms)]
+    pub http_timeout_ms: u64,
 }
 
 pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
@@ -136,6 +151,8 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         fuel: args.fuel,
         memory_bytes: args.memory_mib << 20,
         max_instances: 4,
+        http_calls: args.http_calls,
+        http_timeout_ms: args.http_timeout_ms,
         ..Limits::default()
     };
     let sandbox = Sandbox::new(limits, None)?;
@@ -143,7 +160,17 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         .component
         .file_stem()
         .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
-    let plugin = sandbox.load_file(&name, &args.component)?;
+    let outbound = OutboundPolicy {
+        allowed_hosts: args.allow_hosts.clone(),
+        allow_loopback_for_development: args.allow_loopback_for_development,
+        ..OutboundPolicy::default()
+    };
+    outbound
+        .validate()
+        .map_err(|why| anyhow::anyhow!("--allow-host: {why}"))?;
+    let plugin = sandbox
+        .load_file(&name, &args.component)?
+        .with_outbound(std::sync::Arc::new(outbound));
     let plugin = match &args.plugin_type {
         Some(t) => plugin.for_type(t).map_err(anyhow::Error::msg)?,
         None => plugin,
@@ -432,7 +459,8 @@ pub fn report_with_calls<S>(
     let limits = sandbox.limits();
     out.push_str(&format!(
         "limits: time {:.3} ms of {} ms; fuel {}; peak memory {} KiB of {} MiB; \
-         traces {}/{} ({} B); posts {}/{}; organization calls {}; returned ~{} B; output {} B\n",
+         traces {}/{} ({} B); posts {}/{}; organization calls {}; returned ~{} B; output {} B; \
+         outbound HTTP calls {}/{} (sent {} of {} B, received {} of {} B, {} ms each at most)\n",
         usage.elapsed.as_secs_f64() * 1e3,
         limits.deadline_ms,
         usage.fuel_consumed.map_or("off".to_owned(), |f| format!(
@@ -449,6 +477,13 @@ pub fn report_with_calls<S>(
         usage.calls.organization_calls,
         usage.return_bytes,
         usage.output_bytes,
+        usage.calls.http_calls,
+        limits.http_calls,
+        usage.calls.http_sent_bytes,
+        limits.http_request_bytes,
+        usage.calls.http_received_bytes,
+        limits.http_response_bytes,
+        limits.http_timeout_ms,
     ));
     out
 }

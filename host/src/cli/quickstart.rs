@@ -93,9 +93,15 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         "== building the example plug-ins from source ({})",
         builder::TARGET
     );
-    let packages: Vec<String> = ["validator", "enricher", "azure-aware", "infinite-loop"]
-        .map(String::from)
-        .to_vec();
+    let packages: Vec<String> = [
+        "validator",
+        "enricher",
+        "azure-aware",
+        "infinite-loop",
+        "outbound",
+    ]
+    .map(String::from)
+    .to_vec();
     let artifacts = builder::build(&args.plugins, &args.target_dir, &packages, |line| {
         println!("   {line}")
     })?;
@@ -178,6 +184,8 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         Err(f) if f.kind == FailureKind::Timeout => ran += 1,
         _ => bail!("the runaway plug-in was not stopped with a timeout"),
     }
+    let outbound_calls = outbound_demo(&sandbox, find(&artifacts, "outbound")?)?;
+    ran += 1;
     println!(
         "\n== the seed scenario: pipeline, asynchronous service, service endpoints, listeners"
     );
@@ -206,7 +214,8 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "\nquickstart ok: {ran} sandbox runs; {} operations ({} rejected); {} system jobs succeeded; \
-         {} queue messages, {} webhook call and 1 two-way relay answer received; {} workflow run",
+         {} queue messages, {} webhook call and 1 two-way relay answer received; {} workflow run; \
+         {outbound_calls} outbound HTTP call",
         counts.operations,
         counts.rejected,
         counts.jobs_succeeded,
@@ -215,4 +224,76 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         counts.workflow_runs
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// External endpoint access: the `outbound` example plug-in posts an account to a receiver started here on
+/// 127.0.0.1. Returns the calls the receiver got.
+fn outbound_demo(sandbox: &Sandbox, artifact: &Artifact) -> anyhow::Result<usize> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    println!(
+        "\n== the outbound plug-in calls an external endpoint over HTTP (a receiver on this machine)"
+    );
+    println!(
+        "   [plugin.outbound] allow_loopback_for_development = true -- for this local demo only: by default \
+         plug-ins reach named hosts with public addresses only"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/accounts",
+        axum::routing::post(move |body: String| async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            println!("   receiver got: {body}");
+            (axum::http::StatusCode::CREATED, "")
+        }),
+    );
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let port = listener.local_addr()?.port();
+    // The receiver runs on its own thread while the sandbox (which blocks) runs on this one.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        runtime.block_on(async {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        })
+    });
+    let plugin = sandbox
+        .load_file("outbound", &artifact.path)?
+        .with_outbound(Arc::new(
+            crate::sandbox::OutboundPolicy::loopback_for_development(),
+        ));
+    let outcome = sandbox.invoke(
+        &plugin,
+        Invocation {
+            context: context::build_context(ContextSpec {
+                message: "Create".into(),
+                table: "account".into(),
+                stage: Stage::PostOperation,
+                mode: Mode::Synchronous,
+                target: Some(context::entity_from_json(
+                    "account",
+                    &serde_json::json!({"name": "Fourth Coffee"}),
+                )?),
+                depth: 1,
+                created_on_ms: 0,
+            }),
+            unsecure_config: Some(format!("http://localhost:{port}/accounts")),
+            secure_config: None,
+            services: RecordingServices::default(),
+        },
+    );
+    print!("{}", super::plugin::report("outbound", &outcome, sandbox));
+    let _ = stop.send(());
+    let _ = server.join();
+    if let Err(f) = &outcome.result {
+        bail!("the outbound plug-in failed: {f}");
+    }
+    Ok(received.load(Ordering::SeqCst))
 }

@@ -32,6 +32,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         "src/guid.rs",
         include_str!("../../../guest-sdk/src/guid.rs"),
     ),
+    (
+        "src/http.rs",
+        include_str!("../../../guest-sdk/src/http.rs"),
+    ),
     ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
     (
         "src/services.rs",
@@ -77,6 +81,8 @@ const WIT_FILES: &[(&str, &str)] = &[
 const PLUGINS_LOCK: &str = include_str!("../../../plugins/Cargo.lock");
 /// The workspace manifest: the SDK's wit-bindgen requirement is read from it, so it cannot drift.
 const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
+/// The SDK's manifest: its `wasip2` requirement (outbound HTTP) is read from it, so it cannot drift.
+const SDK_MANIFEST: &str = include_str!("../../../guest-sdk/Cargo.toml");
 
 const LIB_RS: &str = include_str!("scaffold/lib.rs.tmpl");
 const WEFT_TOML: &str = include_str!("scaffold/weft.toml.tmpl");
@@ -90,6 +96,18 @@ fn wit_bindgen_requirement() -> anyhow::Result<String> {
         .and_then(|w| w.get("dependencies"))
         .and_then(|d| d.get("wit-bindgen"))
         .context("the workspace manifest names no wit-bindgen")?;
+    Ok(toml::Value::to_string(dep))
+}
+
+/// The SDK's `wasip2 = …` requirement (a wasm32-only dependency).
+fn wasip2_requirement() -> anyhow::Result<String> {
+    let manifest: toml::Table = toml::from_str(SDK_MANIFEST)?;
+    let dep = manifest
+        .get("target")
+        .and_then(|t| t.get("cfg(target_arch = \"wasm32\")"))
+        .and_then(|t| t.get("dependencies"))
+        .and_then(|d| d.get("wasip2"))
+        .context("the SDK's manifest names no wasip2")?;
     Ok(toml::Value::to_string(dep))
 }
 
@@ -172,8 +190,11 @@ pub fn create(name: &str, dir: &Path) -> anyhow::Result<Created> {
         "# The weft plug-in SDK of weft {version}, written by `weft plugin new`: it matches that host's\n\
          # contract (the project's wit/ folder). Replace both together when you move to another weft version.\n\
          [package]\nname = \"weft-sdk\"\nversion = \"{version}\"\nedition = \"2024\"\npublish = false\n\
-         description = \"The guest SDK for weft plug-ins\"\n\n[dependencies]\nwit-bindgen = {}\n",
-        wit_bindgen_requirement()?
+         description = \"The guest SDK for weft plug-ins\"\n\n[dependencies]\nwit-bindgen = {}\n\n\
+         # Outbound HTTP (weft_sdk::http) on wasi:http.\n\
+         [target.'cfg(target_arch = \"wasm32\")'.dependencies]\nwasip2 = {}\n",
+        wit_bindgen_requirement()?,
+        wasip2_requirement()?
     );
     let manifest = format!(
         "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\

@@ -81,6 +81,7 @@ pub(super) fn startup_registry(
                 p.assembly.sha256.clone(),
             ),
         };
+        let loaded = loaded.with_outbound(Arc::new(p.outbound.clone()));
         let assembly = PluginAssembly {
             sha256,
             ..p.assembly.clone()
@@ -346,7 +347,9 @@ impl Pipeline {
             .inner
             .sandbox
             .load(name, bytes)
-            .map_err(|e| PipelineError::Invalid(format!("plug-in assembly \"{name}\": {e}")))?;
+            .map_err(|e| PipelineError::Invalid(format!("plug-in assembly \"{name}\": {e}")))?
+            // The new component keeps the assembly's outbound policy (weft.toml's, not the bytes').
+            .with_outbound(Arc::clone(plugin.loaded.outbound()));
         // Steps naming a plug-in type keep running it: the new component must still hold it.
         let kept_types: Vec<String> = next
             .plugins

@@ -31,7 +31,7 @@ use weft_store::system::{
 use weft_store::system::{Declaration, EndpointSecrets, ServiceEndpoint};
 use weft_store::{RelationshipDef, Schema, TableDef, Tx};
 
-use crate::sandbox::{Limits, sha256_hex};
+use crate::sandbox::{Limits, OutboundPolicy, sha256_hex};
 
 mod custom_api;
 pub mod toml_error;
@@ -151,6 +151,8 @@ pub struct PluginDecl {
     /// sha256 of the component file as read at load, lowercase hex: tells at start-up whether the file
     /// changed since a component was replaced at runtime.
     pub file_sha256: String,
+    /// Where its outbound HTTP calls may go (`[plugin.outbound]`; weft:plugin@0.2.0 components).
+    pub outbound: OutboundPolicy,
 }
 
 /// A step with its write-only secure configuration.
@@ -247,6 +249,9 @@ struct RawPlugin {
     name: String,
     component: PathBuf,
     sha256: Option<String>,
+    /// `[plugin.outbound]`: where its outbound HTTP calls may go.
+    #[serde(default)]
+    outbound: OutboundPolicy,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -774,6 +779,9 @@ impl Registration {
                     "a plug-in with this name is already declared".into(),
                 ));
             }
+            p.outbound
+                .validate()
+                .map_err(|why| error(entry.clone(), format!("outbound: {why}")))?;
             let path = base.join(&p.component);
             let bytes = std::fs::read(&path).map_err(|e| {
                 error(
@@ -813,6 +821,7 @@ impl Registration {
                 named_types: Vec::new(),
                 path,
                 file_sha256: actual,
+                outbound: p.outbound,
             });
         }
 

@@ -19,6 +19,8 @@ pub enum Quota {
     OrganizationCalls,
     /// Bytes of the returned context changes.
     ReturnBytes,
+    /// Number of outbound HTTP calls.
+    HttpCalls,
 }
 
 impl fmt::Display for Quota {
@@ -30,6 +32,7 @@ impl fmt::Display for Quota {
             Quota::ExecuteBytes => "notification-service execute bytes",
             Quota::OrganizationCalls => "organization-service calls",
             Quota::ReturnBytes => "returned context bytes",
+            Quota::HttpCalls => "outbound HTTP calls",
         })
     }
 }

@@ -52,6 +52,21 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Bytes the plug-in may return as context changes. Default 4 MiB.
     pub return_bytes: usize,
+    /// Outbound HTTP calls (`wasi:http/outgoing-handler.handle`) per invocation, refused ones
+    /// included. Default 64: a plug-in calling an API a few times fits; one hammering an endpoint in a
+    /// loop is stopped (quota) long before it becomes a flood from the host's address.
+    pub http_calls: u32,
+    /// Time of one outbound call, from the lookup to the answer's last byte, in milliseconds. Default
+    /// 30 000: well inside the 2-minute operation limit, so a plug-in facing a dead endpoint still has
+    /// time to report it. A call never outlives the invocation's own deadline, whichever comes first;
+    /// the plug-in's own request options can shorten it, never lengthen it.
+    pub http_timeout_ms: u64,
+    /// Request body bytes all outbound calls of one invocation may send. Default 4 MiB, the
+    /// `execute_bytes` of a notification-service post.
+    pub http_request_bytes: usize,
+    /// Answer body bytes all outbound calls of one invocation may receive. Default 16 MiB: the answers
+    /// land in the plug-in's 64 MiB memory.
+    pub http_response_bytes: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +87,10 @@ impl Default for Limits {
             organization_calls: 1_000,
             output_bytes: 16 << 10,
             return_bytes: 4 << 20,
+            http_calls: 64,
+            http_timeout_ms: 30_000,
+            http_request_bytes: 4 << 20,
+            http_response_bytes: 16 << 20,
         }
     }
 }
@@ -87,6 +106,11 @@ impl Limits {
         Duration::from_millis(self.epoch_tick_ms)
     }
 
+    /// The time of one outbound call as a duration.
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_timeout_ms)
+    }
+
     /// The wait for a free instance as a duration.
     pub fn instance_wait(&self) -> Duration {
         Duration::from_millis(self.instance_wait_ms)
@@ -99,8 +123,9 @@ impl Limits {
 
     /// Checks the limits make sense, naming the first that does not.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(bool, &str); 6] = [
+        let checks: [(bool, &str); 7] = [
             (self.deadline_ms > 0, "deadline_ms must be above 0"),
+            (self.http_timeout_ms > 0, "http_timeout_ms must be above 0"),
             (self.epoch_tick_ms > 0, "epoch_tick_ms must be above 0"),
             (
                 self.memory_bytes >= 1 << 16,

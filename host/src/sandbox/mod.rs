@@ -1,9 +1,10 @@
 //! The plug-in sandbox: runs untrusted WebAssembly components with wasmtime.
 //!
 //! Owns the engine (pooling allocator with keep-resident memory, epoch
-//! interruption, optional fuel), the linker (WASI p2 minus sockets, with no
+//! interruption, optional fuel), the linkers (WASI p2 minus sockets, with no
 //! preopens, environment, arguments or real clocks, plus the `weft:plugin`
-//! imports), the cache of precompiled components, and one fresh `Store` per
+//! imports; for `weft:plugin@0.2.0` components also `wasi:http`'s outgoing
+//! handler under the plug-in's [`OutboundPolicy`]), the cache of precompiled components, and one fresh `Store` per
 //! invocation, thrown away afterwards — trap or not. Every failure comes back
 //! as a typed [`PluginFailure`].
 //!
@@ -20,6 +21,8 @@
 //!   `execute-activity`): their signatures, read at load, and one run.
 //! - `admission`: how many invocations run at once; a bounded wait for one.
 //! - [`limits`]: every bound and its default.
+//! - [`outbound`]: outbound HTTP (wasi:http) under Dataverse's sandbox rules.
+//! - `deadline_io`: `wasi:io` whose blocking calls end at the invocation's deadline.
 //! - `state`: the per-invocation store data and the import implementations.
 //! - `cache`: precompiled components on disk, verified before use.
 //! - `output`: bounded stdout/stderr capture.
@@ -31,8 +34,10 @@ mod admission;
 mod bindings;
 mod cache;
 mod contract_v2;
+mod deadline_io;
 mod error;
 pub mod limits;
+pub mod outbound;
 mod output;
 pub mod services;
 mod state;
@@ -45,6 +50,7 @@ pub use bindings::v2::weft::plugin as wit2;
 pub use cache::{CacheOutcome, sha256_hex};
 pub use error::{FailureKind, PluginFailure, Quota, QuotaExceeded};
 pub use limits::Limits;
+pub use outbound::{AddressClass, HttpCall, OutboundPolicy};
 pub use services::{HostServices, RecordedCall, RecordingServices};
 pub use state::Counters;
 
@@ -107,6 +113,8 @@ pub struct LoadedPlugin {
     contract: Contract,
     /// The plug-in type invocations run (0.2.0 only); `None` runs the only one.
     selected: Option<String>,
+    /// Where its outbound calls may go (0.2.0 only: 0.1.0 has no wasi:http).
+    outbound: Arc<OutboundPolicy>,
 }
 
 impl LoadedPlugin {
@@ -176,6 +184,19 @@ impl LoadedPlugin {
                 types.join(", ")
             )),
         }
+    }
+
+    /// The same component with `policy` governing its outbound HTTP calls.
+    pub fn with_outbound(self, policy: Arc<OutboundPolicy>) -> LoadedPlugin {
+        LoadedPlugin {
+            outbound: policy,
+            ..self
+        }
+    }
+
+    /// The policy governing its outbound HTTP calls.
+    pub fn outbound(&self) -> &Arc<OutboundPolicy> {
+        &self.outbound
     }
 
     /// The plug-in's name.
@@ -264,10 +285,13 @@ impl Drop for Ticker {
     }
 }
 
-/// The sandbox: one engine and linker, shared by every plug-in.
+/// The sandbox: one engine and its linkers, shared by every plug-in.
 pub struct Sandbox {
     engine: Engine,
+    /// Everything, wasi:http included: what a 0.2.0 component is linked with.
     linker: Linker<InvocationState>,
+    /// Without wasi:http: what a 0.1.0 component is linked with (its contract predates outbound calls).
+    linker_v1: Linker<InvocationState>,
     limits: Arc<Limits>,
     cache: Option<ComponentCache>,
     admission: Admission,
@@ -328,6 +352,8 @@ impl Sandbox {
         // them under 0.1.0's name only; the (function-less) instance must also
         // exist under 0.2.0's.
         linker.instance("weft:plugin/types@0.2.0")?;
+        let linker_v1 = linker.clone();
+        add_http(&mut linker)?;
         let cache = cache_dir.map(|dir| ComponentCache::new(dir, &engine));
         let ticker = Ticker::start(engine.clone(), limits.epoch_tick());
         let admission = Admission::new(
@@ -337,6 +363,7 @@ impl Sandbox {
         Ok(Sandbox {
             engine,
             linker,
+            linker_v1,
             limits: Arc::new(limits),
             cache,
             admission,
@@ -386,7 +413,7 @@ impl Sandbox {
                 format!("the component needs something the sandbox does not provide: {e:#}"),
             )
         })?;
-        let contract = match v2::PluginPre::new(instance_pre.clone()) {
+        let contract = match v2::PluginPre::new(instance_pre) {
             Ok(pre) => {
                 let (types, activities) = self.read_types(name, &pre)?;
                 Contract::V2 {
@@ -395,19 +422,33 @@ impl Sandbox {
                     activities,
                 }
             }
-            Err(v2_error) => match v1::PluginPre::new(instance_pre) {
-                Ok(pre) => Contract::V1(pre),
-                Err(v1_error) => {
-                    return Err(invalid(
+            Err(v2_error) => {
+                // Not a 0.2.0 component: link it again without wasi:http, which 0.1.0 predates.
+                let instance_pre = self.linker_v1.instantiate_pre(&component).map_err(|e| {
+                    invalid(
                         name,
                         format!(
-                            "the component exports neither weft:plugin@0.2.0 (`plugin-types`, \
-                             `execute`, `activity-types` and `execute-activity`: {v2_error:#}) nor weft:plugin@0.1.0 (`execute`: {v1_error:#}); \
-                             a Rust plug-in exports itself with `weft_sdk::export_plugin!(Type)`"
+                            "the component needs something the sandbox does not provide to a \
+                             weft:plugin@0.1.0 component (wasi:http is granted to weft:plugin@0.2.0 \
+                             ones): {e:#}"
                         ),
-                    ));
+                    )
+                })?;
+                match v1::PluginPre::new(instance_pre) {
+                    Ok(pre) => Contract::V1(pre),
+                    Err(v1_error) => {
+                        return Err(invalid(
+                            name,
+                            format!(
+                                "the component exports neither weft:plugin@0.2.0 (`plugin-types`, \
+                                 `execute`, `activity-types` and `execute-activity`: {v2_error:#}) nor \
+                                 weft:plugin@0.1.0 (`execute`: {v1_error:#}); \
+                                 a Rust plug-in exports itself with `weft_sdk::export_plugin!(Type)`"
+                            ),
+                        ));
+                    }
                 }
-            },
+            }
         };
         Ok(LoadedPlugin {
             name: name.to_owned(),
@@ -415,6 +456,7 @@ impl Sandbox {
             cache,
             contract,
             selected: None,
+            outbound: Arc::default(),
         })
     }
 
@@ -441,7 +483,7 @@ impl Sandbox {
             depth: 1,
             created_on_ms: 0,
         }));
-        let mut store = self.new_store(context, None, None, services);
+        let mut store = self.new_store(context, None, None, services, Arc::default());
         let (types, activities) = pre
             .instantiate(&mut store)
             .and_then(|instance| {
@@ -491,6 +533,7 @@ impl Sandbox {
         unsecure_config: Option<String>,
         secure_config: Option<String>,
         services: ServicesRef,
+        outbound: Arc<OutboundPolicy>,
     ) -> Store<InvocationState> {
         let state = InvocationState::new(
             Arc::clone(&self.limits),
@@ -498,6 +541,8 @@ impl Sandbox {
             unsecure_config,
             secure_config,
             services,
+            outbound,
+            Instant::now() + self.limits.deadline(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -607,8 +652,10 @@ impl Sandbox {
             unsecure_config,
             secure_config,
             services,
+            Arc::clone(&plugin.outbound),
         );
         if let Some(deadline) = deadline {
+            store.data_mut().shorten_deadline(deadline);
             let tick = self.limits.epoch_tick().as_nanos().max(1);
             let left = deadline.saturating_duration_since(started).as_nanos();
             // At least one tick, so an already-spent budget still traps promptly.
@@ -652,6 +699,23 @@ impl Sandbox {
             .fuel
             .map(|fuel| fuel - store.get_fuel().unwrap_or(0));
         let mut state = store.into_data();
+        // Outbound calls: counted, and each one a line of the trace (after the plug-in's own lines).
+        let (http_calls, sent, received) = state.ledger().snapshot();
+        let (attempted, quota_hit) = state.http_calls();
+        state.counters.http_calls = attempted;
+        state.counters.http_sent_bytes = sent;
+        state.counters.http_received_bytes = received;
+        state
+            .traces
+            .extend(http_calls.iter().map(|c| format!("[weft] {c}")));
+        // A call past `http_calls` fails the invocation, even when the plug-in went on.
+        let called = match called {
+            Ok(Ok(_)) if quota_hit => Err(wasmtime::Error::new(QuotaExceeded {
+                quota: Quota::HttpCalls,
+                limit: u64::from(self.limits.http_calls),
+            })),
+            other => other,
+        };
         // A 0.2.0 plug-in's changes are what its setters recorded.
         let called = called.map(|r| {
             r.map(|changes| {
@@ -850,7 +914,13 @@ impl Sandbox {
         // this function, before `services`.
         #[allow(unsafe_code)]
         let services = unsafe { ServicesRef::new(&mut services) };
-        let mut store = self.new_store(Arc::clone(&echo.context), None, None, services);
+        let mut store = self.new_store(
+            Arc::clone(&echo.context),
+            None,
+            None,
+            services,
+            Arc::default(),
+        );
         let instance = echo.pre.instantiate(&mut store)?;
         let func = instance.get_typed_func::<(&str,), (String,)>(&mut store, "echo")?;
         let (out,) = func.call(&mut store, (input,))?;
@@ -927,6 +997,7 @@ fn classify(
 /// lookup are not linked at all, so a component importing them is refused at
 /// load time with an error naming the import.
 fn add_wasi(linker: &mut Linker<InvocationState>) -> anyhow::Result<()> {
+    use deadline_io::{DeadlineIo, HasDeadlineIo};
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
     use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
@@ -943,8 +1014,16 @@ fn add_wasi(linker: &mut Linker<InvocationState>) -> anyhow::Result<()> {
     type T = InvocationState;
     let l = linker;
     sync::io::error::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
-    sync::io::poll::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
-    sync::io::streams::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+    // Poll and streams end every blocking call at the invocation's deadline (`deadline_io`).
+    fn deadline_io(t: &mut InvocationState) -> DeadlineIo<'_> {
+        let deadline = t.deadline();
+        DeadlineIo {
+            table: &mut t.table,
+            deadline,
+        }
+    }
+    sync::io::poll::add_to_linker::<T, HasDeadlineIo>(l, deadline_io)?;
+    sync::io::streams::add_to_linker::<T, HasDeadlineIo>(l, deadline_io)?;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
     clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
     random::random::add_to_linker::<T, WasiRandom>(l, T::random)?;
@@ -980,4 +1059,18 @@ impl Drop for InUse {
     fn drop(&mut self) {
         metrics::gauge!("weft_sandbox_instances_in_use").decrement(1.0);
     }
+}
+
+/// Links `wasi:http`'s types and outgoing handler (weft:plugin@0.2.0 components only): wasmtime-wasi-http
+/// sends every request through [`outbound`]'s hooks, which count, vet and bound it.
+fn add_http(linker: &mut Linker<InvocationState>) -> anyhow::Result<()> {
+    use wasmtime_wasi_http::p2::bindings::http::{outgoing_handler, types};
+    use wasmtime_wasi_http::{WasiHttp, WasiHttpView};
+    types::add_to_linker::<InvocationState, WasiHttp>(
+        linker,
+        &Default::default(),
+        InvocationState::http,
+    )?;
+    outgoing_handler::add_to_linker::<InvocationState, WasiHttp>(linker, InvocationState::http)?;
+    Ok(())
 }

@@ -7,6 +7,7 @@
 
 use super::error::{Quota, QuotaExceeded};
 use super::limits::Limits;
+use super::outbound::{Ledger, Outbound, OutboundPolicy};
 use super::output::TailPipe;
 use super::services::HostServices;
 use super::wit::context::{self, ContextChanges, ExecutionContext};
@@ -16,10 +17,11 @@ use super::wit::types::{
 use super::wit::{configuration, notification_service, organization_service, tracing};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Host-call counters of one invocation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +36,12 @@ pub struct Counters {
     pub execute_bytes: usize,
     /// Organization-service calls.
     pub organization_calls: u32,
+    /// Outbound HTTP calls (refused ones included).
+    pub http_calls: u32,
+    /// Request body bytes sent by outbound calls.
+    pub http_sent_bytes: u64,
+    /// Answer body bytes received by outbound calls.
+    pub http_received_bytes: u64,
 }
 
 /// Refuses memory growth past the limit and remembers that it did, so the
@@ -168,17 +176,24 @@ pub struct InvocationState {
     services: ServicesRef,
     pub(super) stdout: TailPipe,
     pub(super) stderr: TailPipe,
+    /// wasi:http's context (a 0.2.0 component's outbound calls).
+    http: WasiHttpCtx,
+    /// The outbound calls' policy, ledger and deadline.
+    pub(super) outbound: Outbound,
 }
 
 impl InvocationState {
     /// State for one invocation: WASI with no preopens, no environment, no
-    /// arguments, no network, frozen clocks and bounded stdout/stderr.
+    /// arguments, no sockets, frozen clocks and bounded stdout/stderr; outbound
+    /// HTTP under `outbound` (linked for 0.2.0 components only) until `deadline`.
     pub fn new(
         limits: Arc<Limits>,
         context: Arc<ExecutionContext>,
         unsecure: Option<String>,
         secure: Option<String>,
         services: ServicesRef,
+        outbound: Arc<OutboundPolicy>,
+        deadline: Instant,
     ) -> InvocationState {
         let stdout = TailPipe::new(limits.output_bytes);
         let stderr = TailPipe::new(limits.output_bytes);
@@ -201,7 +216,6 @@ impl InvocationState {
                 peak: 0,
                 denied: false,
             },
-            limits,
             counters: Counters::default(),
             traces: Vec::new(),
             context,
@@ -212,7 +226,37 @@ impl InvocationState {
             services,
             stdout,
             stderr,
+            http: WasiHttpCtx::new(),
+            outbound: Outbound {
+                policy: outbound,
+                ledger: Arc::new(Ledger::default()),
+                deadline,
+                limits: Arc::clone(&limits),
+                calls: 0,
+                quota_hit: false,
+            },
+            limits,
         }
+    }
+
+    /// The time every blocking host call and outbound call must end by.
+    pub(super) fn deadline(&self) -> Instant {
+        self.outbound.deadline
+    }
+
+    /// Moves the deadline earlier (the operation's remaining budget).
+    pub(super) fn shorten_deadline(&mut self, deadline: Instant) {
+        self.outbound.deadline = self.outbound.deadline.min(deadline);
+    }
+
+    /// The outbound calls made so far.
+    pub(super) fn ledger(&self) -> &Ledger {
+        &self.outbound.ledger
+    }
+
+    /// The outbound calls attempted, and whether one went past the `http_calls` quota.
+    pub(super) fn http_calls(&self) -> (u32, bool) {
+        (self.outbound.calls, self.outbound.quota_hit)
     }
 
     /// Counts one 0.2.0 setter call against the return quota: what the setters
@@ -356,6 +400,16 @@ pub fn changes_bytes(changes: &ContextChanges) -> usize {
     .flatten()
     .map(|p| parameters_bytes(p))
     .sum()
+}
+
+impl WasiHttpView for InvocationState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl types::Host for InvocationState {}
