@@ -430,7 +430,7 @@ pub fn measure_postgres(
         "pipeline on PostgreSQL: {ops} Creates from {CALLERS} callers"
     ));
     let (ops_per_s, mut latencies) = drive(&pipeline, ops)?;
-    check_written(&*store, ops)?;
+    check_written(store.as_ref(), ops)?;
     let p = percentiles(&mut latencies);
     Ok((
         ops_per_s,
