@@ -88,6 +88,9 @@ pub struct Usage {
 const MAX_PLUGIN_TYPES: usize = 256;
 const MAX_PLUGIN_TYPE_NAME: usize = 256;
 
+/// What a 0.2.0 component holds: its plug-in type names and its activity types.
+type ComponentTypes = (Arc<[String]>, Arc<[ActivitySignature]>);
+
 /// The contract version a component was built against, pre-linked for it.
 #[derive(Clone)]
 enum Contract {
@@ -468,7 +471,7 @@ impl Sandbox {
         &self,
         name: &str,
         pre: &v2::PluginPre<InvocationState>,
-    ) -> Result<(Arc<[String]>, Arc<[ActivitySignature]>), PluginFailure> {
+    ) -> Result<ComponentTypes, PluginFailure> {
         let mut services = RecordingServices::default();
         // SAFETY: the store holding this reference is dropped at the end of
         // this function, before `services`.
