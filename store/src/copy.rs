@@ -184,11 +184,11 @@ fn order_by(table: &str, source: &Side, columns: &[(String, String)]) -> &'stati
     }
 }
 
+/// Reads column `i` of a PostgreSQL row as a copied cell.
+type PgCellReader = fn(&::postgres::Row, usize) -> Result<Cell>;
+
 /// The column's select expression on PostgreSQL and how its value is read.
-fn pg_select(
-    column: &str,
-    data_type: &str,
-) -> (String, fn(&::postgres::Row, usize) -> Result<Cell>) {
+fn pg_select(column: &str, data_type: &str) -> (String, PgCellReader) {
     fn int(r: &::postgres::Row, i: usize) -> Result<Cell> {
         Ok(r.try_get::<_, Option<i64>>(i)?
             .map_or(Cell::Null, Cell::Int))
