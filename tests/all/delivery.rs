@@ -1010,3 +1010,47 @@ async fn a_sync_step_waiting_on_a_webhook_holds_back_no_other_operation() {
     assert!(matches!(response, OrganizationResponse::Create { .. }));
     assert_eq!(env.accounts(), 2);
 }
+
+/// A synchronous service-endpoint step (mode 0) posts inside the operation: a 200 lets the Create commit with
+/// no system job; a 500 fails the Create with the endpoint's answer, writes nothing and is not retried; the
+/// trace log records both posts under Dataverse's built-in plug-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_synchronous_endpoint_step_posts_inside_the_operation() {
+    let (hook, hook_url) = Hook::start(&[StatusCode::OK]).await;
+    let step = HOOK_STEP.replace("mode = 1", "mode = 0");
+    let env = env(free_addr(), &hook_url, &step).await;
+
+    let id = env.create(Some("Posted Inc")).await.unwrap();
+    assert_eq!(
+        hook.requests().len(),
+        1,
+        "posted before the Create answered"
+    );
+    let body = String::from_utf8(hook.requests()[0].body.clone()).unwrap();
+    assert!(body.contains(&id.to_string()), "{body}");
+    assert!(body.contains("\"Mode\":0"), "a synchronous context: {body}");
+    assert!(
+        env.all_jobs().is_empty(),
+        "no system job for a synchronous step"
+    );
+    assert_eq!(env.accounts(), 1);
+
+    hook.answer(StatusCode::INTERNAL_SERVER_ERROR);
+    let err = env.create(Some("Refused Inc")).await.unwrap_err();
+    let PipelineError::Plugin { step, message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(step, "to hook");
+    assert!(message.contains("500"), "{message}");
+    assert_eq!(hook.requests().len(), 2, "posted once, not retried");
+    assert_eq!(env.accounts(), 1, "the failed Create wrote nothing");
+    assert!(env.all_jobs().is_empty());
+
+    let traces = env.traces();
+    let posts: Vec<_> = traces
+        .iter()
+        .filter(|t| t.entry.plugin == "Microsoft.Crm.ServiceBus.ServiceBusPlugin")
+        .collect();
+    assert_eq!(posts.len(), 2, "{traces:?}");
+    assert!(posts.iter().any(|t| t.entry.trace.contains("failed")));
+}

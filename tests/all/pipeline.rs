@@ -700,14 +700,21 @@ fn registration_errors_name_file_entry_and_reason() {
             probe_step("s", "Create", 20, 1, "") + "colour = \"red\"\n",
             "unknown field `colour`",
         ),
-        (probe_step("s", "Create", 30, 1, ""), "step \"s\": stage 30 (MainOperation) is for Custom API"),
-        (probe_step("s", "Create", 20, 1, "") + "filtering_attributes = [\"name\"]\n", "filtering_attributes apply to the Update message only"),
-        (probe_step("s", "Update", 20, 1, "") + "filtering_attributes = [\"nope\"]\n", "table `account` has no attribute `nope`"),
-        (probe_step("s", "Create", 25, 1, ""), "25 is not a valid Stage value"),
         (
-            "[[service_endpoint]]\nname = \"hook\"\ncontract = 8\nmessage_format = 2\nauth_type = 4\nurl = \"https://example.com/h\"\nauth_value = \"k\"\n".to_owned()
-                + &probe_step("s", "Create", 40, 1, "").replace("plugin = \"probe\"", "service_endpoint = \"hook\""),
-            "step \"s\": a service-endpoint step must be asynchronous",
+            probe_step("s", "Create", 30, 1, ""),
+            "step \"s\": stage 30 (MainOperation) is for Custom API",
+        ),
+        (
+            probe_step("s", "Create", 20, 1, "") + "filtering_attributes = [\"name\"]\n",
+            "filtering_attributes apply to the Update message only",
+        ),
+        (
+            probe_step("s", "Update", 20, 1, "") + "filtering_attributes = [\"nope\"]\n",
+            "table `account` has no attribute `nope`",
+        ),
+        (
+            probe_step("s", "Create", 25, 1, ""),
+            "25 is not a valid Stage value",
         ),
     ];
     for (extra, expected) in cases {

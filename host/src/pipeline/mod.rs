@@ -62,6 +62,9 @@ use crate::sandbox::wit::types::{
 use crate::sandbox::{FailureKind, LoadedPlugin, Sandbox};
 use registry::{RegisteredPlugin, Registries, Registry};
 
+/// The plug-in a service-endpoint step runs as in the trace log: Dataverse's built-in Azure-aware plug-in.
+const BUILT_IN_ENDPOINT_PLUGIN: &str = "Microsoft.Crm.ServiceBus.ServiceBusPlugin";
+
 /// The user an [`OrganizationRequest`] runs as when the caller names none.
 pub const DEFAULT_USER_ID: Uuid = Uuid::from_u128(0x7a1e_0000_0000_4000_8000_0000_0000_0001);
 /// The organization every context names.
@@ -1121,11 +1124,11 @@ impl Inner {
         traces: &mut Vec<NewTraceLog>,
     ) -> Result<(), PipelineError> {
         self.check_deadline(op)?;
-        let EventHandler::PluginType(type_id) = step.def.event_handler else {
-            return Err(PipelineError::Invalid(format!(
-                "step \"{}\": synchronous service-endpoint steps are not supported yet",
-                step.def.name
-            )));
+        let type_id = match step.def.event_handler {
+            EventHandler::PluginType(id) => id,
+            EventHandler::ServiceEndpoint(endpoint) => {
+                return self.endpoint_step(op, stage, step, endpoint, tx, traces);
+            }
         };
         let registry = Arc::clone(&op.registry);
         let Some(RegisteredPlugin {
@@ -1263,6 +1266,77 @@ impl Inner {
             error,
         );
         entry.recording = recording.as_ref().and_then(Recording::to_json);
+        match reborrow(tx) {
+            Some(tx) => {
+                tx.insert_trace_log(entry)?;
+            }
+            None => traces.push(entry),
+        }
+        result
+    }
+
+    /// A synchronous service-endpoint step (stage 10, 20 or 40): the execution context is posted inside the
+    /// operation, as the built-in Azure-aware plug-in posts an asynchronous step's from its system job. A
+    /// failed post fails the operation with the endpoint's answer (a webhook's status and message); nothing
+    /// is retried. The trace log records the post like a plug-in's execution.
+    fn endpoint_step(
+        self: &Arc<Self>,
+        op: &mut Op,
+        stage: Stage,
+        step: &StepDecl,
+        endpoint: Uuid,
+        tx: &mut Option<&mut dyn Tx>,
+        traces: &mut Vec<NewTraceLog>,
+    ) -> Result<(), PipelineError> {
+        let context = self.context(op, step, stage, Mode::Synchronous);
+        let started = Instant::now();
+        let unchanged = crate::sandbox::wit::context::ContextChanges {
+            input_parameters: None,
+            output_parameters: None,
+            shared_variables: None,
+        };
+        let mut services = services::OrgServices::new(self, reborrow(tx), &context, op);
+        let answer = crate::sandbox::HostServices::notify(
+            &mut services,
+            guid(endpoint),
+            &context,
+            &unchanged,
+        );
+        drop(services);
+        let result = match &answer {
+            Ok(_) => Ok(()),
+            Err(e) => Err(PipelineError::Plugin {
+                step: step.def.name.clone(),
+                message: e.message.clone(),
+                error_code: e.error_code,
+            }),
+        };
+        let line = match &answer {
+            Ok(_) => format!("posted the execution context to service endpoint {endpoint}"),
+            Err(e) => format!(
+                "the post to service endpoint {endpoint} failed: {}",
+                e.message
+            ),
+        };
+        let entry = TraceSubject {
+            step_id: step.def.id,
+            plugin: BUILT_IN_ENDPOINT_PLUGIN.to_owned(),
+            message_name: op.message.clone(),
+            primary_entity: Some(op.table.clone()),
+            depth: op.depth,
+            correlation_id: op.correlation_id,
+            mode: StepMode::Synchronous,
+        }
+        .row(
+            started.elapsed(),
+            &[line],
+            String::new(),
+            result.is_ok(),
+            result
+                .as_ref()
+                .err()
+                .map(|e| format!("{} ({})", e, e.code())),
+        );
         match reborrow(tx) {
             Some(tx) => {
                 tx.insert_trace_log(entry)?;

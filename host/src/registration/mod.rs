@@ -622,14 +622,6 @@ pub(crate) fn step_decl(s: RawStep, catalog: &Catalog<'_>) -> Result<StepDecl, S
             return Err("name exactly one handler: `plugin` or `service_endpoint`".into());
         }
     };
-    if matches!(event_handler, EventHandler::ServiceEndpoint(_)) && s.mode == StepMode::Synchronous
-    {
-        // The pipeline queues endpoint posts as system jobs; a synchronous post from inside the
-        // transaction needs the endpoint clients, which the pipeline does not call (yet).
-        return Err(
-            "a service-endpoint step must be asynchronous (mode = 1) in this version".into(),
-        );
-    }
     Ok(StepDecl {
         def: StepDef {
             id: s
