@@ -506,6 +506,57 @@ pub enum RelationshipDef {
     },
 }
 
+/// The attribute types a store recorded when it last migrated, by (table, attribute): the `weft_attribute`
+/// table both backends keep.
+pub(crate) type StoredKinds = HashMap<(String, String), String>;
+
+impl TableDef {
+    /// What no backend migrates for an existing table: a primary id other than the one stored
+    /// (`stored_pk`), or an attribute whose type differs from the one recorded in `stored`.
+    pub(crate) fn refuse_unmigratable(
+        &self,
+        stored_pk: Option<&str>,
+        stored: &StoredKinds,
+    ) -> Result<(), SchemaError> {
+        if stored_pk != Some(self.primary_id_attribute.as_str()) {
+            return Err(SchemaError(format!(
+                "table `{}` is stored with primary id `{}`; changing it to `{}` is not migrated",
+                self.logical_name,
+                stored_pk.unwrap_or("?"),
+                self.primary_id_attribute
+            )));
+        }
+        for a in &self.attributes {
+            if let Some(kind) = stored.get(&(self.logical_name.clone(), a.logical_name.clone()))
+                && kind != a.kind.name()
+            {
+                return Err(SchemaError(format!(
+                    "attribute `{}` of table `{}` is stored as {kind}; changing it to {} is not migrated",
+                    a.logical_name,
+                    self.logical_name,
+                    a.kind.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The attributes whose type `stored` does not record yet (new, or the table is new): the rows a
+    /// migration writes to `weft_attribute`. Only what changed is written, so opening an unchanged store is
+    /// read-only.
+    pub(crate) fn unrecorded_kinds<'t>(
+        &'t self,
+        stored: &'t StoredKinds,
+    ) -> impl Iterator<Item = &'t AttributeDef> + 't {
+        self.attributes.iter().filter(move |a| {
+            stored
+                .get(&(self.logical_name.clone(), a.logical_name.clone()))
+                .map(String::as_str)
+                != Some(a.kind.name())
+        })
+    }
+}
+
 impl RelationshipDef {
     /// The relationship's schema name.
     pub fn name(&self) -> &str {

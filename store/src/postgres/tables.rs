@@ -14,15 +14,13 @@
 //! first ascending). Checks of what a write may contain live in `rows.rs`, shared with SQLite. It must not
 //! touch system tables (see `system.rs`).
 
-use std::collections::HashMap;
-
 use postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::conn::{Db, at_row};
 use crate::query::{Condition, Query, check_condition};
 use crate::rows::{self, attribute};
-use crate::schema::{AttributeDef, AttributeKind, RelationshipDef, Schema, SchemaError, TableDef};
+use crate::schema::{AttributeDef, AttributeKind, RelationshipDef, Schema, StoredKinds, TableDef};
 use crate::value::Value;
 use crate::{Attributes, EntityRef, Result, Row, StoreError};
 
@@ -34,7 +32,7 @@ pub(crate) fn migrate(db: Db<'_>, schema: &Schema) -> Result<()> {
             tablename text NOT NULL, attribute text NOT NULL, kind text NOT NULL,
             PRIMARY KEY (tablename, attribute))",
     )?;
-    let mut stored: HashMap<(String, String), String> = HashMap::new();
+    let mut stored = StoredKinds::new();
     for r in db.query("SELECT tablename, attribute, kind FROM weft_attribute", &[])? {
         stored.insert((r.get(0), r.get(1)), r.get(2));
     }
@@ -53,27 +51,8 @@ pub(crate) fn migrate(db: Db<'_>, schema: &Schema) -> Result<()> {
             ))?;
         } else {
             let pk = existing.iter().find(|(_, pk)| *pk).map(|(n, _)| n.as_str());
-            if pk != Some(t.primary_id_attribute.as_str()) {
-                return Err(SchemaError(format!(
-                    "table `{}` is stored with primary id `{}`; changing it to `{}` is not migrated",
-                    t.logical_name,
-                    pk.unwrap_or("?"),
-                    t.primary_id_attribute
-                ))
-                .into());
-            }
+            t.refuse_unmigratable(pk, &stored)?;
             for a in &t.attributes {
-                if let Some(kind) = stored.get(&(t.logical_name.clone(), a.logical_name.clone()))
-                    && kind != a.kind.name()
-                {
-                    return Err(SchemaError(format!(
-                        "attribute `{}` of table `{}` is stored as {kind}; changing it to {} is not migrated",
-                        a.logical_name,
-                        t.logical_name,
-                        a.kind.name()
-                    ))
-                    .into());
-                }
                 for (col, def) in column_names(a).into_iter().zip(column_defs(t, a)) {
                     if !existing.iter().any(|(n, _)| *n == col) {
                         db.0.borrow_mut().batch(&format!(
@@ -84,11 +63,7 @@ pub(crate) fn migrate(db: Db<'_>, schema: &Schema) -> Result<()> {
                 }
             }
         }
-        for a in &t.attributes {
-            let key = (t.logical_name.clone(), a.logical_name.clone());
-            if stored.get(&key).map(String::as_str) == Some(a.kind.name()) {
-                continue;
-            }
+        for a in t.unrecorded_kinds(&stored) {
             db.execute(
                 "INSERT INTO weft_attribute (tablename, attribute, kind) VALUES ($1, $2, $3)
                  ON CONFLICT (tablename, attribute) DO UPDATE SET kind = excluded.kind",

@@ -7,15 +7,13 @@
 //! DateTime is INTEGER ms. N:N relationships get an intersect table named after the relationship.
 //! It must not touch system tables (see `system.rs`).
 
-use std::collections::HashMap;
-
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use uuid::Uuid;
 
 use crate::query::{Condition, Query, check_condition};
 use crate::rows::{self, attribute};
-use crate::schema::{AttributeDef, AttributeKind, RelationshipDef, Schema, SchemaError, TableDef};
+use crate::schema::{AttributeDef, AttributeKind, RelationshipDef, Schema, StoredKinds, TableDef};
 use crate::value::Value;
 use crate::{Attributes, EntityRef, Result, Row, StoreError};
 
@@ -30,7 +28,7 @@ pub(crate) fn migrate(conn: &Connection, schema: &Schema) -> Result<()> {
             tablename TEXT NOT NULL, attribute TEXT NOT NULL, kind TEXT NOT NULL,
             PRIMARY KEY (tablename, attribute)) WITHOUT ROWID;",
     )?;
-    let mut stored: HashMap<(String, String), String> = HashMap::new();
+    let mut stored = StoredKinds::new();
     {
         let mut stmt = conn.prepare("SELECT tablename, attribute, kind FROM weft_attribute")?;
         let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
@@ -54,27 +52,8 @@ pub(crate) fn migrate(conn: &Connection, schema: &Schema) -> Result<()> {
             ))?;
         } else {
             let pk = existing.iter().find(|(_, pk)| *pk).map(|(n, _)| n.as_str());
-            if pk != Some(t.primary_id_attribute.as_str()) {
-                return Err(SchemaError(format!(
-                    "table `{}` is stored with primary id `{}`; changing it to `{}` is not migrated",
-                    t.logical_name,
-                    pk.unwrap_or("?"),
-                    t.primary_id_attribute
-                ))
-                .into());
-            }
+            t.refuse_unmigratable(pk, &stored)?;
             for a in &t.attributes {
-                if let Some(kind) = stored.get(&(t.logical_name.clone(), a.logical_name.clone()))
-                    && kind != a.kind.name()
-                {
-                    return Err(SchemaError(format!(
-                        "attribute `{}` of table `{}` is stored as {kind}; changing it to {} is not migrated",
-                        a.logical_name,
-                        t.logical_name,
-                        a.kind.name()
-                    ))
-                    .into());
-                }
                 for (col, def) in column_names(a).into_iter().zip(column_defs(t, a)) {
                     if !existing.iter().any(|(n, _)| *n == col) {
                         conn.execute_batch(&format!(
@@ -88,11 +67,7 @@ pub(crate) fn migrate(conn: &Connection, schema: &Schema) -> Result<()> {
         // Only what changed is written: opening an unchanged store is read-only, so a command that opens
         // it beside a running host (`weft jobs list`) neither waits for nor races the host's writer (a
         // deferred transaction that must upgrade to write after the host committed fails at once).
-        for a in &t.attributes {
-            let key = (t.logical_name.clone(), a.logical_name.clone());
-            if stored.get(&key).map(String::as_str) == Some(a.kind.name()) {
-                continue;
-            }
+        for a in t.unrecorded_kinds(&stored) {
             conn.execute(
                 "INSERT OR REPLACE INTO weft_attribute (tablename, attribute, kind) VALUES (?1, ?2, ?3)",
                 (&t.logical_name, &a.logical_name, a.kind.name()),
