@@ -137,6 +137,7 @@ async fn run(state: AppState, request: Request) -> Result<Response, ApiError> {
     let continue_on_error = super::header(&parts.headers, "Prefer")?
         .is_some_and(|p| p.split(',').any(|p| p.trim() == "odata.continue-on-error"));
     let batch = Batch {
+        routes: super::routes(state.clone()),
         state,
         outer: parts.headers,
     };
@@ -170,6 +171,8 @@ async fn run(state: AppState, request: Request) -> Result<Response, ApiError> {
 
 struct Batch {
     state: AppState,
+    /// The routes every part is answered by, built once for the batch.
+    routes: axum::Router,
     /// The `$batch` request's own headers: `Host` (answers' URLs) and the caller's identity carry over.
     outer: HeaderMap,
 }
@@ -240,14 +243,10 @@ impl Batch {
             .strip_prefix(PREFIX)
             .map_or(path, |p| p.trim_start_matches('/'));
         let segment = path.split(['/', '?']).next().unwrap_or("");
-        let (name, _) = segment.split_once('(').unwrap_or((segment, ""));
+        let name = json::parse_key_segment(segment).map_or(segment, |(set, _)| set);
         let schema = &self.state.runtime.registration.schema;
-        let registration = &self.state.runtime.registration;
         if schema.table_by_entity_set(name).is_some()
-            || registration
-                .custom_apis
-                .iter()
-                .any(|api| api.unique_name == name)
+            || super::custom_api_named(&self.state, super::split_call(segment).0).is_some()
         {
             return Ok(());
         }
@@ -306,7 +305,9 @@ impl Batch {
         let request_out = builder
             .body(Body::from(body))
             .map_err(|e| ApiError::url(format!("The request '{target}' is malformed: {e}.")))?;
-        let response = super::routes(self.state.clone())
+        let response = self
+            .routes
+            .clone()
             .oneshot(request_out)
             .await
             .unwrap_or_else(|never| match never {});
