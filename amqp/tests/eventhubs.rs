@@ -214,9 +214,11 @@ async fn keyed_batches_and_consumer_positions() {
 
     // The same events as the REST read endpoint sees them: one partition, offsets 0..3.
     let resp = bus
-        .http
-        .get(format!("{}/hub/partitions/{p}/events?offset=0", bus.rest))
-        .header("Authorization", bus.rest_token("hub"))
+        .rest_request(
+            reqwest::Method::GET,
+            "hub",
+            &format!("hub/partitions/{p}/events?offset=0"),
+        )
         .send()
         .await
         .unwrap();

@@ -129,12 +129,11 @@ async fn peek_lock_complete_abandon_and_dead_letter() {
 
     // The dead-lettered one is in the dead-letter queue with the client's reason, seen over REST.
     let resp = bus
-        .http
-        .delete(format!(
-            "{}/orders/$DeadLetterQueue/messages/head?timeout=5",
-            bus.rest
-        ))
-        .header("Authorization", bus.rest_token("orders/$DeadLetterQueue"))
+        .rest_request(
+            reqwest::Method::DELETE,
+            "orders/$DeadLetterQueue",
+            "orders/$DeadLetterQueue/messages/head?timeout=5",
+        )
         .send()
         .await
         .unwrap();
@@ -148,9 +147,11 @@ async fn peek_lock_complete_abandon_and_dead_letter() {
 
     // Completed messages are gone: the queue is empty over REST.
     let resp = bus
-        .http
-        .delete(format!("{}/orders/messages/head?timeout=0", bus.rest))
-        .header("Authorization", bus.rest_token("orders"))
+        .rest_request(
+            reqwest::Method::DELETE,
+            "orders",
+            "orders/messages/head?timeout=0",
+        )
         .send()
         .await
         .unwrap();
@@ -219,12 +220,11 @@ async fn receive_and_delete_and_batches() {
     );
     // Receive-and-delete: nothing is left for REST.
     let resp = bus
-        .http
-        .delete(format!(
-            "{}/events/subscriptions/all/messages/head?timeout=0",
-            bus.rest
-        ))
-        .header("Authorization", bus.rest_token("events/subscriptions/all"))
+        .rest_request(
+            reqwest::Method::DELETE,
+            "events/subscriptions/all",
+            "events/subscriptions/all/messages/head?timeout=0",
+        )
         .send()
         .await
         .unwrap();
@@ -249,9 +249,7 @@ async fn properties_round_trip_between_rest_and_amqp() {
         }
     }]);
     let resp = bus
-        .http
-        .post(format!("{}/orders/messages", bus.rest))
-        .header("Authorization", bus.rest_token("orders"))
+        .rest_request(reqwest::Method::POST, "orders", "orders/messages")
         .header("Content-Type", "application/vnd.microsoft.servicebus.json")
         .body(batch.to_string())
         .send()
@@ -309,9 +307,11 @@ async fn properties_round_trip_between_rest_and_amqp() {
     );
     assert!(tx.send(out).await.unwrap().is_accepted());
     let resp = bus
-        .http
-        .delete(format!("{}/orders/messages/head?timeout=5", bus.rest))
-        .header("Authorization", bus.rest_token("orders"))
+        .rest_request(
+            reqwest::Method::DELETE,
+            "orders",
+            "orders/messages/head?timeout=5",
+        )
         .send()
         .await
         .unwrap();

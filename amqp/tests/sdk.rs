@@ -168,9 +168,11 @@ async fn lifecycle(sdk: Sdk) {
     );
     // REST sees the same store: nothing left in the queue.
     let resp = bus
-        .http
-        .delete(format!("{}/orders/messages/head?timeout=0", bus.rest))
-        .header("Authorization", bus.rest_token("orders"))
+        .rest_request(
+            reqwest::Method::DELETE,
+            "orders",
+            "orders/messages/head?timeout=0",
+        )
         .send()
         .await
         .unwrap();
@@ -190,9 +192,7 @@ async fn rest_interop(sdk: Sdk) {
         }
     }]);
     let resp = bus
-        .http
-        .post(format!("{}/orders/messages", bus.rest))
-        .header("Authorization", bus.rest_token("orders"))
+        .rest_request(reqwest::Method::POST, "orders", "orders/messages")
         .header("Content-Type", "application/vnd.microsoft.servicebus.json")
         .body(batch.to_string())
         .send()
@@ -215,9 +215,11 @@ async fn rest_interop(sdk: Sdk) {
     // SDK → REST.
     run(sdk, &bus, "send-for-rest").await;
     let resp = bus
-        .http
-        .delete(format!("{}/orders/messages/head?timeout=5", bus.rest))
-        .header("Authorization", bus.rest_token("orders"))
+        .rest_request(
+            reqwest::Method::DELETE,
+            "orders",
+            "orders/messages/head?timeout=5",
+        )
         .send()
         .await
         .unwrap();
@@ -298,9 +300,11 @@ async fn event_hubs_roundtrip(sdk: Sdk) {
     let empty_p = (key_p + 3) % 4;
     for (i, body) in ["from-rest-1", "from-rest-2"].iter().enumerate() {
         let resp = bus
-            .http
-            .post(format!("{}/hub/partitions/{rest_p}/messages", bus.rest))
-            .header("Authorization", bus.rest_token("hub"))
+            .rest_request(
+                reqwest::Method::POST,
+                "hub",
+                &format!("hub/partitions/{rest_p}/messages"),
+            )
             .header("Content-Type", "text/plain")
             .header(
                 "BrokerProperties",
@@ -360,12 +364,11 @@ async fn event_hubs_roundtrip(sdk: Sdk) {
 
     // SDK → REST: the single event as the REST read endpoint (and so `weft listen`) sees it.
     let resp = bus
-        .http
-        .get(format!(
-            "{}/hub/partitions/{single_p}/events?offset=0",
-            bus.rest
-        ))
-        .header("Authorization", bus.rest_token("hub"))
+        .rest_request(
+            reqwest::Method::GET,
+            "hub",
+            &format!("hub/partitions/{single_p}/events?offset=0"),
+        )
         .send()
         .await
         .unwrap();

@@ -86,6 +86,18 @@ impl TestBus {
         weft_bus::sas::generate_token(&format!("{}/{path}", self.rest), KEY_NAME, KEY, now + 3600)
     }
 
+    /// A REST request to `{rest}/{path}` signed with a root token for `entity`.
+    pub fn rest_request(
+        &self,
+        method: reqwest::Method,
+        entity: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/{path}", self.rest))
+            .header("Authorization", self.rest_token(entity))
+    }
+
     pub async fn stop(self) {
         self.amqp.shutdown().await;
         self.bus.shutdown().await.unwrap();
