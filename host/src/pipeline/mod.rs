@@ -496,24 +496,7 @@ impl Pipeline {
     ) -> Result<OrganizationResponse, PipelineError> {
         let op = self.inner.prepare(request)?;
         let may_write_jobs = op.may_write_jobs();
-        let correlation_id = op.correlation_id;
-        // Labels for `weft_operations_total` (weft-console's /metrics): registered names only, so the
-        // series stay few.
-        let (message_name, table) = (op.message.clone(), op.table.clone());
-        let result = self.inner.execute_op(op, None);
-        let outcome = if result.is_ok() {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        metrics::counter!("weft_operations_total", "message" => message_name, "table" => table, "outcome" => outcome)
-            .increment(1);
-        let response = result.inspect_err(|e| {
-            // One line per failed operation for whoever watches `weft up`; message, table and the
-            // plug-in's details are in the trace log under the same correlation id (cloning them
-            // here would cost every operation, not just the failed ones).
-            tracing::warn!(%correlation_id, code = %e.code(), "operation failed: {e}");
-        })?;
+        let response = self.inner.run_request(op, None)?;
         if may_write_jobs && let Some(notifier) = self.inner.job_notifier.get() {
             notifier.notify();
         }
@@ -540,12 +523,7 @@ impl Transaction<'_> {
     ) -> Result<OrganizationResponse, PipelineError> {
         let op = self.inner.prepare(request)?;
         self.may_write_jobs |= op.may_write_jobs();
-        let correlation_id = op.correlation_id;
-        self.inner
-            .execute_op(op, Some(&mut *self.tx))
-            .inspect_err(|e| {
-                tracing::warn!(%correlation_id, code = %e.code(), "operation in a transaction failed: {e}");
-            })
+        self.inner.run_request(op, Some(&mut *self.tx))
     }
 }
 
@@ -605,6 +583,32 @@ impl Op {
 }
 
 impl Inner {
+    /// Runs a caller's operation, on its own or inside a [`Transaction`], and counts it for /metrics.
+    fn run_request(
+        self: &Arc<Self>,
+        op: Op,
+        tx: Option<&mut dyn Tx>,
+    ) -> Result<OrganizationResponse, PipelineError> {
+        let correlation_id = op.correlation_id;
+        // Labels for `weft_operations_total` (weft-console's /metrics): registered names only, so the
+        // series stay few.
+        let (message_name, table) = (op.message.clone(), op.table.clone());
+        let result = self.execute_op(op, tx);
+        let outcome = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        metrics::counter!("weft_operations_total", "message" => message_name, "table" => table, "outcome" => outcome)
+            .increment(1);
+        result.inspect_err(|e| {
+            // One line per failed operation for whoever watches `weft up`; message, table and the
+            // plug-in's details are in the trace log under the same correlation id (cloning them
+            // here would cost every operation, not just the failed ones).
+            tracing::warn!(%correlation_id, code = %e.code(), "operation failed: {e}");
+        })
+    }
+
     /// The depth-1 operation a caller's `request` asks for.
     fn prepare(&self, request: OrganizationRequest) -> Result<Op, PipelineError> {
         let started = Instant::now();
