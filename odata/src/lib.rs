@@ -16,7 +16,7 @@ mod ids;
 mod items;
 mod path;
 mod query;
-mod relationships;
+pub mod relationships;
 
 use weft_store::Schema;
 

@@ -183,7 +183,27 @@ pub(crate) fn create_writes(
     apply_state(t, &mut writes, (default_state, -1), true)?;
     writes.push((platform::CREATED_ON.into(), Value::DateTime(now)));
     writes.push((platform::MODIFIED_ON.into(), Value::DateTime(now)));
+    writes.push((
+        platform::VERSION_NUMBER.into(),
+        Value::BigInt(row_version(now, &t.logical_name, id, 0)),
+    ));
     Ok((id, writes))
+}
+
+/// The version a write gives row `id`: microseconds of the write's time with the low digits taken from the
+/// row's identity (so rows written in the same millisecond differ), and always above the row's previous
+/// version. A function of its inputs only: SQLite's writer replays a buffered write with the time and the
+/// previous row the operation saw, and gets the version the operation saw.
+fn row_version(now_ms: i64, table: &str, id: Uuid, previous: i64) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in table.as_bytes().iter().chain(id.as_bytes()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let spread = (h % 1000) as i64;
+    now_ms
+        .saturating_mul(1000)
+        .saturating_add(spread)
+        .max(previous.saturating_add(1))
 }
 
 /// An Update's checked writes (`modifiedon` included) and the previous values of the attributes it was given
@@ -210,6 +230,7 @@ pub(crate) fn update_writes(
         .iter()
         .any(|(n, _)| n == platform::STATE_CODE || n == platform::STATUS_CODE);
     let mut names: Vec<&str> = writes.iter().map(|(n, _)| n.as_str()).collect();
+    names.push(platform::VERSION_NUMBER);
     if touches_state {
         for n in [platform::STATE_CODE, platform::STATUS_CODE] {
             if !names.contains(&n) {
@@ -233,6 +254,16 @@ pub(crate) fn update_writes(
         )?;
     }
     writes.push((platform::MODIFIED_ON.into(), Value::DateTime(now)));
+    let before = match previous.get(platform::VERSION_NUMBER) {
+        Some(Value::BigInt(v)) => *v,
+        _ => 0,
+    };
+    writes.push((
+        platform::VERSION_NUMBER.into(),
+        Value::BigInt(row_version(now, &t.logical_name, id, before)),
+    ));
+    // The previous version always comes back: an update made on condition of a version (Dataverse's
+    // IfRowVersionMatches) is checked against exactly the row it replaced.
     let requested: Vec<&str> = writes
         .iter()
         .map(|(n, _)| n.as_str())

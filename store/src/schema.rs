@@ -58,7 +58,8 @@
 //! `State{options}`, `Status{options}` (each status option names its `state`).
 //!
 //! Every table also gets the platform attributes it does not declare: the primary id, `createdon` and
-//! `modifiedon` (DateTime, set by the store, read-only to callers), `ownerid` (Lookup to `systemuser`/`team`,
+//! `modifiedon` (DateTime, set by the store, read-only to callers), `versionnumber` (BigInt, the row version
+//! the store raises on every write, read-only to callers), `ownerid` (Lookup to `systemuser`/`team`,
 //! user-owned tables only), `statecode` (State: 0 Active, 1 Inactive) and `statuscode` (Status: 1 Active in
 //! state 0, 2 Inactive in state 1). Declaring one of them overrides the default but must keep its type.
 
@@ -90,6 +91,9 @@ pub mod platform {
     pub const CREATED_ON: &str = "createdon";
     /// Last modification time, set by the store.
     pub const MODIFIED_ON: &str = "modifiedon";
+    /// Row version (Dataverse's `versionnumber`, the Web API's `@odata.etag`), set by the store on every
+    /// write: greater than the row's previous version.
+    pub const VERSION_NUMBER: &str = "versionnumber";
     /// Owner of a user-owned row (systemuser or team).
     pub const OWNER_ID: &str = "ownerid";
     /// State of the row.
@@ -303,9 +307,11 @@ impl TableDef {
         self.index.get(name).map(|&i| &self.attributes[i])
     }
 
-    /// Whether callers may write this attribute (false for `createdon`/`modifiedon`).
+    /// Whether callers may write this attribute (false for `createdon`, `modifiedon`, `versionnumber`).
     pub fn is_writable(&self, name: &str) -> bool {
-        name != platform::CREATED_ON && name != platform::MODIFIED_ON
+        name != platform::CREATED_ON
+            && name != platform::MODIFIED_ON
+            && name != platform::VERSION_NUMBER
     }
 
     fn normalize(&mut self) -> Result<(), SchemaError> {
@@ -456,6 +462,7 @@ fn platform_attributes(t: &TableDef) -> Vec<(String, AttributeKind)> {
         ),
         (platform::CREATED_ON.into(), AttributeKind::DateTime),
         (platform::MODIFIED_ON.into(), AttributeKind::DateTime),
+        (platform::VERSION_NUMBER.into(), AttributeKind::BigInt),
         (
             platform::STATE_CODE.into(),
             AttributeKind::State {

@@ -4,7 +4,7 @@
 mod common;
 
 use uuid::Uuid;
-use weft_store::{Attributes, EntityRef, Query, StoreError, StoreExt, Value};
+use weft_store::{Attributes, EntityRef, Query, Store, StoreError, StoreExt, Value};
 
 fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attributes {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
@@ -266,6 +266,21 @@ fn update_and_delete_return_pre_images(backend: &common::Backend) {
             id
         }
     );
+    let version = |store: &Box<dyn Store>| match store
+        .read(|r| r.retrieve("account", id, None))
+        .unwrap()
+        .unwrap()
+        .attributes["versionnumber"]
+    {
+        Value::BigInt(v) => v,
+        ref other => panic!("versionnumber is {other:?}"),
+    };
+    let created_version = version(&store);
+    // The write's microseconds (1 000 ms), with low digits from the row's identity.
+    assert!(
+        (1_000_000..1_001_000).contains(&created_version),
+        "{created_version}"
+    );
     clock.set(2_000);
     let previous = store
         .transact(move |tx| {
@@ -280,10 +295,26 @@ fn update_and_delete_return_pre_images(backend: &common::Backend) {
             )
         })
         .unwrap();
+    // The previous version always comes back: conditional writes are checked against it.
     assert_eq!(
         previous,
-        attrs([("name", Value::String("A".into())), ("ratio", Value::Null)])
+        attrs([
+            ("name", Value::String("A".into())),
+            ("ratio", Value::Null),
+            ("versionnumber", Value::BigInt(created_version)),
+        ])
     );
+    let updated_version = version(&store);
+    assert!(updated_version > created_version);
+    // A write in the same millisecond still raises the version.
+    store
+        .transact(move |tx| tx.update("account", id, attrs([("ratio", Value::Double(1.5))])))
+        .unwrap();
+    assert!(version(&store) > updated_version);
+    let err = store
+        .transact(move |tx| tx.update("account", id, attrs([("versionnumber", Value::BigInt(1))])))
+        .unwrap_err();
+    assert!(err.to_string().contains("set by the platform"), "{err}");
     let row = store
         .read(|r| r.retrieve("account", id, None))
         .unwrap()
@@ -338,9 +369,13 @@ fn set_state_and_assign(backend: &common::Backend) {
             )
         })
         .unwrap();
-    let prev = store
+    let mut prev = store
         .transact(move |tx| tx.set_state("account", id, 1, 2))
         .unwrap();
+    assert!(matches!(
+        prev.remove("versionnumber"),
+        Some(Value::BigInt(_))
+    ));
     assert_eq!(
         prev,
         attrs([
@@ -388,16 +423,29 @@ fn set_state_and_assign(backend: &common::Backend) {
     let user = EntityRef::new("systemuser", Uuid::new_v4());
     let team = EntityRef::new("team", Uuid::new_v4());
     let u = user.clone();
+    let without_version = |mut prev: Attributes| {
+        assert!(matches!(
+            prev.remove("versionnumber"),
+            Some(Value::BigInt(_))
+        ));
+        prev
+    };
     assert_eq!(
-        store
-            .transact(move |tx| tx.assign("account", id, u))
-            .unwrap(),
+        without_version(
+            store
+                .transact(move |tx| tx.assign("account", id, u))
+                .unwrap()
+        ),
         attrs([("ownerid", Value::Null)])
     );
     let t = team.clone();
-    let prev = store
+    let mut prev = store
         .transact(move |tx| tx.assign("account", id, t))
         .unwrap();
+    assert!(matches!(
+        prev.remove("versionnumber"),
+        Some(Value::BigInt(_))
+    ));
     assert_eq!(
         prev,
         attrs([(

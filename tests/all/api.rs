@@ -287,7 +287,7 @@ async fn retrieve_update_delete() {
     assert_eq!(row["name"], "Litware Inc.");
     assert_eq!(row["numberofemployees"], 42);
 
-    for (name, value) in [("If-None-Match", "W/\"1\""), ("If-Match", "W/\"1\"")] {
+    for (name, value) in [("If-None-Match", "W/\"1\""), ("If-Match", "W/\"x1\"")] {
         let r = env
             .client
             .patch(env.url(&record))
@@ -344,6 +344,379 @@ async fn retrieve_update_delete() {
         (StatusCode::NOT_FOUND, "0x80040217")
     );
     assert_eq!(env.get(&record).await.0, StatusCode::NOT_FOUND);
+    env.stop().await;
+}
+
+/// Every record carries `@odata.etag` (its `versionnumber`), which changes with every write. `If-Match`
+/// with it makes a PATCH or DELETE conditional (412 `0x80060882` when the row moved on, nothing written),
+/// `If-None-Match` makes a GET conditional (304); of two writers holding the same ETag exactly one wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn etags_guard_writes_and_reads() {
+    let env = start(None).await;
+    let id = env.create(json!({"name": "Versioned"})).await;
+    let other = env.create(json!({"name": "Other"})).await;
+    let record = format!("accounts({id})");
+    let etag_of = |row: &Json| row["@odata.etag"].as_str().unwrap().to_owned();
+    let (_, row) = env.get(&format!("{record}?$select=name")).await;
+    let first = etag_of(&row);
+    assert!(first.starts_with("W/\"") && first.ends_with('"'), "{first}");
+    assert!(row.get("versionnumber").is_none(), "not selected: {row}");
+    let (_, full) = env.get(&record).await;
+    assert_eq!(full["versionnumber"].to_string(), first[3..first.len() - 1]);
+    let (_, page) = env.get("accounts?$select=name").await;
+    assert!(
+        page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["@odata.etag"].is_string()),
+        "{page}"
+    );
+
+    // Conditional GET: unchanged → 304 with no body; another version → the row.
+    let r = env
+        .client
+        .get(env.url(&record))
+        .header("If-None-Match", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    let patch = |etag: String, body: &'static str| {
+        env.client
+            .patch(env.url(&record))
+            .header("If-Match", etag)
+            .body(body)
+            .send()
+    };
+    let r = patch(first.clone(), r#"{"name": "Versioned 2"}"#)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (_, row) = env.get(&format!("{record}?$select=name")).await;
+    let second = etag_of(&row);
+    assert_ne!(second, first, "a write changes the version");
+    let r = env
+        .client
+        .get(env.url(&record))
+        .header("If-None-Match", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Stale ETag, or another row's: 412 with ConcurrencyVersionMismatch, and nothing written.
+    let (_, other_row) = env.get(&format!("accounts({other})?$select=name")).await;
+    for stale in [first.clone(), etag_of(&other_row)] {
+        let (status, code, message) =
+            error_of(patch(stale, r#"{"name": "lost"}"#).await.unwrap()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::PRECONDITION_FAILED, "0x80060882")
+        );
+        assert!(message.contains("RowVersion"), "{message}");
+    }
+    let (_, row) = env.get(&format!("{record}?$select=name")).await;
+    assert_eq!(row["name"], "Versioned 2");
+    assert_eq!(
+        etag_of(&row),
+        second,
+        "a refused write leaves the version as it was"
+    );
+
+    // Two writers with the same ETag: exactly one wins.
+    let (a, b) = tokio::join!(
+        patch(second.clone(), r#"{"name": "writer A"}"#),
+        patch(second.clone(), r#"{"name": "writer B"}"#)
+    );
+    let mut statuses = [a.unwrap().status(), b.unwrap().status()];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::NO_CONTENT, StatusCode::PRECONDITION_FAILED]
+    );
+
+    // A conditional DELETE: stale → 412 and the row stays; current → 204.
+    let (_, row) = env.get(&format!("{record}?$select=name")).await;
+    let current = etag_of(&row);
+    let delete = |etag: String| {
+        env.client
+            .delete(env.url(&record))
+            .header("If-Match", etag)
+            .send()
+    };
+    let (status, code, _) = error_of(delete(second.clone()).await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PRECONDITION_FAILED, "0x80060882")
+    );
+    assert_eq!(env.get(&record).await.0, StatusCode::OK);
+    assert_eq!(
+        delete(current).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(env.get(&record).await.0, StatusCode::NOT_FOUND);
+
+    // Headers that mean nothing here, and malformed ETags: 400 naming the header.
+    let misuse = [
+        env.client
+            .get(env.url(&format!("accounts({other})")))
+            .header("If-Match", "*"),
+        env.client
+            .delete(env.url(&format!("accounts({other})")))
+            .header("If-None-Match", "*"),
+        env.client
+            .get(env.url(&format!("accounts({other})")))
+            .header("If-None-Match", "1"),
+        env.client
+            .delete(env.url(&format!("accounts({other})")))
+            .header("If-Match", "W/\"-1\""),
+    ];
+    for (req, name) in
+        misuse
+            .into_iter()
+            .zip(["If-Match", "If-None-Match", "If-None-Match", "If-Match"])
+    {
+        let (status, _, message) = error_of(req.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+        assert!(message.contains(name), "{message}");
+    }
+    // `versionnumber` is the platform's: a caller cannot set it.
+    let r = env
+        .client
+        .patch(env.url(&format!("accounts({other})")))
+        .body(r#"{"versionnumber": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.0, StatusCode::BAD_REQUEST);
+    env.stop().await;
+}
+
+/// A record's URL addresses one property (`accounts(id)/name`: GET, PUT, DELETE) and its navigation
+/// properties' references: PUT/DELETE `…/primarycontactid/$ref` sets and clears the lookup, POST/DELETE on
+/// a 1:N collection (`contacts(id)/lk_account_primarycontactid/$ref`) sets and clears the related row's
+/// lookup, and on an N:N relationship associates and disassociates.
+#[tokio::test(flavor = "multi_thread")]
+async fn references_and_single_properties() {
+    let nn = "[[relationship]]\nname = \"account_contacts\"\ntype = \"ManyToMany\"\nentity1 = \"account\"\nentity2 = \"contact\"\n";
+    let env = start_with(None, nn).await;
+    let account = env.create(json!({"name": "Ref"})).await;
+    let r = env.post("contacts", r#"{"lastname": "Linked"}"#).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let contact = r.headers()["OData-EntityId"].to_str().unwrap();
+    let contact = Uuid::parse_str(&contact[contact.len() - 37..contact.len() - 1]).unwrap();
+    let send = |method: reqwest::Method, path: String, body: Option<Json>| {
+        let mut req = env.client.request(method, env.url(&path));
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        req.send()
+    };
+    let lookup = || async {
+        env.get(&format!(
+            "accounts({account})?$select=_primarycontactid_value"
+        ))
+        .await
+        .1["_primarycontactid_value"]
+            .clone()
+    };
+    let contact_url = format!("{}/contacts({contact})", env.base);
+
+    // Single-valued navigation property.
+    let r = send(
+        reqwest::Method::PUT,
+        format!("accounts({account})/primarycontactid/$ref"),
+        Some(json!({"@odata.id": contact_url})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    assert_eq!(lookup().await, json!(contact.to_string()));
+    let r = send(
+        reqwest::Method::DELETE,
+        format!("accounts({account})/primarycontactid/$ref"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(lookup().await, Json::Null);
+
+    // 1:N from the "one" side: the account's lookup is what changes.
+    let r = send(
+        reqwest::Method::POST,
+        format!("contacts({contact})/lk_account_primarycontactid/$ref"),
+        Some(json!({"@odata.id": format!("accounts({account})")})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    assert_eq!(lookup().await, json!(contact.to_string()));
+    let r = send(
+        reqwest::Method::DELETE,
+        format!("contacts({contact})/lk_account_primarycontactid({account})/$ref"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(lookup().await, Json::Null);
+
+    // N:N: Associate and Disassociate (the related rows read back from the store).
+    let related = || {
+        let store = env.runtime.store.clone();
+        tokio::task::block_in_place(move || {
+            store.read(|r: &dyn Read| {
+                r.related(
+                    "account_contacts",
+                    &weft_store::EntityRef {
+                        logical_name: "account".into(),
+                        id: account,
+                    },
+                )
+            })
+        })
+        .unwrap()
+    };
+    let r = send(
+        reqwest::Method::POST,
+        format!("accounts({account})/account_contacts/$ref"),
+        Some(json!({"@odata.id": contact_url})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    assert_eq!(
+        related().iter().map(|r| r.id).collect::<Vec<_>>(),
+        [contact]
+    );
+    let r = send(
+        reqwest::Method::DELETE,
+        format!("accounts({account})/account_contacts/$ref?$id={contact_url}"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    assert!(related().is_empty());
+
+    // One property: read, set, clear (a null property answers 204).
+    let (status, body) = env.get(&format!("accounts({account})/name")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["value"], "Ref");
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("$metadata#accounts({account})/name"))
+    );
+    let r = send(
+        reqwest::Method::PUT,
+        format!("accounts({account})/numberofemployees"),
+        Some(json!({"value": 7})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    assert_eq!(
+        env.get(&format!("accounts({account})/numberofemployees"))
+            .await
+            .1["value"],
+        7
+    );
+    let r = send(
+        reqwest::Method::DELETE,
+        format!("accounts({account})/numberofemployees"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = env
+        .client
+        .get(env.url(&format!("accounts({account})/numberofemployees")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    // Refusals, each naming what is wrong.
+    let cases = [
+        (
+            reqwest::Method::PUT,
+            format!("accounts({account})/primarycontactid/$ref"),
+            Some(json!({"@odata.id": format!("accounts({account})")})),
+            StatusCode::BAD_REQUEST,
+            "contact",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("accounts({account})/primarycontactid/$ref"),
+            Some(json!({"id": 1})),
+            StatusCode::BAD_REQUEST,
+            "@odata.id",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("accounts({account})/nosuchnav/$ref"),
+            Some(json!({"@odata.id": contact_url})),
+            StatusCode::BAD_REQUEST,
+            "nosuchnav",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("accounts({account})/account_contacts/$ref"),
+            Some(json!({"@odata.id": contact_url})),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST, DELETE",
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("accounts({account})/account_contacts/$ref"),
+            None,
+            StatusCode::BAD_REQUEST,
+            "$id",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("accounts({account})/primarycontactid"),
+            None,
+            StatusCode::BAD_REQUEST,
+            "$ref",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("accounts({account})/name"),
+            Some(json!({"name": "x"})),
+            StatusCode::BAD_REQUEST,
+            "value",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("accounts({account})/numberofemployees"),
+            Some(json!({"value": "many"})),
+            StatusCode::BAD_REQUEST,
+            "numberofemployees",
+        ),
+    ];
+    for (method, path, body, status, needle) in cases {
+        let r = send(method.clone(), path.clone(), body).await.unwrap();
+        let (got, _, message) = error_of(r).await;
+        assert_eq!(got, status, "{method} {path}: {message}");
+        assert!(message.contains(needle), "{method} {path}: {message}");
+    }
+    let r = env
+        .client
+        .post(env.url(&format!("accounts({account})/name/$value")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     env.stop().await;
 }
 
@@ -485,7 +858,10 @@ async fn collection_query_options() {
     let first = body["value"][0].as_object().unwrap();
     let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["accountid", "name", "numberofemployees"]);
+    assert_eq!(
+        keys,
+        ["@odata.etag", "accountid", "name", "numberofemployees"]
+    );
 
     let (_, body) = env
         .get("accounts?$filter=name eq 'O''Neil' or numberofemployees lt 6&$orderby=name")

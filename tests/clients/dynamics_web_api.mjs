@@ -1,5 +1,6 @@
 // npm dynamics-web-api 2.5.0 against `weft up --tls`, through its public API only: WhoAmI, table metadata,
-// create, retrieve, update, query with paging and count, delete.
+// create, retrieve, update, references ($ref), single properties, query with paging and count, ETags,
+// upsert, $batch, delete.
 //
 // Run by tests/all/clients.rs as `node dynamics_web_api.mjs https://127.0.0.1:PORT NODE_MODULES_DIR`, with
 // NODE_EXTRA_CA_CERTS set to weft's development CA. weft on loopback needs no sign-in: the library's
@@ -51,6 +52,21 @@ const contact = await api.create({
 });
 check(/^[0-9a-f-]{36}$/.test(contact), `create with a lookup returned ${contact}`);
 
+// References: the contact's lookup cleared and set through its navigation property, then from the
+// account's side of contact_customer_accounts (1:N); one property updated by itself.
+const parentOf = async () => (await api.retrieve({ collection: "contacts", key: contact, select: ["_parentcustomerid_value"] }))._parentcustomerid_value;
+await api.disassociateSingleValued({ collection: "contacts", primaryKey: contact, navigationProperty: "parentcustomerid_account" });
+check((await parentOf()) == null, "disassociateSingleValued clears the lookup");
+await api.associateSingleValued({ collection: "contacts", primaryKey: contact, navigationProperty: "parentcustomerid_account", relatedCollection: "accounts", relatedKey: id });
+check((await parentOf()) === id, "associateSingleValued sets the lookup");
+await api.disassociate({ collection: "accounts", primaryKey: id, relationshipName: "contact_customer_accounts", relatedKey: contact });
+check((await parentOf()) == null, "disassociate (1:N) clears the contact's lookup");
+await api.associate({ collection: "accounts", primaryKey: id, relationshipName: "contact_customer_accounts", relatedCollection: "contacts", relatedKey: contact });
+check((await parentOf()) === id, "associate (1:N) sets the contact's lookup");
+await api.updateSingleProperty({ collection: "accounts", key: id, fieldValuePair: { name: "Contoso Single" } });
+check((await api.retrieve({ collection: "accounts", key: id, select: ["name"] })).name === "Contoso Single", "updateSingleProperty");
+await api.updateSingleProperty({ collection: "accounts", key: id, fieldValuePair: { name: "Contoso Ltd" } });
+
 for (let i = 0; i < 6; i++) {
   await api.create({ collection: "accounts", data: { name: `Paged ${i}` } });
 }
@@ -87,6 +103,22 @@ check((await api.upsert({ collection: "accounts", key: chosen, data: { name: "x"
 const missing = "6d1c9f3e-5b7a-4c2d-9e8f-0a1b2c3d4e60";
 check((await api.upsert({ collection: "accounts", key: missing, data: { name: "x" }, ifmatch: "*" })) === null, "If-Match: * refuses the create");
 check((await nameOf(chosen)) === "Upserted again", "refused upserts change nothing");
+
+// ETags: every read carries @odata.etag; update and deleteRecord with a stale one answer false (412) and
+// change nothing, with the current one succeed; a read with ifnonematch of an unchanged row is a 304.
+const tagged = await api.create({ collection: "accounts", data: { name: "Tagged" } });
+const etagOf = async () => (await api.retrieve({ collection: "accounts", key: tagged, select: ["name"] }))["@odata.etag"];
+const v1 = await etagOf();
+check(/^W\/"\d+"$/.test(v1), `@odata.etag: ${v1}`);
+check((await api.update({ collection: "accounts", key: tagged, data: { name: "Tagged 2" }, ifmatch: v1 })) === true, "update with the current ETag");
+const v2 = await etagOf();
+check(v2 !== v1, "the ETag changes with the row");
+check((await api.update({ collection: "accounts", key: tagged, data: { name: "lost" }, ifmatch: v1 })) === false, "update with a stale ETag is refused");
+check((await nameOf(tagged)) === "Tagged 2", "the refused update changed nothing");
+const unchanged = await api.retrieve({ collection: "accounts", key: tagged, select: ["name"], ifnonematch: v2 });
+check(unchanged == null || unchanged.name === undefined, `a conditional read of an unchanged row: ${JSON.stringify(unchanged)}`);
+check((await api.deleteRecord({ collection: "accounts", key: tagged, ifmatch: v1 })) === false, "delete with a stale ETag is refused");
+check((await api.deleteRecord({ collection: "accounts", key: tagged, ifmatch: v2 })) === true, "delete with the current ETag");
 
 // $batch: a change set (an account, and a contact bound to it by Content-ID), then a read.
 api.startBatch();

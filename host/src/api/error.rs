@@ -51,7 +51,8 @@ impl ApiError {
             // Dataverse answers an InvalidPluginExecutionException with 400.
             PipelineError::Plugin { .. } | PipelineError::Invalid(_) => StatusCode::BAD_REQUEST,
             PipelineError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
-            PipelineError::Store(StoreError::DuplicateId { .. }) => StatusCode::PRECONDITION_FAILED,
+            PipelineError::Store(StoreError::DuplicateId { .. })
+            | PipelineError::RowVersionMismatch => StatusCode::PRECONDITION_FAILED,
             PipelineError::Store(
                 StoreError::UnknownTable(_)
                 | StoreError::UnknownAttribute { .. }

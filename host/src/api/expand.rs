@@ -16,6 +16,7 @@ use weft_store::query::Condition;
 use weft_store::{AttributeKind, Query as StoreQuery, Schema, TableDef, Value};
 
 use super::error::ApiError;
+use super::navigation::Navigation;
 use crate::convert;
 use crate::sandbox::wit::types::{Entity, Value as WitValue};
 
@@ -104,40 +105,25 @@ fn navigation<'s>(
     table: &'s TableDef,
     nav: &str,
 ) -> Result<(&'s str, &'s TableDef), ApiError> {
-    for a in &table.attributes {
-        let AttributeKind::Lookup { targets } = &a.kind else {
-            continue;
-        };
-        let target = if targets.len() == 1 && a.logical_name == nav {
-            Some(&targets[0])
-        } else {
-            targets
-                .iter()
-                .find(|t| format!("{}_{t}", a.logical_name) == nav)
-        };
-        if let Some(t) = target {
-            return schema
-                .table(t)
-                .map(|d| (a.logical_name.as_str(), d))
-                .ok_or_else(|| {
-                    ApiError::url(format!(
-                        "$expand: '{nav}' leads to '{t}', which is not a table of this weft."
-                    ))
-                });
-        }
-    }
-    let collection = schema.relationships().iter().any(|r| r.name() == nav);
-    Err(ApiError::url(if collection {
-        format!(
+    match super::navigation::resolve(schema, table, nav) {
+        Some(Navigation::Lookup { attribute, target }) => Ok((attribute, target)),
+        Some(_) => Err(ApiError::url(format!(
             "$expand: '{nav}' is a collection-valued navigation property; expanding collections is \
              not supported yet."
-        )
-    } else {
-        format!(
+        ))),
+        None if table
+            .attribute(nav)
+            .is_some_and(|a| matches!(a.kind, AttributeKind::Lookup { .. })) =>
+        {
+            Err(ApiError::url(format!(
+                "$expand: '{nav}' leads to a table that is not a table of this weft (systemuser, team)."
+            )))
+        }
+        None => Err(ApiError::url(format!(
             "Could not find a property named '{nav}' on type 'Microsoft.Dynamics.CRM.{}'.",
             table.logical_name
-        )
-    }))
+        ))),
+    }
 }
 
 /// Splits at commas outside parentheses.

@@ -9,7 +9,7 @@
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 use uuid::Uuid;
-use weft_store::schema::BUILT_IN_TARGETS;
+use weft_store::schema::{BUILT_IN_TARGETS, platform};
 use weft_store::{AttributeDef, AttributeKind, Schema, TableDef, Value};
 
 use super::error::ApiError;
@@ -474,6 +474,9 @@ pub fn entity_to_json(
     if let Some(context) = context {
         push("@odata.context", &string(context));
     }
+    if let Some(v) = row_version(entity) {
+        push("@odata.etag", &string(&super::etag::format(v)));
+    }
     for attr in &table.attributes {
         let name = &attr.logical_name;
         let is_id = *name == table.primary_id_attribute;
@@ -515,6 +518,14 @@ pub fn entity_to_json(
     }
     out.push('}');
     out
+}
+
+/// The row version (`versionnumber`) a read record carries, if it carries one.
+pub fn row_version(entity: &Entity) -> Option<i64> {
+    entity.attributes.iter().find_map(|a| match a.value {
+        WitValue::BigInteger(v) if a.name == platform::VERSION_NUMBER => Some(v),
+        _ => None,
+    })
 }
 
 /// `entity`'s attributes as a Web API request body (POST/PATCH): values as [`entity_to_json`] writes

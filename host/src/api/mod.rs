@@ -56,9 +56,11 @@ mod console;
 mod custom_api;
 mod endpoints;
 mod error;
+mod etag;
 mod expand;
 pub(crate) mod json;
 mod metadata;
+mod navigation;
 mod odata;
 mod paging;
 mod registration;
@@ -79,6 +81,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use uuid::Uuid;
+use weft_store::schema::platform;
 use weft_store::{Query as StoreQuery, StoreError, StoreExt as _, TableDef};
 
 pub use error::{ApiError, BAD_PAYLOAD, BAD_URL};
@@ -218,6 +221,10 @@ fn routes(state: AppState) -> Router {
         .route(
             &format!("{PREFIX}/{{resource}}/{{property}}"),
             any(property),
+        )
+        .route(
+            &format!("{PREFIX}/{{resource}}/{{property}}/{{tail}}"),
+            any(reference),
         )
         .fallback(unknown_path)
         .layer(middleware::from_fn_with_state(
@@ -673,8 +680,41 @@ async fn property(
                 .await
                 .unwrap_or_else(IntoResponse::into_response)
         }
+        Some((_, Some(id))) => match Call::new(state, &resource, &uri, headers) {
+            Ok(call) => call.single_property(id, &property, method, &body).await,
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(IntoResponse::into_response),
         _ => unknown_path(uri).await.into_response(),
     }
+}
+
+/// `{set}(id)/{nav}/$ref` and `{set}(id)/{nav}(<id>)/$ref`: a navigation property's references.
+async fn reference(
+    State(state): State<AppState>,
+    Path((resource, property, tail)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if tail != "$ref" {
+        return unknown_path(uri).await.into_response();
+    }
+    let body = match read_body(body, state.limits.body_bytes, &state.limits).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let result = match Call::new(state, &resource, &uri, headers) {
+        Ok(call) => match call.id {
+            Some(id) => call.reference(id, &property, method, &body).await,
+            None => Err(ApiError::url(
+                "A $ref is addressed from a record: {set}(<GUID>)/{navigation property}/$ref.",
+            )),
+        },
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 fn registration_call<'a>(
@@ -911,11 +951,14 @@ impl Call {
     }
 
     /// Retrieves `id` and answers it with `status` (a write's representation, or a GET).
+    /// Row `id` as the answer's JSON, or 304 when `if_none_match` (a conditional GET's ETag) is its
+    /// current version.
     async fn representation(
         &self,
         id: Uuid,
         options: &odata::Options,
         status: StatusCode,
+        if_none_match: Option<i64>,
     ) -> Result<Response, ApiError> {
         let expands = self.expands(options)?;
         let message = Message::Retrieve {
@@ -929,6 +972,11 @@ impl Call {
         let OrganizationResponse::Retrieve { entity } = response else {
             return Err(unexpected(&response));
         };
+        if let Some(known) = if_none_match
+            && json::row_version(&entity) == Some(known)
+        {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
         let select = options.select.as_deref();
         let annotations = self.annotations()?;
         let body = json::entity_to_json(
@@ -956,7 +1004,7 @@ impl Call {
         };
         // The row is committed: a failed read-back must not hide its id (see the module's documentation).
         let row = if representation {
-            self.representation(id, &options, StatusCode::CREATED)
+            self.representation(id, &options, StatusCode::CREATED, None)
                 .await
                 .ok()
         } else {
@@ -967,7 +1015,18 @@ impl Call {
 
     async fn retrieve(&self, id: Uuid) -> Result<Response, ApiError> {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
-        self.representation(id, &options, StatusCode::OK).await
+        if self.header("If-Match")?.is_some() {
+            return Err(ApiError::url(
+                "If-Match does not apply to a GET: send If-None-Match with the record's ETag to read it only \
+                 when it changed.",
+            ));
+        }
+        let known = match self.header("If-None-Match")? {
+            None => None,
+            Some(v) => Some(etag::parse("If-None-Match", v)?),
+        };
+        self.representation(id, &options, StatusCode::OK, known)
+            .await
     }
 
     async fn retrieve_multiple(&self) -> Result<Response, ApiError> {
@@ -1149,7 +1208,7 @@ impl Call {
         let target = json::entity_from_body(schema, &self.table, body, Some(id))?;
         let representation = self.wants_representation()?;
         let create = match precondition {
-            Precondition::UpdateOnly => false,
+            Precondition::UpdateOnly | Precondition::UpdateIfVersion(_) => false,
             Precondition::CreateOnly => true,
             Precondition::Upsert => !self.exists(id).await?,
         };
@@ -1185,8 +1244,11 @@ impl Call {
                 Err(e) => return Err(e.into()),
             }
         } else {
-            self.execute(self.request(Message::Update { target }, options.tag.clone())?)
-                .await?;
+            let mut request = self.request(Message::Update { target }, options.tag.clone())?;
+            if let Precondition::UpdateIfVersion(v) = precondition {
+                request.if_row_version = Some(v);
+            }
+            self.execute(request).await?;
             false
         };
         // The write is committed: a failed read-back answers 204 without Preference-Applied.
@@ -1196,7 +1258,7 @@ impl Call {
             StatusCode::OK
         };
         let row = if representation {
-            self.representation(id, &options, status).await.ok()
+            self.representation(id, &options, status, None).await.ok()
         } else {
             None
         };
@@ -1249,11 +1311,23 @@ impl Call {
         if options.select.is_some() {
             return Err(ApiError::url("$select does not apply to a DELETE."));
         }
+        if self.header("If-None-Match")?.is_some() {
+            return Err(ApiError::url(
+                "If-None-Match does not apply to a DELETE: send If-Match with the record's ETag to delete it \
+                 only while it is unchanged.",
+            ));
+        }
         let message = Message::Delete {
             table: self.table.logical_name.clone(),
             id,
         };
-        self.execute(self.request(message, options.tag)?).await?;
+        let mut request = self.request(message, options.tag)?;
+        match self.header("If-Match")? {
+            None => {}
+            Some(v) if v.trim() == "*" => {}
+            Some(v) => request.if_row_version = Some(etag::parse("If-Match", v)?),
+        }
+        self.execute(request).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 }
@@ -1366,25 +1440,25 @@ enum Precondition {
     UpdateOnly,
     /// `If-None-Match: *`: create only.
     CreateOnly,
+    /// `If-Match` with an ETag: update the existing row only while it has this version (412 otherwise).
+    UpdateIfVersion(i64),
 }
 
 impl Precondition {
     fn from_headers(call: &Call) -> Result<Precondition, ApiError> {
-        let star = |name: &str| -> Result<Option<bool>, ApiError> {
-            Ok(call.header(name)?.map(|v| v.trim() == "*"))
-        };
-        match (star("If-Match")?, star("If-None-Match")?) {
+        match (call.header("If-Match")?, call.header("If-None-Match")?) {
             (Some(_), Some(_)) => Err(ApiError::url(
                 "If-Match and If-None-Match cannot both be sent: If-Match: * prevents the create of an \
                  upsert, If-None-Match: * its update.",
             )),
-            (Some(true), None) => Ok(Precondition::UpdateOnly),
-            (None, Some(true)) => Ok(Precondition::CreateOnly),
-            (None, None) => Ok(Precondition::Upsert),
-            (Some(false), _) | (_, Some(false)) => Err(ApiError::url(
-                "Only '*' is supported in If-Match and If-None-Match: records carry no ETags in this \
-                 version (If-Match: * prevents the create of an upsert, If-None-Match: * its update).",
+            (Some(m), None) if m.trim() == "*" => Ok(Precondition::UpdateOnly),
+            (Some(m), None) => Ok(Precondition::UpdateIfVersion(etag::parse("If-Match", m)?)),
+            (None, Some(n)) if n.trim() == "*" => Ok(Precondition::CreateOnly),
+            (None, Some(_)) => Err(ApiError::url(
+                "If-None-Match with an ETag applies to a GET only; in a PATCH only If-None-Match: * (create, \
+                 never update) is meaningful.",
             )),
+            (None, None) => Ok(Precondition::Upsert),
         }
     }
 }
@@ -1428,6 +1502,11 @@ pub(super) fn record(status: StatusCode, context: String, row: serde_json::Value
 fn read_columns(select: &Option<Vec<String>>, expands: &[expand::Expand]) -> Option<Vec<String>> {
     select.as_ref().map(|s| {
         let mut columns = s.clone();
+        // Every record carries its `@odata.etag`, selected or not.
+        let version = platform::VERSION_NUMBER.to_owned();
+        if !columns.contains(&version) {
+            columns.push(version);
+        }
         for e in expands {
             if !columns.contains(&e.attribute) {
                 columns.push(e.attribute.clone());

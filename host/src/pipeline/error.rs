@@ -80,6 +80,10 @@ pub enum PipelineError {
         /// The limit, ms.
         limit_ms: u64,
     },
+    /// An Update or Delete conditional on a row version (the Web API's `If-Match` with an ETag) found the
+    /// row at another version: nothing was written.
+    #[error("The version of the existing record doesn't match the RowVersion property provided.")]
+    RowVersionMismatch,
     /// The request is malformed (unknown table, missing Target, wrong parameter type…).
     #[error("{0}")]
     Invalid(String),
@@ -106,6 +110,8 @@ impl PipelineError {
             PipelineError::Busy { .. } => "0x80072326".into(),
             PipelineError::Timeout { .. } => "0x80040224".into(),
             PipelineError::Invalid(_) => "0x80040203".into(),
+            // ConcurrencyVersionMismatch.
+            PipelineError::RowVersionMismatch => "0x80060882".into(),
             PipelineError::Store(e) => e.dataverse_code().into(),
         }
     }

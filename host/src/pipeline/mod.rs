@@ -184,6 +184,9 @@ pub struct OrganizationRequest {
     pub bypass_async: bool,
     /// `BypassBusinessLogicExecutionStepIds`: these steps do not run.
     pub bypass_step_ids: Vec<Uuid>,
+    /// `ConcurrencyBehavior = IfRowVersionMatches` with this `RowVersion` (Update and Delete): the row is
+    /// written only while its `versionnumber` is this one (the Web API's `If-Match` with an ETag).
+    pub if_row_version: Option<i64>,
 }
 
 impl OrganizationRequest {
@@ -196,6 +199,7 @@ impl OrganizationRequest {
             bypass_sync: false,
             bypass_async: false,
             bypass_step_ids: Vec::new(),
+            if_row_version: None,
         }
     }
 
@@ -308,6 +312,8 @@ struct Op {
     bypass_sync: bool,
     bypass_async: bool,
     bypass_step_ids: Vec<Uuid>,
+    /// The row version an Update or Delete is conditional on (`ConcurrencyBehavior` IfRowVersionMatches).
+    if_row_version: Option<i64>,
     /// Whether this operation runs inside a transaction its issuer opened (then PreValidation does too).
     in_parent_tx: bool,
     deadline: Instant,
@@ -319,6 +325,48 @@ struct Op {
     /// Child operations issued so far by the whole tree this operation belongs to: shared with the
     /// top-level operation and every child, checked against `max_child_operations`.
     children: Arc<AtomicU32>,
+}
+
+impl Op {
+    /// Makes this Update or Delete conditional on the row's version, as `ConcurrencyBehavior`
+    /// IfRowVersionMatches with the Target's `RowVersion` (both visible to plug-ins).
+    fn require_row_version(&mut self, version: i64) -> Result<(), PipelineError> {
+        if self.message != "Update" && self.message != "Delete" {
+            return Err(PipelineError::Invalid(format!(
+                "{}: a row version condition applies to Update and Delete only",
+                self.message
+            )));
+        }
+        self.if_row_version = Some(version);
+        if let Some(p) = self.input.iter_mut().find(|p| p.name == "Target")
+            && let ParameterValue::Entity(e) = &mut p.value
+        {
+            e.row_version = Some(version.to_string());
+        }
+        // Dataverse's ConcurrencyBehavior: 1 = IfRowVersionMatches.
+        self.input.push(param(
+            "ConcurrencyBehavior",
+            ParameterValue::Value(Value::OptionSetValue(1)),
+        ));
+        Ok(())
+    }
+
+    /// Fails the operation (rolling back the write just made) when it was conditional on a row version
+    /// and `replaced` — the row as the write found it, under its lock — had another.
+    fn check_row_version(&self, replaced: &weft_store::Attributes) -> Result<(), PipelineError> {
+        let Some(wanted) = self.if_row_version else {
+            return Ok(());
+        };
+        let found = match replaced.get(weft_store::schema::platform::VERSION_NUMBER) {
+            Some(weft_store::Value::BigInt(v)) => Some(*v),
+            _ => None,
+        };
+        if found == Some(wanted) {
+            Ok(())
+        } else {
+            Err(PipelineError::RowVersionMismatch)
+        }
+    }
 }
 
 /// Reborrows an optional transaction for a shorter call (shortening the trait object's lifetime, which
@@ -620,6 +668,7 @@ impl Inner {
             bypass_sync,
             bypass_async,
             bypass_step_ids,
+            if_row_version,
         } = request;
         let registry = self.registries.snapshot();
         let mut op = self.new_op(message, started, request_id, registry)?;
@@ -628,6 +677,9 @@ impl Inner {
         op.bypass_sync = bypass_sync;
         op.bypass_async = bypass_async;
         op.bypass_step_ids = bypass_step_ids;
+        if let Some(version) = if_row_version {
+            op.require_row_version(version)?;
+        }
         if let Some(tag) = tag {
             let tag = param("tag", ParameterValue::Value(Value::String(tag)));
             op.shared_pre_validation.push(tag.clone());
@@ -777,6 +829,7 @@ impl Inner {
             bypass_sync: false,
             bypass_async: false,
             bypass_step_ids: Vec::new(),
+            if_row_version: None,
             in_parent_tx: false,
             deadline: started + Duration::from_millis(self.settings.operation_limit_ms),
             pre_row: None,
@@ -1396,11 +1449,13 @@ impl Inner {
                 if let Some(t) = tx.schema().table(&op.table) {
                     attrs.remove(&t.primary_id_attribute);
                 }
-                tx.update(&op.table, id, attrs)?;
+                let previous = tx.update(&op.table, id, attrs)?;
+                op.check_row_version(&previous)?;
             }
             "Delete" => {
                 let (table, id) = target_ref(op)?;
-                tx.delete(&table, id)?;
+                let row = tx.delete(&table, id)?;
+                op.check_row_version(&row.attributes)?;
             }
             "Retrieve" => {
                 let (table, id) = target_ref(op)?;
