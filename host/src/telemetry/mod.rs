@@ -4,7 +4,7 @@
 //!
 //! Owns the process's tracer (set once by [`init`]), the span helpers the pipeline, the delivery and the API
 //! call, the rule that links them ([`operation`], [`job_attempt`]) and the span and attribute names (listed
-//! in `console/README.md`). It must not change what an operation does, and no span or attribute may carry
+//! in `docs/telemetry.md`). It must not change what an operation does, and no span or attribute may carry
 //! a secret: no configuration, no header, no endpoint URL or key — endpoints are named by their name.
 //!
 //! # One trace per CorrelationId
@@ -16,7 +16,7 @@
 //! starts its trace with a fresh id that its (first) operation then takes as its CorrelationId, so the
 //! request is the root of the same tree. With a valid incoming `traceparent` the request and its operations'
 //! synchronous spans join the caller's trace, and each operation's CorrelationId trace (its system jobs)
-//! starts at the operation's span, linked to the caller's (see `console/README.md`).
+//! starts at the operation's span, linked to the caller's (see `docs/telemetry.md`).
 //!
 //! # Cost when off
 //! Every helper first reads one `OnceLock`; when unset (no configuration) it returns an empty [`Scope`]
