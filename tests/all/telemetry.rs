@@ -268,7 +268,8 @@ impl Up {
             .arg(config)
             .arg("--data")
             .arg(dir.join("data"))
-            .stdout(Stdio::piped());
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
         // Only what the test sets: the developer's or CI's own OTEL_* must not point weft elsewhere.
         for (name, _) in std::env::vars() {
             if name.starts_with("OTEL_") {
@@ -629,4 +630,36 @@ fn the_environment_configures_traces_and_traceparent_is_honoured() {
     assert_eq!(attempt.parent(), operation.id());
     one(&spans, "post orders queue", &trace);
     no_secret_in(&spans);
+}
+
+/// A collector that is down fails nothing: the Create and its job succeed, `weft up` stops at SIGINT (its
+/// last export fails within the shutdown bound) and says so on stderr without the collector's URL path.
+#[test]
+fn an_unreachable_collector_fails_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let nobody = free_addr();
+    let telemetry =
+        format!("[telemetry]\notlp_endpoint = \"http://{nobody}/secret-path?token=abc\"\n");
+    let config = config(dir.path(), free_addr(), &telemetry);
+    let up = Up::start(dir.path(), &config, &[]);
+    create_account(&up.base, "Contoso", None);
+    wait_jobs_succeeded(&up.base, 1);
+    up.stop();
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(
+        stderr.contains(&format!("telemetry: traces to http://{nobody} (OTLP/HTTP)")),
+        "{stderr}"
+    );
+    // The failed export is a warning for whoever watches weft up (the SDK's own words).
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("WARN") || l.contains("ERROR"))
+            && stderr.to_lowercase().contains("export"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret-path") && !stderr.contains("token=abc"),
+        "the URL's path and query are never printed: {stderr}"
+    );
 }

@@ -10,6 +10,8 @@
 //! (depth + 1, same transaction and correlation id, depth limit), the operation time limit, error mapping and
 //! the plug-in trace log. It must not talk HTTP, run system jobs or deliver to endpoints, and it reaches the
 //! store only through the `weft_store` traits and the sandbox only through `Sandbox::invoke_until`.
+//! With traces on (`crate::telemetry`), each top-level operation, stage, step and organization-service call
+//! is a span; off, each of those points costs one check of an unset `OnceLock`.
 //!
 //! # Transactions
 //! A top-level operation runs its PreValidation steps on the caller's thread, outside any transaction (a
