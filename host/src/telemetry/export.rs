@@ -86,10 +86,16 @@ pub(super) fn provider(config: &Config) -> anyhow::Result<(SdkTracerProvider, Ru
         .with_endpoint(config.traces_url.clone())
         .with_timeout(EXPORT_TIMEOUT)
         .build()
-        // The builder's message may quote the URL (and so a token in it): say what failed, not where.
-        .map_err(|_| {
+        // The builder's message may quote the URL (and so a token in it): then it says what failed, not where.
+        .map_err(|e| {
+            let why = e.to_string();
+            let why = if why.contains(&config.traces_url) {
+                "its endpoint was refused".to_owned()
+            } else {
+                why
+            };
             anyhow::anyhow!(
-                "telemetry: the OTLP exporter for {} could not be built",
+                "telemetry: the OTLP exporter for {} could not be built: {why}",
                 config.origin()
             )
         })?;
