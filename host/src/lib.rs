@@ -17,6 +17,7 @@
 //! - [`context`]: builds execution contexts from command-line input.
 //! - [`replay`]: recorded executions (context and host-call answers) for `weft plugin replay`.
 //! - [`suggest`]: "did you mean" for names users type.
+//! - [`telemetry`]: OpenTelemetry traces exported by OTLP when configured.
 //! - [`bench`]: `weft bench …` capacity measurements.
 //! - [`cli`]: the `weft` commands (no business logic of its own).
 
@@ -33,3 +34,4 @@ pub mod replay;
 pub mod runtime;
 pub mod sandbox;
 pub mod suggest;
+pub mod telemetry;

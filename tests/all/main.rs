@@ -20,5 +20,6 @@ mod postgres;
 mod registration_api;
 mod sandbox;
 mod system_api;
+mod telemetry;
 mod web_api;
 mod workflows;

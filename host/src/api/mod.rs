@@ -204,12 +204,17 @@ fn router_for(
         state.auth.key.clone(),
         stopping,
     );
-    Router::new()
+    let api = Router::new()
         .route(&format!("{PREFIX}/$batch"), any(batch::handle))
         .fallback_service(routes(state.clone()))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .with_state(state)
-        .merge(console)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // A span per Web API request, only when traces are exported (the console and /metrics get none).
+    let api = if crate::telemetry::enabled() {
+        api.layer(middleware::from_fn(crate::telemetry::trace_request))
+    } else {
+        api
+    };
+    api.with_state(state).merge(console)
 }
 
 /// The routes a request is answered by, after authentication: also what each request of a `$batch`
@@ -1420,15 +1425,20 @@ async fn execute_pipeline(
         return Ok(change_set.execute(request).await);
     }
     let runtime = Arc::clone(runtime);
-    tokio::task::spawn_blocking(move || runtime.pipeline.execute(request))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "0x80040216",
-                format!("the operation did not complete: {e}"),
-            )
-        })
+    // The request's span (telemetry) stays the parent of the operation's on the blocking thread.
+    let trace = crate::telemetry::carry();
+    tokio::task::spawn_blocking(move || {
+        let _trace = trace.attach();
+        runtime.pipeline.execute(request)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "0x80040216",
+            format!("the operation did not complete: {e}"),
+        )
+    })
 }
 
 /// What a PATCH's `If-Match` / `If-None-Match` headers allow.

@@ -162,10 +162,29 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .into_config()
         .map_err(|e| anyhow!("{}: [jobs]: {e}", runtime.registration.file))?;
+    // Traces (`[telemetry]`, OTEL_*): nothing runs unless configured. The guard flushes the last spans
+    // when `weft up` returns, after the API and the asynchronous service stopped.
+    let telemetry = match runtime
+        .registration
+        .telemetry
+        .resolve(|name| std::env::var(name).ok())
+        .map_err(|e| anyhow!("{}: [telemetry]: {e}", runtime.registration.file))?
+    {
+        Some(config) => {
+            let guard = crate::telemetry::init(&config)?;
+            eprintln!(
+                "telemetry: traces to {} (OTLP/HTTP), service {}",
+                config.origin(),
+                config.service_name
+            );
+            Some(guard)
+        }
+        None => None,
+    };
     let delivery = Delivery::new(args.organization)?;
     runtime.pipeline.set_delivery(Arc::clone(&delivery));
     let runner = Arc::new(DeliveryRunner::new(runtime.pipeline.clone(), delivery));
-    super::block_on(async move {
+    let served = super::block_on(async move {
         let bus = match bus {
             Some(config) => {
                 let handle = weft_bus::start(config).await?;
@@ -222,5 +241,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             bus.shutdown().await?;
         }
         Ok(())
-    })
+    });
+    if let Some(guard) = telemetry {
+        guard.shutdown();
+    }
+    served
 }

@@ -22,6 +22,7 @@ mod workflow;
 
 use std::sync::Arc;
 
+use opentelemetry::KeyValue;
 use tokio::runtime::{Handle, Runtime};
 use uuid::Uuid;
 use weft_endpoints::{Client, Endpoint, ErrorClass, ErrorKind, PostError, PostOutcome};
@@ -195,6 +196,7 @@ impl Delivery {
         stored: Option<(Vec<u8>, Format)>,
         message_id: String,
     ) -> Result<PostOutcome, DeliveryError> {
+        let span = post_span(&endpoint, &message_id);
         let client = self.client.clone();
         let delivery = self.delivery(&ctx, message_id);
         let task = self.handle.spawn(async move {
@@ -207,10 +209,12 @@ impl Delivery {
                 None => client.post(&endpoint, &ctx, &delivery).await,
             }
         });
-        match task.await {
+        let result = match task.await {
             Ok(r) => r.map_err(DeliveryError::Post),
             Err(e) => Err(interrupted(&e)),
-        }
+        };
+        post_span_end(&span, &result);
+        result
     }
 
     /// TriggerServiceEndpointCheck: proves `endpoint` reachable with its credentials without posting a
@@ -234,18 +238,21 @@ impl Delivery {
         ctx: RemoteExecutionContext,
         message_id: String,
     ) -> Result<PostOutcome, DeliveryError> {
+        let span = post_span(&endpoint, &message_id);
         let client = self.client.clone();
         let delivery = self.delivery(&ctx, message_id);
         let (send, receive) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
             let _ = send.send(client.post(&endpoint, &ctx, &delivery).await);
         });
-        match receive.recv() {
+        let result = match receive.recv() {
             Ok(r) => r.map_err(DeliveryError::Post),
             Err(_) => Err(DeliveryError::Interrupted(
                 "the delivery runtime stopped before the post was answered".into(),
             )),
-        }
+        };
+        post_span_end(&span, &result);
+        result
     }
 
     fn delivery(
@@ -258,6 +265,49 @@ impl Delivery {
             correlation_id: ctx.correlation_id,
             organization: self.organization.clone(),
             partition_key: None,
+        }
+    }
+}
+
+/// The span of one post (telemetry): `post {endpoint name}`, kind client, naming the endpoint by name, id
+/// and contract — never its URL, namespace, key or token.
+fn post_span(endpoint: &Endpoint, message_id: &str) -> crate::telemetry::Detached {
+    crate::telemetry::detached_span(
+        opentelemetry::trace::SpanKind::Client,
+        || format!("post {}", endpoint.name()),
+        || {
+            vec![
+                KeyValue::new("weft.endpoint", endpoint.name().to_owned()),
+                KeyValue::new("weft.endpoint_id", endpoint.id().to_string()),
+                KeyValue::new("weft.contract", format!("{:?}", endpoint.contract())),
+                KeyValue::new("weft.message_id", message_id.to_owned()),
+            ]
+        },
+    )
+}
+
+fn post_span_end(span: &crate::telemetry::Detached, result: &Result<PostOutcome, DeliveryError>) {
+    match result {
+        Ok(o) => {
+            span.attributes(|| {
+                vec![
+                    KeyValue::new("http.response.status_code", i64::from(o.status)),
+                    KeyValue::new("weft.latency_ms", o.latency.as_secs_f64() * 1000.0),
+                ]
+            });
+            span.outcome("succeeded", None);
+        }
+        Err(e) => {
+            if let Some(status) = e.status_code() {
+                span.attributes(|| {
+                    vec![KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(status),
+                    )]
+                });
+            }
+            // `DeliveryError`'s text is secret-free (redacted by weft-endpoints).
+            span.outcome(e.class().label(), Some(e));
         }
     }
 }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use opentelemetry::KeyValue;
 use uuid::Uuid;
 use weft_jobs::{FailureClass, JobOutcome, JobRunner};
 use weft_store::system::{EventHandler, StepMode, SystemJob};
@@ -50,11 +51,15 @@ impl DeliveryRunner {
         if job.operation_type == weft_workflows::WORKFLOW_OPERATION_TYPE {
             let runner = self.clone();
             let job = job.clone();
-            return tokio::task::spawn_blocking(move || runner.run_workflow(&job))
-                .await
-                .unwrap_or_else(|_| {
-                    JobOutcome::failed(FailureClass::Permanent, "the workflow run panicked")
-                });
+            let trace = crate::telemetry::carry();
+            return tokio::task::spawn_blocking(move || {
+                let _trace = trace.attach();
+                runner.run_workflow(&job)
+            })
+            .await
+            .unwrap_or_else(|_| {
+                JobOutcome::failed(FailureClass::Permanent, "the workflow run panicked")
+            });
         }
         let Some(step_id) = job.owning_extension_id else {
             return JobOutcome::failed(FailureClass::Permanent, "the system job names no step");
@@ -83,8 +88,28 @@ impl DeliveryRunner {
             EventHandler::PluginType(type_id) => {
                 let runner = self.clone();
                 let job = job.clone();
+                let trace = crate::telemetry::carry();
                 tokio::task::spawn_blocking(move || {
-                    runner.run_plugin(&job, &step, type_id, &context)
+                    let _trace = trace.attach();
+                    let span = crate::telemetry::span(
+                        || format!("plugin {}", step.def.name),
+                        || {
+                            crate::pipeline::step_attributes(
+                                &step,
+                                crate::sandbox::wit::context::Stage::PostOperation,
+                                "asynchronous",
+                            )
+                        },
+                    );
+                    let outcome = runner.run_plugin(&job, &step, type_id, &context);
+                    match &outcome.failure {
+                        None => span.succeeded(),
+                        Some(class) => span.failed(
+                            class.label(),
+                            outcome.message.as_deref().unwrap_or("failed"),
+                        ),
+                    }
+                    outcome
                 })
                 .await
                 .unwrap_or_else(|_| {
@@ -170,6 +195,9 @@ impl DeliveryRunner {
             &mut recorder,
         );
         let calls = recorder.calls;
+        crate::telemetry::annotate(|| {
+            crate::pipeline::plugin_attributes(&name, &plugin, outcome.usage.elapsed)
+        });
         let mut result = match (&services.failed_post, &outcome.result) {
             // A failed post fails the attempt whatever the plug-in did with the error: the retry runs the
             // whole plug-in again (dataverse.md §12).
@@ -240,10 +268,47 @@ impl DeliveryRunner {
 impl JobRunner for DeliveryRunner {
     async fn run(&self, job: &SystemJob) -> JobOutcome {
         let started = Instant::now();
-        let mut outcome = self.run_job(job).await;
+        // One span per attempt, in the trace of the job's operation (its CorrelationId; see `telemetry`).
+        let span = crate::telemetry::job_attempt(
+            job.correlation_id,
+            || "system job attempt",
+            || {
+                vec![
+                    KeyValue::new("weft.job_id", job.id.to_string()),
+                    KeyValue::new("weft.job_name", job.name.clone()),
+                    KeyValue::new("weft.operation_type", i64::from(job.operation_type)),
+                    KeyValue::new("weft.attempt", i64::from(job.retry_count) + 1),
+                    KeyValue::new("weft.correlation_id", job.correlation_id.to_string()),
+                    KeyValue::new("weft.message", job.message_name.clone()),
+                    KeyValue::new("weft.depth", i64::from(job.depth)),
+                ]
+            },
+        );
+        let mut outcome = span.run(self.run_job(job)).await;
         if outcome.latency.is_none() {
             outcome.latency = Some(started.elapsed());
         }
+        match &outcome.failure {
+            None if outcome.canceled => span.outcome("canceled", None),
+            None => span.outcome("succeeded", None),
+            Some(class) => span.outcome(
+                class.label(),
+                Some(&outcome.message.as_deref().unwrap_or("failed")),
+            ),
+        }
+        span.attributes(|| {
+            let mut attributes = Vec::new();
+            if let Some(status) = outcome.status_code {
+                attributes.push(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
+            }
+            if let Some(code) = outcome.error_code {
+                attributes.push(KeyValue::new("weft.error_code", format!("0x{code:08x}")));
+            }
+            attributes
+        });
         outcome
     }
 }

@@ -10,6 +10,8 @@
 //! (depth + 1, same transaction and correlation id, depth limit), the operation time limit, error mapping and
 //! the plug-in trace log. It must not talk HTTP, run system jobs or deliver to endpoints, and it reaches the
 //! store only through the `weft_store` traits and the sandbox only through `Sandbox::invoke_until`.
+//! With traces on (`crate::telemetry`), each top-level operation, stage, step and organization-service call
+//! is a span; off, each of those points costs one check of an unset `OnceLock`.
 //!
 //! # Transactions
 //! A top-level operation runs its PreValidation steps on the caller's thread, outside any transaction (a
@@ -40,6 +42,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use opentelemetry::KeyValue;
 use uuid::Uuid;
 use weft_store::system::{
     EventHandler, ImageType, InvocationSource, NewSystemJob, NewTraceLog, PluginAssembly,
@@ -641,7 +644,23 @@ impl Inner {
         // Labels for `weft_operations_total` (weft-console's /metrics): registered names only, so the
         // series stay few.
         let (message_name, table) = (op.message.clone(), op.table.clone());
+        let span = crate::telemetry::operation(
+            correlation_id,
+            || format!("{message_name} {table}"),
+            || op_attributes(&op),
+        );
         let result = self.execute_op(op, tx);
+        span.attributes(|| match &result {
+            Ok(OrganizationResponse::Create { id }) => {
+                vec![KeyValue::new("weft.row_id", id.to_string())]
+            }
+            _ => Vec::new(),
+        });
+        span.finish(&result);
+        if let Err(e) = &result {
+            span.attributes(|| vec![KeyValue::new("weft.error_code", e.code().to_string())]);
+        }
+        drop(span);
         let outcome = if result.is_ok() {
             "succeeded"
         } else {
@@ -672,6 +691,11 @@ impl Inner {
         } = request;
         let registry = self.registries.snapshot();
         let mut op = self.new_op(message, started, request_id, registry)?;
+        // With traces on, a Web API request's first operation takes the id of the trace the request
+        // started, so the request is the root of the operation's trace (see `telemetry`).
+        if let Some(id) = crate::telemetry::claim_correlation_id() {
+            op.correlation_id = id;
+        }
         op.user_id = user_id;
         op.initiating_user_id = user_id;
         op.bypass_sync = bypass_sync;
@@ -897,10 +921,12 @@ impl Inner {
                 .read(|r: &dyn Read| r.retrieve(&table, id, None))?;
         }
         let mut none: Option<&mut dyn Tx> = None;
-        for step in steps {
-            self.run_step(op, Stage::PreValidation, &step, &mut none, traces)?;
-        }
-        Ok(())
+        in_stage(op, Stage::PreValidation, |op| {
+            for step in steps {
+                self.run_step(op, Stage::PreValidation, &step, &mut none, traces)?;
+            }
+            Ok(())
+        })
     }
 
     /// Stages (10 when in a parent transaction), 20, 30, 40 and the outbox, in `tx`.
@@ -947,27 +973,47 @@ impl Inner {
             op.pre_row = t.retrieve(&op.table, op.primary_id, None)?;
         }
         if op.in_parent_tx {
-            for step in self.sync_steps(op, StoreStage::PreValidation) {
-                self.run_step(op, Stage::PreValidation, &step, tx, traces)?;
+            let steps = self.sync_steps(op, StoreStage::PreValidation);
+            if !steps.is_empty() {
+                in_stage(op, Stage::PreValidation, |op| {
+                    for step in steps {
+                        self.run_step(op, Stage::PreValidation, &step, tx, traces)?;
+                    }
+                    Ok(())
+                })?;
             }
         }
-        for step in self.sync_steps(op, StoreStage::PreOperation) {
-            self.run_step(op, Stage::PreOperation, &step, tx, traces)?;
+        let steps = self.sync_steps(op, StoreStage::PreOperation);
+        if !steps.is_empty() {
+            in_stage(op, Stage::PreOperation, |op| {
+                for step in steps {
+                    self.run_step(op, Stage::PreOperation, &step, tx, traces)?;
+                }
+                Ok(())
+            })?;
         }
         self.check_deadline(op)?;
-        let Some(t) = reborrow(tx) else {
-            return Err(PipelineError::Invalid("no transaction".into()));
-        };
         let registry = Arc::clone(&op.registry);
-        match registry.custom_apis.get(&op.message) {
-            Some(api) => {
-                let step = custom_api::main_step(api);
-                self.run_step(op, Stage::MainOperation, &step, tx, traces)?;
+        in_stage(op, Stage::MainOperation, |op| {
+            let Some(t) = reborrow(tx) else {
+                return Err(PipelineError::Invalid("no transaction".into()));
+            };
+            match registry.custom_apis.get(&op.message) {
+                Some(api) => {
+                    let step = custom_api::main_step(api);
+                    self.run_step(op, Stage::MainOperation, &step, tx, traces)
+                }
+                None => self.main_operation(op, t),
             }
-            None => self.main_operation(op, t)?,
-        }
-        for step in self.sync_steps(op, StoreStage::PostOperation) {
-            self.run_step(op, Stage::PostOperation, &step, tx, traces)?;
+        })?;
+        let steps = self.sync_steps(op, StoreStage::PostOperation);
+        if !steps.is_empty() {
+            in_stage(op, Stage::PostOperation, |op| {
+                for step in steps {
+                    self.run_step(op, Stage::PostOperation, &step, tx, traces)?;
+                }
+                Ok(())
+            })?;
         }
         let Some(t) = reborrow(tx) else {
             return Err(PipelineError::Invalid("no transaction".into()));
@@ -1172,7 +1218,23 @@ impl Inner {
         ExecutionContext { frame, parents }
     }
 
+    /// Runs one synchronous step (a plug-in or a service endpoint) in a span of its own.
     fn run_step(
+        self: &Arc<Self>,
+        op: &mut Op,
+        stage: Stage,
+        step: &StepDecl,
+        tx: &mut Option<&mut dyn Tx>,
+        traces: &mut Vec<NewTraceLog>,
+    ) -> Result<(), PipelineError> {
+        crate::telemetry::in_span(
+            || format!("plugin {}", step.def.name),
+            || step_attributes(step, stage, "synchronous"),
+            |_| self.run_step_inner(op, stage, step, tx, traces),
+        )
+    }
+
+    fn run_step_inner(
         self: &Arc<Self>,
         op: &mut Op,
         stage: Stage,
@@ -1214,6 +1276,9 @@ impl Inner {
             Some(op.deadline),
         );
         let calls = recorder.calls;
+        crate::telemetry::annotate(|| {
+            plugin_attributes(&assembly.name, plugin, outcome.usage.elapsed)
+        });
         // The plug-in's own failure, as a replay will see it (the step may also fail for the host's reasons).
         let plugin_failure = outcome.result.as_ref().err().map(|f| f.message.clone());
         let doomed = services.doomed.take();
@@ -1664,4 +1729,77 @@ impl Inner {
             _ => OrganizationResponse::Delete,
         })
     }
+}
+
+/// Dataverse's stage number and name, for spans.
+fn stage_number(stage: Stage) -> (i64, &'static str) {
+    match stage {
+        Stage::PreValidation => (10, "PreValidation"),
+        Stage::PreOperation => (20, "PreOperation"),
+        Stage::MainOperation => (30, "MainOperation"),
+        Stage::PostOperation => (40, "PostOperation"),
+    }
+}
+
+/// Runs one stage of `op` in a span `stage N Name` (telemetry).
+fn in_stage<T>(
+    op: &mut Op,
+    stage: Stage,
+    body: impl FnOnce(&mut Op) -> Result<T, PipelineError>,
+) -> Result<T, PipelineError> {
+    let (number, name) = stage_number(stage);
+    let correlation_id = op.correlation_id;
+    crate::telemetry::in_span(
+        || format!("stage {number} {name}"),
+        || {
+            vec![
+                KeyValue::new("weft.stage", number),
+                KeyValue::new("weft.stage_name", name),
+                KeyValue::new("weft.correlation_id", correlation_id.to_string()),
+            ]
+        },
+        |_| body(op),
+    )
+}
+
+/// An operation span's attributes.
+fn op_attributes(op: &Op) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        KeyValue::new("weft.message", op.message.clone()),
+        KeyValue::new("weft.table", op.table.clone()),
+        KeyValue::new("weft.correlation_id", op.correlation_id.to_string()),
+        KeyValue::new("weft.depth", i64::from(op.depth)),
+    ];
+    if !op.primary_id.is_nil() {
+        attributes.push(KeyValue::new("weft.row_id", op.primary_id.to_string()));
+    }
+    attributes
+}
+
+/// A step span's attributes (never its configuration: the secure one is a secret, the unsecure one may
+/// hold anything).
+pub(crate) fn step_attributes(step: &StepDecl, stage: Stage, mode: &'static str) -> Vec<KeyValue> {
+    let (number, _) = stage_number(stage);
+    vec![
+        KeyValue::new("weft.step", step.def.name.clone()),
+        KeyValue::new("weft.step_id", step.def.id.to_string()),
+        KeyValue::new("weft.stage", number),
+        KeyValue::new("weft.mode", mode),
+    ]
+}
+
+/// What a plug-in execution's span adds once it ran: the plug-in, its type and how long it ran.
+pub(crate) fn plugin_attributes(
+    assembly: &str,
+    plugin: &LoadedPlugin,
+    elapsed: Duration,
+) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        KeyValue::new("weft.plugin", assembly.to_owned()),
+        KeyValue::new("weft.duration_ms", elapsed.as_secs_f64() * 1000.0),
+    ];
+    if let Some(t) = plugin.selected_type() {
+        attributes.push(KeyValue::new("weft.plugin_type", t.to_owned()));
+    }
+    attributes
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use opentelemetry::KeyValue;
 use uuid::Uuid;
 use weft_store::{Condition, Query, Read, StoreError, StoreExt, Tx};
 
@@ -136,7 +137,28 @@ impl<'a> OrgServices<'a> {
         Ok(response)
     }
 
+    /// One organization-service call, in a span `organization service {Message}` (telemetry) with the
+    /// child operation's stages and steps inside.
     fn run_nested(&mut self, message: Message) -> Result<OrganizationResponse, PipelineError> {
+        let name = message.name().to_owned();
+        let (correlation_id, depth) = (self.correlation_id, self.depth + 1);
+        crate::telemetry::in_span(
+            || format!("organization service {name}"),
+            || {
+                vec![
+                    KeyValue::new("weft.message", name.clone()),
+                    KeyValue::new("weft.correlation_id", correlation_id.to_string()),
+                    KeyValue::new("weft.depth", i64::from(depth)),
+                ]
+            },
+            |_| self.run_nested_inner(message),
+        )
+    }
+
+    fn run_nested_inner(
+        &mut self,
+        message: Message,
+    ) -> Result<OrganizationResponse, PipelineError> {
         let max_depth = self.inner.settings.max_depth;
         if self.depth + 1 > max_depth {
             return Err(PipelineError::DepthLimit {
@@ -164,6 +186,13 @@ impl<'a> OrgServices<'a> {
         op.parents = self.parents.clone();
         op.deadline = self.deadline;
         op.children = Arc::clone(&self.children);
+        crate::telemetry::annotate(|| {
+            let mut attributes = vec![KeyValue::new("weft.table", op.table.clone())];
+            if !op.primary_id.is_nil() {
+                attributes.push(KeyValue::new("weft.row_id", op.primary_id.to_string()));
+            }
+            attributes
+        });
         self.inner.execute_op(op, super::reborrow(&mut self.tx))
     }
 }

@@ -208,6 +208,8 @@ pub struct Registration {
     pub store: StoreSettings,
     /// The asynchronous service's settings (`[jobs]`, `[jobs.retry]`).
     pub jobs: weft_jobs::JobsSettings,
+    /// OpenTelemetry traces (`[telemetry]`; the `OTEL_*` environment fills in what it leaves out).
+    pub telemetry: crate::telemetry::TelemetrySettings,
     /// Background workflows (`[[workflow]]`), each with its id. Their steps are checked against the
     /// loaded components' activity types when the pipeline starts (`weft_workflows::validate`).
     pub workflows: Vec<weft_workflows::WorkflowDef>,
@@ -236,6 +238,8 @@ struct RawFile {
     store: StoreSettings,
     #[serde(default)]
     jobs: weft_jobs::JobsSettings,
+    #[serde(default)]
+    telemetry: crate::telemetry::TelemetrySettings,
     #[serde(default)]
     workflow: Vec<weft_workflows::WorkflowDef>,
     /// Read by the bus (another issue); allowed, not read here.
@@ -969,7 +973,11 @@ impl Registration {
             }
             workflows.push(w);
         }
+        raw.telemetry
+            .validate()
+            .map_err(|why| error("[telemetry]".into(), why))?;
         Ok(Registration {
+            telemetry: raw.telemetry,
             workflows,
             file: file.to_owned(),
             schema,

@@ -183,7 +183,9 @@ impl Batch {
     async fn change_set(&self, requests: Vec<PartRequest>) -> (Answer, bool) {
         let (commands, receiver) = mpsc::unbounded_channel();
         let pipeline = self.state.runtime.pipeline.clone();
+        let trace = crate::telemetry::carry();
         let worker = tokio::task::spawn_blocking(move || {
+            let _trace = trace.attach();
             pipeline.transaction(|transaction| serve(transaction, receiver))
         });
         let handle = ChangeSet(commands.clone());
