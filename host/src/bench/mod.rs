@@ -1,6 +1,7 @@
 //! `weft bench …`: capacity measurements a user can run on their own hardware,
 //! each with its floor measured in the same run.
 
+pub mod api;
 pub mod delivery;
 pub mod sandbox;
 

@@ -177,6 +177,16 @@ enum BenchCommand {
         #[arg(long)]
         batch_size: Option<u32>,
     },
+    /// Durable Creates per second over the Web API next to the same Creates in-process, and the latency of a
+    /// 50-row page with one `$expand`.
+    Api {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Creates per run [default: 5000].
+        #[arg(long)]
+        ops: Option<u64>,
+    },
     /// Latency from an operation's commit to a queue listener at 500 operations/s (p50/p99).
     E2e {
         /// Print one JSON object instead of text.
@@ -238,6 +248,7 @@ pub fn main() -> ExitCode {
                 json, workers, batch_size,
             )),
             BenchCommand::E2e { json } => block_on(crate::bench::delivery::run_e2e(json)),
+            BenchCommand::Api { json, ops } => block_on(crate::bench::api::run(json, ops)),
             BenchCommand::Pipeline { json, store } => match store {
                 Some(url) => crate::pipeline::bench::run_postgres(&url, json),
                 None => crate::pipeline::bench::run(json),

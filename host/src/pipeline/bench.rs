@@ -93,7 +93,7 @@ configuration = "{}"
     )
 }
 
-fn config(components: &Path) -> String {
+pub(crate) fn config(components: &Path) -> String {
     let component = |name: &str| {
         components
             .join(format!("{name}.wasm"))
@@ -139,7 +139,7 @@ plugin = "enricher"
 }
 
 /// Runs `n` Creates from [`CALLERS`] threads; returns (ops/s, latencies).
-fn drive(pipeline: &Pipeline, n: u64) -> anyhow::Result<(f64, Vec<Duration>)> {
+pub(crate) fn drive(pipeline: &Pipeline, n: u64) -> anyhow::Result<(f64, Vec<Duration>)> {
     let start = Instant::now();
     let handles: Vec<_> = (0..CALLERS)
         .map(|t| {
