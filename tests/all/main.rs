@@ -22,3 +22,4 @@ mod sandbox;
 mod system_api;
 mod web_api;
 mod workflows;
+mod workflows_api;
