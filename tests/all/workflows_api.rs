@@ -49,13 +49,7 @@ struct Host {
 impl Host {
     async fn start(hook_url: &str, key: Option<&str>) -> Host {
         let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "{EXAMPLE_ACCOUNT_TABLE}\n{CONTACT_TABLE}\n[[plugin]]\nname = \"azure-aware\"\ncomponent = \"{}\"\n\
-             [[service_endpoint]]\nname = \"hook\"\ncontract = 8\nmessage_format = 2\nauth_type = 4\n\
-             url = \"{hook_url}\"\nauth_value = \"hook-key-51c2\"\n{FILE_WORKFLOW}",
-            fixtures::component("azure-aware").display()
-        );
-        std::fs::write(dir.path().join("weft.toml"), config).unwrap();
+        write_config(dir.path(), hook_url, FILE_WORKFLOW);
         let mut host = Host {
             dir,
             runtime: None,
@@ -193,6 +187,17 @@ impl Host {
     async fn stop(mut self) {
         self.server.take().unwrap().shutdown().await.unwrap();
     }
+}
+
+/// Writes weft.toml into `dir` with `workflows` as its `[[workflow]]` entries.
+fn write_config(dir: &std::path::Path, hook_url: &str, workflows: &str) {
+    let config = format!(
+        "{EXAMPLE_ACCOUNT_TABLE}\n{CONTACT_TABLE}\n[[plugin]]\nname = \"azure-aware\"\ncomponent = \"{}\"\n\
+         [[service_endpoint]]\nname = \"hook\"\ncontract = 8\nmessage_format = 2\nauth_type = 4\n\
+         url = \"{hook_url}\"\nauth_value = \"hook-key-51c2\"\n{workflows}",
+        fixtures::component("azure-aware").display()
+    );
+    std::fs::write(dir.join("weft.toml"), config).unwrap();
 }
 
 fn id_in(location: &str) -> Uuid {
@@ -544,5 +549,61 @@ async fn a_failed_activity_post_waits_then_succeeds_when_the_endpoint_recovers()
     assert!(attempts.len() >= 2, "{attempts:?}");
     assert_eq!(attempts.last().unwrap().entry.http_status, Some(200));
     assert!(hook.requests().len() >= 2);
+    host.stop().await;
+}
+
+/// A `[[workflow]]` of weft.toml follows the restart rule of other registration: deactivated through the
+/// API it stays Draft across a restart while the file leaves it alone; once the file changes it, the
+/// file's version (Activated) wins; deleted through the API it stays deleted until the file changes it
+/// again; removed from the file, it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_workflow_keeps_runtime_changes_until_the_file_changes_it() {
+    let (_hook, url) = Hook::start(&[StatusCode::OK]).await;
+    let mut host = Host::start(&url, None).await;
+    let id = weft_workflows::id_for("File workflow");
+    let path = format!("workflows({id})");
+    let state = |row: &Json| row["statecode"].as_i64().unwrap();
+    let (status, body) = host.send(Method::PATCH, &path, r#"{"statecode":0}"#).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    host.restart().await;
+    assert_eq!(
+        state(&host.get(&path).await),
+        0,
+        "the runtime change was lost"
+    );
+
+    let changed = FILE_WORKFLOW.replace("\"succeeded\"", "\"canceled\"");
+    write_config(host.dir.path(), &url, &changed);
+    host.restart().await;
+    let row = host.get(&path).await;
+    assert_eq!(state(&row), 1, "the file's edit did not win: {row}");
+    assert!(row["clientdata"].as_str().unwrap().contains("canceled"));
+
+    host.send(Method::PATCH, &path, r#"{"statecode":0}"#).await;
+    let (status, body) = host.send(Method::DELETE, &path, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    host.restart().await;
+    let (status, _) = host.send(Method::GET, &path, "").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the file brought back a workflow deleted at runtime"
+    );
+
+    write_config(host.dir.path(), &url, FILE_WORKFLOW);
+    host.restart().await;
+    assert_eq!(
+        state(&host.get(&path).await),
+        1,
+        "the file's new edit did not bring it back"
+    );
+    write_config(host.dir.path(), &url, "");
+    host.restart().await;
+    assert!(
+        host.get("workflows").await["value"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     host.stop().await;
 }
