@@ -281,6 +281,35 @@ async fn a_workflow_posted_through_the_web_api_runs_and_survives_a_restart() {
     assert!(rows.iter().any(|r| r["name"] == "File workflow"
         && r["triggerondelete"] == true
         && r["statecode"] == 1));
+    // The list pages like every collection: one row per page here, the next link covering the other.
+    let first: Json = host
+        .client
+        .get(format!("{}/workflows", host.base))
+        .header("Prefer", "odata.maxpagesize=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["value"].as_array().unwrap().len(), 1, "{first}");
+    let next = first["@odata.nextLink"].as_str().expect("a next link");
+    let second: Json = host
+        .client
+        .get(next)
+        .header("Prefer", "odata.maxpagesize=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["value"].as_array().unwrap().len(), 1, "{second}");
+    assert_ne!(
+        first["value"][0]["workflowid"],
+        second["value"][0]["workflowid"]
+    );
+    assert!(second.get("@odata.nextLink").is_none());
     let row = host.get(&format!("workflows({id})")).await;
     for (column, value) in [
         ("workflowid", json!(id)),
