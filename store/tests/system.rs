@@ -695,7 +695,7 @@ fn workflows_round_trip(backend: &common::Backend) {
         store.transact(move |tx| tx.put_workflow(&w)).unwrap();
     }
     let store = common::open(backend, dir.path());
-    let stored = store.read(|r| Ok::<_, StoreError>(r.workflows()?)).unwrap();
+    let stored = store.read(|r| r.workflows()).unwrap();
     assert_eq!(stored, vec![workflow.clone()]);
     let draft = StoredWorkflow {
         activated: false,
@@ -703,12 +703,12 @@ fn workflows_round_trip(backend: &common::Backend) {
     };
     let d = draft.clone();
     store.transact(move |tx| tx.put_workflow(&d)).unwrap();
-    let stored = store.read(|r| Ok::<_, StoreError>(r.workflows()?)).unwrap();
+    let stored = store.read(|r| r.workflows()).unwrap();
     assert_eq!(stored, vec![draft]);
     let id = workflow.id;
     assert!(store.transact(move |tx| tx.delete_workflow(id)).unwrap());
     assert!(!store.transact(move |tx| tx.delete_workflow(id)).unwrap());
-    let stored = store.read(|r| Ok::<_, StoreError>(r.workflows()?)).unwrap();
+    let stored = store.read(|r| r.workflows()).unwrap();
     assert!(stored.is_empty());
 }
 
