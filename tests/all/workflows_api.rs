@@ -437,7 +437,7 @@ async fn a_workflow_posted_through_the_web_api_runs_and_survives_a_restart() {
 /// What weft cannot run is refused with a 400 naming the column or the step, and nothing is registered:
 /// XAML, real-time mode, another category, a step naming an activity the component does not hold (the
 /// workflows crate's message, naming workflow and step), a column the table lacks, a malformed
-/// `clientdata`, a second workflow of the same name.
+/// `clientdata`, a second workflow of the same name; a definition PATCHed while Activated, or wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflows_weft_cannot_run_are_refused_precisely() {
     let (_hook, url) = Hook::start(&[StatusCode::OK]).await;
@@ -492,17 +492,47 @@ async fn workflows_weft_cannot_run_are_refused_precisely() {
         1,
         "a refused row was registered"
     );
+    // A definition changes only as a Draft, validated as a new one.
+    let file = format!("workflows({})", weft_workflows::id_for("File workflow"));
+    let (status, body) = host
+        .send(Method::PATCH, &file, r#"{"triggeroncreate":true}"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error_message(&body).contains("is Activated: its definition cannot be changed"),
+        "{body}"
+    );
+    host.send(Method::PATCH, &file, r#"{"statecode":0}"#).await;
     let (status, body) = host
         .send(
             Method::PATCH,
-            &format!("workflows({})", weft_workflows::id_for("File workflow")),
-            r#"{"name":"Renamed"}"#,
+            &file,
+            &json!({ "clientdata": client_data("PostContxt") }).to_string(),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        error_message(&body).contains("'name' cannot be changed here"),
+        error_message(&body)
+            .contains("step 1 (activity): plug-in `azure-aware` holds no activity type"),
         "{body}"
+    );
+    let (status, body) = host
+        .send(
+            Method::PATCH,
+            &file,
+            r#"{"triggeronupdateattributelist":"name","statecode":1}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let row = host.get(&file).await;
+    assert_eq!(
+        (
+            row["triggeronupdateattributelist"].clone(),
+            row["triggerondelete"].clone(),
+            row["statecode"].clone()
+        ),
+        (json!("name"), json!(true), json!(1)),
+        "{row}"
     );
     host.stop().await;
 }

@@ -1,7 +1,7 @@
 //! The `workflows` entity set: background workflows registered at runtime (issue 15), as Dataverse's
 //! `workflow` rows — `POST` a new one, `GET` the collection (the `[[workflow]]`s of weft.toml listed too) or
-//! one row, `PATCH` `statecode`/`statuscode` to activate or deactivate it (Dataverse's SetState), `DELETE`
-//! a Draft one.
+//! one row, `PATCH` `statecode`/`statuscode` to activate or deactivate it (Dataverse's SetState) or other
+//! columns to change a Draft's definition, `DELETE` a Draft one.
 //!
 //! Owns the mapping between Dataverse's columns and weft-workflows' [`WorkflowDef`], both ways, and every
 //! refusal of what weft cannot run (other categories, real-time mode, XAML, on-demand and child
@@ -109,10 +109,16 @@ impl RegistrationCall<'_> {
     }
 
     pub(super) async fn patch_workflow(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
-        let activated = state_from_patch(body)?;
-        self.workflow(id)?;
+        let current = self.workflow(id)?;
         let pipeline = self.pipeline.clone();
-        let def = super::blocking(move || pipeline.set_workflow_state(id, activated)).await?;
+        let def = match patch_from_body(&current, body)? {
+            Patch::State(activated) => {
+                super::blocking(move || pipeline.set_workflow_state(id, activated)).await?
+            }
+            Patch::Definition(def) => {
+                super::blocking(move || pipeline.update_workflow(def)).await?
+            }
+        };
         if super::wants_representation(self.headers) {
             Ok(super::record(
                 StatusCode::OK,
@@ -435,23 +441,54 @@ fn workflow_from_body(body: &[u8]) -> Result<WorkflowDef, ApiError> {
     })
 }
 
-/// Reads a PATCH body: `statecode` and/or `statuscode` only (Dataverse's SetState on a workflow).
-fn state_from_patch(body: &[u8]) -> Result<bool, ApiError> {
+/// What a PATCH asks for.
+enum Patch {
+    /// Only `statecode`/`statuscode`: Dataverse's SetState (activate or deactivate).
+    State(bool),
+    /// Other columns: the Draft workflow's new definition, the body's columns over the current ones.
+    Definition(WorkflowDef),
+}
+
+/// Reads a PATCH body against the workflow as it is. A definition changes only while the workflow is a
+/// Draft, as in Dataverse (deactivate, change, activate again); `workflowid` cannot change.
+fn patch_from_body(current: &WorkflowDef, body: &[u8]) -> Result<Patch, ApiError> {
     let o = object(body)?;
-    if let Some(k) = o
-        .keys()
-        .find(|k| !matches!(k.as_str(), "statecode" | "statuscode"))
+    if o.is_empty() {
+        return Err(ApiError::payload(
+            "The body names no column to change: give statecode (0 Draft, 1 Activated) or statuscode, or \
+             columns of the definition.",
+        ));
+    }
+    if o.keys()
+        .all(|k| matches!(k.as_str(), "statecode" | "statuscode"))
     {
+        return Ok(Patch::State(state(&o)?.unwrap_or(current.enabled)));
+    }
+    if current.enabled {
         return Err(ApiError::payload(format!(
-            "'{k}' cannot be changed here: a workflow's PATCH sets statecode/statuscode only (activate or \
-             deactivate it); to change its definition, deactivate it, delete it and create it again."
+            "Workflow \"{}\" is Activated: its definition cannot be changed. Deactivate it first (PATCH \
+             statecode 0), change it, then activate it again.",
+            current.name
         )));
     }
-    state(&o)?.ok_or_else(|| {
-        ApiError::payload(
-            "The body names no column to change: give statecode (0 Draft, 1 Activated) or statuscode.",
-        )
-    })
+    if let Some(id) = text(&o, "workflowid")?
+        && Uuid::parse_str(id).ok() != current.id
+    {
+        return Err(ApiError::payload("'workflowid' cannot be changed."));
+    }
+    let Json::Object(mut merged) = workflow_json(current) else {
+        return Err(ApiError::payload("The workflow cannot be read."));
+    };
+    // A state in the body replaces both current state columns (either may be given alone).
+    if o.contains_key("statecode") || o.contains_key("statuscode") {
+        merged.remove("statecode");
+        merged.remove("statuscode");
+    }
+    merged.extend(o);
+    let mut def =
+        workflow_from_body(&serde_json::to_vec(&Json::Object(merged)).unwrap_or_default())?;
+    def.id = current.id;
+    Ok(Patch::Definition(def))
 }
 
 #[cfg(test)]
@@ -533,17 +570,45 @@ mod tests {
         );
     }
 
-    /// A PATCH changes the state only.
+    /// A PATCH of statecode/statuscode only is SetState; other columns change a Draft's definition
+    /// (merged over the current columns) and are refused on an Activated workflow.
     #[test]
-    fn patch_sets_the_state_only() {
-        assert!(!state_from_patch(br#"{"statecode":0,"statuscode":1}"#).unwrap());
-        assert!(state_from_patch(br#"{"statuscode":2}"#).unwrap());
+    fn patch_sets_the_state_or_a_drafts_definition() {
+        let mut current = workflow_from_body(&body(json!({"statecode": 1}))).unwrap();
+        current.id = Some(Uuid::from_u128(5));
+        assert!(matches!(
+            patch_from_body(&current, br#"{"statecode":0,"statuscode":1}"#),
+            Ok(Patch::State(false))
+        ));
+        assert!(matches!(
+            patch_from_body(&current, br#"{"statuscode":2}"#),
+            Ok(Patch::State(true))
+        ));
+        let refused = |current: &WorkflowDef, body: &[u8]| match patch_from_body(current, body) {
+            Err(e) => e.message,
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(refused(&current, br#"{"name":"x"}"#).contains("is Activated"));
+        assert!(refused(&current, b"{}").contains("names no column"));
+        current.enabled = false;
+        let Ok(Patch::Definition(def)) = patch_from_body(
+            &current,
+            br#"{"name":"renamed","triggeronupdateattributelist":"name","statecode":1}"#,
+        ) else {
+            panic!("a Draft's definition is refused")
+        };
+        assert_eq!(def.name, "renamed");
+        assert_eq!(def.id, current.id);
+        assert_eq!(def.on, vec![TriggerEvent::Create, TriggerEvent::Update]);
+        assert_eq!(def.steps, current.steps);
+        assert!(def.enabled, "changed and activated in one PATCH");
         assert!(
-            state_from_patch(br#"{"name":"x"}"#)
-                .unwrap_err()
-                .message
-                .contains("'name' cannot be changed")
+            refused(
+                &current,
+                br#"{"workflowid":"00000000-0000-0000-0000-000000000009"}"#
+            )
+            .contains("'workflowid' cannot be changed")
         );
-        assert!(state_from_patch(b"{}").is_err());
+        assert!(refused(&current, br#"{"mode":1}"#).contains("Real-time"));
     }
 }

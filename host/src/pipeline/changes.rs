@@ -567,6 +567,52 @@ impl Pipeline {
         Ok(changed)
     }
 
+    /// Replaces the definition of a Draft workflow (`def.id` names it), checked as a new one is; an
+    /// Activated workflow is refused (deactivate it first, as Dataverse requires). Persisted, then used by
+    /// operations starting afterwards. Returns it as registered.
+    pub(crate) fn update_workflow(
+        &self,
+        def: weft_workflows::WorkflowDef,
+    ) -> Result<weft_workflows::WorkflowDef, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let id = def.id.unwrap_or_default();
+        let Some(at) = next.workflows.iter().position(|w| w.id == Some(id)) else {
+            return Err(workflow_not_found(id));
+        };
+        // Checked again under the writer lock: another request may have activated it meanwhile.
+        if next.workflows[at].enabled {
+            return Err(PipelineError::Invalid(format!(
+                "Workflow \"{}\" is Activated: its definition cannot be changed. Deactivate it first \
+                 (PATCH statecode 0)",
+                next.workflows[at].name
+            )));
+        }
+        let catalog = super::workflow::WorkflowCatalog {
+            registry: &next,
+            schema: self.inner.store.schema(),
+        };
+        weft_workflows::validate(&def, &catalog)
+            .map_err(|errors| PipelineError::Invalid(errors.join("; ")))?;
+        if let Some(other) = next
+            .workflows
+            .iter()
+            .find(|w| w.name == def.name && w.id != Some(id))
+        {
+            return Err(PipelineError::Invalid(format!(
+                "a workflow named \"{}\" is already registered ({})",
+                other.name,
+                other.id.unwrap_or_default()
+            )));
+        }
+        let row = crate::registration::stored_workflow(&def);
+        self.inner.store.transact(move |tx| tx.put_workflow(&row))?;
+        next.workflows[at] = def.clone();
+        registries.publish(&writer, next);
+        Ok(def)
+    }
+
     /// Unregisters a Draft workflow; an activated one is refused, as Dataverse refuses deleting an active
     /// workflow definition. A workflow `weft.toml` declares stays deleted across restarts until the file
     /// changes its declaration. Its system jobs still queued fail when they run (the definition is gone),
