@@ -30,6 +30,7 @@ const SYSTEM_TABLES: &[&str] = &[
     "sdkmessageprocessingstepimage",
     "sdkmessageprocessingstepsecureconfig",
     "weft_declaration",
+    "workflow",
     "asyncoperation",
     "asyncoperationdata",
     "asyncoperationattempt",

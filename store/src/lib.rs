@@ -44,6 +44,9 @@ macro_rules! delegate_system_reads {
         fn steps(&self) -> Result<Vec<Step>> {
             self.$field.steps()
         }
+        fn workflows(&self) -> Result<Vec<StoredWorkflow>> {
+            self.$field.workflows()
+        }
         fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>> {
             self.$field.step_secure_configuration_for_sandbox(step_id)
         }
@@ -179,6 +182,8 @@ pub trait Read {
     fn declarations(&self) -> Result<Vec<Declaration>>;
     /// Registered steps with their images, ordered by message, stage, rank; never the secure configuration.
     fn steps(&self) -> Result<Vec<Step>>;
+    /// Every stored background workflow, by id.
+    fn workflows(&self) -> Result<Vec<StoredWorkflow>>;
     /// A step's secure configuration: for handing to the sandbox only, never to API callers.
     fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>>;
     /// Registered service endpoints (secrets as `is…set` flags only).
@@ -287,6 +292,10 @@ pub trait Tx: Read {
     fn put_step(&mut self, step: &StepDef, secure_configuration: SecretUpdate) -> Result<()>;
     /// Deletes a step, its images and secure configuration; false when it did not exist.
     fn delete_step(&mut self, id: Uuid) -> Result<bool>;
+    /// Inserts or replaces a background workflow (by id).
+    fn put_workflow(&mut self, workflow: &StoredWorkflow) -> Result<()>;
+    /// Deletes a background workflow; false when there was none.
+    fn delete_workflow(&mut self, id: Uuid) -> Result<bool>;
     /// Inserts or replaces a service endpoint; changes its secrets as told.
     fn put_service_endpoint(
         &mut self,

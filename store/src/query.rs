@@ -1,5 +1,5 @@
-//! RetrieveMultiple queries: column set, conditions (eq, ne, gt, lt, null, not-null; and/or), order, top and
-//! skip (a page's start).
+//! RetrieveMultiple queries: column set, conditions (eq, ne, gt, lt, null, not-null; contains, begins-with,
+//! ends-with on text; and/or/not), order, top and skip (a page's start).
 //!
 //! Owns the backend-neutral query model and its checking against the schema (every attribute exists, values
 //! have the attribute's type, `gt`/`lt`/order only on ordered types). It must not touch SQL.
@@ -30,6 +30,38 @@ pub enum Condition {
     And(Vec<Condition>),
     /// Any of these (false when empty).
     Or(Vec<Condition>),
+    /// The text attribute contains the value: case-insensitive as [`Condition::Eq`] on text, and the value
+    /// is literal (`%`, `_` and `\\` match themselves, they are no LIKE wildcards). Never matches null.
+    Contains(String, String),
+    /// The text attribute begins with the value (as [`Condition::Contains`]).
+    BeginsWith(String, String),
+    /// The text attribute ends with the value (as [`Condition::Contains`]).
+    EndsWith(String, String),
+    /// The condition does not hold, in SQL's three-valued logic: a comparison on a null attribute is
+    /// unknown and so is its negation, so `Not(Eq(a, v))` matches no row where `a` is null (as `Ne`).
+    Not(Box<Condition>),
+}
+
+impl Condition {
+    /// The LIKE pattern of a text condition (`\\` escapes), None for the others.
+    pub fn like_pattern(&self) -> Option<(&str, String)> {
+        let escape = |v: &str| {
+            let mut out = String::with_capacity(v.len() + 2);
+            for c in v.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        };
+        Some(match self {
+            Condition::Contains(n, v) => (n.as_str(), format!("%{}%", escape(v))),
+            Condition::BeginsWith(n, v) => (n.as_str(), format!("{}%", escape(v))),
+            Condition::EndsWith(n, v) => (n.as_str(), format!("%{}", escape(v))),
+            _ => return None,
+        })
+    }
 }
 
 /// Sort order on one attribute.
@@ -145,5 +177,37 @@ pub(crate) fn check_condition(table: &TableDef, c: &Condition) -> Result<Conditi
                 .map(|c| check_condition(table, c))
                 .collect::<Result<_>>()?,
         ),
+        Condition::Contains(n, _) | Condition::BeginsWith(n, _) | Condition::EndsWith(n, _) => {
+            let a = attr(n)?;
+            if !matches!(
+                a.kind,
+                crate::schema::AttributeKind::String { .. }
+                    | crate::schema::AttributeKind::Memo { .. }
+            ) {
+                return Err(StoreError::Invalid(format!(
+                    "condition on `{n}` of table `{}`: contains, begins-with and ends-with apply to text \
+                     attributes, not {}",
+                    table.logical_name,
+                    a.kind.name()
+                )));
+            }
+            c.clone()
+        }
+        Condition::Not(inner) => Condition::Not(Box::new(check_condition(table, inner)?)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// LIKE's wildcards and its escape character in a value match themselves.
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        let p = |c: Condition| c.like_pattern().unwrap().1;
+        assert_eq!(p(Condition::Contains("n".into(), "50%".into())), "%50\\%%");
+        assert_eq!(p(Condition::BeginsWith("n".into(), "a_b".into())), "a\\_b%");
+        assert_eq!(p(Condition::EndsWith("n".into(), "c:\\".into())), "%c:\\\\");
+        assert!(Condition::Null("n".into()).like_pattern().is_none());
+    }
 }

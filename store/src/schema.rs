@@ -83,6 +83,7 @@ pub const RESERVED_TABLE_NAMES: &[&str] = &[
     "serviceendpoint",
     "systemuser",
     "team",
+    "workflow",
 ];
 
 /// Platform attribute names with fixed meaning.

@@ -266,12 +266,29 @@ impl fmt::Debug for AssemblyContent {
 /// changes) or not (then runtime changes stand). Entries without one were made at runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declaration {
-    /// The entry's table: `sdkmessageprocessingstep`, `serviceendpoint` or `pluginassembly`.
+    /// The entry's table: `sdkmessageprocessingstep`, `serviceendpoint`, `pluginassembly` or `workflow`.
     pub kind: String,
     /// The entry's id.
     pub id: Uuid,
     /// A digest of the declaration as the file gave it.
     pub fingerprint: String,
+}
+
+/// A background workflow (`workflow`, category 0 Workflow, type 1 Definition): the columns the store
+/// answers by — id, name, table, state — and weft's definition as JSON, which the store keeps but never
+/// reads (the host's `weft-workflows` model owns its shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWorkflow {
+    /// `workflowid`.
+    pub id: Uuid,
+    /// `name`.
+    pub name: String,
+    /// `primaryentity`.
+    pub primary_entity: String,
+    /// `statecode` 1 Activated (statuscode 2) when true, 0 Draft (statuscode 1) when false.
+    pub activated: bool,
+    /// The definition (trigger, run-as, steps) as JSON.
+    pub definition: String,
 }
 
 /// A plug-in type: an entry point inside an assembly.

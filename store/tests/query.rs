@@ -1,4 +1,5 @@
-//! RetrieveMultiple: conditions (eq, ne, gt, lt, null, not-null, and/or), ordering, top, skip and column sets.
+//! RetrieveMultiple: conditions (eq, ne, gt, lt, null, not-null, contains/begins-with/ends-with, and/or/not),
+//! ordering, top, skip and column sets.
 
 #[macro_use]
 mod common;
@@ -218,7 +219,114 @@ fn bad_queries_are_refused(backend: &common::Backend) {
     );
 }
 
+fn create_row(
+    tx: &mut dyn weft_store::Tx,
+    name: Option<&str>,
+    employees: Option<i32>,
+) -> Result<(), StoreError> {
+    let mut a = Attributes::new();
+    if let Some(n) = name {
+        a.insert("name".into(), Value::String(n.into()));
+    }
+    if let Some(e) = employees {
+        a.insert("numberofemployees".into(), Value::Integer(e));
+    }
+    tx.create("account", None, a).map(|_| ())
+}
+
+/// contains / begins-with / ends-with take the value literally (a `%`, `_` or `\\` in it is no wildcard),
+/// fold ASCII case like eq, never match null; `Not` follows SQL's three-valued logic (a null attribute is
+/// excluded by `Not(Eq)` as by `Ne`). An operation's own uncommitted rows (matched in memory) answer the
+/// same as the committed ones (matched by the backend's SQL).
+fn text_functions_and_not(backend: &common::Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(backend, dir.path());
+    let rows: [(Option<&str>, Option<i32>); 6] = [
+        (Some("50% off"), Some(10)),
+        (Some("50 percent"), None),
+        (Some("a_b"), Some(20)),
+        (Some("axb"), None),
+        (Some("back\\"), Some(30)),
+        (None, Some(40)),
+    ];
+    store
+        .transact(move |tx| {
+            for (name, employees) in rows {
+                create_row(tx, name, employees)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    let queries = [
+        Condition::Contains("name".into(), "50%".into()),
+        Condition::Contains("name".into(), "OFF".into()),
+        Condition::BeginsWith("name".into(), "a_".into()),
+        Condition::EndsWith("name".into(), "\\".into()),
+        Condition::Not(Box::new(Condition::Eq(
+            "numberofemployees".into(),
+            Value::Integer(10),
+        ))),
+        Condition::Not(Box::new(Condition::Contains("name".into(), "b".into()))),
+        Condition::Not(Box::new(Condition::Or(vec![
+            Condition::Null("name".into()),
+            Condition::Gt("numberofemployees".into(), Value::Integer(15)),
+        ]))),
+    ];
+    let names_of = |rows: Vec<weft_store::Row>| -> Vec<String> {
+        let mut names: Vec<String> = rows
+            .into_iter()
+            .map(|r| match r.attributes.get("name") {
+                Some(Value::String(s)) => s.clone(),
+                _ => "<null>".into(),
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let query = |c: &Condition| Query::new("account").filter(c.clone());
+    // Inside an operation that adds one row of its own: matched in memory, merged with committed rows.
+    let seen = store
+        .operate(None, |tx: &mut dyn weft_store::Tx| {
+            create_row(tx, Some("new 50% deal"), None)?;
+            queries
+                .iter()
+                .map(|c| tx.retrieve_multiple(&query(c)).map(names_of))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .unwrap();
+    let committed: Vec<Vec<String>> = queries
+        .iter()
+        .map(|c| names_of(store.read(|r| r.retrieve_multiple(&query(c))).unwrap()))
+        .collect();
+    assert_eq!(seen, committed, "the operation saw what it committed");
+    let expected: [&[&str]; 7] = [
+        &["50% off", "new 50% deal"],
+        &["50% off"],
+        &["a_b"],
+        &["back\\"],
+        &["<null>", "a_b", "back\\"],
+        &["50 percent", "50% off", "new 50% deal"],
+        &["50% off"],
+    ];
+    for ((c, got), want) in queries.iter().zip(&committed).zip(expected) {
+        assert_eq!(got, want, "{c:?}");
+    }
+    let err = store
+        .read(|r| {
+            r.retrieve_multiple(
+                &Query::new("account")
+                    .filter(Condition::Contains("numberofemployees".into(), "1".into())),
+            )
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("apply to text attributes"),
+        "{err}"
+    );
+}
+
 on_both_backends!(
+    text_functions_and_not,
     conditions_select_the_matching_rows,
     order_and_top,
     skip_pages_in_order,

@@ -678,6 +678,40 @@ fn assembly_content_and_declarations_round_trip(backend: &common::Backend) {
     assert_eq!((stored, declarations.len()), (None, 0));
 }
 
+/// Background workflows survive a reopen with their state; putting one again replaces it (activated →
+/// Draft), deleting it answers whether there was one.
+fn workflows_round_trip(backend: &common::Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = StoredWorkflow {
+        id: Uuid::new_v4(),
+        name: "Post accounts".into(),
+        primary_entity: "account".into(),
+        activated: true,
+        definition: r#"{"name":"Post accounts","step":[]}"#.into(),
+    };
+    {
+        let store = common::open(backend, dir.path());
+        let w = workflow.clone();
+        store.transact(move |tx| tx.put_workflow(&w)).unwrap();
+    }
+    let store = common::open(backend, dir.path());
+    let stored = store.read(|r| r.workflows()).unwrap();
+    assert_eq!(stored, vec![workflow.clone()]);
+    let draft = StoredWorkflow {
+        activated: false,
+        ..workflow.clone()
+    };
+    let d = draft.clone();
+    store.transact(move |tx| tx.put_workflow(&d)).unwrap();
+    let stored = store.read(|r| r.workflows()).unwrap();
+    assert_eq!(stored, vec![draft]);
+    let id = workflow.id;
+    assert!(store.transact(move |tx| tx.delete_workflow(id)).unwrap());
+    assert!(!store.transact(move |tx| tx.delete_workflow(id)).unwrap());
+    let stored = store.read(|r| r.workflows()).unwrap();
+    assert!(stored.is_empty());
+}
+
 /// A file written when the context was an `asyncoperation.data` column opens with every job's context
 /// intact (moved to `asyncoperationdata`), claimable and deletable.
 #[test]
@@ -740,4 +774,5 @@ on_both_backends!(
     registration_rules,
     job_attempts_and_updates,
     assembly_content_and_declarations_round_trip,
+    workflows_round_trip,
 );

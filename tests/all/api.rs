@@ -887,6 +887,101 @@ async fn collection_query_options() {
     env.stop().await;
 }
 
+/// `$filter` functions over HTTP on a real store: contains/startswith take `%` and `_` literally, `not`
+/// negates, the `Microsoft.Dynamics.CRM.*` query functions select by value lists, ranges and dates, and an
+/// unsupported function answers 400 naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn filter_functions_over_http() {
+    let env = start(None).await;
+    for (name, n) in [
+        ("50% off", Some(10)),
+        ("50 off", Some(20)),
+        ("a_b", Some(30)),
+        ("axb", None),
+    ] {
+        let mut row = json!({ "name": name });
+        if let Some(n) = n {
+            row["numberofemployees"] = json!(n);
+        }
+        env.create(row).await;
+    }
+    let query = |filter: &'static str| {
+        let env = &env;
+        async move {
+            let r = env
+                .client
+                .get(env.url("accounts"))
+                .query(&[
+                    ("$filter", filter),
+                    ("$select", "name"),
+                    ("$orderby", "name"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Json = r.json().await.unwrap();
+            (status, body)
+        }
+    };
+    for (filter, expected) in [
+        ("contains(name,'50%')", &["50% off"][..]),
+        ("contains(name,'OFF')", &["50 off", "50% off"][..]),
+        ("startswith(name,'a_')", &["a_b"][..]),
+        (
+            "endswith(name,'b') and not startswith(name,'a_')",
+            &["axb"][..],
+        ),
+        ("not contains(name,'off')", &["a_b", "axb"][..]),
+        ("not (numberofemployees eq 10)", &["50 off", "a_b"][..]),
+        (
+            "Microsoft.Dynamics.CRM.In(PropertyName='numberofemployees',PropertyValues=['10','30'])",
+            &["50% off", "a_b"][..],
+        ),
+        (
+            "Microsoft.Dynamics.CRM.NotIn(PropertyName='name',PropertyValues=['axb','a_b'])",
+            &["50 off", "50% off"][..],
+        ),
+        (
+            "Microsoft.Dynamics.CRM.Between(PropertyName='numberofemployees',PropertyValues=[\"15\",\"30\"])",
+            &["50 off", "a_b"][..],
+        ),
+        (
+            "Microsoft.Dynamics.CRM.Null(PropertyName='numberofemployees')",
+            &["axb"][..],
+        ),
+        (
+            "Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=1)",
+            &["50 off", "50% off", "a_b", "axb"][..],
+        ),
+        (
+            "Microsoft.Dynamics.CRM.NextXDays(PropertyName='createdon',PropertyValue=3)",
+            &[][..],
+        ),
+    ] {
+        let (status, body) = query(filter).await;
+        assert_eq!(status, StatusCode::OK, "{filter}: {body}");
+        let names: Vec<&str> = body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, expected, "{filter}");
+    }
+    let (status, body) =
+        query("Microsoft.Dynamics.CRM.Above(PropertyName='name',PropertyValue='x')").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the function 'Microsoft.Dynamics.CRM.Above' is not supported"),
+        "{body}"
+    );
+    env.stop().await;
+}
+
 /// Typed values round-trip exactly: money text, choices, multi-select, booleans, date-times and lookups.
 #[tokio::test(flavor = "multi_thread")]
 async fn typed_values_round_trip() {

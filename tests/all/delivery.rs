@@ -144,7 +144,7 @@ impl Hook {
     }
 
     /// From now on every request is answered with `status`.
-    fn answer(&self, status: StatusCode) {
+    pub(crate) fn answer(&self, status: StatusCode) {
         *self.script.lock().unwrap() = vec![status];
     }
 

@@ -23,3 +23,4 @@ mod system_api;
 mod telemetry;
 mod web_api;
 mod workflows;
+mod workflows_api;

@@ -80,6 +80,15 @@ const all = await api.retrieveAll({ collection: "accounts", select: ["name"], ma
 check(all.value.length === 7, `retrieveAll: ${all.value.length}`);
 check((await api.count({ collection: "accounts" })) === 7, "count");
 check((await api.count({ collection: "accounts", filter: "name ne 'Contoso Ltd'" })) === 6, "count with a filter");
+// $filter functions, as the client sends them.
+check((await api.count({ collection: "accounts", filter: "contains(name,'paged')" })) === 6, "contains");
+check((await api.count({ collection: "accounts", filter: "not startswith(name,'Paged')" })) === 1, "not startswith");
+const listed = await api.retrieveMultiple({
+  collection: "accounts",
+  select: ["name"],
+  filter: "Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['Paged 1','Paged 2'])",
+});
+check(listed.value.length === 2, `Microsoft.Dynamics.CRM.In: ${JSON.stringify(listed.value)}`);
 
 await api.deleteRecord({ collection: "contacts", key: contact });
 await api.deleteRecord({ collection: "accounts", key: id });

@@ -68,6 +68,7 @@ mod server;
 mod system;
 mod tls;
 mod url;
+mod workflows;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
-//! OData query options of the Web API: `$select`, `$filter` (eq, ne, gt, lt, ge, le, and, or, parentheses;
-//! string literals in single quotes with `''` escaping, numbers, true/false/null, GUIDs, date-times),
+//! OData query options of the Web API: `$select`, `$filter` (eq, ne, gt, lt, ge, le, and, or, not,
+//! parentheses; `contains`, `startswith`, `endswith` on text columns; the `Microsoft.Dynamics.CRM.*` query
+//! functions of `QUERY_FUNCTIONS`; string literals in single quotes with `''` escaping, numbers,
+//! true/false/null, GUIDs, date-times),
 //! `$top`, `$orderby` (asc/desc), `$count`, `$expand` (kept as text for the `expand` module) and weft's
 //! `tag` (the request's `tag` parameter).
 //!
@@ -157,6 +159,8 @@ pub fn parse(
 enum Token {
     Open,
     Close,
+    /// `,`, `=`, `[` or `]`: the punctuation of function arguments.
+    Punct(char),
     /// A quoted string literal, unescaped.
     Quoted(String),
     /// Anything else: a name, an operator, a keyword or an unquoted literal.
@@ -187,6 +191,23 @@ impl<'t> Filter<'t> {
                 c if c.is_whitespace() => {}
                 '(' => tokens.push(Token::Open),
                 ')' => tokens.push(Token::Close),
+                ',' | '=' | '[' | ']' => tokens.push(Token::Punct(c)),
+                // A query function's PropertyValues may be written ["5","2000"], as Dataverse's examples do.
+                '"' => {
+                    let mut s = String::new();
+                    loop {
+                        match chars.next() {
+                            Some((_, '"')) => break,
+                            Some((_, c)) => s.push(c),
+                            None => {
+                                return Err(syntax(format!(
+                                    "the string literal starting at position {i} is not closed"
+                                )));
+                            }
+                        }
+                    }
+                    tokens.push(Token::Quoted(s));
+                }
                 '\'' => {
                     let mut s = String::new();
                     loop {
@@ -209,7 +230,7 @@ impl<'t> Filter<'t> {
                 c => {
                     let mut w = String::from(c);
                     while let Some((_, c)) =
-                        chars.next_if(|(_, c)| !c.is_whitespace() && !"()'".contains(*c))
+                        chars.next_if(|(_, c)| !c.is_whitespace() && !"()',=[]\"".contains(*c))
                     {
                         w.push(c);
                     }
@@ -300,13 +321,21 @@ impl<'t> Filter<'t> {
                         "more than {MAX_FILTER_CONDITIONS} conditions (the limit); split the query"
                     )));
                 }
-                if matches!(self.tokens.get(self.pos), Some(Token::Open)) {
-                    return Err(syntax(format!(
-                        "the function '{name}' is not supported (supported: eq, ne, gt, lt, ge, le, and, or)"
-                    )));
-                }
                 if name == "not" {
-                    return Err(syntax("'not' is not supported"));
+                    // Recursion: counted against the same depth as parentheses.
+                    if self.depth == MAX_FILTER_DEPTH {
+                        return Err(syntax(format!(
+                            "'not' and parentheses nest more than {MAX_FILTER_DEPTH} levels deep (the limit)"
+                        )));
+                    }
+                    self.conditions -= 1;
+                    self.depth += 1;
+                    let inner = self.primary()?;
+                    self.depth -= 1;
+                    return Ok(Condition::Not(Box::new(inner)));
+                }
+                if matches!(self.tokens.get(self.pos), Some(Token::Open)) {
+                    return self.function(&name);
                 }
                 let attr = attribute(self.table, &name)?;
                 let op = match self.next() {
@@ -326,6 +355,297 @@ impl<'t> Filter<'t> {
             Some(t) => Err(syntax(format!("expected a condition, found {}", show(&t)))),
             None => Err(syntax("expected a condition, found the end")),
         }
+    }
+
+    /// Expects `t` next.
+    fn expect(&mut self, t: Token, after: &str) -> Result<(), ApiError> {
+        match self.next() {
+            Some(found) if found == t => Ok(()),
+            other => Err(syntax(format!(
+                "expected {} in {after}, found {}",
+                show(&t),
+                other.as_ref().map_or("the end".into(), show)
+            ))),
+        }
+    }
+
+    /// A function call: `contains(name,'x')`, `startswith`, `endswith`, or a `Microsoft.Dynamics.CRM.*`
+    /// query function. Anything else is refused, naming it.
+    fn function(&mut self, name: &str) -> Result<Condition, ApiError> {
+        if let Some(set) = name
+            .strip_suffix("/any")
+            .or_else(|| name.strip_suffix("/all"))
+        {
+            return Err(syntax(format!(
+                "the lambda operator in '{name}' is not supported (any/all over '{set}'): filter the \
+                 related rows with $expand's nested $filter instead"
+            )));
+        }
+        if let Some(function) = name.strip_prefix(CRM_PREFIX) {
+            return self.query_function(name, function);
+        }
+        if !matches!(name, "contains" | "startswith" | "endswith") {
+            return Err(unsupported_function(name));
+        }
+        self.expect(Token::Open, name)?;
+        let column = match self.next() {
+            Some(Token::Word(w)) => w,
+            other => {
+                return Err(syntax(format!(
+                    "{name}: expected a column name first, found {}",
+                    other.as_ref().map_or("the end".into(), show)
+                )));
+            }
+        };
+        let attr = self.text_attribute(name, &column)?;
+        self.expect(Token::Punct(','), name)?;
+        let text = match self.next() {
+            Some(Token::Quoted(s)) => s,
+            other => {
+                return Err(syntax(format!(
+                    "{name}: expected a string in single quotes after '{column},', found {}",
+                    other.as_ref().map_or("the end".into(), show)
+                )));
+            }
+        };
+        self.expect(Token::Close, name)?;
+        let a = attr.logical_name.clone();
+        Ok(match name {
+            "contains" => Condition::Contains(a, text),
+            "startswith" => Condition::BeginsWith(a, text),
+            _ => Condition::EndsWith(a, text),
+        })
+    }
+
+    /// A text column, for the string functions.
+    fn text_attribute(&self, function: &str, column: &str) -> Result<&'t AttributeDef, ApiError> {
+        let attr = attribute(self.table, column)?;
+        if !matches!(
+            attr.kind,
+            AttributeKind::String { .. } | AttributeKind::Memo { .. }
+        ) {
+            return Err(syntax(format!(
+                "{function} applies to text columns; '{column}' is {} {}",
+                article(attr.kind.name()),
+                attr.kind.name()
+            )));
+        }
+        Ok(attr)
+    }
+
+    /// `Microsoft.Dynamics.CRM.<function>(PropertyName='x'[,PropertyValue=v|PropertyValues=[v,…]])`.
+    fn query_function(&mut self, name: &str, function: &str) -> Result<Condition, ApiError> {
+        let Some(spec) = QUERY_FUNCTIONS.iter().find(|f| f.0 == function) else {
+            return Err(unsupported_function(name));
+        };
+        self.expect(Token::Open, name)?;
+        let mut property: Option<String> = None;
+        let mut values: Option<Vec<Token>> = None;
+        loop {
+            let key = match self.next() {
+                Some(Token::Word(w)) => w,
+                Some(Token::Close) if property.is_some() => break,
+                other => {
+                    return Err(syntax(format!(
+                        "{name}: expected a parameter (PropertyName, PropertyValue or PropertyValues), \
+                         found {}",
+                        other.as_ref().map_or("the end".into(), show)
+                    )));
+                }
+            };
+            self.expect(Token::Punct('='), name)?;
+            match key.as_str() {
+                "PropertyName" => match self.next() {
+                    Some(Token::Quoted(p)) => property = Some(p),
+                    other => {
+                        return Err(syntax(format!(
+                            "{name}: PropertyName must be a column name in single quotes, found {}",
+                            other.as_ref().map_or("the end".into(), show)
+                        )));
+                    }
+                },
+                "PropertyValue" => match self.next() {
+                    Some(t @ (Token::Quoted(_) | Token::Word(_))) => values = Some(vec![t]),
+                    other => {
+                        return Err(syntax(format!(
+                            "{name}: expected a value after PropertyValue=, found {}",
+                            other.as_ref().map_or("the end".into(), show)
+                        )));
+                    }
+                },
+                "PropertyValues" => {
+                    self.expect(Token::Punct('['), name)?;
+                    let mut list = Vec::new();
+                    loop {
+                        match self.next() {
+                            Some(Token::Punct(']')) if list.is_empty() => break,
+                            Some(t @ (Token::Quoted(_) | Token::Word(_))) => list.push(t),
+                            other => {
+                                return Err(syntax(format!(
+                                    "{name}: expected a value in PropertyValues, found {}",
+                                    other.as_ref().map_or("the end".into(), show)
+                                )));
+                            }
+                        }
+                        match self.next() {
+                            Some(Token::Punct(',')) => {}
+                            Some(Token::Punct(']')) => break,
+                            other => {
+                                return Err(syntax(format!(
+                                    "{name}: expected ',' or ']' in PropertyValues, found {}",
+                                    other.as_ref().map_or("the end".into(), show)
+                                )));
+                            }
+                        }
+                    }
+                    values = Some(list);
+                }
+                other => {
+                    return Err(syntax(format!(
+                        "{name}: unknown parameter '{other}' (PropertyName, PropertyValue or PropertyValues)"
+                    )));
+                }
+            }
+            match self.next() {
+                Some(Token::Punct(',')) => {}
+                Some(Token::Close) => break,
+                other => {
+                    return Err(syntax(format!(
+                        "{name}: expected ',' or ')' after a parameter, found {}",
+                        other.as_ref().map_or("the end".into(), show)
+                    )));
+                }
+            }
+        }
+        let Some(column) = property else {
+            return Err(syntax(format!("{name}: PropertyName is required")));
+        };
+        let attr = attribute(self.table, &column)?;
+        let values = values.unwrap_or_default();
+        let arity_error = |want: &str| {
+            syntax(format!(
+                "{name}: expects {want}, found {} value{}",
+                values.len(),
+                if values.len() == 1 { "" } else { "s" }
+            ))
+        };
+        let count = match spec.1 {
+            Arity::None if !values.is_empty() => return Err(arity_error("no PropertyValue")),
+            Arity::One if values.len() != 1 => return Err(arity_error("one PropertyValue")),
+            Arity::Two if values.len() != 2 => {
+                return Err(arity_error("PropertyValues with two values"));
+            }
+            Arity::Many if values.is_empty() => {
+                return Err(arity_error("PropertyValues with at least one value"));
+            }
+            _ => values.len(),
+        };
+        // Each value is one more comparison against the limit (In expands to one per value).
+        self.conditions += count.saturating_sub(1);
+        if self.conditions > MAX_FILTER_CONDITIONS {
+            return Err(syntax(format!(
+                "more than {MAX_FILTER_CONDITIONS} conditions (the limit); split the query"
+            )));
+        }
+        let a = attr.logical_name.clone();
+        let typed = |t: &Token| function_value(self.table, attr, &column, t);
+        let ge = |a: &str, v: Value| {
+            Condition::Or(vec![
+                Condition::Gt(a.into(), v.clone()),
+                Condition::Eq(a.into(), v),
+            ])
+        };
+        let le = |a: &str, v: Value| {
+            Condition::Or(vec![
+                Condition::Lt(a.into(), v.clone()),
+                Condition::Eq(a.into(), v),
+            ])
+        };
+        Ok(match function {
+            "Null" => Condition::Null(a),
+            "NotNull" => Condition::NotNull(a),
+            "In" => Condition::Or(
+                values
+                    .iter()
+                    .map(|t| Ok(Condition::Eq(a.clone(), typed(t)?)))
+                    .collect::<Result<_, ApiError>>()?,
+            ),
+            "NotIn" => Condition::And(
+                values
+                    .iter()
+                    .map(|t| Ok(Condition::Ne(a.clone(), typed(t)?)))
+                    .collect::<Result<_, ApiError>>()?,
+            ),
+            "Between" => {
+                Condition::And(vec![ge(&a, typed(&values[0])?), le(&a, typed(&values[1])?)])
+            }
+            "NotBetween" => Condition::Or(vec![
+                Condition::Lt(a.clone(), typed(&values[0])?),
+                Condition::Gt(a, typed(&values[1])?),
+            ]),
+            // The date functions: days are UTC days (weft keeps no user time zone).
+            date => {
+                if !matches!(attr.kind, AttributeKind::DateTime) {
+                    return Err(syntax(format!(
+                        "{name} applies to date and time columns; '{column}' is {} {}",
+                        article(attr.kind.name()),
+                        attr.kind.name()
+                    )));
+                }
+                let now = now_ms();
+                let today = day_start(now);
+                let at = |ms: i64| Value::DateTime(ms);
+                let day_of = |t: &Token| -> Result<i64, ApiError> {
+                    let text = match t {
+                        Token::Quoted(s) | Token::Word(s) => s.as_str(),
+                        _ => "",
+                    };
+                    parse_datetime(text)
+                        .map(day_start)
+                        .map_err(|why| syntax(format!("{name}: {why}")))
+                };
+                let days = |t: &Token| -> Result<i64, ApiError> {
+                    let text = match t {
+                        Token::Quoted(s) | Token::Word(s) => s.as_str(),
+                        _ => "",
+                    };
+                    text.parse::<i64>()
+                        .ok()
+                        .filter(|n| (0..=36_500).contains(n))
+                        .ok_or_else(|| {
+                            syntax(format!(
+                                "{name}: PropertyValue must be a whole number of days (0 to 36500), \
+                                 found '{text}'"
+                            ))
+                        })
+                };
+                // [from, to): at or after `from`, before `to`.
+                let range = |from: i64, to: i64| {
+                    Condition::And(vec![ge(&a, at(from)), Condition::Lt(a.clone(), at(to))])
+                };
+                match date {
+                    "On" => {
+                        let d = day_of(&values[0])?;
+                        range(d, d + DAY_MS)
+                    }
+                    "OnOrAfter" => ge(&a, at(day_of(&values[0])?)),
+                    "OnOrBefore" => Condition::Lt(a.clone(), at(day_of(&values[0])? + DAY_MS)),
+                    "Today" => range(today, today + DAY_MS),
+                    "Yesterday" => range(today - DAY_MS, today),
+                    "Tomorrow" => range(today + DAY_MS, today + 2 * DAY_MS),
+                    // Dataverse: from the start of the day X days ago up to now.
+                    "LastXDays" => Condition::And(vec![
+                        ge(&a, at(today - days(&values[0])? * DAY_MS)),
+                        le(&a, at(now)),
+                    ]),
+                    // From now to the end of the day X days ahead.
+                    _ => Condition::And(vec![
+                        ge(&a, at(now)),
+                        Condition::Lt(a.clone(), at(today + (days(&values[0])? + 1) * DAY_MS)),
+                    ]),
+                }
+            }
+        })
     }
 
     fn comparison(
@@ -368,10 +688,83 @@ impl<'t> Filter<'t> {
     }
 }
 
+/// The namespace of Dataverse's query functions.
+const CRM_PREFIX: &str = "Microsoft.Dynamics.CRM.";
+
+/// How many values a query function takes.
+#[derive(Clone, Copy)]
+enum Arity {
+    None,
+    One,
+    Two,
+    Many,
+}
+
+/// The `Microsoft.Dynamics.CRM.*` query functions `$filter` supports, with the values each takes.
+const QUERY_FUNCTIONS: &[(&str, Arity)] = &[
+    ("In", Arity::Many),
+    ("NotIn", Arity::Many),
+    ("Between", Arity::Two),
+    ("NotBetween", Arity::Two),
+    ("Null", Arity::None),
+    ("NotNull", Arity::None),
+    ("On", Arity::One),
+    ("OnOrAfter", Arity::One),
+    ("OnOrBefore", Arity::One),
+    ("Today", Arity::None),
+    ("Yesterday", Arity::None),
+    ("Tomorrow", Arity::None),
+    ("LastXDays", Arity::One),
+    ("NextXDays", Arity::One),
+];
+
+const DAY_MS: i64 = 86_400_000;
+
+fn day_start(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS) * DAY_MS
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn unsupported_function(name: &str) -> ApiError {
+    let crm: Vec<String> = QUERY_FUNCTIONS
+        .iter()
+        .map(|f| format!("{CRM_PREFIX}{}", f.0))
+        .collect();
+    syntax(format!(
+        "the function '{name}' is not supported (supported: contains, startswith, endswith, {})",
+        crm.join(", ")
+    ))
+}
+
+/// A query function's value as a value of `attr`'s type: Dataverse passes every value as a string
+/// (`PropertyValues=['1','2']`), so a quoted value of a non-text column is read as its text.
+fn function_value(
+    table: &TableDef,
+    attr: &AttributeDef,
+    name: &str,
+    t: &Token,
+) -> Result<Value, ApiError> {
+    let text = matches!(
+        attr.kind,
+        AttributeKind::String { .. } | AttributeKind::Memo { .. }
+    );
+    match t {
+        Token::Quoted(s) if !text => value(table, attr, name, &Token::Word(s.clone())),
+        Token::Word(w) if text => value(table, attr, name, &Token::Quoted(w.clone())),
+        t => value(table, attr, name, t),
+    }
+}
+
 fn show(t: &Token) -> String {
     match t {
         Token::Open => "'('".into(),
         Token::Close => "')'".into(),
+        Token::Punct(c) => format!("'{c}'"),
         Token::Quoted(s) => format!("the string '{s}'"),
         Token::Word(w) => format!("'{w}'"),
     }
@@ -527,6 +920,97 @@ primary_name_attribute = "lastname"
         );
     }
 
+    /// The string functions, `not` and the query functions parse into the store's conditions: In and NotIn
+    /// into one comparison per value (values given as strings, as Dataverse sends them), Between into an
+    /// inclusive range, the date functions into UTC day ranges.
+    #[test]
+    fn filter_functions() {
+        let s = |v: &str| Value::String(v.into());
+        let n = |v: i32| Value::Integer(v);
+        assert_eq!(
+            filter("contains(name,'50%') and not startswith(name,'A') or endswith(name,'''x''')")
+                .unwrap(),
+            Condition::Or(vec![
+                Condition::And(vec![
+                    Condition::Contains("name".into(), "50%".into()),
+                    Condition::Not(Box::new(Condition::BeginsWith("name".into(), "A".into()))),
+                ]),
+                Condition::EndsWith("name".into(), "'x'".into()),
+            ])
+        );
+        assert_eq!(
+            filter("not (name eq 'a' or numberofemployees gt 3)").unwrap(),
+            Condition::Not(Box::new(Condition::Or(vec![
+                Condition::Eq("name".into(), s("a")),
+                Condition::Gt("numberofemployees".into(), n(3)),
+            ])))
+        );
+        assert_eq!(
+            filter(
+                "Microsoft.Dynamics.CRM.In(PropertyName='numberofemployees',PropertyValues=['1',\"2\",3])"
+            )
+            .unwrap(),
+            Condition::Or(vec![
+                Condition::Eq("numberofemployees".into(), n(1)),
+                Condition::Eq("numberofemployees".into(), n(2)),
+                Condition::Eq("numberofemployees".into(), n(3)),
+            ])
+        );
+        assert_eq!(
+            filter("Microsoft.Dynamics.CRM.NotIn(PropertyName='name',PropertyValues=['a, b'])")
+                .unwrap(),
+            Condition::And(vec![Condition::Ne("name".into(), s("a, b"))])
+        );
+        let ge = |v: i32| {
+            Condition::Or(vec![
+                Condition::Gt("numberofemployees".into(), n(v)),
+                Condition::Eq("numberofemployees".into(), n(v)),
+            ])
+        };
+        let le = |v: i32| {
+            Condition::Or(vec![
+                Condition::Lt("numberofemployees".into(), n(v)),
+                Condition::Eq("numberofemployees".into(), n(v)),
+            ])
+        };
+        assert_eq!(
+            filter(
+                "Microsoft.Dynamics.CRM.Between(PropertyName='numberofemployees',PropertyValues=[\"5\",\"2000\"])"
+            )
+            .unwrap(),
+            Condition::And(vec![ge(5), le(2000)])
+        );
+        assert_eq!(
+            filter("Microsoft.Dynamics.CRM.NotNull(PropertyName='name')").unwrap(),
+            Condition::NotNull("name".into())
+        );
+        let on = filter(
+            "Microsoft.Dynamics.CRM.On(PropertyName='createdon',PropertyValue='2024-02-29')",
+        )
+        .unwrap();
+        let day = parse_datetime("2024-02-29").unwrap();
+        let created = |v: i64| Value::DateTime(v);
+        assert_eq!(
+            on,
+            Condition::And(vec![
+                Condition::Or(vec![
+                    Condition::Gt("createdon".into(), created(day)),
+                    Condition::Eq("createdon".into(), created(day)),
+                ]),
+                Condition::Lt("createdon".into(), created(day + DAY_MS)),
+            ])
+        );
+        let Condition::And(today) =
+            filter("Microsoft.Dynamics.CRM.Today(PropertyName='createdon')").unwrap()
+        else {
+            panic!("Today is a range")
+        };
+        let Condition::Lt(_, Value::DateTime(end)) = &today[1] else {
+            panic!("{today:?}")
+        };
+        assert_eq!(*end, day_start(now_ms()) + DAY_MS);
+    }
+
     /// A filter just inside both limits parses; one over (deeper, or longer) is refused above.
     #[test]
     fn filter_limits_are_inclusive() {
@@ -548,7 +1032,38 @@ primary_name_attribute = "lastname"
                 "primarycontactid eq 1",
                 "Could not find a property named 'primarycontactid'",
             ),
-            ("contains(name,'a')", "function 'contains' is not supported"),
+            (
+                "tolower(name) eq 'a'",
+                "function 'tolower' is not supported (supported: contains",
+            ),
+            (
+                "Microsoft.Dynamics.CRM.Above(PropertyName='name',PropertyValue='a')",
+                "function 'Microsoft.Dynamics.CRM.Above' is not supported",
+            ),
+            (
+                "contact_customer_accounts/any(c:c/lastname eq 'a')",
+                "lambda operator in 'contact_customer_accounts/any' is not supported",
+            ),
+            (
+                "contains(numberofemployees,'1')",
+                "contains applies to text columns; 'numberofemployees' is an Integer",
+            ),
+            (
+                "contains(name,5)",
+                "expected a string in single quotes after 'name,'",
+            ),
+            (
+                "Microsoft.Dynamics.CRM.Between(PropertyName='numberofemployees',PropertyValues=['1'])",
+                "expects PropertyValues with two values, found 1 value",
+            ),
+            (
+                "Microsoft.Dynamics.CRM.Today(PropertyName='name')",
+                "Today applies to date and time columns",
+            ),
+            (
+                "Microsoft.Dynamics.CRM.In(PropertyValues=['a'])",
+                "PropertyName is required",
+            ),
             ("name like 'a'", "'like' after 'name' is not an operator"),
             ("name eq 'a' name", "unexpected 'name'"),
             ("(name eq 'a'", "not closed"),

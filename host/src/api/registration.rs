@@ -1,6 +1,7 @@
 //! Registration at runtime through the Web API: `sdkmessageprocessingsteps` (GET the collection or one
-//! step; POST a new step; PATCH `statecode`/`statuscode`, `rank`, `configuration`; DELETE) and `pluginassemblies` (GET; replace the
-//! component with PATCH `{"content":"<base64>"}` or PUT `…(id)/content`).
+//! step; POST a new step; PATCH `statecode`/`statuscode`, `rank`, `configuration`; DELETE), `pluginassemblies` (GET; replace the
+//! component with PATCH `{"content":"<base64>"}` or PUT `…(id)/content`) and `workflows` (its columns are
+//! `super::workflows`').
 //!
 //! Owns the translation HTTP ⇄ [`Pipeline::update_step`] / [`Pipeline::replace_plugin`] and the JSON shape
 //! of these rows (Dataverse column names, option-set numbers). Changes are persisted and applied by the
@@ -35,6 +36,7 @@ use weft_store::system::{EventHandler, PluginAssembly, StepState};
 use super::error::{ApiError, BAD_PAYLOAD, BAD_URL};
 use super::json::Annotations;
 use super::paging::{Page, PageKey};
+use super::workflows::WORKFLOWS;
 use crate::pipeline::{Pipeline, PipelineError, StepChange};
 use crate::registration::{RawStep, StepDecl, derived_id};
 
@@ -62,7 +64,7 @@ pub(super) struct RegistrationCall<'a> {
 impl RegistrationCall<'_> {
     /// Whether `set` is served here rather than as a table.
     pub(super) fn owns(set: &str) -> bool {
-        set == STEPS || set == ASSEMBLIES
+        set == STEPS || set == ASSEMBLIES || set == WORKFLOWS
     }
 
     pub(super) async fn handle(self, method: Method, body: Bytes) -> Result<Response, ApiError> {
@@ -91,6 +93,7 @@ impl RegistrationCall<'_> {
         if let Some(page) = page {
             return match self.set {
                 STEPS => Ok(self.list_steps(page)),
+                WORKFLOWS => Ok(self.list_workflows(page)),
                 _ => Ok(self.list_assemblies(page)),
             };
         }
@@ -99,6 +102,10 @@ impl RegistrationCall<'_> {
             (STEPS, &Method::PATCH, Some(id), None) => self.patch_step(id, &body).await,
             (STEPS, &Method::POST, None, None) => self.create_step(&body).await,
             (STEPS, &Method::DELETE, Some(id), None) => self.delete_step(id).await,
+            (WORKFLOWS, &Method::GET, Some(id), None) => self.get_workflow(id),
+            (WORKFLOWS, &Method::PATCH, Some(id), None) => self.patch_workflow(id, &body).await,
+            (WORKFLOWS, &Method::POST, None, None) => self.create_workflow(&body).await,
+            (WORKFLOWS, &Method::DELETE, Some(id), None) => self.delete_workflow(id).await,
             (ASSEMBLIES, &Method::GET, Some(id), None) => self.get_assembly(id),
             (ASSEMBLIES, &Method::PATCH, Some(id), None) => {
                 let bytes = content_from_patch(&body)?;
@@ -120,8 +127,8 @@ impl RegistrationCall<'_> {
                 StatusCode::METHOD_NOT_ALLOWED,
                 BAD_URL,
                 format!(
-                    "{m} is not supported on {} of {set} (steps: GET, POST the collection; GET, PATCH, \
-                     DELETE a record; assemblies: GET; PATCH a record or PUT its content).",
+                    "{m} is not supported on {} of {set} (steps and workflows: GET, POST the collection; \
+                     GET, PATCH, DELETE a record; assemblies: GET; PATCH a record or PUT its content).",
                     if id.is_some() {
                         "a record"
                     } else {
@@ -140,7 +147,7 @@ impl RegistrationCall<'_> {
             .unwrap_or_default()
     }
 
-    fn context(&self, entity: bool) -> String {
+    pub(super) fn context(&self, entity: bool) -> String {
         let suffix = if entity { "/$entity" } else { "" };
         format!("{}/$metadata#{}{suffix}", self.base, self.set)
     }
@@ -280,7 +287,7 @@ impl RegistrationCall<'_> {
     }
 }
 
-fn not_found(table: &str, id: Uuid) -> ApiError {
+pub(super) fn not_found(table: &str, id: Uuid) -> ApiError {
     ApiError::from(PipelineError::Store(StoreError::NotFound {
         table: table.into(),
         id,

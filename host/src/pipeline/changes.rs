@@ -38,8 +38,9 @@ pub(super) fn startup_registry(
     registration: &Registration,
 ) -> Result<(Registry, ApplyReport), PipelineError> {
     let applied = registration.clone();
-    let (report, stored_steps, contents) = store.transact(move |tx| {
+    let (report, stored_steps, contents, stored_workflows) = store.transact(move |tx| {
         let report = applied.apply(tx)?;
+        let stored_workflows = tx.workflows()?;
         let mut steps = Vec::new();
         for s in tx.steps()? {
             let secure_configuration = if s.is_secure_configuration_set {
@@ -58,7 +59,7 @@ pub(super) fn startup_registry(
                 contents.insert(p.assembly.id, c);
             }
         }
-        Ok::<_, StoreError>((report, steps, contents))
+        Ok::<_, StoreError>((report, steps, contents, stored_workflows))
     })?;
     let file = &registration.file;
     let mut plugins = HashMap::new();
@@ -108,7 +109,8 @@ pub(super) fn startup_registry(
             .collect(),
         workflows: Vec::new(),
     };
-    registry.workflows = super::workflow::validated(&registry, store.schema(), registration)?;
+    registry.workflows =
+        super::workflow::validated(&registry, store.schema(), registration, stored_workflows)?;
     for s in stored_steps {
         if let Err(why) = fits(&registry, registration, &s) {
             return Err(PipelineError::Invalid(format!(
@@ -481,5 +483,162 @@ impl Pipeline {
         } else {
             Err(PipelineError::Store(endpoint_not_found(id)))
         }
+    }
+}
+
+const WORKFLOW_TABLE: &str = "workflow";
+
+fn workflow_not_found(id: Uuid) -> PipelineError {
+    PipelineError::Store(StoreError::NotFound {
+        table: WORKFLOW_TABLE.into(),
+        id,
+    })
+}
+
+impl Pipeline {
+    /// Registers a background workflow (a `workflows` row of the Web API): checked by weft-workflows'
+    /// validation against the tables and the loaded activity types (every problem named, workflow and
+    /// step), id and name unique, persisted, then started by every operation that starts afterwards (when
+    /// activated). It survives restarts (the file does not declare it). Returns it as registered.
+    pub(crate) fn create_workflow(
+        &self,
+        mut def: weft_workflows::WorkflowDef,
+    ) -> Result<weft_workflows::WorkflowDef, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let id = *def
+            .id
+            .get_or_insert_with(|| weft_workflows::id_for(&def.name));
+        let catalog = super::workflow::WorkflowCatalog {
+            registry: &next,
+            schema: self.inner.store.schema(),
+        };
+        weft_workflows::validate(&def, &catalog)
+            .map_err(|errors| PipelineError::Invalid(errors.join("; ")))?;
+        if next.workflows.iter().any(|w| w.id == Some(id)) {
+            return Err(PipelineError::Store(StoreError::DuplicateId {
+                table: WORKFLOW_TABLE.into(),
+                id,
+            }));
+        }
+        if let Some(other) = next.workflows.iter().find(|w| w.name == def.name) {
+            return Err(PipelineError::Invalid(format!(
+                "a workflow named \"{}\" is already registered ({})",
+                other.name,
+                other.id.unwrap_or_default()
+            )));
+        }
+        let row = crate::registration::stored_workflow(&def);
+        self.inner.store.transact(move |tx| {
+            if tx.workflows()?.iter().any(|w| w.id == row.id) {
+                return Err(StoreError::DuplicateId {
+                    table: WORKFLOW_TABLE.into(),
+                    id: row.id,
+                });
+            }
+            tx.put_workflow(&row)
+        })?;
+        next.workflows.push(def.clone());
+        registries.publish(&writer, next);
+        Ok(def)
+    }
+
+    /// Activates (statecode 1) or deactivates (0, Draft) a workflow, as Dataverse's SetState on a
+    /// `workflow`: persisted, then only operations starting afterwards see it. A deactivated workflow
+    /// starts no new run; its system jobs already queued or running finish with its definition. Returns
+    /// it as it now is.
+    pub(crate) fn set_workflow_state(
+        &self,
+        id: Uuid,
+        activated: bool,
+    ) -> Result<weft_workflows::WorkflowDef, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let Some(def) = next.workflows.iter_mut().find(|w| w.id == Some(id)) else {
+            return Err(workflow_not_found(id));
+        };
+        def.enabled = activated;
+        let changed = def.clone();
+        let row = crate::registration::stored_workflow(&changed);
+        self.inner.store.transact(move |tx| tx.put_workflow(&row))?;
+        registries.publish(&writer, next);
+        Ok(changed)
+    }
+
+    /// Replaces the definition of a Draft workflow (`def.id` names it), checked as a new one is; an
+    /// Activated workflow is refused (deactivate it first, as Dataverse requires). Persisted, then used by
+    /// operations starting afterwards. Returns it as registered.
+    pub(crate) fn update_workflow(
+        &self,
+        def: weft_workflows::WorkflowDef,
+    ) -> Result<weft_workflows::WorkflowDef, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let id = def.id.unwrap_or_default();
+        let Some(at) = next.workflows.iter().position(|w| w.id == Some(id)) else {
+            return Err(workflow_not_found(id));
+        };
+        // Checked again under the writer lock: another request may have activated it meanwhile.
+        if next.workflows[at].enabled {
+            return Err(PipelineError::Invalid(format!(
+                "Workflow \"{}\" is Activated: its definition cannot be changed. Deactivate it first \
+                 (PATCH statecode 0)",
+                next.workflows[at].name
+            )));
+        }
+        let catalog = super::workflow::WorkflowCatalog {
+            registry: &next,
+            schema: self.inner.store.schema(),
+        };
+        weft_workflows::validate(&def, &catalog)
+            .map_err(|errors| PipelineError::Invalid(errors.join("; ")))?;
+        if let Some(other) = next
+            .workflows
+            .iter()
+            .find(|w| w.name == def.name && w.id != Some(id))
+        {
+            return Err(PipelineError::Invalid(format!(
+                "a workflow named \"{}\" is already registered ({})",
+                other.name,
+                other.id.unwrap_or_default()
+            )));
+        }
+        let row = crate::registration::stored_workflow(&def);
+        self.inner.store.transact(move |tx| tx.put_workflow(&row))?;
+        next.workflows[at] = def.clone();
+        registries.publish(&writer, next);
+        Ok(def)
+    }
+
+    /// Unregisters a Draft workflow; an activated one is refused, as Dataverse refuses deleting an active
+    /// workflow definition. A workflow `weft.toml` declares stays deleted across restarts until the file
+    /// changes its declaration. Its system jobs still queued fail when they run (the definition is gone),
+    /// as a deleted step's do. Returns it as it was.
+    pub(crate) fn delete_workflow(
+        &self,
+        id: Uuid,
+    ) -> Result<weft_workflows::WorkflowDef, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        let Some(at) = next.workflows.iter().position(|w| w.id == Some(id)) else {
+            return Err(workflow_not_found(id));
+        };
+        if next.workflows[at].enabled {
+            return Err(PipelineError::Invalid(format!(
+                "Cannot delete an active workflow definition: deactivate workflow \"{}\" first \
+                 (PATCH statecode 0)",
+                next.workflows[at].name
+            )));
+        }
+        self.inner
+            .store
+            .transact(move |tx| tx.delete_workflow(id))?;
+        let removed = next.workflows.remove(at);
+        registries.publish(&writer, next);
+        Ok(removed)
     }
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use uuid::Uuid;
-use weft_store::system::NewSystemJob;
+use weft_store::system::{NewSystemJob, StoredWorkflow};
 use weft_store::{AttributeKind, EntityRef, Schema, Tx};
 use weft_workflows::{Catalog, Kind, RunAs, Signature, WORKFLOW_OPERATION_TYPE, WorkflowDef};
 
@@ -106,26 +106,54 @@ impl Inner {
     }
 }
 
-/// The registration's workflows, each checked against the tables and the activity types of the plug-ins
-/// `registry` loaded; the error lists every problem of every workflow.
+/// The workflows the host starts with: every stored one (the file's, as [`Registration::apply`] left them,
+/// and those registered at runtime), each checked against the tables and the activity types of the
+/// plug-ins `registry` loaded. The file's problems are listed together, as the file's errors; a workflow
+/// registered at runtime that no longer fits stops the start naming it and how to delete it, as a step
+/// does.
+///
+/// [`Registration::apply`]: crate::registration::Registration::apply
 pub(super) fn validated(
     registry: &Registry,
     schema: &Schema,
     registration: &crate::registration::Registration,
+    stored: Vec<StoredWorkflow>,
 ) -> Result<Vec<WorkflowDef>, PipelineError> {
     let catalog = WorkflowCatalog { registry, schema };
+    let file = &registration.file;
     let mut problems = Vec::new();
-    for w in &registration.workflows {
-        if let Err(errors) = weft_workflows::validate(w, &catalog) {
-            problems.extend(errors);
+    let mut workflows = Vec::new();
+    for row in stored {
+        let declared = registration.workflows.iter().any(|w| w.id == Some(row.id));
+        let mut def: WorkflowDef = serde_json::from_str(&row.definition).map_err(|e| {
+            PipelineError::Invalid(format!(
+                "{file}: workflow \"{}\" ({}): its stored definition cannot be read: {e}",
+                row.name, row.id
+            ))
+        })?;
+        def.id = Some(row.id);
+        def.enabled = row.activated;
+        match weft_workflows::validate(&def, &catalog) {
+            Ok(()) => workflows.push(def),
+            Err(errors) if declared => problems.extend(errors),
+            Err(errors) => {
+                return Err(PipelineError::Invalid(format!(
+                    "{file}: workflow \"{}\" ({}), registered at runtime, no longer fits: {}. Declare what \
+                     it needs again, start, deactivate and delete it (PATCH then DELETE \
+                     /api/data/v9.2/workflows({})), then remove the declaration",
+                    row.name,
+                    row.id,
+                    errors.join("; "),
+                    row.id
+                )));
+            }
         }
     }
     if problems.is_empty() {
-        Ok(registration.workflows.clone())
+        Ok(workflows)
     } else {
         Err(PipelineError::Invalid(format!(
-            "{}: {}",
-            registration.file,
+            "{file}: {}",
             problems.join("; ")
         )))
     }
@@ -134,8 +162,8 @@ pub(super) fn validated(
 /// What workflows are checked and run against: the tables, and the activity types of the loaded
 /// plug-ins (by plug-in name).
 pub(crate) struct WorkflowCatalog<'a> {
-    registry: &'a Registry,
-    schema: &'a Schema,
+    pub(super) registry: &'a Registry,
+    pub(super) schema: &'a Schema,
 }
 
 impl WorkflowCatalog<'_> {

@@ -28,7 +28,7 @@ use weft_store::system::{
     InvocationSource, MessageCharset, MessageFormat, NamespaceFormat, PluginAssembly, PluginType,
     SecretUpdate, ServiceEndpointDef, Stage, StepDef, StepImage, StepMode, StepState, UserClaim,
 };
-use weft_store::system::{Declaration, EndpointSecrets, ServiceEndpoint};
+use weft_store::system::{Declaration, EndpointSecrets, ServiceEndpoint, StoredWorkflow};
 use weft_store::{RelationshipDef, Schema, TableDef, Tx};
 
 use crate::sandbox::{Limits, OutboundPolicy, sha256_hex};
@@ -382,6 +382,26 @@ const STEP: &str = "sdkmessageprocessingstep";
 const ENDPOINT: &str = "serviceendpoint";
 /// The `kind` of a plug-in component's [`Declaration`] (its fingerprint is the file's sha256).
 const ASSEMBLY: &str = "pluginassembly";
+/// The `kind` of a background workflow's [`Declaration`].
+const WORKFLOW: &str = "workflow";
+
+/// A workflow as the store keeps it: its columns, and the definition as JSON (weft-workflows' model, the
+/// same one `[[workflow]]` and the Web API's `workflows` rows are read into). `def.id` must be set.
+pub(crate) fn stored_workflow(def: &weft_workflows::WorkflowDef) -> StoredWorkflow {
+    StoredWorkflow {
+        id: def.id.unwrap_or_else(|| weft_workflows::id_for(&def.name)),
+        name: def.name.clone(),
+        primary_entity: def.table.clone(),
+        activated: def.enabled,
+        // Plain serde types (strings, numbers, maps): serializing cannot fail.
+        definition: serde_json::to_string(def).unwrap_or_default(),
+    }
+}
+
+/// A digest of a workflow as the file declares it.
+fn workflow_fingerprint(w: &weft_workflows::WorkflowDef) -> String {
+    sha256_hex(stored_workflow(w).definition.as_bytes())
+}
 
 /// A digest of a step as the file declares it. Secrets enter as their own digests. A change of weft's
 /// row types changes it too; then the file's version is applied once more, the safe side.
@@ -1006,6 +1026,8 @@ impl Registration {
     /// - an endpoint deleted at runtime is written again when a step the file writes posts to it;
     ///   a file endpoint whose name another stored endpoint has stops the start with an error.
     ///
+    /// Background workflows follow the steps' rule.
+    ///
     /// The returned [`ApplyReport`] names every stored entry the file replaced or deleted.
     ///
     /// Assembly and plug-in type rows are always written from the file (their names and paths).
@@ -1052,6 +1074,8 @@ impl Registration {
         let steps: HashSet<Uuid> = self.steps.iter().map(|s| s.def.id).collect();
         let endpoints: HashSet<Uuid> = self.endpoints.iter().map(|e| e.def.id).collect();
         let stored_steps = tx.steps()?;
+        let workflows: HashSet<Uuid> = self.workflows.iter().filter_map(|w| w.id).collect();
+        let stored_workflows = tx.workflows()?;
         for (kind, id) in applied.keys() {
             match kind.as_str() {
                 STEP if !steps.contains(id) => {
@@ -1060,6 +1084,13 @@ impl Registration {
                         report.removed.push(format!("step \"{}\"", old.def.name));
                     }
                     tx.delete_declaration(STEP, *id)?;
+                }
+                WORKFLOW if !workflows.contains(id) => {
+                    if let Some(old) = stored_workflows.iter().find(|w| w.id == *id) {
+                        tx.delete_workflow(*id)?;
+                        report.removed.push(format!("workflow \"{}\"", old.name));
+                    }
+                    tx.delete_declaration(WORKFLOW, *id)?;
                 }
                 ASSEMBLY if !plugins.contains(id) => {
                     // A plug-in declared again later starts from its file, not from an old replacement.
@@ -1141,6 +1172,38 @@ impl Registration {
             };
             tx.put_step(&s.def, secure)?;
             remember(tx, STEP, s.def.id, fingerprint)?;
+        }
+        // Workflows follow the steps' rule: a runtime change (deactivated, deleted) stands until the file
+        // changes the workflow; a file workflow takes over a runtime one of the same id.
+        for w in &self.workflows {
+            let row = stored_workflow(w);
+            let fingerprint = workflow_fingerprint(w);
+            if unchanged(WORKFLOW, row.id, &fingerprint) {
+                continue;
+            }
+            if let Some(other) = stored_workflows
+                .iter()
+                .find(|o| o.name == row.name && o.id != row.id)
+            {
+                return Err(weft_store::StoreError::Invalid(format!(
+                    "{}: workflow \"{}\" ({}) has the name of one registered at runtime ({}): give the \
+                     file's entry that id, or rename one of them",
+                    self.file, row.name, row.id, other.id
+                )));
+            }
+            let entry = format!("workflow \"{}\"", row.name);
+            let stored = stored_workflows.iter().any(|o| o.id == row.id);
+            if stored && !declared_before(WORKFLOW, row.id) {
+                report.replaced.push(format!(
+                    "{entry}: registered at runtime, now declared by the file"
+                ));
+            } else if stored {
+                report.replaced.push(format!(
+                    "{entry}: changed in the file, replacing the stored one"
+                ));
+            }
+            tx.put_workflow(&row)?;
+            remember(tx, WORKFLOW, row.id, fingerprint)?;
         }
         for (kind, id) in applied.keys() {
             if kind == ENDPOINT && !endpoints.contains(id) {

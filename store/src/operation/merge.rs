@@ -59,24 +59,59 @@ fn value_of<'r>(row: &'r Row, name: &str) -> &'r Value {
 
 /// Whether `row` matches a condition already checked against `t` (`query::check_condition`).
 pub(crate) fn matches(t: &TableDef, c: &Condition, row: &Row) -> bool {
+    truth(t, c, row) == Some(true)
+}
+
+/// A condition's value in SQL's three-valued logic: None (unknown) when it compares a null attribute, so
+/// `Not` of it is unknown too, as in the backends' SQL.
+fn truth(t: &TableDef, c: &Condition, row: &Row) -> Option<bool> {
     let compare = |name: &str, v: &Value, want: &[Ordering]| {
-        let Some(a) = t.attribute(name) else {
-            return false;
-        };
-        match (key(a, value_of(row, name)), key(a, v)) {
-            (Some(x), Some(y)) => compare_keys(&x, &y).is_some_and(|o| want.contains(&o)),
-            _ => false,
-        }
+        let a = t.attribute(name)?;
+        let x = key(a, value_of(row, name))?;
+        let y = key(a, v)?;
+        Some(compare_keys(&x, &y).is_some_and(|o| want.contains(&o)))
     };
     match c {
         Condition::Eq(n, v) => compare(n, v, &[Ordering::Equal]),
         Condition::Ne(n, v) => compare(n, v, &[Ordering::Less, Ordering::Greater]),
         Condition::Gt(n, v) => compare(n, v, &[Ordering::Greater]),
         Condition::Lt(n, v) => compare(n, v, &[Ordering::Less]),
-        Condition::Null(n) => *value_of(row, n) == Value::Null,
-        Condition::NotNull(n) => *value_of(row, n) != Value::Null,
-        Condition::And(cs) => cs.iter().all(|c| matches(t, c, row)),
-        Condition::Or(cs) => cs.iter().any(|c| matches(t, c, row)),
+        Condition::Null(n) => Some(*value_of(row, n) == Value::Null),
+        Condition::NotNull(n) => Some(*value_of(row, n) != Value::Null),
+        Condition::Contains(n, v) | Condition::BeginsWith(n, v) | Condition::EndsWith(n, v) => {
+            let Value::String(s) = value_of(row, n) else {
+                return None;
+            };
+            // ASCII case folded, as SQLite's LIKE; the value is literal.
+            let (s, v) = (s.to_ascii_lowercase(), v.to_ascii_lowercase());
+            Some(match c {
+                Condition::Contains(..) => s.contains(&v),
+                Condition::BeginsWith(..) => s.starts_with(&v),
+                _ => s.ends_with(&v),
+            })
+        }
+        Condition::Not(inner) => truth(t, inner, row).map(|b| !b),
+        // Kleene logic: false (true) decides an And (Or) whatever the unknowns.
+        Condition::And(cs) => {
+            let values: Vec<Option<bool>> = cs.iter().map(|c| truth(t, c, row)).collect();
+            if values.contains(&Some(false)) {
+                Some(false)
+            } else if values.contains(&None) {
+                None
+            } else {
+                Some(true)
+            }
+        }
+        Condition::Or(cs) => {
+            let values: Vec<Option<bool>> = cs.iter().map(|c| truth(t, c, row)).collect();
+            if values.contains(&Some(true)) {
+                Some(true)
+            } else if values.contains(&None) {
+                None
+            } else {
+                Some(false)
+            }
+        }
     }
 }
 

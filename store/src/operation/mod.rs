@@ -563,6 +563,12 @@ impl Tx for Buffered<'_> {
     fn delete_step(&mut self, _id: Uuid) -> Result<bool> {
         Err(not_in_operation("registration"))
     }
+    fn put_workflow(&mut self, _workflow: &StoredWorkflow) -> Result<()> {
+        Err(not_in_operation("registration"))
+    }
+    fn delete_workflow(&mut self, _id: Uuid) -> Result<bool> {
+        Err(not_in_operation("registration"))
+    }
     fn put_service_endpoint(
         &mut self,
         _endpoint: &ServiceEndpointDef,

@@ -449,6 +449,9 @@ impl Read for PgRead<'_> {
     fn steps(&self) -> Result<Vec<Step>> {
         system::steps(self.db)
     }
+    fn workflows(&self) -> Result<Vec<StoredWorkflow>> {
+        system::workflows(self.db)
+    }
     fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>> {
         system::step_secure_configuration(self.db, step_id)
     }
@@ -596,6 +599,12 @@ impl Tx for PgTx<'_> {
     }
     fn delete_step(&mut self, id: Uuid) -> Result<bool> {
         system::delete_step(self.read.db, id)
+    }
+    fn put_workflow(&mut self, workflow: &StoredWorkflow) -> Result<()> {
+        system::put_workflow(self.read.db, workflow)
+    }
+    fn delete_workflow(&mut self, id: Uuid) -> Result<bool> {
+        system::delete_workflow(self.read.db, id)
     }
     fn put_service_endpoint(
         &mut self,

@@ -74,7 +74,10 @@ pub(crate) fn migrate(db: Db<'_>) -> Result<()> {
          CREATE TABLE IF NOT EXISTS pluginassemblycontent (
             pluginassemblyid text PRIMARY KEY NOT NULL, sha256 text NOT NULL, content bytea NOT NULL);
          CREATE TABLE IF NOT EXISTS weft_declaration (
-            kind text NOT NULL, id text NOT NULL, fingerprint text NOT NULL, PRIMARY KEY (kind, id));",
+            kind text NOT NULL, id text NOT NULL, fingerprint text NOT NULL, PRIMARY KEY (kind, id));
+         CREATE TABLE IF NOT EXISTS workflow (
+            workflowid text PRIMARY KEY NOT NULL, name text NOT NULL, primaryentity text NOT NULL,
+            statecode integer NOT NULL, statuscode integer NOT NULL, definition text NOT NULL);",
     )?;
     Ok(())
 }
@@ -384,6 +387,53 @@ pub(crate) fn delete_step(db: Db<'_>, id: Uuid) -> Result<bool> {
     let n = db.execute(
         "DELETE FROM sdkmessageprocessingstep WHERE sdkmessageprocessingstepid = $1",
         &[&id],
+    )?;
+    Ok(n > 0)
+}
+
+pub(crate) fn workflows(db: Db<'_>) -> Result<Vec<StoredWorkflow>> {
+    db.query(
+        "SELECT workflowid, name, primaryentity, statecode, definition FROM workflow
+         ORDER BY workflowid COLLATE \"C\"",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(StoredWorkflow {
+            id: uuid_col(r, 0)?,
+            name: r.try_get(1)?,
+            primary_entity: r.try_get(2)?,
+            activated: r.try_get::<_, i32>(3)? == 1,
+            definition: r.try_get(4)?,
+        })
+    })
+    .collect()
+}
+
+pub(crate) fn put_workflow(db: Db<'_>, w: &StoredWorkflow) -> Result<()> {
+    let (state, status): (i32, i32) = if w.activated { (1, 2) } else { (0, 1) };
+    db.execute(
+        "INSERT INTO workflow (workflowid, name, primaryentity, statecode, statuscode, definition)
+         VALUES ($1,$2,$3,$4,$5,$6)
+         ON CONFLICT (workflowid) DO UPDATE SET name = excluded.name,
+            primaryentity = excluded.primaryentity, statecode = excluded.statecode,
+            statuscode = excluded.statuscode, definition = excluded.definition",
+        &[
+            &w.id.to_string(),
+            &w.name,
+            &w.primary_entity,
+            &state,
+            &status,
+            &w.definition,
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn delete_workflow(db: Db<'_>, id: Uuid) -> Result<bool> {
+    let n = db.execute(
+        "DELETE FROM workflow WHERE workflowid = $1",
+        &[&id.to_string()],
     )?;
     Ok(n > 0)
 }

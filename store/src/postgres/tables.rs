@@ -324,6 +324,15 @@ fn condition_sql(t: &TableDef, c: &Condition, params: &mut Vec<Option<String>>) 
         Condition::Lt(n, v) => compare(n, v, "<")?,
         Condition::Null(n) => format!("\"{n}\" IS NULL"),
         Condition::NotNull(n) => format!("\"{n}\" IS NOT NULL"),
+        // ASCII case folded on both sides, as eq on text does (SQLite's LIKE).
+        Condition::Contains(..) | Condition::BeginsWith(..) | Condition::EndsWith(..) => {
+            let (n, pattern) = c.like_pattern().unwrap_or_default();
+            attribute(t, n)?;
+            params.push(Some(pattern));
+            let p = params.len();
+            format!("lower(\"{n}\" COLLATE \"C\") LIKE lower(${p}::text COLLATE \"C\") ESCAPE '\\'")
+        }
+        Condition::Not(inner) => format!("(NOT {})", condition_sql(t, inner, params)?),
         Condition::And(cs) | Condition::Or(cs) if cs.is_empty() => {
             if matches!(c, Condition::And(_)) {
                 "true".into()

@@ -601,6 +601,9 @@ impl Read for SqlRead<'_> {
     fn steps(&self) -> Result<Vec<Step>> {
         system::steps(self.conn)
     }
+    fn workflows(&self) -> Result<Vec<StoredWorkflow>> {
+        system::workflows(self.conn)
+    }
     fn step_secure_configuration_for_sandbox(&self, step_id: Uuid) -> Result<Option<String>> {
         system::step_secure_configuration(self.conn, step_id)
     }
@@ -757,6 +760,12 @@ impl Tx for SqlTx<'_> {
     }
     fn delete_step(&mut self, id: Uuid) -> Result<bool> {
         system::delete_step(self.read.conn, id)
+    }
+    fn put_workflow(&mut self, workflow: &StoredWorkflow) -> Result<()> {
+        system::put_workflow(self.read.conn, workflow)
+    }
+    fn delete_workflow(&mut self, id: Uuid) -> Result<bool> {
+        system::delete_workflow(self.read.conn, id)
     }
     fn put_service_endpoint(
         &mut self,

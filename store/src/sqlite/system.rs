@@ -69,7 +69,10 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
          CREATE TABLE IF NOT EXISTS pluginassemblycontent (
             pluginassemblyid TEXT PRIMARY KEY NOT NULL, sha256 TEXT NOT NULL, content BLOB NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS weft_declaration (
-            kind TEXT NOT NULL, id TEXT NOT NULL, fingerprint TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;",
+            kind TEXT NOT NULL, id TEXT NOT NULL, fingerprint TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS workflow (
+            workflowid TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, primaryentity TEXT NOT NULL,
+            statecode INTEGER NOT NULL, statuscode INTEGER NOT NULL, definition TEXT NOT NULL) WITHOUT ROWID;",
     )?;
     move_job_data_out(conn)
 }
@@ -375,6 +378,48 @@ pub(crate) fn delete_step(conn: &Connection, id: Uuid) -> Result<bool> {
             "DELETE FROM sdkmessageprocessingstep WHERE sdkmessageprocessingstepid = ?1",
         )?
         .execute([&id])?;
+    Ok(n > 0)
+}
+
+pub(crate) fn workflows(conn: &Connection) -> Result<Vec<StoredWorkflow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT workflowid, name, primaryentity, statecode, definition FROM workflow ORDER BY workflowid",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(StoredWorkflow {
+                id: uuid_col(r, 0)?,
+                name: r.get(1)?,
+                primary_entity: r.get(2)?,
+                activated: r.get::<_, i32>(3)? == 1,
+                definition: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub(crate) fn put_workflow(conn: &Connection, w: &StoredWorkflow) -> Result<()> {
+    let (state, status) = if w.activated { (1, 2) } else { (0, 1) };
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO workflow (workflowid, name, primaryentity, statecode, statuscode, definition)
+         VALUES (?1,?2,?3,?4,?5,?6)",
+    )?
+    .execute(params![
+        w.id.to_string(),
+        w.name,
+        w.primary_entity,
+        state,
+        status,
+        w.definition
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn delete_workflow(conn: &Connection, id: Uuid) -> Result<bool> {
+    let n = conn
+        .prepare_cached("DELETE FROM workflow WHERE workflowid = ?1")?
+        .execute([id.to_string()])?;
     Ok(n > 0)
 }
 

@@ -318,6 +318,14 @@ fn condition_sql(t: &TableDef, c: &Condition, params: &mut Vec<SqlValue>) -> Res
         Condition::Lt(n, v) => compare(n, v, "<")?,
         Condition::Null(n) => format!("\"{n}\" IS NULL"),
         Condition::NotNull(n) => format!("\"{n}\" IS NOT NULL"),
+        // SQLite's LIKE folds ASCII case, as NOCASE does for eq.
+        Condition::Contains(..) | Condition::BeginsWith(..) | Condition::EndsWith(..) => {
+            let (n, pattern) = c.like_pattern().unwrap_or_default();
+            attribute(t, n)?;
+            params.push(SqlValue::Text(pattern));
+            format!("\"{n}\" LIKE ? ESCAPE '\\'")
+        }
+        Condition::Not(inner) => format!("(NOT {})", condition_sql(t, inner, params)?),
         Condition::And(cs) | Condition::Or(cs) if cs.is_empty() => {
             if matches!(c, Condition::And(_)) {
                 "1".into()
