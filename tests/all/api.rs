@@ -665,7 +665,7 @@ async fn references_and_single_properties() {
             reqwest::Method::POST,
             format!("accounts({account})/nosuchnav/$ref"),
             Some(json!({"@odata.id": contact_url})),
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "nosuchnav",
         ),
         (

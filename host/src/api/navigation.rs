@@ -308,7 +308,13 @@ impl Call {
                 " Lookups are set through their navigation property (…/$ref or @odata.bind); the primary id \
                  cannot change."
             }
-            None => "",
+            None => {
+                return ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    super::BAD_URL,
+                    format!("Resource not found for the segment '{name}'."),
+                );
+            }
         };
         ApiError::new(
             StatusCode::BAD_REQUEST,
