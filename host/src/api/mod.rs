@@ -97,6 +97,7 @@ pub use url::parse_url;
 use registration::RegistrationCall;
 use system::SystemCall;
 
+use crate::convert;
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse, PipelineError};
 use crate::registration::{Binding, CustomApiDecl};
 use crate::runtime::Runtime;
@@ -1112,7 +1113,8 @@ impl Call {
     }
 
     /// For each row, its expanded navigation properties as (name, JSON text): the related rows, read by
-    /// RetrieveMultiple per related table (see the `expand` module).
+    /// RetrieveMultiple per related table (see the `expand` module): an object (or null) for a
+    /// single-valued property, an array for a collection-valued one.
     async fn expanded(
         &self,
         expands: &[expand::Expand],
@@ -1121,41 +1123,126 @@ impl Call {
     ) -> Result<Vec<Vec<(String, String)>>, ApiError> {
         let annotations = self.annotations()?;
         let mut per_row = vec![Vec::new(); rows.len()];
+        let parent = self.table.logical_name.as_str();
         for e in expands {
-            let target = &e.target.logical_name;
-            let ids: Vec<Uuid> = rows
-                .iter()
-                .filter_map(|r| expand::related_id(r, &e.attribute, target))
-                .collect();
-            let mut found = std::collections::HashMap::new();
-            for query in expand::queries(e, &ids) {
-                let request =
-                    self.request(Message::RetrieveMultiple { query }, options.tag.clone())?;
-                let response = self.execute(request).await?;
-                let OrganizationResponse::RetrieveMultiple { collection } = response else {
-                    return Err(unexpected(&response));
-                };
-                found.extend(expand::by_id(collection.entities));
-            }
-            for (row, extra) in rows.iter().zip(per_row.iter_mut()) {
-                let text = expand::related_id(row, &e.attribute, target)
-                    .and_then(|id| found.get(&id))
-                    .map_or_else(
-                        || "null".to_owned(),
-                        |related| {
-                            json::entity_to_json(
-                                &e.target,
-                                related,
-                                e.select.as_deref(),
-                                None,
-                                annotations,
-                            )
-                        },
+            let target = &e.target;
+            let object = |related: &Entity| {
+                json::entity_to_json(target, related, e.select.as_deref(), None, annotations)
+            };
+            let array = |items: &mut dyn Iterator<Item = &Entity>| {
+                let top = e.top.map_or(usize::MAX, |t| t as usize);
+                let texts: Vec<String> = items.take(top).map(object).collect();
+                format!("[{}]", texts.join(","))
+            };
+            let row_id = |r: &Entity| r.id.map(convert::uuid);
+            match &e.kind {
+                expand::Kind::Lookup { attribute } => {
+                    let ids: Vec<Uuid> = rows
+                        .iter()
+                        .filter_map(|r| expand::related_id(r, attribute, &target.logical_name))
+                        .collect();
+                    let key = &target.primary_id_attribute;
+                    let found = expand::by_id(
+                        self.read_all(expand::queries(e, parent, key, &ids), options)
+                            .await?,
                     );
-                extra.push((e.nav.clone(), text));
+                    for (row, extra) in rows.iter().zip(per_row.iter_mut()) {
+                        let text = expand::related_id(row, attribute, &target.logical_name)
+                            .and_then(|id| found.get(&id))
+                            .map_or_else(|| "null".to_owned(), object);
+                        extra.push((e.nav.clone(), text));
+                    }
+                }
+                expand::Kind::OneToMany { attribute } => {
+                    let parents: Vec<Uuid> = rows.iter().filter_map(row_id).collect();
+                    let related = self
+                        .read_all(expand::queries(e, parent, attribute, &parents), options)
+                        .await?;
+                    let mut groups: std::collections::HashMap<Uuid, Vec<&Entity>> =
+                        std::collections::HashMap::new();
+                    for r in &related {
+                        if let Some(p) = expand::related_id(r, attribute, parent) {
+                            groups.entry(p).or_default().push(r);
+                        }
+                    }
+                    for (row, extra) in rows.iter().zip(per_row.iter_mut()) {
+                        let items = row_id(row).and_then(|id| groups.get(&id));
+                        let text = array(&mut items.into_iter().flatten().copied());
+                        extra.push((e.nav.clone(), text));
+                    }
+                }
+                expand::Kind::ManyToMany { relationship } => {
+                    let links = self.links(relationship, rows).await?;
+                    let ids: Vec<Uuid> = links.iter().flatten().copied().collect();
+                    let key = &target.primary_id_attribute;
+                    let related = self
+                        .read_all(expand::queries(e, parent, key, &ids), options)
+                        .await?;
+                    for ((linked, extra), _) in links.iter().zip(per_row.iter_mut()).zip(rows) {
+                        // In the query's order (the nested $orderby), the rows this one is linked to.
+                        let text = array(
+                            &mut related
+                                .iter()
+                                .filter(|r| row_id(r).is_some_and(|id| linked.contains(&id))),
+                        );
+                        extra.push((e.nav.clone(), text));
+                    }
+                }
             }
         }
         Ok(per_row)
+    }
+
+    /// The rows of `queries`, each a RetrieveMultiple through the pipeline, in order.
+    async fn read_all(
+        &self,
+        queries: Vec<StoreQuery>,
+        options: &odata::Options,
+    ) -> Result<Vec<Entity>, ApiError> {
+        let mut out = Vec::new();
+        for query in queries {
+            let request = self.request(Message::RetrieveMultiple { query }, options.tag.clone())?;
+            let response = self.execute(request).await?;
+            let OrganizationResponse::RetrieveMultiple { collection } = response else {
+                return Err(unexpected(&response));
+            };
+            out.extend(collection.entities);
+        }
+        Ok(out)
+    }
+
+    /// For each row, the ids it is linked to through N:N `relationship` (committed links).
+    async fn links(&self, relationship: &str, rows: &[Entity]) -> Result<Vec<Vec<Uuid>>, ApiError> {
+        let table = self.table.logical_name.clone();
+        let ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.id.map(convert::uuid)).collect();
+        let (runtime, relationship) = (Arc::clone(&self.state.runtime), relationship.to_owned());
+        tokio::task::spawn_blocking(move || {
+            runtime.store.read(|r| {
+                ids.iter()
+                    .map(|id| match id {
+                        Some(id) => r
+                            .related(
+                                &relationship,
+                                &weft_store::EntityRef {
+                                    logical_name: table.clone(),
+                                    id: *id,
+                                },
+                            )
+                            .map(|refs| refs.into_iter().map(|r| r.id).collect()),
+                        None => Ok(Vec::new()),
+                    })
+                    .collect::<Result<Vec<Vec<Uuid>>, StoreError>>()
+            })
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "0x80040216",
+                format!("reading the relationship's links did not complete: {e}"),
+            )
+        })?
+        .map_err(|e| ApiError::from(PipelineError::Store(e)))
     }
 
     /// How many rows `options`' filter matches, counting at most [`COUNT_LIMIT`] (as Dataverse does), and
@@ -1519,8 +1606,10 @@ fn read_columns(select: &Option<Vec<String>>, expands: &[expand::Expand]) -> Opt
             columns.push(version);
         }
         for e in expands {
-            if !columns.contains(&e.attribute) {
-                columns.push(e.attribute.clone());
+            if let expand::Kind::Lookup { attribute } = &e.kind
+                && !columns.contains(attribute)
+            {
+                columns.push(attribute.clone());
             }
         }
         columns

@@ -116,6 +116,9 @@ impl Call {
                 && !matches!(a.kind, AttributeKind::Lookup { .. })
         });
         let Some(attribute) = attribute else {
+            if method == Method::GET && resolve(schema, &self.table, property).is_some() {
+                return self.navigation_read(id, property).await;
+            }
             return Err(self.not_a_property(schema, property));
         };
         let name = attribute.logical_name.clone();
@@ -276,6 +279,60 @@ impl Call {
         }
     }
 
+    /// `GET {set}(id)/{nav}`: the related record of a single-valued navigation property (204 when the
+    /// lookup is empty), or the related rows of a collection-valued one with the request's `$select`,
+    /// `$filter`, `$orderby` and `$top` — read as `$expand` reads them.
+    async fn navigation_read(&self, id: Uuid, nav: &str) -> Result<Response, ApiError> {
+        let schema = &self.state.runtime.registration.schema;
+        let nested: Vec<String> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k.starts_with('$'))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let text = if nested.is_empty() {
+            nav.to_owned()
+        } else {
+            format!("{nav}({})", nested.join(";"))
+        };
+        let expands = super::expand::parse(schema, &self.table, &text)?;
+        let mut columns = vec![self.table.primary_id_attribute.clone()];
+        if let Some(super::expand::Kind::Lookup { attribute }) = expands.first().map(|e| &e.kind) {
+            columns.push(attribute.clone());
+        }
+        let message = Message::Retrieve {
+            table: self.table.logical_name.clone(),
+            id,
+            columns: Some(columns),
+        };
+        let response = self.execute(self.request(message, None)?).await?;
+        let OrganizationResponse::Retrieve { entity } = response else {
+            return Err(unexpected(&response));
+        };
+        let options = super::odata::Options::default();
+        let mut per_row = self.expanded(&expands, &[entity], &options).await?;
+        let (Some(e), Some((_, text))) = (expands.first(), per_row.pop().and_then(|mut v| v.pop()))
+        else {
+            return Err(ApiError::url(format!("'{nav}' could not be read.")));
+        };
+        let set = &e.target.entity_set_name;
+        let body = match e.kind {
+            super::expand::Kind::Lookup { .. } if text == "null" => {
+                return Ok(StatusCode::NO_CONTENT.into_response());
+            }
+            super::expand::Kind::Lookup { .. } => format!(
+                "{{\"@odata.context\":{},{}",
+                Json::String(format!("{}/$metadata#{set}/$entity", self.base)),
+                text.strip_prefix('{').unwrap_or("}")
+            ),
+            _ => format!(
+                "{{\"@odata.context\":{},\"value\":{text}}}",
+                Json::String(format!("{}/$metadata#{set}", self.base))
+            ),
+        };
+        Ok(super::json_response(StatusCode::OK, body))
+    }
+
     /// An Update of this record with `body` (a Web API entity object), answered 204.
     async fn update_attributes(&self, id: Uuid, body: Json) -> Result<Response, ApiError> {
         self.update_other(&self.table, id, body).await
@@ -301,8 +358,8 @@ impl Call {
                 " It is a single-valued navigation property: set it with PUT …/$ref, or @odata.bind in a PATCH."
             }
             Some(_) => {
-                " It is a collection-valued navigation property: add references with POST …/$ref (reading \
-                 it as a collection is not supported yet)."
+                " It is a collection-valued navigation property: read it with GET, add references with POST \
+                 …/$ref."
             }
             None if self.table.attribute(name).is_some() => {
                 " Lookups are set through their navigation property (…/$ref or @odata.bind); the primary id \
