@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 mod conn;
 mod eventhubs;
+pub mod inspect;
 mod relay_http;
 mod servicebus;
 
