@@ -770,10 +770,15 @@ pub fn property_text(meta: &Meta, name: &str) -> Option<String> {
     if let Some(v) = sys {
         return v.clone();
     }
+    // The exact name first (batch sends and AMQP keep names' case); then, ignoring ASCII case, a name
+    // that arrived as an HTTP header: HTTP/1.1 header names are case-insensitive and the server hands
+    // them over lower-cased, where Azure's front end keeps the sender's spelling, so a REST client's
+    // `EntityLogicalName: "account"` still meets the filter `EntityLogicalName` as it does on Azure.
     let find = |n: &str| {
-        meta.user
-            .iter()
+        let user = &meta.user;
+        user.iter()
             .find(|(k, _)| k == n)
+            .or_else(|| user.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)))
             .map(|(_, v)| v.as_text())
     };
     find(name).or_else(|| {

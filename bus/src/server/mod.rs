@@ -25,6 +25,7 @@ mod relay_http;
 mod servicebus;
 
 pub use conn::{Limits, serve};
+pub use servicebus::USER_PROPERTIES_REQUEST;
 
 use eventhubs::{eh_read, eh_send};
 use relay_http::{relay_listen, relay_send};

@@ -12,6 +12,12 @@ use crate::broker::{Delivered, Entity, LockError, Mode, NewMessage, SendError, S
 use crate::props::{BrokerProps, PropValue, ascii_json, http_date, user_props_from_json};
 use crate::store::Meta;
 
+/// The request header a receiver sends to get every custom property, typed and with its exact name, in one
+/// `UserProperties` JSON header. Only on request: the legacy REST libraries (npm `azure-sb`, PyPI
+/// `azure-servicebus` 0.21) turn every unknown response header into a custom property, and would report
+/// a bogus `userproperties = NaN`.
+pub const USER_PROPERTIES_REQUEST: &str = "x-weft-userproperties";
+
 /// Largest single property (name + value), bytes.
 const MAX_PROPERTY_BYTES: usize = 32 * 1024;
 /// Largest total of properties (system + user, as stored), bytes.
@@ -61,6 +67,7 @@ pub(super) fn is_standard_header(name: &str) -> bool {
         "proxy-connection",
         "servicebusauthorization",
         "forwarded",
+        USER_PROPERTIES_REQUEST,
     ];
     STD.contains(&name)
         || name.starts_with("x-ms-")
@@ -336,7 +343,11 @@ pub(super) fn delivered_response(e: &Entity, d: Delivered, req_headers: &HeaderM
             h.append(n, val);
         }
     }
-    if !all.is_empty()
+    let asked = req_headers
+        .get(USER_PROPERTIES_REQUEST)
+        .is_some_and(|v| v.as_bytes() == b"1" || v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if asked
+        && !all.is_empty()
         && let Ok(v) = HeaderValue::from_str(&ascii_json(&Value::Object(all)))
     {
         h.insert("userproperties", v);
