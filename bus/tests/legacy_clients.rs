@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use weft_bus::{BusConfig, QueueConfig, SubscriptionConfig, TopicConfig};
 
 fn repo() -> PathBuf {

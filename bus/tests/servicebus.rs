@@ -781,3 +781,33 @@ async fn time_to_live_as_a_numeric_string() {
         .await;
     assert_eq!(r.status(), 400);
 }
+
+/// Issue #14 §4: custom property names sent as headers keep the case the client wrote on the wire (HTTP/1.1
+/// carries it; a plain TCP client writes it here, as Node's and Python's HTTP clients do), across keep-alive
+/// requests with bodies: the receiver's UserProperties has `EntityLogicalName`, not `entitylogicalname`.
+#[tokio::test]
+async fn header_property_names_keep_their_case() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bus = TestBus::start(config(vec![queue("case")], vec![])).await;
+    let host = bus.base.trim_start_matches("http://").to_owned();
+    let token = bus.auth("case");
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+    // Two pipelined sends on one connection, the first with a chunked body.
+    let request = format!(
+        "POST /case/messages HTTP/1.1\r\nHost: {host}\r\nAuthorization: {token}\r\n\
+         EntityLogicalName: \"account\"\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n0\r\n\r\n\
+         POST /case/messages HTTP/1.1\r\nHost: {host}\r\nAuthorization: {token}\r\n\
+         RequestName: \"Create\"\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert_eq!(answer.matches("HTTP/1.1 201").count(), 2, "{answer}");
+    for (body, name) in [("one", "EntityLogicalName"), ("two", "RequestName")] {
+        let r = bus.receive_delete("case", 1).await;
+        let up: serde_json::Value =
+            serde_json::from_str(&header(&r, "UserProperties").unwrap()).unwrap();
+        assert!(up.get(name).is_some(), "{name} as sent: {up}");
+        assert_eq!(r.text().await.unwrap(), body);
+    }
+}
