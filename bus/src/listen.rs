@@ -346,6 +346,8 @@ async fn listen_queue(args: &ListenArgs, t: &Target) -> anyhow::Result<()> {
         let sent = req
             .header("Authorization", t.token(&path)?)
             .header("Content-Length", "0")
+            // Every custom property with its exact name (Dataverse's claims are no legal header names).
+            .header(crate::server::USER_PROPERTIES_REQUEST, "1")
             .send()
             .await;
         let resp = match sent {

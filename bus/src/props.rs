@@ -186,7 +186,13 @@ impl BrokerProps {
             *slot = Some(s.clone());
         }
         if let Some(v) = map.get("TimeToLive").filter(|v| !v.is_null()) {
-            match v.as_f64() {
+            // Azure reads BrokerProperties with .NET's DataContractJsonSerializer, which takes a number in
+            // a string for a numeric member: Microsoft's legacy Python library sends "TimeToLive": "120".
+            let number = match v {
+                Value::String(s) => s.trim().parse::<f64>().ok(),
+                other => other.as_f64(),
+            };
+            match number {
                 Some(t) if t > 0.0 && t.is_finite() => p.time_to_live = Some(t),
                 _ => {
                     return Err(format!(
@@ -347,6 +353,11 @@ mod tests {
         assert_eq!(p.scheduled_enqueue_time_utc, Some(784111777));
         assert!(BrokerProps::parse_header(r#"{"Label":5}"#).is_err());
         assert!(BrokerProps::parse_header(r#"{"TimeToLive":"x"}"#).is_err());
+        // A number in a string, as the legacy Python library sends it, is a number.
+        let p = BrokerProps::parse_header(r#"{"TimeToLive":"120"}"#).unwrap();
+        assert_eq!(p.time_to_live, Some(120.0));
+        assert!(BrokerProps::parse_header(r#"{"TimeToLive":"-5"}"#).is_err());
+        assert!(BrokerProps::parse_header(r#"{"TimeToLive":"NaN"}"#).is_err());
         assert!(BrokerProps::parse_header(r#"{"SessionId":"a","PartitionKey":"b"}"#).is_err());
         assert!(BrokerProps::parse_header(r#"[1]"#).is_err());
         assert!(BrokerProps::parse_header("{").is_err());

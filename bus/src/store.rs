@@ -166,6 +166,26 @@ pub enum Op {
         /// DeadLetterErrorDescription
         description: String,
     },
+    /// Resubmit a dead-lettered message: read it from `from`, delete it there and insert it into `to` as a
+    /// new message `new_seq` (delivery count 0, enqueued and visible at `now_ms`, expiring after its
+    /// TimeToLive capped by `ttl_cap_ms`, without the dead-letter properties). Its result is the new
+    /// record, or None when the row is missing (then nothing is changed).
+    Resubmit {
+        /// store key of the dead-letter queue
+        from: Arc<str>,
+        /// store key of the entity it returns to
+        to: Arc<str>,
+        /// sequence number in the dead-letter queue
+        seq: u64,
+        /// sequence number it gets in `to`
+        new_seq: u64,
+        /// counter that allocated `new_seq` (the queue or the topic)
+        seq_key: Arc<str>,
+        /// the resubmit's time, ms since epoch
+        now_ms: i64,
+        /// the entity's default TTL, ms (the message's own TimeToLive can only shorten it)
+        ttl_cap_ms: Option<i64>,
+    },
     /// Delete an entity's records enqueued before `before_ms` (event hub retention).
     PurgeBefore {
         /// store key
@@ -630,6 +650,56 @@ fn apply_op<'a>(
                 meta,
                 &rec.body[..]
             ])?;
+        }
+        Op::Resubmit {
+            from,
+            to,
+            seq,
+            new_seq,
+            seq_key,
+            now_ms,
+            ttl_cap_ms,
+        } => {
+            let Some(rec) = read_one(tx, from, *seq)? else {
+                taken.push(None);
+                return Ok(());
+            };
+            let mut meta = (*rec.meta).clone();
+            meta.user
+                .retain(|(k, _)| k != "DeadLetterReason" && k != "DeadLetterErrorDescription");
+            // Back in the queue now: a past schedule must not hold it again.
+            meta.broker.scheduled_enqueue_time_utc = None;
+            let ttl = [
+                meta.broker.time_to_live.map(|t| (t * 1000.0) as i64),
+                *ttl_cap_ms,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let new = Record {
+                seq: *new_seq,
+                enqueued_ms: *now_ms,
+                visible_ms: *now_ms,
+                expires_ms: ttl.map_or(i64::MAX, |t| now_ms.saturating_add(t)),
+                delivery_count: 0,
+                meta: Arc::new(meta),
+                body: rec.body,
+            };
+            delete(from, *seq)?;
+            let meta = serde_json::to_string(&*new.meta)?;
+            tx.prepare_cached(INSERT)?.execute(params![
+                &**to,
+                new.seq as i64,
+                new.enqueued_ms,
+                new.visible_ms,
+                new.expires_ms,
+                0i64,
+                meta,
+                &new.body[..]
+            ])?;
+            let n = next.entry(&**seq_key).or_default();
+            *n = (*n).max(new.seq + 1);
+            taken.push(Some(new));
         }
         Op::PurgeBefore { entity, before_ms } => {
             tx.prepare_cached("DELETE FROM messages WHERE entity = ?1 AND enqueued_ms < ?2")?

@@ -685,3 +685,129 @@ async fn lock_uri_keeps_message_id_case() {
     assert_eq!(bus.lock_op(Method::DELETE, &exact, "q").await.status(), 200);
     assert_eq!(bus.receive_delete("q", 0).await.status(), 204, "completed");
 }
+
+/// Issue #14 §4, found with the legacy REST libraries (npm `azure-sb`, PyPI `azure-servicebus` 0.21), which
+/// turn every unknown response header into a custom property: the `UserProperties` JSON header is sent only
+/// to a receiver that asks with `X-Weft-UserProperties: 1`; the properties' own headers are always there.
+#[tokio::test]
+async fn user_properties_header_only_when_asked() {
+    let bus = TestBus::start(config(vec![queue("u")], vec![])).await;
+    for _ in 0..2 {
+        let r = bus.send("u", "x", &[("Priority", "\"High\"")]).await;
+        assert_eq!(r.status(), 201);
+    }
+    let r = bus
+        .http
+        .delete(bus.url("u/messages/head?timeout=1"))
+        .header("Authorization", bus.auth("u"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "Priority").as_deref(), Some("\"High\""));
+    assert!(header(&r, "UserProperties").is_none(), "not asked for");
+    let r = bus.receive_delete("u", 1).await;
+    let up: serde_json::Value =
+        serde_json::from_str(&header(&r, "UserProperties").unwrap()).unwrap();
+    assert_eq!(up, json!({"priority": "High"}));
+    // The request header is never a custom property of a send.
+    let r = bus
+        .send(
+            "u",
+            "y",
+            &[(weft_bus::server::USER_PROPERTIES_REQUEST, "1")],
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = bus.receive_delete("u", 1).await;
+    assert!(header(&r, "UserProperties").is_none(), "{:?}", r.headers());
+}
+
+/// Issue #14 §4: a custom property sent as a header (its name lower-cased by HTTP/1.1) meets a correlation
+/// filter naming it in its own case, as on Azure, whose front end keeps the sender's spelling; the
+/// Dataverse claim shorthand too. Values stay case-sensitive, as Azure compares them.
+#[tokio::test]
+async fn header_property_names_meet_filters_in_any_case() {
+    let account: BTreeMap<String, String> =
+        [("EntityLogicalName".to_owned(), "account".to_owned())].into();
+    let bus = TestBus::start(config(
+        vec![],
+        vec![TopicConfig::new(
+            "events",
+            vec![SubscriptionConfig::new("accounts", account)],
+        )],
+    ))
+    .await;
+    let sub = "events/subscriptions/accounts";
+    let r = bus
+        .send("events", "one", &[("EntityLogicalName", "\"account\"")])
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = bus
+        .send(
+            "events",
+            "other case value",
+            &[("EntityLogicalName", "\"Account\"")],
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = bus.receive_delete(sub, 1).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "one");
+    assert_eq!(bus.receive_delete(sub, 0).await.status(), 204);
+}
+
+/// Issue #14 §4: `"TimeToLive":"120"` (a number in a string, as Microsoft's legacy Python library sends it)
+/// is accepted as Azure's DataContractJsonSerializer accepts it; text that is no positive number is not.
+#[tokio::test]
+async fn time_to_live_as_a_numeric_string() {
+    let bus = TestBus::start(config(vec![queue("ttl")], vec![])).await;
+    let r = bus
+        .send(
+            "ttl",
+            "x",
+            &[("BrokerProperties", r#"{"TimeToLive":"120"}"#)],
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = bus.receive_delete("ttl", 1).await;
+    assert_eq!(broker(&r)["TimeToLive"], 120.0);
+    let r = bus
+        .send(
+            "ttl",
+            "x",
+            &[("BrokerProperties", r#"{"TimeToLive":"soon"}"#)],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+}
+
+/// Issue #14 §4: custom property names sent as headers keep the case the client wrote on the wire (HTTP/1.1
+/// carries it; a plain TCP client writes it here, as Node's and Python's HTTP clients do), across keep-alive
+/// requests with bodies: the receiver's UserProperties has `EntityLogicalName`, not `entitylogicalname`.
+#[tokio::test]
+async fn header_property_names_keep_their_case() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bus = TestBus::start(config(vec![queue("case")], vec![])).await;
+    let host = bus.base.trim_start_matches("http://").to_owned();
+    let token = bus.auth("case");
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+    // Two pipelined sends on one connection, the first with a chunked body.
+    let request = format!(
+        "POST /case/messages HTTP/1.1\r\nHost: {host}\r\nAuthorization: {token}\r\n\
+         EntityLogicalName: \"account\"\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n0\r\n\r\n\
+         POST /case/messages HTTP/1.1\r\nHost: {host}\r\nAuthorization: {token}\r\n\
+         RequestName: \"Create\"\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert_eq!(answer.matches("HTTP/1.1 201").count(), 2, "{answer}");
+    for (body, name) in [("one", "EntityLogicalName"), ("two", "RequestName")] {
+        let r = bus.receive_delete("case", 1).await;
+        let up: serde_json::Value =
+            serde_json::from_str(&header(&r, "UserProperties").unwrap()).unwrap();
+        assert!(up.get(name).is_some(), "{name} as sent: {up}");
+        assert_eq!(r.text().await.unwrap(), body);
+    }
+}

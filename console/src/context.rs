@@ -55,7 +55,7 @@ pub fn render(data: &[u8], content_type: &str, endpoint: Option<MessageFormat>) 
     }
 }
 
-fn raw_text(bytes: &[u8]) -> Markup {
+pub(crate) fn raw_text(bytes: &[u8]) -> Markup {
     let shown = &bytes[..bytes.len().min(MAX_RAW_BYTES)];
     let text = String::from_utf8_lossy(shown);
     // JSON is easier to read indented; anything else as it is.
@@ -69,7 +69,7 @@ fn raw_text(bytes: &[u8]) -> Markup {
 }
 
 /// A hex dump: offset, 16 bytes, their printable ASCII.
-fn hex(bytes: &[u8]) -> Markup {
+pub(crate) fn hex(bytes: &[u8]) -> Markup {
     use std::fmt::Write;
     let shown = &bytes[..bytes.len().min(MAX_RAW_BYTES)];
     let mut out = String::new();

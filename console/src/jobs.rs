@@ -423,7 +423,7 @@ pub(crate) async fn list(State(console): State<Console>, Query(q): Query<JobQuer
         div.actions { (bulk) span #live .live aria-live="polite" { "" } }
         div #jobs-table { (table) }
     };
-    page::frame("System Jobs", Nav::Jobs, body).into_response()
+    page::frame_with("System Jobs", Nav::Jobs, console.host.bus().is_some(), body).into_response()
 }
 
 fn jobs_table(q: &JobQuery, rows: &[JobView], total: usize, capped: bool, names: &Names) -> Markup {
@@ -650,7 +650,7 @@ pub(crate) async fn show(
         h2 #attempts { "Attempts" }
         (attempts_table(&attempts, &endpoint_names, &job))
     };
-    page::frame(&job.name, Nav::Jobs, body).into_response()
+    page::frame_with(&job.name, Nav::Jobs, console.host.bus().is_some(), body).into_response()
 }
 
 fn attempts_table(

@@ -1,7 +1,7 @@
 //! # weft-console
 //!
-//! The web console an operator opens first — the System Jobs view of Power Apps, the plug-in trace log and
-//! the registration, server-rendered — and the Prometheus `/metrics` endpoint. `weft up` mounts
+//! The web console an operator opens first — the System Jobs view of Power Apps, the plug-in trace log,
+//! the registration and the embedded bus, server-rendered — and the Prometheus `/metrics` endpoint. `weft up` mounts
 //! [`router`] next to its Web API, so both share the listener, its limits and TLS.
 //!
 //! Owns the pages, their routes, the console's sign-in (a cookie standing for the API key) and the
@@ -17,13 +17,16 @@
 //! - [`context`]: a RemoteExecutionContext as a summary, a tree and its raw wire forms.
 //! - [`traces`]: the plug-in trace log per operation (correlation id).
 //! - [`registration`]: plug-ins, steps (with the enable/disable toggle) and service endpoints (check).
+//! - [`bus`]: the embedded bus's entities and counts, peeked messages and dead letters, resubmit.
 //! - [`metrics`]: the Prometheus recorder and the gauges read from the store at scrape time.
 //!
 //! # Differences from Dataverse
 //! The System Jobs view lists at most [`jobs::MAX_SCAN`] jobs per filter (newest first) before sorting and
-//! paging; the page says when more exist. The bus page (entities, peek, resubmit) is not there yet.
+//! paging; the page says when more exist. The Bus page resubmits a subscription's dead letter to the
+//! subscription itself (Azure would send it to the topic, so every subscription got it again).
 
 pub mod auth;
+pub mod bus;
 pub mod context;
 pub mod jobs;
 pub mod metrics;
@@ -58,6 +61,11 @@ pub trait ConsoleHost: Send + Sync + 'static {
     fn set_step_enabled(&self, id: Uuid, enabled: bool) -> HostFuture<'_, Result<(), String>>;
     /// TriggerServiceEndpointCheck: Ok when the endpoint answers with its credentials.
     fn check_endpoint(&self, id: Uuid) -> HostFuture<'_, Result<(), String>>;
+    /// The bus this process embeds (`weft up` with a `[bus]` section), for the Bus page and the bus
+    /// depths in `/metrics`; None hides both.
+    fn bus(&self) -> Option<Arc<weft_bus::server::Bus>> {
+        None
+    }
 }
 
 /// State shared by the console's handlers.
@@ -105,6 +113,9 @@ pub fn router(
             "/console/registration/endpoints/{id}/check",
             post(registration::check_endpoint),
         )
+        .route("/console/bus", get(bus::overview))
+        .route("/console/bus/entity", get(bus::entity))
+        .route("/console/bus/resubmit", post(bus::resubmit))
         .route("/metrics", get(metrics::scrape))
         .layer(middleware::from_fn_with_state(
             console.clone(),

@@ -13,11 +13,15 @@
 //! | `weft_delivery_latency_seconds` | histogram | `outcome` | the asynchronous service (the post's latency) |
 //! | `weft_system_jobs` | gauge | `status` (Dataverse's status reason) | this module, at scrape |
 //! | `weft_system_job_oldest_age_seconds` | gauge | `status` | this module, at scrape |
+//! | `weft_bus_messages` | gauge | `entity` (queue or `topic/subscriptions/sub`), `state` (`active`, `scheduled`, `deadletter`) | this module, at scrape (embedded bus only) |
+//! | `weft_bus_event_hub_events` | gauge | `entity` (Event Hub) | this module, at scrape (embedded bus only) |
 //!
 //! Labels hold names, ids and outcomes only, never a secret, a URL or a message text. Job gauges cover the
 //! statuses still to run or running (Waiting For Resources, Waiting, In Progress, Pausing, Canceling), each
-//! counted up to [`MAX_COUNTED`]; completed jobs are counted by `weft_job_attempts_total`. The bus's entity
-//! depths are not exported yet.
+//! counted up to [`MAX_COUNTED`]; completed jobs are counted by `weft_job_attempts_total`. Bus gauges have
+//! bounded cardinality: entity names come from the bus's configuration only (entities are fixed when the
+//! bus starts; nothing a client sends becomes a label), three states each, at most [`MAX_BUS_ENTITIES`]
+//! entities exported. Counts are the broker's in-memory index, so a scrape reads no message.
 
 use std::sync::OnceLock;
 
@@ -32,6 +36,9 @@ use crate::Console;
 /// The most jobs of one status a scrape counts: the count loads the rows, so a large backlog is reported
 /// as at least this many rather than read whole every 15 seconds.
 pub const MAX_COUNTED: u32 = 10_000;
+
+/// The most bus entities (queues, subscriptions, Event Hubs) whose depths a scrape exports.
+pub const MAX_BUS_ENTITIES: usize = 1_000;
 
 /// Latency buckets, seconds: from a loopback post (~1 ms) to the 2-minute operation limit.
 const BUCKETS: [f64; 14] = [
@@ -101,6 +108,14 @@ fn describe() {
         "System jobs not yet completed, by status reason (capped)."
     );
     metrics::describe_gauge!(
+        "weft_bus_messages",
+        "Messages in the embedded bus's queues and subscriptions, by entity and state (active includes locked)."
+    );
+    metrics::describe_gauge!(
+        "weft_bus_event_hub_events",
+        "Events retained in the embedded bus's Event Hubs, all partitions."
+    );
+    metrics::describe_gauge!(
         "weft_system_job_oldest_age_seconds",
         metrics::Unit::Seconds,
         "Age of the oldest system job of each open status."
@@ -147,6 +162,30 @@ pub(crate) async fn scrape(State(console): State<Console>) -> Response {
         metrics::gauge!("weft_system_jobs", "status" => label).set(count as f64);
         let age = oldest.map_or(0.0, |c| (now - c).max(0) as f64 / 1000.0);
         metrics::gauge!("weft_system_job_oldest_age_seconds", "status" => label).set(age);
+    }
+    if let Some(bus) = console.host.bus() {
+        let (queues, topics) = bus.depths();
+        let subscriptions = topics.iter().flat_map(|t| &t.subscriptions);
+        for e in queues.iter().chain(subscriptions).take(MAX_BUS_ENTITIES) {
+            for (state, n) in [
+                ("active", e.depth.active),
+                ("scheduled", e.depth.scheduled),
+                ("deadletter", e.dead_letter),
+            ] {
+                metrics::gauge!("weft_bus_messages", "entity" => e.path.clone(), "state" => state)
+                    .set(n as f64);
+            }
+        }
+        match bus.hub_depths().await {
+            Ok(hubs) => {
+                for h in hubs.iter().take(MAX_BUS_ENTITIES) {
+                    metrics::gauge!("weft_bus_event_hub_events", "entity" => h.name.clone())
+                        .set(h.total_events() as f64);
+                }
+            }
+            // The other metrics are still worth serving; the hubs' stay as last read.
+            Err(e) => tracing::warn!("/metrics: reading the bus's Event Hubs failed: {e:#}"),
+        }
     }
     (
         [(

@@ -24,10 +24,18 @@ pub enum Nav {
     Traces,
     /// Registration.
     Registration,
+    /// The embedded bus.
+    Bus,
 }
 
-/// A whole page: `title`, the navigation with `nav` current, and `body`.
+/// A whole page: `title`, the navigation with `nav` current, and `body`; no Bus entry in the navigation
+/// (sign-in and error pages, which show no navigation at all).
 pub fn frame(title: &str, nav: Nav, body: Markup) -> Markup {
+    frame_with(title, nav, false, body)
+}
+
+/// [`frame`] for a console page: the navigation has the Bus entry when `bus` (the bus is embedded).
+pub fn frame_with(title: &str, nav: Nav, bus: bool, body: Markup) -> Markup {
     let item = |target: Nav, href: &str, label: &str, key: &str| {
         html! {
             li {
@@ -56,6 +64,7 @@ pub fn frame(title: &str, nav: Nav, body: Markup) -> Markup {
                                 (item(Nav::Jobs, "/console/jobs", "System Jobs", "j"))
                                 (item(Nav::Traces, "/console/traces", "Plug-in Trace Log", "t"))
                                 (item(Nav::Registration, "/console/registration", "Registration", "r"))
+                                @if bus { (item(Nav::Bus, "/console/bus", "Bus", "b")) }
                                 li { a href="/metrics" { "Metrics" } }
                             }
                         }
@@ -82,6 +91,34 @@ pub fn failure(message: &str) -> axum::response::Response {
     (
         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
         frame("Error", Nav::None, body),
+    )
+        .into_response()
+}
+
+/// A 400 page: what is wrong with the request, and where to go back to.
+pub fn bad_request(what: &str, back: Option<(&str, &str)>) -> axum::response::Response {
+    let body = html! {
+        h1 { "Bad request" }
+        p.notice.error role="alert" { (what) }
+        @if let Some((href, label)) = back { p { a href=(href) { (label) } } }
+    };
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        frame("Bad request", Nav::None, body),
+    )
+        .into_response()
+}
+
+/// A 404 page with a way back.
+pub fn not_found_back(what: &str, href: &str, label: &str) -> axum::response::Response {
+    let body = html! {
+        h1 { "Not found" }
+        p.notice.error role="alert" { (what) }
+        p { a href=(href) { (label) } }
+    };
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        frame("Not found", Nav::None, body),
     )
         .into_response()
 }

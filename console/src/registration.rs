@@ -135,7 +135,13 @@ pub(crate) async fn show(State(console): State<Console>, Query(n): Query<Notice>
             }
         }
     };
-    page::frame("Registration", Nav::Registration, body).into_response()
+    page::frame_with(
+        "Registration",
+        Nav::Registration,
+        console.host.bus().is_some(),
+        body,
+    )
+    .into_response()
 }
 
 fn back(notice: &str, error: bool) -> Response {

@@ -94,7 +94,13 @@ pub(crate) async fn list(State(console): State<Console>, Query(q): Query<TraceQu
             }
         }
     };
-    page::frame("Plug-in Trace Log", Nav::Traces, body).into_response()
+    page::frame_with(
+        "Plug-in Trace Log",
+        Nav::Traces,
+        console.host.bus().is_some(),
+        body,
+    )
+    .into_response()
 }
 
 /// `GET /console/traces/{correlation}`: one operation's steps in execution order.
@@ -138,7 +144,13 @@ pub(crate) async fn show(
             @for log in &logs { li { (entry(log, &steps)) } }
         }
     };
-    page::frame("Plug-in Trace Log", Nav::Traces, body).into_response()
+    page::frame_with(
+        "Plug-in Trace Log",
+        Nav::Traces,
+        console.host.bus().is_some(),
+        body,
+    )
+    .into_response()
 }
 
 fn entry(log: &TraceLog, steps: &HashMap<Uuid, String>) -> Markup {

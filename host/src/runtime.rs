@@ -36,6 +36,8 @@ pub struct Runtime {
     pub data_dir: PathBuf,
     /// The data directory's lock, held as long as the runtime lives.
     _lock: DirLock,
+    /// The bus `weft up` embeds, once started: the console's Bus page and `/metrics` read it.
+    bus: std::sync::OnceLock<Arc<weft_bus::server::Bus>>,
 }
 
 /// How often `weft up` deletes trace-log rows past their retention.
@@ -108,7 +110,19 @@ impl Runtime {
             pipeline,
             data_dir: data_dir.to_owned(),
             _lock: lock,
+            bus: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records the bus this process embeds (`weft up` with a `[bus]` section), so the console shows it.
+    /// Once: a second call is ignored and returns false.
+    pub fn attach_bus(&self, bus: Arc<weft_bus::server::Bus>) -> bool {
+        self.bus.set(bus).is_ok()
+    }
+
+    /// The embedded bus, when one was attached.
+    pub fn bus(&self) -> Option<Arc<weft_bus::server::Bus>> {
+        self.bus.get().cloned()
     }
 
     /// Where the store is, for the start-up summary (a PostgreSQL URL without its password).

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
 use uuid::Uuid;
+use weft_bus::sas::SasPolicy;
+use weft_bus::{
+    BusConfig, BusHandle, EventHubConfig, QueueConfig, SubscriptionConfig, TopicConfig,
+};
 use weft_host::api::{self, ApiServer};
 use weft_host::delivery::{Delivery, DeliveryRunner};
 use weft_host::runtime::Runtime;
@@ -49,10 +53,75 @@ struct Env {
     service: Option<AsyncService>,
     base: String,
     client: reqwest::Client,
+    /// The embedded bus (a queue endpoint and a step posting Create of account to it), when asked for.
+    bus: Option<BusHandle>,
 }
 
 async fn start(hook: SocketAddr) -> Env {
+    start_with(hook, None).await
+}
+
+/// The SAS policy of the embedded bus in the bus tests (distinctive, as the other secrets).
+const BUS_KEY_NAME: &str = "RootManageSharedAccessKey";
+const BUS_KEY: &str = "console-bus-sas-key-5c19d2";
+
+/// A bus on loopback with queue `queue` (one delivery before dead-lettering, so an abandon dead-letters),
+/// topic `{queue}-topic` with subscription `accounts` (EntityLogicalName = account) and Event Hub
+/// `{queue}-hub` (2 partitions). Entity names are per test: `/metrics` is one registry per process.
+async fn start_bus(dir: &Path, queue: &str) -> BusHandle {
+    let mut q = QueueConfig::new(queue);
+    q.max_delivery_count = 1;
+    let filter = [("EntityLogicalName".to_owned(), "account".to_owned())].into();
+    weft_bus::start(BusConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data: dir.join("bus"),
+        queues: vec![q],
+        topics: vec![TopicConfig::new(
+            format!("{queue}-topic"),
+            vec![SubscriptionConfig::new("accounts", filter)],
+        )],
+        event_hubs: vec![EventHubConfig::new(format!("{queue}-hub"), 2)],
+        sas_policies: vec![SasPolicy::full(BUS_KEY_NAME, BUS_KEY)],
+        ..BusConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// [`start`], and with `bus_queue` an embedded bus ([`start_bus`]) attached to the runtime, a Service Bus
+/// queue endpoint (.NET binary XML, as Dataverse's default) and an asynchronous step posting Create of
+/// account to it.
+async fn start_with(hook: SocketAddr, bus_queue: Option<&str>) -> Env {
     let dir = tempfile::tempdir().unwrap();
+    let bus = match bus_queue {
+        Some(q) => Some(start_bus(dir.path(), q).await),
+        None => None,
+    };
+    let bus_toml = match (&bus, bus_queue) {
+        (Some(b), Some(q)) => format!(
+            r#"
+[[service_endpoint]]
+name = "queue"
+contract = 2
+message_format = 1
+auth_type = 2
+namespace_address = "http://{addr}"
+path = "{q}"
+sas_key_name = "{BUS_KEY_NAME}"
+sas_key = "{BUS_KEY}"
+
+[[step]]
+name = "to queue"
+message = "Create"
+table = "account"
+stage = 40
+mode = 1
+service_endpoint = "queue"
+"#,
+            addr = b.local_addr()
+        ),
+        _ => String::new(),
+    };
     let config = dir.path().join("weft.toml");
     let toml = format!(
         r#"
@@ -108,12 +177,15 @@ service_endpoint = "hook"
         validator = fixtures::component("validator").display(),
         panic = fixtures::component("panic").display(),
     );
-    std::fs::write(&config, toml).unwrap();
+    std::fs::write(&config, toml + &bus_toml).unwrap();
     let data = dir.path().join("data");
     let runtime = tokio::task::spawn_blocking(move || Runtime::open(&config, &data).unwrap())
         .await
         .map(Arc::new)
         .unwrap();
+    if let Some(b) = &bus {
+        assert!(runtime.attach_bus(b.bus()));
+    }
     let delivery = Delivery::new("weft.console.test").unwrap();
     assert!(runtime.pipeline.set_delivery(delivery.clone()));
     let runner = Arc::new(DeliveryRunner::new(runtime.pipeline.clone(), delivery));
@@ -141,6 +213,7 @@ service_endpoint = "hook"
         service: Some(service),
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
+        bus,
     }
 }
 
@@ -206,6 +279,85 @@ impl Env {
             s.shutdown().await;
         }
         self.server.take().unwrap().shutdown().await.unwrap();
+        if let Some(b) = self.bus.take() {
+            b.shutdown().await.unwrap();
+        }
+    }
+
+    /// The embedded bus's address.
+    fn bus_base(&self) -> String {
+        format!("http://{}", self.bus.as_ref().unwrap().local_addr())
+    }
+
+    /// A REST call to the embedded bus at `path` (e.g. `/orders/messages`), signed for it.
+    fn bus_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let base = self.bus_base();
+        let expiry = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        let token = weft_bus::sas::generate_token(&base, BUS_KEY_NAME, BUS_KEY, expiry);
+        self.client
+            .request(method, format!("{base}{path}"))
+            .header("Authorization", token)
+    }
+
+    /// Sends `body` to `entity` over REST with `headers`; asserts 201.
+    async fn bus_send(&self, entity: &str, body: &str, headers: &[(&str, &str)]) {
+        let mut r = self.bus_request(reqwest::Method::POST, &format!("/{entity}/messages"));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let r = r.body(body.to_owned()).send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// Peek-locks the head of `entity` and abandons it: with one delivery allowed, it is dead-lettered.
+    /// The message's BrokerProperties.
+    async fn bus_dead_letter_head(&self, entity: &str) -> Json {
+        let r = self
+            .bus_request(
+                reqwest::Method::POST,
+                &format!("/{entity}/messages/head?timeout=5"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let props: Json =
+            serde_json::from_str(r.headers()["brokerproperties"].to_str().unwrap()).unwrap();
+        let lock = r.headers()["location"].to_str().unwrap().to_owned();
+        let path = lock.splitn(4, '/').nth(3).unwrap();
+        let r = self
+            .bus_request(reqwest::Method::PUT, &format!("/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        props
+    }
+
+    /// Receive-and-delete from `entity`: the response (200), or None when nothing came (204).
+    async fn bus_receive(&self, entity: &str) -> Option<reqwest::Response> {
+        let r = self
+            .bus_request(
+                reqwest::Method::DELETE,
+                &format!("/{entity}/messages/head?timeout=5"),
+            )
+            .send()
+            .await
+            .unwrap();
+        match r.status() {
+            StatusCode::OK => Some(r),
+            StatusCode::NO_CONTENT => None,
+            other => panic!("receive: {other} {}", r.text().await.unwrap()),
+        }
     }
 }
 
@@ -685,4 +837,305 @@ async fn live_list_stream_ends_on_shutdown() {
         .await
         .expect("the server stopped with an event stream open");
     assert!(reading.await.unwrap().is_ok(), "the stream ended cleanly");
+}
+
+/// The Bus page in headless Chromium against an embedded bus with real data: a Create of account delivered
+/// by the asynchronous service to a queue in .NET binary XML, dead-lettered through the REST API (peek-lock,
+/// abandon, one delivery allowed), and a plain message sent over REST. The overview counts them; the
+/// dead-letter page decodes the Dataverse body (message, table, id, correlation id, depth) with its
+/// DeadLetterReason; the messages page shows the plain one's custom property and says it is no Dataverse
+/// body; peeking changes no delivery count; "Resubmit" moves the dead letter back (counts change) and the
+/// REST receive gets it with its properties and without the dead-letter ones. Hostile input gets 4xx pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_page_in_chromium() {
+    const TEST: &str = "bus_page_in_chromium";
+    const QUEUE: &str = "console-orders";
+    let Some(browser) = Browser::start(TEST).await else {
+        return;
+    };
+    let env = start_with(free_addr(), Some(QUEUE)).await;
+    let account = env.create_account("Contoso").await;
+    // Two jobs: the unreachable webhook's (stays Waiting) and the queue's (delivered).
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let jobs = env.jobs();
+        if jobs.iter().any(|j| j.status == JobStatus::Succeeded) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue's job never succeeded: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dead = env.bus_dead_letter_head(QUEUE).await;
+    assert_eq!(dead["DeliveryCount"], json!(1), "{dead}");
+    env.bus_send(
+        QUEUE,
+        "plain text, not a context",
+        &[("Priority", "\"High\""), ("Content-Type", "text/plain")],
+    )
+    .await;
+
+    browser.goto(&format!("{}/console/login", env.base)).await;
+    browser.type_into("#key", API_KEY).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_text("#jobs-table", "jobs", false).await;
+    // The Bus entry is in the navigation when the bus is embedded.
+    browser.click("nav a[href='/console/bus']").await;
+    let row = format!("tr[data-entity='{QUEUE}']");
+    browser
+        .wait_text(&format!("{row} td.deadletter"), "1", false)
+        .await;
+    assert_eq!(browser.text(&format!("{row} td.active")).await, "1");
+    assert_eq!(browser.text(&format!("{row} td.scheduled")).await, "0");
+    let topics = browser.text("table[aria-labelledby=topics]").await;
+    assert!(
+        topics.contains(&format!("{QUEUE}-topic / accounts")),
+        "{topics}"
+    );
+    let hubs = browser.text(&format!("tr[data-hub='{QUEUE}-hub']")).await;
+    assert!(hubs.contains("empty"), "{hubs}");
+    browser.screenshot("bus").await;
+
+    // The dead letter: decoded, with its reason.
+    browser.click(&format!("{row} td.deadletter a")).await;
+    let decoded = browser.wait_text("dl.dataverse", "Create", false).await;
+    assert!(decoded.contains("account"), "{decoded}");
+    assert!(decoded.contains(&account.to_string()), "{decoded}");
+    assert!(decoded.contains("application/msbin1"), "{decoded}");
+    let article = browser.text("article.message").await;
+    assert!(article.contains("MaxDeliveryCountExceeded"), "{article}");
+    assert!(article.contains("DeliveryCount\n1"), "{article}");
+    let source = browser
+        .script("return document.documentElement.outerHTML;")
+        .await;
+    let source = source.as_str().unwrap();
+    assert!(
+        !source.contains(API_KEY) && !source.contains(BUS_KEY),
+        "no secret in the page"
+    );
+    browser.screenshot("bus-deadletter").await;
+
+    // The active message: the plain one, not decoded, its custom property shown; peeking twice changes
+    // nothing.
+    browser.click("nav.actions a:first-child").await;
+    let plain = browser
+        .wait_text("article.message", "plain text, not a context", false)
+        .await;
+    assert!(plain.contains("Not a Dataverse body"), "{plain}");
+    assert!(plain.contains("priority"), "{plain}");
+    assert!(plain.contains("DeliveryCount\n0"), "{plain}");
+    browser
+        .session(reqwest::Method::POST, "/refresh", json!({}))
+        .await;
+    browser.screenshot("bus-messages").await;
+
+    // Resubmit the dead letter from its page: it is back in the queue, the dead-letter queue is empty.
+    browser
+        .goto(&format!(
+            "{}/console/bus/entity?path={QUEUE}&dlq=1",
+            env.base
+        ))
+        .await;
+    browser
+        .click(&format!(
+            "button[aria-label='Resubmit message {} to {QUEUE}']",
+            dead["SequenceNumber"]
+        ))
+        .await;
+    let notice = browser.wait_text("main", "resubmitted", false).await;
+    assert!(
+        notice.contains(&format!(
+            "Message {} resubmitted to {QUEUE}",
+            dead["SequenceNumber"]
+        )),
+        "{notice}"
+    );
+    assert_eq!(browser.text("#count-deadletter").await, "0");
+    assert_eq!(browser.text("#count-active").await, "2");
+    assert!(browser.text("#empty").await.contains("No message"));
+    browser.screenshot("bus-resubmitted").await;
+
+    // The REST receive: the plain message (delivered once: the peeks did not count), then the Dataverse
+    // one, a new message with the same body and properties and no dead-letter properties.
+    let first = env.bus_receive(QUEUE).await.expect("the plain message");
+    let props: Json =
+        serde_json::from_str(first.headers()["brokerproperties"].to_str().unwrap()).unwrap();
+    assert_eq!(props["DeliveryCount"], json!(1), "{props}");
+    assert_eq!(first.text().await.unwrap(), "plain text, not a context");
+    let again = env
+        .bus_receive(QUEUE)
+        .await
+        .expect("the resubmitted message");
+    let props: Json =
+        serde_json::from_str(again.headers()["brokerproperties"].to_str().unwrap()).unwrap();
+    assert_eq!(props["MessageId"], dead["MessageId"], "{props}");
+    assert_eq!(props["DeliveryCount"], json!(1), "{props}");
+    assert!(
+        props["SequenceNumber"].as_u64().unwrap() > dead["SequenceNumber"].as_u64().unwrap(),
+        "{props}"
+    );
+    assert!(again.headers().get("deadletterreason").is_none());
+    let content_type = again.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/msbin1");
+    let ctx = weft_message::parse(&again.bytes().await.unwrap(), &content_type).unwrap();
+    assert_eq!(ctx.message_name, "Create");
+    assert_eq!(ctx.primary_entity_id, account);
+    assert!(env.bus_receive(QUEUE).await.is_none(), "nothing else");
+
+    // Hostile input: clear 4xx pages.
+    let get = |path: String| {
+        let r = env
+            .client
+            .get(format!("{}{path}", env.base))
+            .bearer_auth(API_KEY)
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, page) = get("/console/bus/entity?path=no-such-queue".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("no queue or subscription"), "{page}");
+    let (status, page) = get(format!("/console/bus/entity?path={QUEUE}&from=-3")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("is not a sequence number"), "{page}");
+    let (status, page) =
+        get("/console/bus/entity?path=%3Cscript%3Ealert(1)%3C/script%3E".into()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!page.contains("<script>alert"), "escaped: {page}");
+    let post = |form: Vec<(&'static str, String)>| {
+        let r = env
+            .client
+            .post(format!("{}/console/bus/resubmit", env.base))
+            .bearer_auth(API_KEY)
+            .form(&form)
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, page) = post(vec![("path", QUEUE.into()), ("seq", "first".into())]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.contains("seq &quot;first&quot; is not a sequence number"),
+        "{page}"
+    );
+    let (status, page) = post(vec![("path", QUEUE.into()), ("seq", "999999".into())]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        page.contains("No dead-lettered message with sequence number 999999"),
+        "{page}"
+    );
+    let (status, _) = post(vec![("path", "nowhere".into()), ("seq", "1".into())]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Another site cannot press the button through a signed-in browser.
+    let r = env
+        .client
+        .post(format!("{}/console/bus/resubmit", env.base))
+        .bearer_auth(API_KEY)
+        .header("Origin", "https://evil.example")
+        .form(&[("path", QUEUE), ("seq", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    browser.quit().await;
+    env.stop().await;
+}
+
+/// `/metrics` with an embedded bus: a queue's active, scheduled and dead-letter depths, a subscription's,
+/// and an Event Hub's retained events, each a line; without a bus there are no bus lines, no Bus entry in
+/// the navigation and the Bus page says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_depths_in_metrics() {
+    const QUEUE: &str = "metrics-orders";
+    let env = start_with(free_addr(), Some(QUEUE)).await;
+    // Dead-lettered first (the head is the one abandoned), then one active and one scheduled.
+    env.bus_send(QUEUE, "to the dead-letter queue", &[]).await;
+    env.bus_dead_letter_head(QUEUE).await;
+    env.bus_send(QUEUE, "active", &[]).await;
+    env.bus_send(
+        QUEUE,
+        "later",
+        &[(
+            "BrokerProperties",
+            r#"{"ScheduledEnqueueTimeUtc":"Fri, 06 Nov 2099 08:49:37 GMT"}"#,
+        )],
+    )
+    .await;
+    env.bus_send(
+        &format!("{QUEUE}-topic"),
+        r#"[{"Body":"for accounts","UserProperties":{"EntityLogicalName":"account"}}]"#,
+        &[("Content-Type", "application/vnd.microsoft.servicebus.json")],
+    )
+    .await;
+    for p in 0..2 {
+        env.bus_send(&format!("{QUEUE}-hub/partitions/{p}"), "event", &[])
+            .await;
+    }
+    let text = env
+        .client
+        .get(format!("{}/metrics", env.base))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |labels: &str| {
+        let prefix = format!("weft_bus_messages{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix}… in\n{text}"))
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(value(&format!("entity=\"{QUEUE}\",state=\"active\"")), 1.0);
+    assert_eq!(
+        value(&format!("entity=\"{QUEUE}\",state=\"scheduled\"")),
+        1.0
+    );
+    assert_eq!(
+        value(&format!("entity=\"{QUEUE}\",state=\"deadletter\"")),
+        1.0
+    );
+    assert_eq!(
+        value(&format!(
+            "entity=\"{QUEUE}-topic/subscriptions/accounts\",state=\"active\""
+        )),
+        1.0
+    );
+    let hub = format!("weft_bus_event_hub_events{{entity=\"{QUEUE}-hub\"}} 2");
+    assert!(text.lines().any(|l| l == hub), "no {hub} in\n{text}");
+    assert!(!text.contains(BUS_KEY), "no secret in the metrics");
+    env.stop().await;
+
+    // Without a bus: the page says so and the navigation has no Bus entry.
+    let env = start(free_addr()).await;
+    let page = |path: &str| {
+        let r = env
+            .client
+            .get(format!("{}{path}", env.base))
+            .bearer_auth(API_KEY)
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, bus) = page("/console/bus").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bus.contains("No embedded bus"), "{bus}");
+    let (_, jobs) = page("/console/jobs").await;
+    assert!(
+        jobs.contains("/console/registration") && !jobs.contains("href=\"/console/bus\""),
+        "{jobs}"
+    );
+    env.stop().await;
 }

@@ -96,6 +96,8 @@ impl TestBus {
         self.http
             .request(method, format!("{}/{path}", self.rest))
             .header("Authorization", self.rest_token(entity))
+            // Receives answer every custom property in the UserProperties JSON header.
+            .header(weft_bus::server::USER_PROPERTIES_REQUEST, "1")
     }
 
     pub async fn stop(self) {

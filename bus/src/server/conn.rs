@@ -15,6 +15,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use super::header_case;
+
 /// Connection limits from the bus configuration.
 pub struct Limits {
     /// Time to send a request head, counted from when the connection is ready for one (so also the idle
@@ -55,7 +57,17 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The connection's request heads, as spelled, for its requests (custom property names).
+        let spellings = header_case::Spellings::default();
+        let io = header_case::Recording::new(tcp, spellings.clone());
+        let app = TowerToHyperService::new(app.clone());
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                if let Some(s) = header_case::next(&spellings) {
+                    req.extensions_mut().insert(s);
+                }
+                hyper::service::Service::call(&app, req)
+            });
         let mut closing = closing_rx.clone();
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
@@ -66,7 +78,7 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
             let conn = builder
-                .serve_connection(TokioIo::new(tcp), service)
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {

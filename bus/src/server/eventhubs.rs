@@ -15,9 +15,10 @@ pub(super) async fn eh_send(
     hub: &Hub,
     route: Route<'_>,
     headers: &HeaderMap,
+    spelling: Option<&super::header_case::HeaderSpelling>,
     body: Bytes,
 ) -> Response {
-    let msgs = match parse_messages(bus, headers, body) {
+    let msgs = match parse_messages(bus, headers, spelling, body) {
         Ok(m) => m,
         Err(r) => return r,
     };

@@ -20,10 +20,13 @@ use tokio::sync::watch;
 
 mod conn;
 mod eventhubs;
+pub mod header_case;
+pub mod inspect;
 mod relay_http;
 mod servicebus;
 
 pub use conn::{Limits, serve};
+pub use servicebus::USER_PROPERTIES_REQUEST;
 
 use eventhubs::{eh_read, eh_send};
 use relay_http::{relay_listen, relay_send};
@@ -385,6 +388,7 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
+    let spelling = parts.extensions.get::<header_case::HeaderSpelling>();
     let auth = header_str(&parts.headers, "authorization");
     if let Some(hc) = &node.relay {
         return relay_send(
@@ -406,13 +410,14 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
                 return r;
             }
             if let Some(t) = &node.target {
-                sb_send(&bus, t, &parts.headers, body).await
+                sb_send(&bus, t, &parts.headers, spelling, body).await
             } else {
                 eh_send(
                     &bus,
                     node.hub.as_ref().expect("guarded"),
                     Route::Any,
                     &parts.headers,
+                    spelling,
                     body,
                 )
                 .await
@@ -439,7 +444,7 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
             } else {
                 Route::Publisher(p)
             };
-            eh_send(&bus, hub, route, &parts.headers, body).await
+            eh_send(&bus, hub, route, &parts.headers, spelling, body).await
         }
         (Method::GET, ["partitions", p, "events"]) if node.hub.is_some() => {
             if let Err(r) = bus.authorize(auth, &parts.headers, &raw_path, Right::Listen) {

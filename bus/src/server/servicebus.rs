@@ -7,10 +7,17 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::header_case::HeaderSpelling;
 use super::{BATCH_CONTENT_TYPE, Bus, error, header_str, query_get};
 use crate::broker::{Delivered, Entity, LockError, Mode, NewMessage, SendError, SendTarget};
 use crate::props::{BrokerProps, PropValue, ascii_json, http_date, user_props_from_json};
 use crate::store::Meta;
+
+/// The request header a receiver sends to get every custom property, typed and with its exact name, in one
+/// `UserProperties` JSON header. Only on request: the legacy REST libraries (npm `azure-sb`, PyPI
+/// `azure-servicebus` 0.21) turn every unknown response header into a custom property, and would report
+/// a bogus `userproperties = NaN`.
+pub const USER_PROPERTIES_REQUEST: &str = "x-weft-userproperties";
 
 /// Largest single property (name + value), bytes.
 const MAX_PROPERTY_BYTES: usize = 32 * 1024;
@@ -61,6 +68,7 @@ pub(super) fn is_standard_header(name: &str) -> bool {
         "proxy-connection",
         "servicebusauthorization",
         "forwarded",
+        USER_PROPERTIES_REQUEST,
     ];
     STD.contains(&name)
         || name.starts_with("x-ms-")
@@ -68,8 +76,12 @@ pub(super) fn is_standard_header(name: &str) -> bool {
         || name.starts_with("sec-")
 }
 
-/// Parses one message from a single-send request.
-pub(super) fn single_message(headers: &HeaderMap, body: Bytes) -> Result<NewMessage, String> {
+/// Parses one message from a single-send request; `spelling` gives custom property names their case as sent.
+pub(super) fn single_message(
+    headers: &HeaderMap,
+    spelling: Option<&HeaderSpelling>,
+    body: Bytes,
+) -> Result<NewMessage, String> {
     let broker = match headers.get("brokerproperties") {
         Some(v) => BrokerProps::parse_header(
             v.to_str()
@@ -87,7 +99,7 @@ pub(super) fn single_message(headers: &HeaderMap, body: Bytes) -> Result<NewMess
             .to_str()
             .map_err(|_| format!("custom property header '{n}' has a non-ASCII value"))?;
         user.push((
-            n.to_string(),
+            spelling.map_or(n, |s| s.of(n)).to_string(),
             PropValue::from_header(v).map_err(|e| format!("custom property '{n}': {e}"))?,
         ));
     }
@@ -177,6 +189,7 @@ pub(super) fn is_batch(headers: &HeaderMap) -> bool {
 pub(super) fn parse_messages(
     bus: &Bus,
     headers: &HeaderMap,
+    spelling: Option<&HeaderSpelling>,
     body: Bytes,
 ) -> Result<Vec<NewMessage>, Response> {
     let max = bus.config.max_message_bytes;
@@ -192,7 +205,7 @@ pub(super) fn parse_messages(
         }
         batch_messages(&body)
     } else {
-        single_message(headers, body).map(|m| vec![m])
+        single_message(headers, spelling, body).map(|m| vec![m])
     }
     .map_err(|e| error(400, &e))?;
     for m in &msgs {
@@ -234,9 +247,10 @@ pub(super) async fn sb_send(
     bus: &Bus,
     target: &SendTarget,
     headers: &HeaderMap,
+    spelling: Option<&HeaderSpelling>,
     body: Bytes,
 ) -> Response {
-    let msgs = match parse_messages(bus, headers, body) {
+    let msgs = match parse_messages(bus, headers, spelling, body) {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -336,7 +350,11 @@ pub(super) fn delivered_response(e: &Entity, d: Delivered, req_headers: &HeaderM
             h.append(n, val);
         }
     }
-    if !all.is_empty()
+    let asked = req_headers
+        .get(USER_PROPERTIES_REQUEST)
+        .is_some_and(|v| v.as_bytes() == b"1" || v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if asked
+        && !all.is_empty()
         && let Ok(v) = HeaderValue::from_str(&ascii_json(&Value::Object(all)))
     {
         h.insert("userproperties", v);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the official Azure SDKs the AMQP tests drive (amqp/tests/sdk.rs) and hyco-https (bus/tests/hyco.rs)
-# into target/bus-clients/,
+# Installs the official Azure SDKs the AMQP tests drive (amqp/tests/sdk.rs), hyco-https (bus/tests/hyco.rs)
+# and the REST-era libraries bus/tests/legacy_clients.rs drives into target/bus-clients/,
 # pinned, with the ordinary clients (npm, pip). Idempotent: a second run with everything present does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
@@ -34,5 +34,21 @@ sys.exit(s.__version__ != "7.15.0" or e.__version__ != "5.15.1")' 2>/dev/null; t
     fi
 else
     echo "install.sh: python3 not found, the Python SDK tests will be skipped" >&2
+fi
+# Microsoft's REST-era libraries (bus/tests/legacy_clients.rs): npm azure-sb and PyPI azure-servicebus 0.21,
+# whose package name is the 7.x SDK's, so both live apart under legacy/.
+legacy="$dest/legacy"
+mkdir -p "$legacy/node" "$legacy/python"
+if command -v npm >/dev/null; then
+    if ! grep -q '"version": "0.11.2"' "$legacy/node/node_modules/azure-sb/package.json" 2>/dev/null; then
+        (cd "$legacy/node" && [ -f package.json ] || echo '{"private":true}' > package.json
+         npm install --no-audit --no-fund --silent "azure-sb@0.11.2")
+    fi
+fi
+if command -v python3 >/dev/null; then
+    if ! grep -qx "Version: 0.21.1" "$legacy"/python/azure_servicebus-0.21.1.dist-info/METADATA 2>/dev/null; then
+        python3 -m pip install --quiet --disable-pip-version-check --target "$legacy/python" --upgrade \
+            "azure-servicebus==0.21.1"
+    fi
 fi
 echo "bus clients in $dest"

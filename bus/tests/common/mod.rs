@@ -138,6 +138,7 @@ impl TestBus {
         self.http
             .delete(self.url(&format!("{entity}/messages/head?timeout={timeout}")))
             .header("Authorization", self.auth(entity))
+            .header(weft_bus::server::USER_PROPERTIES_REQUEST, "1")
             .send()
             .await
             .unwrap()
@@ -148,6 +149,7 @@ impl TestBus {
         self.http
             .post(self.url(&format!("{entity}/messages/head?timeout={timeout}")))
             .header("Authorization", self.auth(entity))
+            .header(weft_bus::server::USER_PROPERTIES_REQUEST, "1")
             .header("Content-Length", "0")
             .send()
             .await

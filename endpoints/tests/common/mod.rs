@@ -104,6 +104,8 @@ impl TestBus {
         self.http
             .delete(self.url(&format!("{entity}/messages/head?timeout={timeout}")))
             .header("Authorization", token(&self.url(e)))
+            // Every custom property (the claims) in the UserProperties JSON header.
+            .header(weft_bus::server::USER_PROPERTIES_REQUEST, "1")
             .send()
             .await
             .unwrap()

@@ -1,5 +1,5 @@
 //! The web console's view of this server ([`weft_console::ConsoleHost`]): the store, the running
-//! registration, and the two actions whose code lives with the Web API — a step's enable/disable (the
+//! registration, the embedded bus (when `weft up` started one), and the two actions whose code lives with the Web API — a step's enable/disable (the
 //! `sdkmessageprocessingsteps` PATCH) and TriggerServiceEndpointCheck.
 //!
 //! Owns nothing but the adaptation; it must not add rules of its own, so the console and the API can
@@ -56,6 +56,10 @@ impl ConsoleHost for Bridge {
                 .map(|_| ())
                 .map_err(|e| e.message)
         })
+    }
+
+    fn bus(&self) -> Option<Arc<weft_bus::server::Bus>> {
+        self.runtime.bus()
     }
 
     fn check_endpoint(&self, id: Uuid) -> HostFuture<'_, Result<(), String>> {

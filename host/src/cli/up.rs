@@ -189,6 +189,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             Some(config) => {
                 let handle = weft_bus::start(config).await?;
                 println!("bus listening on http://{}", handle.local_addr());
+                runtime.attach_bus(handle.bus());
                 let amqp = weft_amqp::cli::start_configured(handle.bus()).await?;
                 Some((handle, amqp))
             }
