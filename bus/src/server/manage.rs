@@ -43,10 +43,11 @@ const PAGE: usize = 100;
 
 #[derive(Debug, Default)]
 pub(crate) struct El {
-    name: String,
-    attrs: Vec<(String, String)>,
-    text: String,
-    children: Vec<El>,
+    /// local name
+    pub(crate) name: String,
+    pub(crate) attrs: Vec<(String, String)>,
+    pub(crate) text: String,
+    pub(crate) children: Vec<El>,
 }
 
 impl El {
@@ -334,7 +335,7 @@ fn ttl(d: &El, current: Option<f64>) -> Result<Option<f64>, String> {
     }
 }
 
-fn queue_from(d: &El, mut q: QueueConfig) -> Result<QueueConfig, String> {
+pub(crate) fn queue_from(d: &El, mut q: QueueConfig) -> Result<QueueConfig, String> {
     refuse_unsupported(d)?;
     if let Some(v) = d.text_of("LockDuration") {
         q.lock_duration_secs = parse_duration(v)
@@ -360,7 +361,7 @@ fn queue_from(d: &El, mut q: QueueConfig) -> Result<QueueConfig, String> {
     Ok(q)
 }
 
-fn topic_from(d: &El, mut t: TopicConfig) -> Result<TopicConfig, String> {
+pub(crate) fn topic_from(d: &El, mut t: TopicConfig) -> Result<TopicConfig, String> {
     refuse_unsupported(d)?;
     if let Some(v) = d.text_of("MaxSizeInMegabytes") {
         t.max_size_mb = parse_int("MaxSizeInMegabytes", v)?;
@@ -375,7 +376,7 @@ fn topic_from(d: &El, mut t: TopicConfig) -> Result<TopicConfig, String> {
     Ok(t)
 }
 
-fn sub_from(d: &El, mut s: SubscriptionConfig, creating: bool) -> Result<SubscriptionConfig, String> {
+pub(crate) fn sub_from(d: &El, mut s: SubscriptionConfig, creating: bool) -> Result<SubscriptionConfig, String> {
     refuse_unsupported(d)?;
     if let Some(v) = d.text_of("LockDuration") {
         s.lock_duration_secs = parse_duration(v)
@@ -426,7 +427,7 @@ const CORRELATION_SYS: [(&str, &str); 8] = [
 
 /// A `RuleDescription` (or `DefaultRuleDescription`): the filter by its `i:type`, the action refused
 /// unless empty.
-fn rule_from(r: &El, name: &str) -> Result<RuleConfig, String> {
+pub(crate) fn rule_from(r: &El, name: &str) -> Result<RuleConfig, String> {
     let mut rule = RuleConfig {
         name: name.to_string(),
         filter: Default::default(),

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 mod conn;
 mod eventhubs;
-mod manage;
+pub(crate) mod manage;
 mod relay_http;
 mod servicebus;
 
