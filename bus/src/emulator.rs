@@ -50,8 +50,12 @@ pub fn from_str(text: &str) -> anyhow::Result<(Vec<QueueConfig>, Vec<TopicConfig
                 let sname = name_of(s, "subscription")?;
                 let what = format!("subscription '{sname}' of topic '{name}'");
                 let d = properties(s).with_context(|| what.clone())?;
-                let mut sub = sub_from(&d, SubscriptionConfig::new(sname, Default::default()), false)
-                    .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+                let mut sub = sub_from(
+                    &d,
+                    SubscriptionConfig::new(sname, Default::default()),
+                    false,
+                )
+                .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
                 let rules = array(s, "Rules")?;
                 // No Rules: the emulator, like Azure, gives the subscription the `$Default` TrueFilter.
                 if !rules.is_empty() {
@@ -104,7 +108,8 @@ fn properties(v: &Value) -> anyhow::Result<El> {
         Some(_) => anyhow::bail!("Properties must be an object"),
     };
     for (k, val) in props {
-        let t = text(val).with_context(|| format!("property {k} must be a string, number or boolean"))?;
+        let t = text(val)
+            .with_context(|| format!("property {k} must be a string, number or boolean"))?;
         if t.is_empty() {
             continue;
         }
@@ -123,9 +128,15 @@ fn properties(v: &Value) -> anyhow::Result<El> {
 fn rule(r: &Value) -> anyhow::Result<RuleConfig> {
     let name = name_of(r, "rule")?;
     let empty = Map::new();
-    let p = r.get("Properties").and_then(Value::as_object).unwrap_or(&empty);
+    let p = r
+        .get("Properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let ctx = |e: String| anyhow::anyhow!("rule '{name}': {e}");
-    if let Some(a) = p.get("Action").and_then(|a| a.get("SqlExpression")).and_then(Value::as_str)
+    if let Some(a) = p
+        .get("Action")
+        .and_then(|a| a.get("SqlExpression"))
+        .and_then(Value::as_str)
         && !a.trim().is_empty()
     {
         return Err(ctx(format!(
@@ -144,7 +155,8 @@ fn rule(r: &Value) -> anyhow::Result<RuleConfig> {
                 .and_then(|f| f.get("SqlExpression"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| ctx("a Sql rule needs SqlFilter.SqlExpression".into()))?;
-            crate::config::parse_rule_sql(sql).map_err(|e| ctx(format!("SqlExpression '{sql}': {e}")))?;
+            crate::config::parse_rule_sql(sql)
+                .map_err(|e| ctx(format!("SqlExpression '{sql}': {e}")))?;
             out.sql_filter = Some(sql.to_string());
         }
         t if t.eq_ignore_ascii_case("Correlation") => {
@@ -154,11 +166,15 @@ fn rule(r: &Value) -> anyhow::Result<RuleConfig> {
                 .ok_or_else(|| ctx("a Correlation rule needs a CorrelationFilter object".into()))?;
             for (k, v) in f {
                 if k == "Properties" {
-                    let props = v
-                        .as_object()
-                        .ok_or_else(|| ctx("CorrelationFilter.Properties must be an object".into()))?;
+                    let props = v.as_object().ok_or_else(|| {
+                        ctx("CorrelationFilter.Properties must be an object".into())
+                    })?;
                     for (pk, pv) in props {
-                        let t = text(pv).ok_or_else(|| ctx(format!("property '{pk}' must be a string, number or boolean")))?;
+                        let t = text(pv).ok_or_else(|| {
+                            ctx(format!(
+                                "property '{pk}' must be a string, number or boolean"
+                            ))
+                        })?;
                         out.filter.insert(format!("user.{pk}"), t);
                     }
                     continue;
@@ -168,14 +184,22 @@ fn rule(r: &Value) -> anyhow::Result<RuleConfig> {
                     | "ReplyToSessionId" | "ContentType" => k.as_str(),
                     // The current SDKs' name for Label.
                     "Subject" => "Label",
-                    other => return Err(ctx(format!("CorrelationFilter has an unknown property '{other}'"))),
+                    other => {
+                        return Err(ctx(format!(
+                            "CorrelationFilter has an unknown property '{other}'"
+                        )));
+                    }
                 };
                 if let Some(t) = text(v).filter(|t| !t.is_empty()) {
                     out.filter.insert(format!("sys.{sys}"), t);
                 }
             }
         }
-        other => return Err(ctx(format!("FilterType '{other}' is not Sql or Correlation"))),
+        other => {
+            return Err(ctx(format!(
+                "FilterType '{other}' is not Sql or Correlation"
+            )));
+        }
     }
     Ok(out)
 }
@@ -213,14 +237,29 @@ mod tests {
         let rules = s.rules.as_ref().unwrap();
         assert_eq!(rules[0].filter["sys.Label"], "subject1");
         assert_eq!(rules[0].filter["user.prop1"], "value1");
-        assert_eq!(rules[1].sql_filter.as_deref(), Some("sys.MessageId = '123456'"));
+        assert_eq!(
+            rules[1].sql_filter.as_deref(),
+            Some("sys.MessageId = '123456'")
+        );
         assert!(t[0].subscriptions[1].rules.is_none());
         for (bad, want) in [
             (r#"{}"#, "UserConfig.Namespaces"),
-            (r#"{"UserConfig":{"Namespaces":[{"Queues":[{"Name":"q","Properties":{"RequiresSession":true}}]}]}}"#, "sessions"),
-            (r#"{"UserConfig":{"Namespaces":[{"Queues":[{"Name":"q","Properties":{"LockDuration":"soon"}}]}]}}"#, "LockDuration"),
-            (r#"{"UserConfig":{"Namespaces":[{"Topics":[{"Name":"t","Subscriptions":[{"Name":"s","Rules":[{"Name":"r","Properties":{"FilterType":"Sql","SqlFilter":{"SqlExpression":"a > 1"}}}]}]}]}]}}"#, "only equality"),
-            (r#"{"UserConfig":{"Namespaces":[{"Topics":[{"Name":"t","Subscriptions":[{"Name":"s","Rules":[{"Name":"r","Properties":{"FilterType":"Sql","SqlFilter":{"SqlExpression":"1=1"},"Action":{"SqlExpression":"SET sys.To = 'x'"}}}]}]}]}]}}"#, "actions are not supported"),
+            (
+                r#"{"UserConfig":{"Namespaces":[{"Queues":[{"Name":"q","Properties":{"RequiresSession":true}}]}]}}"#,
+                "sessions",
+            ),
+            (
+                r#"{"UserConfig":{"Namespaces":[{"Queues":[{"Name":"q","Properties":{"LockDuration":"soon"}}]}]}}"#,
+                "LockDuration",
+            ),
+            (
+                r#"{"UserConfig":{"Namespaces":[{"Topics":[{"Name":"t","Subscriptions":[{"Name":"s","Rules":[{"Name":"r","Properties":{"FilterType":"Sql","SqlFilter":{"SqlExpression":"a > 1"}}}]}]}]}]}}"#,
+                "only equality",
+            ),
+            (
+                r#"{"UserConfig":{"Namespaces":[{"Topics":[{"Name":"t","Subscriptions":[{"Name":"s","Rules":[{"Name":"r","Properties":{"FilterType":"Sql","SqlFilter":{"SqlExpression":"1=1"},"Action":{"SqlExpression":"SET sys.To = 'x'"}}}]}]}]}]}}"#,
+                "actions are not supported",
+            ),
         ] {
             let err = format!("{:#}", from_str(bad).unwrap_err());
             assert!(err.contains(want), "{err}");

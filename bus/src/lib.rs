@@ -24,7 +24,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{
-    BusConfig, EventHubConfig, QueueConfig, RelayConfig, RuleConfig, SubscriptionConfig, TopicConfig,
+    BusConfig, EventHubConfig, QueueConfig, RelayConfig, RuleConfig, SubscriptionConfig,
+    TopicConfig,
 };
 
 /// A running bus. Dropping it does not stop the server; call [`BusHandle::shutdown`].

@@ -94,9 +94,8 @@ pub(crate) fn parse_xml(body: &[u8]) -> Result<El, String> {
                     ..El::default()
                 };
                 for a in e.attributes() {
-                    let a = a.map_err(|e| {
-                        format!("malformed attribute at byte {}: {e}", at(&reader))
-                    })?;
+                    let a =
+                        a.map_err(|e| format!("malformed attribute at byte {}: {e}", at(&reader)))?;
                     let v = a
                         .unescape_value()
                         .map_err(|e| format!("malformed attribute value: {e}"))?;
@@ -146,7 +145,10 @@ pub(crate) fn parse_xml(body: &[u8]) -> Result<El, String> {
         }
     }
     if !stack.is_empty() {
-        return Err(format!("element <{}> is not closed", stack[stack.len() - 1].name));
+        return Err(format!(
+            "element <{}> is not closed",
+            stack[stack.len() - 1].name
+        ));
     }
     root.ok_or_else(|| "no root element".to_string())
 }
@@ -376,7 +378,11 @@ pub(crate) fn topic_from(d: &El, mut t: TopicConfig) -> Result<TopicConfig, Stri
     Ok(t)
 }
 
-pub(crate) fn sub_from(d: &El, mut s: SubscriptionConfig, creating: bool) -> Result<SubscriptionConfig, String> {
+pub(crate) fn sub_from(
+    d: &El,
+    mut s: SubscriptionConfig,
+    creating: bool,
+) -> Result<SubscriptionConfig, String> {
     refuse_unsupported(d)?;
     if let Some(v) = d.text_of("LockDuration") {
         s.lock_duration_secs = parse_duration(v)
@@ -455,11 +461,12 @@ pub(crate) fn rule_from(r: &El, name: &str) -> Result<RuleConfig, String> {
             let expr = f
                 .text_of("SqlExpression")
                 .ok_or("Filter: a SqlFilter needs a SqlExpression")?;
-            if f
-                .child("Parameters")
+            if f.child("Parameters")
                 .is_some_and(|p| !p.children.is_empty())
             {
-                return Err("Filter: SqlFilter parameters (@name) are not supported by weft's bus".into());
+                return Err(
+                    "Filter: SqlFilter parameters (@name) are not supported by weft's bus".into(),
+                );
             }
             parse_rule_sql(expr).map_err(|e| format!("SqlExpression '{expr}': {e}"))?;
             rule.sql_filter = Some(expr.to_string());
@@ -671,13 +678,24 @@ fn entry_xml(base: &Base, path: &str, title: &str, def_times: (i64, i64), conten
 fn xml_response(status: StatusCode, body: String) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, "application/atom+xml;type=entry;charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/atom+xml;type=entry;charset=utf-8",
+        )],
         format!("<?xml version=\"1.0\" encoding=\"utf-8\"?>{body}"),
     )
         .into_response()
 }
 
-fn feed(base: &Base, title: &str, path: &str, entries: Vec<String>, skip: usize, more: bool, top: usize) -> Response {
+fn feed(
+    base: &Base,
+    title: &str,
+    path: &str,
+    entries: Vec<String>,
+    skip: usize,
+    more: bool,
+    top: usize,
+) -> Response {
     let self_url = base.url(path);
     let mut body = format!(
         "<feed xmlns=\"http://www.w3.org/2005/Atom\"><title type=\"text\">{}</title><id>{}</id><updated>{}</updated><link rel=\"self\" href=\"{}\"/>",
@@ -688,7 +706,10 @@ fn feed(base: &Base, title: &str, path: &str, entries: Vec<String>, skip: usize,
     );
     if more {
         let next = format!("{self_url}&$skip={}&$top={top}", skip + top);
-        body.push_str(&format!("<link rel=\"next\" href=\"{}\"/>", escape(next.as_str())));
+        body.push_str(&format!(
+            "<link rel=\"next\" href=\"{}\"/>",
+            escape(next.as_str())
+        ));
     }
     for e in entries {
         body.push_str(&e);
@@ -699,7 +720,15 @@ fn feed(base: &Base, title: &str, path: &str, entries: Vec<String>, skip: usize,
 
 /// Azure answers a GET of a missing entity with an empty feed (the SDKs turn it into "not found").
 fn empty_feed(base: &Base, path: &str) -> Response {
-    feed(base, "Publicly Listed Services", path, vec![], 0, false, PAGE)
+    feed(
+        base,
+        "Publicly Listed Services",
+        path,
+        vec![],
+        0,
+        false,
+        PAGE,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -718,7 +747,12 @@ enum Target {
 
 fn target(segments: &[String]) -> Result<Target, String> {
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
-    match lower.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match lower
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["$namespaceinfo"] => return Ok(Target::NamespaceInfo),
         ["$resources", "queues"] => return Ok(Target::List("Queues")),
         ["$resources", "topics"] => return Ok(Target::List("Topics")),
@@ -808,7 +842,10 @@ fn authorize_manage(
                     };
                     Err(error(
                         401,
-                        &format!("40100: Unauthorized : Unauthorized access for '{}' operation on endpoint '{resource}'. {claim} claims required for this operation", method.as_str()),
+                        &format!(
+                            "40100: Unauthorized : Unauthorized access for '{}' operation on endpoint '{resource}'. {claim} claims required for this operation",
+                            method.as_str()
+                        ),
                     ))
                 }
                 Err(e) => Err(error(401, &e.to_string())),
@@ -821,22 +858,42 @@ fn authorize_manage(
 /// Reads a request's Atom entry and returns its content's description element.
 fn description(body: &[u8], want: &[&str]) -> Result<El, Response> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(error(400, "The request body is empty: expected an Atom <entry> with a description in <content>"));
+        return Err(error(
+            400,
+            "The request body is empty: expected an Atom <entry> with a description in <content>",
+        ));
     }
-    let root = parse_xml(body).map_err(|e| error(400, &format!("The request body is not valid XML: {e}")))?;
+    let root = parse_xml(body)
+        .map_err(|e| error(400, &format!("The request body is not valid XML: {e}")))?;
     if root.name != "entry" {
         return Err(error(
             400,
-            &format!("The request body's root element is <{}>: expected an Atom <entry>", root.name),
+            &format!(
+                "The request body's root element is <{}>: expected an Atom <entry>",
+                root.name
+            ),
         ));
     }
     let content = root
         .child("content")
         .ok_or_else(|| error(400, "The Atom entry has no <content> element"))?;
-    let d = content.children.iter().find(|c| want.contains(&c.name.as_str())).ok_or_else(|| {
-        let got = content.children.first().map_or("nothing".to_string(), |c| format!("<{}>", c.name));
-        error(400, &format!("The entry's content is {got}: expected <{}>", want.join("> or <")))
-    })?;
+    let d = content
+        .children
+        .iter()
+        .find(|c| want.contains(&c.name.as_str()))
+        .ok_or_else(|| {
+            let got = content
+                .children
+                .first()
+                .map_or("nothing".to_string(), |c| format!("<{}>", c.name));
+            error(
+                400,
+                &format!(
+                    "The entry's content is {got}: expected <{}>",
+                    want.join("> or <")
+                ),
+            )
+        })?;
     Ok(El {
         name: d.name.clone(),
         attrs: d.attrs.clone(),
@@ -964,8 +1021,12 @@ pub(super) async fn handle(
     };
     let base = Base {
         scheme: bus.scheme(),
-        host: header_str(headers, "host").unwrap_or("localhost").to_string(),
-        api: query_get(query, "api-version").unwrap_or("2017-04").to_string(),
+        host: header_str(headers, "host")
+            .unwrap_or("localhost")
+            .to_string(),
+        api: query_get(query, "api-version")
+            .unwrap_or("2017-04")
+            .to_string(),
     };
     let if_match = headers.contains_key(header::IF_MATCH);
     match (method.clone(), t) {
@@ -973,14 +1034,21 @@ pub(super) async fn handle(
         (Method::GET, Target::List(kind)) => list_entities(bus, &base, kind, query),
         (Method::GET, Target::Entity(path)) => get_entity(bus, &base, &path),
         (Method::PUT, Target::Entity(path)) => put_entity(bus, &base, &path, &body, if_match).await,
-        (Method::DELETE, Target::Entity(path)) => delete(bus, &path.to_ascii_lowercase(), &path).await,
+        (Method::DELETE, Target::Entity(path)) => {
+            delete(bus, &path.to_ascii_lowercase(), &path).await
+        }
         (Method::GET, Target::Subscriptions(topic)) => list_subs(bus, &base, &topic, query),
         (Method::GET, Target::Subscription(topic, sub)) => get_sub(bus, &base, &topic, &sub),
         (Method::PUT, Target::Subscription(topic, sub)) => {
             put_sub(bus, &base, &topic, &sub, &body, if_match).await
         }
         (Method::DELETE, Target::Subscription(topic, sub)) => {
-            delete(bus, &sub_key(&topic, &sub), &format!("{topic}/Subscriptions/{sub}")).await
+            delete(
+                bus,
+                &sub_key(&topic, &sub),
+                &format!("{topic}/Subscriptions/{sub}"),
+            )
+            .await
         }
         (Method::GET, Target::Rules(topic, sub)) => list_rules(bus, &base, &topic, &sub, query),
         (Method::GET, Target::Rule(topic, sub, rule)) => get_rule(bus, &base, &topic, &sub, &rule),
@@ -990,7 +1058,10 @@ pub(super) async fn handle(
         (Method::DELETE, Target::Rule(topic, sub, rule)) => {
             put_rule(bus, &base, &topic, &sub, &rule, None, true).await
         }
-        (m, _) => error(405, &format!("{m} is not a management operation on '{raw_path}'")),
+        (m, _) => error(
+            405,
+            &format!("{m} is not a management operation on '{raw_path}'"),
+        ),
     }
 }
 
@@ -1003,7 +1074,10 @@ fn namespace_info(base: &Base) -> Response {
         iso_time(now),
         escape(ns.as_str())
     );
-    xml_response(StatusCode::OK, entry_xml(base, "$namespaceinfo", &ns, (now, now), &content))
+    xml_response(
+        StatusCode::OK,
+        entry_xml(base, "$namespaceinfo", &ns, (now, now), &content),
+    )
 }
 
 fn entity_entry(bus: &Bus, reg: &Registry, base: &Base, key: &str, def: &Def) -> Option<String> {
@@ -1018,7 +1092,11 @@ fn entity_entry(bus: &Bus, reg: &Registry, base: &Base, key: &str, def: &Def) ->
             let target = node.and_then(|n| n.target.clone());
             let subs = target.as_ref().map_or(0, |t| t.receivers().len());
             let bytes = target.map_or(0, |t| t.receivers().iter().map(|r| counts(Some(r)).3).sum());
-            (t.name.clone(), t.name.clone(), topic_xml(t, def, subs, bytes))
+            (
+                t.name.clone(),
+                t.name.clone(),
+                topic_xml(t, def, subs, bytes),
+            )
         }
         DefKind::Subscription { topic, sub } => (
             format!("{topic}/Subscriptions/{}", sub.name),
@@ -1027,7 +1105,13 @@ fn entity_entry(bus: &Bus, reg: &Registry, base: &Base, key: &str, def: &Def) ->
         ),
     };
     let _ = bus;
-    Some(entry_xml(base, &path, &title, (def.created_ms, def.updated_ms), &content))
+    Some(entry_xml(
+        base,
+        &path,
+        &title,
+        (def.created_ms, def.updated_ms),
+        &content,
+    ))
 }
 
 fn list_entities(bus: &Bus, base: &Base, kind: &str, query: &[(String, String)]) -> Response {
@@ -1050,7 +1134,15 @@ fn list_entities(bus: &Bus, base: &Base, kind: &str, query: &[(String, String)])
         .take(top)
         .filter_map(|(k, d)| entity_entry(bus, &reg, base, k, d))
         .collect();
-    feed(base, kind, &format!("$Resources/{kind}"), entries, skip, all.len() > skip + top, top)
+    feed(
+        base,
+        kind,
+        &format!("$Resources/{kind}"),
+        entries,
+        skip,
+        all.len() > skip + top,
+        top,
+    )
 }
 
 fn get_entity(bus: &Bus, base: &Base, path: &str) -> Response {
@@ -1090,7 +1182,14 @@ async fn put_entity(bus: &Bus, base: &Base, path: &str, body: &[u8], if_match: b
             if bus.reg().nodes.contains_key(&key) {
                 return conflict(path);
             }
-            if let Err(e) = check_entity_name(if d.name == "QueueDescription" { "queue" } else { "topic" }, path) {
+            if let Err(e) = check_entity_name(
+                if d.name == "QueueDescription" {
+                    "queue"
+                } else {
+                    "topic"
+                },
+                path,
+            ) {
                 return error(400, &e.to_string());
             }
             let kind = if d.name == "QueueDescription" {
@@ -1099,7 +1198,12 @@ async fn put_entity(bus: &Bus, base: &Base, path: &str, body: &[u8], if_match: b
                 topic_from(&d, TopicConfig::new(path, vec![])).map(DefKind::Topic)
             };
             match kind {
-                Ok(kind) => Def { kind, from_config: false, created_ms: now, updated_ms: now },
+                Ok(kind) => Def {
+                    kind,
+                    from_config: false,
+                    created_ms: now,
+                    updated_ms: now,
+                },
                 Err(e) => return error(400, &e),
             }
         }
@@ -1108,8 +1212,12 @@ async fn put_entity(bus: &Bus, base: &Base, path: &str, body: &[u8], if_match: b
                 return read_only(path);
             }
             let kind = match (&old.kind, d.name.as_str()) {
-                (DefKind::Queue(q), "QueueDescription") => queue_from(&d, q.clone()).map(DefKind::Queue),
-                (DefKind::Topic(t), "TopicDescription") => topic_from(&d, t.clone()).map(DefKind::Topic),
+                (DefKind::Queue(q), "QueueDescription") => {
+                    queue_from(&d, q.clone()).map(DefKind::Queue)
+                }
+                (DefKind::Topic(t), "TopicDescription") => {
+                    topic_from(&d, t.clone()).map(DefKind::Topic)
+                }
                 _ => Err(format!("'{path}' exists as another kind of entity")),
             };
             let kind = match kind {
@@ -1134,7 +1242,12 @@ async fn put_entity(bus: &Bus, base: &Base, path: &str, body: &[u8], if_match: b
                     "RequiresDuplicateDetection, DuplicateDetectionHistoryTimeWindow and a topic's DefaultMessageTimeToLive can only be set when the entity is created (delete and create it again)",
                 );
             }
-            Def { kind, from_config: false, created_ms: old.created_ms, updated_ms: now }
+            Def {
+                kind,
+                from_config: false,
+                created_ms: old.created_ms,
+                updated_ms: now,
+            }
         }
     };
     let se = match stored(&key, &new_def) {
@@ -1144,7 +1257,11 @@ async fn put_entity(bus: &Bus, base: &Base, path: &str, body: &[u8], if_match: b
     if let Err(r) = commit(bus, vec![Op::PutEntity(se)]).await {
         return r;
     }
-    let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     let mut reg = bus.reg_mut();
     match (&new_def.kind, existing.is_some()) {
         (DefKind::Queue(q), false) => reg.add_queue(q, new_def.clone(), None),
@@ -1196,7 +1313,10 @@ async fn delete(bus: &Bus, key: &str, shown: &str) -> Response {
         let mut reg = bus.reg_mut();
         let before: Vec<String> = reg.defs.keys().cloned().collect();
         let gone = reg.remove(key);
-        let defs = before.into_iter().filter(|k| !reg.defs.contains_key(k)).collect();
+        let defs = before
+            .into_iter()
+            .filter(|k| !reg.defs.contains_key(k))
+            .collect();
         (gone, defs)
     };
     let mut ops = Vec::new();
@@ -1240,7 +1360,15 @@ fn list_subs(bus: &Bus, base: &Base, topic: &str, query: &[(String, String)]) ->
         .take(top)
         .filter_map(|(k, d)| entity_entry(bus, &reg, base, k, d))
         .collect();
-    feed(base, "Subscriptions", &format!("{topic}/Subscriptions"), entries, skip, all.len() > skip + top, top)
+    feed(
+        base,
+        "Subscriptions",
+        &format!("{topic}/Subscriptions"),
+        entries,
+        skip,
+        all.len() > skip + top,
+        top,
+    )
 }
 
 fn get_sub(bus: &Bus, base: &Base, topic: &str, sub: &str) -> Response {
@@ -1255,7 +1383,14 @@ fn get_sub(bus: &Bus, base: &Base, topic: &str, sub: &str) -> Response {
     }
 }
 
-async fn put_sub(bus: &Bus, base: &Base, topic: &str, sub: &str, body: &[u8], if_match: bool) -> Response {
+async fn put_sub(
+    bus: &Bus,
+    base: &Base,
+    topic: &str,
+    sub: &str,
+    body: &[u8],
+    if_match: bool,
+) -> Response {
     let d = match description(body, &["SubscriptionDescription"]) {
         Ok(d) => d,
         Err(r) => return r,
@@ -1275,9 +1410,13 @@ async fn put_sub(bus: &Bus, base: &Base, topic: &str, sub: &str, body: &[u8], if
         (None, true) => return not_found(&shown),
         (Some(_), false) => return conflict(&shown),
         (Some((old, _)), true) if old.from_config => return read_only(&shown),
-        (None, false) => match sub_from(&d, SubscriptionConfig::new(sub, Default::default()), true) {
+        (None, false) => match sub_from(&d, SubscriptionConfig::new(sub, Default::default()), true)
+        {
             Ok(s) => Def {
-                kind: DefKind::Subscription { topic: t.name.clone(), sub: s },
+                kind: DefKind::Subscription {
+                    topic: t.name.clone(),
+                    sub: s,
+                },
                 from_config: false,
                 created_ms: now,
                 updated_ms: now,
@@ -1286,7 +1425,10 @@ async fn put_sub(bus: &Bus, base: &Base, topic: &str, sub: &str, body: &[u8], if
         },
         (Some((old, s)), true) => match sub_from(&d, s.clone(), false) {
             Ok(s) => Def {
-                kind: DefKind::Subscription { topic: t.name.clone(), sub: s },
+                kind: DefKind::Subscription {
+                    topic: t.name.clone(),
+                    sub: s,
+                },
                 from_config: false,
                 created_ms: old.created_ms,
                 updated_ms: now,
@@ -1315,7 +1457,11 @@ async fn put_sub(bus: &Bus, base: &Base, topic: &str, sub: &str, body: &[u8], if
         }
         reg.defs.insert(key.clone(), new_def.clone());
     }
-    let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     match entity_entry(bus, &reg, base, &key, &new_def) {
         Some(e) => xml_response(status, e),
         None => StatusCode::OK.into_response(),
@@ -1332,7 +1478,13 @@ fn rule_entry(base: &Base, topic: &str, sub: &str, r: &RuleConfig, def: &Def) ->
     )
 }
 
-fn list_rules(bus: &Bus, base: &Base, topic: &str, sub: &str, query: &[(String, String)]) -> Response {
+fn list_rules(
+    bus: &Bus,
+    base: &Base,
+    topic: &str,
+    sub: &str,
+    query: &[(String, String)],
+) -> Response {
     let (skip, top) = match paging(query) {
         Ok(p) => p,
         Err(r) => return r,
@@ -1363,7 +1515,11 @@ fn get_rule(bus: &Bus, base: &Base, topic: &str, sub: &str, rule: &str) -> Respo
     let Some((def, s)) = sub_def(&bus.reg(), topic, sub) else {
         return empty_feed(base, &shown);
     };
-    match s.named_rules().iter().find(|r| r.name.eq_ignore_ascii_case(rule)) {
+    match s
+        .named_rules()
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(rule))
+    {
         Some(r) => xml_response(StatusCode::OK, rule_entry(base, topic, &s.name, r, &def)),
         None => empty_feed(base, &shown),
     }
@@ -1427,7 +1583,10 @@ async fn put_rule(
     };
     let now = now_ms();
     let def = Def {
-        kind: DefKind::Subscription { topic: t.name.clone(), sub: sc.clone() },
+        kind: DefKind::Subscription {
+            topic: t.name.clone(),
+            sub: sc.clone(),
+        },
         from_config: false,
         created_ms: old.created_ms,
         updated_ms: now,
@@ -1448,7 +1607,11 @@ async fn put_rule(
     match new_rule {
         None => StatusCode::OK.into_response(),
         Some(r) => {
-            let status = if at.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+            let status = if at.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             xml_response(status, rule_entry(base, &t.name, &sc.name, &r, &def))
         }
     }

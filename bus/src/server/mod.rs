@@ -65,7 +65,10 @@ pub(crate) struct Def {
 pub(crate) enum DefKind {
     Queue(QueueConfig),
     Topic(TopicConfig),
-    Subscription { topic: String, sub: SubscriptionConfig },
+    Subscription {
+        topic: String,
+        sub: SubscriptionConfig,
+    },
 }
 
 /// Entities by store key (lower-cased path), changed by the management API.
@@ -177,11 +180,23 @@ impl Registry {
 
     /// Adds a queue (its node, receiver and definition).
     fn add_queue(&mut self, q: &QueueConfig, def: Def, restore: Option<&mut Restore>) {
-        let e = new_receiver(q.name.clone(), queue_settings(q), vec![Filter::Match(Default::default())]);
+        let e = new_receiver(
+            q.name.clone(),
+            queue_settings(q),
+            vec![Filter::Match(Default::default())],
+        );
         let window = q.duplicate_detection_window_secs.map(ms);
         let target = match restore {
             Some(r) => r.target(q.name.clone(), vec![e.clone()], window, None, false),
-            None => Arc::new(SendTarget::new(q.name.clone(), vec![e.clone()], window, None, false, 1, vec![])),
+            None => Arc::new(SendTarget::new(
+                q.name.clone(),
+                vec![e.clone()],
+                window,
+                None,
+                false,
+                1,
+                vec![],
+            )),
         };
         let key = q.name.to_ascii_lowercase();
         self.nodes.entry(key.clone()).or_default().target = Some(target);
@@ -195,7 +210,15 @@ impl Registry {
         let ttl = t.default_ttl_secs.map(ms);
         let target = match restore {
             Some(r) => r.target(t.name.clone(), vec![], window, ttl, true),
-            None => Arc::new(SendTarget::new(t.name.clone(), vec![], window, ttl, true, 1, vec![])),
+            None => Arc::new(SendTarget::new(
+                t.name.clone(),
+                vec![],
+                window,
+                ttl,
+                true,
+                1,
+                vec![],
+            )),
         };
         let key = t.name.to_ascii_lowercase();
         self.nodes.entry(key.clone()).or_default().target = Some(target);
@@ -237,7 +260,11 @@ impl Registry {
         let node = self.nodes.remove(key).unwrap_or_default();
         match &def.kind {
             DefKind::Subscription { topic, .. } => {
-                if let Some(t) = self.nodes.get(&topic.to_ascii_lowercase()).and_then(|n| n.target.clone()) {
+                if let Some(t) = self
+                    .nodes
+                    .get(&topic.to_ascii_lowercase())
+                    .and_then(|n| n.target.clone())
+                {
                     t.remove_receiver(key);
                 }
             }
@@ -308,16 +335,27 @@ impl Bus {
                 ms(h.retention_hours * 3600.0),
                 &store,
             )?);
-            reg.nodes.entry(h.name.to_ascii_lowercase()).or_default().hub = Some(hub);
+            reg.nodes
+                .entry(h.name.to_ascii_lowercase())
+                .or_default()
+                .hub = Some(hub);
         }
         for r in &config.relays {
-            reg.nodes.entry(r.name.to_ascii_lowercase()).or_default().relay =
-                Some(Arc::new(HybridConnection::new(r.name.clone())));
+            reg.nodes
+                .entry(r.name.to_ascii_lowercase())
+                .or_default()
+                .relay = Some(Arc::new(HybridConnection::new(r.name.clone())));
         }
         for se in stored {
             if let Err(e) = manage::restore_entity(&mut reg, &se, &mut restore) {
-                tracing::warn!(entity = se.key, "entity created through the management API is not served: {e:#}");
-                eprintln!("weft bus: entity '{}' created through the management API is not served: {e:#}", se.key);
+                tracing::warn!(
+                    entity = se.key,
+                    "entity created through the management API is not served: {e:#}"
+                );
+                eprintln!(
+                    "weft bus: entity '{}' created through the management API is not served: {e:#}",
+                    se.key
+                );
             }
         }
         for (entity, recs) in &restore.loaded.messages {
@@ -370,18 +408,30 @@ impl Bus {
 
     /// The queue or topic named `path` (case-insensitive), for sends.
     pub fn send_target(&self, path: &str) -> Option<Arc<SendTarget>> {
-        self.reg().nodes.get(&path.to_ascii_lowercase())?.target.clone()
+        self.reg()
+            .nodes
+            .get(&path.to_ascii_lowercase())?
+            .target
+            .clone()
     }
 
     /// The queue, subscription (`topic/subscriptions/sub`) or dead-letter subqueue (`…/$DeadLetterQueue`)
     /// named `path` (case-insensitive), for receives.
     pub fn receiver(&self, path: &str) -> Option<Arc<Entity>> {
-        self.reg().nodes.get(&path.to_ascii_lowercase())?.receiver.clone()
+        self.reg()
+            .nodes
+            .get(&path.to_ascii_lowercase())?
+            .receiver
+            .clone()
     }
 
     /// The Event Hub named `name` (case-insensitive).
     pub fn event_hub(&self, name: &str) -> Option<Arc<Hub>> {
-        self.reg().nodes.get(&name.to_ascii_lowercase())?.hub.clone()
+        self.reg()
+            .nodes
+            .get(&name.to_ascii_lowercase())?
+            .hub
+            .clone()
     }
 
     /// Checks a presented SAS token against the policies for `right` on `resource` (an absolute URI). With
@@ -557,9 +607,9 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
             None => true,
         }
         && (query_get(&query, "api-version").is_some()
-            || resolved
-                .as_ref()
-                .is_some_and(|(n, rest)| rest.is_empty() && (n.target.is_some() || n.receiver.is_some())));
+            || resolved.as_ref().is_some_and(|(n, rest)| {
+                rest.is_empty() && (n.target.is_some() || n.receiver.is_some())
+            }));
     if manage {
         let lower: [&str; 0] = [];
         let body = match read_body(&bus, &Node::default(), &parts.method, &lower, body).await {
