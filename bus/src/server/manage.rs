@@ -639,6 +639,9 @@ struct Base {
     scheme: &'static str,
     host: String,
     api: String,
+    /// The request's path as sent: a feed's id echoes it, as Azure's does (azure-sb checks that a rules
+    /// listing's id contains the `…/Rules/` it asked for).
+    raw_path: String,
 }
 
 impl Base {
@@ -696,7 +699,8 @@ fn feed(
     more: bool,
     top: usize,
 ) -> Response {
-    let self_url = base.url(path);
+    let _ = path;
+    let self_url = base.url(&base.raw_path);
     let mut body = format!(
         "<feed xmlns=\"http://www.w3.org/2005/Atom\"><title type=\"text\">{}</title><id>{}</id><updated>{}</updated><link rel=\"self\" href=\"{}\"/>",
         escape(title),
@@ -1027,6 +1031,7 @@ pub(super) async fn handle(
         api: query_get(query, "api-version")
             .unwrap_or("2017-04")
             .to_string(),
+        raw_path: raw_path.to_string(),
     };
     let if_match = headers.contains_key(header::IF_MATCH);
     match (method.clone(), t) {
