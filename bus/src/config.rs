@@ -801,6 +801,34 @@ mod tests {
         );
     }
 
+    /// Named rules in TOML (as bus/README.md shows them): any rule matches; rules and filter exclude each
+    /// other; `1=0` matches nothing.
+    #[test]
+    fn rules_in_toml() {
+        let cfg = BusConfig::from_toml_str(
+            r#"
+            [bus]
+            [[bus.topics]]
+            name = "t"
+            [[bus.topics.subscriptions]]
+            name = "named-rules"
+            rules = [{ name = "creates", sql_filter = "sys.Label = 'Create'" }, { name = "ids", filter = { "sys.CorrelationId" = "c-1" } }, { name = "never", sql_filter = "1=0" }]
+            "#,
+        )
+        .unwrap();
+        let f = cfg.topics[0].subscriptions[0].filters().unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].as_ref().unwrap()["sys.Label"], "Create");
+        assert_eq!(f[1].as_ref().unwrap()["sys.CorrelationId"], "c-1");
+        assert!(f[2].is_none());
+        let err = BusConfig::from_toml_str(
+            "[bus]\n[[bus.topics]]\nname = \"t\"\n[[bus.topics.subscriptions]]\nname = \"s\"\nfilter = { a = \"b\" }\nrules = []\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("either rules or filter"), "{err}");
+    }
+
     /// The SQL subset parses Dataverse's documented filter, scopes, quoting, numbers and booleans.
     #[test]
     fn sql_filter_subset() {

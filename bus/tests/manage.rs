@@ -729,3 +729,24 @@ async fn https_with_development_certificate() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
+
+/// A receiver long-polling a queue that is deleted gets 410, as a request after the delete does, rather
+/// than waiting out its timeout.
+#[tokio::test]
+async fn deleting_ends_long_polls() {
+    let bus = std::sync::Arc::new(TestBus::start(BusConfig::default()).await);
+    let (s, _) = call(&bus, Method::PUT, "brief", Some(queue_desc("")), &[]).await;
+    assert_eq!(s, 201);
+    let waiting = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.receive_delete("brief", 120).await.status() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (s, _) = call(&bus, Method::DELETE, "brief", None, &[]).await;
+    assert_eq!(s, 200);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), waiting)
+        .await
+        .expect("the long poll ended with the delete")
+        .unwrap();
+    assert_eq!(status, 410);
+}

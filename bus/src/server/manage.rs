@@ -1128,9 +1128,11 @@ fn list_entities(bus: &Bus, base: &Base, kind: &str, query: &[(String, String)])
     let all: Vec<(&String, &Def)> = reg
         .defs
         .iter()
-        .filter(|(_, d)| match (&d.kind, kind) {
-            (DefKind::Queue(_), "Queues") | (DefKind::Topic(_), "Topics") => true,
-            _ => false,
+        .filter(|(_, d)| {
+            matches!(
+                (&d.kind, kind),
+                (DefKind::Queue(_), "Queues") | (DefKind::Topic(_), "Topics")
+            )
         })
         .collect();
     let entries = all

@@ -278,6 +278,8 @@ pub(super) async fn sb_receive(
     {
         Ok(Some(d)) => delivered_response(e, d, headers, bus.scheme()),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        // Deleted through the management API during the long poll: what a new request would get.
+        Err(err) if e.is_deleted() => error(410, &format!("{err:#}")),
         Err(err) => error(500, &format!("receive failed: {err:#}")),
     }
 }
