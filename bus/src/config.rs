@@ -76,6 +76,14 @@ pub struct BusConfig {
     /// The private key of `tls_cert` (PEM).
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Queues and topics the management API may bring the bus to (Azure Standard: 10,000 per namespace);
+    /// beyond → 403 QuotaExceeded. Configured entities count; nothing else caps entities.
+    #[serde(default = "default_max_entities")]
+    pub max_entities: usize,
+    /// Subscriptions per topic, and rules per subscription, through the management API (Azure: 2,000
+    /// each); beyond → 403 QuotaExceeded.
+    #[serde(default = "default_max_per_parent")]
+    pub max_subscriptions_per_topic: usize,
 }
 
 /// Per-entity message settings shared by queues and subscriptions (Azure defaults).
@@ -335,6 +343,12 @@ fn default_max_connections() -> usize {
 fn default_max_relay_body() -> usize {
     4 << 20
 }
+fn default_max_entities() -> usize {
+    10_000
+}
+fn default_max_per_parent() -> usize {
+    2_000
+}
 fn default_retention() -> f64 {
     168.0
 }
@@ -363,6 +377,8 @@ impl Default for BusConfig {
             tls: false,
             tls_cert: None,
             tls_key: None,
+            max_entities: default_max_entities(),
+            max_subscriptions_per_topic: default_max_per_parent(),
         }
     }
 }

@@ -750,3 +750,81 @@ async fn deleting_ends_long_polls() {
         .unwrap();
     assert_eq!(status, 410);
 }
+
+/// Quotas fail with Azure's QuotaExceeded (403) and name the setting; nothing else caps entities.
+#[tokio::test]
+async fn entity_quotas() {
+    let cfg = BusConfig {
+        queues: vec![QueueConfig::new("configured")],
+        max_entities: 3,
+        max_subscriptions_per_topic: 2,
+        ..BusConfig::default()
+    };
+    let bus = TestBus::start(cfg).await;
+    assert_eq!(
+        call(&bus, Method::PUT, "q1", Some(queue_desc("")), &[])
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        call(&bus, Method::PUT, "t1", Some(topic_desc("")), &[])
+            .await
+            .0,
+        201
+    );
+    let (s, body) = call(&bus, Method::PUT, "q2", Some(queue_desc("")), &[]).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(
+        body.contains("QuotaExceeded") && body.contains("max_entities"),
+        "{body}"
+    );
+    for sub in ["a", "b"] {
+        let path = format!("t1/Subscriptions/{sub}");
+        assert_eq!(
+            call(&bus, Method::PUT, &path, Some(sub_desc("")), &[])
+                .await
+                .0,
+            201
+        );
+    }
+    let (s, body) = call(
+        &bus,
+        Method::PUT,
+        "t1/Subscriptions/c",
+        Some(sub_desc("")),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    let rule = rule_desc(r#"<Filter i:type="TrueFilter"/>"#);
+    assert_eq!(
+        call(
+            &bus,
+            Method::PUT,
+            "t1/Subscriptions/a/Rules/r2",
+            Some(rule.clone()),
+            &[]
+        )
+        .await
+        .0,
+        201
+    );
+    let (s, body) = call(
+        &bus,
+        Method::PUT,
+        "t1/Subscriptions/a/Rules/r3",
+        Some(rule),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    // Deleting frees room.
+    assert_eq!(call(&bus, Method::DELETE, "q1", None, &[]).await.0, 200);
+    assert_eq!(
+        call(&bus, Method::PUT, "q2", Some(queue_desc("")), &[])
+            .await
+            .0,
+        201
+    );
+}

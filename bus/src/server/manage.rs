@@ -814,6 +814,16 @@ fn conflict(what: &str) -> Response {
     )
 }
 
+/// Azure's quota error (the SDKs map a 403 without SubCode=40301 to QuotaExceededError).
+fn quota(what: &str, max: usize) -> Response {
+    error(
+        403,
+        &format!(
+            "SubCode=40300. QuotaExceeded: the maximum number of {what} ({max}) has been reached; raise it in [bus] or delete some"
+        ),
+    )
+}
+
 fn read_only(what: &str) -> Response {
     error(
         403,
@@ -1189,6 +1199,15 @@ async fn put_entity(bus: &Bus, base: &Base, path: &str, body: &[u8], if_match: b
             if bus.reg().nodes.contains_key(&key) {
                 return conflict(path);
             }
+            let entities = bus
+                .reg()
+                .defs
+                .values()
+                .filter(|d| !matches!(d.kind, DefKind::Subscription { .. }))
+                .count();
+            if entities >= bus.config.max_entities {
+                return quota("queues and topics (max_entities)", bus.config.max_entities);
+            }
             if let Err(e) = check_entity_name(
                 if d.name == "QueueDescription" {
                     "queue"
@@ -1412,6 +1431,21 @@ async fn put_sub(
     };
     let key = sub_key(&t.name, sub);
     let existing = sub_def(&bus.reg(), &t.name, sub);
+    let max = bus.config.max_subscriptions_per_topic;
+    if existing.is_none() && !if_match {
+        let subs = bus
+            .reg()
+            .nodes
+            .get(&t.name.to_ascii_lowercase())
+            .and_then(|n| n.target.clone())
+            .map_or(0, |t| t.receivers().len());
+        if subs >= max {
+            return quota(
+                "subscriptions of a topic (max_subscriptions_per_topic)",
+                max,
+            );
+        }
+    }
     let now = now_ms();
     let new_def = match (&existing, if_match) {
         (None, true) => return not_found(&shown),
@@ -1577,6 +1611,12 @@ async fn put_rule(
         (Some(_), Some(_), false) => return conflict(&shown),
         (Some(_), None, true) => return not_found(&shown),
         (Some(r), Some(i), true) => rules[i] = r.clone(),
+        (Some(_), None, false) if rules.len() >= bus.config.max_subscriptions_per_topic => {
+            return quota(
+                "rules of a subscription (max_subscriptions_per_topic)",
+                bus.config.max_subscriptions_per_topic,
+            );
+        }
         (Some(r), None, false) => rules.push(r.clone()),
     }
     let mut sc = s.clone();
