@@ -260,6 +260,24 @@ mod tests {
             Cli::try_parse_from(["bus", "--sas-key-name", "root"]).is_err(),
             "a key name needs a key"
         );
+        assert!(
+            Cli::try_parse_from(["bus", "--tls-cert", "c.pem"]).is_err(),
+            "a certificate needs its key"
+        );
+        let tls = Cli::try_parse_from(["bus", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .unwrap()
+            .bus
+            .to_config()
+            .unwrap();
+        assert_eq!(tls.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert!(
+            Cli::try_parse_from(["bus", "--tls"])
+                .unwrap()
+                .bus
+                .to_config()
+                .unwrap()
+                .tls
+        );
     }
 
     /// Topic flags with filters become subscriptions with correlation filters.
