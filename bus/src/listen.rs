@@ -551,49 +551,122 @@ async fn listen_relay(args: &ListenArgs, t: &Target) -> anyhow::Result<()> {
             WsMessage::Close(f) => bail!("relay control channel closed: {f:?}"),
             _ => continue,
         };
-        let headers = &req.request.request_headers;
-        let mut props = BTreeMap::new();
-        for (k, v) in headers {
-            if k.starts_with("http") || k.eq_ignore_ascii_case("MessageMaxSizeExceeded") {
-                props.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+        if req.request.is_address_only() {
+            // Too large for the control channel: the request waits on its rendezvous address, and the
+            // answer goes back there.
+            let (mut rv, _) = tokio_tungstenite::connect_async(req.request.address.as_str())
+                .await
+                .context("cannot open the rendezvous socket of a large relay request")?;
+            let (req, body) = read_rendezvous_request(&mut rv).await?;
+            let (head, answer) = answer_relay(args, &req, body, reply_type, &reply).await?;
+            send_answer(&mut rv, head, answer).await?;
+            let _ = rv.close(None).await;
+        } else {
+            let (head, answer) = answer_relay(args, &req, body, reply_type, &reply).await?;
+            if answer.as_ref().map_or(0, Vec::len) + 1024 > crate::relay::CONTROL_CHANNEL_LIMIT {
+                // An answer larger than the control channel carries goes over the rendezvous socket.
+                let (mut rv, _) = tokio_tungstenite::connect_async(req.request.address.as_str())
+                    .await
+                    .context("cannot open the rendezvous socket for a large relay answer")?;
+                send_answer(&mut rv, head, answer).await?;
+                let _ = rv.close(None).await;
+            } else {
+                send_answer(&mut ws, head, answer).await?;
             }
-        }
-        let m = Incoming {
-            content_type: headers
-                .get("content-type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            body,
-            props,
-            raw_head: vec![format!(
-                "{} {}",
-                req.request.method, req.request.request_target
-            )],
-        };
-        let ok = handle(args, &m).await?;
-        let resp = ListenerMessage {
-            response: Some(ResponseHead {
-                request_id: req.request.id.clone(),
-                status_code: StatusCode::Number(if ok { 200 } else { 500 }),
-                status_description: None,
-                response_headers: serde_json::json!({ "Content-Type": reply_type })
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-                body: ok,
-            }),
-            renew_token: None,
-        };
-        ws.send(WsMessage::text(serde_json::to_string(&resp)?))
-            .await?;
-        if ok {
-            ws.send(WsMessage::binary(reply.clone().into_bytes()))
-                .await?;
         }
         handled += 1;
     }
     let _ = ws.close(None).await;
+    Ok(())
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads a request sent on its rendezvous socket: the `request` head, then its body if it has one.
+async fn read_rendezvous_request(
+    rv: &mut WsStream,
+) -> anyhow::Result<(ControlRequest, bytes::Bytes)> {
+    let mut head: Option<ControlRequest> = None;
+    while let Some(msg) = rv.next().await {
+        match msg? {
+            WsMessage::Text(text) => {
+                let r: ControlRequest = serde_json::from_str(text.as_str())
+                    .with_context(|| format!("unexpected rendezvous message: {text}"))?;
+                if !r.request.body {
+                    return Ok((r, bytes::Bytes::new()));
+                }
+                head = Some(r);
+            }
+            WsMessage::Binary(b) => {
+                if let Some(r) = head.take() {
+                    return Ok((r, b));
+                }
+            }
+            WsMessage::Close(f) => bail!("rendezvous socket closed before the request: {f:?}"),
+            _ => {}
+        }
+    }
+    bail!("rendezvous socket closed before the request")
+}
+
+/// Handles one relayed request: the `response` head and the body to answer with.
+async fn answer_relay(
+    args: &ListenArgs,
+    req: &ControlRequest,
+    body: bytes::Bytes,
+    reply_type: &str,
+    reply: &str,
+) -> anyhow::Result<(ResponseHead, Option<Vec<u8>>)> {
+    let headers = &req.request.request_headers;
+    let mut props = BTreeMap::new();
+    for (k, v) in headers {
+        if k.starts_with("http") || k.eq_ignore_ascii_case("MessageMaxSizeExceeded") {
+            props.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+        }
+    }
+    let m = Incoming {
+        content_type: headers
+            .get("content-type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        body,
+        props,
+        raw_head: vec![format!(
+            "{} {}",
+            req.request.method, req.request.request_target
+        )],
+    };
+    let ok = handle(args, &m).await?;
+    let head = ResponseHead {
+        request_id: req.request.id.clone(),
+        status_code: StatusCode::Number(if ok { 200 } else { 500 }),
+        status_description: None,
+        response_headers: serde_json::json!({ "Content-Type": reply_type })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        body: ok,
+    };
+    Ok((head, ok.then(|| reply.as_bytes().to_vec())))
+}
+
+/// Sends a `response` head and its body (if any) on a control channel or rendezvous socket.
+async fn send_answer(
+    ws: &mut WsStream,
+    head: ResponseHead,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let resp = ListenerMessage {
+        response: Some(head),
+        renew_token: None,
+    };
+    ws.send(WsMessage::text(serde_json::to_string(&resp)?))
+        .await?;
+    if let Some(b) = body {
+        ws.send(WsMessage::binary(b)).await?;
+    }
     Ok(())
 }
 

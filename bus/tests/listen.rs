@@ -237,6 +237,54 @@ async fn relay_listener_answers() {
     listener.await.unwrap().unwrap();
 }
 
+/// A context larger than the control channel carries (a 100 KB description) reaches `weft listen` over its
+/// rendezvous address, and a reply larger than 64 KB goes back over one too.
+#[tokio::test]
+async fn relay_listener_uses_rendezvous_for_large_contexts_and_replies() {
+    let bus = TestBus::start(BusConfig {
+        relays: vec![RelayConfig { name: "hc".into() }],
+        ..BusConfig::default()
+    })
+    .await;
+    let mut ctx = weft_message::RemoteExecutionContext::new_minimal("Create", "account", 40);
+    ctx.correlation_id = CORRELATION.parse().unwrap();
+    ctx.shared_variables.push((
+        "description".into(),
+        weft_message::Value::String("d".repeat(100_000)),
+    ));
+    let big_context = weft_message::encode(&ctx, weft_message::Format::Json);
+    assert!(big_context.len() > 100_000);
+    let reply = format!("{{\"note\":\"{}\"}}", "r".repeat(80_000));
+    let out = bus.dir.path().join("big.json");
+    let cmd = format!("cat > {}", out.display());
+    let listener = tokio::spawn(weft_bus::cli::run_listen(args(
+        &bus,
+        &[
+            "--entity", "hc", "--relay", "--count", "1", "--reply", &reply, "--exec", &cmd,
+        ],
+    )));
+    let mut answer = None;
+    for _ in 0..100 {
+        let r = bus
+            .http
+            .post(bus.url("hc"))
+            .header("ServiceBusAuthorization", bus.auth("hc"))
+            .header("Content-Type", "application/json")
+            .body(big_context.clone())
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 502 {
+            answer = Some((r.status().as_u16(), r.text().await.unwrap()));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(answer, Some((200, reply)));
+    listener.await.unwrap().unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), big_context);
+}
+
 /// The listener rides out a bus that is down (connection refused) and receives once it is back.
 #[tokio::test]
 async fn listener_retries_until_bus_is_back() {

@@ -232,3 +232,202 @@ async fn valid_renew_token_keeps_channel() {
     ws.send(Message::text(resp.to_string())).await.unwrap();
     assert_eq!(sender.await.unwrap().status(), 204);
 }
+
+/// Reads the next text frame as JSON.
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// A request larger than the control channel carries (64 KB) is announced there by its rendezvous address
+/// only; the listener fetches it from that address and answers there. The address works once.
+#[tokio::test]
+async fn large_request_travels_over_the_rendezvous_socket() {
+    let bus = TestBus::start(config(60.0)).await;
+    let mut ws = listen(&bus).await;
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (http, url, auth, sent) = (
+        bus.http.clone(),
+        bus.url("hc/big?k=v"),
+        bus.auth("hc"),
+        body.clone(),
+    );
+    let sender = tokio::spawn(async move {
+        http.put(url)
+            .header("ServiceBusAuthorization", auth)
+            .body(sent)
+            .send()
+            .await
+            .unwrap()
+    });
+    let announce = next_json(&mut ws).await;
+    let req = &announce["request"];
+    let address = req["address"].as_str().unwrap().to_string();
+    assert!(req.get("method").is_none(), "address only: {announce}");
+    assert!(
+        address.contains("sb-hc-action=request") && address.contains(req["id"].as_str().unwrap()),
+        "{address}"
+    );
+    let (mut rv, _) = tokio_tungstenite::connect_async(address.as_str())
+        .await
+        .unwrap();
+    let head = next_json(&mut rv).await;
+    assert_eq!(head["request"]["method"], "PUT");
+    assert_eq!(head["request"]["requestTarget"], "/hc/big?k=v");
+    assert_eq!(head["request"]["body"], true);
+    let Message::Binary(got) = rv.next().await.unwrap().unwrap() else {
+        panic!("expected the body")
+    };
+    assert_eq!(got.len(), body.len());
+    assert!(got[..] == body[..], "the body arrives intact");
+    let resp = json!({"response": {"requestId": head["request"]["id"], "statusCode": 201,
+        "responseHeaders": {"X-Got": got.len().to_string()}, "body": true}});
+    rv.send(Message::text(resp.to_string())).await.unwrap();
+    rv.send(Message::binary(b"stored".to_vec())).await.unwrap();
+    let r = sender.await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-got"], "200000");
+    assert_eq!(r.text().await.unwrap(), "stored");
+    let again = tokio_tungstenite::connect_async(address.as_str())
+        .await
+        .unwrap_err();
+    assert!(
+        again.to_string().contains("403"),
+        "a used address is refused: {again}"
+    );
+}
+
+/// A listener may answer a small request over its rendezvous address instead of the control channel
+/// (as it must beyond 64 KB): here with 1 MB.
+#[tokio::test]
+async fn large_answer_travels_over_the_rendezvous_socket() {
+    let bus = TestBus::start(config(60.0)).await;
+    let mut ws = listen(&bus).await;
+    let (http, url, auth) = (bus.http.clone(), bus.url("hc/report"), bus.auth("hc"));
+    let sender = tokio::spawn(async move {
+        http.get(url)
+            .header("ServiceBusAuthorization", auth)
+            .send()
+            .await
+            .unwrap()
+    });
+    let head = next_json(&mut ws).await;
+    assert_eq!(head["request"]["method"], "GET");
+    let address = head["request"]["address"].as_str().unwrap();
+    let (mut rv, _) = tokio_tungstenite::connect_async(address).await.unwrap();
+    let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 % 253) as u8).collect();
+    let resp = json!({"response": {"requestId": head["request"]["id"], "statusCode": 200,
+        "responseHeaders": {"Content-Type": "application/octet-stream"}, "body": true}});
+    rv.send(Message::text(resp.to_string())).await.unwrap();
+    rv.send(Message::binary(big.clone())).await.unwrap();
+    let r = sender.await.unwrap();
+    assert_eq!(r.status(), 200);
+    let got = r.bytes().await.unwrap();
+    assert_eq!(got.len(), big.len());
+    assert!(got[..] == big[..]);
+}
+
+/// Rendezvous and accept addresses need their id, and an unknown id is refused before any upgrade.
+#[tokio::test]
+async fn unknown_rendezvous_addresses_are_refused() {
+    let bus = TestBus::start(config(60.0)).await;
+    let ws = bus.base.replace("http://", "ws://");
+    for (q, code) in [
+        ("sb-hc-action=request&sb-hc-id=nope", "403"),
+        ("sb-hc-action=accept&sb-hc-id=nope", "403"),
+        ("sb-hc-action=request", "400"),
+        ("sb-hc-action=dance", "400"),
+    ] {
+        let err = tokio_tungstenite::connect_async(format!("{ws}/$hc/hc?{q}"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(code), "{q}: {err}");
+    }
+}
+
+fn connect_url(bus: &TestBus, token: &str) -> String {
+    format!(
+        "{}/$hc/hc?sb-hc-action=connect&sb-hc-token={}",
+        bus.base.replace("http://", "ws://"),
+        enc(token)
+    )
+}
+
+/// A WebSocket sender (`sb-hc-action=connect`) is offered to a listener by an `accept` message carrying its
+/// headers; once the listener connects to the accept address, frames flow both ways and a close is passed on.
+#[tokio::test]
+async fn websocket_sender_is_accepted_and_piped() {
+    let bus = TestBus::start(config(60.0)).await;
+    let mut ws = listen(&bus).await;
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        connect_url(&bus, &bus.auth("hc")),
+    )
+    .unwrap();
+    req.headers_mut().insert("x-app", "orders".parse().unwrap());
+    let sender = tokio::spawn(async move { tokio_tungstenite::connect_async(req).await });
+    let offer = next_json(&mut ws).await;
+    let accept = &offer["accept"];
+    assert_eq!(accept["connectHeaders"]["x-app"], "orders");
+    assert!(accept["connectHeaders"].get("sec-websocket-key").is_none());
+    let address = accept["address"].as_str().unwrap();
+    assert!(address.contains("sb-hc-action=accept"), "{address}");
+    let (mut listener, _) = tokio_tungstenite::connect_async(address).await.unwrap();
+    let (mut sender, _) = sender.await.unwrap().unwrap();
+    sender
+        .send(Message::text("ping from sender"))
+        .await
+        .unwrap();
+    assert_eq!(
+        listener.next().await.unwrap().unwrap(),
+        Message::text("ping from sender")
+    );
+    listener
+        .send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(
+        sender.next().await.unwrap().unwrap(),
+        Message::binary(vec![1u8, 2, 3])
+    );
+    sender.close(None).await.unwrap();
+    loop {
+        match listener.next().await {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// A listener rejects a WebSocket sender by connecting with `statusCode`: the sender's handshake fails with
+/// that status. Without a listener a sender gets 404; without Send rights 401.
+#[tokio::test]
+async fn websocket_sender_rejected_or_unserved() {
+    let bus = TestBus::start(config(60.0)).await;
+    let err = tokio_tungstenite::connect_async(connect_url(&bus, &bus.auth("hc")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("404"), "no listener: {err}");
+    let err = tokio_tungstenite::connect_async(format!(
+        "{}/$hc/hc?sb-hc-action=connect",
+        bus.base.replace("http://", "ws://")
+    ))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("401"), "no token: {err}");
+    let mut ws = listen(&bus).await;
+    let url = connect_url(&bus, &bus.auth("hc"));
+    let sender = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await });
+    let offer = next_json(&mut ws).await;
+    let reject = format!(
+        "{}&statusCode=403&statusDescription=not%20today",
+        offer["accept"]["address"].as_str().unwrap()
+    );
+    let _ = tokio_tungstenite::connect_async(reject).await;
+    let err = sender.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("403"), "rejected: {err}");
+}

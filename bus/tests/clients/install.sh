@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Installs the official Azure SDKs the AMQP tests (amqp/tests/sdk.rs) and the management tests
-# (bus/tests/manage.rs: npm azure-sb, the REST-era library) drive into target/bus-clients/,
+# Installs the official Azure SDKs the AMQP tests drive (amqp/tests/sdk.rs), hyco-https (bus/tests/hyco.rs)
+# and azure-sb, the REST-era library the management tests drive (amqp/tests/manage_sdk.rs), into
+# target/bus-clients/,
 # pinned, with the ordinary clients (npm, pip). Idempotent: a second run with everything present does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 dest="${WEFT_BUS_CLIENTS:-$root/target/bus-clients}"
 mkdir -p "$dest/node" "$dest/python"
 
-node_pkgs=("@azure/service-bus@7.9.5" "@azure/event-hubs@6.0.4" "azure-sb@0.11.2")
+node_pkgs=("@azure/service-bus@7.9.5" "@azure/event-hubs@6.0.4" "hyco-https@1.4.5" "azure-sb@0.11.2")
 # True when every pinned npm package is installed at its version.
 node_current() {
     local spec name version
