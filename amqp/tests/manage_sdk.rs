@@ -138,6 +138,18 @@ async fn azure_sb_manages_entities_over_https() {
         "{out}"
     );
     assert_eq!(out["subscriptions"], json!(["accounts", "all"]));
+    assert_eq!(out["topic"], "sb-events");
+    assert_eq!(out["topics"], json!(["sb-events"]));
+    assert_eq!(
+        out["subscription"],
+        json!({"topic": "sb-events", "name": "accounts", "lockDuration": "PT1M"}),
+        "{out}"
+    );
+    assert_eq!(
+        out["rule"],
+        json!({"name": "only-accounts", "sql": "sys.Label = 'account'"}),
+        "{out}"
+    );
     assert_eq!(out["received"]["body"], "hello over https");
     assert_eq!(out["received"]["n"], 7);
     assert!(
@@ -211,6 +223,21 @@ async fn administration_client_manages_entities_over_https() {
         "{out}"
     );
     assert_eq!(out["subscriptions"], json!(["filtered"]));
+    assert_eq!(out["topicUpdated"], 2048, "{out}");
+    assert_eq!(out["topics"], json!(["sdk-events"]));
+    assert_eq!(out["topicExists"], true);
+    assert_eq!(
+        out["subscriptionUpdated"],
+        json!({"maxDeliveryCount": 3, "lockDuration": "PT50S"}),
+        "{out}"
+    );
+    assert_eq!(out["subscriptionExists"], true);
+    assert_eq!(
+        out["ruleUpdated"], "sys.Label = 'invoice' AND region = 'eu'",
+        "{out}"
+    );
+    assert_eq!(out["ruleExists"], true);
+    assert_eq!(out["subscriptionActive"], 2, "{out}");
     assert_eq!(out["activeCount"], 2, "{out}");
     assert_eq!(out["received"], json!(["a1", "a2"]), "{out}");
     assert_eq!(out["filtered"], json!(["yes-corr", "yes-sql"]), "{out}");

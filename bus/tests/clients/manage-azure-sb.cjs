@@ -36,6 +36,13 @@ const call = (fn, ...args) =>
     sql: r.Filter && r.Filter.SqlExpression,
   }));
   out.subscriptions = (await call("listSubscriptions", "sb-events"))[0].map((s) => s.SubscriptionName);
+  step("get and list topics, get subscription and rule");
+  out.topic = (await call("getTopic", "sb-events"))[0].TopicName;
+  out.topics = (await call("listTopics"))[0].map((t) => t.TopicName);
+  const sub = (await call("getSubscription", "sb-events", "accounts"))[0];
+  out.subscription = { topic: sub.TopicName, name: sub.SubscriptionName, lockDuration: sub.LockDuration };
+  const rule = (await call("getRule", "sb-events", "accounts", "only-accounts"))[0];
+  out.rule = { name: rule.RuleName, sql: rule.Filter && rule.Filter.SqlExpression };
   step("messages through the runtime entities (REST)");
   await call("sendQueueMessage", "sb-jobs", { body: "hello over https", customProperties: { n: 7 } });
   const m = (await call("receiveQueueMessage", "sb-jobs", { isPeekLock: true, timeoutIntervalInS: 5 }))[0];
