@@ -85,6 +85,9 @@ pub async fn incoming(conn: Arc<Conn>, node: String, mut receiver: Receiver) {
             Ok(msgs) => match target.send(conn.bus.store(), msgs).await {
                 Ok(_) => Ok(()),
                 Err(SendError::QuotaExceeded(d)) => Err(error(conditions::QUOTA_EXCEEDED, d)),
+                Err(SendError::Store(e)) if target.is_deleted() => {
+                    Err(error(conditions::NOT_FOUND, format!("{e:#}")))
+                }
                 Err(SendError::Store(e)) => Err(error(
                     conditions::INTERNAL,
                     format!("The message could not be stored: {e:#}"),
@@ -157,6 +160,13 @@ pub async fn outgoing(conn: Arc<Conn>, node: String, presettled: bool, mut sende
             Ok(Some(d)) => d,
             Ok(None) if *stop.borrow() => break,
             Ok(None) => continue,
+            // Deleted through the management API while attached: Azure's "not found".
+            Err(e) if entity.is_deleted() => {
+                let _ = sender
+                    .close_with_error(error(conditions::NOT_FOUND, format!("{e:#}")))
+                    .await;
+                return;
+            }
             Err(e) => {
                 let _ = sender
                     .close_with_error(error(

@@ -8,7 +8,8 @@
 //! caller answers only after it committed. It does not parse HTTP.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -44,14 +45,37 @@ pub struct Entity {
     pub path: String,
     /// Store key (lower-case path).
     pub key: Arc<str>,
-    /// Delivery settings.
-    pub settings: Settings,
+    /// Delivery settings (changed at runtime by the management API).
+    settings: RwLock<Settings>,
     /// The dead-letter subqueue (None for a dead-letter queue itself).
     pub dlq: Option<Arc<Entity>>,
-    /// Correlation filter (subscriptions).
-    pub filter: BTreeMap<String, String>,
+    /// The subscription's rules: a message is copied when any one matches (Azure's rule semantics). A queue
+    /// has one rule that matches everything.
+    filters: RwLock<Vec<Filter>>,
+    /// Set when the entity was deleted through the management API: receivers still holding it stop.
+    deleted: AtomicBool,
     state: Mutex<State>,
     notify: Notify,
+}
+
+/// One rule's filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// Every entry must equal the message's property as text (see [`property_text`]); empty = TrueFilter.
+    Match(BTreeMap<String, String>),
+    /// Azure's FalseFilter (`1=0`): matches nothing.
+    Never,
+}
+
+impl Filter {
+    fn matches(&self, meta: &Meta) -> bool {
+        match self {
+            Filter::Never => false,
+            Filter::Match(m) => m
+                .iter()
+                .all(|(k, want)| property_text(meta, k).is_some_and(|v| &v == want)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -167,8 +191,11 @@ pub struct SendTarget {
     pub path: String,
     /// Store key.
     pub key: Arc<str>,
-    /// Receivers that get a copy (the queue itself, or the topic's subscriptions).
-    pub receivers: Vec<Arc<Entity>>,
+    /// Receivers that get a copy (the queue itself, or the topic's subscriptions; changed at runtime by
+    /// the management API).
+    receivers: RwLock<Vec<Arc<Entity>>>,
+    /// Set when the entity was deleted through the management API: senders still holding it fail.
+    deleted: AtomicBool,
     /// Duplicate detection window, ms.
     pub dedup_window_ms: Option<i64>,
     /// Topic-level default TTL (queues carry theirs in [`Settings`]).
@@ -213,7 +240,8 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Entity {
-    /// A receivable entity; `dlq` is created by the caller for non-DLQ entities.
+    /// A receivable entity; `dlq` is created by the caller for non-DLQ entities. `filter` is its one rule
+    /// (empty: everything); [`Entity::set_filters`] replaces the rules.
     pub fn new(
         path: String,
         settings: Settings,
@@ -223,9 +251,10 @@ impl Entity {
         Entity {
             key: path.to_ascii_lowercase().into(),
             path,
-            settings,
+            settings: RwLock::new(settings),
             dlq,
-            filter,
+            filters: RwLock::new(vec![Filter::Match(filter)]),
+            deleted: AtomicBool::new(false),
             state: Mutex::new(State {
                 next_lock_expiry: i64::MAX,
                 ..State::default()
@@ -293,7 +322,7 @@ impl Entity {
             }
         };
         let new_seq = target.allocate_seq();
-        let ttl_cap_ms = [self.settings.default_ttl_ms, target.default_ttl_ms]
+        let ttl_cap_ms = [self.settings().default_ttl_ms, target.default_ttl_ms]
             .into_iter()
             .flatten()
             .min();
@@ -353,11 +382,55 @@ impl Entity {
         }
     }
 
-    /// Whether a message passes this entity's correlation filter.
+    /// Whether a message passes one of this entity's rules.
     pub fn accepts(&self, meta: &Meta) -> bool {
-        self.filter
+        self.filters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .all(|(k, want)| property_text(meta, k).is_some_and(|v| &v == want))
+            .any(|f| f.matches(meta))
+    }
+
+    /// The delivery settings now.
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the delivery settings (management API update); the size quota and lock duration apply to
+    /// the next send / lock.
+    pub fn set_settings(&self, s: Settings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// Replaces the rules (management API: a rule created or deleted). No rule: the entity gets nothing.
+    pub fn set_filters(&self, filters: Vec<Filter>) {
+        *self.filters.write().unwrap_or_else(|p| p.into_inner()) = filters;
+    }
+
+    /// Marks the entity (and its dead-letter queue) deleted and wakes its waiting receivers, which then
+    /// get [`Entity::deleted_error`].
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+        if let Some(d) = &self.dlq {
+            d.mark_deleted();
+        }
+    }
+
+    /// Whether the management API deleted this entity.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
+    /// Messages available or locked now, and their bytes (the management API's counts).
+    pub fn counts(&self, now: i64) -> (u64, u64, u64) {
+        let st = lock(&self.state);
+        let scheduled = st.available.values().filter(|s| s.visible_ms > now).count() as u64;
+        let total = (st.available.len() + st.locked.len()) as u64;
+        (total, scheduled, st.bytes)
     }
 
     fn insert_available(&self, slots: impl IntoIterator<Item = Slot>) {
@@ -384,6 +457,9 @@ impl Entity {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.is_deleted() {
+                anyhow::bail!("The messaging entity '{}' has been deleted", self.path);
+            }
             let now = now_ms();
             let (got, mut ops, moves, wake) = self.try_take(mode, now);
             ops.extend(self.move_to_dlq(moves));
@@ -469,7 +545,7 @@ impl Entity {
         for seq in expired {
             if let Some(r) = st.available.remove(&seq) {
                 st.bytes = st.bytes.saturating_sub(r.size);
-                if self.settings.dead_letter_on_expiration && self.dlq.is_some() {
+                if self.settings().dead_letter_on_expiration && self.dlq.is_some() {
                     moves.push((
                         r,
                         "TTLExpiredException".into(),
@@ -495,7 +571,7 @@ impl Entity {
                     }
                     Mode::PeekLock => {
                         let token = Uuid::new_v4();
-                        let until = now + self.settings.lock_ms;
+                        let until = now + self.settings().lock_ms;
                         st.locked.insert(
                             token,
                             Locked {
@@ -539,7 +615,7 @@ impl Entity {
 
     /// A message whose lock ended without completion goes back, or to the dead-letter queue.
     fn release(&self, st: &mut State, rec: Slot, moves: &mut Moves) {
-        if rec.delivery_count >= self.settings.max_delivery && self.dlq.is_some() {
+        if rec.delivery_count >= self.settings().max_delivery && self.dlq.is_some() {
             st.bytes = st.bytes.saturating_sub(rec.size);
             let n = rec.delivery_count;
             moves.push((
@@ -724,7 +800,7 @@ impl Entity {
         let res = {
             let mut st = lock(&self.state);
             self.expire_locks(&mut st, now, &mut moves);
-            let until = now + self.settings.lock_ms;
+            let until = now + self.settings().lock_ms;
             let r = Self::locked_mut(&mut st, id, token).map(|(_, l)| {
                 l.until_ms = until;
                 until
@@ -814,7 +890,8 @@ impl SendTarget {
         SendTarget {
             key: path.to_ascii_lowercase().into(),
             path,
-            receivers,
+            receivers: RwLock::new(receivers),
+            deleted: AtomicBool::new(false),
             dedup_window_ms,
             default_ttl_ms,
             is_topic,
@@ -830,6 +907,52 @@ impl SendTarget {
         seq
     }
 
+    /// The receivers that get a copy now.
+    pub fn receivers(&self) -> Vec<Arc<Entity>> {
+        self.receivers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Adds a subscription (management API); it gets messages sent from now on, as in Azure.
+    pub fn add_receiver(&self, e: Arc<Entity>) {
+        self.receivers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e);
+    }
+
+    /// Removes the subscription with store key `key`; returns it.
+    pub fn remove_receiver(&self, key: &str) -> Option<Arc<Entity>> {
+        let mut r = self.receivers.write().unwrap_or_else(|p| p.into_inner());
+        let i = r.iter().position(|e| &*e.key == key)?;
+        Some(r.remove(i))
+    }
+
+    /// Marks the queue or topic deleted (and every receiver of it).
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::SeqCst);
+        for r in self.receivers() {
+            r.mark_deleted();
+        }
+    }
+
+    /// Whether the management API deleted this entity.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
+    /// The next sequence number and the duplicate-detection ids still remembered (an update that turns
+    /// duplicate detection on or off rebuilds the target and carries these over).
+    pub fn sequence_state(&self) -> (u64, Vec<(String, i64)>) {
+        let s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            s.next,
+            s.dedup.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        )
+    }
+
     /// Raises the counter past restored messages (sequence numbers are never reused).
     pub fn observe_seq(&self, seq: u64) {
         let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
@@ -839,19 +962,28 @@ impl SendTarget {
     /// Enqueues messages atomically: all are committed (and visible) or none. Duplicates within the window are
     /// accepted and dropped, as Azure does. Returns the sequence numbers given, one per message kept.
     pub async fn send(&self, store: &Store, msgs: Vec<NewMessage>) -> Result<Vec<u64>, SendError> {
+        if self.is_deleted() {
+            return Err(SendError::Store(anyhow::anyhow!(
+                "The messaging entity '{}' has been deleted",
+                self.path
+            )));
+        }
         let now = now_ms();
         let added: u64 = msgs.iter().map(|m| m.body.len() as u64).sum();
-        for r in &self.receivers {
+        // One snapshot for the whole send: a subscription added meanwhile gets the next send's messages.
+        let receivers = self.receivers();
+        for r in &receivers {
             let used = lock(&r.state).bytes;
-            if used + added > r.settings.max_bytes {
+            let max_bytes = r.settings().max_bytes;
+            if used + added > max_bytes {
                 return Err(SendError::QuotaExceeded(format!(
-                    "The maximum entity size has been reached or exceeded for '{}'. Size of entity in bytes:{used}, Max entity size in bytes:{}.",
-                    r.path, r.settings.max_bytes
+                    "The maximum entity size has been reached or exceeded for '{}'. Size of entity in bytes:{used}, Max entity size in bytes:{max_bytes}.",
+                    r.path
                 )));
             }
         }
         let mut ops = Vec::new();
-        let mut per_receiver: Vec<Vec<Slot>> = vec![Vec::new(); self.receivers.len()];
+        let mut per_receiver: Vec<Vec<Slot>> = vec![Vec::new(); receivers.len()];
         let mut seqs = Vec::new();
         {
             let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
@@ -894,13 +1026,13 @@ impl SendTarget {
                     .broker
                     .scheduled_enqueue_time_utc
                     .map_or(now, |t| (t * 1000).max(now));
-                for (i, r) in self.receivers.iter().enumerate() {
+                for (i, r) in receivers.iter().enumerate() {
                     if !r.accepts(&meta) {
                         continue;
                     }
                     let ttl = [
                         meta.broker.time_to_live.map(|t| (t * 1000.0) as i64),
-                        r.settings.default_ttl_ms,
+                        r.settings().default_ttl_ms,
                         self.default_ttl_ms,
                     ]
                     .into_iter()
@@ -925,7 +1057,7 @@ impl SendTarget {
             }
         }
         store.commit(ops).await.map_err(SendError::Store)?;
-        for (r, slots) in self.receivers.iter().zip(per_receiver) {
+        for (r, slots) in receivers.iter().zip(per_receiver) {
             if !slots.is_empty() {
                 r.insert_available(slots);
             }
@@ -936,7 +1068,7 @@ impl SendTarget {
     /// Cancels a scheduled message in every receiver that holds a copy; false when none did.
     pub async fn cancel_scheduled(&self, store: &Store, seq: u64) -> anyhow::Result<bool> {
         let ops: Vec<Op> = self
-            .receivers
+            .receivers()
             .iter()
             .filter_map(|r| r.cancel_scheduled(seq))
             .collect();

@@ -54,6 +54,20 @@ pub struct BusArgs {
     /// Read entities and settings from the `[bus]` section of this TOML file; flags add to / override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Read queues, topics, subscriptions and rules from a Service Bus emulator configuration file
+    /// (`Config.json`: `UserConfig.Namespaces[].Queues/Topics`), so an emulator set-up moves over.
+    #[arg(long, value_name = "FILE")]
+    pub emulator_config: Option<PathBuf>,
+    /// Serve HTTPS with a development certificate made in `<data>/tls/` (trust `<data>/tls/ca.pem`, e.g.
+    /// with NODE_EXTRA_CA_CERTS or REQUESTS_CA_BUNDLE), for clients that turn `sb://` into `https://`.
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for BusArgs {
@@ -69,6 +83,10 @@ impl std::fmt::Debug for BusArgs {
             .field("sas_key", &self.sas_key.as_ref().map(|_| "<redacted>"))
             .field("data", &self.data)
             .field("config", &self.config)
+            .field("emulator_config", &self.emulator_config)
+            .field("tls", &self.tls)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -88,6 +106,16 @@ impl BusArgs {
         }
         if let Some(d) = &self.data {
             cfg.data = d.clone();
+        }
+        if let Some(p) = &self.emulator_config {
+            let (queues, topics) = crate::emulator::from_file(p)?;
+            cfg.queues.extend(queues);
+            cfg.topics.extend(topics);
+        }
+        cfg.tls |= self.tls;
+        if let (Some(c), Some(k)) = (&self.tls_cert, &self.tls_key) {
+            cfg.tls_cert = Some(c.clone());
+            cfg.tls_key = Some(k.clone());
         }
         cfg.queues.extend(self.queues.iter().map(QueueConfig::new));
         for t in &self.topics {
@@ -137,7 +165,8 @@ fn parse_topic(spec: &str) -> anyhow::Result<TopicConfig> {
     Ok(TopicConfig::new(name, out))
 }
 
-/// Runs the bus until Ctrl-C. The first stdout line is exactly `listening on http://HOST:PORT`.
+/// Runs the bus until Ctrl-C. The first stdout line is exactly `listening on http://HOST:PORT` (`https://`
+/// with TLS).
 pub async fn run_bus(args: BusArgs) -> anyhow::Result<()> {
     let handle = start_bus(&args).await?;
     wait_for_ctrl_c().await?;
@@ -158,7 +187,7 @@ pub async fn start_bus(args: &BusArgs) -> anyhow::Result<crate::BusHandle> {
         cfg.data.display()
     );
     let handle = crate::start(cfg).await?;
-    println!("listening on http://{}", handle.local_addr());
+    println!("listening on {}", handle.url());
     eprintln!("weft bus: {summary}");
     if anonymous {
         eprintln!(
@@ -230,6 +259,24 @@ mod tests {
         assert!(
             Cli::try_parse_from(["bus", "--sas-key-name", "root"]).is_err(),
             "a key name needs a key"
+        );
+        assert!(
+            Cli::try_parse_from(["bus", "--tls-cert", "c.pem"]).is_err(),
+            "a certificate needs its key"
+        );
+        let tls = Cli::try_parse_from(["bus", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .unwrap()
+            .bus
+            .to_config()
+            .unwrap();
+        assert_eq!(tls.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert!(
+            Cli::try_parse_from(["bus", "--tls"])
+                .unwrap()
+                .bus
+                .to_config()
+                .unwrap()
+                .tls
         );
     }
 

@@ -65,6 +65,25 @@ pub struct BusConfig {
     /// when that port is free, else a free port (the chosen address is printed).
     #[serde(default)]
     pub amqp_bind: Option<SocketAddr>,
+    /// Serve HTTPS (not HTTP) with a development certificate made in `<data>/tls/` (its CA in
+    /// `<data>/tls/ca.pem`, for `NODE_EXTRA_CA_CERTS` / `REQUESTS_CA_BUNDLE`), unless `tls_cert`/`tls_key`
+    /// name one. For clients that turn `sb://` into `https://` (azure-sb, the administration clients).
+    #[serde(default)]
+    pub tls: bool,
+    /// Serve HTTPS with this certificate chain (PEM, server certificate first); needs `tls_key`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Queues and topics the management API may bring the bus to (Azure Standard: 10,000 per namespace);
+    /// beyond → 403 QuotaExceeded. Configured entities count; nothing else caps entities.
+    #[serde(default = "default_max_entities")]
+    pub max_entities: usize,
+    /// Subscriptions per topic, and rules per subscription, through the management API (Azure: 2,000
+    /// each); beyond → 403 QuotaExceeded.
+    #[serde(default = "default_max_per_parent")]
+    pub max_subscriptions_per_topic: usize,
 }
 
 /// Per-entity message settings shared by queues and subscriptions (Azure defaults).
@@ -143,6 +162,119 @@ pub struct SubscriptionConfig {
     /// Dead-letter expired messages.
     #[serde(default)]
     pub dead_letter_on_expiration: bool,
+    /// Named rules (Azure: a message is copied when any rule matches; no rule: nothing). When given,
+    /// `filter` and `sql_filter` must be empty; when absent, the subscription has one rule `$Default` made
+    /// of `filter` and `sql_filter` (both empty: everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<RuleConfig>>,
+}
+
+/// A subscription rule: a correlation filter, a SQL filter in weft's subset, or both (AND-ed).
+/// `sql_filter = "1=1"` is Azure's TrueFilter, `"1=0"` its FalseFilter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Rule name (≤ 50 characters).
+    pub name: String,
+    /// Correlation filter entries, as `SubscriptionConfig::filter` (`sys.Label`, `user.Name` or bare).
+    #[serde(default)]
+    pub filter: BTreeMap<String, String>,
+    /// SQL filter.
+    #[serde(default)]
+    pub sql_filter: Option<String>,
+}
+
+/// What a rule's SQL filter means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlFilter {
+    /// `1=1` (TrueFilter).
+    True,
+    /// `1=0` (FalseFilter).
+    False,
+    /// AND-ed equalities.
+    Equal(BTreeMap<String, String>),
+}
+
+/// Parses a rule's SQL filter: `1=1`, `1=0`, or the subset [`parse_sql_filter`] reads.
+pub fn parse_rule_sql(sql: &str) -> anyhow::Result<SqlFilter> {
+    let compact: String = sql.chars().filter(|c| !c.is_whitespace()).collect();
+    Ok(match compact.as_str() {
+        "1=1" | "(1=1)" => SqlFilter::True,
+        "1=0" | "(1=0)" | "0=1" => SqlFilter::False,
+        _ => SqlFilter::Equal(parse_sql_filter(sql)?),
+    })
+}
+
+impl RuleConfig {
+    /// The rule as the broker applies it: None = matches nothing, Some(map) = every entry must equal.
+    pub fn compile(&self) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+        let mut f = self.filter.clone();
+        let sql = self.sql_filter.as_deref();
+        match sql
+            .map(|s| parse_rule_sql(s).map_err(|e| anyhow::anyhow!("sql_filter: {e}")))
+            .transpose()?
+        {
+            None | Some(SqlFilter::True) => {}
+            Some(SqlFilter::False) => return Ok(None),
+            Some(SqlFilter::Equal(m)) => f.extend(m),
+        }
+        Ok(Some(f))
+    }
+}
+
+/// Checks a queue, topic, event hub or relay path: letters, digits, `-`, `_`, `.`, `/` inside, ≤ 260,
+/// no reserved operation segment.
+pub fn check_entity_name(kind: &str, n: &str) -> anyhow::Result<()> {
+    let ok = !n.is_empty()
+        && n.len() <= 260
+        && !n.starts_with('/')
+        && !n.ends_with('/')
+        && !n.starts_with('$')
+        && n.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    anyhow::ensure!(
+        ok,
+        "{kind} name '{n}' is invalid: use letters, digits, '-', '_', '.', '/' (not at the ends)"
+    );
+    // These segments are operation paths (`…/messages/head`, `…/subscriptions/…`, `…/partitions/…`).
+    let reserved = [
+        "messages",
+        "subscriptions",
+        "partitions",
+        "publishers",
+        "publisher",
+        "rules",
+    ];
+    anyhow::ensure!(
+        !n.split('/')
+            .any(|seg| reserved.iter().any(|r| seg.eq_ignore_ascii_case(r))),
+        "{kind} name '{n}' contains a reserved path segment ({})",
+        reserved.join(", ")
+    );
+    Ok(())
+}
+
+/// Checks a subscription or rule name: ≤ 50 of letters, digits, `-`, `_`, `.` (a rule may start with `$`,
+/// as `$Default`).
+pub fn check_short_name(kind: &str, n: &str) -> anyhow::Result<()> {
+    let body = if kind == "rule" {
+        n.strip_prefix('$').unwrap_or(n)
+    } else {
+        n
+    };
+    anyhow::ensure!(
+        !body.is_empty()
+            && n.len() <= 50
+            && body
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+        "{kind} name '{n}' is invalid (≤50 of letters, digits, '-', '_', '.')"
+    );
+    Ok(())
 }
 
 /// An Event Hub.
@@ -211,6 +343,12 @@ fn default_max_connections() -> usize {
 fn default_max_relay_body() -> usize {
     4 << 20
 }
+fn default_max_entities() -> usize {
+    10_000
+}
+fn default_max_per_parent() -> usize {
+    2_000
+}
 fn default_retention() -> f64 {
     168.0
 }
@@ -236,6 +374,11 @@ impl Default for BusConfig {
             max_connections: default_max_connections(),
             max_relay_body_bytes: default_max_relay_body(),
             amqp_bind: None,
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
+            max_entities: default_max_entities(),
+            max_subscriptions_per_topic: default_max_per_parent(),
         }
     }
 }
@@ -266,6 +409,7 @@ impl SubscriptionConfig {
             default_ttl_secs: None,
             max_delivery_count: default_max_delivery(),
             dead_letter_on_expiration: false,
+            rules: None,
         }
     }
 }
@@ -317,35 +461,7 @@ impl BusConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut seen = std::collections::HashSet::new();
         let mut name = |kind: &str, n: &str| -> anyhow::Result<()> {
-            let ok = !n.is_empty()
-                && n.len() <= 260
-                && !n.starts_with('/')
-                && !n.ends_with('/')
-                && !n.starts_with('$')
-                && n.split('/').all(|seg| {
-                    !seg.is_empty()
-                        && seg
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                });
-            anyhow::ensure!(
-                ok,
-                "{kind} name '{n}' is invalid: use letters, digits, '-', '_', '.', '/' (not at the ends)"
-            );
-            // These segments are operation paths (`…/messages/head`, `…/subscriptions/…`, `…/partitions/…`).
-            let reserved = [
-                "messages",
-                "subscriptions",
-                "partitions",
-                "publishers",
-                "publisher",
-            ];
-            anyhow::ensure!(
-                !n.split('/')
-                    .any(|seg| reserved.iter().any(|r| seg.eq_ignore_ascii_case(r))),
-                "{kind} name '{n}' contains a reserved path segment ({})",
-                reserved.join(", ")
-            );
+            check_entity_name(kind, n)?;
             anyhow::ensure!(
                 seen.insert(n.to_ascii_lowercase()),
                 "entity name '{n}' is used twice"
@@ -368,31 +484,17 @@ impl BusConfig {
             check_window(&t.name, t.duplicate_detection_window_secs)?;
             let mut subs = std::collections::HashSet::new();
             for s in &t.subscriptions {
-                anyhow::ensure!(
-                    !s.name.is_empty()
-                        && s.name.len() <= 50
-                        && s.name
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
-                    "subscription name '{}' on topic '{}' is invalid (≤50 of letters, digits, '-', '_', '.')",
-                    s.name,
-                    t.name
-                );
+                check_short_name("subscription", &s.name)
+                    .map_err(|e| anyhow::anyhow!("{e} on topic '{}'", t.name))?;
+                s.filters().map_err(|e| {
+                    anyhow::anyhow!("subscription '{}' on topic '{}': {e}", s.name, t.name)
+                })?;
                 anyhow::ensure!(
                     subs.insert(s.name.to_ascii_lowercase()),
                     "subscription '{}' on topic '{}' is defined twice",
                     s.name,
                     t.name
                 );
-                if let Some(sql) = &s.sql_filter {
-                    parse_sql_filter(sql).map_err(|e| {
-                        anyhow::anyhow!(
-                            "subscription '{}' on topic '{}': sql_filter: {e}",
-                            s.name,
-                            t.name
-                        )
-                    })?;
-                }
                 check_settings(
                     &format!("{}/{}", t.name, s.name),
                     s.lock_duration_secs,
@@ -457,11 +559,57 @@ impl BusConfig {
             self.max_relay_body_bytes >= 1024,
             "max_relay_body_bytes must be at least 1024"
         );
+        anyhow::ensure!(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_cert and tls_key go together"
+        );
         Ok(())
     }
 }
 
 impl SubscriptionConfig {
+    /// The rules as the broker applies them (see [`RuleConfig::compile`]): `rules`, or one `$Default` rule
+    /// made of `filter` and `sql_filter`.
+    pub fn filters(&self) -> anyhow::Result<Vec<Option<BTreeMap<String, String>>>> {
+        let Some(rules) = &self.rules else {
+            return Ok(vec![self.default_rule().compile()?]);
+        };
+        anyhow::ensure!(
+            self.filter.is_empty() && self.sql_filter.is_none(),
+            "give either rules or filter/sql_filter, not both"
+        );
+        let mut names = std::collections::HashSet::new();
+        rules
+            .iter()
+            .map(|r| {
+                check_short_name("rule", &r.name)?;
+                anyhow::ensure!(
+                    names.insert(r.name.to_ascii_lowercase()),
+                    "rule '{}' is defined twice",
+                    r.name
+                );
+                r.compile()
+                    .map_err(|e| anyhow::anyhow!("rule '{}': {e}", r.name))
+            })
+            .collect()
+    }
+
+    /// The rules as named rules: `rules`, or `$Default` made of `filter` and `sql_filter`.
+    pub fn named_rules(&self) -> Vec<RuleConfig> {
+        match &self.rules {
+            None => vec![self.default_rule()],
+            Some(r) => r.clone(),
+        }
+    }
+
+    fn default_rule(&self) -> RuleConfig {
+        RuleConfig {
+            name: "$Default".into(),
+            filter: self.filter.clone(),
+            sql_filter: self.sql_filter.clone(),
+        }
+    }
+
     /// The effective correlation map: `filter` plus the parsed `sql_filter` (validated at load).
     pub fn effective_filter(&self) -> anyhow::Result<BTreeMap<String, String>> {
         let mut f = self.filter.clone();
@@ -667,6 +815,34 @@ mod tests {
             err.contains("sql_filter") && err.contains("only equality"),
             "{err}"
         );
+    }
+
+    /// Named rules in TOML (as bus/README.md shows them): any rule matches; rules and filter exclude each
+    /// other; `1=0` matches nothing.
+    #[test]
+    fn rules_in_toml() {
+        let cfg = BusConfig::from_toml_str(
+            r#"
+            [bus]
+            [[bus.topics]]
+            name = "t"
+            [[bus.topics.subscriptions]]
+            name = "named-rules"
+            rules = [{ name = "creates", sql_filter = "sys.Label = 'Create'" }, { name = "ids", filter = { "sys.CorrelationId" = "c-1" } }, { name = "never", sql_filter = "1=0" }]
+            "#,
+        )
+        .unwrap();
+        let f = cfg.topics[0].subscriptions[0].filters().unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].as_ref().unwrap()["sys.Label"], "Create");
+        assert_eq!(f[1].as_ref().unwrap()["sys.CorrelationId"], "c-1");
+        assert!(f[2].is_none());
+        let err = BusConfig::from_toml_str(
+            "[bus]\n[[bus.topics]]\nname = \"t\"\n[[bus.topics.subscriptions]]\nname = \"s\"\nfilter = { a = \"b\" }\nrules = []\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("either rules or filter"), "{err}");
     }
 
     /// The SQL subset parses Dataverse's documented filter, scopes, quoting, numbers and booleans.

@@ -10,6 +10,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod connection_string;
+pub mod emulator;
 pub mod eventhub;
 pub mod listen;
 pub mod props;
@@ -17,12 +18,14 @@ pub mod relay;
 pub mod sas;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{
-    BusConfig, EventHubConfig, QueueConfig, RelayConfig, SubscriptionConfig, TopicConfig,
+    BusConfig, EventHubConfig, QueueConfig, RelayConfig, RuleConfig, SubscriptionConfig,
+    TopicConfig,
 };
 
 /// A running bus. Dropping it does not stop the server; call [`BusHandle::shutdown`].
@@ -37,6 +40,11 @@ impl BusHandle {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `https://HOST:PORT` when the bus serves TLS, else `http://HOST:PORT`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.bus.scheme(), self.addr)
     }
 
     /// The running bus, for other protocols served over the same store (weft-amqp).
@@ -57,6 +65,21 @@ impl BusHandle {
         self.task.await??;
         Ok(())
     }
+}
+
+/// The TLS acceptor the configuration asks for: `tls_cert`/`tls_key`, or with `tls = true` the development
+/// certificate in `<data>/tls/` (made on first use); None for plain HTTP.
+fn tls_acceptor(config: &BusConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let files = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            trust: None,
+        },
+        _ if config.tls => tls::development(&config.data)?,
+        _ => return Ok(None),
+    };
+    tls::acceptor(&files).map(Some)
 }
 
 /// Starts the bus: validates `config`, opens the store in `config.data`, binds `config.bind`, serves.
@@ -82,7 +105,9 @@ pub async fn start(config: BusConfig) -> anyhow::Result<BusHandle> {
         anyhow::anyhow!("cannot bind {bind}: {e}{hint}")
     })?;
     let addr = listener.local_addr()?;
+    let tls = tls_acceptor(bus.config())?;
     let limits = server::Limits {
+        tls,
         header_timeout: std::time::Duration::from_secs_f64(bus.config().header_read_timeout_secs),
         max_connections: bus.config().max_connections,
     };

@@ -200,6 +200,17 @@ pub enum Op {
         /// current time, ms since epoch
         now_ms: i64,
     },
+    /// Create or replace a management-API entity's definition (keeps its creation time and order).
+    PutEntity(StoredEntity),
+    /// Forget a management-API entity's definition (if any) and delete everything stored under each of
+    /// `keys` (messages, sequence counter, duplicate ids): the entity, its dead-letter queue, its
+    /// subscriptions.
+    DropEntity {
+        /// store key of the definition
+        key: String,
+        /// store keys whose data goes
+        keys: Vec<String>,
+    },
     /// Remember a MessageId for duplicate detection until `expires_ms`.
     Dedup {
         /// store key
@@ -258,6 +269,25 @@ pub struct Loaded {
     pub next_seq: HashMap<String, u64>,
     /// Live duplicate-detection ids per store key.
     pub dedup: HashMap<String, Vec<(String, i64)>>,
+    /// Entities created through the management API, in creation order (topics before their
+    /// subscriptions).
+    pub entities: Vec<StoredEntity>,
+}
+
+/// An entity created through the management API: its definition as JSON (the `[bus]` section's shape, see
+/// `server::manage`), so it is served again after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntity {
+    /// Store key (lower-cased path: `orders`, `events/subscriptions/all`).
+    pub key: String,
+    /// `queue`, `topic` or `subscription`.
+    pub kind: String,
+    /// The definition, JSON.
+    pub def: String,
+    /// When it was created, ms since epoch.
+    pub created_ms: i64,
+    /// When it was last changed, ms since epoch.
+    pub updated_ms: i64,
 }
 
 const SCHEMA: &str = "
@@ -268,6 +298,8 @@ CREATE TABLE IF NOT EXISTS messages(
 CREATE TABLE IF NOT EXISTS sequences(entity TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedup(entity TEXT NOT NULL, id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
   PRIMARY KEY(entity, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entities(key TEXT PRIMARY KEY, kind TEXT NOT NULL, def TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, ord INTEGER NOT NULL);
 ";
 
 fn open(path: &Path) -> anyhow::Result<Connection> {
@@ -462,10 +494,25 @@ fn load(conn: &Connection) -> anyhow::Result<Loaded> {
         dedup.entry(e).or_default().push((id, exp));
     }
     conn.execute("DELETE FROM dedup WHERE expires_ms <= ?1", [now])?;
+    let mut stmt = conn.prepare(
+        "SELECT key, kind, def, created_ms, updated_ms FROM entities ORDER BY ord, created_ms",
+    )?;
+    let entities = stmt
+        .query_map([], |r| {
+            Ok(StoredEntity {
+                key: r.get(0)?,
+                kind: r.get(1)?,
+                def: r.get(2)?,
+                created_ms: r.get(3)?,
+                updated_ms: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Loaded {
         messages,
         next_seq,
         dedup,
+        entities,
     })
 }
 
@@ -708,6 +755,27 @@ fn apply_op<'a>(
         Op::DedupExpire { entity, now_ms } => {
             tx.prepare_cached("DELETE FROM dedup WHERE entity = ?1 AND expires_ms <= ?2")?
                 .execute(params![&**entity, now_ms])?;
+        }
+        Op::PutEntity(e) => {
+            tx.prepare_cached(
+                "INSERT INTO entities(key, kind, def, created_ms, updated_ms, ord)
+                 VALUES (?1, ?2, ?3, ?4, ?5, (SELECT coalesce(max(ord), 0) + 1 FROM entities))
+                 ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, def = excluded.def,
+                   updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![e.key, e.kind, e.def, e.created_ms, e.updated_ms])?;
+        }
+        Op::DropEntity { key, keys } => {
+            tx.prepare_cached("DELETE FROM entities WHERE key = ?1")?
+                .execute(params![key])?;
+            for k in keys {
+                tx.prepare_cached("DELETE FROM messages WHERE entity = ?1")?
+                    .execute(params![k])?;
+                tx.prepare_cached("DELETE FROM sequences WHERE entity = ?1")?
+                    .execute(params![k])?;
+                tx.prepare_cached("DELETE FROM dedup WHERE entity = ?1")?
+                    .execute(params![k])?;
+            }
         }
         Op::Dedup {
             entity,

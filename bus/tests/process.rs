@@ -153,3 +153,79 @@ async fn backlog_stays_on_disk() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `weft bus --tls --emulator-config FILE`: the first line names `https://`, the development CA is in
+/// `<data>/tls/ca.pem`, the emulator file's queue is served, and a queue created through the management API
+/// over HTTPS survives a SIGKILL and restart of the process.
+#[tokio::test]
+async fn tls_emulator_config_and_runtime_entities_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/emulator-config.json"
+    );
+    let start = || {
+        let mut child = Command::new(driver())
+            .args([
+                "bus",
+                "--bind",
+                "127.0.0.1:0",
+                "--tls",
+                "--emulator-config",
+                sample,
+            ])
+            .args(["--sas-key-name", KEY_NAME, "--sas-key", KEY, "--data"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the example driver is built by cargo test");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim_end()
+            .strip_prefix("listening on https://127.0.0.1:")
+            .unwrap_or_else(|| panic!("first line was {line:?}"))
+            .to_string();
+        (child, port)
+    };
+    let (mut child, port) = start();
+    let ca = std::fs::read(dir.path().join("tls/ca.pem")).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let put = |port: &str, path: &str| {
+        let uri = format!("https://localhost:{port}/{path}");
+        http.put(format!("{uri}?api-version=2021-05"))
+            .header("Authorization", token(&uri))
+            .body(r#"<entry xmlns="http://www.w3.org/2005/Atom"><content type="application/xml"><QueueDescription xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"><MaxDeliveryCount>6</MaxDeliveryCount></QueueDescription></content></entry>"#)
+            .send()
+    };
+    assert_eq!(put(&port, "made-at-runtime").await.unwrap().status(), 201);
+    assert_eq!(
+        put(&port, "queue.1").await.unwrap().status(),
+        409,
+        "from the emulator file"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, port) = start();
+    let uri = format!("https://localhost:{port}/made-at-runtime");
+    let r = http
+        .get(format!("{uri}?api-version=2021-05"))
+        .header("Authorization", token(&uri))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<MaxDeliveryCount>6</MaxDeliveryCount>"),
+        "{body}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -19,6 +19,8 @@ use super::header_case;
 
 /// Connection limits from the bus configuration.
 pub struct Limits {
+    /// HTTPS: the TLS handshake runs first (within `header_timeout`), then HTTP/1.1 inside it.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Time to send a request head, counted from when the connection is ready for one (so also the idle
     /// timeout between keep-alive requests).
     pub header_timeout: Duration,
@@ -57,35 +59,27 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        // The connection's request heads, as spelled, for its requests (custom property names).
-        let spellings = header_case::Spellings::default();
-        let io = header_case::Recording::new(tcp, spellings.clone());
-        let app = TowerToHyperService::new(app.clone());
-        let service =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                if let Some(s) = header_case::next(&spellings) {
-                    req.extensions_mut().insert(s);
-                }
-                hyper::service::Service::call(&app, req)
-            });
+        let app = app.clone();
         let mut closing = closing_rx.clone();
         let header_timeout = limits.header_timeout;
+        let tls = limits.tls.clone();
         tokio::spawn(async move {
             // Held until the connection ends (for a WebSocket, until the upgrade hands it over).
             let _slot = slot;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let conn = builder
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = closing.wait_for(|v| *v) => conn.as_mut().graceful_shutdown(),
+            match tls {
+                None => serve_one(tcp, app, header_timeout, &mut closing).await,
+                Some(acceptor) => {
+                    // A client that never finishes the handshake is cut off like one that never sends a
+                    // request head.
+                    match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            serve_one(stream, app, header_timeout, &mut closing).await
+                        }
+                        Ok(Err(e)) => tracing::debug!("bus: TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("bus: TLS handshake timed out"),
+                    }
+                }
             }
-            let _ = conn.await;
         });
     }
     let _ = closing.send(true);
@@ -94,4 +88,40 @@ pub async fn serve(
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
     Ok(())
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one accepted stream, plain or TLS, until it ends or the bus closes.
+/// The request heads are recorded as read (inside TLS), so each request carries its headers' spelling
+/// (custom property names).
+async fn serve_one<I>(
+    io: I,
+    app: Router,
+    header_timeout: Duration,
+    closing: &mut watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let spellings = header_case::Spellings::default();
+    let io = header_case::Recording::new(io, spellings.clone());
+    let app = TowerToHyperService::new(app);
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            if let Some(s) = header_case::next(&spellings) {
+                req.extensions_mut().insert(s);
+            }
+            hyper::service::Service::call(&app, req)
+        });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = closing.wait_for(|v| *v) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }

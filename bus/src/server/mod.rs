@@ -22,6 +22,7 @@ mod conn;
 mod eventhubs;
 pub mod header_case;
 pub mod inspect;
+pub(crate) mod manage;
 mod relay_http;
 mod servicebus;
 
@@ -32,8 +33,8 @@ use eventhubs::{eh_read, eh_send};
 use relay_http::{relay_listen, relay_send};
 use servicebus::{sb_lock_op, sb_receive, sb_send};
 
-use crate::broker::{Entity, Mode, SendTarget, Settings};
-use crate::config::BusConfig;
+use crate::broker::{Entity, Filter, Mode, SendTarget, Settings};
+use crate::config::{BusConfig, QueueConfig, SubscriptionConfig, TopicConfig};
 use crate::eventhub::{Hub, Route};
 use crate::props::{http_date, now_ms};
 use crate::relay::HybridConnection;
@@ -52,11 +53,43 @@ struct Node {
     relay: Option<Arc<HybridConnection>>,
 }
 
+/// A Service Bus entity's definition, as the management API shows and changes it.
+#[derive(Clone, Debug)]
+pub(crate) struct Def {
+    pub(crate) kind: DefKind,
+    /// From the configuration (weft.toml, flags, `--emulator-config`): read-only through the API.
+    pub(crate) from_config: bool,
+    pub(crate) created_ms: i64,
+    pub(crate) updated_ms: i64,
+}
+
+/// The definition proper; a topic's subscriptions are separate [`Def`]s.
+#[derive(Clone, Debug)]
+pub(crate) enum DefKind {
+    Queue(QueueConfig),
+    Topic(TopicConfig),
+    Subscription {
+        topic: String,
+        sub: SubscriptionConfig,
+    },
+}
+
+/// Entities by store key (lower-cased path), changed by the management API.
+#[derive(Default)]
+pub(crate) struct Registry {
+    nodes: HashMap<String, Node>,
+    /// Service Bus queues, topics and subscriptions, sorted by store key (the listing order).
+    pub(crate) defs: std::collections::BTreeMap<String, Def>,
+}
+
 /// Shared server state.
 pub struct Bus {
     store: Store,
     config: BusConfig,
-    nodes: HashMap<String, Node>,
+    registry: std::sync::RwLock<Registry>,
+    /// Serialises management changes (create/update/delete and their store commits) so two requests cannot
+    /// both create the same entity.
+    manage_lock: tokio::sync::Mutex<()>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -64,86 +97,239 @@ fn ms(secs: f64) -> i64 {
     (secs * 1000.0).round() as i64
 }
 
-impl Bus {
-    /// Builds every configured entity and restores stored messages into them.
-    pub fn new(config: BusConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Bus> {
-        let (store, mut loaded) = Store::open(&config.data)?;
-        let mut nodes: HashMap<String, Node> = HashMap::new();
-        let mut receivers: Vec<Arc<Entity>> = Vec::new();
-        let receiver = |path: String, s: Settings, filter| {
-            let dlq = Arc::new(Entity::dead_letter(&path, s.lock_ms));
-            Arc::new(Entity::new(path, s, Some(dlq), filter))
-        };
-        let mut targets = Vec::new();
-        for q in &config.queues {
-            let s = Settings {
-                lock_ms: ms(q.lock_duration_secs),
-                default_ttl_ms: q.default_ttl_secs.map(ms),
-                max_delivery: q.max_delivery_count,
-                dead_letter_on_expiration: q.dead_letter_on_expiration,
-                max_bytes: q.max_size_mb.saturating_mul(1024 * 1024),
-            };
-            let e = receiver(q.name.clone(), s, Default::default());
-            receivers.push(e.clone());
-            targets.push((
+/// A queue's delivery settings.
+pub(crate) fn queue_settings(q: &QueueConfig) -> Settings {
+    Settings {
+        lock_ms: ms(q.lock_duration_secs),
+        default_ttl_ms: q.default_ttl_secs.map(ms),
+        max_delivery: q.max_delivery_count,
+        dead_letter_on_expiration: q.dead_letter_on_expiration,
+        max_bytes: q.max_size_mb.saturating_mul(1024 * 1024),
+    }
+}
+
+/// A subscription's delivery settings (the quota is the topic's).
+pub(crate) fn sub_settings(t: &TopicConfig, sc: &SubscriptionConfig) -> Settings {
+    Settings {
+        lock_ms: ms(sc.lock_duration_secs),
+        default_ttl_ms: sc.default_ttl_secs.map(ms),
+        max_delivery: sc.max_delivery_count,
+        dead_letter_on_expiration: sc.dead_letter_on_expiration,
+        max_bytes: t.max_size_mb.saturating_mul(1024 * 1024),
+    }
+}
+
+/// A subscription's rules as the broker applies them.
+pub(crate) fn sub_filters(sc: &SubscriptionConfig) -> anyhow::Result<Vec<Filter>> {
+    Ok(sc
+        .filters()?
+        .into_iter()
+        .map(|f| f.map_or(Filter::Never, Filter::Match))
+        .collect())
+}
+
+fn new_receiver(path: String, s: Settings, filters: Vec<Filter>) -> Arc<Entity> {
+    let dlq = Arc::new(Entity::dead_letter(&path, s.lock_ms));
+    let e = Entity::new(path, s, Some(dlq), Default::default());
+    e.set_filters(filters);
+    Arc::new(e)
+}
+
+/// Messages and counters loaded at start, handed to entities as they are built.
+struct Restore {
+    loaded: crate::store::Loaded,
+}
+
+impl Restore {
+    fn target(
+        &mut self,
+        name: String,
+        recv: Vec<Arc<Entity>>,
+        window: Option<i64>,
+        ttl: Option<i64>,
+        is_topic: bool,
+    ) -> Arc<SendTarget> {
+        let key = name.to_ascii_lowercase();
+        let next = self.loaded.next_seq.get(&key).copied().unwrap_or(1);
+        let dedup = self.loaded.dedup.remove(&key).unwrap_or_default();
+        let target = Arc::new(SendTarget::new(
+            name, recv, window, ttl, is_topic, next, dedup,
+        ));
+        for r in target.receivers() {
+            self.receiver(&target, &r);
+        }
+        target
+    }
+
+    fn receiver(&mut self, target: &SendTarget, r: &Arc<Entity>) {
+        for e in [Some(r.clone()), r.dlq.clone()].into_iter().flatten() {
+            if let Some(recs) = self.loaded.messages.remove(&*e.key) {
+                if let Some(last) = recs.last() {
+                    target.observe_seq(last.seq);
+                }
+                e.restore(recs);
+            }
+        }
+    }
+}
+
+impl Registry {
+    fn insert_receiver(&mut self, e: &Arc<Entity>) {
+        if let Some(d) = &e.dlq {
+            self.nodes.entry(d.key.to_string()).or_default().receiver = Some(d.clone());
+        }
+        self.nodes.entry(e.key.to_string()).or_default().receiver = Some(e.clone());
+    }
+
+    /// Adds a queue (its node, receiver and definition).
+    fn add_queue(&mut self, q: &QueueConfig, def: Def, restore: Option<&mut Restore>) {
+        let e = new_receiver(
+            q.name.clone(),
+            queue_settings(q),
+            vec![Filter::Match(Default::default())],
+        );
+        let window = q.duplicate_detection_window_secs.map(ms);
+        let target = match restore {
+            Some(r) => r.target(q.name.clone(), vec![e.clone()], window, None, false),
+            None => Arc::new(SendTarget::new(
                 q.name.clone(),
-                vec![e],
-                q.duplicate_detection_window_secs.map(ms),
+                vec![e.clone()],
+                window,
                 None,
                 false,
-            ));
-        }
-        for t in &config.topics {
-            let mut subs = Vec::new();
-            for sc in &t.subscriptions {
-                let s = Settings {
-                    lock_ms: ms(sc.lock_duration_secs),
-                    default_ttl_ms: sc.default_ttl_secs.map(ms),
-                    max_delivery: sc.max_delivery_count,
-                    dead_letter_on_expiration: sc.dead_letter_on_expiration,
-                    max_bytes: t.max_size_mb.saturating_mul(1024 * 1024),
-                };
-                let e = receiver(
-                    format!("{}/subscriptions/{}", t.name, sc.name),
-                    s,
-                    sc.effective_filter()?,
-                );
-                receivers.push(e.clone());
-                subs.push(e);
-            }
-            targets.push((
+                1,
+                vec![],
+            )),
+        };
+        let key = q.name.to_ascii_lowercase();
+        self.nodes.entry(key.clone()).or_default().target = Some(target);
+        self.insert_receiver(&e);
+        self.defs.insert(key, def);
+    }
+
+    /// Adds a topic without subscriptions.
+    fn add_topic(&mut self, t: &TopicConfig, def: Def, restore: Option<&mut Restore>) {
+        let window = t.duplicate_detection_window_secs.map(ms);
+        let ttl = t.default_ttl_secs.map(ms);
+        let target = match restore {
+            Some(r) => r.target(t.name.clone(), vec![], window, ttl, true),
+            None => Arc::new(SendTarget::new(
                 t.name.clone(),
-                subs,
-                t.duplicate_detection_window_secs.map(ms),
-                t.default_ttl_secs.map(ms),
+                vec![],
+                window,
+                ttl,
                 true,
-            ));
+                1,
+                vec![],
+            )),
+        };
+        let key = t.name.to_ascii_lowercase();
+        self.nodes.entry(key.clone()).or_default().target = Some(target);
+        self.defs.insert(key, def);
+    }
+
+    /// Adds a subscription to an existing topic.
+    fn add_subscription(
+        &mut self,
+        t: &TopicConfig,
+        sc: &SubscriptionConfig,
+        def: Def,
+        restore: Option<&mut Restore>,
+    ) -> anyhow::Result<()> {
+        let tkey = t.name.to_ascii_lowercase();
+        let target = self
+            .nodes
+            .get(&tkey)
+            .and_then(|n| n.target.clone())
+            .ok_or_else(|| anyhow::anyhow!("topic '{}' does not exist", t.name))?;
+        let path = format!("{}/subscriptions/{}", t.name, sc.name);
+        let e = new_receiver(path, sub_settings(t, sc), sub_filters(sc)?);
+        if let Some(r) = restore {
+            r.receiver(&target, &e);
         }
-        for (name, recv, window, ttl, is_topic) in targets {
-            let key = name.to_ascii_lowercase();
-            let next = loaded.next_seq.get(&key).copied().unwrap_or(1);
-            let dedup = loaded.dedup.remove(&key).unwrap_or_default();
-            let target = Arc::new(SendTarget::new(
-                name, recv, window, ttl, is_topic, next, dedup,
-            ));
-            nodes.entry(key).or_default().target = Some(target.clone());
-            for r in &target.receivers {
-                for e in [Some(r.clone()), r.dlq.clone()].into_iter().flatten() {
-                    if let Some(recs) = loaded.messages.remove(&*e.key) {
-                        if let Some(last) = recs.last() {
-                            target.observe_seq(last.seq);
-                        }
-                        e.restore(recs);
-                    }
+        target.add_receiver(e.clone());
+        self.insert_receiver(&e);
+        self.defs.insert(e.key.to_string(), def);
+        Ok(())
+    }
+
+    /// Removes a queue, topic (with its subscriptions) or subscription; returns the store keys whose data
+    /// goes with it. Receivers and senders still holding it see it deleted.
+    pub(crate) fn remove(&mut self, key: &str) -> Vec<String> {
+        let mut gone = Vec::new();
+        let Some(def) = self.defs.remove(key) else {
+            return gone;
+        };
+        let node = self.nodes.remove(key).unwrap_or_default();
+        match &def.kind {
+            DefKind::Subscription { topic, .. } => {
+                if let Some(t) = self
+                    .nodes
+                    .get(&topic.to_ascii_lowercase())
+                    .and_then(|n| n.target.clone())
+                {
+                    t.remove_receiver(key);
                 }
             }
-        }
-        for e in receivers {
-            if let Some(d) = &e.dlq {
-                nodes.entry(d.key.to_string()).or_default().receiver = Some(d.clone());
+            DefKind::Queue(_) | DefKind::Topic(_) => {
+                if let Some(t) = &node.target {
+                    t.mark_deleted();
+                }
+                gone.push(key.to_string());
             }
-            let key = e.key.to_string();
-            nodes.entry(key).or_default().receiver = Some(e);
+        }
+        let subs: Vec<String> = self
+            .defs
+            .iter()
+            .filter(|(_, d)| matches!(&d.kind, DefKind::Subscription { topic, .. } if topic.eq_ignore_ascii_case(key)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for s in subs {
+            gone.extend(self.remove(&s));
+        }
+        if let Some(e) = &node.receiver {
+            e.mark_deleted();
+            gone.push(e.key.to_string());
+            if let Some(d) = &e.dlq {
+                self.nodes.remove(&*d.key);
+                gone.push(d.key.to_string());
+            }
+        }
+        gone
+    }
+}
+
+impl Bus {
+    /// Builds every configured entity and every entity the management API created (stored), and restores
+    /// stored messages into them.
+    pub fn new(config: BusConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Bus> {
+        let (store, loaded) = Store::open(&config.data)?;
+        let stored = loaded.entities.clone();
+        let mut restore = Restore { loaded };
+        let mut reg = Registry::default();
+        let now = now_ms();
+        let cfg_def = |kind| Def {
+            kind,
+            from_config: true,
+            created_ms: now,
+            updated_ms: now,
+        };
+        for q in &config.queues {
+            reg.add_queue(q, cfg_def(DefKind::Queue(q.clone())), Some(&mut restore));
+        }
+        for t in &config.topics {
+            let bare = TopicConfig {
+                subscriptions: vec![],
+                ..t.clone()
+            };
+            reg.add_topic(t, cfg_def(DefKind::Topic(bare)), Some(&mut restore));
+            for sc in &t.subscriptions {
+                let kind = DefKind::Subscription {
+                    topic: t.name.clone(),
+                    sub: sc.clone(),
+                };
+                reg.add_subscription(t, sc, cfg_def(kind), Some(&mut restore))?;
+            }
         }
         for h in &config.event_hubs {
             let hub = Arc::new(Hub::new(
@@ -152,13 +338,30 @@ impl Bus {
                 ms(h.retention_hours * 3600.0),
                 &store,
             )?);
-            nodes.entry(h.name.to_ascii_lowercase()).or_default().hub = Some(hub);
+            reg.nodes
+                .entry(h.name.to_ascii_lowercase())
+                .or_default()
+                .hub = Some(hub);
         }
         for r in &config.relays {
-            nodes.entry(r.name.to_ascii_lowercase()).or_default().relay =
-                Some(Arc::new(HybridConnection::new(r.name.clone())));
+            reg.nodes
+                .entry(r.name.to_ascii_lowercase())
+                .or_default()
+                .relay = Some(Arc::new(HybridConnection::new(r.name.clone())));
         }
-        for (entity, recs) in &loaded.messages {
+        for se in stored {
+            if let Err(e) = manage::restore_entity(&mut reg, &se, &mut restore) {
+                tracing::warn!(
+                    entity = se.key,
+                    "entity created through the management API is not served: {e:#}"
+                );
+                eprintln!(
+                    "weft bus: entity '{}' created through the management API is not served: {e:#}",
+                    se.key
+                );
+            }
+        }
+        for (entity, recs) in &restore.loaded.messages {
             tracing::warn!(
                 entity,
                 count = recs.len(),
@@ -168,9 +371,27 @@ impl Bus {
         Ok(Bus {
             store,
             config,
-            nodes,
+            registry: std::sync::RwLock::new(reg),
+            manage_lock: tokio::sync::Mutex::new(()),
             shutdown,
         })
+    }
+
+    fn reg(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reg_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `https` when the bus serves TLS, else `http` (management ids, lock URIs).
+    pub fn scheme(&self) -> &'static str {
+        if self.config.tls || self.config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The configuration served.
@@ -190,18 +411,30 @@ impl Bus {
 
     /// The queue or topic named `path` (case-insensitive), for sends.
     pub fn send_target(&self, path: &str) -> Option<Arc<SendTarget>> {
-        self.nodes.get(&path.to_ascii_lowercase())?.target.clone()
+        self.reg()
+            .nodes
+            .get(&path.to_ascii_lowercase())?
+            .target
+            .clone()
     }
 
     /// The queue, subscription (`topic/subscriptions/sub`) or dead-letter subqueue (`…/$DeadLetterQueue`)
     /// named `path` (case-insensitive), for receives.
     pub fn receiver(&self, path: &str) -> Option<Arc<Entity>> {
-        self.nodes.get(&path.to_ascii_lowercase())?.receiver.clone()
+        self.reg()
+            .nodes
+            .get(&path.to_ascii_lowercase())?
+            .receiver
+            .clone()
     }
 
     /// The Event Hub named `name` (case-insensitive).
     pub fn event_hub(&self, name: &str) -> Option<Arc<Hub>> {
-        self.nodes.get(&name.to_ascii_lowercase())?.hub.clone()
+        self.reg()
+            .nodes
+            .get(&name.to_ascii_lowercase())?
+            .hub
+            .clone()
     }
 
     /// Checks a presented SAS token against the policies for `right` on `resource` (an absolute URI). With
@@ -220,10 +453,11 @@ impl Bus {
     }
 
     /// Longest configured entity path that prefixes `segments` (case-insensitive) and the remaining segments.
-    fn resolve<'a>(&self, segments: &'a [String]) -> Option<(&Node, &'a [String])> {
+    fn resolve<'a>(&self, segments: &'a [String]) -> Option<(Node, &'a [String])> {
+        let reg = self.reg();
         (1..=segments.len()).rev().find_map(|k| {
             let key = segments[..k].join("/").to_ascii_lowercase();
-            self.nodes.get(&key).map(|n| (n, &segments[k..]))
+            reg.nodes.get(&key).map(|n| (n.clone(), &segments[k..]))
         })
     }
 
@@ -367,7 +601,36 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
     let query = query_pairs(parts.uri.query());
-    let Some((node, rest)) = bus.resolve(&segments) else {
+    let resolved = bus.resolve(&segments);
+    // The management API (Atom): GET/PUT/DELETE naming no message operation, on a Service Bus entity or
+    // with the `api-version` every management client sends; Event Hubs and relay paths keep their routes.
+    let manage = manage::is_management(&parts.method, &segments)
+        && match &resolved {
+            Some((n, _)) => n.hub.is_none() && n.relay.is_none(),
+            None => true,
+        }
+        && (query_get(&query, "api-version").is_some()
+            || resolved.as_ref().is_some_and(|(n, rest)| {
+                rest.is_empty() && (n.target.is_some() || n.receiver.is_some())
+            }));
+    if manage {
+        let lower: [&str; 0] = [];
+        let body = match read_body(&bus, &Node::default(), &parts.method, &lower, body).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        return manage::handle(
+            &bus,
+            &parts.method,
+            &segments,
+            &raw_path,
+            &query,
+            &parts.headers,
+            body,
+        )
+        .await;
+    }
+    let Some((node, rest)) = resolved else {
         let looks_sb = segments.iter().any(|s| s.eq_ignore_ascii_case("messages"));
         let (code, what) = if looks_sb {
             (410, "messaging entity")
@@ -383,7 +646,6 @@ async fn dispatch(State(bus): State<Arc<Bus>>, req: Request) -> Response {
     // (a MessageId or lock token in a lock URI, a publisher id) are taken from `rest`, exactly as sent.
     let lower: Vec<String> = rest.iter().map(|s| s.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-    let node = node.clone();
     let body = match read_body(&bus, &node, &parts.method, &lower, body).await {
         Ok(b) => b,
         Err(r) => return r,

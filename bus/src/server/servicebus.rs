@@ -290,14 +290,21 @@ pub(super) async fn sb_receive(
         .receive(&bus.store, mode, timeout, bus.shutdown.clone())
         .await
     {
-        Ok(Some(d)) => delivered_response(e, d, headers),
+        Ok(Some(d)) => delivered_response(e, d, headers, bus.scheme()),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        // Deleted through the management API during the long poll: what a new request would get.
+        Err(err) if e.is_deleted() => error(410, &format!("{err:#}")),
         Err(err) => error(500, &format!("receive failed: {err:#}")),
     }
 }
 
 /// 200 (receive-and-delete) or 201 + Location (peek-lock) with BrokerProperties and custom properties.
-pub(super) fn delivered_response(e: &Entity, d: Delivered, req_headers: &HeaderMap) -> Response {
+pub(super) fn delivered_response(
+    e: &Entity,
+    d: Delivered,
+    req_headers: &HeaderMap,
+    scheme: &str,
+) -> Response {
     let rec = &d.rec;
     let mut bp = rec.meta.broker.to_map();
     bp.insert("DeliveryCount".into(), rec.delivery_count.into());
@@ -320,7 +327,7 @@ pub(super) fn delivered_response(e: &Entity, d: Delivered, req_headers: &HeaderM
         bp.insert("LockToken".into(), token.to_string().into());
         bp.insert("LockedUntilUtc".into(), http_date(until / 1000).into());
         let host = header_str(req_headers, "host").unwrap_or("localhost");
-        let loc = format!("http://{host}/{}/messages/{}/{token}", e.path, rec.seq);
+        let loc = format!("{scheme}://{host}/{}/messages/{}/{token}", e.path, rec.seq);
         if let Ok(v) = HeaderValue::from_str(&loc) {
             h.insert(header::LOCATION, v);
         }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the official Azure SDKs the AMQP tests drive (amqp/tests/sdk.rs), hyco-https (bus/tests/hyco.rs)
-# and the REST-era libraries bus/tests/legacy_clients.rs drives into target/bus-clients/,
+# and the REST-era libraries bus/tests/legacy_clients.rs and the management tests (amqp/tests/manage_sdk.rs)
+# drive, into target/bus-clients/,
 # pinned, with the ordinary clients (npm, pip). Idempotent: a second run with everything present does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 dest="${WEFT_BUS_CLIENTS:-$root/target/bus-clients}"
 mkdir -p "$dest/node" "$dest/python"
 
-node_pkgs=("@azure/service-bus@7.9.5" "@azure/event-hubs@6.0.4" "hyco-https@1.4.5")
+node_pkgs=("@azure/service-bus@7.9.5" "@azure/event-hubs@6.0.4" "hyco-https@1.4.5" "azure-sb@0.11.2")
 # True when every pinned npm package is installed at its version.
 node_current() {
     local spec name version

@@ -188,7 +188,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let bus = match bus {
             Some(config) => {
                 let handle = weft_bus::start(config).await?;
-                println!("bus listening on http://{}", handle.local_addr());
+                println!("bus listening on {}", handle.url());
                 runtime.attach_bus(handle.bus());
                 let amqp = weft_amqp::cli::start_configured(handle.bus()).await?;
                 Some((handle, amqp))
