@@ -2,7 +2,8 @@
 //! HTTPS with its development certificate (trusted through `NODE_EXTRA_CA_CERTS`, a public Node option):
 //! npm `azure-sb` 0.11.2 (REST-era: `sb://` becomes `https://`) and `@azure/service-bus` 7.9.5's
 //! `ServiceBusAdministrationClient`, then messages on the entities they created — over REST with azure-sb,
-//! over AMQP with `ServiceBusClient`. Scripts in `bus/tests/clients/manage-*.cjs`; the SDKs are installed by
+//! over AMQP with `ServiceBusClient` — and PyPI azure-servicebus 7.15.0's administration client the same way
+//! (`REQUESTS_CA_BUNDLE`). Scripts in `bus/tests/clients/manage-*.cjs` and `manage_admin.py`; the SDKs are installed by
 //! `bus/tests/clients/install.sh`. Without node or the packages a test prints `skipped: NAME: …` and
 //! returns, unless `WEFT_REQUIRE_CLIENTS=1`.
 
@@ -242,6 +243,72 @@ async fn administration_client_manages_entities_over_https() {
     assert_eq!(out["received"], json!(["a1", "a2"]), "{out}");
     assert_eq!(out["filtered"], json!(["yes-corr", "yes-sql"]), "{out}");
     assert_eq!(out["afterDelete"], "MessageEntityNotFoundError", "{out}");
+    bus.amqp.shutdown().await;
+    bus.bus.shutdown().await.unwrap();
+}
+
+/// PyPI azure-servicebus 7.15.0's ServiceBusAdministrationClient over HTTPS (CA through `REQUESTS_CA_BUNDLE`):
+/// create (and a duplicate refused), update, list queues; a topic, subscription and SQL rule; then
+/// ServiceBusClient sends and receives over AMQP on the runtime queue, and a deleted queue is not found.
+#[tokio::test]
+async fn python_administration_client_manages_entities_over_https() {
+    let name = "python_administration_client_manages_entities_over_https";
+    let marker = clients_dir().join("python/azure/servicebus/management/__init__.py");
+    let why = if Command::new("python3").arg("--version").output().is_err() {
+        Some("python3 is not installed".to_string())
+    } else {
+        (!marker.exists()).then(|| {
+            format!(
+                "{} is missing: run bus/tests/clients/install.sh",
+                marker.display()
+            )
+        })
+    };
+    if let Some(why) = why {
+        assert!(
+            std::env::var("WEFT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+            "{name}: {why} (WEFT_REQUIRE_CLIENTS=1)"
+        );
+        println!("skipped: {name}: {why}");
+        return;
+    }
+    let bus = start().await;
+    let amqp_cs = format!(
+        "Endpoint=sb://127.0.0.1:{};SharedAccessKeyName={KEY_NAME};SharedAccessKey={KEY};UseDevelopmentEmulator=true",
+        bus.amqp.local_addr().port()
+    );
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(repo().join("bus/tests/clients/manage_admin.py"))
+        .env("PYTHONPATH", clients_dir().join("python"))
+        .env("REQUESTS_CA_BUNDLE", bus.dir.path().join("tls/ca.pem"))
+        .env("SB_ADMIN_CONNECTION_STRING", https_cs(&bus, "localhost"))
+        .env("SB_CONNECTION_STRING", amqp_cs)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("manage_admin.py did not finish within 120 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "manage_admin.py failed:\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("bad JSON {e}: {stdout}\n{stderr}"));
+    assert_eq!(
+        out["queue"],
+        json!({"name": "py-orders", "lock_s": 20.0, "max_delivery_count": 5}),
+        "{out}"
+    );
+    assert_eq!(out["duplicate"], "ResourceExistsError", "{out}");
+    assert_eq!(out["updated"], 9, "{out}");
+    assert_eq!(out["queues"], json!(["py-orders"]), "{out}");
+    assert_eq!(out["rules"], json!(["$Default", "by-label"]), "{out}");
+    assert_eq!(out["subscriptions"], json!(["all"]), "{out}");
+    assert_eq!(out["active"], 2, "{out}");
+    assert_eq!(out["received"], json!(["p1", "p2"]), "{out}");
+    assert_eq!(out["after_delete"], "ResourceNotFoundError", "{out}");
     bus.amqp.shutdown().await;
     bus.bus.shutdown().await.unwrap();
 }
