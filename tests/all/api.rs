@@ -1175,6 +1175,21 @@ async fn typed_values_round_trip() {
         annotated["categories@OData.Community.Display.V1.FormattedValue"],
         "C; A"
     );
+    // Every type as a user sees it (en-US, UTC, base currency $), and a lookup's navigation property.
+    let formatted =
+        |name: &str| annotated[format!("{name}@OData.Community.Display.V1.FormattedValue")].clone();
+    assert_eq!(formatted("revenue"), "$922,337,203,685,476.58");
+    assert_eq!(formatted("donotphone"), "Yes");
+    assert_eq!(formatted("lastonholdtime"), "2/29/2024 12:30 PM");
+    assert_eq!(
+        formatted("emailaddress1"),
+        Json::Null,
+        "text has no formatted value"
+    );
+    assert_eq!(
+        annotated["_primarycontactid_value@Microsoft.Dynamics.CRM.associatednavigationproperty"],
+        "primarycontactid"
+    );
     assert!(
         row.get("industrycode@OData.Community.Display.V1.FormattedValue")
             .is_none()

@@ -388,13 +388,16 @@ fn from_json(table: &TableDef, attr: &AttributeDef, raw: &RawValue) -> Result<Va
 pub struct Annotations {
     /// `_x_value@Microsoft.Dynamics.CRM.lookuplogicalname`: the table a lookup points to.
     pub lookup_logical_name: bool,
-    /// `x@OData.Community.Display.V1.FormattedValue`: the label of a choice.
+    /// `x@OData.Community.Display.V1.FormattedValue`: the value as a user sees it (see `formatted`).
     pub formatted_value: bool,
+    /// `_x_value@Microsoft.Dynamics.CRM.associatednavigationproperty`: the lookup's navigation property.
+    pub associated_navigation_property: bool,
 }
 
 /// Annotation names.
 const LOOKUP_LOGICAL_NAME: &str = "Microsoft.Dynamics.CRM.lookuplogicalname";
 const FORMATTED_VALUE: &str = "OData.Community.Display.V1.FormattedValue";
+const ASSOCIATED_NAVIGATION_PROPERTY: &str = "Microsoft.Dynamics.CRM.associatednavigationproperty";
 
 impl Annotations {
     /// Reads a `Prefer` header value: `odata.include-annotations="*"` or a comma-separated list of names
@@ -419,35 +422,8 @@ impl Annotations {
         Annotations {
             lookup_logical_name: wanted(LOOKUP_LOGICAL_NAME),
             formatted_value: wanted(FORMATTED_VALUE),
+            associated_navigation_property: wanted(ASSOCIATED_NAVIGATION_PROPERTY),
         }
-    }
-}
-
-/// The label(s) of a choice value, as Dataverse formats them (several joined with `; `).
-fn formatted(kind: &AttributeKind, v: &WitValue) -> Option<String> {
-    let label = |value: i32| -> Option<String> {
-        match kind {
-            AttributeKind::Picklist { options }
-            | AttributeKind::State { options }
-            | AttributeKind::MultiSelectPicklist { options } => options
-                .iter()
-                .find(|o| o.value == value)
-                .map(|o| o.label.clone()),
-            AttributeKind::Status { options } => options
-                .iter()
-                .find(|o| o.value == value)
-                .map(|o| o.label.clone()),
-            _ => None,
-        }
-    };
-    match v {
-        WitValue::OptionSetValue(o) => label(*o),
-        WitValue::OptionSetValueCollection(os) => os
-            .iter()
-            .map(|o| label(*o))
-            .collect::<Option<Vec<_>>>()
-            .map(|ls| ls.join("; ")),
-        _ => None,
     }
 }
 
@@ -501,19 +477,27 @@ pub fn entity_to_json(
             name.clone()
         };
         push(&key, &text);
-        match &value {
-            Some(WitValue::EntityReference(r)) if annotations.lookup_logical_name => {
+        if let Some(WitValue::EntityReference(r)) = &value {
+            if annotations.associated_navigation_property {
+                let nav =
+                    weft_odata::relationships::lookup_navigation(table, name, &r.logical_name);
+                push(
+                    &format!("{key}@{ASSOCIATED_NAVIGATION_PROPERTY}"),
+                    &string(&nav),
+                );
+            }
+            if annotations.lookup_logical_name {
                 push(
                     &format!("{key}@{LOOKUP_LOGICAL_NAME}"),
                     &string(&r.logical_name),
                 );
             }
-            Some(v) if annotations.formatted_value => {
-                if let Some(label) = formatted(&attr.kind, v) {
-                    push(&format!("{key}@{FORMATTED_VALUE}"), &string(&label));
-                }
-            }
-            _ => {}
+        }
+        if annotations.formatted_value
+            && let Some(v) = &value
+            && let Some(text) = super::formatted::formatted(&attr.kind, v)
+        {
+            push(&format!("{key}@{FORMATTED_VALUE}"), &string(&text));
         }
     }
     out.push('}');
@@ -722,6 +706,7 @@ mod tests {
         let all = Annotations {
             lookup_logical_name: true,
             formatted_value: true,
+            associated_navigation_property: true,
         };
         assert_eq!(
             Annotations::from_prefer(r#"return=representation, odata.include-annotations="*""#),
@@ -731,7 +716,8 @@ mod tests {
             Annotations::from_prefer(r#"odata.include-annotations="Microsoft.Dynamics.CRM.*""#),
             Annotations {
                 lookup_logical_name: true,
-                formatted_value: false
+                formatted_value: false,
+                associated_navigation_property: true,
             }
         );
         assert_eq!(
@@ -740,12 +726,13 @@ mod tests {
             ),
             Annotations {
                 lookup_logical_name: false,
-                formatted_value: true
+                formatted_value: true,
+                associated_navigation_property: false,
             }
         );
         assert_eq!(
             Annotations::from_prefer(
-                r#"odata.include-annotations="OData.Community.Display.V1.FormattedValue,Microsoft.Dynamics.CRM.lookuplogicalname", return=representation"#
+                r#"odata.include-annotations="OData.Community.Display.V1.FormattedValue,Microsoft.Dynamics.CRM.lookuplogicalname,Microsoft.Dynamics.CRM.associatednavigationproperty", return=representation"#
             ),
             all
         );

@@ -58,6 +58,7 @@ mod endpoints;
 mod error;
 mod etag;
 mod expand;
+mod formatted;
 pub(crate) mod json;
 mod metadata;
 mod navigation;
