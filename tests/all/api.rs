@@ -851,6 +851,98 @@ async fn collection_expand_and_navigation_reads() {
     owned.stop().await;
 }
 
+/// Deep insert: records nested under navigation properties are created with their parent in one
+/// transaction, each through the pipeline (the enricher numbers every account), linked through the
+/// lookup (single-valued, 1:N) or the relationship (N:N); one failing record rolls back all of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_insert_creates_related_records_together() {
+    let nn = "[[relationship]]\nname = \"account_contacts\"\ntype = \"ManyToMany\"\nentity1 = \"account\"\nentity2 = \"contact\"\n";
+    let env = start_with(None, nn).await;
+    // Single-valued: the contact is created first and bound to the account.
+    let account = env
+        .create(json!({"name": "With boss", "primarycontactid": {"lastname": "Boss"}}))
+        .await;
+    let (_, row) = env
+        .get(&format!(
+            "accounts({account})?$select=name&$expand=primarycontactid($select=lastname)"
+        ))
+        .await;
+    assert_eq!(row["primarycontactid"]["lastname"], "Boss", "{row}");
+
+    // 1:N and N:N under a contact; a decimal keeps its exact text.
+    let body = r#"{"lastname": "Parent",
+        "lk_account_primarycontactid": [{"name": "Child A"}, {"name": "Child B", "revenue": 922337203685476.5807}],
+        "account_contacts": [{"name": "Linked"}]}"#;
+    let r = env.post("contacts", body).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    let url = r.headers()["OData-EntityId"].to_str().unwrap().to_owned();
+    let contact = Uuid::parse_str(&url[url.len() - 37..url.len() - 1]).unwrap();
+    let (_, children) = env
+        .get(&format!("contacts({contact})/lk_account_primarycontactid?$select=name,accountnumber,revenue&$orderby=name"))
+        .await;
+    let children = children["value"].as_array().unwrap().clone();
+    assert_eq!(children.len(), 2, "{children:?}");
+    assert_eq!(children[0]["name"], "Child A");
+    assert!(
+        children.iter().all(|c| c["accountnumber"].is_string()),
+        "the enricher ran for each: {children:?}"
+    );
+    let text = env
+        .client
+        .get(env.url(&format!(
+            "accounts({})?$select=revenue",
+            children[1]["accountid"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("922337203685476.5807"), "{text}");
+    let (_, linked) = env
+        .get(&format!(
+            "contacts({contact})/account_contacts?$select=name"
+        ))
+        .await;
+    assert_eq!(linked["value"][0]["name"], "Linked", "{linked}");
+
+    // A record the validator refuses rolls back the whole deep insert.
+    let before = env.rows().await.len();
+    let body = r#"{"lastname": "Doomed", "lk_account_primarycontactid": [{"name": "ok"}, {"name": "bad", "emailaddress1": "nope"}]}"#;
+    let (status, code, message) = error_of(env.post("contacts", body).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "0x80040265"),
+        "{message}"
+    );
+    assert_eq!(env.rows().await.len(), before, "nothing of it was written");
+    let (_, doomed) = env.get("contacts?$filter=lastname eq 'Doomed'").await;
+    assert!(doomed["value"].as_array().unwrap().is_empty(), "{doomed}");
+
+    // Shapes that cannot be a deep insert are refused with the reason.
+    let contact_url = format!("/contacts({contact})");
+    for (body, needle) in [
+        (
+            json!({"name": "x", "primarycontactid": [{"lastname": "y"}]}),
+            "single-valued",
+        ),
+        (
+            json!({"name": "x", "primarycontactid": {"lastname": "y"}, "primarycontactid@odata.bind": contact_url}),
+            "both bound and nested",
+        ),
+        (
+            json!({"name": "x", "account_contacts": {"lastname": "y"}}),
+            "array",
+        ),
+    ] {
+        let (status, _, message) = error_of(env.post("accounts", &body.to_string()).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {message}");
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    env.stop().await;
+}
+
 /// PATCH is Dataverse's upsert: a missing id is created through Create's pipeline (the enricher at 20
 /// fills the account number), an existing one updated; `If-None-Match: *` makes it create-only (412 when
 /// the row exists); `return=representation` answers 201 for a create and 200 for an update.

@@ -54,6 +54,7 @@
 mod batch;
 mod console;
 mod custom_api;
+mod deep_insert;
 mod endpoints;
 mod error;
 mod etag;
@@ -1003,12 +1004,17 @@ impl Call {
     async fn create(&self, body: &[u8]) -> Result<Response, ApiError> {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
         let schema = &self.state.runtime.registration.schema;
-        let target = json::entity_from_body(schema, &self.table, body, None)?;
-        let request = self.request(Message::Create { target }, options.tag.clone())?;
         let representation = self.wants_representation()?;
-        let response = self.execute(request).await?;
-        let OrganizationResponse::Create { id } = response else {
-            return Err(unexpected(&response));
+        let id = if deep_insert::is_deep(schema, &self.table, body) {
+            self.deep_insert(body, &options).await?
+        } else {
+            let target = json::entity_from_body(schema, &self.table, body, None)?;
+            let request = self.request(Message::Create { target }, options.tag.clone())?;
+            let response = self.execute(request).await?;
+            let OrganizationResponse::Create { id } = response else {
+                return Err(unexpected(&response));
+            };
+            id
         };
         // The row is committed: a failed read-back must not hide its id (see the module's documentation).
         let row = if representation {
@@ -1019,6 +1025,41 @@ impl Call {
             None
         };
         created(&self.entity_url(id), row)
+    }
+
+    /// A deep insert (see `deep_insert`): every nested record created in one transaction — the change
+    /// set's, inside a `$batch` — and the root record's id.
+    async fn deep_insert(&self, body: &[u8], options: &odata::Options) -> Result<Uuid, ApiError> {
+        let schema = &self.state.runtime.registration.schema;
+        let (id, messages) = deep_insert::plan(schema, &self.table, body)?;
+        let requests = messages
+            .into_iter()
+            .map(|m| self.request(m, options.tag.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(change_set) = batch::ChangeSet::current() {
+            for request in requests {
+                change_set.execute(request).await?;
+            }
+            return Ok(id);
+        }
+        let runtime = Arc::clone(&self.state.runtime);
+        tokio::task::spawn_blocking(move || {
+            runtime.pipeline.transaction(|t| {
+                for request in requests {
+                    t.execute(request)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "0x80040216",
+                format!("the deep insert did not complete: {e}"),
+            )
+        })??;
+        Ok(id)
     }
 
     async fn retrieve(&self, id: Uuid) -> Result<Response, ApiError> {
