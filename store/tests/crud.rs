@@ -266,7 +266,7 @@ fn update_and_delete_return_pre_images(backend: &common::Backend) {
             id
         }
     );
-    let version = |store: &Box<dyn Store>| match store
+    let version = |store: &dyn Store| match store
         .read(|r| r.retrieve("account", id, None))
         .unwrap()
         .unwrap()
@@ -275,7 +275,7 @@ fn update_and_delete_return_pre_images(backend: &common::Backend) {
         Value::BigInt(v) => v,
         ref other => panic!("versionnumber is {other:?}"),
     };
-    let created_version = version(&store);
+    let created_version = version(&*store);
     // The write's microseconds (1 000 ms), with low digits from the row's identity.
     assert!(
         (1_000_000..1_001_000).contains(&created_version),
@@ -304,13 +304,13 @@ fn update_and_delete_return_pre_images(backend: &common::Backend) {
             ("versionnumber", Value::BigInt(created_version)),
         ])
     );
-    let updated_version = version(&store);
+    let updated_version = version(&*store);
     assert!(updated_version > created_version);
     // A write in the same millisecond still raises the version.
     store
         .transact(move |tx| tx.update("account", id, attrs([("ratio", Value::Double(1.5))])))
         .unwrap();
-    assert!(version(&store) > updated_version);
+    assert!(version(&*store) > updated_version);
     let err = store
         .transact(move |tx| tx.update("account", id, attrs([("versionnumber", Value::BigInt(1))])))
         .unwrap_err();

@@ -39,8 +39,9 @@ tokio::task_local! {
 
 /// What a route's pipeline call asks of the change set's transaction.
 enum Command {
+    // Boxed: a request is much larger than the other commands.
     Execute(
-        OrganizationRequest,
+        Box<OrganizationRequest>,
         oneshot::Sender<Result<OrganizationResponse, PipelineError>>,
     ),
     Exists(String, Uuid, oneshot::Sender<Result<bool, PipelineError>>),
@@ -64,7 +65,7 @@ impl ChangeSet {
     ) -> Result<OrganizationResponse, PipelineError> {
         let (reply, answer) = oneshot::channel();
         self.0
-            .send(Command::Execute(request, reply))
+            .send(Command::Execute(Box::new(request), reply))
             .map_err(|_| ended())?;
         answer.await.map_err(|_| ended())?
     }
@@ -94,7 +95,7 @@ fn serve(
     while let Some(command) = commands.blocking_recv() {
         match command {
             Command::Execute(request, reply) => {
-                let result = transaction.execute(request);
+                let result = transaction.execute(*request);
                 if let Err(e) = &result
                     && failed.is_none()
                 {
