@@ -459,9 +459,10 @@ fn a_step_changed_through_one_host_applies_on_the_other() {
 /// workers poll every 60 s, host a has no service, and the job is still delivered within seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_committed_on_one_host_wakes_the_service_of_another() {
-    let Some(db) = TestDatabase::create(
-        "postgres::a_job_committed_on_one_host_wakes_the_service_of_another",
-    ) else {
+    // The test database's own client is a blocking one.
+    let Some(db) = tokio::task::block_in_place(|| {
+        TestDatabase::create("postgres::a_job_committed_on_one_host_wakes_the_service_of_another")
+    }) else {
         return;
     };
     let (seen, hook) = start_hook().await;
@@ -516,5 +517,5 @@ async fn a_job_committed_on_one_host_wakes_the_service_of_another() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     service.shutdown().await;
-    drop((a, b));
+    tokio::task::block_in_place(|| drop((a, b, db)));
 }
