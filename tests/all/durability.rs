@@ -318,7 +318,11 @@ fn stored_jobs(config: &Path, data: &Path) -> Vec<(SystemJob, Vec<JobAttempt>)> 
 }
 
 /// What is still queued once the hosts stopped (a late duplicate) counts too.
-fn drain_rest(rt: &tokio::runtime::Runtime, bus: &str, mut received: Vec<Received>) -> Vec<Received> {
+fn drain_rest(
+    rt: &tokio::runtime::Runtime,
+    bus: &str,
+    mut received: Vec<Received>,
+) -> Vec<Received> {
     rt.block_on(async {
         let client = reqwest::Client::new();
         for _ in 0..10 * TOTAL {

@@ -488,7 +488,8 @@ async fn a_job_committed_on_one_host_wakes_the_service_of_another() {
     let jobs = b.registration.jobs.clone().into_config().unwrap();
     let service = weft_jobs::AsyncService::start(Arc::clone(&b.store), runner, jobs).unwrap();
     assert!(b.pipeline.set_job_notifier(service.notifier()));
-    let following = tokio::task::block_in_place(|| b.pipeline.follow_other_hosts(Some(service.notifier())));
+    let following =
+        tokio::task::block_in_place(|| b.pipeline.follow_other_hosts(Some(service.notifier())));
     assert!(following, "a PostgreSQL store has other hosts to follow");
     // Let b's workers find the empty store and go to sleep for their 60 s poll.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -298,7 +298,9 @@ pub async fn run(
     runtime.pipeline.set_job_notifier(service.notifier());
     // Other hosts on a shared (PostgreSQL) store: their jobs wake this service, their registration
     // changes are taken up.
-    runtime.pipeline.follow_other_hosts(Some(service.notifier()));
+    runtime
+        .pipeline
+        .follow_other_hosts(Some(service.notifier()));
     println!(
         "   registered: validator (10), enricher (20), custom Azure-aware plug-in (40, sync, two-way relay), queue and webhook endpoints (40, async), \
          workflow `post new accounts` (its custom activity posts to the queue)"

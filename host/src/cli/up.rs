@@ -198,7 +198,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         runtime.pipeline.set_job_notifier(service.notifier());
         // Other hosts on a shared (PostgreSQL) store: their jobs wake this service, their registration
         // changes are taken up.
-        runtime.pipeline.follow_other_hosts(Some(service.notifier()));
+        runtime
+            .pipeline
+            .follow_other_hosts(Some(service.notifier()));
         let (addr, server) = crate::api::serve_on(
             Arc::clone(&runtime),
             args.bind,

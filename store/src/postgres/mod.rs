@@ -35,8 +35,8 @@ use uuid::Uuid;
 use crate::sqlite::Clock;
 use crate::system::*;
 use crate::{
-    Attributes, BoxedWork, ChangeListener, EntityRef, Pending, Query, Read, Result, Row, Schema, Store,
-    StoreError, Tx,
+    Attributes, BoxedWork, ChangeListener, EntityRef, Pending, Query, Read, Result, Row, Schema,
+    Store, StoreError, Tx,
 };
 use conn::{Conn, Db};
 use notify::Signals;

@@ -80,7 +80,11 @@ impl Signals {
         let thread = std::thread::Builder::new()
             .name("weft-pg-notify".into())
             .spawn(move || sender.send_loop())?;
-        signals.threads.lock().unwrap_or_else(PoisonError::into_inner).push(thread);
+        signals
+            .threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(thread);
         Ok(signals)
     }
 
@@ -205,9 +209,9 @@ impl Signals {
                 std::thread::sleep(RECONNECT);
                 continue;
             };
-            if let Err(e) =
-                client.batch_execute(&format!("LISTEN {JOBS_CHANNEL}; LISTEN {REGISTRATION_CHANNEL}"))
-            {
+            if let Err(e) = client.batch_execute(&format!(
+                "LISTEN {JOBS_CHANNEL}; LISTEN {REGISTRATION_CHANNEL}"
+            )) {
                 tracing::warn!(error = %e, "PostgreSQL LISTEN failed (polling goes on)");
                 std::thread::sleep(RECONNECT);
                 continue;
@@ -237,7 +241,9 @@ impl Signals {
                     // A timeout, or the connection ended (the iterator says None for both).
                     Ok(None) if !client.is_closed() => {}
                     Ok(None) => {
-                        tracing::warn!("PostgreSQL LISTEN connection closed (reconnecting; polling goes on)");
+                        tracing::warn!(
+                            "PostgreSQL LISTEN connection closed (reconnecting; polling goes on)"
+                        );
                         break;
                     }
                     Err(e) => {
