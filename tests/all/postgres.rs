@@ -459,12 +459,15 @@ fn a_step_changed_through_one_host_applies_on_the_other() {
 /// workers poll every 60 s, host a has no service, and the job is still delivered within seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_committed_on_one_host_wakes_the_service_of_another() {
-    // The test database's own client is a blocking one.
+    // The test database's own client is a blocking one: created and dropped (also when an assertion
+    // fails) off the async threads.
     let Some(db) = tokio::task::block_in_place(|| {
         TestDatabase::create("postgres::a_job_committed_on_one_host_wakes_the_service_of_another")
     }) else {
         return;
     };
+    let _db = DropBlocking(Some(db));
+    let db = _db.0.as_ref().unwrap();
     let (seen, hook) = start_hook().await;
     let dir = tempfile::tempdir().unwrap();
     let config_path = config(dir.path(), &hook, Some(db.url()));
@@ -518,5 +521,15 @@ async fn a_job_committed_on_one_host_wakes_the_service_of_another() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     service.shutdown().await;
-    tokio::task::block_in_place(|| drop((a, b, db)));
+    tokio::task::block_in_place(|| drop((a, b)));
+}
+
+/// Drops its value inside `block_in_place` (a blocking client must not be closed on an async thread).
+struct DropBlocking<T>(Option<T>);
+
+impl<T> Drop for DropBlocking<T> {
+    fn drop(&mut self) {
+        let value = self.0.take();
+        tokio::task::block_in_place(|| drop(value));
+    }
 }
