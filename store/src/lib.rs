@@ -397,7 +397,27 @@ pub trait Store: Send + Sync {
     fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()>;
     /// The declared schema.
     fn schema(&self) -> &Schema;
+    /// Calls `listener` when another host sharing this store commits what this host holds in memory or
+    /// waits for: new system jobs ([`Change::Jobs`]) or registration changes ([`Change::Registration`]).
+    /// Returns false when the backend has no other hosts (SQLite: one process owns the file), in which case
+    /// `listener` is never called. A wake-up may be spurious or late; it never replaces polling.
+    fn watch_changes(&self, listener: ChangeListener) -> bool {
+        let _ = listener;
+        false
+    }
 }
+
+/// What another host changed in a shared store (see [`Store::watch_changes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// System jobs were committed: an idle asynchronous service should claim.
+    Jobs,
+    /// Steps, service endpoints or plug-in components were changed: a host should reload its registration.
+    Registration,
+}
+
+/// Called with each [`Change`], on a thread of the store's own (it must not block for long).
+pub type ChangeListener = Arc<dyn Fn(Change) + Send + Sync>;
 
 /// A boxed or shared store is a store (the backend chosen at run time, e.g. by a URL).
 macro_rules! forward_store {
@@ -418,6 +438,9 @@ macro_rules! forward_store {
             }
             fn schema(&self) -> &Schema {
                 (**self).schema()
+            }
+            fn watch_changes(&self, listener: ChangeListener) -> bool {
+                (**self).watch_changes(listener)
             }
         }
     )*};

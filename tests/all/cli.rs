@@ -308,6 +308,12 @@ fn plugin_run_rejects_bad_input() {
 /// data stay in `--dir` for a look afterwards, and `weft trace` reads them.
 #[test]
 fn quickstart_succeeds() {
+    run_quickstart(&[]);
+}
+
+/// `weft quickstart` with `extra` flags (e.g. `--store URL`) in a fresh `--dir`, and what a successful run
+/// shows: every part of the scenario ran, and `weft trace` on its weft.toml reads the trace log.
+pub(crate) fn run_quickstart(extra: &[&str]) {
     fixtures::component("enricher"); // build once, shared with the other tests
     let dir = tempfile::tempdir().unwrap();
     let kept = dir.path().join("quickstart");
@@ -315,6 +321,7 @@ fn quickstart_succeeds() {
         .arg("quickstart")
         .arg("--dir")
         .arg(&kept)
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,6 +1,7 @@
 //! Durability of delivery across a crash: real `weft bus` and `weft up` processes, Creates through the HTTP
 //! API, `kill -9` of the host partway, a restart on the same data directory, and the queue drained with
-//! plain Service Bus REST receive-and-delete to check that nothing acknowledged was lost.
+//! plain Service Bus REST receive-and-delete to check that nothing acknowledged was lost. On PostgreSQL the
+//! same run and the same assertions with two hosts on one database, one of them killed.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 use weft_host::runtime::Runtime;
-use weft_store::StoreExt;
-use weft_store::system::{JobFilter, JobStatus};
+use weft_store::system::{JobAttempt, JobFilter, JobStatus, SystemJob};
+use weft_store::{StoreExt, TestDatabase};
 
 const KEY_NAME: &str = "RootManageSharedAccessKey";
 const SAS_KEY: &str = "ZHVyYWJpbGl0eS10ZXN0LWtleS00YjE5";
@@ -69,9 +70,11 @@ fn start_up(config: &Path, data: &Path) -> Proc {
     spawn(&["up", "--bind", "127.0.0.1:0"], data, Some(config))
 }
 
-fn config(bus: &str) -> String {
+/// The host's configuration; `store` goes in as `[store] url` when given (PostgreSQL).
+fn config(bus: &str, store: Option<&str>) -> String {
+    let store = store.map_or(String::new(), |url| format!("[store]\nurl = \"{url}\"\n"));
     format!(
-        r#"
+        r#"{store}
 [[table]]
 logical_name = "account"
 entity_set_name = "accounts"
@@ -196,12 +199,9 @@ async fn receive(client: &reqwest::Client, bus: &str, timeout_s: u32) -> Option<
     })
 }
 
-/// kill -9 of `weft up` during a 2,000-Create run, then a restart: every acknowledged Create reaches the
-/// queue, every job succeeds, and the only duplicates repeat a MessageId/OperationId of jobs in flight.
-#[test]
-fn kill_9_during_delivery_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = spawn(
+/// Starts `weft bus` with the one queue the steps post to.
+fn start_bus(dir: &Path) -> Proc {
+    spawn(
         &[
             "bus",
             "--bind",
@@ -213,40 +213,26 @@ fn kill_9_during_delivery_loses_nothing() {
             "--sas-key",
             SAS_KEY,
         ],
-        &dir.path().join("bus"),
+        &dir.join("bus"),
         None,
-    );
-    let config_path = dir.path().join("weft.toml");
-    std::fs::write(&config_path, config(&bus.base)).unwrap();
-    let data = dir.path().join("data");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let acked: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+    )
+}
 
-    // Phase 1: send until about half is acknowledged, then kill -9 the host mid-run.
-    let mut up = start_up(&config_path, &data);
-    let sending = rt.spawn(send(up.base.clone(), Arc::clone(&acked), TOTAL));
+/// Waits (bounded) until `acked` holds `n` ids.
+fn wait_acknowledged(acked: &Mutex<Vec<Uuid>>, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while acked.lock().unwrap().len() < KILL_AFTER {
+    while acked.lock().unwrap().len() < n {
         assert!(
             Instant::now() < deadline,
-            "the first 1,000 Creates took over 120 s"
+            "the first {n} Creates took over 120 s"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    up.child.kill().unwrap(); // SIGKILL
-    up.child.wait().unwrap();
-    rt.block_on(sending).unwrap();
-    let at_kill = acked.lock().unwrap().len();
-    assert!(at_kill < TOTAL, "the host was killed after the run");
+}
 
-    // Phase 2: restart on the same data directory and finish.
-    let up = start_up(&config_path, &data);
-    rt.block_on(send(up.base.clone(), Arc::clone(&acked), TOTAL));
-    let acked: Vec<Uuid> = acked.lock().unwrap().clone();
-    assert!(acked.len() >= TOTAL);
-
-    // Drain the queue until every acknowledged Create has arrived (bounded in time).
-    let received: Vec<Received> = rt.block_on(async {
+/// Drains the queue until every acknowledged Create has arrived (bounded in time).
+fn drain_acknowledged(rt: &tokio::runtime::Runtime, bus: &str, acked: &[Uuid]) -> Vec<Received> {
+    rt.block_on(async {
         let client = reqwest::Client::new();
         let wanted: HashSet<Uuid> = acked.iter().copied().collect();
         let mut seen = HashSet::new();
@@ -259,23 +245,25 @@ fn kill_9_during_delivery_loses_nothing() {
                 wanted.intersection(&seen).count(),
                 wanted.len()
             );
-            if let Some(m) = receive(&client, &bus.base, 1).await {
+            if let Some(m) = receive(&client, bus, 1).await {
                 seen.insert(m.primary_id);
                 received.push(m);
             }
         }
         received
-    });
+    })
+}
 
-    // Jobs in flight at the kill were posted but not recorded: the restarted host takes them over once
-    // their lease ends. Wait (bounded) until `weft jobs list` shows every job Succeeded.
+/// Waits (bounded) until `weft jobs list` shows every job Succeeded: jobs in flight at the kill were posted
+/// but not recorded, and are taken over once their lease ends.
+fn wait_all_succeeded(config: &Path, data: &Path) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let out = Command::new(env!("CARGO_BIN_EXE_weft"))
             .args(["jobs", "--config"])
-            .arg(&config_path)
+            .arg(config)
             .arg("--data")
-            .arg(&data)
+            .arg(data)
             .args(["list", "--json", "--limit", "1000000"])
             .output()
             .unwrap();
@@ -287,7 +275,7 @@ fn kill_9_during_delivery_loses_nothing() {
         let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
         let pending = listed.iter().filter(|j| j["statuscode"] != 30).count();
         if pending == 0 {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -296,40 +284,61 @@ fn kill_9_during_delivery_loses_nothing() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
 
-    // Stop the host gracefully (SIGINT), then read its store.
+/// Stops a host gracefully (SIGINT) and waits (bounded) for it to exit.
+fn stop(mut up: Proc) {
     let status = Command::new("kill")
         .args(["-INT", &up.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let mut up = up;
     let deadline = Instant::now() + Duration::from_secs(60);
     while up.child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "weft up did not stop on SIGINT");
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(up);
-    let runtime = Runtime::open(&config_path, &data).unwrap();
-    let jobs = runtime
-        .store
-        .read(|r| r.system_jobs(&JobFilter::default()))
-        .unwrap();
-    drop(runtime);
+}
 
-    // Whatever is still queued (a late duplicate) counts too.
-    let received: Vec<Received> = rt.block_on(async {
+/// The store's jobs with their attempt histories, once every host is stopped.
+fn stored_jobs(config: &Path, data: &Path) -> Vec<(SystemJob, Vec<JobAttempt>)> {
+    let runtime = Runtime::open(config, data).unwrap();
+    runtime
+        .store
+        .read(|r| {
+            r.system_jobs(&JobFilter::default())?
+                .into_iter()
+                .map(|j| {
+                    let attempts = r.job_attempts(j.id)?;
+                    Ok((j, attempts))
+                })
+                .collect::<Result<Vec<_>, weft_store::StoreError>>()
+        })
+        .unwrap()
+}
+
+/// What is still queued once the hosts stopped (a late duplicate) counts too.
+fn drain_rest(
+    rt: &tokio::runtime::Runtime,
+    bus: &str,
+    mut received: Vec<Received>,
+) -> Vec<Received> {
+    rt.block_on(async {
         let client = reqwest::Client::new();
-        let mut received = received;
         for _ in 0..10 * TOTAL {
-            match receive(&client, &bus.base, 1).await {
+            match receive(&client, bus, 1).await {
                 Some(m) => received.push(m),
                 None => break,
             }
         }
         received
-    });
+    })
+}
 
+/// The assertions of a kill -9 run, on either backend: every job Succeeded, one job per committed Create
+/// and one for every acknowledged one, every message is a job's (MessageId = OperationId = the job of its
+/// PrimaryEntityId), every job was delivered, and duplicates are bounded by what one host can have in flight.
+fn assert_nothing_lost(acked: &[Uuid], jobs: &[SystemJob], received: &[Received]) -> usize {
     let not_done: Vec<_> = jobs
         .iter()
         .filter(|j| j.status != JobStatus::Succeeded)
@@ -347,15 +356,14 @@ fn kill_9_during_delivery_loses_nothing() {
         })
         .collect();
     assert_eq!(job_of.len(), jobs.len(), "one job per Create");
-    for id in &acked {
+    for id in acked {
         assert!(
             job_of.contains_key(id),
             "acknowledged Create {id} has no job"
         );
     }
-    // Every message is a job's: MessageId = OperationId = the job of its PrimaryEntityId.
     let mut per_job: HashMap<Uuid, usize> = HashMap::new();
-    for m in &received {
+    for m in received {
         assert_eq!(m.message_id, m.operation_id.to_string());
         assert_eq!(job_of.get(&m.primary_id), Some(&m.operation_id));
         *per_job.entry(m.operation_id).or_default() += 1;
@@ -368,8 +376,111 @@ fn kill_9_during_delivery_loses_nothing() {
         "{duplicates} duplicate messages, more than the {} jobs that can be in flight",
         WORKERS * BATCH
     );
+    duplicates
+}
+
+/// kill -9 of `weft up` during a 2,000-Create run, then a restart: every acknowledged Create reaches the
+/// queue, every job succeeds, and the only duplicates repeat a MessageId/OperationId of jobs in flight.
+#[test]
+fn kill_9_during_delivery_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = start_bus(dir.path());
+    let config_path = dir.path().join("weft.toml");
+    std::fs::write(&config_path, config(&bus.base, None)).unwrap();
+    let data = dir.path().join("data");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acked: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+
+    // Phase 1: send until about half is acknowledged, then kill -9 the host mid-run.
+    let mut up = start_up(&config_path, &data);
+    let sending = rt.spawn(send(up.base.clone(), Arc::clone(&acked), TOTAL));
+    wait_acknowledged(&acked, KILL_AFTER);
+    up.child.kill().unwrap(); // SIGKILL
+    up.child.wait().unwrap();
+    rt.block_on(sending).unwrap();
+    let at_kill = acked.lock().unwrap().len();
+    assert!(at_kill < TOTAL, "the host was killed after the run");
+
+    // Phase 2: restart on the same data directory and finish.
+    let up = start_up(&config_path, &data);
+    rt.block_on(send(up.base.clone(), Arc::clone(&acked), TOTAL));
+    let acked: Vec<Uuid> = acked.lock().unwrap().clone();
+    assert!(acked.len() >= TOTAL);
+
+    let received = drain_acknowledged(&rt, &bus.base, &acked);
+    wait_all_succeeded(&config_path, &data);
+    stop(up);
+    let jobs: Vec<SystemJob> = stored_jobs(&config_path, &data)
+        .into_iter()
+        .map(|(j, _)| j)
+        .collect();
+    let received = drain_rest(&rt, &bus.base, received);
+    let duplicates = assert_nothing_lost(&acked, &jobs, &received);
     eprintln!(
         "kill -9 after {at_kill} acknowledged; {} jobs, {} messages, {duplicates} duplicates",
+        jobs.len(),
+        received.len()
+    );
+}
+
+/// Two `weft up` hosts on one PostgreSQL database, Creates through both, kill -9 of one partway: the other
+/// finishes the run, takes over the dead host's leased jobs once their lease ends, and the same assertions
+/// as on SQLite hold (every acknowledged Create has its job, every job its message, duplicates bounded).
+/// Every attempt recorded as abandoned was the killed host's.
+#[test]
+fn kill_9_of_one_of_two_postgres_hosts_loses_nothing() {
+    let Some(db) =
+        TestDatabase::create("postgres::kill_9_of_one_of_two_postgres_hosts_loses_nothing")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bus = start_bus(dir.path());
+    let config_path = dir.path().join("weft.toml");
+    std::fs::write(&config_path, config(&bus.base, Some(db.url()))).unwrap();
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acked: Arc<Mutex<Vec<Uuid>>> = Arc::default();
+
+    let mut a = start_up(&config_path, &data_a);
+    let b = start_up(&config_path, &data_b);
+    let a_workers = format!("weft-{}-", a.child.id());
+    let to_a = rt.spawn(send(a.base.clone(), Arc::clone(&acked), TOTAL));
+    let to_b = rt.spawn(send(b.base.clone(), Arc::clone(&acked), TOTAL));
+    wait_acknowledged(&acked, KILL_AFTER);
+    a.child.kill().unwrap(); // SIGKILL
+    a.child.wait().unwrap();
+    rt.block_on(to_a).unwrap();
+    let at_kill = acked.lock().unwrap().len();
+    assert!(at_kill < TOTAL, "host a was killed after the run");
+    // Host b goes on alone to the end of the run.
+    rt.block_on(to_b).unwrap();
+    let acked: Vec<Uuid> = acked.lock().unwrap().clone();
+    assert!(acked.len() >= TOTAL);
+
+    let received = drain_acknowledged(&rt, &bus.base, &acked);
+    wait_all_succeeded(&config_path, &data_b);
+    stop(b);
+    drop(a);
+    let stored = stored_jobs(&config_path, &data_a);
+    let mut taken_over = 0;
+    for (job, attempts) in &stored {
+        for attempt in attempts.iter().filter(|t| t.entry.outcome == "abandoned") {
+            assert!(
+                attempt.entry.worker.starts_with(&a_workers),
+                "job {}: an abandoned attempt by {} (host a's workers are {a_workers}…)",
+                job.id,
+                attempt.entry.worker
+            );
+            taken_over += 1;
+        }
+    }
+    let jobs: Vec<SystemJob> = stored.into_iter().map(|(j, _)| j).collect();
+    let received = drain_rest(&rt, &bus.base, received);
+    let duplicates = assert_nothing_lost(&acked, &jobs, &received);
+    eprintln!(
+        "kill -9 of host a after {at_kill} acknowledged; {} jobs, {taken_over} taken over from host a, \
+         {} messages, {duplicates} duplicates",
         jobs.len(),
         received.len()
     );
@@ -390,7 +501,7 @@ async fn committed_jobs_wake_the_asynchronous_service() {
     .await
     .unwrap();
     let config_path = dir.path().join("weft.toml");
-    let text = config(&format!("http://{}", bus.local_addr()))
+    let text = config(&format!("http://{}", bus.local_addr()), None)
         .replace("poll_interval_ms = 50", "poll_interval_ms = 60000");
     std::fs::write(&config_path, text).unwrap();
     let data = dir.path().join("data");

@@ -357,3 +357,179 @@ fn store_copy_moves_a_data_directory_into_postgres() {
         "--force",
     ]));
 }
+
+/// The quickstart scenario on PostgreSQL (`weft quickstart --store URL`): the same run and the same checks as
+/// on SQLite (`cli::quickstart_succeeds`).
+#[test]
+fn quickstart_succeeds_on_postgres() {
+    let Some(db) = TestDatabase::create("postgres::quickstart_succeeds_on_postgres") else {
+        return;
+    };
+    crate::cli::run_quickstart(&["--store", db.url()]);
+}
+
+/// Registration changed through one host's Web API reaches the other without a restart (its NOTIFY makes
+/// the other reload the stored steps): the Update validator disabled on host a stops refusing on host b,
+/// and enabled again on host b refuses on host a.
+#[test]
+fn a_step_changed_through_one_host_applies_on_the_other() {
+    let Some(db) =
+        TestDatabase::create("postgres::a_step_changed_through_one_host_applies_on_the_other")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "http://127.0.0.1:9/hook", Some(db.url()));
+    let (a, base_a) = spawn_up(&config, &dir.path().join("a"), &[]);
+    let _a = Host(a);
+    let (b, base_b) = spawn_up(&config, &dir.path().join("b"), &[]);
+    let _b = Host(b);
+    let step = weft_host::registration::derived_id("sdkmessageprocessingstep", "validate update");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let api = |base: &str, path: &str| format!("{base}/api/data/v9.2/{path}");
+        let created = client
+            .post(api(&base_a, "accounts"))
+            .json(&serde_json::json!({"name": "Fourth Coffee 0"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "{}", created.status());
+        let account = created.headers()["odata-entityid"]
+            .to_str()
+            .unwrap()
+            .rsplit_once('(')
+            .unwrap()
+            .1
+            .trim_end_matches(')')
+            .to_owned();
+        let rename = |base: &str| {
+            client
+                .patch(api(base, &format!("accounts({account})")))
+                .json(&serde_json::json!({"name": ""}))
+                .send()
+        };
+        let set_step = |base: &str, enabled: bool| {
+            let body = if enabled {
+                r#"{"statecode":0,"statuscode":1}"#
+            } else {
+                r#"{"statecode":1,"statuscode":2}"#
+            };
+            client
+                .patch(api(base, &format!("sdkmessageprocessingsteps({step})")))
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+        };
+        // Until `done` answers true for a rename through `base` (bounded: a hang, not a timing goal).
+        let until = |base: String, accepted: bool| {
+            let rename = &rename;
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let r = rename(&base).await.unwrap();
+                    if r.status().is_success() == accepted {
+                        return;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "after 20 s the rename on {base} still answered {}",
+                        r.status()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        // Both hosts run the validator at first.
+        for base in [&base_a, &base_b] {
+            let r = rename(base).await.unwrap();
+            assert!(r.status().is_client_error(), "{}", r.status());
+        }
+        let r = set_step(&base_a, false).await.unwrap();
+        assert_eq!(r.status(), 204);
+        until(base_b.clone(), true).await;
+        let r = set_step(&base_b, true).await.unwrap();
+        assert_eq!(r.status(), 204);
+        until(base_a.clone(), false).await;
+    });
+}
+
+/// A job committed through one host wakes the asynchronous service of another (LISTEN/NOTIFY): host b's
+/// workers poll every 60 s, host a has no service, and the job is still delivered within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_committed_on_one_host_wakes_the_service_of_another() {
+    // The test database's own client is a blocking one: created and dropped (also when an assertion
+    // fails) off the async threads.
+    let Some(db) = tokio::task::block_in_place(|| {
+        TestDatabase::create("postgres::a_job_committed_on_one_host_wakes_the_service_of_another")
+    }) else {
+        return;
+    };
+    let _db = DropBlocking(Some(db));
+    let db = _db.0.as_ref().unwrap();
+    let (seen, hook) = start_hook().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = config(dir.path(), &hook, Some(db.url()));
+    let mut text = std::fs::read_to_string(&config_path).unwrap();
+    text.push_str("\n[jobs]\npoll_interval_ms = 60000\n");
+    std::fs::write(&config_path, text).unwrap();
+    let open = |data: &str| {
+        let (config, data) = (config_path.clone(), dir.path().join(data));
+        tokio::task::spawn_blocking(move || {
+            Arc::new(weft_host::runtime::Runtime::open(&config, &data).unwrap())
+        })
+    };
+    let a = open("a").await.unwrap();
+    let b = open("b").await.unwrap();
+    let delivery = weft_host::delivery::Delivery::new("weft.test").unwrap();
+    b.pipeline.set_delivery(Arc::clone(&delivery));
+    let runner = Arc::new(weft_host::delivery::DeliveryRunner::new(
+        b.pipeline.clone(),
+        delivery,
+    ));
+    let jobs = b.registration.jobs.clone().into_config().unwrap();
+    let service = weft_jobs::AsyncService::start(Arc::clone(&b.store), runner, jobs).unwrap();
+    assert!(b.pipeline.set_job_notifier(service.notifier()));
+    let following =
+        tokio::task::block_in_place(|| b.pipeline.follow_other_hosts(Some(service.notifier())));
+    assert!(following, "a PostgreSQL store has other hosts to follow");
+    // Let b's workers find the empty store and go to sleep for their 60 s poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let on_a = Arc::clone(&a);
+    tokio::task::spawn_blocking(move || {
+        let target = weft_host::context::entity_from_json(
+            "account",
+            &serde_json::json!({ "name": "Fourth Coffee" }),
+        )
+        .unwrap();
+        on_a.pipeline
+            .execute(weft_host::pipeline::OrganizationRequest::new(
+                weft_host::pipeline::Message::Create { target },
+            ))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "host b did not deliver host a's job within 20 s (its workers poll every 60 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    service.shutdown().await;
+    tokio::task::block_in_place(|| drop((a, b)));
+}
+
+/// Drops its value inside `block_in_place` (a blocking client must not be closed on an async thread).
+struct DropBlocking<T>(Option<T>);
+
+impl<T> Drop for DropBlocking<T> {
+    fn drop(&mut self) {
+        let value = self.0.take();
+        tokio::task::block_in_place(|| drop(value));
+    }
+}

@@ -157,6 +157,10 @@ enum BenchCommand {
         /// Measure on this PostgreSQL database (empty of accounts and jobs) instead of SQLite files.
         #[arg(long, value_name = "URL")]
         store: Option<String>,
+        /// Hosts sharing the PostgreSQL database (each with its own connection pool, sandbox and pipeline,
+        /// in this process), the 64 callers spread over them.
+        #[arg(long, default_value_t = 1, requires = "store", value_parser = clap::value_parser!(u16).range(1..=16))]
+        hosts: u16,
     },
     /// Durable 1 KB sends and receive-and-deletes per second on the local bus over REST and over AMQP, with an
     /// HTTP echo floor.
@@ -249,8 +253,8 @@ pub fn main() -> ExitCode {
             )),
             BenchCommand::E2e { json } => block_on(crate::bench::delivery::run_e2e(json)),
             BenchCommand::Api { json, ops } => block_on(crate::bench::api::run(json, ops)),
-            BenchCommand::Pipeline { json, store } => match store {
-                Some(url) => crate::pipeline::bench::run_postgres(&url, json),
+            BenchCommand::Pipeline { json, store, hosts } => match store {
+                Some(url) => crate::pipeline::bench::run_postgres(&url, usize::from(hosts), json),
                 None => crate::pipeline::bench::run(json),
             }
             .map(|()| ExitCode::SUCCESS),

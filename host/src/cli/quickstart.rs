@@ -25,6 +25,11 @@ pub struct QuickstartArgs {
     /// `quickstart/` beside the build directory].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run the seed scenario on this PostgreSQL database (`postgres://…`, written to its weft.toml as
+    /// `[store] url`) instead of the data directory's SQLite file; it must hold no accounts and no system
+    /// jobs.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 const ENDPOINT: &str = "c0ffee00-0000-4000-8000-000000000001";
@@ -206,7 +211,7 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     let counts = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(super::seed::run(&artifacts, &dir))?;
+        .block_on(super::seed::run(&artifacts, &dir, args.store.as_deref()))?;
     let shown = dir.display();
     println!(
         "its weft.toml and data are in {shown}: `weft trace --config {shown}/weft.toml --data {shown}/data`, \

@@ -65,11 +65,20 @@ fn component(artifacts: &[Artifact], package: &str) -> anyhow::Result<String> {
         .with_context(|| format!("the build produced no component for `{package}`"))
 }
 
-fn config(artifacts: &[Artifact], bus: std::net::SocketAddr, hook: &str) -> anyhow::Result<String> {
+fn config(
+    artifacts: &[Artifact],
+    bus: std::net::SocketAddr,
+    hook: &str,
+    store: Option<&str>,
+) -> anyhow::Result<String> {
     let relay_id = derived_id("serviceendpoint", "confirm relay");
     let table = crate::registration::EXAMPLE_ACCOUNT_TABLE;
+    let store = match store {
+        Some(url) => format!("[store]\nurl = {}\n", toml_string(url)),
+        None => String::new(),
+    };
     Ok(format!(
-        r#"
+        r#"{store}
 {table}
 [[plugin]]
 name = "validator"
@@ -213,9 +222,20 @@ async fn execute(runtime: &Arc<Runtime>, name: &str) -> anyhow::Result<Result<St
         .map_err(|e| format!("{} {e}", e.code())))
 }
 
+/// `value` as a TOML basic string.
+fn toml_string(value: &str) -> String {
+    toml::Value::String(value.to_owned()).to_string()
+}
+
 /// Runs the seed scenario in `dir` (its weft.toml, data and bus are kept there for a look
-/// afterwards), printing each step; returns what it counted.
-pub async fn run(artifacts: &[Artifact], dir: &std::path::Path) -> anyhow::Result<Counts> {
+/// afterwards), printing each step; returns what it counted. With `store` (a PostgreSQL URL) the rows go
+/// there instead of the data directory's SQLite file; the database must hold no accounts and no system
+/// jobs, as the scenario counts from an empty store.
+pub async fn run(
+    artifacts: &[Artifact],
+    dir: &std::path::Path,
+    store: Option<&str>,
+) -> anyhow::Result<Counts> {
     let bus = weft_bus::start(BusConfig {
         bind: "127.0.0.1:0".parse()?,
         data: dir.join("bus"),
@@ -237,7 +257,7 @@ pub async fn run(artifacts: &[Artifact], dir: &std::path::Path) -> anyhow::Resul
     println!("   webhook receiver on {hook_url}");
 
     let config_path = dir.join("weft.toml");
-    std::fs::write(&config_path, config(artifacts, bus_addr, &hook_url)?)?;
+    std::fs::write(&config_path, config(artifacts, bus_addr, &hook_url, store)?)?;
     println!(
         "   weft.toml written to {} (its bus and webhook ports were this run's)",
         config_path.display()
@@ -245,6 +265,28 @@ pub async fn run(artifacts: &[Artifact], dir: &std::path::Path) -> anyhow::Resul
     let data = dir.join("data");
     let runtime =
         Arc::new(tokio::task::spawn_blocking(move || Runtime::open(&config_path, &data)).await??);
+    if let Some(url) = store {
+        let shown = weft_store::redact_url(url);
+        println!("   store: PostgreSQL at {shown}");
+        // Blocking like the reads below (the PostgreSQL backend moves its round trips off the task).
+        let held = runtime.store.read(|r| {
+            Ok::<_, weft_store::StoreError>((
+                r.retrieve_multiple(&weft_store::Query::new("account").top(1))?
+                    .len(),
+                r.system_jobs(&JobFilter {
+                    limit: Some(1),
+                    ..JobFilter::default()
+                })?
+                .len(),
+            ))
+        })?;
+        if held != (0, 0) {
+            bail!(
+                "{shown} already holds accounts or system jobs: the scenario counts from an empty store; \
+                 give an empty database"
+            );
+        }
+    }
     let delivery = Delivery::new("weft.quickstart.local")?;
     runtime.pipeline.set_delivery(Arc::clone(&delivery));
     let runner = Arc::new(DeliveryRunner::new(runtime.pipeline.clone(), delivery));
@@ -254,6 +296,11 @@ pub async fn run(artifacts: &[Artifact], dir: &std::path::Path) -> anyhow::Resul
     let service = AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
         .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
     runtime.pipeline.set_job_notifier(service.notifier());
+    // Other hosts on a shared (PostgreSQL) store: their jobs wake this service, their registration
+    // changes are taken up.
+    runtime
+        .pipeline
+        .follow_other_hosts(Some(service.notifier()));
     println!(
         "   registered: validator (10), enricher (20), custom Azure-aware plug-in (40, sync, two-way relay), queue and webhook endpoints (40, async), \
          workflow `post new accounts` (its custom activity posts to the queue)"

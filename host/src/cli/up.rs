@@ -216,6 +216,11 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let service = AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
             .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
         runtime.pipeline.set_job_notifier(service.notifier());
+        // Other hosts on a shared (PostgreSQL) store: their jobs wake this service, their registration
+        // changes are taken up.
+        runtime
+            .pipeline
+            .follow_other_hosts(Some(service.notifier()));
         let (addr, server) = crate::api::serve_on(
             Arc::clone(&runtime),
             args.bind,

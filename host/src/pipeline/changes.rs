@@ -15,7 +15,7 @@ use weft_store::system::{
     AssemblyContent, EndpointSecrets, EventHandler, PluginAssembly, PluginType, SecretUpdate,
     ServiceEndpoint,
 };
-use weft_store::{Store, StoreError, StoreExt, Tx};
+use weft_store::{Change, Store, StoreError, StoreExt, Tx};
 
 use super::registry::{RegisteredPlugin, Registry};
 use super::{Pipeline, PipelineError, StepChange};
@@ -112,7 +112,7 @@ pub(super) fn startup_registry(
     registry.workflows =
         super::workflow::validated(&registry, store.schema(), registration, stored_workflows)?;
     for s in stored_steps {
-        if let Err(why) = fits(&registry, registration, &s) {
+        if let Err(why) = fits(&registry, &registration.schema, &s) {
             return Err(PipelineError::Invalid(format!(
                 "{file}: step \"{}\" ({}), registered at runtime, no longer fits: {why}. Declare what it \
                  needs again, start, delete the step (DELETE /api/data/v9.2/sdkmessageprocessingsteps({})), \
@@ -170,7 +170,7 @@ fn type_rows<'a>(
 }
 
 /// Whether a stored step's references still exist in the registration the host starts with.
-fn fits(registry: &Registry, registration: &Registration, s: &StepDecl) -> Result<(), String> {
+fn fits(registry: &Registry, schema: &weft_store::Schema, s: &StepDecl) -> Result<(), String> {
     let d = &s.def;
     if let EventHandler::PluginType(id) = d.event_handler {
         let Some(plugin) = registry.plugins.get(&id) else {
@@ -192,7 +192,7 @@ fn fits(registry: &Registry, registration: &Registration, s: &StepDecl) -> Resul
         return Err(format!("message `{}` has no images", d.message));
     }
     if let Some(t) = &d.primary_entity {
-        let Some(table) = registration.schema.table(t) else {
+        let Some(table) = schema.table(t) else {
             return Err(format!("its table `{t}` is not declared"));
         };
         let attributes = d
@@ -393,6 +393,111 @@ impl Pipeline {
         next.plugins.extend(entries);
         registries.publish(&writer, next);
         Ok(assembly)
+    }
+}
+
+impl Pipeline {
+    /// Follows the other hosts sharing this pipeline's store (PostgreSQL, woken by their NOTIFY): jobs they
+    /// commit wake `jobs` (this host's asynchronous service) at once instead of at its next poll, and
+    /// registration they change is taken up with [`Pipeline::reload_registration`]. False when the store
+    /// has no other hosts (SQLite). The store's listener holds the pipeline weakly (no cycle through the
+    /// store it owns).
+    pub fn follow_other_hosts(&self, jobs: Option<weft_jobs::Notifier>) -> bool {
+        let inner = Arc::downgrade(&self.inner);
+        self.inner
+            .store
+            .watch_changes(Arc::new(move |change| match change {
+                Change::Jobs => {
+                    if let Some(jobs) = &jobs {
+                        jobs.notify();
+                    }
+                }
+                Change::Registration => {
+                    if let Some(inner) = inner.upgrade()
+                        && let Err(e) = (Pipeline { inner }).reload_registration()
+                    {
+                        tracing::warn!(error = %e, "cannot take up another host's registration change");
+                    }
+                }
+            }))
+    }
+
+    /// Takes up registration another host changed in the shared store: the stored steps replace this host's
+    /// (a step this host cannot run — its plug-in, message or table not declared here — is left out with a
+    /// warning), and a plug-in whose stored component differs from the loaded one is loaded from the store
+    /// (one that no longer loads keeps the old version, with a warning). Service endpoints need nothing:
+    /// delivery reads them from the store. Operations already running finish on the old snapshot. Returns
+    /// the number of steps now registered.
+    pub fn reload_registration(&self) -> Result<usize, PipelineError> {
+        let registries = &self.inner.registries;
+        let writer = registries.begin();
+        let mut next = (*registries.snapshot()).clone();
+        // One entry per assembly: its default type's, which carries the assembly row and the outbound policy.
+        let assemblies: HashMap<Uuid, RegisteredPlugin> = next
+            .plugins
+            .values()
+            .filter(|p| p.loaded.selected_type().is_none())
+            .map(|p| (p.assembly.id, p.clone()))
+            .collect();
+        let ids: Vec<Uuid> = assemblies.keys().copied().collect();
+        let (stored_steps, contents) = self.inner.store.read(|r| {
+            let mut steps = Vec::new();
+            for s in r.steps()? {
+                let secure_configuration = if s.is_secure_configuration_set {
+                    r.step_secure_configuration_for_sandbox(s.def.id)?
+                } else {
+                    None
+                };
+                steps.push(StepDecl {
+                    def: s.def,
+                    secure_configuration,
+                });
+            }
+            let mut contents = Vec::new();
+            for id in &ids {
+                if let Some(c) = r.plugin_assembly_content(*id)? {
+                    contents.push((*id, c));
+                }
+            }
+            Ok::<_, StoreError>((steps, contents))
+        })?;
+        for (id, content) in contents {
+            let Some(plugin) = assemblies.get(&id) else {
+                continue;
+            };
+            if plugin.assembly.sha256.as_deref() == Some(content.sha256.as_str()) {
+                continue;
+            }
+            let name = &plugin.assembly.name;
+            let loaded = match self.inner.sandbox.load(name, &content.content) {
+                Ok(l) => l.with_outbound(Arc::clone(plugin.loaded.outbound())),
+                Err(e) => {
+                    tracing::warn!(plugin = %name, error = %e, "another host's component does not load here: the old one keeps serving");
+                    continue;
+                }
+            };
+            let assembly = PluginAssembly {
+                sha256: Some(content.sha256.clone()),
+                ..plugin.assembly.clone()
+            };
+            next.plugins.retain(|_, p| p.assembly.id != id);
+            next.plugins.extend(typed_entries(&assembly, loaded));
+        }
+        next.steps.clear();
+        for s in stored_steps {
+            match fits(&next, self.inner.store.schema(), &s) {
+                Ok(()) => next.steps.push(s),
+                Err(why) => tracing::warn!(
+                    step = %s.def.name,
+                    id = %s.def.id,
+                    "another host's step cannot run here, left out: {why}"
+                ),
+            }
+        }
+        next.sort_steps();
+        let steps = next.steps.len();
+        registries.publish(&writer, next);
+        Ok(steps)
     }
 }
 

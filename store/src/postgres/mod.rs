@@ -15,6 +15,7 @@
 //! Dataverse does when a plug-in ignores a failed service call inside the transaction.
 
 mod conn;
+mod notify;
 mod system;
 mod tables;
 mod testdb;
@@ -34,10 +35,11 @@ use uuid::Uuid;
 use crate::sqlite::Clock;
 use crate::system::*;
 use crate::{
-    Attributes, BoxedWork, EntityRef, Pending, Query, Read, Result, Row, Schema, Store, StoreError,
-    Tx,
+    Attributes, BoxedWork, ChangeListener, EntityRef, Pending, Query, Read, Result, Row, Schema,
+    Store, StoreError, Tx,
 };
 use conn::{Conn, Db};
+use notify::Signals;
 
 /// Tuning of a [`PgStore`].
 #[derive(Clone)]
@@ -137,6 +139,8 @@ pub struct PgStore {
     workers: Vec<JoinHandle<()>>,
     clock: Clock,
     max_rollback_trace_rows: usize,
+    /// NOTIFY after commits that wrote jobs or registration; LISTEN for the other hosts'.
+    signals: Arc<Signals>,
 }
 
 /// Serialises the opening migrations of hosts that start at once on one database (an arbitrary constant
@@ -168,6 +172,8 @@ impl PgStore {
             let _ = conn.borrow_mut().batch("ROLLBACK");
             return Err(e);
         }
+        let signals = Signals::start(config.clone())
+            .map_err(|e| StoreError::Database(format!("cannot start the NOTIFY thread: {e}")))?;
         let pool = Arc::new(Pool {
             config,
             idle: Mutex::new(vec![conn.into_inner()]),
@@ -179,11 +185,12 @@ impl PgStore {
         let max_rollback_trace_rows = options.max_rollback_trace_rows.max(1);
         let mut workers = Vec::new();
         for n in 0..options.workers.max(1) {
-            let (rx, pool, schema, clock) = (
+            let (rx, pool, schema, clock, signals) = (
                 rx.clone(),
                 pool.clone(),
                 schema.clone(),
                 options.clock.clone(),
+                signals.clone(),
             );
             let worker = std::thread::Builder::new()
                 .name(format!("weft-pg-worker-{n}"))
@@ -195,8 +202,14 @@ impl PgStore {
                             Err(_) => return,
                         };
                         let Ok(job) = job else { return };
-                        let answer =
-                            run_work(&pool, &schema, &clock, max_rollback_trace_rows, job.work);
+                        let answer = run_work(
+                            &pool,
+                            &schema,
+                            &clock,
+                            &signals,
+                            max_rollback_trace_rows,
+                            job.work,
+                        );
                         let _ = job.answer.send(answer);
                     }
                 })
@@ -211,6 +224,7 @@ impl PgStore {
             workers,
             clock: options.clock,
             max_rollback_trace_rows,
+            signals,
         })
     }
 
@@ -226,6 +240,7 @@ impl Drop for PgStore {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        self.signals.stop();
     }
 }
 
@@ -240,30 +255,30 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
 /// and nothing failed on the server, else ROLLBACK; trace rows are written either way (in the transaction
 /// when it commits, after the rollback in one of their own). Returns whether it committed, or why the commit
 /// failed.
+#[allow(clippy::too_many_arguments)]
 fn transaction(
     conn: Conn,
     pool: &Pool,
     schema: &Schema,
     clock: &Clock,
+    signals: &Signals,
     deadline: Option<Instant>,
     max_rollback_trace_rows: usize,
     f: &mut dyn FnMut(&mut dyn Tx) -> bool,
 ) -> (Result<bool>, Option<Box<dyn Any + Send>>) {
     let cell = RefCell::new(conn);
-    let begun = (|| {
-        cell.borrow_mut().batch("BEGIN")?;
-        // A row lock wait ends with the operation's time (55P03 → LockTimeout); none without a deadline.
-        if let Some(d) = deadline {
-            // PostgreSQL takes an int (ms): at most ~24 days, far beyond any operation limit.
-            let ms = d
-                .saturating_duration_since(Instant::now())
+    // One round trip: BEGIN and, with a deadline, the row lock wait it bounds (55P03 → LockTimeout).
+    let begin = match deadline {
+        // PostgreSQL takes an int (ms): at most ~24 days, far beyond any operation limit.
+        Some(d) => format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
+            d.saturating_duration_since(Instant::now())
                 .as_millis()
-                .clamp(1, i32::MAX as u128);
-            cell.borrow_mut()
-                .batch(&format!("SET LOCAL lock_timeout = {ms}"))?;
-        }
-        Ok::<_, postgres::Error>(())
-    })();
+                .clamp(1, i32::MAX as u128)
+        ),
+        None => "BEGIN".to_owned(),
+    };
+    let begun = cell.borrow_mut().batch(&begin);
     if let Err(e) = begun {
         return (Err(StoreError::from(e)), None);
     }
@@ -275,20 +290,27 @@ fn transaction(
         },
         clock,
         traces: Vec::new(),
+        wrote_jobs: false,
+        wrote_registration: false,
     };
     let ran = catch_unwind(AssertUnwindSafe(|| f(&mut tx)));
     let mut traces = std::mem::take(&mut tx.traces);
+    let (wrote_jobs, wrote_registration) = (tx.wrote_jobs, tx.wrote_registration);
     let mut conn = cell.into_inner();
     let failed = conn.failed.take();
     let wants_commit = matches!(ran, Ok(true));
     let result = if wants_commit && failed.is_none() {
         let db_cell = RefCell::new(conn);
+        // A statement takes at most 65,535 parameters (14 a row).
         let written = traces
-            .drain(..)
-            .try_for_each(|(id, entry, at)| system::insert_trace_log(Db(&db_cell), id, &entry, at));
+            .chunks(1000)
+            .try_for_each(|rows| system::insert_trace_logs(Db(&db_cell), rows));
         conn = db_cell.into_inner();
         match written.and_then(|()| conn.batch("COMMIT").map_err(StoreError::from)) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                signals.committed(wrote_jobs, wrote_registration);
+                Ok(true)
+            }
             Err(e) => {
                 let _ = conn.batch("ROLLBACK");
                 Err(match e {
@@ -337,6 +359,7 @@ fn run_work(
     pool: &Pool,
     schema: &Schema,
     clock: &Clock,
+    signals: &Signals,
     max_rollback_trace_rows: usize,
     work: BoxedWork,
 ) -> Result<Box<dyn Any + Send>> {
@@ -348,6 +371,7 @@ fn run_work(
         pool,
         schema,
         clock,
+        signals,
         None,
         max_rollback_trace_rows,
         &mut |tx| match work.take() {
@@ -390,6 +414,7 @@ impl Store for PgStore {
             &self.pool,
             &self.schema,
             &self.clock,
+            &self.signals,
             deadline,
             self.max_rollback_trace_rows,
             f,
@@ -410,6 +435,10 @@ impl Store for PgStore {
 
     fn schema(&self) -> &Schema {
         &self.schema
+    }
+
+    fn watch_changes(&self, listener: ChangeListener) -> bool {
+        self.signals.watch(listener)
     }
 }
 
@@ -493,6 +522,9 @@ struct PgTx<'a> {
     clock: &'a Clock,
     /// Trace rows, written when the transaction ends so they survive a rollback.
     traces: Vec<(Uuid, NewTraceLog, i64)>,
+    /// Whether it inserted system jobs / changed registration: announced to other hosts after the commit.
+    wrote_jobs: bool,
+    wrote_registration: bool,
 }
 
 impl Read for PgTx<'_> {
@@ -564,6 +596,7 @@ impl Tx for PgTx<'_> {
     }
     fn insert_system_job(&mut self, job: NewSystemJob) -> Result<Uuid> {
         let now = self.now_ms();
+        self.wrote_jobs = true;
         system::insert_system_job(self.read.db, &job, now)
     }
     fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid> {
@@ -586,6 +619,7 @@ impl Tx for PgTx<'_> {
         assembly_id: Uuid,
         content: Option<&AssemblyContent>,
     ) -> Result<()> {
+        self.wrote_registration = true;
         system::put_plugin_assembly_content(self.read.db, assembly_id, content)
     }
     fn put_declaration(&mut self, declaration: &Declaration) -> Result<()> {
@@ -595,9 +629,11 @@ impl Tx for PgTx<'_> {
         system::delete_declaration(self.read.db, kind, id)
     }
     fn put_step(&mut self, step: &StepDef, secure_configuration: SecretUpdate) -> Result<()> {
+        self.wrote_registration = true;
         system::put_step(self.read.db, step, secure_configuration)
     }
     fn delete_step(&mut self, id: Uuid) -> Result<bool> {
+        self.wrote_registration = true;
         system::delete_step(self.read.db, id)
     }
     fn put_workflow(&mut self, workflow: &StoredWorkflow) -> Result<()> {
@@ -611,9 +647,11 @@ impl Tx for PgTx<'_> {
         endpoint: &ServiceEndpointDef,
         secrets: &EndpointSecretsUpdate,
     ) -> Result<()> {
+        self.wrote_registration = true;
         system::put_service_endpoint(self.read.db, endpoint, secrets)
     }
     fn delete_service_endpoint(&mut self, id: Uuid) -> Result<bool> {
+        self.wrote_registration = true;
         system::delete_service_endpoint(self.read.db, id)
     }
     fn claim_jobs(

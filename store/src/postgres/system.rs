@@ -686,6 +686,89 @@ pub(crate) fn insert_trace_log(
     Ok(())
 }
 
+/// Several trace-log rows in one statement (and their recordings in one more): the rows an operation's
+/// plug-ins left, written just before its COMMIT, cost one round trip rather than one each.
+pub(crate) fn insert_trace_logs(db: Db<'_>, rows: &[(Uuid, NewTraceLog, i64)]) -> Result<()> {
+    if let [(id, entry, at)] = rows {
+        return insert_trace_log(db, *id, entry, *at);
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    const COLUMNS: usize = 14;
+    let ids: Vec<String> = rows.iter().map(|(id, _, _)| id.to_string()).collect();
+    let steps: Vec<Option<String>> = rows
+        .iter()
+        .map(|(_, e, _)| e.step_id.map(|u| u.to_string()))
+        .collect();
+    let correlations: Vec<String> = rows
+        .iter()
+        .map(|(_, e, _)| e.correlation_id.to_string())
+        .collect();
+    let modes: Vec<i32> = rows.iter().map(|(_, e, _)| e.mode.value()).collect();
+    let outcomes: Vec<i32> = rows.iter().map(|(_, e, _)| e.outcome.value()).collect();
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+        Vec::with_capacity(rows.len() * COLUMNS);
+    let mut tuples = Vec::with_capacity(rows.len());
+    for (n, (_, e, at)) in rows.iter().enumerate() {
+        let base = n * COLUMNS;
+        tuples.push(format!(
+            "({})",
+            (1..=COLUMNS)
+                .map(|c| format!("${}", base + c))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        params.extend([
+            &ids[n] as &(dyn postgres::types::ToSql + Sync),
+            &steps[n],
+            &e.plugin,
+            &e.message_name,
+            &e.primary_entity,
+            &e.depth,
+            &correlations[n],
+            &modes[n],
+            &e.duration_ms,
+            &outcomes[n],
+            &e.trace,
+            &e.stderr,
+            &e.error,
+            at,
+        ]);
+    }
+    db.execute(
+        &format!(
+            "INSERT INTO plugintracelog (plugintracelogid, pluginstepid, typename, messagename, primaryentity, depth,
+                correlationid, mode, performanceexecutionduration, outcome, messageblock, stderr, exceptiondetails, createdon)
+             VALUES {}",
+            tuples.join(", ")
+        ),
+        &params,
+    )?;
+    let recorded: Vec<(&String, &String)> = rows
+        .iter()
+        .zip(&ids)
+        .filter_map(|((_, e, _), id)| e.recording.as_ref().map(|r| (id, r)))
+        .collect();
+    if !recorded.is_empty() {
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
+        let mut tuples = Vec::new();
+        for (n, (id, recording)) in recorded.iter().enumerate() {
+            tuples.push(format!("(${}, ${})", 2 * n + 1, 2 * n + 2));
+            params.push(*id);
+            params.push(*recording);
+        }
+        db.execute(
+            &format!(
+                "INSERT INTO plugintracelog_recording (plugintracelogid, recording) VALUES {}",
+                tuples.join(", ")
+            ),
+            &params,
+        )?;
+    }
+    Ok(())
+}
+
 pub(crate) fn trace_recording(db: Db<'_>, id: Uuid) -> Result<Option<String>> {
     Ok(db
         .query_opt(
@@ -813,12 +896,16 @@ pub(crate) fn insert_system_job(db: Db<'_>, j: &NewSystemJob, now: i64) -> Resul
     let id = j.id.unwrap_or_else(Uuid::new_v4);
     let status = JobStatus::WaitingForResources;
     // ON CONFLICT DO NOTHING: a duplicate id is an answer, not a failed statement ending the transaction.
+    // The row and its context go in one statement (one round trip): the context's insert reads the new
+    // sequence from the job's, and inserts nothing when the job's id was a duplicate.
     let row = db.query_opt(
-        "INSERT INTO asyncoperation (asyncoperationid, name, operationtype, messagename, primaryentitytype,
-            regardingobjectid, regardingobjecttype, owningextensionid, correlationid, depth, datacontenttype,
-            createdon, postponeuntil, statecode, statuscode)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
-         ON CONFLICT (asyncoperationid) DO NOTHING RETURNING sequence",
+        "WITH job AS (
+           INSERT INTO asyncoperation (asyncoperationid, name, operationtype, messagename, primaryentitytype,
+             regardingobjectid, regardingobjecttype, owningextensionid, correlationid, depth, datacontenttype,
+             createdon, postponeuntil, statecode, statuscode)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+           ON CONFLICT (asyncoperationid) DO NOTHING RETURNING sequence)
+         INSERT INTO asyncoperationdata (sequence, data) SELECT sequence, $16 FROM job RETURNING sequence",
         &[
             &id.to_string(),
             &j.name,
@@ -835,19 +922,15 @@ pub(crate) fn insert_system_job(db: Db<'_>, j: &NewSystemJob, now: i64) -> Resul
             &j.postpone_until,
             &status.state().value(),
             &status.value(),
+            &j.data,
         ],
     )?;
-    let Some(row) = row else {
+    if row.is_none() {
         return Err(StoreError::DuplicateId {
             table: "asyncoperation".into(),
             id,
         });
-    };
-    let sequence: i64 = row.try_get(0)?;
-    db.execute(
-        "INSERT INTO asyncoperationdata (sequence, data) VALUES ($1, $2)",
-        &[&sequence, &j.data],
-    )?;
+    }
     Ok(id)
 }
 
