@@ -7,9 +7,9 @@
 //! `bus/tests/clients/install.sh`. Without node or the packages a test prints `skipped: NAME: …` and
 //! returns, unless `WEFT_REQUIRE_CLIENTS=1`.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
+use common::{clients_dir, repo};
 use serde_json::{Value, json};
 use weft_bus::BusConfig;
 use weft_bus::sas::SasPolicy;
@@ -17,42 +17,13 @@ use weft_bus::sas::SasPolicy;
 const KEY_NAME: &str = "RootManageSharedAccessKey";
 const KEY: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHM=";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn clients_dir() -> PathBuf {
-    std::env::var_os("WEFT_BUS_CLIENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/bus-clients"))
-}
-
-/// True when node and `package` are there; prints the skip line otherwise (or fails when required).
+/// True when node and npm `package` are there; prints the skip line otherwise (or fails when required).
 fn available(name: &str, package: &str) -> bool {
-    let why = if Command::new("node").arg("--version").output().is_err() {
-        Some("node is not installed".to_string())
-    } else {
-        let m = clients_dir().join(format!("node/node_modules/{package}/package.json"));
-        (!m.exists()).then(|| {
-            format!(
-                "{} is missing: run bus/tests/clients/install.sh",
-                m.display()
-            )
-        })
-    };
-    match why {
-        None => true,
-        Some(why) if std::env::var("WEFT_REQUIRE_CLIENTS").as_deref() == Ok("1") => {
-            panic!("{name}: {why} (WEFT_REQUIRE_CLIENTS=1)")
-        }
-        Some(why) => {
-            println!("skipped: {name}: {why}");
-            false
-        }
-    }
+    common::client_available(
+        name,
+        "node",
+        &format!("node/node_modules/{package}/package.json"),
+    )
 }
 
 struct Bus {
@@ -252,24 +223,11 @@ async fn administration_client_manages_entities_over_https() {
 /// ServiceBusClient sends and receives over AMQP on the runtime queue, and a deleted queue is not found.
 #[tokio::test]
 async fn python_administration_client_manages_entities_over_https() {
-    let name = "python_administration_client_manages_entities_over_https";
-    let marker = clients_dir().join("python/azure/servicebus/management/__init__.py");
-    let why = if Command::new("python3").arg("--version").output().is_err() {
-        Some("python3 is not installed".to_string())
-    } else {
-        (!marker.exists()).then(|| {
-            format!(
-                "{} is missing: run bus/tests/clients/install.sh",
-                marker.display()
-            )
-        })
-    };
-    if let Some(why) = why {
-        assert!(
-            std::env::var("WEFT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-            "{name}: {why} (WEFT_REQUIRE_CLIENTS=1)"
-        );
-        println!("skipped: {name}: {why}");
+    if !common::client_available(
+        "python_administration_client_manages_entities_over_https",
+        "python3",
+        "python/azure/servicebus/management/__init__.py",
+    ) {
         return;
     }
     let bus = start().await;

@@ -7,24 +7,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use common::TestBus;
+use common::{TestBus, clients_dir, repo};
 use serde_json::{Value, json};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn clients_dir() -> PathBuf {
-    std::env::var_os("WEFT_BUS_CLIENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/bus-clients"))
-}
 
 #[derive(Clone, Copy)]
 enum Sdk {
@@ -39,8 +23,8 @@ enum Service {
     EventHubs,
 }
 
-/// Why the SDK cannot run here, if it cannot.
-fn missing(sdk: Sdk, service: Service) -> Option<String> {
+/// True when the test should go on; prints the skip line otherwise (or fails when clients are required).
+fn available(name: &str, sdk: Sdk, service: Service) -> bool {
     let (bin, marker) = match (sdk, service) {
         (Sdk::Node, Service::ServiceBus) => {
             ("node", "node/node_modules/@azure/service-bus/package.json")
@@ -51,31 +35,7 @@ fn missing(sdk: Sdk, service: Service) -> Option<String> {
         (Sdk::Python, Service::ServiceBus) => ("python3", "python/azure/servicebus/__init__.py"),
         (Sdk::Python, Service::EventHubs) => ("python3", "python/azure/eventhub/__init__.py"),
     };
-    if Command::new(bin).arg("--version").output().is_err() {
-        return Some(format!("{bin} is not installed"));
-    }
-    let m = clients_dir().join(marker);
-    if !m.exists() {
-        return Some(format!(
-            "{} is missing: run bus/tests/clients/install.sh",
-            m.display()
-        ));
-    }
-    None
-}
-
-/// True when the test should go on; prints the skip line otherwise (or fails when clients are required).
-fn available(name: &str, sdk: Sdk, service: Service) -> bool {
-    match missing(sdk, service) {
-        None => true,
-        Some(why) if std::env::var("WEFT_REQUIRE_CLIENTS").as_deref() == Ok("1") => {
-            panic!("{name}: {why} (WEFT_REQUIRE_CLIENTS=1)")
-        }
-        Some(why) => {
-            println!("skipped: {name}: {why}");
-            false
-        }
-    }
+    common::client_available(name, bin, marker)
 }
 
 /// Runs a Service Bus scenario script and returns its JSON output.

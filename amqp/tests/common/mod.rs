@@ -105,3 +105,48 @@ impl TestBus {
         self.bus.shutdown().await.unwrap();
     }
 }
+
+/// The repository's root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Where `bus/tests/clients/install.sh` put the SDKs (`WEFT_BUS_CLIENTS` overrides).
+pub fn clients_dir() -> std::path::PathBuf {
+    std::env::var_os("WEFT_BUS_CLIENTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/bus-clients"))
+}
+
+/// True when `bin` runs and `marker` (a path under [`clients_dir`]) is installed; otherwise test `name`
+/// prints `skipped: NAME: why` and should return — or fails, when `WEFT_REQUIRE_CLIENTS=1`.
+pub fn client_available(name: &str, bin: &str, marker: &str) -> bool {
+    let why = if std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        Some(format!("{bin} is not installed"))
+    } else {
+        let m = clients_dir().join(marker);
+        (!m.exists()).then(|| {
+            format!(
+                "{} is missing: run bus/tests/clients/install.sh",
+                m.display()
+            )
+        })
+    };
+    match why {
+        None => true,
+        Some(why) if std::env::var("WEFT_REQUIRE_CLIENTS").as_deref() == Ok("1") => {
+            panic!("{name}: {why} (WEFT_REQUIRE_CLIENTS=1)")
+        }
+        Some(why) => {
+            println!("skipped: {name}: {why}");
+            false
+        }
+    }
+}

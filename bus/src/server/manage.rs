@@ -337,21 +337,37 @@ fn ttl(d: &El, current: Option<f64>) -> Result<Option<f64>, String> {
     }
 }
 
-pub(crate) fn queue_from(d: &El, mut q: QueueConfig) -> Result<QueueConfig, String> {
-    refuse_unsupported(d)?;
+/// The settings a queue and a subscription share, where the description gives them.
+fn receiver_settings(
+    d: &El,
+    lock_duration_secs: &mut f64,
+    max_delivery_count: &mut u32,
+    dead_letter_on_expiration: &mut bool,
+) -> Result<(), String> {
     if let Some(v) = d.text_of("LockDuration") {
-        q.lock_duration_secs = parse_duration(v)
+        *lock_duration_secs = parse_duration(v)
             .map_err(|e| format!("LockDuration: {e}"))?
             .ok_or("LockDuration must be at most 5 minutes")?;
     }
-    if let Some(v) = d.text_of("MaxSizeInMegabytes") {
-        q.max_size_mb = parse_int("MaxSizeInMegabytes", v)?;
-    }
     if let Some(v) = d.text_of("MaxDeliveryCount") {
-        q.max_delivery_count = parse_int("MaxDeliveryCount", v)?;
+        *max_delivery_count = parse_int("MaxDeliveryCount", v)?;
     }
     if let Some(v) = d.text_of("DeadLetteringOnMessageExpiration") {
-        q.dead_letter_on_expiration = parse_bool("DeadLetteringOnMessageExpiration", v)?;
+        *dead_letter_on_expiration = parse_bool("DeadLetteringOnMessageExpiration", v)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn queue_from(d: &El, mut q: QueueConfig) -> Result<QueueConfig, String> {
+    refuse_unsupported(d)?;
+    receiver_settings(
+        d,
+        &mut q.lock_duration_secs,
+        &mut q.max_delivery_count,
+        &mut q.dead_letter_on_expiration,
+    )?;
+    if let Some(v) = d.text_of("MaxSizeInMegabytes") {
+        q.max_size_mb = parse_int("MaxSizeInMegabytes", v)?;
     }
     q.default_ttl_secs = ttl(d, q.default_ttl_secs)?;
     q.duplicate_detection_window_secs = dedup_window(d, q.duplicate_detection_window_secs)?;
@@ -384,17 +400,12 @@ pub(crate) fn sub_from(
     creating: bool,
 ) -> Result<SubscriptionConfig, String> {
     refuse_unsupported(d)?;
-    if let Some(v) = d.text_of("LockDuration") {
-        s.lock_duration_secs = parse_duration(v)
-            .map_err(|e| format!("LockDuration: {e}"))?
-            .ok_or("LockDuration must be at most 5 minutes")?;
-    }
-    if let Some(v) = d.text_of("MaxDeliveryCount") {
-        s.max_delivery_count = parse_int("MaxDeliveryCount", v)?;
-    }
-    if let Some(v) = d.text_of("DeadLetteringOnMessageExpiration") {
-        s.dead_letter_on_expiration = parse_bool("DeadLetteringOnMessageExpiration", v)?;
-    }
+    receiver_settings(
+        d,
+        &mut s.lock_duration_secs,
+        &mut s.max_delivery_count,
+        &mut s.dead_letter_on_expiration,
+    )?;
     s.default_ttl_secs = ttl(d, s.default_ttl_secs)?;
     // The default rule is only read at creation, as Azure does.
     if creating {
