@@ -12,7 +12,7 @@
 use serde_json::{Map, Value as Json, json};
 use weft_store::schema::Ownership;
 use weft_store::schema::platform;
-use weft_store::{AttributeDef, AttributeKind, Schema, TableDef};
+use weft_store::{AttributeDef, AttributeKind, KeyDef, Schema, TableDef};
 
 use crate::MessageFilter;
 use crate::ids::metadata_id;
@@ -29,6 +29,8 @@ pub enum Item<'a> {
     OptionSet(&'a TableDef, &'a AttributeDef),
     /// A relationship.
     Relationship(Rel<'a>),
+    /// An alternate key of a table (`EntityKeyMetadata`).
+    Key(&'a TableDef, &'a KeyDef),
     /// A message (`sdkmessage`), reached from one of its filters.
     Message(&'a MessageFilter),
     /// A message on a table (`sdkmessagefilter`).
@@ -125,6 +127,7 @@ impl<'a> Item<'a> {
             Item::OptionSet(..) => "OptionSetMetadata",
             Item::Relationship(Rel::OneToMany { .. }) => "OneToManyRelationshipMetadata",
             Item::Relationship(Rel::ManyToMany { .. }) => "ManyToManyRelationshipMetadata",
+            Item::Key(..) => "EntityKeyMetadata",
             Item::Message(_) => "sdkmessage",
             Item::MessageFilter(_) => "sdkmessagefilter",
         }
@@ -147,6 +150,7 @@ impl<'a> Item<'a> {
             Item::Attribute(..) => "AttributeMetadata",
             Item::OptionSet(..) => "OptionSetMetadataBase",
             Item::Relationship(_) => "RelationshipMetadataBase",
+            Item::Key(..) => "MetadataBase",
             Item::Message(_) | Item::MessageFilter(_) => "crmbaseentity",
         };
         name == self.type_name()
@@ -161,6 +165,7 @@ impl<'a> Item<'a> {
             Item::Attribute(t, a) => metadata_id("attribute", &[&t.logical_name, &a.logical_name]),
             Item::OptionSet(t, a) => metadata_id("optionset", &[&t.logical_name, &a.logical_name]),
             Item::Relationship(r) => metadata_id("relationship", &[r.name()]),
+            Item::Key(t, k) => metadata_id("key", &[&t.logical_name, &k.name]),
             Item::Message(f) => f.message_id,
             Item::MessageFilter(f) => f.id,
         }
@@ -173,6 +178,17 @@ impl<'a> Item<'a> {
             Item::Attribute(t, a) => attribute(t, a),
             Item::OptionSet(t, a) => option_set(t, a),
             Item::Relationship(r) => relationship(r),
+            Item::Key(t, k) => object(json!({
+                "LogicalName": k.name,
+                "SchemaName": k.name,
+                "EntityLogicalName": t.logical_name,
+                "KeyAttributes": k.attributes,
+                "EntityKeyIndexStatus": "Active",
+                "IsManaged": false,
+                "IsCustomizable": managed(json!(true), "iscustomizable"),
+                "IntroducedVersion": "1.0",
+                "DisplayName": label(&k.name, &["key", &t.logical_name, &k.name, "DisplayName"]),
+            })),
             Item::Message(f) => object(json!({ "name": f.message, "isprivate": false })),
             Item::MessageFilter(f) => object(json!({
                 "primaryobjecttypecode": f.table,
@@ -192,8 +208,9 @@ impl<'a> Item<'a> {
             (Item::Entity(t), "Attributes") => Some(Nav::Many(
                 t.attributes.iter().map(|a| Item::Attribute(t, a)).collect(),
             )),
-            // No alternate keys are declared in weft yet.
-            (Item::Entity(_), "Keys") => Some(Nav::Many(Vec::new())),
+            (Item::Entity(t), "Keys") => {
+                Some(Nav::Many(t.keys.iter().map(|k| Item::Key(t, k)).collect()))
+            }
             (Item::Entity(t), "OneToManyRelationships" | "ManyToOneRelationships") => {
                 let one_side = name == "OneToManyRelationships";
                 let rels = relationships::all(schema).into_iter().filter(|r| {

@@ -57,6 +57,17 @@ pub enum StoreError {
         /// Row id.
         id: Uuid,
     },
+    /// Another row of the table already has these values of an alternate key.
+    #[error(
+        "a record of table `{table}` with the same values of key `{key}` already exists: the key requires \
+         unique values"
+    )]
+    DuplicateKey {
+        /// Table logical name.
+        table: String,
+        /// The key's name.
+        key: String,
+    },
     /// A job operation by a worker that no longer holds the job's lease.
     #[error(
         "system job {id} is not leased to worker `{worker}` (lease expired and taken over, or job not locked)"
@@ -111,7 +122,7 @@ impl StoreError {
     pub fn dataverse_code(&self) -> &'static str {
         match self {
             StoreError::NotFound { .. } => "0x80040217",
-            StoreError::DuplicateId { .. } => "0x80040237",
+            StoreError::DuplicateId { .. } | StoreError::DuplicateKey { .. } => "0x80040237",
             // Dataverse's "SQL timeout expired" (-2147204783) and "Generic SQL error" (-2147204784, SQL
             // number 1205: deadlock), as its bulk-operation troubleshooting page lists them.
             StoreError::LockTimeout { .. } => "0x80044151",

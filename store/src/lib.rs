@@ -119,7 +119,7 @@ pub use crate::postgres::{
 pub use error::StoreError;
 pub use lock::{DirLock, LOCK_FILE};
 pub use query::{Condition, Order, Query};
-pub use schema::{AttributeDef, AttributeKind, RelationshipDef, Schema, TableDef};
+pub use schema::{AttributeDef, AttributeKind, KeyDef, RelationshipDef, Schema, TableDef};
 pub use sqlite::{Clock, SqliteOptions, SqliteStore};
 use system::*;
 pub use value::Value;

@@ -276,6 +276,11 @@ pub(crate) fn update_writes(
     Ok((writes, previous))
 }
 
+/// The unique index that enforces alternate key `key` of `t` (both backends).
+pub(crate) fn key_index(t: &TableDef, key: &str) -> String {
+    format!("{}@key@{key}", t.logical_name)
+}
+
 pub(crate) fn wrong_side(rel: &str, r: &EntityRef) -> StoreError {
     StoreError::Invalid(format!(
         "relationship `{rel}` does not relate table `{}` that way",

@@ -279,9 +279,26 @@ pub struct TableDef {
     /// Attributes; after [`Schema::new`] this includes the platform attributes.
     #[serde(default, rename = "attribute")]
     pub attributes: Vec<AttributeDef>,
+    /// Alternate keys (`[[table.key]]`): each set of attributes identifies at most one row.
+    #[serde(default, rename = "key", skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyDef>,
     #[serde(skip)]
     index: HashMap<String, usize>,
 }
+
+/// An alternate key: attribute values that identify a row (Dataverse's entity key), enforced unique by the
+/// store and usable in URLs instead of the id (`accounts(accountnumber='A1')`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyDef {
+    /// The key's logical (and schema) name, e.g. `accountnumber_key`.
+    pub name: String,
+    /// Its attributes (1 to 16), in order.
+    pub attributes: Vec<String>,
+}
+
+/// Most attributes in one alternate key (Dataverse's limit).
+pub const MAX_KEY_ATTRIBUTES: usize = 16;
 
 impl TableDef {
     /// A table with the given names and attributes (platform attributes are added by [`Schema::new`]).
@@ -299,6 +316,7 @@ impl TableDef {
             primary_name_attribute: primary_name_attribute.into(),
             ownership: Ownership::UserOwned,
             attributes,
+            keys: Vec::new(),
             index: HashMap::new(),
         }
     }
@@ -316,6 +334,71 @@ impl TableDef {
     }
 
     fn normalize(&mut self) -> Result<(), SchemaError> {
+        self.normalize_attributes()?;
+        self.check_keys()
+    }
+
+    /// Checks the alternate keys: named, distinct, 1 to 16 existing attributes of types a key may use.
+    fn check_keys(&self) -> Result<(), SchemaError> {
+        let t = &self.logical_name;
+        let mut names = HashSet::new();
+        for k in &self.keys {
+            check_name(&format!("key of table `{t}`:"), &k.name)?;
+            if !names.insert(k.name.as_str()) {
+                return Err(err(format!("table `{t}`: duplicate key `{}`", k.name)));
+            }
+            // The key's unique index is named `{table}@key@{key}`: PostgreSQL names hold 63 bytes.
+            if t.len() + k.name.len() + 5 > 63 {
+                return Err(err(format!(
+                    "table `{t}`: key name `{}` is too long (table and key names together at most 58 bytes)",
+                    k.name
+                )));
+            }
+            if k.attributes.is_empty() || k.attributes.len() > MAX_KEY_ATTRIBUTES {
+                return Err(err(format!(
+                    "table `{t}`: key `{}` needs 1 to {MAX_KEY_ATTRIBUTES} attributes",
+                    k.name
+                )));
+            }
+            let mut seen = HashSet::new();
+            for a in &k.attributes {
+                let Some(def) = self.attributes.iter().find(|d| d.logical_name == *a) else {
+                    return Err(err(format!(
+                        "table `{t}`: key `{}` names `{a}`, which is not an attribute of the table",
+                        k.name
+                    )));
+                };
+                if !seen.insert(a.as_str()) {
+                    return Err(err(format!(
+                        "table `{t}`: key `{}` names `{a}` twice",
+                        k.name
+                    )));
+                }
+                let allowed = matches!(
+                    def.kind,
+                    AttributeKind::String { .. }
+                        | AttributeKind::Integer { .. }
+                        | AttributeKind::BigInt
+                        | AttributeKind::Decimal { .. }
+                        | AttributeKind::DateTime
+                        | AttributeKind::Lookup { .. }
+                        | AttributeKind::Picklist { .. }
+                        | AttributeKind::Uniqueidentifier
+                );
+                if !allowed || *a == self.primary_id_attribute || !self.is_writable(a) {
+                    return Err(err(format!(
+                        "table `{t}`: key `{}` cannot use `{a}` ({}): keys take String, Integer, BigInt, \
+                         Decimal, DateTime, Lookup, Picklist or Uniqueidentifier attributes the caller writes",
+                        k.name,
+                        def.kind.name()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn normalize_attributes(&mut self) -> Result<(), SchemaError> {
         let t = self.logical_name.clone();
         check_name("table", &t)?;
         check_name(

@@ -590,4 +590,68 @@ on_both_backends!(
     update_and_delete_return_pre_images,
     set_state_and_assign,
     associate_and_disassociate,
+    alternate_keys_are_unique,
 );
+
+/// An alternate key's values identify one row: a second row with the same values (text compared ignoring
+/// case) is refused with the key's name, on create and on update, and nothing of the refused operation is
+/// written; a different value, or a null in the key, is accepted.
+fn alternate_keys_are_unique(backend: &common::Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(backend, dir.path());
+    let create = |name: &str, scope: Option<i32>| {
+        let name = name.to_owned();
+        store.transact(move |tx| {
+            let mut a = attrs([("name", Value::String(name))]);
+            if let Some(s) = scope {
+                a.insert("scope".into(), Value::Integer(s));
+            }
+            tx.create("setting", None, a)
+        })
+    };
+    let first = create("Theme", Some(1)).unwrap();
+    create("Theme", Some(2)).unwrap();
+    let dup = create("THEME", Some(1)).unwrap_err();
+    assert_eq!(
+        dup,
+        StoreError::DuplicateKey {
+            table: "setting".into(),
+            key: "setting_name_scope".into()
+        }
+    );
+    assert_eq!(dup.dataverse_code(), "0x80040237");
+    // Nulls never collide (as Dataverse, where a key's columns may be empty).
+    create("Theme", None).unwrap();
+    create("Theme", None).unwrap();
+    // An update onto another row's values is refused too, and the operation writes nothing.
+    let other = create("Language", Some(1)).unwrap();
+    let err = store
+        .transact(move |tx| {
+            tx.create(
+                "setting",
+                None,
+                attrs([("name", Value::String("Written".into()))]),
+            )?;
+            tx.update(
+                "setting",
+                other,
+                attrs([("name", Value::String("theme".into()))]),
+            )
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err}");
+    let written = store
+        .read(|r| {
+            r.retrieve_multiple(&Query::new("setting").filter(weft_store::Condition::Eq(
+                "name".into(),
+                Value::String("Written".into()),
+            )))
+        })
+        .unwrap();
+    assert!(written.is_empty(), "the refused operation wrote nothing");
+    let row = store
+        .read(|r| r.retrieve("setting", first, None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.attributes["name"], Value::String("Theme".into()));
+}

@@ -943,6 +943,93 @@ async fn deep_insert_creates_related_records_together() {
     env.stop().await;
 }
 
+/// Alternate keys (`[[table.key]]`): enforced unique (text ignoring case, 412 `0x80040237`), usable in URLs
+/// instead of the id for GET, DELETE and upsert-by-key PATCH, and listed in `EntityDefinitions(…)/Keys`.
+#[tokio::test(flavor = "multi_thread")]
+async fn alternate_keys_address_records() {
+    let key = "[[table.key]]\nname = \"contact_lastname\"\nattributes = [\"lastname\"]\n";
+    let env = start_with(None, key).await;
+    let r = env.post("contacts", r#"{"lastname": "Key1"}"#).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, code, message) =
+        error_of(env.post("contacts", r#"{"lastname": "KEY1"}"#).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::PRECONDITION_FAILED, "0x80040237"),
+        "{message}"
+    );
+    assert!(message.contains("contact_lastname"), "{message}");
+
+    let (status, row) = env.get("contacts(lastname='Key1')").await;
+    assert_eq!(status, StatusCode::OK, "{row}");
+    assert_eq!(row["lastname"], "Key1");
+    assert_eq!(
+        env.get("contacts(lastname='Nope')").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Upsert by key: a missing key creates the row with the key's value; If-None-Match: * refuses an existing one.
+    let r = env
+        .client
+        .patch(env.url("contacts(lastname='By key')"))
+        .header("Prefer", "return=representation")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    let (status, row) = env.get("contacts(lastname='By key')").await;
+    assert_eq!(
+        (status, row["lastname"].clone()),
+        (StatusCode::OK, json!("By key"))
+    );
+    let r = env
+        .client
+        .patch(env.url("contacts(lastname='Key1')"))
+        .header("If-None-Match", "*")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let r = env
+        .client
+        .delete(env.url("contacts(lastname='By key')"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        env.get("contacts(lastname='By key')").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Metadata lists the key; what is not a key is refused by name.
+    let (_, keys) = env
+        .get("EntityDefinitions(LogicalName='contact')/Keys")
+        .await;
+    assert_eq!(
+        keys["value"][0]["LogicalName"], "contact_lastname",
+        "{keys}"
+    );
+    assert_eq!(
+        keys["value"][0]["KeyAttributes"],
+        json!(["lastname"]),
+        "{keys}"
+    );
+    for (url, needle) in [
+        ("contacts(fullname='x')", "fullname"),
+        ("accounts(name='x')", "keys: none"),
+        ("contacts(lastname=5)", "lastname"),
+    ] {
+        let r = env.client.get(env.url(url)).send().await.unwrap();
+        let (status, _, message) = error_of(r).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {message}");
+        assert!(message.contains(needle), "{url}: {message}");
+    }
+    env.stop().await;
+}
+
 /// PATCH is Dataverse's upsert: a missing id is created through Create's pipeline (the enricher at 20
 /// fills the account number), an existing one updated; `If-None-Match: *` makes it create-only (412 when
 /// the row exists); `return=representation` answers 201 for a create and 200 for an update.

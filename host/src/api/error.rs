@@ -51,7 +51,9 @@ impl ApiError {
             // Dataverse answers an InvalidPluginExecutionException with 400.
             PipelineError::Plugin { .. } | PipelineError::Invalid(_) => StatusCode::BAD_REQUEST,
             PipelineError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
-            PipelineError::Store(StoreError::DuplicateId { .. })
+            PipelineError::Store(
+                StoreError::DuplicateId { .. } | StoreError::DuplicateKey { .. },
+            )
             | PipelineError::RowVersionMismatch => StatusCode::PRECONDITION_FAILED,
             PipelineError::Store(
                 StoreError::UnknownTable(_)

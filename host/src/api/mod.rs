@@ -51,6 +51,7 @@
 //! id) is refused. A Custom API function's URL arguments are OData literals (`'text'`, numbers, `true`,
 //! `false`, `null`, bare GUIDs and dates) or JSON objects and arrays, inline or as `@alias` query options.
 
+mod alternate_key;
 mod batch;
 mod console;
 mod custom_api;
@@ -368,6 +369,10 @@ struct Call {
     state: AppState,
     table: TableDef,
     id: Option<Uuid>,
+    /// The alternate key values the URL addressed the record by, if it did.
+    key: Option<Vec<(String, weft_store::Value)>>,
+    /// No row has `key`'s values: `id` is a new one.
+    key_missing: bool,
     pairs: Vec<(String, String)>,
     /// The URL's query string as sent (a next link repeats it).
     raw_query: Option<String>,
@@ -428,10 +433,13 @@ async fn resource(
         };
         return result.unwrap_or_else(IntoResponse::into_response);
     }
-    let call = match Call::new(state, &resource, &uri, headers) {
+    let mut call = match Call::new(state, &resource, &uri, headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    if let Err(e) = call.resolve_key().await {
+        return e.into_response();
+    }
     let result = match (method, call.id) {
         (Method::POST, None) => call.create(&body).await,
         (Method::GET, None) => call.retrieve_multiple().await,
@@ -897,7 +905,18 @@ impl Call {
         uri: &Uri,
         headers: HeaderMap,
     ) -> Result<Call, ApiError> {
-        let (table, id) = addressed_table(&state, resource)?;
+        // A record may be addressed by an alternate key (`accounts(accountnumber='A1')`): its values now,
+        // the row's id once `resolve_key` found it.
+        let (table, id, key) = match alternate_key::split(resource) {
+            Some((set, text)) if json::parse_key_segment(resource).is_none() => {
+                let (table, _) = addressed_table(&state, set)?;
+                (table, None, Some(alternate_key::values(table, text)?))
+            }
+            _ => {
+                let (table, id) = addressed_table(&state, resource)?;
+                (table, id, None)
+            }
+        };
         let table = table.clone();
         let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
@@ -907,11 +926,55 @@ impl Call {
             state,
             table,
             id,
+            key,
+            key_missing: false,
             pairs,
             raw_query: uri.query().map(str::to_owned),
             headers,
             base,
         })
+    }
+
+    /// For a record addressed by an alternate key: finds its id (a RetrieveMultiple through the pipeline).
+    /// When no row has those values, the call gets a new id and `key_missing`: a GET or DELETE then answers
+    /// 404, a PATCH creates the row with the key's values (Dataverse's upsert by key).
+    async fn resolve_key(&mut self) -> Result<(), ApiError> {
+        let Some(values) = &self.key else {
+            return Ok(());
+        };
+        let query = StoreQuery {
+            table: self.table.logical_name.clone(),
+            columns: Some(vec![self.table.primary_id_attribute.clone()]),
+            filter: Some(weft_store::Condition::And(
+                values
+                    .iter()
+                    .map(|(a, v)| weft_store::Condition::Eq(a.clone(), v.clone()))
+                    .collect(),
+            )),
+            orders: Vec::new(),
+            top: Some(2),
+            skip: 0,
+        };
+        let response = self
+            .execute(self.request(Message::RetrieveMultiple { query }, None)?)
+            .await?;
+        let OrganizationResponse::RetrieveMultiple { collection } = response else {
+            return Err(unexpected(&response));
+        };
+        match collection.entities.as_slice() {
+            [] => {
+                self.id = Some(Uuid::new_v4());
+                self.key_missing = true;
+            }
+            [one] => self.id = one.id.map(convert::uuid),
+            _ => {
+                return Err(ApiError::url(
+                    "The key values match several records (a key's uniqueness is enforced on write: this \
+                     answers only for rows written before the key was declared).",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn header(&self, name: &str) -> Result<Option<&str>, ApiError> {
@@ -1340,13 +1403,32 @@ impl Call {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
         let precondition = Precondition::from_headers(self)?;
         let schema = &self.state.runtime.registration.schema;
-        let target = json::entity_from_body(schema, &self.table, body, Some(id))?;
+        let mut target = json::entity_from_body(schema, &self.table, body, Some(id))?;
         let representation = self.wants_representation()?;
         let create = match precondition {
             Precondition::UpdateOnly | Precondition::UpdateIfVersion(_) => false,
             Precondition::CreateOnly => true,
-            Precondition::Upsert => !self.exists(id).await?,
+            Precondition::Upsert => self.key_missing || !self.exists(id).await?,
         };
+        // Addressed by an alternate key: the row holds the key's values (a body may not change them).
+        for (name, value) in self.key.iter().flatten() {
+            let value = convert::from_store(value);
+            match target.attributes.iter().find(|a| a.name == *name) {
+                Some(a) if a.value != value => {
+                    return Err(ApiError::payload(format!(
+                        "'{name}' is part of the key the URL addresses the record by: the body cannot change it."
+                    )));
+                }
+                Some(_) => {}
+                None if create => target
+                    .attributes
+                    .push(crate::sandbox::wit::types::Attribute {
+                        name: name.clone(),
+                        value,
+                    }),
+                None => {}
+            }
+        }
         let created = if create {
             let request = self.request(
                 Message::Create {

@@ -70,6 +70,7 @@ pub(crate) fn migrate(db: Db<'_>, schema: &Schema) -> Result<()> {
                 &[&t.logical_name, &a.logical_name, &a.kind.name()],
             )?;
         }
+        migrate_keys(db, t)?;
     }
     for r in schema.relationships() {
         if let RelationshipDef::ManyToMany { name, .. } = r {
@@ -211,6 +212,68 @@ fn decode(t: &TableDef, a: &AttributeDef, row: &postgres::Row, i: usize) -> Resu
         AttributeKind::MultiSelectPicklist { .. } => {
             Value::OptionSetValueCollection(s.split(',').map(int).collect::<Result<_>>()?)
         }
+    })
+}
+
+/// Creates the unique index of each alternate key of `t` (text compared ignoring case, as queries compare
+/// it) and drops those of keys no longer declared. Existing rows that share a new key's values make the
+/// open fail, naming the key.
+fn migrate_keys(db: Db<'_>, t: &TableDef) -> Result<()> {
+    let prefix = rows::key_index(t, "");
+    let existing: Vec<String> = db
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+            &[&t.logical_name],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for name in existing.iter().filter(|n| n.starts_with(&prefix)) {
+        if !t.keys.iter().any(|k| rows::key_index(t, &k.name) == *name) {
+            db.0.borrow_mut().batch(&format!("DROP INDEX \"{name}\""))?;
+        }
+    }
+    for k in &t.keys {
+        let name = rows::key_index(t, &k.name);
+        if existing.contains(&name) {
+            continue;
+        }
+        let columns: Vec<String> = k
+            .attributes
+            .iter()
+            .map(|a| match t.attribute(a).map(|d| &d.kind) {
+                Some(AttributeKind::String { .. }) => format!("lower(\"{a}\")"),
+                _ => format!("\"{a}\""),
+            })
+            .collect();
+        db.0.borrow_mut()
+            .batch(&format!(
+                "CREATE UNIQUE INDEX \"{name}\" ON \"{}\" ({})",
+                t.logical_name,
+                columns.join(", ")
+            ))
+            .map_err(|e| {
+                StoreError::Invalid(format!(
+                    "table `{}`: key `{}` cannot be created: {} (rows already share its values)",
+                    t.logical_name,
+                    k.name,
+                    StoreError::from(&e)
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+/// The alternate key of `t` a write violated (its unique index), if that is what failed.
+fn key_violation(e: &postgres::Error, t: &TableDef) -> Option<StoreError> {
+    let db = e.as_db_error()?;
+    if *db.code() != postgres::error::SqlState::UNIQUE_VIOLATION {
+        return None;
+    }
+    let key = db.constraint()?.strip_prefix(&rows::key_index(t, ""))?;
+    Some(StoreError::DuplicateKey {
+        table: t.logical_name.clone(),
+        key: key.to_owned(),
     })
 }
 
@@ -441,10 +504,11 @@ pub(crate) fn create(
     // ON CONFLICT DO NOTHING: a duplicate id is an answer, not a failed statement (which would end the
     // whole transaction). A concurrent insert of the same id waits for the other transaction here.
     let sql = format!(
-        "INSERT INTO \"{}\" ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+        "INSERT INTO \"{}\" ({}) VALUES ({}) ON CONFLICT (\"{}\") DO NOTHING",
         t.logical_name,
         cols.join(", "),
-        values.join(", ")
+        values.join(", "),
+        t.primary_id_attribute
     );
     match db.execute(&sql, &refs(&params)) {
         Ok(1) => Ok(id),
@@ -452,7 +516,7 @@ pub(crate) fn create(
             table: t.logical_name.clone(),
             id,
         }),
-        Err(e) => Err(at_row(e, &t.logical_name, id)),
+        Err(e) => Err(key_violation(&e, t).unwrap_or_else(|| at_row(e, &t.logical_name, id))),
     }
 }
 
@@ -530,7 +594,7 @@ pub(crate) fn update(
         t.primary_id_attribute
     );
     db.execute(&sql, &refs(&params))
-        .map_err(|e| at_row(e, &t.logical_name, id))?;
+        .map_err(|e| key_violation(&e, t).unwrap_or_else(|| at_row(e, &t.logical_name, id)))?;
     Ok(previous)
 }
 

@@ -73,6 +73,7 @@ pub(crate) fn migrate(conn: &Connection, schema: &Schema) -> Result<()> {
                 (&t.logical_name, &a.logical_name, a.kind.name()),
             )?;
         }
+        migrate_keys(conn, t)?;
     }
     for r in schema.relationships() {
         if let RelationshipDef::ManyToMany { name, .. } = r {
@@ -405,8 +406,74 @@ pub(crate) fn retrieve_multiple(conn: &Connection, schema: &Schema, q: &Query) -
 
 fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+/// The alternate key of `t` a write violated (its unique index), if that is what failed. SQLite names the
+/// columns (`UNIQUE constraint failed: account.accountnumber`): the key with exactly those attributes.
+fn key_violation(e: &rusqlite::Error, t: &TableDef) -> Option<StoreError> {
+    let rusqlite::Error::SqliteFailure(f, Some(message)) = e else {
+        return None;
+    };
+    if f.extended_code != rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE {
+        return None;
+    }
+    let columns: Vec<&str> = message
+        .split_once("failed: ")?
+        .1
+        .split(", ")
+        .map(|c| c.rsplit('.').next().unwrap_or(c))
+        .collect();
+    let key = t.keys.iter().find(|k| {
+        k.attributes.len() == columns.len()
+            && k.attributes.iter().all(|a| columns.contains(&a.as_str()))
+    })?;
+    Some(StoreError::DuplicateKey {
+        table: t.logical_name.clone(),
+        key: key.name.clone(),
+    })
+}
+
+/// Creates the unique index of each alternate key of `t` (text compared ignoring case, as queries compare
+/// it) and drops those of keys no longer declared. Existing rows that share a new key's values make the
+/// open fail, naming the key.
+fn migrate_keys(conn: &Connection, t: &TableDef) -> Result<()> {
+    let prefix = rows::key_index(t, "");
+    let existing: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1")?
+        .query_map([&t.logical_name], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in existing.iter().filter(|n| n.starts_with(&prefix)) {
+        if !t.keys.iter().any(|k| rows::key_index(t, &k.name) == *name) {
+            conn.execute_batch(&format!("DROP INDEX \"{name}\""))?;
+        }
+    }
+    for k in &t.keys {
+        let name = rows::key_index(t, &k.name);
+        if existing.contains(&name) {
+            continue;
+        }
+        let columns: Vec<String> = k
+            .attributes
+            .iter()
+            .map(|a| match t.attribute(a).map(|d| &d.kind) {
+                Some(AttributeKind::String { .. }) => format!("\"{a}\" COLLATE NOCASE"),
+                _ => format!("\"{a}\""),
+            })
+            .collect();
+        conn.execute_batch(&format!(
+            "CREATE UNIQUE INDEX \"{name}\" ON \"{}\" ({})",
+            t.logical_name,
+            columns.join(", ")
+        ))
+        .map_err(|e| {
+            StoreError::Invalid(format!(
+                "table `{}`: key `{}` cannot be created: {e} (rows already share its values)",
+                t.logical_name, k.name
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 pub(crate) fn create(
@@ -441,7 +508,7 @@ pub(crate) fn create(
             table: t.logical_name.clone(),
             id,
         }),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(key_violation(&e, t).unwrap_or_else(|| e.into())),
     }
 }
 
@@ -511,7 +578,8 @@ pub(crate) fn update(
         t.primary_id_attribute
     );
     conn.prepare_cached(&sql)?
-        .execute(params_from_iter(params))?;
+        .execute(params_from_iter(params))
+        .map_err(|e| key_violation(&e, t).unwrap_or_else(|| e.into()))?;
     Ok(previous)
 }
 

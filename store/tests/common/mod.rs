@@ -108,6 +108,14 @@ ownership = "OrganizationOwned"
   logical_name = "name"
   type = "String"
 
+  [[table.attribute]]
+  logical_name = "scope"
+  type = "Integer"
+
+  [[table.key]]
+  name = "setting_name_scope"
+  attributes = ["name", "scope"]
+
 [[relationship]]
 name = "account_contacts_nn"
 type = "ManyToMany"
