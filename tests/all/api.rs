@@ -1369,6 +1369,11 @@ async fn typed_values_round_trip() {
         annotated["_primarycontactid_value@Microsoft.Dynamics.CRM.associatednavigationproperty"],
         "primarycontactid"
     );
+    assert_eq!(
+        formatted("_primarycontactid_value"),
+        "Kim",
+        "a lookup's formatted value is the related row's primary name"
+    );
     assert!(
         row.get("industrycode@OData.Community.Display.V1.FormattedValue")
             .is_none()

@@ -1041,7 +1041,7 @@ impl Call {
         let response = self
             .execute(self.request(message, options.tag.clone())?)
             .await?;
-        let OrganizationResponse::Retrieve { entity } = response else {
+        let OrganizationResponse::Retrieve { mut entity } = response else {
             return Err(unexpected(&response));
         };
         if let Some(known) = if_none_match
@@ -1051,6 +1051,10 @@ impl Call {
         }
         let select = options.select.as_deref();
         let annotations = self.annotations()?;
+        if annotations.formatted_value {
+            self.name_lookups(std::slice::from_mut(&mut entity), options)
+                .await?;
+        }
         let body = json::entity_to_json(
             &self.table,
             &entity,
@@ -1175,6 +1179,10 @@ impl Call {
         );
         let select = options.select.as_deref();
         let annotations = self.annotations()?;
+        if annotations.formatted_value {
+            self.name_lookups(&mut collection.entities, &options)
+                .await?;
+        }
         let extra = self
             .expanded(&expands, &collection.entities, &options)
             .await?;
@@ -1296,6 +1304,82 @@ impl Call {
             }
         }
         Ok(per_row)
+    }
+
+    /// Gives the rows' lookups the primary names of the rows they point at (their FormattedValue, as
+    /// Dataverse annotates them): one RetrieveMultiple of ids and names per target table and 500 ids.
+    /// Lookups to tables weft does not hold (`systemuser`, `team`) keep no name.
+    async fn name_lookups(
+        &self,
+        rows: &mut [Entity],
+        options: &odata::Options,
+    ) -> Result<(), ApiError> {
+        use crate::sandbox::wit::types::Value as WitValue;
+        let schema = &self.state.runtime.registration.schema;
+        let mut wanted: std::collections::BTreeMap<String, Vec<Uuid>> = Default::default();
+        for row in rows.iter() {
+            for a in &row.attributes {
+                if let WitValue::EntityReference(r) = &a.value
+                    && r.name.is_none()
+                    && schema.table(&r.logical_name).is_some()
+                {
+                    wanted
+                        .entry(r.logical_name.clone())
+                        .or_default()
+                        .push(convert::uuid(r.id));
+                }
+            }
+        }
+        let mut names: std::collections::HashMap<(String, Uuid), String> = Default::default();
+        for (table, mut ids) in wanted {
+            let Some(t) = schema.table(&table) else {
+                continue;
+            };
+            ids.sort_unstable();
+            ids.dedup();
+            let queries = ids.chunks(500).map(|chunk| StoreQuery {
+                table: table.clone(),
+                columns: Some(vec![
+                    t.primary_id_attribute.clone(),
+                    t.primary_name_attribute.clone(),
+                ]),
+                filter: Some(weft_store::Condition::Or(
+                    chunk
+                        .iter()
+                        .map(|id| {
+                            weft_store::Condition::Eq(
+                                t.primary_id_attribute.clone(),
+                                weft_store::Value::Guid(*id),
+                            )
+                        })
+                        .collect(),
+                )),
+                orders: Vec::new(),
+                top: None,
+                skip: 0,
+            });
+            for related in self.read_all(queries.collect(), options).await? {
+                let name = related.attributes.iter().find_map(|a| match &a.value {
+                    WitValue::String(n) if a.name == t.primary_name_attribute => Some(n.clone()),
+                    _ => None,
+                });
+                if let (Some(id), Some(name)) = (related.id, name) {
+                    names.insert((table.clone(), convert::uuid(id)), name);
+                }
+            }
+        }
+        for row in rows.iter_mut() {
+            for a in &mut row.attributes {
+                if let WitValue::EntityReference(r) = &mut a.value
+                    && r.name.is_none()
+                {
+                    r.name = names
+                        .get(&(r.logical_name.clone(), convert::uuid(r.id)))
+                        .cloned();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The rows of `queries`, each a RetrieveMultiple through the pipeline, in order.
