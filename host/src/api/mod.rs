@@ -19,7 +19,8 @@
 //! Owns only the translation HTTP ⇄ [`OrganizationRequest`] / [`OrganizationResponse`], request
 //! authentication and the server's lifetime. It holds no business logic: every operation goes through
 //! [`Pipeline::execute`](crate::pipeline::Pipeline::execute) (on a blocking thread), so plug-ins, rollback
-//! and the outbox behave exactly as for any other caller. It must not touch the store directly.
+//! and the outbox behave exactly as for any other caller. It must not write to the store directly; its only
+//! direct reads are an upsert's existence check and the links of an N:N relationship `$expand` follows.
 //!
 //! # Authentication
 //! With an API key every request needs `Authorization: Bearer <key>` (the scheme in any case, RFC 9110);
@@ -33,13 +34,14 @@
 //! (`odata`); JSON bodies nest at most 128 levels (serde_json's recursion limit, left on).
 //!
 //! # Differences from Dataverse
-//! PATCH is an upsert (`If-Match: *` and `If-None-Match: *` as Dataverse defines them); records carry no
-//! ETags yet, so ETag values in those headers are refused. `$expand` follows single-valued navigation properties
-//! (lookups) only, with a nested `$select` (the `expand` submodule); `$count` is capped at 5,000 as in
-//! Dataverse and counted by a RetrieveMultiple of its own; paging is by row offset (see `paging`). Of the
-//! annotations `Prefer: odata.include-annotations` asks for, only the lookups' target table
-//! (`…@Microsoft.Dynamics.CRM.lookuplogicalname`) and the choices' labels
-//! (`…@OData.Community.Display.V1.FormattedValue`) are written. `return=representation` reads the record
+//! PATCH is an upsert (`If-Match: *` and `If-None-Match: *` as Dataverse defines them); every record carries
+//! `@odata.etag` from its `versionnumber`, checked for `If-Match` inside the operation (the `etag`
+//! submodule). Records may be addressed by an alternate key (`alternate_key`); a record's properties and
+//! navigation properties by URL, `$ref` included (`navigation`); a POST may nest related records
+//! (`deep_insert`). `$expand` follows single- and collection-valued navigation properties (the `expand`
+//! submodule); `$count` is capped at 5,000 as in Dataverse and counted by a RetrieveMultiple of its own;
+//! paging is by row offset (see `paging`). Annotations: `lookuplogicalname`, `associatednavigationproperty`
+//! and FormattedValue (en-US, UTC, the `formatted` submodule). `return=representation` reads the record
 //! back with a Retrieve operation of its own (Retrieve steps fire for it). When that read-back fails after
 //! the write committed, the answer is the write's own (204, with `OData-EntityId` for a Create) without
 //! `Preference-Applied`: the preference was not honoured, but the caller learns the write happened, so a
