@@ -1004,6 +1004,29 @@ async fn alternate_keys_address_records() {
         StatusCode::NOT_FOUND
     );
 
+    // @odata.bind may name the related row by its key.
+    let key1 = env.get("contacts(lastname='Key1')").await.1["contactid"].clone();
+    let account = env
+        .create(json!({"name": "Bound by key", "primarycontactid@odata.bind": "/contacts(lastname='key1')"}))
+        .await;
+    let (_, row) = env
+        .get(&format!(
+            "accounts({account})?$select=_primarycontactid_value"
+        ))
+        .await;
+    assert_eq!(row["_primarycontactid_value"], key1, "{row}");
+    let r = env
+        .post(
+            "accounts",
+            r#"{"name": "x", "primarycontactid@odata.bind": "/contacts(lastname='Nobody')"}"#,
+        )
+        .await;
+    let (status, code, _) = error_of(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "0x80040217")
+    );
+
     // Metadata lists the key; what is not a key is refused by name.
     let (_, keys) = env
         .get("EntityDefinitions(LogicalName='contact')/Keys")

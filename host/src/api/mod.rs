@@ -937,16 +937,78 @@ impl Call {
         })
     }
 
-    /// For a record addressed by an alternate key: finds its id (a RetrieveMultiple through the pipeline).
-    /// When no row has those values, the call gets a new id and `key_missing`: a GET or DELETE then answers
-    /// 404, a PATCH creates the row with the key's values (Dataverse's upsert by key).
-    async fn resolve_key(&mut self) -> Result<(), ApiError> {
-        let Some(values) = &self.key else {
-            return Ok(());
+    /// `body` with each `@odata.bind` that names its row by an alternate key
+    /// (`"/accounts(accountnumber='A1')"`) rewritten to the row's id; unchanged when none does. A key no
+    /// row has answers 404, as a bind to a missing id does.
+    async fn resolve_key_binds<'b>(
+        &self,
+        body: &'b [u8],
+    ) -> Result<std::borrow::Cow<'b, [u8]>, ApiError> {
+        let Ok(json::RawObject(members)) = serde_json::from_slice::<json::RawObject>(body) else {
+            // entity_from_body answers a malformed body with the precise error.
+            return Ok(std::borrow::Cow::Borrowed(body));
         };
+        let schema = &self.state.runtime.registration.schema;
+        let mut changed = false;
+        let mut out = Vec::with_capacity(members.len());
+        for (name, value) in members {
+            let keyed = name
+                .ends_with("@odata.bind")
+                .then(|| serde_json::from_str::<String>(value.get()).ok())
+                .flatten()
+                .and_then(|url| {
+                    let segment = url.rsplit('/').next().unwrap_or_default().to_owned();
+                    json::parse_key_segment(&segment)
+                        .is_none()
+                        .then_some(segment)
+                });
+            let Some(segment) = keyed else {
+                out.push((name, value.get().to_owned()));
+                continue;
+            };
+            let Some((set, text)) = alternate_key::split(&segment) else {
+                out.push((name, value.get().to_owned()));
+                continue;
+            };
+            let table = schema.table_by_entity_set(set).ok_or_else(|| {
+                ApiError::payload(format!("'{name}': '{set}' is not an entity set."))
+            })?;
+            let values = alternate_key::values(table, text)?;
+            let Some(id) = self.find_by_key(table, &values).await? else {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "0x80040217",
+                    format!("'{name}': no {} record has {text}.", table.logical_name),
+                ));
+            };
+            changed = true;
+            out.push((
+                name,
+                serde_json::Value::String(format!("/{set}({id})")).to_string(),
+            ));
+        }
+        if !changed {
+            return Ok(std::borrow::Cow::Borrowed(body));
+        }
+        let members: Vec<String> = out
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", serde_json::Value::String(k.clone())))
+            .collect();
+        Ok(std::borrow::Cow::Owned(
+            format!("{{{}}}", members.join(",")).into_bytes(),
+        ))
+    }
+
+    /// The id of the `table` row with these alternate key values, if one has them (a RetrieveMultiple
+    /// through the pipeline).
+    async fn find_by_key(
+        &self,
+        table: &TableDef,
+        values: &[(String, weft_store::Value)],
+    ) -> Result<Option<Uuid>, ApiError> {
         let query = StoreQuery {
-            table: self.table.logical_name.clone(),
-            columns: Some(vec![self.table.primary_id_attribute.clone()]),
+            table: table.logical_name.clone(),
+            columns: Some(vec![table.primary_id_attribute.clone()]),
             filter: Some(weft_store::Condition::And(
                 values
                     .iter()
@@ -964,16 +1026,27 @@ impl Call {
             return Err(unexpected(&response));
         };
         match collection.entities.as_slice() {
-            [] => {
+            [] => Ok(None),
+            [one] => Ok(one.id.map(convert::uuid)),
+            _ => Err(ApiError::url(
+                "The key values match several records (a key's uniqueness is enforced on write: this \
+                 answers only for rows written before the key was declared).",
+            )),
+        }
+    }
+
+    /// For a record addressed by an alternate key: finds its id (a RetrieveMultiple through the pipeline).
+    /// When no row has those values, the call gets a new id and `key_missing`: a GET or DELETE then answers
+    /// 404, a PATCH creates the row with the key's values (Dataverse's upsert by key).
+    async fn resolve_key(&mut self) -> Result<(), ApiError> {
+        let Some(values) = &self.key else {
+            return Ok(());
+        };
+        match self.find_by_key(&self.table, values).await? {
+            Some(id) => self.id = Some(id),
+            None => {
                 self.id = Some(Uuid::new_v4());
                 self.key_missing = true;
-            }
-            [one] => self.id = one.id.map(convert::uuid),
-            _ => {
-                return Err(ApiError::url(
-                    "The key values match several records (a key's uniqueness is enforced on write: this \
-                     answers only for rows written before the key was declared).",
-                ));
             }
         }
         Ok(())
@@ -1077,7 +1150,8 @@ impl Call {
         let id = if deep_insert::is_deep(schema, &self.table, body) {
             self.deep_insert(body, &options).await?
         } else {
-            let target = json::entity_from_body(schema, &self.table, body, None)?;
+            let body = self.resolve_key_binds(body).await?;
+            let target = json::entity_from_body(schema, &self.table, &body, None)?;
             let request = self.request(Message::Create { target }, options.tag.clone())?;
             let response = self.execute(request).await?;
             let OrganizationResponse::Create { id } = response else {
@@ -1489,7 +1563,8 @@ impl Call {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
         let precondition = Precondition::from_headers(self)?;
         let schema = &self.state.runtime.registration.schema;
-        let mut target = json::entity_from_body(schema, &self.table, body, Some(id))?;
+        let body = self.resolve_key_binds(body).await?;
+        let mut target = json::entity_from_body(schema, &self.table, &body, Some(id))?;
         let representation = self.wants_representation()?;
         let create = match precondition {
             Precondition::UpdateOnly | Precondition::UpdateIfVersion(_) => false,
