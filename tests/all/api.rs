@@ -1053,6 +1053,137 @@ async fn alternate_keys_address_records() {
     env.stop().await;
 }
 
+/// CreateMultiple, UpdateMultiple and UpsertMultiple on a collection: one transaction, each target a Create
+/// or Update through the pipeline (the enricher numbers every account; a refused target rolls back all).
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_messages_run_each_target_through_the_pipeline() {
+    let env = start(None).await;
+    let ty = "Microsoft.Dynamics.CRM.account";
+    let post = |action: &str, body: Json| {
+        env.client
+            .post(env.url(&format!("accounts/Microsoft.Dynamics.CRM.{action}")))
+            .body(body.to_string())
+            .send()
+    };
+    let r = post(
+        "CreateMultiple",
+        json!({"Targets": [{"@odata.type": ty, "name": "Bulk 1"}, {"@odata.type": ty, "name": "Bulk 2"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Json = r.json().await.unwrap();
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("CreateMultipleResponse")
+    );
+    let ids: Vec<String> = body["Ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        let (_, row) = env
+            .get(&format!("accounts({id})?$select=accountnumber"))
+            .await;
+        assert!(
+            row["accountnumber"].is_string(),
+            "the enricher ran for each: {row}"
+        );
+    }
+
+    // A target the validator refuses rolls back the whole request.
+    let before = env.rows().await.len();
+    let (status, code, _) = error_of(
+        post(
+            "CreateMultiple",
+            json!({"Targets": [{"@odata.type": ty, "name": "ok"}, {"@odata.type": ty, "name": "bad", "emailaddress1": "nope"}]}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "0x80040265")
+    );
+    assert_eq!(env.rows().await.len(), before);
+
+    // UpdateMultiple by id and by @odata.id; UpsertMultiple updates one and creates another.
+    let r = post(
+        "UpdateMultiple",
+        json!({"Targets": [
+            {"@odata.type": ty, "accountid": ids[0], "name": "Bulk 1b"},
+            {"@odata.type": ty, "@odata.id": format!("accounts({})", ids[1]), "name": "Bulk 2b"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    let fresh = Uuid::new_v4();
+    let r = post(
+        "UpsertMultiple",
+        json!({"Targets": [
+            {"@odata.type": ty, "accountid": ids[0], "name": "Bulk 1c"},
+            {"@odata.type": ty, "accountid": fresh, "name": "Upserted"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    assert_eq!(
+        env.get(&format!("accounts({})", ids[0])).await.1["name"],
+        "Bulk 1c"
+    );
+    assert_eq!(
+        env.get(&format!("accounts({})", ids[1])).await.1["name"],
+        "Bulk 2b"
+    );
+    assert_eq!(
+        env.get(&format!("accounts({fresh})")).await.1["name"],
+        "Upserted"
+    );
+
+    // Malformed requests are refused with the reason.
+    for (action, body, needle) in [
+        (
+            "CreateMultiple",
+            json!({"Targets": [{"name": "untyped"}]}),
+            "@odata.type",
+        ),
+        (
+            "CreateMultiple",
+            json!({"Targets": [{"@odata.type": "Microsoft.Dynamics.CRM.contact"}]}),
+            "not 'Microsoft.Dynamics.CRM.account'",
+        ),
+        ("CreateMultiple", json!({"Targets": []}), "1 to 1000"),
+        (
+            "CreateMultiple",
+            json!({"Targets": [], "Other": 1}),
+            "'Other'",
+        ),
+        (
+            "UpdateMultiple",
+            json!({"Targets": [{"@odata.type": ty, "name": "no id"}]}),
+            "names its record",
+        ),
+    ] {
+        let (status, _, message) = error_of(post(action, body).await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{action}: {message}");
+        assert!(message.contains(needle), "{action}: {message}");
+    }
+    let r = env
+        .client
+        .get(env.url("accounts/Microsoft.Dynamics.CRM.CreateMultiple"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    env.stop().await;
+}
+
 /// PATCH is Dataverse's upsert: a missing id is created through Create's pipeline (the enricher at 20
 /// fills the account number), an existing one updated; `If-None-Match: *` makes it create-only (412 when
 /// the row exists); `return=representation` answers 201 for a create and 200 for an update.

@@ -55,6 +55,7 @@
 
 mod alternate_key;
 mod batch;
+mod bulk;
 mod console;
 mod custom_api;
 mod deep_insert;
@@ -682,6 +683,26 @@ async fn property(
             Ok(_) => Err(ApiError::url(
                 "/$count applies to a collection (accounts/$count), not to a record.",
             )),
+            Err(e) => Err(e),
+        };
+        return result.unwrap_or_else(IntoResponse::into_response);
+    }
+    if let Some(bulk) = property
+        .strip_prefix(custom_api::TYPE_PREFIX)
+        .and_then(bulk::Bulk::named)
+    {
+        let result = match Call::new(state, &resource, &uri, headers) {
+            Ok(call) if call.id.is_none() && call.key.is_none() && method == Method::POST => {
+                call.bulk(bulk, &body).await
+            }
+            Ok(_) if method != Method::POST => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                BAD_URL,
+                format!("{method} is not supported on the action {property} (POST)."),
+            )),
+            Ok(_) => Err(ApiError::url(format!(
+                "{property} is bound to a collection ({{set}}/{property}), not to a record."
+            ))),
             Err(e) => Err(e),
         };
         return result.unwrap_or_else(IntoResponse::into_response);
