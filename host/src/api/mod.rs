@@ -54,6 +54,7 @@
 //! `false`, `null`, bare GUIDs and dates) or JSON objects and arrays, inline or as `@alias` query options.
 
 mod alternate_key;
+mod apply;
 mod batch;
 mod bulk;
 mod console;
@@ -1243,6 +1244,9 @@ impl Call {
     }
 
     async fn retrieve_multiple(&self) -> Result<Response, ApiError> {
+        if let Some((_, text)) = self.pairs.iter().find(|(k, _)| k == "$apply") {
+            return self.apply(text).await;
+        }
         let mut pairs = self.pairs.clone();
         let page = paging::Page::from_request(
             &self.state.pages,
@@ -1401,6 +1405,71 @@ impl Call {
             }
         }
         Ok(per_row)
+    }
+
+    /// `GET {set}?$apply=…` (see `apply`): the rows `$filter` and the `filter(…)` steps keep, read by one
+    /// RetrieveMultiple of at most `apply::RECORD_LIMIT` rows, aggregated.
+    async fn apply(&self, text: &str) -> Result<Response, ApiError> {
+        let mut rest = Vec::new();
+        for (k, v) in &self.pairs {
+            match k.as_str() {
+                "$apply" => {}
+                "$filter" | "tag" => rest.push((k.clone(), v.clone())),
+                other => {
+                    return Err(ApiError::url(format!(
+                        "The query option '{other}' cannot be combined with $apply (only $filter can)."
+                    )));
+                }
+            }
+        }
+        let options = odata::parse(&self.table, &rest, odata::Allowed::Collection)?;
+        let apply = apply::Apply::parse(&self.table, text)?;
+        let mut conditions: Vec<weft_store::Condition> =
+            options.filter.clone().into_iter().collect();
+        conditions.extend(apply.filters.iter().cloned());
+        let mut columns = apply.columns();
+        if columns.is_empty() {
+            columns.push(self.table.primary_id_attribute.clone());
+        }
+        let query = StoreQuery {
+            table: self.table.logical_name.clone(),
+            columns: Some(columns),
+            filter: match conditions.len() {
+                0 => None,
+                1 => conditions.pop(),
+                _ => Some(weft_store::Condition::And(conditions)),
+            },
+            orders: Vec::new(),
+            top: Some(apply::RECORD_LIMIT as u32 + 1),
+            skip: 0,
+        };
+        let response = self
+            .execute(self.request(Message::RetrieveMultiple { query }, options.tag.clone())?)
+            .await?;
+        let OrganizationResponse::RetrieveMultiple { collection } = response else {
+            return Err(unexpected(&response));
+        };
+        if collection.entities.len() > apply::RECORD_LIMIT {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "0x8004e023",
+                format!(
+                    "AggregateQueryRecordLimit exceeded. Cannot perform this operation. (An aggregate reads at \
+                     most {} records: narrow it with $filter.)",
+                    apply::RECORD_LIMIT
+                ),
+            ));
+        }
+        let rows = apply.rows(&self.table, &collection.entities);
+        let body = format!(
+            "{{\"@odata.context\":{},\"value\":[{}]}}",
+            serde_json::Value::String(format!(
+                "{}/$metadata#{}",
+                self.base, self.table.entity_set_name
+            )),
+            rows.join(",")
+        );
+        Ok(json_response(StatusCode::OK, body))
     }
 
     /// Gives the rows' lookups the primary names of the rows they point at (their FormattedValue, as
