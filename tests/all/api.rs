@@ -1255,6 +1255,102 @@ async fn apply_aggregates_and_groups() {
     env.stop().await;
 }
 
+/// `fetchXml=`: attributes, order, nested filters (comparisons, like, in), paging by count/page with
+/// `morerecords`, aggregates; what is outside the subset answers 400 naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_xml_queries() {
+    let owned = start(None).await;
+    let env = &owned;
+    for (name, employees, industry) in [
+        ("Alpha", 10, 1),
+        ("Beta", 30, 1),
+        ("Bravo", 3, 2),
+        ("Gamma", 50, 2),
+    ] {
+        env.create(json!({"name": name, "numberofemployees": employees, "industrycode": industry}))
+            .await;
+    }
+    let fetch = |xml: &str| {
+        let xml = xml.to_owned();
+        async move {
+            let r = env
+                .client
+                .get(env.url("accounts"))
+                .query(&[("fetchXml", xml)])
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Json>().await.unwrap())
+        }
+    };
+    let names = |body: &Json| -> Vec<String> {
+        body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page = |n: u32| {
+        format!(
+            "<fetch count='2' page='{n}'><entity name='account'><attribute name='name'/><order attribute='name'/>\
+             <filter type='and'><condition attribute='numberofemployees' operator='gt' value='5'/></filter></entity></fetch>"
+        )
+    };
+    let (status, first) = fetch(&page(1)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(names(&first), ["Alpha", "Beta"]);
+    assert_eq!(first["@Microsoft.Dynamics.CRM.morerecords"], true);
+    assert!(
+        first["value"][0].get("numberofemployees").is_none(),
+        "only the attributes asked for"
+    );
+    let (_, second) = fetch(&page(2)).await;
+    assert_eq!(names(&second), ["Gamma"]);
+    assert_eq!(second["@Microsoft.Dynamics.CRM.morerecords"], false);
+
+    let (_, body) = fetch(
+        "<fetch><entity name='account'><attribute name='name'/><order attribute='name' descending='true'/>\
+         <filter type='or'><condition attribute='name' operator='like' value='B%'/>\
+         <filter><condition attribute='industrycode' operator='in'><value>2</value></condition>\
+         <condition attribute='numberofemployees' operator='ge' value='50'/></filter></filter></entity></fetch>",
+    )
+    .await;
+    assert_eq!(names(&body), ["Gamma", "Bravo", "Beta"], "{body}");
+
+    let (_, body) = fetch(
+        "<fetch aggregate='true'><entity name='account'><attribute name='industrycode' groupby='true' alias='ic'/>\
+         <attribute name='numberofemployees' aggregate='sum' alias='total'/><attribute name='name' aggregate='count' alias='n'/></entity></fetch>",
+    )
+    .await;
+    assert_eq!(body["value"][0]["total"], 40, "{body}");
+    assert_eq!(body["value"][1]["total"], 53, "{body}");
+    assert_eq!(body["value"][1]["n"], 2, "{body}");
+
+    for (xml, needle) in [
+        (
+            "<fetch><entity name='account'><link-entity name='contact' from='contactid' to='primarycontactid'/></entity></fetch>",
+            "link-entity",
+        ),
+        (
+            "<fetch><entity name='contact'/></fetch>",
+            "must be 'account'",
+        ),
+        (
+            "<fetch><entity name='account'><filter><condition attribute='name' operator='under' value='x'/></filter></entity></fetch>",
+            "under",
+        ),
+        ("<fetch><entity name='account'>", "not closed"),
+        ("<!DOCTYPE x><fetch/>", "DOCTYPE"),
+    ] {
+        let (status, body) = fetch(xml).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{xml}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{xml}: {message}");
+    }
+    owned.stop().await;
+}
+
 /// PATCH is Dataverse's upsert: a missing id is created through Create's pipeline (the enricher at 20
 /// fills the account number), an existing one updated; `If-None-Match: *` makes it create-only (412 when
 /// the row exists); `return=representation` answers 201 for a create and 200 for an update.

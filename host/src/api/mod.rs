@@ -64,6 +64,7 @@ mod endpoints;
 mod error;
 mod etag;
 mod expand;
+mod fetch;
 mod formatted;
 pub(crate) mod json;
 mod metadata;
@@ -1244,8 +1245,11 @@ impl Call {
     }
 
     async fn retrieve_multiple(&self) -> Result<Response, ApiError> {
+        if let Some((_, xml)) = self.pairs.iter().find(|(k, _)| k == "fetchXml") {
+            return self.fetch_xml(xml).await;
+        }
         if let Some((_, text)) = self.pairs.iter().find(|(k, _)| k == "$apply") {
-            return self.apply(text).await;
+            return self.apply(&self.pairs, text).await;
         }
         let mut pairs = self.pairs.clone();
         let page = paging::Page::from_request(
@@ -1409,9 +1413,9 @@ impl Call {
 
     /// `GET {set}?$apply=…` (see `apply`): the rows `$filter` and the `filter(…)` steps keep, read by one
     /// RetrieveMultiple of at most `apply::RECORD_LIMIT` rows, aggregated.
-    async fn apply(&self, text: &str) -> Result<Response, ApiError> {
+    async fn apply(&self, pairs: &[(String, String)], text: &str) -> Result<Response, ApiError> {
         let mut rest = Vec::new();
-        for (k, v) in &self.pairs {
+        for (k, v) in pairs {
             match k.as_str() {
                 "$apply" => {}
                 "$filter" | "tag" => rest.push((k.clone(), v.clone())),
@@ -1467,6 +1471,73 @@ impl Call {
                 "{}/$metadata#{}",
                 self.base, self.table.entity_set_name
             )),
+            rows.join(",")
+        );
+        Ok(json_response(StatusCode::OK, body))
+    }
+
+    /// `GET {set}?fetchXml=…` (see `fetch`): translated into the collection's own options (or `$apply` for
+    /// an aggregate fetch); `count`/`page` page it, answered with Dataverse's `morerecords` and paging
+    /// cookie annotations.
+    async fn fetch_xml(&self, xml: &str) -> Result<Response, ApiError> {
+        if let Some((other, _)) = self
+            .pairs
+            .iter()
+            .find(|(k, _)| k != "fetchXml" && k != "tag")
+        {
+            return Err(ApiError::url(format!(
+                "The query option '{other}' cannot be combined with fetchXml."
+            )));
+        }
+        let t = fetch::translate(&self.table, xml)?;
+        if let Some(apply) = &t.apply {
+            return self.apply(&t.pairs, apply).await;
+        }
+        let options = odata::parse(&self.table, &t.pairs, odata::Allowed::Collection)?;
+        let (size, page) = t.page.unwrap_or((paging::DEFAULT_PAGE_SIZE as u32, 1));
+        let size = options.top.map_or(size, |top| top.min(size));
+        let query = StoreQuery {
+            table: self.table.logical_name.clone(),
+            columns: read_columns(&options.select, &[]),
+            filter: options.filter.clone(),
+            orders: options.orders.clone(),
+            top: Some(size + 1),
+            skip: u64::from(page.saturating_sub(1)).saturating_mul(u64::from(size)),
+        };
+        let response = self
+            .execute(self.request(Message::RetrieveMultiple { query }, options.tag.clone())?)
+            .await?;
+        let OrganizationResponse::RetrieveMultiple { mut collection } = response else {
+            return Err(unexpected(&response));
+        };
+        let more = collection.entities.len() > size as usize && options.top.is_none();
+        collection.entities.truncate(size as usize);
+        let annotations = self.annotations()?;
+        if annotations.formatted_value {
+            self.name_lookups(&mut collection.entities, &options)
+                .await?;
+        }
+        let select = options.select.as_deref();
+        let rows: Vec<String> = collection
+            .entities
+            .iter()
+            .map(|e| json::entity_to_json(&self.table, e, select, None, annotations))
+            .collect();
+        let paging = if t.page.is_some() {
+            let cookie = format!(
+                "<cookie pagenumber=\"{}\" pagingcookie=\"\" istracking=\"False\" />",
+                page + 1
+            );
+            format!(
+                ",\"@Microsoft.Dynamics.CRM.fetchxmlpagingcookie\":{},\"@Microsoft.Dynamics.CRM.morerecords\":{more}",
+                serde_json::Value::String(cookie)
+            )
+        } else {
+            String::new()
+        };
+        let body = format!(
+            "{{\"@odata.context\":{}{paging},\"value\":[{}]}}",
+            serde_json::Value::String(self.context_url(select, false)),
             rows.join(",")
         );
         Ok(json_response(StatusCode::OK, body))
