@@ -276,6 +276,22 @@ pub(crate) fn update_writes(
     Ok((writes, previous))
 }
 
+/// The indexed expressions of alternate key `k` of `t`: each attribute's column, text through `text` (each
+/// backend's way of comparing it ignoring case, as queries compare text).
+pub(crate) fn key_columns(
+    t: &TableDef,
+    k: &crate::schema::KeyDef,
+    text: impl Fn(&str) -> String,
+) -> Vec<String> {
+    k.attributes
+        .iter()
+        .map(|a| match t.attribute(a).map(|d| &d.kind) {
+            Some(AttributeKind::String { .. }) => text(a),
+            _ => format!("\"{a}\""),
+        })
+        .collect()
+}
+
 /// The unique index that enforces alternate key `key` of `t` (both backends).
 pub(crate) fn key_index(t: &TableDef, key: &str) -> String {
     format!("{}@key@{key}", t.logical_name)

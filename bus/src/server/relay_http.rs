@@ -210,6 +210,13 @@ fn not_upgrade(what: &str) -> Response {
     error(400, &format!("The {what} must be a WebSocket upgrade"))
 }
 
+/// A socket's SAS token: the `sb-hc-token` query parameter, else the `ServiceBusAuthorization` header.
+fn socket_token(pairs: &[(String, String)], headers: &HeaderMap) -> Option<String> {
+    query_get(pairs, "sb-hc-token")
+        .map(str::to_string)
+        .or_else(|| header_str(headers, "servicebusauthorization").map(str::to_string))
+}
+
 /// The listener's token (`sb-hc-token` or `ServiceBusAuthorization`), checked for Listen.
 fn listen(
     bus: Arc<Bus>,
@@ -219,9 +226,7 @@ fn listen(
     host: &str,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = query_get(pairs, "sb-hc-token")
-        .map(str::to_string)
-        .or_else(|| header_str(headers, "servicebusauthorization").map(str::to_string));
+    let token = socket_token(pairs, headers);
     let policies = bus.config.sas_policies.clone();
     let resource = format!("http://{host}/{}", hc.name);
     let expiry = if policies.is_empty() {
@@ -326,9 +331,7 @@ async fn connect(
     host: &str,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = query_get(pairs, "sb-hc-token")
-        .map(str::to_string)
-        .or_else(|| header_str(headers, "servicebusauthorization").map(str::to_string));
+    let token = socket_token(pairs, headers);
     if let Err(r) = bus.authorize(
         token.as_deref(),
         headers,

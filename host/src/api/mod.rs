@@ -1494,7 +1494,7 @@ impl Call {
             return self.apply(&t.pairs, apply).await;
         }
         let options = odata::parse(&self.table, &t.pairs, odata::Allowed::Collection)?;
-        let (size, page) = t.page.unwrap_or((paging::DEFAULT_PAGE_SIZE as u32, 1));
+        let (size, page) = t.page.unwrap_or((paging::DEFAULT_PAGE_SIZE, 1));
         let size = options.top.map_or(size, |top| top.min(size));
         let query = StoreQuery {
             table: self.table.logical_name.clone(),

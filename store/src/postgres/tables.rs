@@ -238,14 +238,7 @@ fn migrate_keys(db: Db<'_>, t: &TableDef) -> Result<()> {
         if existing.contains(&name) {
             continue;
         }
-        let columns: Vec<String> = k
-            .attributes
-            .iter()
-            .map(|a| match t.attribute(a).map(|d| &d.kind) {
-                Some(AttributeKind::String { .. }) => format!("lower(\"{a}\")"),
-                _ => format!("\"{a}\""),
-            })
-            .collect();
+        let columns = rows::key_columns(t, k, |a| format!("lower(\"{a}\")"));
         db.0.borrow_mut()
             .batch(&format!(
                 "CREATE UNIQUE INDEX \"{name}\" ON \"{}\" ({})",

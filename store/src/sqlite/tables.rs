@@ -453,14 +453,7 @@ fn migrate_keys(conn: &Connection, t: &TableDef) -> Result<()> {
         if existing.contains(&name) {
             continue;
         }
-        let columns: Vec<String> = k
-            .attributes
-            .iter()
-            .map(|a| match t.attribute(a).map(|d| &d.kind) {
-                Some(AttributeKind::String { .. }) => format!("\"{a}\" COLLATE NOCASE"),
-                _ => format!("\"{a}\""),
-            })
-            .collect();
+        let columns = rows::key_columns(t, k, |a| format!("\"{a}\" COLLATE NOCASE"));
         conn.execute_batch(&format!(
             "CREATE UNIQUE INDEX \"{name}\" ON \"{}\" ({})",
             t.logical_name,
