@@ -321,6 +321,58 @@ pub(crate) fn nn_pair<'a>(
     }
 }
 
+/// What a 1:N Associate or Disassociate needs of a backend: a 1:N link is the referencing row's lookup.
+pub(crate) trait LookupRows {
+    /// NotFound unless `row` exists.
+    fn check_exists(&mut self, row: &EntityRef) -> Result<()>;
+    /// Lookup `attribute` of row `id` of `table` (Null when unset; None when the row does not exist), read
+    /// as a writer reads it (locked where the backend locks).
+    fn read_lookup(&mut self, table: &str, id: Uuid, attribute: &str) -> Result<Option<Value>>;
+    /// Writes lookup `attribute` of row `id` of `table` (an Update of that one attribute).
+    fn write_lookup(&mut self, table: &str, id: Uuid, attribute: &str, value: Value) -> Result<()>;
+}
+
+/// Links (`link`) or unlinks `target` and `related` through 1:N relationship `rel`: each "many" row's lookup
+/// `attribute` is set to its "one" row (which must exist), or cleared after checking it points there.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn link_one_to_many(
+    rows: &mut dyn LookupRows,
+    rel: &str,
+    referenced: &str,
+    referencing: &str,
+    attribute: &str,
+    target: &EntityRef,
+    related: &[EntityRef],
+    link: bool,
+) -> Result<()> {
+    for (one, many) in one_to_many(rel, referenced, referencing, target, related)? {
+        let reference = Value::EntityReference {
+            logical_name: one.logical_name.clone(),
+            id: one.id,
+        };
+        let value = if link {
+            rows.check_exists(one)?;
+            reference
+        } else {
+            let Some(current) = rows.read_lookup(referencing, many.id, attribute)? else {
+                return Err(StoreError::NotFound {
+                    table: many.logical_name.clone(),
+                    id: many.id,
+                });
+            };
+            if current != reference {
+                return Err(StoreError::Invalid(format!(
+                    "relationship `{rel}`: {} {} is not associated with {} {}",
+                    many.logical_name, many.id, one.logical_name, one.id
+                )));
+            }
+            Value::Null
+        };
+        rows.write_lookup(referencing, many.id, attribute, value)?;
+    }
+    Ok(())
+}
+
 /// For a 1:N relationship, the (referenced "one", referencing "many") roles of target and related.
 pub(crate) fn one_to_many<'a>(
     rel: &str,

@@ -245,41 +245,16 @@ impl<'a> Buffered<'a> {
                 referencing_entity,
                 referencing_attribute,
                 ..
-            } => {
-                for (one, many) in
-                    rows::one_to_many(rel, referenced_entity, referencing_entity, target, related)?
-                {
-                    let reference = Value::EntityReference {
-                        logical_name: one.logical_name.clone(),
-                        id: one.id,
-                    };
-                    let value = if link {
-                        self.must_exist(one)?;
-                        reference
-                    } else {
-                        self.lock((referencing_entity.clone(), many.id))?;
-                        let Some(cur) = self.current(referencing_entity, many.id)? else {
-                            return Err(StoreError::NotFound {
-                                table: many.logical_name.clone(),
-                                id: many.id,
-                            });
-                        };
-                        if cur.attributes.get(referencing_attribute.as_str()) != Some(&reference) {
-                            return Err(StoreError::Invalid(format!(
-                                "relationship `{rel}`: {} {} is not associated with {} {}",
-                                many.logical_name, many.id, one.logical_name, one.id
-                            )));
-                        }
-                        Value::Null
-                    };
-                    self.update(
-                        referencing_entity,
-                        many.id,
-                        Attributes::from([(referencing_attribute.clone(), value)]),
-                    )?;
-                }
-                Ok(())
-            }
+            } => rows::link_one_to_many(
+                self,
+                rel,
+                referenced_entity,
+                referencing_entity,
+                referencing_attribute,
+                target,
+                related,
+                link,
+            ),
         }
     }
 
@@ -423,6 +398,23 @@ impl Read for Buffered<'_> {
         }
     }
     delegate_system_reads!(committed);
+}
+
+/// A 1:N link in an operation: the lookup is read after locking the row, then written like any Update.
+impl rows::LookupRows for Buffered<'_> {
+    fn check_exists(&mut self, row: &EntityRef) -> Result<()> {
+        self.must_exist(row)
+    }
+    fn read_lookup(&mut self, table: &str, id: Uuid, attribute: &str) -> Result<Option<Value>> {
+        self.lock((table.to_owned(), id))?;
+        Ok(self
+            .current(table, id)?
+            .map(|mut row| row.attributes.remove(attribute).unwrap_or(Value::Null)))
+    }
+    fn write_lookup(&mut self, table: &str, id: Uuid, attribute: &str, value: Value) -> Result<()> {
+        self.update(table, id, Attributes::from([(attribute.to_owned(), value)]))
+            .map(|_| ())
+    }
 }
 
 impl Tx for Buffered<'_> {

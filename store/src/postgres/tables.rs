@@ -698,45 +698,55 @@ pub(crate) fn associate(
             referencing_entity,
             referencing_attribute,
             ..
-        } => {
-            for (one, many) in
-                rows::one_to_many(rel, referenced_entity, referencing_entity, target, related)?
-            {
-                let reference = Value::EntityReference {
-                    logical_name: one.logical_name.clone(),
-                    id: one.id,
-                };
-                let value = if link {
-                    must_exist(db, schema, one)?;
-                    reference
-                } else {
-                    let t = table(schema, referencing_entity)?;
-                    let Some(cur) = current_values(db, t, many.id, &[referencing_attribute], lock)?
-                    else {
-                        return Err(StoreError::NotFound {
-                            table: many.logical_name.clone(),
-                            id: many.id,
-                        });
-                    };
-                    if cur.get(referencing_attribute.as_str()) != Some(&reference) {
-                        return Err(StoreError::Invalid(format!(
-                            "relationship `{rel}`: {} {} is not associated with {} {}",
-                            many.logical_name, many.id, one.logical_name, one.id
-                        )));
-                    }
-                    Value::Null
-                };
-                update(
-                    db,
-                    schema,
-                    now,
-                    referencing_entity,
-                    many.id,
-                    Attributes::from([(referencing_attribute.clone(), value)]),
-                )?;
-            }
-            Ok(())
-        }
+        } => rows::link_one_to_many(
+            &mut Links {
+                db,
+                schema,
+                now,
+                lock,
+            },
+            rel,
+            referenced_entity,
+            referencing_entity,
+            referencing_attribute,
+            target,
+            related,
+            link,
+        ),
+    }
+}
+
+/// The PostgreSQL side of a 1:N link ([`rows::link_one_to_many`]).
+struct Links<'a> {
+    db: Db<'a>,
+    schema: &'a Schema,
+    now: i64,
+    lock: bool,
+}
+
+impl rows::LookupRows for Links<'_> {
+    fn check_exists(&mut self, row: &EntityRef) -> Result<()> {
+        must_exist(self.db, self.schema, row)
+    }
+    fn read_lookup(
+        &mut self,
+        table_name: &str,
+        id: Uuid,
+        attribute: &str,
+    ) -> Result<Option<Value>> {
+        let t = table(self.schema, table_name)?;
+        Ok(current_values(self.db, t, id, &[attribute], self.lock)?
+            .map(|mut c| c.remove(attribute).unwrap_or(Value::Null)))
+    }
+    fn write_lookup(
+        &mut self,
+        table_name: &str,
+        id: Uuid,
+        attribute: &str,
+        value: Value,
+    ) -> Result<()> {
+        let attrs = Attributes::from([(attribute.to_owned(), value)]);
+        update(self.db, self.schema, self.now, table_name, id, attrs).map(|_| ())
     }
 }
 

@@ -688,45 +688,49 @@ pub(crate) fn associate(
             referencing_entity,
             referencing_attribute,
             ..
-        } => {
-            for (one, many) in
-                rows::one_to_many(rel, referenced_entity, referencing_entity, target, related)?
-            {
-                let reference = Value::EntityReference {
-                    logical_name: one.logical_name.clone(),
-                    id: one.id,
-                };
-                let value = if link {
-                    must_exist(conn, schema, one)?;
-                    reference
-                } else {
-                    let t = table(schema, referencing_entity)?;
-                    let Some(cur) = current_values(conn, t, many.id, &[referencing_attribute])?
-                    else {
-                        return Err(StoreError::NotFound {
-                            table: many.logical_name.clone(),
-                            id: many.id,
-                        });
-                    };
-                    if cur.get(referencing_attribute.as_str()) != Some(&reference) {
-                        return Err(StoreError::Invalid(format!(
-                            "relationship `{rel}`: {} {} is not associated with {} {}",
-                            many.logical_name, many.id, one.logical_name, one.id
-                        )));
-                    }
-                    Value::Null
-                };
-                update(
-                    conn,
-                    schema,
-                    now,
-                    referencing_entity,
-                    many.id,
-                    Attributes::from([(referencing_attribute.clone(), value)]),
-                )?;
-            }
-            Ok(())
-        }
+        } => rows::link_one_to_many(
+            &mut Links { conn, schema, now },
+            rel,
+            referenced_entity,
+            referencing_entity,
+            referencing_attribute,
+            target,
+            related,
+            link,
+        ),
+    }
+}
+
+/// The SQLite side of a 1:N link ([`rows::link_one_to_many`]).
+struct Links<'a> {
+    conn: &'a Connection,
+    schema: &'a Schema,
+    now: i64,
+}
+
+impl rows::LookupRows for Links<'_> {
+    fn check_exists(&mut self, row: &EntityRef) -> Result<()> {
+        must_exist(self.conn, self.schema, row)
+    }
+    fn read_lookup(
+        &mut self,
+        table_name: &str,
+        id: Uuid,
+        attribute: &str,
+    ) -> Result<Option<Value>> {
+        let t = table(self.schema, table_name)?;
+        Ok(current_values(self.conn, t, id, &[attribute])?
+            .map(|mut c| c.remove(attribute).unwrap_or(Value::Null)))
+    }
+    fn write_lookup(
+        &mut self,
+        table_name: &str,
+        id: Uuid,
+        attribute: &str,
+        value: Value,
+    ) -> Result<()> {
+        let attrs = Attributes::from([(attribute.to_owned(), value)]);
+        update(self.conn, self.schema, self.now, table_name, id, attrs).map(|_| ())
     }
 }
 
