@@ -361,6 +361,35 @@ pub struct StepDef {
     pub event_handler: EventHandler,
 }
 
+impl StepDef {
+    /// What registering this step requires on either backend: an asynchronous step is in stage 40, and its
+    /// event handler is registered (`handler_exists(table, id)` asks the backend: `plugintype` or
+    /// `serviceendpoint`). Returns the handler's id and table, as the step row stores them.
+    pub(crate) fn check(
+        &self,
+        handler_exists: impl FnOnce(&'static str, Uuid) -> crate::Result<bool>,
+    ) -> crate::Result<(Uuid, &'static str)> {
+        if self.mode == StepMode::Asynchronous && self.stage != Stage::PostOperation {
+            return Err(crate::StoreError::Invalid(format!(
+                "step `{}`: asynchronous steps must be registered in stage 40 (PostOperation), not {}",
+                self.name,
+                self.stage.value()
+            )));
+        }
+        let (handler, table) = match self.event_handler {
+            EventHandler::PluginType(id) => (id, "plugintype"),
+            EventHandler::ServiceEndpoint(id) => (id, "serviceendpoint"),
+        };
+        if !handler_exists(table, handler)? {
+            return Err(crate::StoreError::Invalid(format!(
+                "step `{}`: event handler {table} {handler} is not registered",
+                self.name
+            )));
+        }
+        Ok((handler, table))
+    }
+}
+
 /// A step as read back: the registration plus whether a secure configuration is stored (never its value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {

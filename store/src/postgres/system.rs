@@ -266,31 +266,13 @@ pub(crate) fn plugin_types(db: Db<'_>) -> Result<Vec<PluginType>> {
 }
 
 pub(crate) fn put_step(db: Db<'_>, s: &StepDef, secure: SecretUpdate) -> Result<()> {
-    if s.mode == StepMode::Asynchronous && s.stage != Stage::PostOperation {
-        return Err(StoreError::Invalid(format!(
-            "step `{}`: asynchronous steps must be registered in stage 40 (PostOperation), not {}",
-            s.name,
-            s.stage.value()
-        )));
-    }
-    let (handler, handler_type, sql) = match s.event_handler {
-        EventHandler::PluginType(id) => (
+    let (handler, handler_type) = s.check(|table, id| {
+        exists(
+            db,
+            &format!("SELECT 1 FROM {table} WHERE {table}id = $1"),
             id,
-            "plugintype",
-            "SELECT 1 FROM plugintype WHERE plugintypeid = $1",
-        ),
-        EventHandler::ServiceEndpoint(id) => (
-            id,
-            "serviceendpoint",
-            "SELECT 1 FROM serviceendpoint WHERE serviceendpointid = $1",
-        ),
-    };
-    if !exists(db, sql, handler)? {
-        return Err(StoreError::Invalid(format!(
-            "step `{}`: event handler {handler_type} {handler} is not registered",
-            s.name
-        )));
-    }
+        )
+    })?;
     let id = s.id.to_string();
     db.execute(
         "INSERT INTO sdkmessageprocessingstep (sdkmessageprocessingstepid, name, message, primaryentity,
