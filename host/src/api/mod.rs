@@ -967,6 +967,13 @@ impl Call {
         &self,
         body: &'b [u8],
     ) -> Result<std::borrow::Cow<'b, [u8]>, ApiError> {
+        // Every Create and Update asks: a body without a bind is not parsed again.
+        if !body
+            .windows(b"@odata.bind".len())
+            .any(|w| w == b"@odata.bind")
+        {
+            return Ok(std::borrow::Cow::Borrowed(body));
+        }
         let Ok(json::RawObject(members)) = serde_json::from_slice::<json::RawObject>(body) else {
             // entity_from_body answers a malformed body with the precise error.
             return Ok(std::borrow::Cow::Borrowed(body));
