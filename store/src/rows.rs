@@ -262,17 +262,9 @@ pub(crate) fn update_writes(
         platform::VERSION_NUMBER.into(),
         Value::BigInt(row_version(now, &t.logical_name, id, before)),
     ));
-    // The previous version always comes back: an update made on condition of a version (Dataverse's
+    // `previous` holds exactly `names`: the attributes written (the state pair with either), and the
+    // version, which always comes back so an update made on condition of a version (Dataverse's
     // IfRowVersionMatches) is checked against exactly the row it replaced.
-    let requested: Vec<&str> = writes
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .filter(|n| *n != platform::MODIFIED_ON)
-        .collect();
-    let previous = previous
-        .into_iter()
-        .filter(|(n, _)| requested.contains(&n.as_str()))
-        .collect();
     Ok((writes, previous))
 }
 

@@ -41,7 +41,7 @@ const PAGE: usize = 100;
 // ---------------------------------------------------------------------------------------------------
 // A small element tree read with quick-xml (bounded: the body is at most 64 KiB, depth at most 32).
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct El {
     /// local name
     pub(crate) name: String,
@@ -273,16 +273,7 @@ pub(crate) fn iso_time(ms: i64) -> String {
     let frac = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = weft_message::calendar::civil_from_days(i128::from(days));
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:03}Z",
         sod / 3600,
@@ -919,21 +910,7 @@ fn description(body: &[u8], want: &[&str]) -> Result<El, Response> {
                 ),
             )
         })?;
-    Ok(El {
-        name: d.name.clone(),
-        attrs: d.attrs.clone(),
-        text: d.text.clone(),
-        children: d.children.iter().map(clone_el).collect(),
-    })
-}
-
-fn clone_el(e: &El) -> El {
-    El {
-        name: e.name.clone(),
-        attrs: e.attrs.clone(),
-        text: e.text.clone(),
-        children: e.children.iter().map(clone_el).collect(),
-    }
+    Ok(d.clone())
 }
 
 fn paging(query: &[(String, String)]) -> Result<(usize, usize), Response> {
@@ -1116,8 +1093,9 @@ fn entity_entry(bus: &Bus, reg: &Registry, base: &Base, key: &str, def: &Def) ->
         ),
         DefKind::Topic(t) => {
             let target = node.and_then(|n| n.target.clone());
-            let subs = target.as_ref().map_or(0, |t| t.receivers().len());
-            let bytes = target.map_or(0, |t| t.receivers().iter().map(|r| counts(Some(r)).3).sum());
+            let receivers = target.map(|t| t.receivers()).unwrap_or_default();
+            let subs = receivers.len();
+            let bytes = receivers.iter().map(|r| counts(Some(r)).3).sum();
             (
                 t.name.clone(),
                 t.name.clone(),

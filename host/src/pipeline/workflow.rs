@@ -26,7 +26,9 @@ pub const DELETED_ROW_IMAGE: &str = "PreBusinessEntity";
 /// The workflows `op` starts: enabled ones on its table and message (an Update only when it changed one
 /// of the listed columns).
 fn started<'a>(op: &'a Op) -> impl Iterator<Item = &'a WorkflowDef> + 'a {
+    // Asked for every operation: with no workflows registered, nothing is collected.
     let changed: Vec<&str> = match get_param(&op.input, "Target") {
+        _ if op.registry.workflows.is_empty() => Vec::new(),
         Some(ParameterValue::Entity(e)) if op.message == "Update" => {
             e.attributes.iter().map(|a| a.name.as_str()).collect()
         }

@@ -92,27 +92,23 @@ fn truth(t: &TableDef, c: &Condition, row: &Row) -> Option<bool> {
         }
         Condition::Not(inner) => truth(t, inner, row).map(|b| !b),
         // Kleene logic: false (true) decides an And (Or) whatever the unknowns.
-        Condition::And(cs) => {
-            let values: Vec<Option<bool>> = cs.iter().map(|c| truth(t, c, row)).collect();
-            if values.contains(&Some(false)) {
-                Some(false)
-            } else if values.contains(&None) {
-                None
-            } else {
-                Some(true)
-            }
-        }
-        Condition::Or(cs) => {
-            let values: Vec<Option<bool>> = cs.iter().map(|c| truth(t, c, row)).collect();
-            if values.contains(&Some(true)) {
-                Some(true)
-            } else if values.contains(&None) {
-                None
-            } else {
-                Some(false)
-            }
+        Condition::And(cs) => kleene(cs.iter().map(|c| truth(t, c, row)), false),
+        Condition::Or(cs) => kleene(cs.iter().map(|c| truth(t, c, row)), true),
+    }
+}
+
+/// An And (`decides` false) or Or (`decides` true) of three-valued operands: `decides` as soon as an
+/// operand is it, else unknown when any operand is, else the other value.
+fn kleene(operands: impl Iterator<Item = Option<bool>>, decides: bool) -> Option<bool> {
+    let mut unknown = false;
+    for v in operands {
+        match v {
+            Some(b) if b == decides => return Some(decides),
+            None => unknown = true,
+            Some(_) => {}
         }
     }
+    (!unknown).then_some(!decides)
 }
 
 /// The query's order between two rows: its orders in sequence (nulls first ascending), then primary id.
