@@ -7,10 +7,10 @@
 //! pipeline).
 
 use weft_store::query::Condition;
-use weft_store::{AttributeKind, TableDef, Value};
+use weft_store::{TableDef, Value};
 
 use super::error::ApiError;
-use super::odata;
+use super::{json, odata};
 
 /// `accounts(accountnumber='A1')` → (`accounts`, `accountnumber='A1'`); None when the segment has no
 /// parenthesised part or it is not of the `name=value` form (a GUID key, a function call).
@@ -27,19 +27,7 @@ pub fn split(segment: &str) -> Option<(&str, &str)> {
 
 /// The values `text` (`name=literal[,name=literal…]`) gives the attributes of one of `table`'s keys.
 pub fn values(table: &TableDef, text: &str) -> Result<Vec<(String, Value)>, ApiError> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, c) in text.char_indices() {
-        match c {
-            '\'' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
+    let parts = odata::split_unquoted(text, ',');
     let mut names = Vec::new();
     let mut filter = Vec::new();
     for part in parts {
@@ -54,10 +42,7 @@ pub fn values(table: &TableDef, text: &str) -> Result<Vec<(String, Value)>, ApiE
             ))
         })?;
         // The filter parser names lookups by their `_x_value` property.
-        let property = match attribute.kind {
-            AttributeKind::Lookup { .. } => format!("_{name}_value"),
-            _ => name.to_owned(),
-        };
+        let property = json::property_name(attribute);
         names.push(name.to_owned());
         filter.push(format!("{property} eq {}", literal.trim()));
     }

@@ -152,10 +152,9 @@ impl Apply {
             .map(|(key, members)| {
                 let mut fields = Vec::new();
                 for (g, text) in self.group.iter().zip(key) {
-                    let name = match table.attribute(g).map(|a| &a.kind) {
-                        Some(AttributeKind::Lookup { .. }) => format!("_{g}_value"),
-                        _ => g.clone(),
-                    };
+                    let name = table
+                        .attribute(g)
+                        .map_or_else(|| g.clone(), json::property_name);
                     fields.push(format!("{}:{text}", serde_json::Value::String(name)));
                 }
                 for a in &self.aggregates {

@@ -4,8 +4,8 @@
 //!
 //! Owns reading the targets (each checked before anything runs, identified for Update by its id or
 //! `@odata.id`, for Upsert also by an alternate key) and running them: one transaction, every target a
-//! Create or Update through the pipeline, so the steps registered on Create and Update run for each item, as
-//! Dataverse runs them. Steps registered on the bulk messages themselves (once, with `Targets`) are not
+//! Create or Update through the pipeline (in the `$batch` change set's transaction inside one), so the steps
+//! registered on Create and Update run for each item, as Dataverse runs them. Steps registered on the bulk messages themselves (once, with `Targets`) are not
 //! supported: the registration knows no such message.
 
 use axum::http::StatusCode;
@@ -65,18 +65,18 @@ impl Call {
         let targets = self.targets(bulk, body)?;
         let mut messages = Vec::with_capacity(targets.len());
         for t in targets {
-            let id = match (&t.id, &t.key) {
-                (Some(id), _) => Some(*id),
-                (None, Some(values)) => self.find_by_key(&self.table, values).await?,
-                (None, None) => None,
+            // A row found by its key exists; only a row named by its id needs asking.
+            let (id, known) = match (&t.id, &t.key) {
+                (Some(id), _) => (Some(*id), false),
+                (None, Some(values)) => (self.find_by_key(&self.table, values).await?, true),
+                (None, None) => (None, false),
             };
-            let create = match bulk {
-                Bulk::Create => true,
-                Bulk::Update => false,
-                Bulk::Upsert => match id {
-                    Some(id) => !self.exists(id).await?,
-                    None => true,
-                },
+            let create = match (bulk, id) {
+                (Bulk::Create, _) => true,
+                (Bulk::Update, _) => false,
+                (Bulk::Upsert, Some(_)) if known => false,
+                (Bulk::Upsert, Some(id)) => !self.exists(id).await?,
+                (Bulk::Upsert, None) => true,
             };
             let mut target = json::entity_from_body(schema, &self.table, t.body.as_bytes(), id)?;
             if create {
@@ -107,23 +107,7 @@ impl Call {
             .into_iter()
             .map(|m| self.request(m, None))
             .collect::<Result<Vec<_>, _>>()?;
-        let runtime = std::sync::Arc::clone(&self.state.runtime);
-        let responses = tokio::task::spawn_blocking(move || {
-            runtime.pipeline.transaction(|t| {
-                requests
-                    .into_iter()
-                    .map(|r| t.execute(r))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-        })
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "0x80040216",
-                format!("{} did not complete: {e}", bulk.name()),
-            )
-        })??;
+        let responses = self.execute_all(requests).await?;
         if bulk != Bulk::Create {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
@@ -252,17 +236,7 @@ impl Call {
                         ))
                     })?);
                 }
-                let body = format!(
-                    "{{{}}}",
-                    own.iter()
-                        .map(|(n, v)| format!(
-                            "{}:{}",
-                            serde_json::Value::String(n.clone()),
-                            v.get()
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                );
+                let body = json::object_text(own.iter().map(|(n, v)| (n.as_str(), v.get())));
                 Ok(Target { body, id, key })
             })
             .collect()

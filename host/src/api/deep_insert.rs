@@ -155,13 +155,7 @@ fn record(
                 .map_err(internal)?,
         ));
     }
-    let text = format!(
-        "{{{}}}",
-        own.iter()
-            .map(|(k, v)| format!("{}:{}", serde_json::Value::String(k.clone()), v.get()))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let text = json::object_text(own.iter().map(|(k, v)| (k.as_str(), v.get())));
     let target = json::entity_from_body(schema, table, text.as_bytes(), Some(id))?;
     out.push(Message::Create { target });
     for (nav, items) in later {

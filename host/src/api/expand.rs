@@ -24,7 +24,7 @@ use crate::convert;
 use crate::sandbox::wit::types::{Entity, Value as WitValue};
 
 /// Related ids read per RetrieveMultiple: one `eq` condition each, well under the `$filter` limit.
-const IDS_PER_QUERY: usize = 500;
+pub(super) const IDS_PER_QUERY: usize = 500;
 
 /// How an expanded navigation property relates the rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,20 +173,10 @@ fn navigation<'s>(
 
 /// Splits nested options at `;` outside quoted literals.
 fn split_options(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, c) in text.char_indices() {
-        match c {
-            '\'' => quoted = !quoted,
-            ';' if !quoted => {
-                out.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&text[start..]);
-    out.into_iter().filter(|o| !o.trim().is_empty()).collect()
+    super::odata::split_unquoted(text, ';')
+        .into_iter()
+        .filter(|o| !o.trim().is_empty())
+        .collect()
 }
 
 /// Splits at commas outside parentheses.

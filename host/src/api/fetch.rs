@@ -310,9 +310,8 @@ pub fn translate(table: &TableDef, xml: &str) -> Result<Translated, ApiError> {
 
 /// The Web API property of attribute `name` (`_x_value` for lookup x).
 fn property(table: &TableDef, name: &str) -> Result<String, ApiError> {
-    match table.attribute(name).map(|a| &a.kind) {
-        Some(AttributeKind::Lookup { .. }) => Ok(format!("_{name}_value")),
-        Some(_) => Ok(name.to_owned()),
+    match table.attribute(name) {
+        Some(a) => Ok(super::json::property_name(a)),
         None => Err(bad(format!(
             "'{name}' is not an attribute of '{}'",
             table.logical_name

@@ -471,11 +471,7 @@ pub fn entity_to_json(
         let text = value
             .as_ref()
             .map_or_else(|| "null".to_owned(), value_to_json);
-        let key = if matches!(attr.kind, AttributeKind::Lookup { .. }) {
-            format!("_{name}_value")
-        } else {
-            name.clone()
-        };
+        let key = property_name(attr);
         push(&key, &text);
         if let Some(WitValue::EntityReference(r)) = &value {
             if annotations.associated_navigation_property {
@@ -502,6 +498,24 @@ pub fn entity_to_json(
     }
     out.push('}');
     out
+}
+
+/// The Web API property of an attribute: `_x_value` for lookup `x`, else its logical name.
+pub fn property_name(attr: &AttributeDef) -> String {
+    match attr.kind {
+        AttributeKind::Lookup { .. } => format!("_{}_value", attr.logical_name),
+        _ => attr.logical_name.clone(),
+    }
+}
+
+/// A JSON object's text from members whose values are JSON text already (kept as written: decimals are
+/// never rounded through an f64).
+pub fn object_text<'a>(members: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let members: Vec<String> = members
+        .into_iter()
+        .map(|(k, v)| format!("{}:{v}", Json::String(k.to_owned())))
+        .collect();
+    format!("{{{}}}", members.join(","))
 }
 
 /// The row version (`versionnumber`) a read record carries, if it carries one.

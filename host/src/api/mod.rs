@@ -1020,13 +1020,8 @@ impl Call {
         if !changed {
             return Ok(std::borrow::Cow::Borrowed(body));
         }
-        let members: Vec<String> = out
-            .iter()
-            .map(|(k, v)| format!("{}:{v}", serde_json::Value::String(k.clone())))
-            .collect();
-        Ok(std::borrow::Cow::Owned(
-            format!("{{{}}}", members.join(",")).into_bytes(),
-        ))
+        let text = json::object_text(out.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Ok(std::borrow::Cow::Owned(text.into_bytes()))
     }
 
     /// The id of the `table` row with these alternate key values, if one has them (a RetrieveMultiple
@@ -1049,13 +1044,8 @@ impl Call {
             top: Some(2),
             skip: 0,
         };
-        let response = self
-            .execute(self.request(Message::RetrieveMultiple { query }, None)?)
-            .await?;
-        let OrganizationResponse::RetrieveMultiple { collection } = response else {
-            return Err(unexpected(&response));
-        };
-        match collection.entities.as_slice() {
+        let entities = self.retrieve_rows(query, None).await?;
+        match entities.as_slice() {
             [] => Ok(None),
             [one] => Ok(one.id.map(convert::uuid)),
             _ => Err(ApiError::url(
@@ -1209,30 +1199,33 @@ impl Call {
             .into_iter()
             .map(|m| self.request(m, options.tag.clone()))
             .collect::<Result<Vec<_>, _>>()?;
+        self.execute_all(requests).await?;
+        Ok(id)
+    }
+
+    /// Runs `requests` in one transaction — the `$batch` change set's when the request is in one — and
+    /// answers their responses in order (deep insert, bulk messages).
+    async fn execute_all(
+        &self,
+        requests: Vec<OrganizationRequest>,
+    ) -> Result<Vec<OrganizationResponse>, ApiError> {
         if let Some(change_set) = batch::ChangeSet::current() {
+            let mut responses = Vec::with_capacity(requests.len());
             for request in requests {
-                change_set.execute(request).await?;
+                responses.push(change_set.execute(request).await?);
             }
-            return Ok(id);
+            return Ok(responses);
         }
         let runtime = Arc::clone(&self.state.runtime);
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             runtime.pipeline.transaction(|t| {
-                for request in requests {
-                    t.execute(request)?;
-                }
-                Ok(())
+                requests
+                    .into_iter()
+                    .map(|r| t.execute(r))
+                    .collect::<Result<Vec<_>, _>>()
             })
         })
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "0x80040216",
-                format!("the deep insert did not complete: {e}"),
-            )
-        })??;
-        Ok(id)
     }
 
     async fn retrieve(&self, id: Uuid) -> Result<Response, ApiError> {
@@ -1278,28 +1271,15 @@ impl Call {
             top: Some(page.fetch(options.top)),
             skip: page.skip,
         };
-        let request = self.request(Message::RetrieveMultiple { query }, options.tag.clone())?;
-        let response = self.execute(request).await?;
-        let OrganizationResponse::RetrieveMultiple { mut collection } = response else {
-            return Err(unexpected(&response));
-        };
-        let next = page.finish(
-            &mut collection.entities,
-            options.top,
-            &self.state.pages,
-            &self.base,
-        );
+        let mut entities = self.retrieve_rows(query, options.tag.clone()).await?;
+        let next = page.finish(&mut entities, options.top, &self.state.pages, &self.base);
         let select = options.select.as_deref();
         let annotations = self.annotations()?;
         if annotations.formatted_value {
-            self.name_lookups(&mut collection.entities, &options)
-                .await?;
+            self.name_lookups(&mut entities, &options).await?;
         }
-        let extra = self
-            .expanded(&expands, &collection.entities, &options)
-            .await?;
-        let rows: Vec<String> = collection
-            .entities
+        let extra = self.expanded(&expands, &entities, &options).await?;
+        let rows: Vec<String> = entities
             .iter()
             .zip(extra)
             .map(|(e, extra)| {
@@ -1454,13 +1434,8 @@ impl Call {
             top: Some(apply::RECORD_LIMIT as u32 + 1),
             skip: 0,
         };
-        let response = self
-            .execute(self.request(Message::RetrieveMultiple { query }, options.tag.clone())?)
-            .await?;
-        let OrganizationResponse::RetrieveMultiple { collection } = response else {
-            return Err(unexpected(&response));
-        };
-        if collection.entities.len() > apply::RECORD_LIMIT {
+        let entities = self.retrieve_rows(query, options.tag.clone()).await?;
+        if entities.len() > apply::RECORD_LIMIT {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "0x8004e023",
@@ -1471,7 +1446,7 @@ impl Call {
                 ),
             ));
         }
-        let rows = apply.rows(&self.table, &collection.entities);
+        let rows = apply.rows(&self.table, &entities);
         let body = format!(
             "{{\"@odata.context\":{},\"value\":[{}]}}",
             serde_json::Value::String(format!(
@@ -1511,22 +1486,15 @@ impl Call {
             top: Some(size + 1),
             skip: u64::from(page.saturating_sub(1)).saturating_mul(u64::from(size)),
         };
-        let response = self
-            .execute(self.request(Message::RetrieveMultiple { query }, options.tag.clone())?)
-            .await?;
-        let OrganizationResponse::RetrieveMultiple { mut collection } = response else {
-            return Err(unexpected(&response));
-        };
-        let more = collection.entities.len() > size as usize && options.top.is_none();
-        collection.entities.truncate(size as usize);
+        let mut entities = self.retrieve_rows(query, options.tag.clone()).await?;
+        let more = entities.len() > size as usize && options.top.is_none();
+        entities.truncate(size as usize);
         let annotations = self.annotations()?;
         if annotations.formatted_value {
-            self.name_lookups(&mut collection.entities, &options)
-                .await?;
+            self.name_lookups(&mut entities, &options).await?;
         }
         let select = options.select.as_deref();
-        let rows: Vec<String> = collection
-            .entities
+        let rows: Vec<String> = entities
             .iter()
             .map(|e| json::entity_to_json(&self.table, e, select, None, annotations))
             .collect();
@@ -1574,14 +1542,16 @@ impl Call {
                 }
             }
         }
-        let mut names: std::collections::HashMap<(String, Uuid), String> = Default::default();
+        // By table, then id: looking a lookup up allocates nothing.
+        let mut names: std::collections::HashMap<String, std::collections::HashMap<Uuid, String>> =
+            Default::default();
         for (table, mut ids) in wanted {
             let Some(t) = schema.table(&table) else {
                 continue;
             };
             ids.sort_unstable();
             ids.dedup();
-            let queries = ids.chunks(500).map(|chunk| StoreQuery {
+            let queries = ids.chunks(expand::IDS_PER_QUERY).map(|chunk| StoreQuery {
                 table: table.clone(),
                 columns: Some(vec![
                     t.primary_id_attribute.clone(),
@@ -1608,7 +1578,10 @@ impl Call {
                     _ => None,
                 });
                 if let (Some(id), Some(name)) = (related.id, name) {
-                    names.insert((table.clone(), convert::uuid(id)), name);
+                    names
+                        .entry(table.clone())
+                        .or_default()
+                        .insert(convert::uuid(id), name);
                 }
             }
         }
@@ -1618,12 +1591,28 @@ impl Call {
                     && r.name.is_none()
                 {
                     r.name = names
-                        .get(&(r.logical_name.clone(), convert::uuid(r.id)))
+                        .get(r.logical_name.as_str())
+                        .and_then(|by_id| by_id.get(&convert::uuid(r.id)))
                         .cloned();
                 }
             }
         }
         Ok(())
+    }
+
+    /// The rows `query` matches: a RetrieveMultiple through the pipeline (its steps fire).
+    async fn retrieve_rows(
+        &self,
+        query: StoreQuery,
+        tag: Option<String>,
+    ) -> Result<Vec<Entity>, ApiError> {
+        let response = self
+            .execute(self.request(Message::RetrieveMultiple { query }, tag)?)
+            .await?;
+        match response {
+            OrganizationResponse::RetrieveMultiple { collection } => Ok(collection.entities),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// The rows of `queries`, each a RetrieveMultiple through the pipeline, in order.
@@ -1634,12 +1623,8 @@ impl Call {
     ) -> Result<Vec<Entity>, ApiError> {
         let mut out = Vec::new();
         for query in queries {
-            let request = self.request(Message::RetrieveMultiple { query }, options.tag.clone())?;
-            let response = self.execute(request).await?;
-            let OrganizationResponse::RetrieveMultiple { collection } = response else {
-                return Err(unexpected(&response));
-            };
-            out.extend(collection.entities);
+            let entities = self.retrieve_rows(query, options.tag.clone()).await?;
+            out.extend(entities);
         }
         Ok(out)
     }
@@ -1649,33 +1634,28 @@ impl Call {
         let table = self.table.logical_name.clone();
         let ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.id.map(convert::uuid)).collect();
         let (runtime, relationship) = (Arc::clone(&self.state.runtime), relationship.to_owned());
-        tokio::task::spawn_blocking(move || {
-            runtime.store.read(|r| {
-                ids.iter()
-                    .map(|id| match id {
-                        Some(id) => r
-                            .related(
-                                &relationship,
-                                &weft_store::EntityRef {
-                                    logical_name: table.clone(),
-                                    id: *id,
-                                },
-                            )
-                            .map(|refs| refs.into_iter().map(|r| r.id).collect()),
-                        None => Ok(Vec::new()),
-                    })
-                    .collect::<Result<Vec<Vec<Uuid>>, StoreError>>()
-            })
+        blocking(move || {
+            runtime
+                .store
+                .read(|r| {
+                    ids.iter()
+                        .map(|id| match id {
+                            Some(id) => r
+                                .related(
+                                    &relationship,
+                                    &weft_store::EntityRef {
+                                        logical_name: table.clone(),
+                                        id: *id,
+                                    },
+                                )
+                                .map(|refs| refs.into_iter().map(|r| r.id).collect()),
+                            None => Ok(Vec::new()),
+                        })
+                        .collect::<Result<Vec<Vec<Uuid>>, StoreError>>()
+                })
+                .map_err(PipelineError::Store)
         })
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "0x80040216",
-                format!("reading the relationship's links did not complete: {e}"),
-            )
-        })?
-        .map_err(|e| ApiError::from(PipelineError::Store(e)))
     }
 
     /// How many rows `options`' filter matches, counting at most [`COUNT_LIMIT`] (as Dataverse does), and
@@ -1690,12 +1670,8 @@ impl Call {
             top: Some(COUNT_LIMIT + 1),
             skip: 0,
         };
-        let request = self.request(Message::RetrieveMultiple { query }, options.tag.clone())?;
-        let response = self.execute(request).await?;
-        let OrganizationResponse::RetrieveMultiple { collection } = response else {
-            return Err(unexpected(&response));
-        };
-        let n = collection.entities.len();
+        let entities = self.retrieve_rows(query, options.tag.clone()).await?;
+        let n = entities.len();
         let limit = COUNT_LIMIT as usize;
         Ok((n.min(limit), n > limit))
     }
@@ -1835,21 +1811,14 @@ impl Call {
         }
         let runtime = Arc::clone(&self.state.runtime);
         let columns = vec![self.table.primary_id_attribute.clone()];
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             runtime
                 .store
                 .read(|r| r.retrieve(&table, id, Some(&columns)))
                 .map(|row| row.is_some())
+                .map_err(PipelineError::Store)
         })
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "0x80040216",
-                format!("the existence check did not complete: {e}"),
-            )
-        })?
-        .map_err(|e: StoreError| ApiError::from(PipelineError::Store(e)))
     }
 
     async fn delete(&self, id: Uuid) -> Result<Response, ApiError> {

@@ -55,9 +55,10 @@ pub fn resolve<'s>(schema: &'s Schema, table: &TableDef, nav: &str) -> Option<Na
         let target = if targets.len() == 1 && a.logical_name == nav {
             Some(&targets[0])
         } else {
-            targets
-                .iter()
-                .find(|t| format!("{}_{t}", a.logical_name) == nav)
+            let target_part = nav
+                .strip_prefix(a.logical_name.as_str())
+                .and_then(|r| r.strip_prefix('_'));
+            targets.iter().find(|t| target_part == Some(t.as_str()))
         };
         if let Some(t) = target {
             return schema.table(t).map(|target| Navigation::Lookup {

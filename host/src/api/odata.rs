@@ -70,6 +70,25 @@ fn attribute<'t>(table: &'t TableDef, name: &str) -> Result<&'t AttributeDef, Ap
     }
 }
 
+/// Splits `text` at `sep` outside single-quoted OData literals (`''` inside a literal toggles twice, so it
+/// stays inside).
+pub fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                out.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&text[start..]);
+    out
+}
+
 /// Parses the decoded query pairs of a request on `table`.
 pub fn parse(
     table: &TableDef,
