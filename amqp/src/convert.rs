@@ -205,8 +205,9 @@ fn sym(name: &str) -> OwnedKey {
 }
 
 /// A stored message as Service Bus delivers it over AMQP. `locked_until_ms` is set for peek-locked
-/// deliveries.
-pub fn from_record(rec: &Record, locked_until_ms: Option<i64>) -> AmqpMessage {
+/// deliveries; `deferred` marks a deferred message (state 1 in `x-opt-message-state`, as Service Bus
+/// reports it in peeks and in receives by sequence number).
+pub fn from_record(rec: &Record, locked_until_ms: Option<i64>, deferred: bool) -> AmqpMessage {
     let meta = &rec.meta;
     let b = &meta.broker;
     let mut ann = OrderedMap::new();
@@ -225,7 +226,9 @@ pub fn from_record(rec: &Record, locked_until_ms: Option<i64>) -> AmqpMessage {
     let scheduled = b.scheduled_enqueue_time_utc.is_some() && rec.visible_ms > rec.enqueued_ms;
     ann.insert(
         sym(annotations::MESSAGE_STATE),
-        Value::Int(if scheduled && rec.visible_ms > weft_bus::props::now_ms() {
+        Value::Int(if deferred {
+            1
+        } else if scheduled && rec.visible_ms > weft_bus::props::now_ms() {
             2
         } else {
             0

@@ -337,7 +337,7 @@ async fn first_offset(conn: &Conn, hub: &Hub, p: usize, start: Start) -> anyhow:
 /// `x-opt-sequence-number`, `x-opt-offset` (string), `x-opt-enqueued-time` and `x-opt-partition-key`
 /// and none of Service Bus's lock or state annotations.
 fn event_message(rec: &Record) -> AmqpMessage {
-    let mut m = convert::from_record(rec, None);
+    let mut m = convert::from_record(rec, None, false);
     if let Some(a) = m.message_annotations.as_mut() {
         let sym = |n: &str| OwnedKey::Symbol(Symbol::from(n));
         a.0.shift_remove(&sym(annotations::MESSAGE_STATE));

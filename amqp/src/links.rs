@@ -1,8 +1,8 @@
 //! Entity links: a client's sending link puts messages into a queue or topic (single or batch transfers,
 //! answered `accepted` once committed, or `rejected` with Service Bus's error condition); a client's
 //! receiving link on a queue, subscription or dead-letter queue gets messages in peek-lock (settled by the
-//! client's disposition: accepted = complete, released/modified = abandon, rejected = dead-letter) or
-//! receive-and-delete (pre-settled). Delivery rules are weft-bus's broker; this module only translates.
+//! client's disposition: accepted = complete, released or modified = abandon, modified with
+//! `undeliverable-here` = defer, rejected = dead-letter) or receive-and-delete (pre-settled). Delivery rules are weft-bus's broker; this module only translates.
 
 use std::sync::Arc;
 
@@ -177,7 +177,7 @@ pub async fn outgoing(conn: Arc<Conn>, node: String, presettled: bool, mut sende
                 return;
             }
         };
-        let message = convert::from_record(&delivered.rec, delivered.lock.map(|(_, u)| u));
+        let message = convert::from_record(&delivered.rec, delivered.lock.map(|(_, u)| u), false);
         let tag = delivered
             .lock
             .map(|(token, _)| Binary::from(token.to_bytes_le().to_vec()));
@@ -211,11 +211,10 @@ async fn settle(store: &Store, entity: &Entity, token: &str, outcome: Outcome) {
     let res = match outcome {
         Outcome::Accepted(_) => entity.complete(store, None, token).await.map(|_| ()),
         Outcome::Released(_) => entity.abandon(store, None, token).await.map(|_| ()),
-        Outcome::Modified(m)
-            if m.undeliverable_here == Some(true) && m.delivery_failed != Some(true) =>
-        {
-            // Deferral is not kept apart yet: the message goes back to the queue.
-            entity.abandon(store, None, token).await.map(|_| ())
+        // Service Bus's defer: `undeliverable-here` (JavaScript sends it alone, Python with
+        // `delivery-failed`, .NET alone); without it a `modified` is an abandon.
+        Outcome::Modified(m) if m.undeliverable_here == Some(true) => {
+            entity.defer(store, None, token).await.map(|_| ())
         }
         Outcome::Modified(_) => entity.abandon(store, None, token).await.map(|_| ()),
         Outcome::Rejected(r) => {

@@ -1,6 +1,6 @@
 //! The AMQP side driven by fe2o3-amqp's own client (the crate the listener is built on): sends, peek-lock
-//! and its settlements, receive-and-delete, `$cbs` authorization, and REST ↔ AMQP property round trips
-//! over one store.
+//! and its settlements, receive-and-delete, deferral and `receive-by-sequence-number` (with malformed
+//! requests), `$cbs` authorization, and REST ↔ AMQP property round trips over one store.
 
 mod common;
 
@@ -428,5 +428,204 @@ async fn cbs_tokens_authorize_links_as_rest_does() {
     tx.close().await.unwrap();
     let _ = session.end().await;
     let _ = conn.close().await;
+    bus.stop().await;
+}
+
+/// Sends `operation` with `body` to `orders/$management`; returns (statusCode, errorCondition, body).
+async fn orders_management(
+    session: &mut SessionHandle<()>,
+    operation: &str,
+    body: Value,
+) -> (i32, Option<String>, Value) {
+    let mut req = Sender::attach(session, "orders-mgmt-sender", "orders/$management")
+        .await
+        .unwrap();
+    let mut resp = Receiver::builder()
+        .name("orders-mgmt-receiver")
+        .source("orders/$management")
+        .target("orders-mgmt-reply")
+        .attach(session)
+        .await
+        .unwrap();
+    let mut app = OrderedMap::new();
+    app.insert(
+        "operation".to_string(),
+        SimpleValue::String(operation.into()),
+    );
+    let m = Message {
+        header: None,
+        delivery_annotations: None,
+        message_annotations: None,
+        properties: Some(Properties {
+            message_id: Some(MessageId::String("req-1".into())),
+            reply_to: Some("orders-mgmt-reply".into()),
+            ..Properties::default()
+        }),
+        application_properties: Some(ApplicationProperties(app)),
+        body: Body::Value(AmqpValue(body)),
+        footer: None,
+    };
+    req.send(m).await.unwrap();
+    let d = resp.recv::<Body<Value>>().await.unwrap();
+    let m = d.into_message();
+    let app = m.application_properties.unwrap().0;
+    let status = match app.get("statusCode") {
+        Some(SimpleValue::Int(n)) => *n,
+        other => panic!("statusCode: {other:?}"),
+    };
+    let cond = match app.get("errorCondition") {
+        Some(SimpleValue::Symbol(s)) => Some(s.as_str().to_string()),
+        _ => None,
+    };
+    let body = match m.body {
+        Body::Value(AmqpValue(v)) => v,
+        other => panic!("body {other:?}"),
+    };
+    req.close().await.unwrap();
+    resp.close().await.unwrap();
+    (status, cond, body)
+}
+
+/// A `receive-by-sequence-number` body.
+fn by_sequence(seqs: Vec<Value>, settle_mode: Option<Value>) -> Value {
+    let mut m = OrderedMap::new();
+    m.insert(
+        Value::String("sequence-numbers".into()),
+        Value::Array(seqs.into()),
+    );
+    if let Some(mode) = settle_mode {
+        m.insert(Value::String("receiver-settle-mode".into()), mode);
+    }
+    Value::Map(m)
+}
+
+/// Deferral as Python's SDK sends it (`modified` with `delivery-failed` and `undeliverable-here`), then
+/// `receive-by-sequence-number` in receive-and-delete mode: the message comes back encoded with state 1
+/// (deferred) and no lock token, and is gone; malformed requests get 400 and an unknown or already taken
+/// number 404 `com.microsoft:message-not-found`, with the bus still serving.
+#[tokio::test]
+async fn defer_and_receive_by_sequence_number() {
+    use fe2o3_amqp::types::messaging::Modified;
+
+    let bus = TestBus::start().await;
+    let (mut conn, mut session) = connect(&bus, root()).await;
+    let mut tx = sender(&mut session, "orders").await;
+    let outcome = tx
+        .send(message("later", "demo", &[("n", SimpleValue::Long(9))]))
+        .await
+        .unwrap();
+    assert!(outcome.is_accepted(), "{outcome:?}");
+    let mut rx = peek_lock_receiver(&mut session, "orders").await;
+    let d = rx.recv::<Body<Value>>().await.unwrap();
+    let seq = match d
+        .message()
+        .message_annotations
+        .as_ref()
+        .unwrap()
+        .0
+        .get(&fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(
+            Symbol::from("x-opt-sequence-number"),
+        )) {
+        Some(Value::Long(n)) => *n,
+        other => panic!("x-opt-sequence-number: {other:?}"),
+    };
+    rx.modify(
+        &d,
+        Modified {
+            delivery_failed: Some(true),
+            undeliverable_here: Some(true),
+            message_annotations: None,
+        },
+    )
+    .await
+    .unwrap();
+    rx.close().await.unwrap();
+    // Deferred: not handed out by a REST receive.
+    let resp = bus
+        .rest_request(
+            reqwest::Method::DELETE,
+            "orders",
+            "orders/messages/head?timeout=1",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+
+    let bad = [
+        (Value::Map(OrderedMap::new()), "needs 'sequence-numbers'"),
+        (by_sequence(vec![Value::Long(-1)], None), "non-negative"),
+        (
+            by_sequence(vec![Value::Long(seq)], Some(Value::Uint(7))),
+            "receiver-settle-mode 7",
+        ),
+        (
+            by_sequence(vec![Value::Long(1); 1001], None),
+            "MAX_DEFERRED_PER_REQUEST",
+        ),
+    ];
+    for (body, why) in bad {
+        let (status, _, _) =
+            orders_management(&mut session, "com.microsoft:receive-by-sequence-number", body)
+                .await;
+        assert_eq!(status, 400, "{why}");
+    }
+
+    let (status, cond, body) = orders_management(
+        &mut session,
+        "com.microsoft:receive-by-sequence-number",
+        by_sequence(vec![Value::Long(seq)], Some(Value::Uint(0))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(cond, None);
+    let Value::Map(answer) = body else {
+        panic!("not a map: {body:?}")
+    };
+    let Some(Value::List(messages)) = answer.get(&Value::String("messages".into())) else {
+        panic!("no messages: {answer:?}")
+    };
+    assert_eq!(messages.len(), 1);
+    let Value::Map(item) = &messages[0] else {
+        panic!("item {:?}", messages[0])
+    };
+    assert!(
+        !item.contains_key(&Value::String("lock-token".into())),
+        "receive-and-delete: no lock token"
+    );
+    let Some(Value::Binary(encoded)) = item.get(&Value::String("message".into())) else {
+        panic!("no encoded message: {item:?}")
+    };
+    let m = serde_amqp::from_slice::<
+        fe2o3_amqp::types::messaging::message::__private::Deserializable<Message<Body<Value>>>,
+    >(encoded)
+    .unwrap()
+    .0;
+    assert_eq!(body_text(&m), "later");
+    let ann = &m.message_annotations.as_ref().unwrap().0;
+    let state = ann.get(&fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(
+        Symbol::from("x-opt-message-state"),
+    ));
+    assert_eq!(state, Some(&Value::Int(1)), "deferred");
+    assert_eq!(
+        m.application_properties.as_ref().unwrap().0.get("n"),
+        Some(&SimpleValue::Long(9))
+    );
+
+    let (status, cond, _) = orders_management(
+        &mut session,
+        "com.microsoft:receive-by-sequence-number",
+        by_sequence(vec![Value::Long(seq)], Some(Value::Uint(1))),
+    )
+    .await;
+    assert_eq!(status, 404, "taken already");
+    assert_eq!(cond.as_deref(), Some("com.microsoft:message-not-found"));
+    assert_eq!(
+        bus.bus.bus().entity_depth("orders").unwrap().depth.active,
+        0
+    );
+    tx.close().await.unwrap();
+    session.end().await.unwrap();
+    conn.close().await.unwrap();
     bus.stop().await;
 }

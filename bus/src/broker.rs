@@ -1,13 +1,14 @@
 //! Service Bus delivery semantics for queues, topic subscriptions and their `$DeadLetterQueue` subqueues.
 //!
-//! Owns the in-memory state of each entity (an index of available messages in sequence order, peek-locks,
-//! duplicate ids, size) and the rules: TTL, scheduled enqueue, lock duration and expiry, max delivery count →
-//! dead letter, duplicate detection, correlation filters. Bodies and properties are not kept here: a
+//! Owns the in-memory state of each entity (an index of available messages in sequence order, deferred
+//! messages, peek-locks, duplicate ids, size) and the rules: TTL, scheduled enqueue, lock duration and expiry,
+//! max delivery count → dead letter, deferral (out of ordinary receives until received by sequence number),
+//! duplicate detection, correlation filters. Bodies and properties are not kept here: a
 //! [`Slot`] per message is, and the message is read back from [`Store`] when delivered, so memory does not
 //! grow with the backlog's bytes. Every state change that must survive a restart goes to [`Store`] and the
 //! caller answers only after it committed. It does not parse HTTP.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -81,8 +82,13 @@ impl Filter {
 #[derive(Default)]
 struct State {
     available: BTreeMap<u64, Slot>,
+    /// Deferred messages: never handed out by an ordinary receive, only by [`Entity::receive_deferred`].
+    deferred: BTreeMap<u64, Slot>,
     locked: HashMap<Uuid, Locked>,
     next_lock_expiry: i64,
+    /// Earliest expiry among `deferred` (i64::MAX when none), so receives look for expired deferred
+    /// messages only when one is due rather than walking the deferred set every time.
+    next_deferred_expiry: i64,
     bytes: u64,
 }
 
@@ -92,6 +98,9 @@ struct Locked {
     /// read back, which happens before its lock token is handed out.
     message_id: Option<String>,
     until_ms: i64,
+    /// Received by sequence number while deferred: an abandon or an expired lock returns it to the
+    /// deferred set, not to the receivable one (as Service Bus does).
+    deferred: bool,
 }
 
 /// A message handed to a receiver.
@@ -106,12 +115,15 @@ pub struct Delivered {
 /// queue's `active` is the parent's `DeadLetterMessageCount`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Depth {
-    /// Deliverable now or locked by a receiver (locked ones are still active in Azure's count).
+    /// Deliverable now, locked by a receiver or deferred (locked and deferred ones are still active in
+    /// Azure's count).
     pub active: u64,
     /// Waiting for their `ScheduledEnqueueTimeUtc`.
     pub scheduled: u64,
-    /// Of `active`, peek-locked by a receiver now.
+    /// Of `active`, peek-locked by a receiver now (deferred messages received by sequence number included).
     pub locked: u64,
+    /// Of `active`, deferred (locked or not): received only by sequence number.
+    pub deferred: u64,
 }
 
 /// Where one message is, for a peek.
@@ -123,15 +135,37 @@ pub enum MessageState {
     Scheduled,
     /// Peek-locked by a receiver.
     Locked,
+    /// Deferred: received only by sequence number (also while such a receive holds its lock).
+    Deferred,
 }
 
 impl MessageState {
-    /// Service Bus's name of the state (`Active`, `Scheduled`), or `Locked`.
+    /// Service Bus's name of the state (`Active`, `Scheduled`, `Deferred`), or `Locked`.
     pub fn name(self) -> &'static str {
         match self {
             MessageState::Active => "Active",
             MessageState::Scheduled => "Scheduled",
             MessageState::Locked => "Locked",
+            MessageState::Deferred => "Deferred",
+        }
+    }
+}
+
+/// Why a receive by sequence number failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeferredError {
+    /// This sequence number is not a deferred message of the entity that is free to lock: never deferred,
+    /// settled, expired, or locked by another receive (Service Bus's `MessageNotFound`). Nothing was taken.
+    NotFound(u64),
+}
+
+impl std::fmt::Display for DeferredError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeferredError::NotFound(seq) => write!(
+                f,
+                "Failed to lock one or more specified messages. Either the message is already locked or does not exist. Sequence number: {seq}"
+            ),
         }
     }
 }
@@ -257,6 +291,7 @@ impl Entity {
             deleted: AtomicBool::new(false),
             state: Mutex::new(State {
                 next_lock_expiry: i64::MAX,
+                next_deferred_expiry: i64::MAX,
                 ..State::default()
             }),
             notify: Notify::new(),
@@ -270,15 +305,18 @@ impl Entity {
         // holds the entity's lock for about a millisecond.
         let scheduled = st.available.values().filter(|s| s.visible_ms > now).count() as u64;
         let locked = st.locked.len() as u64;
+        let deferred = st.deferred.len() as u64;
         Depth {
-            active: st.available.len() as u64 - scheduled + locked,
+            active: st.available.len() as u64 - scheduled + locked + deferred,
             scheduled,
             locked,
+            deferred: deferred + st.locked.values().filter(|l| l.deferred).count() as u64,
         }
     }
 
-    /// Where message `seq` is now: available, waiting for its scheduled time, or locked by a receiver;
-    /// None when this entity no longer holds it.
+    /// Where message `seq` is now: available, waiting for its scheduled time, locked by a receiver or
+    /// deferred (a deferred message received by sequence number stays Deferred while locked, as Service
+    /// Bus's peek reports it); None when this entity no longer holds it.
     pub fn message_state(&self, seq: u64, now: i64) -> Option<MessageState> {
         let st = lock(&self.state);
         if let Some(s) = st.available.get(&seq) {
@@ -288,10 +326,19 @@ impl Entity {
                 MessageState::Active
             });
         }
+        if st.deferred.contains_key(&seq) {
+            return Some(MessageState::Deferred);
+        }
         st.locked
             .values()
-            .any(|l| l.slot.seq == seq)
-            .then_some(MessageState::Locked)
+            .find(|l| l.slot.seq == seq)
+            .map(|l| {
+                if l.deferred {
+                    MessageState::Deferred
+                } else {
+                    MessageState::Locked
+                }
+            })
     }
 
     /// Resubmits dead-lettered message `seq` (in this entity's dead-letter queue) to this entity, as Service
@@ -308,17 +355,32 @@ impl Entity {
         seq: u64,
     ) -> Result<u64, ResubmitError> {
         let dlq = self.dlq.as_ref().ok_or(ResubmitError::NoDeadLetterQueue)?;
-        let slot = {
+        // A dead letter a receiver deferred is resubmitted as well: the operator asked for it.
+        let (slot, was_deferred) = {
             let mut st = lock(&dlq.state);
-            match st.available.remove(&seq) {
-                Some(slot) => {
+            let found = match st.available.remove(&seq) {
+                Some(slot) => Some((slot, false)),
+                None => st.deferred.remove(&seq).map(|slot| (slot, true)),
+            };
+            match found {
+                Some((slot, d)) => {
                     st.bytes = st.bytes.saturating_sub(slot.size);
-                    slot
+                    (slot, d)
                 }
                 None if st.locked.values().any(|l| l.slot.seq == seq) => {
                     return Err(ResubmitError::Locked(seq));
                 }
                 None => return Err(ResubmitError::NotFound(seq)),
+            }
+        };
+        // Nothing changed: the message goes back where it was.
+        let put_back = |slot: Slot| {
+            if was_deferred {
+                let mut st = lock(&dlq.state);
+                st.bytes += slot.size;
+                Self::insert_deferred(&mut st, slot);
+            } else {
+                dlq.insert_available([slot]);
             }
         };
         let new_seq = target.allocate_seq();
@@ -344,12 +406,12 @@ impl Entity {
                 None => {
                     // Not in the file (yet): a dead-letter move queued a moment ago commits after this
                     // look. Nothing changed; the message stays where it was.
-                    dlq.insert_available([slot]);
+                    put_back(slot);
                     Err(ResubmitError::NotFound(seq))
                 }
             },
             Err(e) => {
-                dlq.insert_available([slot]);
+                put_back(slot);
                 Err(ResubmitError::Store(e))
             }
         }
@@ -372,13 +434,19 @@ impl Entity {
         )
     }
 
-    /// Puts loaded index entries back (start-up); locks are not persisted, so every message is available
-    /// again.
-    pub fn restore(&self, slots: Vec<Slot>) {
+    /// Puts loaded index entries back (start-up): those whose sequence number is in `deferred` into the
+    /// deferred set, the others into the receivable one. Locks are not persisted, so a message locked at
+    /// shutdown is available (or deferred) again.
+    pub fn restore(&self, slots: Vec<Slot>, deferred: &HashSet<u64>) {
         let mut st = lock(&self.state);
         for s in slots {
             st.bytes += s.size;
-            st.available.insert(s.seq, s);
+            if deferred.contains(&s.seq) {
+                st.next_deferred_expiry = st.next_deferred_expiry.min(s.expires_ms);
+                st.deferred.insert(s.seq, s);
+            } else {
+                st.available.insert(s.seq, s);
+            }
         }
     }
 
@@ -425,11 +493,12 @@ impl Entity {
         self.deleted.load(Ordering::SeqCst)
     }
 
-    /// Messages available or locked now, and their bytes (the management API's counts).
+    /// Messages available, locked or deferred now, of them scheduled, and their bytes (the management
+    /// API's counts; Azure counts deferred messages as active).
     pub fn counts(&self, now: i64) -> (u64, u64, u64) {
         let st = lock(&self.state);
         let scheduled = st.available.values().filter(|s| s.visible_ms > now).count() as u64;
-        let total = (st.available.len() + st.locked.len()) as u64;
+        let total = (st.available.len() + st.locked.len() + st.deferred.len()) as u64;
         (total, scheduled, st.bytes)
     }
 
@@ -529,6 +598,7 @@ impl Entity {
         let mut moves = Vec::new();
         let mut st = lock(&self.state);
         self.expire_locks(&mut st, now, &mut moves);
+        self.expire_deferred(&mut st, now, &mut ops, &mut moves);
         let mut expired = Vec::new();
         let mut chosen = None;
         let mut wake = i64::MAX;
@@ -544,19 +614,7 @@ impl Entity {
         }
         for seq in expired {
             if let Some(r) = st.available.remove(&seq) {
-                st.bytes = st.bytes.saturating_sub(r.size);
-                if self.settings().dead_letter_on_expiration && self.dlq.is_some() {
-                    moves.push((
-                        r,
-                        "TTLExpiredException".into(),
-                        "The message expired and was dead lettered.".into(),
-                    ));
-                } else {
-                    ops.push(Op::Delete {
-                        entity: self.key.clone(),
-                        seq,
-                    });
-                }
+                self.expired(&mut st, r, &mut ops, &mut moves);
             }
         }
         // The store op (delete or new delivery count) goes with the read-back, see `receive`.
@@ -578,6 +636,7 @@ impl Entity {
                                 slot,
                                 message_id: None,
                                 until_ms: until,
+                                deferred: false,
                             },
                         );
                         st.next_lock_expiry = st.next_lock_expiry.min(until);
@@ -602,7 +661,7 @@ impl Entity {
             .collect();
         for t in expired {
             if let Some(l) = st.locked.remove(&t) {
-                self.release(st, l.slot, moves);
+                self.release(st, l.slot, l.deferred, moves);
             }
         }
         st.next_lock_expiry = st
@@ -613,8 +672,9 @@ impl Entity {
             .unwrap_or(i64::MAX);
     }
 
-    /// A message whose lock ended without completion goes back, or to the dead-letter queue.
-    fn release(&self, st: &mut State, rec: Slot, moves: &mut Moves) {
+    /// A message whose lock ended without completion goes back (to the deferred set when it was received
+    /// by sequence number), or to the dead-letter queue when out of deliveries.
+    fn release(&self, st: &mut State, rec: Slot, deferred: bool, moves: &mut Moves) {
         if rec.delivery_count >= self.settings().max_delivery && self.dlq.is_some() {
             st.bytes = st.bytes.saturating_sub(rec.size);
             let n = rec.delivery_count;
@@ -623,9 +683,58 @@ impl Entity {
                 "MaxDeliveryCountExceeded".into(),
                 format!("Message could not be consumed after {n} delivery attempts."),
             ));
+        } else if deferred {
+            Self::insert_deferred(st, rec);
         } else {
             st.available.insert(rec.seq, rec);
         }
+    }
+
+    fn insert_deferred(st: &mut State, slot: Slot) {
+        st.next_deferred_expiry = st.next_deferred_expiry.min(slot.expires_ms);
+        st.deferred.insert(slot.seq, slot);
+    }
+
+    /// An expired message leaves the entity: to the dead-letter queue when the entity says so, else
+    /// deleted.
+    fn expired(&self, st: &mut State, slot: Slot, ops: &mut Vec<Op>, moves: &mut Moves) {
+        st.bytes = st.bytes.saturating_sub(slot.size);
+        if self.settings().dead_letter_on_expiration && self.dlq.is_some() {
+            moves.push((
+                slot,
+                "TTLExpiredException".into(),
+                "The message expired and was dead lettered.".into(),
+            ));
+        } else {
+            ops.push(Op::Delete {
+                entity: self.key.clone(),
+                seq: slot.seq,
+            });
+        }
+    }
+
+    /// Deferred messages expire by their TTL as any other; looked for only once the earliest is due.
+    fn expire_deferred(&self, st: &mut State, now: i64, ops: &mut Vec<Op>, moves: &mut Moves) {
+        if st.next_deferred_expiry > now {
+            return;
+        }
+        let expired: Vec<u64> = st
+            .deferred
+            .values()
+            .filter(|s| s.expires_ms <= now)
+            .map(|s| s.seq)
+            .collect();
+        for seq in expired {
+            if let Some(slot) = st.deferred.remove(&seq) {
+                self.expired(st, slot, ops, moves);
+            }
+        }
+        st.next_deferred_expiry = st
+            .deferred
+            .values()
+            .map(|s| s.expires_ms)
+            .min()
+            .unwrap_or(i64::MAX);
     }
 
     /// Moves messages to the dead-letter queue in memory and queues the store ops (fire-and-forget: if lost in
@@ -720,7 +829,7 @@ impl Entity {
             match Self::locked_mut(&mut st, id, token) {
                 Ok((t, _)) => {
                     let l = st.locked.remove(&t).expect("lock found above");
-                    self.release(&mut st, l.slot, &mut moves);
+                    self.release(&mut st, l.slot, l.deferred, &mut moves);
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -730,6 +839,117 @@ impl Entity {
         store.commit(ops).await?;
         self.notify.notify_waiters();
         Ok(res)
+    }
+
+    /// Defers a locked message (AMQP `modified` with `undeliverable-here`, `update-disposition` `defered`):
+    /// it leaves the receivable set, keeps its delivery count, still counts and expires, and only
+    /// [`Entity::receive_deferred`] hands it out again. Deferring a message received by sequence number
+    /// leaves it deferred. Committed before it returns.
+    pub async fn defer(
+        &self,
+        store: &Store,
+        id: Option<&str>,
+        token: &str,
+    ) -> anyhow::Result<Result<(), LockError>> {
+        let mut moves = Vec::new();
+        let res = {
+            let mut st = lock(&self.state);
+            self.expire_locks(&mut st, now_ms(), &mut moves);
+            match Self::locked_mut(&mut st, id, token) {
+                Ok((t, _)) => {
+                    let l = st.locked.remove(&t).expect("lock found above");
+                    Self::insert_deferred(&mut st, l.slot);
+                    Ok(l.slot.seq)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let mut ops = self.move_to_dlq(moves);
+        if let Ok(seq) = res {
+            ops.push(Op::Defer {
+                entity: self.key.clone(),
+                seq,
+            });
+        }
+        store.commit(ops).await?;
+        Ok(res.map(|_| ()))
+    }
+
+    /// Receives deferred messages by sequence number (`com.microsoft:receive-by-sequence-number`): all of
+    /// `seqs` or none — a number that is not a deferred message free to lock fails the whole request, as
+    /// Service Bus does. Peek-lock locks them (their delivery count goes up; settled by lock token, an
+    /// abandon leaves them deferred); receive-and-delete deletes them. In the order asked, duplicates
+    /// once; a message the store can no longer read is left out.
+    pub async fn receive_deferred(
+        &self,
+        store: &Store,
+        seqs: &[u64],
+        mode: Mode,
+    ) -> anyhow::Result<Result<Vec<Delivered>, DeferredError>> {
+        let now = now_ms();
+        let mut ops = Vec::new();
+        let mut moves = Vec::new();
+        let mut taken = Vec::new();
+        let missing = {
+            let mut st = lock(&self.state);
+            self.expire_locks(&mut st, now, &mut moves);
+            self.expire_deferred(&mut st, now, &mut ops, &mut moves);
+            let mut wanted: Vec<u64> = Vec::with_capacity(seqs.len());
+            for &seq in seqs {
+                if !wanted.contains(&seq) {
+                    wanted.push(seq);
+                }
+            }
+            let missing = wanted.iter().copied().find(|s| !st.deferred.contains_key(s));
+            if missing.is_none() {
+                for seq in wanted {
+                    let mut slot = st.deferred.remove(&seq).expect("checked above");
+                    slot.delivery_count += 1;
+                    let lock_ = match mode {
+                        Mode::ReceiveAndDelete => {
+                            st.bytes = st.bytes.saturating_sub(slot.size);
+                            None
+                        }
+                        Mode::PeekLock => {
+                            let token = Uuid::new_v4();
+                            let until = now + self.settings().lock_ms;
+                            st.locked.insert(
+                                token,
+                                Locked {
+                                    slot,
+                                    message_id: None,
+                                    until_ms: until,
+                                    deferred: true,
+                                },
+                            );
+                            st.next_lock_expiry = st.next_lock_expiry.min(until);
+                            Some((token, until))
+                        }
+                    };
+                    taken.push((slot, lock_));
+                }
+            }
+            missing
+        };
+        ops.extend(self.move_to_dlq(moves));
+        if let Some(seq) = missing {
+            store.commit(ops).await?;
+            return Ok(Err(DeferredError::NotFound(seq)));
+        }
+        for (slot, lock_) in &taken {
+            ops.push(Op::Take {
+                entity: self.key.clone(),
+                seq: slot.seq,
+                delete: lock_.is_none(),
+                count: slot.delivery_count,
+            });
+        }
+        // One result per Take, in order (the other ops answer nothing).
+        let mut records = store.commit_take(ops).await?.into_iter();
+        Ok(Ok(taken
+            .into_iter()
+            .filter_map(|(slot, lock_)| self.delivered(slot, lock_, records.next().flatten()))
+            .collect()))
     }
 
     /// Dead-letters a locked message at the client's request (AMQP `rejected` / `update-disposition`

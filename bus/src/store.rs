@@ -9,7 +9,7 @@
 //! message back ([`Op::Take`]) when it delivers it, through the writer, so the read sees every write queued
 //! before it (a dead-letter move submitted a moment earlier included).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -131,6 +131,14 @@ pub enum Op {
         rec: Record,
         /// counter that allocated `rec.seq` (the queue, the topic, the partition); None for dead-letter copies
         seq_key: Option<Arc<str>>,
+    },
+    /// Mark a message deferred (Service Bus deferral): it stays in its entity, out of ordinary receives,
+    /// until a receive by sequence number settles it. Nothing happens when the row is gone.
+    Defer {
+        /// store key
+        entity: Arc<str>,
+        /// sequence number
+        seq: u64,
     },
     /// Delete a message.
     Delete {
@@ -265,6 +273,8 @@ pub struct Store {
 pub struct Loaded {
     /// Index entries of the stored messages per store key, in sequence order (bodies stay in the file).
     pub messages: HashMap<String, Vec<Slot>>,
+    /// Sequence numbers of the deferred messages among them, per store key.
+    pub deferred: HashMap<String, HashSet<u64>>,
     /// Next sequence number per store key.
     pub next_seq: HashMap<String, u64>,
     /// Live duplicate-detection ids per store key.
@@ -294,13 +304,32 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages(
   entity TEXT NOT NULL, seq INTEGER NOT NULL, enqueued_ms INTEGER NOT NULL, visible_ms INTEGER NOT NULL,
   expires_ms INTEGER NOT NULL, delivery_count INTEGER NOT NULL, meta TEXT NOT NULL, body BLOB NOT NULL,
-  PRIMARY KEY(entity, seq)) WITHOUT ROWID;
+  state INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(entity, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sequences(entity TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedup(entity TEXT NOT NULL, id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
   PRIMARY KEY(entity, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entities(key TEXT PRIMARY KEY, kind TEXT NOT NULL, def TEXT NOT NULL,
   created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, ord INTEGER NOT NULL);
 ";
+
+/// `messages.state` of a deferred message: Service Bus's own number for the state (the
+/// `x-opt-message-state` annotation: 0 active, 1 deferred, 2 scheduled). Active and scheduled messages
+/// are told apart by their visible time, so only deferral needs the column.
+pub const STATE_DEFERRED: i64 = 1;
+
+/// Adds `messages.state` to a store written before deferral existed (every message in it is active: the
+/// column's default).
+fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    let has_state: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('messages') WHERE name = 'state'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_state {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN state INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}
 
 fn open(path: &Path) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -322,6 +351,7 @@ impl Store {
         let conn = open(&path)?;
         conn.execute_batch(SCHEMA)
             .context("cannot create bus schema")?;
+        migrate(&conn).context("cannot add the message state column to the bus schema")?;
         let loaded = load(&conn).with_context(|| format!("cannot load {}", path.display()))?;
         let reader = open(&path)?;
         let (tx, rx) = mpsc::channel::<Job>();
@@ -457,16 +487,21 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
 
 fn load(conn: &Connection) -> anyhow::Result<Loaded> {
     let mut messages: HashMap<String, Vec<Slot>> = HashMap::new();
+    let mut deferred: HashMap<String, HashSet<u64>> = HashMap::new();
     // Only the index: bodies and properties are read back when a message is delivered.
     let mut stmt = conn.prepare(
-        "SELECT entity, seq, visible_ms, expires_ms, delivery_count, length(body) + length(meta)
+        "SELECT entity, seq, visible_ms, expires_ms, delivery_count, length(body) + length(meta), state
          FROM messages WHERE entity NOT LIKE '%/partitions/%' ORDER BY entity, seq",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let entity: String = row.get(0)?;
+        let seq = row.get::<_, i64>(1)? as u64;
+        if row.get::<_, i64>(6)? == STATE_DEFERRED {
+            deferred.entry(entity.clone()).or_default().insert(seq);
+        }
         messages.entry(entity).or_default().push(Slot {
-            seq: row.get::<_, i64>(1)? as u64,
+            seq,
             visible_ms: row.get(2)?,
             expires_ms: row.get(3)?,
             delivery_count: row.get::<_, i64>(4)? as u32,
@@ -510,6 +545,7 @@ fn load(conn: &Connection) -> anyhow::Result<Loaded> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Loaded {
         messages,
+        deferred,
         next_seq,
         dedup,
         entities,
@@ -637,6 +673,10 @@ fn apply_op<'a>(
                 let n = next.entry(&**k).or_default();
                 *n = (*n).max(rec.seq + 1);
             }
+        }
+        Op::Defer { entity, seq } => {
+            tx.prepare_cached("UPDATE messages SET state = ?3 WHERE entity = ?1 AND seq = ?2")?
+                .execute(params![&**entity, *seq as i64, STATE_DEFERRED])?;
         }
         Op::Delete { entity, seq } => {
             delete(entity, *seq)?;

@@ -400,6 +400,82 @@ async fn runtime_entities_survive_restart() {
     assert_eq!(body.matches("<entry").count(), 1);
 }
 
+/// The operator's depths (`Bus::depths`, what `/metrics` and the console's Bus page show) walk the live
+/// entities: queues, topics and subscriptions created through the API appear with their counts after the
+/// configured ones (a subscription added to a configured topic too), and a deleted one disappears.
+#[tokio::test]
+async fn runtime_entities_in_depths() {
+    let config = BusConfig {
+        queues: vec![QueueConfig::new("configured")],
+        topics: vec![TopicConfig::new(
+            "cfg-topic",
+            vec![weft_bus::SubscriptionConfig::new("cfg-sub", Default::default())],
+        )],
+        ..BusConfig::default()
+    };
+    let bus = TestBus::start(config).await;
+    for (path, body) in [
+        ("jobs", queue_desc("")),
+        ("events", topic_desc("")),
+        ("events/Subscriptions/all", sub_desc("")),
+        ("cfg-topic/Subscriptions/late", sub_desc("")),
+    ] {
+        let (s, b) = call(&bus, Method::PUT, path, Some(body), &[]).await;
+        assert_eq!(s, 201, "{path}: {b}");
+    }
+    for (entity, n) in [("jobs", 2), ("events", 1), ("cfg-topic", 1)] {
+        for _ in 0..n {
+            assert_eq!(bus.send(entity, "m", &[]).await.status(), 201);
+        }
+    }
+    let later = r#"{"ScheduledEnqueueTimeUtc":"Fri, 06 Nov 2099 08:49:37 GMT"}"#;
+    assert_eq!(
+        bus.send("jobs", "later", &[("BrokerProperties", later)])
+            .await
+            .status(),
+        201
+    );
+    let (queues, topics) = bus.handle.bus().depths();
+    let q: Vec<_> = queues
+        .iter()
+        .map(|d| (d.path.as_str(), d.depth.active, d.depth.scheduled))
+        .collect();
+    assert_eq!(q, [("configured", 0, 0), ("jobs", 2, 1)]);
+    let t: Vec<_> = topics
+        .iter()
+        .map(|t| {
+            let subs: Vec<_> = t
+                .subscriptions
+                .iter()
+                .map(|d| (d.path.clone(), d.depth.active))
+                .collect();
+            (t.name.clone(), subs)
+        })
+        .collect();
+    assert_eq!(
+        t,
+        [
+            (
+                "cfg-topic".to_string(),
+                vec![
+                    ("cfg-topic/subscriptions/cfg-sub".to_string(), 1),
+                    ("cfg-topic/subscriptions/late".to_string(), 1)
+                ]
+            ),
+            (
+                "events".to_string(),
+                vec![("events/subscriptions/all".to_string(), 1)]
+            )
+        ]
+    );
+    let d = bus.handle.bus().entity_depth("jobs").unwrap();
+    assert_eq!(d.depth.active, 2);
+    let (s, _) = call(&bus, Method::DELETE, "jobs", None, &[]).await;
+    assert_eq!(s, 200);
+    let (queues, _) = bus.handle.bus().depths();
+    assert_eq!(queues.len(), 1, "deleted: gone from the depths");
+}
+
 /// Management needs Manage: a Send-only token, a missing token and a bad one get 401, as from Azure.
 #[tokio::test]
 async fn manage_right_enforced() {

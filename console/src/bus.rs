@@ -62,6 +62,7 @@ pub(crate) async fn overview(State(console): State<Console>) -> Response {
                 td { a href=(entity_link(&d.path, false)) { (label) } }
                 td.num.active { (d.depth.active) }
                 td.num.locked { (d.depth.locked) }
+                td.num.deferred { (d.depth.deferred) }
                 td.num.scheduled { (d.depth.scheduled) }
                 td.num.deadletter {
                     @if d.dead_letter > 0 {
@@ -72,17 +73,17 @@ pub(crate) async fn overview(State(console): State<Console>) -> Response {
         }
     };
     let head = html! {
-        thead { tr { th { "Name" } th { "Active" } th { "of which locked" } th { "Scheduled" } th { "Dead-letter" } } }
+        thead { tr { th { "Name" } th { "Active" } th { "of which locked" } th { "of which deferred" } th { "Scheduled" } th { "Dead-letter" } } }
     };
     let body = html! {
         h1 { "Bus" }
-        p.muted { "Counts are taken when the page is served. Active includes messages locked by a receiver, as Azure counts them." }
+        p.muted { "Counts are taken when the page is served. Active includes messages locked by a receiver and deferred ones, as Azure counts them." }
         h2 #queues { "Queues" }
         table aria-labelledby="queues" {
             (head)
             tbody {
                 @for q in &overview.queues { (counts(q, &q.path)) }
-                @if overview.queues.is_empty() { tr { td colspan="5" .muted { "No queue." } } }
+                @if overview.queues.is_empty() { tr { td colspan="6" .muted { "No queue." } } }
             }
         }
         h2 #topics { "Topics and subscriptions" }
@@ -90,14 +91,14 @@ pub(crate) async fn overview(State(console): State<Console>) -> Response {
             (head)
             tbody {
                 @for t in &overview.topics {
-                    tr.topic { th colspan="5" scope="rowgroup" { "Topic " (t.name) } }
+                    tr.topic { th colspan="6" scope="rowgroup" { "Topic " (t.name) } }
                     @for s in &t.subscriptions {
                         @let name = s.path.rsplit('/').next().unwrap_or(&s.path);
                         (counts(s, &format!("{} / {}", t.name, name)))
                     }
-                    @if t.subscriptions.is_empty() { tr { td colspan="5" .muted { "No subscription: messages sent to this topic are dropped." } } }
+                    @if t.subscriptions.is_empty() { tr { td colspan="6" .muted { "No subscription: messages sent to this topic are dropped." } } }
                 }
-                @if overview.topics.is_empty() { tr { td colspan="5" .muted { "No topic." } } }
+                @if overview.topics.is_empty() { tr { td colspan="6" .muted { "No topic." } } }
             }
         }
         h2 #hubs { "Event Hubs" }
@@ -221,6 +222,7 @@ pub(crate) async fn entity(
         dl.facts #counts {
             dt { "Active" } dd #count-active { (depth.depth.active) }
             dt { "of which locked" } dd #count-locked { (depth.depth.locked) }
+            dt { "of which deferred" } dd #count-deferred { (depth.depth.deferred) }
             dt { "Scheduled" } dd #count-scheduled { (depth.depth.scheduled) }
             dt { "Dead-letter" } dd #count-deadletter { (depth.dead_letter) }
         }
@@ -229,7 +231,7 @@ pub(crate) async fn entity(
             a href=(entity_url(&path, true, None)) aria-current=[dlq.then_some("page")] { "Dead-letters (" (depth.dead_letter) ")" }
         }
         h2 #peek { (what) " from sequence number " (from) }
-        p.muted { "Peeked: nothing is locked and no delivery count changes. Scheduled and locked messages are included." }
+        p.muted { "Peeked: nothing is locked and no delivery count changes. Scheduled, locked and deferred messages are included." }
         @for p in &peeked { (message(p, &path, dlq)) }
         @if peeked.is_empty() { p.muted #empty { "No message" @if from > 0 { " from sequence number " (from) } "." } }
         div.paging {

@@ -169,6 +169,7 @@ pub(crate) async fn scrape(State(console): State<Console>) -> Response {
         for e in queues.iter().chain(subscriptions).take(MAX_BUS_ENTITIES) {
             for (state, n) in [
                 ("active", e.depth.active),
+                ("deferred", e.depth.deferred),
                 ("scheduled", e.depth.scheduled),
                 ("deadletter", e.dead_letter),
             ] {

@@ -1049,8 +1049,8 @@ async fn bus_page_in_chromium() {
 }
 
 /// `/metrics` with an embedded bus: a queue's active, scheduled and dead-letter depths, a subscription's,
-/// and an Event Hub's retained events, each a line; without a bus there are no bus lines, no Bus entry in
-/// the navigation and the Bus page says so.
+/// a queue created at runtime through the management API, and an Event Hub's retained events, each a
+/// line; without a bus there are no bus lines, no Bus entry in the navigation and the Bus page says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_depths_in_metrics() {
     const QUEUE: &str = "metrics-orders";
@@ -1078,6 +1078,18 @@ async fn bus_depths_in_metrics() {
         env.bus_send(&format!("{QUEUE}-hub/partitions/{p}"), "event", &[])
             .await;
     }
+    // A queue the management API creates (as the Azure administration clients do) is served and counted.
+    let runtime = format!("{QUEUE}-runtime");
+    let entry = r#"<entry xmlns="http://www.w3.org/2005/Atom"><content type="application/xml"><QueueDescription xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"></QueueDescription></content></entry>"#;
+    let r = env
+        .bus_request(reqwest::Method::PUT, &format!("/{runtime}?api-version=2021-05"))
+        .header("Content-Type", "application/atom+xml;type=entry;charset=utf-8")
+        .body(entry)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    env.bus_send(&runtime, "created at runtime", &[]).await;
     let text = env
         .client
         .get(format!("{}/metrics", env.base))
@@ -1110,6 +1122,14 @@ async fn bus_depths_in_metrics() {
             "entity=\"{QUEUE}-topic/subscriptions/accounts\",state=\"active\""
         )),
         1.0
+    );
+    assert_eq!(
+        value(&format!("entity=\"{runtime}\",state=\"active\"")),
+        1.0
+    );
+    assert_eq!(
+        value(&format!("entity=\"{QUEUE}\",state=\"deferred\"")),
+        0.0
     );
     let hub = format!("weft_bus_event_hub_events{{entity=\"{QUEUE}-hub\"}} 2");
     assert!(text.lines().any(|l| l == hub), "no {hub} in\n{text}");

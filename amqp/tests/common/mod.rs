@@ -39,7 +39,18 @@ pub fn config() -> BusConfig {
 
 impl TestBus {
     pub async fn start() -> TestBus {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap()).await
+    }
+
+    /// Stops both sides and starts them again on the same data directory (new ports).
+    pub async fn restart(self) -> TestBus {
+        let TestBus { bus, amqp, dir, .. } = self;
+        amqp.shutdown().await;
+        bus.shutdown().await.unwrap();
+        Self::start_in(dir).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir) -> TestBus {
         let mut c = config();
         c.bind = "127.0.0.1:0".parse().unwrap();
         c.data = dir.path().to_path_buf();

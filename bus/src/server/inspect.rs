@@ -1,5 +1,5 @@
-//! What an operator sees of the bus (weft's web console and `/metrics`): every configured entity with its
-//! depths, messages peeked without locking them or changing their delivery counts, and a dead letter
+//! What an operator sees of the bus (weft's web console and `/metrics`): every entity served — configured
+//! or created through the management API — with its depths, messages peeked without locking them or changing their delivery counts, and a dead letter
 //! resubmitted to its entity.
 //!
 //! Owns these views and the resubmit entry point, for an embedding program (weft up's console). Delivery
@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::Bus;
+use super::{Bus, Def, DefKind};
 use crate::broker::{Depth, Entity, MessageState, ResubmitError};
 use crate::eventhub::PartitionInfo;
 use crate::props::now_ms;
@@ -22,7 +22,8 @@ pub const MAX_PEEK: usize = 100;
 pub struct EntityDepth {
     /// Path as configured: `orders`, `events/subscriptions/accounts`.
     pub path: String,
-    /// Active (locked included) and scheduled messages, and how many of the active are locked.
+    /// Active (locked and deferred included) and scheduled messages, and how many of the active are
+    /// locked and deferred.
     pub depth: Depth,
     /// Messages in its `$DeadLetterQueue` (locked ones included).
     pub dead_letter: u64,
@@ -33,7 +34,8 @@ pub struct EntityDepth {
 pub struct TopicDepth {
     /// Name as configured.
     pub name: String,
-    /// Its subscriptions, in configuration order.
+    /// Its subscriptions: configured ones in configuration order, then those the management API created,
+    /// oldest first.
     pub subscriptions: Vec<EntityDepth>,
 }
 
@@ -62,7 +64,8 @@ impl HubDepth {
     }
 }
 
-/// Every configured entity with its counts, in configuration order.
+/// Every entity served with its counts: configured ones in configuration order, then those the management
+/// API created, oldest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overview {
     /// Queues.
@@ -116,26 +119,68 @@ impl Bus {
     }
 
     /// Queues and subscriptions with their counts, from memory (no store read): what `/metrics` exports.
+    /// Walks the live entity set, not the configuration, so entities created through the management API
+    /// are there (and deleted ones are not).
     pub fn depths(&self) -> (Vec<EntityDepth>, Vec<TopicDepth>) {
         let now = now_ms();
-        let queues = self
-            .config
-            .queues
+        let reg = self.reg();
+        // Configured entities keep the configuration's order (their definitions all carry the start time);
+        // the management API's follow in creation order.
+        let rank = |key: &str, d: &Def| {
+            let configured = match &d.kind {
+                DefKind::Queue(_) => self
+                    .config
+                    .queues
+                    .iter()
+                    .position(|q| q.name.eq_ignore_ascii_case(key)),
+                DefKind::Topic(_) => self
+                    .config
+                    .topics
+                    .iter()
+                    .position(|t| t.name.eq_ignore_ascii_case(key)),
+                DefKind::Subscription { topic, sub } => self
+                    .config
+                    .topics
+                    .iter()
+                    .find(|t| t.name.eq_ignore_ascii_case(topic))
+                    .and_then(|t| {
+                        t.subscriptions
+                            .iter()
+                            .position(|s| s.name.eq_ignore_ascii_case(&sub.name))
+                    }),
+            };
+            match configured.filter(|_| d.from_config) {
+                Some(i) => (0, i as i64, key.to_owned()),
+                None => (1, d.created_ms, key.to_owned()),
+            }
+        };
+        let mut defs: Vec<(&String, &Def)> = reg.defs.iter().collect();
+        defs.sort_by_cached_key(|(k, d)| rank(k, d));
+        let depth = |key: &str| {
+            reg.nodes
+                .get(key)
+                .and_then(|n| n.receiver.as_ref())
+                .map(|e| Self::depth_of(e, now))
+        };
+        let queues = defs
             .iter()
-            .filter_map(|q| self.receiver(&q.name))
-            .map(|e| Self::depth_of(&e, now))
+            .filter(|(_, d)| matches!(d.kind, DefKind::Queue(_)))
+            .filter_map(|(k, _)| depth(k))
             .collect();
-        let topics = self
-            .config
-            .topics
+        let topics = defs
             .iter()
+            .filter_map(|(_, d)| match &d.kind {
+                DefKind::Topic(t) => Some(t),
+                _ => None,
+            })
             .map(|t| TopicDepth {
                 name: t.name.clone(),
-                subscriptions: t
-                    .subscriptions
+                subscriptions: defs
                     .iter()
-                    .filter_map(|s| self.receiver(&format!("{}/subscriptions/{}", t.name, s.name)))
-                    .map(|e| Self::depth_of(&e, now))
+                    .filter(|(_, d)| {
+                        matches!(&d.kind, DefKind::Subscription { topic, .. } if topic.eq_ignore_ascii_case(&t.name))
+                    })
+                    .filter_map(|(k, _)| depth(k))
                     .collect(),
             })
             .collect();

@@ -167,7 +167,8 @@ impl Restore {
                 if let Some(last) = recs.last() {
                     target.observe_seq(last.seq);
                 }
-                e.restore(recs);
+                let deferred = self.loaded.deferred.remove(&*e.key).unwrap_or_default();
+                e.restore(recs, &deferred);
             }
         }
     }

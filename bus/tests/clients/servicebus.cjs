@@ -3,6 +3,8 @@
 // Prints one JSON object with what the SDK saw; amqp/tests/sdk.rs checks it. Any SDK error exits 1.
 "use strict";
 const { ServiceBusClient } = require("@azure/service-bus");
+// The SDK's sequence numbers are `long` Longs (installed with @azure/service-bus as its dependency).
+const Long = require("long");
 
 const cs = process.env.SB_CONNECTION_STRING;
 // Progress on stderr, shown by the test when the script fails or hangs.
@@ -21,8 +23,12 @@ function props(m) {
     lockToken: m.lockToken,
     deadLetterReason: m.deadLetterReason,
     deadLetterErrorDescription: m.deadLetterErrorDescription,
+    state: m.state,
   };
 }
+
+// What a peek shows: body, sequence number and state.
+const peeked = (msgs) => msgs.map((m) => ({ body: m.body, sequenceNumber: Number(m.sequenceNumber), state: m.state }));
 
 const scenarios = {
   // send (single and batch), peek, receive peek-lock, renew, complete, abandon, dead-letter, schedule, cancel
@@ -67,6 +73,66 @@ const scenarios = {
     step("scheduled");
     await sender.cancelScheduledMessages(seqs);
     out.afterCancel = (await receiver.peekMessages(10, { fromSequenceNumber: seqs[0] })).map((m) => m.body);
+    return out;
+  },
+  // Deferral, part 1: the head of `orders` (sent over REST by the test) is deferred; an ordinary receive
+  // gets the next message only; a peek shows the deferred one. The bus restarts after this.
+  async defer(client) {
+    const out = {};
+    const sender = client.createSender("orders");
+    await sender.sendMessages({ body: "after", subject: "after" });
+    const receiver = client.createReceiver("orders");
+    const [first] = await receiver.receiveMessages(1, wait);
+    out.deferred = props(first);
+    await receiver.deferMessage(first);
+    step("deferred");
+    const ordinary = await receiver.receiveMessages(2, { maxWaitTimeInMs: 2000 });
+    out.ordinary = ordinary.map((m) => m.body);
+    for (const m of ordinary) await receiver.completeMessage(m);
+    step("ordinary receive done");
+    out.peeked = peeked(await receiver.peekMessages(10, { fromSequenceNumber: first.sequenceNumber }));
+    return out;
+  },
+  // Deferral, part 2 (after a restart; DEFERRED_SEQ from part 1): receive by sequence number, abandon (it
+  // stays deferred), again, renew, dead-letter; a second message deferred, received by sequence number and
+  // completed; an unknown sequence number.
+  async "receive-deferred"(client) {
+    const out = {};
+    const seq = Long.fromString(process.env.DEFERRED_SEQ);
+    const receiver = client.createReceiver("orders");
+    const [m] = await receiver.receiveDeferredMessages([seq]);
+    out.received = props(m);
+    out.lockedUntil = m.lockedUntilUtc ? m.lockedUntilUtc.getTime() : null;
+    await receiver.abandonMessage(m);
+    step("abandoned");
+    out.afterAbandon = peeked(await receiver.peekMessages(1, { fromSequenceNumber: seq }));
+    out.ordinary = (await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 })).map((x) => x.body);
+    const [again] = await receiver.receiveDeferredMessages(seq);
+    out.again = props(again);
+    const before = again.lockedUntilUtc.getTime();
+    await new Promise((r) => setTimeout(r, 1100));
+    out.renewExtended = (await receiver.renewMessageLock(again)).getTime() > before;
+    await receiver.deadLetterMessage(again, { deadLetterReason: "gave-up", deadLetterErrorDescription: "deferred twice" });
+    step("dead-lettered");
+    const dlq = client.createReceiver("orders", { subQueueType: "deadLetter", receiveMode: "receiveAndDelete" });
+    out.deadLettered = (await dlq.receiveMessages(1, wait)).map(props);
+
+    const sender = client.createSender("orders");
+    await sender.sendMessages({ body: "complete-me" });
+    const [c] = await receiver.receiveMessages(1, wait);
+    await receiver.deferMessage(c);
+    const [cd] = await receiver.receiveDeferredMessages(c.sequenceNumber);
+    out.completed = props(cd);
+    await receiver.completeMessage(cd);
+    step("completed");
+    out.afterComplete = peeked(await receiver.peekMessages(10, { fromSequenceNumber: seq }));
+
+    try {
+      await receiver.receiveDeferredMessages(Long.fromNumber(987654321));
+      out.unknown = "no error";
+    } catch (e) {
+      out.unknown = { name: e.name, code: e.code };
+    }
     return out;
   },
   // receive what REST sent, receive-and-delete

@@ -1,0 +1,222 @@
+//! Service Bus deferral in the broker and the store, over a real bus with messages sent over REST: a
+//! deferred message is out of ordinary receives but counted and peeked as Deferred, survives a restart
+//! with its delivery count, is received only by sequence number (all or none), goes back to the deferred
+//! set on abandon or lock expiry, and expires by TTL into the dead-letter queue. The AMQP side
+//! (`amqp/tests/sdk.rs`) drives the same code through the official SDKs.
+
+mod common;
+
+use common::*;
+use weft_bus::broker::{DeferredError, Delivered, Entity, MessageState, Mode};
+use weft_bus::{BusConfig, QueueConfig};
+
+fn config() -> BusConfig {
+    let mut q = QueueConfig::new("q");
+    q.lock_duration_secs = 30.0;
+    let mut short = QueueConfig::new("short");
+    short.lock_duration_secs = 1.0;
+    let mut ttl = QueueConfig::new("ttl");
+    ttl.default_ttl_secs = Some(2.0);
+    ttl.dead_letter_on_expiration = true;
+    BusConfig {
+        queues: vec![q, short, ttl],
+        ..BusConfig::default()
+    }
+}
+
+/// Peek-locks the head of `e` through the broker (what an AMQP receiving link does).
+async fn lock_head(bus: &TestBus, e: &Entity) -> Delivered {
+    let b = bus.handle.bus();
+    e.receive(b.store(), Mode::PeekLock, 5_000, b.shutdown_signal())
+        .await
+        .unwrap()
+        .expect("a message to lock")
+}
+
+fn token(d: &Delivered) -> String {
+    d.lock.expect("peek-locked").0.to_string()
+}
+
+/// Defers the head of `e` and returns its sequence number.
+async fn defer_head(bus: &TestBus, e: &Entity) -> u64 {
+    let d = lock_head(bus, e).await;
+    e.defer(bus.handle.bus().store(), None, &token(&d))
+        .await
+        .unwrap()
+        .unwrap();
+    d.rec.seq
+}
+
+async fn receive_deferred(
+    bus: &TestBus,
+    e: &Entity,
+    seqs: &[u64],
+    mode: Mode,
+) -> Result<Vec<Delivered>, DeferredError> {
+    e.receive_deferred(bus.handle.bus().store(), seqs, mode)
+        .await
+        .unwrap()
+}
+
+/// Defer → not received (REST) but counted and peeked as Deferred → unknown and partly unknown sequence
+/// numbers take nothing → restart → received by sequence number with its properties and delivery count
+/// → abandon keeps it deferred → defer again → receive-and-delete by sequence number empties the queue.
+#[tokio::test]
+async fn deferral_counts_and_restart() {
+    let bus = TestBus::start(config()).await;
+    let props = [("EntityLogicalName", "\"account\""), ("Depth", "2")];
+    assert_eq!(bus.send("q", "m1", &props).await.status(), 201);
+    assert_eq!(bus.send("q", "m2", &[]).await.status(), 201);
+    let b = bus.handle.bus();
+    let e = b.receiver("q").unwrap();
+    let seq = defer_head(&bus, &e).await;
+
+    // An ordinary (REST) receive gets m2, not the deferred m1.
+    let r = bus.peek_lock("q", 1).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.text().await.unwrap(), "m2");
+    let d = b.entity_depth("q").unwrap();
+    assert_eq!(
+        (d.depth.active, d.depth.locked, d.depth.deferred),
+        (2, 1, 1),
+        "deferred and locked messages are active, as Azure counts them"
+    );
+    let peeked = b.peek("q", false, 0, 10).await.unwrap();
+    assert_eq!(peeked[0].state, Some(MessageState::Deferred));
+    assert_eq!(peeked[0].state.unwrap().name(), "Deferred");
+    assert_eq!(peeked[1].state, Some(MessageState::Locked));
+    assert_eq!(bus.receive_delete("q", 0).await.status(), 204);
+
+    // All or none: a number that is not deferred (m2 is locked, 999 does not exist) takes nothing.
+    let m2 = peeked[1].record.seq;
+    for wanted in [vec![999], vec![seq, m2], vec![seq, 999]] {
+        let missing = *wanted.last().unwrap();
+        assert_eq!(
+            receive_deferred(&bus, &e, &wanted, Mode::PeekLock)
+                .await
+                .err(),
+            Some(DeferredError::NotFound(missing))
+        );
+    }
+    assert_eq!(e.message_state(seq, weft_bus::props::now_ms()), Some(MessageState::Deferred));
+
+    // Across a restart: still deferred, still out of ordinary receives (the lock on m2 is gone: m2 is
+    // available again).
+    // The bus's data directory is free once nothing holds the bus.
+    drop((e, b));
+    let bus = bus.restart(config()).await;
+    let b = bus.handle.bus();
+    let e = b.receiver("q").unwrap();
+    let d = b.entity_depth("q").unwrap();
+    assert_eq!((d.depth.active, d.depth.deferred), (2, 1));
+    let r = bus.receive_delete("q", 1).await;
+    assert_eq!(r.text().await.unwrap(), "m2");
+    assert_eq!(bus.receive_delete("q", 0).await.status(), 204);
+
+    let got = receive_deferred(&bus, &e, &[seq, seq], Mode::PeekLock)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1, "a number asked twice is received once");
+    let m = &got[0];
+    assert_eq!(&m.rec.body[..], b"m1");
+    assert_eq!(m.rec.delivery_count, 2, "the deferring receive counted");
+    let user = &m.rec.meta.user;
+    assert!(
+        user.iter()
+            .any(|(k, v)| k == "EntityLogicalName" && v.as_text() == "account")
+    );
+    assert!(user.iter().any(|(k, v)| k == "Depth" && v.as_text() == "2"));
+    assert_eq!(
+        e.message_state(seq, weft_bus::props::now_ms()),
+        Some(MessageState::Deferred),
+        "locked by sequence number, still Deferred"
+    );
+    assert_eq!(
+        receive_deferred(&bus, &e, &[seq], Mode::PeekLock)
+            .await
+            .err(),
+        Some(DeferredError::NotFound(seq)),
+        "locked already"
+    );
+    e.renew(b.store(), None, &token(m)).unwrap();
+    e.abandon(b.store(), None, &token(m))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.entity_depth("q").unwrap().depth.deferred, 1);
+    assert_eq!(bus.receive_delete("q", 0).await.status(), 204, "abandoned: deferred, not active");
+
+    let m = receive_deferred(&bus, &e, &[seq], Mode::PeekLock)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(m.rec.delivery_count, 3);
+    e.defer(b.store(), None, &token(&m)).await.unwrap().unwrap();
+    let m = receive_deferred(&bus, &e, &[seq], Mode::ReceiveAndDelete)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(m.lock.is_none());
+    assert_eq!(m.rec.delivery_count, 4);
+    let d = b.entity_depth("q").unwrap();
+    assert_eq!((d.depth.active, d.depth.deferred), (0, 0));
+
+    // Gone from the store too.
+    drop((e, b));
+    let bus = bus.restart(config()).await;
+    let d = bus.handle.bus().entity_depth("q").unwrap();
+    assert_eq!((d.depth.active, d.depth.deferred), (0, 0));
+    bus.handle.shutdown().await.unwrap();
+}
+
+/// A deferred message received by sequence number whose lock expires goes back to the deferred set,
+/// not to ordinary receivers.
+#[tokio::test]
+async fn expired_lock_of_a_deferred_message() {
+    let bus = TestBus::start(config()).await;
+    assert_eq!(bus.send("short", "s1", &[]).await.status(), 201);
+    let b = bus.handle.bus();
+    let e = b.receiver("short").unwrap();
+    let seq = defer_head(&bus, &e).await;
+    receive_deferred(&bus, &e, &[seq], Mode::PeekLock)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    assert_eq!(bus.receive_delete("short", 0).await.status(), 204);
+    let again = receive_deferred(&bus, &e, &[seq], Mode::PeekLock)
+        .await
+        .unwrap();
+    assert_eq!(&again[0].rec.body[..], b"s1");
+    bus.handle.shutdown().await.unwrap();
+}
+
+/// A deferred message expires by its TTL as any other: out of the queue, into the dead-letter queue
+/// (the queue dead-letters on expiration) with `TTLExpiredException`; receiving it by sequence number
+/// then finds nothing.
+#[tokio::test]
+async fn deferred_messages_expire() {
+    let bus = TestBus::start(config()).await;
+    assert_eq!(bus.send("ttl", "t1", &[]).await.status(), 201);
+    let b = bus.handle.bus();
+    let e = b.receiver("ttl").unwrap();
+    let seq = defer_head(&bus, &e).await;
+    assert_eq!(b.entity_depth("ttl").unwrap().depth.deferred, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    assert_eq!(
+        receive_deferred(&bus, &e, &[seq], Mode::PeekLock)
+            .await
+            .err(),
+        Some(DeferredError::NotFound(seq))
+    );
+    let d = b.entity_depth("ttl").unwrap();
+    assert_eq!((d.depth.active, d.depth.deferred, d.dead_letter), (0, 0, 1));
+    let r = bus.receive_delete("ttl/$DeadLetterQueue", 5).await;
+    assert_eq!(r.status(), 200);
+    let up: serde_json::Value =
+        serde_json::from_str(&header(&r, "UserProperties").unwrap()).unwrap();
+    assert_eq!(up["DeadLetterReason"], "TTLExpiredException");
+    assert_eq!(r.text().await.unwrap(), "t1");
+    bus.handle.shutdown().await.unwrap();
+}
