@@ -223,6 +223,10 @@ async fn serve_link(conn: Arc<Conn>, route: Route, link: LinkEndpoint) {
         LinkEndpoint::Sender(sender) if is_request_node => {
             let (tx, rx) = mpsc::channel(64);
             conn.replies.register(route.node, route.reply_address, tx);
+            // The channel's sender lives in `conn.replies`: a task that held `conn` while waiting on the
+            // channel would keep both alive for good, and with them the connection's state and the bus
+            // (its store and the data directory's lock) after the client is gone.
+            drop(conn);
             crate::requests::reply_link(sender, rx).await
         }
         LinkEndpoint::Receiver(receiver) if route.event_hub => {

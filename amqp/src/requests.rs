@@ -20,9 +20,15 @@ use crate::auth;
 use crate::connection::{Conn, entity_path};
 use crate::convert::{self, AmqpMessage};
 
-/// Sends answers queued for one reply link.
+/// Sends answers queued for one reply link, until the client detaches it or the connection's requests
+/// are over (every sender of the channel dropped).
 pub async fn reply_link(mut sender: Sender, mut rx: mpsc::Receiver<AmqpMessage>) {
-    while let Some(m) = rx.recv().await {
+    loop {
+        let m = tokio::select! {
+            m = rx.recv() => m,
+            _ = sender.on_detach() => None,
+        };
+        let Some(m) = m else { break };
         // Pre-settled (the link was attached sender-settle-mode settled): nothing to wait for.
         let sendable = Sendable::builder().message(m).settled(true).build();
         if sender.send(sendable).await.is_err() {
@@ -250,7 +256,12 @@ async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
         "com.microsoft:schedule-message" | "com.microsoft:cancel-scheduled-message" => Right::Send,
         _ => Right::Listen,
     };
-    if !auth::allowed(bus, &conn.claims, &entity, right) {
+    // The SDKs put a token for the node itself (`…/orders/$management`) before their first request on
+    // it; on a connection that has attached no link to the entity yet, that is the only token there is.
+    let node = format!("{entity}/$management");
+    if !auth::allowed(bus, &conn.claims, &entity, right)
+        && !auth::allowed(bus, &conn.claims, &node, right)
+    {
         return Answer::err(
             401,
             format!(

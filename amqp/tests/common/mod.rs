@@ -42,15 +42,31 @@ impl TestBus {
         Self::start_in(tempfile::tempdir().unwrap()).await
     }
 
-    /// Stops both sides and starts them again on the same data directory (new ports).
+    /// Stops both sides and starts them again on the same data directory (new ports). Link tasks of
+    /// connections the clients already closed end a moment after the shutdown signal, each dropping its
+    /// hold on the bus (and so on the data directory's lock): the start is retried until they have.
     pub async fn restart(self) -> TestBus {
         let TestBus { bus, amqp, dir, .. } = self;
         amqp.shutdown().await;
         bus.shutdown().await.unwrap();
-        Self::start_in(dir).await
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match weft_bus::start(Self::config_in(&dir)).await {
+                Ok(bus) => return Self::serve(bus, dir).await,
+                Err(e) if std::time::Instant::now() < deadline && format!("{e:#}").contains("in use") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("restart: {e:#}"),
+            }
+        }
     }
 
     async fn start_in(dir: tempfile::TempDir) -> TestBus {
+        let bus = weft_bus::start(Self::config_in(&dir)).await.unwrap();
+        Self::serve(bus, dir).await
+    }
+
+    fn config_in(dir: &tempfile::TempDir) -> BusConfig {
         let mut c = config();
         c.bind = "127.0.0.1:0".parse().unwrap();
         c.data = dir.path().to_path_buf();
@@ -62,7 +78,10 @@ impl TestBus {
                 rights: vec![Right::Listen],
             },
         ];
-        let bus = weft_bus::start(c).await.unwrap();
+        c
+    }
+
+    async fn serve(bus: BusHandle, dir: tempfile::TempDir) -> TestBus {
         let amqp = weft_amqp::start(bus.bus(), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();

@@ -11,9 +11,12 @@ const cs = process.env.SB_CONNECTION_STRING;
 const step = (s) => process.stderr.write(`step: ${s}\n`);
 const wait = { maxWaitTimeInMs: 5000 };
 
+// A body the SDK could not parse as JSON (a REST sender's plain bytes) arrives as a Buffer: shown as text.
+const text = (b) => (Buffer.isBuffer(b) ? b.toString("utf8") : b);
+
 function props(m) {
   return {
-    body: m.body,
+    body: text(m.body),
     subject: m.subject,
     messageId: m.messageId,
     correlationId: m.correlationId,
@@ -28,7 +31,7 @@ function props(m) {
 }
 
 // What a peek shows: body, sequence number and state.
-const peeked = (msgs) => msgs.map((m) => ({ body: m.body, sequenceNumber: Number(m.sequenceNumber), state: m.state }));
+const peeked = (msgs) => msgs.map((m) => ({ body: text(m.body), sequenceNumber: Number(m.sequenceNumber), state: m.state }));
 
 const scenarios = {
   // send (single and batch), peek, receive peek-lock, renew, complete, abandon, dead-letter, schedule, cancel
@@ -169,5 +172,7 @@ async function main() {
 
 main().catch((e) => {
   process.stderr.write(`${e && e.stack ? e.stack : e}\n`);
+  // core-amqp's retry gives up with an AggregateError: what each attempt failed with.
+  for (const inner of (e && e.errors) || []) process.stderr.write(`attempt: ${inner && inner.stack ? inner.stack : inner}\n`);
   process.exit(1);
 });
