@@ -517,15 +517,11 @@ async fn defer_and_receive_by_sequence_number() {
     assert!(outcome.is_accepted(), "{outcome:?}");
     let mut rx = peek_lock_receiver(&mut session, "orders").await;
     let d = rx.recv::<Body<Value>>().await.unwrap();
-    let seq = match d
-        .message()
-        .message_annotations
-        .as_ref()
-        .unwrap()
-        .0
-        .get(&fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(
-            Symbol::from("x-opt-sequence-number"),
-        )) {
+    let seq = match d.message().message_annotations.as_ref().unwrap().0.get(
+        &fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(Symbol::from(
+            "x-opt-sequence-number",
+        )),
+    ) {
         Some(Value::Long(n)) => *n,
         other => panic!("x-opt-sequence-number: {other:?}"),
     };
@@ -565,9 +561,12 @@ async fn defer_and_receive_by_sequence_number() {
         ),
     ];
     for (body, why) in bad {
-        let (status, _, _) =
-            orders_management(&mut session, "com.microsoft:receive-by-sequence-number", body)
-                .await;
+        let (status, _, _) = orders_management(
+            &mut session,
+            "com.microsoft:receive-by-sequence-number",
+            body,
+        )
+        .await;
         assert_eq!(status, 400, "{why}");
     }
 
@@ -603,9 +602,11 @@ async fn defer_and_receive_by_sequence_number() {
     .0;
     assert_eq!(body_text(&m), "later");
     let ann = &m.message_annotations.as_ref().unwrap().0;
-    let state = ann.get(&fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(
-        Symbol::from("x-opt-message-state"),
-    ));
+    let state = ann.get(
+        &fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(Symbol::from(
+            "x-opt-message-state",
+        )),
+    );
     assert_eq!(state, Some(&Value::Int(1)), "deferred");
     assert_eq!(
         m.application_properties.as_ref().unwrap().0.get("n"),

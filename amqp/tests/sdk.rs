@@ -267,7 +267,11 @@ async fn node_service_bus_deferral() {
     let out = run(Sdk::Node, &bus, "defer").await;
     let seq = out["deferred"]["sequenceNumber"].as_u64().unwrap();
     assert_eq!(out["deferred"]["body"], "from-rest", "{out}");
-    assert_eq!(out["ordinary"], json!(["after"]), "deferred is not received: {out}");
+    assert_eq!(
+        out["ordinary"],
+        json!(["after"]),
+        "deferred is not received: {out}"
+    );
     assert_eq!(out["peeked"][0]["sequenceNumber"], seq, "{out}");
     assert_eq!(out["peeked"][0]["state"], "deferred", "{out}");
     assert_eq!(out["peeked"].as_array().unwrap().len(), 1, "{out}");
@@ -297,7 +301,10 @@ async fn node_service_bus_deferral() {
     assert_eq!(m["messageId"], "rest-defer");
     assert_eq!(m["applicationProperties"]["EntityLogicalName"], "account");
     assert_eq!(m["applicationProperties"]["Depth"], 2);
-    assert!(m["lockToken"].as_str().is_some_and(|t| t.len() == 36), "{out}");
+    assert!(
+        m["lockToken"].as_str().is_some_and(|t| t.len() == 36),
+        "{out}"
+    );
     assert!(out["lockedUntil"].as_i64().is_some(), "{out}");
     // Delivered once before the defer: AMQP's delivery-count (earlier deliveries) is 1 now, 2 next time.
     let count = |m: &Value| m["deliveryCount"].as_u64().unwrap_or(0);

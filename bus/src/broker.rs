@@ -329,16 +329,13 @@ impl Entity {
         if st.deferred.contains_key(&seq) {
             return Some(MessageState::Deferred);
         }
-        st.locked
-            .values()
-            .find(|l| l.slot.seq == seq)
-            .map(|l| {
-                if l.deferred {
-                    MessageState::Deferred
-                } else {
-                    MessageState::Locked
-                }
-            })
+        st.locked.values().find(|l| l.slot.seq == seq).map(|l| {
+            if l.deferred {
+                MessageState::Deferred
+            } else {
+                MessageState::Locked
+            }
+        })
     }
 
     /// Resubmits dead-lettered message `seq` (in this entity's dead-letter queue) to this entity, as Service
@@ -900,7 +897,10 @@ impl Entity {
                     wanted.push(seq);
                 }
             }
-            let missing = wanted.iter().copied().find(|s| !st.deferred.contains_key(s));
+            let missing = wanted
+                .iter()
+                .copied()
+                .find(|s| !st.deferred.contains_key(s));
             if missing.is_none() {
                 for seq in wanted {
                     let mut slot = st.deferred.remove(&seq).expect("checked above");

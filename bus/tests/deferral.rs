@@ -1,8 +1,9 @@
 //! Service Bus deferral in the broker and the store, over a real bus with messages sent over REST: a
 //! deferred message is out of ordinary receives but counted and peeked as Deferred, survives a restart
 //! with its delivery count, is received only by sequence number (all or none), goes back to the deferred
-//! set on abandon or lock expiry, and expires by TTL into the dead-letter queue. The AMQP side
-//! (`amqp/tests/sdk.rs`) drives the same code through the official SDKs.
+//! set on abandon or lock expiry, expires by TTL into the dead-letter queue, and an older store gains the
+//! state column at start. The AMQP side (`amqp/tests/sdk.rs`) drives the same code through the official
+//! SDKs.
 
 mod common;
 
@@ -98,7 +99,10 @@ async fn deferral_counts_and_restart() {
             Some(DeferredError::NotFound(missing))
         );
     }
-    assert_eq!(e.message_state(seq, weft_bus::props::now_ms()), Some(MessageState::Deferred));
+    assert_eq!(
+        e.message_state(seq, weft_bus::props::now_ms()),
+        Some(MessageState::Deferred)
+    );
 
     // Across a restart: still deferred, still out of ordinary receives (the lock on m2 is gone: m2 is
     // available again).
@@ -147,7 +151,11 @@ async fn deferral_counts_and_restart() {
         .unwrap()
         .unwrap();
     assert_eq!(b.entity_depth("q").unwrap().depth.deferred, 1);
-    assert_eq!(bus.receive_delete("q", 0).await.status(), 204, "abandoned: deferred, not active");
+    assert_eq!(
+        bus.receive_delete("q", 0).await.status(),
+        204,
+        "abandoned: deferred, not active"
+    );
 
     let m = receive_deferred(&bus, &e, &[seq], Mode::PeekLock)
         .await
@@ -221,5 +229,50 @@ async fn deferred_messages_expire() {
         serde_json::from_str(&header(&r, "UserProperties").unwrap()).unwrap();
     assert_eq!(up["DeadLetterReason"], "TTLExpiredException");
     assert_eq!(r.text().await.unwrap(), "t1");
+    bus.handle.shutdown().await.unwrap();
+}
+
+/// A store written before deferral existed (no `messages.state` column) is migrated at start: its
+/// messages are active, and one deferred afterwards stays deferred across the next restart.
+#[tokio::test]
+async fn store_without_the_state_column_is_migrated() {
+    let bus = TestBus::start(config()).await;
+    assert_eq!(bus.send("q", "old", &[]).await.status(), 201);
+    let TestBus { handle, dir, .. } = bus;
+    handle.shutdown().await.unwrap();
+    {
+        // The messages table as it was: the same columns without `state`.
+        let conn = rusqlite::Connection::open(dir.path().join("bus.sqlite")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE old_messages AS SELECT entity, seq, enqueued_ms, visible_ms, expires_ms,
+               delivery_count, meta, body FROM messages;
+             DROP TABLE messages;
+             CREATE TABLE messages(
+               entity TEXT NOT NULL, seq INTEGER NOT NULL, enqueued_ms INTEGER NOT NULL,
+               visible_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, delivery_count INTEGER NOT NULL,
+               meta TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY(entity, seq)) WITHOUT ROWID;
+             INSERT INTO messages SELECT * FROM old_messages;
+             DROP TABLE old_messages;",
+        )
+        .unwrap();
+    }
+    let mut c = config();
+    c.bind = "127.0.0.1:0".parse().unwrap();
+    let bus = TestBus::start_in(c, dir).await;
+    let b = bus.handle.bus();
+    let e = b.receiver("q").unwrap();
+    assert_eq!(b.entity_depth("q").unwrap().depth.active, 1);
+    let seq = defer_head(&bus, &e).await;
+    drop((e, b));
+    let bus = bus.restart(config()).await;
+    let b = bus.handle.bus();
+    assert_eq!(b.entity_depth("q").unwrap().depth.deferred, 1);
+    assert_eq!(
+        b.receiver("q")
+            .unwrap()
+            .message_state(seq, weft_bus::props::now_ms()),
+        Some(MessageState::Deferred)
+    );
+    drop(b);
     bus.handle.shutdown().await.unwrap();
 }

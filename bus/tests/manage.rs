@@ -409,7 +409,10 @@ async fn runtime_entities_in_depths() {
         queues: vec![QueueConfig::new("configured")],
         topics: vec![TopicConfig::new(
             "cfg-topic",
-            vec![weft_bus::SubscriptionConfig::new("cfg-sub", Default::default())],
+            vec![weft_bus::SubscriptionConfig::new(
+                "cfg-sub",
+                Default::default(),
+            )],
         )],
         ..BusConfig::default()
     };

@@ -1082,13 +1082,24 @@ async fn bus_depths_in_metrics() {
     let runtime = format!("{QUEUE}-runtime");
     let entry = r#"<entry xmlns="http://www.w3.org/2005/Atom"><content type="application/xml"><QueueDescription xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"></QueueDescription></content></entry>"#;
     let r = env
-        .bus_request(reqwest::Method::PUT, &format!("/{runtime}?api-version=2021-05"))
-        .header("Content-Type", "application/atom+xml;type=entry;charset=utf-8")
+        .bus_request(
+            reqwest::Method::PUT,
+            &format!("/{runtime}?api-version=2021-05"),
+        )
+        .header(
+            "Content-Type",
+            "application/atom+xml;type=entry;charset=utf-8",
+        )
         .body(entry)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
     env.bus_send(&runtime, "created at runtime", &[]).await;
     let text = env
         .client

@@ -53,7 +53,10 @@ impl TestBus {
         loop {
             match weft_bus::start(Self::config_in(&dir)).await {
                 Ok(bus) => return Self::serve(bus, dir).await,
-                Err(e) if std::time::Instant::now() < deadline && format!("{e:#}").contains("in use") => {
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && format!("{e:#}").contains("in use") =>
+                {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("restart: {e:#}"),
