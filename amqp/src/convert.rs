@@ -78,6 +78,24 @@ fn prop_from_amqp(name: &str, v: &SimpleValue) -> Result<Option<PropValue>, Stri
     }))
 }
 
+/// Custom properties from AMQP values: the "properties to modify" a client sends with an abandon or a
+/// defer (the `modified` outcome's `message-annotations`, `update-disposition`'s `properties-to-modify`).
+/// Typed as application properties are; a list, map or binary value is the client's error.
+pub fn properties_to_modify<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Result<Vec<(String, PropValue)>, String> {
+    let mut out = Vec::new();
+    for (name, v) in entries {
+        let simple = SimpleValue::try_from(v.clone()).map_err(|_| {
+            format!("property to modify '{name}' has a type the bus does not store ({v:?})")
+        })?;
+        if let Some(p) = prop_from_amqp(name, &simple)? {
+            out.push((name.to_string(), p));
+        }
+    }
+    Ok(out)
+}
+
 fn prop_to_amqp(v: &PropValue) -> SimpleValue {
     match v {
         PropValue::String(s) => SimpleValue::String(s.clone()),

@@ -213,10 +213,27 @@ async fn settle(store: &Store, entity: &Entity, token: &str, outcome: Outcome) {
         Outcome::Released(_) => entity.abandon(store, None, token).await.map(|_| ()),
         // Service Bus's defer: `undeliverable-here` (JavaScript sends it alone, Python with
         // `delivery-failed`, .NET alone); without it a `modified` is an abandon.
-        Outcome::Modified(m) if m.undeliverable_here == Some(true) => {
-            entity.defer(store, None, token).await.map(|_| ())
+        Outcome::Modified(m) => {
+            // Its message annotations are the client's properties to modify, set before it settles.
+            // One the bus cannot store is dropped with a warning: the outcome itself is already the
+            // client's, and refusing it would leave the message locked until its lock expires.
+            let props = convert::properties_to_modify(
+                m.message_annotations
+                    .iter()
+                    .flat_map(|f| f.iter().map(|(k, v)| (k.as_str(), v))),
+            )
+            .unwrap_or_else(|e| {
+                tracing::warn!(entity = %entity.path, "properties to modify ignored: {e}");
+                Vec::new()
+            });
+            match entity.modify_locked(store, token, props).await {
+                Err(e) => Err(e),
+                Ok(_) if m.undeliverable_here == Some(true) => {
+                    entity.defer(store, None, token).await.map(|_| ())
+                }
+                Ok(_) => entity.abandon(store, None, token).await.map(|_| ()),
+            }
         }
-        Outcome::Modified(_) => entity.abandon(store, None, token).await.map(|_| ()),
         Outcome::Rejected(r) => {
             let (reason, description) = dead_letter_fields(r.error.as_ref());
             entity

@@ -304,7 +304,29 @@ async fn management(conn: &Conn, entity: &str, m: &AmqpMessage) -> Answer {
                 Some(Value::String(s)) => s.clone(),
                 _ => String::new(),
             };
+            // The client's properties to modify (with an abandon or a defer), keyed by name.
+            let props = match field(body, "properties-to-modify") {
+                Some(Value::Map(m)) => {
+                    let named = m.iter().filter_map(|(k, v)| match k {
+                        Value::String(k) => Some((k.as_str(), v)),
+                        Value::Symbol(k) => Some((k.as_str(), v)),
+                        _ => None,
+                    });
+                    match convert::properties_to_modify(named) {
+                        Ok(p) => p,
+                        Err(err) => return Answer::err(400, err),
+                    }
+                }
+                _ => Vec::new(),
+            };
             for token in lock_tokens(body) {
+                if matches!(status.as_str(), "abandoned" | "defered") {
+                    match e.modify_locked(store, &token, props.clone()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return lock_lost(&token),
+                        Err(err) => return Answer::err(500, format!("{err:#}")),
+                    }
+                }
                 let res = match status.as_str() {
                     "completed" => e.complete(store, None, &token).await,
                     "abandoned" => e.abandon(store, None, &token).await,

@@ -525,12 +525,14 @@ async fn defer_and_receive_by_sequence_number() {
         Some(Value::Long(n)) => *n,
         other => panic!("x-opt-sequence-number: {other:?}"),
     };
+    let mut modify = OrderedMap::new();
+    modify.insert(Symbol::from("why"), Value::String("later".into()));
     rx.modify(
         &d,
         Modified {
             delivery_failed: Some(true),
             undeliverable_here: Some(true),
-            message_annotations: None,
+            message_annotations: Some(modify),
         },
     )
     .await
@@ -608,9 +610,12 @@ async fn defer_and_receive_by_sequence_number() {
         )),
     );
     assert_eq!(state, Some(&Value::Int(1)), "deferred");
+    let app = &m.application_properties.as_ref().unwrap().0;
+    assert_eq!(app.get("n"), Some(&SimpleValue::Long(9)));
     assert_eq!(
-        m.application_properties.as_ref().unwrap().0.get("n"),
-        Some(&SimpleValue::Long(9))
+        app.get("why"),
+        Some(&SimpleValue::String("later".into())),
+        "the property to modify sent with the defer"
     );
 
     let (status, cond, _) = orders_management(

@@ -242,7 +242,8 @@ async fn python_service_bus_rest_interop() {
 
 /// Deferral with the JavaScript SDK, across a bus restart: a REST-sent message deferred over AMQP is
 /// out of ordinary receives (AMQP and REST) but in peeks as deferred; after the restart it is received by
-/// sequence number with its custom properties, abandoned (still deferred), received again with its lock
+/// sequence number with its custom properties (and the properties to modify sent with the defer),
+/// abandoned with properties to modify (still deferred), received again with its lock
 /// renewed and dead-lettered; a second one is deferred, received and completed; an unknown sequence number
 /// is the SDK's MessageNotFound.
 #[tokio::test]
@@ -300,7 +301,9 @@ async fn node_service_bus_deferral() {
     assert_eq!(m["subject"], "Create");
     assert_eq!(m["messageId"], "rest-defer");
     assert_eq!(m["applicationProperties"]["EntityLogicalName"], "account");
-    assert_eq!(m["applicationProperties"]["Depth"], 2);
+    // Properties to modify sent with the defer: one added, one replaced.
+    assert_eq!(m["applicationProperties"]["deferredBy"], "node", "{out}");
+    assert_eq!(m["applicationProperties"]["Depth"], 3);
     assert!(
         m["lockToken"].as_str().is_some_and(|t| t.len() == 36),
         "{out}"
@@ -312,6 +315,10 @@ async fn node_service_bus_deferral() {
     assert_eq!(out["afterAbandon"][0]["state"], "deferred", "{out}");
     assert_eq!(out["ordinary"], json!([]), "{out}");
     assert_eq!(count(&out["again"]), 2, "{out}");
+    assert_eq!(
+        out["again"]["applicationProperties"]["abandoned"], true,
+        "properties to modify with an abandon over $management: {out}"
+    );
     assert_eq!(out["renewExtended"], true, "{out}");
     assert_eq!(bodies(&out["deadLettered"]), ["from-rest"], "{out}");
     assert_eq!(out["deadLettered"][0]["deadLetterReason"], "gave-up");

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::props::now_ms;
+use crate::props::{PropValue, now_ms};
 use crate::store::{Meta, Op, Record, Slot, Store};
 
 /// Prefix of Dataverse claim property names, used by the filter shorthand.
@@ -836,6 +836,35 @@ impl Entity {
         store.commit(ops).await?;
         self.notify.notify_waiters();
         Ok(res)
+    }
+
+    /// Sets custom properties of a locked message — the "properties to modify" a client may send with an
+    /// abandon or a defer — committed before it returns, so the settlement that follows keeps them. The
+    /// entity's byte count is not adjusted (the change is a few bytes of properties).
+    pub async fn modify_locked(
+        &self,
+        store: &Store,
+        token: &str,
+        props: Vec<(String, PropValue)>,
+    ) -> anyhow::Result<Result<(), LockError>> {
+        if props.is_empty() {
+            return Ok(Ok(()));
+        }
+        let seq = {
+            let mut st = lock(&self.state);
+            match Self::locked_mut(&mut st, None, token) {
+                Ok((_, l)) => l.slot.seq,
+                Err(e) => return Ok(Err(e)),
+            }
+        };
+        store
+            .commit(vec![Op::SetProperties {
+                entity: self.key.clone(),
+                seq,
+                props,
+            }])
+            .await?;
+        Ok(Ok(()))
     }
 
     /// Defers a locked message (AMQP `modified` with `undeliverable-here`, `update-disposition` `defered`):

@@ -140,6 +140,16 @@ pub enum Op {
         /// sequence number
         seq: u64,
     },
+    /// Set custom properties of a message (Service Bus's "properties to modify" with an abandon or a
+    /// defer): each replaces the property of that name or is added. Nothing happens when the row is gone.
+    SetProperties {
+        /// store key
+        entity: Arc<str>,
+        /// sequence number
+        seq: u64,
+        /// name and value of each property set
+        props: Vec<(String, PropValue)>,
+    },
     /// Delete a message.
     Delete {
         /// store key
@@ -677,6 +687,27 @@ fn apply_op<'a>(
         Op::Defer { entity, seq } => {
             tx.prepare_cached("UPDATE messages SET state = ?3 WHERE entity = ?1 AND seq = ?2")?
                 .execute(params![&**entity, *seq as i64, STATE_DEFERRED])?;
+        }
+        Op::SetProperties { entity, seq, props } => {
+            let meta: Option<String> = tx
+                .prepare_cached("SELECT meta FROM messages WHERE entity = ?1 AND seq = ?2")?
+                .query_row(params![&**entity, *seq as i64], |r| r.get(0))
+                .optional()?;
+            let Some(meta) = meta else { return Ok(()) };
+            let mut meta: Meta = serde_json::from_str(&meta)
+                .with_context(|| format!("stored message {seq} has unreadable properties"))?;
+            for (name, value) in props {
+                match meta.user.iter_mut().find(|(k, _)| k == name) {
+                    Some((_, v)) => *v = value.clone(),
+                    None => meta.user.push((name.clone(), value.clone())),
+                }
+            }
+            tx.prepare_cached("UPDATE messages SET meta = ?3 WHERE entity = ?1 AND seq = ?2")?
+                .execute(params![
+                    &**entity,
+                    *seq as i64,
+                    serde_json::to_string(&meta)?
+                ])?;
         }
         Op::Delete { entity, seq } => {
             delete(entity, *seq)?;

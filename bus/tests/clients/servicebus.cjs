@@ -87,7 +87,8 @@ const scenarios = {
     const receiver = client.createReceiver("orders");
     const [first] = await receiver.receiveMessages(1, wait);
     out.deferred = props(first);
-    await receiver.deferMessage(first);
+    // Properties to modify travel in the `modified` outcome and become application properties.
+    await receiver.deferMessage(first, { deferredBy: "node", Depth: 3 });
     step("deferred");
     const ordinary = await receiver.receiveMessages(2, { maxWaitTimeInMs: 2000 });
     out.ordinary = ordinary.map((m) => m.body);
@@ -106,7 +107,8 @@ const scenarios = {
     const [m] = await receiver.receiveDeferredMessages([seq]);
     out.received = props(m);
     out.lockedUntil = m.lockedUntilUtc ? m.lockedUntilUtc.getTime() : null;
-    await receiver.abandonMessage(m);
+    // Settled over $management (update-disposition), with properties to modify.
+    await receiver.abandonMessage(m, { abandoned: true });
     step("abandoned");
     out.afterAbandon = peeked(await receiver.peekMessages(1, { fromSequenceNumber: seq }));
     out.ordinary = (await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 })).map((x) => x.body);
