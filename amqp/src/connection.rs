@@ -9,6 +9,7 @@ use fe2o3_amqp::acceptor::{ConnectionAcceptor, LinkAcceptor, LinkEndpoint, Sessi
 use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
 use fe2o3_amqp::types::messaging::TargetArchetype;
 use fe2o3_amqp::types::performatives::Attach;
+use fe2o3_amqp::types::primitives::Symbol;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use weft_bus::server::Bus;
@@ -61,6 +62,9 @@ pub struct Conn {
     /// Owner levels of the listener's Event Hubs consumer links.
     pub owners: Arc<Owners>,
 }
+
+/// The source filter that makes a receiving link a Service Bus session receiver.
+const SESSION_FILTER: &str = "com.microsoft:session-filter";
 
 /// The address a terminus names, without any `amqp(s)://host[:port]` / `sb://host` prefix (Python's SDK
 /// sends full URIs, JavaScript's the bare path).
@@ -159,6 +163,10 @@ struct Route {
     event_hub: bool,
     /// For the client's receiving links: the Event Hubs start position and owner level asked for.
     consumer: Option<ConsumerRequest>,
+    /// A Service Bus session receiver (`com.microsoft:session-filter` on the source): refused, since
+    /// the bus has no sessions — serving it as a plain receiver would break the session's ordering and
+    /// lock guarantees without telling the client.
+    session_receiver: bool,
 }
 
 impl Route {
@@ -191,6 +199,12 @@ impl Route {
                     .unwrap_or_else(|| attach.name.clone()),
             ),
         };
+        let session_receiver = attach.role == Role::Receiver
+            && attach
+                .source
+                .as_ref()
+                .and_then(|s| s.filter.as_ref())
+                .is_some_and(|f| f.contains_key(&Symbol::from(SESSION_FILTER)));
         let consumer = (attach.role == Role::Receiver).then(|| ConsumerRequest {
             selector: eventhubs::selector(attach.source.as_ref().and_then(|s| s.filter.as_ref())),
             owner_level: eventhubs::owner_level(attach.properties.as_ref()),
@@ -201,6 +215,7 @@ impl Route {
             presettled: attach.snd_settle_mode == SenderSettleMode::Settled,
             event_hub: false,
             consumer,
+            session_receiver,
         }
     }
 }
@@ -242,6 +257,14 @@ async fn serve_link(conn: Arc<Conn>, route: Route, link: LinkEndpoint) {
         }
         LinkEndpoint::Receiver(receiver) => {
             crate::links::incoming(conn, route.node, receiver).await
+        }
+        LinkEndpoint::Sender(sender) if route.session_receiver => {
+            let _ = sender
+                .close_with_error(crate::links::error(
+                    crate::links::conditions::NOT_IMPLEMENTED,
+                    "Sessions are not supported by weft's bus: session receivers (com.microsoft:session-filter) are refused (see amqp/README.md)",
+                ))
+                .await;
         }
         LinkEndpoint::Sender(sender) => {
             crate::links::outgoing(conn, route.node, route.presettled, sender).await

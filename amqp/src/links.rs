@@ -31,6 +31,8 @@ pub mod conditions {
     pub const INVALID_FIELD: &str = "amqp:invalid-field";
     /// Server-side failure.
     pub const INTERNAL: &str = "amqp:internal-error";
+    /// A feature the bus does not serve (sessions).
+    pub const NOT_IMPLEMENTED: &str = "amqp:not-implemented";
 }
 
 /// An error with a Service Bus condition symbol.

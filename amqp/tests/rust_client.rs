@@ -635,3 +635,58 @@ async fn defer_and_receive_by_sequence_number() {
     conn.close().await.unwrap();
     bus.stop().await;
 }
+
+/// A session receiver (`com.microsoft:session-filter` on the source) is refused with
+/// `amqp:not-implemented` rather than served as a plain receiver: the bus has no sessions. The message
+/// waiting in the queue stays there.
+#[tokio::test]
+async fn session_receivers_are_refused() {
+    use fe2o3_amqp::link::{LinkStateError, ReceiverAttachError, RecvError};
+    use fe2o3_amqp::types::messaging::Source;
+
+    let bus = TestBus::start().await;
+    let (mut conn, mut session) = connect(&bus, root()).await;
+    let mut tx = sender(&mut session, "orders").await;
+    assert!(
+        tx.send(message("kept", "demo", &[]))
+            .await
+            .unwrap()
+            .is_accepted()
+    );
+    let mut filter = OrderedMap::new();
+    filter.insert(
+        Symbol::from("com.microsoft:session-filter"),
+        Value::String("s-1".into()),
+    );
+    let attached = Receiver::builder()
+        .name("session-receiver")
+        .source(Source::builder().address("orders").filter(filter).build())
+        .sender_settle_mode(SenderSettleMode::Unsettled)
+        .attach(&mut session)
+        .await;
+    let err = match attached {
+        Err(ReceiverAttachError::RemoteClosedWithError(e)) => e,
+        Err(other) => panic!("unexpected attach error {other:?}"),
+        Ok(mut rx) => match rx.recv::<Body<Value>>().await {
+            Err(RecvError::LinkStateError(
+                LinkStateError::RemoteClosedWithError(e)
+                | LinkStateError::RemoteDetachedWithError(e),
+            )) => e,
+            other => panic!("expected the link to be closed with an error, got {other:?}"),
+        },
+    };
+    assert!(
+        format!("{:?}", err.condition).contains("NotImplemented")
+            || format!("{:?}", err.condition).contains("not-implemented"),
+        "{err:?}"
+    );
+    let mut rx = peek_lock_receiver(&mut session, "orders").await;
+    let d = rx.recv::<Body<Value>>().await.unwrap();
+    assert_eq!(body_text(d.message()), "kept");
+    rx.accept(&d).await.unwrap();
+    rx.close().await.unwrap();
+    tx.close().await.unwrap();
+    session.end().await.unwrap();
+    conn.close().await.unwrap();
+    bus.stop().await;
+}
