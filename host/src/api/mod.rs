@@ -12,7 +12,8 @@
 //! reconfigured, components replaced, at runtime); system jobs (`asyncoperations`) and service endpoints
 //! (`serviceendpoints`, with TriggerServiceEndpointCheck) by the `system` submodule; the service document,
 //! `$metadata`, `EntityDefinitions`, `RelationshipDefinitions` and `WhoAmI` by the `metadata` submodule
-//! (with weft-odata). Over HTTPS when `weft up` has a certificate (the `tls` submodule). The web console
+//! (with weft-odata); tables and columns created at runtime (`POST EntityDefinitions`, `CreateEntities`,
+//! `…/Attributes`, `DELETE EntityDefinitions(…)`) by the `define` submodule. Over HTTPS when `weft up` has a certificate (the `tls` submodule). The web console
 //! (`/console`) and `/metrics` of weft-console share the listener, outside the API's layers; the `console`
 //! submodule hands it the runtime and the API's own step-toggle and endpoint-check code.
 //!
@@ -20,7 +21,8 @@
 //! authentication and the server's lifetime. It holds no business logic: every operation goes through
 //! [`Pipeline::execute`](crate::pipeline::Pipeline::execute) (on a blocking thread), so plug-ins, rollback
 //! and the outbox behave exactly as for any other caller. It must not write to the store directly; its only
-//! direct reads are an upsert's existence check and the links of an N:N relationship `$expand` follows.
+//! direct reads are an upsert's existence check and the links of an N:N relationship `$expand` follows, and
+//! its only direct writes the table definitions `define` hands the store.
 //!
 //! # Authentication
 //! With an API key every request needs `Authorization: Bearer <key>` (the scheme in any case, RFC 9110);
@@ -60,6 +62,7 @@ mod bulk;
 mod console;
 mod custom_api;
 mod deep_insert;
+mod define;
 mod endpoints;
 mod error;
 mod etag;
@@ -494,7 +497,7 @@ fn custom_api_named<'a>(state: &'a AppState, name: &str) -> Option<&'a CustomApi
 
 /// How a bound API's URL starts: `accounts(<GUID>)` or `accounts`.
 fn bound_path(state: &AppState, api: &CustomApiDecl) -> String {
-    let schema = &state.runtime.registration.schema;
+    let schema = &state.runtime.schema();
     let set = |t: &str| {
         schema
             .table(t)
@@ -622,7 +625,7 @@ async fn custom_api_call(
     } else {
         custom_api::body_object(body)?
     };
-    let schema = &state.runtime.registration.schema;
+    let schema = &state.runtime.schema();
     let mut parameters = custom_api::parameters(schema, api, fields)?;
     parameters.extend(row.and_then(|id| api.target(id)));
     let message = Message::Custom {
@@ -813,10 +816,7 @@ pub(super) fn wants_representation(headers: &HeaderMap) -> bool {
 }
 
 /// The table a path segment (`accounts` or `accounts(<GUID>)`) addresses, with the row id when it has one.
-fn addressed_table<'s>(
-    state: &'s AppState,
-    segment: &str,
-) -> Result<(&'s TableDef, Option<Uuid>), ApiError> {
+fn addressed_table(state: &AppState, segment: &str) -> Result<(TableDef, Option<Uuid>), ApiError> {
     let (set, id) = json::parse_key_segment(segment).ok_or_else(|| {
         ApiError::url(format!(
             "'{segment}' is not an entity set or a record key such as accounts(<GUID>)."
@@ -824,9 +824,9 @@ fn addressed_table<'s>(
     })?;
     let table = state
         .runtime
-        .registration
-        .schema
+        .schema()
         .table_by_entity_set(set)
+        .cloned()
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -935,14 +935,14 @@ impl Call {
         let (table, id, key) = match alternate_key::split(resource) {
             Some((set, text)) if json::parse_key_segment(resource).is_none() => {
                 let (table, _) = addressed_table(&state, set)?;
-                (table, None, Some(alternate_key::values(table, text)?))
+                let key = alternate_key::values(&table, text)?;
+                (table, None, Some(key))
             }
             _ => {
                 let (table, id) = addressed_table(&state, resource)?;
                 (table, id, None)
             }
         };
-        let table = table.clone();
         let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
             .0;
@@ -978,7 +978,7 @@ impl Call {
             // entity_from_body answers a malformed body with the precise error.
             return Ok(std::borrow::Cow::Borrowed(body));
         };
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let mut changed = false;
         let mut out = Vec::with_capacity(members.len());
         for (name, value) in members {
@@ -1165,7 +1165,7 @@ impl Call {
 
     async fn create(&self, body: &[u8]) -> Result<Response, ApiError> {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let representation = self.wants_representation()?;
         let id = if deep_insert::is_deep(schema, &self.table, body) {
             self.deep_insert(body, &options).await?
@@ -1193,7 +1193,7 @@ impl Call {
     /// A deep insert (see `deep_insert`): every nested record created in one transaction — the change
     /// set's, inside a `$batch` — and the root record's id.
     async fn deep_insert(&self, body: &[u8], options: &odata::Options) -> Result<Uuid, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let (id, messages) = deep_insert::plan(schema, &self.table, body)?;
         let requests = messages
             .into_iter()
@@ -1259,7 +1259,12 @@ impl Call {
             self.raw_query.as_deref(),
             &self.headers,
         )?;
-        let options = odata::parse(&self.table, &pairs, odata::Allowed::Collection)?;
+        let options = odata::parse_in(
+            &self.state.runtime.schema(),
+            &self.table,
+            &pairs,
+            odata::Allowed::Collection,
+        )?;
         // One row more than the page, from the page's start: whether another page follows, and never
         // more than a page in memory.
         let expands = self.expands(&options)?;
@@ -1311,7 +1316,7 @@ impl Call {
 
     /// The `$expand` of `options`, resolved against the declared tables.
     fn expands(&self, options: &odata::Options) -> Result<Vec<expand::Expand>, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         options.expand.as_deref().map_or(Ok(Vec::new()), |text| {
             expand::parse(schema, &self.table, text)
         })
@@ -1413,7 +1418,12 @@ impl Call {
                 }
             }
         }
-        let options = odata::parse(&self.table, &rest, odata::Allowed::Collection)?;
+        let options = odata::parse_in(
+            &self.state.runtime.schema(),
+            &self.table,
+            &rest,
+            odata::Allowed::Collection,
+        )?;
         let apply = apply::Apply::parse(&self.table, text)?;
         let mut conditions: Vec<weft_store::Condition> =
             options.filter.clone().into_iter().collect();
@@ -1527,7 +1537,7 @@ impl Call {
         options: &odata::Options,
     ) -> Result<(), ApiError> {
         use crate::sandbox::wit::types::Value as WitValue;
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let mut wanted: std::collections::BTreeMap<String, Vec<Uuid>> = Default::default();
         for row in rows.iter() {
             for a in &row.attributes {
@@ -1678,7 +1688,12 @@ impl Call {
 
     /// `GET {set}/$count`: the number of rows (`$filter` applies), as text.
     async fn count_only(&self) -> Result<Response, ApiError> {
-        let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Collection)?;
+        let options = odata::parse_in(
+            &self.state.runtime.schema(),
+            &self.table,
+            &self.pairs,
+            odata::Allowed::Collection,
+        )?;
         let refused = [
             ("$select", options.select.is_some()),
             ("$top", options.top.is_some()),
@@ -1706,7 +1721,7 @@ impl Call {
     async fn update(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
         let precondition = Precondition::from_headers(self)?;
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let body = self.resolve_key_binds(body).await?;
         let mut target = json::entity_from_body(schema, &self.table, &body, Some(id))?;
         let representation = self.wants_representation()?;

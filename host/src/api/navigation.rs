@@ -111,7 +111,7 @@ impl Call {
         method: Method,
         body: &[u8],
     ) -> Result<Response, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let attribute = self.table.attribute(property).filter(|a| {
             a.logical_name != self.table.primary_id_attribute
                 && !matches!(a.kind, AttributeKind::Lookup { .. })
@@ -182,7 +182,7 @@ impl Call {
         method: Method,
         body: &[u8],
     ) -> Result<Response, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let (nav, keyed) = match json::parse_key_segment(nav_segment) {
             Some((n, k)) => (n, k),
             None => (nav_segment, None),
@@ -284,7 +284,7 @@ impl Call {
     /// lookup is empty), or the related rows of a collection-valued one with the request's `$select`,
     /// `$filter`, `$orderby` and `$top` — read as `$expand` reads them.
     async fn navigation_read(&self, id: Uuid, nav: &str) -> Result<Response, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let nested: Vec<String> = self
             .pairs
             .iter()
@@ -346,7 +346,7 @@ impl Call {
         id: Uuid,
         body: Json,
     ) -> Result<Response, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let target = json::entity_from_body(schema, table, body.to_string().as_bytes(), Some(id))?;
         self.execute(self.request(Message::Update { target }, None)?)
             .await?;
