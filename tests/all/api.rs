@@ -2989,3 +2989,92 @@ async fn lambda_filters_on_postgres() {
     lambda_filters(&format!("[store]\nurl = \"{}\"\n", db.url())).await;
     tokio::task::block_in_place(|| drop(db));
 }
+
+/// Alternate keys name the related row in `$ref` bodies (`{"@odata.id": "contacts(lastname='Kim')"}`, for a
+/// lookup and an N:N) and in the `@odata.bind`s of records nested in a deep insert; a key no row has
+/// answers 404 `0x80040217`.
+#[tokio::test(flavor = "multi_thread")]
+async fn alternate_keys_in_ref_and_deep_insert_bodies() {
+    let extra = "[[table.key]]\nname = \"contact_lastname\"\nattributes = [\"lastname\"]\n\
+                 [[relationship]]\nname = \"account_contacts\"\ntype = \"ManyToMany\"\nentity1 = \"account\"\nentity2 = \"contact\"\n";
+    let env = start_with(None, extra).await;
+    let r = env.post("contacts", r#"{"lastname": "Kim"}"#).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (_, kim) = env.get("contacts(lastname='Kim')?$select=contactid").await;
+    let kim = kim["contactid"].as_str().unwrap().to_owned();
+    let account = env.create(json!({"name": "Fourth Coffee"})).await;
+    let send = |method: reqwest::Method, path: String, body: Json| {
+        env.client
+            .request(method, env.url(&path))
+            .json(&body)
+            .send()
+    };
+
+    let r = send(
+        reqwest::Method::PUT,
+        format!("accounts({account})/primarycontactid/$ref"),
+        json!({"@odata.id": "contacts(lastname='Kim')"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    let (_, row) = env
+        .get(&format!(
+            "accounts({account})?$select=_primarycontactid_value"
+        ))
+        .await;
+    assert_eq!(row["_primarycontactid_value"], json!(kim));
+
+    let r = send(
+        reqwest::Method::POST,
+        format!("accounts({account})/account_contacts/$ref"),
+        json!({"@odata.id": format!("{}/contacts(lastname='Kim')", env.base)}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    let (_, linked) = env
+        .get(&format!(
+            "accounts({account})/account_contacts?$select=lastname"
+        ))
+        .await;
+    assert_eq!(linked["value"][0]["lastname"], "Kim", "{linked}");
+
+    let r = send(
+        reqwest::Method::PUT,
+        format!("accounts({account})/primarycontactid/$ref"),
+        json!({"@odata.id": "contacts(lastname='Nobody')"}),
+    )
+    .await
+    .unwrap();
+    let (status, code, message) = error_of(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "0x80040217")
+    );
+    assert!(message.contains("lastname='Nobody'"), "{message}");
+
+    // Deep insert: the nested account's bind names Kim by key.
+    let r = env
+        .post(
+            "contacts",
+            &json!({
+                "lastname": "Deep",
+                "account_contacts": [
+                    {"name": "Nested", "primarycontactid@odata.bind": "/contacts(lastname='Kim')"}
+                ]
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{:?}", r.text().await);
+    let (_, nested) = env
+        .get("accounts?$filter=name%20eq%20'Nested'&$select=_primarycontactid_value")
+        .await;
+    assert_eq!(
+        nested["value"][0]["_primarycontactid_value"],
+        json!(kim),
+        "{nested}"
+    );
+    env.stop().await;
+}

@@ -51,6 +51,10 @@
 //! String values holding a character XML 1.0 cannot carry (C0 controls other than TAB, LF and CR; U+FFFE,
 //! U+FFFF) are refused with 400 naming the attribute: they would make the XML-format messages sent to
 //! service endpoints unreadable.
+//! `$filter` takes the lambda operators `any`/`all` over collection-valued navigation properties (the
+//! `odata` submodule; the store runs them as correlated `EXISTS`). Tables and columns may be created and
+//! tables created so deleted at runtime (`define`); those `weft.toml` declares are changed in the file only,
+//! and there are no solutions, relationships created at runtime, or column updates and deletions.
 //! Impersonation is by `MSCRMCallerID` (a systemuserid) only: `CallerObjectId` (a Microsoft Entra object
 //! id) is refused. A Custom API function's URL arguments are OData literals (`'text'`, numbers, `true`,
 //! `false`, `null`, bare GUIDs and dates) or JSON objects and arrays, inline or as `@alias` query options.
@@ -961,8 +965,9 @@ impl Call {
     }
 
     /// `body` with each `@odata.bind` that names its row by an alternate key
-    /// (`"/accounts(accountnumber='A1')"`) rewritten to the row's id; unchanged when none does. A key no
-    /// row has answers 404, as a bind to a missing id does.
+    /// (`"/accounts(accountnumber='A1')"`) rewritten to the row's id — the record's own and those of the
+    /// records nested in it (a deep insert) —; unchanged when none does. A key no row has answers 404, as a
+    /// bind to a missing id does.
     async fn resolve_key_binds<'b>(
         &self,
         body: &'b [u8],
@@ -974,54 +979,51 @@ impl Call {
         {
             return Ok(std::borrow::Cow::Borrowed(body));
         }
-        let Ok(json::RawObject(members)) = serde_json::from_slice::<json::RawObject>(body) else {
-            // entity_from_body answers a malformed body with the precise error.
+        // entity_from_body answers a malformed body with the precise error.
+        let Ok(text) = std::str::from_utf8(body) else {
             return Ok(std::borrow::Cow::Borrowed(body));
         };
+        let mut keyed: Vec<String> = Vec::new();
+        alternate_key::rewrite_binds(text, &mut |url| {
+            if let Some(segment) = alternate_key::keyed_segment(url)
+                && !keyed.iter().any(|k| k == segment)
+            {
+                keyed.push(segment.to_owned());
+            }
+            None
+        });
+        if keyed.is_empty() {
+            return Ok(std::borrow::Cow::Borrowed(body));
+        }
         let schema = &self.state.runtime.schema();
-        let mut changed = false;
-        let mut out = Vec::with_capacity(members.len());
-        for (name, value) in members {
-            let keyed = name
-                .ends_with("@odata.bind")
-                .then(|| serde_json::from_str::<String>(value.get()).ok())
-                .flatten()
-                .and_then(|url| {
-                    let segment = url.rsplit('/').next().unwrap_or_default().to_owned();
-                    json::parse_key_segment(&segment)
-                        .is_none()
-                        .then_some(segment)
-                });
-            let Some(segment) = keyed else {
-                out.push((name, value.get().to_owned()));
-                continue;
-            };
+        let mut ids = Vec::with_capacity(keyed.len());
+        for segment in keyed {
             let Some((set, text)) = alternate_key::split(&segment) else {
-                out.push((name, value.get().to_owned()));
                 continue;
             };
             let table = schema.table_by_entity_set(set).ok_or_else(|| {
-                ApiError::payload(format!("'{name}': '{set}' is not an entity set."))
+                ApiError::payload(format!("'{segment}': '{set}' is not an entity set."))
             })?;
             let values = alternate_key::values(table, text)?;
             let Some(id) = self.find_by_key(table, &values).await? else {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "0x80040217",
-                    format!("'{name}': no {} record has {text}.", table.logical_name),
+                    format!("'{segment}': no {} record has {text}.", table.logical_name),
                 ));
             };
-            changed = true;
-            out.push((
-                name,
-                serde_json::Value::String(format!("/{set}({id})")).to_string(),
-            ));
+            ids.push((segment.clone(), format!("/{set}({id})")));
         }
-        if !changed {
-            return Ok(std::borrow::Cow::Borrowed(body));
-        }
-        let text = json::object_text(out.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        Ok(std::borrow::Cow::Owned(text.into_bytes()))
+        let rewritten = alternate_key::rewrite_binds(text, &mut |url| {
+            let segment = alternate_key::keyed_segment(url)?;
+            ids.iter()
+                .find(|(k, _)| k == segment)
+                .map(|(_, v)| v.clone())
+        });
+        Ok(match rewritten {
+            Some(text) => std::borrow::Cow::Owned(text.into_bytes()),
+            None => std::borrow::Cow::Borrowed(body),
+        })
     }
 
     /// The id of the `table` row with these alternate key values, if one has them (a RetrieveMultiple
@@ -1167,10 +1169,10 @@ impl Call {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
         let schema = &self.state.runtime.schema();
         let representation = self.wants_representation()?;
+        let body = &*self.resolve_key_binds(body).await?;
         let id = if deep_insert::is_deep(schema, &self.table, body) {
             self.deep_insert(body, &options).await?
         } else {
-            let body = self.resolve_key_binds(body).await?;
             let target = json::entity_from_body(schema, &self.table, &body, None)?;
             let request = self.request(Message::Create { target }, options.tag.clone())?;
             let response = self.execute(request).await?;
