@@ -1329,8 +1329,9 @@ async fn fetch_xml_queries() {
 
     for (xml, needle) in [
         (
-            "<fetch><entity name='account'><link-entity name='contact' from='contactid' to='primarycontactid'/></entity></fetch>",
-            "link-entity",
+            "<fetch><entity name='account'><link-entity name='contact' from='contactid' to='primarycontactid'>\
+             <link-entity name='account' from='primarycontactid' to='contactid'/></link-entity></entity></fetch>",
+            "<link-entity> in the <link-entity>",
         ),
         (
             "<fetch><entity name='contact'/></fetch>",
@@ -3077,4 +3078,121 @@ async fn alternate_keys_in_ref_and_deep_insert_bodies() {
         "{nested}"
     );
     env.stop().await;
+}
+
+/// FetchXML `<link-entity>`: over a lookup, `inner` and `outer` joins answer the linked attributes as
+/// `alias.attribute` (inner leaving out rows without the related one); over a 1:N relationship, `exists`
+/// (with the link's filter) and `not any` filter the rows; other shapes answer 400 naming what is wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_xml_link_entities() {
+    let env = start(None).await;
+    let env = &env;
+    let contact = |name: &'static str| async move {
+        let r = env
+            .post("contacts", &json!({"lastname": name}).to_string())
+            .await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let url = r.headers()["OData-EntityId"].to_str().unwrap().to_owned();
+        Uuid::parse_str(&url[url.len() - 37..url.len() - 1]).unwrap()
+    };
+    let (one, two) = (contact("One").await, contact("Two").await);
+    contact("Three").await;
+    for (name, c) in [("A", Some(one)), ("B", Some(two)), ("C", None)] {
+        let mut body = json!({"name": name});
+        if let Some(c) = c {
+            body["primarycontactid@odata.bind"] = json!(format!("/contacts({c})"));
+        }
+        env.create(body).await;
+    }
+    let fetch = |set: &'static str, xml: String| async move {
+        let r = env
+            .client
+            .get(env.url(set))
+            .query(&[("fetchXml", xml)])
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Json>().await.unwrap())
+    };
+    let accounts = |link_type: &str| {
+        format!(
+            "<fetch><entity name='account'><attribute name='name'/><order attribute='name'/>\
+             <link-entity name='contact' from='contactid' to='primarycontactid' link-type='{link_type}' alias='c'>\
+             <attribute name='lastname'/></link-entity></entity></fetch>"
+        )
+    };
+    let (status, inner) = fetch("accounts", accounts("inner")).await;
+    assert_eq!(status, StatusCode::OK, "{inner}");
+    let rows = inner["value"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{inner}");
+    assert_eq!(
+        (&rows[0]["name"], &rows[0]["c.lastname"]),
+        (&json!("A"), &json!("One"))
+    );
+    assert_eq!(
+        (&rows[1]["name"], &rows[1]["c.lastname"]),
+        (&json!("B"), &json!("Two"))
+    );
+    let (status, outer) = fetch("accounts", accounts("outer")).await;
+    assert_eq!(status, StatusCode::OK, "{outer}");
+    let rows = outer["value"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{outer}");
+    assert_eq!(rows[2]["name"], "C");
+    assert!(rows[2].get("c.lastname").is_none(), "{outer}");
+
+    let contacts = |link_type: &str, filter: &str| {
+        format!(
+            "<fetch><entity name='contact'><attribute name='lastname'/><order attribute='lastname'/>\
+             <link-entity name='account' from='primarycontactid' to='contactid' link-type='{link_type}'>\
+             {filter}</link-entity></entity></fetch>"
+        )
+    };
+    let lastnames = |body: &Json| -> Vec<String> {
+        body["value"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|r| r["lastname"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let named_b = "<filter><condition attribute='name' operator='eq' value='B'/></filter>";
+    let (_, exists) = fetch("contacts", contacts("exists", named_b)).await;
+    assert_eq!(lastnames(&exists), ["Two"]);
+    let (_, any) = fetch("contacts", contacts("any", "")).await;
+    assert_eq!(lastnames(&any), ["One", "Two"]);
+    let (_, none) = fetch("contacts", contacts("not any", "")).await;
+    assert_eq!(lastnames(&none), ["Three"]);
+
+    for (set, xml, why) in [
+        ("contacts", contacts("inner", ""), "would repeat the row"),
+        (
+            "accounts",
+            accounts("inner").replace(
+                "<attribute name='lastname'/>",
+                "<filter><condition attribute='lastname' operator='eq' value='x'/></filter>",
+            ),
+            "not supported yet",
+        ),
+        (
+            "accounts",
+            accounts("inner").replace("to='primarycontactid'", "to='name'"),
+            "a link goes from",
+        ),
+        ("accounts", accounts("full"), "link-type 'full'"),
+    ] {
+        let r = env
+            .client
+            .get(env.url(set))
+            .query(&[("fetchXml", xml.clone())])
+            .send()
+            .await
+            .unwrap();
+        let (status, code, message) = error_of(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "0x80060888"),
+            "{xml}"
+        );
+        assert!(message.contains(why), "{xml}: {message}");
+    }
 }

@@ -1483,16 +1483,22 @@ impl Call {
                 "The query option '{other}' cannot be combined with fetchXml."
             )));
         }
-        let t = fetch::translate(&self.table, xml)?;
+        let schema = &self.state.runtime.schema();
+        let t = fetch::translate(schema, &self.table, xml)?;
         if let Some(apply) = &t.apply {
             return self.apply(&t.pairs, apply).await;
         }
-        let options = odata::parse(&self.table, &t.pairs, odata::Allowed::Collection)?;
+        let options = odata::parse_in(schema, &self.table, &t.pairs, odata::Allowed::Collection)?;
+        let expands = if t.expand.is_empty() {
+            Vec::new()
+        } else {
+            expand::parse(schema, &self.table, &t.expand.join(","))?
+        };
         let (size, page) = t.page.unwrap_or((paging::DEFAULT_PAGE_SIZE, 1));
         let size = options.top.map_or(size, |top| top.min(size));
         let query = StoreQuery {
             table: self.table.logical_name.clone(),
-            columns: read_columns(&options.select, &[]),
+            columns: read_columns(&options.select, &expands),
             filter: options.filter.clone(),
             orders: options.orders.clone(),
             top: Some(size + 1),
@@ -1506,9 +1512,21 @@ impl Call {
             self.name_lookups(&mut entities, &options).await?;
         }
         let select = options.select.as_deref();
+        let linked = if expands.is_empty() {
+            Vec::new()
+        } else {
+            self.expanded(&expands, &entities, &options).await?
+        };
         let rows: Vec<String> = entities
             .iter()
-            .map(|e| json::entity_to_json(&self.table, e, select, None, annotations))
+            .enumerate()
+            .map(|(i, e)| {
+                let row = json::entity_to_json(&self.table, e, select, None, annotations);
+                match linked.get(i) {
+                    Some(extra) => with_properties(row, &fetch::aliased_values(&t.aliased, extra)),
+                    None => row,
+                }
+            })
             .collect();
         let paging = if t.page.is_some() {
             let cookie = format!(
