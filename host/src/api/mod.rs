@@ -1173,7 +1173,7 @@ impl Call {
         let id = if deep_insert::is_deep(schema, &self.table, body) {
             self.deep_insert(body, &options).await?
         } else {
-            let target = json::entity_from_body(schema, &self.table, &body, None)?;
+            let target = json::entity_from_body(schema, &self.table, body, None)?;
             let request = self.request(Message::Create { target }, options.tag.clone())?;
             let response = self.execute(request).await?;
             let OrganizationResponse::Create { id } = response else {
