@@ -40,6 +40,14 @@ pub struct Runtime {
     bus: std::sync::OnceLock<Arc<weft_bus::server::Bus>>,
 }
 
+impl Runtime {
+    /// The tables as of now: `weft.toml`'s (`registration.schema`) and those created at runtime through the
+    /// Web API (`POST EntityDefinitions`), which the store keeps.
+    pub fn schema(&self) -> Arc<weft_store::Schema> {
+        self.store.schema()
+    }
+}
+
 /// How often `weft up` deletes trace-log rows past their retention.
 pub const TRACE_PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// Rows deleted per write when purging, so the writer is never held long.

@@ -8,10 +8,12 @@
 //! turns the answer (JSON, XML or a [`MetadataError`]) into a response.
 //!
 //! Ids are name-based UUIDs (see `ids`), so a client caching a `MetadataId` finds the same table after a
-//! restart. Metadata is read-only here: creating tables or columns through `POST EntityDefinitions` is
-//! answered with 405 (tables are declared in `weft.toml`).
+//! restart. Tables and columns created through the Web API (`POST EntityDefinitions`, the `CreateEntities`
+//! action, `POST EntityDefinitions(<key>)/Attributes`) are read into declarations here (`define`); the host
+//! hands them to the store, which creates them and keeps them.
 
 mod csdl;
+mod define;
 mod ids;
 mod items;
 mod path;
@@ -21,8 +23,9 @@ pub mod relationships;
 use weft_store::Schema;
 
 pub use csdl::csdl;
+pub use define::{BAD_BODY, attribute_from_json, table_from_json, tables_from_create_entities};
 pub use ids::metadata_id;
-pub use path::is_metadata_path;
+pub use path::{MetadataWrite, is_metadata_path, write_target};
 
 /// The Dataverse namespace every type lives in.
 pub const NAMESPACE: &str = "Microsoft.Dynamics.CRM";

@@ -272,3 +272,62 @@ fn entity_tail<'a>(
         (_, [(s, _), ..]) => Err(unknown(s)),
     }
 }
+
+/// What a metadata write (`POST`/`DELETE`) addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataWrite {
+    /// `POST EntityDefinitions`: a new table.
+    CreateTable,
+    /// `POST EntityDefinitions(<key>)/Attributes`: a new column of this table (logical name).
+    AddColumn(String),
+    /// `DELETE EntityDefinitions(<key>)`: this table (logical name).
+    DeleteTable(String),
+}
+
+/// The write `method` (`POST` or `DELETE`) makes on the metadata path `rest`, or why there is none (404 for
+/// a table that does not exist, 405 for a path that takes no such write).
+pub fn write_target(
+    schema: &weft_store::Schema,
+    method: &str,
+    rest: &str,
+) -> Result<MetadataWrite, MetadataError> {
+    let mut segs = Vec::new();
+    for r in rest.split('/') {
+        segs.push(segment(r)?);
+    }
+    let table = |k: &str| -> Result<String, MetadataError> {
+        let key = key(k, "LogicalName")?;
+        schema
+            .tables()
+            .iter()
+            .find(|t| match &key {
+                Key::Id(id) => crate::metadata_id("entity", &[&t.logical_name]) == *id,
+                Key::Name(n) => t.logical_name == *n,
+            })
+            .map(|t| t.logical_name.clone())
+            .ok_or_else(|| {
+                MetadataError::not_found(format!("Could not find an entity with key {k}."))
+            })
+    };
+    let segs: Vec<(&str, Option<&str>)> = segs
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.as_deref()))
+        .collect();
+    match (method, segs.as_slice()) {
+        ("POST", [("EntityDefinitions", None)]) => Ok(MetadataWrite::CreateTable),
+        ("POST", [("EntityDefinitions", Some(k)), ("Attributes", None)]) => {
+            Ok(MetadataWrite::AddColumn(table(k)?))
+        }
+        ("DELETE", [("EntityDefinitions", Some(k))]) => Ok(MetadataWrite::DeleteTable(table(k)?)),
+        _ => Err(MetadataError {
+            status: 405,
+            code: crate::BAD_URL,
+            message: format!(
+                "{method} is not supported on this resource; weft creates tables (POST \
+                 EntityDefinitions, or the CreateEntities action), adds columns (POST \
+                 EntityDefinitions(<key>)/Attributes) and deletes tables it created (DELETE \
+                 EntityDefinitions(<key>))."
+            ),
+        }),
+    }
+}

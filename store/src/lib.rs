@@ -95,6 +95,7 @@ mod postgres;
 pub mod query;
 mod row_lock;
 mod rows;
+mod runtime_tables;
 pub mod schema;
 mod sqlite;
 pub mod system;
@@ -118,7 +119,7 @@ pub use crate::postgres::{
 };
 pub use error::StoreError;
 pub use lock::{DirLock, LOCK_FILE};
-pub use query::{Condition, Order, Query};
+pub use query::{Condition, Link, Order, Query};
 pub use schema::{AttributeDef, AttributeKind, KeyDef, RelationshipDef, Schema, TableDef};
 pub use sqlite::{Clock, SqliteOptions, SqliteStore};
 use system::*;
@@ -395,8 +396,15 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
     /// Runs `f` on a read connection (committed data only). Blocking: call from a blocking context.
     fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()>;
-    /// The declared schema.
-    fn schema(&self) -> &Schema;
+    /// The schema as of now: `weft.toml`'s tables and those created at runtime. A transaction reads the
+    /// schema it began with ([`Read::schema`]).
+    fn schema(&self) -> Arc<Schema>;
+    /// Creates a runtime table, or replaces one (a new column): creates its SQL table or columns and stores
+    /// its definition (it survives a restart) in one transaction, then [`Store::schema`] answers with it.
+    /// `table` is checked as a `[[table]]` declaration is ([`Schema::with_runtime_table`]).
+    fn put_runtime_table(&self, table: TableDef) -> Result<()>;
+    /// Deletes a runtime table: its SQL table, its rows and its stored definition.
+    fn delete_runtime_table(&self, logical_name: &str) -> Result<()>;
     /// Calls `listener` when another host sharing this store commits what this host holds in memory or
     /// waits for: new system jobs ([`Change::Jobs`]) or registration changes ([`Change::Registration`]).
     /// Returns false when the backend has no other hosts (SQLite: one process owns the file), in which case
@@ -436,8 +444,14 @@ macro_rules! forward_store {
             fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()> {
                 (**self).read_with(f)
             }
-            fn schema(&self) -> &Schema {
+            fn schema(&self) -> Arc<Schema> {
                 (**self).schema()
+            }
+            fn put_runtime_table(&self, table: TableDef) -> Result<()> {
+                (**self).put_runtime_table(table)
+            }
+            fn delete_runtime_table(&self, logical_name: &str) -> Result<()> {
+                (**self).delete_runtime_table(logical_name)
             }
             fn watch_changes(&self, listener: ChangeListener) -> bool {
                 (**self).watch_changes(listener)

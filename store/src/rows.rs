@@ -399,3 +399,47 @@ pub(crate) fn one_to_many<'a>(
         Err(wrong_side(rel, target))
     }
 }
+
+/// The SQL of a lambda ([`crate::Condition::Related`]), the same on both backends: a correlated `EXISTS`
+/// over the related rows of the row `scope` names (its table's name, or an enclosing lambda's alias), which
+/// this one's rows are aliased `alias` in (`{alias}_l` the intersect table of an N:N). `condition` is the
+/// related rows' condition as SQL (its columns unqualified: they resolve to the related table, the innermost
+/// scope holding them). `all` is `NOT EXISTS` a related row the condition is not true for, so a row it is
+/// unknown for (null) fails it, as it fails `any`.
+pub(crate) fn related_sql(
+    t: &TableDef,
+    scope: &str,
+    alias: &str,
+    related: crate::query::Related<'_>,
+    all: bool,
+    condition: Option<&str>,
+) -> String {
+    use crate::query::Related;
+    let pk = &t.primary_id_attribute;
+    let (from, link) = match related {
+        Related::Referencing { table, attribute } => (
+            format!("\"{}\" AS {alias}", table.logical_name),
+            format!("{alias}.\"{attribute}\" = {scope}.\"{pk}\""),
+        ),
+        Related::Intersect {
+            table,
+            intersect,
+            mine,
+            other,
+        } => (
+            format!(
+                "\"{intersect}\" AS {alias}_l JOIN \"{}\" AS {alias} ON {alias}.\"{}\" = {alias}_l.{other}",
+                table.logical_name, table.primary_id_attribute
+            ),
+            format!("{alias}_l.{mine} = {scope}.\"{pk}\""),
+        ),
+    };
+    match (all, condition) {
+        (false, None) => format!("EXISTS (SELECT 1 FROM {from} WHERE {link})"),
+        (false, Some(c)) => format!("EXISTS (SELECT 1 FROM {from} WHERE {link} AND ({c}))"),
+        (true, c) => format!(
+            "NOT EXISTS (SELECT 1 FROM {from} WHERE {link} AND ({}) IS NOT TRUE)",
+            c.unwrap_or("1 = 1")
+        ),
+    }
+}

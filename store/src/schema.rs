@@ -666,6 +666,8 @@ pub struct Schema {
     relationships: Vec<RelationshipDef>,
     by_name: HashMap<String, usize>,
     by_set: HashMap<String, usize>,
+    /// Tables created at runtime (`POST EntityDefinitions`) rather than declared in `weft.toml`.
+    runtime: HashSet<String>,
 }
 
 /// The top-level shape of a TOML document holding only table declarations (see the module docs).
@@ -689,6 +691,7 @@ impl Schema {
             relationships,
             by_name: HashMap::new(),
             by_set: HashMap::new(),
+            runtime: HashSet::new(),
         };
         for (i, t) in s.tables.iter_mut().enumerate() {
             t.normalize()?;
@@ -820,6 +823,53 @@ impl Schema {
     /// The relationship with this schema name.
     pub fn relationship(&self, name: &str) -> Option<&RelationshipDef> {
         self.relationships.iter().find(|r| r.name() == name)
+    }
+
+    /// Whether the table was created at runtime (`POST EntityDefinitions`) rather than declared in
+    /// `weft.toml`: only such a table may be deleted or given columns through the Web API.
+    pub fn is_runtime_table(&self, logical_name: &str) -> bool {
+        self.runtime.contains(logical_name)
+    }
+
+    /// This schema with `table` added as a runtime table, or replacing the runtime table of its name,
+    /// validated as a declaration is.
+    pub fn with_runtime_table(&self, table: TableDef) -> Result<Schema, SchemaError> {
+        let name = table.logical_name.clone();
+        if self.table(&name).is_some() && !self.is_runtime_table(&name) {
+            return Err(err(format!(
+                "table `{name}` is declared in weft.toml and cannot be replaced at runtime"
+            )));
+        }
+        let mut tables: Vec<TableDef> = self
+            .tables
+            .iter()
+            .filter(|t| t.logical_name != name)
+            .cloned()
+            .collect();
+        tables.push(table);
+        let mut next = Schema::new(tables, self.relationships.clone())?;
+        next.runtime = self.runtime.clone();
+        next.runtime.insert(name);
+        Ok(next)
+    }
+
+    /// This schema without the runtime table `logical_name` (an error when a lookup still targets it).
+    pub fn without_runtime_table(&self, logical_name: &str) -> Result<Schema, SchemaError> {
+        if !self.is_runtime_table(logical_name) {
+            return Err(err(format!(
+                "table `{logical_name}` was not created at runtime"
+            )));
+        }
+        let tables = self
+            .tables
+            .iter()
+            .filter(|t| t.logical_name != logical_name)
+            .cloned()
+            .collect();
+        let mut next = Schema::new(tables, self.relationships.clone())?;
+        next.runtime = self.runtime.clone();
+        next.runtime.remove(logical_name);
+        Ok(next)
     }
 }
 

@@ -14,7 +14,9 @@ use uuid::Uuid;
 use weft_store::system::{
     JobFilter, NewSystemJob, NewTraceLog, StepMode, TraceFilter, TraceOutcome,
 };
-use weft_store::{Attributes, Condition, EntityRef, Query, Row, StoreError, StoreExt, Tx, Value};
+use weft_store::{
+    Attributes, Condition, EntityRef, Link, Query, Row, StoreError, StoreExt, Tx, Value,
+};
 
 fn attrs(pairs: &[(&str, Value)]) -> Attributes {
     pairs
@@ -475,6 +477,126 @@ fn a_panicking_operation_releases_its_locks(backend: &common::Backend) {
     assert_eq!(name_of(&committed(&store, a).unwrap()), &text("after"));
 }
 
+/// Lambdas (`any`/`all`) an operation evaluates in memory for its own rows answer what the backend's SQL
+/// answers once they are committed; a lambda over rows the operation changed is refused, not answered from
+/// committed rows alone.
+fn lambdas_agree_in_an_operation_and_committed(backend: &common::Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(backend, dir.path());
+    let alpha = create(&store, "alpha", 10);
+    let bravo = create(&store, "bravo", 20);
+    let charlie = create(&store, "charlie", 30);
+    let contact = |name: Option<&str>, parent: Uuid| {
+        let mut a = attrs(&[(
+            "parentcustomerid",
+            Value::EntityReference {
+                logical_name: "account".into(),
+                id: parent,
+            },
+        )]);
+        if let Some(n) = name {
+            a.insert("fullname".into(), text(n));
+        }
+        store
+            .transact(move |tx| tx.create("contact", None, a))
+            .unwrap()
+    };
+    contact(Some("Kim"), alpha);
+    contact(None, alpha);
+    let lee = contact(Some("Lee"), bravo);
+    store
+        .transact(move |tx| {
+            tx.associate(
+                "account_contacts_nn",
+                &EntityRef::new("account", alpha),
+                &[EntityRef::new("contact", lee)],
+            )
+        })
+        .unwrap();
+    let by_parent = Link::Lookup {
+        table: "contact".into(),
+        attribute: "parentcustomerid".into(),
+    };
+    let related = |link: &Link, all: bool, c: Option<Condition>| Condition::Related {
+        link: link.clone(),
+        all,
+        condition: c.map(Box::new),
+    };
+    let kim = Condition::Eq("fullname".into(), text("Kim"));
+    let lambdas = [
+        related(&by_parent, false, None),
+        related(&by_parent, false, Some(kim.clone())),
+        // alpha's second contact has no name: unknown, so not all of alpha's are Kim.
+        related(&by_parent, true, Some(kim.clone())),
+        Condition::Not(Box::new(related(&by_parent, false, None))),
+        related(
+            &Link::ManyToMany("account_contacts_nn".into()),
+            false,
+            Some(Condition::Eq("fullname".into(), text("Lee"))),
+        ),
+    ];
+    let queries: Vec<Query> = lambdas
+        .iter()
+        .map(|c| {
+            Query::new("account")
+                .filter(c.clone())
+                .order_by("name", false)
+                .columns(["name"])
+        })
+        .collect();
+    let seen = store
+        .operate(soon(), |tx: &mut dyn Tx| {
+            tx.create("account", None, attrs(&[("name", text("aardvark"))]))?;
+            queries
+                .iter()
+                .map(|q| tx.retrieve_multiple(q))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+    let after: Vec<Vec<Row>> = queries
+        .iter()
+        .map(|q| store.read(|r| r.retrieve_multiple(q)).unwrap())
+        .collect();
+    assert_eq!(seen, after, "in memory and in SQL alike");
+    let names = |rows: &[Row]| rows.iter().map(|r| name_of(r).clone()).collect::<Vec<_>>();
+    assert_eq!(names(&after[0]), [text("alpha"), text("bravo")]);
+    assert_eq!(names(&after[1]), [text("alpha")]);
+    assert_eq!(
+        names(&after[2]),
+        [text("aardvark"), text("charlie")],
+        "all holds for no related rows"
+    );
+    assert_eq!(names(&after[3]), [text("aardvark"), text("charlie")]);
+    assert_eq!(names(&after[4]), [text("alpha")]);
+
+    // A lambda over rows the operation itself wrote: PostgreSQL's SQL sees them (the operation is a server
+    // transaction); SQLite's would not (the writes wait in memory), so it refuses.
+    let charlie_child = attrs(&[
+        ("fullname", text("New")),
+        (
+            "parentcustomerid",
+            Value::EntityReference {
+                logical_name: "account".into(),
+                id: charlie,
+            },
+        ),
+    ]);
+    let answer = store.operate(soon(), |tx: &mut dyn Tx| {
+        tx.create("contact", None, charlie_child.clone())?;
+        tx.retrieve_multiple(&queries[0])
+    });
+    match backend {
+        common::Backend::Sqlite => assert!(
+            matches!(&answer, Err(StoreError::Invalid(why)) if why.contains("changed rows of `contact`")),
+            "{answer:?}"
+        ),
+        common::Backend::Postgres(_) => assert_eq!(
+            names(&answer.unwrap()),
+            [text("alpha"), text("bravo"), text("charlie")]
+        ),
+    }
+}
+
 on_both_backends!(
     an_operation_reads_its_own_writes_merged_with_committed_rows,
     no_dirty_reads_outside_the_writing_operation,
@@ -484,4 +606,5 @@ on_both_backends!(
     a_lock_wait_ends_at_the_operation_deadline,
     rollback_discards_rows_links_and_jobs_but_keeps_the_trace,
     a_panicking_operation_releases_its_locks,
+    lambdas_agree_in_an_operation_and_committed,
 );

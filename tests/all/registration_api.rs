@@ -576,3 +576,225 @@ async fn file_endpoints_follow_the_same_rule() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     host.stop().await;
 }
+
+/// `POST EntityDefinitions` as Dataverse documents it: a table with its primary name column.
+fn widget_table() -> String {
+    json!({
+        "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata",
+        "SchemaName": "new_Widget",
+        "DisplayName": {"LocalizedLabels": [{"Label": "Widget", "LanguageCode": 1033}]},
+        "OwnershipType": "UserOwned",
+        "HasActivities": false,
+        "Attributes": [
+            {"@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata", "SchemaName": "new_Name",
+             "MaxLength": 100, "IsPrimaryName": true},
+            {"@odata.type": "Microsoft.Dynamics.CRM.IntegerAttributeMetadata", "SchemaName": "new_Count",
+             "MinValue": 0, "MaxValue": 1000}
+        ]
+    })
+    .to_string()
+}
+
+/// The error code and message of a failed answer.
+fn error_code(body: &str) -> (String, String) {
+    let v: Json = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    (
+        v["error"]["code"].as_str().unwrap().to_owned(),
+        v["error"]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A table and a column created through the Web API are usable at once (CRUD on the new entity set, in
+/// `EntityDefinitions` and `$metadata`), keep their rows and MetadataIds across a restart, refuse a taken
+/// name and bad bodies with Dataverse's errors, and a deleted table is gone for good; on `store` (None: the
+/// data directory's SQLite).
+async fn tables_created_through_the_api(store: Option<&str>) {
+    let store_section = store.map_or(String::new(), |url| format!("[store]\nurl = \"{url}\"\n"));
+    let mut host = Host::start("").await;
+    host.write_config_with("", &store_section);
+    host.restart().await;
+    let table_id = weft_odata::metadata_id("entity", &["new_widget"]);
+
+    let (status, location) = host
+        .send(Method::POST, "EntityDefinitions", &widget_table())
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{location}");
+    assert!(
+        location.ends_with(&format!("/EntityDefinitions({table_id})")),
+        "{location}"
+    );
+    let definition = host
+        .get("EntityDefinitions(LogicalName='new_widget')?$select=EntitySetName,PrimaryNameAttribute")
+        .await;
+    assert_eq!(definition["EntitySetName"], "new_widgets");
+    assert_eq!(definition["PrimaryNameAttribute"], "new_name");
+    assert_eq!(definition["MetadataId"], table_id.to_string());
+    let (status, csdl) = host.send(Method::GET, "$metadata", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(csdl.contains(r#"<EntityType Name="new_widget""#), "{csdl}");
+
+    let (status, location) = host
+        .send(
+            Method::POST,
+            "new_widgets",
+            r#"{"new_name":"Sprocket","new_count":3}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{location}");
+    let row = id_in(&location);
+    let (status, body) = host
+        .send(Method::POST, "new_widgets", r#"{"new_count":1001}"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "MaxValue is kept: {body}");
+
+    // A taken name, a body without a primary name column, a column for a table weft.toml declares.
+    let (status, body) = host
+        .send(Method::POST, "EntityDefinitions", &widget_table())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body).0, "0x80044363", "{body}");
+    let no_primary = widget_table().replace(r#""IsPrimaryName":true"#, r#""IsPrimaryName":false"#);
+    let (status, body) = host
+        .send(Method::POST, "EntityDefinitions", &no_primary)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (code, message) = error_code(&body);
+    assert_eq!(code, "0x80048d19");
+    assert!(message.contains("IsPrimaryName"), "{message}");
+    let note = json!({"@odata.type": "Microsoft.Dynamics.CRM.MemoAttributeMetadata",
+                      "SchemaName": "new_Note", "MaxLength": 500})
+    .to_string();
+    let (status, body) = host
+        .send(
+            Method::POST,
+            "EntityDefinitions(LogicalName='account')/Attributes",
+            &note,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_code(&body).1.contains("weft.toml"), "{body}");
+
+    let (status, location) = host
+        .send(
+            Method::POST,
+            &format!("EntityDefinitions({table_id})/Attributes"),
+            &note,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{location}");
+    assert!(location.contains("/Attributes("), "{location}");
+    let (status, body) = host
+        .send(
+            Method::PATCH,
+            &format!("new_widgets({row})"),
+            r#"{"new_note":"handle with care"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = host
+        .send(
+            Method::POST,
+            &format!("EntityDefinitions({table_id})/Attributes"),
+            &note,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body).0, "0x80044363", "{body}");
+
+    // A second table, deleted again.
+    let gadget = widget_table().replace("new_Widget", "new_Gadget");
+    let (status, body) = host.send(Method::POST, "EntityDefinitions", &gadget).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = host
+        .send(Method::POST, "new_gadgets", r#"{"new_name":"Gone"}"#)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = host
+        .send(
+            Method::DELETE,
+            "EntityDefinitions(LogicalName='new_gadget')",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = host.send(Method::GET, "new_gadgets", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = host
+        .send(
+            Method::DELETE,
+            "EntityDefinitions(LogicalName='account')",
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    host.restart().await;
+    let kept = host
+        .get(&format!(
+            "new_widgets({row})?$select=new_name,new_count,new_note"
+        ))
+        .await;
+    assert_eq!(kept["new_name"], "Sprocket");
+    assert_eq!(kept["new_count"], 3);
+    assert_eq!(kept["new_note"], "handle with care");
+    let definition = host.get(&format!("EntityDefinitions({table_id})")).await;
+    assert_eq!(definition["LogicalName"], "new_widget");
+    let (status, _) = host
+        .send(
+            Method::GET,
+            "EntityDefinitions(LogicalName='new_gadget')",
+            "",
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a deleted table stays deleted"
+    );
+    // The gadget's name is free again, its old rows gone with it.
+    let (status, body) = host.send(Method::POST, "EntityDefinitions", &gadget).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let gadgets = host.get("new_gadgets").await;
+    assert_eq!(gadgets["value"], json!([]));
+
+    // weft.toml declaring the table's name wins at the next start: the file's definition, its column added.
+    let declared = "[[table]]\nlogical_name = \"new_widget\"\nentity_set_name = \"new_widgets\"\n\
+                    primary_id_attribute = \"new_widgetid\"\nprimary_name_attribute = \"new_name\"\n\
+                    [[table.attribute]]\nlogical_name = \"new_name\"\ntype = \"String\"\n\
+                    [[table.attribute]]\nlogical_name = \"new_color\"\ntype = \"String\"\n";
+    host.write_config_with("", &format!("{store_section}\n{declared}"));
+    host.restart().await;
+    let kept = host
+        .get(&format!("new_widgets({row})?$select=new_name,new_color"))
+        .await;
+    assert_eq!(kept["new_name"], "Sprocket");
+    assert_eq!(kept["new_color"], Json::Null);
+    let (status, body) = host
+        .send(
+            Method::DELETE,
+            &format!("EntityDefinitions({table_id})"),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the file's table: {body}");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_created_through_the_api_persist_on_sqlite() {
+    tables_created_through_the_api(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_created_through_the_api_persist_on_postgres() {
+    // The test database's client is a blocking one: created and dropped off the async threads.
+    let Some(db) = tokio::task::block_in_place(|| {
+        weft_store::TestDatabase::create(
+            "registration_api::tables_created_through_the_api_persist_on_postgres",
+        )
+    }) else {
+        return;
+    };
+    tables_created_through_the_api(Some(db.url())).await;
+    tokio::task::block_in_place(|| drop(db));
+}

@@ -153,10 +153,27 @@ async fn metadata_describes_the_declared_tables() {
     assert!(text.contains("$top"), "{text}");
     let (status, _) = env.get("EntityDefinitions(LogicalName='nope')", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // A table is created from its SchemaName (and a primary name column): without one, Dataverse's 400.
     let r = env
         .client
         .post(format!("{}/EntityDefinitions", env.base))
         .json(&json!({"LogicalName": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("0x80048d19") && text.contains("SchemaName"),
+        "{text}"
+    );
+    let r = env
+        .client
+        .patch(format!(
+            "{}/EntityDefinitions(LogicalName='account')",
+            env.base
+        ))
+        .json(&json!({"DisplayName": null}))
         .send()
         .await
         .unwrap();

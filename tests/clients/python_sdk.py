@@ -1,6 +1,7 @@
 """Microsoft's Python SDK (powerplatform-dataverse-client 1.1.0) against `weft up --tls`, through its public
 API only: table metadata, create, retrieve (with an expanded lookup), update, query with paging and count,
-delete.
+delete; then a table of its own (`tables.create` with a choice column, `tables.add_columns`, a row in it,
+`tables.delete`).
 
 Run by tests/all/clients.rs as `python python_sdk.py https://127.0.0.1:PORT`, with REQUESTS_CA_BUNDLE set
 to weft's development CA. The SDK asks an azure-identity TokenCredential for a token; weft on loopback has
@@ -9,6 +10,7 @@ no sign-in, so a credential returning a fixed token stands in (the SDK's public 
 
 import sys
 import time
+from enum import IntEnum
 
 from azure.core.credentials import AccessToken, TokenCredential
 from PowerPlatform.Dataverse.client import DataverseClient
@@ -72,4 +74,53 @@ check(contact["parentcustomerid_account"]["name"] == "Fourth Coffee Ltd", f"expa
 client.records.delete("contact", contact_id)
 client.records.delete("account", account_id)
 check(client.records.retrieve("account", account_id) is None, "a deleted row is None")
+
+
+class Size(IntEnum):
+    SMALL = 1
+    LARGE = 2
+
+
+# tables.create sends the CreateEntities action, then reads the table back from EntityDefinitions.
+created = client.tables.create(
+    "new_Product",
+    {"new_Price": "decimal", "new_Size": Size, "new_Count": "int"},
+    solution="WeftTests",
+    primary_column="new_Title",
+    display_name="Product",
+)
+check(created["table_logical_name"] == "new_product", f"created table: {created}")
+check(created["entity_set_name"] == "new_products", f"entity set of the new table: {created}")
+check(created["primary_name_attribute"] == "new_title", f"primary name: {created}")
+found = client.tables.get("new_Product")
+check(found is not None and found["metadata_id"] == created["metadata_id"], f"tables.get: {found}")
+added = client.tables.add_columns("new_Product", {"new_Notes": "memo", "new_Active": "bool"})
+check(added == ["new_Notes", "new_Active"], f"columns added: {added}")
+product_id = client.records.create(
+    "new_product",
+    {
+        "new_title": "Widget",
+        "new_price": 9.5,
+        "new_size": "Large",
+        "new_count": 3,
+        "new_notes": "fragile",
+        "new_active": True,
+    },
+)
+product = client.records.retrieve(
+    "new_product",
+    product_id,
+    select=["new_title", "new_price", "new_size", "new_count", "new_notes", "new_active"],
+)
+check(
+    product["new_title"] == "Widget"
+    and float(product["new_price"]) == 9.5
+    and product["new_size"] == 2
+    and product["new_count"] == 3
+    and product["new_notes"] == "fragile"
+    and product["new_active"] is True,
+    f"a row of the new table: {product}",
+)
+client.tables.delete("new_Product")
+check(client.tables.get("new_Product") is None, "a deleted table is gone")
 print("python sdk: ok")

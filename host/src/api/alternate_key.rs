@@ -91,3 +91,111 @@ fn collect(c: &Condition, out: &mut Vec<(String, Value)>) {
         _ => {}
     }
 }
+
+/// A keyed record reference's last segment (`accounts(accountnumber='A1')` of `/accounts(…)`), None for an
+/// id reference or anything else.
+pub fn keyed_segment(url: &str) -> Option<&str> {
+    let segment = url.trim_end_matches('/').rsplit('/').next()?;
+    (json::parse_key_segment(segment).is_none() && split(segment).is_some()).then_some(segment)
+}
+
+/// Calls `f` with the URL of every `@odata.bind` member of the JSON `text` — of the record and of the
+/// records nested in it (a deep insert's), arrays of URLs included — and returns the text with the URLs `f`
+/// answers a replacement for replaced (None when none is). Values keep their text (decimals are not
+/// re-encoded).
+pub fn rewrite_binds(text: &str, f: &mut dyn FnMut(&str) -> Option<String>) -> Option<String> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') {
+        let json::RawObject(members) = serde_json::from_str(text).ok()?;
+        let mut changed = false;
+        let mut out = Vec::with_capacity(members.len());
+        for (name, value) in members {
+            let new = if name.ends_with("@odata.bind") {
+                if let Ok(url) = serde_json::from_str::<String>(value.get()) {
+                    f(&url).map(|u| serde_json::Value::String(u).to_string())
+                } else if let Ok(urls) = serde_json::from_str::<Vec<String>>(value.get()) {
+                    let mut any = false;
+                    let urls: Vec<String> = urls
+                        .into_iter()
+                        .map(|u| match f(&u) {
+                            Some(new) => {
+                                any = true;
+                                new
+                            }
+                            None => u,
+                        })
+                        .collect();
+                    any.then(|| serde_json::Value::from(urls).to_string())
+                } else {
+                    None
+                }
+            } else {
+                rewrite_binds(value.get(), f)
+            };
+            changed |= new.is_some();
+            out.push((name, new.unwrap_or_else(|| value.get().to_owned())));
+        }
+        changed.then(|| json::object_text(out.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    } else if trimmed.starts_with('[') {
+        let items: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(text).ok()?;
+        let mut changed = false;
+        let out: Vec<String> = items
+            .iter()
+            .map(|item| match rewrite_binds(item.get(), f) {
+                Some(new) => {
+                    changed = true;
+                    new
+                }
+                None => item.get().to_owned(),
+            })
+            .collect();
+        changed.then(|| format!("[{}]", out.join(",")))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keyed binds are found and replaced at every depth, in arrays of URLs too; other values keep their
+    /// text exactly.
+    #[test]
+    fn binds_are_rewritten_at_every_depth() {
+        let body = r#"{"revenue": 10.10, "parentaccountid@odata.bind": "/accounts(accountnumber='A1')",
+            "contact_customer_accounts": [{"lastname": "Kim",
+              "preferredsystemuserid@odata.bind": "/systemusers(00000000-0000-0000-0000-000000000001)",
+              "x@odata.bind": ["/contacts(lastname='Lee')", "/contacts(00000000-0000-0000-0000-000000000002)"]}]}"#;
+        let mut seen = Vec::new();
+        assert_eq!(
+            rewrite_binds(body, &mut |u| {
+                seen.extend(keyed_segment(u).map(str::to_owned));
+                None
+            }),
+            None
+        );
+        assert_eq!(
+            seen,
+            ["accounts(accountnumber='A1')", "contacts(lastname='Lee')"]
+        );
+        let out = rewrite_binds(body, &mut |u| {
+            keyed_segment(u).map(|s| format!("/id-of-{s}"))
+        })
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["parentaccountid@odata.bind"],
+            "/id-of-accounts(accountnumber='A1')"
+        );
+        assert_eq!(
+            v["contact_customer_accounts"][0]["x@odata.bind"][0],
+            "/id-of-contacts(lastname='Lee')"
+        );
+        assert!(out.contains("10.10"), "{out}");
+        assert_eq!(
+            v["contact_customer_accounts"][0]["preferredsystemuserid@odata.bind"],
+            "/systemusers(00000000-0000-0000-0000-000000000001)"
+        );
+    }
+}

@@ -61,7 +61,7 @@ struct Target {
 impl Call {
     /// Runs a bulk message on this collection.
     pub(super) async fn bulk(&self, bulk: Bulk, body: &[u8]) -> Result<Response, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let targets = self.targets(bulk, body)?;
         let mut messages = Vec::with_capacity(targets.len());
         for t in targets {

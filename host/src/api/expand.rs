@@ -111,7 +111,8 @@ pub fn parse(schema: &Schema, table: &TableDef, text: &str) -> Result<Vec<Expand
                 )));
             }
         }
-        let options = super::odata::parse(target, &pairs, super::odata::Allowed::Collection)?;
+        let options =
+            super::odata::parse_in(schema, target, &pairs, super::odata::Allowed::Collection)?;
         if out.iter().any(|e| e.nav == nav) {
             return Err(ApiError::url(format!("$expand names '{nav}' twice.")));
         }

@@ -5,12 +5,20 @@
 //! on-or-after, on-or-before, today, yesterday, tomorrow, last-x-days, next-x-days), and aggregates
 //! (`aggregate="true"`: sum, avg, min, max, count, countcolumn, countcolumn distinct, groupby) as `$apply`.
 //!
+//! `<link-entity>` (not nested, not in an aggregate fetch) comes in two shapes. Over a 1:N relationship
+//! (`from` the linked table's lookup to this one, `to` this table's primary id) with `link-type` `any`,
+//! `exists` or `in` it is the lambda `nav/any(l:…)` with its `<filter>`s inside, `not any` its negation (an
+//! `inner` or `outer` join there would repeat the row per related row: 400, use `exists`). Over a lookup
+//! (`to` this table's lookup, `from` the linked table's primary id), `inner` or `outer`, its `<attribute>`s
+//! (or `<all-attributes/>`) are read as the lookup's `$expand` and answered as `alias.attribute`; `inner`
+//! also requires the lookup to be set; a `<filter>` or `<order>` inside such a link is not supported yet.
+//!
 //! Owns the translation only; reading and paging are the collection's (the caller's). Anything else —
-//! `<link-entity>`, other operators, `distinct` — answers 400 naming it, never silently ignored.
+//! other link shapes and types, other operators, `distinct` — answers 400 naming it, never silently ignored.
 
 use quick_xml::Reader;
 use quick_xml::events::Event;
-use weft_store::{AttributeKind, TableDef};
+use weft_store::{AttributeKind, Schema, TableDef};
 
 use super::error::ApiError;
 
@@ -45,6 +53,21 @@ pub struct Translated {
     pub page: Option<(u32, u32)>,
     /// An aggregate fetch, as `$apply` text.
     pub apply: Option<String>,
+    /// The lookups `<link-entity>`s read attributes through, as `$expand` items (`nav($select=…)`).
+    pub expand: Vec<String>,
+    /// How each of those answers: its attributes under `alias.attribute`.
+    pub aliased: Vec<Aliased>,
+}
+
+/// The attributes a lookup's `<link-entity>` reads, answered as `alias.attribute`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aliased {
+    /// The navigation property expanded (the lookup's).
+    pub nav: String,
+    /// The link's alias.
+    pub alias: String,
+    /// (Web API property in the expanded record, attribute name answered), or None for all of them.
+    pub properties: Option<Vec<(String, String)>>,
 }
 
 fn bad(why: impl Into<String>) -> ApiError {
@@ -150,8 +173,8 @@ fn parse_tree(xml: &str) -> Result<El, ApiError> {
     }
 }
 
-/// Translates `xml`, a FetchXML query on `table`.
-pub fn translate(table: &TableDef, xml: &str) -> Result<Translated, ApiError> {
+/// Translates `xml`, a FetchXML query on `table` of `schema`.
+pub fn translate(schema: &Schema, table: &TableDef, xml: &str) -> Result<Translated, ApiError> {
     let fetch = parse_tree(xml)?;
     let mut out = Translated::default();
     for (k, v) in &fetch.attributes {
@@ -259,10 +282,20 @@ pub fn translate(table: &TableDef, xml: &str) -> Result<Translated, ApiError> {
                 };
                 orders.push(format!("{}{dir}", property(table, name)?));
             }
-            "filter" => filters.push(filter(table, child)?),
+            "filter" => filters.push(filter(table, child, "")?),
+            "link-entity" if aggregate => {
+                return Err(bad("<link-entity> is not supported in an aggregate fetch"));
+            }
+            "link-entity" => {
+                let n = out.aliased.len() + filters.len() + 1;
+                if let Some(f) = link_entity(schema, table, child, n, &mut out)? {
+                    filters.push(f);
+                }
+            }
             other => {
                 return Err(bad(format!(
-                    "<{other}> is not supported (attribute, all-attributes, order and filter are)"
+                    "<{other}> is not supported (attribute, all-attributes, order, filter and \
+                     link-entity are)"
                 )));
             }
         }
@@ -319,8 +352,167 @@ fn property(table: &TableDef, name: &str) -> Result<String, ApiError> {
     }
 }
 
-/// A `<filter>` as `$filter` text.
-fn filter(table: &TableDef, el: &El) -> Result<String, ApiError> {
+/// A `<link-entity>` directly in the `<entity>` (see the module docs): the `$filter` text it adds, if any;
+/// a lookup's link adds its `$expand` and aliases to `out`. `n` numbers the link (its lambda variable, and
+/// its alias when it has none: `{name}{n}`, as Dataverse names them).
+fn link_entity(
+    schema: &Schema,
+    table: &TableDef,
+    el: &El,
+    n: usize,
+    out: &mut Translated,
+) -> Result<Option<String>, ApiError> {
+    for (k, _) in &el.attributes {
+        if !matches!(
+            k.as_str(),
+            "name" | "from" | "to" | "link-type" | "alias" | "visible" | "intersect"
+        ) {
+            return Err(bad(format!(
+                "the <link-entity> attribute '{k}' is not supported"
+            )));
+        }
+    }
+    let need = |a: &str| {
+        el.attr(a)
+            .ok_or_else(|| bad(format!("a <link-entity> without '{a}'")))
+    };
+    let (name, from, to) = (need("name")?, need("from")?, need("to")?);
+    let linked = schema
+        .table(name)
+        .ok_or_else(|| bad(format!("<link-entity name='{name}'>: no such table")))?;
+    let link_type = el.attr("link-type").unwrap_or("inner");
+    let lookup_to = |t: &TableDef, a: &str, target: &str| {
+        matches!(t.attribute(a).map(|a| &a.kind),
+            Some(AttributeKind::Lookup { targets }) if targets.iter().any(|x| x == target))
+    };
+    if to == table.primary_id_attribute && lookup_to(linked, from, &table.logical_name) {
+        // 1:N: the linked rows' lookup points at this row.
+        let nav = weft_odata::relationships::all(schema)
+            .into_iter()
+            .find_map(|r| match r {
+                weft_odata::relationships::Rel::OneToMany {
+                    referenced,
+                    referencing,
+                    attribute,
+                    ..
+                } if referenced.logical_name == table.logical_name
+                    && referencing.logical_name == linked.logical_name
+                    && attribute == from =>
+                {
+                    Some(r.name().to_owned())
+                }
+                _ => None,
+            })
+            .ok_or_else(|| bad(format!("no relationship links '{name}'.'{from}' to '{to}'")))?;
+        let negate = match link_type {
+            "any" | "exists" | "in" => false,
+            "not any" => true,
+            other => {
+                return Err(bad(format!(
+                    "link-type '{other}' over the 1:N link to '{name}' is not supported (any, exists, \
+                     in, not any are; an inner or outer join would repeat the row per '{name}' row)"
+                )));
+            }
+        };
+        let variable = format!("l{n}");
+        let mut filters = Vec::new();
+        for c in &el.children {
+            match c.name.as_str() {
+                "filter" => {
+                    filters.push(format!("({})", filter(linked, c, &format!("{variable}/"))?))
+                }
+                other => {
+                    return Err(bad(format!(
+                        "<{other}> is not supported in a 1:N <link-entity> (its <filter>s are)"
+                    )));
+                }
+            }
+        }
+        let lambda = if filters.is_empty() {
+            format!("{nav}/any()")
+        } else {
+            format!("{nav}/any({variable}:{})", filters.join(" and "))
+        };
+        return Ok(Some(if negate {
+            format!("not {lambda}")
+        } else {
+            lambda
+        }));
+    }
+    let single_target = match table.attribute(to).map(|a| &a.kind) {
+        Some(AttributeKind::Lookup { targets }) if from == linked.primary_id_attribute => {
+            if !targets.iter().any(|t| t == name) {
+                return Err(bad(format!("the lookup '{to}' does not point at '{name}'")));
+            }
+            targets.len() == 1
+        }
+        _ => {
+            return Err(bad(format!(
+                "<link-entity name='{name}' from='{from}' to='{to}'>: a link goes from the linked table's \
+                 primary id to a lookup of '{}', or from a lookup of the linked table to the primary id",
+                table.logical_name
+            )));
+        }
+    };
+    if !matches!(link_type, "inner" | "outer") {
+        return Err(bad(format!(
+            "link-type '{link_type}' over the lookup '{to}' is not supported (inner and outer are)"
+        )));
+    }
+    let alias = el
+        .attr("alias")
+        .map_or_else(|| format!("{name}{n}"), str::to_owned);
+    let mut properties = Some(Vec::new());
+    for c in &el.children {
+        match c.name.as_str() {
+            "attribute" => {
+                let a = c
+                    .attr("name")
+                    .ok_or_else(|| bad("an <attribute> without a name"))?;
+                if c.attr("alias").is_some() {
+                    return Err(bad(format!(
+                        "an alias on the linked attribute '{a}' is not supported (it answers as '{alias}.{a}')"
+                    )));
+                }
+                if let Some(p) = properties.as_mut() {
+                    p.push((property(linked, a)?, a.to_owned()));
+                }
+            }
+            "all-attributes" => properties = None,
+            other => {
+                return Err(bad(format!(
+                    "<{other}> in the <link-entity> over the lookup '{to}' is not supported yet (its \
+                     <attribute>s and <all-attributes/> are)"
+                )));
+            }
+        }
+    }
+    let nav = if single_target {
+        to.to_owned()
+    } else {
+        format!("{to}_{name}")
+    };
+    match &properties {
+        Some(p) if p.is_empty() => {}
+        Some(p) => {
+            let select: Vec<&str> = p.iter().map(|(prop, _)| prop.as_str()).collect();
+            out.expand
+                .push(format!("{nav}($select={})", select.join(",")));
+        }
+        None => out.expand.push(nav.clone()),
+    }
+    if properties.as_ref().is_none_or(|p| !p.is_empty()) {
+        out.aliased.push(Aliased {
+            nav,
+            alias,
+            properties,
+        });
+    }
+    Ok((link_type == "inner").then(|| format!("_{to}_value ne null")))
+}
+
+/// A `<filter>` as `$filter` text, its properties prefixed with `prefix` (a lambda's `l1/`).
+fn filter(table: &TableDef, el: &El, prefix: &str) -> Result<String, ApiError> {
     let joiner = match el.attr("type").unwrap_or("and") {
         "and" => " and ",
         "or" => " or ",
@@ -329,8 +521,8 @@ fn filter(table: &TableDef, el: &El) -> Result<String, ApiError> {
     let mut parts = Vec::new();
     for c in &el.children {
         parts.push(match c.name.as_str() {
-            "condition" => condition(table, c)?,
-            "filter" => format!("({})", filter(table, c)?),
+            "condition" => condition(table, c, prefix)?,
+            "filter" => format!("({})", filter(table, c, prefix)?),
             other => return Err(bad(format!("<{other}> is not supported in <filter>"))),
         });
     }
@@ -340,8 +532,8 @@ fn filter(table: &TableDef, el: &El) -> Result<String, ApiError> {
     Ok(parts.join(joiner))
 }
 
-/// A `<condition>` as `$filter` text.
-fn condition(table: &TableDef, c: &El) -> Result<String, ApiError> {
+/// A `<condition>` as `$filter` text, its property prefixed with `prefix`.
+fn condition(table: &TableDef, c: &El, prefix: &str) -> Result<String, ApiError> {
     let name = c
         .attr("attribute")
         .ok_or_else(|| bad("a <condition> without an attribute"))?;
@@ -360,7 +552,7 @@ fn condition(table: &TableDef, c: &El) -> Result<String, ApiError> {
                 table.logical_name
             ))
         })?;
-    let prop = property(table, name)?;
+    let prop = format!("{prefix}{}", property(table, name)?);
     let values: Vec<String> = c
         .children
         .iter()
@@ -457,6 +649,47 @@ fn condition(table: &TableDef, c: &El) -> Result<String, ApiError> {
     })
 }
 
+/// A row's linked attributes as `alias.attribute` members, from its expanded lookups (`expanded`: the
+/// navigation property and its record's JSON, `null` when the lookup is empty). A linked attribute without a
+/// value is left out, as every null attribute is; its annotations (`…@OData.Community.Display.V1.FormattedValue`)
+/// follow it.
+pub fn aliased_values(aliased: &[Aliased], expanded: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for a in aliased {
+        let Some(serde_json::Value::Object(record)) = expanded
+            .iter()
+            .find(|(nav, _)| *nav == a.nav)
+            .and_then(|(_, text)| serde_json::from_str(text).ok())
+        else {
+            continue;
+        };
+        for (key, value) in &record {
+            if key.starts_with('@') || value.is_null() {
+                continue;
+            }
+            let (property, annotation) = key.split_once('@').unwrap_or((key.as_str(), ""));
+            let name = match &a.properties {
+                Some(p) => match p.iter().find(|(prop, _)| prop == property) {
+                    Some((_, name)) => name.clone(),
+                    None => continue,
+                },
+                None => property
+                    .strip_prefix('_')
+                    .and_then(|p| p.strip_suffix("_value"))
+                    .unwrap_or(property)
+                    .to_owned(),
+            };
+            let name = if annotation.is_empty() {
+                format!("{}.{name}", a.alias)
+            } else {
+                format!("{}.{name}@{annotation}", a.alias)
+            };
+            out.push((name, value.to_string()));
+        }
+    }
+    out
+}
+
 /// An OData string literal.
 fn quote(v: &str) -> String {
     format!("'{}'", v.replace('\'', "''"))
@@ -493,7 +726,7 @@ mod tests {
             "<fetch/><fetch/>",
             &format!("<fetch>{}</fetch>", "<filter>".repeat(40)),
         ] {
-            assert!(translate(&t, xml).is_err(), "{xml}");
+            assert!(translate(&Schema::default(), &t, xml).is_err(), "{xml}");
         }
     }
 }

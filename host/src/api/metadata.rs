@@ -6,7 +6,8 @@
 //! operation.
 //!
 //! Owns routing these paths (a middleware ahead of the table routes, because metadata paths have more
-//! segments than table paths) and the translation of the declared Custom APIs into weft-odata's
+//! segments than table paths; writes to `EntityDefinitions` and the `CreateEntities` action go to `define`)
+//! and the translation of the declared Custom APIs into weft-odata's
 //! operations. It must not build metadata itself (weft-odata does) nor run operations.
 
 use axum::extract::{Query, Request, State};
@@ -19,7 +20,7 @@ use weft_store::Schema;
 use weft_store::schema::Ownership;
 
 use super::error::{ApiError, BAD_URL};
-use super::{AppState, PREFIX, base_url, caller_id};
+use super::{AppState, PREFIX, base_url, caller_id, define};
 use crate::pipeline::{BUSINESS_UNIT_ID, DEFAULT_USER_ID, ORGANIZATION_ID};
 use crate::registration::{Binding, CustomApiDecl, ParameterType, derived_id};
 
@@ -36,6 +37,15 @@ pub(super) async fn intercept(
     else {
         return next.run(request).await;
     };
+    let writes_tables = (rest == define::CREATE_ENTITIES && request.method() == Method::POST)
+        || (weft_odata::is_metadata_path(rest) && request.method() != Method::GET);
+    if writes_tables {
+        let rest = rest.to_owned();
+        let (parts, body) = request.into_parts();
+        return define::handle(&state, &parts.method, &rest, &parts.headers, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     let what = if rest.is_empty() {
         What::ServiceDocument
     } else if rest == "$metadata" {
@@ -72,16 +82,10 @@ fn answer(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     if method != Method::GET {
-        let why = match what {
-            What::Metadata(_) => {
-                " (weft's metadata is read-only: tables and columns are declared in weft.toml)"
-            }
-            _ => "",
-        };
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             BAD_URL,
-            format!("{method} is not supported on this resource; use GET{why}."),
+            format!("{method} is not supported on this resource; use GET."),
         ));
     }
     let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
@@ -90,9 +94,10 @@ fn answer(
     let base = base_url(state, headers);
     let registration = &state.runtime.registration;
     let operations = operations(&registration.custom_apis);
-    let filters = message_filters(&registration.schema, &registration.custom_apis);
+    let schema = state.runtime.schema();
+    let filters = message_filters(&schema, &registration.custom_apis);
     let model = Model {
-        schema: &registration.schema,
+        schema: &schema,
         operations: &operations,
         filters: &filters,
     };

@@ -12,7 +12,8 @@
 //! reconfigured, components replaced, at runtime); system jobs (`asyncoperations`) and service endpoints
 //! (`serviceendpoints`, with TriggerServiceEndpointCheck) by the `system` submodule; the service document,
 //! `$metadata`, `EntityDefinitions`, `RelationshipDefinitions` and `WhoAmI` by the `metadata` submodule
-//! (with weft-odata). Over HTTPS when `weft up` has a certificate (the `tls` submodule). The web console
+//! (with weft-odata); tables and columns created at runtime (`POST EntityDefinitions`, `CreateEntities`,
+//! `…/Attributes`, `DELETE EntityDefinitions(…)`) by the `define` submodule. Over HTTPS when `weft up` has a certificate (the `tls` submodule). The web console
 //! (`/console`) and `/metrics` of weft-console share the listener, outside the API's layers; the `console`
 //! submodule hands it the runtime and the API's own step-toggle and endpoint-check code.
 //!
@@ -20,7 +21,8 @@
 //! authentication and the server's lifetime. It holds no business logic: every operation goes through
 //! [`Pipeline::execute`](crate::pipeline::Pipeline::execute) (on a blocking thread), so plug-ins, rollback
 //! and the outbox behave exactly as for any other caller. It must not write to the store directly; its only
-//! direct reads are an upsert's existence check and the links of an N:N relationship `$expand` follows.
+//! direct reads are an upsert's existence check and the links of an N:N relationship `$expand` follows, and
+//! its only direct writes the table definitions `define` hands the store.
 //!
 //! # Authentication
 //! With an API key every request needs `Authorization: Bearer <key>` (the scheme in any case, RFC 9110);
@@ -49,6 +51,10 @@
 //! String values holding a character XML 1.0 cannot carry (C0 controls other than TAB, LF and CR; U+FFFE,
 //! U+FFFF) are refused with 400 naming the attribute: they would make the XML-format messages sent to
 //! service endpoints unreadable.
+//! `$filter` takes the lambda operators `any`/`all` over collection-valued navigation properties (the
+//! `odata` submodule; the store runs them as correlated `EXISTS`). Tables and columns may be created and
+//! tables created so deleted at runtime (`define`); those `weft.toml` declares are changed in the file only,
+//! and there are no solutions, relationships created at runtime, or column updates and deletions.
 //! Impersonation is by `MSCRMCallerID` (a systemuserid) only: `CallerObjectId` (a Microsoft Entra object
 //! id) is refused. A Custom API function's URL arguments are OData literals (`'text'`, numbers, `true`,
 //! `false`, `null`, bare GUIDs and dates) or JSON objects and arrays, inline or as `@alias` query options.
@@ -60,6 +66,7 @@ mod bulk;
 mod console;
 mod custom_api;
 mod deep_insert;
+mod define;
 mod endpoints;
 mod error;
 mod etag;
@@ -494,7 +501,7 @@ fn custom_api_named<'a>(state: &'a AppState, name: &str) -> Option<&'a CustomApi
 
 /// How a bound API's URL starts: `accounts(<GUID>)` or `accounts`.
 fn bound_path(state: &AppState, api: &CustomApiDecl) -> String {
-    let schema = &state.runtime.registration.schema;
+    let schema = &state.runtime.schema();
     let set = |t: &str| {
         schema
             .table(t)
@@ -622,7 +629,7 @@ async fn custom_api_call(
     } else {
         custom_api::body_object(body)?
     };
-    let schema = &state.runtime.registration.schema;
+    let schema = &state.runtime.schema();
     let mut parameters = custom_api::parameters(schema, api, fields)?;
     parameters.extend(row.and_then(|id| api.target(id)));
     let message = Message::Custom {
@@ -813,10 +820,7 @@ pub(super) fn wants_representation(headers: &HeaderMap) -> bool {
 }
 
 /// The table a path segment (`accounts` or `accounts(<GUID>)`) addresses, with the row id when it has one.
-fn addressed_table<'s>(
-    state: &'s AppState,
-    segment: &str,
-) -> Result<(&'s TableDef, Option<Uuid>), ApiError> {
+fn addressed_table(state: &AppState, segment: &str) -> Result<(TableDef, Option<Uuid>), ApiError> {
     let (set, id) = json::parse_key_segment(segment).ok_or_else(|| {
         ApiError::url(format!(
             "'{segment}' is not an entity set or a record key such as accounts(<GUID>)."
@@ -824,9 +828,9 @@ fn addressed_table<'s>(
     })?;
     let table = state
         .runtime
-        .registration
-        .schema
+        .schema()
         .table_by_entity_set(set)
+        .cloned()
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -935,14 +939,14 @@ impl Call {
         let (table, id, key) = match alternate_key::split(resource) {
             Some((set, text)) if json::parse_key_segment(resource).is_none() => {
                 let (table, _) = addressed_table(&state, set)?;
-                (table, None, Some(alternate_key::values(table, text)?))
+                let key = alternate_key::values(&table, text)?;
+                (table, None, Some(key))
             }
             _ => {
                 let (table, id) = addressed_table(&state, resource)?;
                 (table, id, None)
             }
         };
-        let table = table.clone();
         let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| ApiError::url(format!("The query string is malformed: {e}.")))?
             .0;
@@ -961,8 +965,9 @@ impl Call {
     }
 
     /// `body` with each `@odata.bind` that names its row by an alternate key
-    /// (`"/accounts(accountnumber='A1')"`) rewritten to the row's id; unchanged when none does. A key no
-    /// row has answers 404, as a bind to a missing id does.
+    /// (`"/accounts(accountnumber='A1')"`) rewritten to the row's id — the record's own and those of the
+    /// records nested in it (a deep insert) —; unchanged when none does. A key no row has answers 404, as a
+    /// bind to a missing id does.
     async fn resolve_key_binds<'b>(
         &self,
         body: &'b [u8],
@@ -974,54 +979,51 @@ impl Call {
         {
             return Ok(std::borrow::Cow::Borrowed(body));
         }
-        let Ok(json::RawObject(members)) = serde_json::from_slice::<json::RawObject>(body) else {
-            // entity_from_body answers a malformed body with the precise error.
+        // entity_from_body answers a malformed body with the precise error.
+        let Ok(text) = std::str::from_utf8(body) else {
             return Ok(std::borrow::Cow::Borrowed(body));
         };
-        let schema = &self.state.runtime.registration.schema;
-        let mut changed = false;
-        let mut out = Vec::with_capacity(members.len());
-        for (name, value) in members {
-            let keyed = name
-                .ends_with("@odata.bind")
-                .then(|| serde_json::from_str::<String>(value.get()).ok())
-                .flatten()
-                .and_then(|url| {
-                    let segment = url.rsplit('/').next().unwrap_or_default().to_owned();
-                    json::parse_key_segment(&segment)
-                        .is_none()
-                        .then_some(segment)
-                });
-            let Some(segment) = keyed else {
-                out.push((name, value.get().to_owned()));
-                continue;
-            };
+        let mut keyed: Vec<String> = Vec::new();
+        alternate_key::rewrite_binds(text, &mut |url| {
+            if let Some(segment) = alternate_key::keyed_segment(url)
+                && !keyed.iter().any(|k| k == segment)
+            {
+                keyed.push(segment.to_owned());
+            }
+            None
+        });
+        if keyed.is_empty() {
+            return Ok(std::borrow::Cow::Borrowed(body));
+        }
+        let schema = &self.state.runtime.schema();
+        let mut ids = Vec::with_capacity(keyed.len());
+        for segment in keyed {
             let Some((set, text)) = alternate_key::split(&segment) else {
-                out.push((name, value.get().to_owned()));
                 continue;
             };
             let table = schema.table_by_entity_set(set).ok_or_else(|| {
-                ApiError::payload(format!("'{name}': '{set}' is not an entity set."))
+                ApiError::payload(format!("'{segment}': '{set}' is not an entity set."))
             })?;
             let values = alternate_key::values(table, text)?;
             let Some(id) = self.find_by_key(table, &values).await? else {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "0x80040217",
-                    format!("'{name}': no {} record has {text}.", table.logical_name),
+                    format!("'{segment}': no {} record has {text}.", table.logical_name),
                 ));
             };
-            changed = true;
-            out.push((
-                name,
-                serde_json::Value::String(format!("/{set}({id})")).to_string(),
-            ));
+            ids.push((segment.clone(), format!("/{set}({id})")));
         }
-        if !changed {
-            return Ok(std::borrow::Cow::Borrowed(body));
-        }
-        let text = json::object_text(out.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        Ok(std::borrow::Cow::Owned(text.into_bytes()))
+        let rewritten = alternate_key::rewrite_binds(text, &mut |url| {
+            let segment = alternate_key::keyed_segment(url)?;
+            ids.iter()
+                .find(|(k, _)| k == segment)
+                .map(|(_, v)| v.clone())
+        });
+        Ok(match rewritten {
+            Some(text) => std::borrow::Cow::Owned(text.into_bytes()),
+            None => std::borrow::Cow::Borrowed(body),
+        })
     }
 
     /// The id of the `table` row with these alternate key values, if one has them (a RetrieveMultiple
@@ -1165,13 +1167,13 @@ impl Call {
 
     async fn create(&self, body: &[u8]) -> Result<Response, ApiError> {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let representation = self.wants_representation()?;
+        let body = &*self.resolve_key_binds(body).await?;
         let id = if deep_insert::is_deep(schema, &self.table, body) {
             self.deep_insert(body, &options).await?
         } else {
-            let body = self.resolve_key_binds(body).await?;
-            let target = json::entity_from_body(schema, &self.table, &body, None)?;
+            let target = json::entity_from_body(schema, &self.table, body, None)?;
             let request = self.request(Message::Create { target }, options.tag.clone())?;
             let response = self.execute(request).await?;
             let OrganizationResponse::Create { id } = response else {
@@ -1193,7 +1195,7 @@ impl Call {
     /// A deep insert (see `deep_insert`): every nested record created in one transaction — the change
     /// set's, inside a `$batch` — and the root record's id.
     async fn deep_insert(&self, body: &[u8], options: &odata::Options) -> Result<Uuid, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let (id, messages) = deep_insert::plan(schema, &self.table, body)?;
         let requests = messages
             .into_iter()
@@ -1259,7 +1261,12 @@ impl Call {
             self.raw_query.as_deref(),
             &self.headers,
         )?;
-        let options = odata::parse(&self.table, &pairs, odata::Allowed::Collection)?;
+        let options = odata::parse_in(
+            &self.state.runtime.schema(),
+            &self.table,
+            &pairs,
+            odata::Allowed::Collection,
+        )?;
         // One row more than the page, from the page's start: whether another page follows, and never
         // more than a page in memory.
         let expands = self.expands(&options)?;
@@ -1311,7 +1318,7 @@ impl Call {
 
     /// The `$expand` of `options`, resolved against the declared tables.
     fn expands(&self, options: &odata::Options) -> Result<Vec<expand::Expand>, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         options.expand.as_deref().map_or(Ok(Vec::new()), |text| {
             expand::parse(schema, &self.table, text)
         })
@@ -1413,7 +1420,12 @@ impl Call {
                 }
             }
         }
-        let options = odata::parse(&self.table, &rest, odata::Allowed::Collection)?;
+        let options = odata::parse_in(
+            &self.state.runtime.schema(),
+            &self.table,
+            &rest,
+            odata::Allowed::Collection,
+        )?;
         let apply = apply::Apply::parse(&self.table, text)?;
         let mut conditions: Vec<weft_store::Condition> =
             options.filter.clone().into_iter().collect();
@@ -1471,16 +1483,22 @@ impl Call {
                 "The query option '{other}' cannot be combined with fetchXml."
             )));
         }
-        let t = fetch::translate(&self.table, xml)?;
+        let schema = &self.state.runtime.schema();
+        let t = fetch::translate(schema, &self.table, xml)?;
         if let Some(apply) = &t.apply {
             return self.apply(&t.pairs, apply).await;
         }
-        let options = odata::parse(&self.table, &t.pairs, odata::Allowed::Collection)?;
+        let options = odata::parse_in(schema, &self.table, &t.pairs, odata::Allowed::Collection)?;
+        let expands = if t.expand.is_empty() {
+            Vec::new()
+        } else {
+            expand::parse(schema, &self.table, &t.expand.join(","))?
+        };
         let (size, page) = t.page.unwrap_or((paging::DEFAULT_PAGE_SIZE, 1));
         let size = options.top.map_or(size, |top| top.min(size));
         let query = StoreQuery {
             table: self.table.logical_name.clone(),
-            columns: read_columns(&options.select, &[]),
+            columns: read_columns(&options.select, &expands),
             filter: options.filter.clone(),
             orders: options.orders.clone(),
             top: Some(size + 1),
@@ -1494,9 +1512,21 @@ impl Call {
             self.name_lookups(&mut entities, &options).await?;
         }
         let select = options.select.as_deref();
+        let linked = if expands.is_empty() {
+            Vec::new()
+        } else {
+            self.expanded(&expands, &entities, &options).await?
+        };
         let rows: Vec<String> = entities
             .iter()
-            .map(|e| json::entity_to_json(&self.table, e, select, None, annotations))
+            .enumerate()
+            .map(|(i, e)| {
+                let row = json::entity_to_json(&self.table, e, select, None, annotations);
+                match linked.get(i) {
+                    Some(extra) => with_properties(row, &fetch::aliased_values(&t.aliased, extra)),
+                    None => row,
+                }
+            })
             .collect();
         let paging = if t.page.is_some() {
             let cookie = format!(
@@ -1527,7 +1557,7 @@ impl Call {
         options: &odata::Options,
     ) -> Result<(), ApiError> {
         use crate::sandbox::wit::types::Value as WitValue;
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let mut wanted: std::collections::BTreeMap<String, Vec<Uuid>> = Default::default();
         for row in rows.iter() {
             for a in &row.attributes {
@@ -1678,7 +1708,12 @@ impl Call {
 
     /// `GET {set}/$count`: the number of rows (`$filter` applies), as text.
     async fn count_only(&self) -> Result<Response, ApiError> {
-        let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Collection)?;
+        let options = odata::parse_in(
+            &self.state.runtime.schema(),
+            &self.table,
+            &self.pairs,
+            odata::Allowed::Collection,
+        )?;
         let refused = [
             ("$select", options.select.is_some()),
             ("$top", options.top.is_some()),
@@ -1706,7 +1741,7 @@ impl Call {
     async fn update(&self, id: Uuid, body: &[u8]) -> Result<Response, ApiError> {
         let options = odata::parse(&self.table, &self.pairs, odata::Allowed::Record)?;
         let precondition = Precondition::from_headers(self)?;
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let body = self.resolve_key_binds(body).await?;
         let mut target = json::entity_from_body(schema, &self.table, &body, Some(id))?;
         let representation = self.wants_representation()?;

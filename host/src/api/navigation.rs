@@ -111,7 +111,7 @@ impl Call {
         method: Method,
         body: &[u8],
     ) -> Result<Response, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let attribute = self.table.attribute(property).filter(|a| {
             a.logical_name != self.table.primary_id_attribute
                 && !matches!(a.kind, AttributeKind::Lookup { .. })
@@ -182,7 +182,7 @@ impl Call {
         method: Method,
         body: &[u8],
     ) -> Result<Response, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let (nav, keyed) = match json::parse_key_segment(nav_segment) {
             Some((n, k)) => (n, k),
             None => (nav_segment, None),
@@ -191,7 +191,7 @@ impl Call {
             return Err(self.not_a_property(schema, nav));
         };
         // DELETE of a collection's reference names the related row in the key or in `$id`.
-        let related_id = |related: &TableDef| -> Result<Uuid, ApiError> {
+        let related_id = async |related: &TableDef| -> Result<Uuid, ApiError> {
             if let Some(k) = keyed {
                 return Ok(k);
             }
@@ -201,11 +201,13 @@ impl Call {
                     related.logical_name
                 )));
             };
-            reference_id(schema, related, url, "$id")
+            self.referenced_id(schema, related, url, "$id").await
         };
         match (navigation, method) {
             (Navigation::Lookup { attribute, target }, Method::PUT) if keyed.is_none() => {
-                let other = reference_id(schema, target, &odata_id(body)?, "@odata.id")?;
+                let other = self
+                    .referenced_id(schema, target, &odata_id(body)?, "@odata.id")
+                    .await?;
                 let value = entity_reference_json(target, other);
                 self.update_attributes(id, lookup_body(attribute, value))
                     .await
@@ -215,13 +217,15 @@ impl Call {
                     .await
             }
             (Navigation::OneToMany { related, attribute }, Method::POST) if keyed.is_none() => {
-                let other = reference_id(schema, related, &odata_id(body)?, "@odata.id")?;
+                let other = self
+                    .referenced_id(schema, related, &odata_id(body)?, "@odata.id")
+                    .await?;
                 let value = entity_reference_json(&self.table, id);
                 self.update_other(related, other, lookup_body(attribute, value))
                     .await
             }
             (Navigation::OneToMany { related, attribute }, Method::DELETE) => {
-                let other = related_id(related)?;
+                let other = related_id(related).await?;
                 self.update_other(related, other, lookup_body(attribute, Json::Null))
                     .await
             }
@@ -238,9 +242,10 @@ impl Call {
                             "POST {nav}/$ref adds a reference: the row goes in the body's @odata.id, not the URL."
                         )));
                     }
-                    reference_id(schema, related, &odata_id(body)?, "@odata.id")?
+                    self.referenced_id(schema, related, &odata_id(body)?, "@odata.id")
+                        .await?
                 } else {
-                    related_id(related)?
+                    related_id(related).await?
                 };
                 let target = EntityRef {
                     logical_name: self.table.logical_name.clone(),
@@ -284,7 +289,7 @@ impl Call {
     /// lookup is empty), or the related rows of a collection-valued one with the request's `$select`,
     /// `$filter`, `$orderby` and `$top` — read as `$expand` reads them.
     async fn navigation_read(&self, id: Uuid, nav: &str) -> Result<Response, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let nested: Vec<String> = self
             .pairs
             .iter()
@@ -346,7 +351,7 @@ impl Call {
         id: Uuid,
         body: Json,
     ) -> Result<Response, ApiError> {
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         let target = json::entity_from_body(schema, table, body.to_string().as_bytes(), Some(id))?;
         self.execute(self.request(Message::Update { target }, None)?)
             .await?;
@@ -403,6 +408,39 @@ fn odata_id(body: &[u8]) -> Result<String, ApiError> {
                 "A $ref body is {\"@odata.id\": \"<the related record's URL, e.g. accounts(<GUID>)>\"}.",
             )
         })
+}
+
+impl Call {
+    /// The id of the `table` row a reference URL names by id (`…/contacts(<GUID>)`) or by an alternate key
+    /// (`…/contacts(lastname='Kim')`, found by a RetrieveMultiple: 404 when no row has the values).
+    async fn referenced_id(
+        &self,
+        schema: &Schema,
+        table: &TableDef,
+        url: &str,
+        what: &str,
+    ) -> Result<Uuid, ApiError> {
+        let Some((set, text)) = super::alternate_key::keyed_segment(url)
+            .and_then(super::alternate_key::split)
+            .filter(|(set, _)| {
+                schema.table_by_entity_set(set).map(|t| &t.logical_name)
+                    == Some(&table.logical_name)
+            })
+        else {
+            return reference_id(schema, table, url, what);
+        };
+        let values = super::alternate_key::values(table, text)?;
+        self.find_by_key(table, &values).await?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "0x80040217",
+                format!(
+                    "{what}: no {} record has {text} ({set}).",
+                    table.logical_name
+                ),
+            )
+        })
+    }
 }
 
 /// The id of the `table` row a reference URL (`…/contacts(<GUID>)`) names; another table's row is refused.

@@ -1,6 +1,7 @@
 //! OData query options of the Web API: `$select`, `$filter` (eq, ne, gt, lt, ge, le, and, or, not,
 //! parentheses; `contains`, `startswith`, `endswith` on text columns; the `Microsoft.Dynamics.CRM.*` query
-//! functions of `QUERY_FUNCTIONS`; string literals in single quotes with `''` escaping, numbers,
+//! functions of `QUERY_FUNCTIONS`; the lambda operators `any`/`all` over collection-valued navigation
+//! properties, `nav/any(c:c/name eq 'x')`, `nav/any()`, nested up to [`MAX_RELATED_DEPTH`]; string literals in single quotes with `''` escaping, numbers,
 //! true/false/null, GUIDs, date-times),
 //! `$top`, `$orderby` (asc/desc), `$count`, `$expand` (kept as text for the `expand` module) and weft's
 //! `tag` (the request's `tag` parameter).
@@ -12,11 +13,12 @@
 //! query runs.
 
 use uuid::Uuid;
-use weft_store::query::{Condition, Order};
-use weft_store::{AttributeDef, AttributeKind, TableDef, Value};
+use weft_store::query::{Condition, Link, MAX_RELATED_DEPTH, Order};
+use weft_store::{AttributeDef, AttributeKind, Schema, TableDef, Value};
 
 use super::error::ApiError;
 use super::json::{lookup_behind_value_name, parse_datetime};
+use super::navigation::{Navigation, resolve};
 
 /// How deep parentheses may nest in a `$filter`. The parser recurses once per level, so this bounds its
 /// stack; real filters rarely nest more than a few levels.
@@ -89,8 +91,28 @@ pub fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
     out
 }
 
-/// Parses the decoded query pairs of a request on `table`.
+/// Parses the decoded query pairs of a request on `table`, where a `$filter` may not hold a lambda
+/// operator (`any`/`all`: alternate keys, `$apply`'s `filter`).
 pub fn parse(
+    table: &TableDef,
+    pairs: &[(String, String)],
+    allowed: Allowed,
+) -> Result<Options, ApiError> {
+    parse_options(None, table, pairs, allowed)
+}
+
+/// [`parse`] where `$filter` may hold lambda operators over `schema`'s relationships.
+pub fn parse_in(
+    schema: &Schema,
+    table: &TableDef,
+    pairs: &[(String, String)],
+    allowed: Allowed,
+) -> Result<Options, ApiError> {
+    parse_options(Some(schema), table, pairs, allowed)
+}
+
+fn parse_options(
+    schema: Option<&Schema>,
     table: &TableDef,
     pairs: &[(String, String)],
     allowed: Allowed,
@@ -112,7 +134,7 @@ pub fn parse(
                 o.select = Some(names);
             }
             "$filter" if allowed == Allowed::Collection => {
-                o.filter = Some(Filter::new(table, value)?.parse()?)
+                o.filter = Some(Filter::new(schema, table, value)?.parse()?)
             }
             "$top" if allowed == Allowed::Collection => {
                 o.top = Some(value.trim().parse().map_err(|_| {
@@ -188,7 +210,14 @@ enum Token {
 
 /// A recursive-descent parser over the tokens of one `$filter`.
 struct Filter<'t> {
+    /// The tables lambda operators lead to (None: lambdas are refused).
+    schema: Option<&'t Schema>,
+    /// The table the current (innermost lambda's) conditions are on.
     table: &'t TableDef,
+    /// The innermost lambda's variable (`c` of `any(c:c/name eq 'x')`): its conditions name `c/name`.
+    variable: Option<String>,
+    /// Lambdas open at the current position (bounded by [`MAX_RELATED_DEPTH`]).
+    lambdas: usize,
     tokens: Vec<Token>,
     pos: usize,
     /// Parentheses open at the current position (bounded by [`MAX_FILTER_DEPTH`]).
@@ -202,7 +231,7 @@ fn syntax(why: impl std::fmt::Display) -> ApiError {
 }
 
 impl<'t> Filter<'t> {
-    fn new(table: &'t TableDef, text: &str) -> Result<Self, ApiError> {
+    fn new(schema: Option<&'t Schema>, table: &'t TableDef, text: &str) -> Result<Self, ApiError> {
         let mut tokens = Vec::new();
         let mut chars = text.char_indices().peekable();
         while let Some((i, c)) = chars.next() {
@@ -258,7 +287,10 @@ impl<'t> Filter<'t> {
             }
         }
         Ok(Filter {
+            schema,
             table,
+            variable: None,
+            lambdas: 0,
             tokens,
             pos: 0,
             depth: 0,
@@ -356,6 +388,7 @@ impl<'t> Filter<'t> {
                 if matches!(self.tokens.get(self.pos), Some(Token::Open)) {
                     return self.function(&name);
                 }
+                let name = self.scoped(&name)?.to_owned();
                 let attr = attribute(self.table, &name)?;
                 let op = match self.next() {
                     Some(Token::Word(op)) => op,
@@ -391,14 +424,11 @@ impl<'t> Filter<'t> {
     /// A function call: `contains(name,'x')`, `startswith`, `endswith`, or a `Microsoft.Dynamics.CRM.*`
     /// query function. Anything else is refused, naming it.
     fn function(&mut self, name: &str) -> Result<Condition, ApiError> {
-        if let Some(set) = name
-            .strip_suffix("/any")
-            .or_else(|| name.strip_suffix("/all"))
-        {
-            return Err(syntax(format!(
-                "the lambda operator in '{name}' is not supported (any/all over '{set}'): filter the \
-                 related rows with $expand's nested $filter instead"
-            )));
+        if let Some(nav) = name.strip_suffix("/any") {
+            return self.lambda(name, nav, false);
+        }
+        if let Some(nav) = name.strip_suffix("/all") {
+            return self.lambda(name, nav, true);
         }
         if let Some(function) = name.strip_prefix(CRM_PREFIX) {
             return self.query_function(name, function);
@@ -416,6 +446,7 @@ impl<'t> Filter<'t> {
                 )));
             }
         };
+        let column = self.scoped(&column)?.to_owned();
         let attr = self.text_attribute(name, &column)?;
         self.expect(Token::Punct(','), name)?;
         let text = match self.next() {
@@ -433,6 +464,113 @@ impl<'t> Filter<'t> {
             "contains" => Condition::Contains(a, text),
             "startswith" => Condition::BeginsWith(a, text),
             _ => Condition::EndsWith(a, text),
+        })
+    }
+
+    /// A property name as the current scope writes it: inside a lambda `c/name` (its variable's), else
+    /// `name`.
+    fn scoped<'n>(&self, name: &'n str) -> Result<&'n str, ApiError> {
+        match &self.variable {
+            None => Ok(name),
+            Some(v) => name
+                .strip_prefix(v.as_str())
+                .and_then(|n| n.strip_prefix('/'))
+                .ok_or_else(|| {
+                    syntax(format!(
+                        "'{name}' inside the lambda over '{v}': name the related rows' properties \
+                         '{v}/<property>' (the innermost lambda's variable)"
+                    ))
+                }),
+        }
+    }
+
+    /// `nav/any(c:<condition>)`, `nav/any()` or `nav/all(c:<condition>)` over the collection-valued
+    /// navigation property `nav` (a 1:N relationship from its "one" side, or an N:N one).
+    fn lambda(&mut self, name: &str, nav: &str, all: bool) -> Result<Condition, ApiError> {
+        let Some(schema) = self.schema else {
+            return Err(syntax(format!(
+                "the lambda operator in '{name}' is not supported here"
+            )));
+        };
+        let nav = self.scoped(nav)?;
+        let (link, related) = match resolve(schema, self.table, nav) {
+            Some(Navigation::OneToMany { related, attribute }) => (
+                Link::Lookup {
+                    table: related.logical_name.clone(),
+                    attribute: attribute.to_owned(),
+                },
+                related,
+            ),
+            Some(Navigation::ManyToMany {
+                relationship,
+                related,
+            }) => (Link::ManyToMany(relationship.to_owned()), related),
+            Some(Navigation::Lookup { .. }) => {
+                return Err(syntax(format!(
+                    "'{nav}' is a single-valued navigation property: any/all take a collection-valued \
+                     one (filter on '_{nav}_value' or expand it instead)"
+                )));
+            }
+            None => return Err(property_not_found(self.table, nav)),
+        };
+        if self.lambdas == MAX_RELATED_DEPTH || self.depth == MAX_FILTER_DEPTH {
+            return Err(syntax(format!(
+                "any/all nest more than {MAX_RELATED_DEPTH} levels deep (the limit)"
+            )));
+        }
+        self.expect(Token::Open, name)?;
+        if matches!(self.tokens.get(self.pos), Some(Token::Close)) {
+            self.pos += 1;
+            if all {
+                return Err(syntax(format!(
+                    "{name}: all needs a condition, such as {nav}/all(c:c/statecode eq 0)"
+                )));
+            }
+            return Ok(Condition::Related {
+                link,
+                all,
+                condition: None,
+            });
+        }
+        let word = match self.next() {
+            Some(Token::Word(w)) => w,
+            other => {
+                return Err(syntax(format!(
+                    "{name}: expected a lambda variable such as 'c:', found {}",
+                    other.as_ref().map_or("the end".into(), show)
+                )));
+            }
+        };
+        let (variable, rest) = word
+            .split_once(':')
+            .filter(|(v, _)| {
+                v.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+            .ok_or_else(|| {
+                syntax(format!(
+                    "{name}: expected a lambda variable such as 'c:', found '{word}'"
+                ))
+            })?;
+        if !rest.is_empty() {
+            // `c:c/name` is one word: what follows the colon starts the condition.
+            self.pos -= 1;
+            self.tokens[self.pos] = Token::Word(rest.to_owned());
+        }
+        let outer = (self.table, self.variable.replace(variable.to_owned()));
+        self.table = related;
+        self.lambdas += 1;
+        self.depth += 1;
+        let condition = self.or();
+        self.depth -= 1;
+        self.lambdas -= 1;
+        (self.table, self.variable) = outer;
+        let condition = condition?;
+        self.expect(Token::Close, name)?;
+        Ok(Condition::Related {
+            link,
+            all,
+            condition: Some(Box::new(condition)),
         })
     }
 
@@ -538,6 +676,14 @@ impl<'t> Filter<'t> {
         }
         let Some(column) = property else {
             return Err(syntax(format!("{name}: PropertyName is required")));
+        };
+        let column = match &self.variable {
+            Some(v) => column
+                .strip_prefix(v.as_str())
+                .and_then(|c| c.strip_prefix('/'))
+                .unwrap_or(&column)
+                .to_owned(),
+            None => column,
         };
         let attr = attribute(self.table, &column)?;
         let values = values.unwrap_or_default();
@@ -905,7 +1051,109 @@ primary_name_attribute = "lastname"
     }
 
     fn filter(text: &str) -> Result<Condition, ApiError> {
-        Filter::new(&table(), text)?.parse()
+        Filter::new(None, &table(), text)?.parse()
+    }
+
+    /// A `$filter` on account in a schema where contact's rows relate to it (`contact_customer_accounts`).
+    fn lambda_filter(text: &str) -> Result<Condition, ApiError> {
+        let schema = Schema::from_toml_str(
+            "test",
+            r#"
+[[table]]
+logical_name = "account"
+entity_set_name = "accounts"
+primary_id_attribute = "accountid"
+primary_name_attribute = "name"
+  [[table.attribute]]
+  logical_name = "name"
+  type = "String"
+[[table]]
+logical_name = "contact"
+entity_set_name = "contacts"
+primary_id_attribute = "contactid"
+primary_name_attribute = "lastname"
+  [[table.attribute]]
+  logical_name = "lastname"
+  type = "String"
+  [[table.attribute]]
+  logical_name = "parentcustomerid"
+  type = "Lookup"
+  targets = ["account"]
+[[relationship]]
+name = "contact_customer_accounts"
+type = "OneToMany"
+referenced_entity = "account"
+referencing_entity = "contact"
+referencing_attribute = "parentcustomerid"
+"#,
+        )
+        .unwrap();
+        let account = schema.table("account").unwrap();
+        Filter::new(Some(&schema), account, text)?.parse()
+    }
+
+    /// `any`/`all` read into the store's lambda condition, with the variable's prefix taken off and the
+    /// related table's columns checked; `any()` needs no variable, `all` needs a condition.
+    #[test]
+    fn lambda_operators() {
+        let link = Link::Lookup {
+            table: "contact".into(),
+            attribute: "parentcustomerid".into(),
+        };
+        let any = |condition: Option<Condition>, all: bool| Condition::Related {
+            link: link.clone(),
+            all,
+            condition: condition.map(Box::new),
+        };
+        let kim = Condition::Eq("lastname".into(), Value::String("Kim".into()));
+        assert_eq!(
+            lambda_filter("contact_customer_accounts/any(c:c/lastname eq 'Kim')").unwrap(),
+            any(Some(kim.clone()), false)
+        );
+        assert_eq!(
+            lambda_filter("contact_customer_accounts/all(x: x/lastname eq 'Kim')").unwrap(),
+            any(Some(kim.clone()), true)
+        );
+        assert_eq!(
+            lambda_filter("name eq 'A' and not contact_customer_accounts/any()").unwrap(),
+            Condition::And(vec![
+                Condition::Eq("name".into(), Value::String("A".into())),
+                Condition::Not(Box::new(any(None, false))),
+            ])
+        );
+        // The lambda's scope ends at its parenthesis: `name` is account's again.
+        assert_eq!(
+            lambda_filter(
+                "contact_customer_accounts/any(c:startswith(c/lastname,'K')) or name eq 'B'"
+            )
+            .unwrap(),
+            Condition::Or(vec![
+                any(
+                    Some(Condition::BeginsWith("lastname".into(), "K".into())),
+                    false
+                ),
+                Condition::Eq("name".into(), Value::String("B".into())),
+            ])
+        );
+        for (text, why) in [
+            ("contact_customer_accounts/all()", "all needs a condition"),
+            (
+                "contact_customer_accounts/any(c:lastname eq 'a')",
+                "'c/<property>'",
+            ),
+            (
+                "contact_customer_accounts/any(c:c/name eq 'a')",
+                "property named 'name'",
+            ),
+            ("nope/any(c:c/lastname eq 'a')", "property named 'nope'"),
+            (
+                "contact_customer_accounts/any(c/lastname eq 'a')",
+                "lambda variable",
+            ),
+        ] {
+            let e = lambda_filter(text).unwrap_err();
+            assert!(e.message.contains(why), "{text}: {}", e.message);
+        }
     }
 
     /// `and` binds tighter than `or`, parentheses group, `''` escapes a quote, null becomes (not-)null.

@@ -76,7 +76,7 @@ pub fn parse_url(schema: &Schema, target: &str, host: &str) -> Result<(), ApiErr
     } else {
         odata::Allowed::Collection
     };
-    let options = odata::parse(table, &pairs, allowed)?;
+    let options = odata::parse_in(schema, table, &pairs, allowed)?;
     match &options.expand {
         Some(text) => expand::parse(schema, table, text).map(|_| ()),
         None => Ok(()),

@@ -144,7 +144,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         &args.runtime.data,
         args.runtime.store.as_deref(),
     )?;
-    let schema = &runtime.registration.schema;
+    let schema = &runtime.schema();
     if !custom && schema.table(&args.table).is_none() {
         bail!(
             "table `{}` is not declared in {}{}",
@@ -190,7 +190,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             let api = custom_api(registration, &args.table, id)?;
             let body = args.parameters.as_deref().unwrap_or("{}");
             let mut parameters = body_object(body.as_bytes())
-                .and_then(|fields| custom_api_parameters(&registration.schema, api, fields))
+                .and_then(|fields| custom_api_parameters(&runtime.schema(), api, fields))
                 .map_err(|e| anyhow!("--parameters: {}", e.message))?;
             parameters.extend(id.and_then(|id| api.target(id)));
             Message::Custom {
@@ -211,7 +211,7 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .read(|r| r.trace_logs(&TraceFilter::default()))?;
     match &result {
         Ok(OrganizationResponse::Custom { outputs }) => {
-            let body = response_object(&runtime.registration.schema, outputs)
+            let body = response_object(&runtime.schema(), outputs)
                 .map_err(|e| anyhow!("{}", e.message))?;
             println!("{}", serde_json::Value::Object(body));
         }

@@ -76,7 +76,8 @@ impl DeliveryRunner {
             _ => None,
         };
         let store = Arc::clone(self.store());
-        let catalog = snapshot.catalog(store.schema());
+        let schema = store.schema();
+        let catalog = snapshot.catalog(&schema);
         let org = self.pipeline.detached_services(&context);
         let mut host = WorkflowHost {
             runner: self,

@@ -110,9 +110,9 @@ pub(super) fn startup_registry(
         workflows: Vec::new(),
     };
     registry.workflows =
-        super::workflow::validated(&registry, store.schema(), registration, stored_workflows)?;
+        super::workflow::validated(&registry, &store.schema(), registration, stored_workflows)?;
     for s in stored_steps {
-        if let Err(why) = fits(&registry, &registration.schema, &s) {
+        if let Err(why) = fits(&registry, &store.schema(), &s) {
             return Err(PipelineError::Invalid(format!(
                 "{file}: step \"{}\" ({}), registered at runtime, no longer fits: {why}. Declare what it \
                  needs again, start, delete the step (DELETE /api/data/v9.2/sdkmessageprocessingsteps({})), \
@@ -231,8 +231,9 @@ impl Pipeline {
             .into_iter()
             .map(|e| (e.def.name, e.def.id))
             .collect();
+        let schema = self.inner.store.schema();
         let catalog = Catalog {
-            schema: self.inner.store.schema(),
+            schema: &schema,
             plugins: next
                 .plugins
                 .iter()
@@ -485,7 +486,7 @@ impl Pipeline {
         }
         next.steps.clear();
         for s in stored_steps {
-            match fits(&next, self.inner.store.schema(), &s) {
+            match fits(&next, &self.inner.store.schema(), &s) {
                 Ok(()) => next.steps.push(s),
                 Err(why) => tracing::warn!(
                     step = %s.def.name,
@@ -615,9 +616,10 @@ impl Pipeline {
         let id = *def
             .id
             .get_or_insert_with(|| weft_workflows::id_for(&def.name));
+        let schema = self.inner.store.schema();
         let catalog = super::workflow::WorkflowCatalog {
             registry: &next,
-            schema: self.inner.store.schema(),
+            schema: &schema,
         };
         weft_workflows::validate(&def, &catalog)
             .map_err(|errors| PipelineError::Invalid(errors.join("; ")))?;
@@ -694,9 +696,10 @@ impl Pipeline {
                 next.workflows[at].name
             )));
         }
+        let schema = self.inner.store.schema();
         let catalog = super::workflow::WorkflowCatalog {
             registry: &next,
-            schema: self.inner.store.schema(),
+            schema: &schema,
         };
         weft_workflows::validate(&def, &catalog)
             .map_err(|errors| PipelineError::Invalid(errors.join("; ")))?;

@@ -3,15 +3,16 @@
 //!
 //! Owns comparing values as the SQLite backend's SQL does: text case-insensitively (ASCII, SQLite's `NOCASE`),
 //! Decimal and Money numerically, lookups by id, nulls never matching a comparison and sorting first in
-//! ascending order, ties in primary-id order. It must not read or write rows.
+//! ascending order, ties in primary-id order. It must not read or write rows: a lambda's related rows come
+//! from the [`Relatives`] it is given.
 
 use std::cmp::Ordering;
 
 use uuid::Uuid;
 
-use crate::query::{Condition, Order};
+use crate::query::{Condition, Link, Order, related};
 use crate::rows::attribute;
-use crate::schema::{AttributeDef, AttributeKind, TableDef};
+use crate::schema::{AttributeDef, AttributeKind, Schema, TableDef};
 use crate::value::Value;
 use crate::{Attributes, Result, Row};
 
@@ -57,21 +58,39 @@ fn value_of<'r>(row: &'r Row, name: &str) -> &'r Value {
     row.attributes.get(name).unwrap_or(&Value::Null)
 }
 
+/// The rows a lambda ([`Condition::Related`]) ranges over, as the operation sees them.
+pub(crate) trait Relatives {
+    /// The rows (all columns) linked to row `id` of `table` by `link`.
+    fn relatives(&self, table: &str, id: Uuid, link: &Link) -> Result<Vec<Row>>;
+}
+
 /// Whether `row` matches a condition already checked against `t` (`query::check_condition`).
-pub(crate) fn matches(t: &TableDef, c: &Condition, row: &Row) -> bool {
-    truth(t, c, row) == Some(true)
+pub(crate) fn matches(
+    schema: &Schema,
+    relatives: &dyn Relatives,
+    t: &TableDef,
+    c: &Condition,
+    row: &Row,
+) -> Result<bool> {
+    Ok(truth(schema, relatives, t, c, row)? == Some(true))
 }
 
 /// A condition's value in SQL's three-valued logic: None (unknown) when it compares a null attribute, so
 /// `Not` of it is unknown too, as in the backends' SQL.
-fn truth(t: &TableDef, c: &Condition, row: &Row) -> Option<bool> {
+fn truth(
+    schema: &Schema,
+    relatives: &dyn Relatives,
+    t: &TableDef,
+    c: &Condition,
+    row: &Row,
+) -> Result<Option<bool>> {
     let compare = |name: &str, v: &Value, want: &[Ordering]| {
         let a = t.attribute(name)?;
         let x = key(a, value_of(row, name))?;
         let y = key(a, v)?;
         Some(compare_keys(&x, &y).is_some_and(|o| want.contains(&o)))
     };
-    match c {
+    Ok(match c {
         Condition::Eq(n, v) => compare(n, v, &[Ordering::Equal]),
         Condition::Ne(n, v) => compare(n, v, &[Ordering::Less, Ordering::Greater]),
         Condition::Gt(n, v) => compare(n, v, &[Ordering::Greater]),
@@ -80,7 +99,7 @@ fn truth(t: &TableDef, c: &Condition, row: &Row) -> Option<bool> {
         Condition::NotNull(n) => Some(*value_of(row, n) != Value::Null),
         Condition::Contains(n, v) | Condition::BeginsWith(n, v) | Condition::EndsWith(n, v) => {
             let Value::String(s) = value_of(row, n) else {
-                return None;
+                return Ok(None);
             };
             // ASCII case folded, as SQLite's LIKE; the value is literal.
             let (s, v) = (s.to_ascii_lowercase(), v.to_ascii_lowercase());
@@ -90,11 +109,37 @@ fn truth(t: &TableDef, c: &Condition, row: &Row) -> Option<bool> {
                 _ => s.ends_with(&v),
             })
         }
-        Condition::Not(inner) => truth(t, inner, row).map(|b| !b),
+        Condition::Not(inner) => truth(schema, relatives, t, inner, row)?.map(|b| !b),
         // Kleene logic: false (true) decides an And (Or) whatever the unknowns.
-        Condition::And(cs) => kleene(cs.iter().map(|c| truth(t, c, row)), false),
-        Condition::Or(cs) => kleene(cs.iter().map(|c| truth(t, c, row)), true),
-    }
+        Condition::And(cs) | Condition::Or(cs) => {
+            let values = cs
+                .iter()
+                .map(|c| truth(schema, relatives, t, c, row))
+                .collect::<Result<Vec<_>>>()?;
+            kleene(values.into_iter(), matches!(c, Condition::Or(_)))
+        }
+        // As the backends' EXISTS: `any` holds when a related row's condition is true, `all` when none's is
+        // false or unknown; never unknown itself.
+        Condition::Related {
+            link,
+            all,
+            condition,
+        } => {
+            let rt = related(schema, t, link)?.table();
+            let mut holds = *all;
+            for r in relatives.relatives(&t.logical_name, row.id, link)? {
+                let ok = match condition {
+                    Some(c) => truth(schema, relatives, rt, c, &r)? == Some(true),
+                    None => true,
+                };
+                if ok != *all {
+                    holds = !*all;
+                    break;
+                }
+            }
+            Some(holds)
+        }
+    })
 }
 
 /// An And (`decides` false) or Or (`decides` true) of three-valued operands: `decides` as soon as an

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use uuid::Uuid;
 
-use crate::query::{Condition, Query, check_condition};
+use crate::query::{Condition, Link, Query, check_condition};
 use crate::row_lock::{RowKey, RowLocks};
 use crate::schema::{RelationshipDef, Schema, TableDef};
 use crate::system::*;
@@ -258,15 +258,40 @@ impl<'a> Buffered<'a> {
         }
     }
 
+    /// Refuses a query whose lambdas (`any`/`all`) range over rows or N:N links this operation changed: the
+    /// backend's SQL evaluates them on committed rows only, so its answer for a committed row could be
+    /// wrong. (The Web API's queries run first in their operation, so they never meet this.)
+    fn refuse_stale_lambdas(&self, q: &Query) -> Result<()> {
+        let Some(filter) = q.filter.as_ref().filter(|f| f.has_related()) else {
+            return Ok(());
+        };
+        let mut related = Vec::new();
+        filter.related_tables(self.committed.schema(), self.table(&q.table)?, &mut related)?;
+        for (link, table) in related {
+            let changed = self.mine(&table.logical_name).next().is_some()
+                || matches!(&link, Link::ManyToMany(name)
+                    if self.links.keys().any(|(rel, _, _)| rel == name));
+            if changed {
+                return Err(StoreError::Invalid(format!(
+                    "any/all over {link}: this operation changed rows of `{}` or their links before \
+                     the query; query before changing them, or in another operation",
+                    table.logical_name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// RetrieveMultiple over committed rows merged with this operation's: the committed query without skip
     /// and with enough rows to fill the page once this operation's rows are taken out, then this operation's
     /// matching rows, sorted and paged again.
     fn merged(&self, q: &Query) -> Result<Vec<Row>> {
         let t = self.table(&q.table)?;
+        let schema: &'a Schema = self.committed.schema();
         let filter = q
             .filter
             .as_ref()
-            .map(|f| check_condition(t, f))
+            .map(|f| check_condition(schema, t, f))
             .transpose()?;
         let mine = self.mine(&q.table).count() as u64;
         let base = Query {
@@ -283,12 +308,15 @@ impl<'a> Buffered<'a> {
             .into_iter()
             .filter(|r| !self.rows.contains_key(&(q.table.clone(), r.id)))
             .collect();
-        all.extend(
-            self.mine(&q.table)
-                .filter_map(|(_, r)| r.as_ref())
-                .filter(|r| filter.as_ref().is_none_or(|f| merge::matches(t, f, r)))
-                .cloned(),
-        );
+        for r in self.mine(&q.table).filter_map(|(_, r)| r.as_ref()) {
+            let keep = match &filter {
+                Some(f) => merge::matches(schema, self, t, f, r)?,
+                None => true,
+            };
+            if keep {
+                all.push(r.clone());
+            }
+        }
         all.sort_by(|a, b| merge::compare(t, &q.orders, a, b));
         let skip = usize::try_from(q.skip).unwrap_or(usize::MAX);
         let top = q.top.map_or(usize::MAX, |t| t as usize);
@@ -297,6 +325,30 @@ impl<'a> Buffered<'a> {
             .take(top)
             .map(|r| merge::project(t, q.columns.as_deref(), &r))
             .collect()
+    }
+}
+
+impl merge::Relatives for Buffered<'_> {
+    fn relatives(&self, table: &str, id: Uuid, link: &Link) -> Result<Vec<Row>> {
+        match link {
+            Link::Lookup {
+                table: referencing,
+                attribute,
+            } => self.retrieve_multiple(&Query::new(referencing.clone()).filter(Condition::Eq(
+                attribute.clone(),
+                Value::EntityReference {
+                    logical_name: table.to_owned(),
+                    id,
+                },
+            ))),
+            Link::ManyToMany(relationship) => {
+                let mut out = Vec::new();
+                for r in self.related(relationship, &EntityRef::new(table, id))? {
+                    out.extend(self.retrieve(&r.logical_name, r.id, None)?);
+                }
+                Ok(out)
+            }
+        }
     }
 }
 
@@ -312,6 +364,7 @@ impl Read for Buffered<'_> {
         }
     }
     fn retrieve_multiple(&self, query: &Query) -> Result<Vec<Row>> {
+        self.refuse_stale_lambdas(query)?;
         if self.mine(&query.table).next().is_none() {
             return self.committed.retrieve_multiple(query);
         }

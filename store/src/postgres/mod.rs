@@ -32,11 +32,12 @@ use std::time::Instant;
 use ::postgres::{Config, NoTls};
 use uuid::Uuid;
 
+use crate::runtime_tables::{self, SchemaCell};
 use crate::sqlite::Clock;
 use crate::system::*;
 use crate::{
     Attributes, BoxedWork, ChangeListener, EntityRef, Pending, Query, Read, Result, Row, Schema,
-    Store, StoreError, Tx,
+    Store, StoreError, TableDef, Tx,
 };
 use conn::{Conn, Db};
 use notify::Signals;
@@ -133,7 +134,7 @@ struct Job {
 /// The PostgreSQL store. Dropping it finishes queued works, then stops the workers.
 pub struct PgStore {
     url: String,
-    schema: Arc<Schema>,
+    schema: Arc<SchemaCell>,
     pool: Arc<Pool>,
     queue: Option<mpsc::Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
@@ -164,14 +165,21 @@ impl PgStore {
             conn.borrow_mut().batch("BEGIN")?;
             db.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
             system::migrate(db)?;
+            let (schema, superseded) = runtime_tables::merge(schema, system::runtime_tables(db)?);
+            for name in superseded {
+                system::delete_runtime_table(db, &name)?;
+            }
             tables::migrate(db, &schema)?;
             conn.borrow_mut().batch("COMMIT")?;
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(schema)
         })();
-        if let Err(e) = migrated {
-            let _ = conn.borrow_mut().batch("ROLLBACK");
-            return Err(e);
-        }
+        let schema = match migrated {
+            Ok(schema) => schema,
+            Err(e) => {
+                let _ = conn.borrow_mut().batch("ROLLBACK");
+                return Err(e);
+            }
+        };
         let signals = Signals::start(config.clone())
             .map_err(|e| StoreError::Database(format!("cannot start the NOTIFY thread: {e}")))?;
         let pool = Arc::new(Pool {
@@ -179,7 +187,7 @@ impl PgStore {
             idle: Mutex::new(vec![conn.into_inner()]),
             keep: options.connections.max(1),
         });
-        let schema = Arc::new(schema);
+        let schema = Arc::new(SchemaCell::new(schema));
         let (queue, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let max_rollback_trace_rows = options.max_rollback_trace_rows.max(1);
@@ -204,7 +212,7 @@ impl PgStore {
                         let Ok(job) = job else { return };
                         let answer = run_work(
                             &pool,
-                            &schema,
+                            &schema.get(),
                             &clock,
                             &signals,
                             max_rollback_trace_rows,
@@ -231,6 +239,26 @@ impl PgStore {
     /// The database's URL, password redacted.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Runs a table change (DDL and the stored definitions) in one transaction under the migration lock,
+    /// so it never interleaves with another host's opening migration. Other hosts on the database see the
+    /// table after their next start.
+    fn change_tables(&self, f: impl FnOnce(Db<'_>) -> Result<()>) -> Result<()> {
+        let conn = RefCell::new(self.pool.get()?);
+        let changed = (|| {
+            let db = Db(&conn);
+            conn.borrow_mut().batch("BEGIN")?;
+            db.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            f(db)?;
+            conn.borrow_mut().batch("COMMIT")?;
+            Ok::<_, StoreError>(())
+        })();
+        if changed.is_err() {
+            let _ = conn.borrow_mut().batch("ROLLBACK");
+        }
+        self.pool.put(conn.into_inner());
+        changed
     }
 }
 
@@ -412,7 +440,7 @@ impl Store for PgStore {
         let (result, _) = transaction(
             conn,
             &self.pool,
-            &self.schema,
+            &self.schema.get(),
             &self.clock,
             &self.signals,
             deadline,
@@ -426,15 +454,54 @@ impl Store for PgStore {
         let cell = RefCell::new(self.pool.get()?);
         let result = f(&PgRead {
             db: Db(&cell),
-            schema: &self.schema,
+            schema: &self.schema.get(),
             lock: false,
         });
         self.pool.put(cell.into_inner());
         result
     }
 
-    fn schema(&self) -> &Schema {
-        &self.schema
+    fn schema(&self) -> Arc<Schema> {
+        self.schema.get()
+    }
+
+    fn put_runtime_table(&self, table: TableDef) -> Result<()> {
+        self.schema.change(|current| {
+            let next = current
+                .with_runtime_table(table)
+                .map_err(runtime_tables::invalid)?;
+            self.change_tables(|db| {
+                tables::migrate(db, &next)?;
+                for t in next
+                    .tables()
+                    .iter()
+                    .filter(|t| next.is_runtime_table(&t.logical_name))
+                {
+                    if current.table(&t.logical_name) != Some(t) {
+                        system::put_runtime_table(
+                            db,
+                            &t.logical_name,
+                            &runtime_tables::encode(t)?,
+                        )?;
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(next)
+        })
+    }
+
+    fn delete_runtime_table(&self, logical_name: &str) -> Result<()> {
+        self.schema.change(|current| {
+            let next = current
+                .without_runtime_table(logical_name)
+                .map_err(runtime_tables::invalid)?;
+            self.change_tables(|db| {
+                tables::drop_table(db, logical_name)?;
+                system::delete_runtime_table(db, logical_name)
+            })?;
+            Ok(next)
+        })
     }
 
     fn watch_changes(&self, listener: ChangeListener) -> bool {

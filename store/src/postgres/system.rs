@@ -77,7 +77,9 @@ pub(crate) fn migrate(db: Db<'_>) -> Result<()> {
             kind text NOT NULL, id text NOT NULL, fingerprint text NOT NULL, PRIMARY KEY (kind, id));
          CREATE TABLE IF NOT EXISTS workflow (
             workflowid text PRIMARY KEY NOT NULL, name text NOT NULL, primaryentity text NOT NULL,
-            statecode integer NOT NULL, statuscode integer NOT NULL, definition text NOT NULL);",
+            statecode integer NOT NULL, statuscode integer NOT NULL, definition text NOT NULL);
+         CREATE TABLE IF NOT EXISTS weft_table (
+            logicalname text PRIMARY KEY NOT NULL, definition text NOT NULL);",
     )?;
     Ok(())
 }
@@ -1212,4 +1214,29 @@ pub(crate) fn step_async_auto_delete(db: Db<'_>, step_id: Uuid) -> Result<Option
         )?
         .map(|r| r.try_get(0))
         .transpose()?)
+}
+
+/// The stored definitions of the tables created at runtime: (logical name, TOML).
+pub(crate) fn runtime_tables(db: Db<'_>) -> Result<Vec<(String, String)>> {
+    db.query(
+        "SELECT logicalname, definition FROM weft_table ORDER BY logicalname COLLATE \"C\"",
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
+}
+
+pub(crate) fn put_runtime_table(db: Db<'_>, name: &str, definition: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO weft_table (logicalname, definition) VALUES ($1, $2)
+         ON CONFLICT (logicalname) DO UPDATE SET definition = excluded.definition",
+        &[&name, &definition],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn delete_runtime_table(db: Db<'_>, name: &str) -> Result<()> {
+    db.execute("DELETE FROM weft_table WHERE logicalname = $1", &[&name])?;
+    Ok(())
 }

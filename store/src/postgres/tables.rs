@@ -85,6 +85,14 @@ pub(crate) fn migrate(db: Db<'_>, schema: &Schema) -> Result<()> {
 }
 
 /// The table's columns in the connection's schema, with whether each is the primary key.
+/// Drops a runtime table with its rows and its recorded attribute kinds (its key indexes go with it).
+pub(crate) fn drop_table(db: Db<'_>, table: &str) -> Result<()> {
+    db.0.borrow_mut()
+        .batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
+    db.execute("DELETE FROM weft_attribute WHERE tablename = $1", &[&table])?;
+    Ok(())
+}
+
 fn table_columns(db: Db<'_>, table: &str) -> Result<Vec<(String, bool)>> {
     let rows = db.query(
         "SELECT c.column_name::text, EXISTS (
@@ -359,7 +367,16 @@ fn is_text(a: &AttributeDef) -> bool {
 }
 
 /// SQL for a checked condition, pushing its parameters.
-fn condition_sql(t: &TableDef, c: &Condition, params: &mut Vec<Option<String>>) -> Result<String> {
+/// `scope` names the row source `t`'s columns belong to (the queried table, or a lambda's alias) and
+/// `depth` is how many lambdas enclose the condition.
+fn condition_sql(
+    schema: &Schema,
+    t: &TableDef,
+    scope: &str,
+    depth: usize,
+    c: &Condition,
+    params: &mut Vec<Option<String>>,
+) -> Result<String> {
     let mut compare = |n: &str, v: &Value, op: &str| -> Result<String> {
         let a = attribute(t, n)?;
         params.push(encode(a, v).swap_remove(0));
@@ -388,7 +405,10 @@ fn condition_sql(t: &TableDef, c: &Condition, params: &mut Vec<Option<String>>) 
             let p = params.len();
             format!("lower(\"{n}\" COLLATE \"C\") LIKE lower(${p}::text COLLATE \"C\") ESCAPE '\\'")
         }
-        Condition::Not(inner) => format!("(NOT {})", condition_sql(t, inner, params)?),
+        Condition::Not(inner) => format!(
+            "(NOT {})",
+            condition_sql(schema, t, scope, depth, inner, params)?
+        ),
         Condition::And(cs) | Condition::Or(cs) if cs.is_empty() => {
             if matches!(c, Condition::And(_)) {
                 "true".into()
@@ -404,9 +424,22 @@ fn condition_sql(t: &TableDef, c: &Condition, params: &mut Vec<Option<String>>) 
             };
             let parts = cs
                 .iter()
-                .map(|c| condition_sql(t, c, params))
+                .map(|c| condition_sql(schema, t, scope, depth, c, params))
                 .collect::<Result<Vec<_>>>()?;
             format!("({})", parts.join(join))
+        }
+        Condition::Related {
+            link,
+            all,
+            condition,
+        } => {
+            let related = crate::query::related(schema, t, link)?;
+            let alias = format!("weft_r{}", depth + 1);
+            let inner = condition
+                .as_deref()
+                .map(|c| condition_sql(schema, related.table(), &alias, depth + 1, c, params))
+                .transpose()?;
+            rows::related_sql(t, scope, &alias, related, *all, inner.as_deref())
         }
     })
 }
@@ -421,9 +454,10 @@ pub(crate) fn retrieve_multiple(db: Db<'_>, schema: &Schema, q: &Query) -> Resul
         t.logical_name
     );
     if let Some(f) = &q.filter {
-        let checked = check_condition(t, f)?;
+        let checked = check_condition(schema, t, f)?;
         sql.push_str(" WHERE ");
-        sql.push_str(&condition_sql(t, &checked, &mut params)?);
+        let scope = format!("\"{}\"", t.logical_name);
+        sql.push_str(&condition_sql(schema, t, &scope, 0, &checked, &mut params)?);
     }
     let mut orders = Vec::new();
     for o in &q.orders {

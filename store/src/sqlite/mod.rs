@@ -24,10 +24,11 @@ use uuid::Uuid;
 
 use crate::operation::{Buffered, Write, WriteSet};
 use crate::row_lock::RowLocks;
+use crate::runtime_tables::{self, SchemaCell};
 use crate::system::*;
 use crate::{
     Attributes, BoxedWork, EntityRef, Pending, Query, Read, Result, Row, Schema, Store, StoreError,
-    Tx,
+    TableDef, Tx,
 };
 
 /// A clock returning ms since the Unix epoch; injectable so tests control time.
@@ -82,7 +83,7 @@ struct Job {
 /// The SQLite store. Dropping it finishes queued works, then stops the writer.
 pub struct SqliteStore {
     path: PathBuf,
-    schema: Arc<Schema>,
+    schema: Arc<SchemaCell>,
     queue: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
@@ -206,15 +207,19 @@ impl SqliteStore {
         create_private(&path)?;
         let mut conn = open_connection(&path).map_err(|e| damaged(&path, e))?;
         check_intact(&path, Some(&conn)).map_err(|e| damaged(&path, e))?;
-        (|| {
+        let schema = (|| {
             let tx = conn.transaction()?;
             system::migrate(&tx)?;
+            let (schema, superseded) = runtime_tables::merge(schema, system::runtime_tables(&tx)?);
+            for name in superseded {
+                system::delete_runtime_table(&tx, &name)?;
+            }
             tables::migrate(&tx, &schema)?;
             tx.commit()?;
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(schema)
         })()
         .map_err(|e| damaged(&path, e))?;
-        let schema = Arc::new(schema);
+        let schema = Arc::new(SchemaCell::new(schema));
         let (queue, rx) = mpsc::channel::<Job>();
         let writer_schema = schema.clone();
         let SqliteOptions {
@@ -309,9 +314,10 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let conn = self.reader()?;
         let owner = self.next_operation.fetch_add(1, Ordering::Relaxed);
+        let schema = self.schema.get();
         let read = SqlRead {
             conn: &conn,
-            schema: &self.schema,
+            schema: &schema,
         };
         let mut op = Buffered::new(&read, &self.locks, owner, deadline, &*self.clock);
         let ran = catch_unwind(AssertUnwindSafe(|| f(&mut op)));
@@ -341,21 +347,74 @@ impl Store for SqliteStore {
         let conn = self.reader()?;
         let result = f(&SqlRead {
             conn: &conn,
-            schema: &self.schema,
+            schema: &self.schema.get(),
         });
         self.give_back(conn);
         result
     }
 
-    fn schema(&self) -> &Schema {
-        &self.schema
+    fn schema(&self) -> Arc<Schema> {
+        self.schema.get()
+    }
+
+    fn put_runtime_table(&self, table: TableDef) -> Result<()> {
+        self.schema.change(|current| {
+            let next = current
+                .with_runtime_table(table)
+                .map_err(runtime_tables::invalid)?;
+            self.change_tables(|tx| {
+                tables::migrate(tx, &next)?;
+                for t in next
+                    .tables()
+                    .iter()
+                    .filter(|t| next.is_runtime_table(&t.logical_name))
+                {
+                    if current.table(&t.logical_name) != Some(t) {
+                        system::put_runtime_table(
+                            tx,
+                            &t.logical_name,
+                            &runtime_tables::encode(t)?,
+                        )?;
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(next)
+        })
+    }
+
+    fn delete_runtime_table(&self, logical_name: &str) -> Result<()> {
+        self.schema.change(|current| {
+            let next = current
+                .without_runtime_table(logical_name)
+                .map_err(runtime_tables::invalid)?;
+            self.change_tables(|tx| {
+                tables::drop_table(tx, logical_name)?;
+                system::delete_runtime_table(tx, logical_name)
+            })?;
+            Ok(next)
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Runs a table change (DDL and the stored definitions) in one immediate transaction on a connection of
+    /// its own: it waits for the writer's current batch (SQLite's busy timeout) and never holds the writer.
+    fn change_tables(&self, f: impl FnOnce(&Connection) -> Result<()>) -> Result<()> {
+        let mut conn = open_connection(&self.path)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        f(&tx)?;
+        tx.commit()?;
+        Ok(())
     }
 }
 
 /// What the writer thread works with.
 struct Writer<'a> {
     conn: Connection,
-    schema: &'a Schema,
+    /// Read at the start of each batch: a batch holds only works queued before it began, so an operation on
+    /// a table created at runtime finds it.
+    schema: &'a SchemaCell,
     clock: &'a Clock,
     max_rollback_trace_rows: usize,
 }
@@ -407,7 +466,8 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// One group commit: BEGIN; per work SAVEPOINT, run, RELEASE or ROLLBACK TO; COMMIT; then answer everyone.
 fn run_batch(writer: &Writer<'_>, batch: Vec<Job>) {
-    let (conn, schema, clock) = (&writer.conn, writer.schema, writer.clock);
+    let schema = writer.schema.get();
+    let (conn, schema, clock) = (&writer.conn, &*schema, writer.clock);
     let max_rollback_trace_rows = writer.max_rollback_trace_rows;
     let mut answers: Vec<Reply> = Vec::with_capacity(batch.len());
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {

@@ -72,7 +72,9 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
             kind TEXT NOT NULL, id TEXT NOT NULL, fingerprint TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS workflow (
             workflowid TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, primaryentity TEXT NOT NULL,
-            statecode INTEGER NOT NULL, statuscode INTEGER NOT NULL, definition TEXT NOT NULL) WITHOUT ROWID;",
+            statecode INTEGER NOT NULL, statuscode INTEGER NOT NULL, definition TEXT NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS weft_table (
+            logicalname TEXT PRIMARY KEY NOT NULL, definition TEXT NOT NULL) WITHOUT ROWID;",
     )?;
     move_job_data_out(conn)
 }
@@ -1116,4 +1118,28 @@ pub(crate) fn step_async_auto_delete(conn: &Connection, step_id: Uuid) -> Result
         )?
         .query_row([step_id.to_string()], |r| r.get(0))
         .optional()?)
+}
+
+/// The stored definitions of the tables created at runtime: (logical name, TOML).
+pub(crate) fn runtime_tables(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt =
+        conn.prepare("SELECT logicalname, definition FROM weft_table ORDER BY logicalname")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn put_runtime_table(conn: &Connection, name: &str, definition: &str) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO weft_table (logicalname, definition) VALUES (?1, ?2)",
+        params![name, definition],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn delete_runtime_table(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM weft_table WHERE logicalname = ?1",
+        params![name],
+    )?;
+    Ok(())
 }

@@ -87,6 +87,13 @@ pub(crate) fn migrate(conn: &Connection, schema: &Schema) -> Result<()> {
     Ok(())
 }
 
+/// Drops a runtime table with its rows and its recorded attribute kinds (its key indexes go with it).
+pub(crate) fn drop_table(conn: &Connection, table: &str) -> Result<()> {
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
+    conn.execute("DELETE FROM weft_attribute WHERE tablename = ?1", [table])?;
+    Ok(())
+}
+
 fn table_columns(conn: &Connection, table: &str) -> Result<Vec<(String, bool)>> {
     let mut stmt = conn.prepare("SELECT name, pk FROM pragma_table_info(?1)")?;
     let rows = stmt.query_map([table], |r| {
@@ -300,7 +307,16 @@ fn is_text(a: &AttributeDef) -> bool {
 }
 
 /// SQL for a checked condition, pushing its parameters.
-fn condition_sql(t: &TableDef, c: &Condition, params: &mut Vec<SqlValue>) -> Result<String> {
+/// `scope` names the row source `t`'s columns belong to (the queried table, or a lambda's alias) and
+/// `depth` is how many lambdas enclose the condition.
+fn condition_sql(
+    schema: &Schema,
+    t: &TableDef,
+    scope: &str,
+    depth: usize,
+    c: &Condition,
+    params: &mut Vec<SqlValue>,
+) -> Result<String> {
     let mut compare = |n: &str, v: &Value, op: &str| -> Result<String> {
         let a = attribute(t, n)?;
         params.push(encode(a, v).swap_remove(0));
@@ -326,7 +342,10 @@ fn condition_sql(t: &TableDef, c: &Condition, params: &mut Vec<SqlValue>) -> Res
             params.push(SqlValue::Text(pattern));
             format!("\"{n}\" LIKE ? ESCAPE '\\'")
         }
-        Condition::Not(inner) => format!("(NOT {})", condition_sql(t, inner, params)?),
+        Condition::Not(inner) => format!(
+            "(NOT {})",
+            condition_sql(schema, t, scope, depth, inner, params)?
+        ),
         Condition::And(cs) | Condition::Or(cs) if cs.is_empty() => {
             if matches!(c, Condition::And(_)) {
                 "1".into()
@@ -342,9 +361,22 @@ fn condition_sql(t: &TableDef, c: &Condition, params: &mut Vec<SqlValue>) -> Res
             };
             let parts = cs
                 .iter()
-                .map(|c| condition_sql(t, c, params))
+                .map(|c| condition_sql(schema, t, scope, depth, c, params))
                 .collect::<Result<Vec<_>>>()?;
             format!("({})", parts.join(join))
+        }
+        Condition::Related {
+            link,
+            all,
+            condition,
+        } => {
+            let related = crate::query::related(schema, t, link)?;
+            let alias = format!("weft_r{}", depth + 1);
+            let inner = condition
+                .as_deref()
+                .map(|c| condition_sql(schema, related.table(), &alias, depth + 1, c, params))
+                .transpose()?;
+            rows::related_sql(t, scope, &alias, related, *all, inner.as_deref())
         }
     })
 }
@@ -359,9 +391,10 @@ pub(crate) fn retrieve_multiple(conn: &Connection, schema: &Schema, q: &Query) -
         t.logical_name
     );
     if let Some(f) = &q.filter {
-        let checked = check_condition(t, f)?;
+        let checked = check_condition(schema, t, f)?;
         sql.push_str(" WHERE ");
-        sql.push_str(&condition_sql(t, &checked, &mut params)?);
+        let scope = format!("\"{}\"", t.logical_name);
+        sql.push_str(&condition_sql(schema, t, &scope, 0, &checked, &mut params)?);
     }
     let mut orders = Vec::new();
     for o in &q.orders {

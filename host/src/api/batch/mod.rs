@@ -247,7 +247,7 @@ impl Batch {
             .map_or(path, |p| p.trim_start_matches('/'));
         let segment = path.split(['/', '?']).next().unwrap_or("");
         let name = json::parse_key_segment(segment).map_or(segment, |(set, _)| set);
-        let schema = &self.state.runtime.registration.schema;
+        let schema = &self.state.runtime.schema();
         if schema.table_by_entity_set(name).is_some()
             || super::custom_api_named(&self.state, super::split_call(segment).0).is_some()
         {
