@@ -8,7 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 use weft_host::convert::{guid, uuid};
 use weft_host::pipeline::{
-    ISV_UNEXPECTED_MESSAGE, Message, OrganizationRequest, OrganizationResponse, Pipeline,
+    Bulk, ISV_UNEXPECTED_MESSAGE, Message, OrganizationRequest, OrganizationResponse, Pipeline,
     PipelineError, StepChange,
 };
 use weft_host::registration::{Registration, derived_id};
@@ -1212,4 +1212,128 @@ fn custom_api_registration_errors_name_the_entry() {
             );
         }
     }
+}
+
+/// A bulk message's own steps run once per stage with `Targets`; the steps on Create and Update run for each
+/// item (UpsertMultiple: Update for a row that exists, Create for the others), at the same depth and
+/// correlation, in the bulk message's transaction — a failure after the items rolls every item back.
+#[test]
+fn bulk_message_steps_run_once_and_item_steps_for_each() {
+    let steps = [
+        probe_step("bulk-pre", "CreateMultiple", 20, 1, ""),
+        probe_step("bulk-post", "CreateMultiple", 40, 1, ""),
+        probe_step("upsert-pre", "UpsertMultiple", 20, 1, ""),
+        probe_step(
+            "item-create",
+            "Create",
+            20,
+            1,
+            "set=description:from-create",
+        ),
+        probe_step("item-update", "Update", 20, 1, ""),
+    ]
+    .concat();
+    let env = env(&steps);
+    let bulk = |bulk: Bulk, targets: Vec<Entity>| {
+        env.run(OrganizationRequest::new(Message::Multiple {
+            bulk,
+            table: "account".into(),
+            targets,
+        }))
+    };
+    let targets = ["A", "B", "C"]
+        .iter()
+        .map(|n| entity("account", None, &[("name", n)]))
+        .collect();
+    let ids = match bulk(Bulk::Create, targets).unwrap() {
+        OrganizationResponse::Multiple { ids } => ids,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ids.len(), 3);
+    let rows = env.rows("account");
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter()
+            .all(|r| r.attributes["description"] == weft_store::Value::String("from-create".into()))
+    );
+    let traces = env.traces();
+    let order: Vec<&str> = traces
+        .iter()
+        .map(|t| line(&t.entry.trace, "label"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "bulk-pre",
+            "item-create",
+            "item-create",
+            "item-create",
+            "bulk-post"
+        ]
+    );
+    let bulk_pre = &traces[0].entry.trace;
+    assert_eq!(line(bulk_pre, "input"), "Targets=collection[3]");
+    for t in &traces {
+        assert_eq!(line(&t.entry.trace, "depth"), "1");
+        assert_eq!(
+            line(&t.entry.trace, "correlation"),
+            line(bulk_pre, "correlation")
+        );
+        assert_eq!(line(&t.entry.trace, "intx"), "true");
+    }
+
+    // UpsertMultiple: the first row exists (Update), the second does not (Create, with the id given).
+    let fresh = Uuid::new_v4();
+    let targets = vec![
+        entity("account", Some(ids[0]), &[("name", "A2")]),
+        entity("account", Some(fresh), &[("name", "D")]),
+    ];
+    match bulk(Bulk::Upsert, targets).unwrap() {
+        OrganizationResponse::Multiple { ids: got } => assert_eq!(got, [ids[0], fresh]),
+        other => panic!("{other:?}"),
+    }
+    let labels: Vec<String> = env.traces()[5..]
+        .iter()
+        .map(|t| line(&t.entry.trace, "label").to_owned())
+        .collect();
+    assert_eq!(labels, ["upsert-pre", "item-update", "item-create"]);
+    assert_eq!(env.rows("account").len(), 4);
+
+    // UpdateMultiple needs every target's id; a target of another table is refused before anything runs.
+    let e = bulk(
+        Bulk::Update,
+        vec![entity("account", None, &[("name", "x")])],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("target 0 has no id"), "{e}");
+    let e = bulk(
+        Bulk::Create,
+        vec![entity("contact", None, &[("lastname", "x")])],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not `account`"), "{e}");
+}
+
+/// A bulk message's step failing in stage 40 rolls back every item created before it.
+#[test]
+fn a_bulk_message_step_failure_rolls_back_every_item() {
+    let env = env(&probe_step(
+        "bulk-post",
+        "CreateMultiple",
+        40,
+        1,
+        "fail=refused in 40",
+    ));
+    let e = env
+        .run(OrganizationRequest::new(Message::Multiple {
+            bulk: Bulk::Create,
+            table: "account".into(),
+            targets: vec![
+                entity("account", None, &[("name", "A")]),
+                entity("account", None, &[("name", "B")]),
+            ],
+        }))
+        .unwrap_err();
+    assert!(e.to_string().contains("refused in 40"), "{e}");
+    assert!(env.rows("account").is_empty());
 }

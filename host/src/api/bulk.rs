@@ -3,10 +3,9 @@
 //! CreateMultiple answers `{"Ids": […]}`, the others 204, as Dataverse does.
 //!
 //! Owns reading the targets (each checked before anything runs, identified for Update by its id or
-//! `@odata.id`, for Upsert also by an alternate key) and running them: one transaction, every target a
-//! Create or Update through the pipeline (in the `$batch` change set's transaction inside one), so the steps
-//! registered on Create and Update run for each item, as Dataverse runs them. Steps registered on the bulk messages themselves (once, with `Targets`) are not
-//! supported: the registration knows no such message.
+//! `@odata.id`, for Upsert also by an alternate key, looked up here) and handing them to the pipeline as one
+//! bulk message ([`crate::pipeline::Bulk`]: its steps run once with `Targets`, the steps on Create and
+//! Update once per item, all in one transaction — the `$batch` change set's inside one).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,40 +15,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::json::{self, RawObject};
 use super::{Call, Message, OrganizationResponse, alternate_key, unexpected};
-
-/// Most targets in one bulk request.
-pub const MAX_TARGETS: usize = 1_000;
-
-/// Which bulk message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bulk {
-    /// CreateMultiple.
-    Create,
-    /// UpdateMultiple.
-    Update,
-    /// UpsertMultiple.
-    Upsert,
-}
-
-impl Bulk {
-    /// The bulk message an operation name (after `Microsoft.Dynamics.CRM.`) names.
-    pub fn named(name: &str) -> Option<Bulk> {
-        match name {
-            "CreateMultiple" => Some(Bulk::Create),
-            "UpdateMultiple" => Some(Bulk::Update),
-            "UpsertMultiple" => Some(Bulk::Upsert),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Bulk::Create => "CreateMultiple",
-            Bulk::Update => "UpdateMultiple",
-            Bulk::Upsert => "UpsertMultiple",
-        }
-    }
-}
+use crate::pipeline::{Bulk, MAX_BULK_TARGETS as MAX_TARGETS};
 
 /// One target: its attributes as a Web API body, and the row it names (id, or alternate key values).
 struct Target {
@@ -62,24 +28,20 @@ impl Call {
     /// Runs a bulk message on this collection.
     pub(super) async fn bulk(&self, bulk: Bulk, body: &[u8]) -> Result<Response, ApiError> {
         let schema = &self.state.runtime.schema();
-        let targets = self.targets(bulk, body)?;
-        let mut messages = Vec::with_capacity(targets.len());
-        for t in targets {
-            // A row found by its key exists; only a row named by its id needs asking.
-            let (id, known) = match (&t.id, &t.key) {
-                (Some(id), _) => (Some(*id), false),
-                (None, Some(values)) => (self.find_by_key(&self.table, values).await?, true),
+        let mut targets = Vec::new();
+        for t in self.targets(bulk, body)? {
+            // A row named by a key is looked up here; whether a row named by its id exists, the
+            // operation decides in its transaction.
+            let (id, found) = match (&t.id, &t.key) {
+                (Some(id), _) => (Some(*id), true),
+                (None, Some(values)) => match self.find_by_key(&self.table, values).await? {
+                    Some(id) => (Some(id), true),
+                    None => (None, false),
+                },
                 (None, None) => (None, false),
             };
-            let create = match (bulk, id) {
-                (Bulk::Create, _) => true,
-                (Bulk::Update, _) => false,
-                (Bulk::Upsert, Some(_)) if known => false,
-                (Bulk::Upsert, Some(id)) => !self.exists(id).await?,
-                (Bulk::Upsert, None) => true,
-            };
             let mut target = json::entity_from_body(schema, &self.table, t.body.as_bytes(), id)?;
-            if create {
+            if !found {
                 // A row named by a key it does not have yet is created with the key's values.
                 for (name, value) in t.key.iter().flatten() {
                     if !target.attributes.iter().any(|a| a.name == *name) {
@@ -91,35 +53,29 @@ impl Call {
                             });
                     }
                 }
-                messages.push(Message::Create { target });
-            } else {
-                if target.id.is_none() {
-                    return Err(ApiError::payload(format!(
-                        "{}: every target names its record, by '{}' or '@odata.id'.",
-                        bulk.name(),
-                        self.table.primary_id_attribute
-                    )));
-                }
-                messages.push(Message::Update { target });
             }
+            if bulk == Bulk::Update && target.id.is_none() {
+                return Err(ApiError::payload(format!(
+                    "{}: every target names its record, by '{}' or '@odata.id'.",
+                    bulk.name(),
+                    self.table.primary_id_attribute
+                )));
+            }
+            targets.push(target);
         }
-        let requests = messages
-            .into_iter()
-            .map(|m| self.request(m, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        let responses = self.execute_all(requests).await?;
+        let message = Message::Multiple {
+            bulk,
+            table: self.table.logical_name.clone(),
+            targets,
+        };
+        let request = self.request(message, None)?;
+        let ids = match self.execute(request).await? {
+            OrganizationResponse::Multiple { ids } => ids,
+            other => return Err(unexpected(&other)),
+        };
         if bulk != Bulk::Create {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        let ids = responses
-            .iter()
-            .map(|r| match r {
-                OrganizationResponse::Create { id } => {
-                    Ok(serde_json::Value::String(id.to_string()))
-                }
-                other => Err(unexpected(other)),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let body = serde_json::json!({
             "@odata.context": format!("{}/$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse", self.base),
             "Ids": ids,

@@ -163,17 +163,6 @@ fn json_response(body: serde_json::Value) -> Response {
 /// The messages the pipeline runs on each declared table (Assign only on user-owned ones) and the Custom
 /// APIs (on their table, or `none` when unbound), with the ids the registration rows point at.
 fn message_filters(schema: &Schema, apis: &[CustomApiDecl]) -> Vec<MessageFilter> {
-    const TABLE_MESSAGES: &[&str] = &[
-        "Create",
-        "Retrieve",
-        "RetrieveMultiple",
-        "Update",
-        "Delete",
-        "Associate",
-        "Disassociate",
-        "SetState",
-        "Assign",
-    ];
     let filter = |message: &str, table: &str| MessageFilter {
         id: derived_id("sdkmessagefilter", &format!("{message}:{table}")),
         message: message.to_owned(),
@@ -182,7 +171,7 @@ fn message_filters(schema: &Schema, apis: &[CustomApiDecl]) -> Vec<MessageFilter
     };
     let mut out = Vec::new();
     for t in schema.tables() {
-        for m in TABLE_MESSAGES {
+        for m in crate::registration::MESSAGES {
             if *m != "Assign" || t.ownership == Ownership::UserOwned {
                 out.push(filter(m, &t.logical_name));
             }

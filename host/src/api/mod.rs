@@ -698,7 +698,7 @@ async fn property(
     }
     if let Some(bulk) = property
         .strip_prefix(custom_api::TYPE_PREFIX)
-        .and_then(bulk::Bulk::named)
+        .and_then(crate::pipeline::Bulk::named)
     {
         let result = match Call::new(state, &resource, &uri, headers) {
             Ok(call) if call.id.is_none() && call.key.is_none() && method == Method::POST => {

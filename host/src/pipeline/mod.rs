@@ -1,5 +1,6 @@
 //! The event execution pipeline: runs Create, Retrieve, RetrieveMultiple, Update, Delete, Associate,
-//! Disassociate, SetState, Assign and declared Custom API messages (whose stage 30 is their plug-in) through
+//! Disassociate, SetState, Assign, the bulk messages (CreateMultiple…, [`bulk`]) and declared Custom API
+//! messages (whose stage 30 is their plug-in) through
 //! Dataverse's stages (10 PreValidation, 20 PreOperation, 30 main operation, 40 PostOperation), firing the
 //! registered steps in the sandbox, inside one store transaction, and queues async steps as system jobs (the
 //! outbox) in that same transaction.
@@ -29,7 +30,9 @@
 //! nor change the query (it sees and may change `BusinessEntityCollection` in stage 40).
 
 pub mod bench;
+pub use bulk::{Bulk, MAX_TARGETS as MAX_BULK_TARGETS};
 pub use trace::TraceSubject;
+mod bulk;
 mod changes;
 mod custom_api;
 mod error;
@@ -145,6 +148,16 @@ pub enum Message {
         /// The new owner (`systemuser` or `team`).
         assignee: EntityRef,
     },
+    /// CreateMultiple, UpdateMultiple or UpsertMultiple on `table`: `Targets`, each run as a Create or an
+    /// Update of its own (see [`Bulk`]).
+    Multiple {
+        /// Which bulk message.
+        bulk: Bulk,
+        /// The table every target belongs to.
+        table: String,
+        /// The rows (an Update's and an existing Upsert's name their row by id).
+        targets: Vec<Entity>,
+    },
     /// A declared Custom API (`[[custom_api]]`): its plug-in is the main operation.
     Custom {
         /// Its unique name, e.g. `weft_Greet`.
@@ -167,6 +180,7 @@ impl Message {
             Message::Disassociate { .. } => "Disassociate",
             Message::SetState { .. } => "SetState",
             Message::Assign { .. } => "Assign",
+            Message::Multiple { bulk, .. } => bulk.name(),
             Message::Custom { name, .. } => name,
         }
     }
@@ -253,6 +267,11 @@ pub enum OrganizationResponse {
     SetState,
     /// Assign.
     Assign,
+    /// CreateMultiple, UpdateMultiple, UpsertMultiple: the id of each target, in order.
+    Multiple {
+        /// The created or updated rows' ids.
+        ids: Vec<Uuid>,
+    },
     /// A Custom API: its declared response properties, in declaration order.
     Custom {
         /// Name and value of each response property.
@@ -322,6 +341,8 @@ struct Op {
     deadline: Instant,
     pre_row: Option<Row>,
     post_row: Option<Row>,
+    /// A bulk message's targets' ids, set by its main operation.
+    bulk_ids: Vec<Uuid>,
     /// The registration this operation runs on: taken once by the top-level operation, inherited by its
     /// child operations, so a replacement never changes an operation midway.
     registry: Arc<Registry>,
@@ -810,6 +831,14 @@ impl Inner {
                 ];
                 (target.logical_name, target.id, input)
             }
+            Message::Multiple {
+                bulk,
+                table,
+                targets,
+            } => {
+                let (table, input) = bulk::input(bulk, table, targets)?;
+                (table, Uuid::nil(), input)
+            }
             Message::Custom { name, parameters } => {
                 let api = registry.custom_apis.get(&name).ok_or_else(|| {
                     PipelineError::Invalid(format!("message `{name}` is not declared"))
@@ -858,6 +887,7 @@ impl Inner {
             deadline: started + Duration::from_millis(self.settings.operation_limit_ms),
             pre_row: None,
             post_row: None,
+            bulk_ids: Vec::new(),
             registry,
             children: Arc::new(AtomicU32::new(0)),
         })
@@ -1003,7 +1033,10 @@ impl Inner {
                     let step = custom_api::main_step(api);
                     self.run_step(op, Stage::MainOperation, &step, tx, traces)
                 }
-                None => self.main_operation(op, t),
+                None => match Bulk::named(&op.message) {
+                    Some(bulk) => self.main_multiple(bulk, op, t),
+                    None => self.main_operation(op, t),
+                },
             }
         })?;
         let steps = self.sync_steps(op, StoreStage::PostOperation);
@@ -1699,6 +1732,11 @@ impl Inner {
             return custom_api::check_response(api, &op.output)
                 .map(|outputs| OrganizationResponse::Custom { outputs })
                 .map_err(|detail| PipelineError::Invalid(format!("{}: {detail}", op.message)));
+        }
+        if Bulk::named(&op.message).is_some() {
+            return Ok(OrganizationResponse::Multiple {
+                ids: op.bulk_ids.clone(),
+            });
         }
         Ok(match op.message.as_str() {
             "Create" => match get_param(&op.output, "id") {

@@ -48,6 +48,9 @@ pub const MESSAGES: &[&str] = &[
     "Disassociate",
     "SetState",
     "Assign",
+    "CreateMultiple",
+    "UpdateMultiple",
+    "UpsertMultiple",
 ];
 
 /// Namespace of the ids derived from entry names, so an entry keeps its id across restarts.
