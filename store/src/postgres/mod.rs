@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ::postgres::{Config, NoTls};
+use tokio_postgres::Config;
 use uuid::Uuid;
 
 use crate::sqlite::Clock;
@@ -38,7 +38,7 @@ use crate::{
     Attributes, BoxedWork, ChangeListener, EntityRef, Pending, Query, Read, Result, Row, Schema,
     Store, StoreError, Tx,
 };
-use conn::{Conn, Db};
+use conn::{Conn, Db, connect};
 use notify::Signals;
 
 /// Tuning of a [`PgStore`].
@@ -108,19 +108,13 @@ impl Pool {
         if conn.is_closed() {
             return;
         }
-        conn.failed = None;
+        conn.reset();
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.keep
         {
             idle.push(conn);
         }
     }
-}
-
-fn connect(config: &Config) -> Result<Conn> {
-    let client = conn::blocking(|| config.connect(NoTls))
-        .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-    Ok(Conn::new(client))
 }
 
 type Answer = tokio::sync::oneshot::Sender<Result<Box<dyn Any + Send>>>;
@@ -172,7 +166,7 @@ impl PgStore {
             let _ = conn.borrow_mut().batch("ROLLBACK");
             return Err(e);
         }
-        let signals = Signals::start(config.clone())
+        let signals = Signals::start(::postgres::Config::from(config.clone()))
             .map_err(|e| StoreError::Database(format!("cannot start the NOTIFY thread: {e}")))?;
         let pool = Arc::new(Pool {
             config,
@@ -266,9 +260,10 @@ fn transaction(
     max_rollback_trace_rows: usize,
     f: &mut dyn FnMut(&mut dyn Tx) -> bool,
 ) -> (Result<bool>, Option<Box<dyn Any + Send>>) {
-    let cell = RefCell::new(conn);
-    // One round trip: BEGIN and, with a deadline, the row lock wait it bounds (55P03 → LockTimeout).
-    let begin = match deadline {
+    let mut conn = conn;
+    // BEGIN and, with a deadline, the row lock wait it bounds (55P03 → LockTimeout): sent with the
+    // transaction's first statement, not on their own.
+    conn.begin(match deadline {
         // PostgreSQL takes an int (ms): at most ~24 days, far beyond any operation limit.
         Some(d) => format!(
             "BEGIN; SET LOCAL lock_timeout = {}",
@@ -277,11 +272,8 @@ fn transaction(
                 .clamp(1, i32::MAX as u128)
         ),
         None => "BEGIN".to_owned(),
-    };
-    let begun = cell.borrow_mut().batch(&begin);
-    if let Err(e) = begun {
-        return (Err(StoreError::from(e)), None);
-    }
+    });
+    let cell = RefCell::new(conn);
     let mut tx = PgTx {
         read: PgRead {
             db: Db(&cell),
@@ -296,31 +288,26 @@ fn transaction(
     let ran = catch_unwind(AssertUnwindSafe(|| f(&mut tx)));
     let mut traces = std::mem::take(&mut tx.traces);
     let (wrote_jobs, wrote_registration) = (tx.wrote_jobs, tx.wrote_registration);
-    let mut conn = cell.into_inner();
-    let failed = conn.failed.take();
     let wants_commit = matches!(ran, Ok(true));
+    let failed = cell.borrow_mut().failed.take();
     let result = if wants_commit && failed.is_none() {
-        let db_cell = RefCell::new(conn);
-        // A statement takes at most 65,535 parameters (14 a row).
+        // A statement takes at most 65,535 parameters (14 a row). The trace rows go with the COMMIT.
         let written = traces
             .chunks(1000)
-            .try_for_each(|rows| system::insert_trace_logs(Db(&db_cell), rows));
-        conn = db_cell.into_inner();
-        match written.and_then(|()| conn.batch("COMMIT").map_err(StoreError::from)) {
+            .try_for_each(|rows| system::insert_trace_logs(Db(&cell), rows));
+        let mut conn = cell.borrow_mut();
+        match written.and_then(|()| conn.commit()) {
             Ok(()) => {
                 signals.committed(wrote_jobs, wrote_registration);
                 Ok(true)
             }
             Err(e) => {
-                let _ = conn.batch("ROLLBACK");
-                Err(match e {
-                    e @ (StoreError::Deadlock { .. } | StoreError::LockTimeout { .. }) => e,
-                    other => StoreError::CommitFailed(other.to_string()),
-                })
+                conn.rollback();
+                Err(e)
             }
         }
     } else {
-        let _ = conn.batch("ROLLBACK");
+        cell.borrow_mut().rollback();
         if traces.len() > max_rollback_trace_rows {
             let dropped = traces.len() - max_rollback_trace_rows;
             tracing::warn!(
@@ -331,20 +318,19 @@ fn transaction(
             traces.drain(..dropped);
         }
         // The trace of a failed operation is kept (as Dataverse does): written after the rollback.
-        conn.failed = None;
-        let db_cell = RefCell::new(conn);
+        cell.borrow_mut().reset();
         for (id, entry, at) in traces {
-            if let Err(e) = system::insert_trace_log(Db(&db_cell), id, &entry, at) {
+            if let Err(e) = system::insert_trace_log(Db(&cell), id, &entry, at) {
                 tracing::warn!(error = %e, plugin = %entry.plugin, "cannot record a plug-in trace log row");
             }
         }
-        conn = db_cell.into_inner();
         match failed {
             // The work went on after a statement failed on the server: the transaction could not commit.
             Some(e) if wants_commit => Err(e),
             _ => Ok(false),
         }
     };
+    let conn = cell.into_inner();
     pool.put(conn);
     match ran {
         Ok(_) => (result, None),
@@ -597,7 +583,7 @@ impl Tx for PgTx<'_> {
     fn insert_system_job(&mut self, job: NewSystemJob) -> Result<Uuid> {
         let now = self.now_ms();
         self.wrote_jobs = true;
-        system::insert_system_job(self.read.db, &job, now)
+        system::insert_system_job(self.read.db, job, now)
     }
     fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid> {
         let id = Uuid::new_v4();
@@ -637,9 +623,11 @@ impl Tx for PgTx<'_> {
         system::delete_step(self.read.db, id)
     }
     fn put_workflow(&mut self, workflow: &StoredWorkflow) -> Result<()> {
+        self.wrote_registration = true;
         system::put_workflow(self.read.db, workflow)
     }
     fn delete_workflow(&mut self, id: Uuid) -> Result<bool> {
+        self.wrote_registration = true;
         system::delete_workflow(self.read.db, id)
     }
     fn put_service_endpoint(
