@@ -25,9 +25,9 @@ pub use testdb::{REQUIRE_POSTGRES_VAR, TEST_POSTGRES_VAR, TestDatabase};
 use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Config;
 use uuid::Uuid;
@@ -44,8 +44,10 @@ use notify::Signals;
 /// Tuning of a [`PgStore`].
 #[derive(Clone)]
 pub struct PgOptions {
-    /// Idle connections kept open (each running operation, read and worker holds one while it runs; more
-    /// are opened on demand, then closed).
+    /// The most connections open at once (`[store] pool_size`): each running operation, read and worker
+    /// holds one while it runs, and a caller beyond it waits for one (at most until its operation's deadline,
+    /// else two minutes). Opened on demand, then kept. Nothing in weft holds one connection while it waits
+    /// for another, so a full pool only queues callers.
     pub connections: usize,
     /// Threads running submitted works (registration changes, job transitions), each in a transaction of
     /// its own.
@@ -69,6 +71,10 @@ impl Default for PgOptions {
     }
 }
 
+/// How long a caller without an operation deadline (a read, a submitted work) waits for a free connection
+/// when [`PgOptions::connections`] are all in use: the pipeline's operation limit.
+const POOL_WAIT: Duration = Duration::from_secs(120);
+
 /// `postgres://user:***@host/db`: a URL fit for messages and logs (the password never is).
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -90,30 +96,76 @@ pub fn is_postgres_url(location: &str) -> bool {
 
 struct Pool {
     config: Config,
-    idle: Mutex<Vec<Conn>>,
-    keep: usize,
+    state: Mutex<PoolState>,
+    /// Signalled when a connection goes back to the pool or is closed.
+    freed: Condvar,
+    size: usize,
+}
+
+struct PoolState {
+    idle: Vec<Conn>,
+    /// Connections open, idle or in use.
+    open: usize,
 }
 
 impl Pool {
-    fn get(&self) -> Result<Conn> {
-        let pooled = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
-        match pooled {
-            Some(c) if !c.is_closed() => Ok(c),
-            _ => connect(&self.config),
+    /// A connection: an idle one, a new one while fewer than `size` are open, else the first one given
+    /// back before `deadline` (or [`POOL_WAIT`]).
+    fn get(&self, deadline: Option<Instant>) -> Result<Conn> {
+        let until = deadline.unwrap_or_else(|| Instant::now() + POOL_WAIT);
+        let mut state = self.state.lock().map_err(|_| StoreError::Closed)?;
+        loop {
+            if let Some(c) = state.idle.pop() {
+                if !c.is_closed() {
+                    return Ok(c);
+                }
+                state.open -= 1;
+                drop(state);
+                drop(c);
+                state = self.state.lock().map_err(|_| StoreError::Closed)?;
+                continue;
+            }
+            if state.open < self.size {
+                state.open += 1;
+                drop(state);
+                return connect(&self.config).inspect_err(|_| self.closed());
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Err(StoreError::Database(format!(
+                    "no PostgreSQL connection became free: all {} of this host's connections ([store] \
+                     pool_size) stayed in use",
+                    self.size
+                )));
+            }
+            state = self
+                .freed
+                .wait_timeout(state, until - now)
+                .map_err(|_| StoreError::Closed)?
+                .0;
         }
     }
 
-    /// Gives a connection back, unless it is broken or still inside a transaction.
+    /// Gives a connection back, unless the server closed it.
     fn put(&self, mut conn: Conn) {
         if conn.is_closed() {
+            drop(conn);
+            self.closed();
             return;
         }
         conn.reset();
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.keep
-        {
-            idle.push(conn);
+        if let Ok(mut state) = self.state.lock() {
+            state.idle.push(conn);
         }
+        self.freed.notify_one();
+    }
+
+    /// Counts a connection that was closed (or never opened).
+    fn closed(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.open = state.open.saturating_sub(1);
+        }
+        self.freed.notify_one();
     }
 }
 
@@ -170,8 +222,12 @@ impl PgStore {
             .map_err(|e| StoreError::Database(format!("cannot start the NOTIFY thread: {e}")))?;
         let pool = Arc::new(Pool {
             config,
-            idle: Mutex::new(vec![conn.into_inner()]),
-            keep: options.connections.max(1),
+            state: Mutex::new(PoolState {
+                idle: vec![conn.into_inner()],
+                open: 1,
+            }),
+            freed: Condvar::new(),
+            size: options.connections.max(1),
         });
         let schema = Arc::new(schema);
         let (queue, rx) = mpsc::channel::<Job>();
@@ -296,18 +352,26 @@ fn transaction(
             .chunks(1000)
             .try_for_each(|rows| system::insert_trace_logs(Db(&cell), rows));
         let mut conn = cell.borrow_mut();
-        match written.and_then(|()| conn.commit()) {
-            Ok(()) => {
-                signals.committed(wrote_jobs, wrote_registration);
-                Ok(true)
-            }
+        match written {
+            // A failed COMMIT (or a deferred write failing with it) rolled back already.
+            Ok(()) => conn.commit(),
             Err(e) => {
                 conn.rollback();
                 Err(e)
             }
         }
+        .map(|()| true)
     } else {
         cell.borrow_mut().rollback();
+        match failed {
+            // The work went on after a statement failed on the server: the transaction could not commit.
+            Some(e) if wants_commit => Err(e),
+            _ => Ok(false),
+        }
+    };
+    if let Ok(true) = result {
+        signals.committed(wrote_jobs, wrote_registration);
+    } else {
         if traces.len() > max_rollback_trace_rows {
             let dropped = traces.len() - max_rollback_trace_rows;
             tracing::warn!(
@@ -324,12 +388,7 @@ fn transaction(
                 tracing::warn!(error = %e, plugin = %entry.plugin, "cannot record a plug-in trace log row");
             }
         }
-        match failed {
-            // The work went on after a statement failed on the server: the transaction could not commit.
-            Some(e) if wants_commit => Err(e),
-            _ => Ok(false),
-        }
-    };
+    }
     let conn = cell.into_inner();
     pool.put(conn);
     match ran {
@@ -349,7 +408,7 @@ fn run_work(
     max_rollback_trace_rows: usize,
     work: BoxedWork,
 ) -> Result<Box<dyn Any + Send>> {
-    let conn = pool.get()?;
+    let conn = pool.get(None)?;
     let mut work = Some(work);
     let mut payload = None;
     let (result, _) = transaction(
@@ -394,7 +453,7 @@ impl Store for PgStore {
         deadline: Option<Instant>,
         f: &mut dyn FnMut(&mut dyn Tx) -> bool,
     ) -> Result<()> {
-        let conn = self.pool.get()?;
+        let conn = self.pool.get(deadline)?;
         let (result, _) = transaction(
             conn,
             &self.pool,
@@ -409,7 +468,7 @@ impl Store for PgStore {
     }
 
     fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()> {
-        let cell = RefCell::new(self.pool.get()?);
+        let cell = RefCell::new(self.pool.get(None)?);
         let result = f(&PgRead {
             db: Db(&cell),
             schema: &self.schema,
