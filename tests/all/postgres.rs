@@ -478,14 +478,13 @@ fn a_workflow_changed_through_one_host_applies_on_the_other() {
         let client = reqwest::Client::new();
         let api = |base: &str, path: &str| format!("{base}/api/data/v9.2/{path}");
         let send = |method: reqwest::Method, base: &str, path: &str, body: serde_json::Value| {
-            client
-                .request(method, api(base, path))
-                .json(&body)
-                .send()
+            client.request(method, api(base, path)).json(&body).send()
         };
         // Until host b's view of the workflow (GET workflows(id): its registration, not the store) passes
         // `check` (bounded: a hang, not a timing goal).
-        let until_b = |check: &'static (dyn Fn(reqwest::StatusCode, &serde_json::Value) -> bool + Sync),
+        let until_b = |check: &'static (
+                                    dyn Fn(reqwest::StatusCode, &serde_json::Value) -> bool + Sync
+                                ),
                        what: &'static str| {
             let (client, url) = (&client, api(&base_b, &format!("workflows({id})")));
             async move {

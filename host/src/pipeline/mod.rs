@@ -1682,10 +1682,10 @@ impl Inner {
         };
         let value = match written {
             // The value as the store keeps it (a null is not kept).
-            Some(Some(a)) => Some(convert::to_store(name, &a.value).map_err(|e| {
-                PipelineError::Invalid(e.0)
-            })?)
-            .filter(|v| !matches!(v, weft_store::Value::Null)),
+            Some(Some(a)) => {
+                Some(convert::to_store(name, &a.value).map_err(|e| PipelineError::Invalid(e.0))?)
+                    .filter(|v| !matches!(v, weft_store::Value::Null))
+            }
             Some(None) => None,
             None => {
                 let columns = [name.clone()];

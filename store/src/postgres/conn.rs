@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::task::Poll;
 
 use futures_util::future::{OptionFuture, join_all, join3};
@@ -27,6 +27,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Row, Statement};
 use uuid::Uuid;
 
+use super::tls::Driver;
 use crate::StoreError;
 
 /// Prepared statements kept per connection; past it the cache starts afresh (declared tables make the
@@ -54,9 +55,6 @@ pub(crate) type OwnedParams = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// How a deferred write's server error reads (its table's duplicate id, …).
 pub(crate) type ErrorMap = fn(&tokio_postgres::Error) -> StoreError;
-
-/// The connection's I/O: reads and writes the socket while a request of this connection waits.
-type Driver = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
 
 struct Link {
     runtime: tokio::runtime::Runtime,
@@ -129,25 +127,39 @@ struct Failure {
     deferred: bool,
 }
 
-/// Connects to the server (no TLS).
+/// Connects to the server (with TLS when the URL requires it).
 pub(crate) fn connect(config: &Config) -> Result<Conn, StoreError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| StoreError::Database(format!("cannot start a connection's runtime: {e}")))?;
-    let (client, connection) = blocking(|| runtime.block_on(config.connect(tokio_postgres::NoTls)))
-        .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+    let (client, driver) =
+        blocking(|| runtime.block_on(super::tls::connect(config))).map_err(|e| {
+            StoreError::Database(format!("cannot connect to PostgreSQL: {}", causes(&e)))
+        })?;
     Ok(Conn {
         link: Some(Link {
             runtime,
             client,
-            driver: Some(Box::pin(connection)),
+            driver: Some(driver),
         }),
         statements: HashMap::new(),
         failed: None,
         prelude: None,
         deferred: Vec::new(),
     })
+}
+
+/// An error with its causes (a TLS handshake's says why only in its source: the certificate refused…).
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// A pooled connection.
@@ -276,11 +288,7 @@ impl Conn {
         }
         // The first deferred write that failed is the transaction's failure: what followed it failed (or,
         // a COMMIT, rolled back) because of it.
-        if let Some((d, Err(error))) = deferred
-            .iter()
-            .zip(written)
-            .find(|(_, w)| w.is_err())
-        {
+        if let Some((d, Err(error))) = deferred.iter().zip(written).find(|(_, w)| w.is_err()) {
             if self.failed.is_none() {
                 self.failed = Some((d.error)(&error));
             }

@@ -19,6 +19,7 @@ mod notify;
 mod system;
 mod tables;
 mod testdb;
+pub(crate) mod tls;
 
 pub use testdb::{REQUIRE_POSTGRES_VAR, TEST_POSTGRES_VAR, TestDatabase};
 
@@ -38,6 +39,7 @@ use crate::{
     Attributes, BoxedWork, ChangeListener, EntityRef, Pending, Query, Read, Result, Row, Schema,
     Store, StoreError, Tx,
 };
+pub(crate) use conn::causes;
 use conn::{Conn, Db, connect};
 use notify::Signals;
 
