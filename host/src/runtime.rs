@@ -178,9 +178,14 @@ pub fn open_store(
                 weft_store::redact_url(url)
             );
         }
+        let defaults = PgOptions::default();
         let options = PgOptions {
             max_rollback_trace_rows: registration.pipeline.max_rollback_trace_rows,
-            ..PgOptions::default()
+            connections: registration
+                .store
+                .pool_size
+                .map_or(defaults.connections, |n| n.get()),
+            ..defaults
         };
         let store = PgStore::open(url, registration.schema.clone(), options)
             .with_context(|| format!("opening the store {}", weft_store::redact_url(url)))?;

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::types::ToSql;
-use ::postgres::{Client, Config, NoTls};
+use ::postgres::{Client, Config};
 use rusqlite::types::Value as SqlValue;
 
 use crate::schema::RelationshipDef;
@@ -114,9 +114,13 @@ fn pg_client(url: &str) -> Result<Client> {
             crate::redact_url(url)
         ))
     })?;
-    config
-        .connect(NoTls)
-        .map_err(|e| StoreError::Database(format!("{}: {e}", crate::redact_url(url))))
+    crate::postgres::tls::connect_sync(&config).map_err(|e| {
+        StoreError::Database(format!(
+            "{}: {}",
+            crate::redact_url(url),
+            crate::postgres::causes(&e)
+        ))
+    })
 }
 
 impl Side {

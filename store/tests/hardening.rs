@@ -216,3 +216,32 @@ fn a_data_directory_has_one_holder() {
     let again = DirLock::acquire(dir.path()).unwrap();
     assert!(again.path().ends_with(weft_store::LOCK_FILE));
 }
+
+/// `sslmode=require` in the URL makes the connection TLS, with the server's certificate checked against
+/// the web PKI roots: the test server's self-signed certificate is refused (a plain connection, or TLS
+/// without the check, would have opened).
+#[test]
+fn postgres_sslmode_require_checks_the_server_certificate() {
+    common::with_postgres(
+        "hardening::postgres_sslmode_require_checks_the_server_certificate",
+        |backend| {
+            let common::Backend::Postgres(url) = backend else {
+                unreachable!("with_postgres gives a PostgreSQL database")
+            };
+            let url = if url.contains('?') {
+                format!("{url}&sslmode=require")
+            } else {
+                format!("{url}?sslmode=require")
+            };
+            let opened =
+                weft_store::PgStore::open(&url, common::schema(), weft_store::PgOptions::default());
+            let Err(StoreError::Database(message)) = opened else {
+                panic!("opened, or failed otherwise: {:?}", opened.err());
+            };
+            assert!(
+                message.contains("certificate") || message.contains("does not support TLS"),
+                "{message}"
+            );
+        },
+    );
+}

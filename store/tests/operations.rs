@@ -597,7 +597,59 @@ fn lambdas_agree_in_an_operation_and_committed(backend: &common::Backend) {
     }
 }
 
+/// A system job whose id is taken fails the operation that writes it: nothing the operation wrote commits,
+/// its trace is kept. (On PostgreSQL the job's insert goes out with the operation's next statement or its COMMIT: the
+/// failure surfaces there, as the operation's error.)
+fn a_duplicate_job_fails_the_operation_and_nothing_of_it_commits(backend: &common::Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(backend, dir.path());
+    let correlation = Uuid::new_v4();
+    let taken = store
+        .transact(move |tx| tx.insert_system_job(job(correlation)))
+        .unwrap();
+    let (created_tx, created) = mpsc::channel();
+    let err = store
+        .operate(soon(), |tx: &mut dyn Tx| {
+            let id = tx.create("account", None, attrs(&[("name", text("lost"))]))?;
+            created_tx.send(id).unwrap();
+            tx.insert_system_job(NewSystemJob {
+                id: Some(taken),
+                ..job(correlation)
+            })?;
+            tx.insert_trace_log(trace(correlation))
+        })
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::DuplicateId {
+            table: "asyncoperation".into(),
+            id: taken
+        }
+    );
+    let id = created.recv().unwrap();
+    assert_eq!(committed(&*store, id), None);
+    let jobs = store
+        .read(|r| {
+            r.system_jobs(&JobFilter {
+                correlation_id: Some(correlation),
+                ..JobFilter::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "only the first job");
+    let traces = store
+        .read(|r| {
+            r.trace_logs(&TraceFilter {
+                correlation_id: Some(correlation),
+                ..TraceFilter::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(traces.len(), 1, "the failed operation keeps its trace");
+}
+
 on_both_backends!(
+    a_duplicate_job_fails_the_operation_and_nothing_of_it_commits,
     an_operation_reads_its_own_writes_merged_with_committed_rows,
     no_dirty_reads_outside_the_writing_operation,
     a_second_writer_waits_for_the_first_and_loses_nothing,
@@ -608,3 +660,57 @@ on_both_backends!(
     a_panicking_operation_releases_its_locks,
     lambdas_agree_in_an_operation_and_committed,
 );
+
+/// PostgreSQL's pool opens at most `connections` (`[store] pool_size`): beyond it a caller waits for one
+/// given back (this read, which then sees the holder's commit), and an operation whose deadline passes
+/// first fails naming the setting.
+#[test]
+fn postgres_pool_size_bounds_the_connections() {
+    common::with_postgres(
+        "operations::postgres_pool_size_bounds_the_connections",
+        |backend| {
+            let common::Backend::Postgres(url) = backend else {
+                unreachable!("with_postgres gives a PostgreSQL database")
+            };
+            let options = weft_store::PgOptions {
+                connections: 1,
+                workers: 1,
+                ..Default::default()
+            };
+            let store: Arc<dyn weft_store::Store> =
+                Arc::new(weft_store::PgStore::open(url, common::schema(), options).unwrap());
+            let (wrote_tx, wrote) = mpsc::channel();
+            let (release_tx, release) = mpsc::channel::<()>();
+            let holder = thread::spawn({
+                let store = store.clone();
+                move || {
+                    store.operate(soon(), |tx: &mut dyn Tx| {
+                        tx.create("account", None, attrs(&[("name", text("holder"))]))?;
+                        wrote_tx.send(()).unwrap();
+                        release.recv().unwrap();
+                        Ok::<_, StoreError>(())
+                    })
+                }
+            });
+            wrote.recv().unwrap();
+            let err = store
+                .operate(
+                    Some(Instant::now() + Duration::from_millis(50)),
+                    |_: &mut dyn Tx| Ok::<_, StoreError>(()),
+                )
+                .unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Database(m) if m.contains("pool_size")),
+                "{err:?}"
+            );
+            let reader = thread::spawn({
+                let store = store.clone();
+                move || store.read(|r| r.retrieve_multiple(&Query::new("account")))
+            });
+            release_tx.send(()).unwrap();
+            holder.join().unwrap().unwrap();
+            let rows = reader.join().unwrap().unwrap();
+            assert_eq!(rows.len(), 1, "the read waited for the holder's connection");
+        },
+    );
+}

@@ -455,6 +455,154 @@ fn a_step_changed_through_one_host_applies_on_the_other() {
     });
 }
 
+/// A workflow created, changed and deleted through one host's Web API (`workflows` rows) reaches the other
+/// without a restart (its NOTIFY makes the other reload the stored workflows): host b lists it once host a
+/// created it and starts it on its own Creates; deactivated on a, b lists it as Draft and starts it no
+/// more; renamed on a, b lists the new name; deleted on a, b no longer knows it.
+#[test]
+fn a_workflow_changed_through_one_host_applies_on_the_other() {
+    let Some(db) =
+        TestDatabase::create("postgres::a_workflow_changed_through_one_host_applies_on_the_other")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "http://127.0.0.1:9/hook", Some(db.url()));
+    let (a, base_a) = spawn_up(&config, &dir.path().join("a"), &[]);
+    let _a = Host(a);
+    let (b, base_b) = spawn_up(&config, &dir.path().join("b"), &[]);
+    let _b = Host(b);
+    let id = weft_workflows::id_for("Stamp accounts");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let api = |base: &str, path: &str| format!("{base}/api/data/v9.2/{path}");
+        let send = |method: reqwest::Method, base: &str, path: &str, body: serde_json::Value| {
+            client.request(method, api(base, path)).json(&body).send()
+        };
+        // Until host b's view of the workflow (GET workflows(id): its registration, not the store) passes
+        // `check` (bounded: a hang, not a timing goal).
+        let until_b = |check: &'static (
+                                    dyn Fn(reqwest::StatusCode, &serde_json::Value) -> bool + Sync
+                                ),
+                       what: &'static str| {
+            let (client, url) = (&client, api(&base_b, &format!("workflows({id})")));
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let r = client.get(&url).send().await.unwrap();
+                    let status = r.status();
+                    let body: serde_json::Value = r.json().await.unwrap_or_default();
+                    if check(status, &body) {
+                        return;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "after 20 s host b still does not see the workflow {what}: {status} {body}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        // The workflow jobs host b started: one Create of an account on b, then the jobs of the workflow.
+        let jobs_after_a_create_on_b = || async {
+            let created = send(
+                reqwest::Method::POST,
+                &base_b,
+                "accounts",
+                serde_json::json!({"name": "Fourth Coffee"}),
+            )
+            .await
+            .unwrap();
+            assert!(created.status().is_success(), "{}", created.status());
+            let jobs: serde_json::Value = client
+                .get(api(
+                    &base_b,
+                    &format!("asyncoperations?$filter=_owningextensionid_value eq {id}"),
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            jobs["value"].as_array().unwrap().len()
+        };
+
+        let r = client
+            .get(api(&base_b, &format!("workflows({id})")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "no workflow yet");
+        let r = send(
+            reqwest::Method::POST,
+            &base_a,
+            "workflows",
+            serde_json::json!({
+                "name": "Stamp accounts",
+                "category": 0,
+                "mode": 0,
+                "type": 1,
+                "primaryentity": "account",
+                "scope": 4,
+                "triggeroncreate": true,
+                "statecode": 1,
+                "statuscode": 2,
+                "clientdata": r#"{"step": [{"kind": "stop", "status": "succeeded"}]}"#,
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+        until_b(
+            &|s, w| s == 200 && w["statecode"] == 1 && w["name"] == "Stamp accounts",
+            "created",
+        )
+        .await;
+        assert_eq!(jobs_after_a_create_on_b().await, 1, "b starts the workflow");
+
+        let r = send(
+            reqwest::Method::PATCH,
+            &base_a,
+            &format!("workflows({id})"),
+            serde_json::json!({"statecode": 0, "statuscode": 1}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+        until_b(&|s, w| s == 200 && w["statecode"] == 0, "deactivated").await;
+        assert_eq!(
+            jobs_after_a_create_on_b().await,
+            1,
+            "b no longer starts the deactivated workflow"
+        );
+
+        let r = send(
+            reqwest::Method::PATCH,
+            &base_a,
+            &format!("workflows({id})"),
+            serde_json::json!({"name": "Stamp accounts (renamed)"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+        until_b(
+            &|s, w| s == 200 && w["name"] == "Stamp accounts (renamed)",
+            "renamed",
+        )
+        .await;
+
+        let r = client
+            .delete(api(&base_a, &format!("workflows({id})")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+        until_b(&|s, _| s == 404, "deleted").await;
+    });
+}
+
 /// A job committed through one host wakes the asynchronous service of another (LISTEN/NOTIFY): host b's
 /// workers poll every 60 s, host a has no service, and the job is still delivered within seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

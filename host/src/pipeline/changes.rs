@@ -425,10 +425,12 @@ impl Pipeline {
 
     /// Takes up registration another host changed in the shared store: the stored steps replace this host's
     /// (a step this host cannot run — its plug-in, message or table not declared here — is left out with a
-    /// warning), and a plug-in whose stored component differs from the loaded one is loaded from the store
-    /// (one that no longer loads keeps the old version, with a warning). Service endpoints need nothing:
-    /// delivery reads them from the store. Operations already running finish on the old snapshot. Returns
-    /// the number of steps now registered.
+    /// warning), a plug-in whose stored component differs from the loaded one is loaded from the store
+    /// (one that no longer loads keeps the old version, with a warning), and the stored workflows replace
+    /// this host's (one whose definition does not fit here — a table, column or activity type this host
+    /// lacks — is left out with a warning, as a step is). Service endpoints need nothing: delivery reads them
+    /// from the store. Operations already running finish on the old snapshot. Returns the number of steps
+    /// now registered.
     pub fn reload_registration(&self) -> Result<usize, PipelineError> {
         let registries = &self.inner.registries;
         let writer = registries.begin();
@@ -441,7 +443,7 @@ impl Pipeline {
             .map(|p| (p.assembly.id, p.clone()))
             .collect();
         let ids: Vec<Uuid> = assemblies.keys().copied().collect();
-        let (stored_steps, contents) = self.inner.store.read(|r| {
+        let (stored_steps, contents, stored_workflows) = self.inner.store.read(|r| {
             let mut steps = Vec::new();
             for s in r.steps()? {
                 let secure_configuration = if s.is_secure_configuration_set {
@@ -460,7 +462,7 @@ impl Pipeline {
                     contents.push((*id, c));
                 }
             }
-            Ok::<_, StoreError>((steps, contents))
+            Ok::<_, StoreError>((steps, contents, r.workflows()?))
         })?;
         for (id, content) in contents {
             let Some(plugin) = assemblies.get(&id) else {
@@ -496,6 +498,30 @@ impl Pipeline {
             }
         }
         next.sort_steps();
+        let schema = self.inner.store.schema();
+        let catalog = super::workflow::WorkflowCatalog {
+            registry: &next,
+            schema: &schema,
+        };
+        let mut workflows = Vec::new();
+        for row in stored_workflows {
+            let checked = super::workflow::stored_definition(&row)
+                .map_err(|e| format!("its stored definition cannot be read: {e}"))
+                .and_then(|def| {
+                    weft_workflows::validate(&def, &catalog)
+                        .map(|()| def)
+                        .map_err(|errors| errors.join("; "))
+                });
+            match checked {
+                Ok(def) => workflows.push(def),
+                Err(why) => tracing::warn!(
+                    workflow = %row.name,
+                    id = %row.id,
+                    "another host's workflow cannot run here, left out: {why}"
+                ),
+            }
+        }
+        next.workflows = workflows;
         let steps = next.steps.len();
         registries.publish(&writer, next);
         Ok(steps)

@@ -1040,6 +1040,8 @@ impl Inner {
             }
         })?;
         let steps = self.sync_steps(op, StoreStage::PostOperation);
+        // Without PostOperation steps nothing changed the row since the main operation wrote it.
+        let row_as_written = steps.is_empty();
         if !steps.is_empty() {
             in_stage(op, Stage::PostOperation, |op| {
                 for step in steps {
@@ -1051,7 +1053,7 @@ impl Inner {
         let Some(t) = reborrow(tx) else {
             return Err(PipelineError::Invalid("no transaction".into()));
         };
-        self.queue_async(op, t)?;
+        self.queue_async(op, t, row_as_written)?;
         self.queue_workflows(op, t)?;
         self.response(op)
     }
@@ -1638,7 +1640,13 @@ impl Inner {
     }
 
     /// Writes one pending system job per async PostOperation step: the outbox, in the operation's savepoint.
-    fn queue_async(&self, op: &Op, tx: &mut dyn Tx) -> Result<(), PipelineError> {
+    /// `row_as_written`: no step ran since the main operation (the row is as it wrote it).
+    fn queue_async(
+        &self,
+        op: &Op,
+        tx: &mut dyn Tx,
+        row_as_written: bool,
+    ) -> Result<(), PipelineError> {
         if op.bypass_async {
             return Ok(());
         }
@@ -1649,7 +1657,7 @@ impl Inner {
         if steps.is_empty() {
             return Ok(());
         }
-        let primary_name = self.primary_name_image(op, tx)?;
+        let primary_name = self.primary_name_image(op, tx, row_as_written)?;
         for step in steps {
             let job_id = Uuid::new_v4();
             let created_on = tx.now_ms();
@@ -1683,20 +1691,45 @@ impl Inner {
     }
 
     /// The `AsynchronousStepPrimaryName` post-image every captured async payload carries (dataverse.md §4,
-    /// derived): the primary-name attribute (when set) and the primary id. None when the row is gone.
-    fn primary_name_image(&self, op: &Op, tx: &dyn Tx) -> Result<Option<Image>, PipelineError> {
+    /// derived): the primary-name attribute (when set) and the primary id. None when the row is gone. A
+    /// Create's row that no step changed since (`row_as_written`) holds what its Target gave: the name is
+    /// taken from there rather than read back (a round trip on PostgreSQL).
+    fn primary_name_image(
+        &self,
+        op: &Op,
+        tx: &dyn Tx,
+        row_as_written: bool,
+    ) -> Result<Option<Image>, PipelineError> {
         let Some(table) = tx.schema().table(&op.table) else {
             return Ok(None);
         };
         if op.primary_id.is_nil() || op.message == "Delete" {
             return Ok(None);
         }
-        let columns = [table.primary_name_attribute.clone()];
-        let Some(row) = tx.retrieve(&op.table, op.primary_id, Some(&columns))? else {
-            return Ok(None);
+        let name = &table.primary_name_attribute;
+        let written = match get_param(&op.input, "Target") {
+            Some(ParameterValue::Entity(target)) if row_as_written && op.message == "Create" => {
+                Some(target.attributes.iter().find(|a| &a.name == name))
+            }
+            _ => None,
+        };
+        let value = match written {
+            // The value as the store keeps it (a null is not kept).
+            Some(Some(a)) => {
+                Some(convert::to_store(name, &a.value).map_err(|e| PipelineError::Invalid(e.0))?)
+                    .filter(|v| !matches!(v, weft_store::Value::Null))
+            }
+            Some(None) => None,
+            None => {
+                let columns = [name.clone()];
+                let Some(mut row) = tx.retrieve(&op.table, op.primary_id, Some(&columns))? else {
+                    return Ok(None);
+                };
+                row.attributes.remove(name)
+            }
         };
         let mut attributes = Vec::with_capacity(2);
-        if let Some(name) = row.attributes.get(&table.primary_name_attribute)
+        if let Some(name) = &value
             && !matches!(name, weft_store::Value::String(s) if s.is_empty())
         {
             attributes.push(Attribute {

@@ -127,14 +127,12 @@ pub(super) fn validated(
     let mut workflows = Vec::new();
     for row in stored {
         let declared = registration.workflows.iter().any(|w| w.id == Some(row.id));
-        let mut def: WorkflowDef = serde_json::from_str(&row.definition).map_err(|e| {
+        let def = stored_definition(&row).map_err(|e| {
             PipelineError::Invalid(format!(
                 "{file}: workflow \"{}\" ({}): its stored definition cannot be read: {e}",
                 row.name, row.id
             ))
         })?;
-        def.id = Some(row.id);
-        def.enabled = row.activated;
         match weft_workflows::validate(&def, &catalog) {
             Ok(()) => workflows.push(def),
             Err(errors) if declared => problems.extend(errors),
@@ -159,6 +157,14 @@ pub(super) fn validated(
             problems.join("; ")
         )))
     }
+}
+
+/// A stored workflow row as a definition: its id and state are the row's.
+pub(super) fn stored_definition(row: &StoredWorkflow) -> Result<WorkflowDef, serde_json::Error> {
+    let mut def: WorkflowDef = serde_json::from_str(&row.definition)?;
+    def.id = Some(row.id);
+    def.enabled = row.activated;
+    Ok(def)
 }
 
 /// What workflows are checked and run against: the tables, and the activity types of the loaded

@@ -98,6 +98,10 @@ pub struct StoreSettings {
     /// A PostgreSQL database (`postgres://user@host:port/database`) instead of the data directory's SQLite
     /// file; `--store URL` overrides it. Several hosts may share one database.
     pub url: Option<String>,
+    /// PostgreSQL only: the most connections this host opens at once (each running operation, read and
+    /// worker holds one while it runs; beyond it a caller waits for one). Hosts sharing a database need
+    /// their sums, plus two each for LISTEN/NOTIFY, within the server's `max_connections`. Default 64.
+    pub pool_size: Option<std::num::NonZeroUsize>,
 }
 
 /// `[pipeline] record_replays`.

@@ -19,17 +19,18 @@ mod notify;
 mod system;
 mod tables;
 mod testdb;
+pub(crate) mod tls;
 
 pub use testdb::{REQUIRE_POSTGRES_VAR, TEST_POSTGRES_VAR, TestDatabase};
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ::postgres::{Config, NoTls};
+use tokio_postgres::Config;
 use uuid::Uuid;
 
 use crate::runtime_tables::{self, SchemaCell};
@@ -39,14 +40,17 @@ use crate::{
     Attributes, BoxedWork, ChangeListener, EntityRef, Pending, Query, Read, Result, Row, Schema,
     Store, StoreError, TableDef, Tx,
 };
-use conn::{Conn, Db};
+pub(crate) use conn::causes;
+use conn::{Conn, Db, connect};
 use notify::Signals;
 
 /// Tuning of a [`PgStore`].
 #[derive(Clone)]
 pub struct PgOptions {
-    /// Idle connections kept open (each running operation, read and worker holds one while it runs; more
-    /// are opened on demand, then closed).
+    /// The most connections open at once (`[store] pool_size`): each running operation, read and worker
+    /// holds one while it runs, and a caller beyond it waits for one (at most until its operation's deadline,
+    /// else two minutes). Opened on demand, then kept. Nothing in weft holds one connection while it waits
+    /// for another, so a full pool only queues callers.
     pub connections: usize,
     /// Threads running submitted works (registration changes, job transitions), each in a transaction of
     /// its own.
@@ -70,6 +74,10 @@ impl Default for PgOptions {
     }
 }
 
+/// How long a caller without an operation deadline (a read, a submitted work) waits for a free connection
+/// when [`PgOptions::connections`] are all in use: the pipeline's operation limit.
+const POOL_WAIT: Duration = Duration::from_secs(120);
+
 /// `postgres://user:***@host/db`: a URL fit for messages and logs (the password never is).
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -91,37 +99,77 @@ pub fn is_postgres_url(location: &str) -> bool {
 
 struct Pool {
     config: Config,
-    idle: Mutex<Vec<Conn>>,
-    keep: usize,
+    state: Mutex<PoolState>,
+    /// Signalled when a connection goes back to the pool or is closed.
+    freed: Condvar,
+    size: usize,
+}
+
+struct PoolState {
+    idle: Vec<Conn>,
+    /// Connections open, idle or in use.
+    open: usize,
 }
 
 impl Pool {
-    fn get(&self) -> Result<Conn> {
-        let pooled = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
-        match pooled {
-            Some(c) if !c.is_closed() => Ok(c),
-            _ => connect(&self.config),
+    /// A connection: an idle one, a new one while fewer than `size` are open, else the first one given
+    /// back before `deadline` (or [`POOL_WAIT`]).
+    fn get(&self, deadline: Option<Instant>) -> Result<Conn> {
+        let until = deadline.unwrap_or_else(|| Instant::now() + POOL_WAIT);
+        let mut state = self.state.lock().map_err(|_| StoreError::Closed)?;
+        loop {
+            if let Some(c) = state.idle.pop() {
+                if !c.is_closed() {
+                    return Ok(c);
+                }
+                state.open -= 1;
+                drop(state);
+                drop(c);
+                state = self.state.lock().map_err(|_| StoreError::Closed)?;
+                continue;
+            }
+            if state.open < self.size {
+                state.open += 1;
+                drop(state);
+                return connect(&self.config).inspect_err(|_| self.closed());
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Err(StoreError::Database(format!(
+                    "no PostgreSQL connection became free: all {} of this host's connections ([store] \
+                     pool_size) stayed in use",
+                    self.size
+                )));
+            }
+            state = self
+                .freed
+                .wait_timeout(state, until - now)
+                .map_err(|_| StoreError::Closed)?
+                .0;
         }
     }
 
-    /// Gives a connection back, unless it is broken or still inside a transaction.
+    /// Gives a connection back, unless the server closed it.
     fn put(&self, mut conn: Conn) {
         if conn.is_closed() {
+            drop(conn);
+            self.closed();
             return;
         }
-        conn.failed = None;
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.keep
-        {
-            idle.push(conn);
+        conn.reset();
+        if let Ok(mut state) = self.state.lock() {
+            state.idle.push(conn);
         }
+        self.freed.notify_one();
     }
-}
 
-fn connect(config: &Config) -> Result<Conn> {
-    let client = conn::blocking(|| config.connect(NoTls))
-        .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-    Ok(Conn::new(client))
+    /// Counts a connection that was closed (or never opened).
+    fn closed(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.open = state.open.saturating_sub(1);
+        }
+        self.freed.notify_one();
+    }
 }
 
 type Answer = tokio::sync::oneshot::Sender<Result<Box<dyn Any + Send>>>;
@@ -180,12 +228,16 @@ impl PgStore {
                 return Err(e);
             }
         };
-        let signals = Signals::start(config.clone())
+        let signals = Signals::start(::postgres::Config::from(config.clone()))
             .map_err(|e| StoreError::Database(format!("cannot start the NOTIFY thread: {e}")))?;
         let pool = Arc::new(Pool {
             config,
-            idle: Mutex::new(vec![conn.into_inner()]),
-            keep: options.connections.max(1),
+            state: Mutex::new(PoolState {
+                idle: vec![conn.into_inner()],
+                open: 1,
+            }),
+            freed: Condvar::new(),
+            size: options.connections.max(1),
         });
         let schema = Arc::new(SchemaCell::new(schema));
         let (queue, rx) = mpsc::channel::<Job>();
@@ -245,7 +297,7 @@ impl PgStore {
     /// so it never interleaves with another host's opening migration. Other hosts on the database see the
     /// table after their next start.
     fn change_tables(&self, f: impl FnOnce(Db<'_>) -> Result<()>) -> Result<()> {
-        let conn = RefCell::new(self.pool.get()?);
+        let conn = RefCell::new(self.pool.get(None)?);
         let changed = (|| {
             let db = Db(&conn);
             conn.borrow_mut().batch("BEGIN")?;
@@ -294,9 +346,10 @@ fn transaction(
     max_rollback_trace_rows: usize,
     f: &mut dyn FnMut(&mut dyn Tx) -> bool,
 ) -> (Result<bool>, Option<Box<dyn Any + Send>>) {
-    let cell = RefCell::new(conn);
-    // One round trip: BEGIN and, with a deadline, the row lock wait it bounds (55P03 → LockTimeout).
-    let begin = match deadline {
+    let mut conn = conn;
+    // BEGIN and, with a deadline, the row lock wait it bounds (55P03 → LockTimeout): sent with the
+    // transaction's first statement, not on their own.
+    conn.begin(match deadline {
         // PostgreSQL takes an int (ms): at most ~24 days, far beyond any operation limit.
         Some(d) => format!(
             "BEGIN; SET LOCAL lock_timeout = {}",
@@ -305,11 +358,8 @@ fn transaction(
                 .clamp(1, i32::MAX as u128)
         ),
         None => "BEGIN".to_owned(),
-    };
-    let begun = cell.borrow_mut().batch(&begin);
-    if let Err(e) = begun {
-        return (Err(StoreError::from(e)), None);
-    }
+    });
+    let cell = RefCell::new(conn);
     let mut tx = PgTx {
         read: PgRead {
             db: Db(&cell),
@@ -324,31 +374,34 @@ fn transaction(
     let ran = catch_unwind(AssertUnwindSafe(|| f(&mut tx)));
     let mut traces = std::mem::take(&mut tx.traces);
     let (wrote_jobs, wrote_registration) = (tx.wrote_jobs, tx.wrote_registration);
-    let mut conn = cell.into_inner();
-    let failed = conn.failed.take();
     let wants_commit = matches!(ran, Ok(true));
+    let failed = cell.borrow_mut().failed.take();
     let result = if wants_commit && failed.is_none() {
-        let db_cell = RefCell::new(conn);
-        // A statement takes at most 65,535 parameters (14 a row).
+        // A statement takes at most 65,535 parameters (14 a row). The trace rows go with the COMMIT.
         let written = traces
             .chunks(1000)
-            .try_for_each(|rows| system::insert_trace_logs(Db(&db_cell), rows));
-        conn = db_cell.into_inner();
-        match written.and_then(|()| conn.batch("COMMIT").map_err(StoreError::from)) {
-            Ok(()) => {
-                signals.committed(wrote_jobs, wrote_registration);
-                Ok(true)
-            }
+            .try_for_each(|rows| system::insert_trace_logs(Db(&cell), rows));
+        let mut conn = cell.borrow_mut();
+        match written {
+            // A failed COMMIT (or a deferred write failing with it) rolled back already.
+            Ok(()) => conn.commit(),
             Err(e) => {
-                let _ = conn.batch("ROLLBACK");
-                Err(match e {
-                    e @ (StoreError::Deadlock { .. } | StoreError::LockTimeout { .. }) => e,
-                    other => StoreError::CommitFailed(other.to_string()),
-                })
+                conn.rollback();
+                Err(e)
             }
         }
+        .map(|()| true)
     } else {
-        let _ = conn.batch("ROLLBACK");
+        cell.borrow_mut().rollback();
+        match failed {
+            // The work went on after a statement failed on the server: the transaction could not commit.
+            Some(e) if wants_commit => Err(e),
+            _ => Ok(false),
+        }
+    };
+    if let Ok(true) = result {
+        signals.committed(wrote_jobs, wrote_registration);
+    } else {
         if traces.len() > max_rollback_trace_rows {
             let dropped = traces.len() - max_rollback_trace_rows;
             tracing::warn!(
@@ -359,20 +412,14 @@ fn transaction(
             traces.drain(..dropped);
         }
         // The trace of a failed operation is kept (as Dataverse does): written after the rollback.
-        conn.failed = None;
-        let db_cell = RefCell::new(conn);
+        cell.borrow_mut().reset();
         for (id, entry, at) in traces {
-            if let Err(e) = system::insert_trace_log(Db(&db_cell), id, &entry, at) {
+            if let Err(e) = system::insert_trace_log(Db(&cell), id, &entry, at) {
                 tracing::warn!(error = %e, plugin = %entry.plugin, "cannot record a plug-in trace log row");
             }
         }
-        conn = db_cell.into_inner();
-        match failed {
-            // The work went on after a statement failed on the server: the transaction could not commit.
-            Some(e) if wants_commit => Err(e),
-            _ => Ok(false),
-        }
-    };
+    }
+    let conn = cell.into_inner();
     pool.put(conn);
     match ran {
         Ok(_) => (result, None),
@@ -391,7 +438,7 @@ fn run_work(
     max_rollback_trace_rows: usize,
     work: BoxedWork,
 ) -> Result<Box<dyn Any + Send>> {
-    let conn = pool.get()?;
+    let conn = pool.get(None)?;
     let mut work = Some(work);
     let mut payload = None;
     let (result, _) = transaction(
@@ -436,7 +483,7 @@ impl Store for PgStore {
         deadline: Option<Instant>,
         f: &mut dyn FnMut(&mut dyn Tx) -> bool,
     ) -> Result<()> {
-        let conn = self.pool.get()?;
+        let conn = self.pool.get(deadline)?;
         let (result, _) = transaction(
             conn,
             &self.pool,
@@ -451,7 +498,7 @@ impl Store for PgStore {
     }
 
     fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()> {
-        let cell = RefCell::new(self.pool.get()?);
+        let cell = RefCell::new(self.pool.get(None)?);
         let result = f(&PgRead {
             db: Db(&cell),
             schema: &self.schema.get(),
@@ -664,7 +711,7 @@ impl Tx for PgTx<'_> {
     fn insert_system_job(&mut self, job: NewSystemJob) -> Result<Uuid> {
         let now = self.now_ms();
         self.wrote_jobs = true;
-        system::insert_system_job(self.read.db, &job, now)
+        system::insert_system_job(self.read.db, job, now)
     }
     fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid> {
         let id = Uuid::new_v4();
@@ -704,9 +751,11 @@ impl Tx for PgTx<'_> {
         system::delete_step(self.read.db, id)
     }
     fn put_workflow(&mut self, workflow: &StoredWorkflow) -> Result<()> {
+        self.wrote_registration = true;
         system::put_workflow(self.read.db, workflow)
     }
     fn delete_workflow(&mut self, id: Uuid) -> Result<bool> {
+        self.wrote_registration = true;
         system::delete_workflow(self.read.db, id)
     }
     fn put_service_endpoint(

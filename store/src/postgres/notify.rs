@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ::postgres::fallible_iterator::FallibleIterator;
-use ::postgres::{Client, Config, NoTls};
+use ::postgres::{Client, Config};
 use uuid::Uuid;
 
 use crate::{Change, ChangeListener};
@@ -157,10 +157,10 @@ impl Signals {
     }
 
     fn connect(&self) -> Option<Client> {
-        match self.config.connect(NoTls) {
+        match super::tls::connect_sync(&self.config) {
             Ok(c) => Some(c),
             Err(e) => {
-                tracing::warn!(error = %e, "PostgreSQL wake-up connection: cannot connect (polling goes on)");
+                tracing::warn!(error = %super::conn::causes(&e), "PostgreSQL wake-up connection: cannot connect (polling goes on)");
                 None
             }
         }

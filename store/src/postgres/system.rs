@@ -14,7 +14,7 @@
 use postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::conn::Db;
+use super::conn::{Db, OwnedParams};
 use crate::system::*;
 use crate::{EntityRef, Result, StoreError};
 
@@ -670,31 +670,16 @@ pub(crate) fn insert_trace_log(
     Ok(())
 }
 
-/// Several trace-log rows in one statement (and their recordings in one more): the rows an operation's
-/// plug-ins left, written just before its COMMIT, cost one round trip rather than one each.
+/// Several trace-log rows in one statement (and their recordings in one more), deferred: the rows an
+/// operation's plug-ins left go out with its COMMIT, in the same round trip.
 pub(crate) fn insert_trace_logs(db: Db<'_>, rows: &[(Uuid, NewTraceLog, i64)]) -> Result<()> {
-    if let [(id, entry, at)] = rows {
-        return insert_trace_log(db, *id, entry, *at);
-    }
     if rows.is_empty() {
         return Ok(());
     }
     const COLUMNS: usize = 14;
-    let ids: Vec<String> = rows.iter().map(|(id, _, _)| id.to_string()).collect();
-    let steps: Vec<Option<String>> = rows
-        .iter()
-        .map(|(_, e, _)| e.step_id.map(|u| u.to_string()))
-        .collect();
-    let correlations: Vec<String> = rows
-        .iter()
-        .map(|(_, e, _)| e.correlation_id.to_string())
-        .collect();
-    let modes: Vec<i32> = rows.iter().map(|(_, e, _)| e.mode.value()).collect();
-    let outcomes: Vec<i32> = rows.iter().map(|(_, e, _)| e.outcome.value()).collect();
-    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-        Vec::with_capacity(rows.len() * COLUMNS);
+    let mut params: OwnedParams = Vec::with_capacity(rows.len() * COLUMNS);
     let mut tuples = Vec::with_capacity(rows.len());
-    for (n, (_, e, at)) in rows.iter().enumerate() {
+    for (n, (id, e, at)) in rows.iter().enumerate() {
         let base = n * COLUMNS;
         tuples.push(format!(
             "({})",
@@ -704,50 +689,49 @@ pub(crate) fn insert_trace_logs(db: Db<'_>, rows: &[(Uuid, NewTraceLog, i64)]) -
                 .join(",")
         ));
         params.extend([
-            &ids[n] as &(dyn postgres::types::ToSql + Sync),
-            &steps[n],
-            &e.plugin,
-            &e.message_name,
-            &e.primary_entity,
-            &e.depth,
-            &correlations[n],
-            &modes[n],
-            &e.duration_ms,
-            &outcomes[n],
-            &e.trace,
-            &e.stderr,
-            &e.error,
-            at,
+            Box::new(id.to_string()) as Box<dyn ToSql + Sync + Send>,
+            Box::new(e.step_id.map(|u| u.to_string())),
+            Box::new(e.plugin.clone()),
+            Box::new(e.message_name.clone()),
+            Box::new(e.primary_entity.clone()),
+            Box::new(e.depth),
+            Box::new(e.correlation_id.to_string()),
+            Box::new(e.mode.value()),
+            Box::new(e.duration_ms),
+            Box::new(e.outcome.value()),
+            Box::new(e.trace.clone()),
+            Box::new(e.stderr.clone()),
+            Box::new(e.error.clone()),
+            Box::new(*at),
         ]);
     }
-    db.execute(
+    db.defer(
         &format!(
             "INSERT INTO plugintracelog (plugintracelogid, pluginstepid, typename, messagename, primaryentity, depth,
                 correlationid, mode, performanceexecutionduration, outcome, messageblock, stderr, exceptiondetails, createdon)
              VALUES {}",
             tuples.join(", ")
         ),
-        &params,
+        params,
+        |e| StoreError::from(e),
     )?;
-    let recorded: Vec<(&String, &String)> = rows
-        .iter()
-        .zip(&ids)
-        .filter_map(|((_, e, _), id)| e.recording.as_ref().map(|r| (id, r)))
-        .collect();
-    if !recorded.is_empty() {
-        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
-        let mut tuples = Vec::new();
-        for (n, (id, recording)) in recorded.iter().enumerate() {
-            tuples.push(format!("(${}, ${})", 2 * n + 1, 2 * n + 2));
-            params.push(*id);
-            params.push(*recording);
+    let mut params: OwnedParams = Vec::new();
+    let mut tuples = Vec::new();
+    for (id, e, _) in rows {
+        if let Some(recording) = &e.recording {
+            tuples.push(format!("(${}, ${})", params.len() + 1, params.len() + 2));
+            params.push(Box::new(id.to_string()));
+            params.push(Box::new(recording.clone()));
         }
-        db.execute(
+    }
+    if !tuples.is_empty() {
+        db.defer(
             &format!(
                 "INSERT INTO plugintracelog_recording (plugintracelogid, recording) VALUES {}",
                 tuples.join(", ")
             ),
-            &params,
+            params,
+            |e| StoreError::from(e),
         )?;
     }
     Ok(())
@@ -876,46 +860,66 @@ fn job_row(r: &postgres::Row) -> Result<SystemJob> {
     })
 }
 
-pub(crate) fn insert_system_job(db: Db<'_>, j: &NewSystemJob, now: i64) -> Result<Uuid> {
+/// Deferred (sent with the operation's next statement or its COMMIT): its id is known, and the outbox row
+/// needs no answer but success. A duplicate id is a server error then (it aborts the transaction, which
+/// fails with [`StoreError::DuplicateId`]), not an answer.
+pub(crate) fn insert_system_job(db: Db<'_>, j: NewSystemJob, now: i64) -> Result<Uuid> {
     let id = j.id.unwrap_or_else(Uuid::new_v4);
     let status = JobStatus::WaitingForResources;
-    // ON CONFLICT DO NOTHING: a duplicate id is an answer, not a failed statement ending the transaction.
-    // The row and its context go in one statement (one round trip): the context's insert reads the new
-    // sequence from the job's, and inserts nothing when the job's id was a duplicate.
-    let row = db.query_opt(
+    // The row and its context go in one statement: the context's insert reads the new sequence from the
+    // job's.
+    db.defer(
         "WITH job AS (
            INSERT INTO asyncoperation (asyncoperationid, name, operationtype, messagename, primaryentitytype,
              regardingobjectid, regardingobjecttype, owningextensionid, correlationid, depth, datacontenttype,
              createdon, postponeuntil, statecode, statuscode)
            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
-           ON CONFLICT (asyncoperationid) DO NOTHING RETURNING sequence)
-         INSERT INTO asyncoperationdata (sequence, data) SELECT sequence, $16 FROM job RETURNING sequence",
-        &[
-            &id.to_string(),
-            &j.name,
-            &j.operation_type,
-            &j.message_name,
-            &j.primary_entity_type,
-            &j.regarding.as_ref().map(|r| r.id.to_string()),
-            &j.regarding.as_ref().map(|r| r.logical_name.as_str()),
-            &j.owning_extension_id.map(|u| u.to_string()),
-            &j.correlation_id.to_string(),
-            &j.depth,
-            &j.data_content_type,
-            &j.created_on.unwrap_or(now),
-            &j.postpone_until,
-            &status.state().value(),
-            &status.value(),
-            &j.data,
+           RETURNING sequence)
+         INSERT INTO asyncoperationdata (sequence, data) SELECT sequence, $16 FROM job",
+        vec![
+            Box::new(id.to_string()),
+            Box::new(j.name),
+            Box::new(j.operation_type),
+            Box::new(j.message_name),
+            Box::new(j.primary_entity_type),
+            Box::new(j.regarding.as_ref().map(|r| r.id.to_string())),
+            Box::new(j.regarding.as_ref().map(|r| r.logical_name.clone())),
+            Box::new(j.owning_extension_id.map(|u| u.to_string())),
+            Box::new(j.correlation_id.to_string()),
+            Box::new(j.depth),
+            Box::new(j.data_content_type),
+            Box::new(j.created_on.unwrap_or(now)),
+            Box::new(j.postpone_until),
+            Box::new(status.state().value()),
+            Box::new(status.value()),
+            Box::new(j.data),
         ],
+        job_insert_error,
     )?;
-    if row.is_none() {
-        return Err(StoreError::DuplicateId {
-            table: "asyncoperation".into(),
-            id,
-        });
-    }
     Ok(id)
+}
+
+/// A deferred job insert's failure: the primary key's violation is the duplicate id.
+fn job_insert_error(e: &postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db)
+            if *db.code() == postgres::error::SqlState::UNIQUE_VIOLATION
+                && db.table() == Some("asyncoperation") =>
+        {
+            // The server's detail names the key: "Key (asyncoperationid)=(…) already exists."
+            let id = db
+                .detail()
+                .and_then(|d| d.split(")=(").nth(1))
+                .and_then(|rest| rest.split(')').next())
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_default();
+            StoreError::DuplicateId {
+                table: "asyncoperation".into(),
+                id,
+            }
+        }
+        _ => StoreError::from(e),
+    }
 }
 
 pub(crate) fn system_job(db: Db<'_>, id: Uuid, lock: bool) -> Result<Option<SystemJob>> {

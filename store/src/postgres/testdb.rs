@@ -4,7 +4,7 @@
 //!
 //! Owns only the test database's life; it must not be used outside tests.
 
-use ::postgres::{Config, NoTls};
+use ::postgres::Config;
 use uuid::Uuid;
 
 /// The variable naming the test server (`postgres://postgres@127.0.0.1:5432/postgres`).
@@ -60,7 +60,7 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Ok(config) = self.admin.parse::<Config>()
-            && let Ok(mut client) = config.connect(NoTls)
+            && let Ok(mut client) = super::tls::connect_sync(&config)
             && let Err(e) = client.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
                 self.name
@@ -75,7 +75,7 @@ fn connect(url: &str, test: &str) -> ::postgres::Client {
     let config: Config = url
         .parse()
         .unwrap_or_else(|e| panic!("{test}: {TEST_POSTGRES_VAR} is not a PostgreSQL URL: {e}"));
-    config.connect(NoTls).unwrap_or_else(|e| {
+    super::tls::connect_sync(&config).unwrap_or_else(|e| {
         panic!(
             "{test}: cannot reach the PostgreSQL server of {TEST_POSTGRES_VAR} ({}): {e}",
             super::redact_url(url)
