@@ -40,6 +40,11 @@ pub struct Figures {
     pub http_ops_per_s: f64,
     /// Creates per second in-process (same set-up, a fresh store of its own).
     pub in_process_ops_per_s: f64,
+    /// CPU time the whole process spent per Create over HTTP, server and clients, µs (Linux only): unlike
+    /// the rates, it hardly moves with the machine's load, so it says what the HTTP path costs.
+    pub http_cpu_us: Option<f64>,
+    /// The same per in-process Create, µs.
+    pub in_process_cpu_us: Option<f64>,
     /// Client-observed latency of an HTTP Create, ms.
     pub http_p50_ms: f64,
     /// Its 99th percentile, ms.
@@ -72,14 +77,17 @@ primary_name_attribute = "lastname"
 }
 
 /// `n` Creates from [`CLIENTS`] HTTP/1.1 connections to `addr`, one client each, kept alive; (ops/s,
-/// latencies).
+/// latencies, CPU µs per Create).
 ///
 /// The clients share the machine's cores with the server, so each is as lean as a real client can be: a
 /// bare hyper connection (no pool, no redirect or cookie handling), the connection opened and every JSON
 /// body encoded before the clock starts. Each request is still a complete one, parsed and answered by the
 /// server as any other: request line, `Host`, `Content-Type`, `Content-Length` and the body, and a 204
 /// with `OData-EntityId` back.
-async fn http_creates(addr: SocketAddr, n: u64) -> anyhow::Result<(f64, Vec<Duration>)> {
+async fn http_creates(
+    addr: SocketAddr,
+    n: u64,
+) -> anyhow::Result<(f64, Vec<Duration>, Option<f64>)> {
     let host = HeaderValue::from_str(&addr.to_string())?;
     let uri: Uri = format!("{}/accounts", crate::api::PREFIX).parse()?;
     let mut clients = Vec::with_capacity(CLIENTS);
@@ -99,6 +107,7 @@ async fn http_creates(addr: SocketAddr, n: u64) -> anyhow::Result<(f64, Vec<Dura
         tokio::spawn(connection);
         clients.push((sender, bodies));
     }
+    let cpu = process_cpu();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(CLIENTS);
     for (mut sender, bodies) in clients {
@@ -113,7 +122,8 @@ async fn http_creates(addr: SocketAddr, n: u64) -> anyhow::Result<(f64, Vec<Dura
                 let s = Instant::now();
                 sender.ready().await?;
                 let r = sender.send_request(request).await?;
-                if r.status() != StatusCode::NO_CONTENT || !r.headers().contains_key("OData-EntityId")
+                if r.status() != StatusCode::NO_CONTENT
+                    || !r.headers().contains_key("OData-EntityId")
                 {
                     let status = r.status();
                     let body = r.into_body().collect().await?.to_bytes();
@@ -131,7 +141,26 @@ async fn http_creates(addr: SocketAddr, n: u64) -> anyhow::Result<(f64, Vec<Dura
     for t in tasks {
         all.extend(t.await??);
     }
-    Ok((all.len() as f64 / start.elapsed().as_secs_f64(), all))
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    Ok((rate, all, per_op_us(cpu, n)))
+}
+
+/// The CPU time (user and system) this process has used, all its threads together, the exited ones
+/// included: fields 14 and 15 of `/proc/self/stat`, in clock ticks of 1/100 s (Linux's `USER_HZ`, fixed
+/// by its ABI for this file). None where there is no such file.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// CPU µs per operation since `before` ([`process_cpu`]) for `ops` operations.
+fn per_op_us(before: Option<Duration>, ops: u64) -> Option<f64> {
+    let used = process_cpu()?.checked_sub(before?)?;
+    Some(used.as_secs_f64() * 1e6 / ops.max(1) as f64)
 }
 
 /// Creates [`PAGE_ROWS`] contacts, each pointing at its own account, then times the page read.
@@ -223,13 +252,15 @@ pub async fn measure(
     let http_runtime = Arc::new(open("http").await??);
     progress(&format!("{ops} Creates in-process from {CLIENTS} callers"));
     let pipeline = in_process_runtime.pipeline.clone();
+    let cpu = process_cpu();
     let (in_process, _) =
         tokio::task::spawn_blocking(move || pipeline_bench::drive(&pipeline, ops)).await??;
+    let in_process_cpu_us = per_op_us(cpu, ops);
     drop(in_process_runtime);
     let bind: SocketAddr = "127.0.0.1:0".parse()?;
     let (addr, server) = crate::api::serve(http_runtime, bind, None).await?;
     progress(&format!("{ops} Creates over HTTP from {CLIENTS} clients"));
-    let (http, mut latencies) = http_creates(addr, ops).await?;
+    let (http, mut latencies, http_cpu_us) = http_creates(addr, ops).await?;
     progress(&format!(
         "{PAGE_READS} reads of a {PAGE_ROWS}-row page with one $expand"
     ));
@@ -242,6 +273,8 @@ pub async fn measure(
     Ok(Figures {
         http_ops_per_s: http,
         in_process_ops_per_s: in_process,
+        http_cpu_us,
+        in_process_cpu_us,
         http_p50_ms: ms(create.p50),
         http_p99_ms: ms(create.p99),
         page_p50_ms: ms(page.p50),
@@ -263,6 +296,8 @@ pub async fn run(json: bool, ops: Option<u64>) -> anyhow::Result<()> {
                 "http_creates_per_s": f.http_ops_per_s.round(),
                 "in_process_creates_per_s": f.in_process_ops_per_s.round(),
                 "http_to_in_process": round2(ratio),
+                "http_cpu_us_per_create": f.http_cpu_us.map(f64::round),
+                "in_process_cpu_us_per_create": f.in_process_cpu_us.map(f64::round),
                 "http_create_p50_ms": round2(f.http_p50_ms),
                 "http_create_p99_ms": round2(f.http_p99_ms),
                 "page_p50_ms": round2(f.page_p50_ms),
@@ -282,6 +317,11 @@ pub async fn run(json: bool, ops: Option<u64>) -> anyhow::Result<()> {
             f.in_process_ops_per_s
         );
         println!("goal: HTTP >= 0.7x in-process");
+        if let (Some(http), Some(in_process)) = (f.http_cpu_us, f.in_process_cpu_us) {
+            println!(
+                "CPU per Create (whole process): {http:.0} µs over HTTP, {in_process:.0} µs in-process"
+            );
+        }
         println!(
             "{PAGE_ROWS}-row page with one $expand: p50 {:.2} ms, p99 {:.2} ms",
             f.page_p50_ms, f.page_p99_ms
