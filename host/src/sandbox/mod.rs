@@ -60,7 +60,7 @@ use cache::ComponentCache;
 use state::{ContextView, InvocationState, ServicesRef};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
@@ -298,6 +298,8 @@ pub struct Sandbox {
     limits: Arc<Limits>,
     cache: Option<ComponentCache>,
     admission: Admission,
+    /// Plug-in executions run so far (see [`Sandbox::executions`]).
+    executions: AtomicU64,
     _ticker: Ticker,
 }
 
@@ -370,6 +372,7 @@ impl Sandbox {
             limits: Arc::new(limits),
             cache,
             admission,
+            executions: AtomicU64::new(0),
             _ticker: ticker,
         })
     }
@@ -382,6 +385,13 @@ impl Sandbox {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// How many plug-in executions (`execute` of a plug-in type, `execute-activity`) this sandbox has
+    /// run, whatever came of them; refused ones (no instance free, no type to run) are not counted.
+    /// `weft bench pipeline` counts what really ran with it.
+    pub fn executions(&self) -> u64 {
+        self.executions.load(Ordering::Relaxed)
     }
 
     /// Loads a component file.
@@ -697,6 +707,7 @@ impl Sandbox {
                 return (refused, Vec::new());
             }
         };
+        self.executions.fetch_add(1, Ordering::Relaxed);
         let fuel_consumed = self
             .limits
             .fuel
