@@ -62,9 +62,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::{
-    Component, ComponentExportIndex, HasSelf, Linker, Resource, TypedFunc,
-};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Linker, Resource, TypedFunc};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wit::context::{ContextChanges, ExecutionContext};
 
@@ -696,7 +694,10 @@ impl Sandbox {
                 .map(|r| r.map(Some).map_err(plugin_error_v1)),
             (
                 Contract::V2 {
-                    pre, execute, types, ..
+                    pre,
+                    execute,
+                    types,
+                    ..
                 },
                 Call::Execute,
             ) => match plugin.type_to_run(types) {
