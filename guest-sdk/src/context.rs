@@ -11,7 +11,7 @@
 //! the generated WIT types: the fetching goes through `convert`.
 
 use crate::convert::{self, HostContext};
-use crate::{Entity, EntityReference, Guid, ParameterValue, Parameters};
+use crate::{Entity, EntityReference, Guid, ParameterValue, Parameters, Value};
 use std::cell::{Cell, OnceCell, RefCell};
 use std::ops::Deref;
 
@@ -206,6 +206,10 @@ struct Collection {
     dirty: Cell<bool>,
     /// The names the host holds, so a removed parameter is removed there too.
     host_names: RefCell<Option<Vec<String>>>,
+    /// The collection as the host holds it, taken when it is first changed
+    /// after the host last received it (inside a component only), so only
+    /// what differs travels back.
+    host_copy: RefCell<Option<Parameters>>,
 }
 
 /// An entity image fetched on its own: the first alias asked for.
@@ -422,8 +426,15 @@ impl Context {
 
     /// A collection, mutably: marks it changed.
     fn collection_mut(&mut self, part: Part) -> &mut Parameters {
+        // While nothing is unsent the collection is what the host holds: keep
+        // a copy to compare with when flushing.
+        let host_copy = (self.host.is_some() && !self.parts[part as usize].dirty.get())
+            .then(|| self.collection(part).clone());
         self.collection(part);
         let collection = &mut self.parts[part as usize];
+        if host_copy.is_some() {
+            *collection.host_copy.get_mut() = host_copy;
+        }
         collection.changed = true;
         collection.dirty.set(true);
         match self.frame.get_mut() {
@@ -609,10 +620,13 @@ impl Context {
             .then(|| self.collection(part))
     }
 
-    /// Hands the host the collections changed since it last received them,
-    /// through the context's setters (a removed parameter is removed there
-    /// too). Inside a component this runs before a post and when the plug-in
-    /// returns; natively there is no host context and it does nothing.
+    /// Hands the host what changed in the collections since it last received
+    /// them, through the context's setters: a removed parameter is removed
+    /// there too, an unchanged one is not sent, and an input entity whose
+    /// attributes were only changed in place or appended (the Target a plug-in
+    /// sets a field of) is sent attribute by attribute. Inside a component
+    /// this runs before a post and when the plug-in returns; natively there is
+    /// no host context and it does nothing.
     pub(crate) fn flush(&self) {
         let Some(host) = self.host else {
             return;
@@ -623,6 +637,7 @@ impl Context {
                 continue;
             }
             let current = self.collection(part);
+            let host_copy = collection.host_copy.take();
             let mut host_names = collection.host_names.borrow_mut();
             for name in host_names.iter().flatten() {
                 if current.get(name).is_none() {
@@ -630,11 +645,68 @@ impl Context {
                 }
             }
             for (name, value) in current.iter() {
-                convert::set_parameter(host, part, name, Some(value));
+                let before = host_copy.as_ref().and_then(|copy| copy.get(name));
+                let attributes = match (before, value, part) {
+                    (Some(before), _, _) if before == value => continue,
+                    (
+                        Some(ParameterValue::Entity(before)),
+                        ParameterValue::Entity(after),
+                        Part::Input,
+                    ) => attribute_changes(before, after),
+                    _ => None,
+                };
+                match attributes {
+                    Some(changes) => {
+                        for (attribute, value) in changes {
+                            convert::set_input_attribute(host, name, attribute, value);
+                        }
+                    }
+                    None => convert::set_parameter(host, part, name, Some(value)),
+                }
             }
             *host_names = Some(names(current));
         }
     }
+}
+
+/// The attribute changes that turn `before` (the entity the host holds) into
+/// `after`, when `set-input-attribute` can make them: the same entity but for
+/// attributes changed in place or appended. `None` when it takes the whole
+/// entity (an attribute removed or moved, another field changed).
+fn attribute_changes<'a>(before: &Entity, after: &'a Entity) -> Option<Vec<(&'a str, &'a Value)>> {
+    if before.logical_name != after.logical_name
+        || before.id != after.id
+        || before.row_version != after.row_version
+        || before.formatted_values != after.formatted_values
+        || after.attributes.len() < before.attributes.len()
+    {
+        return None;
+    }
+    let (kept, added) = after.attributes.split_at(before.attributes.len());
+    let mut changes = Vec::new();
+    for (i, ((name, value), (old_name, old_value))) in
+        kept.iter().zip(&before.attributes).enumerate()
+    {
+        if name != old_name {
+            return None;
+        }
+        if value != old_value {
+            // The host changes the first attribute of a name: it must be this one.
+            if before.attributes[..i].iter().any(|(n, _)| n == name) {
+                return None;
+            }
+            changes.push((name.as_str(), value));
+        }
+    }
+    for (i, (name, value)) in added.iter().enumerate() {
+        // The host appends a name only when it holds none of that name.
+        let held = |attrs: &[(String, Value)]| attrs.iter().any(|(n, _)| n == name);
+        if held(&before.attributes) || held(&added[..i]) {
+            return None;
+        }
+        changes.push((name.as_str(), value));
+    }
+    Some(changes)
 }
 
 fn find_image<'a>(frame: &'a ContextFrame, alias: &str, pre: bool) -> Option<&'a Entity> {
@@ -648,4 +720,61 @@ fn find_image<'a>(frame: &'a ContextFrame, alias: &str, pre: bool) -> Option<&'a
 
 fn names(params: &Parameters) -> Vec<String> {
     params.iter().map(|(name, _)| name.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(attributes: &[(&str, i32)]) -> Entity {
+        let mut e = Entity::new("account");
+        for (name, n) in attributes {
+            e.attributes.push(((*name).to_owned(), Value::Integer(*n)));
+        }
+        e
+    }
+
+    /// A field changed in place and one appended travel as two attributes; nothing for an unchanged entity.
+    #[test]
+    fn changed_and_appended_attributes_travel_alone() {
+        let before = account(&[("a", 1), ("b", 2)]);
+        let after = account(&[("a", 1), ("b", 3), ("c", 4)]);
+        let changes = attribute_changes(&before, &after).unwrap();
+        assert_eq!(
+            changes,
+            vec![("b", &Value::Integer(3)), ("c", &Value::Integer(4))]
+        );
+        assert_eq!(attribute_changes(&before, &before), Some(Vec::new()));
+    }
+
+    /// What the host cannot redo attribute by attribute takes the whole entity: a removal, a move, a
+    /// duplicate name, another table or id.
+    #[test]
+    fn other_changes_take_the_whole_entity() {
+        let before = account(&[("a", 1), ("b", 2)]);
+        assert_eq!(attribute_changes(&before, &account(&[("a", 1)])), None);
+        assert_eq!(
+            attribute_changes(&before, &account(&[("b", 2), ("a", 1)])),
+            None
+        );
+        assert_eq!(
+            attribute_changes(&before, &account(&[("a", 1), ("b", 2), ("c", 3), ("c", 4)])),
+            None
+        );
+        assert_eq!(
+            attribute_changes(&before, &account(&[("a", 1), ("b", 2), ("a", 5)])),
+            None
+        );
+        let duplicated = account(&[("a", 1), ("a", 2)]);
+        assert_eq!(
+            attribute_changes(&duplicated, &account(&[("a", 1), ("a", 3)])),
+            None
+        );
+        let mut other = before.clone();
+        other.logical_name = "contact".into();
+        assert_eq!(attribute_changes(&before, &other), None);
+        let mut with_id = before.clone();
+        with_id.id = Some(Guid::from_u128(7));
+        assert_eq!(attribute_changes(&before, &with_id), None);
+    }
 }

@@ -326,6 +326,20 @@ pub(crate) fn set_parameter(
     });
 }
 
+/// Sets one attribute of the entity an input parameter holds (see
+/// [`Context::flush`](crate::Context)).
+pub(crate) fn set_input_attribute(
+    host: HostContext,
+    parameter: &str,
+    attribute: &str,
+    value: &Value,
+) {
+    let value = wt::Value::from(value);
+    with_resource(host, |c| {
+        c.set_input_attribute(parameter, attribute, Some(&value))
+    });
+}
+
 impl From<PluginError> for wc::PluginError {
     fn from(e: PluginError) -> wc::PluginError {
         wc::PluginError {

@@ -9,7 +9,7 @@ use weft_host::context::{self, ContextSpec};
 use weft_host::pipeline::{Message, OrganizationRequest, OrganizationResponse, Pipeline};
 use weft_host::registration::Registration;
 use weft_host::sandbox::wit::context::{ContextChanges, ExecutionContext, Mode, Stage};
-use weft_host::sandbox::wit::types::{Attribute, Entity, Guid, ParameterValue, Value};
+use weft_host::sandbox::wit::types::{Attribute, Entity, Guid, Parameter, ParameterValue, Value};
 use weft_host::sandbox::{
     FailureKind, Invocation, Limits, LoadedPlugin, Outcome, RecordedCall, RecordingServices,
     Sandbox,
@@ -204,6 +204,63 @@ fn a_post_carries_the_setters_changes() {
             shared_variables: Some(vec!["stamped".into()]),
         }]
     );
+}
+
+/// The SDK sends only what changed: a Target changed in place and appended to travels attribute by
+/// attribute (`set-input-attribute`), one with an attribute removed travels whole, one set to what it
+/// was not at all. Either way the host ends with the Target the plug-in holds, in its order. (The probe
+/// reads the whole frame first; `sandbox::enricher_changes_the_target` reads InputParameters alone.)
+#[test]
+fn a_changed_target_reaches_the_host_as_the_plugin_holds_it() {
+    let sandbox = sandbox();
+    let probe = sandbox
+        .load_file("probe", &fixtures::component("probe"))
+        .unwrap();
+    let target = r#"{"name":"Old","address1_city":"Seattle","telephone1":"555"}"#;
+    let changed = |config: &str| {
+        let outcome = run(
+            &sandbox,
+            &probe,
+            create_context(Stage::PreOperation, target),
+            Some(config),
+        );
+        let changes = outcome.result.unwrap();
+        let input = changes.input_parameters?;
+        let [
+            Parameter {
+                name,
+                value: ParameterValue::Entity(entity),
+            },
+        ] = &input[..]
+        else {
+            panic!("InputParameters should hold the Target alone: {input:?}")
+        };
+        assert_eq!(name, "Target");
+        Some(
+            entity
+                .attributes
+                .iter()
+                .map(|a| match &a.value {
+                    Value::String(s) => format!("{}={s}", a.name),
+                    other => panic!("{} is {other:?}", a.name),
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        changed("set=name:New;set=extra:x").unwrap(),
+        [
+            "address1_city=Seattle",
+            "name=New",
+            "telephone1=555",
+            "extra=x"
+        ]
+    );
+    assert_eq!(
+        changed("unset=address1_city;set=name:New").unwrap(),
+        ["name=New", "telephone1=555"]
+    );
+    assert_eq!(changed("set=name:Old"), None);
 }
 
 /// A 0.1.0 component (built from wit/v0.1 without the SDK) runs unchanged beside 0.2.0 ones.

@@ -106,6 +106,9 @@ fn enricher_changes_the_target() {
         .find(|a| a.name == "accountnumber")
         .expect("accountnumber set");
     assert!(matches!(&number.value, Value::String(s) if s.starts_with("ACC-FC-")));
+    // The rest of the Target is kept, in order (the SDK sends the one attribute it appended).
+    let names: Vec<&str> = target.attributes.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["name", "accountnumber"]);
     assert!(changes.shared_variables.is_none() && changes.output_parameters.is_none());
     assert_eq!(outcome.traces.len(), 1);
     assert!(outcome.usage.peak_memory_bytes > 0);

@@ -17,9 +17,8 @@ use anyhow::{Context as _, bail};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const FLOOR_RUNS: usize = 20_000;
-const STEP_RUNS: usize = 20_000;
-const IMPORT_RUNS: usize = 2_000;
+/// Timed runs of the floor and of each step, by default (the import figure takes a tenth as many).
+pub const RUNS: u32 = 20_000;
 const IMPORT_CALLS: i32 = 1_000;
 
 /// A Create of an account whose Target carries about 1 KB of attributes.
@@ -125,7 +124,7 @@ pub struct SandboxFigures {
 }
 
 /// Builds the fixtures and measures.
-pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
+pub fn measure(runs: usize, progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
     let packages: Vec<String> = [
         "echo",
         "enricher",
@@ -150,20 +149,16 @@ pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
     )?;
     let echo_bytes = std::fs::read(&find(&artifacts, "echo")?.path)?;
     let echo = sandbox.load_echo(&echo_bytes, one_kb_context())?;
-    let mut floor = time_runs(FLOOR_RUNS, || sandbox.call_echo(&echo, "x").map(drop))?;
+    let mut floor = time_runs(runs, || sandbox.call_echo(&echo, "x").map(drop))?;
 
     let enricher = sandbox.load_file("enricher", &find(&artifacts, "enricher")?.path)?;
     let context = one_kb_context();
-    let mut step = time_runs(STEP_RUNS, || {
-        invoke_ok(&sandbox, &enricher, context.clone())
-    })?;
+    let mut step = time_runs(runs, || invoke_ok(&sandbox, &enricher, context.clone()))?;
 
     let v01 = sandbox.load_file("contract-v01", &find(&artifacts, "contract-v01")?.path)?;
-    let mut step_v01 = time_runs(STEP_RUNS, || invoke_ok(&sandbox, &v01, context.clone()))?;
+    let mut step_v01 = time_runs(runs, || invoke_ok(&sandbox, &v01, context.clone()))?;
     let validator = sandbox.load_file("validator", &find(&artifacts, "validator")?.path)?;
-    let mut validate = time_runs(STEP_RUNS, || {
-        invoke_ok(&sandbox, &validator, context.clone())
-    })?;
+    let mut validate = time_runs(runs, || invoke_ok(&sandbox, &validator, context.clone()))?;
 
     let imports = sandbox.load_file("bench-imports", &find(&artifacts, "bench-imports")?.path)?;
     let with_count = |count: i32| {
@@ -175,8 +170,8 @@ pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
         ctx
     };
     let (none, many) = (with_count(0), with_count(IMPORT_CALLS));
-    let mut zero = time_runs(IMPORT_RUNS, || invoke_ok(&sandbox, &imports, none.clone()))?;
-    let mut thousand = time_runs(IMPORT_RUNS, || invoke_ok(&sandbox, &imports, many.clone()))?;
+    let mut zero = time_runs(runs / 10, || invoke_ok(&sandbox, &imports, none.clone()))?;
+    let mut thousand = time_runs(runs / 10, || invoke_ok(&sandbox, &imports, many.clone()))?;
 
     let floor = percentiles(&mut floor);
     let step = percentiles(&mut step);
@@ -196,8 +191,8 @@ pub fn measure(progress: impl FnMut(&str)) -> anyhow::Result<SandboxFigures> {
 }
 
 /// `weft bench sandbox [--json]`.
-pub fn run(json: bool) -> anyhow::Result<ExitCode> {
-    let f = measure(|line| eprintln!("{line}"))?;
+pub fn run(json: bool, runs: usize) -> anyhow::Result<ExitCode> {
+    let f = measure(runs, |line| eprintln!("{line}"))?;
     let over_floor = |ns: u128| ns as f64 / f.floor_p50_ns.max(1) as f64;
     let ratio = over_floor(f.step_p50_ns);
     let v01_ratio = over_floor(f.step_v01_p50_ns);

@@ -142,6 +142,10 @@ enum BenchCommand {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Timed runs per figure (a tenth of them warm up first); fewer make a short run to profile,
+        /// e.g. under `valgrind --tool=callgrind`.
+        #[arg(long, default_value_t = crate::bench::sandbox::RUNS, value_parser = clap::value_parser!(u32).range(10..))]
+        runs: u32,
     },
     /// Encode and decode MB/s of a 64 KB context in each message format.
     Message {
@@ -239,7 +243,7 @@ pub fn main() -> ExitCode {
         }
         Command::Listen(args) => block_on(weft_bus::cli::run_listen(args)),
         Command::Bench { which } => match which {
-            BenchCommand::Sandbox { json } => crate::bench::sandbox::run(json),
+            BenchCommand::Sandbox { json, runs } => crate::bench::sandbox::run(json, runs as usize),
             BenchCommand::Message { json } => {
                 weft_message::bench::run(json).map(|()| ExitCode::SUCCESS)
             }

@@ -18,7 +18,9 @@ use super::wit::context::{
     Stage as StageV1,
 };
 use super::wit::organization_service as org_v1;
-use super::wit::types::{Entity, EntityCollection, Guid, Image, Parameter, ParameterValue};
+use super::wit::types::{
+    Attribute, Entity, EntityCollection, Guid, Image, Parameter, ParameterValue, Value,
+};
 use super::wit::types::{Parameters, ServiceError};
 use wasmtime::component::Resource;
 
@@ -104,6 +106,55 @@ impl InvocationState {
                 params.remove(i);
             }
             (None, Some(value)) => params.push(Parameter { name, value }),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Records one `set-input-attribute` call: the attribute of the entity the
+    /// input parameter holds, changed in place, appended or removed — what
+    /// [`InvocationState::set`] with the whole entity changed this way records.
+    /// Counts the attribute against the return quota.
+    fn set_attribute(
+        &mut self,
+        view: &Resource<ContextView>,
+        parameter: &str,
+        attribute: String,
+        value: Option<Value>,
+    ) -> wasmtime::Result<()> {
+        self.count_set_attribute(parameter, &attribute, value.as_ref())?;
+        if self.table.get(view)?.level != 0 {
+            return Ok(());
+        }
+        let holds_entity = |params: &Parameters| {
+            params
+                .iter()
+                .any(|p| p.name == parameter && matches!(p.value, ParameterValue::Entity(_)))
+        };
+        let original = &self.context.frame.input_parameters;
+        let changed = &mut self.changes.input_parameters;
+        // Absent, or not an entity: nothing to change (and the collection is not marked changed).
+        if !holds_entity(changed.as_ref().unwrap_or(original)) {
+            return Ok(());
+        }
+        let params = changed.get_or_insert_with(|| original.clone());
+        let Some(ParameterValue::Entity(entity)) = params
+            .iter_mut()
+            .find(|p| p.name == parameter)
+            .map(|p| &mut p.value)
+        else {
+            return Ok(());
+        };
+        let at = entity.attributes.iter().position(|a| a.name == attribute);
+        match (at, value) {
+            (Some(i), Some(value)) => entity.attributes[i].value = value,
+            (Some(i), None) => {
+                entity.attributes.remove(i);
+            }
+            (None, Some(value)) => entity.attributes.push(Attribute {
+                name: attribute,
+                value,
+            }),
             (None, None) => {}
         }
         Ok(())
@@ -336,6 +387,16 @@ impl context::HostExecutionContext for InvocationState {
         value: Option<ParameterValue>,
     ) -> wasmtime::Result<()> {
         self.set(&view, Collection::Shared, name, value)
+    }
+
+    fn set_input_attribute(
+        &mut self,
+        view: Resource<ContextView>,
+        parameter: String,
+        attribute: String,
+        value: Option<Value>,
+    ) -> wasmtime::Result<()> {
+        self.set_attribute(&view, &parameter, attribute, value)
     }
 
     fn drop(&mut self, view: Resource<ContextView>) -> wasmtime::Result<()> {

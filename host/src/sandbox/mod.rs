@@ -60,9 +60,9 @@ use cache::ComponentCache;
 use state::{ContextView, InvocationState, ServicesRef};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Linker, Resource, TypedFunc};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wit::context::{ContextChanges, ExecutionContext};
 
@@ -100,6 +100,8 @@ enum Contract {
     /// `activity-types` named at load.
     V2 {
         pre: v2::PluginPre<InvocationState>,
+        /// Where `execute` is among the component's exports (its type checked once, at load).
+        execute: ComponentExportIndex,
         types: Arc<[String]>,
         activities: Arc<[ActivitySignature]>,
     },
@@ -298,6 +300,8 @@ pub struct Sandbox {
     limits: Arc<Limits>,
     cache: Option<ComponentCache>,
     admission: Admission,
+    /// Plug-in executions run so far (see [`Sandbox::executions`]).
+    executions: AtomicU64,
     _ticker: Ticker,
 }
 
@@ -370,6 +374,7 @@ impl Sandbox {
             limits: Arc::new(limits),
             cache,
             admission,
+            executions: AtomicU64::new(0),
             _ticker: ticker,
         })
     }
@@ -382,6 +387,13 @@ impl Sandbox {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// How many plug-in executions (`execute` of a plug-in type, `execute-activity`) this sandbox has
+    /// run, whatever came of them; refused ones (no instance free, no type to run) are not counted.
+    /// `weft bench pipeline` counts what really ran with it.
+    pub fn executions(&self) -> u64 {
+        self.executions.load(Ordering::Relaxed)
     }
 
     /// Loads a component file.
@@ -418,9 +430,16 @@ impl Sandbox {
         })?;
         let contract = match v2::PluginPre::new(instance_pre) {
             Ok(pre) => {
+                // `PluginPre::new` found it; `read_types` type-checks it (with every export).
+                let execute = pre
+                    .instance_pre()
+                    .component()
+                    .get_export_index(None, "execute")
+                    .ok_or_else(|| invalid(name, "the component exports no `execute`".into()))?;
                 let (types, activities) = self.read_types(name, &pre)?;
                 Contract::V2 {
                     pre,
+                    execute,
                     types,
                     activities,
                 }
@@ -673,8 +692,16 @@ impl Sandbox {
                 .instantiate(&mut store)
                 .and_then(|instance| instance.call_execute(&mut store, &context))
                 .map(|r| r.map(Some).map_err(plugin_error_v1)),
-            (Contract::V2 { pre, types, .. }, Call::Execute) => match plugin.type_to_run(types) {
-                Ok(plugin_type) => call_v2(pre, &mut store, &plugin_type),
+            (
+                Contract::V2 {
+                    pre,
+                    execute,
+                    types,
+                    ..
+                },
+                Call::Execute,
+            ) => match plugin.type_to_run(types) {
+                Ok(plugin_type) => call_v2(pre, execute, &mut store, &plugin_type),
                 Err(why) => {
                     let refused = self.refused(plugin, started, FailureKind::InvalidComponent, why);
                     return (refused, Vec::new());
@@ -697,6 +724,7 @@ impl Sandbox {
                 return (refused, Vec::new());
             }
         };
+        self.executions.fetch_add(1, Ordering::Relaxed);
         let fuel_consumed = self
             .limits
             .fuel
@@ -825,16 +853,34 @@ fn plugin_error_v1(e: wit::context::PluginError) -> RaisedError {
 /// they are the setters' record in the store (0.2.0).
 pub(crate) type Called = wasmtime::Result<Result<Option<ContextChanges>, RaisedError>>;
 
+/// `execute: func(plugin-type: string, context: borrow<execution-context>) -> result<_, plugin-error>`.
+type ExecuteV2<'a> =
+    TypedFunc<(&'a str, Resource<ContextView>), (Result<(), wit2::context::PluginError>,)>;
+
 /// Runs a 0.2.0 plug-in type on the invocation's context, handed over as a
 /// borrowed `execution-context` the plug-in reads on demand.
+///
+/// Only `execute` is looked up in the fresh instance, without checking its type again: the bindings'
+/// `PluginPre::instantiate` type-checks all four exports on every instantiation (their records and
+/// lists, about a tenth of a step's host time by callgrind), and the type cannot have changed since
+/// `read_types` checked it on an instance of the same component.
 fn call_v2(
     pre: &v2::PluginPre<InvocationState>,
+    execute: &ComponentExportIndex,
     store: &mut Store<InvocationState>,
     plugin_type: &str,
 ) -> Called {
     let view = store.data_mut().table.push(ContextView { level: 0 })?;
-    let instance = pre.instantiate(&mut *store)?;
-    let raised = instance.call_execute(&mut *store, plugin_type, view)?;
+    let instance = pre.instance_pre().instantiate(&mut *store)?;
+    let func = instance
+        .get_func(&mut *store, execute)
+        .ok_or_else(|| wasmtime::Error::msg("the instance has no `execute` export"))?;
+    // SAFETY: `execute` has this type: `load` kept this component only after `read_types` instantiated it
+    // through `v2::PluginPre`, whose `load` type-checked `execute` against the bindings' signature (this
+    // one); every instance of one component has its types.
+    #[allow(unsafe_code)]
+    let func = unsafe { ExecuteV2::new_unchecked(func) };
+    let (raised,) = func.call(&mut *store, (plugin_type, view))?;
     Ok(raised.map(|()| None).map_err(|e| RaisedError {
         message: e.message,
         status: e.status as u8,

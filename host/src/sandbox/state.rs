@@ -266,13 +266,22 @@ impl InvocationState {
         name: &str,
         value: Option<&ParameterValue>,
     ) -> wasmtime::Result<()> {
-        let value_bytes = value.map_or(0, |v| {
-            parameters_bytes(std::slice::from_ref(&Parameter {
-                name: String::new(),
-                value: v.clone(),
-            }))
-        });
+        // What `parameters_bytes` counts for this parameter (without cloning the value to ask it).
+        let value_bytes = value.map_or(0, |v| ELEMENT_OVERHEAD + parameter_value_bytes(v));
         self.set_bytes += ELEMENT_OVERHEAD + name.len() + value_bytes;
+        check(self.set_bytes, self.limits.return_bytes, Quota::ReturnBytes)
+    }
+
+    /// Counts one `set-input-attribute` call against the return quota, as
+    /// [`Self::count_set`] counts a whole parameter.
+    pub(super) fn count_set_attribute(
+        &mut self,
+        parameter: &str,
+        attribute: &str,
+        value: Option<&Value>,
+    ) -> wasmtime::Result<()> {
+        self.set_bytes +=
+            ELEMENT_OVERHEAD + parameter.len() + attribute.len() + value.map_or(0, value_bytes);
         check(self.set_bytes, self.limits.return_bytes, Quota::ReturnBytes)
     }
 
@@ -371,21 +380,20 @@ fn entity_bytes(entity: &Entity) -> usize {
             .sum::<usize>()
 }
 
+/// Approximate bytes of one parameter's value.
+fn parameter_value_bytes(value: &ParameterValue) -> usize {
+    match value {
+        ParameterValue::Value(v) => value_bytes(v),
+        ParameterValue::Entity(e) => entity_bytes(e),
+        ParameterValue::EntityCollection(c) => c.entities.iter().map(entity_bytes).sum(),
+    }
+}
+
 /// Approximate bytes of a parameter collection.
 pub fn parameters_bytes(params: &[Parameter]) -> usize {
     params
         .iter()
-        .map(|p| {
-            ELEMENT_OVERHEAD
-                + p.name.len()
-                + match &p.value {
-                    ParameterValue::Value(v) => value_bytes(v),
-                    ParameterValue::Entity(e) => entity_bytes(e),
-                    ParameterValue::EntityCollection(c) => {
-                        c.entities.iter().map(entity_bytes).sum()
-                    }
-                }
-        })
+        .map(|p| ELEMENT_OVERHEAD + p.name.len() + parameter_value_bytes(&p.value))
         .sum()
 }
 
