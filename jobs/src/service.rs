@@ -13,8 +13,10 @@
 //! recorded, the job's state is not touched), so a job is never finished twice.
 
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, watch};
@@ -401,28 +403,41 @@ async fn attempt<R: JobRunner>(shared: Arc<Shared<R>>, job: SystemJob) -> Finish
     }
 }
 
-/// Runs one attempt in its own task, so a panicking runner fails the attempt instead of the worker.
+/// Runs one attempt under the run timeout, in the attempt's own task: a panicking runner fails the attempt
+/// instead of the worker (caught here rather than by a task of its own, which cost a spawn and a wake-up
+/// per job).
 async fn run_one<R: JobRunner>(shared: &Arc<Shared<R>>, job: SystemJob) -> JobOutcome {
-    let runner = shared.runner.clone();
-    let handle = tokio::spawn(async move { runner.run(&job).await });
-    let abort = handle.abort_handle();
-    match tokio::time::timeout(shared.config.run_timeout, handle).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => JobOutcome::failed(
-            FailureClass::Permanent,
-            format!("the job runner failed: {e}"),
-        ),
-        Err(_) => {
-            abort.abort();
-            JobOutcome::failed(
-                FailureClass::Transient { retry_after: None },
-                format!(
-                    "the attempt timed out after {:?}",
-                    shared.config.run_timeout
-                ),
-            )
+    let mut run = std::pin::pin!(shared.runner.run(&job));
+    let caught = std::future::poll_fn(|cx| {
+        match catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(cx))) {
+            Ok(Poll::Ready(outcome)) => Poll::Ready(Ok(outcome)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
         }
+    });
+    match tokio::time::timeout(shared.config.run_timeout, caught).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(panic)) => JobOutcome::failed(
+            FailureClass::Permanent,
+            format!("the job runner failed: it panicked: {}", panic_text(&*panic)),
+        ),
+        // The attempt's future is dropped here, which stops it.
+        Err(_) => JobOutcome::failed(
+            FailureClass::Transient { retry_after: None },
+            format!(
+                "the attempt timed out after {:?}",
+                shared.config.run_timeout
+            ),
+        ),
     }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// What recording an attempt did to the job.
