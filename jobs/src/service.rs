@@ -408,18 +408,22 @@ async fn attempt<R: JobRunner>(shared: Arc<Shared<R>>, job: SystemJob) -> Finish
 /// per job).
 async fn run_one<R: JobRunner>(shared: &Arc<Shared<R>>, job: SystemJob) -> JobOutcome {
     let mut run = std::pin::pin!(shared.runner.run(&job));
-    let caught = std::future::poll_fn(|cx| {
-        match catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(cx))) {
-            Ok(Poll::Ready(outcome)) => Poll::Ready(Ok(outcome)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    });
+    let caught =
+        std::future::poll_fn(
+            |cx| match catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(cx))) {
+                Ok(Poll::Ready(outcome)) => Poll::Ready(Ok(outcome)),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(panic) => Poll::Ready(Err(panic)),
+            },
+        );
     match tokio::time::timeout(shared.config.run_timeout, caught).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => JobOutcome::failed(
             FailureClass::Permanent,
-            format!("the job runner failed: it panicked: {}", panic_text(&*panic)),
+            format!(
+                "the job runner failed: it panicked: {}",
+                panic_text(&*panic)
+            ),
         ),
         // The attempt's future is dropped here, which stops it.
         Err(_) => JobOutcome::failed(
