@@ -12,9 +12,7 @@
 //! lost and none stays Locked. A worker that comes back late finds the lease gone (its attempt is still
 //! recorded, the job's state is not touched), so a job is never finished twice.
 
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -208,20 +206,12 @@ impl Drop for AsyncService {
 
 /// One worker: keeps up to `batch_size` attempts in flight, claiming more as soon as half of them are
 /// recorded, so one slow attempt holds one slot instead of stalling every claim behind it (a worker that waited
-/// for its whole batch ran claim, posts and records one after the other, each its own fsync). Finished
-/// attempts are recorded many to a store work: while one record is being committed, the attempts that end
-/// meanwhile wait and go together in the next (a work per attempt cost a savepoint, a writer hand-off and a
-/// wake-up each — most of the store writer's time per job in `weft bench delivery`).
+/// for its whole batch ran claim, posts and records one after the other, each its own fsync).
 async fn worker<R: JobRunner>(shared: Arc<Shared<R>>, id: String, mut stop: watch::Receiver<bool>) {
     let capacity = shared.config.batch_size as usize;
     // Claim again once this many slots are free: fewer, larger claims than one per finished attempt.
     let refill = capacity.div_ceil(2);
     let mut running = JoinSet::new();
-    // Attempts that ended, waiting for the record in flight to be committed.
-    let mut finished: Vec<Finished> = Vec::new();
-    // The record in flight and how many attempts it holds (their slots are free once it is committed).
-    let mut recording: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
-    let mut recording_len = 0;
     // The last claim found fewer due jobs than it asked for: claim again only when woken (a notify or the
     // poll interval), not each time an attempt ends.
     let mut drained = false;
@@ -233,24 +223,16 @@ async fn worker<R: JobRunner>(shared: Arc<Shared<R>>, id: String, mut stop: watc
     let poll = tokio::time::sleep(shared.config.poll_interval);
     tokio::pin!(poll);
     loop {
-        if recording.is_none() && !finished.is_empty() {
-            recording_len = finished.len();
-            recording = Some(Box::pin(record_all(
-                Arc::clone(&shared),
-                id.clone(),
-                std::mem::take(&mut finished),
-            )));
-        }
         if *stop.borrow() {
             break;
         }
-        let free = capacity - running.len() - finished.len() - recording_len;
+        let free = capacity - running.len();
         if !drained && free >= refill {
             match claim(&shared, &id, free).await {
                 Ok(jobs) => {
                     drained = jobs.len() < free;
                     for job in jobs {
-                        running.spawn(attempt(Arc::clone(&shared), job));
+                        running.spawn(attempt(Arc::clone(&shared), id.clone(), job));
                     }
                 }
                 Err(StoreError::Closed) => break,
@@ -262,13 +244,10 @@ async fn worker<R: JobRunner>(shared: Arc<Shared<R>>, id: String, mut stop: watc
             continue;
         }
         tokio::select! {
-            Some(ended) = running.join_next(), if !running.is_empty() => match ended {
-                Ok(f) => finished.push(f),
-                Err(e) => tracing::error!(error = %e, "a job task ended abnormally"),
-            },
-            () = async { if let Some(r) = recording.as_mut() { r.await } }, if recording.is_some() => {
-                recording = None;
-                recording_len = 0;
+            Some(ended) = running.join_next(), if !running.is_empty() => {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "a job task ended abnormally");
+                }
             }
             _ = notified.as_mut() => {
                 drained = false;
@@ -285,16 +264,9 @@ async fn worker<R: JobRunner>(shared: Arc<Shared<R>>, id: String, mut stop: watc
     }
     // Shutting down: claim nothing more, let every attempt in flight finish and be recorded.
     while let Some(ended) = running.join_next().await {
-        match ended {
-            Ok(f) => finished.push(f),
-            Err(e) => tracing::error!(error = %e, "a job task ended abnormally"),
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "a job task ended abnormally");
         }
-    }
-    if let Some(r) = recording.take() {
-        r.await;
-    }
-    if !finished.is_empty() {
-        record_all(Arc::clone(&shared), id, finished).await;
     }
 }
 
@@ -381,25 +353,15 @@ fn settle_abandoned(tx: &mut dyn Tx, now: i64, max_attempts: u32) -> Result<(), 
     Ok(())
 }
 
-/// An attempt that ended, to be recorded.
-struct Finished {
-    id: Uuid,
-    started_on: i64,
-    elapsed: Duration,
-    outcome: JobOutcome,
-}
-
-/// One claimed job: runs the attempt; the worker records it.
-async fn attempt<R: JobRunner>(shared: Arc<Shared<R>>, job: SystemJob) -> Finished {
+/// One claimed job: runs the attempt, then records it.
+async fn attempt<R: JobRunner>(shared: Arc<Shared<R>>, worker: String, job: SystemJob) {
     let id = job.id;
     let started_on = (shared.config.clock)();
     let t0 = Instant::now();
     let outcome = run_one(&shared, job).await;
-    Finished {
-        id,
-        started_on,
-        elapsed: t0.elapsed(),
-        outcome,
+    let elapsed = t0.elapsed();
+    if let Err(e) = record(&shared, &worker, id, started_on, elapsed, outcome).await {
+        tracing::warn!(job = %id, worker = %worker, error = %e, "cannot record a job attempt; the lease will expire and the job run again");
     }
 }
 
@@ -452,59 +414,17 @@ enum Recorded {
     Gone,
 }
 
-/// One attempt as it is recorded: the attempt row and what decides the job's next state.
-struct Entry {
-    attempt: NewJobAttempt,
+async fn record<R>(
+    shared: &Shared<R>,
+    worker: &str,
+    id: Uuid,
+    started_on: i64,
+    elapsed: Duration,
     outcome: JobOutcome,
-    unit: f64,
-}
-
-/// Records `finished` in one store work; if that work fails (one job's rows could not be written), each is
-/// recorded in a work of its own, so one bad record does not lose the others. A record that still fails is
-/// logged: the lease expires and the job runs again.
-async fn record_all<R>(shared: Arc<Shared<R>>, worker: String, finished: Vec<Finished>) {
-    let entries: Arc<[Entry]> = finished
-        .into_iter()
-        .map(|f| entry(&worker, f))
-        .collect::<Vec<_>>()
-        .into();
-    let answer = record(&shared, &worker, Arc::clone(&entries), None).await;
-    let recorded = match answer {
-        Ok(recorded) => recorded,
-        Err(e) if entries.len() == 1 => {
-            warn_unrecorded(entries[0].attempt.job_id, &worker, &e);
-            return;
-        }
-        Err(_) => {
-            let mut recorded = Vec::with_capacity(entries.len());
-            for i in 0..entries.len() {
-                match record(&shared, &worker, Arc::clone(&entries), Some(i)).await {
-                    Ok(r) => recorded.extend(r),
-                    Err(e) => warn_unrecorded(entries[i].attempt.job_id, &worker, &e),
-                }
-            }
-            recorded
-        }
-    };
-    for (id, r) in recorded {
-        if r == Recorded::LeaseLost {
-            tracing::warn!(job = %id, "attempt finished after the lease was taken over; recorded, job state left alone");
-        }
-    }
-}
-
-fn warn_unrecorded(id: Uuid, worker: &str, e: &StoreError) {
-    tracing::warn!(job = %id, worker = %worker, error = %e, "cannot record a job attempt; the lease will expire and the job run again");
-}
-
-/// The attempt row of `f`, with its metrics and log line (outcome labels only).
-fn entry(worker: &str, f: Finished) -> Entry {
-    let Finished {
-        id,
-        started_on,
-        elapsed,
-        outcome,
-    } = f;
+) -> Result<Recorded, StoreError> {
+    let now = (shared.config.clock)();
+    let policy = shared.config.retry.clone();
+    let unit = fastrand::f64();
     let attempt = NewJobAttempt {
         job_id: id,
         worker: worker.to_string(),
@@ -532,83 +452,38 @@ fn entry(worker: &str, f: Finished) -> Entry {
         tracing::warn!(job = %id, endpoint = ?outcome.endpoint_id, http_status = ?outcome.status_code,
             "system job attempt failed ({})", class.label());
     }
-    Entry {
-        attempt,
-        outcome,
-        unit: fastrand::f64(),
-    }
-}
-
-/// Records `entries` (only entry `only`, when given) in one transaction: for each, the attempt row and —
-/// when the worker still holds the lease — the job's next state, decided from the job as re-read there.
-async fn record<R>(
-    shared: &Shared<R>,
-    worker: &str,
-    entries: Arc<[Entry]>,
-    only: Option<usize>,
-) -> Result<Vec<(Uuid, Recorded)>, StoreError> {
-    let now = (shared.config.clock)();
-    let policy = shared.config.retry.clone();
     let worker = worker.to_string();
-    shared
+    let recorded = shared
         .store
         .transact_async(move |tx| {
-            let range = match only {
-                Some(i) => i..i + 1,
-                None => 0..entries.len(),
+            let Some(job) = tx.system_job_lease(id)? else {
+                return Ok(Recorded::Gone); // deleted while it ran
             };
-            // A batch's jobs mostly share a step: its auto-delete setting is read once per work.
-            let mut auto_delete: Vec<(Uuid, bool)> = Vec::new();
-            let mut recorded = Vec::with_capacity(range.len());
-            for e in &entries[range] {
-                let id = e.attempt.job_id;
-                let r = record_one(tx, &worker, e, &policy, now, &mut auto_delete)?;
-                recorded.push((id, r));
+            let number = tx.insert_job_attempt(&attempt)?;
+            if job.status.state() != JobState::Locked
+                || job.lease_owner.as_deref() != Some(worker.as_str())
+            {
+                return Ok(Recorded::LeaseLost);
             }
-            Ok::<_, StoreError>(recorded)
+            let update = next_state(&job, &outcome, number, &policy, now, unit);
+            tx.update_job(id, &update)?;
+            if update.status == JobStatus::Succeeded && auto_delete(tx, &job)? {
+                tx.delete_job(id)?;
+            }
+            Ok::<_, StoreError>(Recorded::Done)
         })
-        .await
+        .await?;
+    if recorded == Recorded::LeaseLost {
+        tracing::warn!(job = %id, "attempt finished after the lease was taken over; recorded, job state left alone");
+    }
+    Ok(recorded)
 }
 
-fn record_one(
-    tx: &mut dyn Tx,
-    worker: &str,
-    e: &Entry,
-    policy: &RetryPolicy,
-    now: i64,
-    auto_delete: &mut Vec<(Uuid, bool)>,
-) -> Result<Recorded, StoreError> {
-    let id = e.attempt.job_id;
-    let Some(job) = tx.system_job_lease(id)? else {
-        return Ok(Recorded::Gone); // deleted while it ran
-    };
-    let number = tx.insert_job_attempt(&e.attempt)?;
-    if job.status.state() != JobState::Locked || job.lease_owner.as_deref() != Some(worker) {
-        return Ok(Recorded::LeaseLost);
+fn auto_delete(tx: &dyn Tx, job: &JobLease) -> Result<bool, StoreError> {
+    match job.owning_extension_id {
+        Some(step) => Ok(tx.step_async_auto_delete(step)? == Some(true)),
+        None => Ok(false),
     }
-    let update = next_state(&job, &e.outcome, number, policy, now, e.unit);
-    tx.update_job(id, &update)?;
-    if update.status == JobStatus::Succeeded && deletes_on_success(tx, &job, auto_delete)? {
-        tx.delete_job(id)?;
-    }
-    Ok(Recorded::Done)
-}
-
-/// Whether the job's step has `asyncautodelete`, remembered in `known` for the rest of the work.
-fn deletes_on_success(
-    tx: &dyn Tx,
-    job: &JobLease,
-    known: &mut Vec<(Uuid, bool)>,
-) -> Result<bool, StoreError> {
-    let Some(step) = job.owning_extension_id else {
-        return Ok(false);
-    };
-    if let Some(&(_, yes)) = known.iter().find(|(s, _)| *s == step) {
-        return Ok(yes);
-    }
-    let yes = tx.step_async_auto_delete(step)? == Some(true);
-    known.push((step, yes));
-    Ok(yes)
 }
 
 /// The job's state after attempt `attempt` ended with `outcome` (the job as read in the recording transaction,

@@ -214,7 +214,7 @@ async fn permanent_failure_fails_at_once() {
 }
 
 /// A runner that panics fails its attempt as an internal error (Failed, the panic's text recorded); the
-/// worker goes on, and the jobs recorded in the same batch as the panicked one are recorded as theirs.
+/// worker goes on: the jobs claimed with the panicked one, and one written later, succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_runner_fails_the_attempt_not_the_worker() {
     let dir = tempfile::tempdir().unwrap();

@@ -77,7 +77,6 @@ struct Setup {
     bus: BusHandle,
     key: String,
     runtime: Arc<Runtime>,
-    delivery: Arc<Delivery>,
     runner: Arc<DeliveryRunner>,
 }
 
@@ -99,15 +98,11 @@ impl Setup {
             Arc::new(tokio::task::spawn_blocking(move || Runtime::open(&config, &data)).await??);
         let delivery = Delivery::new("weft.bench.local")?;
         runtime.pipeline.set_delivery(Arc::clone(&delivery));
-        let runner = Arc::new(DeliveryRunner::new(
-            runtime.pipeline.clone(),
-            Arc::clone(&delivery),
-        ));
+        let runner = Arc::new(DeliveryRunner::new(runtime.pipeline.clone(), delivery));
         Ok(Setup {
             bus,
             key,
             runtime,
-            delivery,
             runner,
         })
     }
@@ -116,15 +111,11 @@ impl Setup {
         let config = settings
             .into_config()
             .map_err(|e| anyhow!("jobs settings: {e}"))?;
-        // On the delivery runtime, as `weft up` starts it.
-        let service = {
-            let _on = self.delivery.enter();
-            AsyncService::start(
-                Arc::clone(&self.runtime.store),
-                Arc::clone(&self.runner),
-                config,
-            )
-        }
+        let service = AsyncService::start(
+            Arc::clone(&self.runtime.store),
+            Arc::clone(&self.runner),
+            config,
+        )
         .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
         self.runtime.pipeline.set_job_notifier(service.notifier());
         Ok(service)

@@ -183,10 +183,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     let delivery = Delivery::new(args.organization)?;
     runtime.pipeline.set_delivery(Arc::clone(&delivery));
-    let runner = Arc::new(DeliveryRunner::new(
-        runtime.pipeline.clone(),
-        Arc::clone(&delivery),
-    ));
+    let runner = Arc::new(DeliveryRunner::new(runtime.pipeline.clone(), delivery));
     let served = super::block_on(async move {
         let bus = match bus {
             Some(config) => {
@@ -216,12 +213,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let watcher = args
             .watch
             .then(|| tokio::spawn(super::watch::watch(Arc::clone(&runtime))));
-        // On the delivery runtime: the workers' posts then run in place (see `Delivery::post`).
-        let service = {
-            let _on = delivery.enter();
-            AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
-        }
-        .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
+        let service = AsyncService::start(Arc::clone(&runtime.store), runner, jobs)
+            .map_err(|e| anyhow!("starting the asynchronous service: {e}"))?;
         runtime.pipeline.set_job_notifier(service.notifier());
         // Other hosts on a shared (PostgreSQL) store: their jobs wake this service, their registration
         // changes are taken up.

@@ -14,18 +14,14 @@
 //! the store's writer thread, or a blocking thread of the job service. Every post is spawned on this
 //! module's runtime and the caller waits on a plain channel, so a post never needs the caller to be (or not
 //! to be) inside a runtime, and the pooled connections live as long as the [`Delivery`], not as long as
-//! whichever runtime happened to open them. A caller already on that runtime — the asynchronous service's
-//! workers, started inside [`Delivery::enter`] — posts in place: a hand-off to another runtime's thread and
-//! back per job was a measurable share of `weft bench delivery`.
+//! whichever runtime happened to open them.
 
 mod cache;
 mod notify;
 mod runner;
 mod workflow;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 
 use opentelemetry::KeyValue;
 use tokio::runtime::{Handle, Runtime};
@@ -204,7 +200,7 @@ impl Delivery {
         let span = post_span(&endpoint, &message_id);
         let client = self.client.clone();
         let delivery = self.delivery(&ctx, message_id);
-        let post = async move {
+        let task = self.handle.spawn(async move {
             match stored {
                 Some((bytes, format)) => {
                     client
@@ -213,31 +209,13 @@ impl Delivery {
                 }
                 None => client.post(&endpoint, &ctx, &delivery).await,
             }
-        };
-        let result = if self.is_current() {
-            match catch_panic(post).await {
-                Some(r) => r.map_err(DeliveryError::Post),
-                None => Err(DeliveryError::Interrupted("the post panicked".into())),
-            }
-        } else {
-            match self.handle.spawn(post).await {
-                Ok(r) => r.map_err(DeliveryError::Post),
-                Err(e) => Err(interrupted(&e)),
-            }
+        });
+        let result = match task.await {
+            Ok(r) => r.map_err(DeliveryError::Post),
+            Err(e) => Err(interrupted(&e)),
         };
         post_span_end(&span, &result);
         result
-    }
-
-    /// Enters this module's runtime: what the caller spawns until the guard drops runs there. Start the
-    /// asynchronous service inside it, so its posts need no hand-off (see [`Delivery::post`]).
-    pub fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
-        self.handle.enter()
-    }
-
-    /// Whether the calling task runs on this module's runtime.
-    fn is_current(&self) -> bool {
-        Handle::try_current().is_ok_and(|h| h.id() == self.handle.id())
     }
 
     /// TriggerServiceEndpointCheck: proves `endpoint` reachable with its credentials without posting a
@@ -333,19 +311,6 @@ fn post_span_end(span: &crate::telemetry::Detached, result: &Result<PostOutcome,
             span.outcome(e.class().label(), Some(e));
         }
     }
-}
-
-/// Runs `f`, answering None if it panics (as a spawned post's `JoinError` would say).
-async fn catch_panic<F: Future>(f: F) -> Option<F::Output> {
-    let mut f = std::pin::pin!(f);
-    std::future::poll_fn(|cx| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.as_mut().poll(cx))) {
-            Ok(Poll::Ready(out)) => Poll::Ready(Some(out)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(None),
-        }
-    })
-    .await
 }
 
 fn interrupted(e: &tokio::task::JoinError) -> DeliveryError {
