@@ -12,13 +12,17 @@
 //! lost and none stays Locked. A worker that comes back late finds the lease gone (its attempt is still
 //! recorded, the job's state is not touched), so a job is never finished twice.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
-use weft_store::system::{JobError, JobState, JobStatus, JobUpdate, NewJobAttempt, SystemJob};
+use weft_store::system::{
+    JobError, JobLease, JobState, JobStatus, JobUpdate, NewJobAttempt, SystemJob,
+};
 use weft_store::{Store, StoreError, StoreExt, Tx};
 
 use crate::policy::{Decision, RetryPolicy, decide};
@@ -361,28 +365,45 @@ async fn attempt<R: JobRunner>(shared: Arc<Shared<R>>, worker: String, job: Syst
     }
 }
 
-/// Runs one attempt in its own task, so a panicking runner fails the attempt instead of the worker.
+/// Runs one attempt under the run timeout, in the attempt's own task: a panicking runner fails the attempt
+/// instead of the worker (caught here rather than by a task of its own, which cost a spawn and a wake-up
+/// per job).
 async fn run_one<R: JobRunner>(shared: &Arc<Shared<R>>, job: SystemJob) -> JobOutcome {
-    let runner = shared.runner.clone();
-    let handle = tokio::spawn(async move { runner.run(&job).await });
-    let abort = handle.abort_handle();
-    match tokio::time::timeout(shared.config.run_timeout, handle).await {
+    let mut run = std::pin::pin!(shared.runner.run(&job));
+    let caught =
+        std::future::poll_fn(
+            |cx| match catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(cx))) {
+                Ok(Poll::Ready(outcome)) => Poll::Ready(Ok(outcome)),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(panic) => Poll::Ready(Err(panic)),
+            },
+        );
+    match tokio::time::timeout(shared.config.run_timeout, caught).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => JobOutcome::failed(
+        Ok(Err(panic)) => JobOutcome::failed(
             FailureClass::Permanent,
-            format!("the job runner failed: {e}"),
+            format!(
+                "the job runner failed: it panicked: {}",
+                panic_text(&*panic)
+            ),
         ),
-        Err(_) => {
-            abort.abort();
-            JobOutcome::failed(
-                FailureClass::Transient { retry_after: None },
-                format!(
-                    "the attempt timed out after {:?}",
-                    shared.config.run_timeout
-                ),
-            )
-        }
+        // The attempt's future is dropped here, which stops it.
+        Err(_) => JobOutcome::failed(
+            FailureClass::Transient { retry_after: None },
+            format!(
+                "the attempt timed out after {:?}",
+                shared.config.run_timeout
+            ),
+        ),
     }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// What recording an attempt did to the job.
@@ -435,7 +456,7 @@ async fn record<R>(
     let recorded = shared
         .store
         .transact_async(move |tx| {
-            let Some(job) = tx.system_job(id)? else {
+            let Some(job) = tx.system_job_lease(id)? else {
                 return Ok(Recorded::Gone); // deleted while it ran
             };
             let number = tx.insert_job_attempt(&attempt)?;
@@ -458,7 +479,7 @@ async fn record<R>(
     Ok(recorded)
 }
 
-fn auto_delete(tx: &dyn Tx, job: &SystemJob) -> Result<bool, StoreError> {
+fn auto_delete(tx: &dyn Tx, job: &JobLease) -> Result<bool, StoreError> {
     match job.owning_extension_id {
         Some(step) => Ok(tx.step_async_auto_delete(step)? == Some(true)),
         None => Ok(false),
@@ -468,7 +489,7 @@ fn auto_delete(tx: &dyn Tx, job: &SystemJob) -> Result<bool, StoreError> {
 /// The job's state after attempt `attempt` ended with `outcome` (the job as read in the recording transaction,
 /// so a pause, cancel or postpone requested while it ran is honoured).
 fn next_state(
-    job: &SystemJob,
+    job: &JobLease,
     outcome: &JobOutcome,
     attempt: i32,
     policy: &RetryPolicy,

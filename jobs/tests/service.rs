@@ -213,6 +213,52 @@ async fn permanent_failure_fails_at_once() {
     );
 }
 
+/// A runner that panics fails its attempt as an internal error (Failed, the panic's text recorded); the
+/// worker goes on: the jobs claimed with the panicked one, and one written later, succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_runner_fails_the_attempt_not_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new();
+    let store = open(dir.path(), &clock);
+    let runner = Scripted::new(|j, _| {
+        assert!(j.name != "explodes", "runner blew up on purpose");
+        JobOutcome::succeeded()
+    });
+    let bad = insert(&store, new_job("explodes"));
+    let good: Vec<Uuid> = (0..5)
+        .map(|i| insert(&store, new_job(&format!("fine {i}"))))
+        .collect();
+    let svc = AsyncService::start(dyn_store(&store), runner.clone(), config(&clock, 1)).unwrap();
+    let j = wait_for(&store, bad, "completed", |j| {
+        j.is_some_and(|j| j.status.state() == JobState::Completed)
+    })
+    .await
+    .unwrap();
+    for id in &good {
+        wait_for(&store, *id, "succeeded", |j| {
+            j.is_some_and(|j| j.status == JobStatus::Succeeded)
+        })
+        .await;
+    }
+    // The worker still claims: a job written now is delivered too.
+    let later = insert(&store, new_job("later"));
+    svc.notify();
+    wait_for(&store, later, "succeeded", |j| {
+        j.is_some_and(|j| j.status == JobStatus::Succeeded)
+    })
+    .await;
+    svc.shutdown().await;
+    assert_eq!((j.status, j.retry_count), (JobStatus::Failed, 0));
+    let message = j.message.unwrap();
+    assert!(
+        message.contains("panicked") && message.contains("runner blew up on purpose"),
+        "{message}"
+    );
+    let attempts = store.read(|r| r.job_attempts(bad)).unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].entry.outcome, "permanent");
+}
+
 /// OperationStatus.Retry from a plug-in gives exactly 4 attempts in total, whatever max_attempts says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_retry_gets_four_attempts() {

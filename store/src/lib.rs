@@ -65,6 +65,9 @@ macro_rules! delegate_system_reads {
         fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>> {
             self.$field.system_job(id)
         }
+        fn system_job_lease(&self, id: Uuid) -> Result<Option<JobLease>> {
+            self.$field.system_job_lease(id)
+        }
         fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>> {
             self.$field.system_jobs(filter)
         }
@@ -195,6 +198,12 @@ pub trait Read {
     fn service_endpoint_secrets_for_delivery(&self, id: Uuid) -> Result<Option<EndpointSecrets>>;
     /// One system job.
     fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>>;
+    /// A system job's state and lease without its context: what the asynchronous service re-reads for
+    /// every attempt it records. A backend without a narrower query reads the whole job (and so locks it
+    /// where [`Read::system_job`] does).
+    fn system_job_lease(&self, id: Uuid) -> Result<Option<JobLease>> {
+        Ok(self.system_job(id)?.map(JobLease::from))
+    }
     /// System jobs matching the filter, oldest first.
     fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>>;
     /// Plug-in trace log rows matching the filter, newest first (without their recordings).

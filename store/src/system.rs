@@ -623,6 +623,32 @@ pub struct SystemJob {
     pub lease_expires_on: Option<i64>,
 }
 
+/// What the asynchronous service re-reads of a job when it records an attempt
+/// ([`crate::Read::system_job_lease`]): its state, lease, postponement and step, without the context and
+/// texts a [`SystemJob`] carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLease {
+    /// `statuscode` (the `statecode` is [`JobStatus::state`]).
+    pub status: JobStatus,
+    /// Worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// `postponeuntil`, ms.
+    pub postpone_until: Option<i64>,
+    /// `owningextensionid`: the job's step.
+    pub owning_extension_id: Option<Uuid>,
+}
+
+impl From<SystemJob> for JobLease {
+    fn from(j: SystemJob) -> Self {
+        JobLease {
+            status: j.status,
+            lease_owner: j.lease_owner,
+            postpone_until: j.postpone_until,
+            owning_extension_id: j.owning_extension_id,
+        }
+    }
+}
+
 /// Filters for [`crate::Read::system_jobs`]; oldest first (`createdon`, `sequence`) unless `newest_first`.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {

@@ -1054,3 +1054,67 @@ async fn a_synchronous_endpoint_step_posts_inside_the_operation() {
     assert_eq!(posts.len(), 2, "{traces:?}");
     assert!(posts.iter().any(|t| t.entry.trace.contains("failed")));
 }
+
+/// The job runner keeps endpoints between jobs; a change made through the Web API (PATCH of the webhook's
+/// `url`, to the second webhook and back) is honoured by the very next delivery: each job goes where the
+/// endpoint pointed when it ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_changed_through_the_web_api_is_used_by_the_next_delivery() {
+    let (first, first_url) = Hook::start(&[StatusCode::OK]).await;
+    let (second, second_url) = Hook::start(&[StatusCode::OK]).await;
+    let env = env(free_addr(), &first_url, HOOK_STEP).await;
+    let (addr, server) = weft_host::api::serve(
+        Arc::clone(&env.runtime),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let patch = |url: String| {
+        let endpoint = format!(
+            "http://{addr}/api/data/v9.2/serviceendpoints({})",
+            derived_id("serviceendpoint", "hook")
+        );
+        async move {
+            let r = reqwest::Client::new()
+                .patch(endpoint)
+                .header("Content-Type", "application/json")
+                .body(serde_json::json!({ "url": url }).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        }
+    };
+    let service = env.jobs();
+    let mut expected = (0, 0);
+    let mut seen = std::collections::HashSet::new();
+    for (round, to_second) in [false, true, true, false].into_iter().enumerate() {
+        if round > 0 {
+            patch(if to_second { &second_url } else { &first_url }.clone()).await;
+        }
+        env.create(Some(&format!("round {round}"))).await.unwrap();
+        let job = env
+            .all_jobs()
+            .into_iter()
+            .find(|j| seen.insert(j.id))
+            .expect("the new job");
+        env.wait_job(job.id, |j| j.status == JobStatus::Succeeded)
+            .await;
+        if to_second {
+            expected.1 += 1;
+        } else {
+            expected.0 += 1;
+        }
+        assert_eq!(
+            (first.requests().len(), second.requests().len()),
+            expected,
+            "round {round}"
+        );
+        let last = if to_second { &second } else { &first }.requests();
+        let ctx = weft_message::parse(&last.last().unwrap().body, "application/json").unwrap();
+        assert_eq!(ctx.operation_id, job.id, "round {round}");
+    }
+    service.shutdown().await;
+    server.shutdown().await.unwrap();
+}

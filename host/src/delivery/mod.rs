@@ -16,6 +16,7 @@
 //! to be) inside a runtime, and the pooled connections live as long as the [`Delivery`], not as long as
 //! whichever runtime happened to open them.
 
+mod cache;
 mod notify;
 mod runner;
 mod workflow;
@@ -191,7 +192,7 @@ impl Delivery {
     /// `weft_endpoints::Client::post_stored`).
     pub async fn post(
         &self,
-        endpoint: Endpoint,
+        endpoint: Arc<Endpoint>,
         ctx: RemoteExecutionContext,
         stored: Option<(Vec<u8>, Format)>,
         message_id: String,

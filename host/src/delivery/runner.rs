@@ -16,6 +16,7 @@ use weft_jobs::{FailureClass, JobOutcome, JobRunner};
 use weft_store::system::{EventHandler, StepMode, SystemJob};
 use weft_store::{Read, Store, StoreExt, Tx};
 
+use super::cache::EndpointCache;
 use super::{Delivery, DeliveryError, PLUGIN_FAILED_CODE, POST_FAILED_CODE};
 use crate::convert::{self, uuid};
 use crate::pipeline::services::OrgServices;
@@ -35,12 +36,18 @@ const OPERATION_STATUS_RETRY: u8 = 2;
 pub struct DeliveryRunner {
     pub(super) pipeline: Pipeline,
     pub(super) delivery: Arc<Delivery>,
+    /// The service endpoints jobs post to, read once per change of endpoints rather than once per job.
+    endpoints: Arc<EndpointCache>,
 }
 
 impl DeliveryRunner {
     /// A runner using the pipeline's store, sandbox and loaded plug-ins, posting through `delivery`.
     pub fn new(pipeline: Pipeline, delivery: Arc<Delivery>) -> DeliveryRunner {
-        DeliveryRunner { pipeline, delivery }
+        DeliveryRunner {
+            pipeline,
+            delivery,
+            endpoints: Arc::default(),
+        }
     }
 
     pub(super) fn store(&self) -> &Arc<dyn Store> {
@@ -127,9 +134,7 @@ impl DeliveryRunner {
         context: weft_message::RemoteExecutionContext,
     ) -> JobOutcome {
         let delivery = &self.delivery;
-        let endpoint = self
-            .store()
-            .read(|r: &dyn Read| Ok::<_, DeliveryError>(delivery.endpoint(r, endpoint_id)?));
+        let endpoint = self.endpoints.get(&self.pipeline, delivery, endpoint_id);
         let result = match endpoint {
             Ok(endpoint) => {
                 // The context was parsed from these bytes (run_job), so they are a valid stored copy.

@@ -428,10 +428,11 @@ impl Pipeline {
     /// warning), a plug-in whose stored component differs from the loaded one is loaded from the store
     /// (one that no longer loads keeps the old version, with a warning), and the stored workflows replace
     /// this host's (one whose definition does not fit here — a table, column or activity type this host
-    /// lacks — is left out with a warning, as a step is). Service endpoints need nothing: delivery reads them
-    /// from the store. Operations already running finish on the old snapshot. Returns the number of steps
-    /// now registered.
+    /// lacks — is left out with a warning, as a step is). Service endpoints are read from the store again
+    /// at their next post (the job runner's cache is dropped). Operations already running finish on the
+    /// old snapshot. Returns the number of steps now registered.
     pub fn reload_registration(&self) -> Result<usize, PipelineError> {
+        self.endpoints_changed();
         let registries = &self.inner.registries;
         let writer = registries.begin();
         let mut next = (*registries.snapshot()).clone();
@@ -572,7 +573,7 @@ impl Pipeline {
         &self,
         decl: EndpointDecl,
     ) -> Result<ServiceEndpoint, PipelineError> {
-        self.inner.store.transact(move |tx| {
+        let created = self.inner.store.transact(move |tx| {
             let id = decl.def.id;
             if tx.service_endpoint(id)?.is_some() {
                 return Err(PipelineError::Store(StoreError::DuplicateId {
@@ -581,25 +582,30 @@ impl Pipeline {
                 }));
             }
             put_endpoint(tx, &decl, None)
-        })
+        });
+        self.endpoints_changed();
+        created
     }
 
     /// Changes service endpoint `id` to what `change` makes of the stored row (secrets it marks Keep stay
     /// as stored), checked with the secrets it will have. Posts queued before the change use the new
-    /// values (delivery reads the endpoint at each attempt). Returns the stored row.
+    /// values (the job runner's endpoint cache is dropped once the change is durable). Returns the stored
+    /// row.
     pub(crate) fn update_endpoint(
         &self,
         id: Uuid,
         change: EndpointChange,
     ) -> Result<ServiceEndpoint, PipelineError> {
-        self.inner.store.transact(move |tx| {
+        let updated = self.inner.store.transact(move |tx| {
             let stored = tx
                 .service_endpoint(id)?
                 .ok_or_else(|| endpoint_not_found(id))?;
             let decl = change(&stored).map_err(PipelineError::Invalid)?;
             let secrets = tx.service_endpoint_secrets_for_delivery(id)?;
             put_endpoint(tx, &decl, secrets.as_ref())
-        })
+        });
+        self.endpoints_changed();
+        updated
     }
 
     /// Unregisters a service endpoint; refused while a step uses it. Jobs already queued for it fail when
@@ -609,8 +615,9 @@ impl Pipeline {
         let deleted = self
             .inner
             .store
-            .transact(move |tx| tx.delete_service_endpoint(id))?;
-        if deleted {
+            .transact(move |tx| tx.delete_service_endpoint(id));
+        self.endpoints_changed();
+        if deleted? {
             Ok(())
         } else {
             Err(PipelineError::Store(endpoint_not_found(id)))

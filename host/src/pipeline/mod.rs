@@ -41,7 +41,7 @@ pub(crate) mod services;
 mod trace;
 pub(crate) mod workflow;
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -298,6 +298,9 @@ struct Inner {
     job_notifier: OnceLock<weft_jobs::Notifier>,
     /// What applying `weft.toml` at start-up replaced or removed.
     startup: ApplyReport,
+    /// Bumped after every change to service endpoints this host makes or hears of: what keeps the job
+    /// runner's endpoint cache honest (see [`Pipeline::endpoints_generation`]).
+    endpoints_generation: AtomicU64,
 }
 
 /// A change to a step's runtime-writable columns; `None` leaves the column as it is.
@@ -461,6 +464,7 @@ impl Pipeline {
                 delivery: OnceLock::new(),
                 job_notifier: OnceLock::new(),
                 startup,
+                endpoints_generation: AtomicU64::new(0),
             }),
         })
     }
@@ -551,6 +555,20 @@ impl Pipeline {
     /// The delivery plug-ins' posts go through, once set.
     pub fn delivery(&self) -> Option<&Arc<Delivery>> {
         self.inner.delivery.get()
+    }
+
+    /// Changes with every change to service endpoints: one made through this pipeline (counted once it is
+    /// durable) or another host's registration change (counted when its notification arrives). What was
+    /// read from the store under an older value may be stale.
+    pub fn endpoints_generation(&self) -> u64 {
+        self.inner.endpoints_generation.load(Ordering::Acquire)
+    }
+
+    /// Counts a change to service endpoints (see [`Pipeline::endpoints_generation`]).
+    pub(crate) fn endpoints_changed(&self) {
+        self.inner
+            .endpoints_generation
+            .fetch_add(1, Ordering::AcqRel);
     }
 
     /// Wakes the asynchronous service through `notifier` once an operation that may have written system

@@ -679,6 +679,9 @@ impl Read for SqlRead<'_> {
     fn system_job(&self, id: Uuid) -> Result<Option<SystemJob>> {
         system::system_job(self.conn, id)
     }
+    fn system_job_lease(&self, id: Uuid) -> Result<Option<JobLease>> {
+        system::system_job_lease(self.conn, id)
+    }
     fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>> {
         system::system_jobs(self.conn, filter)
     }

@@ -825,6 +825,24 @@ pub(crate) fn system_job(conn: &Connection, id: Uuid) -> Result<Option<SystemJob
     Ok(stmt.query_row([id.to_string()], job_row).optional()?)
 }
 
+pub(crate) fn system_job_lease(conn: &Connection, id: Uuid) -> Result<Option<JobLease>> {
+    // Not JOB_COLUMNS: the context (a page or more) and the texts are what recording an attempt need not read.
+    let mut stmt = conn.prepare_cached(
+        "SELECT statuscode, leaseowner, postponeuntil, owningextensionid FROM asyncoperation
+         WHERE asyncoperationid = ?1",
+    )?;
+    Ok(stmt
+        .query_row([id.to_string()], |r| {
+            Ok(JobLease {
+                status: enum_col(r, 0)?,
+                lease_owner: r.get(1)?,
+                postpone_until: r.get(2)?,
+                owning_extension_id: opt_uuid_col(r, 3)?,
+            })
+        })
+        .optional()?)
+}
+
 pub(crate) fn system_jobs(conn: &Connection, f: &JobFilter) -> Result<Vec<SystemJob>> {
     let mut sql = format!("SELECT {JOB_COLUMNS} FROM asyncoperation WHERE 1");
     let mut params = Vec::new();
@@ -1045,7 +1063,7 @@ pub(crate) fn update_job(conn: &Connection, id: Uuid, u: &JobUpdate) -> Result<(
 }
 
 pub(crate) fn insert_job_attempt(conn: &Connection, a: &NewJobAttempt) -> Result<i32> {
-    if system_job(conn, a.job_id)?.is_none() {
+    if system_job_lease(conn, a.job_id)?.is_none() {
         return Err(StoreError::NotFound {
             table: "asyncoperation".into(),
             id: a.job_id,
