@@ -16,10 +16,21 @@ use crate::schema::{Schema, TableDef};
 use crate::{Result, StoreError};
 
 /// A runtime table's stored definition.
-pub(crate) fn encode(table: &TableDef) -> Result<String> {
+fn encode(table: &TableDef) -> Result<String> {
     toml::to_string(table).map_err(|e| {
         StoreError::Invalid(format!("cannot store table `{}`: {e}", table.logical_name))
     })
+}
+
+/// The runtime tables `next` holds that `current` does not hold as they are (new or changed), each with its
+/// stored definition: what a backend writes to `weft_table` after a change.
+pub(crate) fn changed(current: &Schema, next: &Schema) -> Result<Vec<(String, String)>> {
+    next.tables()
+        .iter()
+        .filter(|t| next.is_runtime_table(&t.logical_name))
+        .filter(|t| current.table(&t.logical_name) != Some(*t))
+        .map(|t| Ok((t.logical_name.clone(), encode(t)?)))
+        .collect()
 }
 
 /// `file` with the stored runtime tables added. Returns the schema and the stored tables the file now

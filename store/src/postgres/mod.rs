@@ -519,18 +519,8 @@ impl Store for PgStore {
                 .map_err(runtime_tables::invalid)?;
             self.change_tables(|db| {
                 tables::migrate(db, &next)?;
-                for t in next
-                    .tables()
-                    .iter()
-                    .filter(|t| next.is_runtime_table(&t.logical_name))
-                {
-                    if current.table(&t.logical_name) != Some(t) {
-                        system::put_runtime_table(
-                            db,
-                            &t.logical_name,
-                            &runtime_tables::encode(t)?,
-                        )?;
-                    }
+                for (name, definition) in runtime_tables::changed(current, &next)? {
+                    system::put_runtime_table(db, &name, &definition)?;
                 }
                 Ok(())
             })?;

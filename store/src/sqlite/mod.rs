@@ -364,18 +364,8 @@ impl Store for SqliteStore {
                 .map_err(runtime_tables::invalid)?;
             self.change_tables(|tx| {
                 tables::migrate(tx, &next)?;
-                for t in next
-                    .tables()
-                    .iter()
-                    .filter(|t| next.is_runtime_table(&t.logical_name))
-                {
-                    if current.table(&t.logical_name) != Some(t) {
-                        system::put_runtime_table(
-                            tx,
-                            &t.logical_name,
-                            &runtime_tables::encode(t)?,
-                        )?;
-                    }
+                for (name, definition) in runtime_tables::changed(current, &next)? {
+                    system::put_runtime_table(tx, &name, &definition)?;
                 }
                 Ok(())
             })?;
