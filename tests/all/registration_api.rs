@@ -109,6 +109,25 @@ impl Host {
         (status, location.unwrap_or(text))
     }
 
+    /// [`Host::send`] with its own Content-Type (a `$batch`); answers the status and the body.
+    async fn send_typed(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let r = self
+            .client
+            .request(method, format!("{}/{path}", self.base))
+            .header("Content-Type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
     async fn get(&self, path: &str) -> Json {
         let (status, body) = self.send(Method::GET, path, "").await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
@@ -709,13 +728,45 @@ async fn tables_created_through_the_api(store: Option<&str>) {
         .send(Method::POST, "new_gadgets", r#"{"new_name":"Gone"}"#)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // Not while a step is registered on it (the registration would no longer fit at the next start).
+    let gadget_step = json!({
+        "name": "probe gadgets", "message": "Create", "table": "new_gadget", "stage": 40,
+        "plugin": "probe", "configuration": "label=gadget",
+    });
+    let (status, location) = host
+        .send(Method::POST, api::STEPS, &gadget_step.to_string())
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{location}");
+    let delete_gadget = "EntityDefinitions(LogicalName='new_gadget')";
+    let (status, body) = host.send(Method::DELETE, delete_gadget, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error_message(&body).contains("the step 'probe gadgets'"),
+        "{body}"
+    );
+    let step_path = format!("{}({})", api::STEPS, id_in(&location));
+    let (status, body) = host.send(Method::DELETE, &step_path, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // Nor inside a $batch change set (the table change would wait for the change set's transaction).
+    let boundary = "batch_1";
+    let batch = format!(
+        "--{boundary}\r\nContent-Type: multipart/mixed; boundary=changeset_1\r\n\r\n\
+         --changeset_1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\
+         Content-ID: 1\r\n\r\nDELETE {delete_gadget} HTTP/1.1\r\n\r\n\r\n--changeset_1--\r\n--{boundary}--\r\n"
+    );
     let (status, body) = host
-        .send(
-            Method::DELETE,
-            "EntityDefinitions(LogicalName='new_gadget')",
-            "",
+        .send_typed(
+            Method::POST,
+            "$batch",
+            &format!("multipart/mixed; boundary={boundary}"),
+            &batch,
         )
         .await;
+    assert!(
+        body.contains("cannot be changed in a change set") && body.contains("0x80060888"),
+        "{status}: {body}"
+    );
+    let (status, body) = host.send(Method::DELETE, delete_gadget, "").await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let (status, _) = host.send(Method::GET, "new_gadgets", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

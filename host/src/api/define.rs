@@ -27,6 +27,34 @@ pub const DUPLICATE_NAME: &str = "0x80044363";
 /// The path of the `CreateEntities` action (after `/api/data/v9.2/`).
 pub(super) const CREATE_ENTITIES: &str = "CreateEntities";
 
+/// One metadata write at a time on this host: a write checks names against the schema and then changes it,
+/// and two at once (two columns added to one table, two tables of one name) would each miss the other's.
+static WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Refuses to delete `table` while a step or a workflow is registered on it (the registration would no
+/// longer fit the schema at the next start).
+fn refuse_registered(state: &AppState, table: &str) -> Result<(), ApiError> {
+    let pipeline = &state.runtime.pipeline;
+    let step = pipeline
+        .steps()
+        .into_iter()
+        .find(|s| s.def.primary_entity.as_deref() == Some(table))
+        .map(|s| format!("the step '{}'", s.def.name));
+    let workflow = || {
+        pipeline
+            .workflows()
+            .into_iter()
+            .find(|w| w.table == table)
+            .map(|w| format!("the workflow '{}'", w.name))
+    };
+    match step.or_else(workflow) {
+        Some(what) => Err(ApiError::payload(format!(
+            "The entity {table} cannot be deleted: {what} is registered on it. Delete it first."
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Answers a metadata write: `rest` is the path after `/api/data/v9.2/`.
 pub(super) async fn handle(
     state: &AppState,
@@ -35,6 +63,7 @@ pub(super) async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let _one_at_a_time = WRITES.lock().await;
     let schema = state.runtime.schema();
     let target = if rest == CREATE_ENTITIES && method == Method::POST {
         None
@@ -97,6 +126,7 @@ pub(super) async fn handle(
         }
         Some(MetadataWrite::DeleteTable(name)) => {
             runtime_table(&schema, &name, "deleted through the Web API")?;
+            refuse_registered(state, &name)?;
             let runtime = state.runtime.clone();
             store_call(move || runtime.store.delete_runtime_table(&name)).await?;
             None

@@ -57,6 +57,26 @@ pub(super) fn input(
     table: String,
     targets: Vec<Entity>,
 ) -> Result<(String, Vec<Parameter>), PipelineError> {
+    check(bulk, &table, &targets)?;
+    let collection = EntityCollection {
+        entity_name: table.clone(),
+        entities: targets,
+        more_records: false,
+        paging_cookie: None,
+        total_record_count: -1,
+    };
+    Ok((
+        table,
+        vec![param(
+            "Targets",
+            ParameterValue::EntityCollection(collection),
+        )],
+    ))
+}
+
+/// Refuses targets a bulk message cannot run: none or more than [`MAX_TARGETS`], a row of another table, an
+/// Update's row without its id. Checked on the request and again on `Targets` as stages 10 and 20 left it.
+fn check(bulk: Bulk, table: &str, targets: &[Entity]) -> Result<(), PipelineError> {
     let invalid = |why: String| Err(PipelineError::Invalid(format!("{}: {why}", bulk.name())));
     if targets.is_empty() || targets.len() > MAX_TARGETS {
         return invalid(format!(
@@ -79,20 +99,7 @@ pub(super) fn input(
     {
         return invalid(format!("target {i} has no id"));
     }
-    let collection = EntityCollection {
-        entity_name: table.clone(),
-        entities: targets,
-        more_records: false,
-        paging_cookie: None,
-        total_record_count: -1,
-    };
-    Ok((
-        table,
-        vec![param(
-            "Targets",
-            ParameterValue::EntityCollection(collection),
-        )],
-    ))
+    Ok(())
 }
 
 impl Inner {
@@ -114,6 +121,7 @@ impl Inner {
                 )));
             }
         };
+        check(bulk, &op.table, &targets)?;
         let mut ids = Vec::with_capacity(targets.len());
         for target in targets {
             let named = target.id.map(uuid);
@@ -134,7 +142,8 @@ impl Inner {
                 Arc::clone(&op.registry),
             )?;
             // Each item is part of this operation: same depth, correlation, callers, bypass flags and
-            // deadline; the fan-out limit counts it as a child.
+            // deadline. Like a Create or Update sent on its own, each has its own fan-out limit for the
+            // child operations its plug-ins issue.
             item.depth = op.depth;
             item.correlation_id = op.correlation_id;
             item.user_id = op.user_id;
@@ -144,7 +153,6 @@ impl Inner {
             item.bypass_sync = op.bypass_sync;
             item.bypass_async = op.bypass_async;
             item.bypass_step_ids = op.bypass_step_ids.clone();
-            item.children = Arc::clone(&op.children);
             let id = match (self.execute_op(item, Some(&mut *tx))?, named) {
                 (OrganizationResponse::Create { id }, _) | (_, Some(id)) => id,
                 (other, None) => {

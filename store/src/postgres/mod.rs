@@ -300,7 +300,9 @@ impl PgStore {
         let conn = RefCell::new(self.pool.get(None)?);
         let changed = (|| {
             let db = Db(&conn);
-            conn.borrow_mut().batch("BEGIN")?;
+            // Bounded: the DDL waits for every transaction holding the table, and a caller waits for it.
+            conn.borrow_mut()
+                .batch("BEGIN; SET LOCAL lock_timeout = '30s'")?;
             db.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
             f(db)?;
             conn.borrow_mut().batch("COMMIT")?;
@@ -499,13 +501,26 @@ impl Store for PgStore {
 
     fn read_with(&self, f: &mut dyn FnMut(&dyn Read) -> Result<()>) -> Result<()> {
         let cell = RefCell::new(self.pool.get(None)?);
-        let result = f(&PgRead {
-            db: Db(&cell),
-            schema: &self.schema.get(),
-            lock: false,
-        });
-        self.pool.put(cell.into_inner());
-        result
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            f(&PgRead {
+                db: Db(&cell),
+                schema: &self.schema.get(),
+                lock: false,
+            })
+        }));
+        match result {
+            Ok(result) => {
+                self.pool.put(cell.into_inner());
+                result
+            }
+            Err(panic) => {
+                // The connection may be mid-statement: close it, and count it closed so the pool can open
+                // another (else every panicking read would take one of `pool_size` for good).
+                drop(cell);
+                self.pool.closed();
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     fn schema(&self) -> Arc<Schema> {
