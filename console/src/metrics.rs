@@ -18,10 +18,10 @@
 //!
 //! Labels hold names, ids and outcomes only, never a secret, a URL or a message text. Job gauges cover the
 //! statuses still to run or running (Waiting For Resources, Waiting, In Progress, Pausing, Canceling), each
-//! counted up to [`MAX_COUNTED`]; completed jobs are counted by `weft_job_attempts_total`. Bus gauges have
-//! bounded cardinality: entity names come from the bus's configuration only (entities are fixed when the
-//! bus starts; nothing a client sends becomes a label), three states each, at most [`MAX_BUS_ENTITIES`]
-//! entities exported. Counts are the broker's in-memory index, so a scrape reads no message.
+//! counted by one aggregate query (count and oldest creation time: no job is read, however large the
+//! backlog); completed jobs are counted by `weft_job_attempts_total`. Bus gauges have bounded cardinality:
+//! entity names are the bus's entities (its configuration's, and those created through the management API,
+//! which needs the Manage right), four states each, at most [`MAX_BUS_ENTITIES`] entities exported. Counts are the broker's in-memory index, so a scrape reads no message.
 
 use std::sync::OnceLock;
 
@@ -29,13 +29,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use weft_store::system::{JobFilter, JobStatus};
+use weft_store::system::JobStatus;
 
 use crate::Console;
-
-/// The most jobs of one status a scrape counts: the count loads the rows, so a large backlog is reported
-/// as at least this many rather than read whole every 15 seconds.
-pub const MAX_COUNTED: u32 = 10_000;
 
 /// The most bus entities (queues, subscriptions, Event Hubs) whose depths a scrape exports.
 pub const MAX_BUS_ENTITIES: usize = 1_000;
@@ -141,13 +137,8 @@ pub(crate) async fn scrape(State(console): State<Console>) -> Response {
     let counted = crate::read(&console, |r| {
         let mut out = Vec::new();
         for status in OPEN {
-            // Oldest first: the first row gives the age.
-            let jobs = r.system_jobs(&JobFilter {
-                status: Some(status),
-                limit: Some(MAX_COUNTED),
-                ..JobFilter::default()
-            })?;
-            out.push((status, jobs.len(), jobs.first().map(|j| j.created_on)));
+            let (count, oldest) = r.system_job_count(status)?;
+            out.push((status, count, oldest));
         }
         Ok(out)
     })

@@ -71,6 +71,9 @@ macro_rules! delegate_system_reads {
         fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>> {
             self.$field.system_jobs(filter)
         }
+        fn system_job_count(&self, status: JobStatus) -> Result<(u64, Option<i64>)> {
+            self.$field.system_job_count(status)
+        }
         fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>> {
             self.$field.trace_logs(filter)
         }
@@ -206,6 +209,15 @@ pub trait Read {
     }
     /// System jobs matching the filter, oldest first.
     fn system_jobs(&self, filter: &JobFilter) -> Result<Vec<SystemJob>>;
+    /// How many system jobs have `status`, and the oldest one's `createdon` (the console's `/metrics`
+    /// gauges, every scrape). A backend without a narrower query reads the jobs, contexts included.
+    fn system_job_count(&self, status: JobStatus) -> Result<(u64, Option<i64>)> {
+        let jobs = self.system_jobs(&JobFilter {
+            status: Some(status),
+            ..JobFilter::default()
+        })?;
+        Ok((jobs.len() as u64, jobs.first().map(|j| j.created_on)))
+    }
     /// Plug-in trace log rows matching the filter, newest first (without their recordings).
     fn trace_logs(&self, filter: &TraceFilter) -> Result<Vec<TraceLog>>;
     /// The execution recording kept with a trace log row, if any.

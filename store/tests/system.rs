@@ -5,7 +5,7 @@ mod common;
 
 use uuid::Uuid;
 use weft_store::system::*;
-use weft_store::{Attributes, EntityRef, StoreError, StoreExt, Value};
+use weft_store::{Attributes, EntityRef, Read, StoreError, StoreExt, Value};
 
 fn job(name: &str, correlation: Uuid) -> NewSystemJob {
     NewSystemJob {
@@ -765,7 +765,41 @@ fn contexts_stored_in_the_job_row_are_kept_on_open() {
     assert_eq!(contexts, 1, "the deleted job's context went with it");
 }
 
+/// The count of jobs per status and the oldest one's creation time (the console's `/metrics` gauges) agree
+/// with the jobs themselves.
+fn job_counts_by_status(backend: &common::Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(backend, dir.path());
+    let c = Uuid::new_v4();
+    store
+        .transact(move |tx| {
+            for (name, created) in [("j1", 100), ("j2", 50), ("j3", 200)] {
+                tx.insert_system_job(NewSystemJob {
+                    created_on: Some(created),
+                    ..job(name, c)
+                })?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    assert_eq!(claim(&store, "worker-a", 1_000, 1), ["j2"]);
+    let counts = store
+        .read(|r: &dyn Read| {
+            [
+                JobStatus::WaitingForResources,
+                JobStatus::InProgress,
+                JobStatus::Waiting,
+            ]
+            .map(|s| r.system_job_count(s))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+    assert_eq!(counts, [(2, Some(100)), (1, Some(50)), (0, None)]);
+}
+
 on_both_backends!(
+    job_counts_by_status,
     outbox_rows_commit_and_roll_back_with_the_operation,
     claim_with_lease_and_takeover,
     wait_and_postpone_delay_claims,

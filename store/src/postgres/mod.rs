@@ -633,6 +633,9 @@ impl Read for PgRead<'_> {
     fn step_async_auto_delete(&self, step_id: Uuid) -> Result<Option<bool>> {
         system::step_async_auto_delete(self.db, step_id)
     }
+    fn system_job_count(&self, status: JobStatus) -> Result<(u64, Option<i64>)> {
+        system::system_job_count(self.db, status)
+    }
 }
 
 /// Writes inside one server transaction.

@@ -934,6 +934,20 @@ pub(crate) fn system_job(db: Db<'_>, id: Uuid, lock: bool) -> Result<Option<Syst
         .transpose()
 }
 
+pub(crate) fn system_job_count(db: Db<'_>, status: JobStatus) -> Result<(u64, Option<i64>)> {
+    // The status implies its state: naming both walks `asyncoperation_queue`.
+    let row = db.query_opt(
+        "SELECT count(*), min(createdon) FROM asyncoperation WHERE statecode = $1 AND statuscode = $2",
+        &[&status.state().value(), &status.value()],
+    )?;
+    // An aggregate without GROUP BY always answers one row.
+    let Some(row) = row else {
+        return Ok((0, None));
+    };
+    let count: i64 = row.try_get(0)?;
+    Ok((count.max(0) as u64, row.try_get(1)?))
+}
+
 pub(crate) fn system_jobs(db: Db<'_>, f: &JobFilter) -> Result<Vec<SystemJob>> {
     let mut sql = format!("SELECT {JOB_COLUMNS} FROM asyncoperation WHERE true");
     let mut ints: Vec<i32> = Vec::new();

@@ -690,6 +690,9 @@ impl Read for SqlRead<'_> {
     fn step_async_auto_delete(&self, step_id: Uuid) -> Result<Option<bool>> {
         system::step_async_auto_delete(self.conn, step_id)
     }
+    fn system_job_count(&self, status: JobStatus) -> Result<(u64, Option<i64>)> {
+        system::system_job_count(self.conn, status)
+    }
 }
 
 /// Writes inside the writer's current savepoint.

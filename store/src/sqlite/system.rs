@@ -843,6 +843,18 @@ pub(crate) fn system_job_lease(conn: &Connection, id: Uuid) -> Result<Option<Job
         .optional()?)
 }
 
+pub(crate) fn system_job_count(conn: &Connection, status: JobStatus) -> Result<(u64, Option<i64>)> {
+    // The status implies its state: naming both walks `asyncoperation_queue` without reading a row.
+    let mut stmt = conn.prepare_cached(
+        "SELECT count(*), min(createdon) FROM asyncoperation WHERE statecode = ?1 AND statuscode = ?2",
+    )?;
+    Ok(
+        stmt.query_row([status.state().value(), status.value()], |r| {
+            Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?))
+        })?,
+    )
+}
+
 pub(crate) fn system_jobs(conn: &Connection, f: &JobFilter) -> Result<Vec<SystemJob>> {
     let mut sql = format!("SELECT {JOB_COLUMNS} FROM asyncoperation WHERE 1");
     let mut params = Vec::new();
