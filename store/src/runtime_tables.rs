@@ -24,7 +24,7 @@ fn encode(table: &TableDef) -> Result<String> {
 
 /// The runtime tables `next` holds that `current` does not hold as they are (new or changed), each with its
 /// stored definition: what a backend writes to `weft_table` after a change.
-pub(crate) fn changed(current: &Schema, next: &Schema) -> Result<Vec<(String, String)>> {
+fn changed(current: &Schema, next: &Schema) -> Result<Vec<(String, String)>> {
     next.tables()
         .iter()
         .filter(|t| next.is_runtime_table(&t.logical_name))
@@ -100,6 +100,35 @@ impl SchemaCell {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
         Ok(())
+    }
+
+    /// Adds (or replaces) the runtime table `table`: `write` makes it durable, given the schema it makes and
+    /// the runtime tables whose stored definitions change ([`changed`]).
+    pub(crate) fn put_table(
+        &self,
+        table: TableDef,
+        write: impl FnOnce(&Schema, Vec<(String, String)>) -> Result<()>,
+    ) -> Result<()> {
+        self.change(|current| {
+            let next = current.with_runtime_table(table).map_err(invalid)?;
+            write(&next, changed(current, &next)?)?;
+            Ok(next)
+        })
+    }
+
+    /// Removes the runtime table `logical_name`: `write` drops it and its stored definition.
+    pub(crate) fn delete_table(
+        &self,
+        logical_name: &str,
+        write: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        self.change(|current| {
+            let next = current
+                .without_runtime_table(logical_name)
+                .map_err(invalid)?;
+            write()?;
+            Ok(next)
+        })
     }
 }
 

@@ -528,31 +528,23 @@ impl Store for PgStore {
     }
 
     fn put_runtime_table(&self, table: TableDef) -> Result<()> {
-        self.schema.change(|current| {
-            let next = current
-                .with_runtime_table(table)
-                .map_err(runtime_tables::invalid)?;
+        self.schema.put_table(table, |next, changed| {
             self.change_tables(|db| {
-                tables::migrate(db, &next)?;
-                for (name, definition) in runtime_tables::changed(current, &next)? {
+                tables::migrate(db, next)?;
+                for (name, definition) in changed {
                     system::put_runtime_table(db, &name, &definition)?;
                 }
                 Ok(())
-            })?;
-            Ok(next)
+            })
         })
     }
 
     fn delete_runtime_table(&self, logical_name: &str) -> Result<()> {
-        self.schema.change(|current| {
-            let next = current
-                .without_runtime_table(logical_name)
-                .map_err(runtime_tables::invalid)?;
+        self.schema.delete_table(logical_name, || {
             self.change_tables(|db| {
                 tables::drop_table(db, logical_name)?;
                 system::delete_runtime_table(db, logical_name)
-            })?;
-            Ok(next)
+            })
         })
     }
 

@@ -358,31 +358,23 @@ impl Store for SqliteStore {
     }
 
     fn put_runtime_table(&self, table: TableDef) -> Result<()> {
-        self.schema.change(|current| {
-            let next = current
-                .with_runtime_table(table)
-                .map_err(runtime_tables::invalid)?;
+        self.schema.put_table(table, |next, changed| {
             self.change_tables(|tx| {
-                tables::migrate(tx, &next)?;
-                for (name, definition) in runtime_tables::changed(current, &next)? {
+                tables::migrate(tx, next)?;
+                for (name, definition) in changed {
                     system::put_runtime_table(tx, &name, &definition)?;
                 }
                 Ok(())
-            })?;
-            Ok(next)
+            })
         })
     }
 
     fn delete_runtime_table(&self, logical_name: &str) -> Result<()> {
-        self.schema.change(|current| {
-            let next = current
-                .without_runtime_table(logical_name)
-                .map_err(runtime_tables::invalid)?;
+        self.schema.delete_table(logical_name, || {
             self.change_tables(|tx| {
                 tables::drop_table(tx, logical_name)?;
                 system::delete_runtime_table(tx, logical_name)
-            })?;
-            Ok(next)
+            })
         })
     }
 }
