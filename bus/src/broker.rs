@@ -625,19 +625,11 @@ impl Entity {
                         (slot, None)
                     }
                     Mode::PeekLock => {
-                        let token = Uuid::new_v4();
                         let until = now + self.settings().lock_ms;
-                        st.locked.insert(
-                            token,
-                            Locked {
-                                slot,
-                                message_id: None,
-                                until_ms: until,
-                                deferred: false,
-                            },
-                        );
-                        st.next_lock_expiry = st.next_lock_expiry.min(until);
-                        (slot, Some((token, until)))
+                        (
+                            slot,
+                            Some((Self::lock_slot(&mut st, slot, until, false), until)),
+                        )
                     }
                 }
             });
@@ -778,6 +770,28 @@ impl Entity {
         }
     }
 
+    /// Removes the live lock `token` (see [`Entity::locked_mut`]) and answers what it held.
+    fn take_locked(st: &mut State, id: Option<&str>, token: &str) -> Result<Locked, LockError> {
+        let (t, _) = Self::locked_mut(st, id, token)?;
+        Ok(st.locked.remove(&t).expect("lock found above"))
+    }
+
+    /// Locks `slot` until `until` (peek-lock) and answers its lock token.
+    fn lock_slot(st: &mut State, slot: Slot, until: i64, deferred: bool) -> Uuid {
+        let token = Uuid::new_v4();
+        st.locked.insert(
+            token,
+            Locked {
+                slot,
+                message_id: None,
+                until_ms: until,
+                deferred,
+            },
+        );
+        st.next_lock_expiry = st.next_lock_expiry.min(until);
+        token
+    }
+
     /// Completes (deletes) a locked message.
     pub async fn complete(
         &self,
@@ -823,14 +837,8 @@ impl Entity {
         let res = {
             let mut st = lock(&self.state);
             self.expire_locks(&mut st, now_ms(), &mut moves);
-            match Self::locked_mut(&mut st, id, token) {
-                Ok((t, _)) => {
-                    let l = st.locked.remove(&t).expect("lock found above");
-                    self.release(&mut st, l.slot, l.deferred, &mut moves);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
+            Self::take_locked(&mut st, id, token)
+                .map(|l| self.release(&mut st, l.slot, l.deferred, &mut moves))
         };
         let ops = self.move_to_dlq(moves);
         store.commit(ops).await?;
@@ -881,14 +889,10 @@ impl Entity {
         let res = {
             let mut st = lock(&self.state);
             self.expire_locks(&mut st, now_ms(), &mut moves);
-            match Self::locked_mut(&mut st, id, token) {
-                Ok((t, _)) => {
-                    let l = st.locked.remove(&t).expect("lock found above");
-                    Self::insert_deferred(&mut st, l.slot);
-                    Ok(l.slot.seq)
-                }
-                Err(e) => Err(e),
-            }
+            Self::take_locked(&mut st, id, token).map(|l| {
+                Self::insert_deferred(&mut st, l.slot);
+                l.slot.seq
+            })
         };
         let mut ops = self.move_to_dlq(moves);
         if let Ok(seq) = res {
@@ -920,17 +924,14 @@ impl Entity {
             let mut st = lock(&self.state);
             self.expire_locks(&mut st, now, &mut moves);
             self.expire_deferred(&mut st, now, &mut ops, &mut moves);
-            let mut wanted: Vec<u64> = Vec::with_capacity(seqs.len());
-            for &seq in seqs {
-                if !wanted.contains(&seq) {
-                    wanted.push(seq);
-                }
-            }
+            let mut seen = HashSet::with_capacity(seqs.len());
+            let wanted: Vec<u64> = seqs.iter().copied().filter(|s| seen.insert(*s)).collect();
             let missing = wanted
                 .iter()
                 .copied()
                 .find(|s| !st.deferred.contains_key(s));
             if missing.is_none() {
+                let lock_ms = self.settings().lock_ms;
                 for seq in wanted {
                     let mut slot = st.deferred.remove(&seq).expect("checked above");
                     slot.delivery_count += 1;
@@ -940,19 +941,8 @@ impl Entity {
                             None
                         }
                         Mode::PeekLock => {
-                            let token = Uuid::new_v4();
-                            let until = now + self.settings().lock_ms;
-                            st.locked.insert(
-                                token,
-                                Locked {
-                                    slot,
-                                    message_id: None,
-                                    until_ms: until,
-                                    deferred: true,
-                                },
-                            );
-                            st.next_lock_expiry = st.next_lock_expiry.min(until);
-                            Some((token, until))
+                            let until = now + lock_ms;
+                            Some((Self::lock_slot(&mut st, slot, until, true), until))
                         }
                     };
                     taken.push((slot, lock_));
