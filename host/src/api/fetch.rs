@@ -543,16 +543,14 @@ fn condition(table: &TableDef, c: &El, prefix: &str) -> Result<String, ApiError>
     if c.attr("entityname").is_some() {
         return Err(bad("conditions on linked entities are not supported"));
     }
-    let kind = table
-        .attribute(name)
-        .map(|a| a.kind.clone())
-        .ok_or_else(|| {
-            bad(format!(
-                "'{name}' is not an attribute of '{}'",
-                table.logical_name
-            ))
-        })?;
-    let prop = format!("{prefix}{}", property(table, name)?);
+    let attribute = table.attribute(name).ok_or_else(|| {
+        bad(format!(
+            "'{name}' is not an attribute of '{}'",
+            table.logical_name
+        ))
+    })?;
+    let kind = &attribute.kind;
+    let prop = format!("{prefix}{}", super::json::property_name(attribute));
     let values: Vec<String> = c
         .children
         .iter()

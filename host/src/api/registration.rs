@@ -294,7 +294,8 @@ pub(super) fn not_found(table: &str, id: Uuid) -> ApiError {
     }))
 }
 
-fn object(body: &[u8]) -> Result<Map<String, Json>, ApiError> {
+/// A request body that must be one JSON object (registration and workflow rows).
+pub(super) fn object(body: &[u8]) -> Result<Map<String, Json>, ApiError> {
     match serde_json::from_slice::<Json>(body) {
         Ok(Json::Object(o)) => Ok(o),
         Ok(_) => Err(ApiError::payload("The body must be a JSON object.")),

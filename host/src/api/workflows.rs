@@ -34,7 +34,7 @@ use weft_workflows::{RunAs, Step, TriggerEvent, WorkflowDef};
 
 use super::error::ApiError;
 use super::paging::Page;
-use super::registration::RegistrationCall;
+use super::registration::{RegistrationCall, object};
 
 /// The workflows' entity set.
 pub const WORKFLOWS: &str = "workflows";
@@ -175,16 +175,6 @@ fn workflow_json(def: &WorkflowDef) -> Json {
         "clientdata": steps,
         "xaml": Json::Null,
     })
-}
-
-fn object(body: &[u8]) -> Result<Map<String, Json>, ApiError> {
-    match serde_json::from_slice::<Json>(body) {
-        Ok(Json::Object(o)) => Ok(o),
-        Ok(_) => Err(ApiError::payload("The body must be a JSON object.")),
-        Err(e) => Err(ApiError::payload(format!(
-            "The body is not valid JSON: {e}."
-        ))),
-    }
 }
 
 /// An optional whole-number column.
