@@ -968,10 +968,24 @@ impl Inner {
                 .store
                 .read(|r: &dyn Read| r.retrieve(&table, id, None))?;
         }
-        let mut none: Option<&mut dyn Tx> = None;
-        in_stage(op, Stage::PreValidation, |op| {
+        self.run_steps(op, Stage::PreValidation, steps, &mut None, traces)
+    }
+
+    /// Runs `steps` in `stage`, in order, inside the stage's span; nothing when there are none.
+    fn run_steps(
+        self: &Arc<Self>,
+        op: &mut Op,
+        stage: Stage,
+        steps: Vec<StepDecl>,
+        tx: &mut Option<&mut dyn Tx>,
+        traces: &mut Vec<NewTraceLog>,
+    ) -> Result<(), PipelineError> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        in_stage(op, stage, |op| {
             for step in steps {
-                self.run_step(op, Stage::PreValidation, &step, &mut none, traces)?;
+                self.run_step(op, stage, &step, tx, traces)?;
             }
             Ok(())
         })
@@ -1022,24 +1036,10 @@ impl Inner {
         }
         if op.in_parent_tx {
             let steps = self.sync_steps(op, StoreStage::PreValidation);
-            if !steps.is_empty() {
-                in_stage(op, Stage::PreValidation, |op| {
-                    for step in steps {
-                        self.run_step(op, Stage::PreValidation, &step, tx, traces)?;
-                    }
-                    Ok(())
-                })?;
-            }
+            self.run_steps(op, Stage::PreValidation, steps, tx, traces)?;
         }
         let steps = self.sync_steps(op, StoreStage::PreOperation);
-        if !steps.is_empty() {
-            in_stage(op, Stage::PreOperation, |op| {
-                for step in steps {
-                    self.run_step(op, Stage::PreOperation, &step, tx, traces)?;
-                }
-                Ok(())
-            })?;
-        }
+        self.run_steps(op, Stage::PreOperation, steps, tx, traces)?;
         self.check_deadline(op)?;
         let registry = Arc::clone(&op.registry);
         in_stage(op, Stage::MainOperation, |op| {
@@ -1060,14 +1060,7 @@ impl Inner {
         let steps = self.sync_steps(op, StoreStage::PostOperation);
         // Without PostOperation steps nothing changed the row since the main operation wrote it.
         let row_as_written = steps.is_empty();
-        if !steps.is_empty() {
-            in_stage(op, Stage::PostOperation, |op| {
-                for step in steps {
-                    self.run_step(op, Stage::PostOperation, &step, tx, traces)?;
-                }
-                Ok(())
-            })?;
-        }
+        self.run_steps(op, Stage::PostOperation, steps, tx, traces)?;
         let Some(t) = reborrow(tx) else {
             return Err(PipelineError::Invalid("no transaction".into()));
         };
