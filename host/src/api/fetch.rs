@@ -567,7 +567,7 @@ fn condition(table: &TableDef, c: &El, prefix: &str) -> Result<String, ApiError>
                 ))
             })
     };
-    let literal = |v: &str| literal(&kind, v);
+    let literal = |v: &str| literal(kind, v);
     let text = |v: &str| quote(v);
     let function =
         |f: &str, args: &str| format!("Microsoft.Dynamics.CRM.{f}(PropertyName='{prop}'{args})");
