@@ -479,9 +479,20 @@ impl crate::Host for WasmHost {
 /// host the changes it made. Called by [`crate::export_plugins!`].
 pub fn run<P: crate::Plugin>(context: &wc::ExecutionContext) -> Result<(), wc::PluginError> {
     let mut ctx = Context::from_host(HostContext(context.handle()));
-    P::execute(&mut ctx, &crate::Services::new(&WasmHost)).map_err(wc::PluginError::from)?;
-    ctx.flush();
-    Ok(())
+    let result = P::execute(&mut ctx, &crate::Services::component());
+    if result.is_ok() {
+        ctx.flush();
+    }
+    leak(ctx);
+    result.map_err(wc::PluginError::from)
+}
+
+/// Leaves `ctx` allocated instead of dropping it: the host runs every
+/// invocation in a fresh instance and throws its memory away afterwards, so
+/// freeing the context's few dozen strings one by one (about a tenth of a
+/// step's guest time) would be work for nothing.
+fn leak(ctx: Context) {
+    core::mem::forget(ctx);
 }
 
 impl From<ArgumentType> for ww::ArgumentType {
@@ -549,11 +560,12 @@ pub fn run_activity<A: Activity>(
         &workflow,
         &inputs,
         &mut outputs,
-        &crate::Services::new(&WasmHost),
+        &crate::Services::component(),
     )
     .and_then(|()| outputs.check(&A::outputs()))
     .map_err(wc::PluginError::from)?;
     ctx.flush();
+    leak(ctx);
     Ok(outputs
         .into_vec()
         .into_iter()
