@@ -647,12 +647,14 @@ impl Context {
             for (name, value) in current.iter() {
                 let before = host_copy.as_ref().and_then(|copy| copy.get(name));
                 let attributes = match (before, value, part) {
-                    (Some(before), _, _) if before == value => continue,
+                    // An input entity is compared attribute by attribute only (comparing it whole first
+                    // read every byte of it twice): no changes there means nothing to send.
                     (
                         Some(ParameterValue::Entity(before)),
                         ParameterValue::Entity(after),
                         Part::Input,
                     ) => attribute_changes(before, after),
+                    (Some(before), _, _) if before == value => continue,
                     _ => None,
                 };
                 match attributes {

@@ -49,6 +49,7 @@ mod activity;
 mod context;
 mod error;
 mod guid;
+mod packed;
 mod services;
 mod value;
 

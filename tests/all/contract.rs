@@ -9,7 +9,9 @@ use weft_host::context::{self, ContextSpec};
 use weft_host::pipeline::{Message, OrganizationRequest, OrganizationResponse, Pipeline};
 use weft_host::registration::Registration;
 use weft_host::sandbox::wit::context::{ContextChanges, ExecutionContext, Mode, Stage};
-use weft_host::sandbox::wit::types::{Attribute, Entity, Guid, Parameter, ParameterValue, Value};
+use weft_host::sandbox::wit::types::{
+    Attribute, Entity, EntityCollection, EntityReference, Guid, Parameter, ParameterValue, Value,
+};
 use weft_host::sandbox::{
     FailureKind, Invocation, Limits, LoadedPlugin, Outcome, RecordedCall, RecordingServices,
     Sandbox,
@@ -261,6 +263,145 @@ fn a_changed_target_reaches_the_host_as_the_plugin_holds_it() {
         ["name=New", "telephone1=555"]
     );
     assert_eq!(changed("set=name:Old"), None);
+}
+
+/// The host folds a plug-in's attribute changes into InputParameters at the end of the invocation,
+/// moving the collection out of the context when the invocation holds it alone. A caller that keeps
+/// its own reference to the context gets the same changes, and its context stays as it was.
+#[test]
+fn attribute_changes_leave_a_shared_context_untouched() {
+    let sandbox = sandbox();
+    let probe = sandbox
+        .load_file("probe", &fixtures::component("probe"))
+        .unwrap();
+    let context = Arc::new(create_context(
+        Stage::PreOperation,
+        r#"{"name":"Old","telephone1":"555"}"#,
+    ));
+    let before = context.frame.input_parameters.clone();
+    let mut services = RecordingServices::default();
+    let outcome = sandbox.invoke_with(
+        &probe,
+        Arc::clone(&context),
+        Some("set=name:New;set=extra:x".into()),
+        None,
+        &mut services,
+    );
+    let changes = outcome.result.unwrap();
+    assert_eq!(
+        target_attribute(&changes, "name"),
+        Some(Value::String("New".into()))
+    );
+    assert_eq!(
+        target_attribute(&changes, "extra"),
+        Some(Value::String("x".into()))
+    );
+    assert_eq!(
+        target_attribute(&changes, "telephone1"),
+        Some(Value::String("555".into()))
+    );
+    assert_eq!(context.frame.input_parameters, before);
+}
+
+/// Every kind of value reaches a plug-in intact through the packed read (`packed-parameters`): the
+/// probe reads InputParameters alone and hands each back as a shared variable, which travels the other
+/// way through the canonical ABI, so the two must agree.
+#[test]
+fn every_value_kind_crosses_the_packed_read_intact() {
+    let sandbox = sandbox();
+    let probe = sandbox
+        .load_file("probe", &fixtures::component("probe"))
+        .unwrap();
+    let guid = |n: u64| Guid {
+        hi: n,
+        lo: u64::MAX - n,
+    };
+    let reference = |table: &str, n: u64, name: Option<&str>| EntityReference {
+        logical_name: table.into(),
+        id: guid(n),
+        name: name.map(str::to_owned),
+    };
+    let attribute = |name: &str, value: Value| Attribute {
+        name: name.into(),
+        value,
+    };
+    let target = Entity {
+        logical_name: "account".into(),
+        id: Some(guid(7)),
+        attributes: vec![
+            attribute("null", Value::Null),
+            attribute("yes", Value::Boolean(true)),
+            attribute("no", Value::Boolean(false)),
+            attribute("int", Value::Integer(-42)),
+            attribute("big", Value::BigInteger(i64::MIN)),
+            attribute("double", Value::Double(-0.125)),
+            attribute("decimal", Value::Decimal("12345678901234567890.12".into())),
+            attribute("money", Value::Money("10.50".into())),
+            attribute(
+                "text",
+                Value::String("Fourth Coffee — Zürich 北京 \u{0} end".into()),
+            ),
+            attribute("empty", Value::String(String::new())),
+            attribute("when", Value::Datetime(1_700_000_000_123)),
+            attribute("guid", Value::Guid(guid(3))),
+            attribute(
+                "owner",
+                Value::EntityReference(reference("systemuser", 5, Some("Ann"))),
+            ),
+            attribute("choice", Value::OptionSetValue(100_000_001)),
+            attribute("choices", Value::OptionSetValueCollection(vec![1, -2, 3])),
+            attribute(
+                "parties",
+                Value::EntityReferenceCollection(vec![
+                    reference("contact", 1, None),
+                    reference("account", 2, Some("")),
+                ]),
+            ),
+            attribute(
+                "words",
+                Value::StringArray(vec!["a".into(), String::new(), "ß".into()]),
+            ),
+        ],
+        formatted_values: vec![("choice".into(), "Preferred".into())],
+        row_version: Some("1234".into()),
+    };
+    let rows = EntityCollection {
+        entity_name: "contact".into(),
+        entities: vec![
+            Entity {
+                logical_name: "contact".into(),
+                id: None,
+                attributes: vec![],
+                formatted_values: vec![],
+                row_version: None,
+            },
+            target.clone(),
+        ],
+        more_records: true,
+        paging_cookie: Some("<cookie page=\"2\"/>".into()),
+        total_record_count: -1,
+    };
+    let mut context = create_context(Stage::PreOperation, "{}");
+    context.frame.input_parameters = vec![
+        Parameter {
+            name: "Target".into(),
+            value: ParameterValue::Entity(target),
+        },
+        Parameter {
+            name: "Rows".into(),
+            value: ParameterValue::EntityCollection(rows),
+        },
+        Parameter {
+            name: "Count".into(),
+            value: ParameterValue::Value(Value::Integer(3)),
+        },
+    ];
+    let sent = context.frame.input_parameters.clone();
+    let outcome = run(&sandbox, &probe, context, Some("mirror"));
+    let changes = outcome.result.unwrap();
+    assert_eq!(changes.shared_variables, Some(sent));
+    // Reading is not changing: nothing comes back for InputParameters.
+    assert_eq!(changes.input_parameters, None);
 }
 
 /// A 0.1.0 component (built from wit/v0.1 without the SDK) runs unchanged beside 0.2.0 ones.

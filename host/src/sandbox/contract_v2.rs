@@ -12,7 +12,7 @@
 use super::bindings::v2::weft::plugin::{
     configuration, context, notification_service, organization_service, tracing, workflow,
 };
-use super::state::{ContextView, InvocationState};
+use super::state::{AttributeChange, ContextView, InvocationState};
 use super::wit::context::{
     ContextChanges, ContextFrame, IsolationMode as IsolationModeV1, Mode as ModeV1,
     Stage as StageV1,
@@ -90,6 +90,7 @@ impl InvocationState {
         if self.table.get(view)?.level != 0 {
             return Ok(());
         }
+        self.settle_input();
         let frame = &self.context.frame;
         let (original, changed) = match which {
             Collection::Input => (&frame.input_parameters, &mut self.changes.input_parameters),
@@ -115,6 +116,12 @@ impl InvocationState {
     /// input parameter holds, changed in place, appended or removed — what
     /// [`InvocationState::set`] with the whole entity changed this way records.
     /// Counts the attribute against the return quota.
+    ///
+    /// While InputParameters are otherwise unchanged the change is only noted
+    /// (see [`InvocationState::settle_input`]): copying the whole collection to
+    /// change one attribute of a 1 KB Target was a tenth of a step's cost, and
+    /// when the invocation holds the only reference to its context the copy is
+    /// never needed.
     fn set_attribute(
         &mut self,
         view: &Resource<ContextView>,
@@ -126,38 +133,55 @@ impl InvocationState {
         if self.table.get(view)?.level != 0 {
             return Ok(());
         }
-        let holds_entity = |params: &Parameters| {
-            params
-                .iter()
-                .any(|p| p.name == parameter && matches!(p.value, ParameterValue::Entity(_)))
-        };
-        let original = &self.context.frame.input_parameters;
-        let changed = &mut self.changes.input_parameters;
-        // Absent, or not an entity: nothing to change (and the collection is not marked changed).
-        if !holds_entity(changed.as_ref().unwrap_or(original)) {
-            return Ok(());
-        }
-        let params = changed.get_or_insert_with(|| original.clone());
-        let Some(ParameterValue::Entity(entity)) = params
-            .iter_mut()
-            .find(|p| p.name == parameter)
-            .map(|p| &mut p.value)
-        else {
-            return Ok(());
-        };
-        let at = entity.attributes.iter().position(|a| a.name == attribute);
-        match (at, value) {
-            (Some(i), Some(value)) => entity.attributes[i].value = value,
-            (Some(i), None) => {
-                entity.attributes.remove(i);
+        match &mut self.changes.input_parameters {
+            Some(params) => patch_entity(params, parameter, attribute, value),
+            // Absent, or not an entity: nothing to change (and the collection is not marked changed).
+            None if holds_entity(&self.context.frame.input_parameters, parameter) => {
+                self.attribute_changes.push(AttributeChange {
+                    parameter: parameter.to_owned(),
+                    attribute,
+                    value,
+                });
             }
-            (None, Some(value)) => entity.attributes.push(Attribute {
-                name: attribute,
-                value,
-            }),
-            (None, None) => {}
+            None => {}
         }
         Ok(())
+    }
+}
+
+/// Whether `parameter` is present in `params` and holds an entity.
+fn holds_entity(params: &Parameters, parameter: &str) -> bool {
+    params
+        .iter()
+        .any(|p| p.name == parameter && matches!(p.value, ParameterValue::Entity(_)))
+}
+
+/// Sets (`Some`), appends or removes (`None`) one attribute of the entity the
+/// first parameter named `parameter` holds; nothing when it holds none.
+pub(super) fn patch_entity(
+    params: &mut Parameters,
+    parameter: &str,
+    attribute: String,
+    value: Option<Value>,
+) {
+    let Some(ParameterValue::Entity(entity)) = params
+        .iter_mut()
+        .find(|p| p.name == parameter)
+        .map(|p| &mut p.value)
+    else {
+        return;
+    };
+    let at = entity.attributes.iter().position(|a| a.name == attribute);
+    match (at, value) {
+        (Some(i), Some(value)) => entity.attributes[i].value = value,
+        (Some(i), None) => {
+            entity.attributes.remove(i);
+        }
+        (None, Some(value)) => entity.attributes.push(Attribute {
+            name: attribute,
+            value,
+        }),
+        (None, None) => {}
     }
 }
 
@@ -295,6 +319,7 @@ impl context::HostExecutionContext for InvocationState {
     }
 
     fn frame(&mut self, view: Resource<ContextView>) -> wasmtime::Result<context::ContextFrame> {
+        self.settle_input();
         let own = self.table.get(&view)?.level == 0;
         Ok(frame(self.frame_of(&view)?, own.then_some(&self.changes)))
     }
@@ -315,10 +340,26 @@ impl context::HostExecutionContext for InvocationState {
         view: Resource<ContextView>,
         name: String,
     ) -> wasmtime::Result<Option<ParameterValue>> {
+        self.settle_input();
         self.parameter(&view, Collection::Input, &name)
     }
 
+    fn packed_parameters(
+        &mut self,
+        view: Resource<ContextView>,
+        which: context::Collection,
+    ) -> wasmtime::Result<Vec<u8>> {
+        self.settle_input();
+        let which = match which {
+            context::Collection::Input => Collection::Input,
+            context::Collection::Output => Collection::Output,
+            context::Collection::Shared => Collection::Shared,
+        };
+        Ok(super::packed::encode(self.collection(&view, which)?))
+    }
+
     fn input_parameters(&mut self, view: Resource<ContextView>) -> wasmtime::Result<Parameters> {
+        self.settle_input();
         Ok(self.collection(&view, Collection::Input)?.clone())
     }
 

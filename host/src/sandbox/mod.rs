@@ -39,6 +39,7 @@ mod error;
 pub mod limits;
 pub mod outbound;
 mod output;
+mod packed;
 pub mod services;
 mod state;
 
@@ -748,12 +749,10 @@ impl Sandbox {
             other => other,
         };
         // A 0.2.0 plug-in's changes are what its setters recorded.
-        let called = called.map(|r| {
-            r.map(|changes| {
-                changes
-                    .unwrap_or_else(|| std::mem::replace(&mut state.changes, state::no_changes()))
-            })
-        });
+        // Only the state holds the context now, so `take_changes` can move InputParameters out.
+        drop(context);
+        let called =
+            called.map(|r| r.map(|changes| changes.unwrap_or_else(|| state.take_changes())));
         let return_bytes = match &called {
             Ok(Ok(changes)) => state::changes_bytes(changes) + activity::arguments_bytes(&outputs),
             // A 0.2.0 plug-in stopped by the return quota in a setter: what it tried to set.

@@ -149,6 +149,14 @@ pub struct ContextView {
     pub(super) level: usize,
 }
 
+/// A `set-input-attribute` call not yet folded into the changes (see
+/// [`InvocationState::settle_input`]).
+pub(super) struct AttributeChange {
+    pub(super) parameter: String,
+    pub(super) attribute: String,
+    pub(super) value: Option<Value>,
+}
+
 /// No changes: what a 0.2.0 invocation starts with.
 pub(super) fn no_changes() -> ContextChanges {
     ContextChanges {
@@ -169,6 +177,10 @@ pub struct InvocationState {
     pub(super) context: Arc<ExecutionContext>,
     /// The changes a 0.2.0 plug-in made through the context's setters.
     pub(super) changes: ContextChanges,
+    /// `set-input-attribute` calls made while InputParameters were otherwise
+    /// unchanged, in order: folded into `changes` when something reads or
+    /// replaces InputParameters, or when the invocation ends.
+    pub(super) attribute_changes: Vec<AttributeChange>,
     /// Approximate bytes passed to the setters so far (bounded by the return quota).
     pub(super) set_bytes: usize,
     unsecure: Option<String>,
@@ -220,6 +232,7 @@ impl InvocationState {
             traces: Vec::new(),
             context,
             changes: no_changes(),
+            attribute_changes: Vec::new(),
             set_bytes: 0,
             unsecure,
             secure,
@@ -237,6 +250,39 @@ impl InvocationState {
             },
             limits,
         }
+    }
+
+    /// Folds the pending `set-input-attribute` calls into the changed
+    /// InputParameters, copying the context's collection first if it is not
+    /// changed yet.
+    pub(super) fn settle_input(&mut self) {
+        if self.attribute_changes.is_empty() {
+            return;
+        }
+        let original = &self.context.frame.input_parameters;
+        let params = self
+            .changes
+            .input_parameters
+            .get_or_insert_with(|| original.clone());
+        for c in self.attribute_changes.drain(..) {
+            super::contract_v2::patch_entity(params, &c.parameter, c.attribute, c.value);
+        }
+    }
+
+    /// The changes the plug-in made, taken out at the end of the invocation.
+    /// When only attributes of InputParameters changed and nothing else holds
+    /// the context, its collection is moved out and changed in place instead
+    /// of copied (the context is not read again).
+    pub(super) fn take_changes(&mut self) -> ContextChanges {
+        if !self.attribute_changes.is_empty()
+            && self.changes.input_parameters.is_none()
+            && let Some(context) = Arc::get_mut(&mut self.context)
+        {
+            self.changes.input_parameters =
+                Some(std::mem::take(&mut context.frame.input_parameters));
+        }
+        self.settle_input();
+        std::mem::replace(&mut self.changes, no_changes())
     }
 
     /// The time every blocking host call and outbound call must end by.
@@ -292,6 +338,7 @@ impl InvocationState {
         endpoint: Guid,
         changes: Option<ContextChanges>,
     ) -> wasmtime::Result<Result<String, ServiceError>> {
+        self.settle_input();
         let changes = changes.as_ref().unwrap_or(&self.changes);
         self.counters.execute_calls += 1;
         self.counters.execute_bytes += changes_bytes(changes);
