@@ -210,6 +210,27 @@ struct Collection {
     /// after the host last received it (inside a component only), so only
     /// what differs travels back.
     host_copy: RefCell<Option<Parameters>>,
+    /// How a parameter of this collection reaches the host, set by the method
+    /// that changed it: held as a function pointer so that only collections a
+    /// plug-in changes pull their setter imports into the component.
+    send: Option<Sender>,
+}
+
+/// Sends one parameter of a collection to the host (`None` removes it). Equal
+/// to any other: how changes travel is no part of a context's value.
+#[derive(Clone, Copy)]
+struct Sender(fn(HostContext, &str, Option<&ParameterValue>));
+
+impl PartialEq for Sender {
+    fn eq(&self, _: &Sender) -> bool {
+        true
+    }
+}
+
+impl core::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Sender")
+    }
 }
 
 /// An entity image fetched on its own: the first alias asked for.
@@ -425,7 +446,11 @@ impl Context {
     }
 
     /// A collection, mutably: marks it changed.
-    fn collection_mut(&mut self, part: Part) -> &mut Parameters {
+    fn collection_mut(
+        &mut self,
+        part: Part,
+        send: fn(HostContext, &str, Option<&ParameterValue>),
+    ) -> &mut Parameters {
         // While nothing is unsent the collection is what the host holds: keep
         // a copy to compare with when flushing.
         let host_copy = (self.host.is_some() && !self.parts[part as usize].dirty.get())
@@ -437,6 +462,7 @@ impl Context {
         }
         collection.changed = true;
         collection.dirty.set(true);
+        collection.send = Some(Sender(send));
         match self.frame.get_mut() {
             Some(frame) => part.of_mut(frame),
             None => collection.loaded.get_mut().expect("fetched just above"),
@@ -488,7 +514,7 @@ impl Context {
     /// assert!(ctx.input_parameters_changed());
     /// ```
     pub fn input_parameters_mut(&mut self) -> &mut Parameters {
-        self.collection_mut(Part::Input)
+        self.collection_mut(Part::Input, convert::set_input_parameter)
     }
 
     /// OutputParameters, mutably. Changes count in stage 40.
@@ -499,7 +525,7 @@ impl Context {
     /// ctx.output_parameters_mut().set("note", "checked");
     /// ```
     pub fn output_parameters_mut(&mut self) -> &mut Parameters {
-        self.collection_mut(Part::Output)
+        self.collection_mut(Part::Output, convert::set_output_parameter)
     }
 
     /// SharedVariables, mutably: they flow to later steps of the operation.
@@ -510,7 +536,7 @@ impl Context {
     /// ctx.shared_variables_mut().set("checked", true);
     /// ```
     pub fn shared_variables_mut(&mut self) -> &mut Parameters {
-        self.collection_mut(Part::Shared)
+        self.collection_mut(Part::Shared, convert::set_shared_variable)
     }
 
     /// Sets one shared variable.
@@ -636,12 +662,17 @@ impl Context {
             if !collection.dirty.replace(false) {
                 continue;
             }
+            let Some(Sender(send)) = collection.send else {
+                continue;
+            };
             let current = self.collection(part);
-            let host_copy = collection.host_copy.take();
+            // Borrowed, not taken: the copy is replaced when the collection is next changed, and at the
+            // end of an invocation the context is leaked whole, so freeing it here would be wasted work.
+            let host_copy = collection.host_copy.borrow();
             let mut host_names = collection.host_names.borrow_mut();
             for name in host_names.iter().flatten() {
                 if current.get(name).is_none() {
-                    convert::set_parameter(host, part, name, None);
+                    send(host, name, None);
                 }
             }
             for (name, value) in current.iter() {
@@ -663,7 +694,7 @@ impl Context {
                             convert::set_input_attribute(host, name, attribute, value);
                         }
                     }
-                    None => convert::set_parameter(host, part, name, Some(value)),
+                    None => send(host, name, Some(value)),
                 }
             }
             *host_names = Some(names(current));
@@ -689,10 +720,10 @@ fn attribute_changes<'a>(before: &Entity, after: &'a Entity) -> Option<Vec<(&'a 
     for (i, ((name, value), (old_name, old_value))) in
         kept.iter().zip(&before.attributes).enumerate()
     {
-        if name != old_name {
+        if !same_text(name, old_name) {
             return None;
         }
-        if value != old_value {
+        if !same_value(value, old_value) {
             // The host changes the first attribute of a name: it must be this one.
             if before.attributes[..i].iter().any(|(n, _)| n == name) {
                 return None;
@@ -709,6 +740,32 @@ fn attribute_changes<'a>(before: &Entity, after: &'a Entity) -> Option<Vec<(&'a 
         changes.push((name.as_str(), value));
     }
     Some(changes)
+}
+
+/// `a == b` for attribute values, comparing text eight bytes at a time: the
+/// diff reads every unchanged value of a Target, and the C library's
+/// `memcmp` a component links compares byte by byte.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(a), Value::String(b))
+        | (Value::Decimal(a), Value::Decimal(b))
+        | (Value::Money(a), Value::Money(b)) => same_text(a, b),
+        _ => a == b,
+    }
+}
+
+/// `a == b`, eight bytes at a time.
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    let words_equal = x.by_ref().zip(y.by_ref()).all(|(p, q)| {
+        u64::from_ne_bytes(p.try_into().unwrap_or([0; 8]))
+            == u64::from_ne_bytes(q.try_into().unwrap_or([0; 8]))
+    });
+    words_equal && x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
 }
 
 fn find_image<'a>(frame: &'a ContextFrame, alias: &str, pre: bool) -> Option<&'a Entity> {

@@ -318,18 +318,25 @@ pub(crate) fn fetch_image(host: HostContext, alias: &str, pre: bool) -> Option<E
     .map(Into::into)
 }
 
-pub(crate) fn set_parameter(
-    host: HostContext,
-    part: Part,
-    name: &str,
-    value: Option<&ParameterValue>,
-) {
+/// Sets (`Some`) or removes (`None`) one input parameter on the host. One
+/// function per collection rather than one with a `match`, so a component
+/// imports only the setters of the collections its plug-ins change (see
+/// `Context::collection_mut`).
+pub(crate) fn set_input_parameter(host: HostContext, name: &str, value: Option<&ParameterValue>) {
     let value = value.map(wt::ParameterValue::from);
-    with_resource(host, |c| match part {
-        Part::Input => c.set_input_parameter(name, value.as_ref()),
-        Part::Output => c.set_output_parameter(name, value.as_ref()),
-        Part::Shared => c.set_shared_variable(name, value.as_ref()),
-    });
+    with_resource(host, |c| c.set_input_parameter(name, value.as_ref()));
+}
+
+/// [`set_input_parameter`] for OutputParameters.
+pub(crate) fn set_output_parameter(host: HostContext, name: &str, value: Option<&ParameterValue>) {
+    let value = value.map(wt::ParameterValue::from);
+    with_resource(host, |c| c.set_output_parameter(name, value.as_ref()));
+}
+
+/// [`set_input_parameter`] for SharedVariables.
+pub(crate) fn set_shared_variable(host: HostContext, name: &str, value: Option<&ParameterValue>) {
+    let value = value.map(wt::ParameterValue::from);
+    with_resource(host, |c| c.set_shared_variable(name, value.as_ref()));
 }
 
 /// Sets one attribute of the entity an input parameter holds (see
