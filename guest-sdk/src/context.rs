@@ -11,6 +11,7 @@
 //! the generated WIT types: the fetching goes through `convert`.
 
 use crate::convert::{self, HostContext};
+use crate::packed::{Diff, Packed, same_bytes};
 use crate::{Entity, EntityReference, Guid, ParameterValue, Parameters, Value};
 use std::cell::{Cell, OnceCell, RefCell};
 use std::ops::Deref;
@@ -206,9 +207,13 @@ struct Collection {
     dirty: Cell<bool>,
     /// The names the host holds, so a removed parameter is removed there too.
     host_names: RefCell<Option<Vec<String>>>,
+    /// The bytes the collection was fetched as, while the host still holds
+    /// what they say: what a change is compared with (no copy needed).
+    packed: RefCell<Option<Packed>>,
     /// The collection as the host holds it, taken when it is first changed
-    /// after the host last received it (inside a component only), so only
-    /// what differs travels back.
+    /// after the host last received it when there are no such bytes (inside a
+    /// component only, e.g. after the whole frame was fetched), so only what
+    /// differs travels back.
     host_copy: RefCell<Option<Parameters>>,
     /// How a parameter of this collection reaches the host, set by the method
     /// that changed it: held as a function pointer so that only collections a
@@ -439,8 +444,9 @@ impl Context {
         }
         let collection = &self.parts[part as usize];
         collection.loaded.get_or_init(|| {
-            let params = convert::fetch_parameters(self.host(), part);
+            let (params, packed) = convert::fetch_parameters(self.host(), part);
             *collection.host_names.borrow_mut() = Some(names(&params));
+            *collection.packed.borrow_mut() = Some(packed);
             params
         })
     }
@@ -452,10 +458,13 @@ impl Context {
         send: fn(HostContext, &str, Option<&ParameterValue>),
     ) -> &mut Parameters {
         // While nothing is unsent the collection is what the host holds: keep
-        // a copy to compare with when flushing.
-        let host_copy = (self.host.is_some() && !self.parts[part as usize].dirty.get())
-            .then(|| self.collection(part).clone());
+        // a copy to compare with when flushing, unless the bytes it came in
+        // serve.
         self.collection(part);
+        let held = &self.parts[part as usize];
+        let host_copy =
+            (self.host.is_some() && !held.dirty.get() && held.packed.borrow().is_none())
+                .then(|| self.collection(part).clone());
         let collection = &mut self.parts[part as usize];
         if host_copy.is_some() {
             *collection.host_copy.get_mut() = host_copy;
@@ -669,36 +678,56 @@ impl Context {
             // Borrowed, not taken: the copy is replaced when the collection is next changed, and at the
             // end of an invocation the context is leaked whole, so freeing it here would be wasted work.
             let host_copy = collection.host_copy.borrow();
+            let packed = collection.packed.take();
             let mut host_names = collection.host_names.borrow_mut();
             for name in host_names.iter().flatten() {
                 if current.get(name).is_none() {
                     send(host, name, None);
                 }
             }
+            let mut scratch = Vec::new();
             for (name, value) in current.iter() {
-                let before = host_copy.as_ref().and_then(|copy| copy.get(name));
-                let attributes = match (before, value, part) {
-                    // An input entity is compared attribute by attribute only (comparing it whole first
-                    // read every byte of it twice): no changes there means nothing to send.
-                    (
-                        Some(ParameterValue::Entity(before)),
-                        ParameterValue::Entity(after),
-                        Part::Input,
-                    ) => attribute_changes(before, after),
-                    (Some(before), _, _) if before == value => continue,
-                    _ => None,
+                let diff = match &packed {
+                    Some(packed) => packed.diff(name, value, part == Part::Input, &mut scratch),
+                    None => copy_diff(host_copy.as_ref(), name, value, part),
                 };
-                match attributes {
-                    Some(changes) => {
+                match diff {
+                    Diff::Same => {}
+                    Diff::Attributes(changes) => {
                         for (attribute, value) in changes {
                             convert::set_input_attribute(host, name, attribute, value);
                         }
                     }
-                    None => send(host, name, Some(value)),
+                    Diff::Whole => send(host, name, Some(value)),
                 }
             }
             *host_names = Some(names(current));
         }
+    }
+}
+
+/// How `value` differs from the parameter `name` of `host_copy` (the
+/// collection as the host holds it): [`Packed::diff`] for a collection that
+/// was not fetched packed.
+fn copy_diff<'a>(
+    host_copy: Option<&Parameters>,
+    name: &str,
+    value: &'a ParameterValue,
+    part: Part,
+) -> Diff<'a> {
+    let before = host_copy.and_then(|copy| copy.get(name));
+    match (before, value, part) {
+        // An input entity is compared attribute by attribute only (comparing it whole first read every
+        // byte of it twice): no changes there means nothing to send.
+        (Some(ParameterValue::Entity(before)), ParameterValue::Entity(after), Part::Input) => {
+            match attribute_changes(before, after) {
+                Some(changes) if changes.is_empty() => Diff::Same,
+                Some(changes) => Diff::Attributes(changes),
+                None => Diff::Whole,
+            }
+        }
+        (Some(before), _, _) if before == value => Diff::Same,
+        _ => Diff::Whole,
     }
 }
 
@@ -720,7 +749,7 @@ fn attribute_changes<'a>(before: &Entity, after: &'a Entity) -> Option<Vec<(&'a 
     for (i, ((name, value), (old_name, old_value))) in
         kept.iter().zip(&before.attributes).enumerate()
     {
-        if !same_text(name, old_name) {
+        if !same_bytes(name.as_bytes(), old_name.as_bytes()) {
             return None;
         }
         if !same_value(value, old_value) {
@@ -742,30 +771,15 @@ fn attribute_changes<'a>(before: &Entity, after: &'a Entity) -> Option<Vec<(&'a 
     Some(changes)
 }
 
-/// `a == b` for attribute values, comparing text eight bytes at a time: the
-/// diff reads every unchanged value of a Target, and the C library's
-/// `memcmp` a component links compares byte by byte.
+/// `a == b` for attribute values, comparing text with [`same_bytes`] (the
+/// component's `memcmp` compares byte by byte).
 fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::String(a), Value::String(b))
         | (Value::Decimal(a), Value::Decimal(b))
-        | (Value::Money(a), Value::Money(b)) => same_text(a, b),
+        | (Value::Money(a), Value::Money(b)) => same_bytes(a.as_bytes(), b.as_bytes()),
         _ => a == b,
     }
-}
-
-/// `a == b`, eight bytes at a time.
-fn same_text(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
-    let words_equal = x.by_ref().zip(y.by_ref()).all(|(p, q)| {
-        u64::from_ne_bytes(p.try_into().unwrap_or([0; 8]))
-            == u64::from_ne_bytes(q.try_into().unwrap_or([0; 8]))
-    });
-    words_equal && x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
 }
 
 fn find_image<'a>(frame: &'a ContextFrame, alias: &str, pre: bool) -> Option<&'a Entity> {

@@ -294,14 +294,17 @@ pub(crate) fn fetch_parents(host: HostContext) -> Vec<ContextFrame> {
 
 /// One collection, fetched packed (one copy into this component; see
 /// `crate::packed`).
-pub(crate) fn fetch_parameters(host: HostContext, part: Part) -> Parameters {
+pub(crate) fn fetch_parameters(
+    host: HostContext,
+    part: Part,
+) -> (Parameters, crate::packed::Packed) {
     let which = match part {
         Part::Input => wc::Collection::Input,
         Part::Output => wc::Collection::Output,
         Part::Shared => wc::Collection::Shared,
     };
     let bytes = with_resource(host, |c| c.packed_parameters(which));
-    crate::packed::decode(&bytes).unwrap_or_else(|why| {
+    crate::packed::decode(bytes).unwrap_or_else(|why| {
         // Only a host that encodes wrongly gets here; trapping says so instead of running on bad data.
         panic!("weft-sdk: the host's packed parameters do not decode ({why})")
     })

@@ -1,27 +1,186 @@
 //! Decodes the byte string 0.2.0's `packed-parameters` answers (the encoding
 //! is specified beside that function in `wit/v0.2/context.wit`) straight into
-//! the SDK's types. Owns the decoder only; which collection to fetch and when
-//! is the context's business.
+//! the SDK's types, and keeps those bytes ([`Packed`]) to tell later what a
+//! plug-in changed by encoding its values the same way and comparing bytes.
+//! Owns the encoding on the guest side; which collection to fetch, when to
+//! send what back, is the context's business.
 //!
 //! Why: a collection lowered through the canonical ABI costs one call into
 //! this component's allocator per string and list, each a host-to-guest
 //! transition, and then a conversion from the generated types; one byte
-//! string is one allocation and one copy.
+//! string is one allocation and one copy. Keeping the bytes also spares the
+//! diff a deep copy of the collection (about 45 allocations for a 1 KB Target)
+//! taken before the plug-in changes it.
 
 use crate::{Entity, EntityCollection, EntityReference, Guid, ParameterValue, Parameters, Value};
+use core::ops::Range;
 
-/// Decodes a whole `parameters` list. The bytes come from the host; an error
-/// means a host bug, and says where the bytes stopped making sense.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Parameters, String> {
-    let mut r = Reader { bytes, at: 0 };
-    let params = r.parameters()?;
+/// A collection as the host sent it: the bytes, and where each parameter lies
+/// in them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Packed {
+    bytes: Vec<u8>,
+    params: Vec<ParameterSpans>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ParameterSpans {
+    /// The name's UTF-8 (without its length).
+    name: Range<usize>,
+    /// The whole `parameter-value`, case byte included.
+    value: Range<usize>,
+    /// For an entity: its parts.
+    entity: Option<EntitySpans>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct EntitySpans {
+    /// `logical-name` and `id`.
+    head: Range<usize>,
+    /// Each attribute's name (UTF-8 without its length) and value.
+    attributes: Vec<(Range<usize>, Range<usize>)>,
+    /// `formatted-values` and `row-version`.
+    tail: Range<usize>,
+}
+
+/// What changed in one parameter since the host sent it.
+pub(crate) enum Diff<'a> {
+    /// Nothing.
+    Same,
+    /// Attributes of an entity changed in place or appended: these, in order.
+    Attributes(Vec<(&'a str, &'a Value)>),
+    /// Anything else: the parameter must be sent whole.
+    Whole,
+}
+
+/// Decodes a whole `parameters` list, keeping the bytes. The bytes come from
+/// the host; an error means a host bug, and says where the bytes stopped
+/// making sense.
+pub(crate) fn decode(bytes: Vec<u8>) -> Result<(Parameters, Packed), String> {
+    let mut r = Reader {
+        bytes: &bytes,
+        at: 0,
+    };
+    let (params, spans) = r.parameters()?;
     if r.at != bytes.len() {
         return Err(format!(
             "{} bytes left over after the last parameter",
             bytes.len() - r.at
         ));
     }
-    Ok(params)
+    Ok((
+        params,
+        Packed {
+            bytes,
+            params: spans,
+        },
+    ))
+}
+
+impl Packed {
+    /// How `value`, the parameter `name` as the plug-in holds it now, differs
+    /// from what the host holds. With `by_attribute` (InputParameters) an
+    /// entity whose attributes were only changed in place or appended is
+    /// reported attribute by attribute: what `set-input-attribute` can do. A
+    /// name the host does not hold is `Whole`.
+    pub(crate) fn diff<'a>(
+        &self,
+        name: &str,
+        value: &'a ParameterValue,
+        by_attribute: bool,
+        scratch: &mut Vec<u8>,
+    ) -> Diff<'a> {
+        let Some(held) = self
+            .params
+            .iter()
+            .find(|p| same_bytes(&self.bytes[p.name.clone()], name.as_bytes()))
+        else {
+            return Diff::Whole;
+        };
+        if let (true, ParameterValue::Entity(after), Some(spans)) =
+            (by_attribute, value, &held.entity)
+        {
+            return match self.attribute_changes(spans, after, scratch) {
+                Some(changes) if changes.is_empty() => Diff::Same,
+                Some(changes) => Diff::Attributes(changes),
+                None => Diff::Whole,
+            };
+        }
+        scratch.clear();
+        encode_parameter_value(scratch, value);
+        if same_bytes(scratch, &self.bytes[held.value.clone()]) {
+            Diff::Same
+        } else {
+            Diff::Whole
+        }
+    }
+
+    /// The attribute changes that turn the held entity into `after`, when
+    /// `set-input-attribute` can make them; `None` when it takes the whole
+    /// entity (an attribute removed or moved, another field changed).
+    fn attribute_changes<'a>(
+        &self,
+        held: &EntitySpans,
+        after: &'a Entity,
+        scratch: &mut Vec<u8>,
+    ) -> Option<Vec<(&'a str, &'a Value)>> {
+        let at = |span: &Range<usize>| &self.bytes[span.clone()];
+        scratch.clear();
+        encode_entity_head(scratch, after);
+        if !same_bytes(scratch, at(&held.head)) {
+            return None;
+        }
+        scratch.clear();
+        encode_entity_tail(scratch, after);
+        if !same_bytes(scratch, at(&held.tail)) || after.attributes.len() < held.attributes.len() {
+            return None;
+        }
+        let (kept, added) = after.attributes.split_at(held.attributes.len());
+        let mut changes = Vec::new();
+        for (i, ((name, value), (old_name, old_value))) in
+            kept.iter().zip(&held.attributes).enumerate()
+        {
+            if !same_bytes(name.as_bytes(), at(old_name)) {
+                return None;
+            }
+            scratch.clear();
+            encode_value(scratch, value);
+            if !same_bytes(scratch, at(old_value)) {
+                // The host changes the first attribute of a name: it must be this one.
+                if held.attributes[..i]
+                    .iter()
+                    .any(|(n, _)| same_bytes(at(n), name.as_bytes()))
+                {
+                    return None;
+                }
+                changes.push((name.as_str(), value));
+            }
+        }
+        for (i, (name, value)) in added.iter().enumerate() {
+            // The host appends a name only when it holds none of that name.
+            if held
+                .attributes
+                .iter()
+                .any(|(n, _)| same_bytes(at(n), name.as_bytes()))
+                || added[..i].iter().any(|(n, _)| n == name)
+            {
+                return None;
+            }
+            changes.push((name.as_str(), value));
+        }
+        Some(changes)
+    }
+}
+
+/// `a == b`, eight bytes at a time: a component's C library compares byte by
+/// byte, and a diff reads every unchanged value of a Target.
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+    x.by_ref().zip(y.by_ref()).all(|(p, q)| word(p) == word(q)) && x.remainder() == y.remainder()
 }
 
 struct Reader<'a> {
@@ -104,6 +263,17 @@ impl Reader<'_> {
             .map_err(|e| format!("a string at byte {at} is not UTF-8: {e}"))
     }
 
+    /// A string and where its UTF-8 lies.
+    fn spanned_string(&mut self) -> Result<(String, Range<usize>), String> {
+        let n = self.u32()? as usize;
+        let start = self.at;
+        let raw = self.take(n)?;
+        let s = core::str::from_utf8(raw)
+            .map(str::to_owned)
+            .map_err(|e| format!("a string at byte {start} is not UTF-8: {e}"))?;
+        Ok((s, start..self.at))
+    }
+
     fn option_string(&mut self) -> Result<Option<String>, String> {
         Ok(if self.flag()? {
             Some(self.string()?)
@@ -160,38 +330,54 @@ impl Reader<'_> {
         })
     }
 
-    fn entity(&mut self) -> Result<Entity, String> {
+    fn entity(&mut self) -> Result<(Entity, EntitySpans), String> {
+        let start = self.at;
         let logical_name = self.string()?;
         let id = if self.flag()? {
             Some(self.guid()?)
         } else {
             None
         };
+        let head = start..self.at;
         let n = self.count(5)?;
         let mut attributes = Vec::with_capacity(n);
+        let mut spans = Vec::with_capacity(n);
         for _ in 0..n {
-            let name = self.string()?;
+            let (name, name_span) = self.spanned_string()?;
+            let value_start = self.at;
             attributes.push((name, self.value()?));
+            spans.push((name_span, value_start..self.at));
         }
+        let tail_start = self.at;
         let n = self.count(8)?;
         let mut formatted_values = Vec::with_capacity(n);
         for _ in 0..n {
             let name = self.string()?;
             formatted_values.push((name, self.string()?));
         }
-        Ok(Entity {
-            logical_name,
-            id,
-            attributes,
-            formatted_values,
-            row_version: self.option_string()?,
-        })
+        let row_version = self.option_string()?;
+        Ok((
+            Entity {
+                logical_name,
+                id,
+                attributes,
+                formatted_values,
+                row_version,
+            },
+            EntitySpans {
+                head,
+                attributes: spans,
+                tail: tail_start..self.at,
+            },
+        ))
     }
 
     fn collection(&mut self) -> Result<EntityCollection, String> {
         let entity_name = self.string()?;
         let n = self.count(14)?;
-        let entities = (0..n).map(|_| self.entity()).collect::<Result<_, _>>()?;
+        let entities = (0..n)
+            .map(|_| self.entity().map(|(e, _)| e))
+            .collect::<Result<_, _>>()?;
         Ok(EntityCollection {
             entity_name,
             entities,
@@ -201,20 +387,185 @@ impl Reader<'_> {
         })
     }
 
-    fn parameters(&mut self) -> Result<Parameters, String> {
+    fn parameters(&mut self) -> Result<(Parameters, Vec<ParameterSpans>), String> {
         let n = self.count(5)?;
         let mut params = Vec::with_capacity(n);
+        let mut spans = Vec::with_capacity(n);
         for _ in 0..n {
-            let name = self.string()?;
-            let at = self.at;
-            let value = match self.byte()? {
-                0 => ParameterValue::Value(self.value()?),
-                1 => ParameterValue::Entity(self.entity()?),
-                2 => ParameterValue::EntityCollection(self.collection()?),
-                tag => return Err(format!("parameter case {tag} at byte {at}")),
+            let (name, name_span) = self.spanned_string()?;
+            let start = self.at;
+            let (value, entity) = match self.byte()? {
+                0 => (ParameterValue::Value(self.value()?), None),
+                1 => {
+                    let (entity, spans) = self.entity()?;
+                    (ParameterValue::Entity(entity), Some(spans))
+                }
+                2 => (ParameterValue::EntityCollection(self.collection()?), None),
+                tag => return Err(format!("parameter case {tag} at byte {start}")),
             };
             params.push((name, value));
+            spans.push(ParameterSpans {
+                name: name_span,
+                value: start..self.at,
+                entity,
+            });
         }
-        Ok(Parameters(params))
+        Ok((Parameters(params), spans))
+    }
+}
+
+// The encoder: the host's (`host/src/sandbox/packed.rs`) for the SDK's types,
+// byte for byte, so an unchanged value encodes to the bytes it came in.
+
+fn encode_len(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+fn encode_string(out: &mut Vec<u8>, s: &str) {
+    encode_len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn encode_option_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            encode_string(out, s);
+        }
+    }
+}
+
+fn encode_guid(out: &mut Vec<u8>, g: Guid) {
+    let (hi, lo) = g.halves();
+    out.extend_from_slice(&hi.to_le_bytes());
+    out.extend_from_slice(&lo.to_le_bytes());
+}
+
+fn encode_reference(out: &mut Vec<u8>, r: &EntityReference) {
+    encode_string(out, &r.logical_name);
+    encode_guid(out, r.id);
+    encode_option_string(out, r.name.as_deref());
+}
+
+fn encode_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.push(0),
+        Value::Boolean(b) => out.extend_from_slice(&[1, u8::from(*b)]),
+        Value::Integer(i) => {
+            out.push(2);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::BigInteger(i) => {
+            out.push(3);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Double(d) => {
+            out.push(4);
+            out.extend_from_slice(&d.to_bits().to_le_bytes());
+        }
+        Value::Decimal(s) => {
+            out.push(5);
+            encode_string(out, s);
+        }
+        Value::Money(s) => {
+            out.push(6);
+            encode_string(out, s);
+        }
+        Value::String(s) => {
+            out.push(7);
+            encode_string(out, s);
+        }
+        Value::DateTime(ms) => {
+            out.push(8);
+            out.extend_from_slice(&ms.to_le_bytes());
+        }
+        Value::Guid(g) => {
+            out.push(9);
+            encode_guid(out, *g);
+        }
+        Value::EntityReference(r) => {
+            out.push(10);
+            encode_reference(out, r);
+        }
+        Value::OptionSetValue(i) => {
+            out.push(11);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::OptionSetValueCollection(items) => {
+            out.push(12);
+            encode_len(out, items.len());
+            for i in items {
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+        }
+        Value::EntityReferenceCollection(items) => {
+            out.push(13);
+            encode_len(out, items.len());
+            for r in items {
+                encode_reference(out, r);
+            }
+        }
+        Value::StringArray(items) => {
+            out.push(14);
+            encode_len(out, items.len());
+            for s in items {
+                encode_string(out, s);
+            }
+        }
+    }
+}
+
+fn encode_entity_head(out: &mut Vec<u8>, e: &Entity) {
+    encode_string(out, &e.logical_name);
+    match e.id {
+        None => out.push(0),
+        Some(id) => {
+            out.push(1);
+            encode_guid(out, id);
+        }
+    }
+}
+
+fn encode_entity_tail(out: &mut Vec<u8>, e: &Entity) {
+    encode_len(out, e.formatted_values.len());
+    for (name, text) in &e.formatted_values {
+        encode_string(out, name);
+        encode_string(out, text);
+    }
+    encode_option_string(out, e.row_version.as_deref());
+}
+
+fn encode_entity(out: &mut Vec<u8>, e: &Entity) {
+    encode_entity_head(out, e);
+    encode_len(out, e.attributes.len());
+    for (name, value) in &e.attributes {
+        encode_string(out, name);
+        encode_value(out, value);
+    }
+    encode_entity_tail(out, e);
+}
+
+fn encode_parameter_value(out: &mut Vec<u8>, v: &ParameterValue) {
+    match v {
+        ParameterValue::Value(v) => {
+            out.push(0);
+            encode_value(out, v);
+        }
+        ParameterValue::Entity(e) => {
+            out.push(1);
+            encode_entity(out, e);
+        }
+        ParameterValue::EntityCollection(c) => {
+            out.push(2);
+            encode_string(out, &c.entity_name);
+            encode_len(out, c.entities.len());
+            for e in &c.entities {
+                encode_entity(out, e);
+            }
+            out.push(u8::from(c.more_records));
+            encode_option_string(out, c.paging_cookie.as_deref());
+            out.extend_from_slice(&c.total_record_count.to_le_bytes());
+        }
     }
 }

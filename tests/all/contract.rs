@@ -249,20 +249,31 @@ fn a_changed_target_reaches_the_host_as_the_plugin_holds_it() {
                 .collect::<Vec<_>>(),
         )
     };
-    assert_eq!(
-        changed("set=name:New;set=extra:x").unwrap(),
-        [
-            "address1_city=Seattle",
-            "name=New",
-            "telephone1=555",
-            "extra=x"
-        ]
-    );
-    assert_eq!(
-        changed("unset=address1_city;set=name:New").unwrap(),
-        ["name=New", "telephone1=555"]
-    );
-    assert_eq!(changed("set=name:Old"), None);
+    // Each case twice: after the whole frame was read (the SDK diffs against a copy it took), and with
+    // InputParameters read on their own (`lean`: the SDK diffs against the packed bytes they came in).
+    for mode in ["", "lean;"] {
+        assert_eq!(
+            changed(&format!("{mode}set=name:New;set=extra:x")).unwrap(),
+            [
+                "address1_city=Seattle",
+                "name=New",
+                "telephone1=555",
+                "extra=x"
+            ],
+            "{mode}"
+        );
+        assert_eq!(
+            changed(&format!("{mode}unset=address1_city;set=name:New")).unwrap(),
+            ["name=New", "telephone1=555"],
+            "{mode}"
+        );
+        assert_eq!(
+            changed(&format!("{mode}set=extra:x;unset=extra;set=name:Newer")).unwrap(),
+            ["address1_city=Seattle", "name=Newer", "telephone1=555"],
+            "{mode}"
+        );
+        assert_eq!(changed(&format!("{mode}set=name:Old")), None, "{mode}");
+    }
 }
 
 /// The host folds a plug-in's attribute changes into InputParameters at the end of the invocation,
