@@ -466,6 +466,19 @@ fn relationship(out: &mut Vec<u8>, r: &Relationship, typed: bool) {
 /// Decodes DataContractJsonSerializer JSON into a context. Accepts `/` and
 /// `\/`, any whitespace, members in any order; skips unknown members.
 pub fn decode(bytes: &[u8]) -> Result<RemoteExecutionContext, MessageError> {
+    decode_with(bytes, false)
+}
+
+/// [`decode`] of the context's own members only: `InputParameters`,
+/// `OutputParameters`, `SharedVariables`, the images, `OwningExtension` and
+/// `ParentContext` are checked as JSON but left empty. For a caller that sends
+/// the bytes on as they are and needs just the message's properties (a
+/// system job's post): building the whole model was most of the decoding.
+pub fn decode_head(bytes: &[u8]) -> Result<RemoteExecutionContext, MessageError> {
+    decode_with(bytes, true)
+}
+
+fn decode_with(bytes: &[u8], head: bool) -> Result<RemoteExecutionContext, MessageError> {
     let text = std::str::from_utf8(bytes).map_err(|e| MessageError::Malformed {
         syntax: Syntax::Json,
         offset: e.valid_up_to(),
@@ -479,6 +492,7 @@ pub fn decode(bytes: &[u8]) -> Result<RemoteExecutionContext, MessageError> {
         pos: if text.starts_with('\u{feff}') { 3 } else { 0 },
         path: Vec::with_capacity(16),
         first: false,
+        head,
     };
     let ctx = p.context(0)?;
     p.ws();
@@ -499,6 +513,8 @@ struct Parser<'a> {
     path: Vec<Seg>,
     /// Inside an object, whether the next member is the first one.
     first: bool,
+    /// Skip the context's collections and nested objects ([`decode_head`]).
+    head: bool,
 }
 
 type R<T> = Result<T, MessageError>;
@@ -871,6 +887,12 @@ impl<'a> Parser<'a> {
                 }};
             }
             match &*k {
+                "InputParameters" | "OutputParameters" | "SharedVariables" | "PreEntityImages"
+                | "PostEntityImages" | "OwningExtension" | "ParentContext"
+                    if self.head =>
+                {
+                    self.skip(depth)?
+                }
                 "BusinessUnitId" => c.business_unit_id = m!("BusinessUnitId", self.guid()?),
                 "CorrelationId" => c.correlation_id = m!("CorrelationId", self.guid()?),
                 "Depth" => c.depth = m!("Depth", self.int()?),
