@@ -4,6 +4,7 @@
 //! Owns request construction, the Dataverse claim properties and response reading. It must not retry,
 //! sleep or record anything: one call, one HTTP request.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -11,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
-use weft_message::{Encoded, Format, MessageError, RemoteExecutionContext};
+use weft_message::{Format, MessageError, RemoteExecutionContext};
 use weft_store::system::{Contract, UserClaim};
 
 use crate::endpoint::{Auth, Endpoint};
@@ -80,15 +81,21 @@ pub(crate) async fn post(
     }
     let webhook = ep.contract == Contract::Webhook;
     let enc = match stored {
-        Some((bytes, format)) if ep.sends_as_stored(format, bytes.len()) => Encoded {
-            bytes: bytes.to_vec(),
+        Some((bytes, format)) if ep.sends_as_stored(format, bytes.len()) => Body {
+            bytes: Cow::Borrowed(bytes),
             truncated: false,
         },
         _ => {
-            weft_message::encode_limited(ctx, ep.format, ep.size_limit()).map_err(|e| match e {
-                MessageError::TooLarge { size, limit } => PostError::too_large(size, limit),
-                other => PostError::config(format!("cannot encode the context: {other}")),
-            })?
+            let encoded = weft_message::encode_limited(ctx, ep.format, ep.size_limit()).map_err(
+                |e| match e {
+                    MessageError::TooLarge { size, limit } => PostError::too_large(size, limit),
+                    other => PostError::config(format!("cannot encode the context: {other}")),
+                },
+            )?;
+            Body {
+                bytes: Cow::Owned(encoded.bytes),
+                truncated: encoded.truncated,
+            }
         }
     };
     let req = if webhook {
@@ -107,6 +114,14 @@ pub(crate) async fn post(
         truncated: enc.truncated,
         latency,
     })
+}
+
+/// The message body to send: a stored copy borrowed as it is (the batch format escapes it into its own
+/// body, so copying it first would be a copy for nothing), or the context encoded for this post.
+struct Body<'a> {
+    bytes: Cow<'a, [u8]>,
+    /// Whether the size rule removed ParentContext, InputParameters and the images.
+    truncated: bool,
 }
 
 /// Sends `req`; 2xx → (status, answer text, latency), anything else → a classified error. With
@@ -351,7 +366,7 @@ fn batch_request(
     ep: &Endpoint,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
-    enc: &Encoded,
+    enc: &Body<'_>,
 ) -> Result<reqwest::RequestBuilder, PostError> {
     let mut broker = broker_properties(ctx, d);
     if ep.contract == Contract::EventHub {
@@ -420,7 +435,7 @@ fn relay_request(
     ep: &Endpoint,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
-    enc: &Encoded,
+    enc: &Body<'_>,
 ) -> Result<reqwest::RequestBuilder, PostError> {
     let broker = Value::Object(broker_properties(ctx, d));
     let user = Value::Object(claims(ep.user_claim, ctx, d, enc.truncated));
@@ -436,7 +451,7 @@ fn relay_request(
         .header("ServiceBusAuthorization", sas_token(ep)?)
         .header(CONTENT_TYPE, ep.format.content_type())
         .headers(h)
-        .body(enc.bytes.clone()))
+        .body(enc.bytes.to_vec()))
 }
 
 /// Webhook: JSON body, Dataverse's `x-ms-*` headers, the configured auth, optional Standard Webhooks signature.
@@ -445,7 +460,7 @@ fn webhook_request(
     ep: &Endpoint,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
-    enc: &Encoded,
+    enc: &Body<'_>,
 ) -> Result<reqwest::RequestBuilder, PostError> {
     let mut req = http
         .post(webhook_url(ep)?)
@@ -481,7 +496,7 @@ fn webhook_request(
                 secret.sign(&d.message_id, ts, &enc.bytes),
             );
     }
-    Ok(req.body(enc.bytes.clone()))
+    Ok(req.body(enc.bytes.to_vec()))
 }
 
 /// A header value from context data; characters HTTP cannot carry are a permanent error, not a send failure.
