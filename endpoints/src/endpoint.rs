@@ -12,7 +12,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use uuid::Uuid;
 use weft_bus::connection_string::{ConnectionString, ConnectionStringError};
-use weft_message::Format;
+use weft_message::{Format, SERVICE_BUS_LIMIT, WEBHOOK_LIMIT};
 use weft_store::system::{
     AuthType, Contract, EndpointSecrets, MessageFormat, NamespaceFormat, ServiceEndpoint, UserClaim,
 };
@@ -189,6 +189,23 @@ impl Endpoint {
     /// The wire format actually sent: the endpoint's `messageformat`, except webhooks, which always get JSON.
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// The largest body this endpoint takes before the size rule reduces the context: 256 KB for webhooks,
+    /// 192 KB for every other contract.
+    pub fn size_limit(&self) -> usize {
+        if self.contract == Contract::Webhook {
+            WEBHOOK_LIMIT
+        } else {
+            SERVICE_BUS_LIMIT
+        }
+    }
+
+    /// Whether a context already encoded (`len` bytes in `format`, a system job's stored copy) is sent as it
+    /// is: in the endpoint's format and within its size limit. Otherwise the whole context is encoded again
+    /// (and reduced if too large), so a caller holding only part of the decoded context must decode all of it.
+    pub fn sends_as_stored(&self, format: Format, len: usize) -> bool {
+        format == self.format && len <= self.size_limit()
     }
 
     /// `userclaim`: which user claims travel with Service Bus, Event Hubs and relay messages.

@@ -79,8 +79,10 @@ impl Client {
 
     /// [`Client::post`] for a context that is also held encoded (`stored`, in `format`: a system job's
     /// copy). The stored bytes are sent as they are when `format` is the endpoint's and they fit its size
-    /// limit; otherwise `ctx` is encoded as [`Client::post`] does. `ctx` must be `stored` decoded: it still
-    /// supplies the properties (claims, `Label`, `CorrelationId`).
+    /// limit ([`Endpoint::sends_as_stored`]); otherwise `ctx` is encoded as [`Client::post`] does. `ctx` must
+    /// be `stored` decoded: it still supplies the properties (claims, `Label`, `CorrelationId`, the
+    /// partition key), so when the bytes are sent as they are its own members are enough
+    /// (`weft_message::parse_head`).
     pub async fn post_stored(
         &self,
         endpoint: &Endpoint,

@@ -4,6 +4,7 @@
 //! Owns request construction, the Dataverse claim properties and response reading. It must not retry,
 //! sleep or record anything: one call, one HTTP request.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -11,9 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
-use weft_message::{
-    Encoded, Format, MessageError, RemoteExecutionContext, SERVICE_BUS_LIMIT, WEBHOOK_LIMIT,
-};
+use weft_message::{Format, MessageError, RemoteExecutionContext};
 use weft_store::system::{Contract, UserClaim};
 
 use crate::endpoint::{Auth, Endpoint};
@@ -81,20 +80,23 @@ pub(crate) async fn post(
         )));
     }
     let webhook = ep.contract == Contract::Webhook;
-    let limit = if webhook {
-        WEBHOOK_LIMIT
-    } else {
-        SERVICE_BUS_LIMIT
-    };
     let enc = match stored {
-        Some((bytes, format)) if format == ep.format && bytes.len() <= limit => Encoded {
-            bytes: bytes.to_vec(),
+        Some((bytes, format)) if ep.sends_as_stored(format, bytes.len()) => Body {
+            bytes: Cow::Borrowed(bytes),
             truncated: false,
         },
-        _ => weft_message::encode_limited(ctx, ep.format, limit).map_err(|e| match e {
-            MessageError::TooLarge { size, limit } => PostError::too_large(size, limit),
-            other => PostError::config(format!("cannot encode the context: {other}")),
-        })?,
+        _ => {
+            let encoded = weft_message::encode_limited(ctx, ep.format, ep.size_limit()).map_err(
+                |e| match e {
+                    MessageError::TooLarge { size, limit } => PostError::too_large(size, limit),
+                    other => PostError::config(format!("cannot encode the context: {other}")),
+                },
+            )?;
+            Body {
+                bytes: Cow::Owned(encoded.bytes),
+                truncated: encoded.truncated,
+            }
+        }
     };
     let req = if webhook {
         webhook_request(http, ep, ctx, d, &enc)?
@@ -112,6 +114,14 @@ pub(crate) async fn post(
         truncated: enc.truncated,
         latency,
     })
+}
+
+/// The message body to send: a stored copy borrowed as it is (the batch format escapes it into its own
+/// body, so copying it first would be a copy for nothing), or the context encoded for this post.
+struct Body<'a> {
+    bytes: Cow<'a, [u8]>,
+    /// Whether the size rule removed ParentContext, InputParameters and the images.
+    truncated: bool,
 }
 
 /// Sends `req`; 2xx → (status, answer text, latency), anything else → a classified error. With
@@ -356,7 +366,7 @@ fn batch_request(
     ep: &Endpoint,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
-    enc: &Encoded,
+    enc: &Body<'_>,
 ) -> Result<reqwest::RequestBuilder, PostError> {
     let mut broker = broker_properties(ctx, d);
     if ep.contract == Contract::EventHub {
@@ -366,29 +376,55 @@ fn batch_request(
             .unwrap_or_else(|| ctx.primary_entity_id.to_string());
         broker.insert("PartitionKey".into(), json!(key));
     }
-    let mut item = Map::new();
-    match (ep.format, std::str::from_utf8(&enc.bytes)) {
-        (Format::Json | Format::Xml, Ok(text)) => {
-            item.insert("Body".into(), json!(text));
-        }
-        _ => {
-            item.insert("Body".into(), json!(B64.encode(&enc.bytes)));
-            item.insert("IsBodyBase64".into(), json!(true));
-        }
-    }
-    item.insert("BrokerProperties".into(), Value::Object(broker));
-    item.insert(
-        "UserProperties".into(),
-        Value::Object(claims(ep.user_claim, ctx, d, enc.truncated)),
-    );
-    // Azure's batch item has no content type; weft's bus keeps this one (Azure ignores unknown members).
-    item.insert("ContentType".into(), json!(ep.format.content_type()));
-    let body = Value::Array(vec![Value::Object(item)]).to_string();
+    let user = claims(ep.user_claim, ctx, d, enc.truncated);
+    let body = batch_body(ep.format, &enc.bytes, &broker, &user);
     Ok(http
         .post(format!("{}/messages", ep.target()))
         .header(AUTHORIZATION, sas_token(ep)?)
         .header(CONTENT_TYPE, BATCH_CONTENT_TYPE)
         .body(body))
+}
+
+/// The batch body of one message: `[{"Body", "BrokerProperties", "ContentType", "IsBodyBase64",
+/// "UserProperties"}]`, members in that (sorted) order, as a `serde_json::Value` of them prints. Written
+/// directly rather than through a `Value`: the body (a context of a few KB) is escaped once into the request
+/// instead of first copied into a JSON tree.
+fn batch_body(
+    format: Format,
+    bytes: &[u8],
+    broker: &Map<String, Value>,
+    user: &Map<String, Value>,
+) -> Vec<u8> {
+    const ALWAYS: &str = "strings and string-keyed maps always serialize to JSON";
+    fn put(out: &mut Vec<u8>, text: &str) {
+        serde_json::to_writer(out, text).expect(ALWAYS);
+    }
+    fn put_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
+        serde_json::to_writer(out, map).expect(ALWAYS);
+    }
+    let text = match format {
+        Format::Json | Format::Xml => std::str::from_utf8(bytes).ok(),
+        Format::Binary => None,
+    };
+    // The escaped text is a little longer than the bytes; the properties add a few hundred.
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8 + 1024);
+    out.extend_from_slice(b"[{\"Body\":");
+    match text {
+        Some(text) => put(&mut out, text),
+        None => put(&mut out, &B64.encode(bytes)),
+    }
+    out.extend_from_slice(b",\"BrokerProperties\":");
+    put_map(&mut out, broker);
+    // Azure's batch item has no content type; weft's bus keeps this one (Azure ignores unknown members).
+    out.extend_from_slice(b",\"ContentType\":");
+    put(&mut out, format.content_type());
+    if text.is_none() {
+        out.extend_from_slice(b",\"IsBodyBase64\":true");
+    }
+    out.extend_from_slice(b",\"UserProperties\":");
+    put_map(&mut out, user);
+    out.extend_from_slice(b"}]");
+    out
 }
 
 /// Relay (one-way, two-way, REST) through Hybrid Connections HTTP: the body as is, the token in
@@ -399,7 +435,7 @@ fn relay_request(
     ep: &Endpoint,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
-    enc: &Encoded,
+    enc: &Body<'_>,
 ) -> Result<reqwest::RequestBuilder, PostError> {
     let broker = Value::Object(broker_properties(ctx, d));
     let user = Value::Object(claims(ep.user_claim, ctx, d, enc.truncated));
@@ -415,7 +451,7 @@ fn relay_request(
         .header("ServiceBusAuthorization", sas_token(ep)?)
         .header(CONTENT_TYPE, ep.format.content_type())
         .headers(h)
-        .body(enc.bytes.clone()))
+        .body(enc.bytes.to_vec()))
 }
 
 /// Webhook: JSON body, Dataverse's `x-ms-*` headers, the configured auth, optional Standard Webhooks signature.
@@ -424,7 +460,7 @@ fn webhook_request(
     ep: &Endpoint,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
-    enc: &Encoded,
+    enc: &Body<'_>,
 ) -> Result<reqwest::RequestBuilder, PostError> {
     let mut req = http
         .post(webhook_url(ep)?)
@@ -460,7 +496,7 @@ fn webhook_request(
                 secret.sign(&d.message_id, ts, &enc.bytes),
             );
     }
-    Ok(req.body(enc.bytes.clone()))
+    Ok(req.body(enc.bytes.to_vec()))
 }
 
 /// A header value from context data; characters HTTP cannot carry are a permanent error, not a send failure.
@@ -486,4 +522,62 @@ pub(crate) fn webhook_url(ep: &Endpoint) -> Result<reqwest::Url, PostError> {
         _ => {}
     }
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batch item as a `serde_json::Value` prints it: what [`batch_body`] must equal byte for byte.
+    fn through_value(
+        format: Format,
+        bytes: &[u8],
+        broker: &Map<String, Value>,
+        user: &Map<String, Value>,
+    ) -> Vec<u8> {
+        let mut item = Map::new();
+        match (format, std::str::from_utf8(bytes)) {
+            (Format::Json | Format::Xml, Ok(text)) => {
+                item.insert("Body".into(), json!(text));
+            }
+            _ => {
+                item.insert("Body".into(), json!(B64.encode(bytes)));
+                item.insert("IsBodyBase64".into(), json!(true));
+            }
+        }
+        item.insert("BrokerProperties".into(), Value::Object(broker.clone()));
+        item.insert("UserProperties".into(), Value::Object(user.clone()));
+        item.insert("ContentType".into(), json!(format.content_type()));
+        Value::Array(vec![Value::Object(item)])
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn batch_body_is_what_a_value_prints() {
+        let ctx = RemoteExecutionContext::new_minimal("Create", "account", 40);
+        let d = Delivery {
+            message_id: "m-1".into(),
+            correlation_id: Uuid::new_v4(),
+            organization: "org.crm.dynamics.com".into(),
+            partition_key: None,
+        };
+        let mut broker = broker_properties(&ctx, &d);
+        broker.insert("PartitionKey".into(), json!("p\"1"));
+        let user = claims(UserClaim::UserInfo, &ctx, &d, true);
+        for format in [Format::Json, Format::Xml, Format::Binary] {
+            let bytes = weft_message::encode(&ctx, format);
+            assert_eq!(
+                String::from_utf8_lossy(&batch_body(format, &bytes, &broker, &user)),
+                String::from_utf8_lossy(&through_value(format, &bytes, &broker, &user)),
+                "{format:?}"
+            );
+        }
+        // Text that is not UTF-8 travels as base64 whatever the format says.
+        let odd = b"\xff\xfe<a/>";
+        assert_eq!(
+            batch_body(Format::Xml, odd, &broker, &user),
+            through_value(Format::Xml, odd, &broker, &user)
+        );
+    }
 }

@@ -466,6 +466,19 @@ fn relationship(out: &mut Vec<u8>, r: &Relationship, typed: bool) {
 /// Decodes DataContractJsonSerializer JSON into a context. Accepts `/` and
 /// `\/`, any whitespace, members in any order; skips unknown members.
 pub fn decode(bytes: &[u8]) -> Result<RemoteExecutionContext, MessageError> {
+    decode_with(bytes, false)
+}
+
+/// [`decode`] of the context's own members only: `InputParameters`,
+/// `OutputParameters`, `SharedVariables`, the images, `OwningExtension` and
+/// `ParentContext` are checked as JSON but left empty. For a caller that sends
+/// the bytes on as they are and needs just the message's properties (a
+/// system job's post): building the whole model was most of the decoding.
+pub fn decode_head(bytes: &[u8]) -> Result<RemoteExecutionContext, MessageError> {
+    decode_with(bytes, true)
+}
+
+fn decode_with(bytes: &[u8], head: bool) -> Result<RemoteExecutionContext, MessageError> {
     let text = std::str::from_utf8(bytes).map_err(|e| MessageError::Malformed {
         syntax: Syntax::Json,
         offset: e.valid_up_to(),
@@ -479,6 +492,7 @@ pub fn decode(bytes: &[u8]) -> Result<RemoteExecutionContext, MessageError> {
         pos: if text.starts_with('\u{feff}') { 3 } else { 0 },
         path: Vec::with_capacity(16),
         first: false,
+        head,
     };
     let ctx = p.context(0)?;
     p.ws();
@@ -499,6 +513,8 @@ struct Parser<'a> {
     path: Vec<Seg>,
     /// Inside an object, whether the next member is the first one.
     first: bool,
+    /// Skip the context's collections and nested objects ([`decode_head`]).
+    head: bool,
 }
 
 type R<T> = Result<T, MessageError>;
@@ -688,6 +704,55 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Passes over a string accepting exactly what [`Parser::string`] accepts, without building it: skipped
+    /// members (a head decode skips most of a context) hold many escaped strings (`\/Date(…)\/`, type
+    /// names with `\/`), each of which `string` would copy out.
+    fn skip_string(&mut self) -> R<()> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("a string"));
+        }
+        self.pos += 1;
+        loop {
+            match self.b.get(self.pos) {
+                None => return Err(self.err("'\"' closing the string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let e = self.b.get(self.pos).copied();
+                    self.pos += 1;
+                    match e {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
+                        Some(b'u') => {
+                            let hi = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&hi) {
+                                if !self.lit(b"\\u") {
+                                    return Err(self.err("a low surrogate '\\uDC00'..'\\uDFFF'"));
+                                }
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    self.pos -= 4;
+                                    return Err(self.err("a low surrogate '\\uDC00'..'\\uDFFF'"));
+                                }
+                            } else if (0xDC00..0xE000).contains(&hi) {
+                                self.pos -= 4;
+                                return Err(self.err("a character, not a lone surrogate"));
+                            }
+                        }
+                        _ => {
+                            self.pos -= 1;
+                            return Err(self.err("an escape: one of \"\\/bfnrtu"));
+                        }
+                    }
+                }
+                Some(0..=0x1f) => return Err(self.err("an escaped control character")),
+                Some(_) => self.pos += 1,
+            }
+        }
+    }
+
     fn hex4(&mut self) -> R<u32> {
         let mut v = 0u32;
         for _ in 0..4 {
@@ -820,9 +885,7 @@ impl<'a> Parser<'a> {
             return Err(self.err_msg(format!("nesting deeper than {MAX_DEPTH} levels")));
         }
         match self.peek() {
-            Some(b'"') => {
-                self.string()?;
-            }
+            Some(b'"') => self.skip_string()?,
             Some(b'{') => {
                 self.obj_begin()?;
                 while self.next_key()?.is_some() {
@@ -871,6 +934,12 @@ impl<'a> Parser<'a> {
                 }};
             }
             match &*k {
+                "InputParameters" | "OutputParameters" | "SharedVariables" | "PreEntityImages"
+                | "PostEntityImages" | "OwningExtension" | "ParentContext"
+                    if self.head =>
+                {
+                    self.skip(depth)?
+                }
                 "BusinessUnitId" => c.business_unit_id = m!("BusinessUnitId", self.guid()?),
                 "CorrelationId" => c.correlation_id = m!("CorrelationId", self.guid()?),
                 "Depth" => c.depth = m!("Depth", self.int()?),
@@ -1391,6 +1460,42 @@ fn number_value(t: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::Parser;
+
+    /// Skipping a string accepts and rejects exactly what reading it does, at the same place.
+    #[test]
+    fn skip_string_agrees_with_string() {
+        for input in [
+            r#""plain""#,
+            r#""\/Date(1700000000000)\/""#,
+            r#""a\"b\\c\n\t\b\f\r\u00e9\ud83d\ude00""#,
+            r#""\ud83d""#,
+            r#""\ud83dx""#,
+            r#""\ud83d\u0041""#,
+            r#""\ude00""#,
+            r#""\x""#,
+            r#""\u12g4""#,
+            "\"tab\there\"",
+            r#""open"#,
+            r#""\"#,
+            r#"x"#,
+        ] {
+            let parser = || Parser {
+                s: input,
+                b: input.as_bytes(),
+                pos: 0,
+                path: Vec::new(),
+                first: false,
+                head: true,
+            };
+            let (mut read, mut skipped) = (parser(), parser());
+            let read_result = read.string().map(drop).map_err(|e| e.to_string());
+            let skip_result = skipped.skip_string().map_err(|e| e.to_string());
+            assert_eq!(skip_result, read_result, "{input}");
+            assert_eq!(skipped.pos, read.pos, "{input}");
+        }
+    }
+
     /// Strings are escaped character for character like .NET's XmlJsonWriter.
     #[test]
     fn strings_escape_like_dotnet() {

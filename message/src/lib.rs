@@ -75,6 +75,21 @@ pub fn parse(bytes: &[u8], content_type: &str) -> Result<RemoteExecutionContext,
     decode(bytes, Format::from_content_type(content_type)?)
 }
 
+/// [`parse`] of the context's own members only (ids, names, stage, mode,
+/// flags): its parameters, images, owning extension and parent are left
+/// empty, checked only as well-formed in JSON (which reads them fastest);
+/// other formats are decoded whole. For a caller that sends the body on as it
+/// is and needs only the message's properties.
+pub fn parse_head(
+    bytes: &[u8],
+    content_type: &str,
+) -> Result<RemoteExecutionContext, MessageError> {
+    match Format::from_content_type(content_type)? {
+        Format::Json => json::decode_head(bytes),
+        format => decode(bytes, format),
+    }
+}
+
 /// Decodes a message body in a known format.
 pub fn decode(bytes: &[u8], format: Format) -> Result<RemoteExecutionContext, MessageError> {
     match format {

@@ -184,3 +184,39 @@ fn image_items_use_the_generic_name_with_digest() {
         "{text}"
     );
 }
+
+/// A head decode gives every member of the context itself as the whole decode does, and leaves the
+/// collections, the owning extension and the parent empty; malformed JSON inside a skipped member still
+/// fails.
+#[test]
+fn samples_head_decode_keeps_the_contexts_own_members() {
+    use weft_message::{RemoteExecutionContext, parse, parse_head};
+    for (name, bytes) in samples() {
+        let whole = parse(&bytes, "application/json").unwrap();
+        let head = parse_head(&bytes, "application/json; charset=utf-8")
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = RemoteExecutionContext {
+            input_parameters: Vec::new(),
+            output_parameters: Vec::new(),
+            shared_variables: Vec::new(),
+            pre_entity_images: Vec::new(),
+            post_entity_images: Vec::new(),
+            owning_extension: None,
+            parent_context: None,
+            ..whole.clone()
+        };
+        assert_eq!(head, expected, "{name}");
+        assert!(
+            !whole.input_parameters.is_empty(),
+            "{name}: the sample has parameters, so the head decode left something out"
+        );
+        // The other formats are decoded whole.
+        for f in [weft_message::Format::Xml, weft_message::Format::Binary] {
+            let body = weft_message::encode(&whole, f);
+            let back = weft_message::decode(&body, f).unwrap();
+            assert_eq!(parse_head(&body, f.content_type()).unwrap(), back);
+        }
+    }
+    let broken = br#"{"InputParameters":[{"key":"Target","value":{]}],"MessageName":"Create"}"#;
+    assert!(parse_head(broken, "application/json").is_err());
+}

@@ -123,13 +123,14 @@ pub(super) fn batch_messages(body: &[u8]) -> Result<Vec<NewMessage>, String> {
         return Err("batch body must be a JSON array of {\"Body\", \"BrokerProperties\", \"UserProperties\"}".into());
     };
     items
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let obj = item
-                .as_object()
-                .ok_or_else(|| format!("batch item {i} is not a JSON object"))?;
-            let body = match obj.get("Body") {
+            let Value::Object(mut obj) = item else {
+                return Err(format!("batch item {i} is not a JSON object"));
+            };
+            // Taken out of the item rather than copied: it is most of the batch's bytes.
+            let body = match obj.remove("Body") {
                 Some(Value::String(s)) => s,
                 Some(_) => return Err(format!("batch item {i}: Body must be a string")),
                 None => return Err(format!("batch item {i}: Body is missing")),
@@ -137,14 +138,14 @@ pub(super) fn batch_messages(body: &[u8]) -> Result<Vec<NewMessage>, String> {
             // Azure's batch message also has `IsBodyBase64` (binary bodies, e.g. application/msbin1).
             let body = match obj.get("IsBodyBase64") {
                 Some(Value::Bool(true)) => Bytes::from(
-                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body)
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &body)
                         .map_err(|e| {
                             format!(
                                 "batch item {i}: IsBodyBase64 is true but Body is not base64: {e}"
                             )
                         })?,
                 ),
-                Some(Value::Bool(false) | Value::Null) | None => Bytes::from(body.clone()),
+                Some(Value::Bool(false) | Value::Null) | None => Bytes::from(body),
                 Some(_) => {
                     return Err(format!(
                         "batch item {i}: IsBodyBase64 must be true or false"

@@ -189,7 +189,8 @@ impl Delivery {
     /// Posts `ctx` to `endpoint` once, with BrokerProperties `MessageId` (and `webhook-id`) = `message_id`,
     /// on this module's runtime; awaitable from any runtime. `stored` is `ctx` as a system job holds it
     /// (bytes and format): sent as it is when the endpoint takes that format (see
-    /// `weft_endpoints::Client::post_stored`).
+    /// `weft_endpoints::Client::post_stored`), and then `ctx` need hold only its own members
+    /// (`weft_message::parse_head`).
     pub async fn post(
         &self,
         endpoint: Arc<Endpoint>,

@@ -79,20 +79,13 @@ impl DeliveryRunner {
                 format!("step {step_id} of this system job is not registered"),
             );
         };
-        let context = match weft_message::parse(&job.data, &job.data_content_type) {
-            Ok(c) => c,
-            Err(e) => {
-                return JobOutcome::failed(
-                    FailureClass::Permanent,
-                    format!("the system job's context cannot be read: {e}"),
-                );
-            }
-        };
         match step.def.event_handler {
-            EventHandler::ServiceEndpoint(endpoint_id) => {
-                self.post(job, endpoint_id, context).await
-            }
+            EventHandler::ServiceEndpoint(endpoint_id) => self.post(job, endpoint_id).await,
             EventHandler::PluginType(type_id) => {
+                let context = match weft_message::parse(&job.data, &job.data_content_type) {
+                    Ok(c) => c,
+                    Err(e) => return unreadable(&e),
+                };
                 let runner = self.clone();
                 let job = job.clone();
                 let trace = crate::telemetry::carry();
@@ -127,26 +120,32 @@ impl DeliveryRunner {
     }
 
     /// The built-in Azure-aware plug-in: posts the stored context, MessageId = job id.
-    async fn post(
-        &self,
-        job: &SystemJob,
-        endpoint_id: Uuid,
-        context: weft_message::RemoteExecutionContext,
-    ) -> JobOutcome {
+    async fn post(&self, job: &SystemJob, endpoint_id: Uuid) -> JobOutcome {
         let delivery = &self.delivery;
-        let endpoint = self.endpoints.get(&self.pipeline, delivery, endpoint_id);
-        let result = match endpoint {
-            Ok(endpoint) => {
-                // The context was parsed from these bytes (run_job), so they are a valid stored copy.
-                let stored = weft_message::Format::from_content_type(&job.data_content_type)
-                    .ok()
-                    .map(|format| (job.data.clone(), format));
-                delivery
-                    .post(endpoint, context, stored, job.id.to_string())
-                    .await
-            }
-            Err(e) => Err(e),
+        let endpoint = match self.endpoints.get(&self.pipeline, delivery, endpoint_id) {
+            Ok(endpoint) => endpoint,
+            Err(e) => return failed_post(&e).endpoint(endpoint_id),
         };
+        let format = match weft_message::Format::from_content_type(&job.data_content_type) {
+            Ok(format) => format,
+            Err(e) => return unreadable(&e),
+        };
+        // Stored bytes the endpoint takes as they are need only the context's own members (the message's
+        // properties); building the whole model for them was most of the decoding's cost per job.
+        let as_stored = endpoint.sends_as_stored(format, job.data.len());
+        let context = if as_stored {
+            weft_message::parse_head(&job.data, &job.data_content_type)
+        } else {
+            weft_message::decode(&job.data, format)
+        };
+        let context = match context {
+            Ok(c) => c,
+            Err(e) => return unreadable(&e),
+        };
+        let stored = as_stored.then(|| (job.data.clone(), format));
+        let result = delivery
+            .post(endpoint, context, stored, job.id.to_string())
+            .await;
         match result {
             Ok(o) => JobOutcome::succeeded()
                 .endpoint(endpoint_id)
@@ -316,6 +315,14 @@ impl JobRunner for DeliveryRunner {
         });
         outcome
     }
+}
+
+/// A context the job holds that cannot be decoded: an internal error, not retried.
+fn unreadable(e: &weft_message::MessageError) -> JobOutcome {
+    JobOutcome::failed(
+        FailureClass::Permanent,
+        format!("the system job's context cannot be read: {e}"),
+    )
 }
 
 pub(super) fn failed_post(e: &DeliveryError) -> JobOutcome {

@@ -1075,19 +1075,22 @@ pub(crate) fn update_job(conn: &Connection, id: Uuid, u: &JobUpdate) -> Result<(
 }
 
 pub(crate) fn insert_job_attempt(conn: &Connection, a: &NewJobAttempt) -> Result<i32> {
-    if system_job_lease(conn, a.job_id)?.is_none() {
+    // Numbered in the writer's transaction, so two workers that both ran the job (a takeover after an
+    // expired lease) get distinct numbers. The job's existence is checked in the same statement: one
+    // statement fewer for every attempt recorded.
+    let (exists, attempt): (bool, i32) = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM asyncoperation WHERE asyncoperationid = ?1),
+                coalesce(max(attempt), 0) + 1
+             FROM asyncoperationattempt WHERE asyncoperationid = ?1",
+        )?
+        .query_row([a.job_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if !exists {
         return Err(StoreError::NotFound {
             table: "asyncoperation".into(),
             id: a.job_id,
         });
     }
-    // Numbered in the writer's transaction, so two workers that both ran the job (a takeover after an
-    // expired lease) get distinct numbers.
-    let attempt: i32 = conn
-        .prepare_cached(
-            "SELECT coalesce(max(attempt), 0) + 1 FROM asyncoperationattempt WHERE asyncoperationid = ?1",
-        )?
-        .query_row([a.job_id.to_string()], |r| r.get(0))?;
     conn.prepare_cached(
         "INSERT INTO asyncoperationattempt (asyncoperationid, attempt, worker, startedon, serviceendpointid,
             httpstatus, latencyms, outcome, errorcode, message) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
