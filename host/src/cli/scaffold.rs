@@ -38,6 +38,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ),
     ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
     (
+        "src/packed.rs",
+        include_str!("../../../guest-sdk/src/packed.rs"),
+    ),
+    (
         "src/services.rs",
         include_str!("../../../guest-sdk/src/services.rs"),
     ),
