@@ -95,6 +95,18 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from(crate::pipeline::BUSY_RETRY_AFTER_SECS),
             );
         }
+        // A 413 or 408 leaves the request body unread, so the connection cannot carry another request and
+        // the server closes it: say so, or a client that pools connections sends its next request on one
+        // being closed and sees it fail (`IncompleteMessage` in hyper-based clients).
+        if matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         response
     }
 }
