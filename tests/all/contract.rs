@@ -411,7 +411,9 @@ fn every_value_kind_crosses_the_packed_read_intact() {
     let outcome = run(&sandbox, &probe, context, Some("mirror"));
     let changes = outcome.result.unwrap();
     assert_eq!(changes.shared_variables, Some(sent));
-    // Reading is not changing: nothing comes back for InputParameters.
+    // Reading is not changing: nothing comes back for InputParameters. (The probe took the collection
+    // mutably, so the SDK re-encoded every value and compared it with the host's bytes: equal only if the
+    // SDK's encoder and the host's agree byte for byte on every kind.)
     assert_eq!(changes.input_parameters, None);
 }
 

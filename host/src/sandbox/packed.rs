@@ -7,6 +7,11 @@
 //! the guest's allocator once per string and list (about 45 times), each a
 //! host-to-guest transition; one byte string is one allocation and one copy,
 //! encoded straight from the shared context without cloning it.
+//!
+//! The SDK holds the same encoder for its own types (`guest-sdk/src/packed.rs`): it finds what a plug-in
+//! changed by encoding values again and comparing bytes, so the two must agree byte for byte. They cannot
+//! share code (the SDK is copied whole into `weft new` projects and depends on nothing of the host's);
+//! `contract::every_value_kind_crosses_the_packed_read_intact` fails if they drift apart.
 
 use super::wit::types::{Entity, EntityCollection, EntityReference, Guid, ParameterValue, Value};
 
