@@ -221,10 +221,15 @@ struct Collection {
     send: Option<Sender>,
 }
 
-/// Sends one parameter of a collection to the host (`None` removes it). Equal
-/// to any other: how changes travel is no part of a context's value.
+/// How a collection's changes reach the host: one parameter whole (`None`
+/// removes it), and for InputParameters one attribute of an entity parameter
+/// (`set-input-attribute`). Equal to any other: how changes travel is no part
+/// of a context's value.
 #[derive(Clone, Copy)]
-struct Sender(fn(HostContext, &str, Option<&ParameterValue>));
+struct Sender {
+    whole: fn(HostContext, &str, Option<&ParameterValue>),
+    attribute: Option<fn(HostContext, &str, &str, &Value)>,
+}
 
 impl PartialEq for Sender {
     fn eq(&self, _: &Sender) -> bool {
@@ -452,11 +457,7 @@ impl Context {
     }
 
     /// A collection, mutably: marks it changed.
-    fn collection_mut(
-        &mut self,
-        part: Part,
-        send: fn(HostContext, &str, Option<&ParameterValue>),
-    ) -> &mut Parameters {
+    fn collection_mut(&mut self, part: Part, send: Sender) -> &mut Parameters {
         // While nothing is unsent the collection is what the host holds: keep
         // a copy to compare with when flushing, unless the bytes it came in
         // serve.
@@ -471,7 +472,7 @@ impl Context {
         }
         collection.changed = true;
         collection.dirty.set(true);
-        collection.send = Some(Sender(send));
+        collection.send = Some(send);
         match self.frame.get_mut() {
             Some(frame) => part.of_mut(frame),
             None => collection.loaded.get_mut().expect("fetched just above"),
@@ -523,7 +524,13 @@ impl Context {
     /// assert!(ctx.input_parameters_changed());
     /// ```
     pub fn input_parameters_mut(&mut self) -> &mut Parameters {
-        self.collection_mut(Part::Input, convert::set_input_parameter)
+        self.collection_mut(
+            Part::Input,
+            Sender {
+                whole: convert::set_input_parameter,
+                attribute: Some(convert::set_input_attribute),
+            },
+        )
     }
 
     /// OutputParameters, mutably. Changes count in stage 40.
@@ -534,7 +541,13 @@ impl Context {
     /// ctx.output_parameters_mut().set("note", "checked");
     /// ```
     pub fn output_parameters_mut(&mut self) -> &mut Parameters {
-        self.collection_mut(Part::Output, convert::set_output_parameter)
+        self.collection_mut(
+            Part::Output,
+            Sender {
+                whole: convert::set_output_parameter,
+                attribute: None,
+            },
+        )
     }
 
     /// SharedVariables, mutably: they flow to later steps of the operation.
@@ -545,7 +558,13 @@ impl Context {
     /// ctx.shared_variables_mut().set("checked", true);
     /// ```
     pub fn shared_variables_mut(&mut self) -> &mut Parameters {
-        self.collection_mut(Part::Shared, convert::set_shared_variable)
+        self.collection_mut(
+            Part::Shared,
+            Sender {
+                whole: convert::set_shared_variable,
+                attribute: None,
+            },
+        )
     }
 
     /// Sets one shared variable.
@@ -671,7 +690,11 @@ impl Context {
             if !collection.dirty.replace(false) {
                 continue;
             }
-            let Some(Sender(send)) = collection.send else {
+            let Some(Sender {
+                whole: send,
+                attribute: send_attribute,
+            }) = collection.send
+            else {
                 continue;
             };
             let current = self.collection(part);
@@ -687,18 +710,20 @@ impl Context {
             }
             let mut scratch = Vec::new();
             for (name, value) in current.iter() {
+                // Attribute by attribute only where the collection has an attribute setter (InputParameters).
+                let by_attribute = send_attribute.is_some();
                 let diff = match &packed {
-                    Some(packed) => packed.diff(name, value, part == Part::Input, &mut scratch),
-                    None => copy_diff(host_copy.as_ref(), name, value, part),
+                    Some(packed) => packed.diff(name, value, by_attribute, &mut scratch),
+                    None => copy_diff(host_copy.as_ref(), name, value, by_attribute),
                 };
-                match diff {
-                    Diff::Same => {}
-                    Diff::Attributes(changes) => {
+                match (diff, send_attribute) {
+                    (Diff::Same, _) => {}
+                    (Diff::Attributes(changes), Some(send_attribute)) => {
                         for (attribute, value) in changes {
-                            convert::set_input_attribute(host, name, attribute, value);
+                            send_attribute(host, name, attribute, value);
                         }
                     }
-                    Diff::Whole => send(host, name, Some(value)),
+                    _ => send(host, name, Some(value)),
                 }
             }
             *host_names = Some(names(current));
@@ -713,13 +738,13 @@ fn copy_diff<'a>(
     host_copy: Option<&Parameters>,
     name: &str,
     value: &'a ParameterValue,
-    part: Part,
+    by_attribute: bool,
 ) -> Diff<'a> {
     let before = host_copy.and_then(|copy| copy.get(name));
-    match (before, value, part) {
+    match (before, value, by_attribute) {
         // An input entity is compared attribute by attribute only (comparing it whole first read every
         // byte of it twice): no changes there means nothing to send.
-        (Some(ParameterValue::Entity(before)), ParameterValue::Entity(after), Part::Input) => {
+        (Some(ParameterValue::Entity(before)), ParameterValue::Entity(after), true) => {
             match attribute_changes(before, after) {
                 Some(changes) if changes.is_empty() => Diff::Same,
                 Some(changes) => Diff::Attributes(changes),
