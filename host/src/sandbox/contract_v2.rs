@@ -22,15 +22,8 @@ use super::wit::types::{
     Attribute, Entity, EntityCollection, Guid, Image, Parameter, ParameterValue, Value,
 };
 use super::wit::types::{Parameters, ServiceError};
+use context::Collection;
 use wasmtime::component::Resource;
-
-/// Which of the three writable collections a call reads or writes.
-#[derive(Clone, Copy)]
-enum Collection {
-    Input,
-    Output,
-    Shared,
-}
 
 impl InvocationState {
     /// The frame `view` reads: the invocation's own or one of its ancestors.
@@ -347,14 +340,9 @@ impl context::HostExecutionContext for InvocationState {
     fn packed_parameters(
         &mut self,
         view: Resource<ContextView>,
-        which: context::Collection,
+        which: Collection,
     ) -> wasmtime::Result<Vec<u8>> {
         self.settle_input();
-        let which = match which {
-            context::Collection::Input => Collection::Input,
-            context::Collection::Output => Collection::Output,
-            context::Collection::Shared => Collection::Shared,
-        };
         Ok(super::packed::encode(self.collection(&view, which)?))
     }
 
