@@ -765,30 +765,48 @@ fn attribute_changes<'a>(before: &Entity, after: &'a Entity) -> Option<Vec<(&'a 
         || before.id != after.id
         || before.row_version != after.row_version
         || before.formatted_values != after.formatted_values
-        || after.attributes.len() < before.attributes.len()
     {
         return None;
     }
-    let (kept, added) = after.attributes.split_at(before.attributes.len());
+    changed_attributes(
+        &before.attributes,
+        &after.attributes,
+        |(name, _), other| same_bytes(name.as_bytes(), other.as_bytes()),
+        |(_, value), other| same_value(value, other),
+    )
+}
+
+/// The attributes of `after` that differ from `held` (the attributes the host
+/// holds, in its order, however they are represented), when the difference is
+/// only values changed in place and attributes appended: what
+/// `set-input-attribute` can make. `None` otherwise — an attribute removed,
+/// moved or renamed, or a change the host would apply to another attribute of
+/// the same name (it changes the first of a name, and appends only a name it
+/// does not hold).
+pub(crate) fn changed_attributes<'a, H>(
+    held: &[H],
+    after: &'a [(String, Value)],
+    same_name: impl Fn(&H, &str) -> bool,
+    mut same_value: impl FnMut(&H, &Value) -> bool,
+) -> Option<Vec<(&'a str, &'a Value)>> {
+    if after.len() < held.len() {
+        return None;
+    }
+    let (kept, added) = after.split_at(held.len());
     let mut changes = Vec::new();
-    for (i, ((name, value), (old_name, old_value))) in
-        kept.iter().zip(&before.attributes).enumerate()
-    {
-        if !same_bytes(name.as_bytes(), old_name.as_bytes()) {
+    for (i, ((name, value), old)) in kept.iter().zip(held).enumerate() {
+        if !same_name(old, name) {
             return None;
         }
-        if !same_value(value, old_value) {
-            // The host changes the first attribute of a name: it must be this one.
-            if before.attributes[..i].iter().any(|(n, _)| n == name) {
+        if !same_value(old, value) {
+            if held[..i].iter().any(|h| same_name(h, name)) {
                 return None;
             }
             changes.push((name.as_str(), value));
         }
     }
     for (i, (name, value)) in added.iter().enumerate() {
-        // The host appends a name only when it holds none of that name.
-        let held = |attrs: &[(String, Value)]| attrs.iter().any(|(n, _)| n == name);
-        if held(&before.attributes) || held(&added[..i]) {
+        if held.iter().any(|h| same_name(h, name)) || added[..i].iter().any(|(n, _)| n == name) {
             return None;
         }
         changes.push((name.as_str(), value));
