@@ -439,8 +439,7 @@ impl Entity {
         for s in slots {
             st.bytes += s.size;
             if deferred.contains(&s.seq) {
-                st.next_deferred_expiry = st.next_deferred_expiry.min(s.expires_ms);
-                st.deferred.insert(s.seq, s);
+                Self::insert_deferred(&mut st, s);
             } else {
                 st.available.insert(s.seq, s);
             }
@@ -803,15 +802,14 @@ impl Entity {
             let mut st = lock(&self.state);
             let mut moves = Vec::new();
             self.expire_locks(&mut st, now_ms(), &mut moves);
-            let t = match Self::locked_mut(&mut st, id, token) {
-                Ok((t, _)) => t,
+            let l = match Self::take_locked(&mut st, id, token) {
+                Ok(l) => l,
                 Err(e) => {
                     drop(st);
                     store.submit(self.move_to_dlq(moves));
                     return Ok(Err(e));
                 }
             };
-            let l = st.locked.remove(&t).expect("lock found above");
             st.bytes = st.bytes.saturating_sub(l.slot.size);
             (
                 vec![Op::Delete {
@@ -985,14 +983,10 @@ impl Entity {
         let slot = {
             let mut st = lock(&self.state);
             self.expire_locks(&mut st, now_ms(), &mut moves);
-            match Self::locked_mut(&mut st, None, token) {
-                Ok((t, _)) => {
-                    let l = st.locked.remove(&t).expect("lock found above");
-                    st.bytes = st.bytes.saturating_sub(l.slot.size);
-                    Ok(l.slot)
-                }
-                Err(e) => Err(e),
-            }
+            Self::take_locked(&mut st, None, token).map(|l| {
+                st.bytes = st.bytes.saturating_sub(l.slot.size);
+                l.slot
+            })
         };
         let res = match slot {
             Ok(slot) if self.dlq.is_some() => {
