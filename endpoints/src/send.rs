@@ -98,10 +98,12 @@ pub(crate) async fn post(
             }
         }
     };
+    let truncated = enc.truncated;
+    // The relay and webhook bodies are the encoded bytes themselves: handed over, not copied.
     let req = if webhook {
-        webhook_request(http, ep, ctx, d, &enc)?
+        webhook_request(http, ep, ctx, d, enc)?
     } else if ep.is_relay() {
-        relay_request(http, ep, ctx, d, &enc)?
+        relay_request(http, ep, ctx, d, enc)?
     } else {
         batch_request(http, ep, ctx, d, &enc)?
     };
@@ -111,7 +113,7 @@ pub(crate) async fn post(
     Ok(PostOutcome {
         status,
         response_body: body,
-        truncated: enc.truncated,
+        truncated,
         latency,
     })
 }
@@ -435,7 +437,7 @@ fn relay_request(
     ep: &Endpoint,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
-    enc: &Body<'_>,
+    enc: Body<'_>,
 ) -> Result<reqwest::RequestBuilder, PostError> {
     let broker = Value::Object(broker_properties(ctx, d));
     let user = Value::Object(claims(ep.user_claim, ctx, d, enc.truncated));
@@ -451,7 +453,7 @@ fn relay_request(
         .header("ServiceBusAuthorization", sas_token(ep)?)
         .header(CONTENT_TYPE, ep.format.content_type())
         .headers(h)
-        .body(enc.bytes.to_vec()))
+        .body(enc.bytes.into_owned()))
 }
 
 /// Webhook: JSON body, Dataverse's `x-ms-*` headers, the configured auth, optional Standard Webhooks signature.
@@ -460,7 +462,7 @@ fn webhook_request(
     ep: &Endpoint,
     ctx: &RemoteExecutionContext,
     d: &Delivery,
-    enc: &Body<'_>,
+    enc: Body<'_>,
 ) -> Result<reqwest::RequestBuilder, PostError> {
     let mut req = http
         .post(webhook_url(ep)?)
@@ -496,7 +498,7 @@ fn webhook_request(
                 secret.sign(&d.message_id, ts, &enc.bytes),
             );
     }
-    Ok(req.body(enc.bytes.to_vec()))
+    Ok(req.body(enc.bytes.into_owned()))
 }
 
 /// A header value from context data; characters HTTP cannot carry are a permanent error, not a send failure.

@@ -414,6 +414,8 @@ enum Recorded {
     Gone,
 }
 
+/// Records one attempt in one store transaction: its attempt row, and the job's next state while this
+/// worker still holds the lease (a lost lease or a deleted job is logged, not an error).
 async fn record<R>(
     shared: &Shared<R>,
     worker: &str,
@@ -421,7 +423,7 @@ async fn record<R>(
     started_on: i64,
     elapsed: Duration,
     outcome: JobOutcome,
-) -> Result<Recorded, StoreError> {
+) -> Result<(), StoreError> {
     let now = (shared.config.clock)();
     let policy = shared.config.retry.clone();
     let unit = fastrand::f64();
@@ -476,7 +478,7 @@ async fn record<R>(
     if recorded == Recorded::LeaseLost {
         tracing::warn!(job = %id, "attempt finished after the lease was taken over; recorded, job state left alone");
     }
-    Ok(recorded)
+    Ok(())
 }
 
 fn auto_delete(tx: &dyn Tx, job: &JobLease) -> Result<bool, StoreError> {

@@ -670,29 +670,7 @@ impl<'a> Parser<'a> {
                         Some(b'n') => out.push('\n'),
                         Some(b'r') => out.push('\r'),
                         Some(b't') => out.push('\t'),
-                        Some(b'u') => {
-                            let hi = self.hex4()?;
-                            let cp = if (0xD800..0xDC00).contains(&hi) {
-                                if !self.lit(b"\\u") {
-                                    return Err(self.err("a low surrogate '\\uDC00'..'\\uDFFF'"));
-                                }
-                                let lo = self.hex4()?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    self.pos -= 4;
-                                    return Err(self.err("a low surrogate '\\uDC00'..'\\uDFFF'"));
-                                }
-                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                            } else {
-                                hi
-                            };
-                            match char::from_u32(cp) {
-                                Some(c) => out.push(c),
-                                None => {
-                                    self.pos -= 4;
-                                    return Err(self.err("a character, not a lone surrogate"));
-                                }
-                            }
-                        }
+                        Some(b'u') => out.push(self.unicode_escape()?),
                         _ => {
                             self.pos -= 1;
                             return Err(self.err("an escape: one of \"\\/bfnrtu"));
@@ -700,6 +678,31 @@ impl<'a> Parser<'a> {
                     }
                 }
                 Some(_) => return Err(self.err("an escaped control character")),
+            }
+        }
+    }
+
+    /// The character a `\u` escape stands for (its `u` just read), a surrogate pair read whole.
+    fn unicode_escape(&mut self) -> R<char> {
+        let hi = self.hex4()?;
+        let cp = if (0xD800..0xDC00).contains(&hi) {
+            if !self.lit(b"\\u") {
+                return Err(self.err("a low surrogate '\\uDC00'..'\\uDFFF'"));
+            }
+            let lo = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                self.pos -= 4;
+                return Err(self.err("a low surrogate '\\uDC00'..'\\uDFFF'"));
+            }
+            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+        } else {
+            hi
+        };
+        match char::from_u32(cp) {
+            Some(c) => Ok(c),
+            None => {
+                self.pos -= 4;
+                Err(self.err("a character, not a lone surrogate"))
             }
         }
     }
@@ -726,20 +729,7 @@ impl<'a> Parser<'a> {
                     match e {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
                         Some(b'u') => {
-                            let hi = self.hex4()?;
-                            if (0xD800..0xDC00).contains(&hi) {
-                                if !self.lit(b"\\u") {
-                                    return Err(self.err("a low surrogate '\\uDC00'..'\\uDFFF'"));
-                                }
-                                let lo = self.hex4()?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    self.pos -= 4;
-                                    return Err(self.err("a low surrogate '\\uDC00'..'\\uDFFF'"));
-                                }
-                            } else if (0xDC00..0xE000).contains(&hi) {
-                                self.pos -= 4;
-                                return Err(self.err("a character, not a lone surrogate"));
-                            }
+                            self.unicode_escape()?;
                         }
                         _ => {
                             self.pos -= 1;

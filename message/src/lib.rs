@@ -84,7 +84,12 @@ pub fn parse_head(
     bytes: &[u8],
     content_type: &str,
 ) -> Result<RemoteExecutionContext, MessageError> {
-    match Format::from_content_type(content_type)? {
+    decode_head(bytes, Format::from_content_type(content_type)?)
+}
+
+/// [`parse_head`] in a known format.
+pub fn decode_head(bytes: &[u8], format: Format) -> Result<RemoteExecutionContext, MessageError> {
+    match format {
         Format::Json => json::decode_head(bytes),
         format => decode(bytes, format),
     }

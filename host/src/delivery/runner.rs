@@ -134,7 +134,7 @@ impl DeliveryRunner {
         // properties); building the whole model for them was most of the decoding's cost per job.
         let as_stored = endpoint.sends_as_stored(format, job.data.len());
         let context = if as_stored {
-            weft_message::parse_head(&job.data, &job.data_content_type)
+            weft_message::decode_head(&job.data, format)
         } else {
             weft_message::decode(&job.data, format)
         };
