@@ -46,9 +46,7 @@ pub(crate) fn merge(file: Schema, stored: Vec<(String, String)>) -> (Schema, Vec
                 continue;
             }
         };
-        if schema.table(&table.logical_name).is_some()
-            || schema.table_by_entity_set(&table.entity_set_name).is_some()
-        {
+        if schema.name_taken(&table) {
             tracing::info!(table = %name, "weft.toml declares this runtime table's name: the file's wins");
             superseded.push(name);
             continue;

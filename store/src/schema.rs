@@ -831,6 +831,12 @@ impl Schema {
         self.runtime.contains(logical_name)
     }
 
+    /// Whether another table already has `table`'s logical name or entity set name.
+    pub fn name_taken(&self, table: &TableDef) -> bool {
+        self.table(&table.logical_name).is_some()
+            || self.table_by_entity_set(&table.entity_set_name).is_some()
+    }
+
     /// This schema with `table` added as a runtime table, or replacing the runtime table of its name,
     /// validated as a declaration is.
     pub fn with_runtime_table(&self, table: TableDef) -> Result<Schema, SchemaError> {
@@ -840,17 +846,7 @@ impl Schema {
                 "table `{name}` is declared in weft.toml and cannot be replaced at runtime"
             )));
         }
-        let mut tables: Vec<TableDef> = self
-            .tables
-            .iter()
-            .filter(|t| t.logical_name != name)
-            .cloned()
-            .collect();
-        tables.push(table);
-        let mut next = Schema::new(tables, self.relationships.clone())?;
-        next.runtime = self.runtime.clone();
-        next.runtime.insert(name);
-        Ok(next)
+        self.rebuilt(&name, Some(table))
     }
 
     /// This schema without the runtime table `logical_name` (an error when a lookup still targets it).
@@ -860,15 +856,26 @@ impl Schema {
                 "table `{logical_name}` was not created at runtime"
             )));
         }
-        let tables = self
+        self.rebuilt(logical_name, None)
+    }
+
+    /// This schema with the table `name` left out and, if given, `add` in its place as a runtime table.
+    fn rebuilt(&self, name: &str, add: Option<TableDef>) -> Result<Schema, SchemaError> {
+        let mut tables: Vec<TableDef> = self
             .tables
             .iter()
-            .filter(|t| t.logical_name != logical_name)
+            .filter(|t| t.logical_name != name)
             .cloned()
             .collect();
+        let adding = add.is_some();
+        tables.extend(add);
         let mut next = Schema::new(tables, self.relationships.clone())?;
         next.runtime = self.runtime.clone();
-        next.runtime.remove(logical_name);
+        if adding {
+            next.runtime.insert(name.to_owned());
+        } else {
+            next.runtime.remove(name);
+        }
         Ok(next)
     }
 }

@@ -32,16 +32,13 @@ impl Call {
         for t in self.targets(bulk, body)? {
             // A row named by a key is looked up here; whether a row named by its id exists, the
             // operation decides in its transaction.
-            let (id, found) = match (&t.id, &t.key) {
-                (Some(id), _) => (Some(*id), true),
-                (None, Some(values)) => match self.find_by_key(&self.table, values).await? {
-                    Some(id) => (Some(id), true),
-                    None => (None, false),
-                },
-                (None, None) => (None, false),
+            let id = match (&t.id, &t.key) {
+                (Some(id), _) => Some(*id),
+                (None, Some(values)) => self.find_by_key(&self.table, values).await?,
+                (None, None) => None,
             };
             let mut target = json::entity_from_body(schema, &self.table, t.body.as_bytes(), id)?;
-            if !found {
+            if id.is_none() {
                 // A row named by a key it does not have yet is created with the key's values.
                 for (name, value) in t.key.iter().flatten() {
                     if !target.attributes.iter().any(|a| a.name == *name) {

@@ -143,9 +143,7 @@ pub(super) async fn handle(
 
 /// Dataverse's answer to a table whose logical name or entity set name another table has.
 fn refuse_taken(schema: &weft_store::Schema, table: &TableDef) -> Result<(), ApiError> {
-    if schema.table(&table.logical_name).is_some()
-        || schema.table_by_entity_set(&table.entity_set_name).is_some()
-    {
+    if schema.name_taken(table) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             DUPLICATE_NAME,

@@ -677,14 +677,8 @@ impl<'t> Filter<'t> {
         let Some(column) = property else {
             return Err(syntax(format!("{name}: PropertyName is required")));
         };
-        let column = match &self.variable {
-            Some(v) => column
-                .strip_prefix(v.as_str())
-                .and_then(|c| c.strip_prefix('/'))
-                .unwrap_or(&column)
-                .to_owned(),
-            None => column,
-        };
+        // Leniently scoped: a bare property name inside a lambda is taken as it is.
+        let column = self.scoped(&column).unwrap_or(&column).to_owned();
         let attr = attribute(self.table, &column)?;
         let values = values.unwrap_or_default();
         let arity_error = |want: &str| {

@@ -109,10 +109,12 @@ pub(super) fn startup_registry(
             .collect(),
         workflows: Vec::new(),
     };
+    // One schema for every check, read once.
+    let schema = store.schema();
     registry.workflows =
-        super::workflow::validated(&registry, &store.schema(), registration, stored_workflows)?;
+        super::workflow::validated(&registry, &schema, registration, stored_workflows)?;
     for s in stored_steps {
-        if let Err(why) = fits(&registry, &store.schema(), &s) {
+        if let Err(why) = fits(&registry, &schema, &s) {
             return Err(PipelineError::Invalid(format!(
                 "{file}: step \"{}\" ({}), registered at runtime, no longer fits: {why}. Declare what it \
                  needs again, start, delete the step (DELETE /api/data/v9.2/sdkmessageprocessingsteps({})), \
@@ -488,8 +490,10 @@ impl Pipeline {
             next.plugins.extend(typed_entries(&assembly, loaded));
         }
         next.steps.clear();
+        // One schema for the steps and the workflows, read once.
+        let schema = self.inner.store.schema();
         for s in stored_steps {
-            match fits(&next, &self.inner.store.schema(), &s) {
+            match fits(&next, &schema, &s) {
                 Ok(()) => next.steps.push(s),
                 Err(why) => tracing::warn!(
                     step = %s.def.name,
@@ -499,7 +503,6 @@ impl Pipeline {
             }
         }
         next.sort_steps();
-        let schema = self.inner.store.schema();
         let catalog = super::workflow::WorkflowCatalog {
             registry: &next,
             schema: &schema,

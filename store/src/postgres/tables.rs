@@ -84,7 +84,6 @@ pub(crate) fn migrate(db: Db<'_>, schema: &Schema) -> Result<()> {
     Ok(())
 }
 
-/// The table's columns in the connection's schema, with whether each is the primary key.
 /// Drops a runtime table with its rows and its recorded attribute kinds (its key indexes go with it).
 pub(crate) fn drop_table(db: Db<'_>, table: &str) -> Result<()> {
     db.0.borrow_mut()
@@ -93,6 +92,7 @@ pub(crate) fn drop_table(db: Db<'_>, table: &str) -> Result<()> {
     Ok(())
 }
 
+/// The table's columns in the connection's schema, with whether each is the primary key.
 fn table_columns(db: Db<'_>, table: &str) -> Result<Vec<(String, bool)>> {
     let rows = db.query(
         "SELECT c.column_name::text, EXISTS (

@@ -19,9 +19,9 @@ use tokio_postgres::{Client, Config, Connection, Socket};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
 
-/// Whether the URL requires TLS.
-pub(crate) fn required(config: &Config) -> bool {
-    config.get_ssl_mode() == SslMode::Require
+/// Whether the URL's `sslmode` requires TLS (both clients' configurations answer it).
+fn required(mode: SslMode) -> bool {
+    mode == SslMode::Require
 }
 
 fn client_config() -> Arc<rustls::ClientConfig> {
@@ -53,7 +53,7 @@ pub(crate) async fn connect(config: &Config) -> Result<(Client, Driver), tokio_p
     {
         Box::pin(c)
     }
-    if required(config) {
+    if required(config.get_ssl_mode()) {
         let (client, connection) = config.connect(Rustls).await?;
         Ok((client, boxed(connection)))
     } else {
@@ -64,7 +64,7 @@ pub(crate) async fn connect(config: &Config) -> Result<(Client, Driver), tokio_p
 
 /// The synchronous client's connection (LISTEN/NOTIFY, copy, test databases), with TLS when required.
 pub(crate) fn connect_sync(config: &postgres::Config) -> Result<postgres::Client, postgres::Error> {
-    if config.get_ssl_mode() == SslMode::Require {
+    if required(config.get_ssl_mode()) {
         config.connect(Rustls)
     } else {
         config.connect(tokio_postgres::NoTls)
