@@ -21,10 +21,8 @@ use uuid::Uuid;
 use weft_bus::sas::SasPolicy;
 use weft_bus::{BusConfig, BusHandle, QueueConfig};
 use weft_jobs::{AsyncService, JobsSettings};
-use weft_store::StoreExt;
-use weft_store::system::{JobFilter, JobStatus};
 
-use super::percentiles;
+use super::{jobs_pending, jobs_succeeded, percentiles};
 use crate::delivery::{Delivery, DeliveryRunner};
 use crate::pipeline::{Message, OrganizationRequest, OrganizationResponse};
 use crate::runtime::Runtime;
@@ -241,31 +239,6 @@ fn prefill(runtime: &Arc<Runtime>, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether any job is still Ready, Suspended or Locked. One indexed look per status (polled every 10 ms, so it
-/// must not read the backlog itself: that would load the machine the measurement runs on).
-fn jobs_pending(runtime: &Runtime) -> anyhow::Result<bool> {
-    let pending = runtime.store.read(|r| {
-        let mut any = false;
-        for status in [
-            JobStatus::WaitingForResources,
-            JobStatus::Waiting,
-            JobStatus::InProgress,
-            JobStatus::Pausing,
-            JobStatus::Canceling,
-        ] {
-            any |= !r
-                .system_jobs(&JobFilter {
-                    status: Some(status),
-                    limit: Some(1),
-                    ..JobFilter::default()
-                })?
-                .is_empty();
-        }
-        Ok::<_, weft_store::StoreError>(any)
-    })?;
-    Ok(pending)
-}
-
 /// Measures `weft bench delivery` in `dir`.
 pub async fn measure_delivery(
     dir: &Path,
@@ -285,7 +258,7 @@ pub async fn measure_delivery(
     let deadline = started + Duration::from_secs(600);
     loop {
         let runtime = Arc::clone(&setup.runtime);
-        if !tokio::task::spawn_blocking(move || jobs_pending(&runtime)).await?? {
+        if !tokio::task::spawn_blocking(move || jobs_pending(runtime.store.as_ref())).await?? {
             break;
         }
         ensure!(
@@ -296,16 +269,7 @@ pub async fn measure_delivery(
     }
     let elapsed = started.elapsed();
     service.shutdown().await;
-    let succeeded = setup
-        .runtime
-        .store
-        .read(|r| {
-            r.system_jobs(&JobFilter {
-                status: Some(JobStatus::Succeeded),
-                ..JobFilter::default()
-            })
-        })?
-        .len();
+    let succeeded = jobs_succeeded(setup.runtime.store.as_ref())?;
     ensure!(
         succeeded == jobs,
         "{succeeded} of {jobs} jobs succeeded (see `weft jobs list`)"

@@ -6,6 +6,8 @@ pub mod delivery;
 pub mod sandbox;
 
 use std::time::Duration;
+use weft_store::system::{JobFilter, JobStatus};
+use weft_store::{Store, StoreExt};
 
 /// Percentiles of a set of samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,6 +32,41 @@ pub fn percentiles(samples: &mut [Duration]) -> Percentiles {
         p50: at(0.50),
         p99: at(0.99),
     }
+}
+
+/// Whether a system job still waits or runs (a status of state Ready, Suspended or Locked).
+pub(crate) fn jobs_pending(store: &dyn Store) -> anyhow::Result<bool> {
+    Ok(store.read(|r| {
+        let mut any = false;
+        for status in [
+            JobStatus::WaitingForResources,
+            JobStatus::Waiting,
+            JobStatus::InProgress,
+            JobStatus::Pausing,
+            JobStatus::Canceling,
+        ] {
+            any |= !r
+                .system_jobs(&JobFilter {
+                    status: Some(status),
+                    limit: Some(1),
+                    ..JobFilter::default()
+                })?
+                .is_empty();
+        }
+        Ok::<_, weft_store::StoreError>(any)
+    })?)
+}
+
+/// How many system jobs succeeded.
+pub(crate) fn jobs_succeeded(store: &dyn Store) -> anyhow::Result<usize> {
+    Ok(store
+        .read(|r| {
+            r.system_jobs(&JobFilter {
+                status: Some(JobStatus::Succeeded),
+                ..JobFilter::default()
+            })
+        })?
+        .len())
 }
 
 #[cfg(test)]

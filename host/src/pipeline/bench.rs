@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use weft_jobs::{AsyncService, ServiceConfig};
-use weft_store::system::{JobFilter, JobState, JobStatus};
+use weft_store::system::JobFilter;
 use weft_store::{PgOptions, PgStore, Query, Read, SqliteOptions, SqliteStore, Store, StoreExt};
 
 use super::{Message, OrganizationRequest, Pipeline};
@@ -236,32 +236,12 @@ fn run_jobs(store: &Arc<SqliteStore>, pipeline: &Pipeline, n: u64) -> anyhow::Re
         )
     });
     let service = service.map_err(|e| anyhow::anyhow!("starting the asynchronous service: {e}"))?;
-    let pending = |state| JobFilter {
-        state: Some(state),
-        limit: Some(1),
-        ..JobFilter::default()
-    };
-    loop {
-        let waiting = store.read(|r: &dyn Read| {
-            Ok::<_, weft_store::StoreError>(
-                r.system_jobs(&pending(JobState::Ready))?.len()
-                    + r.system_jobs(&pending(JobState::Locked))?.len(),
-            )
-        })?;
-        if waiting == 0 {
-            break;
-        }
+    while crate::bench::jobs_pending(store.as_ref())? {
         std::thread::sleep(Duration::from_millis(10));
     }
     let elapsed = started.elapsed();
     runtime.block_on(service.shutdown());
-    let succeeded = store.read(|r: &dyn Read| {
-        r.system_jobs(&JobFilter {
-            status: Some(JobStatus::Succeeded),
-            ..JobFilter::default()
-        })
-        .map(|jobs| jobs.len())
-    })?;
+    let succeeded = crate::bench::jobs_succeeded(store.as_ref())?;
     if succeeded as u64 != n {
         bail!("expected {n} succeeded jobs, found {succeeded}");
     }
