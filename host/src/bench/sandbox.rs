@@ -5,7 +5,9 @@
 //! through weft:plugin@0.1.0 (the whole context lowered in, the changes lifted
 //! out: the `contract-v01` fixture), a 0.2.0 validator step (reads the Target
 //! and the message name only) and the cost of one host import call (the
-//! difference between 1 000 calls and none, divided by 1 000).
+//! difference between 1 000 calls and none, divided by 1 000). Each step is
+//! handed a fresh copy of the context made before its clock starts, as the
+//! floor's input is: the copy is the benchmark's, not the sandbox's.
 
 use super::percentiles;
 use crate::builder::{self, Artifact};
@@ -60,18 +62,24 @@ pub fn one_kb_context() -> ExecutionContext {
     })
 }
 
-fn time_runs(
+/// Times `runs` calls of `once`, each given a fresh `input` made before its
+/// clock starts: what a caller hands the sandbox (a context the pipeline has
+/// built) is not the sandbox's cost, and the floor's input is not built in its
+/// timed region either.
+fn time_runs<I>(
     runs: usize,
-    mut once: impl FnMut() -> anyhow::Result<()>,
+    mut input: impl FnMut() -> I,
+    mut once: impl FnMut(I) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Duration>> {
     // Warm up: fill the pool's slots and the caches first.
     for _ in 0..runs / 10 {
-        once()?;
+        once(input())?;
     }
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
+        let given = input();
         let started = Instant::now();
-        once()?;
+        once(given)?;
         samples.push(started.elapsed());
     }
     Ok(samples)
@@ -149,16 +157,24 @@ pub fn measure(runs: usize, progress: impl FnMut(&str)) -> anyhow::Result<Sandbo
     )?;
     let echo_bytes = std::fs::read(&find(&artifacts, "echo")?.path)?;
     let echo = sandbox.load_echo(&echo_bytes, one_kb_context())?;
-    let mut floor = time_runs(runs, || sandbox.call_echo(&echo, "x").map(drop))?;
+    let mut floor = time_runs(runs, || (), |()| sandbox.call_echo(&echo, "x").map(drop))?;
 
     let enricher = sandbox.load_file("enricher", &find(&artifacts, "enricher")?.path)?;
     let context = one_kb_context();
-    let mut step = time_runs(runs, || invoke_ok(&sandbox, &enricher, context.clone()))?;
+    let mut step = time_runs(
+        runs,
+        || context.clone(),
+        |c| invoke_ok(&sandbox, &enricher, c),
+    )?;
 
     let v01 = sandbox.load_file("contract-v01", &find(&artifacts, "contract-v01")?.path)?;
-    let mut step_v01 = time_runs(runs, || invoke_ok(&sandbox, &v01, context.clone()))?;
+    let mut step_v01 = time_runs(runs, || context.clone(), |c| invoke_ok(&sandbox, &v01, c))?;
     let validator = sandbox.load_file("validator", &find(&artifacts, "validator")?.path)?;
-    let mut validate = time_runs(runs, || invoke_ok(&sandbox, &validator, context.clone()))?;
+    let mut validate = time_runs(
+        runs,
+        || context.clone(),
+        |c| invoke_ok(&sandbox, &validator, c),
+    )?;
 
     let imports = sandbox.load_file("bench-imports", &find(&artifacts, "bench-imports")?.path)?;
     let with_count = |count: i32| {
@@ -170,8 +186,16 @@ pub fn measure(runs: usize, progress: impl FnMut(&str)) -> anyhow::Result<Sandbo
         ctx
     };
     let (none, many) = (with_count(0), with_count(IMPORT_CALLS));
-    let mut zero = time_runs(runs / 10, || invoke_ok(&sandbox, &imports, none.clone()))?;
-    let mut thousand = time_runs(runs / 10, || invoke_ok(&sandbox, &imports, many.clone()))?;
+    let mut zero = time_runs(
+        runs / 10,
+        || none.clone(),
+        |c| invoke_ok(&sandbox, &imports, c),
+    )?;
+    let mut thousand = time_runs(
+        runs / 10,
+        || many.clone(),
+        |c| invoke_ok(&sandbox, &imports, c),
+    )?;
 
     let floor = percentiles(&mut floor);
     let step = percentiles(&mut step);
