@@ -71,7 +71,7 @@ fn jobs_settings_from_toml() {
     .unwrap()
     .into_config()
     .unwrap();
-    assert_eq!((c.workers, c.batch_size), (4, 64));
+    assert_eq!((c.workers, c.batch_size), (4, 128));
     assert_eq!(
         (c.lease, c.run_timeout),
         (Duration::from_secs(60), Duration::from_millis(30_500))
