@@ -593,8 +593,9 @@ pub fn run_activity<A: Activity>(
 }
 
 /// The last segment of a Rust type's path: a plug-in type's default name
-/// (`my_plugin::Validate` → `Validate`).
-pub fn short_type_name(full: &str) -> String {
+/// (`my_plugin::Validate` → `Validate`). Borrowed, so `execute` finds the type
+/// it was asked for without building the list of names.
+pub fn short_type_name(full: &'static str) -> &'static str {
     let base = full.split('<').next().unwrap_or(full);
-    base.rsplit("::").next().unwrap_or(base).to_owned()
+    base.rsplit("::").next().unwrap_or(base)
 }

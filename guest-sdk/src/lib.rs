@@ -208,40 +208,33 @@ macro_rules! __export_component {
             use $crate::wit::weft::plugin::context as __wc;
             use $crate::wit::weft::plugin::workflow as __ww;
             struct __WeftExport;
-            fn __weft_plugin_types() -> ::std::vec::Vec<::std::string::String> {
-                ::std::vec![$($pname),*]
-            }
-            fn __weft_activity_types() -> ::std::vec::Vec<::std::string::String> {
-                ::std::vec![$($aname),*]
-            }
             impl $crate::wit::Guest for __WeftExport {
                 fn plugin_types() -> ::std::vec::Vec<::std::string::String> {
-                    __weft_plugin_types()
+                    ::std::vec![$(::std::string::String::from($pname)),*]
                 }
                 fn execute(
                     plugin_type: ::std::string::String,
                     context: &__wc::ExecutionContext,
                 ) -> ::core::result::Result<(), __wc::PluginError> {
-                    type Run = fn(&__wc::ExecutionContext) -> ::core::result::Result<(), __wc::PluginError>;
-                    let runs: &[Run] = &[$($crate::convert::run::<$plugin>),*];
-                    match __weft_plugin_types().iter().position(|t| *t == plugin_type) {
-                        ::core::option::Option::Some(i) => runs[i](context),
-                        ::core::option::Option::None => ::core::result::Result::Err(
-                            $crate::PluginError::new(::std::format!(
-                                "this component holds no plug-in type \"{plugin_type}\""
-                            ))
-                            .into(),
-                        ),
-                    }
+                    // Compared one by one with borrowed names: no list of names is built per call.
+                    $(
+                        if $pname == plugin_type {
+                            return $crate::convert::run::<$plugin>(context);
+                        }
+                    )*
+                    // Used above only when the component holds plug-in types.
+                    let _ = context;
+                    ::core::result::Result::Err(
+                        $crate::PluginError::new(::std::format!(
+                            "this component holds no plug-in type \"{plugin_type}\""
+                        ))
+                        .into(),
+                    )
                 }
                 fn activity_types() -> ::std::vec::Vec<__ww::ActivitySignature> {
-                    type Sig = fn(::std::string::String) -> __ww::ActivitySignature;
-                    let sigs: &[Sig] = &[$($crate::convert::activity_signature::<$activity>),*];
-                    __weft_activity_types()
-                        .into_iter()
-                        .zip(sigs)
-                        .map(|(name, sig)| sig(name))
-                        .collect()
+                    ::std::vec![$(
+                        $crate::convert::activity_signature::<$activity>(::std::string::String::from($aname))
+                    ),*]
                 }
                 fn execute_activity(
                     activity_type: ::std::string::String,
@@ -249,21 +242,19 @@ macro_rules! __export_component {
                     workflow: __ww::WorkflowContext,
                     inputs: ::std::vec::Vec<__ww::Argument>,
                 ) -> ::core::result::Result<::std::vec::Vec<__ww::Argument>, __wc::PluginError> {
-                    type Run = fn(
-                        &__wc::ExecutionContext,
-                        __ww::WorkflowContext,
-                        ::std::vec::Vec<__ww::Argument>,
-                    ) -> ::core::result::Result<::std::vec::Vec<__ww::Argument>, __wc::PluginError>;
-                    let runs: &[Run] = &[$($crate::convert::run_activity::<$activity>),*];
-                    match __weft_activity_types().iter().position(|t| *t == activity_type) {
-                        ::core::option::Option::Some(i) => runs[i](context, workflow, inputs),
-                        ::core::option::Option::None => ::core::result::Result::Err(
-                            $crate::PluginError::new(::std::format!(
-                                "this component holds no activity type \"{activity_type}\""
-                            ))
-                            .into(),
-                        ),
-                    }
+                    $(
+                        if $aname == activity_type {
+                            return $crate::convert::run_activity::<$activity>(context, workflow, inputs);
+                        }
+                    )*
+                    // Used above only when the component holds activity types.
+                    let _ = (context, workflow, inputs);
+                    ::core::result::Result::Err(
+                        $crate::PluginError::new(::std::format!(
+                            "this component holds no activity type \"{activity_type}\""
+                        ))
+                        .into(),
+                    )
                 }
             }
             $crate::wit::__export_plugin_world!(__WeftExport with_types_in $crate::wit);
@@ -278,6 +269,6 @@ macro_rules! __plugin_type_name {
         $crate::convert::short_type_name(::core::any::type_name::<$plugin>())
     };
     ([$name:literal] $plugin:path) => {
-        ::std::string::String::from($name)
+        $name
     };
 }
