@@ -51,6 +51,8 @@ mod error;
 mod guid;
 mod packed;
 mod services;
+#[cfg(target_arch = "wasm32")]
+mod stdio;
 mod value;
 
 #[doc(hidden)]

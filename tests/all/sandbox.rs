@@ -250,6 +250,63 @@ fn panic_is_a_trap_with_stderr_and_backtrace() {
     still_serves(&sandbox);
 }
 
+/// What a plug-in prints reaches the outcome's stdout and stderr, though an SDK component links no WASI
+/// stream: the SDK's `write` sends it through `write-output`.
+#[test]
+fn printed_output_reaches_the_outcome() {
+    let sandbox = sandbox(Limits::default());
+    let outcome = run(
+        &sandbox,
+        "probe",
+        account_context(Stage::PreOperation, "{}"),
+        Some("lean;print=to stdout;eprint=to stderr;print=again"),
+    );
+    outcome.result.as_ref().expect("the probe runs");
+    assert_eq!(outcome.stdout, "to stdout\nagain\n");
+    assert_eq!(outcome.stderr, "to stderr\n");
+    assert_eq!(
+        outcome.usage.output_bytes,
+        outcome.stdout.len() + outcome.stderr.len()
+    );
+}
+
+/// A plug-in built with the SDK imports weft's interfaces only, unless it reaches for WASI itself (the
+/// filesystem fixture does): the standard library's stdio, terminals, environment and exit are not
+/// linked, so a fresh instance does not pay for them.
+#[test]
+fn sdk_components_import_no_wasi_unless_they_use_it() {
+    let sandbox = sandbox(Limits::default());
+    let engine = sandbox.engine();
+    let imports = |package: &str| -> Vec<String> {
+        let component =
+            wasmtime::component::Component::from_file(engine, fixtures::component(package))
+                .unwrap();
+        component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            // Interfaces only: the world also imports its exports' types by plain name.
+            .filter(|name| name.contains(':'))
+            .collect()
+    };
+    for package in ["enricher", "validator", "panic", "probe"] {
+        let names = imports(package);
+        assert!(
+            names.iter().all(|n| n.starts_with("weft:plugin/")),
+            "{package} imports {names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n == "weft:plugin/tracing@0.2.0"),
+            "{package}: {names:?}"
+        );
+    }
+    let filesystem = imports("filesystem");
+    assert!(
+        filesystem.iter().any(|n| n.starts_with("wasi:filesystem/")),
+        "{filesystem:?}"
+    );
+}
+
 /// A trace flood ends with the trace-bytes quota, keeping only what fit.
 #[test]
 fn trace_flood_hits_quota() {

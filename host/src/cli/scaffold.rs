@@ -46,6 +46,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../guest-sdk/src/services.rs"),
     ),
     (
+        "src/stdio.rs",
+        include_str!("../../../guest-sdk/src/stdio.rs"),
+    ),
+    (
         "src/testing.rs",
         include_str!("../../../guest-sdk/src/testing.rs"),
     ),

@@ -438,6 +438,19 @@ impl tracing::Host for InvocationState {
     fn trace(&mut self, text: String) -> wasmtime::Result<()> {
         super::wit::tracing::Host::trace(self, text)
     }
+
+    /// Into the tails WASI's stdout and stderr write to, so the outcome reports them alike.
+    fn write_output(
+        &mut self,
+        stream: tracing::StandardStream,
+        bytes: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        match stream {
+            tracing::StandardStream::Stdout => self.stdout.push(&bytes),
+            tracing::StandardStream::Stderr => self.stderr.push(&bytes),
+        }
+        Ok(())
+    }
 }
 
 impl configuration::Host for InvocationState {

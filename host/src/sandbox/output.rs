@@ -29,7 +29,8 @@ impl TailPipe {
         String::from_utf8_lossy(&buffer).into_owned()
     }
 
-    fn push(&self, bytes: &[u8]) {
+    /// Keeps `bytes`, dropping the oldest kept bytes past the capacity.
+    pub(super) fn push(&self, bytes: &[u8]) {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         if bytes.len() >= self.capacity {
             buffer.clear();
