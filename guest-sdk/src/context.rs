@@ -708,7 +708,8 @@ impl Context {
                     send(host, name, None);
                 }
             }
-            let mut scratch = Vec::new();
+            // Room for an entity's head or tail and most values without growing.
+            let mut scratch = Vec::with_capacity(128);
             for (name, value) in current.iter() {
                 // Attribute by attribute only where the collection has an attribute setter (InputParameters).
                 let by_attribute = send_attribute.is_some();
