@@ -51,7 +51,7 @@ mod error;
 mod guid;
 mod packed;
 mod services;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod stdio;
 mod value;
 

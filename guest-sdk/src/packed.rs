@@ -166,7 +166,9 @@ fn encodes_as(held: &[u8], v: &Value, scratch: &mut Vec<u8>) -> bool {
     // `held` is one value's bytes (its span), so a text case with the right
     // tag and total length has the right length prefix too.
     let text = |tag: u8, s: &str| {
-        held.len() == 5 + s.len() && held[0] == tag && same_bytes(&held[5..], s.as_bytes())
+        let same = held.len() == 5 + s.len() && held[0] == tag;
+        debug_assert!(!same || held[1..5] == (s.len() as u32).to_le_bytes());
+        same && same_bytes(&held[5..], s.as_bytes())
     };
     let fixed = |tag: u8, bytes: &[u8]| {
         held.len() == 1 + bytes.len() && held[0] == tag && same_bytes(&held[1..], bytes)
@@ -595,11 +597,14 @@ mod tests {
             Value::String(String::new()),
             Value::String("a text longer than eight bytes".into()),
             Value::String("a text longer than eight bytez".into()),
+            Value::BigInteger(-7),
             Value::DateTime(7),
+            Value::DateTime(-7),
             Value::Guid(id),
             Value::EntityReference(EntityReference::new("account", id)),
             Value::OptionSetValue(7),
             Value::OptionSetValueCollection(vec![1, 2]),
+            Value::EntityReferenceCollection(vec![EntityReference::new("contact", id)]),
             Value::StringArray(vec!["a".into()]),
         ]
     }

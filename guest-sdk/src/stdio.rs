@@ -14,19 +14,25 @@
 //! measured with `weft bench sandbox`. With these four defined here an SDK
 //! component imports only weft's own interfaces. The environment was always
 //! empty (weft grants none) and no stream is a terminal, so `getenv` and
-//! `isatty` answer as WASI did.
+//! `isatty` answer as WASI did. Should weft ever grant a plug-in a file, this
+//! `write` would have to learn descriptors (the host's `add_wasi` says so too).
 //!
-//! Only compiled into a component (`wasm32`); natively the C library's own
-//! functions stay.
+//! Only compiled into a component (`wasm32-wasip2`, whose wasi-libc these
+//! replace); natively the C library's own functions stay.
 
 #![allow(unsafe_code)]
 
 use crate::wit::weft::plugin::tracing::{StandardStream, write_output};
 use core::ffi::c_char;
 
-/// wasi-libc's `EBADF` and `ENOTTY`.
+/// wasi-libc's `EBADF`, `EINVAL` and `ENOTTY`.
 const EBADF: i32 = 8;
+const EINVAL: i32 = 28;
 const ENOTTY: i32 = 59;
+
+/// The most one `write-output` call carries (the host refuses more): a longer
+/// write is a partial one, which the standard library's `write_all` continues.
+const WRITE_LIMIT: usize = 64 << 10;
 
 unsafe extern "C" {
     /// wasi-libc's `errno`.
@@ -46,8 +52,8 @@ fn stream(fd: i32) -> Option<StandardStream> {
     }
 }
 
-/// `write(2)`: stdout and stderr go to the host whole; any other descriptor is
-/// `EBADF`.
+/// `write(2)`: stdout and stderr go to the host, at most [`WRITE_LIMIT`] bytes
+/// a call; any other descriptor is `EBADF`.
 ///
 /// # Safety
 /// `buf` must point to `len` readable bytes (the C contract).
@@ -57,8 +63,9 @@ pub unsafe extern "C" fn write(fd: i32, buf: *const u8, len: usize) -> isize {
         fail(EBADF);
         return -1;
     };
+    let len = len.min(WRITE_LIMIT);
     if len > 0 {
-        // SAFETY: the caller passes `len` readable bytes at `buf`.
+        // SAFETY: the caller passes at least `len` readable bytes at `buf`.
         write_output(stream, unsafe { core::slice::from_raw_parts(buf, len) });
     }
     len as isize
@@ -71,7 +78,8 @@ pub struct IoVec {
     len: usize,
 }
 
-/// `writev(2)`: each buffer in turn, as [`write`].
+/// `writev(2)`: the buffers in turn, as [`write`], up to [`WRITE_LIMIT`] bytes
+/// in all (a partial write past it).
 ///
 /// # Safety
 /// `iov` must point to `count` `iovec`s, each pointing to its readable bytes.
@@ -81,19 +89,26 @@ pub unsafe extern "C" fn writev(fd: i32, iov: *const IoVec, count: i32) -> isize
         fail(EBADF);
         return -1;
     };
-    let count = usize::try_from(count).unwrap_or(0);
+    let Ok(count) = usize::try_from(count) else {
+        fail(EINVAL);
+        return -1;
+    };
     if count == 0 {
         return 0;
     }
     // SAFETY: the caller passes `count` iovecs at `iov`.
     let buffers = unsafe { core::slice::from_raw_parts(iov, count) };
     let mut written = 0usize;
-    for b in buffers.iter().filter(|b| b.len > 0) {
-        // SAFETY: each iovec points to `len` readable bytes.
-        write_output(stream, unsafe {
-            core::slice::from_raw_parts(b.base, b.len)
-        });
-        written += b.len;
+    for b in buffers {
+        let len = b.len.min(WRITE_LIMIT - written);
+        if len > 0 {
+            // SAFETY: each iovec points to at least `len` readable bytes.
+            write_output(stream, unsafe { core::slice::from_raw_parts(b.base, len) });
+            written += len;
+        }
+        if written == WRITE_LIMIT {
+            break;
+        }
     }
     written as isize
 }

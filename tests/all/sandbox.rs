@@ -264,10 +264,49 @@ fn printed_output_reaches_the_outcome() {
     outcome.result.as_ref().expect("the probe runs");
     assert_eq!(outcome.stdout, "to stdout\nagain\n");
     assert_eq!(outcome.stderr, "to stderr\n");
-    assert_eq!(
-        outcome.usage.output_bytes,
-        outcome.stdout.len() + outcome.stderr.len()
+    assert_eq!(outcome.usage.output_bytes, 26);
+}
+
+/// One print longer than a call may carry reaches the host in several calls, and the tail keeps its end.
+#[test]
+fn a_long_print_arrives_whole_and_the_tail_keeps_its_end() {
+    let limits = Limits::default();
+    let kept = limits.output_bytes;
+    let sandbox = sandbox(limits);
+    let outcome = run(
+        &sandbox,
+        "probe",
+        account_context(Stage::PreOperation, "{}"),
+        Some("lean;flood=200000"),
     );
+    outcome.result.as_ref().expect("the probe runs");
+    let printed: String = (0..200_000)
+        .map(|i| char::from(b'0' + (i % 10) as u8))
+        .chain(std::iter::once('\n'))
+        .collect();
+    assert_eq!(outcome.stdout, printed[printed.len() - kept..]);
+}
+
+/// `write-output` carries at most 64 KiB a call (as a WASI stream's write): more ends the invocation with a
+/// trap naming the call, so a plug-in cannot make the host copy its whole memory again and again.
+#[test]
+fn write_output_refuses_more_than_64_kib_in_one_call() {
+    let sandbox = sandbox(Limits::default());
+    let config = |n: usize| format!("lean;raw-output={n}");
+    let context = || account_context(Stage::PreOperation, "{}");
+    let fits = run(&sandbox, "probe", context(), Some(&config(64 << 10)));
+    fits.result.as_ref().expect("64 KiB in one call is taken");
+    let over = run(&sandbox, "probe", context(), Some(&config((64 << 10) + 1)));
+    let failure = over.result.as_ref().unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Trap, "{}", failure.message);
+    assert!(
+        failure
+            .message
+            .contains("write-output: 65537 bytes in one call; at most 65536"),
+        "{}",
+        failure.message
+    );
+    still_serves(&sandbox);
 }
 
 /// A plug-in built with the SDK imports weft's interfaces only, unless it reaches for WASI itself (the

@@ -439,12 +439,21 @@ impl tracing::Host for InvocationState {
         super::wit::tracing::Host::trace(self, text)
     }
 
-    /// Into the tails WASI's stdout and stderr write to, so the outcome reports them alike.
+    /// Into the tails WASI's stdout and stderr write to, so the outcome reports them alike. One call
+    /// carries at most what a WASI stream accepted per write, so a plug-in cannot make the host copy its
+    /// whole memory on every call.
     fn write_output(
         &mut self,
         stream: tracing::StandardStream,
         bytes: Vec<u8>,
     ) -> wasmtime::Result<()> {
+        if bytes.len() > super::output::WRITE_LIMIT {
+            return Err(wasmtime::Error::msg(format!(
+                "write-output: {} bytes in one call; at most {}",
+                bytes.len(),
+                super::output::WRITE_LIMIT
+            )));
+        }
         match stream {
             tracing::StandardStream::Stdout => self.stdout.push(&bytes),
             tracing::StandardStream::Stderr => self.stderr.push(&bytes),

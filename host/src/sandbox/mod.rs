@@ -1041,7 +1041,9 @@ fn classify(
 /// Links the WASI p2 interfaces a Rust plug-in needs, without capabilities:
 /// I/O streams, clocks (frozen per invocation), random, the CLI interfaces
 /// (empty environment and arguments, bounded stdout/stderr) and the
-/// file-system interfaces with no preopened directory. Sockets and name
+/// file-system interfaces with no preopened directory (the SDK's `write`, which
+/// replaces the C library's in a component, relies on this: it knows stdout
+/// and stderr only — see `guest-sdk/src/stdio.rs`). Sockets and name
 /// lookup are not linked at all, so a component importing them is refused at
 /// load time with an error naming the import.
 fn add_wasi(linker: &mut Linker<InvocationState>) -> anyhow::Result<()> {

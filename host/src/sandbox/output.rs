@@ -7,6 +7,10 @@ use std::sync::{Arc, Mutex};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
+/// The most one write takes: what the WASI streams answer `check-write` with,
+/// and the most one `tracing.write-output` call may carry.
+pub(super) const WRITE_LIMIT: usize = 64 << 10;
+
 /// A bounded in-memory output stream; clones share the buffer.
 #[derive(Clone)]
 pub struct TailPipe {
@@ -72,7 +76,7 @@ impl OutputStream for TailPipe {
 
     fn check_write(&mut self) -> Result<usize, StreamError> {
         // Always writable: excess is dropped from the front, not refused.
-        Ok(64 << 10)
+        Ok(WRITE_LIMIT)
     }
 }
 
