@@ -682,6 +682,17 @@ impl Context {
     /// this runs before a post and when the plug-in returns; natively there is
     /// no host context and it does nothing.
     pub(crate) fn flush(&self) {
+        self.flush_then(false);
+    }
+
+    /// [`Context::flush`] when the plug-in has returned: nothing is remembered
+    /// for a next flush (the bytes the host sent, the names it holds), as the
+    /// context is leaked right after and the instance discarded.
+    pub(crate) fn flush_last(&self) {
+        self.flush_then(true);
+    }
+
+    fn flush_then(&self, last: bool) {
         let Some(host) = self.host else {
             return;
         };
@@ -701,7 +712,10 @@ impl Context {
             // Borrowed, not taken: the copy is replaced when the collection is next changed, and at the
             // end of an invocation the context is leaked whole, so freeing it here would be wasted work.
             let host_copy = collection.host_copy.borrow();
-            let packed = collection.packed.take();
+            // Taken while the context lives on (the host will hold other values); left in place at the last.
+            let taken = if last { None } else { collection.packed.take() };
+            let held = collection.packed.borrow();
+            let packed = taken.as_ref().or(held.as_ref());
             let mut host_names = collection.host_names.borrow_mut();
             for name in host_names.iter().flatten() {
                 if current.get(name).is_none() {
@@ -713,7 +727,7 @@ impl Context {
             for (name, value) in current.iter() {
                 // Attribute by attribute only where the collection has an attribute setter (InputParameters).
                 let by_attribute = send_attribute.is_some();
-                let diff = match &packed {
+                let diff = match packed {
                     Some(packed) => packed.diff(name, value, by_attribute, &mut scratch),
                     None => copy_diff(host_copy.as_ref(), name, value, by_attribute),
                 };
@@ -727,7 +741,9 @@ impl Context {
                     _ => send(host, name, Some(value)),
                 }
             }
-            *host_names = Some(names(current));
+            if !last {
+                *host_names = Some(names(current));
+            }
         }
     }
 }

@@ -497,7 +497,7 @@ pub fn run<P: crate::Plugin>(context: &wc::ExecutionContext) -> Result<(), wc::P
     let mut ctx = Context::from_host(HostContext(context.handle()));
     let result = P::execute(&mut ctx, &crate::Services::component());
     if result.is_ok() {
-        ctx.flush();
+        ctx.flush_last();
     }
     leak(ctx);
     result.map_err(wc::PluginError::from)
@@ -580,7 +580,7 @@ pub fn run_activity<A: Activity>(
     )
     .and_then(|()| outputs.check(&A::outputs()))
     .map_err(wc::PluginError::from)?;
-    ctx.flush();
+    ctx.flush_last();
     leak(ctx);
     Ok(outputs
         .into_vec()

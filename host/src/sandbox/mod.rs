@@ -181,10 +181,10 @@ impl LoadedPlugin {
     }
 
     /// The type a 0.2.0 invocation runs: the chosen one, or the only one.
-    fn type_to_run(&self, types: &[String]) -> Result<String, String> {
+    fn type_to_run<'a>(&'a self, types: &'a [String]) -> Result<&'a str, String> {
         match (&self.selected, types) {
-            (Some(t), _) => Ok(t.clone()),
-            (None, [only]) => Ok(only.clone()),
+            (Some(t), _) => Ok(t),
+            (None, [only]) => Ok(only),
             (None, _) => Err(format!(
                 "the component holds several plug-in types ({}): the step must name one with `type`",
                 types.join(", ")
@@ -702,7 +702,7 @@ impl Sandbox {
                 },
                 Call::Execute,
             ) => match plugin.type_to_run(types) {
-                Ok(plugin_type) => call_v2(pre, execute, &mut store, &plugin_type),
+                Ok(plugin_type) => call_v2(pre, execute, &mut store, plugin_type),
                 Err(why) => {
                     let refused = self.refused(plugin, started, FailureKind::InvalidComponent, why);
                     return (refused, Vec::new());
