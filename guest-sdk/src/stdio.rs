@@ -52,23 +52,15 @@ fn stream(fd: i32) -> Option<StandardStream> {
     }
 }
 
-/// `write(2)`: stdout and stderr go to the host, at most [`WRITE_LIMIT`] bytes
-/// a call; any other descriptor is `EBADF`.
+/// `write(2)`: [`writev`] of the one buffer — stdout and stderr go to the
+/// host, at most [`WRITE_LIMIT`] bytes a call; any other descriptor is `EBADF`.
 ///
 /// # Safety
 /// `buf` must point to `len` readable bytes (the C contract).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: i32, buf: *const u8, len: usize) -> isize {
-    let Some(stream) = stream(fd) else {
-        fail(EBADF);
-        return -1;
-    };
-    let len = len.min(WRITE_LIMIT);
-    if len > 0 {
-        // SAFETY: the caller passes at least `len` readable bytes at `buf`.
-        write_output(stream, unsafe { core::slice::from_raw_parts(buf, len) });
-    }
-    len as isize
+    // SAFETY: one iovec, pointing to the caller's `len` readable bytes.
+    unsafe { writev(fd, &IoVec { base: buf, len }, 1) }
 }
 
 /// wasi-libc's `struct iovec`.
