@@ -762,11 +762,7 @@ fn copy_diff<'a>(
         // An input entity is compared attribute by attribute only (comparing it whole first read every
         // byte of it twice): no changes there means nothing to send.
         (Some(ParameterValue::Entity(before)), ParameterValue::Entity(after), true) => {
-            match attribute_changes(before, after) {
-                Some(changes) if changes.is_empty() => Diff::Same,
-                Some(changes) => Diff::Attributes(changes),
-                None => Diff::Whole,
-            }
+            Diff::of_attributes(attribute_changes(before, after))
         }
         (Some(before), _, _) if before == value => Diff::Same,
         _ => Diff::Whole,

@@ -54,6 +54,18 @@ pub(crate) enum Diff<'a> {
     Whole,
 }
 
+impl<'a> Diff<'a> {
+    /// What [`changed_attributes`] found (`None`: not something
+    /// `set-input-attribute` can make) as a diff of the entity parameter.
+    pub(crate) fn of_attributes(changes: Option<Vec<(&'a str, &'a Value)>>) -> Diff<'a> {
+        match changes {
+            Some(changes) if changes.is_empty() => Diff::Same,
+            Some(changes) => Diff::Attributes(changes),
+            None => Diff::Whole,
+        }
+    }
+}
+
 /// Decodes a whole `parameters` list, keeping the bytes. The bytes come from
 /// the host; an error means a host bug, and says where the bytes stopped
 /// making sense.
@@ -101,11 +113,7 @@ impl Packed {
         if let (true, ParameterValue::Entity(after), Some(spans)) =
             (by_attribute, value, &held.entity)
         {
-            return match self.attribute_changes(spans, after, scratch) {
-                Some(changes) if changes.is_empty() => Diff::Same,
-                Some(changes) => Diff::Attributes(changes),
-                None => Diff::Whole,
-            };
+            return Diff::of_attributes(self.attribute_changes(spans, after, scratch));
         }
         scratch.clear();
         encode_parameter_value(scratch, value);
