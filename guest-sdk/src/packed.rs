@@ -269,12 +269,7 @@ impl Reader<'_> {
     }
 
     fn string(&mut self) -> Result<String, String> {
-        let n = self.u32()? as usize;
-        let at = self.at;
-        let raw = self.take(n)?;
-        core::str::from_utf8(raw)
-            .map(str::to_owned)
-            .map_err(|e| format!("a string at byte {at} is not UTF-8: {e}"))
+        self.spanned_string().map(|(s, _)| s)
     }
 
     /// A string and where its UTF-8 lies.
