@@ -712,10 +712,7 @@ impl Context {
             // Borrowed, not taken: the copy is replaced when the collection is next changed, and at the
             // end of an invocation the context is leaked whole, so freeing it here would be wasted work.
             let host_copy = collection.host_copy.borrow();
-            // Taken while the context lives on (the host will hold other values); left in place at the last.
-            let taken = if last { None } else { collection.packed.take() };
-            let held = collection.packed.borrow();
-            let packed = taken.as_ref().or(held.as_ref());
+            let packed = collection.packed.borrow();
             let mut host_names = collection.host_names.borrow_mut();
             for name in host_names.iter().flatten() {
                 if current.get(name).is_none() {
@@ -724,10 +721,10 @@ impl Context {
             }
             // Room for an entity's head or tail and most values without growing.
             let mut scratch = Vec::with_capacity(128);
+            // Attribute by attribute only where the collection has an attribute setter (InputParameters).
+            let by_attribute = send_attribute.is_some();
             for (name, value) in current.iter() {
-                // Attribute by attribute only where the collection has an attribute setter (InputParameters).
-                let by_attribute = send_attribute.is_some();
-                let diff = match packed {
+                let diff = match packed.as_ref() {
                     Some(packed) => packed.diff(name, value, by_attribute, &mut scratch),
                     None => copy_diff(host_copy.as_ref(), name, value, by_attribute),
                 };
@@ -741,7 +738,11 @@ impl Context {
                     _ => send(host, name, Some(value)),
                 }
             }
+            // The host now holds these values: its bytes no longer say what it holds. At the last flush
+            // nothing follows (the context is leaked), so nothing is forgotten or listed.
+            drop(packed);
             if !last {
+                collection.packed.take();
                 *host_names = Some(names(current));
             }
         }
