@@ -88,9 +88,7 @@ fn shared(changes: &ContextChanges, name: &str) -> Option<ParameterValue> {
 #[test]
 fn one_component_runs_each_of_its_types() {
     let sandbox = sandbox();
-    let plugin = sandbox
-        .load_file("two-types", &fixtures::component("two-types"))
-        .unwrap();
+    let plugin = fixtures::load(&sandbox, "two-types");
     assert_eq!(plugin.contract_version(), "0.2.0");
     assert_eq!(plugin.plugin_types(), ["Contoso.Validate", "Stamp"]);
 
@@ -149,9 +147,7 @@ fn one_component_runs_each_of_its_types() {
 #[test]
 fn unknown_or_missing_types_are_refused_clearly() {
     let sandbox = sandbox();
-    let plugin = sandbox
-        .load_file("two-types", &fixtures::component("two-types"))
-        .unwrap();
+    let plugin = fixtures::load(&sandbox, "two-types");
     let error = plugin.for_type("Stamps").err().unwrap();
     assert!(
         error.contains("holds no plug-in type \"Stamps\""),
@@ -172,9 +168,7 @@ fn unknown_or_missing_types_are_refused_clearly() {
         "{failure}"
     );
 
-    let v01 = sandbox
-        .load_file("contract-v01", &fixtures::component("contract-v01"))
-        .unwrap();
+    let v01 = fixtures::load(&sandbox, "contract-v01");
     assert!(v01.for_type("Anything").is_err());
 }
 
@@ -183,9 +177,7 @@ fn unknown_or_missing_types_are_refused_clearly() {
 #[test]
 fn a_post_carries_the_setters_changes() {
     let sandbox = sandbox();
-    let stamp = sandbox
-        .load_file("two-types", &fixtures::component("two-types"))
-        .unwrap()
+    let stamp = fixtures::load(&sandbox, "two-types")
         .for_type("Stamp")
         .unwrap();
     let endpoint = "00112233-4455-6677-8899-aabbccddeeff";
@@ -215,9 +207,7 @@ fn a_post_carries_the_setters_changes() {
 #[test]
 fn a_changed_target_reaches_the_host_as_the_plugin_holds_it() {
     let sandbox = sandbox();
-    let probe = sandbox
-        .load_file("probe", &fixtures::component("probe"))
-        .unwrap();
+    let probe = fixtures::load(&sandbox, "probe");
     let target = r#"{"name":"Old","address1_city":"Seattle","telephone1":"555"}"#;
     let changed = |config: &str| {
         let outcome = run(
@@ -282,9 +272,7 @@ fn a_changed_target_reaches_the_host_as_the_plugin_holds_it() {
 #[test]
 fn attribute_changes_leave_a_shared_context_untouched() {
     let sandbox = sandbox();
-    let probe = sandbox
-        .load_file("probe", &fixtures::component("probe"))
-        .unwrap();
+    let probe = fixtures::load(&sandbox, "probe");
     let context = Arc::new(create_context(
         Stage::PreOperation,
         r#"{"name":"Old","telephone1":"555"}"#,
@@ -320,9 +308,7 @@ fn attribute_changes_leave_a_shared_context_untouched() {
 #[test]
 fn every_value_kind_crosses_the_packed_read_intact() {
     let sandbox = sandbox();
-    let probe = sandbox
-        .load_file("probe", &fixtures::component("probe"))
-        .unwrap();
+    let probe = fixtures::load(&sandbox, "probe");
     let guid = |n: u64| Guid {
         hi: n,
         lo: u64::MAX - n,
@@ -421,9 +407,7 @@ fn every_value_kind_crosses_the_packed_read_intact() {
 #[test]
 fn a_0_1_0_component_still_runs() {
     let sandbox = sandbox();
-    let plugin = sandbox
-        .load_file("contract-v01", &fixtures::component("contract-v01"))
-        .unwrap();
+    let plugin = fixtures::load(&sandbox, "contract-v01");
     assert_eq!(plugin.contract_version(), "0.1.0");
     assert_eq!(plugin.plugin_types(), ["contract-v01"]);
     let outcome = run(

@@ -1,8 +1,9 @@
-//! Builds every crate of `plugins/` once per test run and hands out paths.
+//! Builds every crate of `plugins/` once per test run and hands out paths (and loaded components).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use weft_host::builder::{self, Artifact};
+use weft_host::sandbox::{LoadedPlugin, Sandbox};
 
 static BUILT: OnceLock<Result<Vec<Artifact>, String>> = OnceLock::new();
 
@@ -31,4 +32,9 @@ pub fn component(package: &str) -> PathBuf {
 /// The bytes of that component.
 pub fn bytes(package: &str) -> Vec<u8> {
     std::fs::read(component(package)).expect("reading a built component")
+}
+
+/// The component built from `package`, loaded into `sandbox`.
+pub fn load(sandbox: &Sandbox, package: &str) -> LoadedPlugin {
+    sandbox.load_file(package, &component(package)).unwrap()
 }

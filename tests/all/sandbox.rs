@@ -42,9 +42,7 @@ fn run(
     context: ExecutionContext,
     config: Option<&str>,
 ) -> Outcome<RecordingServices> {
-    let plugin = sandbox
-        .load_file(package, &fixtures::component(package))
-        .unwrap();
+    let plugin = fixtures::load(sandbox, package);
     sandbox.invoke(
         &plugin,
         Invocation {
@@ -62,6 +60,16 @@ fn run(
 /// Runs a fixture on an empty Create of an account.
 fn hostile(sandbox: &Sandbox, package: &str, stage: Stage) -> Outcome<RecordingServices> {
     run(sandbox, package, account_context(stage, "{}"), None)
+}
+
+/// Runs the probe fixture with `commands` (its unsecure configuration) on an empty Create of an account.
+fn probe(sandbox: &Sandbox, commands: &str) -> Outcome<RecordingServices> {
+    run(
+        sandbox,
+        "probe",
+        account_context(Stage::PreOperation, "{}"),
+        Some(commands),
+    )
 }
 
 /// After a hostile run, the same sandbox still runs a good plug-in correctly.
@@ -255,11 +263,9 @@ fn panic_is_a_trap_with_stderr_and_backtrace() {
 #[test]
 fn printed_output_reaches_the_outcome() {
     let sandbox = sandbox(Limits::default());
-    let outcome = run(
+    let outcome = probe(
         &sandbox,
-        "probe",
-        account_context(Stage::PreOperation, "{}"),
-        Some("lean;print=to stdout;eprint=to stderr;print=again"),
+        "lean;print=to stdout;eprint=to stderr;print=again",
     );
     outcome.result.as_ref().expect("the probe runs");
     assert_eq!(outcome.stdout, "to stdout\nagain\n");
@@ -273,12 +279,7 @@ fn a_long_print_arrives_whole_and_the_tail_keeps_its_end() {
     let limits = Limits::default();
     let kept = limits.output_bytes;
     let sandbox = sandbox(limits);
-    let outcome = run(
-        &sandbox,
-        "probe",
-        account_context(Stage::PreOperation, "{}"),
-        Some("lean;flood=200000"),
-    );
+    let outcome = probe(&sandbox, "lean;flood=200000");
     outcome.result.as_ref().expect("the probe runs");
     let printed: String = (0..200_000)
         .map(|i| char::from(b'0' + (i % 10) as u8))
@@ -292,11 +293,10 @@ fn a_long_print_arrives_whole_and_the_tail_keeps_its_end() {
 #[test]
 fn write_output_refuses_more_than_64_kib_in_one_call() {
     let sandbox = sandbox(Limits::default());
-    let config = |n: usize| format!("lean;raw-output={n}");
-    let context = || account_context(Stage::PreOperation, "{}");
-    let fits = run(&sandbox, "probe", context(), Some(&config(64 << 10)));
+    let raw_output = |n: usize| probe(&sandbox, &format!("lean;raw-output={n}"));
+    let fits = raw_output(64 << 10);
     fits.result.as_ref().expect("64 KiB in one call is taken");
-    let over = run(&sandbox, "probe", context(), Some(&config((64 << 10) + 1)));
+    let over = raw_output((64 << 10) + 1);
     let failure = over.result.as_ref().unwrap_err();
     assert_eq!(failure.kind, FailureKind::Trap, "{}", failure.message);
     assert!(
