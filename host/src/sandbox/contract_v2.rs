@@ -36,12 +36,16 @@ impl InvocationState {
     }
 
     /// A collection as `view` sees it: with the changes made so far for the
-    /// invocation's own context.
+    /// invocation's own context (noted `set-input-attribute` calls folded in
+    /// first, so every read of InputParameters sees them).
     fn collection(
-        &self,
+        &mut self,
         view: &Resource<ContextView>,
         which: Collection,
     ) -> wasmtime::Result<&Parameters> {
+        if matches!(which, Collection::Input) {
+            self.settle_input();
+        }
         let level = self.table.get(view)?.level;
         let frame = self.frame_of(view)?;
         let (original, changed) = match which {
@@ -56,7 +60,7 @@ impl InvocationState {
     }
 
     fn parameter(
-        &self,
+        &mut self,
         view: &Resource<ContextView>,
         which: Collection,
         name: &str,
@@ -333,7 +337,6 @@ impl context::HostExecutionContext for InvocationState {
         view: Resource<ContextView>,
         name: String,
     ) -> wasmtime::Result<Option<ParameterValue>> {
-        self.settle_input();
         self.parameter(&view, Collection::Input, &name)
     }
 
@@ -342,12 +345,10 @@ impl context::HostExecutionContext for InvocationState {
         view: Resource<ContextView>,
         which: Collection,
     ) -> wasmtime::Result<Vec<u8>> {
-        self.settle_input();
         Ok(super::packed::encode(self.collection(&view, which)?))
     }
 
     fn input_parameters(&mut self, view: Resource<ContextView>) -> wasmtime::Result<Parameters> {
-        self.settle_input();
         Ok(self.collection(&view, Collection::Input)?.clone())
     }
 
