@@ -46,6 +46,11 @@
 //! module and `convert`).
 
 mod activity;
+#[cfg(any(
+    test,
+    all(target_arch = "wasm32", target_os = "wasi", feature = "arena")
+))]
+mod arena;
 mod context;
 mod error;
 mod guid;

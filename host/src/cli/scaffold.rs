@@ -17,6 +17,10 @@ const SDK_SOURCES: &[(&str, &str)] = &[
         include_str!("../../../guest-sdk/src/activity.rs"),
     ),
     (
+        "src/arena.rs",
+        include_str!("../../../guest-sdk/src/arena.rs"),
+    ),
+    (
         "src/context.rs",
         include_str!("../../../guest-sdk/src/context.rs"),
     ),
@@ -199,6 +203,9 @@ pub fn create(name: &str, dir: &Path) -> anyhow::Result<Created> {
          # contract (the project's wit/ folder). Replace both together when you move to another weft version.\n\
          [package]\nname = \"weft-sdk\"\nversion = \"{version}\"\nedition = \"2024\"\npublish = false\n\
          description = \"The guest SDK for weft plug-ins\"\n\n[dependencies]\nwit-bindgen = {}\n\n\
+         # arena: the first 64 KiB a component allocates are bumped out of an arena (src/arena.rs); a plug-in\n\
+         # with its own #[global_allocator] turns it off with default-features = false.\n\
+         [features]\ndefault = [\"arena\"]\narena = []\n\n\
          # Outbound HTTP (weft_sdk::http) on wasi:http.\n\
          [target.'cfg(target_arch = \"wasm32\")'.dependencies]\nwasip2 = {}\n",
         wit_bindgen_requirement()?,
