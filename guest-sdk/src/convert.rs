@@ -596,6 +596,29 @@ pub fn run_activity<A: Activity>(
 /// (`my_plugin::Validate` → `Validate`). Borrowed, so `execute` finds the type
 /// it was asked for without building the list of names.
 pub fn short_type_name(full: &'static str) -> &'static str {
-    let base = full.split('<').next().unwrap_or(full);
-    base.rsplit("::").next().unwrap_or(base)
+    // Byte scans, not `split`/`rsplit("::")`: this runs on every `execute`, and
+    // a string searcher's set-up cost more than the search.
+    let bytes = full.as_bytes();
+    let end = bytes.iter().position(|b| *b == b'<').unwrap_or(bytes.len());
+    // A path's last `:` ends its last `::` (a single one does not occur).
+    let start = bytes[..end]
+        .iter()
+        .rposition(|b| *b == b':')
+        .map_or(0, |i| i + 1);
+    &full[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    /// A type's default name is its path's last segment, without generics.
+    #[test]
+    fn short_type_names() {
+        assert_eq!(short_type_name("my_plugin::Validate"), "Validate");
+        assert_eq!(short_type_name("a::b::c::Enrich"), "Enrich");
+        assert_eq!(short_type_name("Bare"), "Bare");
+        assert_eq!(short_type_name("my::Wrap<other::Inner>"), "Wrap");
+        assert_eq!(short_type_name("Wrap<x::Y>"), "Wrap");
+    }
 }
