@@ -193,8 +193,13 @@ pub async fn outgoing(conn: Arc<Conn>, node: String, presettled: bool, mut sende
                     let entity = entity.clone();
                     let conn = conn.clone();
                     tokio::spawn(async move {
-                        // A detached link or closed connection leaves the lock to expire, as in Azure.
-                        if let Ok(outcome) = fut.await {
+                        // The client's settlement is confirmed (in receiver-settle-mode second) when
+                        // `fut` is dropped, at the end of this task: after the store has applied it, as
+                        // Azure confirms one, so a peek or receive the client sends next sees it (the
+                        // vendored fe2o3 holds the echo until then). A detached link or closed
+                        // connection leaves the lock to expire, as in Azure.
+                        let mut fut = std::pin::pin!(fut);
+                        if let Ok(outcome) = fut.as_mut().await {
                             settle(conn.bus.store(), &entity, &token.to_string(), outcome).await;
                         }
                     });

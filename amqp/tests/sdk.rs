@@ -240,6 +240,38 @@ async fn python_service_bus_rest_interop() {
     }
 }
 
+/// A settlement is applied before the JavaScript SDK's complete, defer or abandon returns: a peek sent
+/// straight after sees it, thirty rounds in a row (the bus used to confirm a settlement before storing it,
+/// and a peek could still see a completed message active).
+#[tokio::test]
+async fn node_service_bus_settlement_is_stored_before_it_is_confirmed() {
+    if !available(
+        "node_service_bus_settlement_is_stored_before_it_is_confirmed",
+        Sdk::Node,
+        Service::ServiceBus,
+    ) {
+        return;
+    }
+    let bus = TestBus::start().await;
+    let out = run(Sdk::Node, &bus, "settle-then-peek").await;
+    let seen = out["seen"].as_array().expect("rounds");
+    assert_eq!(seen.len(), 30, "{out}");
+    for round in seen {
+        let peeked = round["peeked"].as_array().expect("peeked");
+        match round["how"].as_str() {
+            Some("complete") => assert!(peeked.is_empty(), "completed but peeked: {round}"),
+            Some(state) => {
+                let want = if state == "defer" { "deferred" } else { "active" };
+                assert_eq!(peeked.len(), 1, "{round}");
+                assert_eq!(peeked[0]["sequenceNumber"], round["sequenceNumber"], "{round}");
+                assert_eq!(peeked[0]["state"], want, "{round}");
+            }
+            None => panic!("no settlement named: {round}"),
+        }
+    }
+    bus.stop().await;
+}
+
 /// Deferral with the JavaScript SDK, across a bus restart: a REST-sent message deferred over AMQP is
 /// out of ordinary receives (AMQP and REST) but in peeks as deferred; after the restart it is received by
 /// sequence number with its custom properties (and the properties to modify sent with the defer),

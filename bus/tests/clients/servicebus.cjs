@@ -97,6 +97,29 @@ const scenarios = {
     out.peeked = peeked(await receiver.peekMessages(10, { fromSequenceNumber: first.sequenceNumber }));
     return out;
   },
+  // Settled before confirmed: a peek sent right after each complete, defer or abandon already sees it
+  // applied (repeated, as a race shows only now and then). An abandoned message is received again and
+  // completed, so each round's receive gets that round's message.
+  async "settle-then-peek"(client) {
+    const sender = client.createSender("orders");
+    const receiver = client.createReceiver("orders");
+    const seen = [];
+    for (let i = 0; i < 30; i++) {
+      await sender.sendMessages({ body: `m${i}` });
+      const [m] = await receiver.receiveMessages(1, wait);
+      const how = ["complete", "defer", "abandon"][i % 3];
+      if (how === "complete") await receiver.completeMessage(m);
+      else if (how === "defer") await receiver.deferMessage(m);
+      else await receiver.abandonMessage(m);
+      const after = await receiver.peekMessages(1, { fromSequenceNumber: m.sequenceNumber });
+      seen.push({ how, body: m.body, sequenceNumber: Number(m.sequenceNumber), peeked: peeked(after) });
+      if (how === "abandon") {
+        const [again] = await receiver.receiveMessages(1, wait);
+        await receiver.completeMessage(again);
+      }
+    }
+    return { seen };
+  },
   // Deferral, part 2 (after a restart; DEFERRED_SEQ from part 1): receive by sequence number, abandon (it
   // stays deferred), again, renew, dead-letter; a second message deferred, received by sequence number and
   // completed; an unknown sequence number.

@@ -594,6 +594,10 @@ impl endpoint::Session for ListenerSession {
         self.session.on_incoming_disposition(disposition)
     }
 
+    fn take_echo_holds(&mut self) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        self.session.take_echo_holds()
+    }
+
     async fn on_incoming_detach(
         &mut self,
         detach: Detach,

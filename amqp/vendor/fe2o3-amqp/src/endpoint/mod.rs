@@ -150,5 +150,10 @@ pub(crate) enum Settlement {
     Unsettled {
         delivery_tag: DeliveryTag,
         outcome: oneshot::Receiver<Result<Option<DeliveryState>, LinkStateError>>,
+        // weft patch: held by the delivery's future; the session's settlement echo (receiver settle
+        // mode second) waits until it is dropped, i.e. until the application is done with the outcome.
+        // Never read: dropping it is the signal.
+        #[allow(dead_code)]
+        echo_hold: Option<oneshot::Sender<()>>,
     },
 }

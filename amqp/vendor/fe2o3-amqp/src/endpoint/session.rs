@@ -99,6 +99,12 @@ pub(crate) trait Session {
         disposition: Disposition,
     ) -> Result<Option<Vec<Disposition>>, Self::Error>;
 
+    /// weft patch: what the dispositions the last `on_incoming_disposition` returned must wait for
+    /// before they are sent (see `link::Echo`); empty means at once.
+    fn take_echo_holds(&mut self) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        Vec::new()
+    }
+
     /// Handle an incoming detach. Returns the detach to send back when the
     /// peer detached the link on its own, or `None` when it only answers a
     /// detach the link sent itself. The reply is not sent here; the engine

@@ -319,6 +319,8 @@ pub(crate) struct UnsettledMessage {
     pub(crate) state: Option<DeliveryState>,
     pub(crate) message_format: u32,
     pub(crate) sender: oneshot::Sender<Result<Option<DeliveryState>, LinkStateError>>,
+    // weft patch: closed when the delivery's future is dropped (see `Settlement::Unsettled`).
+    pub(crate) echo_after: Option<oneshot::Receiver<()>>,
 }
 
 impl UnsettledMessage {
@@ -333,6 +335,7 @@ impl UnsettledMessage {
             state,
             message_format,
             sender,
+            echo_after: None,
         }
     }
 
@@ -394,10 +397,7 @@ impl<O> DeliveryFut<O> {
     pub fn delivery_tag(&self) -> &DeliveryTag {
         match &self.settlement {
             Settlement::Settled(delivery_tag) => delivery_tag,
-            Settlement::Unsettled {
-                delivery_tag,
-                outcome: _,
-            } => delivery_tag,
+            Settlement::Unsettled { delivery_tag, .. } => delivery_tag,
         }
     }
 }
@@ -501,10 +501,7 @@ where
 
         match &mut *settlement {
             Settlement::Settled(_) => Poll::Ready(O::from_settled()),
-            Settlement::Unsettled {
-                delivery_tag: _,
-                outcome,
-            } => {
+            Settlement::Unsettled { outcome, .. } => {
                 match outcome.poll_unpin(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(result) => {
@@ -614,6 +611,7 @@ mod tests {
         let settlement = Settlement::Unsettled {
             delivery_tag: DeliveryTag::from(b"tag".to_vec()),
             outcome: rx,
+            echo_hold: None,
         };
         let session_stop_reason = Arc::new(OnceLock::new());
         session_stop_reason
@@ -643,6 +641,7 @@ mod tests {
         let settlement = Settlement::Unsettled {
             delivery_tag: DeliveryTag::from(b"tag".to_vec()),
             outcome: rx,
+            echo_hold: None,
         };
         let fut = DeliveryFut::new(settlement, Arc::new(OnceLock::new()));
         drop(tx);
@@ -688,6 +687,7 @@ mod tests {
         let settlement = Settlement::Unsettled {
             delivery_tag: DeliveryTag::from(b"tag".to_vec()),
             outcome: rx,
+            echo_hold: None,
         };
         let fut = DeliveryFut::new(settlement, Arc::new(OnceLock::new()));
 

@@ -515,6 +515,17 @@ where
     }
 }
 
+/// weft patch: whether the session echoes a receiver's disposition with its settlement, and when.
+pub(crate) enum Echo {
+    /// No echo.
+    No,
+    /// At once.
+    Now,
+    /// When this closes: the delivery's future was dropped, so the sending application is done with
+    /// the outcome (a broker has applied the settlement it confirms).
+    After(oneshot::Receiver<()>),
+}
+
 #[derive(Debug)]
 pub(crate) enum LinkRelay<O> {
     Sender {
@@ -652,7 +663,7 @@ impl LinkRelay<OutputHandle> {
         }
     }
 
-    /// Returns whether an echo is needed
+    /// Returns whether an echo is needed, and what it waits for
     #[cfg_attr(feature = "tracing", tracing::instrument(skip_all))]
     pub(crate) fn on_incoming_disposition(
         &mut self,
@@ -662,7 +673,7 @@ impl LinkRelay<OutputHandle> {
         // Disposition only contains the delivery ids, which are assigned by the
         // sessions
         delivery_tag: DeliveryTag,
-    ) -> bool {
+    ) -> Echo {
         match self {
             LinkRelay::Sender {
                 unsettled,
@@ -683,12 +694,13 @@ impl LinkRelay<OutputHandle> {
                             .and_then(|m| m.swap_remove(&delivery_tag))
                             .map(|msg| msg.settle_with_state(state));
                     }
-                    false
+                    Echo::No
                 } else {
                     let is_terminal = match &state {
                         Some(s) => s.is_terminal(),
                         None => false, // Probably should not assume the state is not specified
                     };
+                    let mut echo_after = None;
                     {
                         let mut guard = unsettled.write();
                         // Once the receiving application has finished processing the message,
@@ -698,7 +710,10 @@ impl LinkRelay<OutputHandle> {
                             let _result = guard
                                 .as_mut()
                                 .and_then(|m| m.swap_remove(&delivery_tag))
-                                .map(|msg| msg.settle_with_state(state));
+                                .map(|mut msg| {
+                                    echo_after = msg.echo_after.take();
+                                    msg.settle_with_state(state)
+                                });
                         } else if let Some(msg) =
                             guard.as_mut().and_then(|m| m.get_mut(&delivery_tag))
                         {
@@ -711,15 +726,20 @@ impl LinkRelay<OutputHandle> {
                     match receiver_settle_mode {
                         ReceiverSettleMode::First => {
                             // The receiver will spontaneously settle all incoming transfers.
-                            false
+                            Echo::No
                         }
                         ReceiverSettleMode::Second => {
                             // The receiver will only settle after sending the disposition to
                             // the sender and receiving a disposition indicating settlement of the
                             // delivery from the sender.
-
-                            // is_terminal
-                            true
+                            //
+                            // weft patch: once the application is done with the outcome (the
+                            // delivery's future dropped), as a broker confirms a settlement it
+                            // has applied.
+                            match echo_after {
+                                Some(after) => Echo::After(after),
+                                None => Echo::Now,
+                            }
                         }
                     }
                 };
@@ -740,7 +760,7 @@ impl LinkRelay<OutputHandle> {
 
                 // Only the sender needs to auto-reply to receiver's disposition, thus
                 // `echo = false`
-                false
+                Echo::No
             }
         }
     }

@@ -357,13 +357,16 @@ where
         }
 
         let (tx, rx) = oneshot::channel();
-        let unsettled = UnsettledMessage::new(payload_copy, None, message_format, tx);
+        let (echo_hold, echo_after) = oneshot::channel();
+        let mut unsettled = UnsettledMessage::new(payload_copy, None, message_format, tx);
+        unsettled.echo_after = Some(echo_after);
         self.send_unsettled_transfer(writer, transfer, payload, delivery_tag.clone(), unsettled)
             .await?;
 
         Ok(Settlement::Unsettled {
             delivery_tag,
             outcome: rx,
+            echo_hold: Some(echo_hold),
         })
     }
 

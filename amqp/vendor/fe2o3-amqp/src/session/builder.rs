@@ -128,6 +128,7 @@ cfg_transaction! {
                     link_by_input_handle: HashMap::new(),
                     close_pending: HashSet::new(),
                     delivery_tag_by_id: HashMap::new(),
+            echo_holds: Vec::new(),
                 };
 
                 TxnSession {
@@ -179,6 +180,7 @@ impl Builder {
             link_by_input_handle: HashMap::new(),
             close_pending: HashSet::new(),
             delivery_tag_by_id: HashMap::new(),
+            echo_holds: Vec::new(),
         }
     }
 

@@ -225,20 +225,43 @@ where
             }
             SessionFrameBody::Disposition(disposition) => {
                 if let Some(dispositions) = self.session.on_incoming_disposition(disposition)? {
-                    for disposition in dispositions {
-                        let disposition = self.session.on_outgoing_disposition(disposition)?;
-                        self.outgoing
-                            .send(disposition)
-                            .await
-                            // The receiving half must have dropped, and thus the `Connection`
-                            // event loop has stopped. It should be treated as an io error
-                            .map_err(|_| {
-                                SessionInnerError::ConnectionStopped(
-                                    connection_stop_reason_or_closed(
-                                        self.session.connection_stop_reason(),
-                                    ),
-                                )
-                            })?;
+                    // weft patch: echoes that wait for their applications are sent when they are
+                    // done, without holding up the session's other frames.
+                    let holds = self.session.take_echo_holds();
+                    if holds.is_empty() {
+                        for disposition in dispositions {
+                            let disposition = self.session.on_outgoing_disposition(disposition)?;
+                            self.outgoing
+                                .send(disposition)
+                                .await
+                                // The receiving half must have dropped, and thus the `Connection`
+                                // event loop has stopped. It should be treated as an io error
+                                .map_err(|_| {
+                                    SessionInnerError::ConnectionStopped(
+                                        connection_stop_reason_or_closed(
+                                            self.session.connection_stop_reason(),
+                                        ),
+                                    )
+                                })?;
+                        }
+                    } else {
+                        let frames = dispositions
+                            .into_iter()
+                            .map(|d| self.session.on_outgoing_disposition(d))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let outgoing = self.outgoing.clone();
+                        tokio::spawn(async move {
+                            for hold in holds {
+                                // Closed (never sent): the future holding it was dropped.
+                                let _ = hold.await;
+                            }
+                            // A stopped connection takes the frames with it, as it would have.
+                            for frame in frames {
+                                if outgoing.send(frame).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
                     }
                 }
             }

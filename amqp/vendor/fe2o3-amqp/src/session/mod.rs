@@ -26,7 +26,7 @@ use crate::{
     connection::ConnectionStopReason,
     control::SessionControl,
     endpoint::{self, IncomingChannel, InputHandle, LinkFlow, OutgoingChannel, OutputHandle},
-    link::{LinkFrame, LinkRelay, SessionStopReason},
+    link::{Echo, LinkFrame, LinkRelay, SessionStopReason},
     util::{is_consecutive, Constant},
     Payload,
 };
@@ -381,6 +381,8 @@ pub struct Session {
     pub(crate) close_pending: HashSet<OutputHandle>,
     // Maps from DeliveryId to link.DeliveryCount
     pub(crate) delivery_tag_by_id: HashMap<(Role, DeliveryNumber), (InputHandle, DeliveryTag)>, // Role must be the remote peer's role
+    // weft patch: what the echoes of the last incoming disposition wait for (see `link::Echo`)
+    pub(crate) echo_holds: Vec<oneshot::Receiver<()>>,
 }
 
 impl Session {
@@ -849,6 +851,10 @@ impl endpoint::Session for Session {
         Ok(None)
     }
 
+    fn take_echo_holds(&mut self) -> Vec<oneshot::Receiver<()>> {
+        std::mem::take(&mut self.echo_holds)
+    }
+
     #[cfg_attr(feature = "tracing", tracing::instrument(skip_all))]
     fn on_incoming_disposition(
         &mut self,
@@ -891,8 +897,13 @@ impl endpoint::Session for Session {
                             delivery_tag.clone(),
                         );
 
-                        if echo {
-                            delivery_ids.push(delivery_id);
+                        match echo {
+                            Echo::No => {}
+                            Echo::Now => delivery_ids.push(delivery_id),
+                            Echo::After(after) => {
+                                delivery_ids.push(delivery_id);
+                                self.echo_holds.push(after);
+                            }
                         }
                     }
                 }

@@ -57,10 +57,7 @@ where
         .await?
     {
         Settlement::Settled(_) => Err(SendError::IllegalDeliveryState),
-        Settlement::Unsettled {
-            delivery_tag: _,
-            outcome,
-        } => Ok(outcome),
+        Settlement::Unsettled { outcome, .. } => Ok(outcome),
     }
 }
 

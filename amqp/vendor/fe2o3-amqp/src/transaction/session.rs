@@ -352,6 +352,10 @@ where
         }
     }
 
+    fn take_echo_holds(&mut self) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        self.session.take_echo_holds()
+    }
+
     async fn on_incoming_detach(
         &mut self,
         detach: Detach,
