@@ -14,10 +14,9 @@ use crate::builder::{self, Artifact};
 use crate::context::{self, ContextSpec};
 use crate::sandbox::wit::context::{ExecutionContext, Mode, Stage};
 use crate::sandbox::wit::types::{Parameter, ParameterValue, Value};
-use crate::sandbox::{Limits, LoadedPlugin, RecordingServices, Sandbox};
+use crate::sandbox::{Invocation, Limits, LoadedPlugin, RecordingServices, Sandbox};
 use anyhow::{Context as _, bail};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Timed runs of the floor and of each step, by default (the import figure takes a tenth as many).
@@ -64,26 +63,24 @@ pub fn one_kb_context() -> ExecutionContext {
 }
 
 /// Times `runs` calls of `once`, each given a fresh `input` made before its
-/// clock starts and dropped after it stops: what a caller hands the sandbox (a
-/// context the pipeline has built, and frees after the step, as it holds it
-/// for the rest of the step's work) is not the sandbox's cost, and the floor's
-/// input is not built in its timed region either.
+/// clock starts: what a caller hands the sandbox (a context the pipeline has
+/// built) is not the sandbox's cost, and the floor's input is not built in its
+/// timed region either.
 fn time_runs<I>(
     runs: usize,
     mut input: impl FnMut() -> I,
-    mut once: impl FnMut(&I) -> anyhow::Result<()>,
+    mut once: impl FnMut(I) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<Duration>> {
     // Warm up: fill the pool's slots and the caches first.
     for _ in 0..runs / 10 {
-        once(&input())?;
+        once(input())?;
     }
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let given = input();
         let started = Instant::now();
-        once(&given)?;
+        once(given)?;
         samples.push(started.elapsed());
-        drop(given);
     }
     Ok(samples)
 }
@@ -91,10 +88,17 @@ fn time_runs<I>(
 fn invoke_ok(
     sandbox: &Sandbox,
     plugin: &LoadedPlugin,
-    context: &Arc<ExecutionContext>,
+    context: ExecutionContext,
 ) -> anyhow::Result<()> {
-    let mut services = RecordingServices::default();
-    let outcome = sandbox.invoke_with(plugin, Arc::clone(context), None, None, &mut services);
+    let outcome = sandbox.invoke(
+        plugin,
+        Invocation {
+            context,
+            unsecure_config: None,
+            secure_config: None,
+            services: RecordingServices::default(),
+        },
+    );
     match outcome.result {
         Ok(_) => Ok(()),
         Err(failure) => bail!("{failure}"),
@@ -153,26 +157,22 @@ pub fn measure(runs: usize, progress: impl FnMut(&str)) -> anyhow::Result<Sandbo
     )?;
     let echo_bytes = std::fs::read(&find(&artifacts, "echo")?.path)?;
     let echo = sandbox.load_echo(&echo_bytes, one_kb_context())?;
-    let mut floor = time_runs(runs, || (), |_| sandbox.call_echo(&echo, "x").map(drop))?;
+    let mut floor = time_runs(runs, || (), |()| sandbox.call_echo(&echo, "x").map(drop))?;
 
     let enricher = sandbox.load_file("enricher", &find(&artifacts, "enricher")?.path)?;
     let context = one_kb_context();
     let mut step = time_runs(
         runs,
-        || Arc::new(context.clone()),
+        || context.clone(),
         |c| invoke_ok(&sandbox, &enricher, c),
     )?;
 
     let v01 = sandbox.load_file("contract-v01", &find(&artifacts, "contract-v01")?.path)?;
-    let mut step_v01 = time_runs(
-        runs,
-        || Arc::new(context.clone()),
-        |c| invoke_ok(&sandbox, &v01, c),
-    )?;
+    let mut step_v01 = time_runs(runs, || context.clone(), |c| invoke_ok(&sandbox, &v01, c))?;
     let validator = sandbox.load_file("validator", &find(&artifacts, "validator")?.path)?;
     let mut validate = time_runs(
         runs,
-        || Arc::new(context.clone()),
+        || context.clone(),
         |c| invoke_ok(&sandbox, &validator, c),
     )?;
 
@@ -188,12 +188,12 @@ pub fn measure(runs: usize, progress: impl FnMut(&str)) -> anyhow::Result<Sandbo
     let (none, many) = (with_count(0), with_count(IMPORT_CALLS));
     let mut zero = time_runs(
         runs / 10,
-        || Arc::new(none.clone()),
+        || none.clone(),
         |c| invoke_ok(&sandbox, &imports, c),
     )?;
     let mut thousand = time_runs(
         runs / 10,
-        || Arc::new(many.clone()),
+        || many.clone(),
         |c| invoke_ok(&sandbox, &imports, c),
     )?;
 
