@@ -261,9 +261,16 @@ async fn node_service_bus_settlement_is_stored_before_it_is_confirmed() {
         match round["how"].as_str() {
             Some("complete") => assert!(peeked.is_empty(), "completed but peeked: {round}"),
             Some(state) => {
-                let want = if state == "defer" { "deferred" } else { "active" };
+                let want = if state == "defer" {
+                    "deferred"
+                } else {
+                    "active"
+                };
                 assert_eq!(peeked.len(), 1, "{round}");
-                assert_eq!(peeked[0]["sequenceNumber"], round["sequenceNumber"], "{round}");
+                assert_eq!(
+                    peeked[0]["sequenceNumber"], round["sequenceNumber"],
+                    "{round}"
+                );
                 assert_eq!(peeked[0]["state"], want, "{round}");
             }
             None => panic!("no settlement named: {round}"),
