@@ -26,11 +26,21 @@ use std::cell::{Cell, UnsafeCell};
 
 /// The arena's size: room for a large context's decoded strings many times
 /// over, and a bounded loss for an instance that frees out of order.
-#[cfg(all(target_arch = "wasm32", target_os = "wasi", feature = "arena"))]
+#[cfg(all(
+    target_arch = "wasm32",
+    target_os = "wasi",
+    not(target_feature = "atomics"),
+    feature = "arena"
+))]
 const ARENA_BYTES: usize = 64 << 10;
 
 /// The component's allocator (a `wasm32-wasip2` component has one thread).
-#[cfg(all(target_arch = "wasm32", target_os = "wasi", feature = "arena"))]
+#[cfg(all(
+    target_arch = "wasm32",
+    target_os = "wasi",
+    not(target_feature = "atomics"),
+    feature = "arena"
+))]
 #[global_allocator]
 static ALLOCATOR: Arena<ARENA_BYTES> = Arena::new();
 
@@ -42,8 +52,9 @@ pub(crate) struct Arena<const N: usize> {
 }
 
 // SAFETY: only a component's allocator is shared (a static), and a
-// `wasm32-wasip2` component runs on one thread: no two calls overlap.
-#[cfg(target_arch = "wasm32")]
+// `wasm32` target without atomics (`wasm32-wasip2`) runs one thread: no two
+// calls overlap. With atomics (threads) there is no arena.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 unsafe impl<const N: usize> Sync for Arena<N> {}
 
 impl<const N: usize> Arena<N> {

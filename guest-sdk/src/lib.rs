@@ -48,7 +48,12 @@
 mod activity;
 #[cfg(any(
     test,
-    all(target_arch = "wasm32", target_os = "wasi", feature = "arena")
+    all(
+        target_arch = "wasm32",
+        target_os = "wasi",
+        not(target_feature = "atomics"),
+        feature = "arena"
+    )
 ))]
 mod arena;
 mod context;
