@@ -225,14 +225,17 @@ where
             }
             SessionFrameBody::Disposition(disposition) => {
                 if let Some(dispositions) = self.session.on_incoming_disposition(disposition)? {
+                    let frames = dispositions
+                        .into_iter()
+                        .map(|d| self.session.on_outgoing_disposition(d))
+                        .collect::<Result<Vec<_>, _>>()?;
                     // weft patch: echoes that wait for their applications are sent when they are
-                    // done, without holding up the session's other frames.
+                    // done, from a task of their own, without holding up the session's other frames.
                     let holds = self.session.take_echo_holds();
                     if holds.is_empty() {
-                        for disposition in dispositions {
-                            let disposition = self.session.on_outgoing_disposition(disposition)?;
+                        for frame in frames {
                             self.outgoing
-                                .send(disposition)
+                                .send(frame)
                                 .await
                                 // The receiving half must have dropped, and thus the `Connection`
                                 // event loop has stopped. It should be treated as an io error
@@ -245,10 +248,6 @@ where
                                 })?;
                         }
                     } else {
-                        let frames = dispositions
-                            .into_iter()
-                            .map(|d| self.session.on_outgoing_disposition(d))
-                            .collect::<Result<Vec<_>, _>>()?;
                         let outgoing = self.outgoing.clone();
                         tokio::spawn(async move {
                             for hold in holds {
