@@ -130,11 +130,10 @@ unsafe impl<const N: usize> GlobalAlloc for Arena<N> {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         match self.offset_of(ptr) {
-            // The latest allocation is taken back; any other stays taken.
+            // Giving back is shrinking to nothing: the latest allocation's
+            // bytes return to the arena, any other's stay taken.
             Some(offset) => {
-                if offset + layout.size() == self.top.get() {
-                    self.top.set(offset);
-                }
+                self.resize_in_place(offset, layout.size(), 0);
             }
             // SAFETY: not the arena's, so `System` allocated it with `layout`.
             None => unsafe { System.dealloc(ptr, layout) },
