@@ -93,7 +93,8 @@ const WIT_FILES: &[(&str, &str)] = &[
 const PLUGINS_LOCK: &str = include_str!("../../../plugins/Cargo.lock");
 /// The workspace manifest: the SDK's wit-bindgen requirement is read from it, so it cannot drift.
 const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
-/// The SDK's manifest: its `wasip2` requirement (outbound HTTP) is read from it, so it cannot drift.
+/// The SDK's manifest: its `wasip2` requirement (outbound HTTP) and its features are read from it, so they
+/// cannot drift.
 const SDK_MANIFEST: &str = include_str!("../../../guest-sdk/Cargo.toml");
 
 const LIB_RS: &str = include_str!("scaffold/lib.rs.tmpl");
@@ -121,6 +122,15 @@ fn wasip2_requirement() -> anyhow::Result<String> {
         .and_then(|d| d.get("wasip2"))
         .context("the SDK's manifest names no wasip2")?;
     Ok(toml::Value::to_string(dep))
+}
+
+/// The SDK's `[features]` table, as TOML lines.
+fn sdk_features() -> anyhow::Result<String> {
+    let manifest: toml::Table = toml::from_str(SDK_MANIFEST)?;
+    let features = manifest
+        .get("features")
+        .context("the SDK's manifest has no features")?;
+    Ok(toml::to_string(features)?)
 }
 
 /// A crate name is what Cargo accepts: ASCII letters, digits, `-` and `_`, starting with a letter.
@@ -205,10 +215,11 @@ pub fn create(name: &str, dir: &Path) -> anyhow::Result<Created> {
          description = \"The guest SDK for weft plug-ins\"\n\n[dependencies]\nwit-bindgen = {}\n\n\
          # arena: the first 64 KiB a component allocates are bumped out of an arena (src/arena.rs); a plug-in\n\
          # with its own #[global_allocator] turns it off with default-features = false.\n\
-         [features]\ndefault = [\"arena\"]\narena = []\n\n\
+         [features]\n{}\n\
          # Outbound HTTP (weft_sdk::http) on wasi:http.\n\
          [target.'cfg(target_arch = \"wasm32\")'.dependencies]\nwasip2 = {}\n",
         wit_bindgen_requirement()?,
+        sdk_features()?,
         wasip2_requirement()?
     );
     let manifest = format!(
