@@ -174,7 +174,7 @@ pub(crate) fn create_writes(
         }
         (Some(a), _) => a,
         (None, Some(Value::Guid(b))) => b,
-        _ => Uuid::new_v4(),
+        _ => crate::new_id(),
     };
     let default_state = match t.attribute(platform::STATE_CODE).map(|a| &a.kind) {
         Some(AttributeKind::State { options }) => options.first().map(|o| o.value).unwrap_or(0),

@@ -91,7 +91,7 @@ fn record(
                 table.primary_id_attribute
             )));
         }
-        None => Uuid::new_v4(),
+        None => weft_store::new_id(),
     };
     let url = format!("/{}({id})", table.entity_set_name);
     let mut own: Vec<(String, Box<RawValue>)> = Vec::new();

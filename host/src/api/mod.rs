@@ -1067,7 +1067,7 @@ impl Call {
         match self.find_by_key(&self.table, values).await? {
             Some(id) => self.id = Some(id),
             None => {
-                self.id = Some(Uuid::new_v4());
+                self.id = Some(weft_store::new_id());
                 self.key_missing = true;
             }
         }

@@ -1670,7 +1670,7 @@ impl Inner {
         }
         let primary_name = self.primary_name_image(op, tx, row_as_written)?;
         for step in steps {
-            let job_id = Uuid::new_v4();
+            let job_id = weft_store::new_id();
             let created_on = tx.now_ms();
             let mut context = self.context(op, step, Stage::PostOperation, Mode::Asynchronous);
             context.frame.operation_id = guid(job_id);

@@ -57,7 +57,7 @@ impl Inner {
             let Some(workflow_id) = workflow.id else {
                 continue;
             };
-            let job_id = Uuid::new_v4();
+            let job_id = weft_store::new_id();
             let created_on = tx.now_ms();
             let user_id = match workflow.run_as {
                 RunAs::Owner => DEFAULT_USER_ID,

@@ -569,13 +569,13 @@ impl Tx for Buffered<'_> {
         self.link(relationship, target, related, false)
     }
     fn insert_system_job(&mut self, mut job: NewSystemJob) -> Result<Uuid> {
-        let id = *job.id.get_or_insert_with(Uuid::new_v4);
+        let id = *job.id.get_or_insert_with(crate::new_id);
         let now = self.now_ms();
         self.writes.push(Write::SystemJob { job, now });
         Ok(id)
     }
     fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid> {
-        let id = Uuid::new_v4();
+        let id = crate::new_id();
         let at = self.now_ms();
         self.traces.push((id, entry, at));
         Ok(id)

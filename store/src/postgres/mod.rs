@@ -714,7 +714,7 @@ impl Tx for PgTx<'_> {
         system::insert_system_job(self.read.db, job, now)
     }
     fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid> {
-        let id = Uuid::new_v4();
+        let id = crate::new_id();
         let at = self.now_ms();
         self.traces.push((id, entry, at));
         Ok(id)

@@ -864,7 +864,7 @@ fn job_row(r: &postgres::Row) -> Result<SystemJob> {
 /// needs no answer but success. A duplicate id is a server error then (it aborts the transaction, which
 /// fails with [`StoreError::DuplicateId`]), not an answer.
 pub(crate) fn insert_system_job(db: Db<'_>, j: NewSystemJob, now: i64) -> Result<Uuid> {
-    let id = j.id.unwrap_or_else(Uuid::new_v4);
+    let id = j.id.unwrap_or_else(crate::new_id);
     let status = JobStatus::WaitingForResources;
     // The row and its context go in one statement: the context's insert reads the new sequence from the
     // job's.

@@ -774,7 +774,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SystemJob> {
 }
 
 pub(crate) fn insert_system_job(conn: &Connection, j: &NewSystemJob, now: i64) -> Result<Uuid> {
-    let id = j.id.unwrap_or_else(Uuid::new_v4);
+    let id = j.id.unwrap_or_else(crate::new_id);
     let status = JobStatus::WaitingForResources;
     let r = conn
         .prepare_cached(
