@@ -143,6 +143,18 @@ pub fn new_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// Trace-log rows a transaction holds back (id, entry, time) and writes after its work ends, so they
+/// survive a rollback.
+pub(crate) type HeldTraces = Vec<(Uuid, NewTraceLog, i64)>;
+
+/// Holds `entry` back in `traces` at `at` under a new id, and returns the id: `Tx::insert_trace_log` of every
+/// backend and of a buffered operation.
+pub(crate) fn hold_trace(traces: &mut HeldTraces, entry: NewTraceLog, at: i64) -> Uuid {
+    let id = new_id();
+    traces.push((id, entry, at));
+    id
+}
+
 /// Result with [`StoreError`] by default.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

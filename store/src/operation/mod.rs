@@ -62,7 +62,7 @@ pub(crate) enum Write {
 pub(crate) struct WriteSet {
     pub(crate) commit: bool,
     pub(crate) writes: Vec<Write>,
-    pub(crate) traces: Vec<(Uuid, NewTraceLog, i64)>,
+    pub(crate) traces: crate::HeldTraces,
 }
 
 impl WriteSet {
@@ -85,7 +85,7 @@ pub(crate) struct Buffered<'a> {
     links: HashMap<(String, Uuid, Uuid), bool>,
     held: HashSet<RowKey>,
     writes: Vec<Write>,
-    traces: Vec<(Uuid, NewTraceLog, i64)>,
+    traces: crate::HeldTraces,
 }
 
 fn not_in_operation(what: &str) -> StoreError {
@@ -575,10 +575,8 @@ impl Tx for Buffered<'_> {
         Ok(id)
     }
     fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid> {
-        let id = crate::new_id();
         let at = self.now_ms();
-        self.traces.push((id, entry, at));
-        Ok(id)
+        Ok(crate::hold_trace(&mut self.traces, entry, at))
     }
     fn purge_trace_logs(&mut self, _before_ms: i64, _limit: usize) -> Result<usize> {
         Err(not_in_operation("purging the trace log"))

@@ -635,7 +635,7 @@ struct PgTx<'a> {
     read: PgRead<'a>,
     clock: &'a Clock,
     /// Trace rows, written when the transaction ends so they survive a rollback.
-    traces: Vec<(Uuid, NewTraceLog, i64)>,
+    traces: crate::HeldTraces,
     /// Whether it inserted system jobs / changed registration: announced to other hosts after the commit.
     wrote_jobs: bool,
     wrote_registration: bool,
@@ -714,10 +714,8 @@ impl Tx for PgTx<'_> {
         system::insert_system_job(self.read.db, job, now)
     }
     fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid> {
-        let id = crate::new_id();
         let at = self.now_ms();
-        self.traces.push((id, entry, at));
-        Ok(id)
+        Ok(crate::hold_trace(&mut self.traces, entry, at))
     }
     fn purge_trace_logs(&mut self, before_ms: i64, limit: usize) -> Result<usize> {
         system::purge_trace_logs(self.read.db, before_ms, limit)

@@ -694,7 +694,7 @@ struct SqlTx<'a> {
     /// The time of the buffered write being replayed (its `createdon`/`modifiedon`), instead of the clock's.
     fixed_now: Option<i64>,
     /// Trace rows, written after the savepoint ends so they survive a rollback.
-    traces: Vec<(Uuid, NewTraceLog, i64)>,
+    traces: crate::HeldTraces,
 }
 
 impl Read for SqlTx<'_> {
@@ -776,10 +776,8 @@ impl Tx for SqlTx<'_> {
         system::insert_system_job(self.read.conn, &job, self.now_ms())
     }
     fn insert_trace_log(&mut self, entry: NewTraceLog) -> Result<Uuid> {
-        let id = crate::new_id();
         let at = self.now_ms();
-        self.traces.push((id, entry, at));
-        Ok(id)
+        Ok(crate::hold_trace(&mut self.traces, entry, at))
     }
     fn purge_trace_logs(&mut self, before_ms: i64, limit: usize) -> Result<usize> {
         system::purge_trace_logs(self.read.conn, before_ms, limit)
