@@ -24,17 +24,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
 
-/// The arena's size: room for a large context's decoded strings many times
-/// over, and a bounded loss for an instance that frees out of order.
-#[cfg(all(
-    target_arch = "wasm32",
-    target_os = "wasi",
-    not(target_feature = "atomics"),
-    feature = "arena"
-))]
-const ARENA_BYTES: usize = 64 << 10;
-
 /// The component's allocator (a `wasm32-wasip2` component has one thread).
+/// 64 KiB: room for a large context's decoded strings many times over, and a
+/// bounded loss for an instance that frees out of order.
 #[cfg(all(
     target_arch = "wasm32",
     target_os = "wasi",
@@ -42,7 +34,7 @@ const ARENA_BYTES: usize = 64 << 10;
     feature = "arena"
 ))]
 #[global_allocator]
-static ALLOCATOR: Arena<ARENA_BYTES> = Arena::new();
+static ALLOCATOR: Arena<{ 64 << 10 }> = Arena::new();
 
 /// `N` bytes handed out front to back; `top` is how many are taken.
 #[repr(C, align(16))]
